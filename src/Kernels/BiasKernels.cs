@@ -1,0 +1,60 @@
+using GpuBackprop.Runtime;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace GpuBackprop.Kernels;
+
+/// <summary>
+/// Per-channel bias for tensors laid out [outer][channels][inner] (NCHW: inner = H*W; dense: inner = 1):
+/// the forward add and the gradient reduction (one thread per channel, fixed order: deterministic).
+/// </summary>
+public static class BiasKernels
+{
+    private sealed class Loaded
+    {
+        public readonly Action<Index1D, WorkSplit, int, int, ArrayView<float>, ArrayView<float>> Add;
+        public readonly Action<Index1D, int, int, int, ArrayView<float>, ArrayView<float>> Grad;
+
+        public Loaded(Accelerator a)
+        {
+            Add = a.LoadAutoGroupedStreamKernel<Index1D, WorkSplit, int, int, ArrayView<float>, ArrayView<float>>(AddKernel);
+            Grad = a.LoadAutoGroupedStreamKernel<Index1D, int, int, int, ArrayView<float>, ArrayView<float>>(GradKernel);
+        }
+    }
+
+    /// <summary>y[o, c, i] += bias[c] for a tensor of outer*channels*inner elements.</summary>
+    public static void Add(ComputeDevice device, ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner)
+    {
+        Loaded k = device.Kernels(static a => new Loaded(a));
+        var (threads, split) = device.Split(outer * channels * inner);
+        device.CountLaunch();
+        k.Add(threads, split, channels, inner, y, bias);
+    }
+
+    /// <summary>dbias[c] += sum over o and i of dy[o, c, i] (accumulates, as parameter gradients do).</summary>
+    public static void Grad(ComputeDevice device, ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner)
+    {
+        Loaded k = device.Kernels(static a => new Loaded(a));
+        device.CountLaunch();
+        k.Grad(channels, outer, channels, inner, dy, dbias);
+    }
+
+    private static void AddKernel(Index1D t, WorkSplit split, int channels, int inner, ArrayView<float> y, ArrayView<float> bias)
+    {
+        int end = split.End(t);
+        for (int e = split.Start(t); e < end; e++)
+            y[e] += bias[e / inner % channels];
+    }
+
+    private static void GradKernel(Index1D c, int outer, int channels, int inner, ArrayView<float> dy, ArrayView<float> dbias)
+    {
+        float sum = 0f;
+        for (int o = 0; o < outer; o++)
+        {
+            int start = (o * channels + c) * inner;
+            for (int i = 0; i < inner; i++)
+                sum += dy[start + i];
+        }
+        dbias[c] += sum;
+    }
+}

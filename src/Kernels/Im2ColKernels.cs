@@ -1,0 +1,99 @@
+using GpuBackprop.Geometry;
+using GpuBackprop.Runtime;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace GpuBackprop.Kernels;
+
+/// <summary>
+/// im2col and its adjoint col2im. The column buffer is laid out [N][C*R*S][OH*OW]: row
+/// c*R*S + r*S + s holds input channel c shifted by tap (r, s), so one group's rows are contiguous.
+/// col2im is a gather: each input element sums its own contributions, so no atomics are needed
+/// and the result is deterministic.
+/// </summary>
+public static class Im2ColKernels
+{
+    private sealed class Loaded
+    {
+        public readonly Action<Index1D, WorkSplit, Conv2dGeometry, ArrayView<float>, ArrayView<float>> Im2Col;
+        public readonly Action<Index1D, WorkSplit, Conv2dGeometry, ArrayView<float>, ArrayView<float>> Col2Im;
+
+        public Loaded(Accelerator a)
+        {
+            Im2Col = a.LoadAutoGroupedStreamKernel<Index1D, WorkSplit, Conv2dGeometry, ArrayView<float>, ArrayView<float>>(Im2ColKernel);
+            Col2Im = a.LoadAutoGroupedStreamKernel<Index1D, WorkSplit, Conv2dGeometry, ArrayView<float>, ArrayView<float>>(Col2ImKernel);
+        }
+    }
+
+    /// <summary>Fills <paramref name="col"/> (g.ColLength elements) from <paramref name="x"/>.</summary>
+    public static void Im2Col(ComputeDevice device, in Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col)
+    {
+        Loaded k = device.Kernels(static a => new Loaded(a));
+        var (threads, split) = device.Split(g.ColLength);
+        device.CountLaunch();
+        k.Im2Col(threads, split, g, x, col);
+    }
+
+    /// <summary>Overwrites <paramref name="dx"/> (g.InputLength elements) with the sum of the column gradients that each input element fed.</summary>
+    public static void Col2Im(ComputeDevice device, in Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx)
+    {
+        Loaded k = device.Kernels(static a => new Loaded(a));
+        var (threads, split) = device.Split(g.InputLength);
+        device.CountLaunch();
+        k.Col2Im(threads, split, g, dcol, dx);
+    }
+
+    private static void Im2ColKernel(Index1D t, WorkSplit split, Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col)
+    {
+        int p = g.OH * g.OW;
+        int rs = g.R * g.S;
+        int end = split.End(t);
+        for (int e = split.Start(t); e < end; e++)
+        {
+            int pix = e % p;
+            int q = e / p;
+            int tap = q % rs;
+            int nc = q / rs;
+            int oh = pix / g.OW, ow = pix % g.OW;
+            int ih = oh * g.StrideH - g.PadH + tap / g.S * g.DilationH;
+            int iw = ow * g.StrideW - g.PadW + tap % g.S * g.DilationW;
+            col[e] = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W ? x[(nc * g.H + ih) * g.W + iw] : 0f;
+        }
+    }
+
+    private static void Col2ImKernel(Index1D t, WorkSplit split, Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx)
+    {
+        int p = g.OH * g.OW;
+        int rs = g.R * g.S;
+        int end = split.End(t);
+        for (int e = split.Start(t); e < end; e++)
+        {
+            int w = e % g.W;
+            int h = e / g.W % g.H;
+            int nc = e / (g.W * g.H);
+            int rowBase = nc * rs;
+            float sum = 0f;
+            for (int r = 0; r < g.R; r++)
+            {
+                // Input row h is tap r of output row oh when oh*stride - pad + r*dil == h.
+                int th = h + g.PadH - r * g.DilationH;
+                if (th < 0 || th % g.StrideH != 0)
+                    continue;
+                int oh = th / g.StrideH;
+                if (oh >= g.OH)
+                    continue;
+                for (int s = 0; s < g.S; s++)
+                {
+                    int tw = w + g.PadW - s * g.DilationW;
+                    if (tw < 0 || tw % g.StrideW != 0)
+                        continue;
+                    int ow = tw / g.StrideW;
+                    if (ow >= g.OW)
+                        continue;
+                    sum += dcol[(rowBase + r * g.S + s) * p + oh * g.OW + ow];
+                }
+            }
+            dx[e] = sum;
+        }
+    }
+}

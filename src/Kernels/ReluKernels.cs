@@ -1,0 +1,56 @@
+using GpuBackprop.Runtime;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace GpuBackprop.Kernels;
+
+/// <summary>ReLU: y = max(x, 0) with NaN passed through (as torch.relu); dx = dy where y &gt; 0, else 0.</summary>
+public static class ReluKernels
+{
+    private sealed class Loaded
+    {
+        public readonly Action<Index1D, WorkSplit, ArrayView<float>, ArrayView<float>> Forward;
+        public readonly Action<Index1D, WorkSplit, ArrayView<float>, ArrayView<float>, ArrayView<float>> Backward;
+
+        public Loaded(Accelerator a)
+        {
+            Forward = a.LoadAutoGroupedStreamKernel<Index1D, WorkSplit, ArrayView<float>, ArrayView<float>>(ForwardKernel);
+            Backward = a.LoadAutoGroupedStreamKernel<Index1D, WorkSplit, ArrayView<float>, ArrayView<float>, ArrayView<float>>(BackwardKernel);
+        }
+    }
+
+    /// <summary>y = relu(x) (y may alias x).</summary>
+    public static void Forward(ComputeDevice device, ArrayView<float> x, ArrayView<float> y)
+    {
+        Loaded k = device.Kernels(static a => new Loaded(a));
+        var (threads, split) = device.Split((int)x.Length);
+        device.CountLaunch();
+        k.Forward(threads, split, x, y);
+    }
+
+    /// <summary>dx = dy * (y &gt; 0), from the forward output y (y &gt; 0 exactly where x &gt; 0).</summary>
+    public static void Backward(ComputeDevice device, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx)
+    {
+        Loaded k = device.Kernels(static a => new Loaded(a));
+        var (threads, split) = device.Split((int)y.Length);
+        device.CountLaunch();
+        k.Backward(threads, split, y, dy, dx);
+    }
+
+    private static void ForwardKernel(Index1D t, WorkSplit split, ArrayView<float> x, ArrayView<float> y)
+    {
+        int end = split.End(t);
+        for (int e = split.Start(t); e < end; e++)
+        {
+            float v = x[e];
+            y[e] = v < 0f ? 0f : v; // NaN < 0 is false: NaN passes through
+        }
+    }
+
+    private static void BackwardKernel(Index1D t, WorkSplit split, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx)
+    {
+        int end = split.End(t);
+        for (int e = split.Start(t); e < end; e++)
+            dx[e] = y[e] > 0f ? dy[e] : 0f;
+    }
+}
