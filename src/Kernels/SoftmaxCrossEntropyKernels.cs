@@ -63,7 +63,9 @@ public static class SoftmaxCrossEntropyKernels
             sum += XMath.Exp(logits[start + c] - max);
         float l = max + XMath.Log(sum);
         lse[row] = l;
-        rowLoss[row] = l - logits[start + targets[row]];
+        int target = targets[row];
+        // Kernels only bounds-check: a target out of range (unchecked device targets) gives NaN, not a wild read.
+        rowLoss[row] = target >= 0 && target < classes ? l - logits[start + target] : float.NaN;
     }
 
     private static void MeanKernel(Index1D t, int n, ArrayView<float> rowLoss, ArrayView<float> loss)

@@ -11,6 +11,7 @@ public sealed class Tensor : IDisposable
 {
     private readonly MemoryBuffer1D<float, Stride1D.Dense> buffer;
     private readonly int[] shape;
+    private readonly bool ownsBuffer;
 
     private Tensor(ComputeDevice device, int[] shape, int length)
     {
@@ -18,6 +19,16 @@ public sealed class Tensor : IDisposable
         this.shape = shape;
         Length = length;
         buffer = device.Allocate<float>(length);
+        ownsBuffer = true;
+    }
+
+    private Tensor(Tensor source, int[] shape)
+    {
+        Device = source.Device;
+        this.shape = shape;
+        Length = source.Length;
+        buffer = source.buffer;
+        ownsBuffer = false;
     }
 
     /// <summary>The device that holds the data.</summary>
@@ -112,8 +123,25 @@ public sealed class Tensor : IDisposable
     /// <inheritdoc />
     public override string ToString() => $"Tensor{ShapeText} on {Device.Info.Spec}";
 
-    /// <summary>Frees the device memory.</summary>
-    public void Dispose() => buffer.Dispose();
+    /// <summary>
+    /// A tensor of another shape over the same memory (no copy). Disposing the view frees nothing;
+    /// the view is valid while this tensor is.
+    /// </summary>
+    /// <exception cref="ArgumentException">The element counts differ.</exception>
+    public Tensor Reshape(params int[] newShape)
+    {
+        int length = ElementCount(newShape, nameof(newShape));
+        if (length != Length)
+            throw new ArgumentException($"Cannot reshape {ShapeText} ({Length} elements) to [{string.Join(", ", newShape)}] ({length} elements).", nameof(newShape));
+        return new Tensor(this, (int[])newShape.Clone());
+    }
+
+    /// <summary>Frees the device memory (a view made by <see cref="Reshape"/> frees nothing).</summary>
+    public void Dispose()
+    {
+        if (ownsBuffer)
+            buffer.Dispose();
+    }
 
     internal static int ElementCount(ReadOnlySpan<int> shape, string paramName)
     {

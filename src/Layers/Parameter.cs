@@ -1,0 +1,41 @@
+using GpuBackprop.Runtime;
+
+namespace GpuBackprop.Layers;
+
+/// <summary>A trainable tensor and its gradient, both on the device.</summary>
+public sealed class Parameter : IDisposable
+{
+    internal Parameter(string name, Tensor value)
+    {
+        Name = name;
+        Value = value;
+        Grad = Tensor.Zeros(value.Device, value.Shape.ToArray());
+    }
+
+    /// <summary>"weight" or "bias".</summary>
+    public string Name { get; }
+
+    /// <summary>The values.</summary>
+    public Tensor Value { get; }
+
+    /// <summary>dLoss/dValue, accumulated by Backward until cleared.</summary>
+    public Tensor Grad { get; }
+
+    /// <summary>PyTorch's default initialisation for conv and linear layers: U(-1/sqrt(fanIn), 1/sqrt(fanIn))
+    /// (Kaiming-uniform with a = sqrt(5) for weights gives the same bound as the bias rule).</summary>
+    internal static Parameter Uniform(ComputeDevice device, string name, int fanIn, Random rng, params int[] shape)
+    {
+        float bound = 1f / MathF.Sqrt(fanIn);
+        var data = new float[Tensor.ElementCount(shape, nameof(shape))];
+        for (int i = 0; i < data.Length; i++)
+            data[i] = (float)(rng.NextDouble() * 2 - 1) * bound;
+        return new Parameter(name, Tensor.FromHost(device, data, shape));
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Value.Dispose();
+        Grad.Dispose();
+    }
+}

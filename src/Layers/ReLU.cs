@@ -1,0 +1,42 @@
+using GpuBackprop.Kernels;
+using GpuBackprop.Runtime;
+
+namespace GpuBackprop.Layers;
+
+/// <summary>Rectified linear unit, elementwise, any shape.</summary>
+public sealed class ReLU : Module
+{
+    private Tensor? output, gradInput;
+
+    /// <summary>Creates the layer.</summary>
+    public ReLU(ComputeDevice device) : base(device) { }
+
+    /// <inheritdoc />
+    public override Tensor Forward(Tensor input)
+    {
+        CheckInput(input, input.Rank, nameof(input));
+        Tensor y = Reuse(ref output, input.Shape.ToArray());
+        ReluKernels.Forward(Device, input.View, y.View);
+        return y;
+    }
+
+    /// <inheritdoc />
+    public override Tensor Backward(Tensor gradOutput)
+    {
+        CheckGradOutput(gradOutput, output);
+        Tensor dx = Reuse(ref gradInput, gradOutput.Shape.ToArray());
+        ReluKernels.Backward(Device, output!.View, gradOutput.View, dx.View);
+        return dx;
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            output?.Dispose();
+            gradInput?.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+}
