@@ -162,8 +162,14 @@ public sealed class ComputeDevice : IDisposable
         return list;
     }
 
-    private static DeviceInfo Describe(DeviceKind kind, int index, Device d) =>
-        new(kind, index, d.Name.Trim(), d.MemorySize, d.NumMultiprocessors, d.WarpSize, d.MaxNumThreadsPerGroup);
+    private static DeviceInfo Describe(DeviceKind kind, int index, Device d)
+    {
+        if (kind != DeviceKind.Cpu)
+            return new(kind, index, d.Name.Trim(), d.MemorySize, d.NumMultiprocessors, d.WarpSize, d.MaxNumThreadsPerGroup);
+        // ILGPU reports long.MaxValue bytes for the CPU: the host's memory is what bounds it.
+        long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        return new(kind, index, $"CPU accelerator ({d.NumMultiprocessors} cores)", memory, d.NumMultiprocessors, d.WarpSize, d.MaxNumThreadsPerGroup);
+    }
 
     internal T Kernels<T>(Func<Accelerator, T> load) where T : class
     {

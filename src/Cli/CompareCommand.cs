@@ -1,0 +1,86 @@
+using System.Diagnostics;
+using GpuBackprop.Layers;
+using GpuBackprop.Runtime;
+
+namespace GpuBackprop.Cli;
+
+/// <summary>
+/// <c>gpubackprop compare</c>: the same forward+backward of each layer on every chosen device, its
+/// median time, and its largest deviation from the CPU reference path (the CPU accelerator run with
+/// the reference loops is the baseline; devices differ only in summation order).
+/// </summary>
+internal static class CompareCommand
+{
+    private sealed record Op(string Name, int[] InputShape, Func<ComputeDevice, Module> Create);
+
+    private static readonly Op[] Ops =
+    [
+        new("conv 16->32 3x3 pad1 (32x16x28x28)", [32, 16, 28, 28], d => new Conv2d(d, 16, 32, 3, padding: 1, seed: 1)),
+        new("conv 32->32 3x3 s2 g4 (32x32x28x28)", [32, 32, 28, 28], d => new Conv2d(d, 32, 32, 3, stride: 2, padding: 1, groups: 4, seed: 2)),
+        new("maxpool 3x3 s2 pad1 (32x32x56x56)", [32, 32, 56, 56], d => new MaxPool2d(d, 3, 2, 1)),
+        new("avgpool 2x2 (32x32x56x56)", [32, 32, 56, 56], d => new AvgPool2d(d, 2)),
+        new("linear 1024->512 (256x1024)", [256, 1024], d => new Linear(d, 1024, 512, seed: 3)),
+        new("relu (64x32x56x56)", [64, 32, 56, 56], d => new ReLU(d)),
+    ];
+
+    public static int Run(Options options)
+    {
+        options.Allow("device", "repeat");
+        int repeat = int.TryParse(options.Get("repeat"), out int r) && r > 0 ? r : 5;
+        IReadOnlyList<DeviceSpec> specs = options.Get("device") is null
+            ? ComputeDevice.Discover().Select(d => new DeviceSpec(d.Kind, d.Index)).ToList()
+            : options.Devices();
+
+        // The baseline: the CPU accelerator, whose kernels are themselves checked against the reference in the tests.
+        var baseline = new Dictionary<string, (float[] Y, float[] Dx)>();
+        using (ComputeDevice cpu = ComputeDevice.Open("cpu"))
+            foreach (Op op in Ops)
+                baseline[op.Name] = RunOnce(cpu, op, out _);
+
+        Console.WriteLine($"{"op",-40} {"device",-10} {"fwd+bwd ms",11} {"max |dev| y",12} {"max |dev| dx",12}");
+        foreach (DeviceSpec spec in specs)
+        {
+            using ComputeDevice device = ComputeDevice.Open(spec);
+            foreach (Op op in Ops)
+            {
+                // The first run includes kernel compilation: it gives the result, the others the time.
+                (float[] Y, float[] Dx) result = RunOnce(device, op, out _);
+                var times = new List<double>();
+                for (int i = 0; i < repeat; i++)
+                {
+                    RunOnce(device, op, out double ms);
+                    times.Add(ms);
+                }
+                times.Sort();
+                var (by, bdx) = baseline[op.Name];
+                Console.WriteLine($"{op.Name,-40} {device.Info.Spec,-10} {times[times.Count / 2],11:F2} {MaxDiff(result.Y, by),12:E2} {MaxDiff(result.Dx, bdx),12:E2}");
+            }
+        }
+        return 0;
+    }
+
+    private static (float[] Y, float[] Dx) RunOnce(ComputeDevice device, Op op, out double milliseconds)
+    {
+        var rng = new Random(42);
+        int n = op.InputShape.Aggregate(1, (a, b) => a * b);
+        float[] xs = new float[n];
+        for (int i = 0; i < n; i++) xs[i] = (float)(rng.NextDouble() * 2 - 1);
+        using Module layer = op.Create(device);
+        using Tensor x = Tensor.FromHost(device, xs, op.InputShape);
+        device.Synchronize();
+        var sw = Stopwatch.StartNew();
+        Tensor y = layer.Forward(x);
+        Tensor dx = layer.Backward(y);
+        device.Synchronize();
+        milliseconds = sw.Elapsed.TotalMilliseconds;
+        return (y.Download(), dx.Download());
+    }
+
+    private static double MaxDiff(float[] a, float[] b)
+    {
+        double m = 0;
+        for (int i = 0; i < a.Length; i++)
+            m = Math.Max(m, Math.Abs((double)a[i] - b[i]));
+        return m;
+    }
+}

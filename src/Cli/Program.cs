@@ -1,0 +1,3 @@
+using GpuBackprop.Cli;
+
+return await CommandLine.RunAsync(args);

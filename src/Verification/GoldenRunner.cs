@@ -1,0 +1,263 @@
+using System.Text.Json;
+using GpuBackprop.Geometry;
+using GpuBackprop.Layers;
+using GpuBackprop.Reference;
+using GpuBackprop.Runtime;
+
+namespace GpuBackprop.Verification;
+
+/// <summary>How one output tensor compared with PyTorch's.</summary>
+/// <param name="Name">Tensor name (y, dx, dw, ...).</param>
+/// <param name="MaxAbsError">Largest |a - e| over finite expected values.</param>
+/// <param name="MaxRelError">Largest |a - e| / |e| over non-zero finite expected values.</param>
+/// <param name="Mismatches">Elements outside the tolerance (or NaN/inf not reproduced).</param>
+/// <param name="Count">Elements compared.</param>
+/// <param name="FirstMismatch">A description of the first mismatch, or null.</param>
+public sealed record TensorComparison(string Name, double MaxAbsError, double MaxRelError, int Mismatches, int Count, string? FirstMismatch)
+{
+    /// <summary>True when every element is within tolerance.</summary>
+    public bool Passed => Mismatches == 0;
+}
+
+/// <summary>The outcome of one case on one device (or on the reference path).</summary>
+/// <param name="Case">Case name.</param>
+/// <param name="Device">"reference" or a device spec.</param>
+/// <param name="Tensors">One comparison per output.</param>
+/// <param name="Error">An exception message when the case could not run.</param>
+public sealed record GoldenResult(string Case, string Device, IReadOnlyList<TensorComparison> Tensors, string? Error = null)
+{
+    /// <summary>True when the case ran and every output matched.</summary>
+    public bool Passed => Error is null && Tensors.Count > 0 && Tensors.All(t => t.Passed);
+    /// <summary>Largest absolute error over the outputs.</summary>
+    public double MaxAbsError => Tensors.Count == 0 ? double.NaN : Tensors.Max(t => t.MaxAbsError);
+    /// <summary>Largest relative error over the outputs.</summary>
+    public double MaxRelError => Tensors.Count == 0 ? double.NaN : Tensors.Max(t => t.MaxRelError);
+}
+
+/// <summary>
+/// Runs golden cases on the reference path or on a device (through the layers, as a user would) and
+/// compares every output with the rule |a - e| &lt;= atol + rtol*|e|; NaN must stay NaN, an infinity the
+/// same infinity, and integer indices must match exactly.
+/// </summary>
+public static class GoldenRunner
+{
+    /// <summary>The name used for the reference path in results.</summary>
+    public const string ReferenceName = "reference";
+
+    /// <summary>Runs <paramref name="c"/> on <paramref name="device"/>, or on the reference path when null.</summary>
+    public static GoldenResult Run(GoldenCase c, ComputeDevice? device)
+    {
+        string where = device?.Info.Spec ?? ReferenceName;
+        Dictionary<string, float[]> floats;
+        Dictionary<string, long[]> longs = new();
+        try
+        {
+            floats = device is null ? EvaluateReference(c, longs) : EvaluateDevice(c, device, longs);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return new GoldenResult(c.Name, where, [], $"{e.GetType().Name}: {e.Message}");
+        }
+        var comparisons = new List<TensorComparison>();
+        foreach (var (name, actual) in floats)
+            comparisons.Add(Compare(name, actual, c.Floats(name), c.Atol, c.Rtol));
+        foreach (var (name, actual) in longs)
+            comparisons.Add(CompareExact(name, actual, c.Longs(name)));
+        return new GoldenResult(c.Name, where, comparisons);
+    }
+
+    /// <summary>Compares float tensors with |a - e| &lt;= atol + rtol*|e| (NaN and infinities must be reproduced).</summary>
+    public static TensorComparison Compare(string name, ReadOnlySpan<float> actual, ReadOnlySpan<float> expected, double atol, double rtol)
+    {
+        if (actual.Length != expected.Length)
+            return new TensorComparison(name, double.PositiveInfinity, double.PositiveInfinity, expected.Length, expected.Length, $"length {actual.Length}, expected {expected.Length}");
+        double maxAbs = 0, maxRel = 0;
+        int bad = 0;
+        string? first = null;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double a = actual[i], e = expected[i];
+            bool ok;
+            if (double.IsNaN(e))
+                ok = double.IsNaN(a);
+            else if (double.IsInfinity(e))
+                ok = a == e;
+            else
+            {
+                double err = Math.Abs(a - e);
+                if (double.IsNaN(err)) err = double.PositiveInfinity;
+                maxAbs = Math.Max(maxAbs, err);
+                if (e != 0)
+                    maxRel = Math.Max(maxRel, err / Math.Abs(e));
+                ok = err <= atol + rtol * Math.Abs(e);
+            }
+            if (!ok)
+            {
+                bad++;
+                first ??= $"{name}[{i}] = {a:R}, expected {e:R}";
+            }
+        }
+        return new TensorComparison(name, maxAbs, maxRel, bad, expected.Length, first);
+    }
+
+    private static TensorComparison CompareExact(string name, long[] actual, long[] expected)
+    {
+        int bad = 0;
+        string? first = null;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (i >= actual.Length || actual[i] != expected[i])
+            {
+                bad++;
+                first ??= $"{name}[{i}] = {(i < actual.Length ? actual[i] : "missing")}, expected {expected[i]}";
+            }
+        }
+        return new TensorComparison(name, bad == 0 ? 0 : double.PositiveInfinity, 0, bad, expected.Length, first);
+    }
+
+    private static Size2 Pair(GoldenCase c, string name)
+    {
+        JsonElement v = c.Parameters.GetProperty(name);
+        return v.ValueKind == JsonValueKind.Array ? new Size2(v[0].GetInt32(), v[1].GetInt32()) : new Size2(v.GetInt32(), v.GetInt32());
+    }
+
+    private static bool Flag(GoldenCase c, string name) => c.Parameters.GetProperty(name).GetBoolean();
+
+    private static int? OptionalInt(GoldenCase c, string name) =>
+        c.Parameters.TryGetProperty(name, out JsonElement v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
+
+    private static int[] Targets(GoldenCase c) => c.Longs("target").Select(t => checked((int)t)).ToArray();
+
+    private static Conv2dGeometry ConvGeometry(GoldenCase c)
+    {
+        int[] xs = c.Shape("x"), ws = c.Shape("w");
+        return new Conv2dGeometry(xs[0], xs[1], xs[2], xs[3], ws[0], (ws[2], ws[3]), Pair(c, "stride"), Pair(c, "padding"), Pair(c, "dilation"), c.Parameters.GetProperty("groups").GetInt32());
+    }
+
+    private static Pool2dGeometry PoolGeometry(GoldenCase c, bool dilated)
+    {
+        int[] xs = c.Shape("x");
+        return new Pool2dGeometry(xs[0], xs[1], xs[2], xs[3], Pair(c, "kernel"), Pair(c, "stride"), Pair(c, "padding"), dilated ? Pair(c, "dilation") : 1, Flag(c, "ceil_mode"));
+    }
+
+    private static Dictionary<string, float[]> EvaluateReference(GoldenCase c, Dictionary<string, long[]> longs)
+    {
+        switch (c.Op)
+        {
+            case "conv2d":
+            {
+                Conv2dGeometry g = ConvGeometry(c);
+                float[] x = c.Floats("x"), w = c.Floats("w");
+                float[]? b = c.Has("b") ? c.Floats("b") : null;
+                var (dx, dw, db) = ReferenceOps.Conv2dBackward(g, x, w, c.Floats("dy"));
+                var result = new Dictionary<string, float[]> { ["y"] = ReferenceOps.Conv2dForward(g, x, w, b), ["dx"] = dx, ["dw"] = dw };
+                if (c.Has("db")) result["db"] = db;
+                return result;
+            }
+            case "max_pool2d":
+            {
+                Pool2dGeometry g = PoolGeometry(c, dilated: true);
+                var (y, idx) = ReferenceOps.MaxPool2dForward(g, c.Floats("x"));
+                longs["indices"] = idx.Select(i => (long)i).ToArray();
+                return new() { ["y"] = y, ["dx"] = ReferenceOps.MaxPool2dBackward(g, idx, c.Floats("dy")) };
+            }
+            case "avg_pool2d":
+            {
+                Pool2dGeometry g = PoolGeometry(c, dilated: false);
+                bool include = Flag(c, "count_include_pad");
+                int? div = OptionalInt(c, "divisor_override");
+                return new()
+                {
+                    ["y"] = ReferenceOps.AvgPool2dForward(g, include, div, c.Floats("x")),
+                    ["dx"] = ReferenceOps.AvgPool2dBackward(g, include, div, c.Floats("dy")),
+                };
+            }
+            case "linear":
+            {
+                int[] xs = c.Shape("x"), ws = c.Shape("w");
+                float[] x = c.Floats("x"), w = c.Floats("w");
+                var (dx, dw, db) = ReferenceOps.LinearBackward(xs[0], xs[1], ws[0], x, w, c.Floats("dy"));
+                var result = new Dictionary<string, float[]> { ["y"] = ReferenceOps.LinearForward(xs[0], xs[1], ws[0], x, w, c.Has("b") ? c.Floats("b") : null), ["dx"] = dx, ["dw"] = dw };
+                if (c.Has("db")) result["db"] = db;
+                return result;
+            }
+            case "softmax_cross_entropy":
+            {
+                int[] ls = c.Shape("logits");
+                float[] logits = c.Floats("logits");
+                int[] t = Targets(c);
+                return new()
+                {
+                    ["loss"] = [ReferenceOps.SoftmaxCrossEntropyForward(ls[0], ls[1], logits, t)],
+                    ["dlogits"] = ReferenceOps.SoftmaxCrossEntropyBackward(ls[0], ls[1], logits, t),
+                };
+            }
+            case "relu":
+            {
+                float[] x = c.Floats("x");
+                return new() { ["y"] = ReferenceOps.ReluForward(x), ["dx"] = ReferenceOps.ReluBackward(x, c.Floats("dy")) };
+            }
+            default:
+                throw new GoldenFormatException(Path.Combine(c.Directory, "case.json"), $"unknown op '{c.Op}'.");
+        }
+    }
+
+    private static Dictionary<string, float[]> EvaluateDevice(GoldenCase c, ComputeDevice device, Dictionary<string, long[]> longs)
+    {
+        Tensor Load(string name) => Tensor.FromHost(device, c.Floats(name), c.Shape(name));
+        switch (c.Op)
+        {
+            case "conv2d":
+            {
+                Conv2dGeometry g = ConvGeometry(c);
+                using var layer = new Conv2d(device, g.C, g.K, (g.R, g.S), Pair(c, "stride"), Pair(c, "padding"), Pair(c, "dilation"), g.Groups, bias: c.Has("b"));
+                layer.Weight.Value.Upload(c.Floats("w"));
+                if (layer.Bias is not null) layer.Bias.Value.Upload(c.Floats("b"));
+                using Tensor x = Load("x"), dy = Load("dy");
+                var result = new Dictionary<string, float[]> { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download(), ["dw"] = layer.Weight.Grad.Download() };
+                if (layer.Bias is not null) result["db"] = layer.Bias.Grad.Download();
+                return result;
+            }
+            case "max_pool2d":
+            {
+                using var layer = new MaxPool2d(device, Pair(c, "kernel"), Pair(c, "stride"), Pair(c, "padding"), Pair(c, "dilation"), Flag(c, "ceil_mode"));
+                using Tensor x = Load("x"), dy = Load("dy");
+                float[] y = layer.Forward(x).Download();
+                longs["indices"] = layer.Indices!.Download().Select(i => (long)i).ToArray();
+                return new() { ["y"] = y, ["dx"] = layer.Backward(dy).Download() };
+            }
+            case "avg_pool2d":
+            {
+                using var layer = new AvgPool2d(device, Pair(c, "kernel"), Pair(c, "stride"), Pair(c, "padding"), Flag(c, "ceil_mode"), Flag(c, "count_include_pad"), OptionalInt(c, "divisor_override"));
+                using Tensor x = Load("x"), dy = Load("dy");
+                return new() { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download() };
+            }
+            case "linear":
+            {
+                int[] ws = c.Shape("w");
+                using var layer = new Linear(device, ws[1], ws[0], bias: c.Has("b"));
+                layer.Weight.Value.Upload(c.Floats("w"));
+                if (layer.Bias is not null) layer.Bias.Value.Upload(c.Floats("b"));
+                using Tensor x = Load("x"), dy = Load("dy");
+                var result = new Dictionary<string, float[]> { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download(), ["dw"] = layer.Weight.Grad.Download() };
+                if (layer.Bias is not null) result["db"] = layer.Bias.Grad.Download();
+                return result;
+            }
+            case "softmax_cross_entropy":
+            {
+                using var loss = new SoftmaxCrossEntropy(device);
+                using Tensor logits = Load("logits");
+                float[] l = loss.Forward(logits, Targets(c)).Download();
+                return new() { ["loss"] = l, ["dlogits"] = loss.Backward().Download() };
+            }
+            case "relu":
+            {
+                using var layer = new ReLU(device);
+                using Tensor x = Load("x"), dy = Load("dy");
+                return new() { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download() };
+            }
+            default:
+                throw new GoldenFormatException(Path.Combine(c.Directory, "case.json"), $"unknown op '{c.Op}'.");
+        }
+    }
+}
