@@ -1,0 +1,76 @@
+using System.Text;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>Assertions with a stated tolerance rule: |a - e| &lt;= atol + rtol*|e| elementwise.</summary>
+public static class Check
+{
+    public static void Close(ReadOnlySpan<float> actual, ReadOnlySpan<double> expected, double atol, double rtol, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        int bad = 0;
+        var report = new StringBuilder();
+        double worst = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double a = actual[i], x = expected[i];
+            bool ok = double.IsNaN(x) ? double.IsNaN(a) : double.IsInfinity(x) ? a == x : Math.Abs(a - x) <= atol + rtol * Math.Abs(x);
+            if (!ok)
+            {
+                if (bad < 5) report.AppendLine($"  [{i}] actual {a:R}, expected {x:R}, |diff| {Math.Abs(a - x):E3}");
+                bad++;
+            }
+            if (!double.IsNaN(x) && !double.IsInfinity(x)) worst = Math.Max(worst, Math.Abs(a - x));
+        }
+        if (bad > 0)
+            Assert.Fail($"{what}: {bad}/{expected.Length} elements outside |a-e| <= {atol} + {rtol}*|e| (max |diff| {worst:E3}):\n{report}");
+    }
+
+    public static void Close(ReadOnlySpan<float> actual, ReadOnlySpan<float> expected, double atol, double rtol, string what)
+    {
+        var d = new double[expected.Length];
+        for (int i = 0; i < d.Length; i++) d[i] = expected[i];
+        Close(actual, d, atol, rtol, what);
+    }
+
+    public static void Close(ReadOnlySpan<double> actual, ReadOnlySpan<double> expected, double atol, double rtol, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        int bad = 0;
+        var report = new StringBuilder();
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (Math.Abs(actual[i] - expected[i]) > atol + rtol * Math.Abs(expected[i]))
+            {
+                if (bad < 5) report.AppendLine($"  [{i}] actual {actual[i]:R}, expected {expected[i]:R}");
+                bad++;
+            }
+        }
+        if (bad > 0)
+            Assert.Fail($"{what}: {bad}/{expected.Length} elements outside |a-e| <= {atol} + {rtol}*|e|:\n{report}");
+    }
+
+    public static void BitwiseEqual(float[] a, float[] b, string what)
+    {
+        Assert.Equal(a.Length, b.Length);
+        for (int i = 0; i < a.Length; i++)
+            if (BitConverter.SingleToInt32Bits(a[i]) != BitConverter.SingleToInt32Bits(b[i]))
+                Assert.Fail($"{what}: element {i} differs between runs ({a[i]:R} vs {b[i]:R}).");
+    }
+}
+
+/// <summary>Seeded random data.</summary>
+public static class Data
+{
+    public static float[] Uniform(int n, int seed, float lo = -1f, float hi = 1f)
+    {
+        var rng = new Random(seed);
+        var a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = lo + (float)rng.NextDouble() * (hi - lo);
+        return a;
+    }
+
+    public static double[] ToDouble(float[] a) => a.Select(v => (double)v).ToArray();
+
+    public static int Product(params int[] dims) => dims.Aggregate(1, (p, d) => p * d);
+}

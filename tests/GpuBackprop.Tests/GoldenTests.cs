@@ -1,0 +1,43 @@
+using GpuBackprop.Verification;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>
+/// The PyTorch cases (tests/golden, an unchanged copy of shared/golden) on the reference path and on
+/// every device under test, with each case's own tolerance |a - e| &lt;= atol + rtol*|e|.
+/// </summary>
+public sealed class GoldenTests
+{
+    private static readonly string Root = Path.Combine(AppContext.BaseDirectory, "golden");
+
+    public static TheoryData<string, string> Cases()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (string dir in GoldenCase.ListCases(Root))
+        {
+            string name = Path.GetFileName(dir);
+            data.Add(GoldenRunner.ReferenceName, name);
+            foreach (string d in TestDevices.Specs)
+                data.Add(d, name);
+        }
+        return data;
+    }
+
+    [Fact]
+    public void AllTwentyFourCasesArePresent()
+    {
+        Assert.Equal(24, GoldenCase.ListCases(Root).Count);
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void CaseMatchesPyTorch(string target, string caseName)
+    {
+        GoldenCase c = GoldenCase.Load(Path.Combine(Root, "cases", caseName));
+        GoldenResult r = GoldenRunner.Run(c, target == GoldenRunner.ReferenceName ? null : TestDevices.Get(target));
+        Assert.Null(r.Error);
+        Assert.NotEmpty(r.Tensors);
+        foreach (TensorComparison t in r.Tensors)
+            Assert.True(t.Passed, $"{caseName} on {target}: {t.Name} has {t.Mismatches}/{t.Count} elements outside |a-e| <= {c.Atol} + {c.Rtol}*|e|; first: {t.FirstMismatch}");
+    }
+}

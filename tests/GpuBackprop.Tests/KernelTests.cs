@@ -1,0 +1,299 @@
+using GpuBackprop.Geometry;
+using GpuBackprop.Kernels;
+using GpuBackprop.Layers;
+using GpuBackprop.Reference;
+using GpuBackprop.Runtime;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>
+/// Every kernel (through its layer) against the reference path computed in float64, on every device
+/// under test. Inputs are uniform in [-1, 1]. Tolerance |a - e| &lt;= 1e-4 + 1e-4*|e|: float32 sums of a
+/// few hundred such products err by ~1e-6, while an indexing mistake errs by ~0.1.
+/// </summary>
+public sealed class KernelTests
+{
+    private const double Atol = 1e-4, Rtol = 1e-4;
+
+    public sealed record ConvCase(int N, int C, int H, int W, int K, Size2 Kernel, Size2 Stride, Size2 Pad, Size2 Dilation, int Groups, bool Bias, bool Small);
+
+    public static readonly Dictionary<string, ConvCase> ConvCases = new()
+    {
+        ["odd_rect_3x3"] = new(2, 3, 7, 5, 4, 3, 1, 0, 1, 1, true, true),
+        ["stride_gt_kernel"] = new(1, 2, 11, 10, 3, 2, 3, 0, 1, 1, true, true),
+        ["rect_kernel_groups2"] = new(2, 4, 8, 6, 6, (3, 2), (2, 1), (1, 2), 1, 2, true, true),
+        ["dilation2_pad2"] = new(1, 3, 10, 9, 2, 3, 1, 2, 2, 1, false, true),
+        ["groups3_pad1"] = new(2, 6, 5, 5, 6, 3, 1, 1, 1, 3, true, false),
+        ["depthwise"] = new(2, 4, 7, 7, 4, 3, 1, 1, 1, 4, true, false),
+        ["pointwise_1x1"] = new(3, 8, 17, 13, 16, 1, 1, 0, 1, 1, true, true),
+        ["pointwise_1x1_groups2"] = new(2, 8, 5, 7, 6, 1, 1, 0, 1, 2, false, false),
+        ["strided_1x1"] = new(2, 4, 9, 9, 4, 1, 2, 0, 1, 1, true, false),
+        ["rect_stride_dilation"] = new(1, 3, 12, 10, 5, (5, 1), (1, 2), (2, 0), (1, 3), 1, true, false),
+        ["lenet_c1"] = new(4, 1, 28, 28, 6, 5, 1, 0, 1, 1, true, false),
+        ["many_groups_of_threads"] = new(4, 16, 20, 20, 70, 3, 1, 1, 1, 1, true, false),
+    };
+
+    public static TheoryData<string, string> ConvData()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (string d in TestDevices.Specs)
+            foreach (string c in ConvCases.Keys)
+                data.Add(d, c);
+        foreach (var (name, c) in ConvCases)
+            if (c.Small) data.Add(TestDevices.GpuSimulator, name);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(ConvData))]
+    public void Conv2dForwardAndBackwardMatchReference(string device, string caseName)
+    {
+        ConvCase c = ConvCases[caseName];
+        ComputeDevice dev = TestDevices.Get(device);
+        var g = new Conv2dGeometry(c.N, c.C, c.H, c.W, c.K, c.Kernel, c.Stride, c.Pad, c.Dilation, c.Groups);
+        float[] x = Data.Uniform(g.InputLength, 1), w = Data.Uniform(g.WeightLength, 2), b = Data.Uniform(c.K, 3), dy = Data.Uniform(g.OutputLength, 4);
+
+        using var layer = new Conv2d(dev, c.C, c.K, c.Kernel, c.Stride, c.Pad, c.Dilation, c.Groups, c.Bias);
+        layer.Weight.Value.Upload(w);
+        layer.Bias?.Value.Upload(b);
+        using Tensor xt = Tensor.FromHost(dev, x, c.N, c.C, c.H, c.W);
+        using Tensor dyt = Tensor.FromHost(dev, dy, g.OutputShape);
+        Tensor y = layer.Forward(xt);
+        Assert.Equal(g.OutputShape, y.Shape.ToArray());
+        float[] ya = y.Download();
+        float[] dxa = layer.Backward(dyt).Download();
+
+        double[] xd = Data.ToDouble(x), wd = Data.ToDouble(w), dyd = Data.ToDouble(dy);
+        double[] ye = ReferenceOps.Conv2dForward(g, xd, wd, c.Bias ? Data.ToDouble(b) : null);
+        var (dxe, dwe, dbe) = ReferenceOps.Conv2dBackward(g, xd, wd, dyd);
+        Check.Close(ya, ye, Atol, Rtol, $"{caseName} y on {device}");
+        Check.Close(dxa, dxe, Atol, Rtol, $"{caseName} dx on {device}");
+        Check.Close(layer.Weight.Grad.Download(), dwe, Atol, Rtol, $"{caseName} dw on {device}");
+        if (c.Bias)
+            Check.Close(layer.Bias!.Grad.Download(), dbe, Atol, Rtol, $"{caseName} db on {device}");
+    }
+
+    public sealed record PoolCase(int N, int C, int H, int W, Size2 Kernel, Size2? Stride, Size2 Pad, Size2 Dilation, bool Ceil);
+
+    public static readonly Dictionary<string, PoolCase> PoolCases = new()
+    {
+        ["2x2"] = new(2, 3, 8, 8, 2, null, 0, 1, false),
+        ["3x3_s2_pad1_ceil_odd"] = new(2, 3, 9, 7, 3, 2, 1, 1, true),
+        ["rect_dilated"] = new(2, 2, 10, 11, (3, 2), (1, 3), (1, 0), (2, 1), false),
+        ["rect_dilated_ceil"] = new(1, 2, 10, 11, (3, 2), (2, 3), (1, 1), (2, 1), true),
+        ["stride_gt_kernel"] = new(1, 2, 13, 12, 2, 3, 0, 1, false),
+        ["k2_s1_pad1_ceil"] = new(1, 1, 5, 5, 2, 1, 1, 1, true),
+        ["large"] = new(8, 16, 24, 24, 3, 2, 1, 1, false),
+    };
+
+    public static TheoryData<string, string> PoolData()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (string d in TestDevices.Specs)
+            foreach (string c in PoolCases.Keys)
+                data.Add(d, c);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(PoolData))]
+    public void MaxPool2dMatchesReference(string device, string caseName)
+    {
+        PoolCase c = PoolCases[caseName];
+        ComputeDevice dev = TestDevices.Get(device);
+        using var layer = new MaxPool2d(dev, c.Kernel, c.Stride, c.Pad, c.Dilation, c.Ceil);
+        var g = new Pool2dGeometry(c.N, c.C, c.H, c.W, c.Kernel, c.Stride ?? c.Kernel, c.Pad, c.Dilation, c.Ceil);
+        // Values from a small set so that ties happen; the first maximum must win.
+        float[] x = Data.Uniform(g.InputLength, 5).Select(v => MathF.Round(v * 4) / 4).ToArray();
+        float[] dy = Data.Uniform(g.OutputLength, 6);
+        using Tensor xt = Tensor.FromHost(dev, x, c.N, c.C, c.H, c.W), dyt = Tensor.FromHost(dev, dy, g.OutputShape);
+        float[] y = layer.Forward(xt).Download();
+        int[] idx = layer.Indices!.Download();
+        float[] dx = layer.Backward(dyt).Download();
+
+        var (ye, idxe) = ReferenceOps.MaxPool2dForward(g, x);
+        Assert.Equal(idxe, idx);
+        Check.Close(y, ye, 0, 0, $"{caseName} y on {device}");
+        Check.Close(dx, ReferenceOps.MaxPool2dBackward(g, idxe, Data.ToDouble(dy)), 1e-6, 1e-6, $"{caseName} dx on {device}");
+    }
+
+    public static TheoryData<string, string, bool, int> AvgPoolData()
+    {
+        var data = new TheoryData<string, string, bool, int>();
+        foreach (string d in TestDevices.Specs)
+            foreach (string c in PoolCases.Keys)
+            {
+                if (PoolCases[c].Dilation != new Size2(1, 1)) continue;
+                data.Add(d, c, true, 0);
+                data.Add(d, c, false, 0);
+                data.Add(d, c, true, 3);
+            }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(AvgPoolData))]
+    public void AvgPool2dMatchesReference(string device, string caseName, bool countIncludePad, int divisorOverride)
+    {
+        PoolCase c = PoolCases[caseName];
+        ComputeDevice dev = TestDevices.Get(device);
+        int? div = divisorOverride > 0 ? divisorOverride : null;
+        using var layer = new AvgPool2d(dev, c.Kernel, c.Stride, c.Pad, c.Ceil, countIncludePad, div);
+        var g = new Pool2dGeometry(c.N, c.C, c.H, c.W, c.Kernel, c.Stride ?? c.Kernel, c.Pad, 1, c.Ceil);
+        float[] x = Data.Uniform(g.InputLength, 7), dy = Data.Uniform(g.OutputLength, 8);
+        using Tensor xt = Tensor.FromHost(dev, x, c.N, c.C, c.H, c.W), dyt = Tensor.FromHost(dev, dy, g.OutputShape);
+        float[] y = layer.Forward(xt).Download();
+        float[] dx = layer.Backward(dyt).Download();
+        Check.Close(y, ReferenceOps.AvgPool2dForward(g, countIncludePad, div, Data.ToDouble(x)), 1e-6, 1e-5, $"{caseName} y on {device}");
+        Check.Close(dx, ReferenceOps.AvgPool2dBackward(g, countIncludePad, div, Data.ToDouble(dy)), 1e-6, 1e-5, $"{caseName} dx on {device}");
+    }
+
+    public static TheoryData<string, int, int, int> LinearData()
+    {
+        var data = new TheoryData<string, int, int, int>();
+        foreach (string d in TestDevices.Specs)
+        {
+            data.Add(d, 5, 7, 3);
+            data.Add(d, 1, 1, 1);
+            data.Add(d, 64, 256, 120);
+            data.Add(d, 3, 300, 70);
+            data.Add(d, 130, 20, 65);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(LinearData))]
+    public void LinearMatchesReference(string device, int n, int inFeatures, int outFeatures)
+    {
+        ComputeDevice dev = TestDevices.Get(device);
+        using var layer = new Linear(dev, inFeatures, outFeatures, seed: 9);
+        float[] x = Data.Uniform(n * inFeatures, 10), dy = Data.Uniform(n * outFeatures, 11);
+        float[] w = layer.Weight.Value.Download(), b = layer.Bias!.Value.Download();
+        using Tensor xt = Tensor.FromHost(dev, x, n, inFeatures), dyt = Tensor.FromHost(dev, dy, n, outFeatures);
+        float[] y = layer.Forward(xt).Download();
+        float[] dx = layer.Backward(dyt).Download();
+        var (dxe, dwe, dbe) = ReferenceOps.LinearBackward(n, inFeatures, outFeatures, Data.ToDouble(x), Data.ToDouble(w), Data.ToDouble(dy));
+        Check.Close(y, ReferenceOps.LinearForward(n, inFeatures, outFeatures, Data.ToDouble(x), Data.ToDouble(w), Data.ToDouble(b)), Atol, Rtol, "y");
+        Check.Close(dx, dxe, Atol, Rtol, "dx");
+        Check.Close(layer.Weight.Grad.Download(), dwe, Atol, Rtol, "dw");
+        Check.Close(layer.Bias.Grad.Download(), dbe, Atol, Rtol, "db");
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    public void ReluMatchesReference(string device)
+    {
+        ComputeDevice dev = TestDevices.Get(device);
+        float[] x = Data.Uniform(3 * 5 * 7 * 11, 12);
+        x[0] = float.NaN; x[1] = 0f; x[2] = -0f; x[3] = float.PositiveInfinity; x[4] = float.NegativeInfinity;
+        float[] dy = Data.Uniform(x.Length, 13);
+        using var layer = new ReLU(dev);
+        using Tensor xt = Tensor.FromHost(dev, x, 3, 5, 7, 11), dyt = Tensor.FromHost(dev, dy, 3, 5, 7, 11);
+        float[] y = layer.Forward(xt).Download();
+        float[] dx = layer.Backward(dyt).Download();
+        Check.Close(y, ReferenceOps.ReluForward(x), 0, 0, "y");
+        Check.Close(dx, ReferenceOps.ReluBackward(x, dy), 0, 0, "dx");
+        Assert.True(float.IsNaN(y[0]), "relu(NaN) must be NaN, as torch.relu");
+    }
+
+    public static TheoryData<string, int, int, float> CrossEntropyData()
+    {
+        var data = new TheoryData<string, int, int, float>();
+        foreach (string d in TestDevices.Specs)
+        {
+            data.Add(d, 6, 10, 3f);
+            data.Add(d, 1, 2, 1f);
+            data.Add(d, 300, 37, 10f);
+            data.Add(d, 4, 5, 1000f); // logits of ±1000: the stable form must not overflow
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(CrossEntropyData))]
+    public void SoftmaxCrossEntropyMatchesReference(string device, int n, int classes, float scale)
+    {
+        ComputeDevice dev = TestDevices.Get(device);
+        float[] logits = Data.Uniform(n * classes, 14, -scale, scale);
+        if (scale >= 1000f) { logits[0] = 1000f; logits[1] = -1000f; }
+        var rng = new Random(15);
+        int[] targets = Enumerable.Range(0, n).Select(_ => rng.Next(classes)).ToArray();
+        using var loss = new SoftmaxCrossEntropy(dev);
+        using Tensor lt = Tensor.FromHost(dev, logits, n, classes);
+        float l = loss.Forward(lt, targets).Download()[0];
+        float[] d = loss.Backward().Download();
+        double le = ReferenceOps.SoftmaxCrossEntropyForward(n, classes, Data.ToDouble(logits), targets);
+        Assert.True(float.IsFinite(l), $"loss {l} is not finite");
+        Check.Close([l], [le], 1e-5, 1e-5, "loss");
+        Check.Close(d, ReferenceOps.SoftmaxCrossEntropyBackward(n, classes, Data.ToDouble(logits), targets), 1e-6, 1e-5, "dlogits");
+    }
+
+    public static TheoryData<string, int, int, int, bool, bool> GemmData()
+    {
+        var data = new TheoryData<string, int, int, int, bool, bool>();
+        var shapes = new[] { (3, 5, 70), (70, 5, 3), (65, 130, 17), (1, 1, 1), (128, 64, 200), (17, 1, 33) };
+        foreach (string d in TestDevices.Specs.Append(TestDevices.GpuSimulator))
+            foreach (var (m, n, k) in shapes)
+                foreach (bool ta in new[] { false, true })
+                    foreach (bool tb in new[] { false, true })
+                        data.Add(d, m, n, k, ta, tb);
+        return data;
+    }
+
+    /// <summary>GEMM with transpose flags, M &lt; K and M &gt; K, edges that are not multiples of the 64x64x16 tile.</summary>
+    [Theory]
+    [MemberData(nameof(GemmData))]
+    public void GemmMatchesReference(string device, int m, int n, int k, bool transA, bool transB)
+    {
+        ComputeDevice dev = TestDevices.Get(device);
+        float[] a = Data.Uniform(m * k, 16), b = Data.Uniform(k * n, 17);
+        float[] c0 = Data.Uniform(m * n, 18);
+        using Tensor at = Tensor.FromHost(dev, a, a.Length), bt = Tensor.FromHost(dev, b, b.Length), ct = Tensor.FromHost(dev, c0, c0.Length);
+        // Accumulate into C (beta = 1) so that both the product and the += path are checked.
+        GemmKernels.Run(dev, GemmShape.Single(m, n, k, accumulate: true),
+            GemmOperand.Dense(transA ? m : k, transA), at.View, GemmOperand.Dense(transB ? k : n, transB), bt.View, GemmOperand.Dense(n), ct.View);
+        float[] c = ct.Download();
+        var expected = new double[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = c0[i * n + j];
+                for (int p = 0; p < k; p++)
+                    s += (double)(transA ? a[p * m + i] : a[i * k + p]) * (transB ? b[j * k + p] : b[p * n + j]);
+                expected[i * n + j] = s;
+            }
+        Check.Close(c, expected, Atol, Rtol, $"C of {m}x{n}x{k} ta={transA} tb={transB} on {device}");
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.AllWithSimulator), MemberType = typeof(TestDevices))]
+    public void BatchedGemmWithReductionMatchesReference(string device)
+    {
+        // C[b] = sum_r A[b,r] B[b,r], with batch index split (outer 2, inner 3), as the convolution's dW uses it.
+        const int m = 5, n = 7, k = 9, outer = 2, inner = 3, reduce = 4;
+        ComputeDevice dev = TestDevices.Get(device);
+        float[] a = Data.Uniform(outer * inner * reduce * m * k, 19), b = Data.Uniform(outer * inner * reduce * k * n, 20);
+        using Tensor at = Tensor.FromHost(dev, a, a.Length), bt = Tensor.FromHost(dev, b, b.Length), ct = Tensor.Zeros(dev, outer * inner * m * n);
+        var shape = new GemmShape { M = m, N = n, K = k, Batch = outer * inner, BatchInner = inner, Reduce = reduce };
+        // Layouts: A [outer][reduce][inner][m][k], B [reduce][outer][inner][k][n], C [inner][outer][m][n].
+        var ao = GemmOperand.Dense(k).WithStrides(reduce * inner * m * k, m * k, inner * m * k);
+        var bo = GemmOperand.Dense(n).WithStrides(inner * k * n, k * n, outer * inner * k * n);
+        var co = GemmOperand.Dense(n).WithStrides(m * n, outer * m * n, 0);
+        GemmKernels.Run(dev, shape, ao, at.View, bo, bt.View, co, ct.View);
+        float[] c = ct.Download();
+        var expected = new double[c.Length];
+        for (int o = 0; o < outer; o++)
+            for (int q = 0; q < inner; q++)
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++)
+                    {
+                        double s = 0;
+                        for (int r = 0; r < reduce; r++)
+                            for (int p = 0; p < k; p++)
+                                s += (double)a[(((o * reduce + r) * inner + q) * m + i) * k + p] * b[(((r * outer + o) * inner + q) * k + p) * n + j];
+                        expected[((q * outer + o) * m + i) * n + j] = s;
+                    }
+        Check.Close(c, expected, Atol, Rtol, $"batched C on {device}");
+    }
+}

@@ -1,0 +1,152 @@
+using GpuBackprop.Runtime;
+using GpuBackprop.Verification;
+
+namespace GpuBackprop.Tests;
+
+public sealed class RuntimeTests
+{
+    [Theory]
+    [InlineData("auto", null, 0)]
+    [InlineData("cpu", DeviceKind.Cpu, 0)]
+    [InlineData("cuda", DeviceKind.Cuda, 0)]
+    [InlineData("CUDA:1", DeviceKind.Cuda, 1)]
+    [InlineData("opencl:0", DeviceKind.OpenCL, 0)]
+    [InlineData(" opencl:3 ", DeviceKind.OpenCL, 3)]
+    public void DeviceSpecParses(string text, DeviceKind? kind, int index)
+    {
+        DeviceSpec s = DeviceSpec.Parse(text);
+        Assert.Equal(kind, s.Kind);
+        Assert.Equal(index, s.Index);
+    }
+
+    [Theory]
+    [InlineData("gpu")]
+    [InlineData("cuda:")]
+    [InlineData("cuda:-1")]
+    [InlineData("cuda:x")]
+    [InlineData("metal")]
+    public void UnknownDeviceSpecIsAClearError(string text)
+    {
+        var e = Assert.Throws<ArgumentException>(() => DeviceSpec.Parse(text));
+        Assert.Contains("Valid forms", e.Message);
+        Assert.Equal("spec", e.ParamName);
+    }
+
+    [Fact]
+    public void DeviceIndexOutOfRangeNamesWhatExists()
+    {
+        var e = Assert.Throws<DeviceNotFoundException>(() => ComputeDevice.Open("cpu:7"));
+        Assert.Contains("cpu:7", e.Message);
+        Assert.Contains("out of range", e.Message);
+    }
+
+    [Fact]
+    public void DiscoveryFindsTheCpuAcceleratorLast()
+    {
+        IReadOnlyList<DeviceInfo> found = ComputeDevice.Discover();
+        Assert.Equal(DeviceKind.Cpu, found[^1].Kind);
+        Assert.True(found[^1].ComputeUnits >= 1);
+        Assert.True(found[^1].MemoryBytes > 0);
+        // CUDA before OpenCL before CPU.
+        Assert.Equal(found.OrderBy(d => d.Kind switch { DeviceKind.Cuda => 0, DeviceKind.OpenCL => 1, _ => 2 }).ToList(), found);
+    }
+
+    [Fact]
+    public void AutoHonoursTheEnvironmentVariable()
+    {
+        string? saved = Environment.GetEnvironmentVariable(DeviceSpec.EnvironmentVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable(DeviceSpec.EnvironmentVariable, "cpu");
+            using ComputeDevice d = ComputeDevice.Open(DeviceSpec.Auto);
+            Assert.Equal(DeviceKind.Cpu, d.Info.Kind);
+            Environment.SetEnvironmentVariable(DeviceSpec.EnvironmentVariable, "bogus");
+            Assert.Throws<ArgumentException>(() => ComputeDevice.Open(DeviceSpec.Auto));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(DeviceSpec.EnvironmentVariable, saved);
+        }
+    }
+
+    [Fact]
+    public void NativeFallbackTriesTheVersionedDriverNames()
+    {
+        Assert.Equal("libOpenCL.so.1", NativeLibraries.Candidates("opencl")[0]);
+        Assert.Equal("libOpenCL.so.1", NativeLibraries.Candidates("libOpenCL.so")[0]);
+        Assert.Equal("libcuda.so.1", NativeLibraries.Candidates("cuda")[0]);
+        Assert.Equal("libcuda.so.1", NativeLibraries.Candidates("libcuda.so")[0]);
+    }
+
+    [Fact]
+    public void AllocationFailureSaysHowManyBytesOnWhichDevice()
+    {
+        var e = new DeviceAllocationException(123_456, "cuda:0 (H100)", new OutOfMemoryException("out of memory"));
+        Assert.Contains("123,456 bytes", e.Message);
+        Assert.Contains("cuda:0 (H100)", e.Message);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    public void TensorRoundTripsAndReshapesWithoutCopying(string device)
+    {
+        ComputeDevice d = TestDevices.Get(device);
+        float[] data = Data.Uniform(24, 1);
+        using Tensor t = Tensor.FromHost(d, data, 2, 3, 4);
+        Assert.Equal(data, t.Download());
+        Tensor view = t.Reshape(6, 4);
+        Assert.Equal([6, 4], view.Shape.ToArray());
+        view.Clear();
+        Assert.All(t.Download(), v => Assert.Equal(0f, v));
+        Assert.Throws<ArgumentException>(() => t.Reshape(5, 5));
+    }
+
+    [Fact]
+    public void KernelsAreCompiledOncePerDevice()
+    {
+        // The second launch of a layer on the same device must not recompile (it would take ~100 ms).
+        ComputeDevice d = TestDevices.Get("cpu");
+        using var relu = new Layers.ReLU(d);
+        using Tensor x = Tensor.Zeros(d, 1000);
+        relu.Forward(x);
+        d.Synchronize();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < 20; i++) relu.Forward(x);
+        d.Synchronize();
+        Assert.True(sw.ElapsedMilliseconds < 1000, $"20 cached launches took {sw.ElapsedMilliseconds} ms");
+    }
+
+    [Fact]
+    public void MalformedGoldenFilesAreClearErrorsNamingTheFile()
+    {
+        string dir = Directory.CreateTempSubdirectory("golden").FullName;
+        try
+        {
+            var missing = Assert.Throws<GoldenFormatException>(() => GoldenCase.Load(dir));
+            Assert.EndsWith("case.json", missing.Path);
+
+            File.WriteAllText(Path.Combine(dir, "case.json"), """{"op":"relu","params":{},"tensors":{"x":{"shape":[2],"dtype":"float32"}},"tolerance":{"atol":0,"rtol":0}}""");
+            var noNpy = Assert.Throws<GoldenFormatException>(() => GoldenCase.Load(dir));
+            Assert.EndsWith("x.npy", noNpy.Path);
+
+            File.WriteAllBytes(Path.Combine(dir, "x.npy"), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+            var badMagic = Assert.Throws<GoldenFormatException>(() => GoldenCase.Load(dir));
+            Assert.Contains("x.npy", badMagic.Message);
+            Assert.Contains("magic", badMagic.Message);
+
+            string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }".PadRight(117) + "\n";
+            byte[] npy = [0x93, .."NUMPY"u8, 1, 0, (byte)header.Length, 0, ..System.Text.Encoding.ASCII.GetBytes(header), .. new byte[8]];
+            File.WriteAllBytes(Path.Combine(dir, "x.npy"), npy);
+            var truncated = Assert.Throws<GoldenFormatException>(() => GoldenCase.Load(dir));
+            Assert.Contains("needs 12", truncated.Message);
+
+            File.WriteAllText(Path.Combine(dir, "case.json"), "{ not json");
+            var badJson = Assert.Throws<GoldenFormatException>(() => GoldenCase.Load(dir));
+            Assert.EndsWith("case.json", badJson.Path);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+}
