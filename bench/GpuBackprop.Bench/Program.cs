@@ -1,0 +1,3 @@
+using BenchmarkDotNet.Running;
+
+BenchmarkSwitcher.FromAssembly(typeof(GpuBackprop.Bench.ConvBenchmarks).Assembly).Run(args);
