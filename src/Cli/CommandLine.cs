@@ -9,6 +9,12 @@ internal static class CommandLine
         gpubackprop: train convolutional networks on GPUs from .NET (ILGPU: CUDA, OpenCL, CPU).
 
         Commands:
+          train [--model lenet5|cnn2] [--epochs N] [--batch B] [--optimizer sgd|adam|adamw] [--lr X]
+                [--momentum X] [--nesterov] [--weight-decay X] [--schedule constant|cosine|step:N:G]
+                [--device SPEC] [--seed S] [--data DIR] [--out DIR] [--resume FILE]
+                                                   train on Fashion-MNIST (embedded subset when the full set is not found)
+          eval --checkpoint FILE [--data DIR] [--device SPEC]
+                                                   test accuracy and confusion matrix of a checkpoint
           devices                                  list every device found
           verify [--device SPEC|all] [--golden DIR] run the PyTorch golden cases on the reference path and devices
           compare [--device SPEC|all]              time each op per device and its deviation from the reference
@@ -28,6 +34,8 @@ internal static class CommandLine
             var options = Options.Parse(args.AsSpan(1));
             int code = args[0] switch
             {
+                "train" => TrainCommand.Run(options),
+                "eval" => EvalCommand.Run(options),
                 "devices" => DevicesCommand.Run(options),
                 "verify" => VerifyCommand.Run(options),
                 "compare" => CompareCommand.Run(options),
@@ -42,7 +50,8 @@ internal static class CommandLine
             return Task.FromResult(2);
         }
         catch (Exception e) when (e is DeviceNotFoundException or DeviceAllocationException or ArgumentException or IOException
-                                      or Verification.GoldenFormatException)
+                                      or Verification.GoldenFormatException
+                                      or Data.DataFormatException or Training.CheckpointException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return Task.FromResult(1);

@@ -1,0 +1,36 @@
+using GpuBackprop.Data;
+using GpuBackprop.Runtime;
+using GpuBackprop.Training;
+using Spectre.Console;
+
+namespace GpuBackprop.Cli;
+
+/// <summary><c>gpubackprop eval --checkpoint FILE</c>: test accuracy and the confusion matrix.</summary>
+internal static class EvalCommand
+{
+    public static int Run(Options o)
+    {
+        o.Allow("checkpoint", "data", "device");
+        string path = o.Get("checkpoint") ?? throw new UsageException("eval needs --checkpoint FILE.");
+        using ComputeDevice device = ComputeDevice.Open(o.Get("device") ?? "auto");
+        var (_, test, source) = FashionMnist.Load(o.Get("data"));
+        AnsiConsole.MarkupLine($"device: [bold]{Markup.Escape(device.Info.ToString())}[/]; data: {Markup.Escape(source)}");
+        // The trainer holds the model; evaluation needs no training set, so the test set stands in for it.
+        using Trainer trainer = Trainer.Resume(device, path, test, test);
+        Evaluation e = trainer.EvaluateTest();
+        AnsiConsole.MarkupLine($"{trainer.Config.Model} after {trainer.EpochsDone} epoch(s): test accuracy [bold]{e.Accuracy:F2}%[/], loss {e.Loss:F4} on {test.Count:N0} images");
+        var table = new Table().Title("confusion matrix (rows: true class, columns: predicted)");
+        table.AddColumn("true \\ predicted");
+        for (int c = 0; c < 10; c++)
+            table.AddColumn(new TableColumn(c.ToString(System.Globalization.CultureInfo.InvariantCulture)).RightAligned());
+        for (int t = 0; t < 10; t++)
+        {
+            var row = new List<string> { $"{t} {FashionMnist.ClassNames[t]}" };
+            for (int p = 0; p < 10; p++)
+                row.Add(t == p ? $"[bold]{e.Confusion[t, p]}[/]" : e.Confusion[t, p].ToString(System.Globalization.CultureInfo.InvariantCulture));
+            table.AddRow(row.ToArray());
+        }
+        AnsiConsole.Write(table);
+        return 0;
+    }
+}

@@ -1,0 +1,67 @@
+using System.Reflection;
+
+namespace GpuBackprop.Data;
+
+/// <summary>
+/// Finds Fashion-MNIST: a folder given by the user, else where Debian's package dataset-fashion-mnist
+/// installs it, else the subset embedded in this library (6,000 training and 1,000 test images, the
+/// first of each official file; Zalando SE, MIT licence).
+/// </summary>
+public static class FashionMnist
+{
+    /// <summary>Where Debian's dataset-fashion-mnist puts the files.</summary>
+    public const string DebianDirectory = "/usr/share/datasets/fashion-mnist";
+
+    /// <summary>Mean and standard deviation of the training pixels scaled to [0, 1] (the usual normalisation).</summary>
+    public const float Mean = 0.2860f, Std = 0.3530f;
+
+    /// <summary>The class names, by label.</summary>
+    public static readonly string[] ClassNames = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+
+    private const string ResourcePrefix = "GpuBackprop.Data.FashionMnistSubset.";
+
+    /// <summary>The training and test sets, and a line saying where they came from.</summary>
+    /// <param name="directory">A folder holding the four IDX files (raw or .gz); null to search the default places.</param>
+    /// <exception cref="DataFormatException">A file is missing, truncated or mislabelled.</exception>
+    public static (ImageDataset Train, ImageDataset Test, string Source) Load(string? directory)
+    {
+        if (directory is not null)
+        {
+            if (!Directory.Exists(directory))
+                throw new DataFormatException(directory, "no such folder.");
+            return (LoadSplit(directory, "train"), LoadSplit(directory, "t10k"), $"Fashion-MNIST from {directory}");
+        }
+        if (File.Exists(Path.Combine(DebianDirectory, "train-images-idx3-ubyte.gz")))
+            return (LoadSplit(DebianDirectory, "train"), LoadSplit(DebianDirectory, "t10k"), $"Fashion-MNIST from {DebianDirectory}");
+        return (LoadEmbedded("train"), LoadEmbedded("t10k"),
+            $"Full Fashion-MNIST not found (no --data, nothing in {DebianDirectory}): using the embedded subset (6,000 train / 1,000 test images).");
+    }
+
+    /// <summary>One split (train or t10k) of a folder; accepts raw files or .gz.</summary>
+    public static ImageDataset LoadSplit(string directory, string split)
+    {
+        string images = Find(directory, $"{split}-images-idx3-ubyte");
+        string labels = Find(directory, $"{split}-labels-idx1-ubyte");
+        return ImageDataset.Load($"{split} ({directory})", images, () => File.OpenRead(images), labels, () => File.OpenRead(labels));
+    }
+
+    /// <summary>One split of the embedded subset.</summary>
+    public static ImageDataset LoadEmbedded(string split)
+    {
+        Assembly a = typeof(FashionMnist).Assembly;
+        string images = $"{ResourcePrefix}{split}-images-idx3-ubyte.gz", labels = $"{ResourcePrefix}{split}-labels-idx1-ubyte.gz";
+        Stream Open(string name) => a.GetManifestResourceStream(name) ?? throw new DataFormatException(name, "embedded resource missing from the library.");
+        return ImageDataset.Load($"{split} (embedded subset)", images, () => Open(images), labels, () => Open(labels));
+    }
+
+    private static string Find(string directory, string stem)
+    {
+        foreach (string candidate in new[] { stem, stem + ".gz", stem.Replace("-idx", ".idx", StringComparison.Ordinal) })
+        {
+            string path = Path.Combine(directory, candidate);
+            if (File.Exists(path))
+                return path;
+        }
+        throw new DataFormatException(Path.Combine(directory, stem + ".gz"), "not found (looked for the raw and .gz names).");
+    }
+}

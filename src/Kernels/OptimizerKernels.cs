@@ -1,0 +1,112 @@
+using GpuBackprop.Runtime;
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+
+namespace GpuBackprop.Kernels;
+
+/// <summary>
+/// Parameter updates on the device, elementwise, with PyTorch's formulas (torch.optim.SGD, Adam, AdamW).
+/// </summary>
+public static class OptimizerKernels
+{
+    /// <summary>SGD hyper-parameters for one step.</summary>
+    public struct SgdStep
+    {
+        /// <summary>Learning rate.</summary>
+        public float Lr;
+        /// <summary>Momentum factor (0: plain SGD, no buffer is read or written).</summary>
+        public float Momentum;
+        /// <summary>Dampening of the gradient in the momentum buffer.</summary>
+        public float Dampening;
+        /// <summary>L2 penalty added to the gradient.</summary>
+        public float WeightDecay;
+        /// <summary>1 for Nesterov momentum.</summary>
+        public int Nesterov;
+        /// <summary>1 on the first step: the buffer starts as the gradient itself (PyTorch's rule).</summary>
+        public int First;
+    }
+
+    /// <summary>Adam hyper-parameters for one step (bias corrections computed on the host).</summary>
+    public struct AdamStep
+    {
+        /// <summary>Learning rate.</summary>
+        public float Lr;
+        /// <summary>Decay of the first and second moment.</summary>
+        public float Beta1, Beta2;
+        /// <summary>Denominator guard.</summary>
+        public float Eps;
+        /// <summary>Weight decay: an L2 term in the gradient (Adam) or a decoupled shrink (AdamW).</summary>
+        public float WeightDecay;
+        /// <summary>1 for AdamW's decoupled weight decay.</summary>
+        public int Decoupled;
+        /// <summary>1 - beta1^t and sqrt(1 - beta2^t).</summary>
+        public float BiasCorrection1, BiasCorrection2Sqrt;
+    }
+
+    private sealed class Loaded
+    {
+        public readonly Action<Index1D, WorkSplit, SgdStep, ArrayView<float>, ArrayView<float>, ArrayView<float>> Sgd;
+        public readonly Action<Index1D, WorkSplit, AdamStep, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> Adam;
+
+        public Loaded(Accelerator a)
+        {
+            Sgd = a.LoadAutoGroupedStreamKernel<Index1D, WorkSplit, SgdStep, ArrayView<float>, ArrayView<float>, ArrayView<float>>(SgdKernel);
+            Adam = a.LoadAutoGroupedStreamKernel<Index1D, WorkSplit, AdamStep, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(AdamKernel);
+        }
+    }
+
+    /// <summary>One SGD step on parameter p with gradient g and momentum buffer buf (same length).</summary>
+    public static void Sgd(ComputeDevice device, SgdStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> buf)
+    {
+        Loaded k = device.Kernels(static a => new Loaded(a));
+        var (threads, split) = device.Split((int)p.Length);
+        device.CountLaunch();
+        k.Sgd(threads, split, s, p, g, buf);
+    }
+
+    /// <summary>One Adam/AdamW step on parameter p with gradient g and moments m, v (same length).</summary>
+    public static void Adam(ComputeDevice device, AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v)
+    {
+        Loaded k = device.Kernels(static a => new Loaded(a));
+        var (threads, split) = device.Split((int)p.Length);
+        device.CountLaunch();
+        k.Adam(threads, split, s, p, g, m, v);
+    }
+
+    private static void SgdKernel(Index1D t, WorkSplit split, SgdStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> buf)
+    {
+        int end = split.End(t);
+        for (int i = split.Start(t); i < end; i++)
+        {
+            float d = g[i] + s.WeightDecay * p[i];
+            if (s.Momentum != 0f)
+            {
+                float b = s.First != 0 ? d : s.Momentum * buf[i] + (1f - s.Dampening) * d;
+                buf[i] = b;
+                d = s.Nesterov != 0 ? d + s.Momentum * b : b;
+            }
+            p[i] -= s.Lr * d;
+        }
+    }
+
+    private static void AdamKernel(Index1D t, WorkSplit split, AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v)
+    {
+        int end = split.End(t);
+        for (int i = split.Start(t); i < end; i++)
+        {
+            float w = p[i];
+            float d = g[i];
+            if (s.Decoupled != 0)
+                w *= 1f - s.Lr * s.WeightDecay;
+            else
+                d += s.WeightDecay * w;
+            float mi = s.Beta1 * m[i] + (1f - s.Beta1) * d;
+            float vi = s.Beta2 * v[i] + (1f - s.Beta2) * d * d;
+            m[i] = mi;
+            v[i] = vi;
+            float denom = XMath.Sqrt(vi) / s.BiasCorrection2Sqrt + s.Eps;
+            p[i] = w - s.Lr / s.BiasCorrection1 * (mi / denom);
+        }
+    }
+}

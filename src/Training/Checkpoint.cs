@@ -1,0 +1,153 @@
+using System.Text;
+
+namespace GpuBackprop.Training;
+
+/// <summary>A file that is not a checkpoint, is truncated, or belongs to another model.</summary>
+public sealed class CheckpointException : Exception
+{
+    /// <summary>Creates the exception; the message names the file.</summary>
+    public CheckpointException(string path, string problem, Exception? inner = null) : base($"{path}: {problem}", inner) => Path = path;
+
+    /// <summary>The offending file.</summary>
+    public string Path { get; }
+}
+
+/// <summary>
+/// A training checkpoint. File format (little-endian), version 1:
+/// <code>
+/// magic     8 bytes  "GBPCKPT\0"
+/// version   int32    1
+/// model     string   (int32 byte length + UTF-8), e.g. "lenet5"
+/// config    string   TrainConfig as JSON (optimizer, schedule, batch, seed, epochs)
+/// epoch     int32    epochs completed
+/// steps     int64    optimizer steps taken
+/// rng       4 x uint64  shuffling generator state after that epoch
+/// tensors   int32 count, then per tensor: name string, rank int32, dims int32[rank], float32[product]
+///           ("param/I/weight|bias" for the model, "optim/J" for optimizer state)
+/// end       8 bytes  "GBPEND\0\0"
+/// </code>
+/// Written to a temporary file in the same folder, flushed to disk, then renamed over the target,
+/// so a crash mid-write leaves the previous checkpoint intact.
+/// </summary>
+public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, long Steps, ulong[] RngState, IReadOnlyList<(string Name, int[] Shape, float[] Data)> Tensors)
+{
+    private static readonly byte[] Magic = "GBPCKPT\0"u8.ToArray();
+    private static readonly byte[] End = "GBPEND\0\0"u8.ToArray();
+    private const int Version = 1;
+
+    /// <summary>Writes the checkpoint atomically (temporary file + rename).</summary>
+    public void Save(string path)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        string dir = System.IO.Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(dir);
+        string tmp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+        try
+        {
+            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                using (var w = new BinaryWriter(fs, Encoding.UTF8, leaveOpen: true))
+                {
+                    w.Write(Magic);
+                    w.Write(Version);
+                    WriteString(w, Model);
+                    WriteString(w, Config.ToJson());
+                    w.Write(Epoch);
+                    w.Write(Steps);
+                    foreach (ulong s in RngState) w.Write(s);
+                    w.Write(Tensors.Count);
+                    foreach (var (name, shape, data) in Tensors)
+                    {
+                        WriteString(w, name);
+                        w.Write(shape.Length);
+                        foreach (int d in shape) w.Write(d);
+                        foreach (float v in data) w.Write(v);
+                    }
+                    w.Write(End);
+                }
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, full, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(tmp);
+            throw;
+        }
+    }
+
+    /// <summary>Reads a checkpoint.</summary>
+    /// <exception cref="CheckpointException">Not a checkpoint, another version, truncated, or malformed.</exception>
+    public static Checkpoint Load(string path)
+    {
+        if (!File.Exists(path))
+            throw new CheckpointException(path, "not found.");
+        try
+        {
+            using var fs = File.OpenRead(path);
+            using var r = new BinaryReader(fs, Encoding.UTF8);
+            byte[] magic = r.ReadBytes(Magic.Length);
+            if (!magic.AsSpan().SequenceEqual(Magic))
+                throw new CheckpointException(path, "not a GpuBackprop checkpoint (bad magic).");
+            int version = r.ReadInt32();
+            if (version != Version)
+                throw new CheckpointException(path, $"checkpoint format version {version}; this build reads version {Version}.");
+            string model = ReadString(r, fs);
+            TrainConfig config = TrainConfig.FromJson(ReadString(r, fs));
+            int epoch = r.ReadInt32();
+            long steps = r.ReadInt64();
+            ulong[] rng = [r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64()];
+            int count = r.ReadInt32();
+            if (count < 0 || count > 10_000)
+                throw new CheckpointException(path, $"implausible tensor count {count}.");
+            var tensors = new List<(string, int[], float[])>(count);
+            for (int i = 0; i < count; i++)
+            {
+                string name = ReadString(r, fs);
+                int rank = r.ReadInt32();
+                if (rank < 0 || rank > 8)
+                    throw new CheckpointException(path, $"tensor '{name}' has implausible rank {rank}.");
+                var shape = new int[rank];
+                long n = 1;
+                for (int d = 0; d < rank; d++)
+                {
+                    shape[d] = r.ReadInt32();
+                    if (shape[d] < 0) throw new CheckpointException(path, $"tensor '{name}' has a negative dimension.");
+                    n *= shape[d];
+                }
+                if (n * 4 > fs.Length - fs.Position)
+                    throw new CheckpointException(path, $"truncated: tensor '{name}' needs {n * 4:N0} bytes, {fs.Length - fs.Position:N0} remain.");
+                byte[] bytes = r.ReadBytes((int)(n * 4));
+                var data = new float[n];
+                Buffer.BlockCopy(bytes, 0, data, 0, bytes.Length);
+                tensors.Add((name, shape, data));
+            }
+            if (!r.ReadBytes(End.Length).AsSpan().SequenceEqual(End) || fs.Position != fs.Length)
+                throw new CheckpointException(path, "missing or misplaced end marker (truncated or corrupted).");
+            return new Checkpoint(model, config, epoch, steps, rng, tensors);
+        }
+        catch (EndOfStreamException e)
+        {
+            throw new CheckpointException(path, "truncated (the file ends inside the header or a tensor).", e);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new CheckpointException(path, "the stored configuration is malformed.", e);
+        }
+    }
+
+    private static void WriteString(BinaryWriter w, string s)
+    {
+        byte[] b = Encoding.UTF8.GetBytes(s);
+        w.Write(b.Length);
+        w.Write(b);
+    }
+
+    private static string ReadString(BinaryReader r, Stream s)
+    {
+        int n = r.ReadInt32();
+        if (n < 0 || n > s.Length - s.Position)
+            throw new EndOfStreamException();
+        return Encoding.UTF8.GetString(r.ReadBytes(n));
+    }
+}

@@ -1,0 +1,169 @@
+using GpuBackprop.Kernels;
+using GpuBackprop.Layers;
+using GpuBackprop.Runtime;
+
+namespace GpuBackprop.Training;
+
+/// <summary>The optimizers offered.</summary>
+public enum OptimizerKind
+{
+    /// <summary>torch.optim.SGD (momentum, Nesterov, weight decay).</summary>
+    Sgd,
+    /// <summary>torch.optim.Adam (weight decay as an L2 term).</summary>
+    Adam,
+    /// <summary>torch.optim.AdamW (decoupled weight decay).</summary>
+    AdamW,
+}
+
+/// <summary>Hyper-parameters of an optimizer, with PyTorch's defaults.</summary>
+/// <param name="Kind">Which optimizer.</param>
+/// <param name="LearningRate">Base learning rate (a schedule scales it per epoch).</param>
+/// <param name="Momentum">SGD momentum.</param>
+/// <param name="Dampening">SGD dampening.</param>
+/// <param name="Nesterov">SGD Nesterov momentum.</param>
+/// <param name="WeightDecay">Weight decay.</param>
+/// <param name="Beta1">Adam first-moment decay.</param>
+/// <param name="Beta2">Adam second-moment decay.</param>
+/// <param name="Eps">Adam denominator guard.</param>
+public sealed record OptimizerOptions(OptimizerKind Kind, float LearningRate, float Momentum = 0f, float Dampening = 0f, bool Nesterov = false,
+    float WeightDecay = 0f, float Beta1 = 0.9f, float Beta2 = 0.999f, float Eps = 1e-8f)
+{
+    /// <summary>Checks the values as PyTorch does.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value is out of its range (the parameter is named).</exception>
+    public void Validate()
+    {
+        if (!(LearningRate >= 0) || !float.IsFinite(LearningRate)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "The learning rate must be finite and non-negative.");
+        if (!(Momentum >= 0)) throw new ArgumentOutOfRangeException(nameof(Momentum), Momentum, "Momentum must be non-negative.");
+        if (!(WeightDecay >= 0)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "Weight decay must be non-negative.");
+        if (Nesterov && (Momentum <= 0 || Dampening != 0)) throw new ArgumentException("Nesterov momentum requires a momentum and zero dampening.", nameof(Nesterov));
+        if (!(Beta1 >= 0 && Beta1 < 1)) throw new ArgumentOutOfRangeException(nameof(Beta1), Beta1, "Beta1 must be in [0, 1).");
+        if (!(Beta2 >= 0 && Beta2 < 1)) throw new ArgumentOutOfRangeException(nameof(Beta2), Beta2, "Beta2 must be in [0, 1).");
+        if (!(Eps >= 0)) throw new ArgumentOutOfRangeException(nameof(Eps), Eps, "Eps must be non-negative.");
+    }
+}
+
+/// <summary>
+/// Updates parameters from their gradients with kernels on the device; its state (momentum buffers,
+/// Adam moments) lives on the device too.
+/// </summary>
+public abstract class Optimizer : IDisposable
+{
+    private protected Optimizer(IReadOnlyList<Parameter> parameters, OptimizerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        options.Validate();
+        Parameters = parameters;
+        Options = options;
+        LearningRate = options.LearningRate;
+    }
+
+    /// <summary>The parameters updated.</summary>
+    public IReadOnlyList<Parameter> Parameters { get; }
+
+    /// <summary>The hyper-parameters.</summary>
+    public OptimizerOptions Options { get; }
+
+    /// <summary>The learning rate of the next step (a schedule sets it).</summary>
+    public float LearningRate { get; set; }
+
+    /// <summary>Steps taken so far (part of the checkpointed state).</summary>
+    public long StepCount { get; set; }
+
+    /// <summary>The state tensors in a fixed order, for checkpoints.</summary>
+    public abstract IReadOnlyList<Tensor> State { get; }
+
+    /// <summary>Applies one update to every parameter.</summary>
+    public abstract void Step();
+
+    /// <summary>Clears every parameter gradient (gradients accumulate otherwise).</summary>
+    public void ZeroGrad()
+    {
+        foreach (Parameter p in Parameters)
+            p.Grad.Clear();
+    }
+
+    /// <summary>Creates the optimizer named by <paramref name="options"/>.</summary>
+    public static Optimizer Create(IReadOnlyList<Parameter> parameters, OptimizerOptions options) => options.Kind switch
+    {
+        OptimizerKind.Sgd => new Sgd(parameters, options),
+        _ => new Adam(parameters, options),
+    };
+
+    /// <summary>Frees the state tensors.</summary>
+    public void Dispose()
+    {
+        foreach (Tensor t in State)
+            t.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    private protected static Tensor[] ZerosLike(IReadOnlyList<Parameter> parameters) =>
+        parameters.Select(p => Tensor.Zeros(p.Value.Device, p.Value.Shape.ToArray())).ToArray();
+}
+
+/// <summary>Stochastic gradient descent with optional momentum, Nesterov and weight decay (torch.optim.SGD).</summary>
+public sealed class Sgd : Optimizer
+{
+    private readonly Tensor[] buffers;
+
+    /// <summary>Creates the optimizer (momentum buffers only when momentum is used).</summary>
+    public Sgd(IReadOnlyList<Parameter> parameters, OptimizerOptions options) : base(parameters, options)
+    {
+        buffers = options.Momentum != 0 ? ZerosLike(parameters) : [];
+    }
+
+    /// <inheritdoc />
+    public override IReadOnlyList<Tensor> State => buffers;
+
+    /// <inheritdoc />
+    public override void Step()
+    {
+        var s = new OptimizerKernels.SgdStep
+        {
+            Lr = LearningRate, Momentum = Options.Momentum, Dampening = Options.Dampening, WeightDecay = Options.WeightDecay,
+            Nesterov = Options.Nesterov ? 1 : 0, First = StepCount == 0 ? 1 : 0,
+        };
+        for (int i = 0; i < Parameters.Count; i++)
+        {
+            Parameter p = Parameters[i];
+            OptimizerKernels.Sgd(p.Value.Device, s, p.Value.View, p.Grad.View, buffers.Length > 0 ? buffers[i].View : p.Grad.View);
+        }
+        StepCount++;
+    }
+}
+
+/// <summary>Adam (torch.optim.Adam) or, with decoupled weight decay, AdamW (torch.optim.AdamW).</summary>
+public sealed class Adam : Optimizer
+{
+    private readonly Tensor[] moments;
+
+    /// <summary>Creates the optimizer with zeroed first and second moments.</summary>
+    public Adam(IReadOnlyList<Parameter> parameters, OptimizerOptions options) : base(parameters, options)
+    {
+        Tensor[] m = ZerosLike(parameters), v = ZerosLike(parameters);
+        moments = m.Concat(v).ToArray();
+    }
+
+    /// <inheritdoc />
+    public override IReadOnlyList<Tensor> State => moments;
+
+    /// <inheritdoc />
+    public override void Step()
+    {
+        long t = StepCount + 1;
+        var s = new OptimizerKernels.AdamStep
+        {
+            Lr = LearningRate, Beta1 = Options.Beta1, Beta2 = Options.Beta2, Eps = Options.Eps, WeightDecay = Options.WeightDecay,
+            Decoupled = Options.Kind == OptimizerKind.AdamW ? 1 : 0,
+            BiasCorrection1 = (float)(1 - Math.Pow(Options.Beta1, t)),
+            BiasCorrection2Sqrt = (float)Math.Sqrt(1 - Math.Pow(Options.Beta2, t)),
+        };
+        int n = Parameters.Count;
+        for (int i = 0; i < n; i++)
+        {
+            Parameter p = Parameters[i];
+            OptimizerKernels.Adam(p.Value.Device, s, p.Value.View, p.Grad.View, moments[i].View, moments[n + i].View);
+        }
+        StepCount++;
+    }
+}

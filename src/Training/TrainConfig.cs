@@ -1,0 +1,40 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace GpuBackprop.Training;
+
+/// <summary>Everything that defines a training run; stored in checkpoints so a resume continues the same run.</summary>
+public sealed record TrainConfig
+{
+    /// <summary>Built-in model name.</summary>
+    public string Model { get; init; } = "lenet5";
+    /// <summary>Total epochs.</summary>
+    public int Epochs { get; init; } = 2;
+    /// <summary>Images per step (the last batch of an epoch may be smaller).</summary>
+    public int BatchSize { get; init; } = 64;
+    /// <summary>Optimizer and its hyper-parameters.</summary>
+    public OptimizerOptions Optimizer { get; init; } = new(OptimizerKind.Sgd, 0.01f, Momentum: 0.9f);
+    /// <summary>Learning-rate schedule: constant, cosine or step:SIZE:GAMMA.</summary>
+    public string Schedule { get; init; } = "constant";
+    /// <summary>Seed of the initialisation and the shuffling.</summary>
+    public int Seed { get; init; } = 1;
+
+    /// <summary>Checks the values.</summary>
+    /// <exception cref="ArgumentException">A value is out of range.</exception>
+    public void Validate()
+    {
+        if (!Models.Names.Contains(Model)) throw new ArgumentException($"Unknown model '{Model}'. Known: {string.Join(", ", Models.Names)}.", nameof(Model));
+        if (Epochs <= 0) throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, "Epochs must be positive.");
+        if (BatchSize <= 0) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "The batch size must be positive.");
+        Optimizer.Validate();
+        LearningRateSchedule.Parse(Schedule, Epochs);
+    }
+
+    private static readonly JsonSerializerOptions Json = new() { Converters = { new JsonStringEnumConverter() } };
+
+    /// <summary>As JSON.</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    /// <summary>From JSON.</summary>
+    public static TrainConfig FromJson(string json) => JsonSerializer.Deserialize<TrainConfig>(json, Json) ?? throw new JsonException("null config");
+}

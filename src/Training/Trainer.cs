@@ -1,0 +1,287 @@
+using System.Diagnostics;
+using GpuBackprop.Data;
+using GpuBackprop.Kernels;
+using GpuBackprop.Layers;
+using GpuBackprop.Runtime;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace GpuBackprop.Training;
+
+/// <summary>One epoch's numbers.</summary>
+/// <param name="Epoch">1-based epoch number.</param>
+/// <param name="TrainLoss">Mean training loss over the epoch.</param>
+/// <param name="TrainAccuracy">Training accuracy over the epoch, percent.</param>
+/// <param name="TestAccuracy">Test accuracy after the epoch, percent.</param>
+/// <param name="ImagesPerSecond">Training throughput (evaluation excluded).</param>
+/// <param name="Seconds">Training time of the epoch.</param>
+/// <param name="LearningRate">The learning rate used.</param>
+public sealed record EpochResult(int Epoch, double TrainLoss, double TrainAccuracy, double TestAccuracy, double ImagesPerSecond, double Seconds, float LearningRate);
+
+/// <summary>Where an epoch stands, reported every few steps.</summary>
+/// <param name="Step">Steps done in this epoch.</param>
+/// <param name="Steps">Steps in the epoch.</param>
+/// <param name="Loss">Mean loss so far in this epoch.</param>
+/// <param name="ImagesPerSecond">Throughput so far in this epoch.</param>
+public readonly record struct StepProgress(int Step, int Steps, double Loss, double ImagesPerSecond);
+
+/// <summary>The loss became NaN or infinite.</summary>
+public sealed class TrainingDivergedException(int epoch, int step)
+    : Exception($"The loss became NaN or infinite at epoch {epoch}, step {step}; training stopped (the last checkpoint, if any, is intact).")
+{
+    /// <summary>1-based epoch.</summary>
+    public int Epoch { get; } = epoch;
+    /// <summary>1-based step within the epoch.</summary>
+    public int Step { get; } = step;
+}
+
+/// <summary>Evaluation of a model on a dataset.</summary>
+/// <param name="Accuracy">Percent correct.</param>
+/// <param name="Loss">Mean loss.</param>
+/// <param name="Confusion">Counts by [true class, predicted class].</param>
+public sealed record Evaluation(double Accuracy, double Loss, int[,] Confusion);
+
+/// <summary>
+/// Trains a built-in model on an image dataset. Both datasets are uploaded to the device once (as
+/// bytes); each epoch uploads its shuffled order once; each step then runs entirely on the device
+/// (batch gather, forward, loss, metrics, backward, update). The host reads the running loss only
+/// every few steps for progress, and checks it for NaN/Inf with the exact step that first went bad.
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    private readonly ComputeDevice device;
+    private readonly DeviceData train, test;
+    private readonly SoftmaxCrossEntropy loss;
+    private readonly Tensor sums;
+    private readonly LearningRateSchedule schedule;
+    private readonly Dictionary<int, (Tensor X, IndexTensor Y)> batches = new();
+
+    /// <summary>Creates a fresh run (initialised from the config's seed).</summary>
+    public Trainer(ComputeDevice device, TrainConfig config, ImageDataset train, ImageDataset test)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        config.Validate();
+        if (train.Height != 28 || train.Width != 28 || test.Height != 28 || test.Width != 28)
+            throw new ArgumentException($"The built-in models take 28x28 images; got {train.Height}x{train.Width}.", nameof(train));
+        this.device = device;
+        Config = config;
+        schedule = LearningRateSchedule.Parse(config.Schedule, config.Epochs);
+        Model = Models.Create(config.Model, device, config.Seed);
+        Optimizer = Optimizer.Create(Model.Parameters, config.Optimizer);
+        Rng = new Rng((ulong)config.Seed);
+        loss = new SoftmaxCrossEntropy(device);
+        sums = Tensor.Zeros(device, 4);
+        this.train = new DeviceData(device, train);
+        this.test = new DeviceData(device, test);
+    }
+
+    /// <summary>The run's configuration.</summary>
+    public TrainConfig Config { get; private set; }
+    /// <summary>The model.</summary>
+    public Sequential Model { get; }
+    /// <summary>The optimizer.</summary>
+    public Optimizer Optimizer { get; }
+    /// <summary>The shuffling generator.</summary>
+    public Rng Rng { get; }
+    /// <summary>Epochs completed.</summary>
+    public int EpochsDone { get; private set; }
+
+    /// <summary>Extends (or shortens) the run, e.g. when resuming with more epochs.</summary>
+    public void SetTotalEpochs(int epochs)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(epochs);
+        Config = Config with { Epochs = epochs };
+    }
+
+    /// <summary>Trains one epoch and evaluates on the test set.</summary>
+    /// <param name="progress">Called every <paramref name="reportEvery"/> steps and at the end (each call waits for the device).</param>
+    /// <param name="reportEvery">Steps between progress reports.</param>
+    /// <exception cref="TrainingDivergedException">The loss became NaN or infinite.</exception>
+    public EpochResult RunEpoch(Action<StepProgress>? progress = null, int reportEvery = 20)
+    {
+        int epoch = EpochsDone + 1;
+        float lr = schedule.At(Config.Optimizer.LearningRate, EpochsDone);
+        Optimizer.LearningRate = lr;
+        int n = train.Count, batch = Config.BatchSize;
+        int steps = (n + batch - 1) / batch;
+
+        int[] order = Enumerable.Range(0, n).ToArray();
+        Rng.Shuffle(order);
+        train.Order.Upload(order);
+        // sums = [loss * images, correct, images, first bad step (or -1)]
+        sums.Upload([0f, 0f, 0f, -1f]);
+
+        var clock = Stopwatch.StartNew();
+        for (int step = 0; step < steps; step++)
+        {
+            int start = step * batch, count = Math.Min(batch, n - start);
+            var (x, y) = Batch(count);
+            BatchKernels.Run(device, train.Gather(start, count), train.Pixels.View, train.Labels.View, train.Order.View, x.View, y.View);
+            Tensor logits = Model.Forward(x);
+            Tensor l = loss.Forward(logits, y);
+            MetricsKernels.Accumulate(device, count, 10, logits.View, y.View, l.View, sums.View, step);
+            Optimizer.ZeroGrad();
+            Model.Backward(loss.Backward());
+            Optimizer.Step();
+            if (progress is not null && ((step + 1) % reportEvery == 0 || step + 1 == steps))
+                progress(Progress(epoch, step + 1, steps, clock.Elapsed.TotalSeconds));
+        }
+        float[] s = sums.Download();
+        double seconds = clock.Elapsed.TotalSeconds;
+        ThrowIfDiverged(epoch, s);
+        EpochsDone++;
+        Evaluation eval = Evaluate(test);
+        return new EpochResult(epoch, s[0] / s[2], 100.0 * s[1] / s[2], eval.Accuracy, n / seconds, seconds, lr);
+    }
+
+    private StepProgress Progress(int epoch, int step, int steps, double seconds)
+    {
+        float[] s = sums.Download();
+        ThrowIfDiverged(epoch, s);
+        return new StepProgress(step, steps, s[0] / s[2], s[2] / seconds);
+    }
+
+    private static void ThrowIfDiverged(int epoch, float[] s)
+    {
+        if (s[3] >= 0)
+            throw new TrainingDivergedException(epoch, (int)s[3] + 1);
+    }
+
+    /// <summary>Accuracy, loss and confusion matrix of the model on the test set.</summary>
+    public Evaluation EvaluateTest() => Evaluate(test);
+
+    private Evaluation Evaluate(DeviceData data)
+    {
+        int n = data.Count, batch = Config.BatchSize; // the training batch size keeps the layers' buffers
+        data.Order.Upload(Enumerable.Range(0, n).ToArray());
+        sums.Upload([0f, 0f, 0f, -1f]);
+        using IndexTensor predictions = IndexTensor.Allocate(device, n);
+        for (int start = 0; start < n; start += batch)
+        {
+            int count = Math.Min(batch, n - start);
+            var (x, y) = Batch(count);
+            BatchKernels.Run(device, data.Gather(start, count), data.Pixels.View, data.Labels.View, data.Order.View, x.View, y.View);
+            Tensor logits = Model.Forward(x);
+            MetricsKernels.Accumulate(device, count, 10, logits.View, y.View, loss.Forward(logits, y).View, sums.View, start);
+            MetricsKernels.Predict(device, count, 10, logits.View, predictions.View.SubView(start, count));
+        }
+        float[] s = sums.Download();
+        int[] predicted = predictions.Download();
+        var confusion = new int[10, 10];
+        for (int i = 0; i < n; i++)
+            confusion[data.Host.Labels[i], predicted[i]]++;
+        return new Evaluation(100.0 * s[1] / n, s[0] / n, confusion);
+    }
+
+    private (Tensor X, IndexTensor Y) Batch(int count)
+    {
+        if (!batches.TryGetValue(count, out var b))
+        {
+            b = (Tensor.Zeros(device, count, 1, 28, 28), IndexTensor.Allocate(device, count));
+            batches[count] = b;
+        }
+        return b;
+    }
+
+    /// <summary>The state after the last completed epoch, as a checkpoint.</summary>
+    public Checkpoint ToCheckpoint()
+    {
+        var tensors = new List<(string, int[], float[])>();
+        IReadOnlyList<Parameter> ps = Model.Parameters;
+        for (int i = 0; i < ps.Count; i++)
+            tensors.Add(($"param/{i}/{ps[i].Name}", ps[i].Value.Shape.ToArray(), ps[i].Value.Download()));
+        IReadOnlyList<Tensor> state = Optimizer.State;
+        for (int i = 0; i < state.Count; i++)
+            tensors.Add(($"optim/{i}", state[i].Shape.ToArray(), state[i].Download()));
+        return new Checkpoint(Config.Model, Config, EpochsDone, Optimizer.StepCount, Rng.State, tensors);
+    }
+
+    /// <summary>Continues a run from a checkpoint: same config, weights, optimizer state, epoch and shuffling state.</summary>
+    /// <exception cref="CheckpointException">The checkpoint does not fit the model it names.</exception>
+    public static Trainer Resume(ComputeDevice device, string path, ImageDataset train, ImageDataset test)
+    {
+        Checkpoint c = Checkpoint.Load(path);
+        if (!Models.Names.Contains(c.Model) || c.Config.Model != c.Model)
+            throw new CheckpointException(path, $"names model '{c.Model}', which this build does not know.");
+        var trainer = new Trainer(device, c.Config, train, test);
+        try
+        {
+            trainer.Restore(path, c);
+            return trainer;
+        }
+        catch
+        {
+            trainer.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Loads weights (and optimizer state) from a checkpoint into this trainer's model.</summary>
+    /// <exception cref="CheckpointException">Another model, or shapes that differ.</exception>
+    public void Restore(string path, Checkpoint c)
+    {
+        if (c.Model != Config.Model)
+            throw new CheckpointException(path, $"is a checkpoint of model '{c.Model}', not '{Config.Model}'.");
+        IReadOnlyList<Parameter> ps = Model.Parameters;
+        IReadOnlyList<Tensor> state = Optimizer.State;
+        var expected = ps.Select((p, i) => ($"param/{i}/{p.Name}", p.Value)).Concat(state.Select((t, i) => ($"optim/{i}", t))).ToList();
+        if (c.Tensors.Count != expected.Count)
+            throw new CheckpointException(path, $"holds {c.Tensors.Count} tensors; model '{Config.Model}' with {Config.Optimizer.Kind} needs {expected.Count}.");
+        for (int i = 0; i < expected.Count; i++)
+        {
+            var (name, shape, data) = c.Tensors[i];
+            var (wantName, target) = expected[i];
+            if (name != wantName || !target.Shape.SequenceEqual(shape))
+                throw new CheckpointException(path, $"tensor {i} is '{name}' [{string.Join(", ", shape)}]; expected '{wantName}' {target.ShapeText}.");
+            target.Upload(data);
+        }
+        EpochsDone = c.Epoch;
+        Optimizer.StepCount = c.Steps;
+        Rng.State = c.RngState;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var (x, y) in batches.Values)
+        {
+            x.Dispose();
+            y.Dispose();
+        }
+        Model.Dispose();
+        Optimizer.Dispose();
+        loss.Dispose();
+        sums.Dispose();
+        train.Dispose();
+        test.Dispose();
+    }
+
+    /// <summary>A dataset on the device: pixels as bytes, labels, and a slot for the epoch's order.</summary>
+    private sealed class DeviceData : IDisposable
+    {
+        public DeviceData(ComputeDevice device, ImageDataset host)
+        {
+            Host = host;
+            Pixels = device.Allocate<byte>(host.Pixels.Length);
+            Pixels.View.CopyFromCPU(host.Pixels);
+            Labels = IndexTensor.FromHost(device, host.Labels.Select(b => (int)b).ToArray(), host.Count);
+            Order = IndexTensor.Allocate(device, host.Count);
+        }
+
+        public ImageDataset Host { get; }
+        public MemoryBuffer1D<byte, Stride1D.Dense> Pixels { get; }
+        public IndexTensor Labels { get; }
+        public IndexTensor Order { get; }
+        public int Count => Host.Count;
+
+        public BatchKernels.Gather Gather(int start, int count) =>
+            new() { Start = start, Count = count, ImageSize = Host.Height * Host.Width, Mean = FashionMnist.Mean, Std = FashionMnist.Std };
+
+        public void Dispose()
+        {
+            Pixels.Dispose();
+            Labels.Dispose();
+            Order.Dispose();
+        }
+    }
+}
