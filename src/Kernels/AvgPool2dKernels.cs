@@ -37,6 +37,34 @@ public static class AvgPool2dKernels
     /// <summary>y = window means of x.</summary>
     public static void Forward(ComputeDevice device, in Pool2dGeometry g, Options o, ArrayView<float> x, ArrayView<float> y)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            Pool2dGeometry geo = g;
+            Host.For(g.N * g.C, (start, end) =>
+            {
+                ReadOnlySpan<float> xs = Host.Span(x);
+                Span<float> ys = Host.Span(y);
+                for (int plane = start; plane < end; plane++)
+                {
+                    ReadOnlySpan<float> xp = xs.Slice(plane * geo.H * geo.W, geo.H * geo.W);
+                    Span<float> yp = ys.Slice(plane * geo.OH * geo.OW, geo.OH * geo.OW);
+                    for (int oh = 0; oh < geo.OH; oh++)
+                        for (int ow = 0; ow < geo.OW; ow++)
+                        {
+                            int h0 = oh * geo.StrideH - geo.PadH, w0 = ow * geo.StrideW - geo.PadW;
+                            int hs = Math.Max(h0, 0), ws = Math.Max(w0, 0);
+                            int he = Math.Min(h0 + geo.KH, geo.H), we = Math.Min(w0 + geo.KW, geo.W);
+                            float sum = 0f;
+                            for (int h = hs; h < he; h++)
+                                for (int w = ws; w < we; w++)
+                                    sum += xp[h * geo.W + w];
+                            yp[oh * geo.OW + ow] = sum / Divisor(geo, o, oh, ow);
+                        }
+                }
+            }, g.OH * g.OW * g.KH * g.KW);
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         var (threads, split) = device.Split(g.OutputLength);
         device.CountLaunch();
@@ -46,6 +74,35 @@ public static class AvgPool2dKernels
     /// <summary>Overwrites dx with each element's share of the output gradients of the windows covering it.</summary>
     public static void Backward(ComputeDevice device, in Pool2dGeometry g, Options o, ArrayView<float> dy, ArrayView<float> dx)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            Pool2dGeometry geo = g;
+            // Per plane, each window's share is added to its in-image taps, windows in order (deterministic).
+            Host.For(g.N * g.C, (start, end) =>
+            {
+                ReadOnlySpan<float> gs = Host.Span(dy);
+                Span<float> dxs = Host.Span(dx);
+                for (int plane = start; plane < end; plane++)
+                {
+                    ReadOnlySpan<float> gp = gs.Slice(plane * geo.OH * geo.OW, geo.OH * geo.OW);
+                    Span<float> dp = dxs.Slice(plane * geo.H * geo.W, geo.H * geo.W);
+                    dp.Clear();
+                    for (int oh = 0; oh < geo.OH; oh++)
+                        for (int ow = 0; ow < geo.OW; ow++)
+                        {
+                            int h0 = oh * geo.StrideH - geo.PadH, w0 = ow * geo.StrideW - geo.PadW;
+                            int hs = Math.Max(h0, 0), ws = Math.Max(w0, 0);
+                            int he = Math.Min(h0 + geo.KH, geo.H), we = Math.Min(w0 + geo.KW, geo.W);
+                            float share = gp[oh * geo.OW + ow] / Divisor(geo, o, oh, ow);
+                            for (int h = hs; h < he; h++)
+                                for (int w = ws; w < we; w++)
+                                    dp[h * geo.W + w] += share;
+                        }
+                }
+            }, g.OH * g.OW * g.KH * g.KW);
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         var (threads, split) = device.Split(g.InputLength);
         device.CountLaunch();

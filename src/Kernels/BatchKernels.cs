@@ -39,6 +39,27 @@ public static class BatchKernels
     /// <summary>x[b, :] = normalised pixels of image order[start + b]; y[b] = its label.</summary>
     public static void Run(ComputeDevice device, Gather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> x, ArrayView<int> y)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            float scale = 1f / (255f * g.Std), shift = g.Mean / g.Std;
+            Host.For(g.Count, (start, end) =>
+            {
+                Span<byte> px = Host.Span(pixels);
+                Span<int> ord = Host.Span(order), lab = Host.Span(labels), ys = Host.Span(y);
+                Span<float> xs = Host.Span(x);
+                for (int b = start; b < end; b++)
+                {
+                    int image = ord[g.Start + b];
+                    ReadOnlySpan<byte> src = px.Slice(image * g.ImageSize, g.ImageSize);
+                    Span<float> dst = xs.Slice(b * g.ImageSize, g.ImageSize);
+                    for (int i = 0; i < src.Length; i++)
+                        dst[i] = src[i] * scale - shift;
+                    ys[b] = lab[image];
+                }
+            }, g.ImageSize);
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         var (threads, split) = device.Split(g.Count * g.ImageSize);
         device.CountLaunch();

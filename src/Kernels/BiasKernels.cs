@@ -25,6 +25,22 @@ public static class BiasKernels
     /// <summary>y[o, c, i] += bias[c] for a tensor of outer*channels*inner elements.</summary>
     public static void Add(ComputeDevice device, ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            Host.For(outer * channels, (start, end) =>
+            {
+                Span<float> ys = Host.Span(y);
+                ReadOnlySpan<float> bs = Host.Span(bias);
+                for (int oc = start; oc < end; oc++)
+                {
+                    float b = bs[oc % channels];
+                    foreach (ref float v in ys.Slice(oc * inner, inner))
+                        v += b;
+                }
+            }, inner);
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         var (threads, split) = device.Split(outer * channels * inner);
         device.CountLaunch();
@@ -34,6 +50,23 @@ public static class BiasKernels
     /// <summary>dbias[c] += sum over o and i of dy[o, c, i] (accumulates, as parameter gradients do).</summary>
     public static void Grad(ComputeDevice device, ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            Host.For(channels, (start, end) =>
+            {
+                ReadOnlySpan<float> g = Host.Span(dy);
+                Span<float> db = Host.Span(dbias);
+                for (int c = start; c < end; c++)
+                {
+                    float sum = 0f;
+                    for (int o = 0; o < outer; o++)
+                        sum += System.Numerics.Tensors.TensorPrimitives.Sum(g.Slice((o * channels + c) * inner, inner));
+                    db[c] += sum;
+                }
+            }, outer * inner);
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         device.CountLaunch();
         k.Grad(channels, outer, channels, inner, dy, dbias);

@@ -20,7 +20,7 @@ public static class Conv2dKernels
     /// y = conv(x, w) + b. <paramref name="col"/> receives the column matrix (g.ColLength elements;
     /// unused when <see cref="IsPointwise"/>) that the backward pass reads.
     /// </summary>
-    public static void Forward(ComputeDevice device, in Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> col, ArrayView<float> y, GemmKernels.Variant variant = GemmKernels.Variant.Auto)
+    public static void Forward(ComputeDevice device, in Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> col, ArrayView<float> y)
     {
         ArrayView<float> cols = Columns(device, g, x, col);
         int rows = g.ColRows, p = g.P;
@@ -28,7 +28,7 @@ public static class Conv2dKernels
         GemmKernels.Run(device, shape,
             GemmOperand.Dense(rows).WithStrides(0, g.Kg * rows, 0), w,
             GemmOperand.Dense(p).WithStrides(g.C * g.R * g.S * p, rows * p, 0), cols,
-            GemmOperand.Dense(p).WithStrides(g.K * p, g.Kg * p, 0), y, variant);
+            GemmOperand.Dense(p).WithStrides(g.K * p, g.Kg * p, 0), y);
         if (b is ArrayView<float> bias)
             BiasKernels.Add(device, y, bias, g.N, g.K, p);
     }
@@ -48,7 +48,7 @@ public static class Conv2dKernels
     /// g.ColLength elements (unused when pointwise).
     /// </summary>
     public static void Backward(ComputeDevice device, in Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> cols,
-        ArrayView<float> dw, ArrayView<float>? db, ArrayView<float>? dx, ArrayView<float> dcol, GemmKernels.Variant variant = GemmKernels.Variant.Auto)
+        ArrayView<float> dw, ArrayView<float>? db, ArrayView<float>? dx, ArrayView<float> dcol)
     {
         int rows = g.ColRows, p = g.P, colImage = g.C * g.R * g.S * p;
 
@@ -56,7 +56,7 @@ public static class Conv2dKernels
         GemmKernels.Run(device, dwShape,
             GemmOperand.Dense(p).WithStrides(0, g.Kg * p, g.K * p), dy,
             GemmOperand.Dense(p, transposed: true).WithStrides(0, rows * p, colImage), cols,
-            GemmOperand.Dense(rows).WithStrides(0, g.Kg * rows, 0), dw, variant);
+            GemmOperand.Dense(rows).WithStrides(0, g.Kg * rows, 0), dw);
 
         if (db is ArrayView<float> dbias)
             BiasKernels.Grad(device, dy, dbias, g.N, g.K, p);
@@ -69,7 +69,7 @@ public static class Conv2dKernels
         GemmKernels.Run(device, dcolShape,
             GemmOperand.Dense(rows, transposed: true).WithStrides(0, g.Kg * rows, 0), w,
             GemmOperand.Dense(p).WithStrides(g.K * p, g.Kg * p, 0), dy,
-            GemmOperand.Dense(p).WithStrides(colImage, rows * p, 0), target, variant);
+            GemmOperand.Dense(p).WithStrides(colImage, rows * p, 0), target);
         if (!pointwise)
             Im2ColKernels.Col2Im(device, g, dcol, dInput);
     }

@@ -64,9 +64,9 @@ public struct GemmShape
 }
 
 /// <summary>
-/// Matrix multiplication with transpose flags, batches and sums of products. Two variants: a
-/// shared-memory tiled kernel for GPUs and a barrier-free row kernel for the CPU accelerator,
-/// chosen by device. Deterministic: each output element is summed by one thread in a fixed order.
+/// Matrix multiplication with transpose flags, batches and sums of products. Two variants, chosen by
+/// device: a shared-memory tiled ILGPU kernel for GPUs and a packed, vectorised host routine for the
+/// CPU accelerator (<see cref="CpuGemm"/>; no barriers, no simulated threads). Deterministic: each output element is summed by one thread in a fixed order.
 /// </summary>
 public static class GemmKernels
 {
@@ -75,108 +75,31 @@ public static class GemmKernels
     private const int Threads = 16; // 16 x 16 threads, each 4 x 4 outputs
     private const int PadM = TileM + 1; // +1 avoids shared-memory bank conflicts on the transposed stores
 
-    /// <summary>Which implementation runs.</summary>
-    public enum Variant
-    {
-        /// <summary>The device's default: tiled on GPUs, rows on the CPU accelerator.</summary>
-        Auto,
-        /// <summary>Shared-memory tiles, 256-thread groups.</summary>
-        Tiled,
-        /// <summary>One thread per block of output rows, no barriers.</summary>
-        Rows,
-    }
-
     private sealed class Loaded
     {
         public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>> Tiled;
-        public readonly Action<Index1D, WorkSplit, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>> Rows;
 
-        public Loaded(Accelerator a)
-        {
+        public Loaded(Accelerator a) =>
             Tiled = a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>>(TiledKernel);
-            Rows = a.LoadAutoGroupedStreamKernel<Index1D, WorkSplit, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>>(RowsKernel);
-        }
     }
 
-    /// <summary>Launches C (=|+=) sum_r op(A) op(B) on the device's stream. Shapes are the caller's to check.</summary>
-    public static void Run(ComputeDevice device, GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv, Variant variant = Variant.Auto)
+    /// <summary>
+    /// C (=|+=) sum_r op(A) op(B): the tiled kernel on GPUs (and on the GPU simulator), the packed host
+    /// routine <see cref="CpuGemm"/> on the CPU accelerator. Shapes are the caller's to check.
+    /// </summary>
+    public static void Run(ComputeDevice device, GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv)
     {
         if (s.M <= 0 || s.N <= 0 || s.Batch <= 0)
             return;
-        Loaded k = device.Kernels(static acc => new Loaded(acc));
-        bool tiled = variant == Variant.Tiled || (variant == Variant.Auto && device.UsesGpuVariants);
         device.CountLaunch();
-        if (tiled)
+        if (!device.UsesGpuVariants)
         {
-            var grid = new Index3D((s.N + TileN - 1) / TileN, (s.M + TileM - 1) / TileM, s.Batch);
-            k.Tiled(new KernelConfig(grid, new Index3D(Threads, Threads, 1)), s, a, b, c, av, bv, cv);
+            CpuGemm.Run(s, a, av, b, bv, c, cv);
+            return;
         }
-        else
-        {
-            var (threads, split) = device.Split(s.Batch * s.M);
-            k.Rows(threads, split, s, a, b, c, av, bv, cv);
-        }
-    }
-
-    private static void RowsKernel(Index1D t, WorkSplit split, GemmShape s, GemmOperand a, GemmOperand b, GemmOperand c, ArrayView<float> av, ArrayView<float> bv, ArrayView<float> cv)
-    {
-        int end = split.End(t);
-        for (int row = split.Start(t); row < end; row++)
-        {
-            int batch = row / s.M;
-            int i = row % s.M;
-            int cRow = c.Base(batch, s.BatchInner, 0) + i * c.Ld;
-            if (s.Accumulate == 0)
-            {
-                for (int j = 0; j < s.N; j++)
-                    cv[cRow + j] = 0f;
-            }
-            for (int r = 0; r < s.Reduce; r++)
-            {
-                int aStart = a.Base(batch, s.BatchInner, r);
-                int bStart = b.Base(batch, s.BatchInner, r);
-                if (b.Trans == 0)
-                {
-                    // Row of C += a(i,k) * row k of B: unit stride over j on both sides.
-                    for (int kk = 0; kk < s.K; kk++)
-                    {
-                        float x = av[a.At(aStart, i, kk)];
-                        int bRow = bStart + kk * b.Ld;
-                        int j = 0;
-                        for (; j + 4 <= s.N; j += 4)
-                        {
-                            cv[cRow + j] += x * bv[bRow + j];
-                            cv[cRow + j + 1] += x * bv[bRow + j + 1];
-                            cv[cRow + j + 2] += x * bv[bRow + j + 2];
-                            cv[cRow + j + 3] += x * bv[bRow + j + 3];
-                        }
-                        for (; j < s.N; j++)
-                            cv[cRow + j] += x * bv[bRow + j];
-                    }
-                }
-                else
-                {
-                    // B stored transposed: column j of op(B) is a contiguous row, so take dot products.
-                    for (int j = 0; j < s.N; j++)
-                    {
-                        int bCol = bStart + j * b.Ld;
-                        float sum = 0f;
-                        if (a.Trans == 0)
-                        {
-                            int aRow = aStart + i * a.Ld;
-                            for (int kk = 0; kk < s.K; kk++)
-                                sum += av[aRow + kk] * bv[bCol + kk];
-                        }
-                        else
-                        {
-                            for (int kk = 0; kk < s.K; kk++)
-                                sum += av[aStart + kk * a.Ld + i] * bv[bCol + kk];
-                        }
-                        cv[cRow + j] += sum;
-                    }
-                }
-            }
-        }
+        Loaded k = device.Kernels(static acc => new Loaded(acc));
+        var grid = new Index3D((s.N + TileN - 1) / TileN, (s.M + TileM - 1) / TileM, s.Batch);
+        k.Tiled(new KernelConfig(grid, new Index3D(Threads, Threads, 1)), s, a, b, c, av, bv, cv);
     }
 
     private static void TiledKernel(GemmShape s, GemmOperand a, GemmOperand b, GemmOperand c, ArrayView<float> av, ArrayView<float> bv, ArrayView<float> cv)

@@ -28,6 +28,14 @@ public static class Im2ColKernels
     /// <summary>Fills <paramref name="col"/> (g.ColLength elements) from <paramref name="x"/>.</summary>
     public static void Im2Col(ComputeDevice device, in Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            Conv2dGeometry geo = g;
+            // One item per (image, channel, tap) row of the column matrix: a strided copy of the input.
+            Host.For(g.N * g.C * g.R * g.S, (start, end) => Im2ColRows(geo, Host.Span(x), Host.Span(col), start, end), g.P);
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         var (threads, split) = device.Split(g.ColLength);
         device.CountLaunch();
@@ -37,10 +45,88 @@ public static class Im2ColKernels
     /// <summary>Overwrites <paramref name="dx"/> (g.InputLength elements) with the sum of the column gradients that each input element fed.</summary>
     public static void Col2Im(ComputeDevice device, in Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            Conv2dGeometry geo = g;
+            // One item per input plane (image, channel): a gather over the taps, in a fixed order.
+            Host.For(g.N * g.C, (start, end) => Col2ImPlanes(geo, Host.Span(dcol), Host.Span(dx), start, end), g.R * g.S * g.P);
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         var (threads, split) = device.Split(g.InputLength);
         device.CountLaunch();
         k.Col2Im(threads, split, g, dcol, dx);
+    }
+
+    private static void Im2ColRows(in Conv2dGeometry g, ReadOnlySpan<float> x, Span<float> col, int start, int end)
+    {
+        int rs = g.R * g.S, p = g.P;
+        for (int row = start; row < end; row++)
+        {
+            int tap = row % rs, nc = row / rs;
+            int r = tap / g.S, s = tap % g.S;
+            Span<float> dst = col.Slice(row * p, p);
+            ReadOnlySpan<float> plane = x.Slice(nc * g.H * g.W, g.H * g.W);
+            for (int oh = 0; oh < g.OH; oh++)
+            {
+                Span<float> line = dst.Slice(oh * g.OW, g.OW);
+                int ih = oh * g.StrideH - g.PadH + r * g.DilationH;
+                if (ih < 0 || ih >= g.H)
+                {
+                    line.Clear();
+                    continue;
+                }
+                ReadOnlySpan<float> src = plane.Slice(ih * g.W, g.W);
+                int w0 = s * g.DilationW - g.PadW;
+                if (g.StrideW == 1 && w0 >= 0 && w0 + g.OW <= g.W)
+                {
+                    src.Slice(w0, g.OW).CopyTo(line);
+                    continue;
+                }
+                for (int ow = 0; ow < g.OW; ow++)
+                {
+                    int iw = w0 + ow * g.StrideW;
+                    line[ow] = iw >= 0 && iw < g.W ? src[iw] : 0f;
+                }
+            }
+        }
+    }
+
+    private static void Col2ImPlanes(in Conv2dGeometry g, ReadOnlySpan<float> dcol, Span<float> dx, int start, int end)
+    {
+        int rs = g.R * g.S, p = g.P;
+        for (int nc = start; nc < end; nc++)
+        {
+            Span<float> plane = dx.Slice(nc * g.H * g.W, g.H * g.W);
+            plane.Clear();
+            // Taps in order (r, s), each adding its shifted column row: the same order for every run.
+            for (int tap = 0; tap < rs; tap++)
+            {
+                int r = tap / g.S, s = tap % g.S;
+                ReadOnlySpan<float> src = dcol.Slice((nc * rs + tap) * p, p);
+                for (int oh = 0; oh < g.OH; oh++)
+                {
+                    int ih = oh * g.StrideH - g.PadH + r * g.DilationH;
+                    if (ih < 0 || ih >= g.H)
+                        continue;
+                    Span<float> line = plane.Slice(ih * g.W, g.W);
+                    ReadOnlySpan<float> from = src.Slice(oh * g.OW, g.OW);
+                    int w0 = s * g.DilationW - g.PadW;
+                    if (g.StrideW == 1 && w0 >= 0 && w0 + g.OW <= g.W)
+                    {
+                        System.Numerics.Tensors.TensorPrimitives.Add(line.Slice(w0, g.OW), from, line.Slice(w0, g.OW));
+                        continue;
+                    }
+                    for (int ow = 0; ow < g.OW; ow++)
+                    {
+                        int iw = w0 + ow * g.StrideW;
+                        if (iw >= 0 && iw < g.W)
+                            line[iw] += from[ow];
+                    }
+                }
+            }
+        }
     }
 
     private static void Im2ColKernel(Index1D t, WorkSplit split, Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col)

@@ -30,6 +30,20 @@ public static class MaxPool2dKernels
     /// <summary>y and the argmax indices from x.</summary>
     public static void Forward(ComputeDevice device, in Pool2dGeometry g, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            Pool2dGeometry geo = g;
+            Host.For(g.N * g.C, (start, end) =>
+            {
+                ReadOnlySpan<float> xs = Host.Span(x);
+                Span<float> ys = Host.Span(y);
+                Span<int> ids = Host.Span(indices);
+                for (int plane = start; plane < end; plane++)
+                    ForwardPlane(geo, xs.Slice(plane * geo.H * geo.W, geo.H * geo.W), ys.Slice(plane * geo.OH * geo.OW, geo.OH * geo.OW), ids.Slice(plane * geo.OH * geo.OW, geo.OH * geo.OW));
+            }, g.OH * g.OW * g.KH * g.KW);
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         var (threads, split) = device.Split(g.OutputLength);
         device.CountLaunch();
@@ -39,10 +53,72 @@ public static class MaxPool2dKernels
     /// <summary>Overwrites dx with the sum of the output gradients routed to each element.</summary>
     public static void Backward(ComputeDevice device, in Pool2dGeometry g, ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            Pool2dGeometry geo = g;
+            // Per plane, outputs in order add into their recorded inputs: deterministic, and a plane
+            // belongs to one thread, so no two threads write the same element.
+            Host.For(g.N * g.C, (start, end) =>
+            {
+                ReadOnlySpan<float> gs = Host.Span(dy);
+                ReadOnlySpan<int> ids = Host.Span(indices);
+                Span<float> dxs = Host.Span(dx);
+                int inPlane = geo.H * geo.W, outPlane = geo.OH * geo.OW;
+                for (int plane = start; plane < end; plane++)
+                {
+                    Span<float> d = dxs.Slice(plane * inPlane, inPlane);
+                    d.Clear();
+                    ReadOnlySpan<float> gp = gs.Slice(plane * outPlane, outPlane);
+                    ReadOnlySpan<int> ip = ids.Slice(plane * outPlane, outPlane);
+                    for (int o = 0; o < outPlane; o++)
+                        d[ip[o]] += gp[o];
+                }
+            }, g.OH * g.OW);
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         var (threads, split) = device.Split(g.InputLength);
         device.CountLaunch();
         k.Backward(threads, split, g, dy, indices, dx);
+    }
+
+    private static void ForwardPlane(in Pool2dGeometry g, ReadOnlySpan<float> x, Span<float> y, Span<int> indices)
+    {
+        for (int oh = 0; oh < g.OH; oh++)
+        {
+            int h0 = oh * g.StrideH - g.PadH;
+            int hFirst = h0;
+            while (hFirst < 0) hFirst += g.DilationH;
+            for (int ow = 0; ow < g.OW; ow++)
+            {
+                int w0 = ow * g.StrideW - g.PadW;
+                int wFirst = w0;
+                while (wFirst < 0) wFirst += g.DilationW;
+                int best = hFirst * g.W + wFirst;
+                float bestValue = float.NegativeInfinity;
+                for (int kh = 0; kh < g.KH; kh++)
+                {
+                    int h = h0 + kh * g.DilationH;
+                    if (h < 0 || h >= g.H)
+                        continue;
+                    for (int kw = 0; kw < g.KW; kw++)
+                    {
+                        int w = w0 + kw * g.DilationW;
+                        if (w < 0 || w >= g.W)
+                            continue;
+                        float v = x[h * g.W + w];
+                        if (v > bestValue || float.IsNaN(v))
+                        {
+                            bestValue = v;
+                            best = h * g.W + w;
+                        }
+                    }
+                }
+                y[oh * g.OW + ow] = bestValue;
+                indices[oh * g.OW + ow] = best;
+            }
+        }
     }
 
     private static void ForwardKernel(Index1D t, WorkSplit split, Pool2dGeometry g, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices)

@@ -59,6 +59,26 @@ public static class OptimizerKernels
     /// <summary>One SGD step on parameter p with gradient g and momentum buffer buf (same length).</summary>
     public static void Sgd(ComputeDevice device, SgdStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> buf)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            Host.For((int)p.Length, (start, end) =>
+            {
+                Span<float> ps = Host.Span(p), gs = Host.Span(g), bs = Host.Span(buf);
+                for (int i = start; i < end; i++)
+                {
+                    float d = gs[i] + s.WeightDecay * ps[i];
+                    if (s.Momentum != 0f)
+                    {
+                        float b = s.First != 0 ? d : s.Momentum * bs[i] + (1f - s.Dampening) * d;
+                        bs[i] = b;
+                        d = s.Nesterov != 0 ? d + s.Momentum * b : b;
+                    }
+                    ps[i] -= s.Lr * d;
+                }
+            });
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         var (threads, split) = device.Split((int)p.Length);
         device.CountLaunch();
@@ -68,6 +88,28 @@ public static class OptimizerKernels
     /// <summary>One Adam/AdamW step on parameter p with gradient g and moments m, v (same length).</summary>
     public static void Adam(ComputeDevice device, AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            Host.For((int)p.Length, (start, end) =>
+            {
+                Span<float> ps = Host.Span(p), gs = Host.Span(g), ms = Host.Span(m), vs = Host.Span(v);
+                for (int i = start; i < end; i++)
+                {
+                    float w = ps[i], d = gs[i];
+                    if (s.Decoupled != 0)
+                        w *= 1f - s.Lr * s.WeightDecay;
+                    else
+                        d += s.WeightDecay * w;
+                    float mi = s.Beta1 * ms[i] + (1f - s.Beta1) * d;
+                    float vi = s.Beta2 * vs[i] + (1f - s.Beta2) * d * d;
+                    ms[i] = mi;
+                    vs[i] = vi;
+                    ps[i] = w - s.Lr / s.BiasCorrection1 * (mi / (MathF.Sqrt(vi) / s.BiasCorrection2Sqrt + s.Eps));
+                }
+            });
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         var (threads, split) = device.Split((int)p.Length);
         device.CountLaunch();

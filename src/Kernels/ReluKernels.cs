@@ -4,7 +4,10 @@ using ILGPU.Runtime;
 
 namespace GpuBackprop.Kernels;
 
-/// <summary>ReLU: y = max(x, 0) with NaN passed through (as torch.relu); dx = dy where y &gt; 0, else 0.</summary>
+/// <summary>
+/// ReLU: y = max(x, 0) with NaN passed through (as torch.relu); dx = dy where y &gt; 0, else 0.
+/// ILGPU kernels on GPUs, host loops on the CPU accelerator (see <see cref="Host"/>).
+/// </summary>
 public static class ReluKernels
 {
     private sealed class Loaded
@@ -22,6 +25,18 @@ public static class ReluKernels
     /// <summary>y = relu(x) (y may alias x).</summary>
     public static void Forward(ComputeDevice device, ArrayView<float> x, ArrayView<float> y)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            Host.For((int)x.Length, (start, end) =>
+            {
+                ReadOnlySpan<float> xs = Host.Span(x)[start..end];
+                Span<float> ys = Host.Span(y)[start..end];
+                for (int i = 0; i < xs.Length; i++)
+                    ys[i] = xs[i] < 0f ? 0f : xs[i];
+            });
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         var (threads, split) = device.Split((int)x.Length);
         device.CountLaunch();
@@ -31,6 +46,18 @@ public static class ReluKernels
     /// <summary>dx = dy * (y &gt; 0), from the forward output y (y &gt; 0 exactly where x &gt; 0).</summary>
     public static void Backward(ComputeDevice device, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            Host.For((int)y.Length, (start, end) =>
+            {
+                ReadOnlySpan<float> ys = Host.Span(y)[start..end], gs = Host.Span(dy)[start..end];
+                Span<float> ds = Host.Span(dx)[start..end];
+                for (int i = 0; i < ys.Length; i++)
+                    ds[i] = ys[i] > 0f ? gs[i] : 0f;
+            });
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         var (threads, split) = device.Split((int)y.Length);
         device.CountLaunch();

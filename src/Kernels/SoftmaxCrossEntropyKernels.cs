@@ -32,6 +32,28 @@ public static class SoftmaxCrossEntropyKernels
     /// </summary>
     public static void Forward(ComputeDevice device, int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> rowLoss, ArrayView<float> loss)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            Span<float> l = Host.Span(logits), ls = Host.Span(lse), rl = Host.Span(rowLoss);
+            Span<int> t = Host.Span(targets);
+            float sum = 0f;
+            for (int row = 0; row < n; row++)
+            {
+                ReadOnlySpan<float> x = l.Slice(row * classes, classes);
+                float max = float.NegativeInfinity;
+                foreach (float v in x)
+                    if (v > max || float.IsNaN(v)) max = v;
+                float e = 0f;
+                foreach (float v in x)
+                    e += MathF.Exp(v - max);
+                ls[row] = max + MathF.Log(e);
+                rl[row] = (uint)t[row] < (uint)classes ? ls[row] - x[t[row]] : float.NaN;
+                sum += rl[row];
+            }
+            Host.Span(loss)[0] = sum / n;
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         device.CountLaunch();
         k.Rows(n, classes, logits, targets, lse, rowLoss);
@@ -42,6 +64,20 @@ public static class SoftmaxCrossEntropyKernels
     /// <summary>dlogits = (softmax(logits) - onehot(target)) / N: the gradient of the mean loss.</summary>
     public static void Backward(ComputeDevice device, int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> dlogits)
     {
+        if (!device.UsesGpuVariants)
+        {
+            device.CountLaunch();
+            Span<float> l = Host.Span(logits), ls = Host.Span(lse), d = Host.Span(dlogits);
+            Span<int> t = Host.Span(targets);
+            float scale = 1f / n;
+            for (int e = 0; e < n * classes; e++)
+            {
+                int row = e / classes;
+                float p = MathF.Exp(l[e] - ls[row]);
+                d[e] = (e % classes == t[row] ? p - 1f : p) * scale;
+            }
+            return;
+        }
         Loaded k = device.Kernels(static a => new Loaded(a));
         var (threads, split) = device.Split(n * classes);
         device.CountLaunch();

@@ -15,32 +15,30 @@ public sealed class KernelTests
 {
     private const double Atol = 1e-4, Rtol = 1e-4;
 
-    public sealed record ConvCase(int N, int C, int H, int W, int K, Size2 Kernel, Size2 Stride, Size2 Pad, Size2 Dilation, int Groups, bool Bias, bool Small);
+    public sealed record ConvCase(int N, int C, int H, int W, int K, Size2 Kernel, Size2 Stride, Size2 Pad, Size2 Dilation, int Groups, bool Bias);
 
     public static readonly Dictionary<string, ConvCase> ConvCases = new()
     {
-        ["odd_rect_3x3"] = new(2, 3, 7, 5, 4, 3, 1, 0, 1, 1, true, true),
-        ["stride_gt_kernel"] = new(1, 2, 11, 10, 3, 2, 3, 0, 1, 1, true, true),
-        ["rect_kernel_groups2"] = new(2, 4, 8, 6, 6, (3, 2), (2, 1), (1, 2), 1, 2, true, true),
-        ["dilation2_pad2"] = new(1, 3, 10, 9, 2, 3, 1, 2, 2, 1, false, true),
-        ["groups3_pad1"] = new(2, 6, 5, 5, 6, 3, 1, 1, 1, 3, true, false),
-        ["depthwise"] = new(2, 4, 7, 7, 4, 3, 1, 1, 1, 4, true, false),
-        ["pointwise_1x1"] = new(3, 8, 17, 13, 16, 1, 1, 0, 1, 1, true, true),
-        ["pointwise_1x1_groups2"] = new(2, 8, 5, 7, 6, 1, 1, 0, 1, 2, false, false),
-        ["strided_1x1"] = new(2, 4, 9, 9, 4, 1, 2, 0, 1, 1, true, false),
-        ["rect_stride_dilation"] = new(1, 3, 12, 10, 5, (5, 1), (1, 2), (2, 0), (1, 3), 1, true, false),
-        ["lenet_c1"] = new(4, 1, 28, 28, 6, 5, 1, 0, 1, 1, true, false),
-        ["many_groups_of_threads"] = new(4, 16, 20, 20, 70, 3, 1, 1, 1, 1, true, false),
+        ["odd_rect_3x3"] = new(2, 3, 7, 5, 4, 3, 1, 0, 1, 1, true),
+        ["stride_gt_kernel"] = new(1, 2, 11, 10, 3, 2, 3, 0, 1, 1, true),
+        ["rect_kernel_groups2"] = new(2, 4, 8, 6, 6, (3, 2), (2, 1), (1, 2), 1, 2, true),
+        ["dilation2_pad2"] = new(1, 3, 10, 9, 2, 3, 1, 2, 2, 1, false),
+        ["groups3_pad1"] = new(2, 6, 5, 5, 6, 3, 1, 1, 1, 3, true),
+        ["depthwise"] = new(2, 4, 7, 7, 4, 3, 1, 1, 1, 4, true),
+        ["pointwise_1x1"] = new(3, 8, 17, 13, 16, 1, 1, 0, 1, 1, true),
+        ["pointwise_1x1_groups2"] = new(2, 8, 5, 7, 6, 1, 1, 0, 1, 2, false),
+        ["strided_1x1"] = new(2, 4, 9, 9, 4, 1, 2, 0, 1, 1, true),
+        ["rect_stride_dilation"] = new(1, 3, 12, 10, 5, (5, 1), (1, 2), (2, 0), (1, 3), 1, true),
+        ["lenet_c1"] = new(4, 1, 28, 28, 6, 5, 1, 0, 1, 1, true),
+        ["many_groups_of_threads"] = new(4, 16, 20, 20, 70, 3, 1, 1, 1, 1, true),
     };
 
     public static TheoryData<string, string> ConvData()
     {
         var data = new TheoryData<string, string>();
-        foreach (string d in TestDevices.Specs)
+        foreach (string d in TestDevices.SpecsWithSimulator)
             foreach (string c in ConvCases.Keys)
                 data.Add(d, c);
-        foreach (var (name, c) in ConvCases)
-            if (c.Small) data.Add(TestDevices.GpuSimulator, name);
         return data;
     }
 
@@ -89,7 +87,7 @@ public sealed class KernelTests
     public static TheoryData<string, string> PoolData()
     {
         var data = new TheoryData<string, string>();
-        foreach (string d in TestDevices.Specs)
+        foreach (string d in TestDevices.SpecsWithSimulator)
             foreach (string c in PoolCases.Keys)
                 data.Add(d, c);
         return data;
@@ -120,7 +118,7 @@ public sealed class KernelTests
     public static TheoryData<string, string, bool, int> AvgPoolData()
     {
         var data = new TheoryData<string, string, bool, int>();
-        foreach (string d in TestDevices.Specs)
+        foreach (string d in TestDevices.SpecsWithSimulator)
             foreach (string c in PoolCases.Keys)
             {
                 if (PoolCases[c].Dilation != new Size2(1, 1)) continue;
@@ -151,7 +149,7 @@ public sealed class KernelTests
     public static TheoryData<string, int, int, int> LinearData()
     {
         var data = new TheoryData<string, int, int, int>();
-        foreach (string d in TestDevices.Specs)
+        foreach (string d in TestDevices.SpecsWithSimulator)
         {
             data.Add(d, 5, 7, 3);
             data.Add(d, 1, 1, 1);
@@ -181,7 +179,7 @@ public sealed class KernelTests
     }
 
     [Theory]
-    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    [MemberData(nameof(TestDevices.AllWithSimulator), MemberType = typeof(TestDevices))]
     public void ReluMatchesReference(string device)
     {
         ComputeDevice dev = TestDevices.Get(device);
@@ -200,7 +198,7 @@ public sealed class KernelTests
     public static TheoryData<string, int, int, float> CrossEntropyData()
     {
         var data = new TheoryData<string, int, int, float>();
-        foreach (string d in TestDevices.Specs)
+        foreach (string d in TestDevices.SpecsWithSimulator)
         {
             data.Add(d, 6, 10, 3f);
             data.Add(d, 1, 2, 1f);
@@ -233,7 +231,7 @@ public sealed class KernelTests
     {
         var data = new TheoryData<string, int, int, int, bool, bool>();
         var shapes = new[] { (3, 5, 70), (70, 5, 3), (65, 130, 17), (1, 1, 1), (128, 64, 200), (17, 1, 33) };
-        foreach (string d in TestDevices.Specs.Append(TestDevices.GpuSimulator))
+        foreach (string d in TestDevices.SpecsWithSimulator)
             foreach (var (m, n, k) in shapes)
                 foreach (bool ta in new[] { false, true })
                     foreach (bool tb in new[] { false, true })

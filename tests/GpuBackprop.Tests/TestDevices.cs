@@ -17,6 +17,12 @@ public static class TestDevices
     /// <summary>Specs of the real devices under test (the CPU accelerator first).</summary>
     public static IReadOnlyList<string> Specs => Found.Value;
 
+    /// <summary>
+    /// The real devices plus the GPU simulator: on the CPU accelerator the ops run as host routines,
+    /// so the simulator is what runs the ILGPU kernels on a machine without a GPU.
+    /// </summary>
+    public static IReadOnlyList<string> SpecsWithSimulator => [.. Found.Value, GpuSimulator];
+
     /// <summary>The real devices under test, as theory data.</summary>
     public static TheoryData<string> All()
     {
@@ -26,12 +32,7 @@ public static class TestDevices
     }
 
     /// <summary>The real devices plus the GPU simulator.</summary>
-    public static TheoryData<string> AllWithSimulator()
-    {
-        TheoryData<string> data = All();
-        data.Add(GpuSimulator);
-        return data;
-    }
+    public static TheoryData<string> AllWithSimulator() => new(SpecsWithSimulator);
 
     /// <summary>The opened device for a spec (opened once per test run).</summary>
     public static ComputeDevice Get(string spec)

@@ -1,0 +1,229 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using GpuBackprop.Runtime;
+using ILGPU;
+
+namespace GpuBackprop.Kernels;
+
+/// <summary>
+/// The CPU variant of <see cref="GemmKernels"/>: a host routine on the CPU accelerator's buffers in the
+/// classic packed form: op(A) and op(B) are copied into cache-sized panels (MR rows x KC and KC x NR
+/// columns, zero-padded at the edges) and a 6x16 micro-kernel keeps twelve 8-wide accumulators in
+/// registers, one broadcast and two loads per 12 FMAs. Tiles of C (batch x MC rows x NC columns) are
+/// spread over the cores; when there are fewer tiles than cores and the GEMM sums several products
+/// (the convolution's dW), the sum is split into a fixed number of parts added in a fixed order, so
+/// the result stays bitwise reproducible on a given machine.
+/// </summary>
+internal static unsafe class CpuGemm
+{
+    private const int MR = 6, NR = 16, KC = 256, MC = 96, NC = 512;
+
+    [ThreadStatic] private static float[]? packA;
+    [ThreadStatic] private static float[]? packB;
+
+    public static void Run(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv)
+    {
+        int mBlocks = (s.M + MC - 1) / MC, nBlocks = (s.N + NC - 1) / NC;
+        int tiles = s.Batch * mBlocks * nBlocks;
+        long flopsPerTile = 2L * Math.Min(s.M, MC) * Math.Min(s.N, NC) * Math.Max(1, s.K) * s.Reduce;
+        int workers = Environment.ProcessorCount;
+        int parts = tiles < workers && s.Reduce > 1 ? Math.Min(s.Reduce, 2 * workers) : 1;
+        if (parts == 1)
+        {
+            Host.For(tiles, (t0, t1) =>
+            {
+                for (int t = t0; t < t1; t++)
+                    Tile(s, a, av, b, bv, c, cv, t / (mBlocks * nBlocks), t / nBlocks % mBlocks * MC, t % nBlocks * NC, 0, s.Reduce, s.Accumulate != 0);
+            }, (int)Math.Min(int.MaxValue, flopsPerTile / 4));
+            return;
+        }
+        SplitReduce(s, a, av, b, bv, c, cv, parts, mBlocks, nBlocks);
+    }
+
+    /// <summary>Per-part sums of the split reduction, reused between calls (a device is used from one thread at a time).</summary>
+    private static float[][] partials = [];
+
+    /// <summary>Each part sums a fixed range of the products into its own buffer; the parts are then added in order.</summary>
+    private static void SplitReduce(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv, int parts, int mBlocks, int nBlocks)
+    {
+        int mn = s.M * s.N;
+        if (partials.Length < parts || partials[0].Length < mn)
+            partials = Enumerable.Range(0, parts).Select(_ => new float[mn]).ToArray();
+        float[][] partial = partials;
+        for (int batch = 0; batch < s.Batch; batch++)
+        {
+            Parallel.For(0, parts, p =>
+            {
+                int r0 = (int)((long)s.Reduce * p / parts), r1 = (int)((long)s.Reduce * (p + 1) / parts);
+                fixed (float* target = partial[p])
+                {
+                    for (int t = 0; t < mBlocks * nBlocks; t++)
+                        TileInto(s, a, av, b, bv, batch, t / nBlocks * MC, t % nBlocks * NC, r0, r1, false, target, s.N);
+                }
+            });
+            Span<float> C = Host.Span(cv);
+            int cStart = c.Base(batch, s.BatchInner, 0);
+            for (int i = 0; i < s.M; i++)
+            {
+                Span<float> row = C.Slice(cStart + i * c.Ld, s.N);
+                for (int j = 0; j < s.N; j++)
+                {
+                    float sum = s.Accumulate != 0 ? row[j] : 0f;
+                    for (int p = 0; p < parts; p++)
+                        sum += partial[p][i * s.N + j];
+                    row[j] = sum;
+                }
+            }
+        }
+    }
+
+    private static void Tile(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv,
+        int batch, int ic, int jc, int r0, int r1, bool accumulate)
+    {
+        Span<float> C = Host.Span(cv);
+        fixed (float* pc = C)
+            TileInto(s, a, av, b, bv, batch, ic, jc, r0, r1, accumulate, pc + c.Base(batch, s.BatchInner, 0), c.Ld);
+    }
+
+    /// <summary>C[ic.., jc..] (=|+=) sum over r in [r0, r1) of op(A) op(B), C given by its top-left pointer and leading dimension.</summary>
+    private static void TileInto(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv,
+        int batch, int ic, int jc, int r0, int r1, bool accumulate, float* c, int ldc)
+    {
+        int mc = Math.Min(MC, s.M - ic), nc = Math.Min(NC, s.N - jc);
+        float[] pa = packA ??= new float[MC * KC];
+        float[] pb = packB ??= new float[KC * NC];
+        ReadOnlySpan<float> A = Host.Span(av), B = Host.Span(bv);
+        bool add = accumulate;
+        fixed (float* ppa = pa, ppb = pb)
+        {
+            for (int r = r0; r < r1; r++)
+            {
+                int aStart = a.Base(batch, s.BatchInner, r), bStart = b.Base(batch, s.BatchInner, r);
+                for (int pc = 0; pc < s.K; pc += KC)
+                {
+                    int kc = Math.Min(KC, s.K - pc);
+                    PackB(b, B, bStart, pc, kc, jc, nc, pb);
+                    PackA(a, A, aStart, ic, mc, pc, kc, pa);
+                    for (int jp = 0; jp < nc; jp += NR)
+                        for (int ip = 0; ip < mc; ip += MR)
+                            Micro(kc, ppa + ip * kc, ppb + jp * kc, c + (ic + ip) * ldc + jc + jp, ldc, Math.Min(MR, mc - ip), Math.Min(NR, nc - jp), add);
+                    add = true;
+                }
+            }
+        }
+        if (!add)
+        {
+            // K == 0 or no products: the result is zero.
+            for (int i = 0; i < mc; i++)
+                new Span<float>(c + (ic + i) * ldc + jc, nc).Clear();
+        }
+    }
+
+    /// <summary>op(A)[ic.., pc..] into panels of MR rows: element (i, k) of panel p at p*MR*kc + k*MR + i.</summary>
+    private static void PackA(GemmOperand a, ReadOnlySpan<float> A, int start, int ic, int mc, int pc, int kc, Span<float> dst)
+    {
+        for (int p = 0; p < mc; p += MR)
+        {
+            Span<float> panel = dst.Slice(p * kc, MR * kc);
+            int rows = Math.Min(MR, mc - p);
+            if (rows < MR)
+                panel.Clear();
+            if (a.Trans != 0)
+            {
+                // Stored transposed: op(A)(i, k) = A[k*ld + i], contiguous over i.
+                for (int k = 0; k < kc; k++)
+                    A.Slice(start + (pc + k) * a.Ld + ic + p, rows).CopyTo(panel.Slice(k * MR));
+            }
+            else
+            {
+                for (int i = 0; i < rows; i++)
+                {
+                    ReadOnlySpan<float> row = A.Slice(start + (ic + p + i) * a.Ld + pc, kc);
+                    for (int k = 0; k < kc; k++)
+                        panel[k * MR + i] = row[k];
+                }
+            }
+        }
+    }
+
+    /// <summary>op(B)[pc.., jc..] into panels of NR columns: element (k, j) of panel q at q*NR*kc + k*NR + j.</summary>
+    private static void PackB(GemmOperand b, ReadOnlySpan<float> B, int start, int pc, int kc, int jc, int nc, Span<float> dst)
+    {
+        for (int q = 0; q < nc; q += NR)
+        {
+            Span<float> panel = dst.Slice(q * kc, NR * kc);
+            int cols = Math.Min(NR, nc - q);
+            if (cols < NR)
+                panel.Clear();
+            if (b.Trans == 0)
+            {
+                for (int k = 0; k < kc; k++)
+                    B.Slice(start + (pc + k) * b.Ld + jc + q, cols).CopyTo(panel.Slice(k * NR));
+            }
+            else
+            {
+                // Stored transposed: op(B)(k, j) = B[j*ld + k], contiguous over k.
+                for (int j = 0; j < cols; j++)
+                {
+                    ReadOnlySpan<float> col = B.Slice(start + (jc + q + j) * b.Ld + pc, kc);
+                    for (int k = 0; k < kc; k++)
+                        panel[k * NR + j] = col[k];
+                }
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Micro(int kc, float* a, float* b, float* c, int ldc, int mr, int nr, bool add)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int k = 0; k < kc; k++)
+        {
+            Vector256<float> b0 = Vector256.Load(b), b1 = Vector256.Load(b + 8);
+            Vector256<float> x = Vector256.Create(a[0]);
+            c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+            x = Vector256.Create(a[1]);
+            c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+            x = Vector256.Create(a[2]);
+            c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+            x = Vector256.Create(a[3]);
+            c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+            x = Vector256.Create(a[4]);
+            c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+            x = Vector256.Create(a[5]);
+            c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+            a += MR;
+            b += NR;
+        }
+        if (mr == MR && nr == NR)
+        {
+            StoreRow(c, c00, c01, add);
+            StoreRow(c + ldc, c10, c11, add);
+            StoreRow(c + 2 * ldc, c20, c21, add);
+            StoreRow(c + 3 * ldc, c30, c31, add);
+            StoreRow(c + 4 * ldc, c40, c41, add);
+            StoreRow(c + 5 * ldc, c50, c51, add);
+            return;
+        }
+        // Edge tile: spill to a scratch tile and copy the valid part.
+        float* t = stackalloc float[MR * NR];
+        c00.Store(t); c01.Store(t + 8); c10.Store(t + 16); c11.Store(t + 24); c20.Store(t + 32); c21.Store(t + 40);
+        c30.Store(t + 48); c31.Store(t + 56); c40.Store(t + 64); c41.Store(t + 72); c50.Store(t + 80); c51.Store(t + 88);
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < nr; j++)
+                c[i * ldc + j] = add ? c[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow(float* row, Vector256<float> lo, Vector256<float> hi, bool add)
+    {
+        if (add)
+        {
+            lo += Vector256.Load(row);
+            hi += Vector256.Load(row + 8);
+        }
+        lo.Store(row);
+        hi.Store(row + 8);
+    }
+}
