@@ -35,6 +35,14 @@ public sealed class ImageDataset
     /// <summary>Number of images.</summary>
     public int Count => Labels.Length;
 
+    /// <summary>The first <paramref name="count"/> images (for quick runs and tests).</summary>
+    public ImageDataset Take(int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
+        count = Math.Min(count, Count);
+        return new ImageDataset($"{Name}, first {count}", Height, Width, Pixels[..(count * Height * Width)], Labels[..count], Classes);
+    }
+
     /// <summary>Loads an IDX images file and its labels file.</summary>
     public static ImageDataset Load(string name, string imagesName, Func<Stream> images, string labelsName, Func<Stream> labels, int classes = 10)
     {

@@ -21,7 +21,7 @@ public sealed record EpochResult(int Epoch, double TrainLoss, double TrainAccura
 /// <summary>Where an epoch stands, reported every few steps.</summary>
 /// <param name="Step">Steps done in this epoch.</param>
 /// <param name="Steps">Steps in the epoch.</param>
-/// <param name="Loss">Mean loss so far in this epoch.</param>
+/// <param name="Loss">Mean loss of the steps since the previous report (the live loss).</param>
 /// <param name="ImagesPerSecond">Throughput so far in this epoch.</param>
 public readonly record struct StepProgress(int Step, int Steps, double Loss, double ImagesPerSecond);
 
@@ -112,6 +112,7 @@ public sealed class Trainer : IDisposable
         sums.Upload([0f, 0f, 0f, -1f]);
 
         var clock = Stopwatch.StartNew();
+        reported = (0, 0);
         for (int step = 0; step < steps; step++)
         {
             int start = step * batch, count = Math.Min(batch, n - start);
@@ -134,11 +135,16 @@ public sealed class Trainer : IDisposable
         return new EpochResult(epoch, s[0] / s[2], 100.0 * s[1] / s[2], eval.Accuracy, n / seconds, seconds, lr);
     }
 
+    /// <summary>Loss sum and image count at the previous progress report.</summary>
+    private (double Loss, double Images) reported;
+
     private StepProgress Progress(int epoch, int step, int steps, double seconds)
     {
         float[] s = sums.Download();
         ThrowIfDiverged(epoch, s);
-        return new StepProgress(step, steps, s[0] / s[2], s[2] / seconds);
+        double windowLoss = (s[0] - reported.Loss) / Math.Max(1, s[2] - reported.Images);
+        reported = (s[0], s[2]);
+        return new StepProgress(step, steps, windowLoss, s[2] / seconds);
     }
 
     private static void ThrowIfDiverged(int epoch, float[] s)

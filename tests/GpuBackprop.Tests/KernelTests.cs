@@ -1,3 +1,5 @@
+using ILGPU;
+using ILGPU.Runtime;
 using GpuBackprop.Geometry;
 using GpuBackprop.Kernels;
 using GpuBackprop.Layers;
@@ -293,5 +295,49 @@ public sealed class KernelTests
                         expected[((q * outer + o) * m + i) * n + j] = s;
                     }
         Check.Close(c, expected, Atol, Rtol, $"batched C on {device}");
+    }
+}
+
+/// <summary>The training-loop kernels (batch gather, metrics) against host computations, on every device and the GPU simulator.</summary>
+public sealed class TrainingKernelTests
+{
+    [Theory]
+    [MemberData(nameof(TestDevices.AllWithSimulator), MemberType = typeof(TestDevices))]
+    public void BatchGatherNormalisesThePermutedImages(string device)
+    {
+        ComputeDevice d = TestDevices.Get(device);
+        const int images = 7, size = 12, start = 2, count = 4;
+        byte[] pixels = Enumerable.Range(0, images * size).Select(i => (byte)(i * 37 % 256)).ToArray();
+        int[] labels = [3, 1, 4, 1, 5, 9, 2], order = [6, 0, 5, 2, 4, 1, 3];
+        using var px = d.Allocate<byte>(pixels.Length);
+        px.View.CopyFromCPU(pixels);
+        using IndexTensor lab = IndexTensor.FromHost(d, labels, images), ord = IndexTensor.FromHost(d, order, images), y = IndexTensor.Allocate(d, count);
+        using Tensor x = Tensor.Zeros(d, count, size);
+        var g = new Kernels.BatchKernels.Gather { Start = start, Count = count, ImageSize = size, Mean = 0.25f, Std = 0.5f };
+        Kernels.BatchKernels.Run(d, g, px.View, lab.View, ord.View, x.View, y.View);
+        var expected = new double[count * size];
+        for (int b = 0; b < count; b++)
+            for (int p = 0; p < size; p++)
+                expected[b * size + p] = (pixels[order[start + b] * size + p] / 255.0 - 0.25) / 0.5;
+        Check.Close(x.Download(), expected, 1e-6, 1e-6, "gathered batch");
+        Assert.Equal(order[start..(start + count)].Select(i => labels[i]).ToArray(), y.Download());
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.AllWithSimulator), MemberType = typeof(TestDevices))]
+    public void MetricsCountCorrectRowsAndFlagTheFirstBadStep(string device)
+    {
+        ComputeDevice d = TestDevices.Get(device);
+        float[] logits = [0.1f, 2f, -1f, 5f, 0f, 0f, 1f, 1f, 3f];
+        using Tensor l = Tensor.FromHost(d, logits, 3, 3), sums = Tensor.FromHost(d, [0f, 0f, 0f, -1f], 4);
+        using Tensor loss = Tensor.FromHost(d, [0.5f], 1), bad = Tensor.FromHost(d, [float.NaN], 1);
+        using IndexTensor t = IndexTensor.FromHost(d, [1, 1, 2], 3), p = IndexTensor.Allocate(d, 3);
+        Kernels.MetricsKernels.Accumulate(d, 3, 3, l.View, t.View, loss.View, sums.View, 0);
+        Kernels.MetricsKernels.Predict(d, 3, 3, l.View, p.View);
+        Assert.Equal([1, 0, 2], p.Download());
+        Assert.Equal([1.5f, 2f, 3f, -1f], sums.Download());
+        Kernels.MetricsKernels.Accumulate(d, 3, 3, l.View, t.View, bad.View, sums.View, 5);
+        Kernels.MetricsKernels.Accumulate(d, 3, 3, l.View, t.View, bad.View, sums.View, 6);
+        Assert.Equal(5f, sums.Download()[3]);
     }
 }

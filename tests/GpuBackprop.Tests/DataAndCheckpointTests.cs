@@ -1,0 +1,155 @@
+using System.IO.Compression;
+using GpuBackprop.Data;
+using GpuBackprop.Runtime;
+using GpuBackprop.Training;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>Every bad data file and bad checkpoint is a clear error naming the file.</summary>
+public sealed class DataAndCheckpointTests : IDisposable
+{
+    private readonly string dir = Directory.CreateTempSubdirectory("gbp-data").FullName;
+
+    public void Dispose() => Directory.Delete(dir, true);
+
+    private string Write(string name, byte[] bytes)
+    {
+        string path = Path.Combine(dir, name);
+        File.WriteAllBytes(path, bytes);
+        return path;
+    }
+
+    private static byte[] Gzip(byte[] raw)
+    {
+        using var ms = new MemoryStream();
+        using (var gz = new GZipStream(ms, CompressionLevel.Fastest))
+            gz.Write(raw);
+        return ms.ToArray();
+    }
+
+    private static byte[] Images(int n) => IdxFile.Encode([n, 28, 28], new byte[n * 784]);
+    private static byte[] Labels(params byte[] labels) => IdxFile.Encode([labels.Length], labels);
+
+    [Fact]
+    public void RawAndGzipFilesRoundTrip()
+    {
+        string raw = Write("images-raw", Images(3));
+        string gz = Write("images.gz", Gzip(Images(3)));
+        Assert.Equal(IdxFile.Read(raw, 3).Dims, IdxFile.Read(gz, 3).Dims);
+        Assert.Equal([3, 28, 28], IdxFile.Read(gz, 3).Dims);
+    }
+
+    public static TheoryData<string> BadFiles() => new(["truncated images", "truncated gzip", "bad magic", "not bytes", "labels as images", "trailing bytes", "empty file", "missing file"]);
+
+    [Theory]
+    [MemberData(nameof(BadFiles))]
+    public void BadIdxFilesAreClearErrorsNamingTheFile(string problem)
+    {
+        byte[] good = Images(4);
+        (byte[] Bytes, int Rank, string Says) c = problem switch
+        {
+            "truncated images" => (good[..^100], 3, "truncated"),
+            "truncated gzip" => (Gzip(good)[..^20], 3, "truncated"),
+            "bad magic" => ([0x50, 0x4b, 3, 4, .. good[4..]], 3, "magic"),
+            "not bytes" => ([0, 0, 0x0d, 3, .. good[4..]], 3, "unsigned byte"),
+            "labels as images" => (Labels(1, 2, 3), 3, "dimensions"),
+            "trailing bytes" => ([.. good, 1, 2], 3, "more than"),
+            "empty file" => ([], 3, "not an IDX"),
+            _ => (good, 3, "not found"),
+        };
+        string path = problem == "missing file" ? Path.Combine(dir, "nowhere.gz") : Write("file.gz", c.Bytes);
+        var e = Assert.Throws<DataFormatException>(() => IdxFile.Read(path, c.Rank));
+        Assert.Equal(path, e.File);
+        Assert.Contains(path, e.Message);
+        Assert.Contains(c.Says, e.Message);
+    }
+
+    [Fact]
+    public void MismatchedOrOutOfRangeLabelsAreClearErrors()
+    {
+        string images = Write("train-images-idx3-ubyte", Images(3));
+        string labels = Write("train-labels-idx1-ubyte", Labels(1, 2));
+        Write("t10k-images-idx3-ubyte", Images(1));
+        Write("t10k-labels-idx1-ubyte", Labels(1));
+        var count = Assert.Throws<DataFormatException>(() => FashionMnist.Load(dir));
+        Assert.Contains("2 labels", count.Message);
+        Assert.Equal(labels, count.File);
+
+        Write("train-labels-idx1-ubyte", Labels(1, 2, 10));
+        var range = Assert.Throws<DataFormatException>(() => FashionMnist.Load(dir));
+        Assert.Contains("label 2 is 10", range.Message);
+        _ = images;
+    }
+
+    [Fact]
+    public void AMissingFolderOrFileIsNamed()
+    {
+        var e = Assert.Throws<DataFormatException>(() => FashionMnist.Load(Path.Combine(dir, "absent")));
+        Assert.Contains("no such folder", e.Message);
+        var f = Assert.Throws<DataFormatException>(() => FashionMnist.Load(dir));
+        Assert.Contains("train-images-idx3-ubyte", f.Message);
+    }
+
+    private static Checkpoint Small(string model = "lenet5") =>
+        new(model, new TrainConfig { Model = model }, 3, 42, [1, 2, 3, 4], [("param/0/weight", [2, 3], [1, 2, 3, 4, 5, 6]), ("optim/0", [2], [7, 8])]);
+
+    [Fact]
+    public void CheckpointsRoundTripAndReplaceAtomically()
+    {
+        string path = Path.Combine(dir, "c.gbp");
+        Small().Save(path);
+        Checkpoint back = Checkpoint.Load(path);
+        Assert.Equal("lenet5", back.Model);
+        Assert.Equal(3, back.Epoch);
+        Assert.Equal(42, back.Steps);
+        Assert.Equal([1UL, 2, 3, 4], back.RngState);
+        Assert.Equal(Small().Config, back.Config);
+        Assert.Equal([1f, 2, 3, 4, 5, 6], back.Tensors[0].Data);
+        Assert.Equal([2, 3], back.Tensors[0].Shape);
+        (Small() with { Epoch = 4 }).Save(path);
+        Assert.Equal(4, Checkpoint.Load(path).Epoch);
+        Assert.Single(Directory.GetFiles(dir)); // no temporary file left behind
+    }
+
+    public static TheoryData<string> BadCheckpoints() => new(["not a checkpoint", "truncated", "cut in the header", "other version", "no end marker", "missing"]);
+
+    [Theory]
+    [MemberData(nameof(BadCheckpoints))]
+    public void BadCheckpointsAreClearErrors(string problem)
+    {
+        string path = Path.Combine(dir, "c.gbp");
+        Small().Save(path);
+        byte[] good = File.ReadAllBytes(path);
+        string says;
+        switch (problem)
+        {
+            case "not a checkpoint": File.WriteAllText(path, "hello, I am a text file"); says = "not a GpuBackprop checkpoint"; break;
+            case "truncated": File.WriteAllBytes(path, good[..^12]); says = "truncated"; break;
+            case "cut in the header": File.WriteAllBytes(path, good[..14]); says = "truncated"; break;
+            case "other version": good[8] = 9; File.WriteAllBytes(path, good); says = "version 9"; break;
+            case "no end marker": File.WriteAllBytes(path, good[..^8]); says = "end marker"; break;
+            default: path = Path.Combine(dir, "none.gbp"); says = "not found"; break;
+        }
+        var e = Assert.Throws<CheckpointException>(() => Checkpoint.Load(path));
+        Assert.Equal(path, e.Path);
+        Assert.Contains(says, e.Message);
+    }
+
+    [Fact]
+    public void ACheckpointOfAnotherModelIsRefused()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        ImageDataset train = FashionMnist.LoadEmbedded("t10k").Take(64);
+        string path = Path.Combine(dir, "cnn.gbp");
+        using (var t = new Trainer(d, new TrainConfig { Model = "cnn2", Epochs = 1 }, train, train))
+            t.ToCheckpoint().Save(path);
+        using var lenet = new Trainer(d, new TrainConfig { Model = "lenet5", Epochs = 1 }, train, train);
+        var e = Assert.Throws<CheckpointException>(() => lenet.Restore(path, Checkpoint.Load(path)));
+        Assert.Contains("model 'cnn2', not 'lenet5'", e.Message);
+
+        // A checkpoint whose tensors do not fit the model it names.
+        Small("cnn2").Save(path);
+        var shapes = Assert.Throws<CheckpointException>(() => Trainer.Resume(d, path, train, train));
+        Assert.Contains("tensors", shapes.Message);
+    }
+}
