@@ -15,6 +15,8 @@ internal static class CommandLine
                                                    train on Fashion-MNIST (embedded subset when the full set is not found)
           eval --checkpoint FILE [--data DIR] [--device SPEC]
                                                    test accuracy and confusion matrix of a checkpoint
+          bench [--device SPEC] [--only PREFIX] [--json] [--reps N]
+                                                   time the shared benchmark set (rows as ../shared/gpu/torch_peer.py prints them)
           devices                                  list every device found
           verify [--device SPEC|all] [--golden DIR] run the PyTorch golden cases on the reference path and devices
           compare [--device SPEC|all]              time each op per device and its deviation from the reference
@@ -36,6 +38,7 @@ internal static class CommandLine
             {
                 "train" => TrainCommand.Run(options),
                 "eval" => EvalCommand.Run(options),
+                "bench" => BenchCommand.Run(options),
                 "devices" => DevicesCommand.Run(options),
                 "verify" => VerifyCommand.Run(options),
                 "compare" => CompareCommand.Run(options),

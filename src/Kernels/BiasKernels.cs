@@ -6,19 +6,19 @@ namespace GpuBackprop.Kernels;
 
 /// <summary>
 /// Per-channel bias for tensors laid out [outer][channels][inner] (NCHW: inner = H*W; dense: inner = 1):
-/// the forward add and the gradient reduction (one thread per channel, fixed order: deterministic).
+/// the forward add and the gradient reduction (a fixed-order tree per channel: deterministic).
 /// </summary>
 public static class BiasKernels
 {
     private sealed class Loaded
     {
         public readonly Action<Index1D, WorkSplit, int, int, ArrayView<float>, ArrayView<float>> Add;
-        public readonly Action<Index1D, int, int, int, ArrayView<float>, ArrayView<float>> Grad;
+        public readonly Action<KernelConfig, int, int, int, ArrayView<float>, ArrayView<float>> Grad;
 
         public Loaded(Accelerator a)
         {
             Add = a.LoadAutoGroupedStreamKernel<Index1D, WorkSplit, int, int, ArrayView<float>, ArrayView<float>>(AddKernel);
-            Grad = a.LoadAutoGroupedStreamKernel<Index1D, int, int, int, ArrayView<float>, ArrayView<float>>(GradKernel);
+            Grad = a.LoadStreamKernel<int, int, int, ArrayView<float>, ArrayView<float>>(GradKernel);
         }
     }
 
@@ -69,7 +69,7 @@ public static class BiasKernels
         }
         Loaded k = device.Kernels(static a => new Loaded(a));
         device.CountLaunch();
-        k.Grad(channels, outer, channels, inner, dy, dbias);
+        k.Grad(new KernelConfig(channels, GradThreads), outer, channels, inner, dy, dbias);
     }
 
     private static void AddKernel(Index1D t, WorkSplit split, int channels, int inner, ArrayView<float> y, ArrayView<float> bias)
@@ -79,15 +79,32 @@ public static class BiasKernels
             y[e] += bias[e / inner % channels];
     }
 
-    private static void GradKernel(Index1D c, int outer, int channels, int inner, ArrayView<float> dy, ArrayView<float> dbias)
+    private const int GradThreads = 256;
+
+    /// <summary>
+    /// One group per channel: each thread sums a fixed, strided subset of the channel's elements, then a
+    /// fixed shared-memory tree adds the 256 partial sums (deterministic, no atomics).
+    /// </summary>
+    private static void GradKernel(int outer, int channels, int inner, ArrayView<float> dy, ArrayView<float> dbias)
     {
+        ArrayView<float> partial = SharedMemory.Allocate<float>(GradThreads);
+        int c = Grid.IdxX, t = Group.IdxX;
+        int total = outer * inner;
         float sum = 0f;
-        for (int o = 0; o < outer; o++)
+        for (int e = t; e < total; e += GradThreads)
         {
-            int start = (o * channels + c) * inner;
-            for (int i = 0; i < inner; i++)
-                sum += dy[start + i];
+            int o = e / inner;
+            sum += dy[(o * channels + c) * inner + e - o * inner];
         }
-        dbias[c] += sum;
+        partial[t] = sum;
+        Group.Barrier();
+        for (int width = GradThreads / 2; width > 0; width /= 2)
+        {
+            if (t < width)
+                partial[t] += partial[t + width];
+            Group.Barrier();
+        }
+        if (t == 0)
+            dbias[c] += partial[0];
     }
 }

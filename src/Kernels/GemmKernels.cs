@@ -57,6 +57,11 @@ public struct GemmShape
     public int Reduce;
     /// <summary>1: C += result; 0: C = result (C is not read, so garbage or NaN in it does not leak).</summary>
     public int Accumulate;
+    /// <summary>
+    /// Set by <see cref="GemmKernels"/> only: the sum over r is split into this many parts, each written to
+    /// its own dense M x N slice of scratch and added afterwards in part order (0 or 1: no split).
+    /// </summary>
+    public int ReduceParts;
 
     /// <summary>A single GEMM.</summary>
     public static GemmShape Single(int m, int n, int k, bool accumulate = false) =>
@@ -78,9 +83,15 @@ public static class GemmKernels
     private sealed class Loaded
     {
         public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>> Tiled;
+        public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>> Tiled128;
+        public readonly Action<Index1D, WorkSplit, GemmShape, GemmOperand, ArrayView<float>, ArrayView<float>> SumParts;
 
-        public Loaded(Accelerator a) =>
+        public Loaded(Accelerator a)
+        {
             Tiled = a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>>(TiledKernel);
+            Tiled128 = a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>>(Tiled128Kernel);
+            SumParts = a.LoadAutoGroupedStreamKernel<Index1D, WorkSplit, GemmShape, GemmOperand, ArrayView<float>, ArrayView<float>>(SumPartsKernel);
+        }
     }
 
     /// <summary>
@@ -98,8 +109,57 @@ public static class GemmKernels
             return;
         }
         Loaded k = device.Kernels(static acc => new Loaded(acc));
-        var grid = new Index3D((s.N + TileN - 1) / TileN, (s.M + TileM - 1) / TileM, s.Batch);
-        k.Tiled(new KernelConfig(grid, new Index3D(Threads, Threads, 1)), s, a, b, c, av, bv, cv);
+        int sms = Math.Max(1, device.Info.ComputeUnits);
+        // 128x128 tiles (8x8 outputs a thread) when the product is large enough to fill the device with them;
+        // else 64x64 tiles (4x4 a thread), which waste less on thin matrices.
+        bool big = s.M >= 128 && s.N >= 128 && (long)((s.M + 127) / 128) * ((s.N + 127) / 128) * s.Batch >= sms;
+        int tm = big ? 128 : TileM, tn = big ? 128 : TileN;
+        long tiles = (long)((s.M + tm - 1) / tm) * ((s.N + tn - 1) / tn) * s.Batch;
+        var tiled = big ? k.Tiled128 : k.Tiled;
+        int parts = s.Reduce > 1 && tiles < 2 * sms ? (int)Math.Min(s.Reduce, (2 * sms + tiles - 1) / tiles) : 1;
+        if (parts == 1)
+        {
+            var grid = new Index3D((s.N + tn - 1) / tn, (s.M + tm - 1) / tm, s.Batch);
+            tiled(new KernelConfig(grid, new Index3D(Threads, Threads, 1)), s, a, b, c, av, bv, cv);
+            return;
+        }
+        // Too few tiles to fill the device and a sum over several products (the convolution's dW):
+        // each part sums a fixed range of products into scratch, then the parts are added in order.
+        GemmShape split = s;
+        split.ReduceParts = parts;
+        int slice = s.M * s.N;
+        ArrayView<float> scratch = device.Scratch(nameof(GemmKernels), (long)s.Batch * parts * slice);
+        var gridSplit = new Index3D((s.N + tn - 1) / tn, (s.M + tm - 1) / tm, s.Batch * parts);
+        tiled(new KernelConfig(gridSplit, new Index3D(Threads, Threads, 1)), split, a, b, GemmOperand.Dense(s.N), av, bv, scratch);
+        device.CountLaunch();
+        var (threads, work) = device.Split(s.Batch * slice);
+        k.SumParts(threads, work, split, c, scratch, cv);
+    }
+
+    /// <summary>Which products (r0..r1) and which output slice a grid z index covers.</summary>
+    private static void PartOf(GemmShape s, int z, out int batch, out int r0, out int r1)
+    {
+        int parts = s.ReduceParts > 1 ? s.ReduceParts : 1;
+        batch = z / parts;
+        int part = z - batch * parts;
+        r0 = (int)((long)s.Reduce * part / parts);
+        r1 = (int)((long)s.Reduce * (part + 1) / parts);
+    }
+
+    private static void SumPartsKernel(Index1D t, WorkSplit split, GemmShape s, GemmOperand c, ArrayView<float> scratch, ArrayView<float> cv)
+    {
+        int slice = s.M * s.N;
+        int end = split.End(t);
+        for (int e = split.Start(t); e < end; e++)
+        {
+            int batch = e / slice, ij = e - batch * slice;
+            int i = ij / s.N, j = ij - i * s.N;
+            float sum = 0f;
+            for (int p = 0; p < s.ReduceParts; p++)
+                sum += scratch[(batch * s.ReduceParts + p) * slice + ij];
+            int at = c.Base(batch, s.BatchInner, 0) + i * c.Ld + j;
+            cv[at] = s.Accumulate != 0 ? cv[at] + sum : sum;
+        }
     }
 
     private static void TiledKernel(GemmShape s, GemmOperand a, GemmOperand b, GemmOperand c, ArrayView<float> av, ArrayView<float> bv, ArrayView<float> cv)
@@ -110,14 +170,14 @@ public static class GemmKernels
         int tx = Group.IdxX;
         int ty = Group.IdxY;
         int tid = ty * Threads + tx;
-        int batch = Grid.IdxZ;
+        PartOf(s, Grid.IdxZ, out int batch, out int rBegin, out int rEnd);
         int row0 = Grid.IdxY * TileM;
         int col0 = Grid.IdxX * TileN;
 
         float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
         float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
 
-        for (int r = 0; r < s.Reduce; r++)
+        for (int r = rBegin; r < rEnd; r++)
         {
             int aStart = a.Base(batch, s.BatchInner, r);
             int bStart = b.Base(batch, s.BatchInner, r);
@@ -155,18 +215,103 @@ public static class GemmKernels
             }
         }
 
-        int cStart = c.Base(batch, s.BatchInner, 0);
+        int cStart = OutputStart(s, c, Grid.IdxZ, batch);
         Store(s, c, cv, cStart, row0 + ty, col0 + tx, c00, c01, c02, c03);
         Store(s, c, cv, cStart, row0 + ty + 16, col0 + tx, c10, c11, c12, c13);
         Store(s, c, cv, cStart, row0 + ty + 32, col0 + tx, c20, c21, c22, c23);
         Store(s, c, cv, cStart, row0 + ty + 48, col0 + tx, c30, c31, c32, c33);
     }
 
+    private const int Pad128 = 128 + 1;
+
+    /// <summary>128x128 output tile, K step 8, 256 threads each holding 8x8 accumulators in registers.</summary>
+    private static void Tiled128Kernel(GemmShape s, GemmOperand a, GemmOperand b, GemmOperand c, ArrayView<float> av, ArrayView<float> bv, ArrayView<float> cv)
+    {
+        ArrayView<float> As = SharedMemory.Allocate<float>(8 * Pad128);
+        ArrayView<float> Bs = SharedMemory.Allocate<float>(8 * Pad128);
+        int tx = Group.IdxX, ty = Group.IdxY, tid = ty * Threads + tx;
+        PartOf(s, Grid.IdxZ, out int batch, out int rBegin, out int rEnd);
+        int row0 = Grid.IdxY * 128, col0 = Grid.IdxX * 128;
+        float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c04 = 0, c05 = 0, c06 = 0, c07 = 0;
+        float c10 = 0, c11 = 0, c12 = 0, c13 = 0, c14 = 0, c15 = 0, c16 = 0, c17 = 0;
+        float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c24 = 0, c25 = 0, c26 = 0, c27 = 0;
+        float c30 = 0, c31 = 0, c32 = 0, c33 = 0, c34 = 0, c35 = 0, c36 = 0, c37 = 0;
+        float c40 = 0, c41 = 0, c42 = 0, c43 = 0, c44 = 0, c45 = 0, c46 = 0, c47 = 0;
+        float c50 = 0, c51 = 0, c52 = 0, c53 = 0, c54 = 0, c55 = 0, c56 = 0, c57 = 0;
+        float c60 = 0, c61 = 0, c62 = 0, c63 = 0, c64 = 0, c65 = 0, c66 = 0, c67 = 0;
+        float c70 = 0, c71 = 0, c72 = 0, c73 = 0, c74 = 0, c75 = 0, c76 = 0, c77 = 0;
+        for (int r = rBegin; r < rEnd; r++)
+        {
+            int aStart = a.Base(batch, s.BatchInner, r), bStart = b.Base(batch, s.BatchInner, r);
+            for (int k0 = 0; k0 < s.K; k0 += 8)
+            {
+                for (int q = 0; q < 4; q++)
+                {
+                    int e = tid + q * Threads * Threads;
+                    int am, ak;
+                    if (a.Trans == 0) { am = e / 8; ak = e % 8; }
+                    else { ak = e / 128; am = e % 128; }
+                    int gi = row0 + am, gk = k0 + ak;
+                    As[ak * Pad128 + am] = gi < s.M && gk < s.K ? av[a.At(aStart, gi, gk)] : 0f;
+                    int bk, bn;
+                    if (b.Trans == 0) { bk = e / 128; bn = e % 128; }
+                    else { bn = e / 8; bk = e % 8; }
+                    int gj = col0 + bn, gk2 = k0 + bk;
+                    Bs[bk * Pad128 + bn] = gj < s.N && gk2 < s.K ? bv[b.At(bStart, gk2, gj)] : 0f;
+                }
+                Group.Barrier();
+                for (int kk = 0; kk < 8; kk++)
+                {
+                    int ao = kk * Pad128 + ty, bo = kk * Pad128 + tx;
+                    float a0 = As[ao + 0], a1 = As[ao + 16], a2 = As[ao + 32], a3 = As[ao + 48], a4 = As[ao + 64], a5 = As[ao + 80], a6 = As[ao + 96], a7 = As[ao + 112];
+                    float b0 = Bs[bo + 0], b1 = Bs[bo + 16], b2 = Bs[bo + 32], b3 = Bs[bo + 48], b4 = Bs[bo + 64], b5 = Bs[bo + 80], b6 = Bs[bo + 96], b7 = Bs[bo + 112];
+                    c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3; c04 += a0 * b4; c05 += a0 * b5; c06 += a0 * b6; c07 += a0 * b7;
+                    c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3; c14 += a1 * b4; c15 += a1 * b5; c16 += a1 * b6; c17 += a1 * b7;
+                    c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3; c24 += a2 * b4; c25 += a2 * b5; c26 += a2 * b6; c27 += a2 * b7;
+                    c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3; c34 += a3 * b4; c35 += a3 * b5; c36 += a3 * b6; c37 += a3 * b7;
+                    c40 += a4 * b0; c41 += a4 * b1; c42 += a4 * b2; c43 += a4 * b3; c44 += a4 * b4; c45 += a4 * b5; c46 += a4 * b6; c47 += a4 * b7;
+                    c50 += a5 * b0; c51 += a5 * b1; c52 += a5 * b2; c53 += a5 * b3; c54 += a5 * b4; c55 += a5 * b5; c56 += a5 * b6; c57 += a5 * b7;
+                    c60 += a6 * b0; c61 += a6 * b1; c62 += a6 * b2; c63 += a6 * b3; c64 += a6 * b4; c65 += a6 * b5; c66 += a6 * b6; c67 += a6 * b7;
+                    c70 += a7 * b0; c71 += a7 * b1; c72 += a7 * b2; c73 += a7 * b3; c74 += a7 * b4; c75 += a7 * b5; c76 += a7 * b6; c77 += a7 * b7;
+                }
+                Group.Barrier();
+            }
+        }
+        int cStart = OutputStart(s, c, Grid.IdxZ, batch);
+        Store8(s, c, cv, cStart, row0 + ty + 0, col0 + tx, c00, c01, c02, c03, c04, c05, c06, c07);
+        Store8(s, c, cv, cStart, row0 + ty + 16, col0 + tx, c10, c11, c12, c13, c14, c15, c16, c17);
+        Store8(s, c, cv, cStart, row0 + ty + 32, col0 + tx, c20, c21, c22, c23, c24, c25, c26, c27);
+        Store8(s, c, cv, cStart, row0 + ty + 48, col0 + tx, c30, c31, c32, c33, c34, c35, c36, c37);
+        Store8(s, c, cv, cStart, row0 + ty + 64, col0 + tx, c40, c41, c42, c43, c44, c45, c46, c47);
+        Store8(s, c, cv, cStart, row0 + ty + 80, col0 + tx, c50, c51, c52, c53, c54, c55, c56, c57);
+        Store8(s, c, cv, cStart, row0 + ty + 96, col0 + tx, c60, c61, c62, c63, c64, c65, c66, c67);
+        Store8(s, c, cv, cStart, row0 + ty + 112, col0 + tx, c70, c71, c72, c73, c74, c75, c76, c77);
+    }
+
+    private static void Store8(GemmShape s, GemmOperand c, ArrayView<float> cv, int cStart, int i, int j, float v0, float v1, float v2, float v3, float v4, float v5, float v6, float v7)
+    {
+        if (i >= s.M)
+            return;
+        int rowStart = cStart + i * (s.ReduceParts > 1 ? s.N : c.Ld);
+        StoreOne(s, cv, rowStart, j + 0, v0);
+        StoreOne(s, cv, rowStart, j + 16, v1);
+        StoreOne(s, cv, rowStart, j + 32, v2);
+        StoreOne(s, cv, rowStart, j + 48, v3);
+        StoreOne(s, cv, rowStart, j + 64, v4);
+        StoreOne(s, cv, rowStart, j + 80, v5);
+        StoreOne(s, cv, rowStart, j + 96, v6);
+        StoreOne(s, cv, rowStart, j + 112, v7);
+    }
+
+    /// <summary>Where a grid z index writes: its batch's C, or (split sums) its own dense scratch slice.</summary>
+    private static int OutputStart(GemmShape s, GemmOperand c, int z, int batch) =>
+        s.ReduceParts > 1 ? z * s.M * s.N : c.Base(batch, s.BatchInner, 0);
+
     private static void Store(GemmShape s, GemmOperand c, ArrayView<float> cv, int cStart, int i, int j, float v0, float v1, float v2, float v3)
     {
         if (i >= s.M)
             return;
-        int rowStart = cStart + i * c.Ld;
+        int rowStart = cStart + i * (s.ReduceParts > 1 ? s.N : c.Ld);
         StoreOne(s, cv, rowStart, j, v0);
         StoreOne(s, cv, rowStart, j + 16, v1);
         StoreOne(s, cv, rowStart, j + 32, v2);
@@ -177,6 +322,7 @@ public static class GemmKernels
     {
         if (j >= s.N)
             return;
-        cv[rowStart + j] = s.Accumulate != 0 ? cv[rowStart + j] + v : v;
+        // Split parts write plain sums into scratch; the accumulate rule applies when the parts are added.
+        cv[rowStart + j] = s.Accumulate != 0 && s.ReduceParts <= 1 ? cv[rowStart + j] + v : v;
     }
 }

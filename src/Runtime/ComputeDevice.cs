@@ -212,6 +212,23 @@ public sealed class ComputeDevice : IDisposable
         }
     }
 
+    private readonly Dictionary<string, MemoryBuffer1D<float, Stride1D.Dense>> scratch = new();
+
+    /// <summary>
+    /// A scratch buffer of at least <paramref name="length"/> floats, owned by the device and reused by
+    /// every call with the same key (grown when too small), so hot paths do not allocate.
+    /// </summary>
+    internal ArrayView<float> Scratch(string key, long length)
+    {
+        if (!scratch.TryGetValue(key, out var buffer) || buffer.Length < length)
+        {
+            buffer?.Dispose();
+            buffer = Allocate<float>(length);
+            scratch[key] = buffer;
+        }
+        return buffer.View.SubView(0, length);
+    }
+
     /// <summary>Waits until every launch and copy issued so far has finished.</summary>
     public void Synchronize() => Accelerator.Synchronize();
 
@@ -225,6 +242,8 @@ public sealed class ComputeDevice : IDisposable
             return;
         disposed = true;
         kernels.Clear();
+        foreach (var buffer in scratch.Values)
+            buffer.Dispose();
         Accelerator.Dispose();
         context.Dispose();
     }

@@ -232,7 +232,7 @@ public sealed class KernelTests
     public static TheoryData<string, int, int, int, bool, bool> GemmData()
     {
         var data = new TheoryData<string, int, int, int, bool, bool>();
-        var shapes = new[] { (3, 5, 70), (70, 5, 3), (65, 130, 17), (1, 1, 1), (128, 64, 200), (17, 1, 33) };
+        var shapes = new[] { (3, 5, 70), (70, 5, 3), (65, 130, 17), (1, 1, 1), (128, 64, 200), (17, 1, 33), (130, 257, 19) };
         foreach (string d in TestDevices.SpecsWithSimulator)
             foreach (var (m, n, k) in shapes)
                 foreach (bool ta in new[] { false, true })
@@ -241,7 +241,10 @@ public sealed class KernelTests
         return data;
     }
 
-    /// <summary>GEMM with transpose flags, M &lt; K and M &gt; K, edges that are not multiples of the 64x64x16 tile.</summary>
+    /// <summary>
+    /// GEMM with transpose flags, M &lt; K and M &gt; K, edges that are not multiples of the tiles (130x257
+    /// takes the 128x128 GPU variant, the others the 64x64 one).
+    /// </summary>
     [Theory]
     [MemberData(nameof(GemmData))]
     public void GemmMatchesReference(string device, int m, int n, int k, bool transA, bool transB)
