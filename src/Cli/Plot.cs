@@ -5,7 +5,20 @@ namespace GpuBackprop.Cli;
 /// <summary>The training plot: train loss (left axis) and test accuracy (right axis) per epoch.</summary>
 internal static class Plot
 {
-    public static void Save(string path, string model, string device, IReadOnlyList<EpochResult> results)
+    /// <summary>Saves the plot; without SkiaSharp's native library (a trimmed deployment) it says so and goes on.</summary>
+    public static void TrySave(string path, string model, string device, IReadOnlyList<EpochResult> results)
+    {
+        try
+        {
+            Save(path, model, device, results);
+        }
+        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException)
+        {
+            Console.Error.WriteLine($"plot skipped: {e.Message}");
+        }
+    }
+
+    private static void Save(string path, string model, string device, IReadOnlyList<EpochResult> results)
     {
         double[] epochs = results.Select(r => (double)r.Epoch).ToArray();
         var plot = new ScottPlot.Plot();

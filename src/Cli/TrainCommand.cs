@@ -47,7 +47,7 @@ internal static class TrainCommand
                 results.Add(r);
                 trainer.ToCheckpoint().Save(checkpoint);
                 metrics.Save();
-                Plot.Save(Path.Combine(outDir, "training.png"), config.Model, device.Info.Name, results);
+                Plot.TrySave(Path.Combine(outDir, "training.png"), config.Model, device.Info.Name, results);
                 AnsiConsole.MarkupLine($"epoch {r.Epoch}/{config.Epochs}: loss {r.TrainLoss:F4}, test accuracy [bold]{r.TestAccuracy:F2}%[/], {r.ImagesPerSecond:N0} images/s, {r.Seconds:F1} s");
             }
         }
