@@ -7,8 +7,8 @@ namespace GpuBackprop.Kernels;
 
 /// <summary>
 /// The CPU variant of <see cref="GemmKernels"/>: a host routine on the CPU accelerator's buffers in the
-/// classic packed form: op(A) and op(B) are copied into cache-sized panels (MR rows x KC and KC x NR
-/// columns, zero-padded at the edges) and a 6x16 micro-kernel keeps twelve 8-wide accumulators in
+/// classic packed form: op(A) is copied into cache-sized panels of MR rows x KC, op(B) is read in place
+/// when its rows are contiguous and otherwise packed into KC x NR panels (zero-padded at the edges) and a 6x16 micro-kernel keeps twelve 8-wide accumulators in
 /// registers, one broadcast and two loads per 12 FMAs. Tiles of C (batch x MC rows x NC columns) are
 /// spread over the cores; when there are fewer tiles than cores and the GEMM sums several products
 /// (the convolution's dW), the sum is split into a fixed number of parts added in a fixed order, so
@@ -91,10 +91,10 @@ internal static unsafe class CpuGemm
     {
         int mc = Math.Min(MC, s.M - ic), nc = Math.Min(NC, s.N - jc);
         float[] pa = packA ??= new float[MC * KC];
-        float[] pb = packB ??= new float[KC * NC];
+        float[] pb = packB ??= new float[KC * NR];
         ReadOnlySpan<float> A = Host.Span(av), B = Host.Span(bv);
         bool add = accumulate;
-        fixed (float* ppa = pa, ppb = pb)
+        fixed (float* ppa = pa, ppb = pb, pB = B)
         {
             for (int r = r0; r < r1; r++)
             {
@@ -102,11 +102,27 @@ internal static unsafe class CpuGemm
                 for (int pc = 0; pc < s.K; pc += KC)
                 {
                     int kc = Math.Min(KC, s.K - pc);
-                    PackB(b, B, bStart, pc, kc, jc, nc, pb);
                     PackA(a, A, aStart, ic, mc, pc, kc, pa);
                     for (int jp = 0; jp < nc; jp += NR)
+                    {
+                        int nr = Math.Min(NR, nc - jp);
+                        float* panel;
+                        int ldb;
+                        if (b.Trans == 0 && nr == NR)
+                        {
+                            // Rows of op(B) are contiguous: the micro-kernel reads them in place, no copy.
+                            panel = pB + bStart + pc * b.Ld + jc + jp;
+                            ldb = b.Ld;
+                        }
+                        else
+                        {
+                            PackBPanel(b, B, bStart, pc, kc, jc + jp, nr, pb);
+                            panel = ppb;
+                            ldb = NR;
+                        }
                         for (int ip = 0; ip < mc; ip += MR)
-                            Micro(kc, ppa + ip * kc, ppb + jp * kc, c + (ic + ip) * ldc + jc + jp, ldc, Math.Min(MR, mc - ip), Math.Min(NR, nc - jp), add);
+                            Micro(kc, ppa + ip * kc, panel, ldb, c + (ic + ip) * ldc + jc + jp, ldc, Math.Min(MR, mc - ip), nr, add);
+                    }
                     add = true;
                 }
             }
@@ -146,35 +162,30 @@ internal static unsafe class CpuGemm
         }
     }
 
-    /// <summary>op(B)[pc.., jc..] into panels of NR columns: element (k, j) of panel q at q*NR*kc + k*NR + j.</summary>
-    private static void PackB(GemmOperand b, ReadOnlySpan<float> B, int start, int pc, int kc, int jc, int nc, Span<float> dst)
+    /// <summary>Columns j0..j0+cols of op(B) rows pc..pc+kc into one zero-padded panel: element (k, j) at k*NR + j.</summary>
+    private static void PackBPanel(GemmOperand b, ReadOnlySpan<float> B, int start, int pc, int kc, int j0, int cols, Span<float> panel)
     {
-        for (int q = 0; q < nc; q += NR)
+        if (cols < NR)
+            panel[..(kc * NR)].Clear();
+        if (b.Trans == 0)
         {
-            Span<float> panel = dst.Slice(q * kc, NR * kc);
-            int cols = Math.Min(NR, nc - q);
-            if (cols < NR)
-                panel.Clear();
-            if (b.Trans == 0)
+            for (int k = 0; k < kc; k++)
+                B.Slice(start + (pc + k) * b.Ld + j0, cols).CopyTo(panel.Slice(k * NR));
+        }
+        else
+        {
+            // Stored transposed: op(B)(k, j) = B[j*ld + k], contiguous over k.
+            for (int j = 0; j < cols; j++)
             {
+                ReadOnlySpan<float> col = B.Slice(start + (j0 + j) * b.Ld + pc, kc);
                 for (int k = 0; k < kc; k++)
-                    B.Slice(start + (pc + k) * b.Ld + jc + q, cols).CopyTo(panel.Slice(k * NR));
-            }
-            else
-            {
-                // Stored transposed: op(B)(k, j) = B[j*ld + k], contiguous over k.
-                for (int j = 0; j < cols; j++)
-                {
-                    ReadOnlySpan<float> col = B.Slice(start + (jc + q + j) * b.Ld + pc, kc);
-                    for (int k = 0; k < kc; k++)
-                        panel[k * NR + j] = col[k];
-                }
+                    panel[k * NR + j] = col[k];
             }
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Micro(int kc, float* a, float* b, float* c, int ldc, int mr, int nr, bool add)
+    private static void Micro(int kc, float* a, float* b, int ldb, float* c, int ldc, int mr, int nr, bool add)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -194,7 +205,7 @@ internal static unsafe class CpuGemm
             x = Vector256.Create(a[5]);
             c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
             a += MR;
-            b += NR;
+            b += ldb;
         }
         if (mr == MR && nr == NR)
         {

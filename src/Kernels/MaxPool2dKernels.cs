@@ -85,6 +85,12 @@ public static class MaxPool2dKernels
 
     private static void ForwardPlane(in Pool2dGeometry g, ReadOnlySpan<float> x, Span<float> y, Span<int> indices)
     {
+        if (g.KH == 2 && g.KW == 2 && g.StrideH == 2 && g.StrideW == 2 && g.PadH == 0 && g.PadW == 0
+            && g.DilationH == 1 && g.DilationW == 1 && 2 * g.OH <= g.H && 2 * g.OW <= g.W)
+        {
+            ForwardPlane2x2(g, x, y, indices);
+            return;
+        }
         for (int oh = 0; oh < g.OH; oh++)
         {
             int h0 = oh * g.StrideH - g.PadH;
@@ -117,6 +123,34 @@ public static class MaxPool2dKernels
                 }
                 y[oh * g.OW + ow] = bestValue;
                 indices[oh * g.OW + ow] = best;
+            }
+        }
+    }
+
+    /// <summary>The common 2x2 stride-2 window with every tap in the image: no bounds checks per tap.</summary>
+    private static void ForwardPlane2x2(in Pool2dGeometry g, ReadOnlySpan<float> x, Span<float> y, Span<int> indices)
+    {
+        int w = g.W;
+        for (int oh = 0; oh < g.OH; oh++)
+        {
+            int r0 = 2 * oh * w;
+            ReadOnlySpan<float> top = x.Slice(r0, w), bottom = x.Slice(r0 + w, w);
+            Span<float> yr = y.Slice(oh * g.OW, g.OW);
+            Span<int> ir = indices.Slice(oh * g.OW, g.OW);
+            for (int ow = 0; ow < yr.Length; ow++)
+            {
+                int c = 2 * ow;
+                // Scan order (row by row) with PyTorch's rule: a tap wins when greater or NaN.
+                float best = top[c];
+                int at = r0 + c;
+                float v = top[c + 1];
+                if (v > best || float.IsNaN(v)) { best = v; at = r0 + c + 1; }
+                v = bottom[c];
+                if (v > best || float.IsNaN(v)) { best = v; at = r0 + w + c; }
+                v = bottom[c + 1];
+                if (v > best || float.IsNaN(v)) { best = v; at = r0 + w + c + 1; }
+                yr[ow] = best;
+                ir[ow] = at;
             }
         }
     }

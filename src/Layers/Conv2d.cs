@@ -99,6 +99,16 @@ public sealed class Conv2d : Module
     }
 
     /// <inheritdoc />
+    public override void BackwardParameters(Tensor gradOutput)
+    {
+        CheckGradOutput(gradOutput, output);
+        if (!columnsValid)
+            throw new InvalidOperationException("Conv2d.BackwardParameters needs a Forward before each call.");
+        Conv2dKernels.Backward(Device, geometry, gradOutput.View, Weight.Value.View, savedColumns, Weight.Grad.View, Bias?.Grad.View, null, default);
+        columnsValid = false;
+    }
+
+    /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
         if (disposing)

@@ -59,6 +59,13 @@ public sealed class Linear : Module
     }
 
     /// <inheritdoc />
+    public override void BackwardParameters(Tensor gradOutput)
+    {
+        CheckGradOutput(gradOutput, output);
+        LinearKernels.Backward(Device, gradOutput.Dim(0), InFeatures, OutFeatures, input!.View, Weight.Value.View, gradOutput.View, null, Weight.Grad.View, Bias?.Grad.View);
+    }
+
+    /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
         if (disposing)

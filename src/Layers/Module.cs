@@ -33,6 +33,12 @@ public abstract class Module : IDisposable
     /// <summary>Given dLoss/dOutput, accumulates parameter gradients and returns dLoss/dInput.</summary>
     public abstract Tensor Backward(Tensor gradOutput);
 
+    /// <summary>
+    /// Accumulates the parameter gradients without computing dLoss/dInput: for a model's first layer,
+    /// whose input gradient nobody reads (it is the costliest part of a convolution's backward pass).
+    /// </summary>
+    public virtual void BackwardParameters(Tensor gradOutput) => Backward(gradOutput);
+
     /// <summary>Sets every parameter gradient to zero.</summary>
     public void ZeroGrad()
     {

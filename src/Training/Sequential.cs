@@ -53,6 +53,15 @@ public sealed class Sequential : Module
         return g;
     }
 
+    /// <summary>Backward through every layer, skipping the first layer's input gradient (nobody reads it in training).</summary>
+    public override void BackwardParameters(Tensor gradOutput)
+    {
+        Tensor g = gradOutput;
+        for (int i = layers.Length - 1; i > 0; i--)
+            g = layers[i].Backward(g);
+        layers[0].BackwardParameters(g);
+    }
+
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {

@@ -122,7 +122,7 @@ public sealed class Trainer : IDisposable
             Tensor l = loss.Forward(logits, y);
             MetricsKernels.Accumulate(device, count, 10, logits.View, y.View, l.View, sums.View, step);
             Optimizer.ZeroGrad();
-            Model.Backward(loss.Backward());
+            Model.BackwardParameters(loss.Backward());
             Optimizer.Step();
             if (progress is not null && ((step + 1) % reportEvery == 0 || step + 1 == steps))
                 progress(Progress(epoch, step + 1, steps, clock.Elapsed.TotalSeconds));
