@@ -59,6 +59,15 @@ public static class Im2ColKernels
         k.Col2Im(threads, split, g, dcol, dx);
     }
 
+    /// <summary>The output columns ow whose input column ow*stride - pad + offset lies inside [0, width): [lo, hi).</summary>
+    private static (int Lo, int Hi) ValidColumns(int outWidth, int stride, int offset, int width)
+    {
+        // iw = ow*stride + offset >= 0  <=>  ow >= ceil(-offset / stride); iw < width  <=>  ow <= (width - 1 - offset) / stride.
+        int lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+        int hi = width - 1 - offset < 0 ? 0 : Math.Min(outWidth, (width - 1 - offset) / stride + 1);
+        return (Math.Min(lo, hi), hi);
+    }
+
     private static void Im2ColRows(in Conv2dGeometry g, ReadOnlySpan<float> x, Span<float> col, int start, int end)
     {
         int rs = g.R * g.S, p = g.P;
@@ -68,6 +77,8 @@ public static class Im2ColKernels
             int r = tap / g.S, s = tap % g.S;
             Span<float> dst = col.Slice(row * p, p);
             ReadOnlySpan<float> plane = x.Slice(nc * g.H * g.W, g.H * g.W);
+            int w0 = s * g.DilationW - g.PadW;
+            var (lo, hi) = ValidColumns(g.OW, g.StrideW, w0, g.W);
             for (int oh = 0; oh < g.OH; oh++)
             {
                 Span<float> line = dst.Slice(oh * g.OW, g.OW);
@@ -78,16 +89,20 @@ public static class Im2ColKernels
                     continue;
                 }
                 ReadOnlySpan<float> src = plane.Slice(ih * g.W, g.W);
-                int w0 = s * g.DilationW - g.PadW;
-                if (g.StrideW == 1 && w0 >= 0 && w0 + g.OW <= g.W)
+                line[..lo].Clear();
+                line[hi..].Clear();
+                if (g.StrideW == 1)
                 {
-                    src.Slice(w0, g.OW).CopyTo(line);
-                    continue;
+                    // Contiguous run; a plain loop beats Span.CopyTo on the short rows of small images.
+                    ReadOnlySpan<float> from = src.Slice(lo + w0, hi - lo);
+                    Span<float> to = line[lo..hi];
+                    for (int i = 0; i < to.Length; i++)
+                        to[i] = from[i];
                 }
-                for (int ow = 0; ow < g.OW; ow++)
+                else
                 {
-                    int iw = w0 + ow * g.StrideW;
-                    line[ow] = iw >= 0 && iw < g.W ? src[iw] : 0f;
+                    for (int ow = lo; ow < hi; ow++)
+                        line[ow] = src[w0 + ow * g.StrideW];
                 }
             }
         }
@@ -105,6 +120,8 @@ public static class Im2ColKernels
             {
                 int r = tap / g.S, s = tap % g.S;
                 ReadOnlySpan<float> src = dcol.Slice((nc * rs + tap) * p, p);
+                int w0 = s * g.DilationW - g.PadW;
+                var (lo, hi) = ValidColumns(g.OW, g.StrideW, w0, g.W);
                 for (int oh = 0; oh < g.OH; oh++)
                 {
                     int ih = oh * g.StrideH - g.PadH + r * g.DilationH;
@@ -112,17 +129,17 @@ public static class Im2ColKernels
                         continue;
                     Span<float> line = plane.Slice(ih * g.W, g.W);
                     ReadOnlySpan<float> from = src.Slice(oh * g.OW, g.OW);
-                    int w0 = s * g.DilationW - g.PadW;
-                    if (g.StrideW == 1 && w0 >= 0 && w0 + g.OW <= g.W)
+                    if (g.StrideW == 1)
                     {
-                        System.Numerics.Tensors.TensorPrimitives.Add(line.Slice(w0, g.OW), from, line.Slice(w0, g.OW));
-                        continue;
+                        Span<float> to = line.Slice(lo + w0, hi - lo);
+                        ReadOnlySpan<float> add = from[lo..hi];
+                        for (int i = 0; i < to.Length; i++)
+                            to[i] += add[i];
                     }
-                    for (int ow = 0; ow < g.OW; ow++)
+                    else
                     {
-                        int iw = w0 + ow * g.StrideW;
-                        if (iw >= 0 && iw < g.W)
-                            line[iw] += from[ow];
+                        for (int ow = lo; ow < hi; ow++)
+                            line[w0 + ow * g.StrideW] += from[ow];
                     }
                 }
             }
