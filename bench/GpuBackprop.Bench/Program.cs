@@ -1,3 +1,3 @@
 using BenchmarkDotNet.Running;
 
-BenchmarkSwitcher.FromAssembly(typeof(GpuBackprop.Bench.ConvBenchmarks).Assembly).Run(args);
+BenchmarkSwitcher.FromAssembly(typeof(GpuBackprop.Bench.SharedSetBenchmarks).Assembly).Run(args);
