@@ -80,6 +80,12 @@ public static class GemmKernels
     private const int Threads = 16; // 16 x 16 threads, each 4 x 4 outputs
     private const int PadM = TileM + 1; // +1 avoids shared-memory bank conflicts on the transposed stores
 
+    /// <summary>
+    /// GPUBACKPROP_GEMM_TILES=64 or 128 forces one GPU tile variant (for measuring one against the other);
+    /// unset, the size of the product decides.
+    /// </summary>
+    private static readonly int TileOverride = int.TryParse(Environment.GetEnvironmentVariable("GPUBACKPROP_GEMM_TILES"), out int t) ? t : 0;
+
     private sealed class Loaded
     {
         public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>> Tiled;
@@ -112,7 +118,12 @@ public static class GemmKernels
         int sms = Math.Max(1, device.Info.ComputeUnits);
         // 128x128 tiles (8x8 outputs a thread) when the product is large enough to fill the device with them;
         // else 64x64 tiles (4x4 a thread), which waste less on thin matrices.
-        bool big = s.M >= 128 && s.N >= 128 && (long)((s.M + 127) / 128) * ((s.N + 127) / 128) * s.Batch >= sms;
+        bool big = TileOverride switch
+        {
+            64 => false,
+            128 => s.M >= 128 && s.N >= 128,
+            _ => s.M >= 128 && s.N >= 128 && (long)((s.M + 127) / 128) * ((s.N + 127) / 128) * s.Batch >= sms,
+        };
         int tm = big ? 128 : TileM, tn = big ? 128 : TileN;
         long tiles = (long)((s.M + tm - 1) / tm) * ((s.N + tn - 1) / tn) * s.Batch;
         var tiled = big ? k.Tiled128 : k.Tiled;
