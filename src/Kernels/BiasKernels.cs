@@ -34,9 +34,8 @@ public static class BiasKernels
                 ReadOnlySpan<float> bs = Host.Span(bias);
                 for (int oc = start; oc < end; oc++)
                 {
-                    float b = bs[oc % channels];
-                    foreach (ref float v in ys.Slice(oc * inner, inner))
-                        v += b;
+                    Span<float> row = ys.Slice(oc * inner, inner);
+                    System.Numerics.Tensors.TensorPrimitives.Add(row, bs[oc % channels], row);
                 }
             }, inner);
             return;

@@ -96,8 +96,11 @@ public static class Im2ColKernels
                     // Contiguous run; a plain loop beats Span.CopyTo on the short rows of small images.
                     ReadOnlySpan<float> from = src.Slice(lo + w0, hi - lo);
                     Span<float> to = line[lo..hi];
-                    for (int i = 0; i < to.Length; i++)
-                        to[i] = from[i];
+                    if (to.Length >= 16)
+                        from.CopyTo(to);
+                    else
+                        for (int i = 0; i < to.Length; i++)
+                            to[i] = from[i];
                 }
                 else
                 {
@@ -133,8 +136,11 @@ public static class Im2ColKernels
                     {
                         Span<float> to = line.Slice(lo + w0, hi - lo);
                         ReadOnlySpan<float> add = from[lo..hi];
-                        for (int i = 0; i < to.Length; i++)
-                            to[i] += add[i];
+                        if (to.Length >= 16)
+                            System.Numerics.Tensors.TensorPrimitives.Add(to, add, to);
+                        else
+                            for (int i = 0; i < to.Length; i++)
+                                to[i] += add[i];
                     }
                     else
                     {

@@ -2,6 +2,7 @@ using GpuBackprop.Runtime;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
+using System.Runtime.Intrinsics;
 
 namespace GpuBackprop.Kernels;
 
@@ -65,7 +66,23 @@ public static class OptimizerKernels
             Host.For((int)p.Length, (start, end) =>
             {
                 Span<float> ps = Host.Span(p), gs = Host.Span(g), bs = Host.Span(buf);
-                for (int i = start; i < end; i++)
+                int i = start;
+                if (s.Momentum != 0f)
+                {
+                    // The same formula eight lanes at a time (the JIT does not vectorise loops).
+                    int w = Vector256<float>.Count;
+                    Vector256<float> wd = Vector256.Create(s.WeightDecay), mom = Vector256.Create(s.Momentum), keep = Vector256.Create(1f - s.Dampening), lr = Vector256.Create(s.Lr);
+                    for (; i + w <= end; i += w)
+                    {
+                        Vector256<float> pv = Vector256.Create(ps.Slice(i, w));
+                        Vector256<float> d = Vector256.Create(gs.Slice(i, w)) + wd * pv;
+                        Vector256<float> b = s.First != 0 ? d : mom * Vector256.Create(bs.Slice(i, w)) + keep * d;
+                        b.CopyTo(bs.Slice(i, w));
+                        d = s.Nesterov != 0 ? d + mom * b : b;
+                        (pv - lr * d).CopyTo(ps.Slice(i, w));
+                    }
+                }
+                for (; i < end; i++)
                 {
                     float d = gs[i] + s.WeightDecay * ps[i];
                     if (s.Momentum != 0f)

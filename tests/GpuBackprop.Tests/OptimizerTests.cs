@@ -10,7 +10,8 @@ namespace GpuBackprop.Tests;
 /// </summary>
 public sealed class OptimizerTests
 {
-    private static readonly float[] Start = [0.5f, -1.25f, 2f, 0f, -0.3f, 1e-3f, 3.5f];
+    // 37 values: the CPU routines' 8-wide vector loop and its scalar tail both run.
+    private static readonly float[] Start = Enumerable.Range(0, 37).Select(i => (float)Math.Round(Math.Cos(i * 2.1) * (1 + i % 5), 3)).ToArray();
 
     private static float[] Grad(int step) => Start.Select((v, i) => (float)Math.Sin(step * 1.7 + i) * (i + 1) * 0.3f).ToArray();
 
