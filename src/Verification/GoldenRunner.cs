@@ -202,6 +202,18 @@ public static class GoldenRunner
         }
     }
 
+    /// <summary>A layer with weights (conv, linear): PyTorch's w and b loaded, one forward and one backward.</summary>
+    private static Dictionary<string, float[]> RunWithWeights(GoldenCase c, ComputeDevice device, Module layer, Parameter weight, Parameter? bias)
+    {
+        weight.Value.Upload(c.Floats("w"));
+        bias?.Value.Upload(c.Floats("b"));
+        using Tensor x = Tensor.FromHost(device, c.Floats("x"), c.Shape("x")), dy = Tensor.FromHost(device, c.Floats("dy"), c.Shape("dy"));
+        var result = new Dictionary<string, float[]> { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download(), ["dw"] = weight.Grad.Download() };
+        if (bias is not null)
+            result["db"] = bias.Grad.Download();
+        return result;
+    }
+
     private static Dictionary<string, float[]> EvaluateDevice(GoldenCase c, ComputeDevice device, Dictionary<string, long[]> longs)
     {
         Tensor Load(string name) => Tensor.FromHost(device, c.Floats(name), c.Shape(name));
@@ -211,12 +223,7 @@ public static class GoldenRunner
             {
                 Conv2dGeometry g = ConvGeometry(c);
                 using var layer = new Conv2d(device, g.C, g.K, (g.R, g.S), Pair(c, "stride"), Pair(c, "padding"), Pair(c, "dilation"), g.Groups, bias: c.Has("b"));
-                layer.Weight.Value.Upload(c.Floats("w"));
-                if (layer.Bias is not null) layer.Bias.Value.Upload(c.Floats("b"));
-                using Tensor x = Load("x"), dy = Load("dy");
-                var result = new Dictionary<string, float[]> { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download(), ["dw"] = layer.Weight.Grad.Download() };
-                if (layer.Bias is not null) result["db"] = layer.Bias.Grad.Download();
-                return result;
+                return RunWithWeights(c, device, layer, layer.Weight, layer.Bias);
             }
             case "max_pool2d":
             {
@@ -236,12 +243,7 @@ public static class GoldenRunner
             {
                 int[] ws = c.Shape("w");
                 using var layer = new Linear(device, ws[1], ws[0], bias: c.Has("b"));
-                layer.Weight.Value.Upload(c.Floats("w"));
-                if (layer.Bias is not null) layer.Bias.Value.Upload(c.Floats("b"));
-                using Tensor x = Load("x"), dy = Load("dy");
-                var result = new Dictionary<string, float[]> { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download(), ["dw"] = layer.Weight.Grad.Download() };
-                if (layer.Bias is not null) result["db"] = layer.Bias.Grad.Download();
-                return result;
+                return RunWithWeights(c, device, layer, layer.Weight, layer.Bias);
             }
             case "softmax_cross_entropy":
             {
