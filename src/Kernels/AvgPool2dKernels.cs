@@ -52,9 +52,7 @@ public static class AvgPool2dKernels
                     for (int oh = 0; oh < geo.OH; oh++)
                         for (int ow = 0; ow < geo.OW; ow++)
                         {
-                            int h0 = oh * geo.StrideH - geo.PadH, w0 = ow * geo.StrideW - geo.PadW;
-                            int hs = Math.Max(h0, 0), ws = Math.Max(w0, 0);
-                            int he = Math.Min(h0 + geo.KH, geo.H), we = Math.Min(w0 + geo.KW, geo.W);
+                            var (hs, he, ws, we) = InImage(geo, oh, ow);
                             float sum = 0f;
                             for (int h = hs; h < he; h++)
                                 for (int w = ws; w < we; w++)
@@ -91,9 +89,7 @@ public static class AvgPool2dKernels
                     for (int oh = 0; oh < geo.OH; oh++)
                         for (int ow = 0; ow < geo.OW; ow++)
                         {
-                            int h0 = oh * geo.StrideH - geo.PadH, w0 = ow * geo.StrideW - geo.PadW;
-                            int hs = Math.Max(h0, 0), ws = Math.Max(w0, 0);
-                            int he = Math.Min(h0 + geo.KH, geo.H), we = Math.Min(w0 + geo.KW, geo.W);
+                            var (hs, he, ws, we) = InImage(geo, oh, ow);
                             float share = gp[oh * geo.OW + ow] / Divisor(geo, o, oh, ow);
                             for (int h = hs; h < he; h++)
                                 for (int w = ws; w < we; w++)
@@ -107,6 +103,13 @@ public static class AvgPool2dKernels
         var (threads, split) = device.Split(g.InputLength);
         device.CountLaunch();
         k.Backward(threads, split, g, o, dy, dx);
+    }
+
+    /// <summary>The in-image rows [hs, he) and columns [ws, we) of window (oh, ow) (host routines).</summary>
+    private static (int Hs, int He, int Ws, int We) InImage(in Pool2dGeometry g, int oh, int ow)
+    {
+        int h0 = oh * g.StrideH - g.PadH, w0 = ow * g.StrideW - g.PadW;
+        return (Math.Max(h0, 0), Math.Min(h0 + g.KH, g.H), Math.Max(w0, 0), Math.Min(w0 + g.KW, g.W));
     }
 
     /// <summary>The divisor of window (oh, ow).</summary>

@@ -34,24 +34,11 @@ public static class SoftmaxCrossEntropyKernels
     {
         if (!device.UsesGpuVariants)
         {
+            // N x C is small: the CPU accelerator runs the kernel bodies on the host (one formula for every device).
             device.CountLaunch();
-            Span<float> l = Host.Span(logits), ls = Host.Span(lse), rl = Host.Span(rowLoss);
-            Span<int> t = Host.Span(targets);
-            float sum = 0f;
             for (int row = 0; row < n; row++)
-            {
-                ReadOnlySpan<float> x = l.Slice(row * classes, classes);
-                float max = float.NegativeInfinity;
-                foreach (float v in x)
-                    if (v > max || float.IsNaN(v)) max = v;
-                float e = 0f;
-                foreach (float v in x)
-                    e += MathF.Exp(v - max);
-                ls[row] = max + MathF.Log(e);
-                rl[row] = (uint)t[row] < (uint)classes ? ls[row] - x[t[row]] : float.NaN;
-                sum += rl[row];
-            }
-            Host.Span(loss)[0] = sum / n;
+                RowsKernel(row, classes, logits, targets, lse, rowLoss);
+            MeanKernel(0, n, rowLoss, loss);
             return;
         }
         Loaded k = device.Kernels(static a => new Loaded(a));
@@ -67,15 +54,7 @@ public static class SoftmaxCrossEntropyKernels
         if (!device.UsesGpuVariants)
         {
             device.CountLaunch();
-            Span<float> l = Host.Span(logits), ls = Host.Span(lse), d = Host.Span(dlogits);
-            Span<int> t = Host.Span(targets);
-            float scale = 1f / n;
-            for (int e = 0; e < n * classes; e++)
-            {
-                int row = e / classes;
-                float p = MathF.Exp(l[e] - ls[row]);
-                d[e] = (e % classes == t[row] ? p - 1f : p) * scale;
-            }
+            BackwardKernel(0, new WorkSplit(n * classes, n * classes), n, classes, logits, targets, lse, dlogits);
             return;
         }
         Loaded k = device.Kernels(static a => new Loaded(a));

@@ -156,10 +156,10 @@ public sealed class Trainer : IDisposable
     /// <summary>Accuracy, loss and confusion matrix of the model on the test set.</summary>
     public Evaluation EvaluateTest() => Evaluate(test);
 
+    /// <summary>Only the test set is evaluated: its order stays the identity, never shuffled.</summary>
     private Evaluation Evaluate(DeviceData data)
     {
         int n = data.Count, batch = Config.BatchSize; // the training batch size keeps the layers' buffers
-        data.Order.Upload(Enumerable.Range(0, n).ToArray());
         sums.Upload([0f, 0f, 0f, -1f]);
         using IndexTensor predictions = IndexTensor.Allocate(device, n);
         for (int start = 0; start < n; start += batch)
@@ -271,7 +271,8 @@ public sealed class Trainer : IDisposable
             Pixels = device.Allocate<byte>(host.Pixels.Length);
             Pixels.View.CopyFromCPU(host.Pixels);
             Labels = IndexTensor.FromHost(device, host.Labels.Select(b => (int)b).ToArray(), host.Count);
-            Order = IndexTensor.Allocate(device, host.Count);
+            // Identity until an epoch uploads its shuffle: evaluation walks the set in order.
+            Order = IndexTensor.FromHost(device, Enumerable.Range(0, host.Count).ToArray(), host.Count);
         }
 
         public ImageDataset Host { get; }
