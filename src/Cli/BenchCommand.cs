@@ -1,7 +1,10 @@
+using System.ComponentModel;
 using System.Globalization;
 using System.Text.Json;
 using GpuBackprop.Benchmarks;
 using GpuBackprop.Runtime;
+using Spectre.Console;
+using Spectre.Console.Cli;
 
 namespace GpuBackprop.Cli;
 
@@ -10,17 +13,38 @@ namespace GpuBackprop.Cli;
 /// the names and fields of the PyTorch peer (name, ms as the median, gflops or img_per_s, device), so the
 /// two outputs line up row by row; pooling rows add gbps.
 /// </summary>
-internal static class BenchCommand
+internal sealed class BenchCommand : Command<BenchCommand.Settings>
 {
-    public static int Run(Options o)
+    public sealed class Settings : CommandSettings
     {
-        o.Allow("device", "only", "json", "reps", "shapes");
-        string shapes = o.Get("shapes") ?? Path.Combine(AppContext.BaseDirectory, "shapes.json");
+        [CommandOption("--device <SPEC>"), Description("auto, cpu, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
+        public string? Device { get; set; }
+
+        [CommandOption("--only <PREFIX>"), Description("Only the benchmarks whose name starts with PREFIX.")]
+        public string Only { get; set; } = "";
+
+        [CommandOption("--json"), Description("One JSON object a line, with the names and fields of the PyTorch peer.")]
+        public bool Json { get; set; }
+
+        [CommandOption("--reps <N>"), Description("Timed repetitions per benchmark (the median is reported)."), DefaultValue(20)]
+        public int Reps { get; set; } = 20;
+
+        [CommandOption("--shapes <FILE>"), Description("The benchmark set (default: shapes.json beside the program).")]
+        public string? Shapes { get; set; }
+
+        public override ValidationResult Validate() => Usage.All(
+            Usage.Positive(Reps, "--reps"),
+            DeviceOption.Validate(Device, allowAll: false));
+    }
+
+    public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
+    {
+        string shapes = s.Shapes ?? Path.Combine(AppContext.BaseDirectory, "shapes.json");
         var set = new BenchmarkSet(shapes);
-        int reps = o.Get("reps") is string r ? TrainCommand.Int(r, "reps") : 20;
-        string only = o.Get("only") ?? "";
-        bool json = o.Flag("json");
-        using ComputeDevice device = ComputeDevice.Open(o.Get("device") ?? "auto");
+        int reps = s.Reps;
+        string only = s.Only;
+        bool json = s.Json;
+        using ComputeDevice device = ComputeDevice.Open(DeviceOption.Resolve(s.Device));
         string deviceName = device.Info.Name;
         if (json)
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, string> { ["peer"] = "GpuBackprop", ["device"] = deviceName }));
@@ -37,6 +61,6 @@ internal static class BenchCommand
             if (w.Images > 0) { row["img_per_s"] = Math.Round(w.Images / ms * 1000); rate = $"{row["img_per_s"]} img/s"; }
             Console.WriteLine(json ? JsonSerializer.Serialize(row) : $"{name,-34} {ms.ToString("F3", CultureInfo.InvariantCulture),10} {rate,14}");
         }
-        return 0;
+        return ExitCode.Success;
     }
 }

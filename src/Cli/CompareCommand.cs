@@ -1,6 +1,9 @@
+using System.ComponentModel;
 using System.Diagnostics;
 using GpuBackprop.Layers;
 using GpuBackprop.Runtime;
+using Spectre.Console;
+using Spectre.Console.Cli;
 
 namespace GpuBackprop.Cli;
 
@@ -9,7 +12,7 @@ namespace GpuBackprop.Cli;
 /// median time, and its largest deviation from the CPU reference path (the CPU accelerator run with
 /// the reference loops is the baseline; devices differ only in summation order).
 /// </summary>
-internal static class CompareCommand
+internal sealed class CompareCommand : Command<CompareCommand.Settings>
 {
     private sealed record Op(string Name, int[] InputShape, Func<ComputeDevice, Module> Create);
 
@@ -23,13 +26,23 @@ internal static class CompareCommand
         new("relu (64x32x56x56)", [64, 32, 56, 56], d => new ReLU(d)),
     ];
 
-    public static int Run(Options options)
+    public sealed class Settings : CommandSettings
     {
-        options.Allow("device", "repeat");
-        int repeat = int.TryParse(options.Get("repeat"), out int r) && r > 0 ? r : 5;
-        IReadOnlyList<DeviceSpec> specs = options.Get("device") is null
-            ? ComputeDevice.Discover().Select(d => new DeviceSpec(d.Kind, d.Index)).ToList()
-            : options.Devices();
+        [CommandOption("--device <SPEC>"), Description("auto, cpu, cuda, cuda:N, opencl:N or all (default: GPUBACKPROP_DEVICE, else all).")]
+        public string? Device { get; set; }
+
+        [CommandOption("--repeat <N>"), Description("Timed runs per op (the median is reported)."), DefaultValue(5)]
+        public int Repeat { get; set; } = 5;
+
+        public override ValidationResult Validate() => Usage.All(
+            Usage.Positive(Repeat, "--repeat"),
+            DeviceOption.Validate(Device, allowAll: true, fallback: "all"));
+    }
+
+    public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
+    {
+        int repeat = s.Repeat;
+        IReadOnlyList<DeviceSpec> specs = DeviceOption.Devices(DeviceOption.Resolve(s.Device, fallback: "all"));
 
         // The baseline: the CPU accelerator, whose kernels are themselves checked against the reference in the tests.
         var baseline = new Dictionary<string, (float[] Y, float[] Dx)>();
@@ -56,7 +69,7 @@ internal static class CompareCommand
                 Console.WriteLine($"{op.Name,-40} {device.Info.Spec,-10} {times[times.Count / 2],11:F2} {MaxDiff(result.Y, by),12:E2} {MaxDiff(result.Dx, bdx),12:E2}");
             }
         }
-        return 0;
+        return ExitCode.Success;
     }
 
     private static (float[] Y, float[] Dx) RunOnce(ComputeDevice device, Op op, out double milliseconds)

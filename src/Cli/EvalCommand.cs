@@ -1,19 +1,36 @@
+using System.ComponentModel;
 using GpuBackprop.Data;
 using GpuBackprop.Runtime;
 using GpuBackprop.Training;
 using Spectre.Console;
+using Spectre.Console.Cli;
 
 namespace GpuBackprop.Cli;
 
 /// <summary><c>gpubackprop eval --checkpoint FILE</c>: test accuracy and the confusion matrix.</summary>
-internal static class EvalCommand
+internal sealed class EvalCommand : Command<EvalCommand.Settings>
 {
-    public static int Run(Options o)
+    public sealed class Settings : CommandSettings
     {
-        o.Allow("checkpoint", "data", "device");
-        string path = o.Get("checkpoint") ?? throw new UsageException("eval needs --checkpoint FILE.");
-        using ComputeDevice device = ComputeDevice.Open(o.Get("device") ?? "auto");
-        var (_, test, source) = FashionMnist.Load(o.Get("data"));
+        [CommandOption("--checkpoint <FILE>"), Description("The checkpoint to evaluate (required).")]
+        public string? Checkpoint { get; set; }
+
+        [CommandOption("--data <DIR>"), Description("Folder with the Fashion-MNIST IDX files (default: Debian's package, else the embedded subset).")]
+        public string? Data { get; set; }
+
+        [CommandOption("--device <SPEC>"), Description("auto, cpu, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
+        public string? Device { get; set; }
+
+        public override ValidationResult Validate() => Usage.All(
+            Checkpoint is null ? ValidationResult.Error("--checkpoint FILE is required.") : ValidationResult.Success(),
+            DeviceOption.Validate(Device, allowAll: false));
+    }
+
+    public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
+    {
+        string path = s.Checkpoint!;
+        using ComputeDevice device = ComputeDevice.Open(DeviceOption.Resolve(s.Device));
+        var (_, test, source) = FashionMnist.Load(s.Data);
         AnsiConsole.MarkupLine($"device: [bold]{Markup.Escape(device.Info.ToString())}[/]; data: {Markup.Escape(source)}");
         // The trainer holds the model; evaluation needs no training set, so the test set stands in for it.
         using Trainer trainer = Trainer.Resume(device, path, test, test);
@@ -31,6 +48,6 @@ internal static class EvalCommand
             table.AddRow(row.ToArray());
         }
         AnsiConsole.Write(table);
-        return 0;
+        return ExitCode.Success;
     }
 }

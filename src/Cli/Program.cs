@@ -1,3 +1,3 @@
 using GpuBackprop.Cli;
 
-return await CommandLine.RunAsync(args);
+return CliApp.Run(args);

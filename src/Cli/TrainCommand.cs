@@ -1,10 +1,10 @@
+using System.ComponentModel;
 using System.Globalization;
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using GpuBackprop.Data;
 using GpuBackprop.Runtime;
 using GpuBackprop.Training;
 using Spectre.Console;
+using Spectre.Console.Cli;
 
 namespace GpuBackprop.Cli;
 
@@ -13,32 +13,143 @@ namespace GpuBackprop.Cli;
 /// package, else the embedded subset), with a live progress bar, a per-epoch table, and into --out a
 /// checkpoint after every epoch, metrics.json and a loss/accuracy plot.
 /// </summary>
-internal static class TrainCommand
+internal sealed class TrainCommand : Command<TrainCommand.Settings>
 {
-    public static int Run(Options o)
+    public sealed class Settings : CommandSettings
     {
-        o.Allow("model", "epochs", "batch", "optimizer", "lr", "momentum", "nesterov", "weight-decay", "schedule", "device", "seed", "data", "out", "resume");
-        using ComputeDevice device = ComputeDevice.Open(o.Get("device") ?? "auto");
-        var (train, test, source) = FashionMnist.Load(o.Get("data"));
+        [CommandOption("--model <NAME>"), Description("Built-in model: lenet5 or cnn2."), DefaultValue("lenet5")]
+        public string Model { get; set; } = "lenet5";
+
+        [CommandOption("--epochs <N>"), Description("Total epochs (default 2); with --resume, the new total.")]
+        public int? Epochs { get; set; }
+
+        [CommandOption("--batch <B>"), Description("Images per step."), DefaultValue(64)]
+        public int Batch { get; set; } = 64;
+
+        [CommandOption("--optimizer <NAME>"), Description("sgd, adam or adamw."), DefaultValue("sgd")]
+        public string Optimizer { get; set; } = "sgd";
+
+        [CommandOption("--lr <X>"), Description("Learning rate (default: sgd 0.01, adam and adamw 0.001).")]
+        public float? LearningRate { get; set; }
+
+        [CommandOption("--momentum <X>"), Description("Momentum (default: sgd 0.9, else 0).")]
+        public float? Momentum { get; set; }
+
+        [CommandOption("--nesterov"), Description("Nesterov momentum (sgd).")]
+        public bool Nesterov { get; set; }
+
+        [CommandOption("--weight-decay <X>"), Description("Weight decay (default: adamw 0.01, else 0).")]
+        public float? WeightDecay { get; set; }
+
+        [CommandOption("--schedule <SCHEDULE>"), Description("Learning-rate schedule: constant, cosine or step:SIZE:GAMMA."), DefaultValue("constant")]
+        public string Schedule { get; set; } = "constant";
+
+        [CommandOption("--device <SPEC>"), Description("auto, cpu, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
+        public string? Device { get; set; }
+
+        [CommandOption("--seed <S>"), Description("Seed of the initialisation and the shuffling."), DefaultValue(1)]
+        public int Seed { get; set; } = 1;
+
+        [CommandOption("--data <DIR>"), Description("Folder with the Fashion-MNIST IDX files (default: Debian's package, else the embedded subset).")]
+        public string? Data { get; set; }
+
+        [CommandOption("--out <DIR>"), Description("Output folder (default: runs/MODEL-TIMESTAMP, or the checkpoint's folder with --resume).")]
+        public string? Out { get; set; }
+
+        [CommandOption("--resume <FILE>"), Description("Continue the run of this checkpoint (its configuration; --epochs sets a new total).")]
+        public string? Resume { get; set; }
+
+        public override ValidationResult Validate()
+        {
+            ValidationResult result = Usage.All(
+                Models.Names.Contains(Model) ? ValidationResult.Success() : ValidationResult.Error($"--model: unknown model '{Model}'; known: {string.Join(", ", Models.Names)}."),
+                Usage.Positive(Epochs, "--epochs"),
+                Usage.Positive(Batch, "--batch"),
+                Kind(Optimizer) is null ? ValidationResult.Error($"--optimizer: unknown optimizer '{Optimizer}'; known: sgd, adam, adamw.") : ValidationResult.Success(),
+                DeviceOption.Validate(Device, allowAll: false));
+            if (!result.Successful)
+                return result;
+            try
+            {
+                LearningRateSchedule.Parse(Schedule, Epochs ?? 2);
+            }
+            catch (ArgumentException e)
+            {
+                return ValidationResult.Error($"--schedule: {Usage.MessageOf(e)}");
+            }
+            try
+            {
+                Config().Validate();
+            }
+            catch (ArgumentException e)
+            {
+                string option = e.ParamName switch
+                {
+                    nameof(OptimizerOptions.LearningRate) => "--lr",
+                    nameof(OptimizerOptions.Momentum) => "--momentum",
+                    nameof(OptimizerOptions.WeightDecay) => "--weight-decay",
+                    nameof(OptimizerOptions.Nesterov) => "--nesterov",
+                    _ => "options",
+                };
+                return ValidationResult.Error($"{option}: {Usage.MessageOf(e)}");
+            }
+            return ValidationResult.Success();
+        }
+
+        private static OptimizerKind? Kind(string name) => name switch
+        {
+            "sgd" => OptimizerKind.Sgd,
+            "adam" => OptimizerKind.Adam,
+            "adamw" => OptimizerKind.AdamW,
+            _ => null,
+        };
+
+        /// <summary>The run's configuration (unused with --resume, which takes the checkpoint's).</summary>
+        public TrainConfig Config()
+        {
+            OptimizerKind kind = Kind(Optimizer) ?? throw new InvalidOperationException("Settings were not validated.");
+            // PyTorch's defaults per optimizer, except SGD's momentum (0.9, the recipe of the built-in models).
+            float lr = LearningRate ?? (kind == OptimizerKind.Sgd ? 0.01f : 0.001f);
+            float momentum = Momentum ?? (kind == OptimizerKind.Sgd ? 0.9f : 0f);
+            float wd = WeightDecay ?? (kind == OptimizerKind.AdamW ? 0.01f : 0f);
+            return new TrainConfig
+            {
+                Model = Model,
+                Epochs = Epochs ?? 2,
+                BatchSize = Batch,
+                Optimizer = new OptimizerOptions(kind, lr, Momentum: momentum, Nesterov: Nesterov, WeightDecay: wd),
+                Schedule = Schedule,
+                Seed = Seed,
+            };
+        }
+    }
+
+    public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
+    {
+        using ComputeDevice device = ComputeDevice.Open(DeviceOption.Resolve(s.Device));
+        var (train, test, source) = FashionMnist.Load(s.Data);
         AnsiConsole.MarkupLine($"device: [bold]{Markup.Escape(device.Info.ToString())}[/]");
         AnsiConsole.MarkupLine($"data: {Markup.Escape(source)} ({train.Count:N0} train, {test.Count:N0} test)");
 
-        string? resume = o.Get("resume");
+        string? resume = s.Resume;
         using Trainer trainer = resume is null
-            ? new Trainer(device, Config(o), train, test)
+            ? new Trainer(device, s.Config(), train, test)
             : Trainer.Resume(device, resume, train, test);
-        if (resume is not null && o.Get("epochs") is string more)
-            trainer.SetTotalEpochs(Int(more, "epochs"));
+        if (resume is not null && s.Epochs is int more)
+            trainer.SetTotalEpochs(more);
         TrainConfig config = trainer.Config;
-        string outDir = o.Get("out") ?? (resume is not null ? Path.GetDirectoryName(Path.GetFullPath(resume))! : Path.Combine("runs", $"{config.Model}-{DateTime.Now:yyyyMMdd-HHmmss}"));
+        string outDir = s.Out ?? (resume is not null ? Path.GetDirectoryName(Path.GetFullPath(resume))! : Path.Combine("runs", $"{config.Model}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         Directory.CreateDirectory(outDir);
         string checkpoint = Path.Combine(outDir, "checkpoint.gbp");
         AnsiConsole.MarkupLine($"model: [bold]{config.Model}[/] ({trainer.Model.ParameterCount:N0} parameters), {config.Optimizer.Kind} lr {config.Optimizer.LearningRate.ToString(CultureInfo.InvariantCulture)}, batch {config.BatchSize}, schedule {config.Schedule}, seed {config.Seed}");
         if (resume is not null)
             AnsiConsole.MarkupLine($"resumed from {Markup.Escape(resume)} after epoch {trainer.EpochsDone}");
 
-        var metrics = new Metrics(Path.Combine(outDir, "metrics.json"), device, config, source, trainer.Model.ParameterCount, resume is not null);
-        var results = metrics.Epochs;
+        string metricsPath = Path.Combine(outDir, "metrics.json");
+        // On resume the epochs so far come from the previous metrics.json, so the file and the plot cover the whole run.
+        List<EpochResult> results = resume is not null && MetricsFile.Read(metricsPath) is MetricsFile previous
+            ? previous.Epochs.Select(e => e.ToResult()).ToList()
+            : [];
         try
         {
             while (trainer.EpochsDone < config.Epochs)
@@ -46,7 +157,8 @@ internal static class TrainCommand
                 EpochResult r = RunEpochWithProgress(trainer, config.Epochs);
                 results.Add(r);
                 trainer.ToCheckpoint().Save(checkpoint);
-                metrics.Save();
+                new MetricsFile(config.Model, device.Info.Spec, device.Info.Name, source, trainer.Model.ParameterCount, config,
+                    results.Select(EpochRecord.From).ToList()).Write(metricsPath);
                 Plot.TrySave(Path.Combine(outDir, "training.png"), config.Model, device.Info.Name, results);
                 AnsiConsole.MarkupLine($"epoch {r.Epoch}/{config.Epochs}: loss {r.TrainLoss:F4}, test accuracy [bold]{r.TestAccuracy:F2}%[/], {r.ImagesPerSecond:N0} images/s, {r.Seconds:F1} s");
             }
@@ -55,11 +167,11 @@ internal static class TrainCommand
         {
             AnsiConsole.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
             PrintTable(results);
-            return 3;
+            return ExitCode.Diverged;
         }
         PrintTable(results);
         AnsiConsole.MarkupLine($"wrote {Markup.Escape(checkpoint)}, metrics.json and training.png in {Markup.Escape(outDir)}");
-        return 0;
+        return ExitCode.Success;
     }
 
     private static EpochResult RunEpochWithProgress(Trainer trainer, int epochs)
@@ -91,81 +203,5 @@ internal static class TrainCommand
                 r.TrainAccuracy.ToString("F2", CultureInfo.InvariantCulture), r.TestAccuracy.ToString("F2", CultureInfo.InvariantCulture),
                 r.ImagesPerSecond.ToString("N0", CultureInfo.InvariantCulture), r.Seconds.ToString("F1", CultureInfo.InvariantCulture));
         AnsiConsole.Write(table);
-    }
-
-    private static TrainConfig Config(Options o)
-    {
-        string optimizer = o.Get("optimizer") ?? "sgd";
-        OptimizerKind kind = optimizer switch
-        {
-            "sgd" => OptimizerKind.Sgd,
-            "adam" => OptimizerKind.Adam,
-            "adamw" => OptimizerKind.AdamW,
-            _ => throw new UsageException($"Unknown optimizer '{optimizer}' (sgd, adam, adamw)."),
-        };
-        // PyTorch's defaults per optimizer, except SGD's momentum (0.9, the recipe of the built-in models).
-        float lr = o.Get("lr") is string l ? Float(l, "lr") : kind == OptimizerKind.Sgd ? 0.01f : 0.001f;
-        float momentum = o.Get("momentum") is string m ? Float(m, "momentum") : kind == OptimizerKind.Sgd ? 0.9f : 0f;
-        float wd = o.Get("weight-decay") is string w ? Float(w, "weight-decay") : kind == OptimizerKind.AdamW ? 0.01f : 0f;
-        int epochs = o.Get("epochs") is string e ? Int(e, "epochs") : 2;
-        var config = new TrainConfig
-        {
-            Model = o.Get("model") ?? "lenet5",
-            Epochs = epochs,
-            BatchSize = o.Get("batch") is string b ? Int(b, "batch") : 64,
-            Optimizer = new OptimizerOptions(kind, lr, Momentum: momentum, Nesterov: o.Flag("nesterov"), WeightDecay: wd),
-            Schedule = o.Get("schedule") ?? "constant",
-            Seed = o.Get("seed") is string s ? Int(s, "seed") : 1,
-        };
-        config.Validate();
-        return config;
-    }
-
-    internal static int Int(string text, string name) =>
-        int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) ? v : throw new UsageException($"--{name} takes an integer; got '{text}'.");
-
-    private static float Float(string text, string name) =>
-        float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out float v) ? v : throw new UsageException($"--{name} takes a number; got '{text}'.");
-
-    /// <summary>metrics.json: the run's description and one entry per epoch (appended to on resume).</summary>
-    private sealed class Metrics(string path, ComputeDevice device, TrainConfig config, string data, long parameters, bool resumed)
-    {
-        public List<EpochResult> Epochs { get; } = resumed ? Previous(path) : [];
-
-        private static List<EpochResult> Previous(string path)
-        {
-            if (!File.Exists(path))
-                return [];
-            JsonNode? root = JsonNode.Parse(File.ReadAllText(path));
-            return root?["epochs"]?.AsArray().Select(e => new EpochResult(
-                (int)e!["epoch"]!, (double)e["train_loss"]!, (double)e["train_accuracy"]!, (double)e["test_accuracy"]!,
-                (double)e["images_per_second"]!, (double)e["seconds"]!, (float)e["learning_rate"]!)).ToList() ?? [];
-        }
-
-        public void Save()
-        {
-            var root = new JsonObject
-            {
-                ["model"] = config.Model,
-                ["device"] = device.Info.Spec,
-                ["device_name"] = device.Info.Name,
-                ["data"] = data,
-                ["parameters"] = parameters,
-                ["config"] = JsonNode.Parse(config.ToJson()),
-                ["epochs"] = new JsonArray(Epochs.Select(r => (JsonNode)new JsonObject
-                {
-                    ["epoch"] = r.Epoch,
-                    ["train_loss"] = r.TrainLoss,
-                    ["train_accuracy"] = r.TrainAccuracy,
-                    ["test_accuracy"] = r.TestAccuracy,
-                    ["images_per_second"] = r.ImagesPerSecond,
-                    ["seconds"] = r.Seconds,
-                    ["learning_rate"] = r.LearningRate,
-                }).ToArray()),
-            };
-            string tmp = path + ".tmp";
-            File.WriteAllText(tmp, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            File.Move(tmp, path, overwrite: true);
-        }
     }
 }

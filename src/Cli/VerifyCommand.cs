@@ -1,4 +1,7 @@
+using System.ComponentModel;
 using GpuBackprop.Runtime;
+using Spectre.Console;
+using Spectre.Console.Cli;
 using GpuBackprop.Verification;
 
 namespace GpuBackprop.Cli;
@@ -8,19 +11,29 @@ namespace GpuBackprop.Cli;
 /// table of errors, and last the line <c>golden: P/T passed</c>: T cases, of which P passed on the
 /// reference path and on every chosen device.
 /// </summary>
-internal static class VerifyCommand
+internal sealed class VerifyCommand : Command<VerifyCommand.Settings>
 {
-    public static int Run(Options options)
+    public sealed class Settings : CommandSettings
     {
-        options.Allow("device", "golden");
-        string golden = options.Get("golden") ?? Path.Combine(AppContext.BaseDirectory, "golden");
+        [CommandOption("--device <SPEC>"), Description("auto, cpu, cuda, cuda:N, opencl:N or all (default: GPUBACKPROP_DEVICE, else auto).")]
+        public string? Device { get; set; }
+
+        [CommandOption("--golden <DIR>"), Description("Folder of golden cases (default: golden beside the program).")]
+        public string? Golden { get; set; }
+
+        public override ValidationResult Validate() => DeviceOption.Validate(Device, allowAll: true);
+    }
+
+    public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
+    {
+        string golden = s.Golden ?? Path.Combine(AppContext.BaseDirectory, "golden");
         IReadOnlyList<string> dirs = GoldenCase.ListCases(golden);
         var cases = dirs.Select(GoldenCase.Load).ToList();
 
         var results = new List<GoldenResult>();
         foreach (GoldenCase c in cases)
             results.Add(GoldenRunner.Run(c, null));
-        foreach (DeviceSpec spec in options.Devices())
+        foreach (DeviceSpec spec in DeviceOption.Devices(DeviceOption.Resolve(s.Device)))
         {
             using ComputeDevice device = ComputeDevice.Open(spec);
             Console.WriteLine($"device {device.Info.Spec}: {device.Info.Name}");
@@ -42,6 +55,6 @@ internal static class VerifyCommand
             Console.WriteLine($"{target.Key}: {target.Count(r => r.Passed)}/{target.Count()} cases passed");
         int passed = results.GroupBy(r => r.Case).Count(g => g.All(r => r.Passed));
         Console.WriteLine($"golden: {passed}/{cases.Count} passed");
-        return passed == cases.Count ? 0 : 1;
+        return passed == cases.Count ? ExitCode.Success : ExitCode.Failure;
     }
 }

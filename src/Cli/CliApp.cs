@@ -1,0 +1,126 @@
+using System.Globalization;
+using GpuBackprop.Runtime;
+using Spectre.Console;
+using Spectre.Console.Cli;
+using Spectre.Console.Cli.Help;
+using Spectre.Console.Rendering;
+
+namespace GpuBackprop.Cli;
+
+/// <summary>The process exit codes of <c>gpubackprop</c>.</summary>
+internal static class ExitCode
+{
+    public const int Success = 0;
+    public const int Failure = 1;
+    public const int Usage = 2;
+    public const int Diverged = 3;
+}
+
+/// <summary>Builds the command tree and turns every exception into one line on stderr and an exit code.</summary>
+internal static class CliApp
+{
+    /// <summary>Runs <c>gpubackprop ARGS</c> and returns the exit code (the tests call this in-process).</summary>
+    public static int Run(string[] args)
+    {
+        // `gpubackprop help [COMMAND]` as in the hand-written parser this replaces.
+        if (args is ["help", .. var rest])
+            args = [.. rest, "--help"];
+        // Spectre prints the root help and returns 0 for an empty command line; that stays a usage error.
+        bool empty = args.Length == 0;
+        try
+        {
+            if (!empty && SettingsOf.TryGetValue(args[0], out Type? settings) && Usage.CheckValues(args, settings) is string problem)
+                return Error(problem, ExitCode.Usage);
+            int code = Create().Run(empty ? ["--help"] : args);
+            return empty ? ExitCode.Usage : code;
+        }
+        catch (CommandAppException e)
+        {
+            return Error(e.Message, ExitCode.Usage);
+        }
+        catch (Training.TrainingDivergedException e)
+        {
+            return Error(e.Message, ExitCode.Diverged);
+        }
+        catch (Exception e) when (e is DeviceNotFoundException or DeviceAllocationException or ArgumentException or IOException
+                                      or UnauthorizedAccessException or Verification.GoldenFormatException
+                                      or Data.DataFormatException or Training.CheckpointException)
+        {
+            return Error(e.Message, ExitCode.Failure);
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"internal error (please report): {e}");
+            return ExitCode.Failure;
+        }
+    }
+
+    /// <summary>Each command's settings, for the check of option values that runs before Spectre parses.</summary>
+    private static readonly Dictionary<string, Type> SettingsOf = new(StringComparer.Ordinal)
+    {
+        ["train"] = typeof(TrainCommand.Settings),
+        ["eval"] = typeof(EvalCommand.Settings),
+        ["bench"] = typeof(BenchCommand.Settings),
+        ["devices"] = typeof(DevicesCommand.Settings),
+        ["verify"] = typeof(VerifyCommand.Settings),
+        ["compare"] = typeof(CompareCommand.Settings),
+    };
+
+    private static int Error(string message, int code)
+    {
+        Console.Error.WriteLine($"error: {OneLine(message)}");
+        return code;
+    }
+
+    /// <summary>Messages such as ArgumentOutOfRangeException's span lines; the error is always one line.</summary>
+    internal static string OneLine(string message) =>
+        string.Join(' ', message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+
+    private static CommandApp Create()
+    {
+        var app = new CommandApp();
+        app.Configure(config =>
+        {
+            config.SetApplicationName("gpubackprop");
+            config.UseAssemblyInformationalVersion();
+            // Parse errors and failed validations come back as exceptions, which Run maps to one line and exit code 2.
+            config.PropagateExceptions();
+            // Without strict parsing an unknown option is silently collected as a remaining argument.
+            config.UseStrictParsing();
+            config.SetApplicationCulture(CultureInfo.InvariantCulture);
+            config.SetHelpProvider(new RootHelp(config.Settings));
+            config.AddCommand<TrainCommand>("train")
+                .WithDescription("Train on Fashion-MNIST (the embedded subset when the full set is not found).");
+            config.AddCommand<EvalCommand>("eval").WithDescription("Test accuracy and confusion matrix of a checkpoint.");
+            config.AddCommand<BenchCommand>("bench")
+                .WithDescription("Time the shared benchmark set (rows as bench/torch_peer.py prints them).");
+            config.AddCommand<DevicesCommand>("devices").WithDescription("List every device found.");
+            config.AddCommand<VerifyCommand>("verify")
+                .WithDescription("Run the PyTorch golden cases on the reference path and the devices; exit code 1 on any failure.");
+            config.AddCommand<CompareCommand>("compare")
+                .WithDescription("Time each op per device and its deviation from the CPU accelerator's result.");
+        });
+        return app;
+    }
+
+    /// <summary>Spectre's help, plus what the root help of a CLI should say: device specs, environment, exit codes.</summary>
+    private sealed class RootHelp(ICommandAppSettings settings) : HelpProvider(settings)
+    {
+        private const string Intro = "gpubackprop: train convolutional networks on GPUs from .NET (ILGPU: CUDA, OpenCL, CPU).\n";
+
+        private const string Footer = """
+
+            Device specs: auto (CUDA, else OpenCL, else CPU), cpu, cuda, cuda:N, opencl:N; verify and compare also take all.
+            Without --device the spec is the value of GPUBACKPROP_DEVICE when it is set, else auto (compare: all).
+
+            Exit codes: 0 success, 1 failure (device, file, data or golden case), 2 usage error, 3 training diverged.
+
+            """;
+
+        public override IEnumerable<IRenderable> GetHeader(ICommandModel model, ICommandInfo? command) =>
+            command is null ? [new Text(Intro), Text.NewLine, .. base.GetHeader(model, command)] : base.GetHeader(model, command);
+
+        public override IEnumerable<IRenderable> GetFooter(ICommandModel model, ICommandInfo? command) =>
+            command is null ? [.. base.GetFooter(model, command), new Text(Footer)] : base.GetFooter(model, command);
+    }
+}

@@ -1,0 +1,61 @@
+using System.Globalization;
+using System.Reflection;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace GpuBackprop.Cli;
+
+/// <summary>Small checks shared by the commands' Settings.Validate, and one that runs before Spectre parses.</summary>
+internal static class Usage
+{
+    /// <summary>An ArgumentException's message without the " (Parameter 'x')" suffix, which names a C# parameter, not an option.</summary>
+    public static string MessageOf(ArgumentException e) =>
+        CliApp.OneLine(e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
+
+    public static ValidationResult Positive(int? value, string option) =>
+        value is int v && v <= 0
+            ? ValidationResult.Error($"{option} must be a positive integer; got {v.ToString(CultureInfo.InvariantCulture)}.")
+            : ValidationResult.Success();
+
+    /// <summary>The first error among the checks, else success.</summary>
+    public static ValidationResult All(params ValidationResult[] checks) =>
+        checks.FirstOrDefault(c => !c.Successful) ?? ValidationResult.Success();
+
+    /// <summary>
+    /// The first option of <paramref name="args"/> (after the command name) that lacks its value or whose
+    /// value is not a number where <paramref name="settings"/> wants one, as an error message; else null.
+    /// Spectre.Console.Cli 0.57 handles neither well: its strict parser retries a failed parse with the
+    /// text "__default_command" inserted, which then becomes the missing value, and a failed conversion is
+    /// reported as "Failed to convert 'abc' to Nullable`1" without the option's name.
+    /// Unknown options and flags are left to Spectre.
+    /// </summary>
+    public static string? CheckValues(IReadOnlyList<string> args, Type settings)
+    {
+        var options = new Dictionary<string, (PropertyInfo Property, CommandOptionAttribute Option)>(StringComparer.Ordinal);
+        foreach (PropertyInfo p in settings.GetProperties())
+            if (p.GetCustomAttribute<CommandOptionAttribute>() is CommandOptionAttribute o && o.ValueName is not null)
+                foreach (string name in o.LongNames)
+                    options["--" + name] = (p, o);
+
+        for (int i = 1; i < args.Count; i++)
+        {
+            string arg = args[i];
+            int eq = arg.IndexOf('=', StringComparison.Ordinal);
+            string name = eq >= 0 ? arg[..eq] : arg;
+            if (!options.TryGetValue(name, out var option))
+                continue;
+            string? value = eq >= 0 ? arg[(eq + 1)..] : i + 1 < args.Count && !IsOption(args[i + 1]) ? args[++i] : null;
+            if (string.IsNullOrEmpty(value))
+                return $"{name} needs a value ({option.Option.ValueName}).";
+            Type type = Nullable.GetUnderlyingType(option.Property.PropertyType) ?? option.Property.PropertyType;
+            if (type == typeof(int) && !int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out _))
+                return $"{name} takes an integer; got '{value}'.";
+            if (type == typeof(float) && !float.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out _))
+                return $"{name} takes a number; got '{value}'.";
+        }
+        return null;
+    }
+
+    /// <summary>An option as Spectre tokenizes it: '-' and a letter; "-1" and "-.5" are values.</summary>
+    private static bool IsOption(string arg) => arg.Length > 1 && arg[0] == '-' && !char.IsDigit(arg[1]) && arg[1] != '.';
+}
