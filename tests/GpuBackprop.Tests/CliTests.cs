@@ -1,0 +1,130 @@
+using System.Text.Json;
+using GpuBackprop.Cli;
+using GpuBackprop.Training;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>
+/// The gpubackprop command line, run in-process: usage errors are one line on stderr and exit code 2,
+/// found before any device is opened or data read (none of these cases needs a device); and the
+/// metrics.json records round-trip with one naming policy, snake_case, at every level.
+/// </summary>
+public sealed class CliTests
+{
+    private static (int Code, string Error) Run(params string[] args)
+    {
+        TextWriter previous = Console.Error;
+        var error = new StringWriter();
+        Console.SetError(error);
+        try
+        {
+            return (CliApp.Run(args), error.ToString());
+        }
+        finally
+        {
+            Console.SetError(previous);
+        }
+    }
+
+    [Theory]
+    [InlineData("--bogus", "train", "--bogus")]
+    [InlineData("epochs", "train", "--epochs", "-1")]
+    [InlineData("--epochs", "train", "--epochs", "abc")]
+    [InlineData("--epochs", "train", "--epochs")]
+    [InlineData("--batch", "train", "--batch", "0")]
+    [InlineData("--model", "train", "--model", "foo")]
+    [InlineData("--optimizer", "train", "--optimizer", "foo")]
+    [InlineData("--schedule", "train", "--schedule", "bogus")]
+    [InlineData("--lr", "train", "--lr", "-1")]
+    [InlineData("--device", "train", "--device", "gpu7")]
+    [InlineData("--device", "train", "--device", "all")]
+    [InlineData("--reps", "bench", "--reps", "0")]
+    [InlineData("--checkpoint", "eval")]
+    [InlineData("--device", "verify", "--device", "cuda:x")]
+    [InlineData("--repeat", "compare", "--repeat", "0")]
+    [InlineData("frobnicate", "frobnicate")]
+    public void UsageErrorIsOneLineNamingTheOptionAndExitCode2(string named, params string[] args)
+    {
+        var (code, error) = Run(args);
+        Assert.Equal(2, code);
+        string[] lines = error.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        string line = Assert.Single(lines);
+        Assert.StartsWith("error: ", line);
+        Assert.Contains(named.TrimStart('-'), line);
+    }
+
+    [Theory]
+    [InlineData("--version")]
+    [InlineData("train", "--help")]
+    [InlineData("bench", "--help")]
+    [InlineData("compare", "--help")]
+    public void VersionAndHelpExit0(params string[] args)
+    {
+        var (code, error) = Run(args);
+        Assert.Equal(0, code);
+        Assert.Equal("", error);
+    }
+
+    [Fact]
+    public void MetricsFileRoundTripsWithSnakeCaseKeysAtEveryLevel()
+    {
+        string dir = Directory.CreateTempSubdirectory("gpubackprop-cli-").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "metrics.json");
+            var config = new TrainConfig { Model = "cnn2", Epochs = 3, BatchSize = 32, Optimizer = new OptimizerOptions(OptimizerKind.AdamW, 0.001f, WeightDecay: 0.01f), Schedule = "step:2:0.5", Seed = 7 };
+            var written = new MetricsFile("cnn2", "cpu", "CPU accelerator", "embedded subset", 12345, config,
+                [new EpochRecord(1, 0.5, 80.25, 82.5, 1000, 2.5, 0.001f), new EpochRecord(2, 0.25, 90, 88.75, 1100, 2.25, 0.0005f)]);
+            written.Write(path);
+            Assert.False(File.Exists(path + ".tmp"));
+
+            using (JsonDocument doc = JsonDocument.Parse(File.ReadAllText(path)))
+            {
+                JsonElement root = doc.RootElement;
+                Assert.Equal(["model", "device", "device_name", "data", "parameters", "config", "epochs"], root.EnumerateObject().Select(p => p.Name));
+                JsonElement c = root.GetProperty("config");
+                Assert.Equal(["model", "epochs", "batch_size", "optimizer", "schedule", "seed"], c.EnumerateObject().Select(p => p.Name));
+                JsonElement o = c.GetProperty("optimizer");
+                Assert.Equal("adam_w", o.GetProperty("kind").GetString());
+                Assert.Equal(0.01f, o.GetProperty("weight_decay").GetSingle());
+                Assert.All(o.EnumerateObject(), p => Assert.Equal(p.Name.ToLowerInvariant(), p.Name));
+                Assert.Equal(["epoch", "train_loss", "train_accuracy", "test_accuracy", "images_per_second", "seconds", "learning_rate"],
+                    root.GetProperty("epochs")[0].EnumerateObject().Select(p => p.Name));
+            }
+
+            MetricsFile read = MetricsFile.Read(path)!;
+            Assert.Equal(written.Config, read.Config);
+            Assert.Equal(written.Epochs, read.Epochs);
+            Assert.Equal(written with { Config = read.Config, Epochs = read.Epochs }, read);
+            Assert.Equal(written.Epochs[1].ToResult(), read.Epochs[1].ToResult());
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("{\"model\": \"lenet5\", \"epochs\": [")]
+    [InlineData("{\"model\": \"lenet5\"}")]
+    [InlineData("[]")]
+    [InlineData("")]
+    public void MalformedMetricsFileIsAnIOExceptionNamingThePath(string text)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"gpubackprop-metrics-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, text);
+        try
+        {
+            var e = Assert.ThrowsAny<IOException>(() => MetricsFile.Read(path));
+            Assert.StartsWith(path + ": ", e.Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void MissingMetricsFileReadsAsNone() =>
+        Assert.Null(MetricsFile.Read(Path.Combine(Path.GetTempPath(), $"gpubackprop-none-{Guid.NewGuid():N}.json")));
+}
