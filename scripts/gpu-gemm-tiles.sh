@@ -5,7 +5,6 @@ set -uo pipefail
 out=${OUT:-gpu-logs}; mkdir -p "$out"
 for tiles in 64 128; do
   for row in gemm. conv.resnet_28 conv.cnn_c2 train.cnn2; do
-    if [ "$tiles" = auto ]; then unset GPUBACKPROP_GEMM_TILES; else export GPUBACKPROP_GEMM_TILES=$tiles; fi
-    bash .gpu/run GpuBackprop.Cli bench --device cuda --json --reps 10 --only "$row" --shapes bench/shapes.json | grep '"name"' | sed "s/^/{\"tiles\":\"$tiles\",\"row\":/; s/\$/}/"
+    bash .gpu/run GpuBackprop.Cli bench --device cuda --gemm-tiles "$tiles" --json --reps 10 --only "$row" --shapes bench/shapes.json | grep '"name"' | sed "s/^/{\"tiles\":\"$tiles\",\"row\":/; s/\$/}/"
   done
 done 2>&1 | tee "$out/gemm-tiles.jsonl"

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using GpuBackprop.Geometry;
-using GpuBackprop.Kernels;
+using GpuBackprop.Ops;
 using GpuBackprop.Layers;
 using GpuBackprop.Runtime;
 using GpuBackprop.Training;
@@ -9,7 +9,7 @@ using GpuBackprop.Training;
 namespace GpuBackprop.Benchmarks;
 
 /// <summary>One timed piece of work on a device, set up and ready to run.</summary>
-public sealed class Workload : IDisposable
+internal sealed class Workload : IDisposable
 {
     private readonly Action run;
     private readonly IDisposable[] owned;
@@ -76,7 +76,7 @@ public sealed class Workload : IDisposable
 /// forward+backward, max/avg pooling forward and forward+backward, GEMM, and a full training step of
 /// the built-in models, with the same names and FLOP counts as the peer, so rows line up one to one.
 /// </summary>
-public sealed class BenchmarkSet
+internal sealed class BenchmarkSet
 {
     private readonly JsonElement spec;
 
@@ -169,7 +169,7 @@ public sealed class BenchmarkSet
         int m = v[0], n = v[1], k = v[2];
         Tensor a = Tensor.FromHost(d, Random(m * k, 4), m, k), b = Tensor.FromHost(d, Random(k * n, 5), k, n), c = Tensor.Zeros(d, m, n);
         return new Workload(name, d,
-            () => GemmKernels.Run(d, GemmShape.Single(m, n, k), GemmOperand.Dense(k), a.View, GemmOperand.Dense(n), b.View, GemmOperand.Dense(n), c.View),
+            () => d.Backend.Gemm(GemmShape.Single(m, n, k), GemmOperand.Dense(k), a.View, GemmOperand.Dense(n), b.View, GemmOperand.Dense(n), c.View),
             [a, b, c], 2.0 * m * n * k);
     }
 
@@ -181,7 +181,7 @@ public sealed class BenchmarkSet
         var loss = new SoftmaxCrossEntropy(d);
         Tensor x = Tensor.FromHost(d, Random(batch * 784, 6), batch, 1, 28, 28);
         var rng = new Random(7);
-        IndexTensor t = IndexTensor.FromHost(d, Enumerable.Range(0, batch).Select(_ => rng.Next(10)).ToArray(), batch);
+        Tensor t = Tensor.FromHost(d, Enumerable.Range(0, batch).Select(_ => rng.Next(10)).ToArray(), batch);
         return new Workload(name, d, () =>
         {
             opt.ZeroGrad();

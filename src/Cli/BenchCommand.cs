@@ -17,7 +17,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
 {
     public sealed class Settings : CommandSettings
     {
-        [CommandOption("--device <SPEC>"), Description("auto, cpu, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
+        [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
         public string? Device { get; set; }
 
         [CommandOption("--only <PREFIX>"), Description("Only the benchmarks whose name starts with PREFIX.")]
@@ -32,9 +32,20 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         [CommandOption("--shapes <FILE>"), Description("The benchmark set (default: shapes.json beside the program).")]
         public string? Shapes { get; set; }
 
+        [CommandOption("--gemm-tiles <VARIANT>"), Description("GPU GEMM kernel: auto (default), 64 or 128 (for measuring one variant against the other).")]
+        public string GemmTiles { get; set; } = "auto";
+
         public override ValidationResult Validate() => Usage.All(
             Usage.Positive(Reps, "--reps"),
+            GemmTiles is "auto" or "64" or "128" ? ValidationResult.Success() : ValidationResult.Error($"--gemm-tiles takes auto, 64 or 128; got '{GemmTiles}'."),
             DeviceOption.Validate(Device, allowAll: false));
+
+        public ComputeDeviceOptions DeviceOptions => new(GemmTiles switch
+        {
+            "64" => Runtime.GemmTiles.Tiles64,
+            "128" => Runtime.GemmTiles.Tiles128,
+            _ => Runtime.GemmTiles.Auto,
+        });
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
@@ -44,13 +55,13 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         int reps = s.Reps;
         string only = s.Only;
         bool json = s.Json;
-        using ComputeDevice device = ComputeDevice.Open(DeviceOption.Resolve(s.Device));
+        using ComputeDevice device = ComputeDevice.Open(DeviceOption.Resolve(s.Device), s.DeviceOptions);
         string deviceName = device.Info.Name;
         if (json)
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, string> { ["peer"] = "GpuBackprop", ["device"] = deviceName }));
         else
             Console.WriteLine($"device {device.Info.Spec}: {deviceName}\n{"name",-34} {"ms",10} {"rate",14}");
-        foreach (string name in set.Names(device.IsCpu).Where(n => n.StartsWith(only, StringComparison.Ordinal)))
+        foreach (string name in set.Names(cpu: !device.Info.IsGpu).Where(n => n.StartsWith(only, StringComparison.Ordinal)))
         {
             using Workload w = set.Create(name, device);
             double ms = w.MedianMilliseconds(reps);

@@ -28,7 +28,7 @@ internal sealed class CompareCommand : Command<CompareCommand.Settings>
 
     public sealed class Settings : CommandSettings
     {
-        [CommandOption("--device <SPEC>"), Description("auto, cpu, cuda, cuda:N, opencl:N or all (default: GPUBACKPROP_DEVICE, else all).")]
+        [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N or all (default: GPUBACKPROP_DEVICE, else all).")]
         public string? Device { get; set; }
 
         [CommandOption("--repeat <N>"), Description("Timed runs per op (the median is reported)."), DefaultValue(5)]

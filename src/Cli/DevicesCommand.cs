@@ -12,9 +12,9 @@ internal sealed class DevicesCommand : Command<DevicesCommand.Settings>
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
         IReadOnlyList<DeviceInfo> devices = ComputeDevice.Discover();
-        Console.WriteLine($"{"spec",-10} {"type",-7} {"memory",10} {"units",6} {"warp",5} {"group",6}  name");
+        Console.WriteLine($"{"spec",-12} {"type",-10} {"memory",10} {"units",6} {"warp",5} {"group",6}  name");
         foreach (DeviceInfo d in devices)
-            Console.WriteLine($"{d.Spec,-10} {d.Kind,-7} {d.MemoryBytes / (1024.0 * 1024 * 1024),7:F1} GiB {d.ComputeUnits,6} {d.WarpSize,5} {d.MaxThreadsPerGroup,6}  {d.Name}");
+            Console.WriteLine($"{d.Spec,-12} {d.Kind,-10} {d.MemoryBytes / (1024.0 * 1024 * 1024),7:F1} GiB {d.ComputeUnits,6} {d.WarpSize,5} {d.MaxThreadsPerGroup,6}  {d.Name}");
         // What a command without --device opens: GPUBACKPROP_DEVICE when set, else auto.
         string spec = DeviceOption.Resolve(null);
         using ComputeDevice chosen = ComputeDevice.Open(spec);

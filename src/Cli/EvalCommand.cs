@@ -18,7 +18,7 @@ internal sealed class EvalCommand : Command<EvalCommand.Settings>
         [CommandOption("--data <DIR>"), Description("Folder with the Fashion-MNIST IDX files (default: Debian's package, else the embedded subset).")]
         public string? Data { get; set; }
 
-        [CommandOption("--device <SPEC>"), Description("auto, cpu, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
+        [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
         public string? Device { get; set; }
 
         public override ValidationResult Validate() => Usage.All(

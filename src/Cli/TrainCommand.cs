@@ -44,7 +44,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         [CommandOption("--schedule <SCHEDULE>"), Description("Learning-rate schedule: constant, cosine or step:SIZE:GAMMA."), DefaultValue("constant")]
         public string Schedule { get; set; } = "constant";
 
-        [CommandOption("--device <SPEC>"), Description("auto, cpu, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
+        [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
         public string? Device { get; set; }
 
         [CommandOption("--seed <S>"), Description("Seed of the initialisation and the shuffling."), DefaultValue(1)]

@@ -15,7 +15,7 @@ internal sealed class VerifyCommand : Command<VerifyCommand.Settings>
 {
     public sealed class Settings : CommandSettings
     {
-        [CommandOption("--device <SPEC>"), Description("auto, cpu, cuda, cuda:N, opencl:N or all (default: GPUBACKPROP_DEVICE, else auto).")]
+        [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N or all (default: GPUBACKPROP_DEVICE, else auto).")]
         public string? Device { get; set; }
 
         [CommandOption("--golden <DIR>"), Description("Folder of golden cases (default: golden beside the program).")]

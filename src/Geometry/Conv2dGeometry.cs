@@ -6,7 +6,7 @@ namespace GpuBackprop.Geometry;
 /// OH = floor((H + 2*padH - dilH*(R-1) - 1) / strideH) + 1, as PyTorch.
 /// </summary>
 /// <remarks>Only int fields, so it is passed to kernels by value.</remarks>
-public readonly struct Conv2dGeometry
+internal readonly struct Conv2dGeometry
 {
     /// <summary>Batch, input channels, input height, input width.</summary>
     public readonly int N, C, H, W;
@@ -55,6 +55,8 @@ public readonly struct Conv2dGeometry
         if (outChannels % groups != 0) throw new ArgumentException($"Output channels ({outChannels}) must be divisible by groups ({groups}).", nameof(groups));
     }
 
+    /// <summary>True when x itself is the column matrix (1x1 kernel, stride 1, no padding): no im2col is needed.</summary>
+    public bool IsPointwise => R == 1 && S == 1 && StrideH == 1 && StrideW == 1 && PadH == 0 && PadW == 0;
     /// <summary>Input channels per group.</summary>
     public int Cg => C / Groups;
     /// <summary>Output channels per group.</summary>

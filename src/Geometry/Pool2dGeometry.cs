@@ -6,7 +6,7 @@ namespace GpuBackprop.Geometry;
 /// ceil_mode one less when the last window would start at or beyond H + p.
 /// </summary>
 /// <remarks>Only int fields, so it is passed to kernels by value.</remarks>
-public readonly struct Pool2dGeometry
+internal readonly struct Pool2dGeometry
 {
     /// <summary>Batch, channels, input height, input width.</summary>
     public readonly int N, C, H, W;
@@ -52,14 +52,14 @@ public readonly struct Pool2dGeometry
 
     private static int OutputSize(int input, int k, int s, int p, int d, bool ceil)
     {
-        long num = (long)input + 2L * p - (long)d * (k - 1) - 1;
-        if (num < 0)
-            return 0;
-        long o = (ceil ? (num + s - 1) / s : num / s) + 1;
-        // The last window must start inside the image or its left padding (PyTorch's rule).
+        // PyTorch's pooling_output_shape: a division rounded toward -infinity, so that with ceil_mode a
+        // window that starts in the image but reaches past it (input 1, kernel 2) still counts.
+        long num = (long)input + 2L * p - (long)d * (k - 1) - 1 + (ceil ? s - 1 : 0);
+        long o = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1;
+        // The last window must start inside the image or its left padding.
         if (ceil && (o - 1) * s >= input + p)
             o--;
-        return (int)o;
+        return (int)Math.Max(o, 0);
     }
 
     /// <summary>Elements of the input.</summary>

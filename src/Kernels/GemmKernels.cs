@@ -1,3 +1,4 @@
+using GpuBackprop.Ops;
 using GpuBackprop.Runtime;
 using ILGPU;
 using ILGPU.Runtime;
@@ -5,123 +6,40 @@ using ILGPU.Runtime;
 namespace GpuBackprop.Kernels;
 
 /// <summary>
-/// One operand of a batched GEMM: where matrix (b, r) starts and how it is laid out.
-/// Batch index b splits as (b / BatchInner, b % BatchInner) so that convolutions can walk
-/// (image, group) pairs with one launch; r indexes a sum over several products (dW sums over images).
+/// Matrix multiplication with transpose flags, batches and sums of products as shared-memory tiled
+/// ILGPU kernels (64x64 tiles with 4x4 outputs a thread, 128x128 with 8x8), plus split sums when a
+/// thin product has too few tiles to fill the device. Deterministic: each output element is summed by
+/// one thread in a fixed order, and split parts are added in part order. (The <c>cpu</c> device's
+/// GEMM is the packed host routine Host/GemmHost.cs.)
 /// </summary>
-public struct GemmOperand
+internal static class GemmKernels
 {
-    /// <summary>Element offset of matrix (0, 0).</summary>
-    public int Offset;
-    /// <summary>Leading dimension: elements between consecutive rows of the stored matrix.</summary>
-    public int Ld;
-    /// <summary>Offset step per outer batch index.</summary>
-    public int StrideOuter;
-    /// <summary>Offset step per inner batch index.</summary>
-    public int StrideInner;
-    /// <summary>Offset step per reduction index.</summary>
-    public int StrideReduce;
-    /// <summary>1 when the stored matrix is the transpose of the operand.</summary>
-    public int Trans;
-
-    /// <summary>A dense row-major matrix with leading dimension <paramref name="ld"/>.</summary>
-    public static GemmOperand Dense(int ld, bool transposed = false, int offset = 0) =>
-        new() { Ld = ld, Trans = transposed ? 1 : 0, Offset = offset };
-
-    /// <summary>The same operand with batch and reduction strides.</summary>
-    public GemmOperand WithStrides(int outer, int inner, int reduce)
-    {
-        GemmOperand o = this;
-        o.StrideOuter = outer;
-        o.StrideInner = inner;
-        o.StrideReduce = reduce;
-        return o;
-    }
-
-    /// <summary>Offset of matrix (b, r).</summary>
-    public int Base(int b, int batchInner, int r) =>
-        Offset + b / batchInner * StrideOuter + b % batchInner * StrideInner + r * StrideReduce;
-
-    /// <summary>Offset of element (i, k) of the operand within a matrix starting at <paramref name="start"/>.</summary>
-    public int At(int start, int i, int k) => Trans == 0 ? start + i * Ld + k : start + k * Ld + i;
-}
-
-/// <summary>Sizes of a batched GEMM: C[b] (= or +=) sum over r of op(A[b,r]) (M x K) * op(B[b,r]) (K x N).</summary>
-public struct GemmShape
-{
-    /// <summary>Rows of C, columns of C, reduction length.</summary>
-    public int M, N, K;
-    /// <summary>Number of C matrices, and the inner factor of the batch index.</summary>
-    public int Batch, BatchInner;
-    /// <summary>Products summed into each C.</summary>
-    public int Reduce;
-    /// <summary>1: C += result; 0: C = result (C is not read, so garbage or NaN in it does not leak).</summary>
-    public int Accumulate;
-    /// <summary>
-    /// Set by <see cref="GemmKernels"/> only: the sum over r is split into this many parts, each written to
-    /// its own dense M x N slice of scratch and added afterwards in part order (0 or 1: no split).
-    /// </summary>
-    public int ReduceParts;
-
-    /// <summary>A single GEMM.</summary>
-    public static GemmShape Single(int m, int n, int k, bool accumulate = false) =>
-        new() { M = m, N = n, K = k, Batch = 1, BatchInner = 1, Reduce = 1, Accumulate = accumulate ? 1 : 0 };
-}
-
-/// <summary>
-/// Matrix multiplication with transpose flags, batches and sums of products. Two variants, chosen by
-/// device: a shared-memory tiled ILGPU kernel for GPUs and a packed, vectorised host routine for the
-/// CPU accelerator (<see cref="CpuGemm"/>; no barriers, no simulated threads). Deterministic: each output element is summed by one thread in a fixed order.
-/// </summary>
-public static class GemmKernels
-{
-    /// <summary>Output tile of one thread group in the tiled kernel (TileM x TileN), and its K step.</summary>
+    /// <summary>Output tile of one thread group in the 64x64 kernel, and its K step.</summary>
     public const int TileM = 64, TileN = 64, TileK = 16;
     private const int Threads = 16; // 16 x 16 threads, each 4 x 4 outputs
     private const int PadM = TileM + 1; // +1 avoids shared-memory bank conflicts on the transposed stores
 
-    /// <summary>
-    /// GPUBACKPROP_GEMM_TILES=64 or 128 forces one GPU tile variant (for measuring one against the other);
-    /// unset, the size of the product decides.
-    /// </summary>
-    private static readonly int TileOverride = int.TryParse(Environment.GetEnvironmentVariable("GPUBACKPROP_GEMM_TILES"), out int t) ? t : 0;
-
-    private sealed class Loaded
+    private sealed class Loaded(Accelerator a)
     {
-        public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>> Tiled;
-        public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>> Tiled128;
-        public readonly Action<Index1D, WorkSplit, GemmShape, GemmOperand, ArrayView<float>, ArrayView<float>> SumParts;
-
-        public Loaded(Accelerator a)
-        {
-            Tiled = a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>>(TiledKernel);
-            Tiled128 = a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>>(Tiled128Kernel);
-            SumParts = a.LoadAutoGroupedStreamKernel<Index1D, WorkSplit, GemmShape, GemmOperand, ArrayView<float>, ArrayView<float>>(SumPartsKernel);
-        }
+        public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>> Tiled =
+            a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>>(TiledKernel);
+        public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>> Tiled128 =
+            a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>>(Tiled128Kernel);
+        public readonly Action<Index1D, GemmShape, GemmOperand, ArrayView<float>, ArrayView<float>> SumParts =
+            a.LoadAutoGroupedStreamKernel<Index1D, GemmShape, GemmOperand, ArrayView<float>, ArrayView<float>>(SumPartsKernel);
     }
 
-    /// <summary>
-    /// C (=|+=) sum_r op(A) op(B): the tiled kernel on GPUs (and on the GPU simulator), the packed host
-    /// routine <see cref="CpuGemm"/> on the CPU accelerator. Shapes are the caller's to check.
-    /// </summary>
-    public static void Run(ComputeDevice device, GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv)
+    /// <summary>C (=|+=) sum_r op(A) op(B); shapes are the caller's to check (M, N, Batch positive).</summary>
+    public static void Run(KernelBackend backend, GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv)
     {
-        if (s.M <= 0 || s.N <= 0 || s.Batch <= 0)
-            return;
-        device.CountLaunch();
-        if (!device.UsesGpuVariants)
-        {
-            CpuGemm.Run(s, a, av, b, bv, c, cv);
-            return;
-        }
-        Loaded k = device.Kernels(static acc => new Loaded(acc));
-        int sms = Math.Max(1, device.Info.ComputeUnits);
+        Loaded k = backend.Load(static acc => new Loaded(acc));
+        int sms = Math.Max(1, backend.Accelerator.NumMultiprocessors);
         // 128x128 tiles (8x8 outputs a thread) when the product is large enough to fill the device with them;
-        // else 64x64 tiles (4x4 a thread), which waste less on thin matrices.
-        bool big = TileOverride switch
+        // else 64x64 tiles (4x4 a thread), which waste less on thin matrices. The device option can force one.
+        bool big = backend.Options.GemmTiles switch
         {
-            64 => false,
-            128 => s.M >= 128 && s.N >= 128,
+            GemmTiles.Tiles64 => false,
+            GemmTiles.Tiles128 => s.M >= 128 && s.N >= 128,
             _ => s.M >= 128 && s.N >= 128 && (long)((s.M + 127) / 128) * ((s.N + 127) / 128) * s.Batch >= sms,
         };
         int tm = big ? 128 : TileM, tn = big ? 128 : TileN;
@@ -139,12 +57,10 @@ public static class GemmKernels
         GemmShape split = s;
         split.ReduceParts = parts;
         int slice = s.M * s.N;
-        ArrayView<float> scratch = device.Scratch(nameof(GemmKernels), (long)s.Batch * parts * slice);
+        ArrayView<float> scratch = backend.Scratch(nameof(GemmKernels), (long)s.Batch * parts * slice);
         var gridSplit = new Index3D((s.N + tn - 1) / tn, (s.M + tm - 1) / tm, s.Batch * parts);
         tiled(new KernelConfig(gridSplit, new Index3D(Threads, Threads, 1)), split, a, b, GemmOperand.Dense(s.N), av, bv, scratch);
-        device.CountLaunch();
-        var (threads, work) = device.Split(s.Batch * slice);
-        k.SumParts(threads, work, split, c, scratch, cv);
+        k.SumParts(s.Batch * slice, split, c, scratch, cv);
     }
 
     /// <summary>Which products (r0..r1) and which output slice a grid z index covers.</summary>
@@ -157,20 +73,16 @@ public static class GemmKernels
         r1 = (int)((long)s.Reduce * (part + 1) / parts);
     }
 
-    private static void SumPartsKernel(Index1D t, WorkSplit split, GemmShape s, GemmOperand c, ArrayView<float> scratch, ArrayView<float> cv)
+    private static void SumPartsKernel(Index1D e, GemmShape s, GemmOperand c, ArrayView<float> scratch, ArrayView<float> cv)
     {
         int slice = s.M * s.N;
-        int end = split.End(t);
-        for (int e = split.Start(t); e < end; e++)
-        {
-            int batch = e / slice, ij = e - batch * slice;
-            int i = ij / s.N, j = ij - i * s.N;
-            float sum = 0f;
-            for (int p = 0; p < s.ReduceParts; p++)
-                sum += scratch[(batch * s.ReduceParts + p) * slice + ij];
-            int at = c.Base(batch, s.BatchInner, 0) + i * c.Ld + j;
-            cv[at] = s.Accumulate != 0 ? cv[at] + sum : sum;
-        }
+        int batch = e / slice, ij = e - batch * slice;
+        int i = ij / s.N, j = ij - i * s.N;
+        float sum = 0f;
+        for (int p = 0; p < s.ReduceParts; p++)
+            sum += scratch[(batch * s.ReduceParts + p) * slice + ij];
+        int at = c.Base(batch, s.BatchInner, 0) + i * c.Ld + j;
+        cv[at] = s.Accumulate != 0 ? cv[at] + sum : sum;
     }
 
     private static void TiledKernel(GemmShape s, GemmOperand a, GemmOperand b, GemmOperand c, ArrayView<float> av, ArrayView<float> bv, ArrayView<float> cv)

@@ -1,5 +1,5 @@
 using GpuBackprop.Geometry;
-using GpuBackprop.Kernels;
+using GpuBackprop.Ops;
 using GpuBackprop.Runtime;
 
 namespace GpuBackprop.Layers;
@@ -12,7 +12,7 @@ public sealed class AvgPool2d : Module
 {
     private Tensor? output, gradInput;
     private Pool2dGeometry geometry;
-    private readonly AvgPool2dKernels.Options options;
+    private readonly AvgPool2dOptions options;
 
     /// <summary>Creates the layer.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A size is non-positive, the padding negative or larger than half the kernel, or the divisor override not positive.</exception>
@@ -28,7 +28,7 @@ public sealed class AvgPool2d : Module
         Pool2dGeometry.ValidateHyperparameters(KernelSize, Stride, Padding, 1);
         if (divisorOverride is <= 0)
             throw new ArgumentOutOfRangeException(nameof(divisorOverride), divisorOverride, "The divisor override must be positive.");
-        options = new AvgPool2dKernels.Options { CountIncludePad = countIncludePad ? 1 : 0, DivisorOverride = divisorOverride ?? 0 };
+        options = new AvgPool2dOptions { CountIncludePad = countIncludePad ? 1 : 0, DivisorOverride = divisorOverride ?? 0 };
     }
 
     /// <summary>Window size.</summary>
@@ -45,7 +45,7 @@ public sealed class AvgPool2d : Module
     public int? DivisorOverride { get; }
 
     /// <summary>The geometry for an input shape (validates the input).</summary>
-    public Pool2dGeometry GeometryFor(Tensor input)
+    internal Pool2dGeometry GeometryFor(Tensor input)
     {
         CheckInput(input, 4, nameof(input));
         return new Pool2dGeometry(input.Dim(0), input.Dim(1), input.Dim(2), input.Dim(3), KernelSize, Stride, Padding, 1, CeilMode);
@@ -57,7 +57,7 @@ public sealed class AvgPool2d : Module
         Pool2dGeometry g = GeometryFor(input);
         Tensor y = Reuse(ref output, g.OutputShape);
         geometry = g;
-        AvgPool2dKernels.Forward(Device, g, options, input.View, y.View);
+        Device.Backend.AvgPool2dForward(g, options, input.View, y.View);
         return y;
     }
 
@@ -67,18 +67,7 @@ public sealed class AvgPool2d : Module
         CheckGradOutput(gradOutput, output);
         Pool2dGeometry g = geometry;
         Tensor dx = Reuse(ref gradInput, [g.N, g.C, g.H, g.W]);
-        AvgPool2dKernels.Backward(Device, g, options, gradOutput.View, dx.View);
+        Device.Backend.AvgPool2dBackward(g, options, gradOutput.View, dx.View);
         return dx;
-    }
-
-    /// <inheritdoc />
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            output?.Dispose();
-            gradInput?.Dispose();
-        }
-        base.Dispose(disposing);
     }
 }

@@ -1,5 +1,4 @@
 using GpuBackprop.Geometry;
-using GpuBackprop.Kernels;
 using GpuBackprop.Runtime;
 using ILGPU;
 
@@ -32,8 +31,8 @@ public sealed class Conv2d : Module
         Groups = groups;
         var rng = new Random(seed);
         int fanIn = inChannels / groups * kernelSize.H * kernelSize.W;
-        Weight = Parameter.Uniform(device, "weight", fanIn, rng, outChannels, inChannels / groups, kernelSize.H, kernelSize.W);
-        Bias = bias ? Parameter.Uniform(device, "bias", fanIn, rng, outChannels) : null;
+        Weight = RegisterParameter("weight", Parameter.Uniform(device, fanIn, rng, outChannels, inChannels / groups, kernelSize.H, kernelSize.W));
+        Bias = bias ? RegisterParameter("bias", Parameter.Uniform(device, fanIn, rng, outChannels)) : null;
     }
 
     /// <summary>Input channels.</summary>
@@ -55,11 +54,8 @@ public sealed class Conv2d : Module
     /// <summary>Bias (out), or null.</summary>
     public Parameter? Bias { get; }
 
-    /// <inheritdoc />
-    public override IReadOnlyList<Parameter> Parameters => Bias is null ? [Weight] : [Weight, Bias];
-
     /// <summary>The geometry for an input shape (validates the input).</summary>
-    public Conv2dGeometry GeometryFor(Tensor input)
+    internal Conv2dGeometry GeometryFor(Tensor input)
     {
         CheckInput(input, 4, nameof(input));
         if (input.Dim(1) != InChannels)
@@ -72,11 +68,9 @@ public sealed class Conv2d : Module
     {
         Conv2dGeometry g = GeometryFor(input);
         Tensor y = Reuse(ref output, g.OutputShape);
-        bool pointwise = Conv2dKernels.IsPointwise(g);
-        Tensor? col = pointwise ? null : Reuse(ref columns, [g.ColLength]);
+        Tensor? col = g.IsPointwise ? null : Reuse(ref columns, [g.ColLength]);
         geometry = g;
-        Conv2dKernels.Forward(Device, g, input.View, Weight.Value.View, Bias?.Value.View, col?.View ?? input.View, y.View);
-        savedColumns = pointwise ? input.View : col!.View;
+        savedColumns = Device.Backend.Conv2dForward(g, input.View, Weight.Value.View, Bias?.Value.View, col?.View ?? input.View, y.View);
         columnsValid = true;
         return y;
     }
@@ -93,8 +87,8 @@ public sealed class Conv2d : Module
         // dW is computed from the columns first; the same buffer then holds dcol (in-order stream),
         // which halves the memory of a convolution.
         ArrayView<float> scratch = columns?.View ?? dx.View;
-        Conv2dKernels.Backward(Device, g, gradOutput.View, Weight.Value.View, savedColumns, Weight.Grad.View, Bias?.Grad.View, dx.View, scratch);
-        columnsValid = Conv2dKernels.IsPointwise(g);
+        Device.Backend.Conv2dBackward(g, gradOutput.View, Weight.Value.View, savedColumns, Weight.Grad.View, Bias?.Grad.View, dx.View, scratch);
+        columnsValid = g.IsPointwise;
         return dx;
     }
 
@@ -104,19 +98,7 @@ public sealed class Conv2d : Module
         CheckGradOutput(gradOutput, output);
         if (!columnsValid)
             throw new InvalidOperationException("Conv2d.BackwardParameters needs a Forward before each call.");
-        Conv2dKernels.Backward(Device, geometry, gradOutput.View, Weight.Value.View, savedColumns, Weight.Grad.View, Bias?.Grad.View, null, default);
+        Device.Backend.Conv2dBackward(geometry, gradOutput.View, Weight.Value.View, savedColumns, Weight.Grad.View, Bias?.Grad.View, null, default);
         columnsValid = false;
-    }
-
-    /// <inheritdoc />
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            output?.Dispose();
-            gradInput?.Dispose();
-            columns?.Dispose();
-        }
-        base.Dispose(disposing);
     }
 }

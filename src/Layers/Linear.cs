@@ -1,4 +1,3 @@
-using GpuBackprop.Kernels;
 using GpuBackprop.Runtime;
 
 namespace GpuBackprop.Layers;
@@ -17,8 +16,8 @@ public sealed class Linear : Module
         InFeatures = inFeatures;
         OutFeatures = outFeatures;
         var rng = new Random(seed);
-        Weight = Parameter.Uniform(device, "weight", inFeatures, rng, outFeatures, inFeatures);
-        Bias = bias ? Parameter.Uniform(device, "bias", inFeatures, rng, outFeatures) : null;
+        Weight = RegisterParameter("weight", Parameter.Uniform(device, inFeatures, rng, outFeatures, inFeatures));
+        Bias = bias ? RegisterParameter("bias", Parameter.Uniform(device, inFeatures, rng, outFeatures)) : null;
     }
 
     /// <summary>Input features.</summary>
@@ -31,9 +30,6 @@ public sealed class Linear : Module
     public Parameter? Bias { get; }
 
     /// <inheritdoc />
-    public override IReadOnlyList<Parameter> Parameters => Bias is null ? [Weight] : [Weight, Bias];
-
-    /// <inheritdoc />
     public override Tensor Forward(Tensor input)
     {
         CheckInput(input, 2, nameof(input));
@@ -43,7 +39,7 @@ public sealed class Linear : Module
             throw new ArgumentException("The batch is empty.", nameof(input));
         int n = input.Dim(0);
         Tensor y = Reuse(ref output, [n, OutFeatures]);
-        LinearKernels.Forward(Device, n, InFeatures, OutFeatures, input.View, Weight.Value.View, Bias?.Value.View, y.View);
+        Device.Backend.LinearForward(n, InFeatures, OutFeatures, input.View, Weight.Value.View, Bias?.Value.View, y.View);
         this.input = input;
         return y;
     }
@@ -54,7 +50,7 @@ public sealed class Linear : Module
         CheckGradOutput(gradOutput, output);
         int n = gradOutput.Dim(0);
         Tensor dx = Reuse(ref gradInput, [n, InFeatures]);
-        LinearKernels.Backward(Device, n, InFeatures, OutFeatures, input!.View, Weight.Value.View, gradOutput.View, dx.View, Weight.Grad.View, Bias?.Grad.View);
+        Device.Backend.LinearBackward(n, InFeatures, OutFeatures, input!.View, Weight.Value.View, gradOutput.View, dx.View, Weight.Grad.View, Bias?.Grad.View);
         return dx;
     }
 
@@ -62,17 +58,6 @@ public sealed class Linear : Module
     public override void BackwardParameters(Tensor gradOutput)
     {
         CheckGradOutput(gradOutput, output);
-        LinearKernels.Backward(Device, gradOutput.Dim(0), InFeatures, OutFeatures, input!.View, Weight.Value.View, gradOutput.View, null, Weight.Grad.View, Bias?.Grad.View);
-    }
-
-    /// <inheritdoc />
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            output?.Dispose();
-            gradInput?.Dispose();
-        }
-        base.Dispose(disposing);
+        Device.Backend.LinearBackward(gradOutput.Dim(0), InFeatures, OutFeatures, input!.View, Weight.Value.View, gradOutput.View, null, Weight.Grad.View, Bias?.Grad.View);
     }
 }

@@ -1,5 +1,4 @@
 using GpuBackprop.Geometry;
-using GpuBackprop.Kernels;
 using GpuBackprop.Runtime;
 
 namespace GpuBackprop.Layers;
@@ -11,7 +10,7 @@ namespace GpuBackprop.Layers;
 public sealed class MaxPool2d : Module
 {
     private Tensor? output, gradInput;
-    private IndexTensor? indices;
+    private Tensor? indices;
     private Pool2dGeometry geometry;
 
     /// <summary>Creates the layer.</summary>
@@ -38,10 +37,10 @@ public sealed class MaxPool2d : Module
     public bool CeilMode { get; }
 
     /// <summary>The argmax of each window from the last Forward (flat h*W+w within each plane).</summary>
-    public IndexTensor? Indices => indices;
+    public Tensor? Indices => indices;
 
     /// <summary>The geometry for an input shape (validates the input).</summary>
-    public Pool2dGeometry GeometryFor(Tensor input)
+    internal Pool2dGeometry GeometryFor(Tensor input)
     {
         CheckInput(input, 4, nameof(input));
         return new Pool2dGeometry(input.Dim(0), input.Dim(1), input.Dim(2), input.Dim(3), KernelSize, Stride, Padding, Dilation, CeilMode);
@@ -52,13 +51,9 @@ public sealed class MaxPool2d : Module
     {
         Pool2dGeometry g = GeometryFor(input);
         Tensor y = Reuse(ref output, g.OutputShape);
-        if (indices is null || indices.Length != g.OutputLength)
-        {
-            indices?.Dispose();
-            indices = IndexTensor.Allocate(Device, g.OutputShape);
-        }
+        Tensor idx = Reuse(ref indices, g.OutputShape, DType.Int32);
         geometry = g;
-        MaxPool2dKernels.Forward(Device, g, input.View, y.View, indices.View);
+        Device.Backend.MaxPool2dForward(g, input.View, y.View, idx.IntView);
         return y;
     }
 
@@ -68,19 +63,7 @@ public sealed class MaxPool2d : Module
         CheckGradOutput(gradOutput, output);
         Pool2dGeometry g = geometry;
         Tensor dx = Reuse(ref gradInput, [g.N, g.C, g.H, g.W]);
-        MaxPool2dKernels.Backward(Device, g, gradOutput.View, indices!.View, dx.View);
+        Device.Backend.MaxPool2dBackward(g, gradOutput.View, indices!.IntView, dx.View);
         return dx;
-    }
-
-    /// <inheritdoc />
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            output?.Dispose();
-            gradInput?.Dispose();
-            indices?.Dispose();
-        }
-        base.Dispose(disposing);
     }
 }

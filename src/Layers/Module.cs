@@ -3,17 +3,28 @@ using GpuBackprop.Runtime;
 namespace GpuBackprop.Layers;
 
 /// <summary>
-/// A layer: Forward and Backward as a pair, parameters and gradients on the device.
+/// A layer or a network of layers: Forward and Backward as a pair, with the module tree of PyTorch's
+/// <c>nn.Module</c>. A module registers its parameters, buffers (state that is saved but not trained,
+/// such as running statistics) and children under names; <see cref="NamedParameters"/> and
+/// <see cref="StateDict"/> give PyTorch's dotted names (<c>0.weight</c>, <c>4.body.0.weight</c>);
+/// <see cref="Train"/> and <see cref="Eval"/> set the mode through the tree.
 /// </summary>
 /// <remarks>
-/// Tensors returned by Forward and Backward belong to the layer and are reused by its next call
-/// (no allocation per step once shapes settle): copy one if you need it longer. The input given to
-/// Forward must stay unchanged until Backward, which reads what Forward saved.
-/// Parameter gradients accumulate (+=) across Backward calls, as in PyTorch: call <see cref="ZeroGrad"/>
-/// before each step.
+/// Tensors returned by Forward and Backward belong to the module and are reused by its next call (no
+/// allocation per step once shapes settle): copy one if you need it longer. The input given to
+/// Forward must stay unchanged until Backward, which reads what Forward saved. Parameter gradients
+/// accumulate (+=) across Backward calls, as in PyTorch: call <see cref="ZeroGrad"/> before each step.
+/// Disposal is owned here: disposing a module frees its children, parameters, buffers and workspace,
+/// once; after that every call throws <see cref="ObjectDisposedException"/>.
 /// </remarks>
 public abstract class Module : IDisposable
 {
+    private readonly List<(string Name, Parameter Parameter)> parameters = [];
+    private readonly List<(string Name, Tensor Buffer)> buffers = [];
+    private readonly List<(string Name, Module Module)> children = [];
+    private readonly HashSet<Tensor> workspace = [];
+    private bool disposed;
+
     /// <summary>Creates a module on <paramref name="device"/>.</summary>
     protected Module(ComputeDevice device)
     {
@@ -21,11 +32,97 @@ public abstract class Module : IDisposable
         Device = device;
     }
 
-    /// <summary>The device the layer's tensors live on.</summary>
+    /// <summary>The device the module's tensors live on.</summary>
     public ComputeDevice Device { get; }
 
-    /// <summary>The trainable parameters (empty for layers without any).</summary>
-    public virtual IReadOnlyList<Parameter> Parameters => [];
+    /// <summary>True in training mode (the default), false after <see cref="Eval"/>.</summary>
+    public bool IsTraining { get; private set; } = true;
+
+    /// <summary>This module's trainable parameters and its descendants', in registration order.</summary>
+    public IReadOnlyList<Parameter> Parameters => NamedParameters().Select(p => p.Parameter).ToList();
+
+    /// <summary>Number of trainable scalars.</summary>
+    public long ParameterCount => Parameters.Sum(p => (long)p.Value.Length);
+
+    /// <summary>The direct children with their names.</summary>
+    public IReadOnlyList<(string Name, Module Module)> NamedChildren => children;
+
+    /// <summary>Every parameter with its dotted name (PyTorch's <c>named_parameters()</c>).</summary>
+    public IEnumerable<(string Name, Parameter Parameter)> NamedParameters(string prefix = "")
+    {
+        foreach (var (name, p) in parameters)
+            yield return (prefix + name, p);
+        foreach (var (name, child) in children)
+            foreach (var item in child.NamedParameters(prefix + name + "."))
+                yield return item;
+    }
+
+    /// <summary>Every buffer with its dotted name (PyTorch's <c>named_buffers()</c>).</summary>
+    public IEnumerable<(string Name, Tensor Buffer)> NamedBuffers(string prefix = "")
+    {
+        foreach (var (name, b) in buffers)
+            yield return (prefix + name, b);
+        foreach (var (name, child) in children)
+            foreach (var item in child.NamedBuffers(prefix + name + "."))
+                yield return item;
+    }
+
+    /// <summary>
+    /// Parameters and buffers by dotted name in PyTorch's <c>state_dict()</c> order: each module's own
+    /// parameters, then its own buffers, then its children's, depth first.
+    /// </summary>
+    public IReadOnlyList<(string Name, Tensor Tensor)> StateDict()
+    {
+        var state = new List<(string, Tensor)>();
+        AddState(state, "");
+        return state;
+    }
+
+    private void AddState(List<(string, Tensor)> state, string prefix)
+    {
+        foreach (var (name, p) in parameters)
+            state.Add((prefix + name, p.Value));
+        foreach (var (name, b) in buffers)
+            state.Add((prefix + name, b));
+        foreach (var (name, child) in children)
+            child.AddState(state, prefix + name + ".");
+    }
+
+    /// <summary>
+    /// Uploads a state dict into the module's parameters and buffers. Every name of <see cref="StateDict"/>
+    /// must be given with its exact shape, and no other name (PyTorch's strict loading).
+    /// </summary>
+    /// <exception cref="ArgumentException">A name is missing or unexpected, or a shape differs (all are named).</exception>
+    public void LoadStateDict(IReadOnlyDictionary<string, (int[] Shape, float[] Data)> state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        IReadOnlyList<(string Name, Tensor Tensor)> own = StateDict();
+        var missing = own.Where(o => !state.ContainsKey(o.Name)).Select(o => o.Name).ToList();
+        var unexpected = state.Keys.Where(k => own.All(o => o.Name != k)).ToList();
+        if (missing.Count > 0 || unexpected.Count > 0)
+            throw new ArgumentException($"State dict does not fit {GetType().Name}: missing [{string.Join(", ", missing)}], unexpected [{string.Join(", ", unexpected)}].", nameof(state));
+        foreach (var (name, tensor) in own)
+        {
+            var (shape, _) = state[name];
+            if (!tensor.Shape.SequenceEqual(shape))
+                throw new ArgumentException($"State dict entry '{name}' has shape [{string.Join(", ", shape)}]; the module's is {tensor.ShapeText}.", nameof(state));
+        }
+        foreach (var (name, tensor) in own)
+            tensor.Upload(state[name].Data);
+    }
+
+    /// <summary>Sets training mode (true) or evaluation mode through the whole tree; returns this module.</summary>
+    public Module Train(bool mode = true)
+    {
+        ThrowIfDisposed();
+        IsTraining = mode;
+        foreach (var (_, child) in children)
+            child.Train(mode);
+        return this;
+    }
+
+    /// <summary>Sets evaluation mode through the whole tree (same as <c>Train(false)</c>); returns this module.</summary>
+    public Module Eval() => Train(false);
 
     /// <summary>Computes the output from <paramref name="input"/> and saves what Backward needs.</summary>
     public abstract Tensor Forward(Tensor input);
@@ -39,17 +136,66 @@ public abstract class Module : IDisposable
     /// </summary>
     public virtual void BackwardParameters(Tensor gradOutput) => Backward(gradOutput);
 
-    /// <summary>Sets every parameter gradient to zero.</summary>
+    /// <summary>Sets every parameter gradient in the tree to zero.</summary>
     public void ZeroGrad()
     {
+        ThrowIfDisposed();
         foreach (Parameter p in Parameters)
             p.Grad.Clear();
     }
 
-    /// <summary>Throws unless <paramref name="t"/> lives on this layer's device and has rank <paramref name="rank"/>.</summary>
+    /// <summary>Registers a parameter under <paramref name="name"/> (owned: disposed with the module).</summary>
+    protected Parameter RegisterParameter(string name, Parameter parameter)
+    {
+        CheckName(name);
+        ArgumentNullException.ThrowIfNull(parameter);
+        CheckDevice(parameter.Value.Device, name);
+        parameters.Add((name, parameter));
+        return parameter;
+    }
+
+    /// <summary>Registers a buffer under <paramref name="name"/>: saved in the state dict, not trained (owned).</summary>
+    protected Tensor RegisterBuffer(string name, Tensor buffer)
+    {
+        CheckName(name);
+        ArgumentNullException.ThrowIfNull(buffer);
+        CheckDevice(buffer.Device, name);
+        buffers.Add((name, buffer));
+        return buffer;
+    }
+
+    /// <summary>Registers a child module under <paramref name="name"/> (owned: disposed with this module).</summary>
+    protected T RegisterModule<T>(string name, T module) where T : Module
+    {
+        CheckName(name);
+        ArgumentNullException.ThrowIfNull(module);
+        CheckDevice(module.Device, name);
+        children.Add((name, module));
+        module.Train(IsTraining);
+        return module;
+    }
+
+    private void CheckName(string name)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        if (name.Contains('.', StringComparison.Ordinal))
+            throw new ArgumentException($"Name '{name}' must not contain '.'.", nameof(name));
+        if (parameters.Any(p => p.Name == name) || buffers.Any(b => b.Name == name) || children.Any(c => c.Name == name))
+            throw new ArgumentException($"{GetType().Name} already has a member named '{name}'.", nameof(name));
+    }
+
+    private void CheckDevice(ComputeDevice device, string name)
+    {
+        if (!ReferenceEquals(device, Device))
+            throw new ArgumentException($"'{name}' lives on {device.Info.Spec}, the module {GetType().Name} on {Device.Info.Spec}.", nameof(name));
+    }
+
+    /// <summary>Throws unless <paramref name="t"/> lives on this module's device and has rank <paramref name="rank"/>.</summary>
     protected void CheckInput(Tensor t, int rank, string paramName)
     {
+        ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(t, paramName);
+        ObjectDisposedException.ThrowIf(t.IsDisposed, t);
         if (!ReferenceEquals(t.Device, Device))
             throw new ArgumentException($"{paramName} lives on {t.Device.Info.Spec}, the layer on {Device.Info.Spec}.", paramName);
         if (t.Rank != rank)
@@ -59,7 +205,9 @@ public abstract class Module : IDisposable
     /// <summary>Throws unless <paramref name="gradOutput"/> has the shape of the last output.</summary>
     protected void CheckGradOutput(Tensor gradOutput, Tensor? lastOutput)
     {
+        ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(gradOutput);
+        ObjectDisposedException.ThrowIf(gradOutput.IsDisposed, gradOutput);
         if (lastOutput is null)
             throw new InvalidOperationException($"{GetType().Name}.Backward was called before Forward.");
         if (!ReferenceEquals(gradOutput.Device, Device))
@@ -68,29 +216,43 @@ public abstract class Module : IDisposable
             throw new ArgumentException($"gradOutput has shape {gradOutput.ShapeText}; the output was {lastOutput.ShapeText}.", nameof(gradOutput));
     }
 
-    /// <summary>Returns <paramref name="buffer"/> when it already has <paramref name="shape"/>, else replaces it.</summary>
-    protected Tensor Reuse(ref Tensor? buffer, int[] shape)
+    /// <summary>
+    /// Workspace (outputs, saved state, scratch): returns <paramref name="buffer"/> when it already has
+    /// <paramref name="shape"/> and type, else replaces it. Workspace is freed with the module.
+    /// </summary>
+    protected Tensor Reuse(ref Tensor? buffer, int[] shape, DType dtype = DType.Float32)
     {
-        if (buffer is not null && buffer.HasShape(shape))
+        if (buffer is not null && buffer.DType == dtype && buffer.HasShape(shape))
             return buffer;
-        buffer?.Dispose();
-        buffer = Tensor.Uninitialized(Device, shape);
+        if (buffer is not null && workspace.Remove(buffer))
+            buffer.Dispose();
+        buffer = Tensor.Uninitialized(Device, dtype, shape);
+        workspace.Add(buffer);
         return buffer;
     }
 
-    /// <summary>Frees the layer's buffers and parameters.</summary>
-    public void Dispose()
+    /// <summary>Throws <see cref="ObjectDisposedException"/> once this module or its device is disposed.</summary>
+    protected void ThrowIfDisposed()
     {
-        Dispose(true);
-        GC.SuppressFinalize(this);
+        if (disposed || Device.IsDisposed)
+            throw new ObjectDisposedException(GetType().Name, disposed ? $"This {GetType().Name} was disposed." : $"The device of this {GetType().Name} was disposed.");
     }
 
-    /// <summary>Frees the layer's buffers; overrides call the base.</summary>
-    protected virtual void Dispose(bool disposing)
+    /// <summary>Frees the children, parameters, buffers and workspace (idempotent).</summary>
+    public void Dispose()
     {
-        if (!disposing)
+        if (disposed)
             return;
-        foreach (Parameter p in Parameters)
+        disposed = true;
+        foreach (var (_, child) in children)
+            child.Dispose();
+        foreach (var (_, p) in parameters)
             p.Dispose();
+        foreach (var (_, b) in buffers)
+            b.Dispose();
+        foreach (Tensor t in workspace)
+            t.Dispose();
+        workspace.Clear();
+        GC.SuppressFinalize(this);
     }
 }

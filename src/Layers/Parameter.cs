@@ -2,18 +2,18 @@ using GpuBackprop.Runtime;
 
 namespace GpuBackprop.Layers;
 
-/// <summary>A trainable tensor and its gradient, both on the device.</summary>
+/// <summary>A trainable tensor and its gradient, both on the device. Its name is the one its module registers it under.</summary>
 public sealed class Parameter : IDisposable
 {
-    internal Parameter(string name, Tensor value)
+    /// <summary>Wraps <paramref name="value"/> (owned from now on) and allocates a zero gradient of its shape.</summary>
+    public Parameter(Tensor value)
     {
-        Name = name;
+        ArgumentNullException.ThrowIfNull(value);
+        if (value.DType != DType.Float32)
+            throw new ArgumentException($"A parameter holds float32 values; got {value.DType}.", nameof(value));
         Value = value;
         Grad = Tensor.Zeros(value.Device, value.Shape.ToArray());
     }
-
-    /// <summary>"weight" or "bias".</summary>
-    public string Name { get; }
 
     /// <summary>The values.</summary>
     public Tensor Value { get; }
@@ -23,13 +23,13 @@ public sealed class Parameter : IDisposable
 
     /// <summary>PyTorch's default initialisation for conv and linear layers: U(-1/sqrt(fanIn), 1/sqrt(fanIn))
     /// (Kaiming-uniform with a = sqrt(5) for weights gives the same bound as the bias rule).</summary>
-    internal static Parameter Uniform(ComputeDevice device, string name, int fanIn, Random rng, params int[] shape)
+    internal static Parameter Uniform(ComputeDevice device, int fanIn, Random rng, params int[] shape)
     {
         float bound = 1f / MathF.Sqrt(fanIn);
         var data = new float[Tensor.ElementCount(shape, nameof(shape))];
         for (int i = 0; i < data.Length; i++)
             data[i] = (float)(rng.NextDouble() * 2 - 1) * bound;
-        return new Parameter(name, Tensor.FromHost(device, data, shape));
+        return new Parameter(Tensor.FromHost(device, data, shape));
     }
 
     /// <inheritdoc />

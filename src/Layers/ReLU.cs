@@ -1,4 +1,3 @@
-using GpuBackprop.Kernels;
 using GpuBackprop.Runtime;
 
 namespace GpuBackprop.Layers;
@@ -16,7 +15,7 @@ public sealed class ReLU : Module
     {
         CheckInput(input, input.Rank, nameof(input));
         Tensor y = Reuse(ref output, input.Shape.ToArray());
-        ReluKernels.Forward(Device, input.View, y.View);
+        Device.Backend.ReluForward(input.View, y.View);
         return y;
     }
 
@@ -25,18 +24,7 @@ public sealed class ReLU : Module
     {
         CheckGradOutput(gradOutput, output);
         Tensor dx = Reuse(ref gradInput, gradOutput.Shape.ToArray());
-        ReluKernels.Backward(Device, output!.View, gradOutput.View, dx.View);
+        Device.Backend.ReluBackward(output!.View, gradOutput.View, dx.View);
         return dx;
-    }
-
-    /// <inheritdoc />
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            output?.Dispose();
-            gradInput?.Dispose();
-        }
-        base.Dispose(disposing);
     }
 }

@@ -1,4 +1,3 @@
-using GpuBackprop.Kernels;
 using GpuBackprop.Runtime;
 
 namespace GpuBackprop.Layers;
@@ -10,7 +9,8 @@ namespace GpuBackprop.Layers;
 public sealed class SoftmaxCrossEntropy : IDisposable
 {
     private Tensor? loss, gradLogits, lse, rowLoss, logits;
-    private IndexTensor? targets, hostTargets;
+    private bool disposed;
+    private Tensor? targets, hostTargets;
 
     /// <summary>Creates the loss on <paramref name="device"/>.</summary>
     public SoftmaxCrossEntropy(ComputeDevice device)
@@ -41,7 +41,7 @@ public sealed class SoftmaxCrossEntropy : IDisposable
         if (hostTargets is null || hostTargets.Length != n)
         {
             hostTargets?.Dispose();
-            hostTargets = IndexTensor.Allocate(Device, n);
+            hostTargets = Tensor.Uninitialized(Device, DType.Int32, n);
         }
         hostTargets.Upload(targets);
         return Forward(logits, hostTargets);
@@ -49,17 +49,20 @@ public sealed class SoftmaxCrossEntropy : IDisposable
 
     /// <summary>The mean loss for targets already on the device (their range is the caller's to guarantee).</summary>
     /// <exception cref="ArgumentException">Wrong rank or batch mismatch.</exception>
-    public Tensor Forward(Tensor logits, IndexTensor targets)
+    public Tensor Forward(Tensor logits, Tensor targets)
     {
         CheckLogits(logits);
         ArgumentNullException.ThrowIfNull(targets);
+        ObjectDisposedException.ThrowIf(targets.IsDisposed, targets);
+        if (targets.DType != DType.Int32)
+            throw new ArgumentException($"Targets must be Int32 class indices; got {targets.DType}.", nameof(targets));
         int n = logits.Dim(0), c = logits.Dim(1);
         if (targets.Length != n)
             throw new ArgumentException($"{targets.Length} targets for a batch of {n} logits.", nameof(targets));
         loss ??= Tensor.Zeros(Device, 1);
         Reuse(ref lse, n);
         Reuse(ref rowLoss, n);
-        SoftmaxCrossEntropyKernels.Forward(Device, n, c, logits.View, targets.View, lse!.View, rowLoss!.View, loss.View);
+        Device.Backend.SoftmaxCrossEntropyForward(n, c, logits.View, targets.IntView, lse!.View, rowLoss!.View, loss.View);
         this.logits = logits;
         this.targets = targets;
         return loss;
@@ -69,6 +72,7 @@ public sealed class SoftmaxCrossEntropy : IDisposable
     /// <exception cref="InvalidOperationException">No Forward preceded this call.</exception>
     public Tensor Backward()
     {
+        ObjectDisposedException.ThrowIf(disposed || Device.IsDisposed, this);
         if (logits is null || targets is null)
             throw new InvalidOperationException("SoftmaxCrossEntropy.Backward was called before Forward.");
         int n = logits.Dim(0), c = logits.Dim(1);
@@ -77,13 +81,15 @@ public sealed class SoftmaxCrossEntropy : IDisposable
             gradLogits?.Dispose();
             gradLogits = Tensor.Uninitialized(Device, n, c);
         }
-        SoftmaxCrossEntropyKernels.Backward(Device, n, c, logits.View, targets.View, lse!.View, gradLogits.View);
+        Device.Backend.SoftmaxCrossEntropyBackward(n, c, logits.View, targets.IntView, lse!.View, gradLogits.View);
         return gradLogits;
     }
 
     private void CheckLogits(Tensor logits)
     {
+        ObjectDisposedException.ThrowIf(disposed || Device.IsDisposed, this);
         ArgumentNullException.ThrowIfNull(logits);
+        ObjectDisposedException.ThrowIf(logits.IsDisposed, logits);
         if (!ReferenceEquals(logits.Device, Device))
             throw new ArgumentException($"logits live on {logits.Device.Info.Spec}, the loss on {Device.Info.Spec}.", nameof(logits));
         if (logits.Rank != 2)
@@ -103,6 +109,7 @@ public sealed class SoftmaxCrossEntropy : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
+        disposed = true;
         loss?.Dispose();
         gradLogits?.Dispose();
         lse?.Dispose();

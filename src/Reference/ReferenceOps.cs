@@ -1,5 +1,4 @@
 using System.Numerics;
-using GpuBackprop.Geometry;
 
 namespace GpuBackprop.Reference;
 
@@ -7,12 +6,13 @@ namespace GpuBackprop.Reference;
 /// The CPU reference path: plain loops written straight from the math, independent of the kernels
 /// (direct convolution rather than im2col, scatter-style pooling backward). Generic over the float
 /// type so that the same code runs in float32 as the oracle for the kernels and in float64 for the
-/// finite-difference checks of its own backward passes.
+/// finite-difference checks of its own backward passes. It takes input sizes and hyper-parameters
+/// (<see cref="ConvProblem"/>, <see cref="PoolProblem"/>) and derives every output size itself.
 /// </summary>
-public static class ReferenceOps
+internal static class ReferenceOps
 {
     /// <summary>y[n,k,oh,ow] = b[k] + sum_{c in group(k), r, s} w[k,c,r,s] x[n,c,oh*sh-ph+r*dh, ow*sw-pw+s*dw] (zero outside).</summary>
-    public static T[] Conv2dForward<T>(in Conv2dGeometry g, T[] x, T[] w, T[]? b) where T : IFloatingPointIeee754<T>
+    public static T[] Conv2dForward<T>(ConvProblem g, T[] x, T[] w, T[]? b) where T : IFloatingPointIeee754<T>
     {
         var y = new T[g.OutputLength];
         for (int n = 0; n < g.N; n++)
@@ -48,7 +48,7 @@ public static class ReferenceOps
     /// Gradients of the convolution. dX is the full convolution of dY (dilated by the stride) with the
     /// 180°-rotated kernel; dW is the correlation of X with dY; dB sums dY over batch and pixels.
     /// </summary>
-    public static (T[] Dx, T[] Dw, T[] Db) Conv2dBackward<T>(in Conv2dGeometry g, T[] x, T[] w, T[] dy) where T : IFloatingPointIeee754<T>
+    public static (T[] Dx, T[] Dw, T[] Db) Conv2dBackward<T>(ConvProblem g, T[] x, T[] w, T[] dy) where T : IFloatingPointIeee754<T>
     {
         var dx = new T[g.InputLength];
         var dw = new T[g.WeightLength];
@@ -112,7 +112,7 @@ public static class ReferenceOps
     }
 
     /// <summary>Max pooling: the window's maximum and its flat position h*W+w (PyTorch's scan and NaN rules).</summary>
-    public static (T[] Y, int[] Indices) MaxPool2dForward<T>(in Pool2dGeometry g, T[] x) where T : IFloatingPointIeee754<T>
+    public static (T[] Y, int[] Indices) MaxPool2dForward<T>(PoolProblem g, T[] x) where T : IFloatingPointIeee754<T>
     {
         var y = new T[g.OutputLength];
         var idx = new int[g.OutputLength];
@@ -150,7 +150,7 @@ public static class ReferenceOps
     }
 
     /// <summary>Max pooling backward: each output gradient is added to the input at its recorded index (scatter).</summary>
-    public static T[] MaxPool2dBackward<T>(in Pool2dGeometry g, int[] indices, T[] dy) where T : IFloatingPointIeee754<T>
+    public static T[] MaxPool2dBackward<T>(PoolProblem g, int[] indices, T[] dy) where T : IFloatingPointIeee754<T>
     {
         var dx = new T[g.InputLength];
         int outPlane = g.OH * g.OW;
@@ -160,7 +160,7 @@ public static class ReferenceOps
     }
 
     /// <summary>The divisor of average-pooling window (oh, ow), by PyTorch's rules.</summary>
-    public static int AvgPoolDivisor(in Pool2dGeometry g, bool countIncludePad, int? divisorOverride, int oh, int ow)
+    public static int AvgPoolDivisor(PoolProblem g, bool countIncludePad, int? divisorOverride, int oh, int ow)
     {
         if (divisorOverride is int d)
             return d;
@@ -171,7 +171,7 @@ public static class ReferenceOps
     }
 
     /// <summary>Average pooling: sum of the in-image taps over the divisor.</summary>
-    public static T[] AvgPool2dForward<T>(in Pool2dGeometry g, bool countIncludePad, int? divisorOverride, T[] x) where T : IFloatingPointIeee754<T>
+    public static T[] AvgPool2dForward<T>(PoolProblem g, bool countIncludePad, int? divisorOverride, T[] x) where T : IFloatingPointIeee754<T>
     {
         var y = new T[g.OutputLength];
         for (int plane = 0; plane < g.N * g.C; plane++)
@@ -196,7 +196,7 @@ public static class ReferenceOps
     }
 
     /// <summary>Average pooling backward: each output gradient / divisor is added to every in-image tap of its window (scatter).</summary>
-    public static T[] AvgPool2dBackward<T>(in Pool2dGeometry g, bool countIncludePad, int? divisorOverride, T[] dy) where T : IFloatingPointIeee754<T>
+    public static T[] AvgPool2dBackward<T>(PoolProblem g, bool countIncludePad, int? divisorOverride, T[] dy) where T : IFloatingPointIeee754<T>
     {
         var dx = new T[g.InputLength];
         for (int plane = 0; plane < g.N * g.C; plane++)

@@ -1,3 +1,6 @@
+using GpuBackprop.Host;
+using GpuBackprop.Kernels;
+using GpuBackprop.Ops;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -8,46 +11,54 @@ using ILGPU.Runtime.OpenCL;
 namespace GpuBackprop.Runtime;
 
 /// <summary>
-/// One accelerator (CUDA, OpenCL or the CPU fallback) with its ILGPU context, its compiled kernels
-/// and its memory. Every <see cref="Tensor"/> lives on one device.
+/// One device (a CUDA or OpenCL GPU, or the CPU) with its memory and the backend its ops run on: ILGPU
+/// kernels on GPUs and on <c>cpu:kernels</c>, vectorised host routines on <c>cpu</c>. Every
+/// <see cref="Tensor"/> lives on one device.
 /// </summary>
 /// <remarks>
-/// A device is not thread-safe: launch from one thread at a time. Kernels are compiled on first use
-/// and cached for the device's lifetime.
+/// A device is not thread-safe: use it from one thread at a time. Kernels are compiled on first use
+/// and cached for the device's lifetime. Dispose the device after everything that lives on it.
 /// </remarks>
 public sealed class ComputeDevice : IDisposable
 {
+    private static readonly DeviceKind[] DiscoveryOrder = [DeviceKind.Cuda, DeviceKind.OpenCL, DeviceKind.Cpu, DeviceKind.CpuKernels];
     private readonly Context context;
-    private readonly Dictionary<Type, object> kernels = new();
-    private long launches;
     private bool disposed;
 
-    private ComputeDevice(Context context, Accelerator accelerator, DeviceInfo info)
+    private ComputeDevice(Context context, Accelerator accelerator, DeviceInfo info, ComputeDeviceOptions options)
     {
         this.context = context;
         Accelerator = accelerator;
         Info = info;
-        IsCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
+        Options = options;
+        // The one place the backend is chosen: everything else calls Backend and never asks which it is.
+        Backend = info.Kind == DeviceKind.Cpu ? new HostBackend() : new KernelBackend(accelerator, options);
     }
 
     /// <summary>What discovery says about this device.</summary>
     public DeviceInfo Info { get; }
 
-    /// <summary>The ILGPU accelerator, for code that launches its own kernels.</summary>
-    public Accelerator Accelerator { get; }
+    /// <summary>The options the device was opened with.</summary>
+    public ComputeDeviceOptions Options { get; }
 
-    /// <summary>True for ILGPU's CPU accelerator (kernel variants without barriers are chosen there).</summary>
-    public bool IsCpu { get; }
+    /// <summary>The ILGPU accelerator that owns the memory.</summary>
+    internal Accelerator Accelerator { get; }
 
-    /// <summary>Kernel launches issued through this device so far (tests use it to prove a bad call launched nothing).</summary>
-    public long KernelLaunches => Interlocked.Read(ref launches);
+    /// <summary>What every op runs on.</summary>
+    internal Backend Backend { get; }
 
-    /// <summary>Every device found: CUDA first, then OpenCL, then the CPU accelerator.</summary>
+    /// <summary>Ops issued through this device so far (tests use it to prove a bad call launched nothing).</summary>
+    internal long KernelLaunches => Backend.Launches;
+
+    /// <summary>True once <see cref="Dispose"/> has run.</summary>
+    internal bool IsDisposed => disposed;
+
+    /// <summary>Every device found, in the order <c>auto</c> considers them: CUDA, OpenCL, <c>cpu</c>, <c>cpu:kernels</c>.</summary>
     public static IReadOnlyList<DeviceInfo> Discover()
     {
         using Context ctx = CreateContext();
         var found = new List<DeviceInfo>();
-        foreach (DeviceKind kind in new[] { DeviceKind.Cuda, DeviceKind.OpenCL, DeviceKind.Cpu })
+        foreach (DeviceKind kind in DiscoveryOrder)
         {
             IReadOnlyList<Device> devices = DevicesOf(ctx, kind);
             for (int i = 0; i < devices.Count; i++)
@@ -56,26 +67,21 @@ public sealed class ComputeDevice : IDisposable
         return found;
     }
 
-    /// <summary>Opens a device from a spec string such as <c>auto</c>, <c>cpu</c> or <c>cuda:1</c>.</summary>
+    /// <summary>Opens a device from a spec string such as <c>auto</c>, <c>cpu</c>, <c>cpu:kernels</c> or <c>cuda:1</c>.</summary>
     /// <exception cref="ArgumentException">The spec is malformed.</exception>
     /// <exception cref="DeviceNotFoundException">No such device is present.</exception>
-    public static ComputeDevice Open(string spec) => Open(DeviceSpec.Parse(spec));
+    public static ComputeDevice Open(string spec, ComputeDeviceOptions? options = null) => Open(DeviceSpec.Parse(spec), options);
 
     /// <summary>
-    /// Opens a device. <see cref="DeviceSpec.Auto"/> takes the value of <c>GPUBACKPROP_DEVICE</c> when it is
-    /// set, else the first CUDA device, else the first OpenCL device, else the CPU accelerator.
+    /// Opens a device. <see cref="DeviceSpec.Auto"/> takes the first CUDA device, else the first OpenCL
+    /// device whose type is GPU, else <c>cpu</c>: an OpenCL CPU runtime (Intel's, pocl) is listed by
+    /// <see cref="Discover"/> and can be named, but is never taken automatically.
     /// </summary>
     /// <exception cref="DeviceNotFoundException">No such device is present.</exception>
-    public static ComputeDevice Open(DeviceSpec spec)
+    public static ComputeDevice Open(DeviceSpec spec, ComputeDeviceOptions? options = null)
     {
-        if (spec.IsAuto)
-        {
-            string? env = Environment.GetEnvironmentVariable(DeviceSpec.EnvironmentVariable);
-            if (!string.IsNullOrWhiteSpace(env))
-                spec = DeviceSpec.Parse(env);
-        }
-
-        Context ctx = CreateContext();
+        options ??= ComputeDeviceOptions.Default;
+        Context ctx = spec.Kind == DeviceKind.CpuKernels ? CreateKernelCpuContext() : CreateContext();
         try
         {
             if (spec.Kind is DeviceKind kind)
@@ -86,15 +92,18 @@ public sealed class ComputeDevice : IDisposable
                     string have = devices.Count == 0 ? $"no {kind} device was found" : $"only {devices.Count} {kind} device(s) were found (indices 0..{devices.Count - 1})";
                     throw new DeviceNotFoundException($"Device '{spec}' is out of range: {have}. Run 'gpubackprop devices' to list them.");
                 }
-                return Create(ctx, kind, spec.Index, devices[spec.Index]);
+                return Create(ctx, kind, spec.Index, devices[spec.Index], options);
             }
             foreach (DeviceKind k in new[] { DeviceKind.Cuda, DeviceKind.OpenCL, DeviceKind.Cpu })
             {
                 IReadOnlyList<Device> devices = DevicesOf(ctx, k);
-                if (devices.Count > 0)
-                    return Create(ctx, k, 0, devices[0]);
+                for (int i = 0; i < devices.Count; i++)
+                {
+                    if (k == DeviceKind.Cpu || IsGpu(devices[i]))
+                        return Create(ctx, k, i, devices[i], options);
+                }
             }
-            throw new DeviceNotFoundException("No device was found, not even the CPU accelerator.");
+            throw new DeviceNotFoundException("No device was found, not even the CPU.");
         }
         catch
         {
@@ -103,54 +112,47 @@ public sealed class ComputeDevice : IDisposable
         }
     }
 
-    /// <summary>
-    /// Opens a CPU accelerator whose thread groups are as large as a GPU's (256 threads), so that the
-    /// GPU kernel variants (shared memory, barriers) can be checked on a machine without a GPU. Slow:
-    /// every simulated thread is an OS thread. For tests of kernel variants only.
-    /// </summary>
-    public static ComputeDevice OpenGpuSimulator()
+    private static ComputeDevice Create(Context ctx, DeviceKind kind, int index, Device device, ComputeDeviceOptions options)
     {
-        var simulated = new CPUDevice(32, 8, 1);
-        Context ctx = Context.Create(b => b.CPU(simulated).EnableAlgorithms());
         try
         {
-            Device device = ctx.GetCPUDevices()[0];
             Accelerator acc = device.CreateAccelerator(ctx);
-            var info = Describe(DeviceKind.Cpu, 0, device) with { Name = "CPU accelerator simulating 256-thread GPU groups" };
-            return new ComputeDevice(ctx, acc, info) { forceGpuVariants = true };
+            return new ComputeDevice(ctx, acc, Describe(kind, index, device), options);
         }
-        catch
+        catch (Exception e) when (e is AcceleratorException or InvalidOperationException or NotSupportedException)
         {
-            ctx.Dispose();
-            throw;
+            throw new DeviceNotFoundException($"Device '{new DeviceSpec(kind, index)}' was found but could not be opened: {e.Message}");
         }
-    }
-
-    private bool forceGpuVariants;
-
-    /// <summary>True where the GPU kernel variants (tiled, shared memory) are used.</summary>
-    public bool UsesGpuVariants => !IsCpu || forceGpuVariants;
-
-    private static ComputeDevice Create(Context ctx, DeviceKind kind, int index, Device device)
-    {
-        Accelerator acc = device.CreateAccelerator(ctx);
-        return new ComputeDevice(ctx, acc, Describe(kind, index, device));
     }
 
     private static Context CreateContext()
     {
         NativeLibraries.Register();
-        // ILGPU's default CPU device (4 warps of 4 threads) costs microseconds per simulated thread.
-        // Two threads per warp and one group per core keep every core busy with a few OS threads;
-        // the kernels then loop over long chunks (see WorkSplit).
-        var throughput = new CPUDevice(2, 1, Math.Max(1, Environment.ProcessorCount));
-        return Context.Create(b => b.Cuda().OpenCL().CPU(throughput).EnableAlgorithms());
+        // The CPU accelerator of the `cpu` device launches no kernels (its ops are host routines); it
+        // owns the memory. One simulated group per core keeps its idle thread count small.
+        var host = new CPUDevice(2, 1, Math.Max(1, Environment.ProcessorCount));
+        return Context.Create(b => b.Cuda().OpenCL().CPU(host).EnableAlgorithms());
     }
+
+    /// <summary>
+    /// The context of <c>cpu:kernels</c>: a CPU accelerator whose thread groups are as large as a GPU's
+    /// (256 threads), so that the tiled kernels' shared memory and barriers run as they do on a GPU.
+    /// </summary>
+    private static Context CreateKernelCpuContext() =>
+        Context.Create(b => b.CPU(new CPUDevice(32, 8, 1)).EnableAlgorithms());
+
+    private static bool IsGpu(Device d) => d switch
+    {
+        CudaDevice => true,
+        CLDevice cl => cl.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU,
+        _ => false,
+    };
 
     private static IReadOnlyList<Device> DevicesOf(Context ctx, DeviceKind kind) => kind switch
     {
         DeviceKind.Cuda => ListOf(ctx.GetCudaDevices()),
         DeviceKind.OpenCL => ListOf(ctx.GetCLDevices()),
+        // cpu:kernels is one device: the CPU accelerator of its own context (or, during discovery, described from the host's).
         _ => ListOf(ctx.GetCPUDevices()),
     };
 
@@ -164,43 +166,25 @@ public sealed class ComputeDevice : IDisposable
 
     private static DeviceInfo Describe(DeviceKind kind, int index, Device d)
     {
-        if (kind != DeviceKind.Cpu)
-            return new(kind, index, d.Name.Trim(), d.MemorySize, d.NumMultiprocessors, d.WarpSize, d.MaxNumThreadsPerGroup);
+        if (kind is DeviceKind.Cuda or DeviceKind.OpenCL)
+            return new(kind, index, d.Name.Trim(), d.MemorySize, d.NumMultiprocessors, d.WarpSize, d.MaxNumThreadsPerGroup, IsGpu(d));
         // ILGPU reports long.MaxValue bytes for the CPU: the host's memory is what bounds it.
         long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
-        return new(kind, index, $"CPU accelerator ({d.NumMultiprocessors} cores)", memory, d.NumMultiprocessors, d.WarpSize, d.MaxNumThreadsPerGroup);
+        int cores = Math.Max(1, Environment.ProcessorCount);
+        return kind == DeviceKind.Cpu
+            ? new(kind, index, $"CPU, host routines ({cores} cores)", memory, cores, 1, 1, false)
+            : new(kind, index, "CPU accelerator running the ILGPU kernels (256-thread groups; for checking kernels)", memory, 1, 32, 256, false);
     }
 
-    internal T Kernels<T>(Func<Accelerator, T> load) where T : class
-    {
-        ObjectDisposedException.ThrowIf(disposed, this);
-        if (kernels.TryGetValue(typeof(T), out object? cached))
-            return (T)cached;
-        T loaded = load(Accelerator);
-        kernels[typeof(T)] = loaded;
-        return loaded;
-    }
-
-    /// <summary>The stream every launch goes to (in order, so no synchronisation between kernels is needed).</summary>
+    /// <summary>The stream every copy and launch goes to (in order).</summary>
     internal AcceleratorStream Stream => Accelerator.DefaultStream;
 
-    /// <summary>Counts a launch; called by every host launch method just before it launches.</summary>
-    internal void CountLaunch() => Interlocked.Increment(ref launches);
-
-    /// <summary>Threads and per-thread chunk for an elementwise kernel over <paramref name="total"/> elements.</summary>
-    internal (Index1D Threads, WorkSplit Split) Split(int total)
-    {
-        if (!IsCpu)
-            return (total, new WorkSplit(total, 1));
-        int threads = Math.Max(1, Math.Min(total, Accelerator.MaxNumThreads));
-        int size = (total + threads - 1) / threads;
-        threads = (total + size - 1) / size;
-        return (threads, new WorkSplit(total, size));
-    }
+    /// <summary>Throws <see cref="ObjectDisposedException"/> once the device is disposed.</summary>
+    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(disposed, this);
 
     internal MemoryBuffer1D<T, Stride1D.Dense> Allocate<T>(long count) where T : unmanaged
     {
-        ObjectDisposedException.ThrowIf(disposed, this);
+        ThrowIfDisposed();
         long bytes = count * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
         try
         {
@@ -212,38 +196,23 @@ public sealed class ComputeDevice : IDisposable
         }
     }
 
-    private readonly Dictionary<string, MemoryBuffer1D<float, Stride1D.Dense>> scratch = new();
-
-    /// <summary>
-    /// A scratch buffer of at least <paramref name="length"/> floats, owned by the device and reused by
-    /// every call with the same key (grown when too small), so hot paths do not allocate.
-    /// </summary>
-    internal ArrayView<float> Scratch(string key, long length)
+    /// <summary>Waits until every op and copy issued so far has finished.</summary>
+    public void Synchronize()
     {
-        if (!scratch.TryGetValue(key, out var buffer) || buffer.Length < length)
-        {
-            buffer?.Dispose();
-            buffer = Allocate<float>(length);
-            scratch[key] = buffer;
-        }
-        return buffer.View.SubView(0, length);
+        ThrowIfDisposed();
+        Accelerator.Synchronize();
     }
-
-    /// <summary>Waits until every launch and copy issued so far has finished.</summary>
-    public void Synchronize() => Accelerator.Synchronize();
 
     /// <inheritdoc />
     public override string ToString() => Info.ToString();
 
-    /// <summary>Releases the accelerator and its context (tensors of this device must be disposed first).</summary>
+    /// <summary>Releases the accelerator and its context (tensors and modules of this device should be disposed first).</summary>
     public void Dispose()
     {
         if (disposed)
             return;
         disposed = true;
-        kernels.Clear();
-        foreach (var buffer in scratch.Values)
-            buffer.Dispose();
+        (Backend as IDisposable)?.Dispose();
         Accelerator.Dispose();
         context.Dispose();
     }

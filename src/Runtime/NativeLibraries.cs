@@ -12,7 +12,7 @@ namespace GpuBackprop.Runtime;
 /// Drivers install <c>libcuda.so.1</c>, and Debian/Ubuntu install <c>libOpenCL.so.1</c> (capital
 /// letters, versioned) without the development symlink, so without this fallback no device is found.
 /// </remarks>
-public static class NativeLibraries
+internal static class NativeLibraries
 {
     private static int registered;
 

@@ -13,17 +13,17 @@ public sealed class CheckpointException : Exception
 }
 
 /// <summary>
-/// A training checkpoint. File format (little-endian), version 1:
+/// A training checkpoint. File format (little-endian), version 2:
 /// <code>
 /// magic     8 bytes  "GBPCKPT\0"
-/// version   int32    1
+/// version   int32    2 (version 1 named model tensors "param/I/weight"; it is refused with a message)
 /// model     string   (int32 byte length + UTF-8), e.g. "lenet5"
 /// config    string   TrainConfig as JSON (optimizer, schedule, batch, seed, epochs)
 /// epoch     int32    epochs completed
 /// steps     int64    optimizer steps taken
 /// rng       4 x uint64  shuffling generator state after that epoch
 /// tensors   int32 count, then per tensor: name string, rank int32, dims int32[rank], float32[product]
-///           ("param/I/weight|bias" for the model, "optim/J" for optimizer state)
+///           ("model/NAME" with the model's state-dict names such as "model/0.weight", "optim/J" for optimizer state)
 /// end       8 bytes  "GBPEND\0\0"
 /// </code>
 /// Written to a temporary file in the same folder, flushed to disk, then renamed over the target,
@@ -33,7 +33,7 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
 {
     private static readonly byte[] Magic = "GBPCKPT\0"u8.ToArray();
     private static readonly byte[] End = "GBPEND\0\0"u8.ToArray();
-    private const int Version = 1;
+    private const int Version = 2;
 
     /// <summary>Writes the checkpoint atomically (temporary file + rename).</summary>
     public void Save(string path)

@@ -17,7 +17,7 @@ public static class Models
     public static Sequential Create(string name, ComputeDevice device, int seed) => name switch
     {
         // conv(1->6,5x5)+relu+maxpool2 -> conv(6->16,5x5)+relu+maxpool2 -> fc(256->120)+relu -> fc(120->84)+relu -> fc(84->10)
-        "lenet5" => new Sequential(device, name,
+        "lenet5" => new Sequential(device,
             new Conv2d(device, 1, 6, 5, seed: seed), new ReLU(device), new MaxPool2d(device, 2),
             new Conv2d(device, 6, 16, 5, seed: seed + 1), new ReLU(device), new MaxPool2d(device, 2),
             new Flatten(device),
@@ -25,7 +25,7 @@ public static class Models
             new Linear(device, 120, 84, seed: seed + 3), new ReLU(device),
             new Linear(device, 84, 10, seed: seed + 4)),
         // conv(1->32,3x3,pad1)+relu+maxpool2 -> conv(32->64,3x3,pad1)+relu+maxpool2 -> fc(3136->128)+relu -> fc(128->10)
-        "cnn2" => new Sequential(device, name,
+        "cnn2" => new Sequential(device,
             new Conv2d(device, 1, 32, 3, padding: 1, seed: seed), new ReLU(device), new MaxPool2d(device, 2),
             new Conv2d(device, 32, 64, 3, padding: 1, seed: seed + 1), new ReLU(device), new MaxPool2d(device, 2),
             new Flatten(device),

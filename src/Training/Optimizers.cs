@@ -1,4 +1,4 @@
-using GpuBackprop.Kernels;
+using GpuBackprop.Ops;
 using GpuBackprop.Layers;
 using GpuBackprop.Runtime;
 
@@ -118,7 +118,7 @@ public sealed class Sgd : Optimizer
     /// <inheritdoc />
     public override void Step()
     {
-        var s = new OptimizerKernels.SgdStep
+        var s = new SgdStep
         {
             Lr = LearningRate, Momentum = Options.Momentum, Dampening = Options.Dampening, WeightDecay = Options.WeightDecay,
             Nesterov = Options.Nesterov ? 1 : 0, First = StepCount == 0 ? 1 : 0,
@@ -126,7 +126,7 @@ public sealed class Sgd : Optimizer
         for (int i = 0; i < Parameters.Count; i++)
         {
             Parameter p = Parameters[i];
-            OptimizerKernels.Sgd(p.Value.Device, s, p.Value.View, p.Grad.View, buffers.Length > 0 ? buffers[i].View : p.Grad.View);
+            p.Value.Device.Backend.Sgd(s, p.Value.View, p.Grad.View, buffers.Length > 0 ? buffers[i].View : p.Grad.View);
         }
         StepCount++;
     }
@@ -151,7 +151,7 @@ public sealed class Adam : Optimizer
     public override void Step()
     {
         long t = StepCount + 1;
-        var s = new OptimizerKernels.AdamStep
+        var s = new AdamStep
         {
             Lr = LearningRate, Beta1 = Options.Beta1, Beta2 = Options.Beta2, Eps = Options.Eps, WeightDecay = Options.WeightDecay,
             Decoupled = Options.Kind == OptimizerKind.AdamW ? 1 : 0,
@@ -162,7 +162,7 @@ public sealed class Adam : Optimizer
         for (int i = 0; i < n; i++)
         {
             Parameter p = Parameters[i];
-            OptimizerKernels.Adam(p.Value.Device, s, p.Value.View, p.Grad.View, moments[i].View, moments[n + i].View);
+            p.Value.Device.Backend.Adam(s, p.Value.View, p.Grad.View, moments[i].View, moments[n + i].View);
         }
         StepCount++;
     }

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using GpuBackprop.Data;
-using GpuBackprop.Kernels;
+using GpuBackprop.Ops;
 using GpuBackprop.Layers;
 using GpuBackprop.Runtime;
 using ILGPU;
@@ -54,7 +54,7 @@ public sealed class Trainer : IDisposable
     private readonly SoftmaxCrossEntropy loss;
     private readonly Tensor sums;
     private readonly LearningRateSchedule schedule;
-    private readonly Dictionary<int, (Tensor X, IndexTensor Y)> batches = new();
+    private readonly Dictionary<int, (Tensor X, Tensor Y)> batches = new();
 
     /// <summary>Creates a fresh run (initialised from the config's seed).</summary>
     public Trainer(ComputeDevice device, TrainConfig config, ImageDataset train, ImageDataset test)
@@ -117,10 +117,10 @@ public sealed class Trainer : IDisposable
         {
             int start = step * batch, count = Math.Min(batch, n - start);
             var (x, y) = Batch(count);
-            BatchKernels.Run(device, train.Gather(start, count), train.Pixels.View, train.Labels.View, train.Order.View, x.View, y.View);
+            device.Backend.GatherBatch(train.Gather(start, count), train.Pixels.View, train.Labels.IntView, train.Order.IntView, x.View, y.IntView);
             Tensor logits = Model.Forward(x);
             Tensor l = loss.Forward(logits, y);
-            MetricsKernels.Accumulate(device, count, 10, logits.View, y.View, l.View, sums.View, step);
+            device.Backend.AccumulateMetrics(count, 10, logits.View, y.IntView, l.View, sums.View, step);
             Optimizer.ZeroGrad();
             Model.BackwardParameters(loss.Backward());
             Optimizer.Step();
@@ -161,29 +161,29 @@ public sealed class Trainer : IDisposable
     {
         int n = data.Count, batch = Config.BatchSize; // the training batch size keeps the layers' buffers
         sums.Upload([0f, 0f, 0f, -1f]);
-        using IndexTensor predictions = IndexTensor.Allocate(device, n);
+        using Tensor predictions = Tensor.Uninitialized(device, DType.Int32, n);
         for (int start = 0; start < n; start += batch)
         {
             int count = Math.Min(batch, n - start);
             var (x, y) = Batch(count);
-            BatchKernels.Run(device, data.Gather(start, count), data.Pixels.View, data.Labels.View, data.Order.View, x.View, y.View);
+            device.Backend.GatherBatch(data.Gather(start, count), data.Pixels.View, data.Labels.IntView, data.Order.IntView, x.View, y.IntView);
             Tensor logits = Model.Forward(x);
-            MetricsKernels.Accumulate(device, count, 10, logits.View, y.View, loss.Forward(logits, y).View, sums.View, start);
-            MetricsKernels.Predict(device, count, 10, logits.View, predictions.View.SubView(start, count));
+            device.Backend.AccumulateMetrics(count, 10, logits.View, y.IntView, loss.Forward(logits, y).View, sums.View, start);
+            device.Backend.Predict(count, 10, logits.View, predictions.IntView.SubView(start, count));
         }
         float[] s = sums.Download();
-        int[] predicted = predictions.Download();
+        int[] predicted = predictions.DownloadInt32();
         var confusion = new int[10, 10];
         for (int i = 0; i < n; i++)
             confusion[data.Host.Labels[i], predicted[i]]++;
         return new Evaluation(100.0 * s[1] / n, s[0] / n, confusion);
     }
 
-    private (Tensor X, IndexTensor Y) Batch(int count)
+    private (Tensor X, Tensor Y) Batch(int count)
     {
         if (!batches.TryGetValue(count, out var b))
         {
-            b = (Tensor.Zeros(device, count, 1, 28, 28), IndexTensor.Allocate(device, count));
+            b = (Tensor.Zeros(device, count, 1, 28, 28), Tensor.Zeros(device, DType.Int32, count));
             batches[count] = b;
         }
         return b;
@@ -193,9 +193,8 @@ public sealed class Trainer : IDisposable
     public Checkpoint ToCheckpoint()
     {
         var tensors = new List<(string, int[], float[])>();
-        IReadOnlyList<Parameter> ps = Model.Parameters;
-        for (int i = 0; i < ps.Count; i++)
-            tensors.Add(($"param/{i}/{ps[i].Name}", ps[i].Value.Shape.ToArray(), ps[i].Value.Download()));
+        foreach (var (name, t) in Model.StateDict())
+            tensors.Add(($"model/{name}", t.Shape.ToArray(), t.Download()));
         IReadOnlyList<Tensor> state = Optimizer.State;
         for (int i = 0; i < state.Count; i++)
             tensors.Add(($"optim/{i}", state[i].Shape.ToArray(), state[i].Download()));
@@ -228,9 +227,8 @@ public sealed class Trainer : IDisposable
     {
         if (c.Model != Config.Model)
             throw new CheckpointException(path, $"is a checkpoint of model '{c.Model}', not '{Config.Model}'.");
-        IReadOnlyList<Parameter> ps = Model.Parameters;
         IReadOnlyList<Tensor> state = Optimizer.State;
-        var expected = ps.Select((p, i) => ($"param/{i}/{p.Name}", p.Value)).Concat(state.Select((t, i) => ($"optim/{i}", t))).ToList();
+        var expected = Model.StateDict().Select(s => ($"model/{s.Name}", s.Tensor)).Concat(state.Select((t, i) => ($"optim/{i}", t))).ToList();
         if (c.Tensors.Count != expected.Count)
             throw new CheckpointException(path, $"holds {c.Tensors.Count} tensors; model '{Config.Model}' with {Config.Optimizer.Kind} needs {expected.Count}.");
         for (int i = 0; i < expected.Count; i++)
@@ -270,19 +268,19 @@ public sealed class Trainer : IDisposable
             Host = host;
             Pixels = device.Allocate<byte>(host.Pixels.Length);
             Pixels.View.CopyFromCPU(host.Pixels);
-            Labels = IndexTensor.FromHost(device, host.Labels.Select(b => (int)b).ToArray(), host.Count);
+            Labels = Tensor.FromHost(device, host.Labels.Select(b => (int)b).ToArray(), host.Count);
             // Identity until an epoch uploads its shuffle: evaluation walks the set in order.
-            Order = IndexTensor.FromHost(device, Enumerable.Range(0, host.Count).ToArray(), host.Count);
+            Order = Tensor.FromHost(device, Enumerable.Range(0, host.Count).ToArray(), host.Count);
         }
 
         public ImageDataset Host { get; }
         public MemoryBuffer1D<byte, Stride1D.Dense> Pixels { get; }
-        public IndexTensor Labels { get; }
-        public IndexTensor Order { get; }
+        public Tensor Labels { get; }
+        public Tensor Order { get; }
         public int Count => Host.Count;
 
-        public BatchKernels.Gather Gather(int start, int count) =>
-            new() { Start = start, Count = count, ImageSize = Host.Height * Host.Width, Mean = FashionMnist.Mean, Std = FashionMnist.Std };
+        public BatchGather Gather(int start, int count) =>
+            BatchGather.Normalising(start, count, Host.Height * Host.Width, FashionMnist.Mean, FashionMnist.Std);
 
         public void Dispose()
         {

@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace GpuBackprop.Verification;
 
 /// <summary>A golden case folder that is missing a file or holds a malformed one.</summary>
-public sealed class GoldenFormatException : Exception
+internal sealed class GoldenFormatException : Exception
 {
     /// <summary>Creates the exception; the message names the file.</summary>
     public GoldenFormatException(string path, string problem, Exception? inner = null) : base($"{path}: {problem}", inner) => Path = path;
@@ -17,7 +17,7 @@ public sealed class GoldenFormatException : Exception
 /// expected outputs and gradients) and the tolerance |a - e| &lt;= atol + rtol*|e|.
 /// Format: ../shared/golden/README.md (a copy lives in tests/golden).
 /// </summary>
-public sealed class GoldenCase
+internal sealed class GoldenCase
 {
     private GoldenCase(string name, string directory, string op, JsonElement parameters, Dictionary<string, NpyArray> tensors, double atol, double rtol)
     {

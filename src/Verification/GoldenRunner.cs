@@ -13,7 +13,7 @@ namespace GpuBackprop.Verification;
 /// <param name="Mismatches">Elements outside the tolerance (or NaN/inf not reproduced).</param>
 /// <param name="Count">Elements compared.</param>
 /// <param name="FirstMismatch">A description of the first mismatch, or null.</param>
-public sealed record TensorComparison(string Name, double MaxAbsError, double MaxRelError, int Mismatches, int Count, string? FirstMismatch)
+internal sealed record TensorComparison(string Name, double MaxAbsError, double MaxRelError, int Mismatches, int Count, string? FirstMismatch)
 {
     /// <summary>True when every element is within tolerance.</summary>
     public bool Passed => Mismatches == 0;
@@ -24,7 +24,7 @@ public sealed record TensorComparison(string Name, double MaxAbsError, double Ma
 /// <param name="Device">"reference" or a device spec.</param>
 /// <param name="Tensors">One comparison per output.</param>
 /// <param name="Error">An exception message when the case could not run.</param>
-public sealed record GoldenResult(string Case, string Device, IReadOnlyList<TensorComparison> Tensors, string? Error = null)
+internal sealed record GoldenResult(string Case, string Device, IReadOnlyList<TensorComparison> Tensors, string? Error = null)
 {
     /// <summary>True when the case ran and every output matched.</summary>
     public bool Passed => Error is null && Tensors.Count > 0 && Tensors.All(t => t.Passed);
@@ -39,7 +39,7 @@ public sealed record GoldenResult(string Case, string Device, IReadOnlyList<Tens
 /// compares every output with the rule |a - e| &lt;= atol + rtol*|e|; NaN must stay NaN, an infinity the
 /// same infinity, and integer indices must match exactly.
 /// </summary>
-public static class GoldenRunner
+internal static class GoldenRunner
 {
     /// <summary>The name used for the reference path in results.</summary>
     public const string ReferenceName = "reference";
@@ -149,17 +149,17 @@ public static class GoldenRunner
                 Conv2dGeometry g = ConvGeometry(c);
                 float[] x = c.Floats("x"), w = c.Floats("w");
                 float[]? b = c.Has("b") ? c.Floats("b") : null;
-                var (dx, dw, db) = ReferenceOps.Conv2dBackward(g, x, w, c.Floats("dy"));
-                var result = new Dictionary<string, float[]> { ["y"] = ReferenceOps.Conv2dForward(g, x, w, b), ["dx"] = dx, ["dw"] = dw };
+                var (dx, dw, db) = ReferenceOps.Conv2dBackward(ConvProblem.Of(g), x, w, c.Floats("dy"));
+                var result = new Dictionary<string, float[]> { ["y"] = ReferenceOps.Conv2dForward(ConvProblem.Of(g), x, w, b), ["dx"] = dx, ["dw"] = dw };
                 if (c.Has("db")) result["db"] = db;
                 return result;
             }
             case "max_pool2d":
             {
                 Pool2dGeometry g = PoolGeometry(c, dilated: true);
-                var (y, idx) = ReferenceOps.MaxPool2dForward(g, c.Floats("x"));
+                var (y, idx) = ReferenceOps.MaxPool2dForward(PoolProblem.Of(g), c.Floats("x"));
                 longs["indices"] = idx.Select(i => (long)i).ToArray();
-                return new() { ["y"] = y, ["dx"] = ReferenceOps.MaxPool2dBackward(g, idx, c.Floats("dy")) };
+                return new() { ["y"] = y, ["dx"] = ReferenceOps.MaxPool2dBackward(PoolProblem.Of(g), idx, c.Floats("dy")) };
             }
             case "avg_pool2d":
             {
@@ -168,8 +168,8 @@ public static class GoldenRunner
                 int? div = OptionalInt(c, "divisor_override");
                 return new()
                 {
-                    ["y"] = ReferenceOps.AvgPool2dForward(g, include, div, c.Floats("x")),
-                    ["dx"] = ReferenceOps.AvgPool2dBackward(g, include, div, c.Floats("dy")),
+                    ["y"] = ReferenceOps.AvgPool2dForward(PoolProblem.Of(g), include, div, c.Floats("x")),
+                    ["dx"] = ReferenceOps.AvgPool2dBackward(PoolProblem.Of(g), include, div, c.Floats("dy")),
                 };
             }
             case "linear":
@@ -230,7 +230,7 @@ public static class GoldenRunner
                 using var layer = new MaxPool2d(device, Pair(c, "kernel"), Pair(c, "stride"), Pair(c, "padding"), Pair(c, "dilation"), Flag(c, "ceil_mode"));
                 using Tensor x = Load("x"), dy = Load("dy");
                 float[] y = layer.Forward(x).Download();
-                longs["indices"] = layer.Indices!.Download().Select(i => (long)i).ToArray();
+                longs["indices"] = layer.Indices!.DownloadInt32().Select(i => (long)i).ToArray();
                 return new() { ["y"] = y, ["dx"] = layer.Backward(dy).Download() };
             }
             case "avg_pool2d":

@@ -8,10 +8,10 @@ namespace GpuBackprop.Verification;
 /// <param name="Shape">Dimensions, outermost first.</param>
 /// <param name="Floats">The data when the dtype is &lt;f4, else null.</param>
 /// <param name="Longs">The data when the dtype is &lt;i8, else null.</param>
-public sealed record NpyArray(int[] Shape, float[]? Floats, long[]? Longs);
+internal sealed record NpyArray(int[] Shape, float[]? Floats, long[]? Longs);
 
 /// <summary>A file that is not a readable .npy array of the supported kinds.</summary>
-public sealed class NpyFormatException : Exception
+internal sealed class NpyFormatException : Exception
 {
     /// <summary>Creates the exception; the message names the file.</summary>
     public NpyFormatException(string path, string problem) : base($"{path}: {problem}") => Path = path;
@@ -24,7 +24,7 @@ public sealed class NpyFormatException : Exception
 /// Reader for NumPy's .npy format (versions 1.0 to 3.0), little-endian, C order, dtypes &lt;f4 and &lt;i8:
 /// what the golden cases use.
 /// </summary>
-public static partial class Npy
+internal static partial class Npy
 {
     private static ReadOnlySpan<byte> Magic => [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 

@@ -22,7 +22,7 @@ public sealed class DeterminismTests
     }
 
     [Theory]
-    [MemberData(nameof(TestDevices.AllWithSimulator), MemberType = typeof(TestDevices))]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
     public void TwoBackwardPassesAreBitwiseEqual(string device)
     {
         ComputeDevice d = TestDevices.Get(device);
@@ -39,7 +39,7 @@ public sealed class DeterminismTests
     }
 
     [Theory]
-    [MemberData(nameof(TestDevices.AllWithSimulator), MemberType = typeof(TestDevices))]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
     public void ParameterGradientsAccumulateUntilZeroGrad(string device)
     {
         ComputeDevice d = TestDevices.Get(device);

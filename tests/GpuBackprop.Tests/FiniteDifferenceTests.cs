@@ -43,8 +43,8 @@ public sealed class FiniteDifferenceTests
     {
         var g = new Conv2dGeometry(n, c, h, w, k, (r, s), stride, pad, dil, groups);
         double[] x = Random(g.InputLength, 1), wt = Random(g.WeightLength, 2), b = Random(k, 3), dy = Random(g.OutputLength, 4);
-        double Loss() => Dot(ReferenceOps.Conv2dForward(g, x, wt, bias == 1 ? b : null), dy);
-        var (dx, dw, db) = ReferenceOps.Conv2dBackward(g, x, wt, dy);
+        double Loss() => Dot(ReferenceOps.Conv2dForward(ConvProblem.Of(g), x, wt, bias == 1 ? b : null), dy);
+        var (dx, dw, db) = ReferenceOps.Conv2dBackward(ConvProblem.Of(g), x, wt, dy);
         Check.Close(dx, Numeric(x, Loss), Atol, Rtol, "conv dx");
         Check.Close(dw, Numeric(wt, Loss), Atol, Rtol, "conv dw");
         if (bias == 1)
@@ -62,8 +62,8 @@ public sealed class FiniteDifferenceTests
         // Distinct values, at least 1e-3 apart, so a perturbation of 1e-6 never changes an argmax.
         double[] x = Enumerable.Range(0, g.InputLength).Select(i => (i * 7919 % g.InputLength) * 1e-2).ToArray();
         double[] dy = Random(g.OutputLength, 5);
-        double Loss() => Dot(ReferenceOps.MaxPool2dForward(g, x).Y, dy);
-        double[] dx = ReferenceOps.MaxPool2dBackward(g, ReferenceOps.MaxPool2dForward(g, x).Indices, dy);
+        double Loss() => Dot(ReferenceOps.MaxPool2dForward(PoolProblem.Of(g), x).Y, dy);
+        double[] dx = ReferenceOps.MaxPool2dBackward(PoolProblem.Of(g), ReferenceOps.MaxPool2dForward(PoolProblem.Of(g), x).Indices, dy);
         Check.Close(dx, Numeric(x, Loss), Atol, Rtol, "maxpool dx");
     }
 
@@ -77,8 +77,8 @@ public sealed class FiniteDifferenceTests
         var g = new Pool2dGeometry(2, 2, 7, 6, kernel, stride, pad, 1, ceil);
         int? div = divisor > 0 ? divisor : null;
         double[] x = Random(g.InputLength, 6), dy = Random(g.OutputLength, 7);
-        double Loss() => Dot(ReferenceOps.AvgPool2dForward(g, includePad, div, x), dy);
-        Check.Close(ReferenceOps.AvgPool2dBackward(g, includePad, div, dy), Numeric(x, Loss), Atol, Rtol, "avgpool dx");
+        double Loss() => Dot(ReferenceOps.AvgPool2dForward(PoolProblem.Of(g), includePad, div, x), dy);
+        Check.Close(ReferenceOps.AvgPool2dBackward(PoolProblem.Of(g), includePad, div, dy), Numeric(x, Loss), Atol, Rtol, "avgpool dx");
     }
 
     [Fact]

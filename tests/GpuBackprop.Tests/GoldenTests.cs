@@ -17,7 +17,7 @@ public sealed class GoldenTests
         {
             string name = Path.GetFileName(dir);
             data.Add(GoldenRunner.ReferenceName, name);
-            foreach (string d in TestDevices.SpecsWithSimulator)
+            foreach (string d in TestDevices.Specs)
                 data.Add(d, name);
         }
         return data;

@@ -4,6 +4,7 @@ using GpuBackprop.Geometry;
 using GpuBackprop.Kernels;
 using GpuBackprop.Layers;
 using GpuBackprop.Reference;
+using GpuBackprop.Ops;
 using GpuBackprop.Runtime;
 
 namespace GpuBackprop.Tests;
@@ -38,7 +39,7 @@ public sealed class KernelTests
     public static TheoryData<string, string> ConvData()
     {
         var data = new TheoryData<string, string>();
-        foreach (string d in TestDevices.SpecsWithSimulator)
+        foreach (string d in TestDevices.Specs)
             foreach (string c in ConvCases.Keys)
                 data.Add(d, c);
         return data;
@@ -64,8 +65,8 @@ public sealed class KernelTests
         float[] dxa = layer.Backward(dyt).Download();
 
         double[] xd = Data.ToDouble(x), wd = Data.ToDouble(w), dyd = Data.ToDouble(dy);
-        double[] ye = ReferenceOps.Conv2dForward(g, xd, wd, c.Bias ? Data.ToDouble(b) : null);
-        var (dxe, dwe, dbe) = ReferenceOps.Conv2dBackward(g, xd, wd, dyd);
+        double[] ye = ReferenceOps.Conv2dForward(ConvProblem.Of(g), xd, wd, c.Bias ? Data.ToDouble(b) : null);
+        var (dxe, dwe, dbe) = ReferenceOps.Conv2dBackward(ConvProblem.Of(g), xd, wd, dyd);
         Check.Close(ya, ye, Atol, Rtol, $"{caseName} y on {device}");
         Check.Close(dxa, dxe, Atol, Rtol, $"{caseName} dx on {device}");
         Check.Close(layer.Weight.Grad.Download(), dwe, Atol, Rtol, $"{caseName} dw on {device}");
@@ -84,12 +85,14 @@ public sealed class KernelTests
         ["stride_gt_kernel"] = new(1, 2, 13, 12, 2, 3, 0, 1, false),
         ["k2_s1_pad1_ceil"] = new(1, 1, 5, 5, 2, 1, 1, 1, true),
         ["large"] = new(8, 16, 24, 24, 3, 2, 1, 1, false),
+        // One row and a 2-tall window with ceil_mode: the window starts in the image and reaches past it (PyTorch keeps it).
+        ["ceil_window_past_edge"] = new(1, 2, 1, 5, 2, 2, 0, 1, true),
     };
 
     public static TheoryData<string, string> PoolData()
     {
         var data = new TheoryData<string, string>();
-        foreach (string d in TestDevices.SpecsWithSimulator)
+        foreach (string d in TestDevices.Specs)
             foreach (string c in PoolCases.Keys)
                 data.Add(d, c);
         return data;
@@ -108,19 +111,19 @@ public sealed class KernelTests
         float[] dy = Data.Uniform(g.OutputLength, 6);
         using Tensor xt = Tensor.FromHost(dev, x, c.N, c.C, c.H, c.W), dyt = Tensor.FromHost(dev, dy, g.OutputShape);
         float[] y = layer.Forward(xt).Download();
-        int[] idx = layer.Indices!.Download();
+        int[] idx = layer.Indices!.DownloadInt32();
         float[] dx = layer.Backward(dyt).Download();
 
-        var (ye, idxe) = ReferenceOps.MaxPool2dForward(g, x);
+        var (ye, idxe) = ReferenceOps.MaxPool2dForward(PoolProblem.Of(g), x);
         Assert.Equal(idxe, idx);
         Check.Close(y, ye, 0, 0, $"{caseName} y on {device}");
-        Check.Close(dx, ReferenceOps.MaxPool2dBackward(g, idxe, Data.ToDouble(dy)), 1e-6, 1e-6, $"{caseName} dx on {device}");
+        Check.Close(dx, ReferenceOps.MaxPool2dBackward(PoolProblem.Of(g), idxe, Data.ToDouble(dy)), 1e-6, 1e-6, $"{caseName} dx on {device}");
     }
 
     public static TheoryData<string, string, bool, int> AvgPoolData()
     {
         var data = new TheoryData<string, string, bool, int>();
-        foreach (string d in TestDevices.SpecsWithSimulator)
+        foreach (string d in TestDevices.Specs)
             foreach (string c in PoolCases.Keys)
             {
                 if (PoolCases[c].Dilation != new Size2(1, 1)) continue;
@@ -144,14 +147,14 @@ public sealed class KernelTests
         using Tensor xt = Tensor.FromHost(dev, x, c.N, c.C, c.H, c.W), dyt = Tensor.FromHost(dev, dy, g.OutputShape);
         float[] y = layer.Forward(xt).Download();
         float[] dx = layer.Backward(dyt).Download();
-        Check.Close(y, ReferenceOps.AvgPool2dForward(g, countIncludePad, div, Data.ToDouble(x)), 1e-6, 1e-5, $"{caseName} y on {device}");
-        Check.Close(dx, ReferenceOps.AvgPool2dBackward(g, countIncludePad, div, Data.ToDouble(dy)), 1e-6, 1e-5, $"{caseName} dx on {device}");
+        Check.Close(y, ReferenceOps.AvgPool2dForward(PoolProblem.Of(g), countIncludePad, div, Data.ToDouble(x)), 1e-6, 1e-5, $"{caseName} y on {device}");
+        Check.Close(dx, ReferenceOps.AvgPool2dBackward(PoolProblem.Of(g), countIncludePad, div, Data.ToDouble(dy)), 1e-6, 1e-5, $"{caseName} dx on {device}");
     }
 
     public static TheoryData<string, int, int, int> LinearData()
     {
         var data = new TheoryData<string, int, int, int>();
-        foreach (string d in TestDevices.SpecsWithSimulator)
+        foreach (string d in TestDevices.Specs)
         {
             data.Add(d, 5, 7, 3);
             data.Add(d, 1, 1, 1);
@@ -181,7 +184,7 @@ public sealed class KernelTests
     }
 
     [Theory]
-    [MemberData(nameof(TestDevices.AllWithSimulator), MemberType = typeof(TestDevices))]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
     public void ReluMatchesReference(string device)
     {
         ComputeDevice dev = TestDevices.Get(device);
@@ -200,7 +203,7 @@ public sealed class KernelTests
     public static TheoryData<string, int, int, float> CrossEntropyData()
     {
         var data = new TheoryData<string, int, int, float>();
-        foreach (string d in TestDevices.SpecsWithSimulator)
+        foreach (string d in TestDevices.Specs)
         {
             data.Add(d, 6, 10, 3f);
             data.Add(d, 1, 2, 1f);
@@ -233,7 +236,7 @@ public sealed class KernelTests
     {
         var data = new TheoryData<string, int, int, int, bool, bool>();
         var shapes = new[] { (3, 5, 70), (70, 5, 3), (65, 130, 17), (1, 1, 1), (128, 64, 200), (17, 1, 33), (130, 257, 19) };
-        foreach (string d in TestDevices.SpecsWithSimulator)
+        foreach (string d in TestDevices.Specs)
             foreach (var (m, n, k) in shapes)
                 foreach (bool ta in new[] { false, true })
                     foreach (bool tb in new[] { false, true })
@@ -254,7 +257,7 @@ public sealed class KernelTests
         float[] c0 = Data.Uniform(m * n, 18);
         using Tensor at = Tensor.FromHost(dev, a, a.Length), bt = Tensor.FromHost(dev, b, b.Length), ct = Tensor.FromHost(dev, c0, c0.Length);
         // Accumulate into C (beta = 1) so that both the product and the += path are checked.
-        GemmKernels.Run(dev, GemmShape.Single(m, n, k, accumulate: true),
+        dev.Backend.Gemm(GemmShape.Single(m, n, k, accumulate: true),
             GemmOperand.Dense(transA ? m : k, transA), at.View, GemmOperand.Dense(transB ? k : n, transB), bt.View, GemmOperand.Dense(n), ct.View);
         float[] c = ct.Download();
         var expected = new double[m * n];
@@ -270,7 +273,7 @@ public sealed class KernelTests
     }
 
     [Theory]
-    [MemberData(nameof(TestDevices.AllWithSimulator), MemberType = typeof(TestDevices))]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
     public void BatchedGemmWithReductionMatchesReference(string device)
     {
         // C[b] = sum_r A[b,r] B[b,r], with batch index split (outer 2, inner 3), as the convolution's dW uses it.
@@ -283,7 +286,7 @@ public sealed class KernelTests
         var ao = GemmOperand.Dense(k).WithStrides(reduce * inner * m * k, m * k, inner * m * k);
         var bo = GemmOperand.Dense(n).WithStrides(inner * k * n, k * n, outer * inner * k * n);
         var co = GemmOperand.Dense(n).WithStrides(m * n, outer * m * n, 0);
-        GemmKernels.Run(dev, shape, ao, at.View, bo, bt.View, co, ct.View);
+        dev.Backend.Gemm(shape, ao, at.View, bo, bt.View, co, ct.View);
         float[] c = ct.Download();
         var expected = new double[c.Length];
         for (int o = 0; o < outer; o++)
@@ -305,7 +308,7 @@ public sealed class KernelTests
 public sealed class TrainingKernelTests
 {
     [Theory]
-    [MemberData(nameof(TestDevices.AllWithSimulator), MemberType = typeof(TestDevices))]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
     public void BatchGatherNormalisesThePermutedImages(string device)
     {
         ComputeDevice d = TestDevices.Get(device);
@@ -314,33 +317,33 @@ public sealed class TrainingKernelTests
         int[] labels = [3, 1, 4, 1, 5, 9, 2], order = [6, 0, 5, 2, 4, 1, 3];
         using var px = d.Allocate<byte>(pixels.Length);
         px.View.CopyFromCPU(pixels);
-        using IndexTensor lab = IndexTensor.FromHost(d, labels, images), ord = IndexTensor.FromHost(d, order, images), y = IndexTensor.Allocate(d, count);
+        using Tensor lab = Tensor.FromHost(d, labels, images), ord = Tensor.FromHost(d, order, images), y = Tensor.Zeros(d, DType.Int32, count);
         using Tensor x = Tensor.Zeros(d, count, size);
-        var g = new Kernels.BatchKernels.Gather { Start = start, Count = count, ImageSize = size, Mean = 0.25f, Std = 0.5f };
-        Kernels.BatchKernels.Run(d, g, px.View, lab.View, ord.View, x.View, y.View);
+        BatchGather g = BatchGather.Normalising(start, count, size, 0.25f, 0.5f);
+        d.Backend.GatherBatch(g, px.View, lab.IntView, ord.IntView, x.View, y.IntView);
         var expected = new double[count * size];
         for (int b = 0; b < count; b++)
             for (int p = 0; p < size; p++)
                 expected[b * size + p] = (pixels[order[start + b] * size + p] / 255.0 - 0.25) / 0.5;
         Check.Close(x.Download(), expected, 1e-6, 1e-6, "gathered batch");
-        Assert.Equal(order[start..(start + count)].Select(i => labels[i]).ToArray(), y.Download());
+        Assert.Equal(order[start..(start + count)].Select(i => labels[i]).ToArray(), y.DownloadInt32());
     }
 
     [Theory]
-    [MemberData(nameof(TestDevices.AllWithSimulator), MemberType = typeof(TestDevices))]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
     public void MetricsCountCorrectRowsAndFlagTheFirstBadStep(string device)
     {
         ComputeDevice d = TestDevices.Get(device);
         float[] logits = [0.1f, 2f, -1f, 5f, 0f, 0f, 1f, 1f, 3f];
         using Tensor l = Tensor.FromHost(d, logits, 3, 3), sums = Tensor.FromHost(d, [0f, 0f, 0f, -1f], 4);
         using Tensor loss = Tensor.FromHost(d, [0.5f], 1), bad = Tensor.FromHost(d, [float.NaN], 1);
-        using IndexTensor t = IndexTensor.FromHost(d, [1, 1, 2], 3), p = IndexTensor.Allocate(d, 3);
-        Kernels.MetricsKernels.Accumulate(d, 3, 3, l.View, t.View, loss.View, sums.View, 0);
-        Kernels.MetricsKernels.Predict(d, 3, 3, l.View, p.View);
-        Assert.Equal([1, 0, 2], p.Download());
+        using Tensor t = Tensor.FromHost(d, [1, 1, 2], 3), p = Tensor.Zeros(d, DType.Int32, 3);
+        d.Backend.AccumulateMetrics(3, 3, l.View, t.IntView, loss.View, sums.View, 0);
+        d.Backend.Predict(3, 3, l.View, p.IntView);
+        Assert.Equal([1, 0, 2], p.DownloadInt32());
         Assert.Equal([1.5f, 2f, 3f, -1f], sums.Download());
-        Kernels.MetricsKernels.Accumulate(d, 3, 3, l.View, t.View, bad.View, sums.View, 5);
-        Kernels.MetricsKernels.Accumulate(d, 3, 3, l.View, t.View, bad.View, sums.View, 6);
+        d.Backend.AccumulateMetrics(3, 3, l.View, t.IntView, bad.View, sums.View, 5);
+        d.Backend.AccumulateMetrics(3, 3, l.View, t.IntView, bad.View, sums.View, 6);
         Assert.Equal(5f, sums.Download()[3]);
     }
 }

@@ -18,7 +18,7 @@ public sealed class OptimizerTests
     public static TheoryData<string, string> Cases()
     {
         var data = new TheoryData<string, string>();
-        foreach (string d in TestDevices.SpecsWithSimulator)
+        foreach (string d in TestDevices.Specs)
             foreach (string c in new[] { "sgd", "sgd-momentum", "sgd-nesterov-wd", "sgd-dampening", "adam", "adam-wd", "adamw" })
                 data.Add(d, c);
         return data;
@@ -41,7 +41,7 @@ public sealed class OptimizerTests
     {
         ComputeDevice d = TestDevices.Get(device);
         OptimizerOptions o = Options(name);
-        using var p = new Parameter("weight", Tensor.FromHost(d, Start, Start.Length));
+        using var p = new Parameter(Tensor.FromHost(d, Start, Start.Length));
         using Optimizer opt = Optimizer.Create([p], o);
 
         double[] w = Start.Select(v => (double)v).ToArray();

@@ -8,6 +8,8 @@ public sealed class RuntimeTests
     [Theory]
     [InlineData("auto", null, 0)]
     [InlineData("cpu", DeviceKind.Cpu, 0)]
+    [InlineData("cpu:kernels", DeviceKind.CpuKernels, 0)]
+    [InlineData(" CPU:Kernels", DeviceKind.CpuKernels, 0)]
     [InlineData("cuda", DeviceKind.Cuda, 0)]
     [InlineData("CUDA:1", DeviceKind.Cuda, 1)]
     [InlineData("opencl:0", DeviceKind.OpenCL, 0)]
@@ -41,32 +43,50 @@ public sealed class RuntimeTests
     }
 
     [Fact]
-    public void DiscoveryFindsTheCpuAcceleratorLast()
+    public void DiscoveryListsCpuThenTheKernelsOnCpuLast()
     {
         IReadOnlyList<DeviceInfo> found = ComputeDevice.Discover();
-        Assert.Equal(DeviceKind.Cpu, found[^1].Kind);
-        Assert.True(found[^1].ComputeUnits >= 1);
-        Assert.True(found[^1].MemoryBytes > 0);
-        // CUDA before OpenCL before CPU.
-        Assert.Equal(found.OrderBy(d => d.Kind switch { DeviceKind.Cuda => 0, DeviceKind.OpenCL => 1, _ => 2 }).ToList(), found);
+        Assert.Equal(DeviceKind.Cpu, found[^2].Kind);
+        Assert.Equal(DeviceKind.CpuKernels, found[^1].Kind);
+        Assert.Equal("cpu:kernels", found[^1].Spec);
+        Assert.All(found.TakeLast(2), d => Assert.True(d.ComputeUnits >= 1 && d.MemoryBytes > 0 && !d.IsGpu));
+        // CUDA before OpenCL before the CPU.
+        Assert.Equal(found.OrderBy(d => d.Kind switch { DeviceKind.Cuda => 0, DeviceKind.OpenCL => 1, DeviceKind.Cpu => 2, _ => 3 }).ToList(), found);
     }
 
     [Fact]
-    public void AutoHonoursTheEnvironmentVariable()
+    public void AutoTakesAGpuOrTheCpuNeverAnOpenClCpuRuntime()
     {
+        using ComputeDevice d = ComputeDevice.Open(DeviceSpec.Auto);
+        bool anyGpu = ComputeDevice.Discover().Any(i => i.IsGpu);
+        if (anyGpu)
+            Assert.True(d.Info.IsGpu, $"auto took {d.Info} although a GPU is present");
+        else
+            Assert.Equal(DeviceKind.Cpu, d.Info.Kind);
+    }
+
+    [Fact]
+    public void TheLibraryDoesNotReadTheDeviceVariable()
+    {
+        // GPUBACKPROP_DEVICE is read by the CLI and the test suite only: a program using the library chooses itself.
         string? saved = Environment.GetEnvironmentVariable(DeviceSpec.EnvironmentVariable);
         try
         {
-            Environment.SetEnvironmentVariable(DeviceSpec.EnvironmentVariable, "cpu");
-            using ComputeDevice d = ComputeDevice.Open(DeviceSpec.Auto);
-            Assert.Equal(DeviceKind.Cpu, d.Info.Kind);
             Environment.SetEnvironmentVariable(DeviceSpec.EnvironmentVariable, "bogus");
-            Assert.Throws<ArgumentException>(() => ComputeDevice.Open(DeviceSpec.Auto));
+            using ComputeDevice d = ComputeDevice.Open(DeviceSpec.Auto);
+            Assert.NotEqual(DeviceKind.CpuKernels, d.Info.Kind);
         }
         finally
         {
             Environment.SetEnvironmentVariable(DeviceSpec.EnvironmentVariable, saved);
         }
+    }
+
+    [Fact]
+    public void EachDeviceCarriesTheBackendOfItsKind()
+    {
+        Assert.IsType<Host.HostBackend>(TestDevices.Get("cpu").Backend);
+        Assert.IsType<Kernels.KernelBackend>(TestDevices.Get(TestDevices.KernelsOnCpu).Backend);
     }
 
     [Fact]
@@ -87,7 +107,7 @@ public sealed class RuntimeTests
     }
 
     [Theory]
-    [MemberData(nameof(TestDevices.AllWithSimulator), MemberType = typeof(TestDevices))]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
     public void TensorRoundTripsAndReshapesWithoutCopying(string device)
     {
         ComputeDevice d = TestDevices.Get(device);
@@ -105,7 +125,7 @@ public sealed class RuntimeTests
     public void KernelsAreCompiledOncePerDevice()
     {
         // The second launch of a layer on the same device must not recompile (it would take ~100 ms).
-        ComputeDevice d = TestDevices.Get("cpu");
+        ComputeDevice d = TestDevices.Get(TestDevices.KernelsOnCpu);
         using var relu = new Layers.ReLU(d);
         using Tensor x = Tensor.Zeros(d, 1000);
         relu.Forward(x);

@@ -1,15 +1,15 @@
 using System.Runtime.InteropServices;
 using ILGPU;
 
-namespace GpuBackprop.Runtime;
+namespace GpuBackprop.Host;
 
 /// <summary>
-/// Host routines for the CPU accelerator. Its buffers are ordinary host memory and its launches are
-/// synchronous, so the CPU variants of the ops run as plain .NET code over spans (vectorised by the
-/// JIT or with System.Runtime.Intrinsics, spread over the cores by a small worker team): ILGPU's simulated
-/// threads cost ~80 µs per launch and ~2.5 ns per element, several times the host loop.
+/// What the host routines of the <c>cpu</c> device run on. The CPU accelerator's buffers are ordinary
+/// host memory, so the ops run as plain .NET code over spans (vectorised with
+/// System.Runtime.Intrinsics or System.Numerics.Tensors, spread over the cores by a small worker team):
+/// ILGPU's simulated threads cost ~80 µs per launch and ~2.5 ns per element, several times the host loop.
 /// </summary>
-internal static class Host
+internal static class HostLoop
 {
     /// <summary>Below this many elements of work a routine runs on the calling thread (Parallel.For costs a few µs).</summary>
     public const int SerialThreshold = 16_384;

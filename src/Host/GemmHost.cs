@@ -1,12 +1,12 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using GpuBackprop.Runtime;
+using GpuBackprop.Ops;
 using ILGPU;
 
-namespace GpuBackprop.Kernels;
+namespace GpuBackprop.Host;
 
 /// <summary>
-/// The CPU variant of <see cref="GemmKernels"/>: a host routine on the CPU accelerator's buffers in the
+/// GEMM on the host (the measured fast path of the <c>cpu</c> device; the GPU variant is Kernels/GemmKernels.cs) on the CPU accelerator's buffers in the
 /// classic packed form: op(A) is copied into cache-sized panels of MR rows x KC, op(B) is read in place
 /// when its rows are contiguous and otherwise packed into KC x NR panels (zero-padded at the edges) and a 6x16 micro-kernel keeps twelve 8-wide accumulators in
 /// registers, one broadcast and two loads per 12 FMAs. Tiles of C (batch x MC rows x NC columns) are
@@ -14,7 +14,7 @@ namespace GpuBackprop.Kernels;
 /// (the convolution's dW), the sum is split into a fixed number of parts added in a fixed order, so
 /// the result stays bitwise reproducible on a given machine.
 /// </summary>
-internal static unsafe class CpuGemm
+internal static unsafe class GemmHost
 {
     private const int MR = 6, NR = 16, KC = 256, MC = 96, NC = 512;
 
@@ -30,7 +30,7 @@ internal static unsafe class CpuGemm
         int parts = tiles < workers && s.Reduce > 1 ? Math.Min(s.Reduce, 2 * workers) : 1;
         if (parts == 1)
         {
-            Host.For(tiles, (t0, t1) =>
+            HostLoop.For(tiles, (t0, t1) =>
             {
                 for (int t = t0; t < t1; t++)
                     Tile(s, a, av, b, bv, c, cv, t / (mBlocks * nBlocks), t / nBlocks % mBlocks * MC, t % nBlocks * NC, 0, s.Reduce, s.Accumulate != 0);
@@ -61,7 +61,7 @@ internal static unsafe class CpuGemm
                         TileInto(s, a, av, b, bv, batch, t / nBlocks * MC, t % nBlocks * NC, r0, r1, false, target, s.N);
                 }
             });
-            Span<float> C = Host.Span(cv);
+            Span<float> C = HostLoop.Span(cv);
             int cStart = c.Base(batch, s.BatchInner, 0);
             for (int i = 0; i < s.M; i++)
             {
@@ -80,7 +80,7 @@ internal static unsafe class CpuGemm
     private static void Tile(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv,
         int batch, int ic, int jc, int r0, int r1, bool accumulate)
     {
-        Span<float> C = Host.Span(cv);
+        Span<float> C = HostLoop.Span(cv);
         fixed (float* pc = C)
             TileInto(s, a, av, b, bv, batch, ic, jc, r0, r1, accumulate, pc + c.Base(batch, s.BatchInner, 0), c.Ld);
     }
@@ -92,7 +92,7 @@ internal static unsafe class CpuGemm
         int mc = Math.Min(MC, s.M - ic), nc = Math.Min(NC, s.N - jc);
         float[] pa = packA ??= new float[MC * KC];
         float[] pb = packB ??= new float[KC * NR];
-        ReadOnlySpan<float> A = Host.Span(av), B = Host.Span(bv);
+        ReadOnlySpan<float> A = HostLoop.Span(av), B = HostLoop.Span(bv);
         bool add = accumulate;
         fixed (float* ppa = pa, ppb = pb, pB = B)
         {

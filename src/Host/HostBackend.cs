@@ -1,0 +1,86 @@
+using GpuBackprop.Geometry;
+using GpuBackprop.Ops;
+using ILGPU;
+
+namespace GpuBackprop.Host;
+
+/// <summary>
+/// The backend of the <c>cpu</c> device: every op as a host routine on the CPU accelerator's memory
+/// (no ILGPU launch, whose simulated threads cost ~80 µs a launch and ~2.5 ns an element). The small
+/// loss and metrics ops run the same <see cref="LossMath"/> functions as the kernels, on one thread.
+/// </summary>
+internal sealed class HostBackend : Backend
+{
+    protected override void GemmCore(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv) =>
+        GemmHost.Run(s, a, av, b, bv, c, cv);
+
+    protected override void Im2ColCore(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col) => Im2ColHost.Im2Col(g, x, col);
+
+    protected override void Col2ImCore(Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx) => Im2ColHost.Col2Im(g, dcol, dx);
+
+    protected override void BiasAddCore(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner) =>
+        ElementwiseHost.BiasAdd(y, bias, outer, channels, inner);
+
+    protected override void BiasGradCore(ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner) =>
+        ElementwiseHost.BiasGrad(dy, dbias, outer, channels, inner);
+
+    protected override void ReluForwardCore(ArrayView<float> x, ArrayView<float> y) => ElementwiseHost.ReluForward(x, y);
+
+    protected override void ReluBackwardCore(ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx) => ElementwiseHost.ReluBackward(y, dy, dx);
+
+    protected override void MaxPool2dForwardCore(Pool2dGeometry g, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices) =>
+        MaxPool2dHost.Forward(g, x, y, indices);
+
+    protected override void MaxPool2dBackwardCore(Pool2dGeometry g, ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx) =>
+        MaxPool2dHost.Backward(g, dy, indices, dx);
+
+    protected override void AvgPool2dForwardCore(Pool2dGeometry g, AvgPool2dOptions o, ArrayView<float> x, ArrayView<float> y) =>
+        AvgPool2dHost.Forward(g, o, x, y);
+
+    protected override void AvgPool2dBackwardCore(Pool2dGeometry g, AvgPool2dOptions o, ArrayView<float> dy, ArrayView<float> dx) =>
+        AvgPool2dHost.Backward(g, o, dy, dx);
+
+    protected override void SoftmaxCrossEntropyForwardCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> rowLoss, ArrayView<float> loss)
+    {
+        var l = new HostView<float>(logits);
+        var t = new HostView<int>(targets);
+        var ls = new HostView<float>(lse);
+        var rl = new HostView<float>(rowLoss);
+        for (int row = 0; row < n; row++)
+        {
+            ls[row] = LossMath.Row(l, t, row, classes, out float r);
+            rl[row] = r;
+        }
+        new HostView<float>(loss)[0] = LossMath.Mean(rl, n);
+    }
+
+    protected override void SoftmaxCrossEntropyBackwardCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> dlogits)
+    {
+        var l = new HostView<float>(logits);
+        var t = new HostView<int>(targets);
+        var ls = new HostView<float>(lse);
+        var d = new HostView<float>(dlogits);
+        for (int e = 0; e < n * classes; e++)
+            d[e] = LossMath.Grad(l, t, ls, e, n, classes);
+    }
+
+    protected override void SgdCore(SgdStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> buffer) => ElementwiseHost.Sgd(s, p, g, buffer);
+
+    protected override void AdamCore(AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v) => ElementwiseHost.Adam(s, p, g, m, v);
+
+    protected override void GatherBatchCore(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> x, ArrayView<int> y) =>
+        ElementwiseHost.GatherBatch(g, pixels, labels, order, x, y);
+
+    protected override void AccumulateMetricsCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss, ArrayView<float> sums, int step) =>
+        LossMath.Accumulate(new HostView<float>(logits), new HostView<int>(targets), new HostView<float>(loss), new HostView<float>(sums), n, classes, step);
+
+    protected override void PredictCore(int n, int classes, ArrayView<float> logits, ArrayView<int> predictions)
+    {
+        var l = new HostView<float>(logits);
+        var p = new HostView<int>(predictions);
+        for (int r = 0; r < n; r++)
+            p[r] = LossMath.ArgMax(l, r * classes, classes);
+    }
+
+    protected override void ClearCore<T>(ArrayView<T> view) => HostLoop.Span(view).Clear();
+}

@@ -1,0 +1,111 @@
+using GpuBackprop.Geometry;
+using GpuBackprop.Ops;
+using GpuBackprop.Runtime;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace GpuBackprop.Kernels;
+
+/// <summary>
+/// The backend of CUDA, OpenCL and <c>cpu:kernels</c> devices: every op as ILGPU kernels, launched in
+/// order on the accelerator's default stream (so no synchronisation between kernels is needed).
+/// Kernels are compiled on first use and cached for the device's lifetime.
+/// </summary>
+internal sealed class KernelBackend(Accelerator accelerator, ComputeDeviceOptions options) : Backend, IDisposable
+{
+    private readonly Dictionary<Type, object> loaded = new();
+    private readonly Dictionary<string, MemoryBuffer1D<float, Stride1D.Dense>> scratch = new();
+
+    /// <summary>The accelerator the kernels run on.</summary>
+    public Accelerator Accelerator { get; } = accelerator;
+
+    /// <summary>The device's options (GEMM tile choice).</summary>
+    public ComputeDeviceOptions Options { get; } = options;
+
+    /// <summary>The stream every launch goes to.</summary>
+    public AcceleratorStream Stream => Accelerator.DefaultStream;
+
+    /// <summary>The kernels of one op, compiled on first use.</summary>
+    public T Load<T>(Func<Accelerator, T> load) where T : class
+    {
+        if (loaded.TryGetValue(typeof(T), out object? cached))
+            return (T)cached;
+        T kernels = load(Accelerator);
+        loaded[typeof(T)] = kernels;
+        return kernels;
+    }
+
+    /// <summary>
+    /// A scratch buffer of at least <paramref name="length"/> floats, owned by the backend and reused by
+    /// every call with the same key (grown when too small), so hot paths do not allocate.
+    /// </summary>
+    public ArrayView<float> Scratch(string key, long length)
+    {
+        if (!scratch.TryGetValue(key, out var buffer) || buffer.Length < length)
+        {
+            buffer?.Dispose();
+            buffer = Accelerator.Allocate1D<float>(Math.Max(1, length));
+            scratch[key] = buffer;
+        }
+        return buffer.View.SubView(0, length);
+    }
+
+    protected override void GemmCore(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv) =>
+        GemmKernels.Run(this, s, a, av, b, bv, c, cv);
+
+    protected override void Im2ColCore(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col) => Im2ColKernels.Im2Col(this, g, x, col);
+
+    protected override void Col2ImCore(Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx) => Im2ColKernels.Col2Im(this, g, dcol, dx);
+
+    protected override void BiasAddCore(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner) =>
+        BiasKernels.Add(this, y, bias, outer, channels, inner);
+
+    protected override void BiasGradCore(ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner) =>
+        BiasKernels.Grad(this, dy, dbias, outer, channels, inner);
+
+    protected override void ReluForwardCore(ArrayView<float> x, ArrayView<float> y) => ReluKernels.Forward(this, x, y);
+
+    protected override void ReluBackwardCore(ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx) => ReluKernels.Backward(this, y, dy, dx);
+
+    protected override void MaxPool2dForwardCore(Pool2dGeometry g, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices) =>
+        MaxPool2dKernels.Forward(this, g, x, y, indices);
+
+    protected override void MaxPool2dBackwardCore(Pool2dGeometry g, ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx) =>
+        MaxPool2dKernels.Backward(this, g, dy, indices, dx);
+
+    protected override void AvgPool2dForwardCore(Pool2dGeometry g, AvgPool2dOptions o, ArrayView<float> x, ArrayView<float> y) =>
+        AvgPool2dKernels.Forward(this, g, o, x, y);
+
+    protected override void AvgPool2dBackwardCore(Pool2dGeometry g, AvgPool2dOptions o, ArrayView<float> dy, ArrayView<float> dx) =>
+        AvgPool2dKernels.Backward(this, g, o, dy, dx);
+
+    protected override void SoftmaxCrossEntropyForwardCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> rowLoss, ArrayView<float> loss) =>
+        LossKernels.Forward(this, n, classes, logits, targets, lse, rowLoss, loss);
+
+    protected override void SoftmaxCrossEntropyBackwardCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> dlogits) =>
+        LossKernels.Backward(this, n, classes, logits, targets, lse, dlogits);
+
+    protected override void SgdCore(SgdStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> buffer) => OptimizerKernels.Sgd(this, s, p, g, buffer);
+
+    protected override void AdamCore(AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v) => OptimizerKernels.Adam(this, s, p, g, m, v);
+
+    protected override void GatherBatchCore(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> x, ArrayView<int> y) =>
+        BatchKernels.Run(this, g, pixels, labels, order, x, y);
+
+    protected override void AccumulateMetricsCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss, ArrayView<float> sums, int step) =>
+        LossKernels.Accumulate(this, n, classes, logits, targets, loss, sums, step);
+
+    protected override void PredictCore(int n, int classes, ArrayView<float> logits, ArrayView<int> predictions) =>
+        LossKernels.Predict(this, n, classes, logits, predictions);
+
+    protected override void ClearCore<T>(ArrayView<T> view) => view.MemSetToZero(Stream);
+
+    /// <summary>Frees the scratch buffers (the accelerator belongs to the device).</summary>
+    public void Dispose()
+    {
+        foreach (var buffer in scratch.Values)
+            buffer.Dispose();
+        scratch.Clear();
+        loaded.Clear();
+    }
+}

@@ -1,0 +1,73 @@
+using GpuBackprop.Geometry;
+
+namespace GpuBackprop.Ops;
+
+/// <summary>The options of average pooling beyond the window geometry (passed to kernels by value).</summary>
+internal struct AvgPool2dOptions
+{
+    /// <summary>1 when padded taps count in the divisor.</summary>
+    public int CountIncludePad;
+    /// <summary>The divisor to use instead of the window size; 0 for none.</summary>
+    public int DivisorOverride;
+}
+
+/// <summary>
+/// Average pooling's window, written once for the ILGPU kernels and the host routines, forward and
+/// backward. PyTorch's divisor rules: divisor_override when set (&gt; 0); else with count_include_pad
+/// the window clipped to the padded extent [-pad, size+pad) (ceil_mode overhang does not count); else
+/// the number of in-image taps.
+/// </summary>
+internal static class AvgPool2dMath
+{
+    /// <summary>The in-image rows [hs, he) and columns [ws, we) of window (oh, ow).</summary>
+    public static void InImage(Pool2dGeometry g, int oh, int ow, out int hs, out int he, out int ws, out int we)
+    {
+        int h0 = oh * g.StrideH - g.PadH, w0 = ow * g.StrideW - g.PadW;
+        hs = h0 > 0 ? h0 : 0;
+        ws = w0 > 0 ? w0 : 0;
+        he = h0 + g.KH < g.H ? h0 + g.KH : g.H;
+        we = w0 + g.KW < g.W ? w0 + g.KW : g.W;
+    }
+
+    /// <summary>The divisor of window (oh, ow).</summary>
+    public static int Divisor(Pool2dGeometry g, AvgPool2dOptions o, int oh, int ow)
+    {
+        if (o.DivisorOverride > 0)
+            return o.DivisorOverride;
+        if (o.CountIncludePad == 0)
+        {
+            InImage(g, oh, ow, out int hs, out int he, out int ws, out int we);
+            return (he - hs) * (we - ws);
+        }
+        int h0 = oh * g.StrideH - g.PadH, w0 = ow * g.StrideW - g.PadW;
+        int hp = h0 + g.KH < g.H + g.PadH ? h0 + g.KH : g.H + g.PadH;
+        int wp = w0 + g.KW < g.W + g.PadW ? w0 + g.KW : g.W + g.PadW;
+        return (hp - h0) * (wp - w0);
+    }
+
+    /// <summary>The mean of window (oh, ow) of the plane starting at <paramref name="xBase"/>.</summary>
+    public static float Mean<TX>(Pool2dGeometry g, AvgPool2dOptions o, TX x, int xBase, int oh, int ow) where TX : struct, IView<float>
+    {
+        InImage(g, oh, ow, out int hs, out int he, out int ws, out int we);
+        float sum = 0f;
+        for (int h = hs; h < he; h++)
+            for (int w = ws; w < we; w++)
+                sum += x[xBase + h * g.W + w];
+        return sum / Divisor(g, o, oh, ow);
+    }
+
+    /// <summary>The windows [ohLo, ohHi] x [owLo, owHi] that cover input (h, w) (empty when lo &gt; hi).</summary>
+    public static void Covering(Pool2dGeometry g, int h, int w, out int ohLo, out int ohHi, out int owLo, out int owHi)
+    {
+        // Window oh covers h when oh*stride - pad <= h < oh*stride - pad + k.
+        ohLo = CeilDivNonNegative(h + g.PadH - g.KH + 1, g.StrideH);
+        ohHi = (h + g.PadH) / g.StrideH;
+        if (ohHi >= g.OH) ohHi = g.OH - 1;
+        owLo = CeilDivNonNegative(w + g.PadW - g.KW + 1, g.StrideW);
+        owHi = (w + g.PadW) / g.StrideW;
+        if (owHi >= g.OW) owHi = g.OW - 1;
+    }
+
+    /// <summary>ceil(a / b) for b &gt; 0, clamped below at 0.</summary>
+    private static int CeilDivNonNegative(int a, int b) => a <= 0 ? 0 : (a + b - 1) / b;
+}

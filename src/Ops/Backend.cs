@@ -1,0 +1,246 @@
+using GpuBackprop.Geometry;
+using ILGPU;
+
+namespace GpuBackprop.Ops;
+
+/// <summary>The parts of a training batch gather: where it starts in the epoch's order and how pixels are normalised.</summary>
+internal struct BatchGather
+{
+    /// <summary>First position in the permutation.</summary>
+    public int Start;
+    /// <summary>Images in the batch.</summary>
+    public int Count;
+    /// <summary>Pixels per image.</summary>
+    public int ImageSize;
+    /// <summary>x = pixel * Scale - Shift, i.e. (pixel/255 - mean) / std.</summary>
+    public float Scale, Shift;
+
+    /// <summary>The gather for a mean and standard deviation of pixels scaled to [0, 1].</summary>
+    public static BatchGather Normalising(int start, int count, int imageSize, float mean, float std) =>
+        new() { Start = start, Count = count, ImageSize = imageSize, Scale = 1f / (255f * std), Shift = mean / std };
+}
+
+/// <summary>
+/// The one place where an op picks its implementation. Every device carries one backend: the ILGPU
+/// kernels (<see cref="Kernels.KernelBackend"/>: CUDA, OpenCL, and <c>cpu:kernels</c>) or the host routines
+/// (<see cref="Host.HostBackend"/>: <c>cpu</c>). Layers, optimizers and the trainer call the public methods
+/// here and never ask which device they run on. Composite ops (convolution, linear) are written once
+/// here in terms of the primitives. Each public method counts one launch (tests use the count to prove
+/// that a bad call launched nothing) and skips empty work, then calls the backend's implementation.
+/// </summary>
+/// <remarks>Shapes and arguments are the callers' to check (layers validate on the host before any call).</remarks>
+internal abstract class Backend
+{
+    private long launches;
+
+    /// <summary>Ops issued through this backend so far.</summary>
+    public long Launches => Interlocked.Read(ref launches);
+
+    private void Count() => Interlocked.Increment(ref launches);
+
+    /// <summary>C (=|+=) sum over r of op(A[b,r]) op(B[b,r]) for every batch index b.</summary>
+    public void Gemm(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv)
+    {
+        if (s.M <= 0 || s.N <= 0 || s.Batch <= 0)
+            return;
+        Count();
+        GemmCore(s, a, av, b, bv, c, cv);
+    }
+
+    /// <summary>Fills col (g.ColLength elements, layout [N][C*R*S][OH*OW]) from x.</summary>
+    public void Im2Col(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col) { Count(); Im2ColCore(g, x, col); }
+
+    /// <summary>Overwrites dx with the sum of the column gradients that each input element fed (the adjoint of <see cref="Im2Col"/>).</summary>
+    public void Col2Im(Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx) { Count(); Col2ImCore(g, dcol, dx); }
+
+    /// <summary>y[o, c, i] += bias[c] for a tensor laid out [outer][channels][inner].</summary>
+    public void BiasAdd(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner) { Count(); BiasAddCore(y, bias, outer, channels, inner); }
+
+    /// <summary>dbias[c] += sum over o and i of dy[o, c, i], in a fixed order (deterministic).</summary>
+    public void BiasGrad(ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner) { Count(); BiasGradCore(dy, dbias, outer, channels, inner); }
+
+    /// <summary>y = max(x, 0) with NaN passed through, as torch.relu (y may alias x).</summary>
+    public void ReluForward(ArrayView<float> x, ArrayView<float> y) { Count(); ReluForwardCore(x, y); }
+
+    /// <summary>dx = dy where y &gt; 0, else 0 (from the forward output: y &gt; 0 exactly where x &gt; 0).</summary>
+    public void ReluBackward(ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx) { Count(); ReluBackwardCore(y, dy, dx); }
+
+    /// <summary>y and the argmax of each window (h*W + w within its plane), as <see cref="MaxPool2dMath"/>.</summary>
+    public void MaxPool2dForward(Pool2dGeometry g, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices) { Count(); MaxPool2dForwardCore(g, x, y, indices); }
+
+    /// <summary>Overwrites dx with the sum of the output gradients routed to each element by the recorded argmax.</summary>
+    public void MaxPool2dBackward(Pool2dGeometry g, ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx) { Count(); MaxPool2dBackwardCore(g, dy, indices, dx); }
+
+    /// <summary>y = window means of x, as <see cref="AvgPool2dMath"/>.</summary>
+    public void AvgPool2dForward(Pool2dGeometry g, AvgPool2dOptions o, ArrayView<float> x, ArrayView<float> y) { Count(); AvgPool2dForwardCore(g, o, x, y); }
+
+    /// <summary>Overwrites dx with each element's share of the output gradients of the windows covering it.</summary>
+    public void AvgPool2dBackward(Pool2dGeometry g, AvgPool2dOptions o, ArrayView<float> dy, ArrayView<float> dx) { Count(); AvgPool2dBackwardCore(g, o, dy, dx); }
+
+    /// <summary>loss[0] = mean over rows of lse - logit[target]; keeps each row's log-sum-exp in lse (N) and loss in rowLoss (N).</summary>
+    public void SoftmaxCrossEntropyForward(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> rowLoss, ArrayView<float> loss)
+    {
+        Count();
+        SoftmaxCrossEntropyForwardCore(n, classes, logits, targets, lse, rowLoss, loss);
+    }
+
+    /// <summary>dlogits = (softmax(logits) - onehot(target)) / N: the gradient of the mean loss.</summary>
+    public void SoftmaxCrossEntropyBackward(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> dlogits)
+    {
+        Count();
+        SoftmaxCrossEntropyBackwardCore(n, classes, logits, targets, lse, dlogits);
+    }
+
+    /// <summary>One SGD step on p with gradient g and momentum buffer (same length).</summary>
+    public void Sgd(SgdStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> buffer) { Count(); SgdCore(s, p, g, buffer); }
+
+    /// <summary>One Adam/AdamW step on p with gradient g and moments m, v (same length).</summary>
+    public void Adam(AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v) { Count(); AdamCore(s, p, g, m, v); }
+
+    /// <summary>x[b, :] = normalised pixels of image order[start + b]; y[b] = its label.</summary>
+    public void GatherBatch(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> x, ArrayView<int> y)
+    {
+        Count();
+        GatherBatchCore(g, pixels, labels, order, x, y);
+    }
+
+    /// <summary>Adds a batch to the running metrics (see <see cref="LossMath.Accumulate"/>).</summary>
+    public void AccumulateMetrics(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss, ArrayView<float> sums, int step)
+    {
+        Count();
+        AccumulateMetricsCore(n, classes, logits, targets, loss, sums, step);
+    }
+
+    /// <summary>predictions[r] = the first maximum of row r.</summary>
+    public void Predict(int n, int classes, ArrayView<float> logits, ArrayView<int> predictions) { Count(); PredictCore(n, classes, logits, predictions); }
+
+    /// <summary>Sets every element to zero.</summary>
+    public void Clear<T>(ArrayView<T> view) where T : unmanaged
+    {
+        if (view.Length > 0)
+            ClearCore(view);
+    }
+
+    /// <summary>
+    /// y = conv(x, w) + b as im2col + batched GEMM (one GEMM over all images and groups):
+    /// y[n,g] = W[g] (Kg x Cg*R*S) * col[n,g] (Cg*R*S x P). A 1x1 kernel with stride 1 and no padding
+    /// needs no im2col: x is its own column matrix. <paramref name="col"/> receives the columns that the
+    /// backward pass reads (unused when pointwise); the method returns where they are.
+    /// </summary>
+    public ArrayView<float> Conv2dForward(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> col, ArrayView<float> y)
+    {
+        ArrayView<float> cols = x;
+        if (!g.IsPointwise)
+        {
+            Im2Col(g, x, col);
+            cols = col;
+        }
+        int rows = g.ColRows, p = g.P;
+        var shape = new GemmShape { M = g.Kg, N = p, K = rows, Batch = g.N * g.Groups, BatchInner = g.Groups, Reduce = 1 };
+        Gemm(shape,
+            GemmOperand.Dense(rows).WithStrides(0, g.Kg * rows, 0), w,
+            GemmOperand.Dense(p).WithStrides(g.C * g.R * g.S * p, rows * p, 0), cols,
+            GemmOperand.Dense(p).WithStrides(g.K * p, g.Kg * p, 0), y);
+        if (b is ArrayView<float> bias)
+            BiasAdd(y, bias, g.N, g.K, p);
+        return cols;
+    }
+
+    /// <summary>
+    /// The convolution's backward pass: dW[g] += sum_n dy[n,g] col[n,g]^T; db += sums of dy; and, when
+    /// <paramref name="dx"/> is given, dcol[n,g] = W[g]^T dy[n,g] and dx = col2im(dcol). <paramref name="cols"/>
+    /// is what <see cref="Conv2dForward"/> returned; <paramref name="dcol"/> is scratch of g.ColLength
+    /// elements (unused when pointwise; it may be the columns' buffer: dW reads them first, in stream order).
+    /// </summary>
+    public void Conv2dBackward(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> cols,
+        ArrayView<float> dw, ArrayView<float>? db, ArrayView<float>? dx, ArrayView<float> dcol)
+    {
+        int rows = g.ColRows, p = g.P, colImage = g.C * g.R * g.S * p;
+        var dwShape = new GemmShape { M = g.Kg, N = rows, K = p, Batch = g.Groups, BatchInner = g.Groups, Reduce = g.N, Accumulate = 1 };
+        Gemm(dwShape,
+            GemmOperand.Dense(p).WithStrides(0, g.Kg * p, g.K * p), dy,
+            GemmOperand.Dense(p, transposed: true).WithStrides(0, rows * p, colImage), cols,
+            GemmOperand.Dense(rows).WithStrides(0, g.Kg * rows, 0), dw);
+        if (db is ArrayView<float> dbias)
+            BiasGrad(dy, dbias, g.N, g.K, p);
+        if (dx is not ArrayView<float> dInput)
+            return;
+        ArrayView<float> target = g.IsPointwise ? dInput : dcol;
+        var dcolShape = new GemmShape { M = rows, N = p, K = g.Kg, Batch = g.N * g.Groups, BatchInner = g.Groups, Reduce = 1 };
+        Gemm(dcolShape,
+            GemmOperand.Dense(rows, transposed: true).WithStrides(0, g.Kg * rows, 0), w,
+            GemmOperand.Dense(p).WithStrides(g.K * p, g.Kg * p, 0), dy,
+            GemmOperand.Dense(p).WithStrides(colImage, rows * p, 0), target);
+        if (!g.IsPointwise)
+            Col2Im(g, dcol, dInput);
+    }
+
+    /// <summary>y (N, out) = x W^T + b with x (N, in), W (out, in): GEMMs with transpose flags, no transposed copies.</summary>
+    public void LinearForward(int n, int inFeatures, int outFeatures, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)
+    {
+        Gemm(GemmShape.Single(n, outFeatures, inFeatures),
+            GemmOperand.Dense(inFeatures), x,
+            GemmOperand.Dense(inFeatures, transposed: true), w,
+            GemmOperand.Dense(outFeatures), y);
+        if (b is ArrayView<float> bias)
+            BiasAdd(y, bias, n, outFeatures, 1);
+    }
+
+    /// <summary>dx = dy W (overwritten, when given); dW += dy^T x; db += column sums of dy.</summary>
+    public void LinearBackward(int n, int inFeatures, int outFeatures, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dy,
+        ArrayView<float>? dx, ArrayView<float> dw, ArrayView<float>? db)
+    {
+        if (dx is ArrayView<float> dInput)
+        {
+            Gemm(GemmShape.Single(n, inFeatures, outFeatures),
+                GemmOperand.Dense(outFeatures), dy,
+                GemmOperand.Dense(inFeatures), w,
+                GemmOperand.Dense(inFeatures), dInput);
+        }
+        Gemm(GemmShape.Single(outFeatures, inFeatures, n, accumulate: true),
+            GemmOperand.Dense(outFeatures, transposed: true), dy,
+            GemmOperand.Dense(inFeatures), x,
+            GemmOperand.Dense(inFeatures), dw);
+        if (db is ArrayView<float> dbias)
+            BiasGrad(dy, dbias, n, outFeatures, 1);
+    }
+
+    /// <summary>Implementation of <see cref="Gemm"/> (M, N and Batch positive).</summary>
+    protected abstract void GemmCore(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv);
+    /// <summary>Implementation of <see cref="Im2Col"/>.</summary>
+    protected abstract void Im2ColCore(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col);
+    /// <summary>Implementation of <see cref="Col2Im"/>.</summary>
+    protected abstract void Col2ImCore(Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx);
+    /// <summary>Implementation of <see cref="BiasAdd"/>.</summary>
+    protected abstract void BiasAddCore(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner);
+    /// <summary>Implementation of <see cref="BiasGrad"/>.</summary>
+    protected abstract void BiasGradCore(ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner);
+    /// <summary>Implementation of <see cref="ReluForward"/>.</summary>
+    protected abstract void ReluForwardCore(ArrayView<float> x, ArrayView<float> y);
+    /// <summary>Implementation of <see cref="ReluBackward"/>.</summary>
+    protected abstract void ReluBackwardCore(ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx);
+    /// <summary>Implementation of <see cref="MaxPool2dForward"/>.</summary>
+    protected abstract void MaxPool2dForwardCore(Pool2dGeometry g, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices);
+    /// <summary>Implementation of <see cref="MaxPool2dBackward"/>.</summary>
+    protected abstract void MaxPool2dBackwardCore(Pool2dGeometry g, ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx);
+    /// <summary>Implementation of <see cref="AvgPool2dForward"/>.</summary>
+    protected abstract void AvgPool2dForwardCore(Pool2dGeometry g, AvgPool2dOptions o, ArrayView<float> x, ArrayView<float> y);
+    /// <summary>Implementation of <see cref="AvgPool2dBackward"/>.</summary>
+    protected abstract void AvgPool2dBackwardCore(Pool2dGeometry g, AvgPool2dOptions o, ArrayView<float> dy, ArrayView<float> dx);
+    /// <summary>Implementation of <see cref="SoftmaxCrossEntropyForward"/>.</summary>
+    protected abstract void SoftmaxCrossEntropyForwardCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> rowLoss, ArrayView<float> loss);
+    /// <summary>Implementation of <see cref="SoftmaxCrossEntropyBackward"/>.</summary>
+    protected abstract void SoftmaxCrossEntropyBackwardCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> dlogits);
+    /// <summary>Implementation of <see cref="Sgd"/>.</summary>
+    protected abstract void SgdCore(SgdStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> buffer);
+    /// <summary>Implementation of <see cref="Adam"/>.</summary>
+    protected abstract void AdamCore(AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v);
+    /// <summary>Implementation of <see cref="GatherBatch"/>.</summary>
+    protected abstract void GatherBatchCore(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> x, ArrayView<int> y);
+    /// <summary>Implementation of <see cref="AccumulateMetrics"/>.</summary>
+    protected abstract void AccumulateMetricsCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss, ArrayView<float> sums, int step);
+    /// <summary>Implementation of <see cref="Predict"/>.</summary>
+    protected abstract void PredictCore(int n, int classes, ArrayView<float> logits, ArrayView<int> predictions);
+    /// <summary>Implementation of <see cref="Clear{T}"/> (non-empty views).</summary>
+    protected abstract void ClearCore<T>(ArrayView<T> view) where T : unmanaged;
+}

@@ -1,0 +1,50 @@
+using GpuBackprop.Geometry;
+using ILGPU.Algorithms;
+
+namespace GpuBackprop.Ops;
+
+/// <summary>
+/// Max pooling's window scan with PyTorch's rules, written once for the ILGPU kernel and the host
+/// routine: taps outside the image are skipped, the scan is row by row and a tap wins when it is
+/// greater than the best so far or NaN (so the first maximum wins ties, NaN propagates, and a window
+/// of only -inf keeps its first in-image tap). The winner is recorded as h*W + w within its plane.
+/// </summary>
+internal static class MaxPool2dMath
+{
+    /// <summary>PyTorch's rule: a tap replaces the best so far when greater, or when NaN.</summary>
+    public static bool Wins(float v, float best) => v > best || XMath.IsNaN(v);
+
+    /// <summary>The winner of window (oh, ow) of the plane starting at <paramref name="xBase"/>, and its value.</summary>
+    public static int ArgMax<TX>(Pool2dGeometry g, TX x, int xBase, int oh, int ow, out float best) where TX : struct, IView<float>
+    {
+        int h0 = oh * g.StrideH - g.PadH;
+        int w0 = ow * g.StrideW - g.PadW;
+        // The first in-image tap is the initial winner (it matters for windows of only -inf).
+        int hFirst = h0;
+        while (hFirst < 0) hFirst += g.DilationH;
+        int wFirst = w0;
+        while (wFirst < 0) wFirst += g.DilationW;
+        int at = hFirst * g.W + wFirst;
+        float value = float.NegativeInfinity;
+        for (int kh = 0; kh < g.KH; kh++)
+        {
+            int h = h0 + kh * g.DilationH;
+            if (h < 0 || h >= g.H)
+                continue;
+            for (int kw = 0; kw < g.KW; kw++)
+            {
+                int w = w0 + kw * g.DilationW;
+                if (w < 0 || w >= g.W)
+                    continue;
+                float v = x[xBase + h * g.W + w];
+                if (Wins(v, value))
+                {
+                    value = v;
+                    at = h * g.W + w;
+                }
+            }
+        }
+        best = value;
+        return at;
+    }
+}
