@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using GpuBackprop.Geometry;
 
 namespace GpuBackprop.Ops;
@@ -20,7 +21,8 @@ internal struct AvgPool2dOptions
 internal static class AvgPool2dMath
 {
     /// <summary>The in-image rows [hs, he) and columns [ws, we) of window (oh, ow).</summary>
-    public static void InImage(Pool2dGeometry g, int oh, int ow, out int hs, out int he, out int ws, out int we)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void InImage(in Pool2dGeometry g, int oh, int ow, out int hs, out int he, out int ws, out int we)
     {
         int h0 = oh * g.StrideH - g.PadH, w0 = ow * g.StrideW - g.PadW;
         hs = h0 > 0 ? h0 : 0;
@@ -30,7 +32,8 @@ internal static class AvgPool2dMath
     }
 
     /// <summary>The divisor of window (oh, ow).</summary>
-    public static int Divisor(Pool2dGeometry g, AvgPool2dOptions o, int oh, int ow)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int Divisor(in Pool2dGeometry g, in AvgPool2dOptions o, int oh, int ow)
     {
         if (o.DivisorOverride > 0)
             return o.DivisorOverride;
@@ -46,7 +49,8 @@ internal static class AvgPool2dMath
     }
 
     /// <summary>The mean of window (oh, ow) of the plane starting at <paramref name="xBase"/>.</summary>
-    public static float Mean<TX>(Pool2dGeometry g, AvgPool2dOptions o, TX x, int xBase, int oh, int ow) where TX : struct, IView<float>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Mean<TX>(in Pool2dGeometry g, in AvgPool2dOptions o, TX x, int xBase, int oh, int ow) where TX : struct, IView<float>
     {
         InImage(g, oh, ow, out int hs, out int he, out int ws, out int we);
         float sum = 0f;
@@ -57,7 +61,8 @@ internal static class AvgPool2dMath
     }
 
     /// <summary>The windows [ohLo, ohHi] x [owLo, owHi] that cover input (h, w) (empty when lo &gt; hi).</summary>
-    public static void Covering(Pool2dGeometry g, int h, int w, out int ohLo, out int ohHi, out int owLo, out int owHi)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Covering(in Pool2dGeometry g, int h, int w, out int ohLo, out int ohHi, out int owLo, out int owHi)
     {
         // Window oh covers h when oh*stride - pad <= h < oh*stride - pad + k.
         ohLo = CeilDivNonNegative(h + g.PadH - g.KH + 1, g.StrideH);

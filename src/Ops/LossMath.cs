@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ILGPU.Algorithms;
 
 namespace GpuBackprop.Ops;
@@ -9,6 +10,7 @@ namespace GpuBackprop.Ops;
 internal static class LossMath
 {
     /// <summary>Row <paramref name="row"/>'s log-sum-exp; <paramref name="loss"/> is lse - logit[target] (NaN for a target out of range).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Row<TL, TT>(TL logits, TT targets, int row, int classes, out float loss)
         where TL : struct, IView<float> where TT : struct, IView<int>
     {
@@ -31,6 +33,7 @@ internal static class LossMath
     }
 
     /// <summary>dLoss/dLogit for element <paramref name="e"/>: (softmax - onehot) / n.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Grad<TL, TT, TS>(TL logits, TT targets, TS lse, int e, int n, int classes)
         where TL : struct, IView<float> where TT : struct, IView<int> where TS : struct, IView<float>
     {
@@ -40,6 +43,7 @@ internal static class LossMath
     }
 
     /// <summary>The mean of the first <paramref name="n"/> row losses, summed in row order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Mean<TR>(TR rowLoss, int n) where TR : struct, IView<float>
     {
         float sum = 0f;
@@ -49,6 +53,7 @@ internal static class LossMath
     }
 
     /// <summary>The first maximum of a row of logits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int ArgMax<TL>(TL logits, int start, int classes) where TL : struct, IView<float>
     {
         int best = 0;
@@ -69,6 +74,7 @@ internal static class LossMath
     /// when the loss is NaN or infinite and sums[3] is still negative (the first bad step). Walks the batch
     /// in order (batches are small; the sum is deterministic).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Accumulate<TL, TT, TF>(TL logits, TT targets, TF loss, TF sums, int n, int classes, int step)
         where TL : struct, IView<float> where TT : struct, IView<int> where TF : struct, IView<float>
     {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using GpuBackprop.Geometry;
 using ILGPU.Algorithms;
 
@@ -12,10 +13,12 @@ namespace GpuBackprop.Ops;
 internal static class MaxPool2dMath
 {
     /// <summary>PyTorch's rule: a tap replaces the best so far when greater, or when NaN.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool Wins(float v, float best) => v > best || XMath.IsNaN(v);
 
     /// <summary>The winner of window (oh, ow) of the plane starting at <paramref name="xBase"/>, and its value.</summary>
-    public static int ArgMax<TX>(Pool2dGeometry g, TX x, int xBase, int oh, int ow, out float best) where TX : struct, IView<float>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int ArgMax<TX>(in Pool2dGeometry g, TX x, int xBase, int oh, int ow, out float best) where TX : struct, IView<float>
     {
         int h0 = oh * g.StrideH - g.PadH;
         int w0 = ow * g.StrideW - g.PadW;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ILGPU.Algorithms;
 
 namespace GpuBackprop.Ops;
@@ -43,7 +44,8 @@ internal struct AdamStep
 internal static class OptimizerMath
 {
     /// <summary>The updated parameter; <paramref name="newBuffer"/> is the momentum buffer to store (unchanged without momentum).</summary>
-    public static float Sgd(SgdStep s, float p, float g, float buffer, out float newBuffer)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sgd(in SgdStep s, float p, float g, float buffer, out float newBuffer)
     {
         float d = g + s.WeightDecay * p;
         newBuffer = buffer;
@@ -57,7 +59,8 @@ internal static class OptimizerMath
     }
 
     /// <summary>The updated parameter and moments.</summary>
-    public static float Adam(AdamStep s, float p, float g, float m, float v, out float newM, out float newV)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Adam(in AdamStep s, float p, float g, float m, float v, out float newM, out float newV)
     {
         float w = p, d = g;
         if (s.Decoupled != 0)
