@@ -1,3 +1,7 @@
+// The size errors name "input": the geometry is built from a layer's Forward(input), and that is the
+// argument the user passed (the constructor's own parameters are its dimensions).
+#pragma warning disable CA2208
+
 namespace GpuBackprop.Geometry;
 
 /// <summary>

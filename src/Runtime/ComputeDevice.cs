@@ -60,7 +60,7 @@ public sealed class ComputeDevice : IDisposable
         var found = new List<DeviceInfo>();
         foreach (DeviceKind kind in DiscoveryOrder)
         {
-            IReadOnlyList<Device> devices = DevicesOf(ctx, kind);
+            List<Device> devices = DevicesOf(ctx, kind);
             for (int i = 0; i < devices.Count; i++)
                 found.Add(Describe(kind, i, devices[i]));
         }
@@ -86,7 +86,7 @@ public sealed class ComputeDevice : IDisposable
         {
             if (spec.Kind is DeviceKind kind)
             {
-                IReadOnlyList<Device> devices = DevicesOf(ctx, kind);
+                List<Device> devices = DevicesOf(ctx, kind);
                 if (spec.Index >= devices.Count)
                 {
                     string have = devices.Count == 0 ? $"no {kind} device was found" : $"only {devices.Count} {kind} device(s) were found (indices 0..{devices.Count - 1})";
@@ -96,7 +96,7 @@ public sealed class ComputeDevice : IDisposable
             }
             foreach (DeviceKind k in new[] { DeviceKind.Cuda, DeviceKind.OpenCL, DeviceKind.Cpu })
             {
-                IReadOnlyList<Device> devices = DevicesOf(ctx, k);
+                List<Device> devices = DevicesOf(ctx, k);
                 for (int i = 0; i < devices.Count; i++)
                 {
                     if (k == DeviceKind.Cpu || IsGpu(devices[i]))
@@ -148,7 +148,7 @@ public sealed class ComputeDevice : IDisposable
         _ => false,
     };
 
-    private static IReadOnlyList<Device> DevicesOf(Context ctx, DeviceKind kind) => kind switch
+    private static List<Device> DevicesOf(Context ctx, DeviceKind kind) => kind switch
     {
         DeviceKind.Cuda => ListOf(ctx.GetCudaDevices()),
         DeviceKind.OpenCL => ListOf(ctx.GetCLDevices()),

@@ -108,7 +108,7 @@ public sealed class Tensor : IDisposable
     /// <exception cref="ArgumentException">The data length does not match the shape.</exception>
     public static Tensor FromHost(ComputeDevice device, ReadOnlySpan<float> data, params int[] shape)
     {
-        Tensor t = ForData(device, DType.Float32, data.Length, shape);
+        Tensor t = ForData(device, DType.Float32, data.Length, shape, nameof(data));
         t.Upload(data);
         return t;
     }
@@ -117,17 +117,17 @@ public sealed class Tensor : IDisposable
     /// <exception cref="ArgumentException">The data length does not match the shape.</exception>
     public static Tensor FromHost(ComputeDevice device, ReadOnlySpan<int> data, params int[] shape)
     {
-        Tensor t = ForData(device, DType.Int32, data.Length, shape);
+        Tensor t = ForData(device, DType.Int32, data.Length, shape, nameof(data));
         t.Upload(data);
         return t;
     }
 
-    private static Tensor ForData(ComputeDevice device, DType dtype, int dataLength, int[] shape)
+    private static Tensor ForData(ComputeDevice device, DType dtype, int dataLength, int[] shape, string dataName)
     {
         ArgumentNullException.ThrowIfNull(device);
         int length = ElementCount(shape, nameof(shape));
         if (dataLength != length)
-            throw new ArgumentException($"Data has {dataLength} elements but shape [{string.Join(", ", shape)}] needs {length}.", "data");
+            throw new ArgumentException($"Data has {dataLength} elements but shape [{string.Join(", ", shape)}] needs {length}.", dataName);
         return Uninitialized(device, dtype, shape);
     }
 

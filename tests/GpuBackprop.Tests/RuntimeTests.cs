@@ -101,7 +101,7 @@ public sealed class RuntimeTests
     [Fact]
     public void AllocationFailureSaysHowManyBytesOnWhichDevice()
     {
-        var e = new DeviceAllocationException(123_456, "cuda:0 (H100)", new OutOfMemoryException("out of memory"));
+        var e = new DeviceAllocationException(123_456, "cuda:0 (H100)", new InvalidOperationException("out of memory"));
         Assert.Contains("123,456 bytes", e.Message);
         Assert.Contains("cuda:0 (H100)", e.Message);
     }
