@@ -9,8 +9,8 @@ namespace GpuBackprop.Cli;
 
 /// <summary>
 /// <c>gpubackprop compare</c>: the same forward+backward of each layer on every chosen device, its
-/// median time, and its largest deviation from the CPU reference path (the CPU accelerator run with
-/// the reference loops is the baseline; devices differ only in summation order).
+/// median time, and its largest deviation from the same work on the <c>cpu</c> device (host routines,
+/// themselves checked against the reference path in the tests; devices differ only in summation order).
 /// </summary>
 internal sealed class CompareCommand : Command<CompareCommand.Settings>
 {
@@ -44,7 +44,7 @@ internal sealed class CompareCommand : Command<CompareCommand.Settings>
         int repeat = s.Repeat;
         IReadOnlyList<DeviceSpec> specs = DeviceOption.Devices(DeviceOption.Resolve(s.Device, fallback: "all"));
 
-        // The baseline: the CPU accelerator, whose kernels are themselves checked against the reference in the tests.
+        // The baseline: the cpu device (host routines), itself checked against the reference path in the tests.
         var baseline = new Dictionary<string, (float[] Y, float[] Dx)>();
         using (ComputeDevice cpu = ComputeDevice.Open("cpu"))
             foreach (Op op in Ops)

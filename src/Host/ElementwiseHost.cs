@@ -65,6 +65,13 @@ internal static class ElementwiseHost
         var bs = new HostView<float>(buffer);
         HostLoop.For((int)p.Length, (start, end) =>
         {
+            if (s.Momentum == 0f)
+            {
+                // No buffer: it is neither read nor written (the caller may pass the gradient in its place).
+                for (int i = start; i < end; i++)
+                    ps[i] = OptimizerMath.Sgd(s, ps[i], gs[i], 0f, out _);
+                return;
+            }
             for (int i = start; i < end; i++)
             {
                 ps[i] = OptimizerMath.Sgd(s, ps[i], gs[i], bs[i], out float b);

@@ -40,14 +40,14 @@ internal static unsafe class GemmHost
         SplitReduce(s, a, av, b, bv, c, cv, parts, mBlocks, nBlocks);
     }
 
-    /// <summary>Per-part sums of the split reduction, reused between calls (a device is used from one thread at a time).</summary>
-    private static float[][] partials = [];
+    /// <summary>Per-part sums of the split reduction, reused between calls; per calling thread, so that two devices used from two threads do not share them.</summary>
+    [ThreadStatic] private static float[][]? partials;
 
     /// <summary>Each part sums a fixed range of the products into its own buffer; the parts are then added in order.</summary>
     private static void SplitReduce(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv, int parts, int mBlocks, int nBlocks)
     {
         int mn = s.M * s.N;
-        if (partials.Length < parts || partials[0].Length < mn)
+        if (partials is null || partials.Length < parts || partials[0].Length < mn)
             partials = Enumerable.Range(0, parts).Select(_ => new float[mn]).ToArray();
         float[][] partial = partials;
         for (int batch = 0; batch < s.Batch; batch++)

@@ -23,8 +23,9 @@ internal static class OptimizerKernels
 
     private static void SgdKernel(Index1D i, SgdStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> buffer)
     {
-        p[i] = OptimizerMath.Sgd(s, p[i], g[i], buffer[i], out float b);
-        buffer[i] = b;
+        p[i] = OptimizerMath.Sgd(s, p[i], g[i], s.Momentum != 0f ? buffer[i] : 0f, out float b);
+        if (s.Momentum != 0f)
+            buffer[i] = b;
     }
 
     private static void AdamKernel(Index1D i, AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v)

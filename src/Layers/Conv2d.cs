@@ -12,7 +12,9 @@ public sealed class Conv2d : Module
 {
     private Tensor? output, gradInput, columns;
     private Conv2dGeometry geometry;
-    private ArrayView<float> savedColumns;
+    // The columns Backward reads: the column buffer, or for a pointwise convolution the input itself
+    // (kept as the tensor, so that a disposed input is an ObjectDisposedException, not a read of freed memory).
+    private Tensor? savedColumns;
     private bool columnsValid;
 
     /// <summary>Creates the layer with PyTorch's defaults (stride 1, padding 0, dilation 1, groups 1, bias) and its initialisation, seeded.</summary>
@@ -70,7 +72,8 @@ public sealed class Conv2d : Module
         Tensor y = Reuse(ref output, g.OutputShape);
         Tensor? col = g.IsPointwise ? null : Reuse(ref columns, [g.ColLength]);
         geometry = g;
-        savedColumns = Device.Backend.Conv2dForward(g, input.View, Weight.Value.View, Bias?.Value.View, col?.View ?? input.View, y.View);
+        Device.Backend.Conv2dForward(g, input.View, Weight.Value.View, Bias?.Value.View, col?.View ?? input.View, y.View);
+        savedColumns = col ?? input;
         columnsValid = true;
         return y;
     }
@@ -87,7 +90,7 @@ public sealed class Conv2d : Module
         // dW is computed from the columns first; the same buffer then holds dcol (in-order stream),
         // which halves the memory of a convolution.
         ArrayView<float> scratch = columns?.View ?? dx.View;
-        Device.Backend.Conv2dBackward(g, gradOutput.View, Weight.Value.View, savedColumns, Weight.Grad.View, Bias?.Grad.View, dx.View, scratch);
+        Device.Backend.Conv2dBackward(g, gradOutput.View, Weight.Value.View, savedColumns!.View, Weight.Grad.View, Bias?.Grad.View, dx.View, scratch);
         columnsValid = g.IsPointwise;
         return dx;
     }
@@ -98,7 +101,7 @@ public sealed class Conv2d : Module
         CheckGradOutput(gradOutput, output);
         if (!columnsValid)
             throw new InvalidOperationException("Conv2d.BackwardParameters needs a Forward before each call.");
-        Device.Backend.Conv2dBackward(geometry, gradOutput.View, Weight.Value.View, savedColumns, Weight.Grad.View, Bias?.Grad.View, null, default);
+        Device.Backend.Conv2dBackward(geometry, gradOutput.View, Weight.Value.View, savedColumns!.View, Weight.Grad.View, Bias?.Grad.View, null, default);
         columnsValid = false;
     }
 }

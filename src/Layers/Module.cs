@@ -50,6 +50,7 @@ public abstract class Module : IDisposable
     /// <summary>Every parameter with its dotted name (PyTorch's <c>named_parameters()</c>).</summary>
     public IEnumerable<(string Name, Parameter Parameter)> NamedParameters(string prefix = "")
     {
+        ThrowIfDisposed();
         foreach (var (name, p) in parameters)
             yield return (prefix + name, p);
         foreach (var (name, child) in children)
@@ -60,6 +61,7 @@ public abstract class Module : IDisposable
     /// <summary>Every buffer with its dotted name (PyTorch's <c>named_buffers()</c>).</summary>
     public IEnumerable<(string Name, Tensor Buffer)> NamedBuffers(string prefix = "")
     {
+        ThrowIfDisposed();
         foreach (var (name, b) in buffers)
             yield return (prefix + name, b);
         foreach (var (name, child) in children)
@@ -73,6 +75,7 @@ public abstract class Module : IDisposable
     /// </summary>
     public IReadOnlyList<(string Name, Tensor Tensor)> StateDict()
     {
+        ThrowIfDisposed();
         var state = new List<(string, Tensor)>();
         AddState(state, "");
         return state;
@@ -92,9 +95,11 @@ public abstract class Module : IDisposable
     /// Uploads a state dict into the module's parameters and buffers. Every name of <see cref="StateDict"/>
     /// must be given with its exact shape, and no other name (PyTorch's strict loading).
     /// </summary>
-    /// <exception cref="ArgumentException">A name is missing or unexpected, or a shape differs (all are named).</exception>
+    /// <remarks>Everything is checked before anything is uploaded, so a state dict that does not fit changes nothing.</remarks>
+    /// <exception cref="ArgumentException">A name is missing or unexpected, or a shape or length differs (all are named).</exception>
     public void LoadStateDict(IReadOnlyDictionary<string, (int[] Shape, float[] Data)> state)
     {
+        ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(state);
         IReadOnlyList<(string Name, Tensor Tensor)> own = StateDict();
         var missing = own.Where(o => !state.ContainsKey(o.Name)).Select(o => o.Name).ToList();
@@ -103,9 +108,11 @@ public abstract class Module : IDisposable
             throw new ArgumentException($"State dict does not fit {GetType().Name}: missing [{string.Join(", ", missing)}], unexpected [{string.Join(", ", unexpected)}].", nameof(state));
         foreach (var (name, tensor) in own)
         {
-            var (shape, _) = state[name];
+            var (shape, data) = state[name];
             if (!tensor.Shape.SequenceEqual(shape))
                 throw new ArgumentException($"State dict entry '{name}' has shape [{string.Join(", ", shape)}]; the module's is {tensor.ShapeText}.", nameof(state));
+            if (data is null || data.Length != tensor.Length)
+                throw new ArgumentException($"State dict entry '{name}' holds {data?.Length ?? 0} values; shape {tensor.ShapeText} needs {tensor.Length}.", nameof(state));
         }
         foreach (var (name, tensor) in own)
             tensor.Upload(state[name].Data);
@@ -154,11 +161,13 @@ public abstract class Module : IDisposable
         return parameter;
     }
 
-    /// <summary>Registers a buffer under <paramref name="name"/>: saved in the state dict, not trained (owned).</summary>
+    /// <summary>Registers a float32 buffer under <paramref name="name"/>: saved in the state dict, not trained (owned).</summary>
     protected Tensor RegisterBuffer(string name, Tensor buffer)
     {
         CheckName(name);
         ArgumentNullException.ThrowIfNull(buffer);
+        if (buffer.DType != DType.Float32)
+            throw new ArgumentException($"Buffer '{name}' must hold float32 values (state dicts and checkpoints are float32); got {buffer.DType}.", nameof(buffer));
         CheckDevice(buffer.Device, name);
         buffers.Add((name, buffer));
         return buffer;
@@ -222,7 +231,7 @@ public abstract class Module : IDisposable
     /// </summary>
     protected Tensor Reuse(ref Tensor? buffer, int[] shape, DType dtype = DType.Float32)
     {
-        if (buffer is not null && buffer.DType == dtype && buffer.HasShape(shape))
+        if (buffer is not null && !buffer.IsDisposed && buffer.DType == dtype && buffer.HasShape(shape))
             return buffer;
         if (buffer is not null && workspace.Remove(buffer))
             buffer.Dispose();

@@ -13,6 +13,7 @@ public sealed class ReLU : Module
     /// <inheritdoc />
     public override Tensor Forward(Tensor input)
     {
+        ArgumentNullException.ThrowIfNull(input);
         CheckInput(input, input.Rank, nameof(input));
         Tensor y = Reuse(ref output, input.Shape.ToArray());
         Device.Backend.ReluForward(input.View, y.View);

@@ -16,7 +16,7 @@ public sealed class Sequential : Module
             throw new ArgumentException("A Sequential needs at least one module.", nameof(layers));
         for (int i = 0; i < layers.Length; i++)
             RegisterModule(i.ToString(System.Globalization.CultureInfo.InvariantCulture), layers[i]);
-        this.layers = layers;
+        this.layers = (Module[])layers.Clone();
     }
 
     /// <summary>The modules in order.</summary>

@@ -38,7 +38,7 @@ public sealed class SoftmaxCrossEntropy : IDisposable
             if ((uint)targets[i] >= (uint)c)
                 throw new ArgumentOutOfRangeException(nameof(targets), targets[i], $"Target {i} is {targets[i]}; classes are 0..{c - 1}.");
         }
-        if (hostTargets is null || hostTargets.Length != n)
+        if (hostTargets is null || hostTargets.IsDisposed || hostTargets.Length != n)
         {
             hostTargets?.Dispose();
             hostTargets = Tensor.Uninitialized(Device, DType.Int32, n);
@@ -59,7 +59,8 @@ public sealed class SoftmaxCrossEntropy : IDisposable
         int n = logits.Dim(0), c = logits.Dim(1);
         if (targets.Length != n)
             throw new ArgumentException($"{targets.Length} targets for a batch of {n} logits.", nameof(targets));
-        loss ??= Tensor.Zeros(Device, 1);
+        if (loss is null || loss.IsDisposed)
+            loss = Tensor.Zeros(Device, 1);
         Reuse(ref lse, n);
         Reuse(ref rowLoss, n);
         Device.Backend.SoftmaxCrossEntropyForward(n, c, logits.View, targets.IntView, lse!.View, rowLoss!.View, loss.View);
@@ -76,7 +77,7 @@ public sealed class SoftmaxCrossEntropy : IDisposable
         if (logits is null || targets is null)
             throw new InvalidOperationException("SoftmaxCrossEntropy.Backward was called before Forward.");
         int n = logits.Dim(0), c = logits.Dim(1);
-        if (gradLogits is null || !gradLogits.HasShape(n, c))
+        if (gradLogits is null || gradLogits.IsDisposed || !gradLogits.HasShape(n, c))
         {
             gradLogits?.Dispose();
             gradLogits = Tensor.Uninitialized(Device, n, c);
@@ -100,7 +101,7 @@ public sealed class SoftmaxCrossEntropy : IDisposable
 
     private void Reuse(ref Tensor? buffer, int n)
     {
-        if (buffer is not null && buffer.Length == n)
+        if (buffer is not null && !buffer.IsDisposed && buffer.Length == n)
             return;
         buffer?.Dispose();
         buffer = Tensor.Uninitialized(Device, n);

@@ -38,6 +38,15 @@ internal abstract class Backend
 
     private void Count() => Interlocked.Increment(ref launches);
 
+    /// <summary>Counts the op and returns true when there is work (a zero-sized launch is an error on CUDA).</summary>
+    private bool Start(long elements)
+    {
+        if (elements <= 0)
+            return false;
+        Count();
+        return true;
+    }
+
     /// <summary>C (=|+=) sum over r of op(A[b,r]) op(B[b,r]) for every batch index b.</summary>
     public void Gemm(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv)
     {
@@ -48,71 +57,71 @@ internal abstract class Backend
     }
 
     /// <summary>Fills col (g.ColLength elements, layout [N][C*R*S][OH*OW]) from x.</summary>
-    public void Im2Col(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col) { Count(); Im2ColCore(g, x, col); }
+    public void Im2Col(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col) { if (Start(g.ColLength)) Im2ColCore(g, x, col); }
 
     /// <summary>Overwrites dx with the sum of the column gradients that each input element fed (the adjoint of <see cref="Im2Col"/>).</summary>
-    public void Col2Im(Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx) { Count(); Col2ImCore(g, dcol, dx); }
+    public void Col2Im(Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx) { if (Start(g.InputLength)) Col2ImCore(g, dcol, dx); }
 
     /// <summary>y[o, c, i] += bias[c] for a tensor laid out [outer][channels][inner].</summary>
-    public void BiasAdd(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner) { Count(); BiasAddCore(y, bias, outer, channels, inner); }
+    public void BiasAdd(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner) { if (Start((long)outer * channels * inner)) BiasAddCore(y, bias, outer, channels, inner); }
 
     /// <summary>dbias[c] += sum over o and i of dy[o, c, i], in a fixed order (deterministic).</summary>
-    public void BiasGrad(ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner) { Count(); BiasGradCore(dy, dbias, outer, channels, inner); }
+    public void BiasGrad(ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner) { if (Start(channels)) BiasGradCore(dy, dbias, outer, channels, inner); }
 
     /// <summary>y = max(x, 0) with NaN passed through, as torch.relu (y may alias x).</summary>
-    public void ReluForward(ArrayView<float> x, ArrayView<float> y) { Count(); ReluForwardCore(x, y); }
+    public void ReluForward(ArrayView<float> x, ArrayView<float> y) { if (Start(x.Length)) ReluForwardCore(x, y); }
 
     /// <summary>dx = dy where y &gt; 0, else 0 (from the forward output: y &gt; 0 exactly where x &gt; 0).</summary>
-    public void ReluBackward(ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx) { Count(); ReluBackwardCore(y, dy, dx); }
+    public void ReluBackward(ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx) { if (Start(y.Length)) ReluBackwardCore(y, dy, dx); }
 
     /// <summary>y and the argmax of each window (h*W + w within its plane), as <see cref="MaxPool2dMath"/>.</summary>
-    public void MaxPool2dForward(Pool2dGeometry g, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices) { Count(); MaxPool2dForwardCore(g, x, y, indices); }
+    public void MaxPool2dForward(Pool2dGeometry g, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices) { if (Start(g.OutputLength)) MaxPool2dForwardCore(g, x, y, indices); }
 
     /// <summary>Overwrites dx with the sum of the output gradients routed to each element by the recorded argmax.</summary>
-    public void MaxPool2dBackward(Pool2dGeometry g, ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx) { Count(); MaxPool2dBackwardCore(g, dy, indices, dx); }
+    public void MaxPool2dBackward(Pool2dGeometry g, ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx) { if (Start(g.InputLength)) MaxPool2dBackwardCore(g, dy, indices, dx); }
 
     /// <summary>y = window means of x, as <see cref="AvgPool2dMath"/>.</summary>
-    public void AvgPool2dForward(Pool2dGeometry g, AvgPool2dOptions o, ArrayView<float> x, ArrayView<float> y) { Count(); AvgPool2dForwardCore(g, o, x, y); }
+    public void AvgPool2dForward(Pool2dGeometry g, AvgPool2dOptions o, ArrayView<float> x, ArrayView<float> y) { if (Start(g.OutputLength)) AvgPool2dForwardCore(g, o, x, y); }
 
     /// <summary>Overwrites dx with each element's share of the output gradients of the windows covering it.</summary>
-    public void AvgPool2dBackward(Pool2dGeometry g, AvgPool2dOptions o, ArrayView<float> dy, ArrayView<float> dx) { Count(); AvgPool2dBackwardCore(g, o, dy, dx); }
+    public void AvgPool2dBackward(Pool2dGeometry g, AvgPool2dOptions o, ArrayView<float> dy, ArrayView<float> dx) { if (Start(g.InputLength)) AvgPool2dBackwardCore(g, o, dy, dx); }
 
     /// <summary>loss[0] = mean over rows of lse - logit[target]; keeps each row's log-sum-exp in lse (N) and loss in rowLoss (N).</summary>
     public void SoftmaxCrossEntropyForward(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> rowLoss, ArrayView<float> loss)
     {
-        Count();
-        SoftmaxCrossEntropyForwardCore(n, classes, logits, targets, lse, rowLoss, loss);
+        if (Start((long)n * classes))
+            SoftmaxCrossEntropyForwardCore(n, classes, logits, targets, lse, rowLoss, loss);
     }
 
     /// <summary>dlogits = (softmax(logits) - onehot(target)) / N: the gradient of the mean loss.</summary>
     public void SoftmaxCrossEntropyBackward(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> dlogits)
     {
-        Count();
-        SoftmaxCrossEntropyBackwardCore(n, classes, logits, targets, lse, dlogits);
+        if (Start((long)n * classes))
+            SoftmaxCrossEntropyBackwardCore(n, classes, logits, targets, lse, dlogits);
     }
 
     /// <summary>One SGD step on p with gradient g and momentum buffer (same length).</summary>
-    public void Sgd(SgdStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> buffer) { Count(); SgdCore(s, p, g, buffer); }
+    public void Sgd(SgdStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> buffer) { if (Start(p.Length)) SgdCore(s, p, g, buffer); }
 
     /// <summary>One Adam/AdamW step on p with gradient g and moments m, v (same length).</summary>
-    public void Adam(AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v) { Count(); AdamCore(s, p, g, m, v); }
+    public void Adam(AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v) { if (Start(p.Length)) AdamCore(s, p, g, m, v); }
 
     /// <summary>x[b, :] = normalised pixels of image order[start + b]; y[b] = its label.</summary>
     public void GatherBatch(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> x, ArrayView<int> y)
     {
-        Count();
-        GatherBatchCore(g, pixels, labels, order, x, y);
+        if (Start((long)g.Count * g.ImageSize))
+            GatherBatchCore(g, pixels, labels, order, x, y);
     }
 
     /// <summary>Adds a batch to the running metrics (see <see cref="LossMath.Accumulate"/>).</summary>
     public void AccumulateMetrics(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss, ArrayView<float> sums, int step)
     {
-        Count();
-        AccumulateMetricsCore(n, classes, logits, targets, loss, sums, step);
+        if (Start((long)n * classes))
+            AccumulateMetricsCore(n, classes, logits, targets, loss, sums, step);
     }
 
     /// <summary>predictions[r] = the first maximum of row r.</summary>
-    public void Predict(int n, int classes, ArrayView<float> logits, ArrayView<int> predictions) { Count(); PredictCore(n, classes, logits, predictions); }
+    public void Predict(int n, int classes, ArrayView<float> logits, ArrayView<int> predictions) { if (Start((long)n * classes)) PredictCore(n, classes, logits, predictions); }
 
     /// <summary>Sets every element to zero.</summary>
     public void Clear<T>(ArrayView<T> view) where T : unmanaged

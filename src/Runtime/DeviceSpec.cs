@@ -73,7 +73,7 @@ public readonly record struct DeviceSpec(DeviceKind? Kind, int Index)
     {
         null => "auto",
         DeviceKind.Cpu => Index == 0 ? "cpu" : $"cpu:{Index}",
-        DeviceKind.CpuKernels => "cpu:kernels",
+        DeviceKind.CpuKernels => Index == 0 ? "cpu:kernels" : $"cpu:kernels:{Index}",
         DeviceKind.Cuda => $"cuda:{Index}",
         _ => $"opencl:{Index}",
     };

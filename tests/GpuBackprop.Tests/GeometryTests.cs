@@ -22,7 +22,11 @@ public sealed class GeometryTests
                             {
                                 int expected = PoolProblem.OutputSize(h, k, s, p, d, ceil);
                                 if (expected <= 0)
+                                {
+                                    // PyTorch refuses an empty output; so must the geometry.
+                                    Assert.Throws<ArgumentException>(() => new Pool2dGeometry(1, 1, h, 5, (k, 1), (s, 1), (p, 0), (d, 1), ceil));
                                     continue;
+                                }
                                 var g = new Pool2dGeometry(1, 1, h, 5, (k, 1), (s, 1), (p, 0), (d, 1), ceil);
                                 Assert.True(expected == g.OH, $"H={h} k={k} s={s} p={p} d={d} ceil={ceil}: geometry {g.OH}, reference {expected}");
                                 checkedCases++;
