@@ -1,4 +1,5 @@
 using GpuBackprop.Geometry;
+using GpuBackprop.Ops;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -52,21 +53,14 @@ internal static class Im2ColKernels
         for (int r = 0; r < g.R; r++)
         {
             // Input row h is tap r of output row oh when oh*stride - pad + r*dil == h.
-            int th = h + g.PadH - r * g.DilationH;
-            if (th < 0 || th % g.StrideH != 0)
-                continue;
-            int oh = th / g.StrideH;
-            if (oh >= g.OH)
+            int oh = WindowMath.OutputWithTapAt(h, g.PadH, r, g.DilationH, g.StrideH, g.OH);
+            if (oh < 0)
                 continue;
             for (int s = 0; s < g.S; s++)
             {
-                int tw = w + g.PadW - s * g.DilationW;
-                if (tw < 0 || tw % g.StrideW != 0)
-                    continue;
-                int ow = tw / g.StrideW;
-                if (ow >= g.OW)
-                    continue;
-                sum += dcol[(rowBase + r * g.S + s) * p + oh * g.OW + ow];
+                int ow = WindowMath.OutputWithTapAt(w, g.PadW, s, g.DilationW, g.StrideW, g.OW);
+                if (ow >= 0)
+                    sum += dcol[(rowBase + r * g.S + s) * p + oh * g.OW + ow];
             }
         }
         dx[e] = sum;

@@ -45,19 +45,13 @@ internal static class MaxPool2dKernels
         float sum = 0f;
         for (int kh = 0; kh < g.KH; kh++)
         {
-            int th = h + g.PadH - kh * g.DilationH;
-            if (th < 0 || th % g.StrideH != 0)
-                continue;
-            int oh = th / g.StrideH;
-            if (oh >= g.OH)
+            int oh = WindowMath.OutputWithTapAt(h, g.PadH, kh, g.DilationH, g.StrideH, g.OH);
+            if (oh < 0)
                 continue;
             for (int kw = 0; kw < g.KW; kw++)
             {
-                int tw = w + g.PadW - kw * g.DilationW;
-                if (tw < 0 || tw % g.StrideW != 0)
-                    continue;
-                int ow = tw / g.StrideW;
-                if (ow >= g.OW)
+                int ow = WindowMath.OutputWithTapAt(w, g.PadW, kw, g.DilationW, g.StrideW, g.OW);
+                if (ow < 0)
                     continue;
                 int o = yBase + oh * g.OW + ow;
                 if (indices[o] == self)
