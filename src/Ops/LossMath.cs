@@ -19,7 +19,7 @@ internal static class LossMath
         for (int c = 0; c < classes; c++)
         {
             float v = logits[start + c];
-            if (v > max || XMath.IsNaN(v))
+            if (MaxPool2dMath.Wins(v, max)) // greater or NaN, without a comparison that sees a NaN (see there)
                 max = v;
         }
         float sum = 0f;

@@ -12,9 +12,14 @@ namespace GpuBackprop.Ops;
 /// </summary>
 internal static class MaxPool2dMath
 {
-    /// <summary>PyTorch's rule: a tap replaces the best so far when greater, or when NaN.</summary>
+    /// <summary>
+    /// PyTorch's rule: a tap replaces the best so far when greater, or when NaN. Written so that the
+    /// comparison never sees a NaN: ILGPU's O2 optimisation, feeding this condition into a branch, turns
+    /// <c>v &gt; best</c> into an ordered <c>!(v &lt;= best)</c>, which is true for <c>0 &gt; NaN</c>; with pocl
+    /// that let a later tap replace a NaN (found by the OpenCL test lane, golden case maxpool_nan).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static bool Wins(float v, float best) => v > best || XMath.IsNaN(v);
+    public static bool Wins(float v, float best) => XMath.IsNaN(v) || (!XMath.IsNaN(best) && v > best);
 
     /// <summary>The winner of window (oh, ow) of the plane starting at <paramref name="xBase"/>, and its value.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
