@@ -34,6 +34,9 @@ internal sealed class CompareCommand : Command<CompareCommand.Settings>
         [CommandOption("--repeat <N>"), Description("Timed runs per op (the median is reported)."), DefaultValue(5)]
         public int Repeat { get; set; } = 5;
 
+        [CommandOption("--force-opencl"), Description("Also list and open OpenCL devices that lack the generic address space (pocl, CPU runtimes), compiled at O2.")]
+        public bool ForceOpenCl { get; set; }
+
         public override ValidationResult Validate() => Usage.All(
             Usage.Positive(Repeat, "--repeat"),
             DeviceOption.Validate(Device, allowAll: true, fallback: "all"));
@@ -42,7 +45,8 @@ internal sealed class CompareCommand : Command<CompareCommand.Settings>
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
         int repeat = s.Repeat;
-        IReadOnlyList<DeviceSpec> specs = DeviceOption.Devices(DeviceOption.Resolve(s.Device, fallback: "all"));
+        ComputeDeviceOptions options = DeviceOption.Options(s.ForceOpenCl);
+        IReadOnlyList<DeviceSpec> specs = DeviceOption.Devices(DeviceOption.Resolve(s.Device, fallback: "all"), options);
 
         // The baseline: the cpu device (host routines), itself checked against the reference path in the tests.
         var baseline = new Dictionary<string, (float[] Y, float[] Dx)>();
@@ -53,7 +57,7 @@ internal sealed class CompareCommand : Command<CompareCommand.Settings>
         Console.WriteLine($"{"op",-40} {"device",-10} {"fwd+bwd ms",11} {"max |dev| y",12} {"max |dev| dx",12}");
         foreach (DeviceSpec spec in specs)
         {
-            using ComputeDevice device = ComputeDevice.Open(spec);
+            using ComputeDevice device = ComputeDevice.Open(spec, options);
             foreach (Op op in Ops)
             {
                 // The first run includes kernel compilation: it gives the result, the others the time.

@@ -10,6 +10,9 @@ namespace GpuBackprop.Cli;
 /// </summary>
 internal static class DeviceOption
 {
+    /// <summary>The device options of --force-opencl.</summary>
+    public static ComputeDeviceOptions Options(bool forceOpenCl) => new(OpenClWithoutGenericAddressSpace: forceOpenCl);
+
     public const string EnvironmentVariable = "GPUBACKPROP_DEVICE";
 
     /// <summary>The spec to use: the option when given, else the environment variable when set and non-empty, else <paramref name="fallback"/>.</summary>
@@ -42,7 +45,7 @@ internal static class DeviceOption
     }
 
     /// <summary>The devices named by a validated spec: one, or every device found for 'all'.</summary>
-    public static IReadOnlyList<DeviceSpec> Devices(string spec) => spec == "all"
-        ? ComputeDevice.Discover().Select(d => new DeviceSpec(d.Kind, d.Index)).ToList()
+    public static IReadOnlyList<DeviceSpec> Devices(string spec, ComputeDeviceOptions? options = null) => spec == "all"
+        ? ComputeDevice.Discover(options).Select(d => new DeviceSpec(d.Kind, d.Index)).ToList()
         : [DeviceSpec.Parse(spec)];
 }

@@ -21,6 +21,9 @@ internal sealed class VerifyCommand : Command<VerifyCommand.Settings>
         [CommandOption("--golden <DIR>"), Description("Folder of golden cases (default: golden beside the program).")]
         public string? Golden { get; set; }
 
+        [CommandOption("--force-opencl"), Description("Also list and open OpenCL devices that lack the generic address space (pocl, CPU runtimes), compiled at O2.")]
+        public bool ForceOpenCl { get; set; }
+
         public override ValidationResult Validate() => DeviceOption.Validate(Device, allowAll: true);
     }
 
@@ -33,9 +36,10 @@ internal sealed class VerifyCommand : Command<VerifyCommand.Settings>
         var results = new List<GoldenResult>();
         foreach (GoldenCase c in cases)
             results.Add(GoldenRunner.Run(c, null));
-        foreach (DeviceSpec spec in DeviceOption.Devices(DeviceOption.Resolve(s.Device)))
+        ComputeDeviceOptions options = DeviceOption.Options(s.ForceOpenCl);
+        foreach (DeviceSpec spec in DeviceOption.Devices(DeviceOption.Resolve(s.Device), options))
         {
-            using ComputeDevice device = ComputeDevice.Open(spec);
+            using ComputeDevice device = ComputeDevice.Open(spec, options);
             Console.WriteLine($"device {device.Info.Spec}: {device.Info.Name}");
             foreach (GoldenCase c in cases)
                 results.Add(GoldenRunner.Run(c, device));

@@ -54,13 +54,16 @@ public sealed class ComputeDevice : IDisposable
     internal bool IsDisposed => disposed;
 
     /// <summary>Every device found, in the order <c>auto</c> considers them: CUDA, OpenCL, <c>cpu</c>, <c>cpu:kernels</c>.</summary>
-    public static IReadOnlyList<DeviceInfo> Discover()
+    /// <param name="options">With <see cref="ComputeDeviceOptions.OpenClWithoutGenericAddressSpace"/>, OpenCL runtimes such as pocl are listed too.</param>
+    public static IReadOnlyList<DeviceInfo> Discover(ComputeDeviceOptions? options = null)
     {
+        options ??= ComputeDeviceOptions.Default;
         using Context ctx = CreateContext();
+        using Context? openCl = options.OpenClWithoutGenericAddressSpace ? CreateForcedOpenClContext() : null;
         var found = new List<DeviceInfo>();
         foreach (DeviceKind kind in DiscoveryOrder)
         {
-            List<Device> devices = DevicesOf(ctx, kind);
+            List<Device> devices = DevicesOf(kind == DeviceKind.OpenCL && openCl is not null ? openCl : ctx, kind);
             for (int i = 0; i < devices.Count; i++)
                 found.Add(Describe(kind, i, devices[i]));
         }
@@ -81,7 +84,12 @@ public sealed class ComputeDevice : IDisposable
     public static ComputeDevice Open(DeviceSpec spec, ComputeDeviceOptions? options = null)
     {
         options ??= ComputeDeviceOptions.Default;
-        Context ctx = spec.Kind == DeviceKind.CpuKernels ? CreateKernelCpuContext() : CreateContext();
+        Context ctx = spec.Kind switch
+        {
+            DeviceKind.CpuKernels => CreateKernelCpuContext(),
+            DeviceKind.OpenCL when options.OpenClWithoutGenericAddressSpace => CreateForcedOpenClContext(),
+            _ => CreateContext(),
+        };
         try
         {
             if (spec.Kind is DeviceKind kind)
@@ -133,6 +141,35 @@ public sealed class ComputeDevice : IDisposable
         var host = new CPUDevice(2, 1, Math.Max(1, Environment.ProcessorCount));
         return Context.Create(b => b.Cuda().OpenCL().CPU(host).EnableAlgorithms());
     }
+
+    /// <summary>
+    /// The context of <see cref="ComputeDeviceOptions.OpenClWithoutGenericAddressSpace"/>: every OpenCL
+    /// device, compiled at O2 (see there), apart from the CUDA context so that CUDA code is unchanged.
+    /// </summary>
+    private static Context CreateForcedOpenClContext()
+    {
+        NativeLibraries.Register();
+        return Context.Create(b => b.OpenCL(AcceptWithoutGenericAddressSpace).Optimize(OptimizationLevel.O2).EnableAlgorithms());
+    }
+
+    /// <summary>
+    /// ILGPU's OpenCL device filter, and its accelerator's constructor, refuse a device whose capability
+    /// GenericAddressSpace is false; its setter is internal. A predicate passed to <c>OpenCL(...)</c> runs
+    /// after ILGPU has read the capabilities, so setting the flag here lets the device through.
+    /// </summary>
+    /// <exception cref="NotSupportedException">ILGPU renamed or removed the property (tested: the test names what to do).</exception>
+    internal static bool AcceptWithoutGenericAddressSpace(CLDevice device)
+    {
+        GenericAddressSpaceSetter.Invoke(device.Capabilities, [true]);
+        return true;
+    }
+
+    private static readonly System.Reflection.MethodInfo GenericAddressSpaceSetter =
+        typeof(CLCapabilityContext).GetProperty(nameof(CLCapabilityContext.GenericAddressSpace))?.GetSetMethod(nonPublic: true)
+        ?? throw new NotSupportedException(
+            "ILGPU's CLCapabilityContext.GenericAddressSpace has no setter any more (ILGPU changed since 1.5.3): " +
+            "ComputeDeviceOptions.OpenClWithoutGenericAddressSpace cannot force OpenCL devices such as pocl; " +
+            "find ILGPU's new way to accept a device without the generic address space, or drop the option.");
 
     /// <summary>
     /// The context of <c>cpu:kernels</c>: a CPU accelerator whose thread groups are as large as a GPU's

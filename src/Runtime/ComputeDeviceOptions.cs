@@ -11,9 +11,18 @@ public enum GemmTiles
     Tiles128,
 }
 
-/// <summary>Options of a device, fixed when it is opened.</summary>
+/// <summary>Options of device discovery and of a device, fixed when it is opened.</summary>
 /// <param name="GemmTiles">The GEMM kernel variant of devices that run ILGPU kernels (ignored by <c>cpu</c>), for measuring one against the other.</param>
-public sealed record ComputeDeviceOptions(GemmTiles GemmTiles = GemmTiles.Auto)
+/// <param name="OpenClWithoutGenericAddressSpace">
+/// Also list and open OpenCL devices that lack the generic address space, which ILGPU refuses by
+/// default, such as Debian's pocl 3.1 (an OpenCL 3.0 runtime on the CPU). They get their own ILGPU
+/// context that compiles at <c>OptimizationLevel.O2</c>: ILGPU then infers the address spaces
+/// (global for views, local for shared memory) instead of emitting <c>__generic</c> pointers, which
+/// such compilers reject. For tests (every kernel through ILGPU's OpenCL backend on a machine
+/// without a GPU) and for users who know their runtime; with it, <c>opencl:N</c> counts these devices
+/// too. <c>auto</c> never takes a CPU OpenCL device either way.
+/// </param>
+public sealed record ComputeDeviceOptions(GemmTiles GemmTiles = GemmTiles.Auto, bool OpenClWithoutGenericAddressSpace = false)
 {
     /// <summary>The defaults.</summary>
     public static ComputeDeviceOptions Default { get; } = new();

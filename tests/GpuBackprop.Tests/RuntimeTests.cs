@@ -83,6 +83,41 @@ public sealed class RuntimeTests
     }
 
     [Fact]
+    public void EveryRequiredDeviceIsUnderTest()
+    {
+        // CI names the devices its lanes need (GPUBACKPROP_REQUIRE_DEVICES=opencl:0 with pocl installed):
+        // a lane whose device cannot be found or opened fails here instead of being skipped.
+        foreach (string spec in TestDevices.Required)
+        {
+            Assert.True(TestDevices.Specs.Contains(spec), $"{TestDevices.RequireVariable} names {spec}, but the suite found only {string.Join(", ", TestDevices.Specs)}.");
+            Assert.Equal(spec, TestDevices.Get(spec).Info.Spec);
+        }
+    }
+
+    [Fact]
+    public void IlgpuStillLetsUsAcceptOpenClWithoutTheGenericAddressSpace()
+    {
+        // ComputeDeviceOptions.OpenClWithoutGenericAddressSpace sets an internal ILGPU property by reflection.
+        System.Reflection.MethodInfo? setter = typeof(ILGPU.Runtime.OpenCL.CLCapabilityContext)
+            .GetProperty("GenericAddressSpace")?.GetSetMethod(nonPublic: true);
+        Assert.True(setter is not null,
+            "ILGPU no longer has CLCapabilityContext.GenericAddressSpace with a setter: the pocl test lane and " +
+            "ComputeDeviceOptions.OpenClWithoutGenericAddressSpace (src/Runtime/ComputeDevice.cs) need ILGPU's new " +
+            "way to accept an OpenCL device without the generic address space.");
+        Assert.False(typeof(ILGPU.Runtime.OpenCL.CLCapabilityContext).IsValueType, "the capabilities must be a reference type for the setter to reach the device");
+    }
+
+    [Fact]
+    public void OpenClCpuRuntimesAreListedOnlyWhenAskedForAndNeverTakenByAuto()
+    {
+        IReadOnlyList<DeviceInfo> plain = ComputeDevice.Discover(), forced = ComputeDevice.Discover(TestDevices.Options);
+        Assert.True(forced.Count(d => d.Kind == DeviceKind.OpenCL) >= plain.Count(d => d.Kind == DeviceKind.OpenCL));
+        Assert.All(forced.Where(d => d.Kind == DeviceKind.OpenCL && !plain.Contains(d)), d => Assert.False(d.IsGpu));
+        using ComputeDevice auto = ComputeDevice.Open(DeviceSpec.Auto, TestDevices.Options);
+        Assert.True(auto.Info.IsGpu || auto.Info.Kind == DeviceKind.Cpu, $"auto took {auto.Info}");
+    }
+
+    [Fact]
     public void EachDeviceCarriesTheBackendOfItsKind()
     {
         Assert.IsType<Host.HostBackend>(TestDevices.Get("cpu").Backend);

@@ -5,13 +5,27 @@ namespace GpuBackprop.Tests;
 /// <summary>
 /// The devices every test runs on: <c>cpu</c> (host routines) and <c>cpu:kernels</c> (the ILGPU kernels,
 /// shared memory and barriers included, on the CPU accelerator) always, plus every CUDA and OpenCL
-/// device found, or only the one GPUBACKPROP_DEVICE names (so that a GPU machine runs the same suite on
-/// its GPU). The environment variable is read here, at the test boundary; the library never reads it.
+/// device found, OpenCL runtimes without the generic address space (pocl) included, or only the one
+/// GPUBACKPROP_DEVICE names (so that a GPU machine runs the same suite on its GPU).
+/// GPUBACKPROP_REQUIRE_DEVICES (comma-separated specs, e.g. <c>opencl:0</c>) names devices the run must
+/// find: CI sets it so that a missing OpenCL lane fails instead of being skipped. The environment
+/// variables are read here, at the test boundary; the library never reads them.
 /// </summary>
 public static class TestDevices
 {
     /// <summary>The ILGPU kernels on the CPU accelerator.</summary>
     public const string KernelsOnCpu = "cpu:kernels";
+
+    /// <summary>The variable naming devices this run must find.</summary>
+    public const string RequireVariable = "GPUBACKPROP_REQUIRE_DEVICES";
+
+    /// <summary>Discovery and opening with OpenCL CPU runtimes (pocl) accepted, so that ILGPU's OpenCL backend runs here.</summary>
+    public static readonly ComputeDeviceOptions Options = new(OpenClWithoutGenericAddressSpace: true);
+
+    /// <summary>The specs GPUBACKPROP_REQUIRE_DEVICES names (empty when unset).</summary>
+    public static IReadOnlyList<string> Required =>
+        (Environment.GetEnvironmentVariable(RequireVariable) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(s => DeviceSpec.Parse(s).ToString()).ToArray();
     private static readonly Dictionary<string, ComputeDevice> Opened = new();
     private static readonly Lazy<string[]> Found = new(FindSpecs);
 
@@ -35,7 +49,7 @@ public static class TestDevices
         {
             if (!Opened.TryGetValue(spec, out ComputeDevice? d))
             {
-                d = ComputeDevice.Open(spec);
+                d = ComputeDevice.Open(spec, Options);
                 Opened[spec] = d;
             }
             return d;
@@ -52,7 +66,7 @@ public static class TestDevices
             if (!specs.Contains(s) && s != "auto") specs.Add(s);
             return specs.ToArray();
         }
-        foreach (DeviceInfo d in ComputeDevice.Discover())
+        foreach (DeviceInfo d in ComputeDevice.Discover(Options))
             if (d.Kind is DeviceKind.Cuda or DeviceKind.OpenCL) specs.Add(d.Spec);
         return specs.ToArray();
     }
