@@ -113,4 +113,30 @@ internal static class ElementwiseHost
                 ys[b] = lab[image];
             }
         }, g.ImageSize);
+
+    public static void Add(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) =>
+        HostLoop.For((int)y.Length, (start, end) => TensorPrimitives.Add(HostLoop.Span(a)[start..end], HostLoop.Span(b)[start..end], HostLoop.Span(y)[start..end]));
+
+    public static void ActivationForward(Activation f, ArrayView<float> x, ArrayView<float> y)
+    {
+        var xs = new HostView<float>(x);
+        var ys = new HostView<float>(y);
+        HostLoop.For((int)x.Length, (start, end) =>
+        {
+            for (int i = start; i < end; i++)
+                ys[i] = ActivationMath.Forward(f, xs[i]);
+        }, 8);
+    }
+
+    public static void ActivationBackward(Activation f, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx)
+    {
+        var xs = new HostView<float>(x);
+        var gs = new HostView<float>(dy);
+        var ds = new HostView<float>(dx);
+        HostLoop.For((int)x.Length, (start, end) =>
+        {
+            for (int i = start; i < end; i++)
+                ds[i] = ActivationMath.Backward(f, xs[i], gs[i]);
+        }, 8);
+    }
 }

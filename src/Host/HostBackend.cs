@@ -82,5 +82,36 @@ internal sealed class HostBackend : Backend
             p[r] = LossMath.ArgMax(l, r * classes, classes);
     }
 
+    protected override void AddCore(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => ElementwiseHost.Add(a, b, y);
+
+    protected override void ActivationForwardCore(Activation f, ArrayView<float> x, ArrayView<float> y) => ElementwiseHost.ActivationForward(f, x, y);
+
+    protected override void ActivationBackwardCore(Activation f, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx) => ElementwiseHost.ActivationBackward(f, x, dy, dx);
+
+    protected override void AdaptiveAvgPool2dForwardCore(AdaptivePool2dGeometry g, ArrayView<float> x, ArrayView<float> y) => AdaptiveAvgPool2dHost.Forward(g, x, y);
+
+    protected override void AdaptiveAvgPool2dBackwardCore(AdaptivePool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx) => AdaptiveAvgPool2dHost.Backward(g, dy, dx);
+
+    protected override void BatchNormStatisticsCore(BatchNorm2dGeometry g, ArrayView<float> x, ArrayView<float> stats) => BatchNorm2dHost.Statistics(g, x, stats);
+
+    protected override void BatchNormForwardCore(BatchNorm2dGeometry g, float eps, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> variance, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y) =>
+        BatchNorm2dHost.Forward(g, eps, x, mean, variance, weight, bias, y);
+
+    protected override void BatchNormBackwardCore(BatchNorm2dGeometry g, float eps, bool training, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> mean, ArrayView<float> variance,
+        ArrayView<float> weight, ArrayView<float> sums, ArrayView<float> dweight, ArrayView<float> dbias, ArrayView<float> dx) =>
+        BatchNorm2dHost.Backward(g, eps, training, x, dy, mean, variance, weight, sums, dweight, dbias, dx);
+
+    protected override void BatchNormUpdateRunningCore(int channels, float momentum, float unbias, ArrayView<float> stats, ArrayView<float> runningMean, ArrayView<float> runningVar)
+    {
+        var s = new HostView<float>(stats);
+        var rm = new HostView<float>(runningMean);
+        var rv = new HostView<float>(runningVar);
+        for (int c = 0; c < channels; c++)
+        {
+            rm[c] = BatchNormMath.Blend(rm[c], s[c], momentum);
+            rv[c] = BatchNormMath.Blend(rv[c], s[channels + c] * unbias, momentum);
+        }
+    }
+
     protected override void ClearCore<T>(ArrayView<T> view) => HostLoop.Span(view).Clear();
 }

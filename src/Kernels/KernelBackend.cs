@@ -98,6 +98,28 @@ internal sealed class KernelBackend(Accelerator accelerator, ComputeDeviceOption
     protected override void PredictCore(int n, int classes, ArrayView<float> logits, ArrayView<int> predictions) =>
         LossKernels.Predict(this, n, classes, logits, predictions);
 
+    protected override void AddCore(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => ActivationKernels.Add(this, a, b, y);
+
+    protected override void ActivationForwardCore(Activation f, ArrayView<float> x, ArrayView<float> y) => ActivationKernels.Forward(this, f, x, y);
+
+    protected override void ActivationBackwardCore(Activation f, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx) => ActivationKernels.Backward(this, f, x, dy, dx);
+
+    protected override void AdaptiveAvgPool2dForwardCore(AdaptivePool2dGeometry g, ArrayView<float> x, ArrayView<float> y) => AdaptiveAvgPool2dKernels.Forward(this, g, x, y);
+
+    protected override void AdaptiveAvgPool2dBackwardCore(AdaptivePool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx) => AdaptiveAvgPool2dKernels.Backward(this, g, dy, dx);
+
+    protected override void BatchNormStatisticsCore(BatchNorm2dGeometry g, ArrayView<float> x, ArrayView<float> stats) => BatchNorm2dKernels.Statistics(this, g, x, stats);
+
+    protected override void BatchNormForwardCore(BatchNorm2dGeometry g, float eps, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> variance, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y) =>
+        BatchNorm2dKernels.Forward(this, g, eps, x, mean, variance, weight, bias, y);
+
+    protected override void BatchNormBackwardCore(BatchNorm2dGeometry g, float eps, bool training, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> mean, ArrayView<float> variance,
+        ArrayView<float> weight, ArrayView<float> sums, ArrayView<float> dweight, ArrayView<float> dbias, ArrayView<float> dx) =>
+        BatchNorm2dKernels.Backward(this, g, eps, training, x, dy, mean, variance, weight, sums, dweight, dbias, dx);
+
+    protected override void BatchNormUpdateRunningCore(int channels, float momentum, float unbias, ArrayView<float> stats, ArrayView<float> runningMean, ArrayView<float> runningVar) =>
+        BatchNorm2dKernels.UpdateRunning(this, channels, momentum, unbias, stats, runningMean, runningVar);
+
     protected override void ClearCore<T>(ArrayView<T> view) => view.MemSetToZero(Stream);
 
     /// <summary>Frees the scratch buffers (the accelerator belongs to the device).</summary>

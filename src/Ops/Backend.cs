@@ -123,6 +123,58 @@ internal abstract class Backend
     /// <summary>predictions[r] = the first maximum of row r.</summary>
     public void Predict(int n, int classes, ArrayView<float> logits, ArrayView<int> predictions) { if (Start((long)n * classes)) PredictCore(n, classes, logits, predictions); }
 
+    /// <summary>y = a + b elementwise (y may alias a or b): residual connections.</summary>
+    public void Add(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) { if (Start(y.Length)) AddCore(a, b, y); }
+
+    /// <summary>y = f(x) for an activation of <see cref="ActivationMath"/>.</summary>
+    public void ActivationForward(Activation f, ArrayView<float> x, ArrayView<float> y) { if (Start(x.Length)) ActivationForwardCore(f, x, y); }
+
+    /// <summary>dx = f'(x) dy for an activation of <see cref="ActivationMath"/>.</summary>
+    public void ActivationBackward(Activation f, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx) { if (Start(x.Length)) ActivationBackwardCore(f, x, dy, dx); }
+
+    /// <summary>y = window means with PyTorch's adaptive windows (see <see cref="AdaptivePoolMath"/>).</summary>
+    public void AdaptiveAvgPool2dForward(AdaptivePool2dGeometry g, ArrayView<float> x, ArrayView<float> y) { if (Start(g.OutputLength)) AdaptiveAvgPool2dForwardCore(g, x, y); }
+
+    /// <summary>Overwrites dx with each element's share of the gradients of the windows covering it.</summary>
+    public void AdaptiveAvgPool2dBackward(AdaptivePool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx) { if (Start(g.InputLength)) AdaptiveAvgPool2dBackwardCore(g, dy, dx); }
+
+    /// <summary>
+    /// Per channel, the batch mean and the biased variance (two passes over the channel in a fixed order:
+    /// the mean, then the squared deviations from it, so a large mean costs no precision) into
+    /// stats[c] and stats[C + c].
+    /// </summary>
+    public void BatchNormStatistics(BatchNorm2dGeometry g, ArrayView<float> x, ArrayView<float> stats) { if (Start(g.Length)) BatchNormStatisticsCore(g, x, stats); }
+
+    /// <summary>y = (x - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c] (batch or running statistics).</summary>
+    public void BatchNormForward(BatchNorm2dGeometry g, float eps, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> variance, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y)
+    {
+        if (Start(g.Length))
+            BatchNormForwardCore(g, eps, x, mean, variance, weight, bias, y);
+    }
+
+    /// <summary>
+    /// The backward pass: per channel sum(dy) and sum(dy * xhat), accumulated into dbias and dweight; then
+    /// dx = weight/sqrt(var+eps) * (dy - sum(dy)/M - xhat * sum(dy*xhat)/M) with batch statistics
+    /// (<paramref name="training"/>), or dx = dy * weight/sqrt(var+eps) with running ones.
+    /// <paramref name="sums"/> is scratch of 2C elements.
+    /// </summary>
+    public void BatchNormBackward(BatchNorm2dGeometry g, float eps, bool training, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> mean, ArrayView<float> variance,
+        ArrayView<float> weight, ArrayView<float> sums, ArrayView<float> dweight, ArrayView<float> dbias, ArrayView<float> dx)
+    {
+        if (Start(g.Length))
+            BatchNormBackwardCore(g, eps, training, x, dy, mean, variance, weight, sums, dweight, dbias, dx);
+    }
+
+    /// <summary>
+    /// running = (1 - momentum) * running + momentum * batch, with the unbiased variance
+    /// (var * M / (M - 1)), as torch.nn.BatchNorm2d.
+    /// </summary>
+    public void BatchNormUpdateRunning(int channels, float momentum, float unbias, ArrayView<float> stats, ArrayView<float> runningMean, ArrayView<float> runningVar)
+    {
+        if (Start(channels))
+            BatchNormUpdateRunningCore(channels, momentum, unbias, stats, runningMean, runningVar);
+    }
+
     /// <summary>Sets every element to zero.</summary>
     public void Clear<T>(ArrayView<T> view) where T : unmanaged
     {
@@ -250,6 +302,25 @@ internal abstract class Backend
     protected abstract void AccumulateMetricsCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss, ArrayView<float> sums, int step);
     /// <summary>Implementation of <see cref="Predict"/>.</summary>
     protected abstract void PredictCore(int n, int classes, ArrayView<float> logits, ArrayView<int> predictions);
+    /// <summary>Implementation of <see cref="Add"/>.</summary>
+    protected abstract void AddCore(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y);
+    /// <summary>Implementation of <see cref="ActivationForward"/>.</summary>
+    protected abstract void ActivationForwardCore(Activation f, ArrayView<float> x, ArrayView<float> y);
+    /// <summary>Implementation of <see cref="ActivationBackward"/>.</summary>
+    protected abstract void ActivationBackwardCore(Activation f, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx);
+    /// <summary>Implementation of <see cref="AdaptiveAvgPool2dForward"/>.</summary>
+    protected abstract void AdaptiveAvgPool2dForwardCore(AdaptivePool2dGeometry g, ArrayView<float> x, ArrayView<float> y);
+    /// <summary>Implementation of <see cref="AdaptiveAvgPool2dBackward"/>.</summary>
+    protected abstract void AdaptiveAvgPool2dBackwardCore(AdaptivePool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx);
+    /// <summary>Implementation of <see cref="BatchNormStatistics"/>.</summary>
+    protected abstract void BatchNormStatisticsCore(BatchNorm2dGeometry g, ArrayView<float> x, ArrayView<float> stats);
+    /// <summary>Implementation of <see cref="BatchNormForward"/>.</summary>
+    protected abstract void BatchNormForwardCore(BatchNorm2dGeometry g, float eps, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> variance, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y);
+    /// <summary>Implementation of <see cref="BatchNormBackward"/>.</summary>
+    protected abstract void BatchNormBackwardCore(BatchNorm2dGeometry g, float eps, bool training, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> mean, ArrayView<float> variance,
+        ArrayView<float> weight, ArrayView<float> sums, ArrayView<float> dweight, ArrayView<float> dbias, ArrayView<float> dx);
+    /// <summary>Implementation of <see cref="BatchNormUpdateRunning"/>.</summary>
+    protected abstract void BatchNormUpdateRunningCore(int channels, float momentum, float unbias, ArrayView<float> stats, ArrayView<float> runningMean, ArrayView<float> runningVar);
     /// <summary>Implementation of <see cref="Clear{T}"/> (non-empty views).</summary>
     protected abstract void ClearCore<T>(ArrayView<T> view) where T : unmanaged;
 }

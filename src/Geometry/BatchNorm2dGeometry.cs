@@ -1,0 +1,43 @@
+namespace GpuBackprop.Geometry;
+
+/// <summary>Sizes of a batch-norm over (N, C, H, W): statistics per channel over N*H*W values.</summary>
+/// <remarks>Only int fields, so it is passed to kernels by value.</remarks>
+internal readonly struct BatchNorm2dGeometry
+{
+    /// <summary>Batch, channels, height, width (a rank-2 input (N, C) has H = W = 1).</summary>
+    public readonly int N, C, H, W;
+
+    public BatchNorm2dGeometry(int n, int c, int h, int w)
+    {
+        N = n; C = c; H = h; W = w;
+    }
+
+    /// <summary>Values per channel (N*H*W).</summary>
+    public int PerChannel => N * H * W;
+    /// <summary>Pixels per plane (H*W).</summary>
+    public int Plane => H * W;
+    /// <summary>Elements in all.</summary>
+    public int Length => N * C * H * W;
+
+    /// <summary>The index of the i-th value of channel c, i in [0, N*H*W): planes of channel c in batch order.</summary>
+    public int At(int c, int i)
+    {
+        int n = i / Plane;
+        return (n * C + c) * Plane + i - n * Plane;
+    }
+}
+
+/// <summary>Sizes of an adaptive average pooling from (H, W) to (OH, OW), PyTorch's windows.</summary>
+internal readonly struct AdaptivePool2dGeometry
+{
+    public readonly int N, C, H, W, OH, OW;
+
+    public AdaptivePool2dGeometry(int n, int c, int h, int w, int oh, int ow)
+    {
+        N = n; C = c; H = h; W = w; OH = oh; OW = ow;
+    }
+
+    public int InputLength => N * C * H * W;
+    public int OutputLength => N * C * OH * OW;
+    public int[] OutputShape => [N, C, OH, OW];
+}

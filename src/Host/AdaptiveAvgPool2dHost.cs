@@ -1,0 +1,35 @@
+using GpuBackprop.Geometry;
+using GpuBackprop.Ops;
+using ILGPU;
+
+namespace GpuBackprop.Host;
+
+/// <summary>Adaptive average pooling on the host (the <c>cpu</c> device): the windows of <see cref="AdaptivePoolMath"/>, one plane per work item.</summary>
+internal static class AdaptiveAvgPool2dHost
+{
+    public static void Forward(AdaptivePool2dGeometry g, ArrayView<float> x, ArrayView<float> y)
+    {
+        var xs = new HostView<float>(x);
+        var ys = new HostView<float>(y);
+        HostLoop.For(g.N * g.C, (start, end) =>
+        {
+            for (int plane = start; plane < end; plane++)
+                for (int oh = 0; oh < g.OH; oh++)
+                    for (int ow = 0; ow < g.OW; ow++)
+                        ys[(plane * g.OH + oh) * g.OW + ow] = AdaptivePoolMath.Mean(g, xs, plane * g.H * g.W, oh, ow);
+        }, g.H * g.W);
+    }
+
+    public static void Backward(AdaptivePool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx)
+    {
+        var gs = new HostView<float>(dy);
+        var ds = new HostView<float>(dx);
+        HostLoop.For(g.N * g.C, (start, end) =>
+        {
+            for (int plane = start; plane < end; plane++)
+                for (int h = 0; h < g.H; h++)
+                    for (int w = 0; w < g.W; w++)
+                        ds[(plane * g.H + h) * g.W + w] = AdaptivePoolMath.InputGrad(g, gs, plane * g.OH * g.OW, h, w);
+        }, g.H * g.W);
+    }
+}

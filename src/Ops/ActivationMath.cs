@@ -1,0 +1,122 @@
+using System.Runtime.CompilerServices;
+using ILGPU.Algorithms;
+
+namespace GpuBackprop.Ops;
+
+/// <summary>The elementwise activations (values of <see cref="Activation.Kind"/>).</summary>
+internal enum ActivationKind
+{
+    Sigmoid,
+    Tanh,
+    SiLU,
+    LeakyReLU,
+    Gelu,
+    GeluTanh,
+}
+
+/// <summary>An activation and its parameter, passed to kernels by value.</summary>
+internal struct Activation
+{
+    /// <summary>An <see cref="ActivationKind"/> as int (kernel arguments are plain data).</summary>
+    public int Kind;
+    /// <summary>LeakyReLU's negative slope.</summary>
+    public float Slope;
+}
+
+/// <summary>
+/// The activations' forward and backward formulas, written once for the ILGPU kernels and the host
+/// routines (PyTorch's definitions). Stable at the extremes: sigmoid picks the form whose exponential
+/// cannot overflow, tanh saturates, GELU's erf is evaluated through erfc with a bounded exponent.
+/// Backward passes take the forward's input x.
+/// </summary>
+internal static class ActivationMath
+{
+    private const float InvSqrt2 = 0.70710678118654752f;
+    private const float InvSqrt2Pi = 0.39894228040143268f;
+    private const float TanhScale = 0.79788456080286536f; // sqrt(2/pi)
+    private const float TanhCubic = 0.044715f;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Forward(in Activation a, float x)
+    {
+        switch ((ActivationKind)a.Kind)
+        {
+            case ActivationKind.Sigmoid:
+                return Sigmoid(x);
+            case ActivationKind.Tanh:
+                return XMath.Tanh(x);
+            case ActivationKind.SiLU:
+                return x * Sigmoid(x);
+            case ActivationKind.LeakyReLU:
+                return x > 0f ? x : a.Slope * x;
+            case ActivationKind.Gelu:
+                return 0.5f * x * (1f + Erf(x * InvSqrt2));
+            default:
+                // 0.5 x (1 + tanh(u)) = x sigmoid(2u): exact 0 and x at the extremes, where 1 + tanh(u)
+                // would keep a rounding error of tanh (pocl's tanh(-100) is -0.99999997).
+                return x * Sigmoid(2f * TanhScale * (x + TanhCubic * x * x * x));
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Backward(in Activation a, float x, float dy)
+    {
+        switch ((ActivationKind)a.Kind)
+        {
+            case ActivationKind.Sigmoid:
+            {
+                float s = Sigmoid(x);
+                return dy * s * (1f - s);
+            }
+            case ActivationKind.Tanh:
+            {
+                float t = XMath.Tanh(x);
+                return dy * (1f - t * t);
+            }
+            case ActivationKind.SiLU:
+            {
+                float s = Sigmoid(x);
+                return dy * s * (1f + x * (1f - s));
+            }
+            case ActivationKind.LeakyReLU:
+                return x > 0f ? dy : a.Slope * dy;
+            case ActivationKind.Gelu:
+            {
+                float cdf = 0.5f * (1f + Erf(x * InvSqrt2));
+                float pdf = InvSqrt2Pi * XMath.Exp(-0.5f * x * x);
+                return dy * (cdf + x * pdf);
+            }
+            default:
+            {
+                // With s = sigmoid(2u): 0.5 (1 + tanh u) = s and 1 - tanh^2 u = 4 s (1 - s).
+                float s = Sigmoid(2f * TanhScale * (x + TanhCubic * x * x * x));
+                float dInner = TanhScale * (1f + 3f * TanhCubic * x * x);
+                return dy * (s + 2f * x * s * (1f - s) * dInner);
+            }
+        }
+    }
+
+    /// <summary>1 / (1 + e^-x) in the form whose exponential is at most 1 (no overflow at ±100).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sigmoid(float x)
+    {
+        float e = XMath.Exp(-XMath.Abs(x));
+        float s = 1f / (1f + e);
+        return x >= 0f ? s : e * s;
+    }
+
+    /// <summary>
+    /// erf(x) through erfc's Chebyshev-fitted form (Numerical Recipes' erfcc; fractional error of erfc
+    /// below 1.2e-7), so that the kernels need no library function the OpenCL and PTX backends lack.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Erf(float x)
+    {
+        float z = XMath.Abs(x);
+        float t = 1f / (1f + 0.5f * z);
+        float poly = -1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f
+            + t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
+        float erfc = t * XMath.Exp(-z * z + poly);
+        return x >= 0f ? 1f - erfc : erfc - 1f;
+    }
+}

@@ -1,0 +1,177 @@
+using GpuBackprop.Layers;
+using GpuBackprop.Reference;
+using GpuBackprop.Runtime;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>
+/// The second round's layers: their reference backward passes against finite differences in double,
+/// and the layers on every device against the reference (odd and rectangular shapes, batch-norm with a
+/// large mean over many values, adaptive windows that overlap and repeat, activations at the extremes).
+/// </summary>
+public sealed class NewLayerTests
+{
+    private const double H = 1e-6;
+
+    private static double[] Random(int n, int seed, double scale = 1, double offset = 0) => Data.Uniform(n, seed).Select(v => v * scale + offset).ToArray();
+
+    private static double Dot(double[] a, double[] b) => a.Zip(b, (x, y) => x * y).Sum();
+
+    private static double[] Numeric(double[] p, Func<double> f)
+    {
+        var g = new double[p.Length];
+        for (int i = 0; i < p.Length; i++)
+        {
+            double saved = p[i];
+            p[i] = saved + H;
+            double plus = f();
+            p[i] = saved - H;
+            double minus = f();
+            p[i] = saved;
+            g[i] = (plus - minus) / (2 * H);
+        }
+        return g;
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void BatchNormReferenceBackwardMatchesFiniteDifferences(bool training)
+    {
+        const int n = 3, c = 2, p = 5;
+        double[] x = Random(n * c * p, 1, 2, 5), w = Random(c, 2), b = Random(c, 3), dy = Random(n * c * p, 4);
+        double[] rm = [4.5, 5.5], rv = [3.0, 1.5];
+        double Loss() => Dot(ReferenceLayers.BatchNorm2dForward(n, c, p, x, w, b, rm, rv, training, 0.1, 1e-5).Y, dy);
+        var (dx, dw, db) = ReferenceLayers.BatchNorm2dBackward(n, c, p, x, w, rm, rv, dy, training, 1e-5);
+        Check.Close(dx, Numeric(x, Loss), 1e-6, 1e-5, "bn dx");
+        Check.Close(dw, Numeric(w, Loss), 1e-6, 1e-5, "bn dweight");
+        Check.Close(db, Numeric(b, Loss), 1e-6, 1e-5, "bn dbias");
+    }
+
+    [Theory]
+    [InlineData("sigmoid")]
+    [InlineData("tanh")]
+    [InlineData("silu")]
+    [InlineData("leaky_relu")]
+    [InlineData("gelu")]
+    [InlineData("gelu_tanh")]
+    public void ActivationReferenceBackwardMatchesFiniteDifferences(string name)
+    {
+        double[] x = Random(40, 5, 4), dy = Random(40, 6);
+        double Loss() => Dot(ReferenceLayers.ActivationForward(name, 0.07, x), dy);
+        Check.Close(ReferenceLayers.ActivationBackward(name, 0.07, x, dy), Numeric(x, Loss), 1e-6, 1e-5, name + " dx");
+    }
+
+    [Fact]
+    public void AdaptivePoolReferenceBackwardMatchesFiniteDifferences()
+    {
+        double[] x = Random(2 * 7 * 5, 7), dy = Random(2 * 3 * 8, 8);
+        double Loss() => Dot(ReferenceLayers.AdaptiveAvgPool2dForward(1, 2, 7, 5, 3, 8, x), dy);
+        Check.Close(ReferenceLayers.AdaptiveAvgPool2dBackward(1, 2, 7, 5, 3, 8, dy), Numeric(x, Loss), 1e-6, 1e-6, "adaptive dx");
+    }
+
+    [Fact]
+    public void ReferenceErfMatchesKnownValues()
+    {
+        Assert.Equal(0.8427007929497149, ReferenceLayers.Erf(1), 14);
+        Assert.Equal(-0.9953222650189527, ReferenceLayers.Erf(-2), 14);
+        Assert.Equal(0.9999779095030014, ReferenceLayers.Erf(3), 14);
+        Assert.Equal(0.0, ReferenceLayers.Erf(0), 15);
+    }
+
+    // N, C, H, W, mean, training
+    [Theory]
+    [MemberData(nameof(BatchNormData))]
+    public void BatchNormMatchesReference(string device, int n, int c, int h, int w, bool training)
+    {
+        ComputeDevice d = TestDevices.Get(device);
+        float[] x = Data.Uniform(n * c * h * w, 9).Select(v => 5f + 2f * v).ToArray(), dy = Data.Uniform(x.Length, 10);
+        float[] weight = Data.Uniform(c, 11), bias = Data.Uniform(c, 12), rm = Data.Uniform(c, 13).Select(v => v + 5f).ToArray(), rv = Data.Uniform(c, 14).Select(v => v + 2f).ToArray();
+        using var layer = new BatchNorm2d(d, c, momentum: 0.2f);
+        layer.Weight!.Value.Upload(weight);
+        layer.Bias!.Value.Upload(bias);
+        layer.RunningMean!.Upload(rm);
+        layer.RunningVar!.Upload(rv);
+        layer.Train(training);
+        using Tensor xt = Tensor.FromHost(d, x, n, c, h, w), dyt = Tensor.FromHost(d, dy, n, c, h, w);
+        float[] y = layer.Forward(xt).Download(), dx = layer.Backward(dyt).Download();
+        var (ye, rmE, rvE) = ReferenceLayers.BatchNorm2dForward(n, c, h * w, Data.ToDouble(x), Data.ToDouble(weight), Data.ToDouble(bias), Data.ToDouble(rm), Data.ToDouble(rv), training, 0.2, 1e-5);
+        var (dxE, dwE, dbE) = ReferenceLayers.BatchNorm2dBackward(n, c, h * w, Data.ToDouble(x), Data.ToDouble(weight), Data.ToDouble(rm), Data.ToDouble(rv), Data.ToDouble(dy), training, 1e-5);
+        string what = $"bn {n}x{c}x{h}x{w} training={training} on {device}";
+        Check.Close(y, ye, 1e-4, 1e-4, what + " y");
+        Check.Close(dx, dxE, 1e-4, 1e-3, what + " dx");
+        Check.Close(layer.Weight.Grad.Download(), dwE, 1e-3, 1e-4, what + " dweight");
+        Check.Close(layer.Bias.Grad.Download(), dbE, 1e-3, 1e-4, what + " dbias");
+        Check.Close(layer.RunningMean.Download(), rmE, 1e-5, 1e-5, what + " running_mean");
+        Check.Close(layer.RunningVar.Download(), rvE, 1e-5, 1e-5, what + " running_var");
+        Assert.Equal(training ? 1 : 0, layer.NumBatchesTracked);
+    }
+
+    public static TheoryData<string, int, int, int, int, bool> BatchNormData()
+    {
+        var data = new TheoryData<string, int, int, int, int, bool>();
+        foreach (string d in TestDevices.Specs)
+        {
+            data.Add(d, 3, 5, 7, 9, true);     // odd sizes
+            data.Add(d, 16, 3, 40, 40, true);  // 25,600 values a channel, mean 5 and std about 1.2
+            data.Add(d, 2, 4, 1, 3, false);    // eval mode, rectangular
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    public void AdaptiveAvgPoolMatchesReferenceWhenWindowsOverlapAndRepeat(string device)
+    {
+        ComputeDevice d = TestDevices.Get(device);
+        foreach (var (h, w, oh, ow) in new[] { (7, 10, 3, 4), (5, 3, 8, 7), (6, 6, 1, 1), (9, 4, 9, 4) })
+        {
+            float[] x = Data.Uniform(2 * 3 * h * w, 15), dy = Data.Uniform(2 * 3 * oh * ow, 16);
+            using var layer = new AdaptiveAvgPool2d(d, (oh, ow));
+            using Tensor xt = Tensor.FromHost(d, x, 2, 3, h, w), dyt = Tensor.FromHost(d, dy, 2, 3, oh, ow);
+            Check.Close(layer.Forward(xt).Download(), Data.ToDouble(ReferenceLayers.AdaptiveAvgPool2dForward(2, 3, h, w, oh, ow, x)), 1e-6, 1e-5, $"adaptive {h}x{w}->{oh}x{ow} y on {device}");
+            Check.Close(layer.Backward(dyt).Download(), Data.ToDouble(ReferenceLayers.AdaptiveAvgPool2dBackward(2, 3, h, w, oh, ow, dy)), 1e-6, 1e-5, $"adaptive {h}x{w}->{oh}x{ow} dx on {device}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    public void ActivationsMatchReferenceAndStayFiniteAtTheExtremes(string device)
+    {
+        ComputeDevice d = TestDevices.Get(device);
+        float[] x = [.. Data.Uniform(37, 17).Select(v => v * 6f), -100f, 100f, -50f, 50f, 0f];
+        float[] dy = Data.Uniform(x.Length, 18);
+        foreach (var (name, layer) in new (string, Module)[] { ("sigmoid", new Sigmoid(d)), ("tanh", new Tanh(d)), ("silu", new SiLU(d)), ("leaky_relu", new LeakyReLU(d, 0.07f)), ("gelu", new GELU(d)), ("gelu_tanh", new GELU(d, "tanh")) })
+        {
+            using (layer)
+            {
+                using Tensor xt = Tensor.FromHost(d, x, x.Length), dyt = Tensor.FromHost(d, dy, x.Length);
+                float[] y = layer.Forward(xt).Download(), dx = layer.Backward(dyt).Download();
+                Assert.All(y, v => Assert.True(float.IsFinite(v), $"{name} gave {v} on {device}"));
+                Assert.All(dx, v => Assert.True(float.IsFinite(v), $"{name}' gave {v} on {device}"));
+                Check.Close(y, Data.ToDouble(ReferenceLayers.ActivationForward(name, 0.07, x)), 1e-6, 1e-5, $"{name} y on {device}");
+                Check.Close(dx, Data.ToDouble(ReferenceLayers.ActivationBackward(name, 0.07, x, dy)), 1e-6, 1e-5, $"{name} dx on {device}");
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    public void ResidualAddsBothPathsForwardAndBackward(string device)
+    {
+        ComputeDevice d = TestDevices.Get(device);
+        using var block = new Residual(d, new Sequential(d, new Linear(d, 4, 4, seed: 1), new Tanh(d)));
+        float[] x = Data.Uniform(8, 19), dy = Data.Uniform(8, 20);
+        using Tensor xt = Tensor.FromHost(d, x, 2, 4), dyt = Tensor.FromHost(d, dy, 2, 4);
+        var body = (Sequential)block.Body;
+        var linear = (Linear)body.Layers[0];
+        double[] w = Data.ToDouble(linear.Weight.Value.Download()), b = Data.ToDouble(linear.Bias!.Value.Download());
+        double[] pre = ReferenceOps.LinearForward(2, 4, 4, Data.ToDouble(x), w, b);
+        double[] expectedY = ReferenceLayers.ActivationForward("tanh", 0, pre).Select((v, i) => v + x[i]).ToArray();
+        Check.Close(block.Forward(xt).Download(), expectedY, 1e-5, 1e-5, $"residual y on {device}");
+        double[] dPre = ReferenceLayers.ActivationBackward("tanh", 0, pre, Data.ToDouble(dy));
+        double[] expectedDx = ReferenceOps.LinearBackward(2, 4, 4, Data.ToDouble(x), w, dPre).Dx.Select((v, i) => v + dy[i]).ToArray();
+        Check.Close(block.Backward(dyt).Download(), expectedDx, 1e-5, 1e-5, $"residual dx on {device}");
+        Assert.Equal(["body.0.weight", "body.0.bias"], block.NamedParameters().Select(p => p.Name).ToArray());
+    }
+}
