@@ -58,6 +58,81 @@ public abstract class Module : IDisposable
                 yield return item;
     }
 
+    /// <summary>This module (name "") and every descendant with its dotted name (PyTorch's <c>named_modules()</c>).</summary>
+    public IEnumerable<(string Name, Module Module)> NamedModules(string prefix = "")
+    {
+        ThrowIfDisposed();
+        yield return (prefix.TrimEnd('.'), this);
+        foreach (var (name, child) in children)
+            foreach (var item in child.NamedModules(prefix + name + "."))
+                yield return item;
+    }
+
+    /// <summary>
+    /// The state as PyTorch's <c>state_dict()</c> holds it, for safetensors: every parameter and buffer
+    /// (F32) and each batch-norm's <c>num_batches_tracked</c> (an I64 scalar), by dotted name.
+    /// </summary>
+    public IReadOnlyDictionary<string, Serialization.SafeTensor> ToSafeTensors()
+    {
+        var state = new Dictionary<string, Serialization.SafeTensor>(StringComparer.Ordinal);
+        foreach (var (name, t) in StateDict())
+            state[name] = Serialization.SafeTensor.Of(t.Shape.ToArray(), t.Download());
+        foreach (var (name, m) in NamedModules())
+            if (m is BatchNorm2d { TrackRunningStats: true } bn)
+                state[Join(name, "num_batches_tracked")] = Serialization.SafeTensor.Of([], [bn.NumBatchesTracked]);
+        return state;
+    }
+
+    /// <summary>Saves the state to a safetensors file with PyTorch's names (PyTorch's <c>load_state_dict</c> reads it).</summary>
+    public void Save(string path) => Serialization.SafeTensors.Write(path, ToSafeTensors());
+
+    /// <summary>Loads a safetensors state dict saved by PyTorch or by <see cref="Save"/> (strict: every name, every shape).</summary>
+    /// <exception cref="Serialization.SafeTensorsException">The file is malformed, or does not fit this module (the first differences are named).</exception>
+    public void Load(string path)
+    {
+        IReadOnlyDictionary<string, Serialization.SafeTensor> file = Serialization.SafeTensors.Read(path);
+        try
+        {
+            LoadSafeTensors(file);
+        }
+        catch (ArgumentException e)
+        {
+            throw new Serialization.SafeTensorsException(path, e.Message, e);
+        }
+    }
+
+    /// <summary>Loads state from safetensors entries (see <see cref="Load"/>).</summary>
+    /// <exception cref="ArgumentException">A name is missing or unexpected, or a shape or dtype differs.</exception>
+    public void LoadSafeTensors(IReadOnlyDictionary<string, Serialization.SafeTensor> file)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        var counters = NamedModules().Where(m => m.Module is BatchNorm2d { TrackRunningStats: true })
+            .ToDictionary(m => Join(m.Name, "num_batches_tracked"), m => (BatchNorm2d)m.Module, StringComparer.Ordinal);
+        var expected = StateDict().Select(e => e.Name).Concat(counters.Keys).ToHashSet(StringComparer.Ordinal);
+        var missing = expected.Where(n => !file.ContainsKey(n)).ToList();
+        var unexpected = file.Keys.Where(n => !expected.Contains(n)).ToList();
+        if (missing.Count > 0 || unexpected.Count > 0)
+            throw new ArgumentException($"State dict does not fit {GetType().Name}: missing [{List(missing)}], unexpected [{List(unexpected)}].", nameof(file));
+        var floats = new Dictionary<string, (int[] Shape, float[] Data)>(StringComparer.Ordinal);
+        foreach (var (name, t) in file)
+        {
+            if (counters.ContainsKey(name))
+            {
+                if (t.Longs is not { Length: 1 })
+                    throw new ArgumentException($"State entry '{name}' must be an I64 scalar.", nameof(file));
+                continue;
+            }
+            if (t.Floats is null)
+                throw new ArgumentException($"State entry '{name}' is I64; the module's is F32.", nameof(file));
+            floats[name] = (t.Shape, t.Floats);
+        }
+        LoadStateDict(floats);
+        foreach (var (name, bn) in counters)
+            bn.NumBatchesTracked = file[name].Longs![0];
+    }
+
+    private static string Join(string prefix, string name) => prefix.Length == 0 ? name : prefix + "." + name;
+
     /// <summary>Every buffer with its dotted name (PyTorch's <c>named_buffers()</c>).</summary>
     public IEnumerable<(string Name, Tensor Buffer)> NamedBuffers(string prefix = "")
     {
@@ -105,7 +180,7 @@ public abstract class Module : IDisposable
         var missing = own.Where(o => !state.ContainsKey(o.Name)).Select(o => o.Name).ToList();
         var unexpected = state.Keys.Where(k => own.All(o => o.Name != k)).ToList();
         if (missing.Count > 0 || unexpected.Count > 0)
-            throw new ArgumentException($"State dict does not fit {GetType().Name}: missing [{string.Join(", ", missing)}], unexpected [{string.Join(", ", unexpected)}].", nameof(state));
+            throw new ArgumentException($"State dict does not fit {GetType().Name}: missing [{List(missing)}], unexpected [{List(unexpected)}].", nameof(state));
         foreach (var (name, tensor) in own)
         {
             var (shape, data) = state[name];
@@ -117,6 +192,8 @@ public abstract class Module : IDisposable
         foreach (var (name, tensor) in own)
             tensor.Upload(state[name].Data);
     }
+
+    private static string List(List<string> names) => string.Join(", ", names.Take(5)) + (names.Count > 5 ? $", ... ({names.Count} in all)" : "");
 
     /// <summary>Sets training mode (true) or evaluation mode through the whole tree; returns this module.</summary>
     public Module Train(bool mode = true)

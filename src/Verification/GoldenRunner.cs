@@ -1,5 +1,6 @@
 using System.Text.Json;
 using GpuBackprop.Geometry;
+using GpuBackprop.Serialization;
 using GpuBackprop.Layers;
 using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
@@ -59,10 +60,30 @@ internal static class GoldenRunner
             return new GoldenResult(c.Name, where, [], $"{e.GetType().Name}: {e.Message}");
         }
         var comparisons = new List<TensorComparison>();
-        foreach (var (name, actual) in floats)
-            comparisons.Add(Compare(name, actual, c.Floats(name), c.Atol, c.Rtol));
-        foreach (var (name, actual) in longs)
-            comparisons.Add(CompareExact(name, actual, c.Longs(name)));
+        try
+        {
+            if (c.Op == "model")
+            {
+                // Every expected tensor must have been produced: loop over the case's list, not over the results.
+                foreach (string name in ModelExpectedNames(c))
+                {
+                    SafeTensor expected = ModelExpected(c, name);
+                    if (expected.Longs is long[] e)
+                        comparisons.Add(longs.TryGetValue(name, out long[]? a) ? CompareExact(name, a, e) : Missing(name, e.Length));
+                    else
+                        comparisons.Add(floats.TryGetValue(name, out float[]? a) ? Compare(name, a, expected.Floats, c.Atol, c.Rtol) : Missing(name, expected.Floats!.Length));
+                }
+                return new GoldenResult(c.Name, where, comparisons);
+            }
+            foreach (var (name, actual) in floats)
+                comparisons.Add(Compare(name, actual, c.Floats(name), c.Atol, c.Rtol));
+            foreach (var (name, actual) in longs)
+                comparisons.Add(CompareExact(name, actual, c.Longs(name)));
+        }
+        catch (Exception e) when (e is GoldenFormatException or SafeTensorsException)
+        {
+            return new GoldenResult(c.Name, where, comparisons, $"{e.GetType().Name}: {e.Message}");
+        }
         return new GoldenResult(c.Name, where, comparisons);
     }
 
@@ -100,6 +121,84 @@ internal static class GoldenRunner
         return new TensorComparison(name, maxAbs, maxRel, bad, expected.Length, first);
     }
 
+    private static readonly string[] ModelOutputs = ["train_logits", "loss", "eval_logits"];
+
+    private static TensorComparison Missing(string name, int count) =>
+        new(name, double.PositiveInfinity, double.PositiveInfinity, count, count, $"{name} was not produced");
+
+    /// <summary>The tensors a model case expects: train_logits, loss, eval_logits, then grads/NAME and state_after/NAME for every entry of those files.</summary>
+    private static IEnumerable<string> ModelExpectedNames(GoldenCase c) =>
+        ModelOutputs
+            .Concat(ModelFile(c, "grads").Keys.OrderBy(k => k, StringComparer.Ordinal).Select(k => "grads/" + k))
+            .Concat(ModelFile(c, "state_after").Keys.OrderBy(k => k, StringComparer.Ordinal).Select(k => "state_after/" + k));
+
+    private static SafeTensor ModelExpected(GoldenCase c, string name)
+    {
+        int slash = name.IndexOf('/', StringComparison.Ordinal);
+        if (slash < 0)
+            return SafeTensor.Of(c.Shape(name), c.Floats(name));
+        return ModelFile(c, name[..slash])[name[(slash + 1)..]];
+    }
+
+    private static IReadOnlyDictionary<string, SafeTensor> ModelFile(GoldenCase c, string file) =>
+        SafeTensors.Read(Path.Combine(c.Directory, file + ".safetensors"));
+
+    /// <summary>The model case on a device: build from params.layers, load state_before, one training-mode step without update, then eval.</summary>
+    private static Dictionary<string, float[]> EvaluateModelDevice(GoldenCase c, ComputeDevice device, Dictionary<string, long[]> longs)
+    {
+        using Sequential model = Architecture.Build(device, c.Parameters.GetProperty("layers"));
+        model.LoadSafeTensors(ModelFile(c, "state_before"));
+        model.Train();
+        using Tensor x = Tensor.FromHost(device, c.Floats("x"), c.Shape("x"));
+        using var loss = new SoftmaxCrossEntropy(device);
+        Tensor logits = model.Forward(x);
+        var floats = new Dictionary<string, float[]> { ["train_logits"] = logits.Download(), ["loss"] = loss.Forward(logits, Targets(c)).Download() };
+        model.ZeroGrad();
+        model.Backward(loss.Backward());
+        foreach (var (name, p) in model.NamedParameters())
+            floats["grads/" + name] = p.Grad.Download();
+        foreach (var (name, t) in model.ToSafeTensors())
+        {
+            if (t.Longs is long[] l)
+                longs["state_after/" + name] = l;
+            else
+                floats["state_after/" + name] = t.Floats!;
+        }
+        model.Eval();
+        floats["eval_logits"] = model.Forward(x).Download();
+        return floats;
+    }
+
+    /// <summary>The model case on the reference path (<see cref="ReferenceNetwork"/>, in double).</summary>
+    private static Dictionary<string, float[]> EvaluateModelReference(GoldenCase c, Dictionary<string, long[]> longs)
+    {
+        IReadOnlyDictionary<string, SafeTensor> before = ModelFile(c, "state_before");
+        var net = new ReferenceNetwork(c.Parameters.GetProperty("layers"),
+            before.Where(t => t.Value.Floats is not null).ToDictionary(t => t.Key, t => t.Value.Floats!));
+        double[] x = c.Floats("x").Select(v => (double)v).ToArray();
+        int[] targets = Targets(c);
+        var (logits, shape) = net.Forward(x, c.Shape("x"), training: true);
+        var floats = new Dictionary<string, float[]>
+        {
+            ["train_logits"] = ToFloats(logits),
+            ["loss"] = [(float)ReferenceOps.SoftmaxCrossEntropyForward(shape[0], shape[1], logits, targets)],
+        };
+        net.Backward(ReferenceOps.SoftmaxCrossEntropyBackward(shape[0], shape[1], logits, targets));
+        foreach (var (name, g) in net.Grads)
+            floats["grads/" + name] = ToFloats(g);
+        foreach (var (name, t) in before)
+        {
+            if (t.Longs is long[] l)
+                longs["state_after/" + name] = [l[0] + net.Counters.GetValueOrDefault(name)];
+            else
+                floats["state_after/" + name] = ToFloats(net.State[name]);
+        }
+        floats["eval_logits"] = ToFloats(net.Forward(x, c.Shape("x"), training: false).Y);
+        return floats;
+    }
+
+    private static float[] ToFloats(double[] v) => v.Select(d => (float)d).ToArray();
+
     private static TensorComparison CompareExact(string name, long[] actual, long[] expected)
     {
         int bad = 0;
@@ -126,6 +225,14 @@ internal static class GoldenRunner
     private static int? OptionalInt(GoldenCase c, string name) =>
         c.Parameters.TryGetProperty(name, out JsonElement v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
 
+    /// <summary>The activation a case names (gelu with approximate "tanh" is "gelu_tanh") and leaky_relu's slope.</summary>
+    private static (string Name, double Slope) ActivationOf(GoldenCase c) => c.Op switch
+    {
+        "gelu" => (c.Parameters.TryGetProperty("approximate", out JsonElement a) && a.GetString() == "tanh" ? "gelu_tanh" : "gelu", 0),
+        "leaky_relu" => ("leaky_relu", c.Parameters.TryGetProperty("negative_slope", out JsonElement s) ? s.GetDouble() : 0.01),
+        _ => (c.Op, 0),
+    };
+
     private static int[] Targets(GoldenCase c) => c.Longs("target").Select(t => checked((int)t)).ToArray();
 
     private static Conv2dGeometry ConvGeometry(GoldenCase c)
@@ -144,6 +251,8 @@ internal static class GoldenRunner
     {
         switch (c.Op)
         {
+            case "model":
+                return EvaluateModelReference(c, longs);
             case "conv2d":
             {
                 Conv2dGeometry g = ConvGeometry(c);
@@ -197,6 +306,33 @@ internal static class GoldenRunner
                 float[] x = c.Floats("x");
                 return new() { ["y"] = ReferenceOps.ReluForward(x), ["dx"] = ReferenceOps.ReluBackward(x, c.Floats("dy")) };
             }
+            case "sigmoid" or "tanh" or "silu" or "leaky_relu" or "gelu":
+            {
+                var (name, slope) = ActivationOf(c);
+                float[] x = c.Floats("x");
+                return new() { ["y"] = ReferenceLayers.ActivationForward(name, slope, x), ["dx"] = ReferenceLayers.ActivationBackward(name, slope, x, c.Floats("dy")) };
+            }
+            case "adaptive_avg_pool2d":
+            {
+                int[] xs = c.Shape("x");
+                Size2 o = Pair(c, "output_size");
+                return new()
+                {
+                    ["y"] = ReferenceLayers.AdaptiveAvgPool2dForward(xs[0], xs[1], xs[2], xs[3], o.H, o.W, c.Floats("x")),
+                    ["dx"] = ReferenceLayers.AdaptiveAvgPool2dBackward(xs[0], xs[1], xs[2], xs[3], o.H, o.W, c.Floats("dy")),
+                };
+            }
+            case "batch_norm2d":
+            {
+                int[] xs = c.Shape("x");
+                int p = xs.Length == 4 ? xs[2] * xs[3] : 1;
+                bool training = Flag(c, "training");
+                double momentum = c.Parameters.GetProperty("momentum").GetDouble(), eps = c.Parameters.GetProperty("eps").GetDouble();
+                float[] x = c.Floats("x"), w = c.Floats("weight"), rm = c.Floats("running_mean"), rv = c.Floats("running_var");
+                var (y, rmOut, rvOut) = ReferenceLayers.BatchNorm2dForward(xs[0], xs[1], p, x, w, c.Floats("bias"), rm, rv, training, momentum, eps);
+                var (dx, dw, db) = ReferenceLayers.BatchNorm2dBackward(xs[0], xs[1], p, x, w, rm, rv, c.Floats("dy"), training, eps);
+                return new() { ["y"] = y, ["dx"] = dx, ["dweight"] = dw, ["dbias"] = db, ["running_mean_out"] = rmOut, ["running_var_out"] = rvOut };
+            }
             default:
                 throw new GoldenFormatException(Path.Combine(c.Directory, "case.json"), $"unknown op '{c.Op}'.");
         }
@@ -219,6 +355,8 @@ internal static class GoldenRunner
         Tensor Load(string name) => Tensor.FromHost(device, c.Floats(name), c.Shape(name));
         switch (c.Op)
         {
+            case "model":
+                return EvaluateModelDevice(c, device, longs);
             case "conv2d":
             {
                 Conv2dGeometry g = ConvGeometry(c);
@@ -257,6 +395,45 @@ internal static class GoldenRunner
                 using var layer = new ReLU(device);
                 using Tensor x = Load("x"), dy = Load("dy");
                 return new() { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download() };
+            }
+            case "sigmoid" or "tanh" or "silu" or "leaky_relu" or "gelu":
+            {
+                var (name, slope) = ActivationOf(c);
+                using Module layer = name switch
+                {
+                    "sigmoid" => new Sigmoid(device),
+                    "tanh" => new Tanh(device),
+                    "silu" => new SiLU(device),
+                    "leaky_relu" => new LeakyReLU(device, (float)slope),
+                    "gelu" => new GELU(device),
+                    _ => new GELU(device, "tanh"),
+                };
+                using Tensor x = Load("x"), dy = Load("dy");
+                return new() { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download() };
+            }
+            case "adaptive_avg_pool2d":
+            {
+                using var layer = new AdaptiveAvgPool2d(device, Pair(c, "output_size"));
+                using Tensor x = Load("x"), dy = Load("dy");
+                return new() { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download() };
+            }
+            case "batch_norm2d":
+            {
+                int[] xs = c.Shape("x");
+                using var layer = new BatchNorm2d(device, xs[1], (float)c.Parameters.GetProperty("eps").GetDouble(), (float)c.Parameters.GetProperty("momentum").GetDouble());
+                layer.Weight!.Value.Upload(c.Floats("weight"));
+                layer.Bias!.Value.Upload(c.Floats("bias"));
+                layer.RunningMean!.Upload(c.Floats("running_mean"));
+                layer.RunningVar!.Upload(c.Floats("running_var"));
+                layer.Train(Flag(c, "training"));
+                using Tensor x = Load("x"), dy = Load("dy");
+                float[] y = layer.Forward(x).Download();
+                float[] dx = layer.Backward(dy).Download();
+                return new()
+                {
+                    ["y"] = y, ["dx"] = dx, ["dweight"] = layer.Weight.Grad.Download(), ["dbias"] = layer.Bias.Grad.Download(),
+                    ["running_mean_out"] = layer.RunningMean.Download(), ["running_var_out"] = layer.RunningVar.Download(),
+                };
             }
             default:
                 throw new GoldenFormatException(Path.Combine(c.Directory, "case.json"), $"unknown op '{c.Op}'.");

@@ -1,0 +1,199 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Json;
+
+namespace GpuBackprop.Serialization;
+
+/// <summary>A file that is not valid safetensors; the message names the file and what is wrong.</summary>
+public sealed class SafeTensorsException : Exception
+{
+    /// <summary>Creates the exception for <paramref name="path"/>.</summary>
+    public SafeTensorsException(string path, string problem, Exception? inner = null) : base($"{path}: {problem}", inner) => Path = path;
+
+    /// <summary>The offending file.</summary>
+    public string Path { get; }
+}
+
+/// <summary>One tensor of a safetensors file: F32 values or I64 values, with its shape.</summary>
+/// <param name="Shape">The dimensions (empty for a scalar).</param>
+/// <param name="Floats">The values of an F32 tensor, else null.</param>
+/// <param name="Longs">The values of an I64 tensor, else null.</param>
+public sealed record SafeTensor(int[] Shape, float[]? Floats, long[]? Longs)
+{
+    /// <summary>An F32 tensor.</summary>
+    public static SafeTensor Of(int[] shape, float[] values) => new(shape, values, null);
+
+    /// <summary>An I64 tensor.</summary>
+    public static SafeTensor Of(int[] shape, long[] values) => new(shape, null, values);
+}
+
+/// <summary>
+/// The safetensors format (Hugging Face; what PyTorch users exchange state dicts in): 8 bytes of
+/// little-endian header length, a JSON header <c>{name: {"dtype", "shape", "data_offsets": [begin, end]}}</c>
+/// (offsets relative to the end of the header; an optional <c>__metadata__</c> entry), then the raw
+/// little-endian data. F32 and I64 are read and written. Reading checks everything before use: header
+/// size against the file, JSON, dtypes, shapes (overflow-safe), offsets inside the data and matching
+/// the shape, no two tensors overlapping. Writing is atomic (temporary file, flush, rename).
+/// </summary>
+public static class SafeTensors
+{
+    private const long MaxHeader = 100_000_000;
+
+    /// <summary>Reads every tensor of a file.</summary>
+    /// <exception cref="SafeTensorsException">The file is missing, truncated or malformed (named, with the reason).</exception>
+    public static IReadOnlyDictionary<string, SafeTensor> Read(string path)
+    {
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SafeTensorsException(path, $"cannot be read: {e.Message}", e);
+        }
+        return Parse(path, bytes);
+    }
+
+    /// <summary>Parses safetensors bytes (<paramref name="path"/> names them in errors).</summary>
+    public static IReadOnlyDictionary<string, SafeTensor> Parse(string path, ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length < 8)
+            throw new SafeTensorsException(path, $"truncated: {bytes.Length} bytes, not even the 8-byte header length.");
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        if (headerLength > MaxHeader || (long)headerLength > bytes.Length - 8)
+            throw new SafeTensorsException(path, $"header length {headerLength} does not fit the file of {bytes.Length} bytes (truncated or not safetensors).");
+        ReadOnlySpan<byte> data = bytes[(8 + (int)headerLength)..];
+        JsonDocument header;
+        try
+        {
+            header = JsonDocument.Parse(bytes.Slice(8, (int)headerLength).ToArray());
+        }
+        catch (JsonException e)
+        {
+            throw new SafeTensorsException(path, $"the header is not valid JSON: {e.Message}", e);
+        }
+        using (header)
+        {
+            if (header.RootElement.ValueKind != JsonValueKind.Object)
+                throw new SafeTensorsException(path, "the header is not a JSON object.");
+            var result = new Dictionary<string, SafeTensor>(StringComparer.Ordinal);
+            var ranges = new List<(long Begin, long End, string Name)>();
+            try
+            {
+                foreach (JsonProperty p in header.RootElement.EnumerateObject())
+                {
+                    if (p.Name == "__metadata__")
+                        continue;
+                    result[p.Name] = ReadEntry(path, p, data, ranges);
+                }
+            }
+            catch (InvalidOperationException e)
+            {
+                // JsonDocument checks the UTF-8 of a name only when it is read.
+                throw new SafeTensorsException(path, $"the header is not valid UTF-8 JSON: {e.Message}", e);
+            }
+            ranges.Sort();
+            for (int i = 1; i < ranges.Count; i++)
+                if (ranges[i].Begin < ranges[i - 1].End)
+                    throw new SafeTensorsException(path, $"tensors '{ranges[i - 1].Name}' and '{ranges[i].Name}' overlap.");
+            return result;
+        }
+    }
+
+    private static SafeTensor ReadEntry(string path, JsonProperty p, ReadOnlySpan<byte> data, List<(long, long, string)> ranges)
+    {
+        string name = p.Name;
+        try
+        {
+            JsonElement e = p.Value;
+            string dtype = e.GetProperty("dtype").GetString() ?? "";
+            int width = dtype switch
+            {
+                "F32" => 4,
+                "I64" => 8,
+                _ => throw new SafeTensorsException(path, $"tensor '{name}' has dtype '{dtype}'; only F32 and I64 are supported."),
+            };
+            int[] shape = e.GetProperty("shape").EnumerateArray().Select(d => d.GetInt32()).ToArray();
+            long count = 1;
+            foreach (int d in shape)
+            {
+                if (d < 0)
+                    throw new SafeTensorsException(path, $"tensor '{name}' has a negative dimension in [{string.Join(", ", shape)}].");
+                count *= d;
+                if (count > int.MaxValue)
+                    throw new SafeTensorsException(path, $"tensor '{name}' of shape [{string.Join(", ", shape)}] has more than 2^31-1 elements.");
+            }
+            JsonElement offsets = e.GetProperty("data_offsets");
+            long begin = offsets[0].GetInt64(), end = offsets[1].GetInt64();
+            if (begin < 0 || end < begin || end > data.Length)
+                throw new SafeTensorsException(path, $"tensor '{name}' has data offsets [{begin}, {end}] outside the {data.Length} data bytes (truncated?).");
+            if (end - begin != count * width)
+                throw new SafeTensorsException(path, $"tensor '{name}' has {end - begin} bytes; {dtype} [{string.Join(", ", shape)}] needs {count * width}.");
+            ranges.Add((begin, end, name));
+            ReadOnlySpan<byte> raw = data[(int)begin..(int)end];
+            if (width == 4)
+            {
+                var values = new float[count];
+                for (int i = 0; i < values.Length; i++)
+                    values[i] = BinaryPrimitives.ReadSingleLittleEndian(raw[(4 * i)..]);
+                return SafeTensor.Of(shape, values);
+            }
+            var longs = new long[count];
+            for (int i = 0; i < longs.Length; i++)
+                longs[i] = BinaryPrimitives.ReadInt64LittleEndian(raw[(8 * i)..]);
+            return SafeTensor.Of(shape, longs);
+        }
+        catch (Exception ex) when (ex is KeyNotFoundException or InvalidOperationException or FormatException or IndexOutOfRangeException)
+        {
+            throw new SafeTensorsException(path, $"tensor '{name}' has a malformed header entry (dtype, shape and data_offsets are required): {ex.Message}", ex);
+        }
+    }
+
+    /// <summary>Writes tensors in name order, atomically (temporary file in the same folder, flushed, renamed).</summary>
+    /// <exception cref="IOException">The file cannot be written (the previous one, if any, is left as it was).</exception>
+    public static void Write(string path, IEnumerable<KeyValuePair<string, SafeTensor>> tensors)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        var ordered = tensors.OrderBy(t => t.Key, StringComparer.Ordinal).ToList();
+        var header = new Dictionary<string, object>(StringComparer.Ordinal);
+        long offset = 0;
+        foreach (var (name, t) in ordered)
+        {
+            long bytes = t.Floats is not null ? 4L * t.Floats.Length : 8L * (t.Longs?.Length ?? throw new ArgumentException($"Tensor '{name}' has no values.", nameof(tensors)));
+            header[name] = new { dtype = t.Floats is not null ? "F32" : "I64", shape = t.Shape, data_offsets = new[] { offset, offset + bytes } };
+            offset += bytes;
+        }
+        byte[] json = JsonSerializer.SerializeToUtf8Bytes(header);
+        int padded = (json.Length + 7) / 8 * 8;
+        string full = System.IO.Path.GetFullPath(path);
+        string tmp = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(full)!, $".{System.IO.Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+        try
+        {
+            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                Span<byte> length = stackalloc byte[8];
+                BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)padded);
+                fs.Write(length);
+                fs.Write(json);
+                for (int i = json.Length; i < padded; i++)
+                    fs.WriteByte((byte)' ');
+                var buffer = new byte[8];
+                foreach (var (_, t) in ordered)
+                {
+                    if (t.Floats is not null)
+                        foreach (float v in t.Floats) { BinaryPrimitives.WriteSingleLittleEndian(buffer, v); fs.Write(buffer, 0, 4); }
+                    else
+                        foreach (long v in t.Longs!) { BinaryPrimitives.WriteInt64LittleEndian(buffer, v); fs.Write(buffer, 0, 8); }
+                }
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, full, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(tmp);
+            throw;
+        }
+    }
+}
