@@ -42,9 +42,14 @@ internal static class CliApp
         {
             return Error(e.Message, ExitCode.Diverged);
         }
+        catch (Layers.ArchitectureException e)
+        {
+            // A model file given on the command line that does not describe a network: found before training.
+            return Error(e.Message, ExitCode.Usage);
+        }
         catch (Exception e) when (e is DeviceNotFoundException or DeviceAllocationException or ArgumentException or IOException
                                       or UnauthorizedAccessException or Verification.GoldenFormatException
-                                      or Data.DataFormatException or Training.CheckpointException)
+                                      or Data.DataFormatException or Training.CheckpointException or Serialization.SafeTensorsException)
         {
             return Error(e.Message, ExitCode.Failure);
         }

@@ -17,7 +17,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
 {
     public sealed class Settings : CommandSettings
     {
-        [CommandOption("--model <NAME>"), Description("Built-in model: lenet5 or cnn2."), DefaultValue("lenet5")]
+        [CommandOption("--model <NAME>"), Description("A built-in model (lenet5, cnn2, resnet14) or a model description file (.json: a layer list, see the README)."), DefaultValue("lenet5")]
         public string Model { get; set; } = "lenet5";
 
         [CommandOption("--epochs <N>"), Description("Total epochs (default 2); with --resume, the new total.")]
@@ -62,7 +62,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         public override ValidationResult Validate()
         {
             ValidationResult result = Usage.All(
-                Models.Names.Contains(Model) ? ValidationResult.Success() : ValidationResult.Error($"--model: unknown model '{Model}'; known: {string.Join(", ", Models.Names)}."),
+                Models.Names.Contains(Model) || File.Exists(Model) ? ValidationResult.Success()
+                    : ValidationResult.Error($"--model: '{Model}' is neither a built-in model ({string.Join(", ", Models.Names)}) nor an existing file."),
                 Usage.Positive(Epochs, "--epochs"),
                 Usage.Positive(Batch, "--batch"),
                 Kind(Optimizer) is null ? ValidationResult.Error($"--optimizer: unknown optimizer '{Optimizer}'; known: sgd, adam, adamw.") : ValidationResult.Success(),

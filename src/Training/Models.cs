@@ -1,36 +1,78 @@
+using System.Text.Json;
 using GpuBackprop.Layers;
 using GpuBackprop.Runtime;
 
 namespace GpuBackprop.Training;
 
-/// <summary>The built-in models, exactly as bench/shapes.json describes them (so benchmarks can put them beside PyTorch).</summary>
-public static class Models
+/// <summary>A network as the trainer sees it: its layer list (the JSON format of <see cref="Architecture"/>) and what it expects.</summary>
+/// <param name="Name">A built-in name, or the file's name without extension.</param>
+/// <param name="Layers">The layer list as JSON text.</param>
+/// <param name="Input">The input (C, H, W) the description states, or null when it states none.</param>
+/// <param name="Classes">The class count the description states, or null.</param>
+public sealed record ModelDescription(string Name, string Layers, int[]? Input, int? Classes)
 {
-    /// <summary>The names accepted by <see cref="Create"/>.</summary>
-    public static readonly string[] Names = ["lenet5", "cnn2"];
+    /// <summary>Builds the network (each layer with weights draws from its own seed derived from <paramref name="seed"/>).</summary>
+    /// <exception cref="ArchitectureException">The description does not build (the layer and field are named).</exception>
+    public Sequential Build(ComputeDevice device, int seed) => Architecture.Build(device, Layers, seed);
 
     /// <summary>
-    /// Builds a model for 1x28x28 inputs and 10 classes with PyTorch's default initialisation; each layer
-    /// draws from its own seed derived from <paramref name="seed"/>.
+    /// Parses a description: an object with <c>layers</c> (and optionally <c>input</c> [C, H, W] and
+    /// <c>classes</c>, as ../shared/bench/resnet14.json), or a bare layer list.
     /// </summary>
-    /// <exception cref="ArgumentException">Unknown model name.</exception>
-    public static Sequential Create(string name, ComputeDevice device, int seed) => name switch
+    /// <exception cref="ArchitectureException">Not JSON, or the fields are malformed (<paramref name="source"/> is named).</exception>
+    public static ModelDescription Parse(string name, string json, string source)
     {
-        // conv(1->6,5x5)+relu+maxpool2 -> conv(6->16,5x5)+relu+maxpool2 -> fc(256->120)+relu -> fc(120->84)+relu -> fc(84->10)
-        "lenet5" => new Sequential(device,
-            new Conv2d(device, 1, 6, 5, seed: seed), new ReLU(device), new MaxPool2d(device, 2),
-            new Conv2d(device, 6, 16, 5, seed: seed + 1), new ReLU(device), new MaxPool2d(device, 2),
-            new Flatten(device),
-            new Linear(device, 256, 120, seed: seed + 2), new ReLU(device),
-            new Linear(device, 120, 84, seed: seed + 3), new ReLU(device),
-            new Linear(device, 84, 10, seed: seed + 4)),
-        // conv(1->32,3x3,pad1)+relu+maxpool2 -> conv(32->64,3x3,pad1)+relu+maxpool2 -> fc(3136->128)+relu -> fc(128->10)
-        "cnn2" => new Sequential(device,
-            new Conv2d(device, 1, 32, 3, padding: 1, seed: seed), new ReLU(device), new MaxPool2d(device, 2),
-            new Conv2d(device, 32, 64, 3, padding: 1, seed: seed + 1), new ReLU(device), new MaxPool2d(device, 2),
-            new Flatten(device),
-            new Linear(device, 3136, 128, seed: seed + 2), new ReLU(device),
-            new Linear(device, 128, 10, seed: seed + 3)),
-        _ => throw new ArgumentException($"Unknown model '{name}'. Known: {string.Join(", ", Names)}.", nameof(name)),
-    };
+        try
+        {
+            using JsonDocument doc = JsonDocument.Parse(json);
+            JsonElement root = doc.RootElement;
+            if (root.ValueKind == JsonValueKind.Array)
+                return new ModelDescription(name, root.GetRawText(), null, null);
+            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("layers", out JsonElement layers))
+                throw new ArchitectureException($"{source}: a model is a JSON list of layers or an object with 'layers'.");
+            int[]? input = root.TryGetProperty("input", out JsonElement i) ? i.EnumerateArray().Select(e => e.GetInt32()).ToArray() : null;
+            if (input is not null && (input.Length != 3 || input.Any(d => d <= 0)))
+                throw new ArchitectureException($"{source}: 'input' must be [channels, height, width], all positive.");
+            int? classes = root.TryGetProperty("classes", out JsonElement c) ? c.GetInt32() : null;
+            if (classes is <= 1)
+                throw new ArchitectureException($"{source}: 'classes' must be at least 2.");
+            return new ModelDescription(name, layers.GetRawText(), input, classes);
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+            throw new ArchitectureException($"{source}: {e.Message}", e);
+        }
+    }
+}
+
+/// <summary>
+/// The built-in models, embedded as JSON in the format a user writes (<c>src/Training/Models/*.json</c>):
+/// lenet5 and cnn2 exactly as bench/shapes.json describes them, resnet14 as ../shared/bench/resnet14.json.
+/// </summary>
+public static class Models
+{
+    /// <summary>The built-in names.</summary>
+    public static readonly string[] Names = ["lenet5", "cnn2", "resnet14"];
+
+    /// <summary>A built-in model by name, or a description file by path (.json).</summary>
+    /// <exception cref="ArgumentException">Neither a built-in name nor an existing file.</exception>
+    /// <exception cref="ArchitectureException">The file is not a valid description.</exception>
+    public static ModelDescription Describe(string nameOrPath)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(nameOrPath);
+        if (Names.Contains(nameOrPath))
+        {
+            using Stream s = typeof(Models).Assembly.GetManifestResourceStream($"GpuBackprop.Training.Models.{nameOrPath}.json")
+                ?? throw new InvalidOperationException($"The built-in model '{nameOrPath}' is missing from the assembly.");
+            using var reader = new StreamReader(s);
+            return ModelDescription.Parse(nameOrPath, reader.ReadToEnd(), $"built-in model {nameOrPath}");
+        }
+        if (!File.Exists(nameOrPath))
+            throw new ArgumentException($"Unknown model '{nameOrPath}': not a built-in model ({string.Join(", ", Names)}) nor an existing file.", nameof(nameOrPath));
+        return ModelDescription.Parse(Path.GetFileNameWithoutExtension(nameOrPath), File.ReadAllText(nameOrPath), nameOrPath);
+    }
+
+    /// <summary>Builds a built-in model (or a description file) with PyTorch's default initialisation, seeded.</summary>
+    /// <exception cref="ArgumentException">Unknown model.</exception>
+    public static Sequential Create(string nameOrPath, ComputeDevice device, int seed) => Describe(nameOrPath).Build(device, seed);
 }

@@ -6,8 +6,14 @@ namespace GpuBackprop.Training;
 /// <summary>Everything that defines a training run; stored in checkpoints so a resume continues the same run.</summary>
 public sealed record TrainConfig
 {
-    /// <summary>Built-in model name.</summary>
+    /// <summary>A built-in model name (lenet5, cnn2, resnet14) or the path of a model description (.json).</summary>
     public string Model { get; init; } = "lenet5";
+    /// <summary>
+    /// The model's layer list as JSON (<see cref="Layers.Architecture"/>'s format). Filled by the trainer
+    /// when a run starts, so that a checkpoint carries its architecture and resumes without the file.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Architecture { get; init; }
     /// <summary>Total epochs.</summary>
     public int Epochs { get; init; } = 2;
     /// <summary>Images per step (the last batch of an epoch may be smaller).</summary>
@@ -23,7 +29,8 @@ public sealed record TrainConfig
     /// <exception cref="ArgumentException">A value is out of range.</exception>
     public void Validate()
     {
-        if (!Models.Names.Contains(Model)) throw new ArgumentException($"Unknown model '{Model}'. Known: {string.Join(", ", Models.Names)}.", nameof(Model));
+        if (string.IsNullOrWhiteSpace(Model)) throw new ArgumentException("The model is not named.", nameof(Model));
+        if (Architecture is null) Models.Describe(Model);
         if (Epochs <= 0) throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, "Epochs must be positive.");
         if (BatchSize <= 0) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "The batch size must be positive.");
         Optimizer.Validate();

@@ -61,18 +61,56 @@ public sealed class Trainer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(device);
         config.Validate();
-        if (train.Height != 28 || train.Width != 28 || test.Height != 28 || test.Width != 28)
-            throw new ArgumentException($"The built-in models take 28x28 images; got {train.Height}x{train.Width}.", nameof(train));
+        if (train.Height != test.Height || train.Width != test.Width)
+            throw new ArgumentException($"The training images are {train.Height}x{train.Width}, the test images {test.Height}x{test.Width}.", nameof(test));
+        ModelDescription description = config.Architecture is string layers
+            ? ModelDescription.Parse(config.Model, layers, $"the architecture of model '{config.Model}' in the run's configuration")
+            : Models.Describe(config.Model);
+        config = config with { Architecture = description.Layers };
+        height = train.Height;
+        width = train.Width;
+        classes = train.Classes;
+        if (description.Input is int[] input && (input[0] != 1 || input[1] != height || input[2] != width))
+            throw new ArgumentException($"Model '{config.Model}' takes {input[0]}x{input[1]}x{input[2]} inputs; the data has 1x{height}x{width} images.", nameof(train));
+        if (description.Classes is int k && k != classes)
+            throw new ArgumentException($"Model '{config.Model}' has {k} classes; the data has {classes}.", nameof(train));
         this.device = device;
         Config = config;
         schedule = LearningRateSchedule.Parse(config.Schedule, config.Epochs);
-        Model = Models.Create(config.Model, device, config.Seed);
+        Model = description.Build(device, config.Seed);
+        CheckModelFitsData(config.Model);
         Optimizer = Optimizer.Create(Model.Parameters, config.Optimizer);
         Rng = new Rng((ulong)config.Seed);
         loss = new SoftmaxCrossEntropy(device);
         sums = Tensor.Zeros(device, 4);
         this.train = new DeviceData(device, train);
         this.test = new DeviceData(device, test);
+    }
+
+    private readonly int height, width, classes;
+
+    /// <summary>
+    /// One image through the model in eval mode (no running statistics move): the logits must be
+    /// (1, classes), else the model does not fit the data, which is said before any training.
+    /// </summary>
+    private void CheckModelFitsData(string model)
+    {
+        using Tensor probe = Tensor.Zeros(device, 1, 1, height, width);
+        Model.Eval();
+        try
+        {
+            Tensor logits = Model.Forward(probe);
+            if (!logits.HasShape(1, classes))
+                throw new ArgumentException($"Model '{model}' gives logits {logits.ShapeText} for a 1x{height}x{width} image; the data has {classes} classes.", nameof(model));
+        }
+        catch (ArgumentException e) when (e.ParamName != nameof(model))
+        {
+            throw new ArgumentException($"Model '{model}' does not fit 1x{height}x{width} images: {e.Message}", nameof(model), e);
+        }
+        finally
+        {
+            Model.Train();
+        }
     }
 
     /// <summary>The run's configuration.</summary>
@@ -120,7 +158,7 @@ public sealed class Trainer : IDisposable
             device.Backend.GatherBatch(train.Gather(start, count), train.Pixels.View, train.Labels.IntView, train.Order.IntView, x.View, y.IntView);
             Tensor logits = Model.Forward(x);
             Tensor l = loss.Forward(logits, y);
-            device.Backend.AccumulateMetrics(count, 10, logits.View, y.IntView, l.View, sums.View, step);
+            device.Backend.AccumulateMetrics(count, classes, logits.View, y.IntView, l.View, sums.View, step);
             Optimizer.ZeroGrad();
             Model.BackwardParameters(loss.Backward());
             Optimizer.Step();
@@ -162,28 +200,42 @@ public sealed class Trainer : IDisposable
         int n = data.Count, batch = Config.BatchSize; // the training batch size keeps the layers' buffers
         sums.Upload([0f, 0f, 0f, -1f]);
         using Tensor predictions = Tensor.Uninitialized(device, DType.Int32, n);
+        // Eval mode: batch-norm uses (and leaves unchanged) its running statistics.
+        Model.Eval();
+        try
+        {
+            EvaluateBatches(data, n, batch, predictions);
+        }
+        finally
+        {
+            Model.Train();
+        }
+        float[] s = sums.Download();
+        int[] predicted = predictions.DownloadInt32();
+        var confusion = new int[classes, classes];
+        for (int i = 0; i < n; i++)
+            confusion[data.Host.Labels[i], predicted[i]]++;
+        return new Evaluation(100.0 * s[1] / n, s[0] / n, confusion);
+    }
+
+    private void EvaluateBatches(DeviceData data, int n, int batch, Tensor predictions)
+    {
         for (int start = 0; start < n; start += batch)
         {
             int count = Math.Min(batch, n - start);
             var (x, y) = Batch(count);
             device.Backend.GatherBatch(data.Gather(start, count), data.Pixels.View, data.Labels.IntView, data.Order.IntView, x.View, y.IntView);
             Tensor logits = Model.Forward(x);
-            device.Backend.AccumulateMetrics(count, 10, logits.View, y.IntView, loss.Forward(logits, y).View, sums.View, start);
-            device.Backend.Predict(count, 10, logits.View, predictions.IntView.SubView(start, count));
+            device.Backend.AccumulateMetrics(count, classes, logits.View, y.IntView, loss.Forward(logits, y).View, sums.View, start);
+            device.Backend.Predict(count, classes, logits.View, predictions.IntView.SubView(start, count));
         }
-        float[] s = sums.Download();
-        int[] predicted = predictions.DownloadInt32();
-        var confusion = new int[10, 10];
-        for (int i = 0; i < n; i++)
-            confusion[data.Host.Labels[i], predicted[i]]++;
-        return new Evaluation(100.0 * s[1] / n, s[0] / n, confusion);
     }
 
     private (Tensor X, Tensor Y) Batch(int count)
     {
         if (!batches.TryGetValue(count, out var b))
         {
-            b = (Tensor.Zeros(device, count, 1, 28, 28), Tensor.Zeros(device, DType.Int32, count));
+            b = (Tensor.Zeros(device, count, 1, height, width), Tensor.Zeros(device, DType.Int32, count));
             batches[count] = b;
         }
         return b;
@@ -206,8 +258,8 @@ public sealed class Trainer : IDisposable
     public static Trainer Resume(ComputeDevice device, string path, ImageDataset train, ImageDataset test)
     {
         Checkpoint c = Checkpoint.Load(path);
-        if (!Models.Names.Contains(c.Model) || c.Config.Model != c.Model)
-            throw new CheckpointException(path, $"names model '{c.Model}', which this build does not know.");
+        if (c.Config.Model != c.Model)
+            throw new CheckpointException(path, $"names model '{c.Model}' in its header but '{c.Config.Model}' in its configuration.");
         var trainer = new Trainer(device, c.Config, train, test);
         try
         {
@@ -241,6 +293,10 @@ public sealed class Trainer : IDisposable
         }
         EpochsDone = c.Epoch;
         Optimizer.StepCount = c.Steps;
+        // Every step runs one training-mode forward pass, so each batch-norm has counted exactly the steps.
+        foreach (var (_, m) in Model.NamedModules())
+            if (m is BatchNorm2d bn)
+                bn.NumBatchesTracked = c.Steps;
         Rng.State = c.RngState;
     }
 

@@ -132,3 +132,71 @@ public sealed class TrainingTests
         Directory.Delete(Path.GetDirectoryName(file)!, true);
     }
 }
+
+/// <summary>Networks of the user's design in the trainer: built-in resnet14, a JSON file, resume of a batch-norm network.</summary>
+public sealed class CustomModelTrainingTests
+{
+    private const string SmallResidual = """
+        [{"type": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": 3, "padding": 1, "bias": false},
+         {"type": "batch_norm2d", "num_features": 4}, {"type": "relu"}, {"type": "max_pool2d", "kernel_size": 2},
+         {"type": "residual", "body": [{"type": "conv2d", "in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": 1},
+                                       {"type": "batch_norm2d", "num_features": 4}, {"type": "gelu"}]},
+         {"type": "adaptive_avg_pool2d", "output_size": 1}, {"type": "flatten"}, {"type": "linear", "in_features": 4, "out_features": 10}]
+        """;
+
+    [Fact]
+    public void Resnet14IsBuiltInWithTheSharedBenchmarksShape()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        using Sequential net = Models.Create("resnet14", d, 1);
+        using Tensor x = Tensor.Zeros(d, 2, 1, 28, 28);
+        Assert.Equal([2, 10], net.Forward(x).Shape.ToArray());
+        Assert.Contains(net.NamedModules(), m => m.Module is BatchNorm2d);
+        Assert.Contains(net.StateDict(), s => s.Name.Contains(".shortcut.", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void AJsonNetworkTrainsAndResumesBitForBit()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        ImageDataset train = FashionMnist.LoadEmbedded("train").Take(300), test = FashionMnist.LoadEmbedded("t10k").Take(50);
+        var config = new TrainConfig { Model = "small-residual", Architecture = SmallResidual, Epochs = 2, BatchSize = 32, Seed = 3 };
+        float[][] straight;
+        using (var a = new Trainer(d, config, train, test))
+        {
+            a.RunEpoch();
+            a.RunEpoch();
+            straight = a.Model.StateDict().Select(s => s.Tensor.Download()).ToArray();
+        }
+        string file = Path.Combine(Directory.CreateTempSubdirectory("ckpt").FullName, "checkpoint.gbp");
+        try
+        {
+            using (var b = new Trainer(d, config, train, test))
+            {
+                b.RunEpoch();
+                b.ToCheckpoint().Save(file);
+            }
+            using var c = Trainer.Resume(d, file, train, test);
+            c.RunEpoch();
+            IReadOnlyList<(string Name, Tensor Tensor)> state = c.Model.StateDict();
+            for (int i = 0; i < state.Count; i++)
+                Check.BitwiseEqual(state[i].Tensor.Download(), straight[i], state[i].Name);
+            Assert.Equal(c.Optimizer.StepCount, ((BatchNorm2d)c.Model.Layers[1]).NumBatchesTracked);
+        }
+        finally
+        {
+            Directory.Delete(Path.GetDirectoryName(file)!, true);
+        }
+    }
+
+    [Fact]
+    public void AModelThatDoesNotFitTheDataIsRefusedBeforeTraining()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        ImageDataset train = FashionMnist.LoadEmbedded("train").Take(64), test = FashionMnist.LoadEmbedded("t10k").Take(16);
+        var wrongClasses = new TrainConfig { Model = "five", Architecture = """[{"type": "flatten"}, {"type": "linear", "in_features": 784, "out_features": 5}]""" };
+        Assert.Contains("the data has 10 classes", Assert.Throws<ArgumentException>(() => new Trainer(d, wrongClasses, train, test)).Message);
+        var wrongInput = new TrainConfig { Model = "wide", Architecture = """[{"type": "flatten"}, {"type": "linear", "in_features": 100, "out_features": 10}]""" };
+        Assert.Contains("does not fit 1x28x28 images", Assert.Throws<ArgumentException>(() => new Trainer(d, wrongInput, train, test)).Message);
+    }
+}
