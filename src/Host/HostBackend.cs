@@ -113,5 +113,16 @@ internal sealed class HostBackend : Backend
         }
     }
 
+    protected override void DropoutCore(DropoutDraw d, ArrayView<float> x, ArrayView<float> y)
+    {
+        var xs = new HostView<float>(x);
+        var ys = new HostView<float>(y);
+        HostLoop.For((int)x.Length, (start, end) =>
+        {
+            for (int i = start; i < end; i++)
+                ys[i] = DropoutMath.Apply(d, i, xs[i]);
+        }, 16);
+    }
+
     protected override void ClearCore<T>(ArrayView<T> view) => HostLoop.Span(view).Clear();
 }

@@ -120,6 +120,8 @@ internal sealed class KernelBackend(Accelerator accelerator, ComputeDeviceOption
     protected override void BatchNormUpdateRunningCore(int channels, float momentum, float unbias, ArrayView<float> stats, ArrayView<float> runningMean, ArrayView<float> runningVar) =>
         BatchNorm2dKernels.UpdateRunning(this, channels, momentum, unbias, stats, runningMean, runningVar);
 
+    protected override void DropoutCore(DropoutDraw d, ArrayView<float> x, ArrayView<float> y) => ActivationKernels.Dropout(this, d, x, y);
+
     protected override void ClearCore<T>(ArrayView<T> view) => view.MemSetToZero(Stream);
 
     /// <summary>Frees the scratch buffers (the accelerator belongs to the device).</summary>

@@ -16,7 +16,7 @@ public sealed class ArchitectureException : Exception
 /// object whose <c>layers</c> is the list) of layers, each with a <c>type</c> and PyTorch's constructor
 /// arguments under PyTorch's names, applied in order as <c>nn.Sequential</c>. Types: conv2d,
 /// batch_norm2d, linear, max_pool2d, avg_pool2d, adaptive_avg_pool2d, flatten, relu, leaky_relu, gelu,
-/// sigmoid, tanh, silu, and residual (<c>body</c> and <c>shortcut</c> layer lists; an empty shortcut is
+/// sigmoid, tanh, silu, dropout, and residual (<c>body</c> and <c>shortcut</c> layer lists; an empty shortcut is
 /// the identity). Every field is checked before any layer is built, and an error names the layer by
 /// its state-dict path (e.g. <c>layer 4.body.1 (batch_norm2d)</c>) and the field.
 /// </summary>
@@ -37,6 +37,7 @@ public static class Architecture
         ["silu"] = ["inplace"],
         ["leaky_relu"] = ["negative_slope", "inplace"],
         ["gelu"] = ["approximate"],
+        ["dropout"] = ["p", "inplace"],
         ["residual"] = ["body", "shortcut"],
     };
 
@@ -171,6 +172,9 @@ public static class Architecture
                     return new LeakyReLU(device, (float)f.Number("negative_slope", 0.01));
                 case "gelu":
                     return new GELU(device, f.String("approximate", "none"));
+                case "dropout":
+                    f.Bool("inplace", false);
+                    return new Dropout(device, (float)f.Number("p", 0.5), seed++);
                 default: // residual
                 {
                     Sequential body = BuildList(device, e.GetProperty("body"), path + ".body.", ref seed)!;

@@ -175,6 +175,9 @@ internal abstract class Backend
             BatchNormUpdateRunningCore(channels, momentum, unbias, stats, runningMean, runningVar);
     }
 
+    /// <summary>y = x * mask * 1/(1-p) with the mask of <see cref="DropoutMath"/> (forward, and backward on dy with the same draw).</summary>
+    public void Dropout(DropoutDraw d, ArrayView<float> x, ArrayView<float> y) { if (Start(x.Length)) DropoutCore(d, x, y); }
+
     /// <summary>Sets every element to zero.</summary>
     public void Clear<T>(ArrayView<T> view) where T : unmanaged
     {
@@ -321,6 +324,8 @@ internal abstract class Backend
         ArrayView<float> weight, ArrayView<float> sums, ArrayView<float> dweight, ArrayView<float> dbias, ArrayView<float> dx);
     /// <summary>Implementation of <see cref="BatchNormUpdateRunning"/>.</summary>
     protected abstract void BatchNormUpdateRunningCore(int channels, float momentum, float unbias, ArrayView<float> stats, ArrayView<float> runningMean, ArrayView<float> runningVar);
+    /// <summary>Implementation of <see cref="Dropout"/>.</summary>
+    protected abstract void DropoutCore(DropoutDraw d, ArrayView<float> x, ArrayView<float> y);
     /// <summary>Implementation of <see cref="Clear{T}"/> (non-empty views).</summary>
     protected abstract void ClearCore<T>(ArrayView<T> view) where T : unmanaged;
 }

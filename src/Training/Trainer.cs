@@ -295,8 +295,12 @@ public sealed class Trainer : IDisposable
         Optimizer.StepCount = c.Steps;
         // Every step runs one training-mode forward pass, so each batch-norm has counted exactly the steps.
         foreach (var (_, m) in Model.NamedModules())
+        {
             if (m is BatchNorm2d bn)
                 bn.NumBatchesTracked = c.Steps;
+            else if (m is Dropout dropout)
+                dropout.Step = c.Steps; // one mask per step: the resumed run draws the masks it would have drawn
+        }
         Rng.State = c.RngState;
     }
 

@@ -141,7 +141,8 @@ public sealed class CustomModelTrainingTests
          {"type": "batch_norm2d", "num_features": 4}, {"type": "relu"}, {"type": "max_pool2d", "kernel_size": 2},
          {"type": "residual", "body": [{"type": "conv2d", "in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": 1},
                                        {"type": "batch_norm2d", "num_features": 4}, {"type": "gelu"}]},
-         {"type": "adaptive_avg_pool2d", "output_size": 1}, {"type": "flatten"}, {"type": "linear", "in_features": 4, "out_features": 10}]
+         {"type": "adaptive_avg_pool2d", "output_size": 1}, {"type": "flatten"}, {"type": "dropout", "p": 0.25},
+         {"type": "linear", "in_features": 4, "out_features": 10}]
         """;
 
     [Fact]
