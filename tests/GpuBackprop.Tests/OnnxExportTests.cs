@@ -1,0 +1,66 @@
+using GpuBackprop.Layers;
+using GpuBackprop.Runtime;
+using GpuBackprop.Serialization;
+using Microsoft.ML.OnnxRuntime;
+using DenseTensor = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>;
+using Tensor = GpuBackprop.Runtime.Tensor;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>ONNX export, run in ONNX Runtime and compared with our own eval output.</summary>
+public sealed class OnnxExportTests
+{
+    private const string EveryExportableLayer = """
+        [{"type": "conv2d", "in_channels": 2, "out_channels": 6, "kernel_size": [3, 2], "padding": [1, 1], "stride": [1, 2], "bias": false},
+         {"type": "batch_norm2d", "num_features": 6}, {"type": "leaky_relu", "negative_slope": 0.1},
+         {"type": "max_pool2d", "kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": true},
+         {"type": "residual", "body": [{"type": "conv2d", "in_channels": 6, "out_channels": 6, "kernel_size": 3, "padding": 1, "groups": 2},
+                                       {"type": "batch_norm2d", "num_features": 6}, {"type": "silu"}],
+          "shortcut": [{"type": "conv2d", "in_channels": 6, "out_channels": 6, "kernel_size": 1}]},
+         {"type": "avg_pool2d", "kernel_size": 2, "stride": 1, "padding": 1, "count_include_pad": false},
+         {"type": "tanh"}, {"type": "adaptive_avg_pool2d", "output_size": 1}, {"type": "flatten"},
+         {"type": "dropout", "p": 0.3}, {"type": "linear", "in_features": 6, "out_features": 8},
+         {"type": "gelu"}, {"type": "linear", "in_features": 8, "out_features": 8}, {"type": "gelu", "approximate": "tanh"},
+         {"type": "sigmoid"}, {"type": "relu"}, {"type": "linear", "in_features": 8, "out_features": 4}]
+        """;
+
+    [Fact]
+    public void TheExportRunsInOnnxRuntimeAndMatchesOurEvalOutput()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        string dir = Directory.CreateTempSubdirectory("onnx").FullName;
+        try
+        {
+            using Sequential net = Architecture.Build(d, EveryExportableLayer, seed: 5);
+            float[] x = Data.Uniform(3 * 2 * 9 * 10, 30);
+            using Tensor xt = Tensor.FromHost(d, x, 3, 2, 9, 10);
+            net.Forward(xt); // training mode once: running statistics move away from 0 and 1
+            string path = Path.Combine(dir, "net.onnx");
+            OnnxExport.Export(net, [2, 9, 10], path);
+            Assert.True(net.IsTraining, "the export restores the mode");
+
+            net.Eval();
+            float[] ours = net.Forward(xt).Download();
+            using var session = new InferenceSession(path);
+            var input = new DenseTensor(x, [3, 2, 9, 10]);
+            using var results = session.Run([NamedOnnxValue.CreateFromTensor("input", input)]);
+            float[] theirs = results.First(r => r.Name == "logits").AsTensor<float>().ToArray();
+            Check.Close(theirs, Data.ToDouble(ours), 1e-4, 1e-3, "ONNX Runtime vs our eval logits");
+            Assert.Equal(12, ours.Length);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void WhatOnnxCannotExpressIsRefusedNamingTheLayer()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        using Sequential net = Architecture.Build(d, """[{"type": "adaptive_avg_pool2d", "output_size": [2, 3]}, {"type": "flatten"}]""");
+        var e = Assert.Throws<OnnxExportException>(() => OnnxExport.Build(net, [1, 5, 7]));
+        Assert.Contains("layer 0 (AdaptiveAvgPool2d)", e.Message);
+        Assert.Throws<IOException>(() => OnnxExport.Export(net, [1, 4, 6], "/nonexistent-folder/x.onnx"));
+    }
+}
