@@ -69,6 +69,8 @@ internal static class CliApp
         ["devices"] = typeof(DevicesCommand.Settings),
         ["verify"] = typeof(VerifyCommand.Settings),
         ["compare"] = typeof(CompareCommand.Settings),
+        ["export"] = typeof(ExportCommand.Settings),
+        ["predict"] = typeof(PredictCommand.Settings),
     };
 
     private static int Error(string message, int code)
@@ -97,13 +99,16 @@ internal static class CliApp
             config.AddCommand<TrainCommand>("train")
                 .WithDescription("Train on Fashion-MNIST (the embedded subset when the full set is not found).");
             config.AddCommand<EvalCommand>("eval").WithDescription("Test accuracy and confusion matrix of a checkpoint.");
+            config.AddCommand<ExportCommand>("export")
+                .WithDescription("Write a checkpoint's model as ONNX (eval mode) and/or its weights as safetensors with PyTorch's names.");
+            config.AddCommand<PredictCommand>("predict").WithDescription("Classes and probabilities for images of an IDX file, from a checkpoint.");
             config.AddCommand<BenchCommand>("bench")
                 .WithDescription("Time the shared benchmark set (rows as bench/torch_peer.py prints them).");
             config.AddCommand<DevicesCommand>("devices").WithDescription("List every device found.");
             config.AddCommand<VerifyCommand>("verify")
                 .WithDescription("Run the PyTorch golden cases on the reference path and the devices; exit code 1 on any failure.");
             config.AddCommand<CompareCommand>("compare")
-                .WithDescription("Time each op per device and its deviation from the CPU accelerator's result.");
+                .WithDescription("Time each op per device and its deviation from the cpu device's result.");
         });
         return app;
     }

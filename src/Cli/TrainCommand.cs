@@ -59,12 +59,17 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         [CommandOption("--resume <FILE>"), Description("Continue the run of this checkpoint (its configuration; --epochs sets a new total).")]
         public string? Resume { get; set; }
 
+        [CommandOption("--init-weights <FILE>"), Description("Start from these weights: a safetensors state dict with PyTorch's names (e.g. saved by PyTorch for the same architecture).")]
+        public string? InitWeights { get; set; }
+
         public override ValidationResult Validate()
         {
             ValidationResult result = Usage.All(
                 Models.Names.Contains(Model) || File.Exists(Model) ? ValidationResult.Success()
                     : ValidationResult.Error($"--model: '{Model}' is neither a built-in model ({string.Join(", ", Models.Names)}) nor an existing file."),
                 Usage.Positive(Epochs, "--epochs"),
+                InitWeights is not null && Resume is not null ? ValidationResult.Error("--init-weights starts a new run; it cannot be combined with --resume.") : ValidationResult.Success(),
+                InitWeights is not null && !File.Exists(InitWeights) ? ValidationResult.Error($"--init-weights: no such file '{InitWeights}'.") : ValidationResult.Success(),
                 Usage.Positive(Batch, "--batch"),
                 Kind(Optimizer) is null ? ValidationResult.Error($"--optimizer: unknown optimizer '{Optimizer}'; known: sgd, adam, adamw.") : ValidationResult.Success(),
                 DeviceOption.Validate(Device, allowAll: false));
@@ -138,6 +143,11 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             : Trainer.Resume(device, resume, train, test);
         if (resume is not null && s.Epochs is int more)
             trainer.SetTotalEpochs(more);
+        if (s.InitWeights is string weights)
+        {
+            trainer.LoadWeights(weights);
+            AnsiConsole.MarkupLine($"weights: {Markup.Escape(weights)}");
+        }
         TrainConfig config = trainer.Config;
         string outDir = s.Out ?? (resume is not null ? Path.GetDirectoryName(Path.GetFullPath(resume))! : Path.Combine("runs", $"{config.Model}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         Directory.CreateDirectory(outDir);

@@ -208,6 +208,49 @@ public abstract class Module : IDisposable
     /// <summary>Sets evaluation mode through the whole tree (same as <c>Train(false)</c>); returns this module.</summary>
     public Module Eval() => Train(false);
 
+    /// <summary>
+    /// Class predictions for a batch: the forward pass in eval mode (the mode is restored), then softmax
+    /// over the logits (N, classes) on the host.
+    /// </summary>
+    /// <returns>The most probable class of each row and every class's probability.</returns>
+    public (int[] Classes, float[,] Probabilities) Predict(Tensor input)
+    {
+        ThrowIfDisposed();
+        bool wasTraining = IsTraining;
+        Eval();
+        float[] logits;
+        int n, k;
+        try
+        {
+            Tensor y = Forward(input);
+            if (y.Rank != 2)
+                throw new InvalidOperationException($"{GetType().Name} gives {y.ShapeText}; Predict needs logits (N, classes).");
+            (n, k) = (y.Dim(0), y.Dim(1));
+            logits = y.Download();
+        }
+        finally
+        {
+            Train(wasTraining);
+        }
+        var classes = new int[n];
+        var p = new float[n, k];
+        for (int r = 0; r < n; r++)
+        {
+            ReadOnlySpan<float> row = logits.AsSpan(r * k, k);
+            float max = float.NegativeInfinity;
+            int best = 0;
+            for (int c = 0; c < k; c++)
+                if (row[c] > max) { max = row[c]; best = c; }
+            double sum = 0;
+            for (int c = 0; c < k; c++)
+                sum += Math.Exp(row[c] - max);
+            for (int c = 0; c < k; c++)
+                p[r, c] = (float)(Math.Exp(row[c] - max) / sum);
+            classes[r] = best;
+        }
+        return (classes, p);
+    }
+
     /// <summary>Computes the output from <paramref name="input"/> and saves what Backward needs.</summary>
     public abstract Tensor Forward(Tensor input);
 

@@ -14,6 +14,9 @@ public sealed record TrainConfig
     /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? Architecture { get; init; }
+    /// <summary>The input (C, H, W) the run trains on; filled by the trainer (what export and predict need to know).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int[]? Input { get; init; }
     /// <summary>Total epochs.</summary>
     public int Epochs { get; init; } = 2;
     /// <summary>Images per step (the last batch of an epoch may be smaller).</summary>

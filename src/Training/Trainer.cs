@@ -66,9 +66,9 @@ public sealed class Trainer : IDisposable
         ModelDescription description = config.Architecture is string layers
             ? ModelDescription.Parse(config.Model, layers, $"the architecture of model '{config.Model}' in the run's configuration")
             : Models.Describe(config.Model);
-        config = config with { Architecture = description.Layers };
         height = train.Height;
         width = train.Width;
+        config = config with { Architecture = description.Layers, Input = [1, height, width] };
         classes = train.Classes;
         if (description.Input is int[] input && (input[0] != 1 || input[1] != height || input[2] != width))
             throw new ArgumentException($"Model '{config.Model}' takes {input[0]}x{input[1]}x{input[2]} inputs; the data has 1x{height}x{width} images.", nameof(train));
@@ -252,6 +252,52 @@ public sealed class Trainer : IDisposable
             tensors.Add(($"optim/{i}", state[i].Shape.ToArray(), state[i].Download()));
         return new Checkpoint(Config.Model, Config, EpochsDone, Optimizer.StepCount, Rng.State, tensors);
     }
+
+    /// <summary>
+    /// The model of a checkpoint, without data: built from the architecture the checkpoint carries, its
+    /// weights and running statistics loaded (for evaluation, prediction and export).
+    /// </summary>
+    /// <exception cref="CheckpointException">The file is not a checkpoint, or its tensors do not fit its architecture.</exception>
+    public static TrainedModel LoadModel(ComputeDevice device, string path)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        Checkpoint c = Checkpoint.Load(path);
+        ModelDescription description;
+        try
+        {
+            description = c.Config.Architecture is string layers ? ModelDescription.Parse(c.Model, layers, path) : Models.Describe(c.Model);
+        }
+        catch (Exception e) when (e is ArchitectureException or ArgumentException)
+        {
+            throw new CheckpointException(path, $"its architecture cannot be built: {e.Message}", e);
+        }
+        Sequential model = description.Build(device, c.Config.Seed);
+        try
+        {
+            var state = c.Tensors.Where(t => t.Name.StartsWith("model/", StringComparison.Ordinal))
+                .ToDictionary(t => t.Name["model/".Length..], t => (t.Shape, t.Data), StringComparer.Ordinal);
+            model.LoadStateDict(state);
+            foreach (var (_, m) in model.NamedModules())
+                if (m is BatchNorm2d bn)
+                    bn.NumBatchesTracked = c.Steps;
+            model.Eval();
+            return new TrainedModel(model, c.Config with { Architecture = description.Layers }, c.Epoch);
+        }
+        catch (ArgumentException e)
+        {
+            model.Dispose();
+            throw new CheckpointException(path, e.Message, e);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Loads weights (a safetensors state dict with PyTorch's names) into the model, e.g. to start from PyTorch's.</summary>
+    /// <exception cref="Serialization.SafeTensorsException">The file is malformed or does not fit the model (names and shapes are listed).</exception>
+    public void LoadWeights(string path) => Model.Load(path);
 
     /// <summary>Continues a run from a checkpoint: same config, weights, optimizer state, epoch and shuffling state.</summary>
     /// <exception cref="CheckpointException">The checkpoint does not fit the model it names.</exception>

@@ -1,0 +1,49 @@
+using System.ComponentModel;
+using GpuBackprop.Runtime;
+using GpuBackprop.Serialization;
+using GpuBackprop.Training;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace GpuBackprop.Cli;
+
+/// <summary><c>gpubackprop export --checkpoint FILE [--onnx OUT.onnx] [--safetensors OUT.safetensors]</c>.</summary>
+internal sealed class ExportCommand : Command<ExportCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandOption("--checkpoint <FILE>"), Description("The checkpoint whose model is exported (required).")]
+        public string? Checkpoint { get; set; }
+
+        [CommandOption("--onnx <FILE>"), Description("Write the model in eval mode as ONNX (opset 17).")]
+        public string? Onnx { get; set; }
+
+        [CommandOption("--safetensors <FILE>"), Description("Write the weights and running statistics as safetensors with PyTorch's state-dict names.")]
+        public string? SafeTensors { get; set; }
+
+        [CommandOption("--device <SPEC>"), Description("Where the model is loaded (default: cpu).")]
+        public string? Device { get; set; }
+
+        public override ValidationResult Validate() => Usage.All(
+            Checkpoint is null ? ValidationResult.Error("--checkpoint FILE is required.") : ValidationResult.Success(),
+            Onnx is null && SafeTensors is null ? ValidationResult.Error("name an output: --onnx FILE and/or --safetensors FILE.") : ValidationResult.Success(),
+            DeviceOption.Validate(Device ?? "cpu", allowAll: false));
+    }
+
+    public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
+    {
+        using ComputeDevice device = ComputeDevice.Open(s.Device ?? "cpu");
+        using TrainedModel trained = Trainer.LoadModel(device, s.Checkpoint!);
+        if (s.Onnx is string onnx)
+        {
+            OnnxExport.Export(trained.Model, trained.Input, onnx);
+            AnsiConsole.MarkupLine($"wrote {Markup.Escape(onnx)}: {Markup.Escape(trained.Config.Model)}, input (batch, {string.Join(", ", trained.Input)}), output logits");
+        }
+        if (s.SafeTensors is string st)
+        {
+            trained.Model.Save(st);
+            AnsiConsole.MarkupLine($"wrote {Markup.Escape(st)}: {trained.Model.ToSafeTensors().Count} tensors with PyTorch's names");
+        }
+        return ExitCode.Success;
+    }
+}

@@ -1,0 +1,66 @@
+using System.ComponentModel;
+using System.Globalization;
+using GpuBackprop.Data;
+using GpuBackprop.Runtime;
+using GpuBackprop.Training;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace GpuBackprop.Cli;
+
+/// <summary><c>gpubackprop predict --checkpoint FILE --images IDX</c>: the most probable classes of each image.</summary>
+internal sealed class PredictCommand : Command<PredictCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandOption("--checkpoint <FILE>"), Description("The trained model (required).")]
+        public string? Checkpoint { get; set; }
+
+        [CommandOption("--images <IDX>"), Description("An IDX image file (raw or .gz), N x H x W bytes, as Fashion-MNIST's (required).")]
+        public string? Images { get; set; }
+
+        [CommandOption("--count <N>"), Description("Predict the first N images (default: all).")]
+        public int? Count { get; set; }
+
+        [CommandOption("--top <K>"), Description("Classes shown per image."), DefaultValue(3)]
+        public int Top { get; set; } = 3;
+
+        [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
+        public string? Device { get; set; }
+
+        public override ValidationResult Validate() => Usage.All(
+            Checkpoint is null ? ValidationResult.Error("--checkpoint FILE is required.") : ValidationResult.Success(),
+            Images is null ? ValidationResult.Error("--images IDX is required.") : ValidationResult.Success(),
+            Usage.Positive(Count, "--count"),
+            Usage.Positive(Top, "--top"),
+            DeviceOption.Validate(Device, allowAll: false));
+    }
+
+    public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
+    {
+        var (dims, pixels) = IdxFile.Read(s.Images!, expectedRank: 3);
+        using ComputeDevice device = ComputeDevice.Open(DeviceOption.Resolve(s.Device));
+        using TrainedModel trained = Trainer.LoadModel(device, s.Checkpoint!);
+        int[] input = trained.Input;
+        if (dims[1] != input[1] || dims[2] != input[2])
+            throw new ArgumentException($"{s.Images}: images are {dims[1]}x{dims[2]}; the model takes {input[1]}x{input[2]}.");
+        int n = Math.Min(dims[0], s.Count ?? dims[0]), size = dims[1] * dims[2];
+        // The trainer's normalisation: pixels scaled to [0, 1], then (x - mean) / std.
+        var x = new float[n * size];
+        for (int i = 0; i < x.Length; i++)
+            x[i] = (pixels[i] / 255f - FashionMnist.Mean) / FashionMnist.Std;
+        using Tensor images = Tensor.FromHost(device, x, n, 1, dims[1], dims[2]);
+        var (classes, p) = trained.Model.Predict(images);
+        int k = p.GetLength(1);
+        string Name(int c) => k == FashionMnist.ClassNames.Length ? $"{c} {FashionMnist.ClassNames[c]}" : c.ToString(CultureInfo.InvariantCulture);
+        var table = new Table().AddColumns("image", "class", "probability", "next");
+        for (int r = 0; r < n; r++)
+        {
+            var ranked = Enumerable.Range(0, k).OrderByDescending(c => p[r, c]).Take(Math.Min(s.Top, k)).ToList();
+            table.AddRow(r.ToString(CultureInfo.InvariantCulture), Markup.Escape(Name(classes[r])), p[r, classes[r]].ToString("F3", CultureInfo.InvariantCulture),
+                Markup.Escape(string.Join(", ", ranked.Skip(1).Select(c => $"{Name(c)} {p[r, c].ToString("F3", CultureInfo.InvariantCulture)}"))));
+        }
+        AnsiConsole.Write(table);
+        return ExitCode.Success;
+    }
+}

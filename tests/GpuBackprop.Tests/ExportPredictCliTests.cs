@@ -1,0 +1,51 @@
+using GpuBackprop.Cli;
+using GpuBackprop.Data;
+using GpuBackprop.Runtime;
+using GpuBackprop.Serialization;
+using GpuBackprop.Training;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>The checkpoint-to-artifact commands end to end: export (ONNX, safetensors), predict, and train --init-weights.</summary>
+public sealed class ExportPredictCliTests
+{
+    [Fact]
+    public void ACheckpointExportsPredictsAndSeedsANewRun()
+    {
+        string dir = Directory.CreateTempSubdirectory("gpubackprop-export-").FullName;
+        try
+        {
+            ComputeDevice d = TestDevices.Get("cpu");
+            ImageDataset train = FashionMnist.LoadEmbedded("train").Take(256), test = FashionMnist.LoadEmbedded("t10k").Take(32);
+            string checkpoint = Path.Combine(dir, "checkpoint.gbp");
+            using (var trainer = new Trainer(d, new TrainConfig { Model = "lenet5", Epochs = 1, BatchSize = 64, Seed = 2 }, train, test))
+            {
+                trainer.RunEpoch();
+                trainer.ToCheckpoint().Save(checkpoint);
+            }
+            string onnx = Path.Combine(dir, "model.onnx"), weights = Path.Combine(dir, "model.safetensors");
+            Assert.Equal(0, CliApp.Run(["export", "--checkpoint", checkpoint, "--onnx", onnx, "--safetensors", weights]));
+            Assert.True(new FileInfo(onnx).Length > 10_000);
+            Assert.Contains("0.weight", SafeTensors.Read(weights).Keys);
+
+            using (TrainedModel loaded = Trainer.LoadModel(d, checkpoint))
+            {
+                Assert.False(loaded.Model.IsTraining);
+                Assert.Equal([1, 28, 28], loaded.Input);
+            }
+
+            string images = Path.Combine(dir, "images.idx");
+            File.WriteAllBytes(images, IdxFile.Encode([5, 28, 28], test.Pixels.AsSpan(0, 5 * 784)));
+            Assert.Equal(0, CliApp.Run(["predict", "--checkpoint", checkpoint, "--images", images, "--device", "cpu"]));
+            Assert.Equal(2, CliApp.Run(["predict", "--checkpoint", checkpoint]));
+
+            string run = Path.Combine(dir, "run");
+            Assert.Equal(0, CliApp.Run(["train", "--model", "lenet5", "--epochs", "1", "--device", "cpu", "--init-weights", weights, "--out", run]));
+            Assert.Equal(2, CliApp.Run(["train", "--init-weights", weights, "--resume", checkpoint]));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+}
