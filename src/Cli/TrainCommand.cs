@@ -59,6 +59,18 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         [CommandOption("--resume <FILE>"), Description("Continue the run of this checkpoint (its configuration; --epochs sets a new total).")]
         public string? Resume { get; set; }
 
+        [CommandOption("--crop-padding <N>"), Description("Augmentation: pad each training image by N zero pixels and crop back at a random offset (0: off)."), DefaultValue(0)]
+        public int CropPadding { get; set; }
+
+        [CommandOption("--flip"), Description("Augmentation: flip each training image left-right with probability 1/2.")]
+        public bool Flip { get; set; }
+
+        [CommandOption("--warmup-steps <N>"), Description("Linear learning-rate warmup over the first N steps (0: off)."), DefaultValue(0)]
+        public int WarmupSteps { get; set; }
+
+        [CommandOption("--clip-grad-norm <X>"), Description("Clip the gradients' global L2 norm to X before each step (0: off)."), DefaultValue(0f)]
+        public float ClipGradNorm { get; set; }
+
         [CommandOption("--init-weights <FILE>"), Description("Start from these weights: a safetensors state dict with PyTorch's names (e.g. saved by PyTorch for the same architecture).")]
         public string? InitWeights { get; set; }
 
@@ -126,6 +138,10 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 Optimizer = new OptimizerOptions(kind, lr, Momentum: momentum, Nesterov: Nesterov, WeightDecay: wd),
                 Schedule = Schedule,
                 Seed = Seed,
+                CropPadding = CropPadding,
+                HorizontalFlip = Flip,
+                WarmupSteps = WarmupSteps,
+                ClipGradNorm = ClipGradNorm,
             };
         }
     }
@@ -157,6 +173,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             AnsiConsole.MarkupLine($"resumed from {Markup.Escape(resume)} after epoch {trainer.EpochsDone}");
 
         string metricsPath = Path.Combine(outDir, "metrics.json");
+        string stepsPath = Path.Combine(outDir, "steps.jsonl");
         // On resume the epochs so far come from the previous metrics.json, so the file and the plot cover the whole run.
         List<EpochResult> results = resume is not null && MetricsFile.Read(metricsPath) is MetricsFile previous
             ? previous.Epochs.Select(e => e.ToResult()).ToList()
@@ -165,12 +182,12 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         {
             while (trainer.EpochsDone < config.Epochs)
             {
-                EpochResult r = RunEpochWithProgress(trainer, config.Epochs);
+                EpochResult r = RunEpochWithProgress(trainer, config.Epochs, stepsPath);
                 results.Add(r);
                 trainer.ToCheckpoint().Save(checkpoint);
                 new MetricsFile(config.Model, device.Info.Spec, device.Info.Name, source, trainer.Model.ParameterCount, config,
                     results.Select(EpochRecord.From).ToList()).Write(metricsPath);
-                Plot.TrySave(Path.Combine(outDir, "training.png"), config.Model, device.Info.Name, results);
+                Plot.TrySave(Path.Combine(outDir, "training.png"), config.Model, device.Info.Name, results, StepLog.Read(stepsPath));
                 AnsiConsole.MarkupLine($"epoch {r.Epoch}/{config.Epochs}: loss {r.TrainLoss:F4}, test accuracy [bold]{r.TestAccuracy:F2}%[/], {r.ImagesPerSecond:N0} images/s, {r.Seconds:F1} s");
             }
         }
@@ -181,12 +198,13 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             return ExitCode.Diverged;
         }
         PrintTable(results);
-        AnsiConsole.MarkupLine($"wrote {Markup.Escape(checkpoint)}, metrics.json and training.png in {Markup.Escape(outDir)}");
+        AnsiConsole.MarkupLine($"wrote {Markup.Escape(checkpoint)}, metrics.json, steps.jsonl and training.png in {Markup.Escape(outDir)}");
         return ExitCode.Success;
     }
 
-    private static EpochResult RunEpochWithProgress(Trainer trainer, int epochs)
+    private static EpochResult RunEpochWithProgress(Trainer trainer, int epochs, string stepsPath)
     {
+        using var log = new StepLog(stepsPath);
         EpochResult? result = null;
         AnsiConsole.Progress()
             .AutoClear(true)
@@ -200,6 +218,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                     task.MaxValue = p.Steps;
                     task.Value = p.Step;
                     task.Description = $"epoch {epoch}/{epochs}  loss {p.Loss:F4}  {p.ImagesPerSecond:N0} img/s";
+                    log.Write(p);
                 });
                 task.Value = task.MaxValue;
             });

@@ -108,8 +108,20 @@ internal static class ElementwiseHost
                 int image = ord[g.Start + b];
                 ReadOnlySpan<byte> src = px.Slice(image * g.ImageSize, g.ImageSize);
                 Span<float> dst = xs.Slice(b * g.ImageSize, g.ImageSize);
-                for (int i = 0; i < src.Length; i++)
-                    dst[i] = src[i] * g.Scale - g.Shift;
+                if (g.CropPadding == 0 && g.Flip == 0)
+                {
+                    for (int i = 0; i < src.Length; i++)
+                        dst[i] = src[i] * g.Scale - g.Shift;
+                }
+                else
+                {
+                    for (int h = 0; h < g.Height; h++)
+                        for (int w = 0; w < g.Width; w++)
+                        {
+                            int source = BatchMath.SourcePixel(g, b, h, w);
+                            dst[h * g.Width + w] = (source < 0 ? 0 : src[source]) * g.Scale - g.Shift;
+                        }
+                }
                 ys[b] = lab[image];
             }
         }, g.ImageSize);

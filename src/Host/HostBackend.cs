@@ -124,5 +124,17 @@ internal sealed class HostBackend : Backend
         }, 16);
     }
 
+    protected override void SumOfSquaresCore(ArrayView<float> x, ArrayView<float> sums, int slot) =>
+        HostLoop.Span(sums)[slot] = System.Numerics.Tensors.TensorPrimitives.SumOfSquares(HostLoop.Span(x));
+
+    protected override void ClipFactorCore(ArrayView<float> sums, int count, float maxNorm, ArrayView<float> factor) =>
+        HostLoop.Span(factor)[0] = ClipMath.Factor(new HostView<float>(sums), count, maxNorm);
+
+    protected override void ScaleByCore(ArrayView<float> x, ArrayView<float> factor)
+    {
+        float f = HostLoop.Span(factor)[0];
+        HostLoop.For((int)x.Length, (start, end) => System.Numerics.Tensors.TensorPrimitives.Multiply(HostLoop.Span(x)[start..end], f, HostLoop.Span(x)[start..end]));
+    }
+
     protected override void ClearCore<T>(ArrayView<T> view) => HostLoop.Span(view).Clear();
 }

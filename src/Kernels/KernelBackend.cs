@@ -122,6 +122,12 @@ internal sealed class KernelBackend(Accelerator accelerator, ComputeDeviceOption
 
     protected override void DropoutCore(DropoutDraw d, ArrayView<float> x, ArrayView<float> y) => ActivationKernels.Dropout(this, d, x, y);
 
+    protected override void SumOfSquaresCore(ArrayView<float> x, ArrayView<float> sums, int slot) => ClipKernels.SumOfSquares(this, x, sums, slot);
+
+    protected override void ClipFactorCore(ArrayView<float> sums, int count, float maxNorm, ArrayView<float> factor) => ClipKernels.Factor(this, sums, count, maxNorm, factor);
+
+    protected override void ScaleByCore(ArrayView<float> x, ArrayView<float> factor) => ClipKernels.ScaleBy(this, x, factor);
+
     protected override void ClearCore<T>(ArrayView<T> view) => view.MemSetToZero(Stream);
 
     /// <summary>Frees the scratch buffers (the accelerator belongs to the device).</summary>

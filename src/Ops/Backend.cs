@@ -3,21 +3,31 @@ using ILGPU;
 
 namespace GpuBackprop.Ops;
 
-/// <summary>The parts of a training batch gather: where it starts in the epoch's order and how pixels are normalised.</summary>
+/// <summary>
+/// The parts of a training batch gather: where it starts in the epoch's order, how pixels are
+/// normalised, and the augmentation (random crop after zero padding, horizontal flip) with the key of
+/// its draws.
+/// </summary>
 internal struct BatchGather
 {
     /// <summary>First position in the permutation.</summary>
     public int Start;
     /// <summary>Images in the batch.</summary>
     public int Count;
-    /// <summary>Pixels per image.</summary>
-    public int ImageSize;
+    /// <summary>Image height and width; pixels per image.</summary>
+    public int Height, Width, ImageSize;
     /// <summary>x = pixel * Scale - Shift, i.e. (pixel/255 - mean) / std.</summary>
     public float Scale, Shift;
+    /// <summary>Random crop: the image is padded by this many zero pixels per side and cropped back at a random offset (0: off).</summary>
+    public int CropPadding;
+    /// <summary>1: each image is flipped left-right with probability 1/2.</summary>
+    public int Flip;
+    /// <summary>Key (seed) and counter (epoch) of the augmentation draws.</summary>
+    public uint SeedLow, SeedHigh, EpochLow;
 
-    /// <summary>The gather for a mean and standard deviation of pixels scaled to [0, 1].</summary>
-    public static BatchGather Normalising(int start, int count, int imageSize, float mean, float std) =>
-        new() { Start = start, Count = count, ImageSize = imageSize, Scale = 1f / (255f * std), Shift = mean / std };
+    /// <summary>The gather for a mean and standard deviation of pixels scaled to [0, 1], without augmentation.</summary>
+    public static BatchGather Normalising(int start, int count, int height, int width, float mean, float std) =>
+        new() { Start = start, Count = count, Height = height, Width = width, ImageSize = height * width, Scale = 1f / (255f * std), Shift = mean / std };
 }
 
 /// <summary>
@@ -178,6 +188,18 @@ internal abstract class Backend
     /// <summary>y = x * mask * 1/(1-p) with the mask of <see cref="DropoutMath"/> (forward, and backward on dy with the same draw).</summary>
     public void Dropout(DropoutDraw d, ArrayView<float> x, ArrayView<float> y) { if (Start(x.Length)) DropoutCore(d, x, y); }
 
+    /// <summary>sums[slot] = the sum of squares of x, in a fixed order (for gradient-norm clipping).</summary>
+    public void SumOfSquares(ArrayView<float> x, ArrayView<float> sums, int slot) { Count(); SumOfSquaresCore(x, sums, slot); }
+
+    /// <summary>
+    /// factor[0] = min(1, maxNorm / (sqrt(sum of sums[0..count)) + 1e-6)), torch.nn.utils.clip_grad_norm_'s
+    /// coefficient, computed on the device so that clipping needs no host round trip.
+    /// </summary>
+    public void ClipFactor(ArrayView<float> sums, int count, float maxNorm, ArrayView<float> factor) { Count(); ClipFactorCore(sums, count, maxNorm, factor); }
+
+    /// <summary>x *= factor[0].</summary>
+    public void ScaleBy(ArrayView<float> x, ArrayView<float> factor) { if (Start(x.Length)) ScaleByCore(x, factor); }
+
     /// <summary>Sets every element to zero.</summary>
     public void Clear<T>(ArrayView<T> view) where T : unmanaged
     {
@@ -326,6 +348,12 @@ internal abstract class Backend
     protected abstract void BatchNormUpdateRunningCore(int channels, float momentum, float unbias, ArrayView<float> stats, ArrayView<float> runningMean, ArrayView<float> runningVar);
     /// <summary>Implementation of <see cref="Dropout"/>.</summary>
     protected abstract void DropoutCore(DropoutDraw d, ArrayView<float> x, ArrayView<float> y);
+    /// <summary>Implementation of <see cref="SumOfSquares"/>.</summary>
+    protected abstract void SumOfSquaresCore(ArrayView<float> x, ArrayView<float> sums, int slot);
+    /// <summary>Implementation of <see cref="ClipFactor"/>.</summary>
+    protected abstract void ClipFactorCore(ArrayView<float> sums, int count, float maxNorm, ArrayView<float> factor);
+    /// <summary>Implementation of <see cref="ScaleBy"/>.</summary>
+    protected abstract void ScaleByCore(ArrayView<float> x, ArrayView<float> factor);
     /// <summary>Implementation of <see cref="Clear{T}"/> (non-empty views).</summary>
     protected abstract void ClearCore<T>(ArrayView<T> view) where T : unmanaged;
 }

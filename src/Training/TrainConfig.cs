@@ -25,8 +25,16 @@ public sealed record TrainConfig
     public OptimizerOptions Optimizer { get; init; } = new(OptimizerKind.Sgd, 0.01f, Momentum: 0.9f);
     /// <summary>Learning-rate schedule: constant, cosine or step:SIZE:GAMMA.</summary>
     public string Schedule { get; init; } = "constant";
-    /// <summary>Seed of the initialisation and the shuffling.</summary>
+    /// <summary>Seed of the initialisation, the shuffling, dropout and the augmentation.</summary>
     public int Seed { get; init; } = 1;
+    /// <summary>Random crop: pad each training image by this many zero pixels per side and crop back at a random offset (0: off).</summary>
+    public int CropPadding { get; init; }
+    /// <summary>Flip each training image left-right with probability 1/2.</summary>
+    public bool HorizontalFlip { get; init; }
+    /// <summary>Linear learning-rate warmup over this many steps from the first (0: off).</summary>
+    public int WarmupSteps { get; init; }
+    /// <summary>Clip the global L2 norm of the gradients to this value before each step, as clip_grad_norm_ (0: off).</summary>
+    public float ClipGradNorm { get; init; }
 
     /// <summary>Checks the values.</summary>
     /// <exception cref="ArgumentException">A value is out of range.</exception>
@@ -37,6 +45,9 @@ public sealed record TrainConfig
         if (Epochs <= 0) throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, "Epochs must be positive.");
         if (BatchSize <= 0) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "The batch size must be positive.");
         Optimizer.Validate();
+        if (CropPadding < 0 || CropPadding > 64) throw new ArgumentOutOfRangeException(nameof(CropPadding), CropPadding, "The crop padding must be in [0, 64].");
+        if (WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(WarmupSteps), WarmupSteps, "Warmup steps must not be negative.");
+        if (!(ClipGradNorm >= 0) || !float.IsFinite(ClipGradNorm)) throw new ArgumentOutOfRangeException(nameof(ClipGradNorm), ClipGradNorm, "The clipping norm must be finite and not negative.");
         LearningRateSchedule.Parse(Schedule, Epochs);
     }
 

@@ -23,7 +23,10 @@ public sealed record EpochResult(int Epoch, double TrainLoss, double TrainAccura
 /// <param name="Steps">Steps in the epoch.</param>
 /// <param name="Loss">Mean loss of the steps since the previous report (the live loss).</param>
 /// <param name="ImagesPerSecond">Throughput so far in this epoch.</param>
-public readonly record struct StepProgress(int Step, int Steps, double Loss, double ImagesPerSecond);
+/// <param name="Epoch">1-based epoch.</param>
+/// <param name="GlobalStep">Optimizer steps taken in the whole run.</param>
+/// <param name="LearningRate">The learning rate of the last step.</param>
+public readonly record struct StepProgress(int Step, int Steps, double Loss, double ImagesPerSecond, int Epoch, long GlobalStep, float LearningRate);
 
 /// <summary>The loss became NaN or infinite.</summary>
 public sealed class TrainingDivergedException(int epoch, int step)
@@ -155,12 +158,21 @@ public sealed class Trainer : IDisposable
         {
             int start = step * batch, count = Math.Min(batch, n - start);
             var (x, y) = Batch(count);
-            device.Backend.GatherBatch(train.Gather(start, count), train.Pixels.View, train.Labels.IntView, train.Order.IntView, x.View, y.IntView);
+            BatchGather gather = train.Gather(start, count) with
+            {
+                CropPadding = Config.CropPadding, Flip = Config.HorizontalFlip ? 1 : 0,
+                SeedLow = (uint)Config.Seed, SeedHigh = 0x67627370u, EpochLow = (uint)epoch,
+            };
+            device.Backend.GatherBatch(gather, train.Pixels.View, train.Labels.IntView, train.Order.IntView, x.View, y.IntView);
             Tensor logits = Model.Forward(x);
             Tensor l = loss.Forward(logits, y);
             device.Backend.AccumulateMetrics(count, classes, logits.View, y.IntView, l.View, sums.View, step);
             Optimizer.ZeroGrad();
             Model.BackwardParameters(loss.Backward());
+            if (Config.ClipGradNorm > 0)
+                ClipGradients(Config.ClipGradNorm);
+            if (Config.WarmupSteps > 0)
+                Optimizer.LearningRate = lr * Math.Min(1f, (Optimizer.StepCount + 1f) / Config.WarmupSteps);
             Optimizer.Step();
             if (progress is not null && ((step + 1) % reportEvery == 0 || step + 1 == steps))
                 progress(Progress(epoch, step + 1, steps, clock.Elapsed.TotalSeconds));
@@ -182,7 +194,7 @@ public sealed class Trainer : IDisposable
         ThrowIfDiverged(epoch, s);
         double windowLoss = (s[0] - reported.Loss) / Math.Max(1, s[2] - reported.Images);
         reported = (s[0], s[2]);
-        return new StepProgress(step, steps, windowLoss, s[2] / seconds);
+        return new StepProgress(step, steps, windowLoss, s[2] / seconds, epoch, Optimizer.StepCount, Optimizer.LearningRate);
     }
 
     private static void ThrowIfDiverged(int epoch, float[] s)
@@ -251,6 +263,21 @@ public sealed class Trainer : IDisposable
         for (int i = 0; i < state.Count; i++)
             tensors.Add(($"optim/{i}", state[i].Shape.ToArray(), state[i].Download()));
         return new Checkpoint(Config.Model, Config, EpochsDone, Optimizer.StepCount, Rng.State, tensors);
+    }
+
+    private Tensor? clipSums, clipFactor;
+
+    /// <summary>Scales every gradient by min(1, maxNorm / (global L2 norm + 1e-6)) on the device, as torch.nn.utils.clip_grad_norm_.</summary>
+    private void ClipGradients(float maxNorm)
+    {
+        IReadOnlyList<Parameter> ps = Model.Parameters;
+        clipSums ??= Tensor.Zeros(device, Math.Max(1, ps.Count));
+        clipFactor ??= Tensor.Zeros(device, 1);
+        for (int i = 0; i < ps.Count; i++)
+            device.Backend.SumOfSquares(ps[i].Grad.View, clipSums.View, i);
+        device.Backend.ClipFactor(clipSums.View, ps.Count, maxNorm, clipFactor.View);
+        foreach (Parameter p in ps)
+            device.Backend.ScaleBy(p.Grad.View, clipFactor.View);
     }
 
     /// <summary>
@@ -362,6 +389,8 @@ public sealed class Trainer : IDisposable
         Optimizer.Dispose();
         loss.Dispose();
         sums.Dispose();
+        clipSums?.Dispose();
+        clipFactor?.Dispose();
         train.Dispose();
         test.Dispose();
     }
@@ -386,7 +415,7 @@ public sealed class Trainer : IDisposable
         public int Count => Host.Count;
 
         public BatchGather Gather(int start, int count) =>
-            BatchGather.Normalising(start, count, Host.Height * Host.Width, FashionMnist.Mean, FashionMnist.Std);
+            BatchGather.Normalising(start, count, Host.Height, Host.Width, FashionMnist.Mean, FashionMnist.Std);
 
         public void Dispose()
         {

@@ -83,7 +83,7 @@ public sealed class CliTests
                 JsonElement root = doc.RootElement;
                 Assert.Equal(["model", "device", "device_name", "data", "parameters", "config", "epochs"], root.EnumerateObject().Select(p => p.Name));
                 JsonElement c = root.GetProperty("config");
-                Assert.Equal(["model", "epochs", "batch_size", "optimizer", "schedule", "seed"], c.EnumerateObject().Select(p => p.Name));
+                Assert.Equal(["model", "epochs", "batch_size", "optimizer", "schedule", "seed", "crop_padding", "horizontal_flip", "warmup_steps", "clip_grad_norm"], c.EnumerateObject().Select(p => p.Name));
                 JsonElement o = c.GetProperty("optimizer");
                 Assert.Equal("adam_w", o.GetProperty("kind").GetString());
                 Assert.Equal(0.01f, o.GetProperty("weight_decay").GetSingle());

@@ -1,0 +1,45 @@
+using System.Text.Json;
+using GpuBackprop.Training;
+
+namespace GpuBackprop.Cli;
+
+/// <summary>One logged step of steps.jsonl (snake_case, as metrics.json).</summary>
+internal sealed record StepRecord(long Step, int Epoch, int EpochStep, int EpochSteps, double Loss, float LearningRate, double ImagesPerSecond);
+
+/// <summary>
+/// steps.jsonl in the run folder: one JSON object a line for every progress report (every 20 steps and
+/// the last of each epoch), appended and flushed as training goes, so a resumed run continues the file.
+/// </summary>
+internal sealed class StepLog(string path) : IDisposable
+{
+    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private readonly StreamWriter writer = new(path, append: true);
+
+    public void Write(StepProgress p)
+    {
+        writer.WriteLine(JsonSerializer.Serialize(new StepRecord(p.GlobalStep, p.Epoch, p.Step, p.Steps, p.Loss, p.LearningRate, p.ImagesPerSecond), Json));
+        writer.Flush();
+    }
+
+    /// <summary>The records of a file (lines that do not parse, such as one cut by a kill, are skipped).</summary>
+    public static IReadOnlyList<StepRecord> Read(string path)
+    {
+        if (!File.Exists(path))
+            return [];
+        var records = new List<StepRecord>();
+        foreach (string line in File.ReadLines(path))
+        {
+            try
+            {
+                if (JsonSerializer.Deserialize<StepRecord>(line, Json) is StepRecord r)
+                    records.Add(r);
+            }
+            catch (JsonException)
+            {
+            }
+        }
+        return records;
+    }
+
+    public void Dispose() => writer.Dispose();
+}

@@ -1,0 +1,88 @@
+using GpuBackprop.Data;
+using ILGPU;
+using ILGPU.Runtime;
+using GpuBackprop.Layers;
+using GpuBackprop.Ops;
+using GpuBackprop.Runtime;
+using GpuBackprop.Training;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>Augmentation, gradient clipping and warmup: the same on every device, and what they promise.</summary>
+public sealed class TrainingOptionsTests
+{
+    [Fact]
+    public void AugmentedBatchesAreTheSameOnEveryDeviceAndCropAndFlipThePixels()
+    {
+        const int images = 6, h = 5, w = 7, count = 4;
+        byte[] pixels = Enumerable.Range(0, images * h * w).Select(i => (byte)(1 + i % 250)).ToArray();
+        int[] labels = [0, 1, 2, 3, 4, 5], order = [5, 4, 3, 2, 1, 0];
+        BatchGather g = BatchGather.Normalising(1, count, h, w, 0f, 1f / 255f) with { CropPadding = 2, Flip = 1, SeedLow = 9, EpochLow = 3 };
+        float[]? first = null;
+        foreach (string spec in TestDevices.Specs)
+        {
+            ComputeDevice d = TestDevices.Get(spec);
+            using var px = d.Allocate<byte>(pixels.Length);
+            px.View.CopyFromCPU(pixels);
+            using Tensor lab = Tensor.FromHost(d, labels, images), ord = Tensor.FromHost(d, order, images), y = Tensor.Zeros(d, DType.Int32, count);
+            using Tensor x = Tensor.Zeros(d, count, 1, h, w);
+            d.Backend.GatherBatch(g, px.View, lab.IntView, ord.IntView, x.View, y.IntView);
+            float[] got = x.Download();
+            if (first is null)
+                first = got;
+            else
+                Check.BitwiseEqual(got, first, $"augmented batch on {spec}");
+        }
+        // Scale 1 and shift 0: the batch holds raw pixel values; every value is a pixel of its own image or a padding zero.
+        for (int b = 0; b < count; b++)
+        {
+            int image = order[1 + b];
+            var own = pixels.AsSpan(image * h * w, h * w).ToArray().Select(v => (float)v).ToHashSet();
+            for (int p = 0; p < h * w; p++)
+            {
+                float v = first![b * h * w + p];
+                Assert.True(v == 0f || own.Contains(v), $"image {b} pixel {p} is {v}, from no pixel of image {image}");
+                int source = BatchMath.SourcePixel(g, b, p / w, p % w);
+                Assert.Equal(source < 0 ? 0f : pixels[image * h * w + source], v);
+            }
+        }
+        Assert.Contains(first!, v => v == 0f); // some crop offset reached the padding
+        BatchGather plain = g with { CropPadding = 0, Flip = 0 };
+        Assert.Equal(13, BatchMath.SourcePixel(plain, 0, 1, 6));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    public void ClippingScalesTheGradientsToTheMaximumNorm(string device)
+    {
+        ComputeDevice d = TestDevices.Get(device);
+        float[] a = Data.Uniform(1000, 40).Select(v => v * 3f).ToArray(), b = Data.Uniform(37, 41);
+        using Tensor ta = Tensor.FromHost(d, a, a.Length), tb = Tensor.FromHost(d, b, b.Length), sums = Tensor.Zeros(d, 2), factor = Tensor.Zeros(d, 1);
+        d.Backend.SumOfSquares(ta.View, sums.View, 0);
+        d.Backend.SumOfSquares(tb.View, sums.View, 1);
+        d.Backend.ClipFactor(sums.View, 2, 1.5f, factor.View);
+        d.Backend.ScaleBy(ta.View, factor.View);
+        d.Backend.ScaleBy(tb.View, factor.View);
+        double norm = Math.Sqrt(a.Concat(b).Sum(v => (double)v * v));
+        double expected = 1.5 / (norm + 1e-6);
+        Check.Close(ta.Download(), a.Select(v => v * expected).ToArray(), 1e-6, 1e-5, $"clipped a on {device}");
+        double after = Math.Sqrt(ta.Download().Concat(tb.Download()).Sum(v => (double)v * v));
+        Assert.InRange(after, 1.5 - 1e-4, 1.5 + 1e-4);
+        // Below the maximum nothing changes.
+        d.Backend.ClipFactor(sums.View, 2, (float)(norm * 10), factor.View);
+        Assert.Equal(1f, factor.Download()[0]);
+    }
+
+    [Fact]
+    public void WarmupRampsTheLearningRateLinearlyThenHoldsIt()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        ImageDataset train = FashionMnist.LoadEmbedded("train").Take(640), test = FashionMnist.LoadEmbedded("t10k").Take(32);
+        var config = new TrainConfig { Model = "lenet5", Epochs = 1, BatchSize = 64, WarmupSteps = 4, ClipGradNorm = 1f, CropPadding = 2, HorizontalFlip = true };
+        using var trainer = new Trainer(d, config, train, test);
+        var rates = new List<float>();
+        trainer.RunEpoch(p => rates.Add(p.LearningRate), reportEvery: 1);
+        Assert.Equal([0.0025f, 0.005f, 0.0075f, 0.01f, 0.01f], rates.Take(5).ToArray());
+        Assert.Equal(10, rates.Count);
+    }
+}
