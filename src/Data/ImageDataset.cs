@@ -1,24 +1,69 @@
 namespace GpuBackprop.Data;
 
-/// <summary>Grayscale images with class labels, as bytes in host memory.</summary>
+/// <summary>
+/// Images (C x H x W bytes each, 0..255) with class labels in host memory, and the mean and standard
+/// deviation that the trainer normalises pixels scaled to [0, 1] with.
+/// </summary>
 public sealed class ImageDataset
 {
-    /// <summary>Creates a dataset, checking that sizes agree and labels are in range.</summary>
+    /// <summary>Creates a grayscale dataset; mean and standard deviation are computed from the pixels.</summary>
     /// <exception cref="DataFormatException">Counts differ, or a label is not below <paramref name="classes"/>.</exception>
     public ImageDataset(string name, int height, int width, byte[] pixels, byte[] labels, int classes, string labelsFile = "labels")
+        : this(name, 1, height, width, pixels, labels, classes, null, null, labelsFile)
     {
-        if (pixels.Length != (long)labels.Length * height * width)
-            throw new DataFormatException(labelsFile, $"{labels.Length} labels for {pixels.Length / Math.Max(1, height * width)} images.");
+    }
+
+    /// <summary>
+    /// Creates a dataset of <paramref name="channels"/>-channel images (pixels laid out image, channel, row,
+    /// column), checking that sizes agree and labels are in range; a null mean or standard deviation is
+    /// computed from the pixels (scaled to [0, 1]).
+    /// </summary>
+    /// <exception cref="DataFormatException">Counts differ, or a label is not below <paramref name="classes"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A size is not positive or the standard deviation is not.</exception>
+    public ImageDataset(string name, int channels, int height, int width, byte[] pixels, byte[] labels, int classes, float? mean, float? std, string labelsFile = "labels")
+    {
+        ArgumentNullException.ThrowIfNull(pixels);
+        ArgumentNullException.ThrowIfNull(labels);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(channels);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
+        long imageSize = (long)channels * height * width;
+        if (pixels.Length != labels.Length * imageSize)
+            throw new DataFormatException(labelsFile, $"{labels.Length} labels for {pixels.Length / imageSize} images of {channels}x{height}x{width}.");
         for (int i = 0; i < labels.Length; i++)
             if (labels[i] >= classes)
                 throw new DataFormatException(labelsFile, $"label {i} is {labels[i]}; classes are 0..{classes - 1}.");
         Name = name;
+        Channels = channels;
         Height = height;
         Width = width;
         Pixels = pixels;
         Labels = labels;
         Classes = classes;
+        if (mean is null || std is null)
+        {
+            double sum = 0, squares = 0;
+            foreach (byte p in pixels)
+            {
+                sum += p;
+                squares += (double)p * p;
+            }
+            double n = Math.Max(1, pixels.Length), m = sum / n / 255.0;
+            mean ??= (float)m;
+            std ??= (float)Math.Sqrt(Math.Max(squares / n / (255.0 * 255.0) - m * m, 1e-12));
+        }
+        if (!(std > 0) || !float.IsFinite(std.Value) || !float.IsFinite(mean.Value))
+            throw new ArgumentOutOfRangeException(nameof(std), std, "The standard deviation must be positive and finite.");
+        Mean = mean.Value;
+        Std = std.Value;
     }
+
+    /// <summary>Channels per image.</summary>
+    public int Channels { get; }
+    /// <summary>The mean of the pixels scaled to [0, 1] (normalisation: (x - Mean) / Std).</summary>
+    public float Mean { get; }
+    /// <summary>The standard deviation of the pixels scaled to [0, 1].</summary>
+    public float Std { get; }
 
     /// <summary>A description (source and split).</summary>
     public string Name { get; }
@@ -26,7 +71,7 @@ public sealed class ImageDataset
     public int Height { get; }
     /// <summary>Image width.</summary>
     public int Width { get; }
-    /// <summary>Pixels, image after image, row-major, 0..255.</summary>
+    /// <summary>Pixels, image after image, channel after channel, row-major, 0..255.</summary>
     public byte[] Pixels { get; }
     /// <summary>Class of each image.</summary>
     public byte[] Labels { get; }
@@ -40,16 +85,16 @@ public sealed class ImageDataset
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
         count = Math.Min(count, Count);
-        return new ImageDataset($"{Name}, first {count}", Height, Width, Pixels[..(count * Height * Width)], Labels[..count], Classes);
+        return new ImageDataset($"{Name}, first {count}", Channels, Height, Width, Pixels[..(count * Channels * Height * Width)], Labels[..count], Classes, Mean, Std);
     }
 
-    /// <summary>Loads an IDX images file and its labels file.</summary>
-    public static ImageDataset Load(string name, string imagesName, Func<Stream> images, string labelsName, Func<Stream> labels, int classes = 10)
+    /// <summary>Loads an IDX images file (N x H x W, grayscale) and its labels file.</summary>
+    public static ImageDataset Load(string name, string imagesName, Func<Stream> images, string labelsName, Func<Stream> labels, int classes = 10, float? mean = null, float? std = null)
     {
         var (imageDims, pixels) = IdxFile.Read(imagesName, images, 3);
         var (labelDims, labelBytes) = IdxFile.Read(labelsName, labels, 1);
         if (labelDims[0] != imageDims[0])
             throw new DataFormatException(labelsName, $"{labelDims[0]} labels but {imagesName} holds {imageDims[0]} images.");
-        return new ImageDataset(name, imageDims[1], imageDims[2], pixels, labelBytes, classes, labelsName);
+        return new ImageDataset(name, 1, imageDims[1], imageDims[2], pixels, labelBytes, classes, mean, std, labelsName);
     }
 }

@@ -115,11 +115,13 @@ internal static class ElementwiseHost
                 }
                 else
                 {
+                    int plane = g.Height * g.Width;
                     for (int h = 0; h < g.Height; h++)
                         for (int w = 0; w < g.Width; w++)
                         {
                             int source = BatchMath.SourcePixel(g, b, h, w);
-                            dst[h * g.Width + w] = (source < 0 ? 0 : src[source]) * g.Scale - g.Shift;
+                            for (int c = 0; c < g.ImageSize / plane; c++)
+                                dst[c * plane + h * g.Width + w] = (source < 0 ? 0 : src[c * plane + source]) * g.Scale - g.Shift;
                         }
                 }
                 ys[b] = lab[image];

@@ -29,9 +29,10 @@ internal static class BatchKernels
     private static void ImagesKernel(Index1D e, BatchGather g, ArrayView<byte> pixels, ArrayView<int> order, ArrayView<float> x)
     {
         int b = e / g.ImageSize, p = e - b * g.ImageSize;
+        int plane = g.Height * g.Width, channel = p / plane, q = p - channel * plane;
         int image = order[g.Start + b];
-        int source = BatchMath.SourcePixel(g, b, p / g.Width, p % g.Width);
-        x[e] = (source < 0 ? 0 : pixels[image * g.ImageSize + source]) * g.Scale - g.Shift;
+        int source = BatchMath.SourcePixel(g, b, q / g.Width, q % g.Width);
+        x[e] = (source < 0 ? 0 : pixels[image * g.ImageSize + channel * plane + source]) * g.Scale - g.Shift;
     }
 
     private static void LabelsKernel(Index1D b, BatchGather g, ArrayView<int> labels, ArrayView<int> order, ArrayView<int> y) =>

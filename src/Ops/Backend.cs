@@ -14,7 +14,7 @@ internal struct BatchGather
     public int Start;
     /// <summary>Images in the batch.</summary>
     public int Count;
-    /// <summary>Image height and width; pixels per image.</summary>
+    /// <summary>Image height and width; values per image (channels x height x width).</summary>
     public int Height, Width, ImageSize;
     /// <summary>x = pixel * Scale - Shift, i.e. (pixel/255 - mean) / std.</summary>
     public float Scale, Shift;
@@ -26,8 +26,8 @@ internal struct BatchGather
     public uint SeedLow, SeedHigh, EpochLow;
 
     /// <summary>The gather for a mean and standard deviation of pixels scaled to [0, 1], without augmentation.</summary>
-    public static BatchGather Normalising(int start, int count, int height, int width, float mean, float std) =>
-        new() { Start = start, Count = count, Height = height, Width = width, ImageSize = height * width, Scale = 1f / (255f * std), Shift = mean / std };
+    public static BatchGather Normalising(int start, int count, int channels, int height, int width, float mean, float std) =>
+        new() { Start = start, Count = count, Height = height, Width = width, ImageSize = channels * height * width, Scale = 1f / (255f * std), Shift = mean / std };
 }
 
 /// <summary>

@@ -17,6 +17,9 @@ public sealed record TrainConfig
     /// <summary>The input (C, H, W) the run trains on; filled by the trainer (what export and predict need to know).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public int[]? Input { get; init; }
+    /// <summary>The normalisation of the training data, [mean, std] of pixels scaled to [0, 1]; filled by the trainer (what predict applies).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public float[]? Normalization { get; init; }
     /// <summary>Total epochs.</summary>
     public int Epochs { get; init; } = 2;
     /// <summary>Images per step (the last batch of an epoch may be smaller).</summary>

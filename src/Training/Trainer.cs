@@ -64,17 +64,18 @@ public sealed class Trainer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(device);
         config.Validate();
-        if (train.Height != test.Height || train.Width != test.Width)
-            throw new ArgumentException($"The training images are {train.Height}x{train.Width}, the test images {test.Height}x{test.Width}.", nameof(test));
+        if (train.Channels != test.Channels || train.Height != test.Height || train.Width != test.Width)
+            throw new ArgumentException($"The training images are {train.Channels}x{train.Height}x{train.Width}, the test images {test.Channels}x{test.Height}x{test.Width}.", nameof(test));
         ModelDescription description = config.Architecture is string layers
             ? ModelDescription.Parse(config.Model, layers, $"the architecture of model '{config.Model}' in the run's configuration")
             : Models.Describe(config.Model);
+        channels = train.Channels;
         height = train.Height;
         width = train.Width;
-        config = config with { Architecture = description.Layers, Input = [1, height, width] };
+        config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = [train.Mean, train.Std] };
         classes = train.Classes;
-        if (description.Input is int[] input && (input[0] != 1 || input[1] != height || input[2] != width))
-            throw new ArgumentException($"Model '{config.Model}' takes {input[0]}x{input[1]}x{input[2]} inputs; the data has 1x{height}x{width} images.", nameof(train));
+        if (description.Input is int[] input && (input[0] != channels || input[1] != height || input[2] != width))
+            throw new ArgumentException($"Model '{config.Model}' takes {input[0]}x{input[1]}x{input[2]} inputs; the data has {channels}x{height}x{width} images.", nameof(train));
         if (description.Classes is int k && k != classes)
             throw new ArgumentException($"Model '{config.Model}' has {k} classes; the data has {classes}.", nameof(train));
         this.device = device;
@@ -90,7 +91,7 @@ public sealed class Trainer : IDisposable
         this.test = new DeviceData(device, test);
     }
 
-    private readonly int height, width, classes;
+    private readonly int channels, height, width, classes;
 
     /// <summary>
     /// One image through the model in eval mode (no running statistics move): the logits must be
@@ -98,17 +99,17 @@ public sealed class Trainer : IDisposable
     /// </summary>
     private void CheckModelFitsData(string model)
     {
-        using Tensor probe = Tensor.Zeros(device, 1, 1, height, width);
+        using Tensor probe = Tensor.Zeros(device, 1, channels, height, width);
         Model.Eval();
         try
         {
             Tensor logits = Model.Forward(probe);
             if (!logits.HasShape(1, classes))
-                throw new ArgumentException($"Model '{model}' gives logits {logits.ShapeText} for a 1x{height}x{width} image; the data has {classes} classes.", nameof(model));
+                throw new ArgumentException($"Model '{model}' gives logits {logits.ShapeText} for a {channels}x{height}x{width} image; the data has {classes} classes.", nameof(model));
         }
         catch (ArgumentException e) when (e.ParamName != nameof(model))
         {
-            throw new ArgumentException($"Model '{model}' does not fit 1x{height}x{width} images: {e.Message}", nameof(model), e);
+            throw new ArgumentException($"Model '{model}' does not fit {channels}x{height}x{width} images: {e.Message}", nameof(model), e);
         }
         finally
         {
@@ -247,7 +248,7 @@ public sealed class Trainer : IDisposable
     {
         if (!batches.TryGetValue(count, out var b))
         {
-            b = (Tensor.Zeros(device, count, 1, height, width), Tensor.Zeros(device, DType.Int32, count));
+            b = (Tensor.Zeros(device, count, channels, height, width), Tensor.Zeros(device, DType.Int32, count));
             batches[count] = b;
         }
         return b;
@@ -415,7 +416,7 @@ public sealed class Trainer : IDisposable
         public int Count => Host.Count;
 
         public BatchGather Gather(int start, int count) =>
-            BatchGather.Normalising(start, count, Host.Height, Host.Width, FashionMnist.Mean, FashionMnist.Std);
+            BatchGather.Normalising(start, count, Host.Channels, Host.Height, Host.Width, Host.Mean, Host.Std);
 
         public void Dispose()
         {

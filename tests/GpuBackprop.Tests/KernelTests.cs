@@ -319,7 +319,7 @@ public sealed class TrainingKernelTests
         px.View.CopyFromCPU(pixels);
         using Tensor lab = Tensor.FromHost(d, labels, images), ord = Tensor.FromHost(d, order, images), y = Tensor.Zeros(d, DType.Int32, count);
         using Tensor x = Tensor.Zeros(d, count, size);
-        BatchGather g = BatchGather.Normalising(start, count, 3, 4, 0.25f, 0.5f);
+        BatchGather g = BatchGather.Normalising(start, count, 1, 3, 4, 0.25f, 0.5f);
         d.Backend.GatherBatch(g, px.View, lab.IntView, ord.IntView, x.View, y.IntView);
         var expected = new double[count * size];
         for (int b = 0; b < count; b++)

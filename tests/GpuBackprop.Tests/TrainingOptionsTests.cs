@@ -17,7 +17,7 @@ public sealed class TrainingOptionsTests
         const int images = 6, h = 5, w = 7, count = 4;
         byte[] pixels = Enumerable.Range(0, images * h * w).Select(i => (byte)(1 + i % 250)).ToArray();
         int[] labels = [0, 1, 2, 3, 4, 5], order = [5, 4, 3, 2, 1, 0];
-        BatchGather g = BatchGather.Normalising(1, count, h, w, 0f, 1f / 255f) with { CropPadding = 2, Flip = 1, SeedLow = 9, EpochLow = 3 };
+        BatchGather g = BatchGather.Normalising(1, count, 1, h, w, 0f, 1f / 255f) with { CropPadding = 2, Flip = 1, SeedLow = 9, EpochLow = 3 };
         float[]? first = null;
         foreach (string spec in TestDevices.Specs)
         {
@@ -84,5 +84,44 @@ public sealed class TrainingOptionsTests
         trainer.RunEpoch(p => rates.Add(p.LearningRate), reportEvery: 1);
         Assert.Equal([0.0025f, 0.005f, 0.0075f, 0.01f, 0.01f], rates.Take(5).ToArray());
         Assert.Equal(10, rates.Count);
+    }
+
+    [Fact]
+    public void TheTrainerTakesChannelsSizeClassesAndNormalisationFromTheData()
+    {
+        // Three-channel 8x6 images of four classes whose class is the brightest channel plus one bit of position.
+        var rng = new Random(5);
+        const int n = 400, c = 3, h = 8, w = 6;
+        var pixels = new byte[n * c * h * w];
+        var labels = new byte[n];
+        for (int i = 0; i < n; i++)
+        {
+            int label = rng.Next(4);
+            labels[i] = (byte)label;
+            for (int p = 0; p < c * h * w; p++)
+            {
+                int channel = p / (h * w);
+                bool bright = channel == label % 3 && (label < 3 || p % w < w / 2);
+                pixels[i * c * h * w + p] = (byte)(bright ? 150 + rng.Next(100) : rng.Next(100));
+            }
+        }
+        var train = new ImageDataset("rgb-train", c, h, w, pixels[..(300 * c * h * w)], labels[..300], 4, null, null);
+        var test = new ImageDataset("rgb-test", c, h, w, pixels[(300 * c * h * w)..], labels[300..], 4, train.Mean, train.Std);
+        Assert.InRange(train.Mean, 0.2f, 0.5f);
+        var config = new TrainConfig
+        {
+            Model = "rgb", Epochs = 3, BatchSize = 32, Optimizer = new OptimizerOptions(OptimizerKind.Adam, 0.01f),
+            Architecture = """
+                [{"type": "conv2d", "in_channels": 3, "out_channels": 8, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+                 {"type": "adaptive_avg_pool2d", "output_size": [2, 2]}, {"type": "flatten"}, {"type": "linear", "in_features": 32, "out_features": 4}]
+                """,
+        };
+        using var trainer = new Trainer(TestDevices.Get("cpu"), config, train, test);
+        Assert.Equal([3, 8, 6], trainer.Config.Input!);
+        Assert.Equal([train.Mean, train.Std], trainer.Config.Normalization!);
+        EpochResult last = trainer.RunEpoch();
+        last = trainer.RunEpoch();
+        last = trainer.RunEpoch();
+        Assert.True(last.TestAccuracy > 60, $"test accuracy {last.TestAccuracy:F1}% on four classes");
     }
 }
