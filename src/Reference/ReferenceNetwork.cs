@@ -17,10 +17,11 @@ internal sealed class ReferenceNetwork
     private double[]? gradIn;
 
     /// <summary>Creates the network over a layer list and a state dict (copied; running statistics are updated in it).</summary>
-    public ReferenceNetwork(JsonElement layers, IReadOnlyDictionary<string, float[]> stateDict)
+    public ReferenceNetwork(JsonElement layers, IReadOnlyDictionary<string, float[]> stateDict, IReadOnlyDictionary<string, long>? counters = null)
     {
         this.layers = layers;
         state = stateDict.ToDictionary(s => s.Key, s => s.Value.Select(v => (double)v).ToArray(), StringComparer.Ordinal);
+        Counters = counters?.ToDictionary(c => c.Key, c => c.Value, StringComparer.Ordinal) ?? new(StringComparer.Ordinal);
     }
 
     /// <summary>Parameter gradients by state-dict name (accumulated by <see cref="Backward"/>).</summary>
@@ -29,8 +30,8 @@ internal sealed class ReferenceNetwork
     /// <summary>Running statistics after the training-mode forward passes, by state-dict name.</summary>
     public IReadOnlyDictionary<string, double[]> State => state;
 
-    /// <summary>Training-mode forward passes of each batch-norm, by its num_batches_tracked name.</summary>
-    public Dictionary<string, long> Counters { get; } = new(StringComparer.Ordinal);
+    /// <summary>Each batch-norm's num_batches_tracked by name (from the state given, advanced by training-mode passes).</summary>
+    public Dictionary<string, long> Counters { get; }
 
     /// <summary>The forward pass; in training mode batch-norm uses batch statistics and updates the running ones.</summary>
     public (double[] Y, int[] Shape) Forward(double[] x, int[] shape, bool training)
@@ -124,27 +125,47 @@ internal sealed class ReferenceNetwork
             {
                 int c = s[1], p = s.Length == 4 ? s[2] * s[3] : 1;
                 double eps = e.TryGetProperty("eps", out JsonElement ev) ? ev.GetDouble() : 1e-5;
-                double momentum = e.TryGetProperty("momentum", out JsonElement mv) && mv.ValueKind == JsonValueKind.Number ? mv.GetDouble() : 0.1;
-                double[] w = state[name + ".weight"], b = state[name + ".bias"];
-                double[] rm = state[name + ".running_mean"], rv = state[name + ".running_var"];
+                // momentum null: a cumulative average, 1 / num_batches_tracked after the increment.
+                bool cumulative = e.TryGetProperty("momentum", out JsonElement mv) && mv.ValueKind == JsonValueKind.Null;
+                double momentum = mv.ValueKind == JsonValueKind.Number ? mv.GetDouble() : 0.1;
+                bool affine = Bool(e, "affine", true), track = Bool(e, "track_running_stats", true);
+                double[] w = affine ? state[name + ".weight"] : Enumerable.Repeat(1.0, c).ToArray();
+                double[] b = affine ? state[name + ".bias"] : new double[c];
+                double[] rm = track ? state[name + ".running_mean"] : new double[c];
+                double[] rv = track ? state[name + ".running_var"] : Enumerable.Repeat(1.0, c).ToArray();
+                bool batchStatistics = training || !track;
+                if (training && track)
+                {
+                    string counter = name + ".num_batches_tracked";
+                    long count = Counters.GetValueOrDefault(counter) + 1;
+                    Counters[counter] = count;
+                    if (cumulative)
+                        momentum = 1.0 / count;
+                }
                 double[] input = x;
-                var (y, rmOut, rvOut) = ReferenceLayers.BatchNorm2dForward(s[0], c, p, x, w, b, rm, rv, training, momentum, eps);
-                if (training)
+                var (y, rmOut, rvOut) = ReferenceLayers.BatchNorm2dForward(s[0], c, p, x, w, b, rm, rv, batchStatistics, momentum, eps);
+                if (training && track)
                 {
                     state[name + ".running_mean"] = rmOut;
                     state[name + ".running_var"] = rvOut;
-                    string counter = name + ".num_batches_tracked";
-                    Counters[counter] = Counters.GetValueOrDefault(counter) + 1;
                 }
                 backward.Add(() =>
                 {
-                    var (dx, dw, db) = ReferenceLayers.BatchNorm2dBackward(s[0], c, p, input, w, rm, rv, gradIn!, training, eps);
-                    Accumulate(name + ".weight", dw);
-                    Accumulate(name + ".bias", db);
+                    var (dx, dw, db) = ReferenceLayers.BatchNorm2dBackward(s[0], c, p, input, w, rm, rv, gradIn!, batchStatistics, eps);
+                    if (affine)
+                    {
+                        Accumulate(name + ".weight", dw);
+                        Accumulate(name + ".bias", db);
+                    }
                     gradIn = dx;
                 });
                 return (y, s);
             }
+            case "dropout":
+                // Eval mode is the identity; training-mode masks are the modules' (Philox), which this path does not draw.
+                if (training && (!e.TryGetProperty("p", out JsonElement pv) || pv.GetDouble() > 0))
+                    throw new NotSupportedException($"layer {name} (dropout): the reference network runs dropout in eval mode only.");
+                return (x, s);
             case "max_pool2d":
             {
                 var ks = Pair(e, "kernel_size", 1);

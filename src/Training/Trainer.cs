@@ -72,7 +72,7 @@ public sealed class Trainer : IDisposable
         channels = train.Channels;
         height = train.Height;
         width = train.Width;
-        config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = [train.Mean, train.Std] };
+        config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = config.Normalization ?? [train.Mean, train.Std] };
         classes = train.Classes;
         if (description.Input is int[] input && (input[0] != channels || input[1] != height || input[2] != width))
             throw new ArgumentException($"Model '{config.Model}' takes {input[0]}x{input[1]}x{input[2]} inputs; the data has {channels}x{height}x{width} images.", nameof(train));
@@ -82,13 +82,23 @@ public sealed class Trainer : IDisposable
         Config = config;
         schedule = LearningRateSchedule.Parse(config.Schedule, config.Epochs);
         Model = description.Build(device, config.Seed);
-        CheckModelFitsData(config.Model);
+        try
+        {
+            CheckModelFitsData(config.Model);
+        }
+        catch
+        {
+            Model.Dispose();
+            throw;
+        }
         Optimizer = Optimizer.Create(Model.Parameters, config.Optimizer);
         Rng = new Rng((ulong)config.Seed);
         loss = new SoftmaxCrossEntropy(device);
         sums = Tensor.Zeros(device, 4);
-        this.train = new DeviceData(device, train);
-        this.test = new DeviceData(device, test);
+        // Both splits are normalised with the training data's statistics (what predict applies too).
+        float[] normalization = Config.Normalization ?? [train.Mean, train.Std];
+        this.train = new DeviceData(device, train, normalization[0], normalization[1]);
+        this.test = new DeviceData(device, test, normalization[0], normalization[1]);
     }
 
     private readonly int channels, height, width, classes;
@@ -99,12 +109,13 @@ public sealed class Trainer : IDisposable
     /// </summary>
     private void CheckModelFitsData(string model)
     {
-        using Tensor probe = Tensor.Zeros(device, 1, channels, height, width);
+        // Two images: a batch-norm without running statistics needs more than one value per channel.
+        using Tensor probe = Tensor.Zeros(device, 2, channels, height, width);
         Model.Eval();
         try
         {
             Tensor logits = Model.Forward(probe);
-            if (!logits.HasShape(1, classes))
+            if (!logits.HasShape(2, classes))
                 throw new ArgumentException($"Model '{model}' gives logits {logits.ShapeText} for a {channels}x{height}x{width} image; the data has {classes} classes.", nameof(model));
         }
         catch (ArgumentException e) when (e.ParamName != nameof(model))
@@ -263,7 +274,20 @@ public sealed class Trainer : IDisposable
         IReadOnlyList<Tensor> state = Optimizer.State;
         for (int i = 0; i < state.Count; i++)
             tensors.Add(($"optim/{i}", state[i].Shape.ToArray(), state[i].Download()));
+        // Batch-norm counters (they start from PyTorch's with --init-weights, so they are not the step count):
+        // the int64 as two float32 bit patterns, exact.
+        foreach (var (name, m) in Model.NamedModules())
+            if (m is BatchNorm2d bn)
+                tensors.Add(($"counter/{name}.num_batches_tracked", [2], Counter.Encode(bn.NumBatchesTracked)));
         return new Checkpoint(Config.Model, Config, EpochsDone, Optimizer.StepCount, Rng.State, tensors);
+    }
+
+    /// <summary>An int64 counter stored in a float32 checkpoint tensor: its two halves as float bit patterns.</summary>
+    private static class Counter
+    {
+        public static float[] Encode(long value) => [BitConverter.Int32BitsToSingle((int)value), BitConverter.Int32BitsToSingle((int)(value >> 32))];
+
+        public static long Decode(float[] data) => (uint)BitConverter.SingleToInt32Bits(data[0]) | ((long)BitConverter.SingleToInt32Bits(data[1]) << 32);
     }
 
     private Tensor? clipSums, clipFactor;
@@ -305,9 +329,10 @@ public sealed class Trainer : IDisposable
             var state = c.Tensors.Where(t => t.Name.StartsWith("model/", StringComparison.Ordinal))
                 .ToDictionary(t => t.Name["model/".Length..], t => (t.Shape, t.Data), StringComparer.Ordinal);
             model.LoadStateDict(state);
-            foreach (var (_, m) in model.NamedModules())
+            var counters = c.Tensors.Where(t => t.Name.StartsWith("counter/", StringComparison.Ordinal)).ToDictionary(t => t.Name["counter/".Length..], t => t.Data, StringComparer.Ordinal);
+            foreach (var (name, m) in model.NamedModules())
                 if (m is BatchNorm2d bn)
-                    bn.NumBatchesTracked = c.Steps;
+                    bn.NumBatchesTracked = counters.TryGetValue(name + ".num_batches_tracked", out float[]? bits) && bits.Length == 2 ? Counter.Decode(bits) : c.Steps;
             model.Eval();
             return new TrainedModel(model, c.Config with { Architecture = description.Layers }, c.Epoch);
         }
@@ -355,11 +380,13 @@ public sealed class Trainer : IDisposable
             throw new CheckpointException(path, $"is a checkpoint of model '{c.Model}', not '{Config.Model}'.");
         IReadOnlyList<Tensor> state = Optimizer.State;
         var expected = Model.StateDict().Select(s => ($"model/{s.Name}", s.Tensor)).Concat(state.Select((t, i) => ($"optim/{i}", t))).ToList();
-        if (c.Tensors.Count != expected.Count)
-            throw new CheckpointException(path, $"holds {c.Tensors.Count} tensors; model '{Config.Model}' with {Config.Optimizer.Kind} needs {expected.Count}.");
+        var tensors = c.Tensors.Where(t => !t.Name.StartsWith("counter/", StringComparison.Ordinal)).ToList();
+        var counters = c.Tensors.Where(t => t.Name.StartsWith("counter/", StringComparison.Ordinal)).ToDictionary(t => t.Name["counter/".Length..], t => t.Data, StringComparer.Ordinal);
+        if (tensors.Count != expected.Count)
+            throw new CheckpointException(path, $"holds {tensors.Count} tensors; model '{Config.Model}' with {Config.Optimizer.Kind} needs {expected.Count}.");
         for (int i = 0; i < expected.Count; i++)
         {
-            var (name, shape, data) = c.Tensors[i];
+            var (name, shape, data) = tensors[i];
             var (wantName, target) = expected[i];
             if (name != wantName || !target.Shape.SequenceEqual(shape))
                 throw new CheckpointException(path, $"tensor {i} is '{name}' [{string.Join(", ", shape)}]; expected '{wantName}' {target.ShapeText}.");
@@ -367,11 +394,11 @@ public sealed class Trainer : IDisposable
         }
         EpochsDone = c.Epoch;
         Optimizer.StepCount = c.Steps;
-        // Every step runs one training-mode forward pass, so each batch-norm has counted exactly the steps.
-        foreach (var (_, m) in Model.NamedModules())
+        foreach (var (name, m) in Model.NamedModules())
         {
+            // Checkpoints before the counters were stored: every step ran one training-mode forward pass.
             if (m is BatchNorm2d bn)
-                bn.NumBatchesTracked = c.Steps;
+                bn.NumBatchesTracked = counters.TryGetValue(name + ".num_batches_tracked", out float[]? bits) && bits.Length == 2 ? Counter.Decode(bits) : c.Steps;
             else if (m is Dropout dropout)
                 dropout.Step = c.Steps; // one mask per step: the resumed run draws the masks it would have drawn
         }
@@ -399,9 +426,13 @@ public sealed class Trainer : IDisposable
     /// <summary>A dataset on the device: pixels as bytes, labels, and a slot for the epoch's order.</summary>
     private sealed class DeviceData : IDisposable
     {
-        public DeviceData(ComputeDevice device, ImageDataset host)
+        private readonly float mean, std;
+
+        public DeviceData(ComputeDevice device, ImageDataset host, float mean, float std)
         {
             Host = host;
+            this.mean = mean;
+            this.std = std;
             Pixels = device.Allocate<byte>(host.Pixels.Length);
             Pixels.View.CopyFromCPU(host.Pixels);
             Labels = Tensor.FromHost(device, host.Labels.Select(b => (int)b).ToArray(), host.Count);
@@ -416,7 +447,7 @@ public sealed class Trainer : IDisposable
         public int Count => Host.Count;
 
         public BatchGather Gather(int start, int count) =>
-            BatchGather.Normalising(start, count, Host.Channels, Host.Height, Host.Width, Host.Mean, Host.Std);
+            BatchGather.Normalising(start, count, Host.Channels, Host.Height, Host.Width, mean, std);
 
         public void Dispose()
         {

@@ -174,7 +174,8 @@ internal static class GoldenRunner
     {
         IReadOnlyDictionary<string, SafeTensor> before = ModelFile(c, "state_before");
         var net = new ReferenceNetwork(c.Parameters.GetProperty("layers"),
-            before.Where(t => t.Value.Floats is not null).ToDictionary(t => t.Key, t => t.Value.Floats!));
+            before.Where(t => t.Value.Floats is not null).ToDictionary(t => t.Key, t => t.Value.Floats!),
+            before.Where(t => t.Value.Longs is { Length: 1 }).ToDictionary(t => t.Key, t => t.Value.Longs![0]));
         double[] x = c.Floats("x").Select(v => (double)v).ToArray();
         int[] targets = Targets(c);
         var (logits, shape) = net.Forward(x, c.Shape("x"), training: true);
@@ -189,7 +190,7 @@ internal static class GoldenRunner
         foreach (var (name, t) in before)
         {
             if (t.Longs is long[] l)
-                longs["state_after/" + name] = [l[0] + net.Counters.GetValueOrDefault(name)];
+                longs["state_after/" + name] = [net.Counters.GetValueOrDefault(name, l[0])];
             else
                 floats["state_after/" + name] = ToFloats(net.State[name]);
         }

@@ -304,7 +304,7 @@ public sealed class KernelTests
     }
 }
 
-/// <summary>The training-loop kernels (batch gather, metrics) against host computations, on every device and the GPU simulator.</summary>
+/// <summary>The training-loop kernels (batch gather, metrics) against host computations, on every device (cpu:kernels included).</summary>
 public sealed class TrainingKernelTests
 {
     [Theory]

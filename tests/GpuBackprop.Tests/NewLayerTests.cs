@@ -175,3 +175,52 @@ public sealed class NewLayerTests
         Assert.Equal(["body.0.weight", "body.0.bias"], block.NamedParameters().Select(p => p.Name).ToArray());
     }
 }
+
+/// <summary>Batch-norm's options (momentum null, no affine, no running statistics) in a network, on every device, against the reference network.</summary>
+public sealed class BatchNormVariantTests
+{
+    private const string Net = """
+        [{"type": "conv2d", "in_channels": 2, "out_channels": 3, "kernel_size": 3, "padding": 1},
+         {"type": "batch_norm2d", "num_features": 3, "momentum": null},
+         {"type": "residual", "body": [{"type": "batch_norm2d", "num_features": 3, "affine": false}, {"type": "tanh"}]},
+         {"type": "batch_norm2d", "num_features": 3, "track_running_stats": false},
+         {"type": "dropout", "p": 0.0}, {"type": "flatten"}, {"type": "linear", "in_features": 48, "out_features": 2}]
+        """;
+
+    [Theory]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    public void VariantsMatchTheReferenceNetworkInTrainingAndEval(string device)
+    {
+        ComputeDevice d = TestDevices.Get(device);
+        using Sequential net = Architecture.Build(d, Net, seed: 4);
+        IReadOnlyDictionary<string, Serialization.SafeTensor> before = net.ToSafeTensors();
+        using System.Text.Json.JsonDocument doc = System.Text.Json.JsonDocument.Parse(Net);
+        var reference = new ReferenceNetwork(doc.RootElement, before.Where(t => t.Value.Floats is not null).ToDictionary(t => t.Key, t => t.Value.Floats!),
+            before.Where(t => t.Value.Longs is not null).ToDictionary(t => t.Key, t => t.Value.Longs![0]));
+        Assert.Equal(["1.num_batches_tracked", "2.body.0.num_batches_tracked"], before.Keys.Where(k => k.EndsWith("tracked", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToArray());
+        for (int step = 0; step < 3; step++)
+        {
+            float[] x = Data.Uniform(4 * 2 * 4 * 4, 50 + step).Select(v => 3f + 2f * v).ToArray();
+            using Tensor xt = Tensor.FromHost(d, x, 4, 2, 4, 4);
+            float[] y = net.Forward(xt).Download();
+            var (ye, _) = reference.Forward(Data.ToDouble(x), [4, 2, 4, 4], training: true);
+            Check.Close(y, ye, 1e-4, 1e-4, $"training logits, step {step}, on {device}");
+            float[] dy = Data.Uniform(y.Length, 60 + step);
+            using Tensor dyt = Tensor.FromHost(d, dy, 4, 2);
+            net.ZeroGrad();
+            reference.Grads.Clear();
+            net.Backward(dyt);
+            reference.Backward(Data.ToDouble(dy));
+            foreach (var (name, p) in net.NamedParameters())
+                Check.Close(p.Grad.Download(), reference.Grads[name], 1e-4, 1e-3, $"grad {name}, step {step}, on {device}");
+        }
+        foreach (var (name, t) in net.StateDict())
+            Check.Close(t.Download(), reference.State[name], 1e-5, 1e-4, $"{name} after three steps on {device}");
+        net.Eval();
+        float[] xe = Data.Uniform(2 * 2 * 4 * 4, 70);
+        using Tensor xet = Tensor.FromHost(d, xe, 2, 2, 4, 4);
+        Check.Close(net.Forward(xet).Download(), reference.Forward(Data.ToDouble(xe), [2, 2, 4, 4], training: false).Y, 1e-4, 1e-4, $"eval logits on {device}");
+        Assert.Equal(3, ((BatchNorm2d)net.Layers[1]).NumBatchesTracked);
+        Assert.Equal(3, reference.Counters["1.num_batches_tracked"]);
+    }
+}
