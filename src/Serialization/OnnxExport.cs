@@ -127,6 +127,15 @@ public static class OnnxExport
 
         private string Constant(float value) => Initializer($"const{next++}", [], [value]);
 
+        private string Int64Initializer(int[] shape, long[] data)
+        {
+            var t = new TensorProto { Name = $"const{next++}", DataType = (int)TensorProto.Types.DataType.Int64 };
+            t.Dims.AddRange(shape.Select(d => (long)d));
+            t.Int64Data.AddRange(data);
+            Graph.Initializer.Add(t);
+            return t.Name;
+        }
+
         private string Op(string op, string[] inputs, params AttributeProto[] attributes)
         {
             string output = Fresh();
@@ -186,10 +195,24 @@ public static class OnnxExport
                     return (Op("MaxPool", [x], Ints("kernel_shape", p.KernelSize.H, p.KernelSize.W), Ints("strides", p.Stride.H, p.Stride.W),
                         Ints("pads", p.Padding.H, p.Padding.W, p.Padding.H, p.Padding.W), Ints("dilations", p.Dilation.H, p.Dilation.W), Int("ceil_mode", p.CeilMode ? 1 : 0)), m.Forward(probe));
                 case AvgPool2d a:
+                {
                     if (a.DivisorOverride is not null)
                         throw new OnnxExportException($"{Where()}: divisor_override has no ONNX AveragePool equivalent.");
+                    if (a.CeilMode && a.CountIncludePad)
+                    {
+                        // Runtimes that follow AveragePool's definition before opset 19 divide a window that ceil_mode
+                        // cuts off by the whole kernel (onnxruntime#16203); PyTorch divides by its part inside the
+                        // padded input. Written so that both readings give PyTorch's numbers: explicit zero padding,
+                        // then averaging with count_include_pad off. (ONNX Runtime 1.31 agrees either way: tested.)
+                        string input = x;
+                        if (a.Padding.H > 0 || a.Padding.W > 0)
+                            input = Op("Pad", [x, Int64Initializer([8], [0, 0, a.Padding.H, a.Padding.W, 0, 0, a.Padding.H, a.Padding.W])]);
+                        return (Op("AveragePool", [input], Ints("kernel_shape", a.KernelSize.H, a.KernelSize.W), Ints("strides", a.Stride.H, a.Stride.W),
+                            Ints("pads", 0, 0, 0, 0), Int("ceil_mode", 1), Int("count_include_pad", 0)), m.Forward(probe));
+                    }
                     return (Op("AveragePool", [x], Ints("kernel_shape", a.KernelSize.H, a.KernelSize.W), Ints("strides", a.Stride.H, a.Stride.W),
                         Ints("pads", a.Padding.H, a.Padding.W, a.Padding.H, a.Padding.W), Int("ceil_mode", a.CeilMode ? 1 : 0), Int("count_include_pad", a.CountIncludePad ? 1 : 0)), m.Forward(probe));
+                }
                 case AdaptiveAvgPool2d ap:
                 {
                     int h = probe.Dim(2), w = probe.Dim(3);

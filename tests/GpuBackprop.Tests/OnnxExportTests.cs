@@ -18,6 +18,7 @@ public sealed class OnnxExportTests
                                        {"type": "batch_norm2d", "num_features": 6}, {"type": "silu"}],
           "shortcut": [{"type": "conv2d", "in_channels": 6, "out_channels": 6, "kernel_size": 1}]},
          {"type": "avg_pool2d", "kernel_size": 2, "stride": 1, "padding": 1, "count_include_pad": false},
+         {"type": "avg_pool2d", "kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": true},
          {"type": "tanh"}, {"type": "adaptive_avg_pool2d", "output_size": 1}, {"type": "flatten"},
          {"type": "dropout", "p": 0.3}, {"type": "linear", "in_features": 6, "out_features": 8},
          {"type": "gelu"}, {"type": "linear", "in_features": 8, "out_features": 8}, {"type": "gelu", "approximate": "tanh"},
@@ -47,6 +48,33 @@ public sealed class OnnxExportTests
             float[] theirs = results.First(r => r.Name == "logits").AsTensor<float>().ToArray();
             Check.Close(theirs, Data.ToDouble(ours), 1e-4, 1e-3, "ONNX Runtime vs our eval logits");
             Assert.Equal(12, ours.Length);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(0)]
+    public void CeilModeAveragePoolingKeepsPyTorchsDivisorInOnnxRuntime(int padding)
+    {
+        // Kernel 3, stride 2, ceil_mode on 4x4: the last window is cut off; PyTorch divides it by its part
+        // inside the padded input, ONNX Runtime's AveragePool before opset 19 by the whole kernel.
+        ComputeDevice d = TestDevices.Get("cpu");
+        string dir = Directory.CreateTempSubdirectory("onnx").FullName;
+        try
+        {
+            using Sequential net = Architecture.Build(d, $$"""[{"type": "avg_pool2d", "kernel_size": 3, "stride": 2, "padding": {{padding}}, "ceil_mode": true}, {"type": "flatten"}]""");
+            float[] x = Data.Uniform(2 * 4 * 4, 31);
+            using Tensor xt = Tensor.FromHost(d, x, 1, 2, 4, 4);
+            float[] ours = net.Forward(xt).Download();
+            string path = Path.Combine(dir, "pool.onnx");
+            OnnxExport.Export(net, [2, 4, 4], path);
+            using var session = new InferenceSession(path);
+            using var results = session.Run([NamedOnnxValue.CreateFromTensor("input", new DenseTensor(x, [1, 2, 4, 4]))]);
+            Check.Close(results[0].AsTensor<float>().ToArray(), Data.ToDouble(ours), 1e-6, 1e-5, $"ceil-mode average pooling, padding {padding}");
         }
         finally
         {
