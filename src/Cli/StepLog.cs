@@ -41,5 +41,16 @@ internal sealed class StepLog(string path) : IDisposable
         return records;
     }
 
+    /// <summary>Rewrites the log with only the records of steps up to <paramref name="step"/> (-1: none), atomically.</summary>
+    public static void KeepUpTo(string path, long step)
+    {
+        if (!File.Exists(path))
+            return;
+        var kept = Read(path).Where(r => r.Step <= step).Select(r => JsonSerializer.Serialize(r, Json)).ToList();
+        string tmp = path + ".tmp";
+        File.WriteAllLines(tmp, kept);
+        File.Move(tmp, path, overwrite: true);
+    }
+
     public void Dispose() => writer.Dispose();
 }

@@ -174,6 +174,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
 
         string metricsPath = Path.Combine(outDir, "metrics.json");
         string stepsPath = Path.Combine(outDir, "steps.jsonl");
+        // A fresh run starts the log; a resumed one keeps the steps up to its checkpoint (a run killed
+        // mid-epoch logged steps that the resumed run will log again).
+        StepLog.KeepUpTo(stepsPath, resume is null ? -1 : trainer.Optimizer.StepCount);
         // On resume the epochs so far come from the previous metrics.json, so the file and the plot cover the whole run.
         List<EpochResult> results = resume is not null && MetricsFile.Read(metricsPath) is MetricsFile previous
             ? previous.Epochs.Select(e => e.ToResult()).ToList()
