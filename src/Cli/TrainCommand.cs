@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using System.Globalization;
 using GpuBackprop.Data;
+using GpuBackprop.Layers;
 using GpuBackprop.Runtime;
 using GpuBackprop.Training;
 using Spectre.Console;
@@ -87,6 +88,18 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 DeviceOption.Validate(Device, allowAll: false));
             if (!result.Successful)
                 return result;
+            if (!Models.Names.Contains(Model))
+            {
+                // A description file: checked here, before any device is opened or data read.
+                try
+                {
+                    Architecture.CheckStructure(Models.Describe(Model).Layers);
+                }
+                catch (Exception e) when (e is ArchitectureException or ArgumentException or IOException)
+                {
+                    return ValidationResult.Error($"--model: {e.Message}");
+                }
+            }
             try
             {
                 LearningRateSchedule.Parse(Schedule, Epochs ?? 2);

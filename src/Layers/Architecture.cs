@@ -67,6 +67,31 @@ public static class Architecture
         }
     }
 
+    /// <summary>
+    /// Checks a description without building it (no device needed): JSON, layer list, known types and
+    /// fields. Values (sizes, ranges) are checked when the layers are built.
+    /// </summary>
+    /// <exception cref="ArchitectureException">The first problem, naming the layer and the field.</exception>
+    public static void CheckStructure(string json)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(json);
+        }
+        catch (JsonException e)
+        {
+            throw new ArchitectureException($"The architecture is not valid JSON: {e.Message}", e);
+        }
+        using (doc)
+        {
+            JsonElement root = doc.RootElement;
+            if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("layers", out JsonElement layers))
+                root = layers;
+            Validate(root, "");
+        }
+    }
+
     /// <summary>Builds a network from a JSON layer list.</summary>
     /// <exception cref="ArchitectureException">An unknown type or field, or a value out of range (named).</exception>
     public static Sequential Build(ComputeDevice device, JsonElement layers, int seed = 0)

@@ -48,4 +48,33 @@ public sealed class ExportPredictCliTests
             Directory.Delete(dir, true);
         }
     }
+
+    [Fact]
+    public void AMalformedModelFileIsAUsageErrorBeforeAnyDeviceIsOpened()
+    {
+        string file = Path.Combine(Directory.CreateTempSubdirectory("gpubackprop-model-").FullName, "bad.json");
+        try
+        {
+            File.WriteAllText(file, """[{"type": "relu"}, {"type": "conv2d", "in_channels": 1, "out_channel": 4}]""");
+            var error = new StringWriter();
+            TextWriter saved = Console.Error;
+            Console.SetError(error);
+            int code;
+            try
+            {
+                code = CliApp.Run(["train", "--model", file, "--device", "cuda:9"]);
+            }
+            finally
+            {
+                Console.SetError(saved);
+            }
+            Assert.Equal(2, code);
+            // cuda:9 does not exist: had a device been opened, the error would be about it.
+            Assert.Contains("--model: layer 1 (conv2d): unknown field 'out_channel'", error.ToString());
+        }
+        finally
+        {
+            Directory.Delete(Path.GetDirectoryName(file)!, true);
+        }
+    }
 }
