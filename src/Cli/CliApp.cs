@@ -97,7 +97,7 @@ internal static class CliApp
             config.SetApplicationCulture(CultureInfo.InvariantCulture);
             config.SetHelpProvider(new RootHelp(config.Settings));
             config.AddCommand<TrainCommand>("train")
-                .WithDescription("Train on Fashion-MNIST (the embedded subset when the full set is not found).");
+                .WithDescription("Train a built-in model or a model file (.json) on Fashion-MNIST (the embedded subset when the full set is not found).");
             config.AddCommand<EvalCommand>("eval").WithDescription("Test accuracy and confusion matrix of a checkpoint.");
             config.AddCommand<ExportCommand>("export")
                 .WithDescription("Write a checkpoint's model as ONNX (eval mode) and/or its weights as safetensors with PyTorch's names.");
