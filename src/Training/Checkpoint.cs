@@ -13,10 +13,10 @@ public sealed class CheckpointException : Exception
 }
 
 /// <summary>
-/// A training checkpoint. File format (little-endian), version 2:
+/// A training checkpoint. File format (little-endian), version 3:
 /// <code>
 /// magic     8 bytes  "GBPCKPT\0"
-/// version   int32    2 (version 1 named model tensors "param/I/weight"; it is refused with a message)
+/// version   int32    3 (older versions are refused with a message: 1 named tensors "param/I/weight", 2 had no checksum)
 /// model     string   (int32 byte length + UTF-8), e.g. "lenet5"
 /// config    string   TrainConfig as JSON (optimizer, schedule, batch, seed, epochs)
 /// epoch     int32    epochs completed
@@ -26,7 +26,11 @@ public sealed class CheckpointException : Exception
 ///           ("model/NAME" with the model's state-dict names such as "model/0.weight", "optim/J" for optimizer state,
 ///           "counter/NAME" for a batch-norm's num_batches_tracked: an int64 as two float32 bit patterns)
 /// end       8 bytes  "GBPEND\0\0"
+/// checksum  uint64   xxHash64 (seed 0) of every byte before it
 /// </code>
+/// Loading verifies the checksum before anything is parsed, then the ranges of every header field
+/// (epoch within the configured epochs, steps not negative and at least one per epoch, a valid
+/// configuration) and of every value (finite, magnitude at most 1e30), and names the check that failed.
 /// Written to a temporary file in the same folder, flushed to disk, then renamed over the target,
 /// so a crash mid-write leaves the previous checkpoint intact.
 /// </summary>
@@ -34,7 +38,8 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
 {
     private static readonly byte[] Magic = "GBPCKPT\0"u8.ToArray();
     private static readonly byte[] End = "GBPEND\0\0"u8.ToArray();
-    private const int Version = 2;
+    private const int Version = 3;
+    private const float MaxMagnitude = 1e30f;
 
     /// <summary>Writes the checkpoint atomically (temporary file + rename).</summary>
     public void Save(string path)
@@ -47,7 +52,8 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
         {
             using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
             {
-                using (var w = new BinaryWriter(fs, Encoding.UTF8, leaveOpen: true))
+                using var body = new MemoryStream();
+                using (var w = new BinaryWriter(body, Encoding.UTF8, leaveOpen: true))
                 {
                     w.Write(Magic);
                     w.Write(Version);
@@ -66,6 +72,11 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
                     }
                     w.Write(End);
                 }
+                body.Position = 0;
+                body.CopyTo(fs);
+                Span<byte> checksum = stackalloc byte[8];
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(checksum, System.IO.Hashing.XxHash64.HashToUInt64(body.GetBuffer().AsSpan(0, (int)body.Length)));
+                fs.Write(checksum);
                 fs.Flush(flushToDisk: true);
             }
             File.Move(tmp, full, overwrite: true);
@@ -83,16 +94,63 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
     {
         if (!File.Exists(path))
             throw new CheckpointException(path, "not found.");
+        byte[] file;
         try
         {
-            using var fs = File.OpenRead(path);
+            if (new FileInfo(path).Length > int.MaxValue)
+                throw new CheckpointException(path, "larger than 2 GiB: not a checkpoint of this build.");
+            file = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CheckpointException(path, $"cannot be read: {e.Message}", e);
+        }
+        if (file.Length < Magic.Length + 4 || !file.AsSpan(0, Magic.Length).SequenceEqual(Magic))
+            throw new CheckpointException(path, "not a GpuBackprop checkpoint (bad magic).");
+        int fileVersion = BitConverter.ToInt32(file, Magic.Length);
+        if (fileVersion != Version)
+            throw new CheckpointException(path, $"checkpoint format version {fileVersion}; this build reads version {Version}.");
+        if (file.Length < Magic.Length + 4 + 8
+            || System.IO.Hashing.XxHash64.HashToUInt64(file.AsSpan(0, file.Length - 8)) != System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(file.AsSpan(file.Length - 8)))
+            throw new CheckpointException(path, "checksum mismatch: the file is damaged or truncated (xxHash64 over the whole file); nothing was loaded.");
+        Checkpoint c = Parse(path, file.AsSpan(0, file.Length - 8).ToArray());
+        c.CheckRanges(path);
+        return c;
+    }
+
+    /// <summary>The header fields and values within their ranges, after the checksum matched (a crafted file can still lie).</summary>
+    private void CheckRanges(string path)
+    {
+        try
+        {
+            Config.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new CheckpointException(path, $"the stored configuration is invalid: {e.Message}", e);
+        }
+        if (Epoch < 0 || Epoch > Config.Epochs)
+            throw new CheckpointException(path, $"epoch {Epoch} is outside 0..{Config.Epochs} (the run's epochs).");
+        if (Steps < Epoch)
+            throw new CheckpointException(path, $"{Steps} steps for {Epoch} completed epochs (each epoch takes at least one).");
+        foreach (var (name, _, data) in Tensors)
+        {
+            if (name.StartsWith("counter/", StringComparison.Ordinal))
+                continue; // int64 bit patterns, not values
+            foreach (float v in data)
+                if (!float.IsFinite(v) || Math.Abs(v) > MaxMagnitude)
+                    throw new CheckpointException(path, $"tensor '{name}' holds {v}: weights and optimizer state must be finite and at most {MaxMagnitude:E0} in magnitude.");
+        }
+    }
+
+    private static Checkpoint Parse(string path, byte[] body)
+    {
+        try
+        {
+            using var fs = new MemoryStream(body, writable: false);
             using var r = new BinaryReader(fs, Encoding.UTF8);
-            byte[] magic = r.ReadBytes(Magic.Length);
-            if (!magic.AsSpan().SequenceEqual(Magic))
-                throw new CheckpointException(path, "not a GpuBackprop checkpoint (bad magic).");
-            int version = r.ReadInt32();
-            if (version != Version)
-                throw new CheckpointException(path, $"checkpoint format version {version}; this build reads version {Version}.");
+            r.ReadBytes(Magic.Length);
+            r.ReadInt32();
             string model = ReadString(r, fs);
             TrainConfig config = TrainConfig.FromJson(ReadString(r, fs));
             int epoch = r.ReadInt32();

@@ -91,7 +91,7 @@ public sealed class DataAndCheckpointTests : IDisposable
     }
 
     private static Checkpoint Small(string model = "lenet5") =>
-        new(model, new TrainConfig { Model = model }, 3, 42, [1, 2, 3, 4], [("param/0/weight", [2, 3], [1, 2, 3, 4, 5, 6]), ("optim/0", [2], [7, 8])]);
+        new(model, new TrainConfig { Model = model, Epochs = 5 }, 3, 42, [1, 2, 3, 4], [("param/0/weight", [2, 3], [1, 2, 3, 4, 5, 6]), ("optim/0", [2], [7, 8])]);
 
     [Fact]
     public void CheckpointsRoundTripAndReplaceAtomically()
@@ -111,7 +111,8 @@ public sealed class DataAndCheckpointTests : IDisposable
         Assert.Single(Directory.GetFiles(dir)); // no temporary file left behind
     }
 
-    public static TheoryData<string> BadCheckpoints() => new(["not a checkpoint", "truncated", "cut in the header", "other version", "no end marker", "missing"]);
+    public static TheoryData<string> BadCheckpoints() => new(["not a checkpoint", "truncated", "cut in the header", "other version", "no checksum", "one bit flipped",
+        "epoch -5", "epoch past the run", "negative steps", "NaN weight", "huge weight", "invalid config", "missing"]);
 
     [Theory]
     [MemberData(nameof(BadCheckpoints))]
@@ -124,10 +125,18 @@ public sealed class DataAndCheckpointTests : IDisposable
         switch (problem)
         {
             case "not a checkpoint": File.WriteAllText(path, "hello, I am a text file"); says = "not a GpuBackprop checkpoint"; break;
-            case "truncated": File.WriteAllBytes(path, good[..^12]); says = "truncated"; break;
-            case "cut in the header": File.WriteAllBytes(path, good[..14]); says = "truncated"; break;
+            case "truncated": File.WriteAllBytes(path, good[..^12]); says = "checksum mismatch"; break;
+            case "cut in the header": File.WriteAllBytes(path, good[..14]); says = "checksum mismatch"; break;
             case "other version": good[8] = 9; File.WriteAllBytes(path, good); says = "version 9"; break;
-            case "no end marker": File.WriteAllBytes(path, good[..^8]); says = "end marker"; break;
+            case "no checksum": File.WriteAllBytes(path, good[..^8]); says = "checksum mismatch"; break;
+            case "one bit flipped": good[good.Length / 2] ^= 0x10; File.WriteAllBytes(path, good); says = "checksum mismatch"; break;
+            // Crafted files with a valid checksum: the ranges are checked too.
+            case "epoch -5": (Small() with { Epoch = -5 }).Save(path); says = "epoch -5 is outside 0..5"; break;
+            case "epoch past the run": (Small() with { Epoch = 1_000_000 }).Save(path); says = "epoch 1000000 is outside"; break;
+            case "negative steps": (Small() with { Steps = -1 }).Save(path); says = "-1 steps"; break;
+            case "NaN weight": (Small() with { Tensors = [("param/0/weight", [2], [1f, float.NaN])] }).Save(path); says = "must be finite"; break;
+            case "huge weight": (Small() with { Tensors = [("param/0/weight", [1], [1e38f])] }).Save(path); says = "at most"; break;
+            case "invalid config": (Small() with { Config = new TrainConfig { Model = "lenet5", Epochs = 5, BatchSize = -3 } }).Save(path); says = "configuration is invalid"; break;
             default: path = Path.Combine(dir, "none.gbp"); says = "not found"; break;
         }
         var e = Assert.Throws<CheckpointException>(() => Checkpoint.Load(path));
@@ -151,5 +160,53 @@ public sealed class DataAndCheckpointTests : IDisposable
         Small("cnn2").Save(path);
         var shapes = Assert.Throws<CheckpointException>(() => Trainer.Resume(d, path, train, train));
         Assert.Contains("tensors", shapes.Message);
+    }
+
+    [Fact]
+    public void RandomDamageToCheckpointsAndIdxFilesIsAlwaysATypedError()
+    {
+        string path = Path.Combine(dir, "c.gbp");
+        Small().Save(path);
+        byte[] good = File.ReadAllBytes(path);
+        byte[] idx = IdxFile.Encode([3, 4, 5], Enumerable.Range(0, 60).Select(i => (byte)i).ToArray());
+        var rng = new Random(11);
+        for (int trial = 0; trial < 300; trial++)
+        {
+            byte[] damaged = Damage(good, rng);
+            File.WriteAllBytes(path, damaged);
+            // A checkpoint either loads unchanged or is refused; a damaged one never loads (the checksum).
+            try
+            {
+                Checkpoint c = Checkpoint.Load(path);
+                Assert.Equal(good, damaged);
+                Assert.Equal(3, c.Epoch);
+            }
+            catch (CheckpointException)
+            {
+            }
+            byte[] damagedIdx = Damage(idx, rng);
+            try
+            {
+                var (dims, data) = IdxFile.Parse("fuzz.idx", damagedIdx, 3);
+                Assert.Equal(dims.Aggregate(1L, (a, b) => a * b), data.LongLength);
+            }
+            catch (DataFormatException)
+            {
+            }
+        }
+    }
+
+    private static byte[] Damage(byte[] bytes, Random rng)
+    {
+        byte[] copy = (byte[])bytes.Clone();
+        switch (rng.Next(3))
+        {
+            case 0: return copy[..rng.Next(copy.Length)];
+            case 1: copy[rng.Next(copy.Length)] ^= (byte)(1 << rng.Next(8)); return copy;
+            default:
+                for (int k = 0; k < 4; k++)
+                    copy[rng.Next(copy.Length)] = (byte)rng.Next(256);
+                return copy;
+        }
     }
 }
