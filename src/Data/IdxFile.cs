@@ -27,20 +27,35 @@ public static class IdxFile
     /// <exception cref="DataFormatException">Bad magic, wrong rank, truncated or overlong data.</exception>
     public static (int[] Dims, byte[] Data) Read(string name, Func<Stream> open, int expectedRank)
     {
-        byte[] raw;
+        ArgumentNullException.ThrowIfNull(open);
         try
         {
-            using Stream s = open();
-            using var buffer = new MemoryStream();
-            s.CopyTo(buffer);
-            raw = buffer.ToArray();
-            if (raw.Length >= 2 && raw[0] == 0x1f && raw[1] == 0x8b)
+            bool gzip;
+            using (Stream probe = open())
             {
-                using var gz = new GZipStream(new MemoryStream(raw), CompressionMode.Decompress);
-                using var unpacked = new MemoryStream();
-                gz.CopyTo(unpacked);
-                raw = unpacked.ToArray();
+                Span<byte> magic = stackalloc byte[2];
+                gzip = probe.ReadAtLeast(magic, 2, throwOnEndOfStream: false) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
             }
+            using Stream file = open();
+            using Stream s = gzip ? new GZipStream(file, CompressionMode.Decompress) : file;
+            // The header first, then exactly the bytes it declares: a small gzip that expands to gigabytes
+            // costs no more than the declared size, which is checked before anything is allocated.
+            Span<byte> head = stackalloc byte[4];
+            int got = s.ReadAtLeast(head, 4, throwOnEndOfStream: false);
+            if (got < 4)
+                throw new DataFormatException(name, $"only {got} bytes: not an IDX file.");
+            int rank = CheckHead(name, head, expectedRank);
+            var dimBytes = new byte[4 * rank];
+            if (s.ReadAtLeast(dimBytes, dimBytes.Length, throwOnEndOfStream: false) < dimBytes.Length)
+                throw new DataFormatException(name, "truncated header.");
+            int[] dims = Dimensions(name, dimBytes, rank, out long count);
+            var data = new byte[count];
+            int read = s.ReadAtLeast(data, data.Length, throwOnEndOfStream: false);
+            if (read < count)
+                throw new DataFormatException(name, $"truncated: {read:N0} data bytes, the header ({string.Join(" x ", dims)}) promises {count:N0}.");
+            if (s.ReadByte() >= 0)
+                throw new DataFormatException(name, $"holds more than the header ({string.Join(" x ", dims)}) declares.");
+            return (dims, data);
         }
         catch (InvalidDataException e)
         {
@@ -50,7 +65,52 @@ public static class IdxFile
         {
             throw new DataFormatException(name, "not found.", e);
         }
-        return Parse(name, raw, expectedRank);
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DataFormatException(name, $"cannot be read: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The rank from the 4-byte magic (two zero bytes, type 0x08, rank), checked.</summary>
+    private static int CheckHead(string name, ReadOnlySpan<byte> head, int expectedRank)
+    {
+        if (head[0] != 0 || head[1] != 0)
+            throw new DataFormatException(name, $"bad magic number 0x{BinaryPrimitives.ReadUInt32BigEndian(head):x8}: not an IDX file.");
+        if (head[2] != 0x08)
+            throw new DataFormatException(name, $"element type 0x{head[2]:x2} is not unsigned byte (0x08).");
+        int rank = head[3];
+        if (rank != expectedRank)
+            throw new DataFormatException(name, $"has {rank} dimensions; expected {expectedRank} ({(expectedRank == 1 ? "labels" : "images")} file; images and labels swapped?).");
+        return rank;
+    }
+
+    /// <summary>
+    /// The dimensions and their product, refused before any allocation when it exceeds what one array
+    /// holds or half the memory available (the product is computed without overflow).
+    /// </summary>
+    private static int[] Dimensions(string name, ReadOnlySpan<byte> bytes, int rank, out long count)
+    {
+        long limit = Math.Min(Array.MaxLength, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2);
+        var dims = new int[rank];
+        count = 1;
+        for (int i = 0; i < rank; i++)
+        {
+            dims[i] = BinaryPrimitives.ReadInt32BigEndian(bytes[(4 * i)..]);
+            if (dims[i] <= 0)
+                throw new DataFormatException(name, $"dimension {i} is {dims[i]}.");
+            if (count > limit / dims[i])
+                throw new DataFormatException(name, $"the header declares {string.Join(" x ", ReadAll(bytes, rank))} bytes, more than this process can hold ({limit:N0} bytes).");
+            count *= dims[i];
+        }
+        return dims;
+    }
+
+    private static int[] ReadAll(ReadOnlySpan<byte> bytes, int rank)
+    {
+        var all = new int[rank];
+        for (int i = 0; i < rank; i++)
+            all[i] = BinaryPrimitives.ReadInt32BigEndian(bytes[(4 * i)..]);
+        return all;
     }
 
     /// <summary>Reads an IDX file from disk.</summary>
@@ -59,27 +119,14 @@ public static class IdxFile
     /// <summary>Parses uncompressed IDX bytes.</summary>
     public static (int[] Dims, byte[] Data) Parse(string name, byte[] raw, int expectedRank)
     {
+        ArgumentNullException.ThrowIfNull(raw);
         if (raw.Length < 4)
             throw new DataFormatException(name, $"only {raw.Length} bytes: not an IDX file.");
-        if (raw[0] != 0 || raw[1] != 0)
-            throw new DataFormatException(name, $"bad magic number 0x{BinaryPrimitives.ReadUInt32BigEndian(raw):x8}: not an IDX file.");
-        if (raw[2] != 0x08)
-            throw new DataFormatException(name, $"element type 0x{raw[2]:x2} is not unsigned byte (0x08).");
-        int rank = raw[3];
-        if (rank != expectedRank)
-            throw new DataFormatException(name, $"has {rank} dimensions; expected {expectedRank} ({(expectedRank == 1 ? "labels" : "images")} file; images and labels swapped?).");
+        int rank = CheckHead(name, raw.AsSpan(0, 4), expectedRank);
         int header = 4 + 4 * rank;
         if (raw.Length < header)
             throw new DataFormatException(name, "truncated header.");
-        var dims = new int[rank];
-        long count = 1;
-        for (int i = 0; i < rank; i++)
-        {
-            dims[i] = BinaryPrimitives.ReadInt32BigEndian(raw.AsSpan(4 + 4 * i));
-            if (dims[i] <= 0)
-                throw new DataFormatException(name, $"dimension {i} is {dims[i]}.");
-            count *= dims[i];
-        }
+        int[] dims = Dimensions(name, raw.AsSpan(4, 4 * rank), rank, out long count);
         long have = raw.Length - header;
         if (have != count)
             throw new DataFormatException(name, have < count

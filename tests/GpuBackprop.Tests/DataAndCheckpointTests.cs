@@ -209,4 +209,53 @@ public sealed class DataAndCheckpointTests : IDisposable
                 return copy;
         }
     }
+
+    [Fact]
+    public void IdxHeadersAreCheckedBeforeTheDataIsRead()
+    {
+        static byte[] Header(params int[] dims)
+        {
+            var h = new byte[4 + 4 * dims.Length];
+            h[2] = 0x08;
+            h[3] = (byte)dims.Length;
+            for (int i = 0; i < dims.Length; i++)
+                System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(h.AsSpan(4 + 4 * i), dims[i]);
+            return h;
+        }
+        static byte[] Gzip(byte[] head, long zeros)
+        {
+            using var packed = new MemoryStream();
+            using (var gz = new System.IO.Compression.GZipStream(packed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+            {
+                gz.Write(head);
+                var block = new byte[1 << 20];
+                for (long left = zeros; left > 0; left -= block.Length)
+                    gz.Write(block, 0, (int)Math.Min(block.Length, left));
+            }
+            return packed.ToArray();
+        }
+
+        // 16 x 2^30 x 2^30 overflows a 64-bit product: refused, named, before any allocation.
+        byte[] huge = Header(16, 1 << 30, 1 << 30);
+        var overflow = Assert.Throws<DataFormatException>(() => IdxFile.Read("huge.idx", () => new MemoryStream(huge), 3));
+        Assert.Contains("huge.idx", overflow.Message);
+        Assert.Contains("more than this process can hold", overflow.Message);
+
+        // A 2 MB gzip that expands to 200 MB behind a header declaring 2 x 3 x 4 bytes: read up to the declared size, then refused.
+        byte[] bomb = Gzip(Header(2, 3, 4), 200L << 20);
+        Assert.True(bomb.Length < 4 << 20, $"the bomb is {bomb.Length} bytes");
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var extra = Assert.Throws<DataFormatException>(() => IdxFile.Read("bomb.idx.gz", () => new MemoryStream(bomb), 3));
+        Assert.Contains("more than the header", extra.Message);
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 50L << 20, "reading the bomb allocated more than 50 MB");
+
+        // Declared but missing data, through gzip.
+        byte[] shortData = Gzip(Header(2, 3, 4), 10);
+        Assert.Contains("truncated: 10 data bytes", Assert.Throws<DataFormatException>(() => IdxFile.Read("short.idx.gz", () => new MemoryStream(shortData), 3)).Message);
+
+        // A well-formed gzip file reads.
+        var (dims, data) = IdxFile.Read("ok.idx.gz", () => new MemoryStream(Gzip(Header(2, 3, 4), 24)), 3);
+        Assert.Equal([2, 3, 4], dims);
+        Assert.Equal(24, data.Length);
+    }
 }
