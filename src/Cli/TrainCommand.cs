@@ -180,6 +180,10 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         TrainConfig config = trainer.Config;
         string outDir = s.Out ?? (resume is not null ? Path.GetDirectoryName(Path.GetFullPath(resume))! : Path.Combine("runs", $"{config.Model}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         Directory.CreateDirectory(outDir);
+        // Held for the whole run: a second run into the same folder is refused instead of both
+        // reporting success while the last writer wins. Opening it also proves the folder is writable
+        // before an epoch is spent.
+        using FileStream runLock = RunLock(outDir);
         string checkpoint = Path.Combine(outDir, "checkpoint.gbp");
         AnsiConsole.MarkupLine($"model: [bold]{config.Model}[/] ({trainer.Model.ParameterCount:N0} parameters), {config.Optimizer.Kind} lr {config.Optimizer.LearningRate.ToString(CultureInfo.InvariantCulture)}, batch {config.BatchSize}, schedule {config.Schedule}, seed {config.Seed}");
         if (resume is not null)
@@ -216,6 +220,24 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         PrintTable(results);
         AnsiConsole.MarkupLine($"wrote {Markup.Escape(checkpoint)}, metrics.json, steps.jsonl and training.png in {Markup.Escape(outDir)}");
         return ExitCode.Success;
+    }
+
+    /// <summary>An exclusive lock file in the run folder (released by the OS if the process dies).</summary>
+    private static FileStream RunLock(string outDir)
+    {
+        string path = Path.Combine(outDir, ".gpubackprop.lock");
+        try
+        {
+            return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new IOException($"{outDir}: the run folder is not writable ({e.Message}).", e);
+        }
+        catch (IOException e)
+        {
+            throw new IOException($"{outDir}: another training run is using this folder (it holds {path}); choose another --out or wait for it.", e);
+        }
     }
 
     private static EpochResult RunEpochWithProgress(Trainer trainer, int epochs, string stepsPath)

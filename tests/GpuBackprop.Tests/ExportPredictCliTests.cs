@@ -77,4 +77,36 @@ public sealed class ExportPredictCliTests
             Directory.Delete(Path.GetDirectoryName(file)!, true);
         }
     }
+
+    [Fact]
+    public void ASecondRunIntoTheSameFolderIsRefused()
+    {
+        string dir = Directory.CreateTempSubdirectory("gpubackprop-lock-").FullName;
+        try
+        {
+            // Another run holds the folder's lock (as a running `train` does).
+            using (new FileStream(Path.Combine(dir, ".gpubackprop.lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None))
+            {
+                var error = new StringWriter();
+                TextWriter saved = Console.Error;
+                Console.SetError(error);
+                int code;
+                try
+                {
+                    code = CliApp.Run(["train", "--device", "cpu", "--epochs", "1", "--out", dir]);
+                }
+                finally
+                {
+                    Console.SetError(saved);
+                }
+                Assert.Equal(1, code);
+                Assert.Contains("another training run is using this folder", error.ToString());
+                Assert.False(File.Exists(Path.Combine(dir, "checkpoint.gbp")));
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
 }
