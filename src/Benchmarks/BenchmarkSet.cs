@@ -80,11 +80,22 @@ internal sealed class BenchmarkSet
 {
     private readonly JsonElement spec;
 
-    /// <summary>Reads a shapes.json file.</summary>
+    /// <summary>Reads a shapes.json file, checking every section it uses.</summary>
+    /// <exception cref="IOException">The file is missing, unreadable or not a benchmark set (named, with the reason).</exception>
     public BenchmarkSet(string shapesPath)
     {
-        using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(shapesPath));
-        spec = doc.RootElement.Clone();
+        try
+        {
+            using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(shapesPath));
+            spec = doc.RootElement.Clone();
+            _ = Names(cpu: false).ToList();
+            foreach (string section in new[] { "conv", "maxpool", "avgpool", "gemm" })
+                _ = Section(section).ToList();
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new IOException($"{shapesPath}: not a benchmark set ({e.Message}).", e);
+        }
     }
 
     private IEnumerable<(string Key, int[] Values)> Section(string name) =>

@@ -109,4 +109,29 @@ public sealed class ExportPredictCliTests
             Directory.Delete(dir, true);
         }
     }
+
+    [Theory]
+    [InlineData("{ not json")]
+    [InlineData("""{"conv": {}}""")]
+    [InlineData("""{"conv": {"a": ["x"]}, "maxpool": {}, "avgpool": {}, "gemm": {}, "train": {}}""")]
+    public void AMalformedBenchmarkSetIsOneLineAndExitOne(string json)
+    {
+        string file = Path.Combine(Directory.CreateTempSubdirectory("gpubackprop-shapes-").FullName, "shapes.json");
+        File.WriteAllText(file, json);
+        var error = new StringWriter();
+        TextWriter saved = Console.Error;
+        Console.SetError(error);
+        try
+        {
+            Assert.Equal(1, CliApp.Run(["bench", "--device", "cpu", "--shapes", file]));
+        }
+        finally
+        {
+            Console.SetError(saved);
+            Directory.Delete(Path.GetDirectoryName(file)!, true);
+        }
+        Assert.StartsWith("error: ", error.ToString());
+        Assert.Contains("not a benchmark set", error.ToString());
+        Assert.DoesNotContain("internal error", error.ToString());
+    }
 }
