@@ -14,7 +14,7 @@ namespace GpuBackprop.Kernels;
 /// </summary>
 internal static class BatchNorm2dKernels
 {
-    private const int Threads = 256;
+    private const int Threads = GroupSum.Threads;
 
     private sealed class Loaded(Accelerator a)
     {
@@ -47,22 +47,6 @@ internal static class BatchNorm2dKernels
     public static void UpdateRunning(KernelBackend k, int channels, float momentum, float unbias, ArrayView<float> stats, ArrayView<float> runningMean, ArrayView<float> runningVar) =>
         k.Load(static a => new Loaded(a)).Running(channels, momentum, unbias, stats, runningMean, runningVar);
 
-    /// <summary>The fixed tree over the group's partial sums; every thread gets the total.</summary>
-    private static float GroupSum(ArrayView<float> partial, int t, float value)
-    {
-        partial[t] = value;
-        Group.Barrier();
-        for (int width = Threads / 2; width > 0; width /= 2)
-        {
-            if (t < width)
-                partial[t] += partial[t + width];
-            Group.Barrier();
-        }
-        float total = partial[0];
-        Group.Barrier();
-        return total;
-    }
-
     private static void StatisticsKernel(BatchNorm2dGeometry g, ArrayView<float> x, ArrayView<float> stats)
     {
         ArrayView<float> partial = SharedMemory.Allocate<float>(Threads);
@@ -70,14 +54,14 @@ internal static class BatchNorm2dKernels
         float sum = 0f;
         for (int i = t; i < m; i += Threads)
             sum += x[g.At(c, i)];
-        float mean = GroupSum(partial, t, sum) / m;
+        float mean = GroupSum.Of(partial, t, sum) / m;
         float squares = 0f;
         for (int i = t; i < m; i += Threads)
         {
             float d = x[g.At(c, i)] - mean;
             squares += d * d;
         }
-        float variance = GroupSum(partial, t, squares) / m;
+        float variance = GroupSum.Of(partial, t, squares) / m;
         if (t == 0)
         {
             stats[c] = mean;
@@ -104,8 +88,8 @@ internal static class BatchNorm2dKernels
             sumDy += d;
             sumDyXhat += d * (x[at] - mean) * invStd;
         }
-        float totalDy = GroupSum(partial, t, sumDy);
-        float totalDyXhat = GroupSum(partial, t, sumDyXhat);
+        float totalDy = GroupSum.Of(partial, t, sumDy);
+        float totalDyXhat = GroupSum.Of(partial, t, sumDyXhat);
         if (t == 0)
         {
             sums[c] = totalDy;

@@ -10,7 +10,7 @@ namespace GpuBackprop.Kernels;
 /// </summary>
 internal static class BiasKernels
 {
-    private const int GradThreads = 256;
+    private const int GradThreads = GroupSum.Threads;
 
     private sealed class Loaded(Accelerator a)
     {
@@ -41,15 +41,8 @@ internal static class BiasKernels
             int o = e / inner;
             sum += dy[(o * channels + c) * inner + e - o * inner];
         }
-        partial[t] = sum;
-        Group.Barrier();
-        for (int width = GradThreads / 2; width > 0; width /= 2)
-        {
-            if (t < width)
-                partial[t] += partial[t + width];
-            Group.Barrier();
-        }
+        float channelSum = GroupSum.Of(partial, t, sum);
         if (t == 0)
-            dbias[c] += partial[0];
+            dbias[c] += channelSum;
     }
 }

@@ -7,7 +7,7 @@ namespace GpuBackprop.Kernels;
 /// <summary>Gradient-norm clipping as ILGPU kernels: a one-group fixed-order sum of squares per tensor, the coefficient, the scaling.</summary>
 internal static class ClipKernels
 {
-    private const int Threads = 256;
+    private const int Threads = GroupSum.Threads;
 
     private sealed class Loaded(Accelerator a)
     {
@@ -35,16 +35,9 @@ internal static class ClipKernels
         float sum = 0f;
         for (int i = t; i < x.Length; i += Threads)
             sum += x[i] * x[i];
-        partial[t] = sum;
-        Group.Barrier();
-        for (int width = Threads / 2; width > 0; width /= 2)
-        {
-            if (t < width)
-                partial[t] += partial[t + width];
-            Group.Barrier();
-        }
+        float total = GroupSum.Of(partial, t, sum);
         if (t == 0)
-            sums[slot] = partial[0];
+            sums[slot] = total;
     }
 
     private static void FactorKernel(Index1D t, ArrayView<float> sums, int count, float maxNorm, ArrayView<float> factor) =>
