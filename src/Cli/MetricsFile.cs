@@ -20,13 +20,8 @@ internal sealed record MetricsFile(string Model, string Device, string DeviceNam
         RespectNullableAnnotations = true,
     };
 
-    /// <summary>Writes atomically (temporary file, then rename), so an interrupted run leaves the previous file.</summary>
-    public void Write(string path)
-    {
-        string tmp = path + ".tmp";
-        File.WriteAllText(tmp, JsonSerializer.Serialize(this, Json));
-        File.Move(tmp, path, overwrite: true);
-    }
+    /// <summary>Writes atomically (temporary file, flush, rename), so an interrupted run leaves the previous file.</summary>
+    public void Write(string path) => Serialization.AtomicFile.Write(path, s => JsonSerializer.Serialize(s, this, Json));
 
     /// <summary>The file at <paramref name="path"/>, or null when there is none.</summary>
     /// <exception cref="MetricsFormatException">The file is truncated or malformed.</exception>

@@ -46,10 +46,13 @@ internal sealed class StepLog(string path) : IDisposable
     {
         if (!File.Exists(path))
             return;
-        var kept = Read(path).Where(r => r.Step <= step).Select(r => JsonSerializer.Serialize(r, Json)).ToList();
-        string tmp = path + ".tmp";
-        File.WriteAllLines(tmp, kept);
-        File.Move(tmp, path, overwrite: true);
+        var kept = Read(path).Where(r => r.Step <= step).ToList();
+        Serialization.AtomicFile.Write(path, s =>
+        {
+            using var w = new StreamWriter(s, leaveOpen: true);
+            foreach (StepRecord r in kept)
+                w.WriteLine(JsonSerializer.Serialize(r, Json));
+        });
     }
 
     public void Dispose() => writer.Dispose();

@@ -31,25 +31,7 @@ public static class OnnxExport
         if (inputShape.Length != 3 || inputShape.Any(d => d <= 0))
             throw new ArgumentException("The input shape is (channels, height, width), all positive.", nameof(inputShape));
         ModelProto proto = Build(model, inputShape);
-        string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir))
-            throw new IOException($"{path}: the folder {dir} does not exist.");
-        string tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                proto.WriteTo(fs);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(tmp);
-            throw;
-        }
+        AtomicFile.Write(path, proto.WriteTo);
     }
 
     /// <summary>The ONNX model of <paramref name="model"/> in eval mode (its mode is restored afterwards).</summary>

@@ -166,11 +166,7 @@ public static class SafeTensors
         }
         byte[] json = JsonSerializer.SerializeToUtf8Bytes(header);
         int padded = (json.Length + 7) / 8 * 8;
-        string full = System.IO.Path.GetFullPath(path);
-        string tmp = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(full)!, $".{System.IO.Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+        AtomicFile.Write(path, fs =>
             {
                 Span<byte> length = stackalloc byte[8];
                 BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)padded);
@@ -186,14 +182,6 @@ public static class SafeTensors
                     else
                         foreach (long v in t.Longs!) { BinaryPrimitives.WriteInt64LittleEndian(buffer, v); fs.Write(buffer, 0, 8); }
                 }
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(tmp);
-            throw;
-        }
+            });
     }
 }

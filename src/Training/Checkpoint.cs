@@ -41,16 +41,9 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
     private const int Version = 3;
     private const float MaxMagnitude = 1e30f;
 
-    /// <summary>Writes the checkpoint atomically (temporary file + rename).</summary>
-    public void Save(string path)
-    {
-        string full = System.IO.Path.GetFullPath(path);
-        string dir = System.IO.Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(dir);
-        string tmp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+    /// <summary>Writes the checkpoint atomically (temporary file, flush, rename), creating its folder.</summary>
+    public void Save(string path) =>
+        Serialization.AtomicFile.Write(path, fs =>
             {
                 using var body = new MemoryStream();
                 using (var w = new BinaryWriter(body, Encoding.UTF8, leaveOpen: true))
@@ -77,16 +70,7 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
                 Span<byte> checksum = stackalloc byte[8];
                 System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(checksum, System.IO.Hashing.XxHash64.HashToUInt64(body.GetBuffer().AsSpan(0, (int)body.Length)));
                 fs.Write(checksum);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(tmp);
-            throw;
-        }
-    }
+            }, createFolder: true);
 
     /// <summary>Reads a checkpoint.</summary>
     /// <exception cref="CheckpointException">Not a checkpoint, another version, truncated, or malformed.</exception>
