@@ -49,22 +49,8 @@ public static class Architecture
     public static Sequential Build(ComputeDevice device, string json, int seed = 0)
     {
         ArgumentNullException.ThrowIfNull(device);
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(json);
-        }
-        catch (JsonException e)
-        {
-            throw new ArchitectureException($"The architecture is not valid JSON: {e.Message}", e);
-        }
-        using (doc)
-        {
-            JsonElement root = doc.RootElement;
-            if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("layers", out JsonElement layers))
-                root = layers;
-            return Build(device, root, seed);
-        }
+        using JsonDocument doc = Parse(json);
+        return Build(device, LayerList(doc), seed);
     }
 
     /// <summary>
@@ -74,23 +60,25 @@ public static class Architecture
     /// <exception cref="ArchitectureException">The first problem, naming the layer and the field.</exception>
     public static void CheckStructure(string json)
     {
-        JsonDocument doc;
+        using JsonDocument doc = Parse(json);
+        Validate(LayerList(doc), "");
+    }
+
+    private static JsonDocument Parse(string json)
+    {
         try
         {
-            doc = JsonDocument.Parse(json);
+            return JsonDocument.Parse(json);
         }
         catch (JsonException e)
         {
             throw new ArchitectureException($"The architecture is not valid JSON: {e.Message}", e);
         }
-        using (doc)
-        {
-            JsonElement root = doc.RootElement;
-            if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("layers", out JsonElement layers))
-                root = layers;
-            Validate(root, "");
-        }
     }
+
+    /// <summary>The layer list: the document itself, or its <c>layers</c> field.</summary>
+    private static JsonElement LayerList(JsonDocument doc) =>
+        doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("layers", out JsonElement layers) ? layers : doc.RootElement;
 
     /// <summary>Builds a network from a JSON layer list.</summary>
     /// <exception cref="ArchitectureException">An unknown type or field, or a value out of range (named).</exception>

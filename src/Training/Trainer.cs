@@ -282,6 +282,24 @@ public sealed class Trainer : IDisposable
         return new Checkpoint(Config.Model, Config, EpochsDone, Optimizer.StepCount, Rng.State, tensors);
     }
 
+    /// <summary>
+    /// Batch-norm counters from the checkpoint's "counter/" tensors (checkpoints before they were stored:
+    /// every step ran one training-mode forward pass), and each dropout's mask number (one mask per step,
+    /// so a resumed run draws the masks it would have drawn).
+    /// </summary>
+    private static void RestoreCounters(Sequential model, Checkpoint c)
+    {
+        var counters = c.Tensors.Where(t => t.Name.StartsWith("counter/", StringComparison.Ordinal))
+            .ToDictionary(t => t.Name["counter/".Length..], t => t.Data, StringComparer.Ordinal);
+        foreach (var (name, m) in model.NamedModules())
+        {
+            if (m is BatchNorm2d bn)
+                bn.NumBatchesTracked = counters.TryGetValue(name + ".num_batches_tracked", out float[]? bits) && bits.Length == 2 ? Counter.Decode(bits) : c.Steps;
+            else if (m is Dropout dropout)
+                dropout.Step = c.Steps;
+        }
+    }
+
     /// <summary>An int64 counter stored in a float32 checkpoint tensor: its two halves as float bit patterns.</summary>
     private static class Counter
     {
@@ -295,7 +313,7 @@ public sealed class Trainer : IDisposable
     /// <summary>Scales every gradient by min(1, maxNorm / (global L2 norm + 1e-6)) on the device, as torch.nn.utils.clip_grad_norm_.</summary>
     private void ClipGradients(float maxNorm)
     {
-        IReadOnlyList<Parameter> ps = Model.Parameters;
+        IReadOnlyList<Parameter> ps = Optimizer.Parameters; // the same list, built once (Model.Parameters walks the tree)
         clipSums ??= Tensor.Zeros(device, Math.Max(1, ps.Count));
         clipFactor ??= Tensor.Zeros(device, 1);
         for (int i = 0; i < ps.Count; i++)
@@ -329,10 +347,7 @@ public sealed class Trainer : IDisposable
             var state = c.Tensors.Where(t => t.Name.StartsWith("model/", StringComparison.Ordinal))
                 .ToDictionary(t => t.Name["model/".Length..], t => (t.Shape, t.Data), StringComparer.Ordinal);
             model.LoadStateDict(state);
-            var counters = c.Tensors.Where(t => t.Name.StartsWith("counter/", StringComparison.Ordinal)).ToDictionary(t => t.Name["counter/".Length..], t => t.Data, StringComparer.Ordinal);
-            foreach (var (name, m) in model.NamedModules())
-                if (m is BatchNorm2d bn)
-                    bn.NumBatchesTracked = counters.TryGetValue(name + ".num_batches_tracked", out float[]? bits) && bits.Length == 2 ? Counter.Decode(bits) : c.Steps;
+            RestoreCounters(model, c);
             model.Eval();
             return new TrainedModel(model, c.Config with { Architecture = description.Layers }, c.Epoch);
         }
@@ -381,7 +396,6 @@ public sealed class Trainer : IDisposable
         IReadOnlyList<Tensor> state = Optimizer.State;
         var expected = Model.StateDict().Select(s => ($"model/{s.Name}", s.Tensor)).Concat(state.Select((t, i) => ($"optim/{i}", t))).ToList();
         var tensors = c.Tensors.Where(t => !t.Name.StartsWith("counter/", StringComparison.Ordinal)).ToList();
-        var counters = c.Tensors.Where(t => t.Name.StartsWith("counter/", StringComparison.Ordinal)).ToDictionary(t => t.Name["counter/".Length..], t => t.Data, StringComparer.Ordinal);
         if (tensors.Count != expected.Count)
             throw new CheckpointException(path, $"holds {tensors.Count} tensors; model '{Config.Model}' with {Config.Optimizer.Kind} needs {expected.Count}.");
         for (int i = 0; i < expected.Count; i++)
@@ -394,14 +408,7 @@ public sealed class Trainer : IDisposable
         }
         EpochsDone = c.Epoch;
         Optimizer.StepCount = c.Steps;
-        foreach (var (name, m) in Model.NamedModules())
-        {
-            // Checkpoints before the counters were stored: every step ran one training-mode forward pass.
-            if (m is BatchNorm2d bn)
-                bn.NumBatchesTracked = counters.TryGetValue(name + ".num_batches_tracked", out float[]? bits) && bits.Length == 2 ? Counter.Decode(bits) : c.Steps;
-            else if (m is Dropout dropout)
-                dropout.Step = c.Steps; // one mask per step: the resumed run draws the masks it would have drawn
-        }
+        RestoreCounters(Model, c);
         Rng.State = c.RngState;
     }
 
