@@ -74,3 +74,31 @@ public static class Data
 
     public static int Product(params int[] dims) => dims.Aggregate(1, (p, d) => p * d);
 }
+
+/// <summary>
+/// Central finite differences in float64 for the reference backward passes: d/dθ ≈ (L(θ+h) - L(θ-h)) / 2h
+/// with L = sum(y * dy) and h = 1e-6 (truncation and rounding errors ~1e-9).
+/// </summary>
+public static class FiniteDifference
+{
+    public const double H = 1e-6;
+
+    public static double Dot(double[] a, double[] b) => a.Zip(b, (x, y) => x * y).Sum();
+
+    /// <summary>Numerical gradient of f with respect to every element of p (p is restored).</summary>
+    public static double[] Gradient(double[] p, Func<double> f)
+    {
+        var g = new double[p.Length];
+        for (int i = 0; i < p.Length; i++)
+        {
+            double saved = p[i];
+            p[i] = saved + H;
+            double plus = f();
+            p[i] = saved - H;
+            double minus = f();
+            p[i] = saved;
+            g[i] = (plus - minus) / (2 * H);
+        }
+        return g;
+    }
+}

@@ -10,28 +10,10 @@ namespace GpuBackprop.Tests;
 /// </summary>
 public sealed class FiniteDifferenceTests
 {
-    private const double H = 1e-6, Atol = 1e-6, Rtol = 1e-6;
+    private const double Atol = 1e-6, Rtol = 1e-6;
 
     private static double[] Random(int n, int seed) => Data.ToDouble(Data.Uniform(n, seed));
 
-    private static double Dot(double[] a, double[] b) => a.Zip(b, (x, y) => x * y).Sum();
-
-    /// <summary>Numerical gradient of f with respect to every element of p (p is restored).</summary>
-    private static double[] Numeric(double[] p, Func<double> f)
-    {
-        var g = new double[p.Length];
-        for (int i = 0; i < p.Length; i++)
-        {
-            double saved = p[i];
-            p[i] = saved + H;
-            double plus = f();
-            p[i] = saved - H;
-            double minus = f();
-            p[i] = saved;
-            g[i] = (plus - minus) / (2 * H);
-        }
-        return g;
-    }
 
     // N, C, H, W, K, R, S, stride, pad, dilation, groups, bias(1/0)
     [Theory]
@@ -43,12 +25,12 @@ public sealed class FiniteDifferenceTests
     {
         var g = new Conv2dGeometry(n, c, h, w, k, (r, s), stride, pad, dil, groups);
         double[] x = Random(g.InputLength, 1), wt = Random(g.WeightLength, 2), b = Random(k, 3), dy = Random(g.OutputLength, 4);
-        double Loss() => Dot(ReferenceOps.Conv2dForward(ConvProblem.Of(g), x, wt, bias == 1 ? b : null), dy);
+        double Loss() => FiniteDifference.Dot(ReferenceOps.Conv2dForward(ConvProblem.Of(g), x, wt, bias == 1 ? b : null), dy);
         var (dx, dw, db) = ReferenceOps.Conv2dBackward(ConvProblem.Of(g), x, wt, dy);
-        Check.Close(dx, Numeric(x, Loss), Atol, Rtol, "conv dx");
-        Check.Close(dw, Numeric(wt, Loss), Atol, Rtol, "conv dw");
+        Check.Close(dx, FiniteDifference.Gradient(x, Loss), Atol, Rtol, "conv dx");
+        Check.Close(dw, FiniteDifference.Gradient(wt, Loss), Atol, Rtol, "conv dw");
         if (bias == 1)
-            Check.Close(db, Numeric(b, Loss), Atol, Rtol, "conv db");
+            Check.Close(db, FiniteDifference.Gradient(b, Loss), Atol, Rtol, "conv db");
     }
 
     [Theory]
@@ -62,9 +44,9 @@ public sealed class FiniteDifferenceTests
         // Distinct values, at least 1e-3 apart, so a perturbation of 1e-6 never changes an argmax.
         double[] x = Enumerable.Range(0, g.InputLength).Select(i => (i * 7919 % g.InputLength) * 1e-2).ToArray();
         double[] dy = Random(g.OutputLength, 5);
-        double Loss() => Dot(ReferenceOps.MaxPool2dForward(PoolProblem.Of(g), x).Y, dy);
+        double Loss() => FiniteDifference.Dot(ReferenceOps.MaxPool2dForward(PoolProblem.Of(g), x).Y, dy);
         double[] dx = ReferenceOps.MaxPool2dBackward(PoolProblem.Of(g), ReferenceOps.MaxPool2dForward(PoolProblem.Of(g), x).Indices, dy);
-        Check.Close(dx, Numeric(x, Loss), Atol, Rtol, "maxpool dx");
+        Check.Close(dx, FiniteDifference.Gradient(x, Loss), Atol, Rtol, "maxpool dx");
     }
 
     [Theory]
@@ -77,8 +59,8 @@ public sealed class FiniteDifferenceTests
         var g = new Pool2dGeometry(2, 2, 7, 6, kernel, stride, pad, 1, ceil);
         int? div = divisor > 0 ? divisor : null;
         double[] x = Random(g.InputLength, 6), dy = Random(g.OutputLength, 7);
-        double Loss() => Dot(ReferenceOps.AvgPool2dForward(PoolProblem.Of(g), includePad, div, x), dy);
-        Check.Close(ReferenceOps.AvgPool2dBackward(PoolProblem.Of(g), includePad, div, dy), Numeric(x, Loss), Atol, Rtol, "avgpool dx");
+        double Loss() => FiniteDifference.Dot(ReferenceOps.AvgPool2dForward(PoolProblem.Of(g), includePad, div, x), dy);
+        Check.Close(ReferenceOps.AvgPool2dBackward(PoolProblem.Of(g), includePad, div, dy), FiniteDifference.Gradient(x, Loss), Atol, Rtol, "avgpool dx");
     }
 
     [Fact]
@@ -86,11 +68,11 @@ public sealed class FiniteDifferenceTests
     {
         const int n = 4, inF = 5, outF = 3;
         double[] x = Random(n * inF, 8), w = Random(outF * inF, 9), b = Random(outF, 10), dy = Random(n * outF, 11);
-        double Loss() => Dot(ReferenceOps.LinearForward(n, inF, outF, x, w, b), dy);
+        double Loss() => FiniteDifference.Dot(ReferenceOps.LinearForward(n, inF, outF, x, w, b), dy);
         var (dx, dw, db) = ReferenceOps.LinearBackward(n, inF, outF, x, w, dy);
-        Check.Close(dx, Numeric(x, Loss), Atol, Rtol, "linear dx");
-        Check.Close(dw, Numeric(w, Loss), Atol, Rtol, "linear dw");
-        Check.Close(db, Numeric(b, Loss), Atol, Rtol, "linear db");
+        Check.Close(dx, FiniteDifference.Gradient(x, Loss), Atol, Rtol, "linear dx");
+        Check.Close(dw, FiniteDifference.Gradient(w, Loss), Atol, Rtol, "linear dw");
+        Check.Close(db, FiniteDifference.Gradient(b, Loss), Atol, Rtol, "linear db");
     }
 
     [Fact]
@@ -99,8 +81,8 @@ public sealed class FiniteDifferenceTests
         // Keep clear of the kink at 0, where the derivative is undefined.
         double[] x = Random(40, 12).Select(v => Math.Abs(v) < 0.01 ? v + 0.05 : v).ToArray();
         double[] dy = Random(40, 13);
-        double Loss() => Dot(ReferenceOps.ReluForward(x), dy);
-        Check.Close(ReferenceOps.ReluBackward(x, dy), Numeric(x, Loss), Atol, Rtol, "relu dx");
+        double Loss() => FiniteDifference.Dot(ReferenceOps.ReluForward(x), dy);
+        Check.Close(ReferenceOps.ReluBackward(x, dy), FiniteDifference.Gradient(x, Loss), Atol, Rtol, "relu dx");
     }
 
     [Fact]
@@ -110,6 +92,6 @@ public sealed class FiniteDifferenceTests
         double[] logits = Random(n * classes, 14).Select(v => v * 4).ToArray();
         int[] targets = [0, 6, 3, 3, 1];
         double Loss() => ReferenceOps.SoftmaxCrossEntropyForward(n, classes, logits, targets);
-        Check.Close(ReferenceOps.SoftmaxCrossEntropyBackward(n, classes, logits, targets), Numeric(logits, Loss), Atol, Rtol, "xent dlogits");
+        Check.Close(ReferenceOps.SoftmaxCrossEntropyBackward(n, classes, logits, targets), FiniteDifference.Gradient(logits, Loss), Atol, Rtol, "xent dlogits");
     }
 }

@@ -11,27 +11,8 @@ namespace GpuBackprop.Tests;
 /// </summary>
 public sealed class NewLayerTests
 {
-    private const double H = 1e-6;
-
     private static double[] Random(int n, int seed, double scale = 1, double offset = 0) => Data.Uniform(n, seed).Select(v => v * scale + offset).ToArray();
 
-    private static double Dot(double[] a, double[] b) => a.Zip(b, (x, y) => x * y).Sum();
-
-    private static double[] Numeric(double[] p, Func<double> f)
-    {
-        var g = new double[p.Length];
-        for (int i = 0; i < p.Length; i++)
-        {
-            double saved = p[i];
-            p[i] = saved + H;
-            double plus = f();
-            p[i] = saved - H;
-            double minus = f();
-            p[i] = saved;
-            g[i] = (plus - minus) / (2 * H);
-        }
-        return g;
-    }
 
     [Theory]
     [InlineData(true)]
@@ -41,11 +22,11 @@ public sealed class NewLayerTests
         const int n = 3, c = 2, p = 5;
         double[] x = Random(n * c * p, 1, 2, 5), w = Random(c, 2), b = Random(c, 3), dy = Random(n * c * p, 4);
         double[] rm = [4.5, 5.5], rv = [3.0, 1.5];
-        double Loss() => Dot(ReferenceLayers.BatchNorm2dForward(n, c, p, x, w, b, rm, rv, training, 0.1, 1e-5).Y, dy);
+        double Loss() => FiniteDifference.Dot(ReferenceLayers.BatchNorm2dForward(n, c, p, x, w, b, rm, rv, training, 0.1, 1e-5).Y, dy);
         var (dx, dw, db) = ReferenceLayers.BatchNorm2dBackward(n, c, p, x, w, rm, rv, dy, training, 1e-5);
-        Check.Close(dx, Numeric(x, Loss), 1e-6, 1e-5, "bn dx");
-        Check.Close(dw, Numeric(w, Loss), 1e-6, 1e-5, "bn dweight");
-        Check.Close(db, Numeric(b, Loss), 1e-6, 1e-5, "bn dbias");
+        Check.Close(dx, FiniteDifference.Gradient(x, Loss), 1e-6, 1e-5, "bn dx");
+        Check.Close(dw, FiniteDifference.Gradient(w, Loss), 1e-6, 1e-5, "bn dweight");
+        Check.Close(db, FiniteDifference.Gradient(b, Loss), 1e-6, 1e-5, "bn dbias");
     }
 
     [Theory]
@@ -58,16 +39,16 @@ public sealed class NewLayerTests
     public void ActivationReferenceBackwardMatchesFiniteDifferences(string name)
     {
         double[] x = Random(40, 5, 4), dy = Random(40, 6);
-        double Loss() => Dot(ReferenceLayers.ActivationForward(name, 0.07, x), dy);
-        Check.Close(ReferenceLayers.ActivationBackward(name, 0.07, x, dy), Numeric(x, Loss), 1e-6, 1e-5, name + " dx");
+        double Loss() => FiniteDifference.Dot(ReferenceLayers.ActivationForward(name, 0.07, x), dy);
+        Check.Close(ReferenceLayers.ActivationBackward(name, 0.07, x, dy), FiniteDifference.Gradient(x, Loss), 1e-6, 1e-5, name + " dx");
     }
 
     [Fact]
     public void AdaptivePoolReferenceBackwardMatchesFiniteDifferences()
     {
         double[] x = Random(2 * 7 * 5, 7), dy = Random(2 * 3 * 8, 8);
-        double Loss() => Dot(ReferenceLayers.AdaptiveAvgPool2dForward(1, 2, 7, 5, 3, 8, x), dy);
-        Check.Close(ReferenceLayers.AdaptiveAvgPool2dBackward(1, 2, 7, 5, 3, 8, dy), Numeric(x, Loss), 1e-6, 1e-6, "adaptive dx");
+        double Loss() => FiniteDifference.Dot(ReferenceLayers.AdaptiveAvgPool2dForward(1, 2, 7, 5, 3, 8, x), dy);
+        Check.Close(ReferenceLayers.AdaptiveAvgPool2dBackward(1, 2, 7, 5, 3, 8, dy), FiniteDifference.Gradient(x, Loss), 1e-6, 1e-6, "adaptive dx");
     }
 
     [Fact]
