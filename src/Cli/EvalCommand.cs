@@ -10,11 +10,8 @@ namespace GpuBackprop.Cli;
 /// <summary><c>gpubackprop eval --checkpoint FILE</c>: test accuracy and the confusion matrix.</summary>
 internal sealed class EvalCommand : Command<EvalCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : CheckpointSettings
     {
-        [CommandOption("--checkpoint <FILE>"), Description("The checkpoint to evaluate (required).")]
-        public string? Checkpoint { get; set; }
-
         [CommandOption("--data <DIR>"), Description("Folder with the Fashion-MNIST IDX files (default: Debian's package, else the embedded subset).")]
         public string? Data { get; set; }
 
@@ -22,7 +19,7 @@ internal sealed class EvalCommand : Command<EvalCommand.Settings>
         public string? Device { get; set; }
 
         public override ValidationResult Validate() => Usage.All(
-            Checkpoint is null ? ValidationResult.Error("--checkpoint FILE is required.") : ValidationResult.Success(),
+            CheckpointGiven(),
             DeviceOption.Validate(Device, allowAll: false));
     }
 

@@ -10,11 +10,8 @@ namespace GpuBackprop.Cli;
 /// <summary><c>gpubackprop export --checkpoint FILE [--onnx OUT.onnx] [--safetensors OUT.safetensors]</c>.</summary>
 internal sealed class ExportCommand : Command<ExportCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : CheckpointSettings
     {
-        [CommandOption("--checkpoint <FILE>"), Description("The checkpoint whose model is exported (required).")]
-        public string? Checkpoint { get; set; }
-
         [CommandOption("--onnx <FILE>"), Description("Write the model in eval mode as ONNX (opset 17).")]
         public string? Onnx { get; set; }
 
@@ -25,7 +22,7 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
         public string? Device { get; set; }
 
         public override ValidationResult Validate() => Usage.All(
-            Checkpoint is null ? ValidationResult.Error("--checkpoint FILE is required.") : ValidationResult.Success(),
+            CheckpointGiven(),
             Onnx is null && SafeTensors is null ? ValidationResult.Error("name an output: --onnx FILE and/or --safetensors FILE.") : ValidationResult.Success(),
             DeviceOption.Validate(Device ?? "cpu", allowAll: false));
     }

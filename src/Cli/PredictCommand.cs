@@ -11,11 +11,8 @@ namespace GpuBackprop.Cli;
 /// <summary><c>gpubackprop predict --checkpoint FILE --images IDX</c>: the most probable classes of each image.</summary>
 internal sealed class PredictCommand : Command<PredictCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : CheckpointSettings
     {
-        [CommandOption("--checkpoint <FILE>"), Description("The trained model (required).")]
-        public string? Checkpoint { get; set; }
-
         [CommandOption("--images <IDX>"), Description("An IDX image file (raw or .gz), N x H x W bytes, as Fashion-MNIST's (required).")]
         public string? Images { get; set; }
 
@@ -29,7 +26,7 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
         public string? Device { get; set; }
 
         public override ValidationResult Validate() => Usage.All(
-            Checkpoint is null ? ValidationResult.Error("--checkpoint FILE is required.") : ValidationResult.Success(),
+            CheckpointGiven(),
             Images is null ? ValidationResult.Error("--images IDX is required.") : ValidationResult.Success(),
             Usage.Positive(Count, "--count"),
             Usage.Positive(Top, "--top"),
