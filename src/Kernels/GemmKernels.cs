@@ -12,12 +12,13 @@ namespace GpuBackprop.Kernels;
 /// one thread in a fixed order, and split parts are added in part order. (The <c>cpu</c> device's
 /// GEMM is the packed host routine Host/GemmHost.cs.)
 /// </summary>
-internal static class GemmKernels
+internal static partial class GemmKernels
 {
     /// <summary>Output tile of one thread group in the 64x64 kernel, and its K step.</summary>
     public const int TileM = 64, TileN = 64, TileK = 16;
     private const int Threads = 16; // 16 x 16 threads, each 4 x 4 outputs
-    private const int PadM = TileM + 1; // +1 avoids shared-memory bank conflicts on the transposed stores
+    private const int PadM = TileM + 1;
+ // +1 avoids shared-memory bank conflicts on the transposed stores
 
     private sealed class Loaded(Accelerator a)
     {
@@ -25,6 +26,8 @@ internal static class GemmKernels
             a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>>(TiledKernel);
         public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>> Tiled128 =
             a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>>(Tiled128Kernel);
+        public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, SpecializedValue<int>> Pipelined =
+            a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, SpecializedValue<int>>(PipelinedKernel);
         public readonly Action<Index1D, GemmShape, GemmOperand, ArrayView<float>, ArrayView<float>> SumParts =
             a.LoadAutoGroupedStreamKernel<Index1D, GemmShape, GemmOperand, ArrayView<float>, ArrayView<float>>(SumPartsKernel);
     }
@@ -33,34 +36,54 @@ internal static class GemmKernels
     public static void Run(KernelBackend backend, GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv)
     {
         Loaded k = backend.Load(static acc => new Loaded(acc));
-        int sms = Math.Max(1, backend.Accelerator.NumMultiprocessors);
-        // 128x128 tiles (8x8 outputs a thread) when the product is large enough to fill the device with them;
-        // else 64x64 tiles (4x4 a thread), which waste less on thin matrices. The device option can force one.
-        bool big = backend.Options.GemmTiles switch
+        int sms = backend.Multiprocessors;
+        GemmTiles variant = backend.Options.GemmTiles switch
         {
-            GemmTiles.Tiles64 => false,
-            GemmTiles.Tiles128 => s.M >= 128 && s.N >= 128,
-            _ => s.M >= 128 && s.N >= 128 && (long)((s.M + 127) / 128) * ((s.N + 127) / 128) * s.Batch >= sms,
+            GemmTiles.Tiles64 => GemmTiles.Tiles64,
+            GemmTiles.Tiles128 => s.M >= 128 && s.N >= 128 ? GemmTiles.Tiles128 : GemmTiles.Tiles64,
+            GemmTiles.Pipelined => GemmTiles.Pipelined,
+            // 128x128 tiles when the product is large enough to fill the device with them; else 64x64
+            // tiles, which waste less on thin matrices.
+            _ => s.M >= 128 && s.N >= 128 && (long)((s.M + 127) / 128) * ((s.N + 127) / 128) * s.Batch >= sms ? GemmTiles.Tiles128 : GemmTiles.Tiles64,
         };
-        int tm = big ? 128 : TileM, tn = big ? 128 : TileN;
+        int tm = variant == GemmTiles.Tiles64 ? TileM : 128, tn = variant == GemmTiles.Tiles64 ? TileN : 128;
         long tiles = (long)((s.M + tm - 1) / tm) * ((s.N + tn - 1) / tn) * s.Batch;
-        var tiled = big ? k.Tiled128 : k.Tiled;
         int parts = s.Reduce > 1 && tiles < 2 * sms ? (int)Math.Min(s.Reduce, (2 * sms + tiles - 1) / tiles) : 1;
-        if (parts == 1)
+        GemmShape run = s;
+        GemmOperand target = c;
+        ArrayView<float> output = cv;
+        if (parts > 1)
         {
-            var grid = new Index3D((s.N + tn - 1) / tn, (s.M + tm - 1) / tm, s.Batch);
-            tiled(new KernelConfig(grid, new Index3D(Threads, Threads, 1)), s, a, b, c, av, bv, cv);
-            return;
+            // Too few tiles to fill the device and a sum over several products (the convolution's dW):
+            // each part sums a fixed range of products into scratch, then the parts are added in order.
+            run.ReduceParts = parts;
+            target = GemmOperand.Dense(s.N);
+            output = backend.Scratch(nameof(GemmKernels), (long)s.Batch * parts * s.M * s.N);
         }
-        // Too few tiles to fill the device and a sum over several products (the convolution's dW):
-        // each part sums a fixed range of products into scratch, then the parts are added in order.
-        GemmShape split = s;
-        split.ReduceParts = parts;
-        int slice = s.M * s.N;
-        ArrayView<float> scratch = backend.Scratch(nameof(GemmKernels), (long)s.Batch * parts * slice);
-        var gridSplit = new Index3D((s.N + tn - 1) / tn, (s.M + tm - 1) / tm, s.Batch * parts);
-        tiled(new KernelConfig(gridSplit, new Index3D(Threads, Threads, 1)), split, a, b, GemmOperand.Dense(s.N), av, bv, scratch);
-        k.SumParts(s.Batch * slice, split, c, scratch, cv);
+        // CUDA's grid z is at most 65,535: a depthwise convolution of a large batch has more (image, group,
+        // part) triples than that, so the launch is cut into slices that each start at ZBase.
+        int zTotal = s.Batch * parts;
+        int flags = variant == GemmTiles.Pipelined ? LayoutFlags(s, a, av, b, bv) : 0;
+        for (int z0 = 0; z0 < zTotal; z0 += backend.MaxGridZ)
+        {
+            run.ZBase = z0;
+            backend.Ran(z0 > 0 ? "gemm.z-slice" : $"gemm.{variant}{(parts > 1 ? ".split" : "")}{(variant == GemmTiles.Pipelined ? $".layout{flags}" : "")}");
+            var grid = new Index3D((s.N + tn - 1) / tn, (s.M + tm - 1) / tm, Math.Min(backend.MaxGridZ, zTotal - z0));
+            if (variant == GemmTiles.Pipelined)
+            {
+                k.Pipelined(new KernelConfig(grid, new Index3D(256, 1, 1)), run, a, b, target, av, Vectors(av), bv, Vectors(bv), output, SpecializedValue.New(flags));
+            }
+            else
+            {
+                var tiled = variant == GemmTiles.Tiles128 ? k.Tiled128 : k.Tiled;
+                tiled(new KernelConfig(grid, new Index3D(Threads, Threads, 1)), run, a, b, target, av, bv, output);
+            }
+        }
+        if (parts > 1)
+        {
+            backend.Ran(s.Accumulate != 0 ? "gemm.sum-parts.accumulate" : "gemm.sum-parts");
+            k.SumParts(s.Batch * s.M * s.N, run, c, output, cv);
+        }
     }
 
     /// <summary>Which products (r0..r1) and which output slice a grid z index covers.</summary>
@@ -93,7 +116,7 @@ internal static class GemmKernels
         int tx = Group.IdxX;
         int ty = Group.IdxY;
         int tid = ty * Threads + tx;
-        PartOf(s, Grid.IdxZ, out int batch, out int rBegin, out int rEnd);
+        PartOf(s, s.ZBase + Grid.IdxZ, out int batch, out int rBegin, out int rEnd);
         int row0 = Grid.IdxY * TileM;
         int col0 = Grid.IdxX * TileN;
 
@@ -138,7 +161,7 @@ internal static class GemmKernels
             }
         }
 
-        int cStart = OutputStart(s, c, Grid.IdxZ, batch);
+        int cStart = OutputStart(s, c, s.ZBase + Grid.IdxZ, batch);
         Store(s, c, cv, cStart, row0 + ty, col0 + tx, c00, c01, c02, c03);
         Store(s, c, cv, cStart, row0 + ty + 16, col0 + tx, c10, c11, c12, c13);
         Store(s, c, cv, cStart, row0 + ty + 32, col0 + tx, c20, c21, c22, c23);
@@ -153,7 +176,7 @@ internal static class GemmKernels
         ArrayView<float> As = SharedMemory.Allocate<float>(8 * Pad128);
         ArrayView<float> Bs = SharedMemory.Allocate<float>(8 * Pad128);
         int tx = Group.IdxX, ty = Group.IdxY, tid = ty * Threads + tx;
-        PartOf(s, Grid.IdxZ, out int batch, out int rBegin, out int rEnd);
+        PartOf(s, s.ZBase + Grid.IdxZ, out int batch, out int rBegin, out int rEnd);
         int row0 = Grid.IdxY * 128, col0 = Grid.IdxX * 128;
         float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c04 = 0, c05 = 0, c06 = 0, c07 = 0;
         float c10 = 0, c11 = 0, c12 = 0, c13 = 0, c14 = 0, c15 = 0, c16 = 0, c17 = 0;
@@ -200,7 +223,7 @@ internal static class GemmKernels
                 Group.Barrier();
             }
         }
-        int cStart = OutputStart(s, c, Grid.IdxZ, batch);
+        int cStart = OutputStart(s, c, s.ZBase + Grid.IdxZ, batch);
         Store8(s, c, cv, cStart, row0 + ty + 0, col0 + tx, c00, c01, c02, c03, c04, c05, c06, c07);
         Store8(s, c, cv, cStart, row0 + ty + 16, col0 + tx, c10, c11, c12, c13, c14, c15, c16, c17);
         Store8(s, c, cv, cStart, row0 + ty + 32, col0 + tx, c20, c21, c22, c23, c24, c25, c26, c27);

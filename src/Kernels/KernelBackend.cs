@@ -22,6 +22,23 @@ internal sealed class KernelBackend(Accelerator accelerator, ComputeDeviceOption
     /// <summary>The device's options (GEMM tile choice).</summary>
     public ComputeDeviceOptions Options { get; } = options;
 
+    /// <summary>
+    /// The multiprocessor count that launch heuristics (tile size, split sums) plan for: the device's, or a
+    /// count set by tests so that the kernel device on the CPU (one multiprocessor) takes every variant.
+    /// </summary>
+    internal int Multiprocessors { get; set; } = Math.Max(1, accelerator.NumMultiprocessors);
+
+    /// <summary>The largest grid z dimension of a launch: CUDA's 65,535, or less in tests that check how launches are cut.</summary>
+    internal int MaxGridZ { get; set; } = 65535;
+
+    private readonly Dictionary<string, long> variantLaunches = new();
+
+    /// <summary>Launches of each kernel variant by name (so that tests can assert that every variant ran).</summary>
+    internal IReadOnlyDictionary<string, long> VariantLaunches => variantLaunches;
+
+    /// <summary>Counts one launch of a kernel variant.</summary>
+    internal void Ran(string variant) => variantLaunches[variant] = variantLaunches.GetValueOrDefault(variant) + 1;
+
     /// <summary>The stream every launch goes to.</summary>
     public AcceleratorStream Stream => Accelerator.DefaultStream;
 

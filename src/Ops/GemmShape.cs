@@ -58,6 +58,8 @@ internal struct GemmShape
     /// its own dense M x N slice of scratch and added afterwards in part order (0 or 1: no split).
     /// </summary>
     public int ReduceParts;
+    /// <summary>Set by the GPU kernels only: the grid z index of this launch's first slice (launches are cut at CUDA's 65,535 limit).</summary>
+    public int ZBase;
 
     /// <summary>A single GEMM.</summary>
     public static GemmShape Single(int m, int n, int k, bool accumulate = false) =>

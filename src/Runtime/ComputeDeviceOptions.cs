@@ -9,6 +9,11 @@ public enum GemmTiles
     Tiles64,
     /// <summary>128x128 tiles (8x8 outputs a thread) wherever both sides are at least 128.</summary>
     Tiles128,
+    /// <summary>
+    /// The pipelined 128x128 kernel: 16-byte loads where the layout allows, two shared-memory stages with
+    /// register prefetch and one barrier per K step, layout flags specialised at compile time.
+    /// </summary>
+    Pipelined,
 }
 
 /// <summary>Options of device discovery and of a device, fixed when it is opened.</summary>

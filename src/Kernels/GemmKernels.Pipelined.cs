@@ -1,0 +1,233 @@
+using System.Runtime.CompilerServices;
+using GpuBackprop.Ops;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace GpuBackprop.Kernels;
+
+/// <summary>Four floats loaded or stored as one 16-byte access (<c>ld.global.v4.f32</c> on CUDA) from 16-byte aligned views.</summary>
+internal struct Float4
+{
+    public float X, Y, Z, W;
+}
+
+/// <summary>Eight accumulators of one output row of a thread (kept in registers: ILGPU promotes struct fields).</summary>
+internal struct Row8
+{
+    public float C0, C1, C2, C3, C4, C5, C6, C7;
+}
+
+internal static partial class GemmKernels
+{
+    // The pipelined 128x128 SIMT kernel: K step 8, 256 threads each holding 8x8 outputs as 2x2 blocks of
+    // 4x4 (rows ty*4.. and 64+ty*4.., columns tx*4.. and 64+tx*4..), so that every shared-memory read is a
+    // 16-byte load and a warp reads 256 contiguous bytes of B and two broadcast addresses of A. Both
+    // operands are staged k-major (As[k][m], Bs[k][n]) in two shared buffers: tile t+1 is loaded from
+    // global memory into registers while tile t is multiplied, then stored into the other buffer, so one
+    // barrier per K step suffices. Row pitch 132: a multiple of 4 (16-byte alignment of the reads) whose
+    // 4-row offset (528 words) moves the two k-halves of the transposed stores 16 banks apart.
+
+    /// <summary>Rows of a shared tile buffer (one per k) and its pitch in floats.</summary>
+    private const int PK = 8, PPitch = 132;
+    private const int PStage = PK * PPitch;
+
+    /// <summary>Bits of the specialised layout flags.</summary>
+    internal const int TransA = 1, TransB = 2, VectorA = 4, VectorB = 8;
+
+    /// <summary>
+    /// The layout flags of a product: transposes, and whether an operand may be read 16 bytes at a time
+    /// (its view, offsets, strides and leading dimension multiples of 4 floats, and its contiguous extent
+    /// a multiple of 4 so that a 4-wide load is either wholly inside the matrix or wholly outside).
+    /// </summary>
+    internal static int LayoutFlags(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv)
+    {
+        int flags = (a.Trans != 0 ? TransA : 0) | (b.Trans != 0 ? TransB : 0);
+        if (Vectorisable(a, av, a.Trans != 0 ? s.M : s.K))
+            flags |= VectorA;
+        if (Vectorisable(b, bv, b.Trans != 0 ? s.K : s.N))
+            flags |= VectorB;
+        return flags;
+    }
+
+    private static bool Vectorisable(GemmOperand o, ArrayView<float> v, int contiguousExtent) =>
+        Aligned16(v) && v.Length >= 4 && o.Ld % 4 == 0 && o.Offset % 4 == 0 && o.StrideOuter % 4 == 0 && o.StrideInner % 4 == 0
+        && o.StrideReduce % 4 == 0 && contiguousExtent % 4 == 0;
+
+    /// <summary>Whether a view starts on a 16-byte boundary (buffers do; a sub-view at an odd offset does not).</summary>
+    private static bool Aligned16(ArrayView<float> v) => ((IContiguousArrayView)v).IndexInBytes % 16 == 0;
+
+    /// <summary>The 16-byte view of an operand (any valid view when the flags say scalar loads).</summary>
+    internal static ArrayView<Float4> Vectors(ArrayView<float> v) =>
+        Aligned16(v) && v.Length >= 4 ? v.SubView(0, v.Length & ~3L).Cast<Float4>() : v.SubView(0, 0).Cast<Float4>();
+
+    /// <summary>
+    /// Loads this thread's four elements of a 128 x 8 operand tile (tile rows <paramref name="origin"/>..,
+    /// k0..k0+7) into registers. <paramref name="tileContiguous"/>: the stored matrix runs along the tile
+    /// (A transposed, B plain): thread t takes k = t/32 and tile rows (t%32)*4..+3; else it takes tile row
+    /// t/2 and k = (t%2)*4..+3. Out-of-range elements are zero.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Float4 LoadTile(ArrayView<float> v, ArrayView<Float4> v4, bool tileContiguous, bool vector, int start, int ld, int origin, int extent, int k0, int kEnd, int tid)
+    {
+        Float4 r = default;
+        if (tileContiguous)
+        {
+            int k = k0 + (tid >> 5), i = origin + ((tid & 31) << 2);
+            if (k < kEnd)
+            {
+                int at = start + k * ld + i;
+                if (vector)
+                {
+                    if (i < extent)
+                        r = v4[at >> 2];
+                }
+                else
+                {
+                    if (i < extent) r.X = v[at];
+                    if (i + 1 < extent) r.Y = v[at + 1];
+                    if (i + 2 < extent) r.Z = v[at + 2];
+                    if (i + 3 < extent) r.W = v[at + 3];
+                }
+            }
+        }
+        else
+        {
+            int i = origin + (tid >> 1), k = k0 + ((tid & 1) << 2);
+            if (i < extent)
+            {
+                int at = start + i * ld + k;
+                if (vector)
+                {
+                    if (k < kEnd)
+                        r = v4[at >> 2];
+                }
+                else
+                {
+                    if (k < kEnd) r.X = v[at];
+                    if (k + 1 < kEnd) r.Y = v[at + 1];
+                    if (k + 2 < kEnd) r.Z = v[at + 2];
+                    if (k + 3 < kEnd) r.W = v[at + 3];
+                }
+            }
+        }
+        return r;
+    }
+
+    /// <summary>Stores what <see cref="LoadTile"/> loaded into a k-major shared buffer (stage offset in floats).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreTile(ArrayView<float> shared, ArrayView<Float4> shared4, bool tileContiguous, int stage, Float4 r, int tid)
+    {
+        if (tileContiguous)
+        {
+            shared4[(stage + (tid >> 5) * PPitch + ((tid & 31) << 2)) >> 2] = r;
+        }
+        else
+        {
+            int at = stage + ((tid & 1) << 2) * PPitch + (tid >> 1);
+            shared[at] = r.X;
+            shared[at + PPitch] = r.Y;
+            shared[at + 2 * PPitch] = r.Z;
+            shared[at + 3 * PPitch] = r.W;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Fma(ref Row8 r, float a, Float4 b0, Float4 b1)
+    {
+        r.C0 += a * b0.X; r.C1 += a * b0.Y; r.C2 += a * b0.Z; r.C3 += a * b0.W;
+        r.C4 += a * b1.X; r.C5 += a * b1.Y; r.C6 += a * b1.Z; r.C7 += a * b1.W;
+    }
+
+    private static void PipelinedKernel(GemmShape s, GemmOperand a, GemmOperand b, GemmOperand c,
+        ArrayView<float> av, ArrayView<Float4> av4, ArrayView<float> bv, ArrayView<Float4> bv4, ArrayView<float> cv, SpecializedValue<int> layout)
+    {
+        ArrayView<float> As = SharedMemory.Allocate<float>(2 * PStage);
+        ArrayView<float> Bs = SharedMemory.Allocate<float>(2 * PStage);
+        ArrayView<Float4> As4 = As.Cast<Float4>(), Bs4 = Bs.Cast<Float4>();
+        int flags = layout.Value;
+        bool aAlongTile = (flags & TransA) != 0, bAlongTile = (flags & TransB) == 0;
+        bool aVector = (flags & VectorA) != 0, bVector = (flags & VectorB) != 0;
+        int tid = Group.IdxX, tx = tid & 15, ty = tid >> 4;
+        PartOf(s, s.ZBase + Grid.IdxZ, out int batch, out int rBegin, out int rEnd);
+        int row0 = Grid.IdxY * 128, col0 = Grid.IdxX * 128;
+
+        Row8 c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        int kTiles = (s.K + PK - 1) / PK;
+        int total = (rEnd - rBegin) * kTiles;
+        if (total > 0)
+        {
+            // Tile 0 straight into buffer 0.
+            int r = rBegin, k0 = 0;
+            int aStart = a.Base(batch, s.BatchInner, r), bStart = b.Base(batch, s.BatchInner, r);
+            Float4 pa = LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0, s.K, tid);
+            Float4 pb = LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
+            StoreTile(As, As4, aAlongTile, 0, pa, tid);
+            StoreTile(Bs, Bs4, bAlongTile, 0, pb, tid);
+            Group.Barrier();
+            for (int t = 0; t < total; t++)
+            {
+                int stage = (t & 1) * PStage;
+                bool more = t + 1 < total;
+                if (more)
+                {
+                    // Prefetch tile t+1 (the next K step, or the next product of the sum) into registers.
+                    k0 += PK;
+                    if (k0 >= s.K)
+                    {
+                        k0 = 0;
+                        r++;
+                        aStart = a.Base(batch, s.BatchInner, r);
+                        bStart = b.Base(batch, s.BatchInner, r);
+                    }
+                    pa = LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0, s.K, tid);
+                    pb = LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
+                }
+                int q = stage >> 2;
+                for (int kk = 0; kk < PK; kk++)
+                {
+                    int row = q + kk * (PPitch >> 2);
+                    Float4 a0 = As4[row + ty], a1 = As4[row + 16 + ty];
+                    Float4 b0 = Bs4[row + tx], b1 = Bs4[row + 16 + tx];
+                    Fma(ref c0, a0.X, b0, b1); Fma(ref c1, a0.Y, b0, b1); Fma(ref c2, a0.Z, b0, b1); Fma(ref c3, a0.W, b0, b1);
+                    Fma(ref c4, a1.X, b0, b1); Fma(ref c5, a1.Y, b0, b1); Fma(ref c6, a1.Z, b0, b1); Fma(ref c7, a1.W, b0, b1);
+                }
+                if (more)
+                {
+                    // The other buffer was last read before the previous barrier.
+                    int next = PStage - stage;
+                    StoreTile(As, As4, aAlongTile, next, pa, tid);
+                    StoreTile(Bs, Bs4, bAlongTile, next, pb, tid);
+                }
+                Group.Barrier();
+            }
+        }
+
+        int cStart = OutputStart(s, c, s.ZBase + Grid.IdxZ, batch);
+        int i0 = row0 + ty * 4, j0 = col0 + tx * 4;
+        StoreRow8(s, c, cv, cStart, i0, j0, c0);
+        StoreRow8(s, c, cv, cStart, i0 + 1, j0, c1);
+        StoreRow8(s, c, cv, cStart, i0 + 2, j0, c2);
+        StoreRow8(s, c, cv, cStart, i0 + 3, j0, c3);
+        StoreRow8(s, c, cv, cStart, i0 + 64, j0, c4);
+        StoreRow8(s, c, cv, cStart, i0 + 65, j0, c5);
+        StoreRow8(s, c, cv, cStart, i0 + 66, j0, c6);
+        StoreRow8(s, c, cv, cStart, i0 + 67, j0, c7);
+    }
+
+    /// <summary>Stores a thread's row: columns j..j+3 and j+64..j+67.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow8(GemmShape s, GemmOperand c, ArrayView<float> cv, int cStart, int i, int j, Row8 v)
+    {
+        if (i >= s.M)
+            return;
+        int rowStart = cStart + i * (s.ReduceParts > 1 ? s.N : c.Ld);
+        StoreOne(s, cv, rowStart, j, v.C0);
+        StoreOne(s, cv, rowStart, j + 1, v.C1);
+        StoreOne(s, cv, rowStart, j + 2, v.C2);
+        StoreOne(s, cv, rowStart, j + 3, v.C3);
+        StoreOne(s, cv, rowStart, j + 64, v.C4);
+        StoreOne(s, cv, rowStart, j + 65, v.C5);
+        StoreOne(s, cv, rowStart, j + 66, v.C6);
+        StoreOne(s, cv, rowStart, j + 67, v.C7);
+    }
+}

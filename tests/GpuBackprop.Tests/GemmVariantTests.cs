@@ -1,0 +1,143 @@
+using GpuBackprop.Kernels;
+using GpuBackprop.Ops;
+using GpuBackprop.Runtime;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>
+/// Every GEMM kernel variant (64x64, 128x128, pipelined with scalar and 16-byte loads, split sums with
+/// and without accumulation, launches cut at the grid's z limit) on every kernel device, each forced by
+/// the device option and by a multiprocessor count set high enough that split sums are chosen even on
+/// the one-multiprocessor kernel device on the CPU. Each test asserts that the variant it meant ran.
+/// Tolerance |a-e| &lt;= 1e-4 + 1e-4 |e| against a double-precision product.
+/// </summary>
+public sealed class GemmVariantTests
+{
+    private const double Atol = 1e-4, Rtol = 1e-4;
+    private static readonly Dictionary<(string, GemmTiles), ComputeDevice> Devices = new();
+
+    /// <summary>The kernel devices under test (not <c>cpu</c>, whose GEMM is the host routine).</summary>
+    public static IEnumerable<string> KernelSpecs => TestDevices.Specs.Where(s => s != "cpu");
+
+    private static (ComputeDevice Device, KernelBackend Backend) Open(string spec, GemmTiles tiles)
+    {
+        lock (Devices)
+        {
+            if (!Devices.TryGetValue((spec, tiles), out ComputeDevice? d))
+            {
+                d = ComputeDevice.Open(spec, TestDevices.Options with { GemmTiles = tiles });
+                Devices[(spec, tiles)] = d;
+            }
+            return (d, (KernelBackend)d.Backend);
+        }
+    }
+
+    public static TheoryData<string, GemmTiles, int, int, int, bool, bool> Products()
+    {
+        var data = new TheoryData<string, GemmTiles, int, int, int, bool, bool>();
+        // Odd edges (scalar loads), multiples of 4 (16-byte loads), K shorter than one step, several 128 tiles.
+        var shapes = new[] { (130, 257, 19), (132, 260, 20), (3, 5, 7), (256, 132, 36), (1, 129, 1) };
+        foreach (string d in KernelSpecs)
+            foreach (GemmTiles t in new[] { GemmTiles.Tiles64, GemmTiles.Tiles128, GemmTiles.Pipelined })
+                foreach (var (m, n, k) in shapes)
+                    foreach (bool ta in new[] { false, true })
+                        foreach (bool tb in new[] { false, true })
+                            data.Add(d, t, m, n, k, ta, tb);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Products))]
+    public void EveryVariantMatchesTheProduct(string device, GemmTiles tiles, int m, int n, int k, bool transA, bool transB)
+    {
+        var (dev, backend) = Open(device, tiles);
+        float[] a = Data.Uniform(m * k, 31), b = Data.Uniform(k * n, 32), c0 = Data.Uniform(m * n, 33);
+        using Tensor at = Tensor.FromHost(dev, a, a.Length), bt = Tensor.FromHost(dev, b, b.Length), ct = Tensor.FromHost(dev, c0, c0.Length);
+        long before = Launches(backend, $"gemm.{Expected(tiles, m, n)}");
+        backend.Gemm(GemmShape.Single(m, n, k, accumulate: true),
+            GemmOperand.Dense(transA ? m : k, transA), at.View, GemmOperand.Dense(transB ? k : n, transB), bt.View, GemmOperand.Dense(n), ct.View);
+        var expected = new double[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = c0[i * n + j];
+                for (int p = 0; p < k; p++)
+                    s += (double)(transA ? a[p * m + i] : a[i * k + p]) * (transB ? b[j * k + p] : b[p * n + j]);
+                expected[i * n + j] = s;
+            }
+        Check.Close(ct.Download(), expected, Atol, Rtol, $"{tiles} C of {m}x{n}x{k} ta={transA} tb={transB} on {device}");
+        Assert.True(Launches(backend, $"gemm.{Expected(tiles, m, n)}") > before, $"the {Expected(tiles, m, n)} variant did not run: {string.Join(", ", backend.VariantLaunches.Keys)}");
+        if (tiles == GemmTiles.Pipelined)
+        {
+            // Multiples of 4 along each operand's contiguous side take 16-byte loads, other shapes scalar ones.
+            int vector = ((transA ? m : k) % 4 == 0 ? GemmKernels.VectorA : 0) | ((transB ? k : n) % 4 == 0 ? GemmKernels.VectorB : 0);
+            int layout = (transA ? GemmKernels.TransA : 0) | (transB ? GemmKernels.TransB : 0) | vector;
+            Assert.True(Launches(backend, $"gemm.Pipelined.layout{layout}") > 0, $"layout {layout} did not run");
+        }
+    }
+
+    private static string Expected(GemmTiles tiles, int m, int n) =>
+        tiles == GemmTiles.Tiles128 && (m < 128 || n < 128) ? nameof(GemmTiles.Tiles64) : tiles.ToString();
+
+    private static long Launches(KernelBackend backend, string prefix) =>
+        backend.VariantLaunches.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal)).Sum(kv => kv.Value);
+
+    public static TheoryData<string, GemmTiles, bool> SplitCases()
+    {
+        var data = new TheoryData<string, GemmTiles, bool>();
+        foreach (string d in KernelSpecs)
+            foreach (GemmTiles t in new[] { GemmTiles.Tiles64, GemmTiles.Tiles128, GemmTiles.Pipelined })
+                foreach (bool accumulate in new[] { false, true })
+                    data.Add(d, t, accumulate);
+        return data;
+    }
+
+    /// <summary>
+    /// A sum over 5 products (the convolution's dW) on a device planned as 64 multiprocessors: too few tiles,
+    /// so the sum is split into parts, each its own launch slice, then added in part order, with and
+    /// without accumulating into C; and with the grid's z limit set to 3, so that the launch is cut as a
+    /// depthwise convolution of a large batch would be.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(SplitCases))]
+    public void SplitSumsAndCutLaunchesMatchTheProduct(string device, GemmTiles tiles, bool accumulate)
+    {
+        const int m = 130, n = 129, k = 12, batch = 2, reduce = 5;
+        var (dev, backend) = Open(device, tiles);
+        lock (backend)
+        {
+            backend.Multiprocessors = 64;
+            backend.MaxGridZ = 3;
+            try
+            {
+                float[] a = Data.Uniform(batch * reduce * m * k, 41), b = Data.Uniform(batch * reduce * k * n, 42), c0 = Data.Uniform(batch * m * n, 43);
+                using Tensor at = Tensor.FromHost(dev, a, a.Length), bt = Tensor.FromHost(dev, b, b.Length), ct = Tensor.FromHost(dev, c0, c0.Length);
+                var shape = new GemmShape { M = m, N = n, K = k, Batch = batch, BatchInner = 1, Reduce = reduce, Accumulate = accumulate ? 1 : 0 };
+                // A [batch][reduce][m][k], B [reduce][batch][k][n] (transposed storage for B: [.][.][n][k]).
+                var ao = GemmOperand.Dense(k).WithStrides(reduce * m * k, 0, m * k);
+                var bo = GemmOperand.Dense(k, transposed: true).WithStrides(k * n, 0, batch * k * n);
+                backend.Gemm(shape, ao, at.View, bo, bt.View, GemmOperand.Dense(n).WithStrides(m * n, 0, 0), ct.View);
+                var expected = new double[batch * m * n];
+                for (int q = 0; q < batch; q++)
+                    for (int i = 0; i < m; i++)
+                        for (int j = 0; j < n; j++)
+                        {
+                            double s = accumulate ? c0[(q * m + i) * n + j] : 0;
+                            for (int r = 0; r < reduce; r++)
+                                for (int p = 0; p < k; p++)
+                                    s += (double)a[((q * reduce + r) * m + i) * k + p] * b[((r * batch + q) * n + j) * k + p];
+                            expected[(q * m + i) * n + j] = s;
+                        }
+                Check.Close(ct.Download(), expected, Atol, Rtol, $"{tiles} split sum (accumulate {accumulate}) on {device}");
+                Assert.True(Launches(backend, $"gemm.{Expected(tiles, m, n)}.split") > 0, $"no split launch: {string.Join(", ", backend.VariantLaunches.Keys)}");
+                Assert.True(backend.VariantLaunches.GetValueOrDefault(accumulate ? "gemm.sum-parts.accumulate" : "gemm.sum-parts") > 0, "parts were not summed");
+                Assert.True(Launches(backend, "gemm.z-slice") > 0, "the launch was not cut at the z limit");
+            }
+            finally
+            {
+                backend.Multiprocessors = Math.Max(1, backend.Accelerator.NumMultiprocessors);
+                backend.MaxGridZ = 65535;
+            }
+        }
+    }
+}
