@@ -32,20 +32,24 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         [CommandOption("--shapes <FILE>"), Description("The benchmark set (default: shapes.json beside the program).")]
         public string? Shapes { get; set; }
 
-        [CommandOption("--gemm-tiles <VARIANT>"), Description("GPU GEMM kernel: auto (default), 64 or 128 (for measuring one variant against the other).")]
+        [CommandOption("--gemm-tiles <VARIANT>"), Description("GPU GEMM kernel: auto (default), 64, 128 or pipelined (for measuring one variant against another).")]
         public string GemmTiles { get; set; } = "auto";
+
+        [CommandOption("--tf32"), Description("Let CUDA devices multiply on the tensor cores in TF32 (off by default, like PyTorch's allow_tf32).")]
+        public bool Tf32 { get; set; }
 
         public override ValidationResult Validate() => Usage.All(
             Usage.Positive(Reps, "--reps"),
-            GemmTiles is "auto" or "64" or "128" ? ValidationResult.Success() : ValidationResult.Error($"--gemm-tiles takes auto, 64 or 128; got '{GemmTiles}'."),
+            GemmTiles is "auto" or "64" or "128" or "pipelined" ? ValidationResult.Success() : ValidationResult.Error($"--gemm-tiles takes auto, 64, 128 or pipelined; got '{GemmTiles}'."),
             DeviceOption.Validate(Device, allowAll: false));
 
         public ComputeDeviceOptions DeviceOptions => new(GemmTiles switch
         {
             "64" => Runtime.GemmTiles.Tiles64,
             "128" => Runtime.GemmTiles.Tiles128,
+            "pipelined" => Runtime.GemmTiles.Pipelined,
             _ => Runtime.GemmTiles.Auto,
-        });
+        }, AllowTf32: Tf32);
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)

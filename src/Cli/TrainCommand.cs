@@ -18,6 +18,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
 {
     public sealed class Settings : CommandSettings
     {
+        [CommandOption("--tf32"), Description("Let a CUDA device multiply on the tensor cores in TF32 (faster; relative errors near 1e-3; off by default, like PyTorch's allow_tf32).")]
+        public bool Tf32 { get; set; }
+
         [CommandOption("--model <NAME>"), Description("A built-in model (lenet5, cnn2, resnet14) or a model description file (.json: a layer list, see the README)."), DefaultValue("lenet5")]
         public string Model { get; set; } = "lenet5";
 
@@ -161,7 +164,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
-        using ComputeDevice device = ComputeDevice.Open(DeviceOption.Resolve(s.Device));
+        using ComputeDevice device = ComputeDevice.Open(DeviceOption.Resolve(s.Device), new ComputeDeviceOptions(AllowTf32: s.Tf32));
         var (train, test, source) = FashionMnist.Load(s.Data);
         AnsiConsole.MarkupLine($"device: [bold]{Markup.Escape(device.Info.ToString())}[/]");
         AnsiConsole.MarkupLine($"data: {Markup.Escape(source)} ({train.Count:N0} train, {test.Count:N0} test)");

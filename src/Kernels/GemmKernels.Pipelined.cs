@@ -115,19 +115,19 @@ internal static partial class GemmKernels
 
     /// <summary>Stores what <see cref="LoadTile"/> loaded into a k-major shared buffer (stage offset in floats).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreTile(ArrayView<float> shared, ArrayView<Float4> shared4, bool tileContiguous, int stage, Float4 r, int tid)
+    private static void StoreTile(ArrayView<float> shared, ArrayView<Float4> shared4, bool tileContiguous, int stage, Float4 r, int tid, int pitch)
     {
         if (tileContiguous)
         {
-            shared4[(stage + (tid >> 5) * PPitch + ((tid & 31) << 2)) >> 2] = r;
+            shared4[(stage + (tid >> 5) * pitch + ((tid & 31) << 2)) >> 2] = r;
         }
         else
         {
-            int at = stage + ((tid & 1) << 2) * PPitch + (tid >> 1);
+            int at = stage + ((tid & 1) << 2) * pitch + (tid >> 1);
             shared[at] = r.X;
-            shared[at + PPitch] = r.Y;
-            shared[at + 2 * PPitch] = r.Z;
-            shared[at + 3 * PPitch] = r.W;
+            shared[at + pitch] = r.Y;
+            shared[at + 2 * pitch] = r.Z;
+            shared[at + 3 * pitch] = r.W;
         }
     }
 
@@ -136,6 +136,17 @@ internal static partial class GemmKernels
     {
         r.C0 += a * b0.X; r.C1 += a * b0.Y; r.C2 += a * b0.Z; r.C3 += a * b0.W;
         r.C4 += a * b1.X; r.C5 += a * b1.Y; r.C6 += a * b1.Z; r.C7 += a * b1.W;
+    }
+
+    /// <summary>One K step: the thread's 8 rows of A and 8 columns of B (16-byte shared loads) into its 8x8 sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step(ArrayView<Float4> As4, ArrayView<Float4> Bs4, int row, int tx, int ty,
+        ref Row8 c0, ref Row8 c1, ref Row8 c2, ref Row8 c3, ref Row8 c4, ref Row8 c5, ref Row8 c6, ref Row8 c7)
+    {
+        Float4 a0 = As4[row + ty], a1 = As4[row + 16 + ty];
+        Float4 b0 = Bs4[row + tx], b1 = Bs4[row + 16 + tx];
+        Fma(ref c0, a0.X, b0, b1); Fma(ref c1, a0.Y, b0, b1); Fma(ref c2, a0.Z, b0, b1); Fma(ref c3, a0.W, b0, b1);
+        Fma(ref c4, a1.X, b0, b1); Fma(ref c5, a1.Y, b0, b1); Fma(ref c6, a1.Z, b0, b1); Fma(ref c7, a1.W, b0, b1);
     }
 
     private static void PipelinedKernel(GemmShape s, GemmOperand a, GemmOperand b, GemmOperand c,
@@ -161,8 +172,8 @@ internal static partial class GemmKernels
             int aStart = a.Base(batch, s.BatchInner, r), bStart = b.Base(batch, s.BatchInner, r);
             Float4 pa = LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0, s.K, tid);
             Float4 pb = LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
-            StoreTile(As, As4, aAlongTile, 0, pa, tid);
-            StoreTile(Bs, Bs4, bAlongTile, 0, pb, tid);
+            StoreTile(As, As4, aAlongTile, 0, pa, tid, PPitch);
+            StoreTile(Bs, Bs4, bAlongTile, 0, pb, tid, PPitch);
             Group.Barrier();
             for (int t = 0; t < total; t++)
             {
@@ -182,21 +193,23 @@ internal static partial class GemmKernels
                     pa = LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0, s.K, tid);
                     pb = LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
                 }
+                // ILGPU does not unroll loops: the 8 K steps of a tile are written out.
                 int q = stage >> 2;
-                for (int kk = 0; kk < PK; kk++)
-                {
-                    int row = q + kk * (PPitch >> 2);
-                    Float4 a0 = As4[row + ty], a1 = As4[row + 16 + ty];
-                    Float4 b0 = Bs4[row + tx], b1 = Bs4[row + 16 + tx];
-                    Fma(ref c0, a0.X, b0, b1); Fma(ref c1, a0.Y, b0, b1); Fma(ref c2, a0.Z, b0, b1); Fma(ref c3, a0.W, b0, b1);
-                    Fma(ref c4, a1.X, b0, b1); Fma(ref c5, a1.Y, b0, b1); Fma(ref c6, a1.Z, b0, b1); Fma(ref c7, a1.W, b0, b1);
-                }
+                const int rowStep = PPitch >> 2;
+                Step(As4, Bs4, q, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + rowStep, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 2 * rowStep, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 3 * rowStep, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 4 * rowStep, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 5 * rowStep, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 6 * rowStep, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 7 * rowStep, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
                 if (more)
                 {
                     // The other buffer was last read before the previous barrier.
                     int next = PStage - stage;
-                    StoreTile(As, As4, aAlongTile, next, pa, tid);
-                    StoreTile(Bs, Bs4, bAlongTile, next, pb, tid);
+                    StoreTile(As, As4, aAlongTile, next, pa, tid, PPitch);
+                    StoreTile(Bs, Bs4, bAlongTile, next, pb, tid, PPitch);
                 }
                 Group.Barrier();
             }

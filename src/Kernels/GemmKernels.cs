@@ -28,6 +28,10 @@ internal static partial class GemmKernels
             a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>>(Tiled128Kernel);
         public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, SpecializedValue<int>> Pipelined =
             a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, SpecializedValue<int>>(PipelinedKernel);
+        public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, SpecializedValue<int>>? Tf32 =
+            a.AcceleratorType == AcceleratorType.Cuda
+                ? a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, SpecializedValue<int>>(Tf32Kernel)
+                : null;
         public readonly Action<Index1D, GemmShape, GemmOperand, ArrayView<float>, ArrayView<float>> SumParts =
             a.LoadAutoGroupedStreamKernel<Index1D, GemmShape, GemmOperand, ArrayView<float>, ArrayView<float>>(SumPartsKernel);
     }
@@ -46,6 +50,11 @@ internal static partial class GemmKernels
             // tiles, which waste less on thin matrices.
             _ => s.M >= 128 && s.N >= 128 && (long)((s.M + 127) / 128) * ((s.N + 127) / 128) * s.Batch >= sms ? GemmTiles.Tiles128 : GemmTiles.Tiles64,
         };
+        // TF32 tensor cores when the device allows them (CUDA only; elsewhere the option changes nothing,
+        // as PyTorch's allow_tf32 on hardware without TF32): 128x128 tiles like the pipelined kernel.
+        bool tf32 = backend.Options.AllowTf32 && k.Tf32 is not null;
+        if (tf32)
+            variant = GemmTiles.Pipelined;
         int tm = variant == GemmTiles.Tiles64 ? TileM : 128, tn = variant == GemmTiles.Tiles64 ? TileN : 128;
         long tiles = (long)((s.M + tm - 1) / tm) * ((s.N + tn - 1) / tn) * s.Batch;
         int parts = s.Reduce > 1 && tiles < 2 * sms ? (int)Math.Min(s.Reduce, (2 * sms + tiles - 1) / tiles) : 1;
@@ -64,12 +73,17 @@ internal static partial class GemmKernels
         // part) triples than that, so the launch is cut into slices that each start at ZBase.
         int zTotal = s.Batch * parts;
         int flags = variant == GemmTiles.Pipelined ? LayoutFlags(s, a, av, b, bv) : 0;
+        string name = tf32 ? "Tf32" : variant.ToString();
         for (int z0 = 0; z0 < zTotal; z0 += backend.MaxGridZ)
         {
             run.ZBase = z0;
-            backend.Ran(z0 > 0 ? "gemm.z-slice" : $"gemm.{variant}{(parts > 1 ? ".split" : "")}{(variant == GemmTiles.Pipelined ? $".layout{flags}" : "")}");
+            backend.Ran(z0 > 0 ? "gemm.z-slice" : $"gemm.{name}{(parts > 1 ? ".split" : "")}{(variant == GemmTiles.Pipelined ? $".layout{flags}" : "")}");
             var grid = new Index3D((s.N + tn - 1) / tn, (s.M + tm - 1) / tm, Math.Min(backend.MaxGridZ, zTotal - z0));
-            if (variant == GemmTiles.Pipelined)
+            if (tf32)
+            {
+                k.Tf32!(new KernelConfig(grid, new Index3D(256, 1, 1)), run, a, b, target, av, Vectors(av), bv, Vectors(bv), output, SpecializedValue.New(flags));
+            }
+            else if (variant == GemmTiles.Pipelined)
             {
                 k.Pipelined(new KernelConfig(grid, new Index3D(256, 1, 1)), run, a, b, target, av, Vectors(av), bv, Vectors(bv), output, SpecializedValue.New(flags));
             }

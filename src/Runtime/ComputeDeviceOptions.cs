@@ -27,7 +27,13 @@ public enum GemmTiles
 /// without a GPU) and for users who know their runtime; with it, <c>opencl:N</c> counts these devices
 /// too. <c>auto</c> never takes a CPU OpenCL device either way.
 /// </param>
-public sealed record ComputeDeviceOptions(GemmTiles GemmTiles = GemmTiles.Auto, bool OpenClWithoutGenericAddressSpace = false)
+/// <param name="AllowTf32">
+/// Let CUDA devices multiply matrices (GEMMs and the convolutions built on them) on the tensor cores in
+/// TF32: inputs rounded to 10 mantissa bits, sums in FP32; several times faster, with relative errors
+/// near 1e-3 instead of 1e-6. Off by default, like PyTorch's <c>torch.backends.cuda.matmul.allow_tf32</c>;
+/// other devices ignore it.
+/// </param>
+public sealed record ComputeDeviceOptions(GemmTiles GemmTiles = GemmTiles.Auto, bool OpenClWithoutGenericAddressSpace = false, bool AllowTf32 = false)
 {
     /// <summary>The defaults.</summary>
     public static ComputeDeviceOptions Default { get; } = new();

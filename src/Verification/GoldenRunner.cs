@@ -45,9 +45,20 @@ internal static class GoldenRunner
     /// <summary>The name used for the reference path in results.</summary>
     public const string ReferenceName = "reference";
 
-    /// <summary>Runs <paramref name="c"/> on <paramref name="device"/>, or on the reference path when null.</summary>
+    /// <summary>
+    /// TF32's tolerance (devices opened with AllowTf32): inputs of every product are rounded to 10 mantissa
+    /// bits (relative error up to 2^-11 each), and gradients pass through two products.
+    /// </summary>
+    public const double Tf32Atol = 1e-2, Tf32Rtol = 1e-2;
+
+    /// <summary>
+    /// Runs <paramref name="c"/> on <paramref name="device"/>, or on the reference path when null, with the
+    /// case's tolerance, or TF32's where it is looser when the device multiplies in TF32.
+    /// </summary>
     public static GoldenResult Run(GoldenCase c, ComputeDevice? device)
     {
+        bool tf32 = device is not null && device.Options.AllowTf32 && device.Info.Kind == DeviceKind.Cuda;
+        double atol = tf32 ? Math.Max(c.Atol, Tf32Atol) : c.Atol, rtol = tf32 ? Math.Max(c.Rtol, Tf32Rtol) : c.Rtol;
         string where = device?.Info.Spec ?? ReferenceName;
         Dictionary<string, float[]> floats;
         Dictionary<string, long[]> longs = new();
@@ -71,12 +82,12 @@ internal static class GoldenRunner
                     if (expected.Longs is long[] e)
                         comparisons.Add(longs.TryGetValue(name, out long[]? a) ? CompareExact(name, a, e) : Missing(name, e.Length));
                     else
-                        comparisons.Add(floats.TryGetValue(name, out float[]? a) ? Compare(name, a, expected.Floats, c.Atol, c.Rtol) : Missing(name, expected.Floats!.Length));
+                        comparisons.Add(floats.TryGetValue(name, out float[]? a) ? Compare(name, a, expected.Floats, atol, rtol) : Missing(name, expected.Floats!.Length));
                 }
                 return new GoldenResult(c.Name, where, comparisons);
             }
             foreach (var (name, actual) in floats)
-                comparisons.Add(Compare(name, actual, c.Floats(name), c.Atol, c.Rtol));
+                comparisons.Add(Compare(name, actual, c.Floats(name), atol, rtol));
             foreach (var (name, actual) in longs)
                 comparisons.Add(CompareExact(name, actual, c.Longs(name)));
         }

@@ -140,4 +140,51 @@ public sealed class GemmVariantTests
             }
         }
     }
+
+    /// <summary>The CUDA devices under test (TF32 runs there only).</summary>
+    private static string[] CudaSpecs() => TestDevices.Specs.Where(s => s.StartsWith("cuda", StringComparison.Ordinal)).ToArray();
+
+    /// <summary>
+    /// TF32 on CUDA within TF32's error bound: each operand rounded to nearest with 10 mantissa bits errs by
+    /// at most 2^-11 relative, so |a-e| &lt;= 1.2e-3 * sum_p |a_ip b_pj| + 1e-6 (FP32 summation included).
+    /// Shapes with 16-byte and scalar loads, every transpose, a K that is not a multiple of 16.
+    /// </summary>
+    [Fact]
+    public void Tf32OnCudaStaysWithinTf32sErrorBound()
+    {
+        string[] cuda = CudaSpecs();
+        if (cuda.Length == 0)
+            Assert.Skip("no CUDA device: TF32 runs on CUDA only");
+        foreach (string spec in cuda)
+        {
+            using ComputeDevice dev = ComputeDevice.Open(spec, new ComputeDeviceOptions(AllowTf32: true));
+            var backend = (KernelBackend)dev.Backend;
+            foreach (var (m, n, k) in new[] { (300, 260, 516), (130, 257, 19), (1, 129, 1) })
+                foreach (bool ta in new[] { false, true })
+                    foreach (bool tb in new[] { false, true })
+                    {
+                        float[] a = Data.Uniform(m * k, 51), b = Data.Uniform(k * n, 52);
+                        using Tensor at = Tensor.FromHost(dev, a, a.Length), bt = Tensor.FromHost(dev, b, b.Length), ct = Tensor.FromHost(dev, new float[m * n], m * n);
+                        backend.Gemm(GemmShape.Single(m, n, k), GemmOperand.Dense(ta ? m : k, ta), at.View, GemmOperand.Dense(tb ? k : n, tb), bt.View, GemmOperand.Dense(n), ct.View);
+                        float[] c = ct.Download();
+                        int bad = 0;
+                        string first = "";
+                        for (int i = 0; i < m; i++)
+                            for (int j = 0; j < n; j++)
+                            {
+                                double e = 0, mag = 0;
+                                for (int p = 0; p < k; p++)
+                                {
+                                    double t = (double)(ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]);
+                                    e += t;
+                                    mag += Math.Abs(t);
+                                }
+                                if (!(Math.Abs(c[i * n + j] - e) <= 1.2e-3 * mag + 1e-6) && bad++ == 0)
+                                    first = $"C[{i},{j}] = {c[i * n + j]}, expected {e} (bound {1.2e-3 * mag + 1e-6})";
+                            }
+                        Assert.True(bad == 0, $"TF32 {m}x{n}x{k} ta={ta} tb={tb} on {spec}: {bad} elements outside the bound; first {first}");
+                    }
+            Assert.True(Launches(backend, "gemm.Tf32") > 0, "the TF32 kernel did not run");
+        }
+    }
 }

@@ -1,4 +1,5 @@
 using GpuBackprop.Verification;
+using GpuBackprop.Runtime;
 
 namespace GpuBackprop.Tests;
 
@@ -44,5 +45,32 @@ public sealed class GoldenTests
         Assert.NotEmpty(r.Tensors);
         foreach (TensorComparison t in r.Tensors)
             Assert.True(t.Passed, $"{caseName} on {target}: {t.Name} has {t.Mismatches}/{t.Count} elements outside |a-e| <= {c.Atol} + {c.Rtol}*|e|; first: {t.FirstMismatch}");
+    }
+
+    /// <summary>
+    /// Every case on each CUDA device with TF32 allowed, within TF32's tolerance |a-e| &lt;= 1e-2 + 1e-2|e|
+    /// (or the case's own where looser).
+    /// </summary>
+    [Fact]
+    public void CasesMatchPyTorchWithTf32OnCuda()
+    {
+        string[] cuda = TestDevices.Specs.Where(s => s.StartsWith("cuda", StringComparison.Ordinal)).ToArray();
+        if (cuda.Length == 0)
+            Assert.Skip("no CUDA device: TF32 runs on CUDA only");
+        var failures = new List<string>();
+        foreach (string spec in cuda)
+        {
+            using ComputeDevice dev = ComputeDevice.Open(spec, new ComputeDeviceOptions(AllowTf32: true));
+            foreach (string dir in GoldenCase.ListCases(Root))
+            {
+                GoldenCase c = GoldenCase.Load(dir);
+                GoldenResult r = GoldenRunner.Run(c, dev);
+                if (r.Error is not null)
+                    failures.Add($"{c.Name}: {r.Error}");
+                foreach (TensorComparison t in r.Tensors.Where(t => !t.Passed))
+                    failures.Add($"{c.Name}: {t.Name} has {t.Mismatches}/{t.Count} outside TF32's tolerance; first {t.FirstMismatch}");
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 }
