@@ -38,9 +38,13 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         [CommandOption("--tf32"), Description("Let CUDA devices multiply on the tensor cores in TF32 (off by default, like PyTorch's allow_tf32).")]
         public bool Tf32 { get; set; }
 
+        [CommandOption("--conv <ALGORITHM>"), Description("How kernel devices compute convolutions: auto (default: implicit GEMM on CUDA), im2col or implicit.")]
+        public string Conv { get; set; } = "auto";
+
         public override ValidationResult Validate() => Usage.All(
             Usage.Positive(Reps, "--reps"),
             GemmTiles is "auto" or "64" or "128" or "pipelined" ? ValidationResult.Success() : ValidationResult.Error($"--gemm-tiles takes auto, 64, 128 or pipelined; got '{GemmTiles}'."),
+            Conv is "auto" or "im2col" or "implicit" ? ValidationResult.Success() : ValidationResult.Error($"--conv takes auto, im2col or implicit; got '{Conv}'."),
             DeviceOption.Validate(Device, allowAll: false));
 
         public ComputeDeviceOptions DeviceOptions => new(GemmTiles switch
@@ -49,7 +53,12 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             "128" => Runtime.GemmTiles.Tiles128,
             "pipelined" => Runtime.GemmTiles.Pipelined,
             _ => Runtime.GemmTiles.Auto,
-        }, AllowTf32: Tf32);
+        }, AllowTf32: Tf32, ConvAlgorithm: Conv switch
+        {
+            "im2col" => ConvAlgorithm.Im2Col,
+            "implicit" => ConvAlgorithm.Implicit,
+            _ => ConvAlgorithm.Auto,
+        });
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)

@@ -40,7 +40,7 @@ internal static class AvgPool2dKernels
         int h = e / g.W % g.H;
         int plane = e / (g.W * g.H);
         int yBase = plane * g.OH * g.OW;
-        AvgPool2dMath.Covering(g, h, w, out int ohLo, out int ohHi, out int owLo, out int owHi);
+        WindowMath.Covering(g, h, w, out int ohLo, out int ohHi, out int owLo, out int owHi);
         float sum = 0f;
         for (int oh = ohLo; oh <= ohHi; oh++)
             for (int ow = owLo; ow <= owHi; ow++)

@@ -140,17 +140,22 @@ internal static partial class GemmKernels
 
     /// <summary>One K step: the thread's 8 rows of A and 8 columns of B (16-byte shared loads) into its 8x8 sums.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Step(ArrayView<Float4> As4, ArrayView<Float4> Bs4, int row, int tx, int ty,
+    private static void Step(ArrayView<Float4> As4, ArrayView<Float4> Bs4, int row, int tx, int ty, bool rows64,
         ref Row8 c0, ref Row8 c1, ref Row8 c2, ref Row8 c3, ref Row8 c4, ref Row8 c5, ref Row8 c6, ref Row8 c7)
     {
-        Float4 a0 = As4[row + ty], a1 = As4[row + 16 + ty];
+        Float4 a0 = As4[row + ty];
         Float4 b0 = Bs4[row + tx], b1 = Bs4[row + 16 + tx];
         Fma(ref c0, a0.X, b0, b1); Fma(ref c1, a0.Y, b0, b1); Fma(ref c2, a0.Z, b0, b1); Fma(ref c3, a0.W, b0, b1);
-        Fma(ref c4, a1.X, b0, b1); Fma(ref c5, a1.Y, b0, b1); Fma(ref c6, a1.Z, b0, b1); Fma(ref c7, a1.W, b0, b1);
+        if (!rows64)
+        {
+            Float4 a1 = As4[row + 16 + ty];
+            Fma(ref c4, a1.X, b0, b1); Fma(ref c5, a1.Y, b0, b1); Fma(ref c6, a1.Z, b0, b1); Fma(ref c7, a1.W, b0, b1);
+        }
     }
 
     private static void PipelinedKernel(GemmShape s, GemmOperand a, GemmOperand b, GemmOperand c,
-        ArrayView<float> av, ArrayView<Float4> av4, ArrayView<float> bv, ArrayView<Float4> bv4, ArrayView<float> cv, SpecializedValue<int> layout)
+        ArrayView<float> av, ArrayView<Float4> av4, ArrayView<float> bv, ArrayView<Float4> bv4, ArrayView<float> cv,
+        ConvGather g, ArrayView<float> bias, SpecializedValue<int> layout)
     {
         ArrayView<float> As = SharedMemory.Allocate<float>(2 * PStage);
         ArrayView<float> Bs = SharedMemory.Allocate<float>(2 * PStage);
@@ -158,9 +163,16 @@ internal static partial class GemmKernels
         int flags = layout.Value;
         bool aAlongTile = (flags & TransA) != 0, bAlongTile = (flags & TransB) == 0;
         bool aVector = (flags & VectorA) != 0, bVector = (flags & VectorB) != 0;
+        bool gatherForward = (flags & GatherForward) != 0, gatherWeightGrad = (flags & GatherWeightGrad) != 0;
+        bool gather = gatherForward || gatherWeightGrad, rows64 = (flags & Rows64) != 0;
         int tid = Group.IdxX, tx = tid & 15, ty = tid >> 4;
         PartOf(s, s.ZBase + Grid.IdxZ, out int batch, out int rBegin, out int rEnd);
-        int row0 = Grid.IdxY * 128, col0 = Grid.IdxX * 128;
+        int row0 = Grid.IdxY * (rows64 ? 64 : 128), col0 = Grid.IdxX * 128;
+        // A 64-row tile loads no rows of the next block's.
+        int aExtent = rows64 ? Math.Min(s.M, row0 + 64) : s.M;
+        Int4 bases = default, rowOff = default, colOff = default;
+        if (gather)
+            GatherColumns(g, gatherForward, s.N, col0, tid, out bases, out rowOff, out colOff);
 
         Row8 c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
         int kTiles = (s.K + PK - 1) / PK;
@@ -170,8 +182,10 @@ internal static partial class GemmKernels
             // Tile 0 straight into buffer 0.
             int r = rBegin, k0 = 0;
             int aStart = a.Base(batch, s.BatchInner, r), bStart = b.Base(batch, s.BatchInner, r);
-            Float4 pa = LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0, s.K, tid);
-            Float4 pb = LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
+            Float4 pa = LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, aExtent, k0, s.K, tid);
+            Float4 pb = gather
+                ? GatherTile(bv, g, gatherForward, bStart, k0, s.K, tid, bases, rowOff, colOff)
+                : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
             StoreTile(As, As4, aAlongTile, 0, pa, tid, PPitch);
             StoreTile(Bs, Bs4, bAlongTile, 0, pb, tid, PPitch);
             Group.Barrier();
@@ -190,20 +204,22 @@ internal static partial class GemmKernels
                         aStart = a.Base(batch, s.BatchInner, r);
                         bStart = b.Base(batch, s.BatchInner, r);
                     }
-                    pa = LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0, s.K, tid);
-                    pb = LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
+                    pa = LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, aExtent, k0, s.K, tid);
+                    pb = gather
+                        ? GatherTile(bv, g, gatherForward, bStart, k0, s.K, tid, bases, rowOff, colOff)
+                        : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
                 }
                 // ILGPU does not unroll loops: the 8 K steps of a tile are written out.
                 int q = stage >> 2;
                 const int rowStep = PPitch >> 2;
-                Step(As4, Bs4, q, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
-                Step(As4, Bs4, q + rowStep, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
-                Step(As4, Bs4, q + 2 * rowStep, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
-                Step(As4, Bs4, q + 3 * rowStep, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
-                Step(As4, Bs4, q + 4 * rowStep, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
-                Step(As4, Bs4, q + 5 * rowStep, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
-                Step(As4, Bs4, q + 6 * rowStep, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
-                Step(As4, Bs4, q + 7 * rowStep, tx, ty, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + rowStep, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 2 * rowStep, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 3 * rowStep, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 4 * rowStep, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 5 * rowStep, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 6 * rowStep, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 7 * rowStep, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
                 if (more)
                 {
                     // The other buffer was last read before the previous barrier.
@@ -215,16 +231,35 @@ internal static partial class GemmKernels
             }
         }
 
-        int cStart = OutputStart(s, c, s.ZBase + Grid.IdxZ, batch);
         int i0 = row0 + ty * 4, j0 = col0 + tx * 4;
+        if (gatherForward)
+        {
+            bool withBias = (flags & FusedBias) != 0;
+            StoreConvRow8(s, g, cv, bias, withBias, i0, j0, c0);
+            StoreConvRow8(s, g, cv, bias, withBias, i0 + 1, j0, c1);
+            StoreConvRow8(s, g, cv, bias, withBias, i0 + 2, j0, c2);
+            StoreConvRow8(s, g, cv, bias, withBias, i0 + 3, j0, c3);
+            if (!rows64)
+            {
+                StoreConvRow8(s, g, cv, bias, withBias, i0 + 64, j0, c4);
+                StoreConvRow8(s, g, cv, bias, withBias, i0 + 65, j0, c5);
+                StoreConvRow8(s, g, cv, bias, withBias, i0 + 66, j0, c6);
+                StoreConvRow8(s, g, cv, bias, withBias, i0 + 67, j0, c7);
+            }
+            return;
+        }
+        int cStart = OutputStart(s, c, s.ZBase + Grid.IdxZ, batch);
         StoreRow8(s, c, cv, cStart, i0, j0, c0);
         StoreRow8(s, c, cv, cStart, i0 + 1, j0, c1);
         StoreRow8(s, c, cv, cStart, i0 + 2, j0, c2);
         StoreRow8(s, c, cv, cStart, i0 + 3, j0, c3);
-        StoreRow8(s, c, cv, cStart, i0 + 64, j0, c4);
-        StoreRow8(s, c, cv, cStart, i0 + 65, j0, c5);
-        StoreRow8(s, c, cv, cStart, i0 + 66, j0, c6);
-        StoreRow8(s, c, cv, cStart, i0 + 67, j0, c7);
+        if (!rows64)
+        {
+            StoreRow8(s, c, cv, cStart, i0 + 64, j0, c4);
+            StoreRow8(s, c, cv, cStart, i0 + 65, j0, c5);
+            StoreRow8(s, c, cv, cStart, i0 + 66, j0, c6);
+            StoreRow8(s, c, cv, cStart, i0 + 67, j0, c7);
+        }
     }
 
     /// <summary>Stores a thread's row: columns j..j+3 and j+64..j+67.</summary>

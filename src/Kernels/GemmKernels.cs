@@ -1,3 +1,4 @@
+using GpuBackprop.Geometry;
 using GpuBackprop.Ops;
 using GpuBackprop.Runtime;
 using ILGPU;
@@ -20,42 +21,84 @@ internal static partial class GemmKernels
     private const int PadM = TileM + 1;
  // +1 avoids shared-memory bank conflicts on the transposed stores
 
+    /// <summary>
+    /// Launch bounds of the 256-thread kernels (at most 256 threads a group, two groups a multiprocessor):
+    /// ptxas then budgets 128 registers a thread. Only CUDA reads them.
+    /// </summary>
+    private static readonly KernelSpecialization LaunchBounds = new(256, 2);
+
     private sealed class Loaded(Accelerator a)
     {
         public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>> Tiled =
             a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>>(TiledKernel);
         public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>> Tiled128 =
             a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<float>, ArrayView<float>>(Tiled128Kernel);
-        public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, SpecializedValue<int>> Pipelined =
-            a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, SpecializedValue<int>>(PipelinedKernel);
-        public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, SpecializedValue<int>>? Tf32 =
+        public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ConvGather, ArrayView<float>, SpecializedValue<int>> Pipelined =
+            a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ConvGather, ArrayView<float>, SpecializedValue<int>>(PipelinedKernel, LaunchBounds);
+        public readonly Action<KernelConfig, GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ConvGather, ArrayView<float>, SpecializedValue<int>>? Tf32 =
             a.AcceleratorType == AcceleratorType.Cuda
-                ? a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, SpecializedValue<int>>(Tf32Kernel)
+                ? a.LoadStreamKernel<GemmShape, GemmOperand, GemmOperand, GemmOperand, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ArrayView<Float4>, ArrayView<float>, ConvGather, ArrayView<float>, SpecializedValue<int>>(Tf32Kernel, LaunchBounds)
                 : null;
         public readonly Action<Index1D, GemmShape, GemmOperand, ArrayView<float>, ArrayView<float>> SumParts =
             a.LoadAutoGroupedStreamKernel<Index1D, GemmShape, GemmOperand, ArrayView<float>, ArrayView<float>>(SumPartsKernel);
     }
 
     /// <summary>C (=|+=) sum_r op(A) op(B); shapes are the caller's to check (M, N, Batch positive).</summary>
-    public static void Run(KernelBackend backend, GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv)
+    public static void Run(KernelBackend backend, GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv) =>
+        Launch(backend, s, a, av, b, bv, c, cv, default, cv, 0);
+
+    /// <summary>Whether the implicit-GEMM convolution serves this device and geometry (the pipelined or TF32 kernel, one group).</summary>
+    public static bool ImplicitConvolution(KernelBackend backend, Conv2dGeometry g) =>
+        g.Groups == 1 && !g.IsPointwise && (backend.Options.ConvAlgorithm == ConvAlgorithm.Implicit
+            || (backend.Options.ConvAlgorithm == ConvAlgorithm.Auto && backend.Accelerator.AcceleratorType == AcceleratorType.Cuda));
+
+    /// <summary>
+    /// y = conv(x, w) (+ bias) as one implicit GEMM: W (K x C*R*S) times the input's im2col (C*R*S x N*P),
+    /// gathered while the B tiles are loaded, stored straight into y[n, k, p] with the bias added.
+    /// </summary>
+    public static void ConvForward(KernelBackend backend, Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? bias, ArrayView<float> y)
+    {
+        int rows = g.C * g.R * g.S;
+        var shape = new GemmShape { M = g.K, N = g.N * g.P, K = rows, Batch = 1, BatchInner = 1, Reduce = 1 };
+        Launch(backend, shape, GemmOperand.Dense(rows), w, GemmOperand.Dense(shape.N), x, GemmOperand.Dense(shape.N), y,
+            ConvGather.Of(g), bias ?? y, GatherForward | (bias.HasValue ? FusedBias : 0));
+    }
+
+    /// <summary>dW += sum_n dy[n] (K x P) times the transposed im2col of x[n] (P x C*R*S), gathered from x.</summary>
+    public static void ConvWeightGrad(KernelBackend backend, Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
+    {
+        int rows = g.C * g.R * g.S, p = g.P;
+        var shape = new GemmShape { M = g.K, N = rows, K = p, Batch = 1, BatchInner = 1, Reduce = g.N, Accumulate = 1 };
+        Launch(backend, shape, GemmOperand.Dense(p).WithStrides(0, 0, g.K * p), dy, GemmOperand.Dense(rows).WithStrides(0, 0, g.C * g.H * g.W), x,
+            GemmOperand.Dense(rows), dw, ConvGather.Of(g), dw, GatherWeightGrad);
+    }
+
+    private static void Launch(KernelBackend backend, GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv,
+        ConvGather gather, ArrayView<float> bias, int convFlags)
     {
         Loaded k = backend.Load(static acc => new Loaded(acc));
         int sms = backend.Multiprocessors;
-        GemmTiles variant = backend.Options.GemmTiles switch
+        GemmTiles variant = convFlags != 0 ? GemmTiles.Pipelined : backend.Options.GemmTiles switch
         {
             GemmTiles.Tiles64 => GemmTiles.Tiles64,
             GemmTiles.Tiles128 => s.M >= 128 && s.N >= 128 ? GemmTiles.Tiles128 : GemmTiles.Tiles64,
             GemmTiles.Pipelined => GemmTiles.Pipelined,
-            // 128x128 tiles when the product is large enough to fill the device with them; else 64x64
-            // tiles, which waste less on thin matrices.
-            _ => s.M >= 128 && s.N >= 128 && (long)((s.M + 127) / 128) * ((s.N + 127) / 128) * s.Batch >= sms ? GemmTiles.Tiles128 : GemmTiles.Tiles64,
+            _ => AutoVariant(s, sms),
         };
         // TF32 tensor cores when the device allows them (CUDA only; elsewhere the option changes nothing,
         // as PyTorch's allow_tf32 on hardware without TF32): 128x128 tiles like the pipelined kernel.
         bool tf32 = backend.Options.AllowTf32 && k.Tf32 is not null;
-        if (tf32)
-            variant = GemmTiles.Pipelined;
-        int tm = variant == GemmTiles.Tiles64 ? TileM : 128, tn = variant == GemmTiles.Tiles64 ? TileN : 128;
+        int flags = 0;
+        if (variant == GemmTiles.Pipelined || tf32)
+        {
+            // A gathered B has no layout flags of its own: it is staged like a plain (untransposed) B.
+            flags = convFlags != 0 ? convFlags | (LayoutFlags(s, a, av, b, bv) & (TransA | VectorA)) : LayoutFlags(s, a, av, b, bv);
+            if (!tf32 && s.M <= 64)
+                flags |= Rows64;
+        }
+        int tm = tf32 || variant != GemmTiles.Tiles64 ? 128 : TileM, tn = tf32 || variant != GemmTiles.Tiles64 ? 128 : TileN;
+        if ((flags & Rows64) != 0)
+            tm = 64;
         long tiles = (long)((s.M + tm - 1) / tm) * ((s.N + tn - 1) / tn) * s.Batch;
         int parts = s.Reduce > 1 && tiles < 2 * sms ? (int)Math.Min(s.Reduce, (2 * sms + tiles - 1) / tiles) : 1;
         GemmShape run = s;
@@ -72,20 +115,16 @@ internal static partial class GemmKernels
         // CUDA's grid z is at most 65,535: a depthwise convolution of a large batch has more (image, group,
         // part) triples than that, so the launch is cut into slices that each start at ZBase.
         int zTotal = s.Batch * parts;
-        int flags = variant == GemmTiles.Pipelined ? LayoutFlags(s, a, av, b, bv) : 0;
         string name = tf32 ? "Tf32" : variant.ToString();
         for (int z0 = 0; z0 < zTotal; z0 += backend.MaxGridZ)
         {
             run.ZBase = z0;
-            backend.Ran(z0 > 0 ? "gemm.z-slice" : $"gemm.{name}{(parts > 1 ? ".split" : "")}{(variant == GemmTiles.Pipelined ? $".layout{flags}" : "")}");
+            backend.Ran(z0 > 0 ? "gemm.z-slice" : $"gemm.{name}{(parts > 1 ? ".split" : "")}{(flags != 0 || variant == GemmTiles.Pipelined ? $".layout{flags}" : "")}");
             var grid = new Index3D((s.N + tn - 1) / tn, (s.M + tm - 1) / tm, Math.Min(backend.MaxGridZ, zTotal - z0));
-            if (tf32)
+            if (tf32 || variant == GemmTiles.Pipelined)
             {
-                k.Tf32!(new KernelConfig(grid, new Index3D(256, 1, 1)), run, a, b, target, av, Vectors(av), bv, Vectors(bv), output, SpecializedValue.New(flags));
-            }
-            else if (variant == GemmTiles.Pipelined)
-            {
-                k.Pipelined(new KernelConfig(grid, new Index3D(256, 1, 1)), run, a, b, target, av, Vectors(av), bv, Vectors(bv), output, SpecializedValue.New(flags));
+                var kernel = tf32 ? k.Tf32! : k.Pipelined;
+                kernel(new KernelConfig(grid, new Index3D(256, 1, 1)), run, a, b, target, av, Vectors(av), bv, Vectors(bv), output, gather, bias, SpecializedValue.New(flags));
             }
             else
             {
@@ -98,6 +137,19 @@ internal static partial class GemmKernels
             backend.Ran(s.Accumulate != 0 ? "gemm.sum-parts.accumulate" : "gemm.sum-parts");
             k.SumParts(s.Batch * s.M * s.N, run, c, output, cv);
         }
+    }
+
+    /// <summary>
+    /// The automatic choice, from the rows measured on an H100 (2026-11-26, bench/results/2026-11-26-gpu-kernels):
+    /// the pipelined kernel when the product gives it at least four tiles per multiprocessor (128x128, or
+    /// 64x128 for at most 64 rows); else the 64x64 kernel, whose four times as many tiles kept thin products
+    /// (the im2col convolutions of resnet_28 and resnet_14, 224 and 128 pipelined tiles) up to twice as fast.
+    /// </summary>
+    private static GemmTiles AutoVariant(GemmShape s, int sms)
+    {
+        int tm = s.M <= 64 ? 64 : 128;
+        long tiles = (long)((s.M + tm - 1) / tm) * ((s.N + 127) / 128) * s.Batch;
+        return tiles >= 4L * sms ? GemmTiles.Pipelined : GemmTiles.Tiles64;
     }
 
     /// <summary>Which products (r0..r1) and which output slice a grid z index covers.</summary>

@@ -70,6 +70,22 @@ internal sealed class KernelBackend(Accelerator accelerator, ComputeDeviceOption
     protected override void GemmCore(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv) =>
         GemmKernels.Run(this, s, a, av, b, bv, c, cv);
 
+    protected override bool Conv2dForwardImplicit(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)
+    {
+        if (!GemmKernels.ImplicitConvolution(this, g))
+            return false;
+        GemmKernels.ConvForward(this, g, x, w, b, y);
+        return true;
+    }
+
+    protected override bool Conv2dWeightGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
+    {
+        if (!GemmKernels.ImplicitConvolution(this, g))
+            return false;
+        GemmKernels.ConvWeightGrad(this, g, dy, x, dw);
+        return true;
+    }
+
     protected override void Im2ColCore(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col) => Im2ColKernels.Im2Col(this, g, x, col);
 
     protected override void Col2ImCore(Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx) => Im2ColKernels.Col2Im(this, g, dcol, dx);

@@ -43,6 +43,23 @@ internal static class MaxPool2dKernels
         int self = h * g.W + w;
         int yBase = plane * g.OH * g.OW;
         float sum = 0f;
+        if (g.DilationH == 1 && g.DilationW == 1)
+        {
+            // The windows that cover (h, w) as one range per axis (two divisions each), instead of a division
+            // per tap: a 3x3 stride-2 window has at most 2x2 candidates.
+            WindowMath.Covering(g, h, w, out int ohLo, out int ohHi, out int owLo, out int owHi);
+            for (int oh = ohLo; oh <= ohHi; oh++)
+            {
+                int row = yBase + oh * g.OW;
+                for (int ow = owLo; ow <= owHi; ow++)
+                {
+                    if (indices[row + ow] == self)
+                        sum += dy[row + ow];
+                }
+            }
+            dx[e] = sum;
+            return;
+        }
         for (int kh = 0; kh < g.KH; kh++)
         {
             int oh = WindowMath.OutputWithTapAt(h, g.PadH, kh, g.DilationH, g.StrideH, g.OH);

@@ -14,8 +14,10 @@ public sealed class Conv2d : Module
     private Conv2dGeometry geometry;
     // The columns Backward reads: the column buffer, or for a pointwise convolution the input itself
     // (kept as the tensor, so that a disposed input is an ObjectDisposedException, not a read of freed memory).
-    private Tensor? savedColumns;
-    private bool columnsValid;
+    private Tensor? savedColumns, savedInput;
+    // columnsValid: a Forward precedes and its saved state is unused; columnsWritten: the column buffer
+    // holds the input's im2col (an implicit-GEMM forward leaves it unwritten and backward reads the input).
+    private bool columnsValid, columnsWritten;
 
     /// <summary>Creates the layer with PyTorch's defaults (stride 1, padding 0, dilation 1, groups 1, bias) and its initialisation, seeded.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A size is non-positive or the padding negative.</exception>
@@ -72,8 +74,9 @@ public sealed class Conv2d : Module
         Tensor y = Reuse(ref output, g.OutputShape);
         Tensor? col = g.IsPointwise ? null : Reuse(ref columns, [g.ColLength]);
         geometry = g;
-        Device.Backend.Conv2dForward(g, input.View, Weight.Value.View, Bias?.Value.View, col?.View ?? input.View, y.View);
+        columnsWritten = Device.Backend.Conv2dForward(g, input.View, Weight.Value.View, Bias?.Value.View, col?.View ?? input.View, y.View);
         savedColumns = col ?? input;
+        savedInput = input;
         columnsValid = true;
         return y;
     }
@@ -90,7 +93,7 @@ public sealed class Conv2d : Module
         // dW is computed from the columns first; the same buffer then holds dcol (in-order stream),
         // which halves the memory of a convolution.
         ArrayView<float> scratch = columns?.View ?? dx.View;
-        Device.Backend.Conv2dBackward(g, gradOutput.View, Weight.Value.View, savedColumns!.View, Weight.Grad.View, Bias?.Grad.View, dx.View, scratch);
+        Device.Backend.Conv2dBackward(g, gradOutput.View, savedInput!.View, Weight.Value.View, savedColumns!.View, columnsWritten, Weight.Grad.View, Bias?.Grad.View, dx.View, scratch);
         columnsValid = g.IsPointwise;
         return dx;
     }
@@ -101,7 +104,7 @@ public sealed class Conv2d : Module
         CheckGradOutput(gradOutput, output);
         if (!columnsValid)
             throw new InvalidOperationException("Conv2d.BackwardParameters needs a Forward before each call.");
-        Device.Backend.Conv2dBackward(geometry, gradOutput.View, Weight.Value.View, savedColumns!.View, Weight.Grad.View, Bias?.Grad.View, null, default);
+        Device.Backend.Conv2dBackward(geometry, gradOutput.View, savedInput!.View, Weight.Value.View, savedColumns!.View, columnsWritten, Weight.Grad.View, Bias?.Grad.View, null, default);
         columnsValid = false;
     }
 }

@@ -208,13 +208,19 @@ internal abstract class Backend
     }
 
     /// <summary>
-    /// y = conv(x, w) + b as im2col + batched GEMM (one GEMM over all images and groups):
-    /// y[n,g] = W[g] (Kg x Cg*R*S) * col[n,g] (Cg*R*S x P). A 1x1 kernel with stride 1 and no padding
-    /// needs no im2col: x is its own column matrix. <paramref name="col"/> receives the columns that the
-    /// backward pass reads (unused when pointwise); the method returns where they are.
+    /// y = conv(x, w) + b: an implicit GEMM where the backend has one for this geometry (no column buffer;
+    /// <paramref name="col"/> is then left unwritten), else im2col + batched GEMM (one GEMM over all images
+    /// and groups): y[n,g] = W[g] (Kg x Cg*R*S) * col[n,g] (Cg*R*S x P). A 1x1 kernel with stride 1 and no
+    /// padding needs no im2col: x is its own column matrix. Returns whether the columns that the backward
+    /// pass reads were written (true when pointwise: x itself).
     /// </summary>
-    public ArrayView<float> Conv2dForward(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> col, ArrayView<float> y)
+    public bool Conv2dForward(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> col, ArrayView<float> y)
     {
+        if (Conv2dForwardImplicit(g, x, w, b, y))
+        {
+            Count();
+            return g.IsPointwise;
+        }
         ArrayView<float> cols = x;
         if (!g.IsPointwise)
         {
@@ -229,24 +235,36 @@ internal abstract class Backend
             GemmOperand.Dense(p).WithStrides(g.K * p, g.Kg * p, 0), y);
         if (b is ArrayView<float> bias)
             BiasAdd(y, bias, g.N, g.K, p);
-        return cols;
+        return true;
     }
 
     /// <summary>
-    /// The convolution's backward pass: dW[g] += sum_n dy[n,g] col[n,g]^T; db += sums of dy; and, when
-    /// <paramref name="dx"/> is given, dcol[n,g] = W[g]^T dy[n,g] and dx = col2im(dcol). <paramref name="cols"/>
-    /// is what <see cref="Conv2dForward"/> returned; <paramref name="dcol"/> is scratch of g.ColLength
-    /// elements (unused when pointwise; it may be the columns' buffer: dW reads them first, in stream order).
+    /// The convolution's backward pass: dW[g] += sum_n dy[n,g] col[n,g]^T (an implicit GEMM from x where the
+    /// backend has one, else from the columns, which im2col writes first when the forward pass did not);
+    /// db += sums of dy; and, when <paramref name="dx"/> is given, dcol[n,g] = W[g]^T dy[n,g] and dx =
+    /// col2im(dcol). <paramref name="cols"/> is the column buffer (x when pointwise) and
+    /// <paramref name="columnsWritten"/> what <see cref="Conv2dForward"/> returned; <paramref name="dcol"/> is
+    /// scratch of g.ColLength elements (unused when pointwise; it may be the columns' buffer: dW reads them
+    /// first, in stream order).
     /// </summary>
-    public void Conv2dBackward(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> cols,
+    public void Conv2dBackward(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> w, ArrayView<float> cols, bool columnsWritten,
         ArrayView<float> dw, ArrayView<float>? db, ArrayView<float>? dx, ArrayView<float> dcol)
     {
         int rows = g.ColRows, p = g.P, colImage = g.C * g.R * g.S * p;
-        var dwShape = new GemmShape { M = g.Kg, N = rows, K = p, Batch = g.Groups, BatchInner = g.Groups, Reduce = g.N, Accumulate = 1 };
-        Gemm(dwShape,
-            GemmOperand.Dense(p).WithStrides(0, g.Kg * p, g.K * p), dy,
-            GemmOperand.Dense(p, transposed: true).WithStrides(0, rows * p, colImage), cols,
-            GemmOperand.Dense(rows).WithStrides(0, g.Kg * rows, 0), dw);
+        if (Conv2dWeightGradImplicit(g, dy, x, dw))
+        {
+            Count();
+        }
+        else
+        {
+            if (!columnsWritten)
+                Im2Col(g, x, cols);
+            var dwShape = new GemmShape { M = g.Kg, N = rows, K = p, Batch = g.Groups, BatchInner = g.Groups, Reduce = g.N, Accumulate = 1 };
+            Gemm(dwShape,
+                GemmOperand.Dense(p).WithStrides(0, g.Kg * p, g.K * p), dy,
+                GemmOperand.Dense(p, transposed: true).WithStrides(0, rows * p, colImage), cols,
+                GemmOperand.Dense(rows).WithStrides(0, g.Kg * rows, 0), dw);
+        }
         if (db is ArrayView<float> dbias)
             BiasGrad(dy, dbias, g.N, g.K, p);
         if (dx is not ArrayView<float> dInput)
@@ -290,6 +308,15 @@ internal abstract class Backend
         if (db is ArrayView<float> dbias)
             BiasGrad(dy, dbias, n, outFeatures, 1);
     }
+
+    /// <summary>
+    /// The convolution's forward pass as an implicit GEMM (y = conv(x, w) + b, no column buffer) where the
+    /// backend has one for <paramref name="g"/>; false: none, use im2col + GEMM.
+    /// </summary>
+    protected virtual bool Conv2dForwardImplicit(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y) => false;
+
+    /// <summary>dW += the weight gradient as an implicit GEMM from x where the backend has one for <paramref name="g"/>; false: none.</summary>
+    protected virtual bool Conv2dWeightGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw) => false;
 
     /// <summary>Implementation of <see cref="Gemm"/> (M, N and Batch positive).</summary>
     protected abstract void GemmCore(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv);

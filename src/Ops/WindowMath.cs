@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using GpuBackprop.Geometry;
 
 namespace GpuBackprop.Ops;
 
@@ -21,4 +22,20 @@ internal static class WindowMath
         int o = t / stride;
         return o < outputs ? o : -1;
     }
+
+    /// <summary>The windows [ohLo, ohHi] x [owLo, owHi] that cover input (h, w) (empty when lo &gt; hi), for windows without dilation.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Covering(in Pool2dGeometry g, int h, int w, out int ohLo, out int ohHi, out int owLo, out int owHi)
+    {
+        // Window oh covers h when oh*stride - pad <= h < oh*stride - pad + k.
+        ohLo = CeilDivNonNegative(h + g.PadH - g.KH + 1, g.StrideH);
+        ohHi = (h + g.PadH) / g.StrideH;
+        if (ohHi >= g.OH) ohHi = g.OH - 1;
+        owLo = CeilDivNonNegative(w + g.PadW - g.KW + 1, g.StrideW);
+        owHi = (w + g.PadW) / g.StrideW;
+        if (owHi >= g.OW) owHi = g.OW - 1;
+    }
+
+    /// <summary>ceil(a / b) for b &gt; 0, clamped below at 0.</summary>
+    private static int CeilDivNonNegative(int a, int b) => a <= 0 ? 0 : (a + b - 1) / b;
 }

@@ -16,6 +16,21 @@ public enum GemmTiles
     Pipelined,
 }
 
+/// <summary>How devices that run ILGPU kernels compute convolutions (ignored by <c>cpu</c>).</summary>
+public enum ConvAlgorithm
+{
+    /// <summary>Implicit GEMM on CUDA devices; im2col elsewhere (the default).</summary>
+    Auto,
+    /// <summary>im2col into a column buffer, then a batched GEMM (and col2im for the input gradient).</summary>
+    Im2Col,
+    /// <summary>
+    /// Implicit GEMM for the forward pass and the weight gradient (one group, not 1x1 stride 1): the GEMM
+    /// gathers its tiles straight from the input, with the bias added as the output is stored, so no column
+    /// buffer is written or read. The input gradient stays GEMM + col2im.
+    /// </summary>
+    Implicit,
+}
+
 /// <summary>Options of device discovery and of a device, fixed when it is opened.</summary>
 /// <param name="GemmTiles">The GEMM kernel variant of devices that run ILGPU kernels (ignored by <c>cpu</c>), for measuring one against the other.</param>
 /// <param name="OpenClWithoutGenericAddressSpace">
@@ -33,7 +48,9 @@ public enum GemmTiles
 /// near 1e-3 instead of 1e-6. Off by default, like PyTorch's <c>torch.backends.cuda.matmul.allow_tf32</c>;
 /// other devices ignore it.
 /// </param>
-public sealed record ComputeDeviceOptions(GemmTiles GemmTiles = GemmTiles.Auto, bool OpenClWithoutGenericAddressSpace = false, bool AllowTf32 = false)
+/// <param name="ConvAlgorithm">How kernel devices compute convolutions, for measuring one way against the other.</param>
+public sealed record ComputeDeviceOptions(GemmTiles GemmTiles = GemmTiles.Auto, bool OpenClWithoutGenericAddressSpace = false, bool AllowTf32 = false,
+    ConvAlgorithm ConvAlgorithm = ConvAlgorithm.Auto)
 {
     /// <summary>The defaults.</summary>
     public static ComputeDeviceOptions Default { get; } = new();

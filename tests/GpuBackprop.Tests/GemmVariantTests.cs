@@ -71,7 +71,8 @@ public sealed class GemmVariantTests
         {
             // Multiples of 4 along each operand's contiguous side take 16-byte loads, other shapes scalar ones.
             int vector = ((transA ? m : k) % 4 == 0 ? GemmKernels.VectorA : 0) | ((transB ? k : n) % 4 == 0 ? GemmKernels.VectorB : 0);
-            int layout = (transA ? GemmKernels.TransA : 0) | (transB ? GemmKernels.TransB : 0) | vector;
+            // Products of at most 64 rows take 64-row tiles.
+            int layout = (transA ? GemmKernels.TransA : 0) | (transB ? GemmKernels.TransB : 0) | vector | (m <= 64 ? GemmKernels.Rows64 : 0);
             Assert.True(Launches(backend, $"gemm.Pipelined.layout{layout}") > 0, $"layout {layout} did not run");
         }
     }
@@ -186,5 +187,20 @@ public sealed class GemmVariantTests
                     }
             Assert.True(Launches(backend, "gemm.Tf32") > 0, "the TF32 kernel did not run");
         }
+    }
+
+    /// <summary>The TF32 rounding the tensor-core kernel applies on the way into shared memory (cvt.rna.tf32.f32's rule).</summary>
+    [Fact]
+    public void Tf32RoundingIsToNearestWithTiesAwayFromZero()
+    {
+        float ulp = MathF.Pow(2, -10);
+        Assert.Equal(1f, GemmKernels.ToTf32(1f + ulp / 4));
+        Assert.Equal(1f + ulp, GemmKernels.ToTf32(1f + ulp / 2)); // a tie goes away from zero
+        Assert.Equal(-(1f + ulp), GemmKernels.ToTf32(-(1f + ulp / 2)));
+        Assert.Equal(1f + ulp, GemmKernels.ToTf32(1f + 3 * ulp / 4));
+        Assert.Equal(float.PositiveInfinity, GemmKernels.ToTf32(float.PositiveInfinity));
+        Assert.Equal(float.PositiveInfinity, GemmKernels.ToTf32(float.MaxValue)); // rounds past the largest TF32
+        Assert.True(float.IsNaN(GemmKernels.ToTf32(BitConverter.Int32BitsToSingle(0x7F800001))), "a NaN with low payload bits became a number");
+        Assert.Equal(0f, GemmKernels.ToTf32(0f));
     }
 }

@@ -47,10 +47,56 @@ public sealed class KernelTests
 
     [Theory]
     [MemberData(nameof(ConvData))]
-    public void Conv2dForwardAndBackwardMatchReference(string device, string caseName)
+    public void Conv2dForwardAndBackwardMatchReference(string device, string caseName) =>
+        CheckConvolution(TestDevices.Get(device), device, caseName);
+
+    private static readonly Dictionary<string, ComputeDevice> ImplicitDevices = new();
+
+    public static TheoryData<string, string> ImplicitConvData()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (string d in TestDevices.Specs.Where(s => s != "cpu"))
+            foreach (string c in ConvCases.Keys)
+                data.Add(d, c);
+        return data;
+    }
+
+    /// <summary>
+    /// Every convolution case on each kernel device with the implicit GEMM forced (the default on CUDA
+    /// only): forward with the fused bias, dW gathered from the input, dx through GEMM + col2im; grouped
+    /// and 1x1 stride-1 cases fall back to im2col. Asserts that the gathering kernel ran where it applies.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(ImplicitConvData))]
+    public void ImplicitConv2dMatchesReference(string device, string caseName)
+    {
+        ComputeDevice dev;
+        lock (ImplicitDevices)
+        {
+            if (!ImplicitDevices.TryGetValue(device, out dev!))
+                ImplicitDevices[device] = dev = ComputeDevice.Open(device, TestDevices.Options with { ConvAlgorithm = ConvAlgorithm.Implicit });
+        }
+        var backend = (KernelBackend)dev.Backend;
+        lock (backend)
+        {
+            long forward = Gathered(backend, GemmKernels.GatherForward), weightGrad = Gathered(backend, GemmKernels.GatherWeightGrad);
+            CheckConvolution(dev, device + " (implicit)", caseName);
+            ConvCase c = ConvCases[caseName];
+            bool applies = c.Groups == 1 && !(c.Kernel == new Size2(1, 1) && c.Stride == new Size2(1, 1) && c.Pad == new Size2(0, 0));
+            Assert.Equal(applies, Gathered(backend, GemmKernels.GatherForward) > forward);
+            Assert.Equal(applies, Gathered(backend, GemmKernels.GatherWeightGrad) > weightGrad);
+        }
+    }
+
+    /// <summary>Launches of GEMM layouts that carry <paramref name="flag"/>.</summary>
+    private static long Gathered(KernelBackend backend, int flag) =>
+        backend.VariantLaunches.Where(kv => kv.Key.Contains(".layout", StringComparison.Ordinal)
+            && (int.Parse(kv.Key[(kv.Key.LastIndexOf("layout", StringComparison.Ordinal) + 6)..], System.Globalization.CultureInfo.InvariantCulture) & flag) != 0)
+            .Sum(kv => kv.Value);
+
+    private static void CheckConvolution(ComputeDevice dev, string device, string caseName)
     {
         ConvCase c = ConvCases[caseName];
-        ComputeDevice dev = TestDevices.Get(device);
         var g = new Conv2dGeometry(c.N, c.C, c.H, c.W, c.K, c.Kernel, c.Stride, c.Pad, c.Dilation, c.Groups);
         float[] x = Data.Uniform(g.InputLength, 1), w = Data.Uniform(g.WeightLength, 2), b = Data.Uniform(c.K, 3), dy = Data.Uniform(g.OutputLength, 4);
 
