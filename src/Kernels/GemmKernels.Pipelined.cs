@@ -163,8 +163,8 @@ internal static partial class GemmKernels
         int flags = layout.Value;
         bool aAlongTile = (flags & TransA) != 0, bAlongTile = (flags & TransB) == 0;
         bool aVector = (flags & VectorA) != 0, bVector = (flags & VectorB) != 0;
-        bool gatherForward = (flags & GatherForward) != 0, gatherWeightGrad = (flags & GatherWeightGrad) != 0;
-        bool gather = gatherForward || gatherWeightGrad, rows64 = (flags & Rows64) != 0;
+        int mode = flags & GatherModes;
+        bool gather = mode != 0, rows64 = (flags & Rows64) != 0, gatherA = mode == GatherDataGrad;
         int tid = Group.IdxX, tx = tid & 15, ty = tid >> 4;
         PartOf(s, s.ZBase + Grid.IdxZ, out int batch, out int rBegin, out int rEnd);
         int row0 = Grid.IdxY * (rows64 ? 64 : 128), col0 = Grid.IdxX * 128;
@@ -172,7 +172,7 @@ internal static partial class GemmKernels
         int aExtent = rows64 ? Math.Min(s.M, row0 + 64) : s.M;
         Int4 bases = default, rowOff = default, colOff = default;
         if (gather)
-            GatherColumns(g, gatherForward, s.N, col0, tid, out bases, out rowOff, out colOff);
+            GatherColumns(g, mode, s.N, col0, tid, out bases, out rowOff, out colOff);
 
         Row8 c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
         int kTiles = (s.K + PK - 1) / PK;
@@ -182,9 +182,9 @@ internal static partial class GemmKernels
             // Tile 0 straight into buffer 0.
             int r = rBegin, k0 = 0;
             int aStart = a.Base(batch, s.BatchInner, r), bStart = b.Base(batch, s.BatchInner, r);
-            Float4 pa = LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, aExtent, k0, s.K, tid);
+            Float4 pa = gatherA ? GatherWeightsTransposed(av, g, row0, aExtent, k0, s.K, tid) : LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, aExtent, k0, s.K, tid);
             Float4 pb = gather
-                ? GatherTile(bv, g, gatherForward, bStart, k0, s.K, tid, bases, rowOff, colOff)
+                ? GatherTile(bv, g, mode, bStart, k0, s.K, tid, bases, rowOff, colOff)
                 : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
             StoreTile(As, As4, aAlongTile, 0, pa, tid, PPitch);
             StoreTile(Bs, Bs4, bAlongTile, 0, pb, tid, PPitch);
@@ -204,9 +204,9 @@ internal static partial class GemmKernels
                         aStart = a.Base(batch, s.BatchInner, r);
                         bStart = b.Base(batch, s.BatchInner, r);
                     }
-                    pa = LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, aExtent, k0, s.K, tid);
+                    pa = gatherA ? GatherWeightsTransposed(av, g, row0, aExtent, k0, s.K, tid) : LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, aExtent, k0, s.K, tid);
                     pb = gather
-                        ? GatherTile(bv, g, gatherForward, bStart, k0, s.K, tid, bases, rowOff, colOff)
+                        ? GatherTile(bv, g, mode, bStart, k0, s.K, tid, bases, rowOff, colOff)
                         : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
                 }
                 // ILGPU does not unroll loops: the 8 K steps of a tile are written out.
@@ -232,19 +232,19 @@ internal static partial class GemmKernels
         }
 
         int i0 = row0 + ty * 4, j0 = col0 + tx * 4;
-        if (gatherForward)
+        if (mode == GatherForward || mode == GatherDataGrad)
         {
             bool withBias = (flags & FusedBias) != 0;
-            StoreConvRow8(s, g, cv, bias, withBias, i0, j0, c0);
-            StoreConvRow8(s, g, cv, bias, withBias, i0 + 1, j0, c1);
-            StoreConvRow8(s, g, cv, bias, withBias, i0 + 2, j0, c2);
-            StoreConvRow8(s, g, cv, bias, withBias, i0 + 3, j0, c3);
+            StoreMappedRow8(s, g, mode, cv, bias, withBias, i0, j0, c0);
+            StoreMappedRow8(s, g, mode, cv, bias, withBias, i0 + 1, j0, c1);
+            StoreMappedRow8(s, g, mode, cv, bias, withBias, i0 + 2, j0, c2);
+            StoreMappedRow8(s, g, mode, cv, bias, withBias, i0 + 3, j0, c3);
             if (!rows64)
             {
-                StoreConvRow8(s, g, cv, bias, withBias, i0 + 64, j0, c4);
-                StoreConvRow8(s, g, cv, bias, withBias, i0 + 65, j0, c5);
-                StoreConvRow8(s, g, cv, bias, withBias, i0 + 66, j0, c6);
-                StoreConvRow8(s, g, cv, bias, withBias, i0 + 67, j0, c7);
+                StoreMappedRow8(s, g, mode, cv, bias, withBias, i0 + 64, j0, c4);
+                StoreMappedRow8(s, g, mode, cv, bias, withBias, i0 + 65, j0, c5);
+                StoreMappedRow8(s, g, mode, cv, bias, withBias, i0 + 66, j0, c6);
+                StoreMappedRow8(s, g, mode, cv, bias, withBias, i0 + 67, j0, c7);
             }
             return;
         }

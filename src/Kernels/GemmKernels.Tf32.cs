@@ -200,8 +200,8 @@ internal static partial class GemmKernels
         int flags = layout.Value;
         bool aAlongTile = (flags & TransA) != 0, bAlongTile = (flags & TransB) == 0;
         bool aVector = (flags & VectorA) != 0, bVector = (flags & VectorB) != 0;
-        bool gatherForward = (flags & GatherForward) != 0, gatherWeightGrad = (flags & GatherWeightGrad) != 0;
-        bool gather = gatherForward || gatherWeightGrad;
+        int mode = flags & GatherModes;
+        bool gather = mode != 0, gatherA = mode == GatherDataGrad;
         int tid = Group.IdxX, lane = tid & 31, warp = tid >> 5;
         int gr = lane >> 2, t = lane & 3;
         int wm = (warp & 1) * 64, wn = (warp >> 1) * 32;
@@ -209,7 +209,7 @@ internal static partial class GemmKernels
         int row0 = Grid.IdxY * 128, col0 = Grid.IdxX * 128;
         Int4 bases = default, rowOff = default, colOff = default;
         if (gather)
-            GatherColumns(g, gatherForward, s.N, col0, tid, out bases, out rowOff, out colOff);
+            GatherColumns(g, mode, s.N, col0, tid, out bases, out rowOff, out colOff);
 
         CudaAsm.Emit(".reg .f32 tc<64>;");
         CudaAsm.Emit("mov.f32 tc0, 0f00000000; mov.f32 tc1, 0f00000000; mov.f32 tc2, 0f00000000; mov.f32 tc3, 0f00000000; mov.f32 tc4, 0f00000000; mov.f32 tc5, 0f00000000; mov.f32 tc6, 0f00000000; mov.f32 tc7, 0f00000000; mov.f32 tc8, 0f00000000; mov.f32 tc9, 0f00000000; mov.f32 tc10, 0f00000000; mov.f32 tc11, 0f00000000; mov.f32 tc12, 0f00000000; mov.f32 tc13, 0f00000000; mov.f32 tc14, 0f00000000; mov.f32 tc15, 0f00000000; mov.f32 tc16, 0f00000000; mov.f32 tc17, 0f00000000; mov.f32 tc18, 0f00000000; mov.f32 tc19, 0f00000000; mov.f32 tc20, 0f00000000; mov.f32 tc21, 0f00000000; mov.f32 tc22, 0f00000000; mov.f32 tc23, 0f00000000; mov.f32 tc24, 0f00000000; mov.f32 tc25, 0f00000000; mov.f32 tc26, 0f00000000; mov.f32 tc27, 0f00000000; mov.f32 tc28, 0f00000000; mov.f32 tc29, 0f00000000; mov.f32 tc30, 0f00000000; mov.f32 tc31, 0f00000000; mov.f32 tc32, 0f00000000; mov.f32 tc33, 0f00000000; mov.f32 tc34, 0f00000000; mov.f32 tc35, 0f00000000; mov.f32 tc36, 0f00000000; mov.f32 tc37, 0f00000000; mov.f32 tc38, 0f00000000; mov.f32 tc39, 0f00000000; mov.f32 tc40, 0f00000000; mov.f32 tc41, 0f00000000; mov.f32 tc42, 0f00000000; mov.f32 tc43, 0f00000000; mov.f32 tc44, 0f00000000; mov.f32 tc45, 0f00000000; mov.f32 tc46, 0f00000000; mov.f32 tc47, 0f00000000; mov.f32 tc48, 0f00000000; mov.f32 tc49, 0f00000000; mov.f32 tc50, 0f00000000; mov.f32 tc51, 0f00000000; mov.f32 tc52, 0f00000000; mov.f32 tc53, 0f00000000; mov.f32 tc54, 0f00000000; mov.f32 tc55, 0f00000000; mov.f32 tc56, 0f00000000; mov.f32 tc57, 0f00000000; mov.f32 tc58, 0f00000000; mov.f32 tc59, 0f00000000; mov.f32 tc60, 0f00000000; mov.f32 tc61, 0f00000000; mov.f32 tc62, 0f00000000; mov.f32 tc63, 0f00000000;");
@@ -219,10 +219,10 @@ internal static partial class GemmKernels
         {
             int r = rBegin, k0 = 0;
             int aStart = a.Base(batch, s.BatchInner, r), bStart = b.Base(batch, s.BatchInner, r);
-            Float4 pa0 = LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0, s.K, tid);
-            Float4 pa1 = LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0 + 8, s.K, tid);
-            Float4 pb0 = gather ? GatherTile(bv, g, gatherForward, bStart, k0, s.K, tid, bases, rowOff, colOff) : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
-            Float4 pb1 = gather ? GatherTile(bv, g, gatherForward, bStart, k0 + 8, s.K, tid, bases, rowOff, colOff) : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0 + 8, s.K, tid);
+            Float4 pa0 = gatherA ? GatherWeightsTransposed(av, g, row0, s.M, k0, s.K, tid) : LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0, s.K, tid);
+            Float4 pa1 = gatherA ? GatherWeightsTransposed(av, g, row0, s.M, k0 + 8, s.K, tid) : LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0 + 8, s.K, tid);
+            Float4 pb0 = gather ? GatherTile(bv, g, mode, bStart, k0, s.K, tid, bases, rowOff, colOff) : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
+            Float4 pb1 = gather ? GatherTile(bv, g, mode, bStart, k0 + 8, s.K, tid, bases, rowOff, colOff) : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0 + 8, s.K, tid);
             StoreTile(As, As4, aAlongTile, 0, ToTf32(pa0), tid, TPitch);
             StoreTile(As, As4, aAlongTile, 8 * TPitch, ToTf32(pa1), tid, TPitch);
             StoreTile(Bs, Bs4, bAlongTile, 0, ToTf32(pb0), tid, TPitch);
@@ -242,10 +242,10 @@ internal static partial class GemmKernels
                         aStart = a.Base(batch, s.BatchInner, r);
                         bStart = b.Base(batch, s.BatchInner, r);
                     }
-                    pa0 = LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0, s.K, tid);
-                    pa1 = LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0 + 8, s.K, tid);
-                    pb0 = gather ? GatherTile(bv, g, gatherForward, bStart, k0, s.K, tid, bases, rowOff, colOff) : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
-                    pb1 = gather ? GatherTile(bv, g, gatherForward, bStart, k0 + 8, s.K, tid, bases, rowOff, colOff) : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0 + 8, s.K, tid);
+                    pa0 = gatherA ? GatherWeightsTransposed(av, g, row0, s.M, k0, s.K, tid) : LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0, s.K, tid);
+                    pa1 = gatherA ? GatherWeightsTransposed(av, g, row0, s.M, k0 + 8, s.K, tid) : LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0 + 8, s.K, tid);
+                    pb0 = gather ? GatherTile(bv, g, mode, bStart, k0, s.K, tid, bases, rowOff, colOff) : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
+                    pb1 = gather ? GatherTile(bv, g, mode, bStart, k0 + 8, s.K, tid, bases, rowOff, colOff) : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0 + 8, s.K, tid);
                 }
                 // Two 8-deep steps, written out (ILGPU does not unroll loops).
                 MmaStep(As, Bs, stage + t * TPitch, wm + gr, wn + gr);
@@ -264,21 +264,22 @@ internal static partial class GemmKernels
 
         int cStart = OutputStart(s, c, s.ZBase + Grid.IdxZ, batch);
         int i0 = row0 + wm + gr, j0 = col0 + wn + 2 * t;
-        var o = new FragmentOutput { Shape = s, C = c, Start = cStart, Conv = g, Forward = gatherForward, WithBias = (flags & FusedBias) != 0 };
+        var o = new FragmentOutput { Shape = s, C = c, Start = cStart, Conv = g, Mode = mode == GatherWeightGrad ? 0 : mode, WithBias = (flags & FusedBias) != 0 };
         StoreFragmentRow(o, cv, bias, i0, j0, Fragment(0), Fragment(1), Fragment(2), Fragment(3));
         StoreFragmentRow(o, cv, bias, i0 + 16, j0, Fragment(4), Fragment(5), Fragment(6), Fragment(7));
         StoreFragmentRow(o, cv, bias, i0 + 32, j0, Fragment(8), Fragment(9), Fragment(10), Fragment(11));
         StoreFragmentRow(o, cv, bias, i0 + 48, j0, Fragment(12), Fragment(13), Fragment(14), Fragment(15));
     }
 
-    /// <summary>Where the TF32 kernel's fragments go: C, or (forward convolution) y[n, k, p] plus the bias.</summary>
+    /// <summary>Where the TF32 kernel's fragments go: C, or (Mode: forward convolution, input gradient) y or dx.</summary>
     private struct FragmentOutput
     {
         public GemmShape Shape;
         public GemmOperand C;
         public int Start;
         public ConvGather Conv;
-        public bool Forward, WithBias;
+        public int Mode;
+        public bool WithBias;
     }
 
     /// <summary>Stores four fragments side by side (columns j, j+8, j+16, j+24; rows i and i+8).</summary>
@@ -304,11 +305,11 @@ internal static partial class GemmKernels
         GemmShape s = o.Shape;
         if (i >= s.M)
             return;
-        if (o.Forward)
+        if (o.Mode != 0)
         {
             float b = o.WithBias ? bias[i] : 0f;
-            StoreConv(s, o.Conv, cv, i, j, v0 + b);
-            StoreConv(s, o.Conv, cv, i, j + 1, v1 + b);
+            StoreMapped(s, o.Conv, o.Mode, cv, i, j, v0 + b);
+            StoreMapped(s, o.Conv, o.Mode, cv, i, j + 1, v1 + b);
             return;
         }
         int rowStart = o.Start + i * (s.ReduceParts > 1 ? s.N : o.C.Ld);

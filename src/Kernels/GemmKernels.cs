@@ -73,6 +73,18 @@ internal static partial class GemmKernels
             GemmOperand.Dense(rows), dw, ConvGather.Of(g), dw, GatherWeightGrad);
     }
 
+    /// <summary>
+    /// dx = the input gradient as one implicit GEMM: W^T (C x K*R*S, gathered from W) times dy seen through
+    /// each tap (K*R*S x N*H*W, gathered from dy), stored straight into dx[n, c, h, w]: no column buffer and
+    /// no col2im.
+    /// </summary>
+    public static void ConvDataGrad(KernelBackend backend, Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
+    {
+        int taps = g.K * g.R * g.S, pixels = g.H * g.W;
+        var shape = new GemmShape { M = g.C, N = g.N * pixels, K = taps, Batch = 1, BatchInner = 1, Reduce = 1 };
+        Launch(backend, shape, GemmOperand.Dense(taps), w, GemmOperand.Dense(shape.N), dy, GemmOperand.Dense(shape.N), dx, ConvGather.Of(g), dx, GatherDataGrad);
+    }
+
     private static void Launch(KernelBackend backend, GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv,
         ConvGather gather, ArrayView<float> bias, int convFlags)
     {
@@ -92,7 +104,9 @@ internal static partial class GemmKernels
         if (variant == GemmTiles.Pipelined || tf32)
         {
             // A gathered B has no layout flags of its own: it is staged like a plain (untransposed) B.
-            flags = convFlags != 0 ? convFlags | (LayoutFlags(s, a, av, b, bv) & (TransA | VectorA)) : LayoutFlags(s, a, av, b, bv);
+            // (The input gradient's A is gathered too: staged like an untransposed A, read 4 bytes at a time.)
+            int kept = (convFlags & GatherDataGrad) != 0 ? 0 : TransA | VectorA;
+            flags = convFlags != 0 ? convFlags | (LayoutFlags(s, a, av, b, bv) & kept) : LayoutFlags(s, a, av, b, bv);
             if (!tf32 && s.M <= 64)
                 flags |= Rows64;
         }

@@ -86,6 +86,14 @@ internal sealed class KernelBackend(Accelerator accelerator, ComputeDeviceOption
         return true;
     }
 
+    protected override bool Conv2dDataGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
+    {
+        if (!GemmKernels.ImplicitConvolution(this, g))
+            return false;
+        GemmKernels.ConvDataGrad(this, g, dy, w, dx);
+        return true;
+    }
+
     protected override void Im2ColCore(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col) => Im2ColKernels.Im2Col(this, g, x, col);
 
     protected override void Col2ImCore(Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx) => Im2ColKernels.Col2Im(this, g, dcol, dx);

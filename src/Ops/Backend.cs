@@ -241,8 +241,8 @@ internal abstract class Backend
     /// <summary>
     /// The convolution's backward pass: dW[g] += sum_n dy[n,g] col[n,g]^T (an implicit GEMM from x where the
     /// backend has one, else from the columns, which im2col writes first when the forward pass did not);
-    /// db += sums of dy; and, when <paramref name="dx"/> is given, dcol[n,g] = W[g]^T dy[n,g] and dx =
-    /// col2im(dcol). <paramref name="cols"/> is the column buffer (x when pointwise) and
+    /// db += sums of dy; and, when <paramref name="dx"/> is given, dx as an implicit GEMM from dy and W where
+    /// the backend has one, else dcol[n,g] = W[g]^T dy[n,g] and dx = col2im(dcol). <paramref name="cols"/> is the column buffer (x when pointwise) and
     /// <paramref name="columnsWritten"/> what <see cref="Conv2dForward"/> returned; <paramref name="dcol"/> is
     /// scratch of g.ColLength elements (unused when pointwise; it may be the columns' buffer: dW reads them
     /// first, in stream order).
@@ -269,6 +269,11 @@ internal abstract class Backend
             BiasGrad(dy, dbias, g.N, g.K, p);
         if (dx is not ArrayView<float> dInput)
             return;
+        if (Conv2dDataGradImplicit(g, dy, w, dInput))
+        {
+            Count();
+            return;
+        }
         ArrayView<float> target = g.IsPointwise ? dInput : dcol;
         var dcolShape = new GemmShape { M = rows, N = p, K = g.Kg, Batch = g.N * g.Groups, BatchInner = g.Groups, Reduce = 1 };
         Gemm(dcolShape,
@@ -317,6 +322,9 @@ internal abstract class Backend
 
     /// <summary>dW += the weight gradient as an implicit GEMM from x where the backend has one for <paramref name="g"/>; false: none.</summary>
     protected virtual bool Conv2dWeightGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw) => false;
+
+    /// <summary>dx = the input gradient as an implicit GEMM from dy and W where the backend has one for <paramref name="g"/> (overwrites dx); false: none.</summary>
+    protected virtual bool Conv2dDataGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx) => false;
 
     /// <summary>Implementation of <see cref="Gemm"/> (M, N and Batch positive).</summary>
     protected abstract void GemmCore(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv);

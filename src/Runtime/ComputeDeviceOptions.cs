@@ -24,9 +24,10 @@ public enum ConvAlgorithm
     /// <summary>im2col into a column buffer, then a batched GEMM (and col2im for the input gradient).</summary>
     Im2Col,
     /// <summary>
-    /// Implicit GEMM for the forward pass and the weight gradient (one group, not 1x1 stride 1): the GEMM
-    /// gathers its tiles straight from the input, with the bias added as the output is stored, so no column
-    /// buffer is written or read. The input gradient stays GEMM + col2im.
+    /// Implicit GEMM for the forward pass, the weight gradient and the input gradient (one group, not 1x1
+    /// stride 1): the GEMM gathers its tiles straight from the input, the weights and the output gradient,
+    /// and stores into the output or the input gradient (with the bias added in the forward pass), so no
+    /// column buffer is written or read and no col2im runs.
     /// </summary>
     Implicit,
 }

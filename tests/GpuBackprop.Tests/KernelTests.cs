@@ -52,6 +52,9 @@ public sealed class KernelTests
 
     private static readonly Dictionary<string, ComputeDevice> ImplicitDevices = new();
 
+    /// <summary>The devices that run ILGPU kernels.</summary>
+    public static TheoryData<string> KernelDevices() => new(TestDevices.Specs.Where(s => s != "cpu"));
+
     public static TheoryData<string, string> ImplicitConvData()
     {
         var data = new TheoryData<string, string>();
@@ -63,8 +66,9 @@ public sealed class KernelTests
 
     /// <summary>
     /// Every convolution case on each kernel device with the implicit GEMM forced (the default on CUDA
-    /// only): forward with the fused bias, dW gathered from the input, dx through GEMM + col2im; grouped
-    /// and 1x1 stride-1 cases fall back to im2col. Asserts that the gathering kernel ran where it applies.
+    /// only): forward with the fused bias, dW gathered from the input, dx gathered from dy and W (strides,
+    /// dilations and padding that leave taps between outputs); grouped and 1x1 stride-1 cases fall back
+    /// to im2col. Asserts that each gathering kernel ran where it applies.
     /// </summary>
     [Theory]
     [MemberData(nameof(ImplicitConvData))]
@@ -80,12 +84,30 @@ public sealed class KernelTests
         lock (backend)
         {
             long forward = Gathered(backend, GemmKernels.GatherForward), weightGrad = Gathered(backend, GemmKernels.GatherWeightGrad);
+            long dataGrad = Gathered(backend, GemmKernels.GatherDataGrad);
             CheckConvolution(dev, device + " (implicit)", caseName);
             ConvCase c = ConvCases[caseName];
             bool applies = c.Groups == 1 && !(c.Kernel == new Size2(1, 1) && c.Stride == new Size2(1, 1) && c.Pad == new Size2(0, 0));
             Assert.Equal(applies, Gathered(backend, GemmKernels.GatherForward) > forward);
             Assert.Equal(applies, Gathered(backend, GemmKernels.GatherWeightGrad) > weightGrad);
+            Assert.Equal(applies, Gathered(backend, GemmKernels.GatherDataGrad) > dataGrad);
         }
+    }
+
+    /// <summary>
+    /// A depthwise convolution whose (image, group) pairs exceed the grid's z limit (set to 5 here, 65,535 on
+    /// CUDA) still launches, cut into slices, and matches the reference.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelDevices))]
+    public void DepthwiseConvolutionBeyondTheGridZLimitMatchesReference(string device)
+    {
+        const string caseName = "depthwise";
+        using ComputeDevice dev = ComputeDevice.Open(device, TestDevices.Options);
+        var backend = (KernelBackend)dev.Backend;
+        backend.MaxGridZ = 5;
+        CheckConvolution(dev, device + " (grid z limit 5)", caseName);
+        Assert.True(backend.VariantLaunches.GetValueOrDefault("gemm.z-slice") > 0, "no launch was cut at the z limit");
     }
 
     /// <summary>Launches of GEMM layouts that carry <paramref name="flag"/>.</summary>
