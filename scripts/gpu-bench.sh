@@ -1,54 +1,58 @@
 #!/usr/bin/env bash
-# On a lent GPU machine, after ../shared/gpu/pack packed the test project and the CLI into .gpu/ and the
-# PTX of the GEMM kernels was written to .gpu/ptx (GPUBACKPROP_PTX_OUT=.gpu/ptx, PtxTests):
-# ptxas's register/spill report, the test suite on CUDA, verify on every device, our bench with every
-# GEMM variant (TF32 too) and the PyTorch peer with and without TF32 on the same GPU, interleaved in one
-# call. Logs and JSON lines go to $OUT; a short table is printed last.
+# On a lent GPU machine, after ../shared/gpu/pack packed the test project into .gpu/ (the CLI,
+# gpubackprop.dll, is published inside it) and the PTX of the GEMM kernels was written to .gpu/ptx
+# (GPUBACKPROP_PTX_OUT, PtxTests): ptxas's register/spill report, the test suite on CUDA, verify on CUDA,
+# our bench with every GEMM and convolution variant (TF32 too) and the PyTorch peer with and without
+# TF32, all on the same GPU in one call. Logs and JSON lines go to $OUT; a table is printed last.
 set -uo pipefail
 out=${OUT:-gpu-logs}; mkdir -p "$out"
+reps=${REPS:-10}
+export DOTNET_ROOT=/tmp/dotnet DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
+export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/nvidia/lib64:/usr/local/cuda/lib64:/usr/lib/x86_64-linux-gnu
+[ -x /tmp/dotnet/dotnet ] || { mkdir -p /tmp/dotnet && tar -C /tmp/dotnet -xJf .gpu/dotnet-*.tar.xz; }
 # The CLI (gpubackprop.dll) is published inside the test project's folder (the tests reference it), so
 # one packed folder serves both and the carried tree stays under the device tool's 64 MiB.
-run() {
-  DOTNET_ROOT=/tmp/dotnet DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 \
-  LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/nvidia/lib64:/usr/local/cuda/lib64:/usr/lib/x86_64-linux-gnu \
-  /tmp/dotnet/dotnet .gpu/GpuBackprop.Tests/gpubackprop.dll "$@"
-}
+cli() { /tmp/dotnet/dotnet .gpu/GpuBackprop.Tests/gpubackprop.dll "$@"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | tee "$out/nvidia-smi.log"
 for f in .gpu/ptx/*.ptx; do
-  echo "== $f"; ptxas -arch=sm_90 -v "$f" -o /dev/null 2>&1 | grep -E "registers|spill|stack" | head -4
+  echo "== $f"; ptxas -arch=sm_90 -v "$f" -o /dev/null 2>&1 | grep -E "registers|spill|stack|error" | head -6
 done > "$out/ptxas.log" 2>&1; cat "$out/ptxas.log"
-GPUBACKPROP_DEVICE=cuda GPUBACKPROP_REQUIRE_DEVICES=cuda:0 timeout 240 bash .gpu/run GpuBackprop.Tests -noColor ${TEST_FILTER:-} > "$out/tests.log" 2>&1; echo "tests exit $?"
-grep -E "\[FAIL\]|TEST EXECUTION SUMMARY|Total:" "$out/tests.log" | head -20
-grep -A6 "\[FAIL\]" "$out/tests.log" | head -60
-timeout 120 run verify --device all > "$out/verify.log" 2>&1; echo "verify exit $?"
-grep -E "FAIL|cases passed|golden:" "$out/verify.log" | head
+
+t0=$(date +%s)
+GPUBACKPROP_DEVICE=cuda GPUBACKPROP_REQUIRE_DEVICES=cuda:0 timeout ${TEST_TIMEOUT:-170} \
+  /tmp/dotnet/dotnet .gpu/GpuBackprop.Tests/GpuBackprop.Tests.dll ${TEST_FILTER:-} > "$out/tests.log" 2>&1
+echo "tests exit $? after $(( $(date +%s) - t0 )) s"
+grep -E "Total:" "$out/tests.log" | tail -2
+grep -A4 "\[FAIL\]" "$out/tests.log" | grep -vE "^\s*$" | head -40
+timeout 60 cli verify --device cuda > "$out/verify.log" 2>&1; echo "verify exit $?"
+grep -E "FAIL|passed|golden" "$out/verify.log" | head -5
+
 b="$out/bench.jsonl"; : > "$b"
-# GEMM variants, interleaved with the peer; then every row with the automatic choice and the peer.
-for round in 1 2; do
-  for v in 64 128 pipelined; do run bench --device cuda --json --shapes bench/shapes.json --only gemm --gemm-tiles $v | sed "s/^{/{\"variant\":\"$v\",\"round\":$round,/" >> "$b"; done
-  run bench --device cuda --json --shapes bench/shapes.json --only gemm --tf32 | sed "s/^{/{\"variant\":\"tf32\",\"round\":$round,/" >> "$b"
-  python3 bench/torch_peer.py --device cuda --shapes bench/shapes.json --only gemm | sed "s/^{/{\"variant\":\"torch\",\"round\":$round,/" >> "$b"
-  python3 bench/torch_peer.py --device cuda --shapes bench/shapes.json --only gemm --tf32 | sed "s/^{/{\"variant\":\"torch-tf32\",\"round\":$round,/" >> "$b"
-done
-for v in auto pipelined; do run bench --device cuda --json --shapes bench/shapes.json --gemm-tiles $v | sed "s/^{/{\"variant\":\"$v\",\"round\":1,/" >> "$b"; done
-run bench --device cuda --json --shapes bench/shapes.json --tf32 | sed "s/^{/{\"variant\":\"tf32\",\"round\":1,/" >> "$b"
-python3 bench/torch_peer.py --device cuda --shapes bench/shapes.json | sed "s/^{/{\"variant\":\"torch\",\"round\":1,/" >> "$b"
-python3 bench/torch_peer.py --device cuda --shapes bench/shapes.json --tf32 | sed "s/^{/{\"variant\":\"torch-tf32\",\"round\":1,/" >> "$b"
+tag() { sed "s/^{/{\"variant\":\"$1\",/"; }
+bench() { local v=$1; shift; cli bench --device cuda --json --reps "$reps" --shapes bench/shapes.json "$@" | tag "$v" >> "$b"; }
+peer() { local v=$1; shift; python3 bench/torch_peer.py --device cuda --reps "$reps" --shapes bench/shapes.json "$@" | tag "$v" >> "$b"; }
+t0=$(date +%s)
+# Every GEMM variant, then the convolutions both ways, then every row with the defaults, and the peer.
+for v in 64 128 pipelined; do bench "gemm-$v" --only gemm --gemm-tiles $v; done
+bench im2col --only conv --conv im2col
+bench implicit --only conv --conv implicit
+bench auto
+bench tf32 --tf32
+peer torch
+peer torch-tf32 --tf32
+echo "bench took $(( $(date +%s) - t0 )) s"
 python3 - "$b" <<'PY'
-import json, sys, collections
-rows = collections.defaultdict(dict)
+import json, sys
+rows = {}
 for line in open(sys.argv[1]):
     try: r = json.loads(line)
     except Exception: continue
-    if "name" not in r: continue
-    k = (r["name"], r["variant"])
-    rows[r["name"]].setdefault(r["variant"], []).append(r["ms"])
-variants = ["64", "128", "pipelined", "auto", "tf32", "torch", "torch-tf32"]
-print(f"{'row':28}" + "".join(f"{v:>11}" for v in variants) + "   (median ms over rounds)")
+    if "name" in r: rows.setdefault(r["name"], {})[r["variant"]] = r["ms"]
+cols = ["gemm-64", "gemm-128", "gemm-pipelined", "im2col", "implicit", "auto", "tf32", "torch", "torch-tf32"]
+print(f"{'row (ms)':26}" + "".join(f"{c:>15}" for c in cols) + f"{'auto/torch':>11}{'tf32/torch-tf32':>16}")
 for name, d in rows.items():
-    cells = []
-    for v in variants:
-        xs = sorted(d.get(v, []))
-        cells.append(f"{xs[len(xs)//2]:11.4f}" if xs else f"{'':>11}")
-    print(f"{name:28}" + "".join(cells))
+    cells = "".join(f"{d[c]:15.4f}" if c in d else f"{'':>15}" for c in cols)
+    sp = f"{d['torch'] / d['auto']:11.2f}" if "auto" in d and "torch" in d else f"{'':>11}"
+    st = f"{d['torch-tf32'] / d['tf32']:16.2f}" if "tf32" in d and "torch-tf32" in d else ""
+    print(f"{name:26}" + cells + sp + st)
 PY
