@@ -53,6 +53,16 @@ internal static partial class GemmKernels
             || (backend.Options.ConvAlgorithm == ConvAlgorithm.Auto && backend.Accelerator.AcceleratorType == AcceleratorType.Cuda));
 
     /// <summary>
+    /// Whether the input gradient is an implicit GEMM too. Measured on an H100 (bench/results/2026-11-26-gpu-kernels):
+    /// it halved the backward time of the stride-1 resnet layers (64 to 256 input channels) but lost 10-35% where
+    /// the input has few channels (lenet's 1 and 6, cnn2's 1: a 64-row tile holding 1 to 6 rows) and on the
+    /// stride-2 layer (three of four taps fall between outputs); there GEMM + col2im stays the automatic choice.
+    /// </summary>
+    public static bool ImplicitDataGrad(KernelBackend backend, Conv2dGeometry g) =>
+        ImplicitConvolution(backend, g)
+        && (backend.Options.ConvAlgorithm == ConvAlgorithm.Implicit || (g.StrideH == 1 && g.StrideW == 1 && g.C >= 32));
+
+    /// <summary>
     /// y = conv(x, w) (+ bias) as one implicit GEMM: W (K x C*R*S) times the input's im2col (C*R*S x N*P),
     /// gathered while the B tiles are loaded, stored straight into y[n, k, p] with the bias added.
     /// </summary>
@@ -154,16 +164,19 @@ internal static partial class GemmKernels
     }
 
     /// <summary>
-    /// The automatic choice, from the rows measured on an H100 (2026-11-26, bench/results/2026-11-26-gpu-kernels):
-    /// the pipelined kernel when the product gives it at least four tiles per multiprocessor (128x128, or
-    /// 64x128 for at most 64 rows); else the 64x64 kernel, whose four times as many tiles kept thin products
-    /// (the im2col convolutions of resnet_28 and resnet_14, 224 and 128 pipelined tiles) up to twice as fast.
+    /// The automatic choice, from the rows measured on an H100 (bench/results/2026-11-26-gpu-kernels): a single
+    /// product takes the pipelined kernel from half a wave of its tiles up (1024^3, 64 tiles on 132
+    /// multiprocessors: 0.16 ms against the 64x64 kernel's 0.20); a batch of products (im2col convolutions
+    /// of grouped layers) only from four tiles per multiprocessor, since the 64x64 kernel's four times as
+    /// many tiles ran resnet_28's and resnet_14's im2col products (224 and 128 pipelined tiles) up to twice
+    /// as fast. Tiles are 128x128, or 64x128 for at most 64 rows.
     /// </summary>
     private static GemmTiles AutoVariant(GemmShape s, int sms)
     {
         int tm = s.M <= 64 ? 64 : 128;
         long tiles = (long)((s.M + tm - 1) / tm) * ((s.N + 127) / 128) * s.Batch;
-        return tiles >= 4L * sms ? GemmTiles.Pipelined : GemmTiles.Tiles64;
+        bool single = s.Batch == 1 && s.Reduce == 1;
+        return (single ? 2 * tiles >= sms : tiles >= 4L * sms) ? GemmTiles.Pipelined : GemmTiles.Tiles64;
     }
 
     /// <summary>Which products (r0..r1) and which output slice a grid z index covers.</summary>

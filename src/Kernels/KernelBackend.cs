@@ -88,7 +88,7 @@ internal sealed class KernelBackend(Accelerator accelerator, ComputeDeviceOption
 
     protected override bool Conv2dDataGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
     {
-        if (!GemmKernels.ImplicitConvolution(this, g))
+        if (!GemmKernels.ImplicitDataGrad(this, g))
             return false;
         GemmKernels.ConvDataGrad(this, g, dy, w, dx);
         return true;

@@ -70,8 +70,12 @@ internal static class ActivationMath
             }
             case ActivationKind.Tanh:
             {
-                float t = XMath.Tanh(x);
-                return dy * (1f - t * t);
+                // 1 - tanh^2 x = 4 e / (1 + e)^2 with e = exp(-2|x|): no cancellation. The form 1 - t*t lost
+                // the digits of the device's tanh where t nears 1 (6 of 24 golden dx elements off by 1.4e-6 on
+                // an H100).
+                float e = XMath.Exp(-2f * XMath.Abs(x));
+                float d = 1f + e;
+                return dy * (4f * e / (d * d));
             }
             case ActivationKind.SiLU:
             {

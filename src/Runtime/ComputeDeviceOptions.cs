@@ -19,7 +19,10 @@ public enum GemmTiles
 /// <summary>How devices that run ILGPU kernels compute convolutions (ignored by <c>cpu</c>).</summary>
 public enum ConvAlgorithm
 {
-    /// <summary>Implicit GEMM on CUDA devices; im2col elsewhere (the default).</summary>
+    /// <summary>
+    /// Implicit GEMM on CUDA devices, except the input gradient of layers with fewer than 32 input channels
+    /// or a stride (GEMM + col2im measured faster there); im2col elsewhere. The default.
+    /// </summary>
     Auto,
     /// <summary>im2col into a column buffer, then a batched GEMM (and col2im for the input gradient).</summary>
     Im2Col,
