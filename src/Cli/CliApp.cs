@@ -38,6 +38,10 @@ internal static class CliApp
         {
             return Error(e.Message, ExitCode.Usage);
         }
+        catch (UsageException e)
+        {
+            return Error(e.Message, ExitCode.Usage);
+        }
         catch (Training.TrainingDivergedException e)
         {
             return Error(e.Message, ExitCode.Diverged);

@@ -21,17 +21,19 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         [CommandOption("--tf32"), Description("Let a CUDA device multiply on the tensor cores in TF32 (faster; relative errors near 1e-3; off by default, like PyTorch's allow_tf32).")]
         public bool Tf32 { get; set; }
 
-        [CommandOption("--model <NAME>"), Description("A built-in model (lenet5, cnn2, resnet14) or a model description file (.json: a layer list, see the README)."), DefaultValue("lenet5")]
-        public string Model { get; set; } = "lenet5";
+        // The options that define a run have no parse-time defaults (null: not given), so that a resumed run
+        // can tell an option the user gave (refused when it differs from the checkpoint's) from one left out.
+        [CommandOption("--model <NAME>"), Description("A built-in model (lenet5, cnn2, resnet14) or a model description file (.json: a layer list, see the README). Default lenet5.")]
+        public string? Model { get; set; }
 
         [CommandOption("--epochs <N>"), Description("Total epochs (default 2); with --resume, the new total.")]
         public int? Epochs { get; set; }
 
-        [CommandOption("--batch <B>"), Description("Images per step."), DefaultValue(64)]
-        public int Batch { get; set; } = 64;
+        [CommandOption("--batch <B>"), Description("Images per step (default 64).")]
+        public int? Batch { get; set; }
 
-        [CommandOption("--optimizer <NAME>"), Description("sgd, adam or adamw."), DefaultValue("sgd")]
-        public string Optimizer { get; set; } = "sgd";
+        [CommandOption("--optimizer <NAME>"), Description("sgd (default), adam or adamw.")]
+        public string? Optimizer { get; set; }
 
         [CommandOption("--lr <X>"), Description("Learning rate (default: sgd 0.01, adam and adamw 0.001).")]
         public float? LearningRate { get; set; }
@@ -45,14 +47,14 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         [CommandOption("--weight-decay <X>"), Description("Weight decay (default: adamw 0.01, else 0).")]
         public float? WeightDecay { get; set; }
 
-        [CommandOption("--schedule <SCHEDULE>"), Description("Learning-rate schedule: constant, cosine or step:SIZE:GAMMA."), DefaultValue("constant")]
-        public string Schedule { get; set; } = "constant";
+        [CommandOption("--schedule <SCHEDULE>"), Description("Learning-rate schedule: constant (default), cosine or step:SIZE:GAMMA.")]
+        public string? Schedule { get; set; }
 
         [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
         public string? Device { get; set; }
 
-        [CommandOption("--seed <S>"), Description("Seed of the initialisation and the shuffling."), DefaultValue(1)]
-        public int Seed { get; set; } = 1;
+        [CommandOption("--seed <S>"), Description("Seed of the initialisation and the shuffling (default 1).")]
+        public int? Seed { get; set; }
 
         [CommandOption("--data <DIR>"), Description("Folder with the Fashion-MNIST IDX files (default: Debian's package, else the embedded subset).")]
         public string? Data { get; set; }
@@ -60,20 +62,23 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         [CommandOption("--out <DIR>"), Description("Output folder (default: runs/MODEL-TIMESTAMP, or the checkpoint's folder with --resume).")]
         public string? Out { get; set; }
 
-        [CommandOption("--resume <FILE>"), Description("Continue the run of this checkpoint (its configuration; --epochs sets a new total).")]
+        [CommandOption("--resume <FILE>"), Description("Continue the run of this checkpoint with its configuration: --epochs sets a new total (the schedule is stretched over it); other options that define the run are refused if they differ from the checkpoint's.")]
         public string? Resume { get; set; }
 
-        [CommandOption("--crop-padding <N>"), Description("Augmentation: pad each training image by N zero pixels and crop back at a random offset (0: off)."), DefaultValue(0)]
-        public int CropPadding { get; set; }
+        [CommandOption("--overwrite"), Description("Start a new run in an --out folder that holds another run's checkpoint (replacing its files).")]
+        public bool Overwrite { get; set; }
+
+        [CommandOption("--crop-padding <N>"), Description("Augmentation: pad each training image by N zero pixels and crop back at a random offset (0, the default: off).")]
+        public int? CropPadding { get; set; }
 
         [CommandOption("--flip"), Description("Augmentation: flip each training image left-right with probability 1/2.")]
         public bool Flip { get; set; }
 
-        [CommandOption("--warmup-steps <N>"), Description("Linear learning-rate warmup over the first N steps (0: off)."), DefaultValue(0)]
-        public int WarmupSteps { get; set; }
+        [CommandOption("--warmup-steps <N>"), Description("Linear learning-rate warmup over the first N steps (0, the default: off).")]
+        public int? WarmupSteps { get; set; }
 
-        [CommandOption("--clip-grad-norm <X>"), Description("Clip the gradients' global L2 norm to X before each step (0: off)."), DefaultValue(0f)]
-        public float ClipGradNorm { get; set; }
+        [CommandOption("--clip-grad-norm <X>"), Description("Clip the gradients' global L2 norm to X before each step (0, the default: off).")]
+        public float? ClipGradNorm { get; set; }
 
         [CommandOption("--init-weights <FILE>"), Description("Start from these weights: a safetensors state dict with PyTorch's names (e.g. saved by PyTorch for the same architecture).")]
         public string? InitWeights { get; set; }
@@ -81,22 +86,23 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         public override ValidationResult Validate()
         {
             ValidationResult result = Usage.All(
-                Models.Names.Contains(Model) || File.Exists(Model) ? ValidationResult.Success()
-                    : ValidationResult.Error($"--model: '{Model}' is neither a built-in model ({string.Join(", ", Models.Names)}) nor an existing file."),
+                Models.Names.Contains(ModelName) || File.Exists(ModelName) ? ValidationResult.Success()
+                    : ValidationResult.Error($"--model: '{ModelName}' is neither a built-in model ({string.Join(", ", Models.Names)}) nor an existing file."),
                 Usage.Positive(Epochs, "--epochs"),
                 InitWeights is not null && Resume is not null ? ValidationResult.Error("--init-weights starts a new run; it cannot be combined with --resume.") : ValidationResult.Success(),
                 InitWeights is not null && !File.Exists(InitWeights) ? ValidationResult.Error($"--init-weights: no such file '{InitWeights}'.") : ValidationResult.Success(),
                 Usage.Positive(Batch, "--batch"),
-                Kind(Optimizer) is null ? ValidationResult.Error($"--optimizer: unknown optimizer '{Optimizer}'; known: sgd, adam, adamw.") : ValidationResult.Success(),
+                Kind(OptimizerName) is null ? ValidationResult.Error($"--optimizer: unknown optimizer '{OptimizerName}'; known: sgd, adam, adamw.") : ValidationResult.Success(),
+                Overwrite && Resume is not null ? ValidationResult.Error("--overwrite starts a new run; it cannot be combined with --resume.") : ValidationResult.Success(),
                 DeviceOption.Validate(Device, allowAll: false));
             if (!result.Successful)
                 return result;
-            if (!Models.Names.Contains(Model))
+            if (!Models.Names.Contains(ModelName))
             {
                 // A description file: checked here, before any device is opened or data read.
                 try
                 {
-                    Architecture.CheckStructure(Models.Describe(Model).Layers);
+                    Architecture.CheckStructure(Models.Describe(ModelName).Layers);
                 }
                 catch (Exception e) when (e is ArchitectureException or ArgumentException or IOException)
                 {
@@ -105,7 +111,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             }
             try
             {
-                LearningRateSchedule.Parse(Schedule, Epochs ?? 2);
+                LearningRateSchedule.Parse(Schedule ?? "constant", Epochs ?? 2);
             }
             catch (ArgumentException e)
             {
@@ -138,27 +144,63 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             _ => null,
         };
 
+        private string ModelName => Model ?? "lenet5";
+        private string OptimizerName => Optimizer ?? "sgd";
+
         /// <summary>The run's configuration (unused with --resume, which takes the checkpoint's).</summary>
         public TrainConfig Config()
         {
-            OptimizerKind kind = Kind(Optimizer) ?? throw new InvalidOperationException("Settings were not validated.");
+            OptimizerKind kind = Kind(OptimizerName) ?? throw new InvalidOperationException("Settings were not validated.");
             // PyTorch's defaults per optimizer, except SGD's momentum (0.9, the recipe of the built-in models).
             float lr = LearningRate ?? (kind == OptimizerKind.Sgd ? 0.01f : 0.001f);
             float momentum = Momentum ?? (kind == OptimizerKind.Sgd ? 0.9f : 0f);
             float wd = WeightDecay ?? (kind == OptimizerKind.AdamW ? 0.01f : 0f);
             return new TrainConfig
             {
-                Model = Model,
+                Model = ModelName,
                 Epochs = Epochs ?? 2,
-                BatchSize = Batch,
+                BatchSize = Batch ?? 64,
                 Optimizer = new OptimizerOptions(kind, lr, Momentum: momentum, Nesterov: Nesterov, WeightDecay: wd),
-                Schedule = Schedule,
-                Seed = Seed,
-                CropPadding = CropPadding,
+                Schedule = Schedule ?? "constant",
+                Seed = Seed ?? 1,
+                CropPadding = CropPadding ?? 0,
                 HorizontalFlip = Flip,
-                WarmupSteps = WarmupSteps,
-                ClipGradNorm = ClipGradNorm,
+                WarmupSteps = WarmupSteps ?? 0,
+                ClipGradNorm = ClipGradNorm ?? 0f,
             };
+        }
+
+        /// <summary>
+        /// The resume rule: a resumed run keeps its checkpoint's configuration. --epochs sets a new total;
+        /// every other option that defines the run is refused when given with another value than the
+        /// checkpoint's (never silently ignored), naming both values.
+        /// </summary>
+        /// <exception cref="UsageException">An option given that differs from the checkpoint's.</exception>
+        public void CheckAgainst(TrainConfig c, string checkpoint)
+        {
+            var differing = new List<string>();
+            void Compare(string option, object? given, object stored)
+            {
+                if (given is not null && !given.Equals(stored))
+                    differing.Add($"{option} {Text(given)} (the run's: {Text(stored)})");
+            }
+            static string Text(object v) => Convert.ToString(v, CultureInfo.InvariantCulture)!;
+            Compare("--model", Model, c.Model);
+            Compare("--batch", Batch, c.BatchSize);
+            Compare("--optimizer", Optimizer, c.Optimizer.Kind.ToString().ToLowerInvariant());
+            Compare("--lr", LearningRate, c.Optimizer.LearningRate);
+            Compare("--momentum", Momentum, c.Optimizer.Momentum);
+            Compare("--weight-decay", WeightDecay, c.Optimizer.WeightDecay);
+            Compare("--schedule", Schedule, c.Schedule);
+            Compare("--seed", Seed, c.Seed);
+            Compare("--crop-padding", CropPadding, c.CropPadding);
+            Compare("--warmup-steps", WarmupSteps, c.WarmupSteps);
+            Compare("--clip-grad-norm", ClipGradNorm, c.ClipGradNorm);
+            if (Nesterov && !c.Optimizer.Nesterov) differing.Add("--nesterov (the run has none)");
+            if (Flip && !c.HorizontalFlip) differing.Add("--flip (the run has none)");
+            if (differing.Count > 0)
+                throw new UsageException($"--resume {checkpoint}: a resumed run keeps its configuration (only --epochs changes it, to a new total); "
+                    + $"these options differ: {string.Join(", ", differing)}. Start a new run (another --out, or --overwrite) to change them.");
         }
     }
 
@@ -173,8 +215,16 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         using Trainer trainer = resume is null
             ? new Trainer(device, s.Config(), train, test)
             : Trainer.Resume(device, resume, train, test);
-        if (resume is not null && s.Epochs is int more)
-            trainer.SetTotalEpochs(more);
+        if (resume is not null)
+        {
+            s.CheckAgainst(trainer.Config, resume);
+            if (s.Epochs is int more)
+            {
+                if (more < trainer.EpochsDone)
+                    throw new UsageException($"--epochs {more}: the run of {resume} has already done {trainer.EpochsDone} epochs.");
+                trainer.SetTotalEpochs(more);
+            }
+        }
         if (s.InitWeights is string weights)
         {
             trainer.LoadWeights(weights);
@@ -188,6 +238,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         // before an epoch is spent.
         using FileStream runLock = RunLock(outDir);
         string checkpoint = Path.Combine(outDir, "checkpoint.gbp");
+        if (resume is null && !s.Overwrite && File.Exists(checkpoint))
+            throw new UsageException($"--out {outDir} holds another run ({checkpoint}): resume it with --resume {checkpoint}, choose another --out, or replace it with --overwrite.");
+        RemoveStaleTemporaryFiles(outDir);
         AnsiConsole.MarkupLine($"model: [bold]{config.Model}[/] ({trainer.Model.ParameterCount:N0} parameters), {config.Optimizer.Kind} lr {config.Optimizer.LearningRate.ToString(CultureInfo.InvariantCulture)}, batch {config.BatchSize}, schedule {config.Schedule}, seed {config.Seed}");
         if (resume is not null)
             AnsiConsole.MarkupLine($"resumed from {Markup.Escape(resume)} after epoch {trainer.EpochsDone}");
@@ -197,16 +250,20 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         // A fresh run starts the log; a resumed one keeps the steps up to its checkpoint (a run killed
         // mid-epoch logged steps that the resumed run will log again).
         StepLog.KeepUpTo(stepsPath, resume is null ? -1 : trainer.Optimizer.StepCount);
-        // On resume the epochs so far come from the previous metrics.json, so the file and the plot cover the whole run.
-        List<EpochResult> results = resume is not null && MetricsFile.Read(metricsPath) is MetricsFile previous
-            ? previous.Epochs.Select(e => e.ToResult()).ToList()
+        // On resume the epochs so far come from the checkpoint, which stores each epoch's results: metrics.json
+        // is rebuilt from them, so a file that lagged the checkpoint after a kill, or was damaged, is repaired.
+        // (Checkpoints of format 3 hold none; then the previous metrics.json is read.)
+        List<EpochResult> results = trainer.History.Count == trainer.EpochsDone ? trainer.History.ToList()
+            : resume is not null && MetricsFile.Read(metricsPath) is MetricsFile previous ? previous.Epochs.Select(e => e.ToResult()).ToList()
             : [];
+        int ran = 0;
         try
         {
             while (trainer.EpochsDone < config.Epochs)
             {
                 EpochResult r = RunEpochWithProgress(trainer, config.Epochs, stepsPath);
                 results.Add(r);
+                ran++;
                 trainer.ToCheckpoint().Save(checkpoint);
                 new MetricsFile(config.Model, device.Info.Spec, device.Info.Name, source, trainer.Model.ParameterCount, config,
                     results.Select(EpochRecord.From).ToList()).Write(metricsPath);
@@ -221,8 +278,29 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             return ExitCode.Diverged;
         }
         PrintTable(results);
-        AnsiConsole.MarkupLine($"wrote {Markup.Escape(checkpoint)}, metrics.json, steps.jsonl and training.png in {Markup.Escape(outDir)}");
+        AnsiConsole.MarkupLine(ran > 0
+            ? $"wrote {Markup.Escape(checkpoint)}, metrics.json, steps.jsonl and training.png in {Markup.Escape(outDir)}"
+            : $"nothing to train: the run has done its {config.Epochs} epochs (give --epochs a larger total to extend it); nothing was written");
         return ExitCode.Success;
+    }
+
+    /// <summary>
+    /// Deletes the temporary files of atomic writes (".NAME.PID.tmp") that a killed run left in its folder;
+    /// called while holding the folder's lock, so no live writer owns them.
+    /// </summary>
+    private static void RemoveStaleTemporaryFiles(string outDir)
+    {
+        foreach (string stale in Directory.EnumerateFiles(outDir, ".*.tmp"))
+        {
+            try
+            {
+                File.Delete(stale);
+            }
+            catch (IOException)
+            {
+                // Left for the next start: a file that cannot be deleted now is harmless.
+            }
+        }
     }
 
     /// <summary>An exclusive lock file in the run folder (released by the OS if the process dies).</summary>

@@ -59,3 +59,6 @@ internal static class Usage
     /// <summary>An option as Spectre tokenizes it: '-' and a letter; "-1" and "-.5" are values.</summary>
     private static bool IsOption(string arg) => arg.Length > 1 && arg[0] == '-' && !char.IsDigit(arg[1]) && arg[1] != '.';
 }
+
+/// <summary>A command line that asks for something the command cannot do (exit 2), found after parsing (e.g. against a checkpoint).</summary>
+internal sealed class UsageException(string message) : Exception(message);

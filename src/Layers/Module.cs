@@ -316,7 +316,7 @@ public abstract class Module : IDisposable
     private void CheckDevice(ComputeDevice device, string name)
     {
         if (!ReferenceEquals(device, Device))
-            throw new ArgumentException($"'{name}' lives on {device.Info.Spec}, the module {GetType().Name} on {Device.Info.Spec}.", nameof(name));
+            throw new ArgumentException($"'{name}' lives on {device.Label}, the module {GetType().Name} on {Device.Label}.", nameof(name));
     }
 
     /// <summary>Throws unless <paramref name="t"/> lives on this module's device and has rank <paramref name="rank"/>.</summary>
@@ -326,7 +326,7 @@ public abstract class Module : IDisposable
         ArgumentNullException.ThrowIfNull(t, paramName);
         ObjectDisposedException.ThrowIf(t.IsDisposed, t);
         if (!ReferenceEquals(t.Device, Device))
-            throw new ArgumentException($"{paramName} lives on {t.Device.Info.Spec}, the layer on {Device.Info.Spec}.", paramName);
+            throw new ArgumentException($"{paramName} lives on {t.Device.Label}, the layer on {Device.Label}.", paramName);
         if (t.Rank != rank)
             throw new ArgumentException($"{GetType().Name} expects a rank-{rank} {paramName}; got shape {t.ShapeText}.", paramName);
     }
@@ -340,7 +340,7 @@ public abstract class Module : IDisposable
         if (lastOutput is null)
             throw new InvalidOperationException($"{GetType().Name}.Backward was called before Forward.");
         if (!ReferenceEquals(gradOutput.Device, Device))
-            throw new ArgumentException($"gradOutput lives on {gradOutput.Device.Info.Spec}, the layer on {Device.Info.Spec}.", nameof(gradOutput));
+            throw new ArgumentException($"gradOutput lives on {gradOutput.Device.Label}, the layer on {Device.Label}.", nameof(gradOutput));
         if (!gradOutput.Shape.SequenceEqual(lastOutput.Shape))
             throw new ArgumentException($"gradOutput has shape {gradOutput.ShapeText}; the output was {lastOutput.ShapeText}.", nameof(gradOutput));
     }

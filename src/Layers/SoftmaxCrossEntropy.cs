@@ -56,6 +56,8 @@ public sealed class SoftmaxCrossEntropy : IDisposable
         ObjectDisposedException.ThrowIf(targets.IsDisposed, targets);
         if (targets.DType != DType.Int32)
             throw new ArgumentException($"Targets must be Int32 class indices; got {targets.DType}.", nameof(targets));
+        if (targets.Device != Device)
+            throw new ArgumentException($"targets live on {targets.Device.Label}, the loss on {Device.Label}.", nameof(targets));
         int n = logits.Dim(0), c = logits.Dim(1);
         if (targets.Length != n)
             throw new ArgumentException($"{targets.Length} targets for a batch of {n} logits.", nameof(targets));
@@ -92,7 +94,7 @@ public sealed class SoftmaxCrossEntropy : IDisposable
         ArgumentNullException.ThrowIfNull(logits);
         ObjectDisposedException.ThrowIf(logits.IsDisposed, logits);
         if (!ReferenceEquals(logits.Device, Device))
-            throw new ArgumentException($"logits live on {logits.Device.Info.Spec}, the loss on {Device.Info.Spec}.", nameof(logits));
+            throw new ArgumentException($"logits live on {logits.Device.Label}, the loss on {Device.Label}.", nameof(logits));
         if (logits.Rank != 2)
             throw new ArgumentException($"Logits must be (N, C); got shape {logits.ShapeText}.", nameof(logits));
         if (logits.Dim(0) == 0 || logits.Dim(1) == 0)

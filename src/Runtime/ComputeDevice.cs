@@ -33,10 +33,24 @@ public sealed class ComputeDevice : IDisposable
         Options = options;
         // The one place the backend is chosen: everything else calls Backend and never asks which it is.
         Backend = info.Kind == DeviceKind.Cpu ? new HostBackend() : new KernelBackend(accelerator, options);
+        lock (OpenedPerSpec)
+        {
+            int n = OpenedPerSpec.GetValueOrDefault(info.Spec) + 1;
+            OpenedPerSpec[info.Spec] = n;
+            Label = n == 1 ? info.Spec : $"{info.Spec} #{n}";
+        }
     }
 
     /// <summary>What discovery says about this device.</summary>
     public DeviceInfo Info { get; }
+
+    private static readonly Dictionary<string, int> OpenedPerSpec = new();
+
+    /// <summary>
+    /// The device in messages: its spec, numbered from the second device opened with the same spec in this
+    /// process ("cpu #2"), so that two CPU devices are named apart.
+    /// </summary>
+    public string Label { get; private set; } = "";
 
     /// <summary>The options the device was opened with.</summary>
     public ComputeDeviceOptions Options { get; }

@@ -34,11 +34,14 @@ public sealed class CheckpointException : Exception
 /// Written to a temporary file in the same folder, flushed to disk, then renamed over the target,
 /// so a crash mid-write leaves the previous checkpoint intact.
 /// </summary>
-public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, long Steps, ulong[] RngState, IReadOnlyList<(string Name, int[] Shape, float[] Data)> Tensors)
+public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, long Steps, ulong[] RngState, IReadOnlyList<(string Name, int[] Shape, float[] Data)> Tensors,
+    IReadOnlyList<EpochResult>? History = null)
 {
     private static readonly byte[] Magic = "GBPCKPT\0"u8.ToArray();
     private static readonly byte[] End = "GBPEND\0\0"u8.ToArray();
-    private const int Version = 3;
+    // Version 4 stores each epoch's results (the run's metrics), so that metrics.json is rebuilt from the
+    // checkpoint on resume instead of lagging it by an epoch after a kill; version 3 files still load.
+    private const int Version = 4, OldestVersion = 3;
     private const float MaxMagnitude = 1e30f;
 
     /// <summary>Writes the checkpoint atomically (temporary file, flush, rename), creating its folder.</summary>
@@ -52,6 +55,7 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
                     w.Write(Version);
                     WriteString(w, Model);
                     WriteString(w, Config.ToJson());
+                    WriteString(w, System.Text.Json.JsonSerializer.Serialize(History ?? []));
                     w.Write(Epoch);
                     w.Write(Steps);
                     foreach (ulong s in RngState) w.Write(s);
@@ -92,8 +96,8 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
         if (file.Length < Magic.Length + 4 || !file.AsSpan(0, Magic.Length).SequenceEqual(Magic))
             throw new CheckpointException(path, "not a GpuBackprop checkpoint (bad magic).");
         int fileVersion = BitConverter.ToInt32(file, Magic.Length);
-        if (fileVersion != Version)
-            throw new CheckpointException(path, $"checkpoint format version {fileVersion}; this build reads version {Version}.");
+        if (fileVersion < OldestVersion || fileVersion > Version)
+            throw new CheckpointException(path, $"checkpoint format version {fileVersion}; this build reads versions {OldestVersion} to {Version}.");
         if (file.Length < Magic.Length + 4 + 8
             || System.IO.Hashing.XxHash64.HashToUInt64(file.AsSpan(0, file.Length - 8)) != System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(file.AsSpan(file.Length - 8)))
             throw new CheckpointException(path, "checksum mismatch: the file is damaged or truncated (xxHash64 over the whole file); nothing was loaded.");
@@ -117,6 +121,15 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
             throw new CheckpointException(path, $"epoch {Epoch} is outside 0..{Config.Epochs} (the run's epochs).");
         if (Steps < Epoch)
             throw new CheckpointException(path, $"{Steps} steps for {Epoch} completed epochs (each epoch takes at least one).");
+        if (History is { } h)
+        {
+            // Version 3 files have none; else one result per completed epoch, numbered 1..Epoch.
+            if (h.Count != 0 && h.Count != Epoch)
+                throw new CheckpointException(path, $"holds results of {h.Count} epochs for {Epoch} completed.");
+            for (int i = 0; i < h.Count; i++)
+                if (h[i] is null || h[i].Epoch != i + 1 || !double.IsFinite(h[i].Seconds) || h[i].Seconds < 0)
+                    throw new CheckpointException(path, $"the stored result of epoch {i + 1} is malformed.");
+        }
         foreach (var (name, _, data) in Tensors)
         {
             if (name.StartsWith("counter/", StringComparison.Ordinal))
@@ -134,9 +147,12 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
             using var fs = new MemoryStream(body, writable: false);
             using var r = new BinaryReader(fs, Encoding.UTF8);
             r.ReadBytes(Magic.Length);
-            r.ReadInt32();
+            int version = r.ReadInt32();
             string model = ReadString(r, fs);
             TrainConfig config = TrainConfig.FromJson(ReadString(r, fs));
+            List<EpochResult> history = version >= 4
+                ? System.Text.Json.JsonSerializer.Deserialize<List<EpochResult>>(ReadString(r, fs)) ?? throw new CheckpointException(path, "the stored epoch results are null.")
+                : [];
             int epoch = r.ReadInt32();
             long steps = r.ReadInt64();
             ulong[] rng = [r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64()];
@@ -157,6 +173,9 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
                     shape[d] = r.ReadInt32();
                     if (shape[d] < 0) throw new CheckpointException(path, $"tensor '{name}' has a negative dimension.");
                     n *= shape[d];
+                    // Checked after every factor: n stays below 2^31 * 2^31, so a crafted shape cannot overflow it.
+                    if (n * 4 > fs.Length - fs.Position)
+                        throw new CheckpointException(path, $"truncated: tensor '{name}' [{string.Join(", ", shape[..(d + 1)])}...] needs more than the {fs.Length - fs.Position:N0} bytes that remain.");
                 }
                 if (n * 4 > fs.Length - fs.Position)
                     throw new CheckpointException(path, $"truncated: tensor '{name}' needs {n * 4:N0} bytes, {fs.Length - fs.Position:N0} remain.");
@@ -167,7 +186,7 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
             }
             if (!r.ReadBytes(End.Length).AsSpan().SequenceEqual(End) || fs.Position != fs.Length)
                 throw new CheckpointException(path, "missing or misplaced end marker (truncated or corrupted).");
-            return new Checkpoint(model, config, epoch, steps, rng, tensors);
+            return new Checkpoint(model, config, epoch, steps, rng, tensors, history);
         }
         catch (EndOfStreamException e)
         {

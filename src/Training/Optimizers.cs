@@ -36,6 +36,8 @@ public sealed record OptimizerOptions(OptimizerKind Kind, float LearningRate, fl
         if (!(Momentum >= 0)) throw new ArgumentOutOfRangeException(nameof(Momentum), Momentum, "Momentum must be non-negative.");
         if (!(WeightDecay >= 0)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "Weight decay must be non-negative.");
         if (Nesterov && (Momentum <= 0 || Dampening != 0)) throw new ArgumentException("Nesterov momentum requires a momentum and zero dampening.", nameof(Nesterov));
+        if (Kind != OptimizerKind.Sgd && (Momentum != 0 || Dampening != 0))
+            throw new ArgumentException($"{Kind} has no momentum or dampening (its first-moment decay is Beta1); they would be ignored.", nameof(Momentum));
         if (!(Beta1 >= 0 && Beta1 < 1)) throw new ArgumentOutOfRangeException(nameof(Beta1), Beta1, "Beta1 must be in [0, 1).");
         if (!(Beta2 >= 0 && Beta2 < 1)) throw new ArgumentOutOfRangeException(nameof(Beta2), Beta2, "Beta2 must be in [0, 1).");
         if (!(Eps >= 0)) throw new ArgumentOutOfRangeException(nameof(Eps), Eps, "Eps must be non-negative.");
@@ -64,10 +66,31 @@ public abstract class Optimizer : IDisposable
     public OptimizerOptions Options { get; }
 
     /// <summary>The learning rate of the next step (a schedule sets it).</summary>
-    public float LearningRate { get; set; }
+    /// <exception cref="ArgumentOutOfRangeException">Not finite, or negative.</exception>
+    public float LearningRate
+    {
+        get => learningRate;
+        set
+        {
+            if (!(value >= 0) || !float.IsFinite(value))
+                throw new ArgumentOutOfRangeException(nameof(value), value, "The learning rate must be finite and non-negative.");
+            learningRate = value;
+        }
+    }
+    private float learningRate;
 
-    /// <summary>Steps taken so far (part of the checkpointed state).</summary>
-    public long StepCount { get; set; }
+    /// <summary>Steps taken so far (part of the checkpointed state; Adam's bias correction counts from it).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">Negative.</exception>
+    public long StepCount
+    {
+        get => stepCount;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            stepCount = value;
+        }
+    }
+    private long stepCount;
 
     /// <summary>The state tensors in a fixed order, for checkpoints.</summary>
     public abstract IReadOnlyList<Tensor> State { get; }

@@ -29,8 +29,8 @@ public sealed record EpochResult(int Epoch, double TrainLoss, double TrainAccura
 public readonly record struct StepProgress(int Step, int Steps, double Loss, double ImagesPerSecond, int Epoch, long GlobalStep, float LearningRate);
 
 /// <summary>The loss became NaN or infinite.</summary>
-public sealed class TrainingDivergedException(int epoch, int step)
-    : Exception($"The loss became NaN or infinite at epoch {epoch}, step {step}; training stopped (the last checkpoint, if any, is intact).")
+public sealed class TrainingDivergedException(int epoch, int step, string? message = null)
+    : Exception(message ?? $"The loss became NaN or infinite at epoch {epoch}, step {step}; training stopped (the last checkpoint, if any, is intact).")
 {
     /// <summary>1-based epoch.</summary>
     public int Epoch { get; } = epoch;
@@ -56,7 +56,8 @@ public sealed class Trainer : IDisposable
     private readonly DeviceData train, test;
     private readonly SoftmaxCrossEntropy loss;
     private readonly Tensor sums;
-    private readonly LearningRateSchedule schedule;
+    private LearningRateSchedule schedule;
+    private readonly List<EpochResult> history = new();
     private readonly Dictionary<int, (Tensor X, Tensor Y)> batches = new();
 
     /// <summary>Creates a fresh run (initialised from the config's seed).</summary>
@@ -64,6 +65,8 @@ public sealed class Trainer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(device);
         config.Validate();
+        if (train.Count == 0 || test.Count == 0)
+            throw new ArgumentException($"The {(train.Count == 0 ? "training" : "test")} set is empty: there is nothing to {(train.Count == 0 ? "train on" : "evaluate")}.", train.Count == 0 ? nameof(train) : nameof(test));
         if (train.Channels != test.Channels || train.Height != test.Height || train.Width != test.Width)
             throw new ArgumentException($"The training images are {train.Channels}x{train.Height}x{train.Width}, the test images {test.Channels}x{test.Height}x{test.Width}.", nameof(test));
         ModelDescription description = config.Architecture is string layers
@@ -139,11 +142,22 @@ public sealed class Trainer : IDisposable
     /// <summary>Epochs completed.</summary>
     public int EpochsDone { get; private set; }
 
-    /// <summary>Extends (or shortens) the run, e.g. when resuming with more epochs.</summary>
+    /// <summary>The results of the epochs done so far (restored from the checkpoint on resume).</summary>
+    public IReadOnlyList<EpochResult> History => history;
+
+    /// <summary>
+    /// Extends (or shortens) the run, e.g. when resuming with more epochs. The learning-rate schedule is
+    /// rebuilt over the new total (a cosine extended from 2 to 4 epochs continues on the 4-epoch curve), and
+    /// the checkpoint records the new total, so that resuming the extended run again is bit-exact.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Fewer epochs than are already done, or not positive.</exception>
     public void SetTotalEpochs(int epochs)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(epochs);
+        if (epochs < EpochsDone)
+            throw new ArgumentOutOfRangeException(nameof(epochs), epochs, $"The run has already done {EpochsDone} epochs.");
         Config = Config with { Epochs = epochs };
+        schedule = LearningRateSchedule.Parse(Config.Schedule, epochs);
     }
 
     /// <summary>Trains one epoch and evaluates on the test set.</summary>
@@ -194,7 +208,9 @@ public sealed class Trainer : IDisposable
         ThrowIfDiverged(epoch, s);
         EpochsDone++;
         Evaluation eval = Evaluate(test);
-        return new EpochResult(epoch, s[0] / s[2], 100.0 * s[1] / s[2], eval.Accuracy, n / seconds, seconds, lr);
+        var result = new EpochResult(epoch, s[0] / s[2], 100.0 * s[1] / s[2], eval.Accuracy, n / seconds, seconds, lr);
+        history.Add(result);
+        return result;
     }
 
     /// <summary>Loss sum and image count at the previous progress report.</summary>
@@ -266,11 +282,19 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>The state after the last completed epoch, as a checkpoint.</summary>
+    /// <exception cref="TrainingDivergedException">A weight became NaN or infinite in the epoch's last steps (after the last loss check).</exception>
     public Checkpoint ToCheckpoint()
     {
         var tensors = new List<(string, int[], float[])>();
         foreach (var (name, t) in Model.StateDict())
-            tensors.Add(($"model/{name}", t.Shape.ToArray(), t.Download()));
+        {
+            float[] values = t.Download();
+            // The loss is checked at progress reports and at the end of the epoch, but the last update comes
+            // after it: a checkpoint of NaN weights would be refused on load, so it is not written.
+            if (t.DType == DType.Float32 && Array.Exists(values, v => !float.IsFinite(v)))
+                throw new TrainingDivergedException(EpochsDone, 0, $"weight '{name}' became NaN or infinite in the last steps of epoch {EpochsDone}; the checkpoint was not written (the previous one is intact).");
+            tensors.Add(($"model/{name}", t.Shape.ToArray(), values));
+        }
         IReadOnlyList<Tensor> state = Optimizer.State;
         for (int i = 0; i < state.Count; i++)
             tensors.Add(($"optim/{i}", state[i].Shape.ToArray(), state[i].Download()));
@@ -279,7 +303,7 @@ public sealed class Trainer : IDisposable
         foreach (var (name, m) in Model.NamedModules())
             if (m is BatchNorm2d bn)
                 tensors.Add(($"counter/{name}.num_batches_tracked", [2], Counter.Encode(bn.NumBatchesTracked)));
-        return new Checkpoint(Config.Model, Config, EpochsDone, Optimizer.StepCount, Rng.State, tensors);
+        return new Checkpoint(Config.Model, Config, EpochsDone, Optimizer.StepCount, Rng.State, tensors, history.ToList());
     }
 
     /// <summary>
@@ -407,6 +431,9 @@ public sealed class Trainer : IDisposable
             target.Upload(data);
         }
         EpochsDone = c.Epoch;
+        history.Clear();
+        if (c.History is { } h)
+            history.AddRange(h);
         Optimizer.StepCount = c.Steps;
         RestoreCounters(Model, c);
         Rng.State = c.RngState;

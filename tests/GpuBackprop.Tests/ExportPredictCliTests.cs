@@ -7,6 +7,7 @@ using GpuBackprop.Training;
 namespace GpuBackprop.Tests;
 
 /// <summary>The checkpoint-to-artifact commands end to end: export (ONNX, safetensors), predict, and train --init-weights.</summary>
+[Collection(SharedConsole.Name)]
 public sealed class ExportPredictCliTests
 {
     [Fact]

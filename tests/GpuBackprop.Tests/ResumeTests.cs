@@ -1,0 +1,251 @@
+using GpuBackprop.Cli;
+using GpuBackprop.Data;
+using GpuBackprop.Layers;
+using GpuBackprop.Runtime;
+using GpuBackprop.Training;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>
+/// The resume rules and what a run folder guarantees: an extended cosine run resumes bit for bit, options
+/// that differ from the checkpoint's are refused (exit 2) instead of ignored, a fresh run does not replace
+/// another run's files unless told to, stale temporary files are removed, metrics.json is rebuilt from
+/// the checkpoint, and a finished run says that it wrote nothing. CLI runs use a 96-image IDX folder.
+/// </summary>
+[Collection(SharedConsole.Name)]
+public sealed class ResumeTests : IDisposable
+{
+    private readonly string dir = Directory.CreateTempSubdirectory("gpubackprop-resume-").FullName;
+
+    public void Dispose() => Directory.Delete(dir, true);
+
+    /// <summary>Runs the CLI in-process, capturing stderr and Spectre's console (the collection keeps other CLI runs out meanwhile).</summary>
+    private static (int Code, string Output) Cli(params string[] args)
+    {
+        TextWriter error = Console.Error;
+        Spectre.Console.IAnsiConsole console = Spectre.Console.AnsiConsole.Console;
+        var all = new StringWriter();
+        Console.SetError(all);
+        Spectre.Console.AnsiConsole.Console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings
+        {
+            Out = new Spectre.Console.AnsiConsoleOutput(all),
+            Interactive = Spectre.Console.InteractionSupport.No,
+        });
+        try
+        {
+            return (CliApp.Run(args), all.ToString());
+        }
+        finally
+        {
+            Console.SetError(error);
+            Spectre.Console.AnsiConsole.Console = console;
+        }
+    }
+
+    /// <summary>A tiny Fashion-MNIST-shaped folder (random pixels, labels 0..9).</summary>
+    private string Data()
+    {
+        string data = Path.Combine(dir, "data");
+        Directory.CreateDirectory(data);
+        var rng = new Random(5);
+        foreach (var (split, n) in new[] { ("train", 96), ("t10k", 32) })
+        {
+            var pixels = new byte[n * 784];
+            rng.NextBytes(pixels);
+            byte[] labels = Enumerable.Range(0, n).Select(i => (byte)(i % 10)).ToArray();
+            File.WriteAllBytes(Path.Combine(data, $"{split}-images-idx3-ubyte"), IdxFile.Encode([n, 28, 28], pixels));
+            File.WriteAllBytes(Path.Combine(data, $"{split}-labels-idx1-ubyte"), IdxFile.Encode([n], labels));
+        }
+        return data;
+    }
+
+    /// <summary>
+    /// A 2-epoch cosine run extended to 4 after its first epoch: killed after the second and resumed, it ends
+    /// with the same weights, bit for bit, as when it runs through; and epochs 2..4 follow the 4-epoch curve.
+    /// (Before the fix the extended trainer kept the 2-epoch schedule while its checkpoint said 4.)
+    /// </summary>
+    [Fact]
+    public void AnExtendedCosineRunResumesBitForBit()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        ImageDataset train = FashionMnist.LoadEmbedded("train").Take(128), test = FashionMnist.LoadEmbedded("t10k").Take(32);
+        var config = new TrainConfig { Model = "lenet5", Epochs = 2, BatchSize = 32, Optimizer = new OptimizerOptions(OptimizerKind.Sgd, 0.05f, Momentum: 0.9f), Schedule = "cosine", Seed = 3 };
+        string first = Path.Combine(dir, "after1.gbp"), second = Path.Combine(dir, "after2.gbp");
+        using (var t = new Trainer(d, config, train, test))
+        {
+            t.RunEpoch();
+            t.ToCheckpoint().Save(first);
+        }
+        float[] through, resumed;
+        var rates = new List<float>();
+        using (var t = Trainer.Resume(d, first, train, test))
+        {
+            t.SetTotalEpochs(4);
+            while (t.EpochsDone < 4)
+                rates.Add(t.RunEpoch().LearningRate);
+            through = Weights(t);
+        }
+        using (var t = Trainer.Resume(d, first, train, test))
+        {
+            t.SetTotalEpochs(4);
+            t.RunEpoch();
+            t.ToCheckpoint().Save(second);
+        }
+        using (var t = Trainer.Resume(d, second, train, test))
+        {
+            Assert.Equal(4, t.Config.Epochs);
+            while (t.EpochsDone < 4)
+                t.RunEpoch();
+            resumed = Weights(t);
+            Assert.Equal(4, t.History.Count);
+        }
+        Assert.Equal(through, resumed);
+        for (int e = 1; e < 4; e++)
+            Assert.Equal(0.05f * 0.5f * (1f + MathF.Cos(MathF.PI * e / 4)), rates[e - 1], 6);
+    }
+
+    private static float[] Weights(Trainer t) => t.Model.StateDict().SelectMany(p => p.Tensor.Download()).ToArray();
+
+    [Fact]
+    public void ARunCannotBeShortenedBelowTheEpochsItHasDone()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        ImageDataset train = FashionMnist.LoadEmbedded("train").Take(64), test = FashionMnist.LoadEmbedded("t10k").Take(16);
+        using var t = new Trainer(d, new TrainConfig { Model = "lenet5", Epochs = 2, Optimizer = new OptimizerOptions(OptimizerKind.Sgd, 0.01f) }, train, test);
+        t.RunEpoch();
+        t.RunEpoch();
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => t.SetTotalEpochs(1));
+        Assert.Contains("already done 2 epochs", e.Message);
+    }
+
+    [Fact]
+    public void ResumeRefusesOptionsThatDifferFromTheCheckpointAndAcceptsEqualOnes()
+    {
+        string data = Data(), run = Path.Combine(dir, "run");
+        Assert.Equal(0, Cli("train", "--device", "cpu", "--data", data, "--epochs", "1", "--batch", "32", "--lr", "0.02", "--out", run).Code);
+        string checkpoint = Path.Combine(run, "checkpoint.gbp");
+        byte[] before = File.ReadAllBytes(checkpoint);
+        foreach (string[] extra in new[]
+        {
+            new[] { "--lr", "0.1" }, new[] { "--batch", "64" }, new[] { "--optimizer", "adam" }, new[] { "--schedule", "cosine" },
+            new[] { "--seed", "9" }, new[] { "--model", "cnn2" }, new[] { "--momentum", "0.5" }, new[] { "--flip" }, new[] { "--clip-grad-norm", "1" },
+        })
+        {
+            var (code, output) = Cli(["train", "--device", "cpu", "--data", data, "--resume", checkpoint, "--epochs", "2", .. extra]);
+            Assert.True(code == 2, $"{string.Join(' ', extra)}: exit {code}, {output}");
+            Assert.Contains(extra[0], output);
+            Assert.Contains("keeps its configuration", output);
+            Assert.Equal(before, File.ReadAllBytes(checkpoint));
+        }
+        // The same values as the checkpoint's are no change: accepted.
+        var (ok, log) = Cli("train", "--device", "cpu", "--data", data, "--resume", checkpoint, "--epochs", "2", "--lr", "0.02", "--batch", "32");
+        Assert.True(ok == 0, log);
+        Assert.Equal(2, Checkpoint.Load(checkpoint).Epoch);
+    }
+
+    [Fact]
+    public void AFreshRunDoesNotReplaceAnotherRunUnlessToldTo()
+    {
+        string data = Data(), run = Path.Combine(dir, "run");
+        Assert.Equal(0, Cli("train", "--device", "cpu", "--data", data, "--epochs", "1", "--out", run).Code);
+        byte[] before = File.ReadAllBytes(Path.Combine(run, "checkpoint.gbp"));
+        var (code, output) = Cli("train", "--device", "cpu", "--data", data, "--epochs", "1", "--seed", "4", "--out", run);
+        Assert.Equal(2, code);
+        Assert.Contains("--overwrite", output);
+        Assert.Equal(before, File.ReadAllBytes(Path.Combine(run, "checkpoint.gbp")));
+        Assert.Equal(0, Cli("train", "--device", "cpu", "--data", data, "--epochs", "1", "--seed", "4", "--out", run, "--overwrite").Code);
+        Assert.NotEqual(before, File.ReadAllBytes(Path.Combine(run, "checkpoint.gbp")));
+    }
+
+    [Fact]
+    public void StaleTemporaryFilesAreRemovedAndMetricsAreRebuiltFromTheCheckpoint()
+    {
+        string data = Data(), run = Path.Combine(dir, "run");
+        Assert.Equal(0, Cli("train", "--device", "cpu", "--data", data, "--epochs", "1", "--out", run).Code);
+        // What a kill can leave: a temporary file of an atomic write, and a metrics.json one epoch behind
+        // the checkpoint (here: damaged).
+        string stale = Path.Combine(run, ".checkpoint.gbp.99999.tmp");
+        File.WriteAllText(stale, "partial");
+        File.WriteAllText(Path.Combine(run, "metrics.json"), "{\"model\": \"lenet5\", \"epo");
+        var (code, output) = Cli("train", "--device", "cpu", "--data", data, "--resume", Path.Combine(run, "checkpoint.gbp"), "--epochs", "2");
+        Assert.True(code == 0, output);
+        Assert.False(File.Exists(stale), "the stale temporary file is still there");
+        MetricsFile metrics = MetricsFile.Read(Path.Combine(run, "metrics.json")) ?? throw new InvalidOperationException("no metrics.json");
+        Assert.Equal([1, 2], metrics.Epochs.Select(e => e.Epoch).ToArray());
+    }
+
+    [Fact]
+    public void AFinishedRunSaysItWroteNothing()
+    {
+        string data = Data(), run = Path.Combine(dir, "run");
+        Assert.Equal(0, Cli("train", "--device", "cpu", "--data", data, "--epochs", "1", "--out", run).Code);
+        string checkpoint = Path.Combine(run, "checkpoint.gbp");
+        DateTime written = File.GetLastWriteTimeUtc(checkpoint);
+        var (code, output) = Cli("train", "--device", "cpu", "--data", data, "--resume", checkpoint);
+        Assert.Equal(0, code);
+        Assert.Contains("nothing to train", output);
+        Assert.DoesNotContain("wrote", output);
+        Assert.Equal(written, File.GetLastWriteTimeUtc(checkpoint));
+        var (shorter, message) = Cli("train", "--device", "cpu", "--data", data, "--resume", checkpoint, "--epochs", "1");
+        Assert.Equal(0, shorter);
+        Assert.Contains("nothing to train", message);
+    }
+
+    /// <summary>A checkpoint whose checksum is right but whose tensor shape claims 2^90 elements: a typed error, no overflow.</summary>
+    [Fact]
+    public void ACraftedShapeIsACheckpointErrorNotAnOverflow()
+    {
+        string path = Path.Combine(dir, "crafted.gbp");
+        new Checkpoint("lenet5", new TrainConfig { Model = "lenet5", Epochs = 2 }, 1, 5, [1, 2, 3, 4],
+            [("model/x", [1 << 30, 1 << 30, 1 << 30], new float[4])]).Save(path);
+        var e = Assert.Throws<CheckpointException>(() => Checkpoint.Load(path));
+        Assert.Contains("truncated", e.Message);
+    }
+
+    [Fact]
+    public void OptimizerValuesAreCheckedWhereverTheyAreSet()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        using var p = new Parameter(Tensor.Zeros(d, 4));
+        Assert.Throws<ArgumentException>(() => Optimizer.Create([p], new OptimizerOptions(OptimizerKind.Adam, 0.001f, Momentum: 0.9f)));
+        using Optimizer adam = Optimizer.Create([p], new OptimizerOptions(OptimizerKind.Adam, 0.001f));
+        Assert.Throws<ArgumentOutOfRangeException>(() => adam.LearningRate = float.NaN);
+        Assert.Throws<ArgumentOutOfRangeException>(() => adam.LearningRate = -1f);
+        Assert.Throws<ArgumentOutOfRangeException>(() => adam.StepCount = -1);
+        var (code, output) = Cli("train", "--optimizer", "adam", "--momentum", "0.9");
+        Assert.Equal(2, code);
+        Assert.Contains("--momentum", output);
+    }
+
+    [Fact]
+    public void TwoCpuDevicesAreNamedApartAndTargetsMustLiveWithTheLoss()
+    {
+        ComputeDevice first = TestDevices.Get("cpu");
+        using ComputeDevice other = ComputeDevice.Open("cpu");
+        Assert.NotEqual(first.Label, other.Label);
+        using var loss = new SoftmaxCrossEntropy(first);
+        using Tensor logits = Tensor.Zeros(first, 2, 3);
+        using Tensor targets = Tensor.FromHost(other, new[] { 0, 1 }, 2);
+        var e = Assert.Throws<ArgumentException>(() => loss.Forward(logits, targets));
+        Assert.Contains(other.Label, e.Message);
+        Assert.Contains(first.Label, e.Message);
+    }
+
+    [Fact]
+    public void AnEmptyDatasetIsRefusedByName()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        ImageDataset test = FashionMnist.LoadEmbedded("t10k").Take(16);
+        var empty = new ImageDataset("empty", 28, 28, [], [], 10);
+        var e = Assert.Throws<ArgumentException>(() => new Trainer(d, new TrainConfig { Model = "lenet5", Epochs = 1 }, empty, test));
+        Assert.Contains("training set is empty", e.Message);
+    }
+}
+
+/// <summary>Tests that swap the process's console (Spectre's and stderr) run one at a time.</summary>
+[CollectionDefinition(Name)]
+public sealed class SharedConsole
+{
+    /// <summary>The collection's name.</summary>
+    public const string Name = "console";
+}
