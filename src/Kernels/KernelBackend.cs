@@ -49,8 +49,12 @@ internal sealed class KernelBackend(Accelerator accelerator, ComputeDeviceOption
             return (T)cached;
         T kernels = load(Accelerator);
         loaded[typeof(T)] = kernels;
+        KernelSetsLoaded++;
         return kernels;
     }
+
+    /// <summary>How many ops' kernel sets were compiled (loaded) on this device so far.</summary>
+    internal int KernelSetsLoaded { get; private set; }
 
     /// <summary>
     /// A scratch buffer of at least <paramref name="length"/> floats, owned by the backend and reused by

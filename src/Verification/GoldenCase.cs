@@ -57,6 +57,12 @@ internal sealed class GoldenCase
     /// <summary>True when the case holds the tensor.</summary>
     public bool Has(string name) => Tensors.ContainsKey(name);
 
+    /// <summary>The names of the case's tensors, in case.json's order.</summary>
+    public IEnumerable<string> TensorNames => Tensors.Keys;
+
+    /// <summary>True when the tensor holds int64 data (indices, targets).</summary>
+    public bool IsInteger(string name) => Tensor(name).Longs is not null;
+
     private NpyArray Tensor(string name) =>
         Tensors.TryGetValue(name, out NpyArray? t) ? t : throw new GoldenFormatException(FileOf(name), "this case has no such tensor.");
 

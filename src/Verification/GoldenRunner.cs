@@ -62,9 +62,10 @@ internal static class GoldenRunner
         string where = device?.Info.Spec ?? ReferenceName;
         Dictionary<string, float[]> floats;
         Dictionary<string, long[]> longs = new();
+        Dictionary<string, int[]> shapes = new();
         try
         {
-            floats = device is null ? EvaluateReference(c, longs) : EvaluateDevice(c, device, longs);
+            floats = device is null ? EvaluateReference(c, longs) : EvaluateDevice(c, device, longs, shapes);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -86,10 +87,25 @@ internal static class GoldenRunner
                 }
                 return new GoldenResult(c.Name, where, comparisons);
             }
-            foreach (var (name, actual) in floats)
-                comparisons.Add(Compare(name, actual, c.Floats(name), atol, rtol));
-            foreach (var (name, actual) in longs)
-                comparisons.Add(CompareExact(name, actual, c.Longs(name)));
+            // Every output the case holds must have been produced (an expected tensor never produced fails),
+            // with the case's shape where the device path knows it (the reference path returns flat arrays
+            // whose lengths it derived itself).
+            foreach (string name in c.TensorNames.Where(n => !LayerInputs.Contains(n)))
+            {
+                if (c.IsInteger(name))
+                {
+                    comparisons.Add(longs.TryGetValue(name, out long[]? a) ? CompareExact(name, a, c.Longs(name)) : Missing(name, c.Longs(name).Length));
+                    continue;
+                }
+                float[] expected = c.Floats(name);
+                if (!floats.TryGetValue(name, out float[]? actual))
+                    comparisons.Add(Missing(name, expected.Length));
+                else if (shapes.TryGetValue(name, out int[]? shape) && !SameShape(shape, c.Shape(name)))
+                    comparisons.Add(new TensorComparison(name, double.PositiveInfinity, double.PositiveInfinity, expected.Length, expected.Length,
+                        $"shape [{string.Join(", ", shape)}], expected [{string.Join(", ", c.Shape(name))}]"));
+                else
+                    comparisons.Add(Compare(name, actual, expected, atol, rtol));
+            }
         }
         catch (Exception e) when (e is GoldenFormatException or SafeTensorsException)
         {
@@ -97,6 +113,13 @@ internal static class GoldenRunner
         }
         return new GoldenResult(c.Name, where, comparisons);
     }
+
+    /// <summary>The tensors of a layer case that are fed to the op rather than expected from it.</summary>
+    private static readonly HashSet<string> LayerInputs = ["x", "w", "b", "dy", "logits", "target", "weight", "bias", "running_mean", "running_var"];
+
+    /// <summary>Shapes equal, a PyTorch scalar (shape []) matching a one-element tensor.</summary>
+    private static bool SameShape(int[] actual, int[] expected) =>
+        actual.SequenceEqual(expected) || (expected.Length == 0 && actual is [1]);
 
     /// <summary>Compares float tensors with |a - e| &lt;= atol + rtol*|e| (NaN and infinities must be reproduced).</summary>
     public static TensorComparison Compare(string name, ReadOnlySpan<float> actual, ReadOnlySpan<float> expected, double atol, double rtol)
@@ -351,18 +374,25 @@ internal static class GoldenRunner
     }
 
     /// <summary>A layer with weights (conv, linear): PyTorch's w and b loaded, one forward and one backward.</summary>
-    private static Dictionary<string, float[]> RunWithWeights(GoldenCase c, ComputeDevice device, Module layer, Parameter weight, Parameter? bias)
+    private static Dictionary<string, float[]> RunWithWeights(GoldenCase c, ComputeDevice device, Module layer, Parameter weight, Parameter? bias, Dictionary<string, int[]> shapes)
     {
         weight.Value.Upload(c.Floats("w"));
         bias?.Value.Upload(c.Floats("b"));
         using Tensor x = Tensor.FromHost(device, c.Floats("x"), c.Shape("x")), dy = Tensor.FromHost(device, c.Floats("dy"), c.Shape("dy"));
-        var result = new Dictionary<string, float[]> { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download(), ["dw"] = weight.Grad.Download() };
+        var result = new Dictionary<string, float[]> { ["y"] = Produced(shapes, "y", layer.Forward(x)), ["dx"] = Produced(shapes, "dx", layer.Backward(dy)), ["dw"] = Produced(shapes, "dw", weight.Grad) };
         if (bias is not null)
-            result["db"] = bias.Grad.Download();
+            result["db"] = Produced(shapes, "db", bias.Grad);
         return result;
     }
 
-    private static Dictionary<string, float[]> EvaluateDevice(GoldenCase c, ComputeDevice device, Dictionary<string, long[]> longs)
+    /// <summary>A produced tensor's values, with its shape noted for the comparison with the case's.</summary>
+    private static float[] Produced(Dictionary<string, int[]> shapes, string name, Tensor t)
+    {
+        shapes[name] = t.Shape.ToArray();
+        return t.Download();
+    }
+
+    private static Dictionary<string, float[]> EvaluateDevice(GoldenCase c, ComputeDevice device, Dictionary<string, long[]> longs, Dictionary<string, int[]> shapes)
     {
         Tensor Load(string name) => Tensor.FromHost(device, c.Floats(name), c.Shape(name));
         switch (c.Op)
@@ -373,40 +403,40 @@ internal static class GoldenRunner
             {
                 Conv2dGeometry g = ConvGeometry(c);
                 using var layer = new Conv2d(device, g.C, g.K, (g.R, g.S), Pair(c, "stride"), Pair(c, "padding"), Pair(c, "dilation"), g.Groups, bias: c.Has("b"));
-                return RunWithWeights(c, device, layer, layer.Weight, layer.Bias);
+                return RunWithWeights(c, device, layer, layer.Weight, layer.Bias, shapes);
             }
             case "max_pool2d":
             {
                 using var layer = new MaxPool2d(device, Pair(c, "kernel"), Pair(c, "stride"), Pair(c, "padding"), Pair(c, "dilation"), Flag(c, "ceil_mode"));
                 using Tensor x = Load("x"), dy = Load("dy");
-                float[] y = layer.Forward(x).Download();
+                float[] y = Produced(shapes, "y", layer.Forward(x));
                 longs["indices"] = layer.Indices!.DownloadInt32().Select(i => (long)i).ToArray();
-                return new() { ["y"] = y, ["dx"] = layer.Backward(dy).Download() };
+                return new() { ["y"] = y, ["dx"] = Produced(shapes, "dx", layer.Backward(dy)) };
             }
             case "avg_pool2d":
             {
                 using var layer = new AvgPool2d(device, Pair(c, "kernel"), Pair(c, "stride"), Pair(c, "padding"), Flag(c, "ceil_mode"), Flag(c, "count_include_pad"), OptionalInt(c, "divisor_override"));
                 using Tensor x = Load("x"), dy = Load("dy");
-                return new() { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download() };
+                return new() { ["y"] = Produced(shapes, "y", layer.Forward(x)), ["dx"] = Produced(shapes, "dx", layer.Backward(dy)) };
             }
             case "linear":
             {
                 int[] ws = c.Shape("w");
                 using var layer = new Linear(device, ws[1], ws[0], bias: c.Has("b"));
-                return RunWithWeights(c, device, layer, layer.Weight, layer.Bias);
+                return RunWithWeights(c, device, layer, layer.Weight, layer.Bias, shapes);
             }
             case "softmax_cross_entropy":
             {
                 using var loss = new SoftmaxCrossEntropy(device);
                 using Tensor logits = Load("logits");
-                float[] l = loss.Forward(logits, Targets(c)).Download();
-                return new() { ["loss"] = l, ["dlogits"] = loss.Backward().Download() };
+                float[] l = Produced(shapes, "loss", loss.Forward(logits, Targets(c)));
+                return new() { ["loss"] = l, ["dlogits"] = Produced(shapes, "dlogits", loss.Backward()) };
             }
             case "relu":
             {
                 using var layer = new ReLU(device);
                 using Tensor x = Load("x"), dy = Load("dy");
-                return new() { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download() };
+                return new() { ["y"] = Produced(shapes, "y", layer.Forward(x)), ["dx"] = Produced(shapes, "dx", layer.Backward(dy)) };
             }
             case "sigmoid" or "tanh" or "silu" or "leaky_relu" or "gelu":
             {
@@ -421,13 +451,13 @@ internal static class GoldenRunner
                     _ => new GELU(device, "tanh"),
                 };
                 using Tensor x = Load("x"), dy = Load("dy");
-                return new() { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download() };
+                return new() { ["y"] = Produced(shapes, "y", layer.Forward(x)), ["dx"] = Produced(shapes, "dx", layer.Backward(dy)) };
             }
             case "adaptive_avg_pool2d":
             {
                 using var layer = new AdaptiveAvgPool2d(device, Pair(c, "output_size"));
                 using Tensor x = Load("x"), dy = Load("dy");
-                return new() { ["y"] = layer.Forward(x).Download(), ["dx"] = layer.Backward(dy).Download() };
+                return new() { ["y"] = Produced(shapes, "y", layer.Forward(x)), ["dx"] = Produced(shapes, "dx", layer.Backward(dy)) };
             }
             case "batch_norm2d":
             {
@@ -439,12 +469,12 @@ internal static class GoldenRunner
                 layer.RunningVar!.Upload(c.Floats("running_var"));
                 layer.Train(Flag(c, "training"));
                 using Tensor x = Load("x"), dy = Load("dy");
-                float[] y = layer.Forward(x).Download();
-                float[] dx = layer.Backward(dy).Download();
+                float[] y = Produced(shapes, "y", layer.Forward(x));
+                float[] dx = Produced(shapes, "dx", layer.Backward(dy));
                 return new()
                 {
-                    ["y"] = y, ["dx"] = dx, ["dweight"] = layer.Weight.Grad.Download(), ["dbias"] = layer.Bias.Grad.Download(),
-                    ["running_mean_out"] = layer.RunningMean.Download(), ["running_var_out"] = layer.RunningVar.Download(),
+                    ["y"] = y, ["dx"] = dx, ["dweight"] = Produced(shapes, "dweight", layer.Weight.Grad), ["dbias"] = Produced(shapes, "dbias", layer.Bias.Grad),
+                    ["running_mean_out"] = Produced(shapes, "running_mean_out", layer.RunningMean), ["running_var_out"] = Produced(shapes, "running_var_out", layer.RunningVar),
                 };
             }
             default:

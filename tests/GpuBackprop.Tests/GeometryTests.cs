@@ -53,4 +53,40 @@ public sealed class GeometryTests
                             Assert.Equal(ConvProblem.Of(g).OH, g.OH);
                         }
     }
+
+    /// <summary>
+    /// Output sizes written down by hand and checked against PyTorch 1.13 (max_pool2d and avg_pool2d, square
+    /// inputs), through the layers' own Forward: independent of the geometry types that the kernels, the
+    /// reference and the grid test above share. Rows (5,2,2,1) and (4,2,3,1) are windows that ceil_mode
+    /// would add but that start in the right padding, so PyTorch drops them (the naive ceil gives 4 and 3).
+    /// </summary>
+    [Theory]
+    [InlineData(5, 2, 2, 0, 2, 3)]
+    [InlineData(6, 3, 2, 1, 3, 4)]
+    [InlineData(5, 2, 2, 1, 3, 3)]
+    [InlineData(4, 2, 3, 1, 2, 2)]
+    [InlineData(4, 3, 3, 1, 2, 2)]
+    [InlineData(7, 3, 2, 0, 3, 3)]
+    [InlineData(8, 3, 3, 1, 3, 3)]
+    [InlineData(1, 2, 2, 0, 0, 1)]
+    public void PoolOutputSizesMatchAHandWrittenTable(int size, int kernel, int stride, int pad, int floorSize, int ceilSize)
+    {
+        Runtime.ComputeDevice d = TestDevices.Get("cpu");
+        using Runtime.Tensor x = Runtime.Tensor.Zeros(d, 1, 1, size, size);
+        foreach (bool ceil in new[] { false, true })
+        {
+            int expected = ceil ? ceilSize : floorSize;
+            using var max = new Layers.MaxPool2d(d, kernel, stride, pad, ceilMode: ceil);
+            using var avg = new Layers.AvgPool2d(d, kernel, stride, pad, ceilMode: ceil);
+            if (expected == 0)
+            {
+                // PyTorch refuses: the input is smaller than the window.
+                Assert.ThrowsAny<ArgumentException>(() => max.Forward(x));
+                Assert.ThrowsAny<ArgumentException>(() => avg.Forward(x));
+                continue;
+            }
+            Assert.Equal(new[] { 1, 1, expected, expected }, max.Forward(x).Shape.ToArray());
+            Assert.Equal(new[] { 1, 1, expected, expected }, avg.Forward(x).Shape.ToArray());
+        }
+    }
 }

@@ -7,6 +7,7 @@ namespace GpuBackprop.Tests;
 /// The PyTorch cases (tests/golden, an unchanged copy of shared/golden) on the reference path and on
 /// every device under test, with each case's own tolerance |a - e| &lt;= atol + rtol*|e|.
 /// </summary>
+[Collection(SharedConsole.Name)]
 public sealed class GoldenTests
 {
     private static readonly string Root = Path.Combine(AppContext.BaseDirectory, "golden");
@@ -72,5 +73,88 @@ public sealed class GoldenTests
             }
         }
         Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    /// <summary>A copy of a case in a temporary folder, to be altered.</summary>
+    private static string CopyOfCase(string name)
+    {
+        string dir = Directory.CreateTempSubdirectory("gpubackprop-golden-").FullName;
+        foreach (string f in Directory.GetFiles(Path.Combine(Root, "cases", name)))
+            File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        return dir;
+    }
+
+    /// <summary>Rewrites the header of a float32 .npy file with another shape of the same element count.</summary>
+    private static void Reshape(string npy, string shape)
+    {
+        byte[] bytes = File.ReadAllBytes(npy);
+        int headerLength = BitConverter.ToUInt16(bytes, 8);
+        string header = $"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}".PadRight(headerLength - 1) + "\n";
+        Assert.Equal(headerLength, header.Length);
+        System.Text.Encoding.ASCII.GetBytes(header).CopyTo(bytes, 10);
+        File.WriteAllBytes(npy, bytes);
+    }
+
+    /// <summary>
+    /// The runner loops over the case's expected tensors, not over what it produced: a case that expects
+    /// a tensor the op does not produce fails naming it, and an output of the right length but another
+    /// shape fails on every device (the reference path derives its own lengths and returns flat arrays).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    public void AnExpectedTensorNeverProducedOrOfAnotherShapeFails(string device)
+    {
+        string dir = CopyOfCase("relu_basic");
+        try
+        {
+            File.Copy(Path.Combine(dir, "dx.npy"), Path.Combine(dir, "dz.npy"));
+            string json = File.ReadAllText(Path.Combine(dir, "case.json"));
+            var node = System.Text.Json.Nodes.JsonNode.Parse(json)!;
+            node["tensors"]!["dz"] = node["tensors"]!["dx"]!.DeepClone();
+            File.WriteAllText(Path.Combine(dir, "case.json"), node.ToJsonString());
+            GoldenResult missing = GoldenRunner.Run(GoldenCase.Load(dir), TestDevices.Get(device));
+            Assert.False(missing.Passed);
+            Assert.Contains(missing.Tensors, t => t.Name == "dz" && !t.Passed);
+
+            File.Delete(Path.Combine(dir, "dz.npy"));
+            File.WriteAllText(Path.Combine(dir, "case.json"), json);
+            Reshape(Path.Combine(dir, "y.npy"), "(12, 5)");
+            var reshapedJson = System.Text.Json.Nodes.JsonNode.Parse(json)!;
+            reshapedJson["tensors"]!["y"]!["shape"] = new System.Text.Json.Nodes.JsonArray(12, 5);
+            File.WriteAllText(Path.Combine(dir, "case.json"), reshapedJson.ToJsonString());
+            GoldenResult reshaped = GoldenRunner.Run(GoldenCase.Load(dir), TestDevices.Get(device));
+            TensorComparison y = Assert.Single(reshaped.Tensors, t => t.Name == "y");
+            Assert.False(y.Passed);
+            Assert.Contains("shape [3, 4, 5], expected [12, 5]", y.FirstMismatch);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    /// <summary>The CLI's verify on the cpu device: every case passes and it says so.</summary>
+    [Fact]
+    public void VerifyPassesOnTheCpuDevice()
+    {
+        TextWriter saved = Console.Error, savedOut = Console.Out;
+        Spectre.Console.IAnsiConsole console = Spectre.Console.AnsiConsole.Console;
+        var output = new StringWriter();
+        Console.SetError(output);
+        Console.SetOut(output);
+        Spectre.Console.AnsiConsole.Console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings { Out = new Spectre.Console.AnsiConsoleOutput(output) });
+        int code;
+        try
+        {
+            code = GpuBackprop.Cli.CliApp.Run(["verify", "--device", "cpu"]);
+        }
+        finally
+        {
+            Console.SetError(saved);
+            Console.SetOut(savedOut);
+            Spectre.Console.AnsiConsole.Console = console;
+        }
+        Assert.True(code == 0, output.ToString());
+        Assert.Contains("37/37", output.ToString());
     }
 }

@@ -110,6 +110,46 @@ public sealed class KernelTests
         Assert.True(backend.VariantLaunches.GetValueOrDefault("gemm.z-slice") > 0, "no launch was cut at the z limit");
     }
 
+    /// <summary>
+    /// BackwardParameters (the gradients of weights and bias only, what a network's first layer runs) against
+    /// the reference's dW and db, on every device and every convolution case.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(ConvData))]
+    public void Conv2dBackwardParametersMatchReference(string device, string caseName)
+    {
+        ConvCase c = ConvCases[caseName];
+        ComputeDevice dev = TestDevices.Get(device);
+        var g = new Conv2dGeometry(c.N, c.C, c.H, c.W, c.K, c.Kernel, c.Stride, c.Pad, c.Dilation, c.Groups);
+        float[] x = Data.Uniform(g.InputLength, 11), w = Data.Uniform(g.WeightLength, 12), dy = Data.Uniform(g.OutputLength, 13);
+        using var layer = new Conv2d(dev, c.C, c.K, c.Kernel, c.Stride, c.Pad, c.Dilation, c.Groups, c.Bias);
+        layer.Weight.Value.Upload(w);
+        using Tensor xt = Tensor.FromHost(dev, x, c.N, c.C, c.H, c.W), dyt = Tensor.FromHost(dev, dy, g.OutputShape);
+        layer.Forward(xt);
+        layer.BackwardParameters(dyt);
+        var (_, dwe, dbe) = ReferenceOps.Conv2dBackward(ConvProblem.Of(g), Data.ToDouble(x), Data.ToDouble(w), Data.ToDouble(dy));
+        Check.Close(layer.Weight.Grad.Download(), dwe, Atol, Rtol, $"{caseName} dw (parameters only) on {device}");
+        if (c.Bias)
+            Check.Close(layer.Bias!.Grad.Download(), dbe, Atol, Rtol, $"{caseName} db (parameters only) on {device}");
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    public void LinearBackwardParametersMatchReference(string device)
+    {
+        const int n = 5, inFeatures = 37, outFeatures = 11;
+        ComputeDevice dev = TestDevices.Get(device);
+        float[] x = Data.Uniform(n * inFeatures, 21), w = Data.Uniform(outFeatures * inFeatures, 22), dy = Data.Uniform(n * outFeatures, 23);
+        using var layer = new Linear(dev, inFeatures, outFeatures);
+        layer.Weight.Value.Upload(w);
+        using Tensor xt = Tensor.FromHost(dev, x, n, inFeatures), dyt = Tensor.FromHost(dev, dy, n, outFeatures);
+        layer.Forward(xt);
+        layer.BackwardParameters(dyt);
+        var (_, dwe, dbe) = ReferenceOps.LinearBackward(n, inFeatures, outFeatures, Data.ToDouble(x), Data.ToDouble(w), Data.ToDouble(dy));
+        Check.Close(layer.Weight.Grad.Download(), dwe, Atol, Rtol, $"linear dw (parameters only) on {device}");
+        Check.Close(layer.Bias!.Grad.Download(), dbe, Atol, Rtol, $"linear db (parameters only) on {device}");
+    }
+
     /// <summary>Launches of GEMM layouts that carry <paramref name="flag"/>.</summary>
     private static long Gathered(KernelBackend backend, int flag) =>
         backend.VariantLaunches.Where(kv => kv.Key.Contains(".layout", StringComparison.Ordinal)
