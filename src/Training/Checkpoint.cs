@@ -113,8 +113,9 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
         {
             Config.Validate();
         }
-        catch (ArgumentException e)
+        catch (Exception e) when (e is ArgumentException or Layers.ArchitectureException or IOException or System.Text.Json.JsonException)
         {
+            // A crafted configuration can name a model file that is missing or does not describe a network.
             throw new CheckpointException(path, $"the stored configuration is invalid: {e.Message}", e);
         }
         if (Epoch < 0 || Epoch > Config.Epochs)

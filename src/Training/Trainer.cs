@@ -67,6 +67,8 @@ public sealed class Trainer : IDisposable
         config.Validate();
         if (train.Count == 0 || test.Count == 0)
             throw new ArgumentException($"The {(train.Count == 0 ? "training" : "test")} set is empty: there is nothing to {(train.Count == 0 ? "train on" : "evaluate")}.", train.Count == 0 ? nameof(train) : nameof(test));
+        if (train.Classes != test.Classes)
+            throw new ArgumentException($"The training set has {train.Classes} classes, the test set {test.Classes}.", nameof(test));
         if (train.Channels != test.Channels || train.Height != test.Height || train.Width != test.Width)
             throw new ArgumentException($"The training images are {train.Channels}x{train.Height}x{train.Width}, the test images {test.Channels}x{test.Height}x{test.Width}.", nameof(test));
         ModelDescription description = config.Architecture is string layers

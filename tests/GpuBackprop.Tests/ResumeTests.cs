@@ -231,6 +231,52 @@ public sealed class ResumeTests : IDisposable
         Assert.Contains(first.Label, e.Message);
     }
 
+    /// <summary>Weights that became NaN in the last steps of an epoch (after the last loss check) are not checkpointed.</summary>
+    [Fact]
+    public void NaNWeightsAreNotCheckpointed()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        ImageDataset train = FashionMnist.LoadEmbedded("train").Take(64), test = FashionMnist.LoadEmbedded("t10k").Take(16);
+        using var t = new Trainer(d, new TrainConfig { Model = "lenet5", Epochs = 1, Optimizer = new OptimizerOptions(OptimizerKind.Sgd, 0.01f) }, train, test);
+        t.RunEpoch();
+        Parameter first = t.Model.Parameters[0];
+        float[] w = first.Value.Download();
+        w[3] = float.NaN;
+        first.Value.Upload(w);
+        var e = Assert.Throws<TrainingDivergedException>(() => t.ToCheckpoint());
+        Assert.Contains("NaN or infinite", e.Message);
+    }
+
+    /// <summary>A trainer, a layer and a tensor used after their device was disposed: ObjectDisposedException, on the kernel device too.</summary>
+    [Theory]
+    [InlineData("cpu")]
+    [InlineData(TestDevices.KernelsOnCpu)]
+    public void UseAfterTheDeviceIsDisposedIsAnObjectDisposedException(string spec)
+    {
+        ImageDataset train = FashionMnist.LoadEmbedded("train").Take(64), test = FashionMnist.LoadEmbedded("t10k").Take(16);
+        ComputeDevice d = ComputeDevice.Open(spec);
+        var t = new Trainer(d, new TrainConfig { Model = "lenet5", Epochs = 1, Optimizer = new OptimizerOptions(OptimizerKind.Sgd, 0.01f) }, train, test);
+        var relu = new ReLU(d);
+        Tensor x = Tensor.Zeros(d, 4);
+        d.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => t.RunEpoch());
+        Assert.Throws<ObjectDisposedException>(() => relu.Forward(x));
+        Assert.Throws<ObjectDisposedException>(() => x.Download());
+        t.Dispose();
+        relu.Dispose();
+        x.Dispose();
+    }
+
+    [Fact]
+    public void TrainingAndTestSetsMustHaveTheSameClasses()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        ImageDataset train = FashionMnist.LoadEmbedded("train").Take(64);
+        var test = new ImageDataset("twelve classes", 28, 28, new byte[784], [11], 12);
+        var e = Assert.Throws<ArgumentException>(() => new Trainer(d, new TrainConfig { Model = "lenet5", Epochs = 1 }, train, test));
+        Assert.Contains("12", e.Message);
+    }
+
     [Fact]
     public void AnEmptyDatasetIsRefusedByName()
     {
