@@ -65,7 +65,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         [CommandOption("--resume <FILE>"), Description("Continue the run of this checkpoint with its configuration: --epochs sets a new total (the schedule is stretched over it); other options that define the run are refused if they differ from the checkpoint's.")]
         public string? Resume { get; set; }
 
-        [CommandOption("--overwrite"), Description("Start a new run in an --out folder that holds another run's checkpoint (replacing its files).")]
+        [CommandOption("--overwrite"), Description("Write into an --out folder that holds another run's checkpoint (a new run, or a resumed one sent to another folder), replacing its files.")]
         public bool Overwrite { get; set; }
 
         [CommandOption("--crop-padding <N>"), Description("Augmentation: pad each training image by N zero pixels and crop back at a random offset (0, the default: off).")]
@@ -93,7 +93,6 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 InitWeights is not null && !File.Exists(InitWeights) ? ValidationResult.Error($"--init-weights: no such file '{InitWeights}'.") : ValidationResult.Success(),
                 Usage.Positive(Batch, "--batch"),
                 Kind(OptimizerName) is null ? ValidationResult.Error($"--optimizer: unknown optimizer '{OptimizerName}'; known: sgd, adam, adamw.") : ValidationResult.Success(),
-                Overwrite && Resume is not null ? ValidationResult.Error("--overwrite starts a new run; it cannot be combined with --resume.") : ValidationResult.Success(),
                 DeviceOption.Validate(Device, allowAll: false));
             if (!result.Successful)
                 return result;
@@ -238,8 +237,22 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         // before an epoch is spent.
         using FileStream runLock = RunLock(outDir);
         string checkpoint = Path.Combine(outDir, "checkpoint.gbp");
-        if (resume is null && !s.Overwrite && File.Exists(checkpoint))
+        bool another = File.Exists(checkpoint) && (resume is null || !string.Equals(Path.GetFullPath(resume), Path.GetFullPath(checkpoint), StringComparison.Ordinal));
+        if (another && !s.Overwrite)
             throw new UsageException($"--out {outDir} holds another run ({checkpoint}): resume it with --resume {checkpoint}, choose another --out, or replace it with --overwrite.");
+        if (trainer.EpochsDone >= config.Epochs)
+        {
+            // Before anything in the folder is touched.
+            AnsiConsole.MarkupLine($"nothing to train: the run has done its {config.Epochs} epochs (give --epochs a larger total to extend it); nothing was written");
+            return ExitCode.Success;
+        }
+        if (another)
+        {
+            // --overwrite: the other run's files go now, so that a kill in the first epoch cannot leave its
+            // checkpoint beside this run's step log.
+            foreach (string old in new[] { checkpoint, Path.Combine(outDir, "metrics.json"), Path.Combine(outDir, "training.png") })
+                File.Delete(old);
+        }
         RemoveStaleTemporaryFiles(outDir);
         AnsiConsole.MarkupLine($"model: [bold]{config.Model}[/] ({trainer.Model.ParameterCount:N0} parameters), {config.Optimizer.Kind} lr {config.Optimizer.LearningRate.ToString(CultureInfo.InvariantCulture)}, batch {config.BatchSize}, schedule {config.Schedule}, seed {config.Seed}");
         if (resume is not null)
@@ -256,14 +269,12 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         List<EpochResult> results = trainer.History.Count == trainer.EpochsDone ? trainer.History.ToList()
             : resume is not null && MetricsFile.Read(metricsPath) is MetricsFile previous ? previous.Epochs.Select(e => e.ToResult()).ToList()
             : [];
-        int ran = 0;
         try
         {
             while (trainer.EpochsDone < config.Epochs)
             {
                 EpochResult r = RunEpochWithProgress(trainer, config.Epochs, stepsPath);
                 results.Add(r);
-                ran++;
                 trainer.ToCheckpoint().Save(checkpoint);
                 new MetricsFile(config.Model, device.Info.Spec, device.Info.Name, source, trainer.Model.ParameterCount, config,
                     results.Select(EpochRecord.From).ToList()).Write(metricsPath);
@@ -278,28 +289,51 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             return ExitCode.Diverged;
         }
         PrintTable(results);
-        AnsiConsole.MarkupLine(ran > 0
-            ? $"wrote {Markup.Escape(checkpoint)}, metrics.json, steps.jsonl and training.png in {Markup.Escape(outDir)}"
-            : $"nothing to train: the run has done its {config.Epochs} epochs (give --epochs a larger total to extend it); nothing was written");
+        AnsiConsole.MarkupLine($"wrote {Markup.Escape(checkpoint)}, metrics.json, steps.jsonl and training.png in {Markup.Escape(outDir)}");
         return ExitCode.Success;
     }
 
+    /// <summary>The temporary files of a run's own atomic writes (".NAME.PID.tmp"), nothing else in the folder.</summary>
+    private static readonly System.Text.RegularExpressions.Regex RunTemporaryFile =
+        new(@"^\.(checkpoint\.gbp|metrics\.json|steps\.jsonl|training\.png)\.(\d+)\.tmp$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+
     /// <summary>
-    /// Deletes the temporary files of atomic writes (".NAME.PID.tmp") that a killed run left in its folder;
-    /// called while holding the folder's lock, so no live writer owns them.
+    /// Deletes the temporary files of this program's atomic writes that a killed run left in its folder:
+    /// only the run's own file names, and only when the process that wrote one is gone (called while
+    /// holding the folder's lock, so no other training run writes there).
     /// </summary>
     private static void RemoveStaleTemporaryFiles(string outDir)
     {
-        foreach (string stale in Directory.EnumerateFiles(outDir, ".*.tmp"))
+        foreach (string file in Directory.EnumerateFiles(outDir, ".*.tmp"))
         {
+            var match = RunTemporaryFile.Match(Path.GetFileName(file));
+            if (!match.Success || (int.TryParse(match.Groups[2].Value, CultureInfo.InvariantCulture, out int pid) && IsRunning(pid)))
+                continue;
             try
             {
-                File.Delete(stale);
+                File.Delete(file);
             }
             catch (IOException)
             {
                 // Left for the next start: a file that cannot be deleted now is harmless.
             }
+        }
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var p = System.Diagnostics.Process.GetProcessById(pid);
+            return !p.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
         }
     }
 

@@ -81,6 +81,13 @@ public sealed class Conv2d : Module
         return y;
     }
 
+    /// <summary>
+    /// The input of the last Forward, which backward reads only when the forward pass was an implicit GEMM
+    /// (then the input must not change between Forward and Backward, as with PyTorch's saved tensors); after an
+    /// im2col forward the columns suffice, and the input may already be disposed.
+    /// </summary>
+    private ArrayView<float> SavedInputView() => columnsWritten ? savedColumns!.View : savedInput!.View;
+
     /// <inheritdoc />
     /// <exception cref="InvalidOperationException">No Forward preceded this call, or Backward already consumed it.</exception>
     public override Tensor Backward(Tensor gradOutput)
@@ -93,7 +100,7 @@ public sealed class Conv2d : Module
         // dW is computed from the columns first; the same buffer then holds dcol (in-order stream),
         // which halves the memory of a convolution.
         ArrayView<float> scratch = columns?.View ?? dx.View;
-        Device.Backend.Conv2dBackward(g, gradOutput.View, savedInput!.View, Weight.Value.View, savedColumns!.View, columnsWritten, Weight.Grad.View, Bias?.Grad.View, dx.View, scratch);
+        Device.Backend.Conv2dBackward(g, gradOutput.View, SavedInputView(), Weight.Value.View, savedColumns!.View, columnsWritten, Weight.Grad.View, Bias?.Grad.View, dx.View, scratch);
         columnsValid = g.IsPointwise;
         return dx;
     }
@@ -104,7 +111,7 @@ public sealed class Conv2d : Module
         CheckGradOutput(gradOutput, output);
         if (!columnsValid)
             throw new InvalidOperationException("Conv2d.BackwardParameters needs a Forward before each call.");
-        Device.Backend.Conv2dBackward(geometry, gradOutput.View, savedInput!.View, Weight.Value.View, savedColumns!.View, columnsWritten, Weight.Grad.View, Bias?.Grad.View, null, default);
+        Device.Backend.Conv2dBackward(geometry, gradOutput.View, SavedInputView(), Weight.Value.View, savedColumns!.View, columnsWritten, Weight.Grad.View, Bias?.Grad.View, null, default);
         columnsValid = false;
     }
 }

@@ -44,6 +44,9 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
     private const int Version = 4, OldestVersion = 3;
     private const float MaxMagnitude = 1e30f;
 
+    /// <summary>Whether a weight or optimizer value may be stored: what loading accepts (finite, at most 1e30 in magnitude).</summary>
+    internal static bool Storable(float v) => float.IsFinite(v) && Math.Abs(v) <= MaxMagnitude;
+
     /// <summary>Writes the checkpoint atomically (temporary file, flush, rename), creating its folder.</summary>
     public void Save(string path) =>
         Serialization.AtomicFile.Write(path, fs =>
@@ -136,7 +139,7 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
             if (name.StartsWith("counter/", StringComparison.Ordinal))
                 continue; // int64 bit patterns, not values
             foreach (float v in data)
-                if (!float.IsFinite(v) || Math.Abs(v) > MaxMagnitude)
+                if (!Storable(v))
                     throw new CheckpointException(path, $"tensor '{name}' holds {v}: weights and optimizer state must be finite and at most {MaxMagnitude:E0} in magnitude.");
         }
     }

@@ -170,6 +170,8 @@ public sealed class Trainer : IDisposable
     {
         int epoch = EpochsDone + 1;
         float lr = schedule.At(Config.Optimizer.LearningRate, EpochsDone);
+        if (!float.IsFinite(lr))
+            throw new TrainingDivergedException(epoch, 0, $"The learning-rate schedule '{Config.Schedule}' reached {lr} at epoch {epoch}; training stopped (the last checkpoint, if any, is intact).");
         Optimizer.LearningRate = lr;
         int n = train.Count, batch = Config.BatchSize;
         int steps = (n + batch - 1) / batch;
@@ -289,23 +291,24 @@ public sealed class Trainer : IDisposable
     {
         var tensors = new List<(string, int[], float[])>();
         foreach (var (name, t) in Model.StateDict())
-        {
-            float[] values = t.Download();
-            // The loss is checked at progress reports and at the end of the epoch, but the last update comes
-            // after it: a checkpoint of NaN weights would be refused on load, so it is not written.
-            if (t.DType == DType.Float32 && Array.Exists(values, v => !float.IsFinite(v)))
-                throw new TrainingDivergedException(EpochsDone, 0, $"weight '{name}' became NaN or infinite in the last steps of epoch {EpochsDone}; the checkpoint was not written (the previous one is intact).");
-            tensors.Add(($"model/{name}", t.Shape.ToArray(), values));
-        }
+            tensors.Add(($"model/{name}", t.Shape.ToArray(), t.Download()));
         IReadOnlyList<Tensor> state = Optimizer.State;
         for (int i = 0; i < state.Count; i++)
             tensors.Add(($"optim/{i}", state[i].Shape.ToArray(), state[i].Download()));
+        // The loss is checked at progress reports and at the end of the epoch, but the last update comes after
+        // it: a checkpoint that loading would refuse (NaN, infinite or beyond 1e30, weights or optimizer state)
+        // is not written over the previous one.
+        foreach (var (name, _, values) in tensors)
+            if (!Array.TrueForAll(values, Checkpoint.Storable))
+                throw new TrainingDivergedException(EpochsDone, 0, $"'{name}' became NaN, infinite or beyond 1e30 in the last steps of epoch {EpochsDone}; the checkpoint was not written (the previous one is intact).");
         // Batch-norm counters (they start from PyTorch's with --init-weights, so they are not the step count):
         // the int64 as two float32 bit patterns, exact.
         foreach (var (name, m) in Model.NamedModules())
             if (m is BatchNorm2d bn)
                 tensors.Add(($"counter/{name}.num_batches_tracked", [2], Counter.Encode(bn.NumBatchesTracked)));
-        return new Checkpoint(Config.Model, Config, EpochsDone, Optimizer.StepCount, Rng.State, tensors, history.ToList());
+        // A run resumed from a format-3 checkpoint has no results of its earlier epochs: it stores none (as format 3
+        // did) rather than an incomplete list that loading would refuse.
+        return new Checkpoint(Config.Model, Config, EpochsDone, Optimizer.StepCount, Rng.State, tensors, history.Count == EpochsDone ? history.ToList() : []);
     }
 
     /// <summary>

@@ -90,6 +90,8 @@ internal static class GoldenRunner
             // Every output the case holds must have been produced (an expected tensor never produced fails),
             // with the case's shape where the device path knows it (the reference path returns flat arrays
             // whose lengths it derived itself).
+            foreach (string name in floats.Keys.Concat(longs.Keys).Where(n => !c.Has(n)))
+                comparisons.Add(new TensorComparison(name, double.PositiveInfinity, double.PositiveInfinity, 1, 1, $"produced, but the case has no tensor '{name}'"));
             foreach (string name in c.TensorNames.Where(n => !LayerInputs.Contains(n)))
             {
                 if (c.IsInteger(name))

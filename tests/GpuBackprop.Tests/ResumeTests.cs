@@ -164,14 +164,58 @@ public sealed class ResumeTests : IDisposable
         Assert.Equal(0, Cli("train", "--device", "cpu", "--data", data, "--epochs", "1", "--out", run).Code);
         // What a kill can leave: a temporary file of an atomic write, and a metrics.json one epoch behind
         // the checkpoint (here: damaged).
-        string stale = Path.Combine(run, ".checkpoint.gbp.99999.tmp");
+        // (PID 2147483646 runs nowhere; PID 1, init, is alive; the hidden file is someone else's.)
+        string stale = Path.Combine(run, ".checkpoint.gbp.2147483646.tmp");
+        string live = Path.Combine(run, ".metrics.json.1.tmp"), foreign = Path.Combine(run, ".notes.tmp");
         File.WriteAllText(stale, "partial");
+        File.WriteAllText(live, "being written");
+        File.WriteAllText(foreign, "not ours");
         File.WriteAllText(Path.Combine(run, "metrics.json"), "{\"model\": \"lenet5\", \"epo");
         var (code, output) = Cli("train", "--device", "cpu", "--data", data, "--resume", Path.Combine(run, "checkpoint.gbp"), "--epochs", "2");
         Assert.True(code == 0, output);
         Assert.False(File.Exists(stale), "the stale temporary file is still there");
+        Assert.True(File.Exists(live), "the temporary file of a live process was deleted");
+        Assert.True(File.Exists(foreign), "a file that is not the run's was deleted");
         MetricsFile metrics = MetricsFile.Read(Path.Combine(run, "metrics.json")) ?? throw new InvalidOperationException("no metrics.json");
         Assert.Equal([1, 2], metrics.Epochs.Select(e => e.Epoch).ToArray());
+    }
+
+    /// <summary>A resumed run sent to another folder that holds a run's checkpoint needs --overwrite too.</summary>
+    [Fact]
+    public void AResumedRunDoesNotReplaceAnotherFoldersRunUnlessToldTo()
+    {
+        string data = Data(), a = Path.Combine(dir, "a"), b = Path.Combine(dir, "b");
+        Assert.Equal(0, Cli("train", "--device", "cpu", "--data", data, "--epochs", "1", "--out", a).Code);
+        Assert.Equal(0, Cli("train", "--device", "cpu", "--data", data, "--epochs", "1", "--seed", "5", "--out", b).Code);
+        byte[] before = File.ReadAllBytes(Path.Combine(b, "checkpoint.gbp"));
+        var (code, output) = Cli("train", "--device", "cpu", "--data", data, "--resume", Path.Combine(a, "checkpoint.gbp"), "--epochs", "2", "--out", b);
+        Assert.Equal(2, code);
+        Assert.Contains("--overwrite", output);
+        Assert.Equal(before, File.ReadAllBytes(Path.Combine(b, "checkpoint.gbp")));
+        Assert.Equal(0, Cli("train", "--device", "cpu", "--data", data, "--resume", Path.Combine(a, "checkpoint.gbp"), "--epochs", "2", "--out", b, "--overwrite").Code);
+        Assert.Equal(2, Checkpoint.Load(Path.Combine(b, "checkpoint.gbp")).Epoch);
+    }
+
+    /// <summary>A run resumed from a checkpoint without epoch results (format 3) keeps writing checkpoints that load.</summary>
+    [Fact]
+    public void ARunWithoutStoredResultsStillCheckpointsLoadably()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        ImageDataset train = FashionMnist.LoadEmbedded("train").Take(64), test = FashionMnist.LoadEmbedded("t10k").Take(16);
+        string path = Path.Combine(dir, "old.gbp");
+        using (var t = new Trainer(d, new TrainConfig { Model = "lenet5", Epochs = 3, Optimizer = new OptimizerOptions(OptimizerKind.Sgd, 0.01f) }, train, test))
+        {
+            t.RunEpoch();
+            (t.ToCheckpoint() with { History = [] }).Save(path);
+        }
+        using (var t = Trainer.Resume(d, path, train, test))
+        {
+            t.RunEpoch();
+            t.ToCheckpoint().Save(path);
+        }
+        Checkpoint c = Checkpoint.Load(path);
+        Assert.Equal(2, c.Epoch);
+        Assert.Empty(c.History!);
     }
 
     [Fact]
@@ -244,7 +288,7 @@ public sealed class ResumeTests : IDisposable
         w[3] = float.NaN;
         first.Value.Upload(w);
         var e = Assert.Throws<TrainingDivergedException>(() => t.ToCheckpoint());
-        Assert.Contains("NaN or infinite", e.Message);
+        Assert.Contains("became NaN", e.Message);
     }
 
     /// <summary>A trainer, a layer and a tensor used after their device was disposed: ObjectDisposedException, on the kernel device too.</summary>
