@@ -8,7 +8,8 @@ namespace GpuBackprop.Host;
 /// <summary>
 /// GEMM on the host (the measured fast path of the <c>cpu</c> device; the GPU variant is Kernels/GemmKernels.cs) on the CPU accelerator's buffers in the
 /// classic packed form: op(A) is copied into cache-sized panels of MR rows x KC, op(B) is read in place
-/// when its rows are contiguous and otherwise packed into KC x NR panels (zero-padded at the edges) and a 6x16 micro-kernel keeps twelve 8-wide accumulators in
+/// when its rows are contiguous and not a multiple of 4 KiB apart, else packed into KC x NR panels
+/// (zero-padded at the edges), and a 6x16 micro-kernel keeps twelve 8-wide accumulators in
 /// registers, one broadcast and two loads per 12 FMAs. Tiles of C (batch x MC rows x NC columns) are
 /// spread over the cores; when there are fewer tiles than cores and the GEMM sums several products
 /// (the convolution's dW), the sum is split into a fixed number of parts added in a fixed order, so
@@ -108,9 +109,12 @@ internal static unsafe class GemmHost
                         int nr = Math.Min(NR, nc - jp);
                         float* panel;
                         int ldb;
-                        if (b.Trans == 0 && nr == NR)
+                        if (b.Trans == 0 && nr == NR && b.Ld % 1024 != 0)
                         {
-                            // Rows of op(B) are contiguous: the micro-kernel reads them in place, no copy.
+                            // Rows of op(B) are contiguous: the micro-kernel reads them in place, no copy. Not when
+                            // rows lie a multiple of 4 KiB apart: they then share one L1 set (gemm.sq_1024 ran at
+                            // 156 GFLOP/s in place, 203 packed; 1000^3 at 230 in place, 192 packed; 2-core AMD
+                            // EPYC, bench/results/2026-11-26-cpu-pack-b).
                             panel = pB + bStart + pc * b.Ld + jc + jp;
                             ldb = b.Ld;
                         }
