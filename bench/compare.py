@@ -79,6 +79,7 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--shapes", default=os.path.join(HERE, "shapes.json"), help="the benchmark set (default: the shared one; bench/offset-shapes.json holds rows off it)")
     p.add_argument("--from", dest="files", nargs=2)
     p.add_argument("--python", default="/usr/bin/python3", help="the Python that has torch (Debian's python3-torch)")
     a = p.parse_args()
@@ -87,7 +88,7 @@ def main():
         torch, td = rows(open(a.files[1]))
     else:
         ours, torch, od, td = {}, {}, None, None
-        shapes = os.path.join(HERE, "shapes.json")
+        shapes = a.shapes
         for g in GROUPS:
             o, od = rows(run(ours_command() + ["bench", "--device", a.device, "--json", "--only", g, "--reps", str(a.reps), "--shapes", shapes]))
             t, td = rows(run([a.python, os.path.join(HERE, "torch_peer.py"), "--device", a.device, "--only", g, "--reps", str(a.reps), "--shapes", shapes]))

@@ -10,7 +10,8 @@ namespace GpuBackprop.Bench;
 
 /// <summary>
 /// Every row of the shared benchmark set (bench/shapes.json: conv forward and forward+backward, max/avg
-/// pooling, GEMM, a training step of lenet5 and cnn2) on every device given by GPUBACKPROP_BENCH_DEVICES
+/// pooling, GEMM, a training step of lenet5, cnn2 and resnet14) and of the rows off it
+/// (bench/offset-shapes.json, named "offset/..."), on every device given by GPUBACKPROP_BENCH_DEVICES
 /// (comma-separated specs; default: cpu), with a Rate column in GFLOP/s, GB/s or images/s.
 /// Filter with --filter '*conv.resnet*' as usual.
 /// </summary>
@@ -18,6 +19,12 @@ namespace GpuBackprop.Bench;
 public class SharedSetBenchmarks
 {
     private static readonly BenchmarkSet Set = new(Path.Combine(AppContext.BaseDirectory, "shapes.json"));
+    private static readonly BenchmarkSet Offset = new(Path.Combine(AppContext.BaseDirectory, "offset-shapes.json"));
+    private const string OffsetPrefix = "offset/";
+
+    /// <summary>The set a row name belongs to, and its name there.</summary>
+    private static (BenchmarkSet Set, string Name) Resolve(string row) =>
+        row.StartsWith(OffsetPrefix, StringComparison.Ordinal) ? (Offset, row[OffsetPrefix.Length..]) : (Set, row);
     private ComputeDevice device = null!;
     private Workload workload = null!;
 
@@ -26,7 +33,8 @@ public class SharedSetBenchmarks
         (Environment.GetEnvironmentVariable("GPUBACKPROP_BENCH_DEVICES") ?? "cpu").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     /// <summary>Every row name (the CPU list, which leaves out GEMMs over 2048 as the PyTorch peer does, unless only GPUs are asked for).</summary>
-    public static IEnumerable<string> Rows() => Set.Names(cpu: Devices().Contains("cpu"));
+    public static IEnumerable<string> Rows() =>
+        Set.Names(cpu: Devices().Contains("cpu")).Concat(Offset.Names(cpu: Devices().Contains("cpu")).Select(n => OffsetPrefix + n));
 
     [ParamsSource(nameof(Devices))]
     public string Device { get; set; } = "cpu";
@@ -38,7 +46,8 @@ public class SharedSetBenchmarks
     public void Setup()
     {
         device = ComputeDevice.Open(Device);
-        workload = Set.Create(Row, device);
+        var (set, name) = Resolve(Row);
+        workload = set.Create(name, device);
         workload.RunOnce();
     }
 
@@ -56,7 +65,8 @@ public class SharedSetBenchmarks
     internal static (double Flops, double Bytes, int Images) Work(string row)
     {
         using ComputeDevice cpu = ComputeDevice.Open("cpu");
-        using Workload w = Set.Create(row, cpu);
+        var (set, name) = Resolve(row);
+        using Workload w = set.Create(name, cpu);
         return (w.Flops, w.Bytes, w.Images);
     }
 
