@@ -22,7 +22,12 @@ internal static unsafe class GemmHost
     [ThreadStatic] private static float[]? packA;
     [ThreadStatic] private static float[]? packB;
 
-    public static void Run(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv)
+    /// <summary>
+    /// C (=|+=) sum_r op(A) op(B); with <paramref name="rowBias"/> (not accumulating, one product), C = op(A) op(B)
+    /// + bias[(batch % BatchInner) * M + row], added in the micro-kernel's first store (the convolution's
+    /// forward GEMM and its bias in one pass over the output).
+    /// </summary>
+    public static void Run(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv, ArrayView<float> rowBias = default)
     {
         int mBlocks = (s.M + MC - 1) / MC, nBlocks = (s.N + NC - 1) / NC;
         int tiles = s.Batch * mBlocks * nBlocks;
@@ -34,7 +39,7 @@ internal static unsafe class GemmHost
             HostLoop.For(tiles, (t0, t1) =>
             {
                 for (int t = t0; t < t1; t++)
-                    Tile(s, a, av, b, bv, c, cv, t / (mBlocks * nBlocks), t / nBlocks % mBlocks * MC, t % nBlocks * NC, 0, s.Reduce, s.Accumulate != 0);
+                    Tile(s, a, av, b, bv, c, cv, t / (mBlocks * nBlocks), t / nBlocks % mBlocks * MC, t % nBlocks * NC, 0, s.Reduce, s.Accumulate != 0, rowBias);
             }, (int)Math.Min(int.MaxValue, flopsPerTile / 4));
             return;
         }
@@ -79,16 +84,18 @@ internal static unsafe class GemmHost
     }
 
     private static void Tile(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv,
-        int batch, int ic, int jc, int r0, int r1, bool accumulate)
+        int batch, int ic, int jc, int r0, int r1, bool accumulate, ArrayView<float> rowBias)
     {
         Span<float> C = HostLoop.Span(cv);
-        fixed (float* pc = C)
-            TileInto(s, a, av, b, bv, batch, ic, jc, r0, r1, accumulate, pc + c.Base(batch, s.BatchInner, 0), c.Ld);
+        ReadOnlySpan<float> bias = rowBias.IsValid ? HostLoop.Span(rowBias) : default;
+        fixed (float* pc = C, pbias = bias)
+            TileInto(s, a, av, b, bv, batch, ic, jc, r0, r1, accumulate, pc + c.Base(batch, s.BatchInner, 0), c.Ld,
+                rowBias.IsValid ? pbias + batch % s.BatchInner * s.M : null);
     }
 
     /// <summary>C[ic.., jc..] (=|+=) sum over r in [r0, r1) of op(A) op(B), C given by its top-left pointer and leading dimension.</summary>
     private static void TileInto(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv,
-        int batch, int ic, int jc, int r0, int r1, bool accumulate, float* c, int ldc)
+        int batch, int ic, int jc, int r0, int r1, bool accumulate, float* c, int ldc, float* bias = null)
     {
         int mc = Math.Min(MC, s.M - ic), nc = Math.Min(NC, s.N - jc);
         float[] pa = packA ??= new float[MC * KC];
@@ -125,7 +132,8 @@ internal static unsafe class GemmHost
                             ldb = NR;
                         }
                         for (int ip = 0; ip < mc; ip += MR)
-                            Micro(kc, ppa + ip * kc, panel, ldb, c + (ic + ip) * ldc + jc + jp, ldc, Math.Min(MR, mc - ip), nr, add);
+                            Micro(kc, ppa + ip * kc, panel, ldb, c + (ic + ip) * ldc + jc + jp, ldc, Math.Min(MR, mc - ip), nr, add,
+                                add || bias is null ? null : bias + ic + ip);
                     }
                     add = true;
                 }
@@ -133,9 +141,9 @@ internal static unsafe class GemmHost
         }
         if (!add)
         {
-            // K == 0 or no products: the result is zero.
+            // K == 0 or no products: the result is zero (plus the bias).
             for (int i = 0; i < mc; i++)
-                new Span<float>(c + (ic + i) * ldc + jc, nc).Clear();
+                new Span<float>(c + (ic + i) * ldc + jc, nc).Fill(bias is null ? 0f : bias[ic + i]);
         }
     }
 
@@ -188,8 +196,9 @@ internal static unsafe class GemmHost
         }
     }
 
+    /// <summary>The 6x16 micro-kernel; <paramref name="bias"/> (rows' biases, or null) is added in this first store of the tile.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Micro(int kc, float* a, float* b, int ldb, float* c, int ldc, int mr, int nr, bool add)
+    private static void Micro(int kc, float* a, float* b, int ldb, float* c, int ldc, int mr, int nr, bool add, float* bias)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -210,6 +219,17 @@ internal static unsafe class GemmHost
             c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
             a += MR;
             b += ldb;
+        }
+        if (bias is not null)
+        {
+            // Rows past mr read no bias: their sums are dropped below.
+            Vector256<float> x;
+            x = Vector256.Create(bias[0]); c00 += x; c01 += x;
+            if (mr > 1) { x = Vector256.Create(bias[1]); c10 += x; c11 += x; }
+            if (mr > 2) { x = Vector256.Create(bias[2]); c20 += x; c21 += x; }
+            if (mr > 3) { x = Vector256.Create(bias[3]); c30 += x; c31 += x; }
+            if (mr > 4) { x = Vector256.Create(bias[4]); c40 += x; c41 += x; }
+            if (mr > 5) { x = Vector256.Create(bias[5]); c50 += x; c51 += x; }
         }
         if (mr == MR && nr == NR)
         {

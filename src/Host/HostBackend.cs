@@ -11,6 +11,12 @@ namespace GpuBackprop.Host;
 /// </summary>
 internal sealed class HostBackend : Backend
 {
+    protected override bool GemmRowBiasCore(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv, ArrayView<float> bias)
+    {
+        GemmHost.Run(s, a, av, b, bv, c, cv, bias);
+        return true;
+    }
+
     protected override void GemmCore(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv) =>
         GemmHost.Run(s, a, av, b, bv, c, cv);
 

@@ -66,6 +66,25 @@ internal abstract class Backend
         GemmCore(s, a, av, b, bv, c, cv);
     }
 
+    /// <summary>
+    /// C = sum_r op(A) op(B) plus a bias per row of C (row i of batch entry b adds bias[(b % BatchInner) * M + i]):
+    /// the convolution's forward GEMM with its bias. Backends whose GEMM stores can add it do so in the same
+    /// pass (<see cref="GemmRowBiasCore"/>); the others add it in a second pass.
+    /// </summary>
+    public void GemmRowBias(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv,
+        ArrayView<float> bias, int outer, int channels, int inner)
+    {
+        if (s.M <= 0 || s.N <= 0 || s.Batch <= 0)
+            return;
+        if (s.Accumulate == 0 && s.Reduce == 1 && GemmRowBiasCore(s, a, av, b, bv, c, cv, bias))
+        {
+            Count();
+            return;
+        }
+        Gemm(s, a, av, b, bv, c, cv);
+        BiasAdd(cv, bias, outer, channels, inner);
+    }
+
     /// <summary>Fills col (g.ColLength elements, layout [N][C*R*S][OH*OW]) from x.</summary>
     public void Im2Col(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col) { if (Start(g.ColLength)) Im2ColCore(g, x, col); }
 
@@ -229,12 +248,12 @@ internal abstract class Backend
         }
         int rows = g.ColRows, p = g.P;
         var shape = new GemmShape { M = g.Kg, N = p, K = rows, Batch = g.N * g.Groups, BatchInner = g.Groups, Reduce = 1 };
-        Gemm(shape,
-            GemmOperand.Dense(rows).WithStrides(0, g.Kg * rows, 0), w,
-            GemmOperand.Dense(p).WithStrides(g.C * g.R * g.S * p, rows * p, 0), cols,
-            GemmOperand.Dense(p).WithStrides(g.K * p, g.Kg * p, 0), y);
+        GemmOperand wo = GemmOperand.Dense(rows).WithStrides(0, g.Kg * rows, 0), co = GemmOperand.Dense(p).WithStrides(g.C * g.R * g.S * p, rows * p, 0);
+        GemmOperand yo = GemmOperand.Dense(p).WithStrides(g.K * p, g.Kg * p, 0);
         if (b is ArrayView<float> bias)
-            BiasAdd(y, bias, g.N, g.K, p);
+            GemmRowBias(shape, wo, w, co, cols, yo, y, bias, g.N, g.K, p);
+        else
+            Gemm(shape, wo, w, co, cols, yo, y);
         return true;
     }
 
@@ -325,6 +344,12 @@ internal abstract class Backend
 
     /// <summary>dx = the input gradient as an implicit GEMM from dy and W where the backend has one for <paramref name="g"/> (overwrites dx); false: none.</summary>
     protected virtual bool Conv2dDataGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx) => false;
+
+    /// <summary>
+    /// <see cref="GemmRowBias"/> in one pass where the backend's GEMM can add the bias as it stores (no
+    /// accumulation, one product); false: not supported, the caller runs GEMM and BiasAdd.
+    /// </summary>
+    protected virtual bool GemmRowBiasCore(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv, ArrayView<float> bias) => false;
 
     /// <summary>Implementation of <see cref="Gemm"/> (M, N and Batch positive).</summary>
     protected abstract void GemmCore(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv);
