@@ -58,6 +58,9 @@ internal static partial class GemmKernels
         B30 = Interop.FloatAsInt(Bs[bt + 24]), B31 = Interop.FloatAsInt(Bs[bt + 24 + 4 * TPitch]),
     };
 
+    // MmaRow0..3 differ only in the accumulator registers they name: an inline-PTX string must be a literal
+    // at its call site, so the four row blocks are four methods rather than one with a parameter.
+
     /// <summary>One A fragment (rows g, g+8; k columns t, t+4 of the 16-row block mi at shared offset <paramref name="at"/>) times the four B fragments, into fragments 4*mi..4*mi+3.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void MmaRow0(ArrayView<float> As, int at, BFragments b)

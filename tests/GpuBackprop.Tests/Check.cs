@@ -62,6 +62,21 @@ public static class Check
 /// <summary>Seeded random data.</summary>
 public static class Data
 {
+    /// <summary>c0 + op(A) op(B) in double precision (A m x k, stored k x m when transposed; B k x n, stored n x k when transposed).</summary>
+    public static double[] Product(int m, int n, int k, float[] a, bool transA, float[] b, bool transB, float[] c0)
+    {
+        var expected = new double[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double s = c0[i * n + j];
+                for (int p = 0; p < k; p++)
+                    s += (double)(transA ? a[p * m + i] : a[i * k + p]) * (transB ? b[j * k + p] : b[p * n + j]);
+                expected[i * n + j] = s;
+            }
+        return expected;
+    }
+
     public static float[] Uniform(int n, int seed, float lo = -1f, float hi = 1f)
     {
         var rng = new Random(seed);

@@ -369,15 +369,7 @@ public sealed class KernelTests
         dev.Backend.Gemm(GemmShape.Single(m, n, k, accumulate: true),
             GemmOperand.Dense(transA ? m : k, transA), at.View, GemmOperand.Dense(transB ? k : n, transB), bt.View, GemmOperand.Dense(n), ct.View);
         float[] c = ct.Download();
-        var expected = new double[m * n];
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++)
-            {
-                double s = c0[i * n + j];
-                for (int p = 0; p < k; p++)
-                    s += (double)(transA ? a[p * m + i] : a[i * k + p]) * (transB ? b[j * k + p] : b[p * n + j]);
-                expected[i * n + j] = s;
-            }
+        double[] expected = Data.Product(m, n, k, a, transA, b, transB, c0);
         Check.Close(c, expected, Atol, Rtol, $"C of {m}x{n}x{k} ta={transA} tb={transB} on {device}");
     }
 
