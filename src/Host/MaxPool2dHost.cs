@@ -27,23 +27,66 @@ internal static class MaxPool2dHost
                     Forward2x2Plane(g, xs.Slice(plane * inPlane, inPlane), ys.Slice(plane * outPlane, outPlane), ids.Slice(plane * outPlane, outPlane));
                 return;
             }
-            ScanPlanes(g, new HostView<float>(x), new HostView<float>(y), new HostView<int>(indices), start, end);
+            ScanPlanes(g, HostLoop.Span(x), new HostView<float>(x), new HostView<float>(y), new HostView<int>(indices), start, end);
         }, g.OH * g.OW * g.KH * g.KW);
     }
 
-    private static void ScanPlanes(Pool2dGeometry g, HostView<float> x, HostView<float> y, HostView<int> indices, int start, int end)
+    private static void ScanPlanes(Pool2dGeometry g, ReadOnlySpan<float> xs, HostView<float> x, HostView<float> y, HostView<int> indices, int start, int end)
     {
+        // Windows wholly inside the image (dilation 1): rows oh in [ohIn, ohOut), columns ow in [owIn, owOut).
+        bool dense = g.DilationH == 1 && g.DilationW == 1;
+        // (Window oh lies inside when oh*stride - pad >= 0 and oh*stride - pad + k <= size; none when k > size + pad.)
+        int ohIn = dense ? (g.PadH + g.StrideH - 1) / g.StrideH : g.OH;
+        int ohOut = dense && g.H + g.PadH >= g.KH ? Math.Min(g.OH, (g.H + g.PadH - g.KH) / g.StrideH + 1) : 0;
+        int owIn = dense ? (g.PadW + g.StrideW - 1) / g.StrideW : g.OW;
+        int owOut = dense && g.W + g.PadW >= g.KW ? Math.Min(g.OW, (g.W + g.PadW - g.KW) / g.StrideW + 1) : 0;
         for (int plane = start; plane < end; plane++)
         {
             int xBase = plane * g.H * g.W, yBase = plane * g.OH * g.OW;
             for (int oh = 0; oh < g.OH; oh++)
+            {
+                bool rowInside = oh >= ohIn && oh < ohOut;
                 for (int ow = 0; ow < g.OW; ow++)
                 {
                     int o = yBase + oh * g.OW + ow;
+                    if (rowInside && ow >= owIn && ow < owOut)
+                    {
+                        indices[o] = InteriorArgMax(g, xs.Slice(xBase, g.H * g.W), oh * g.StrideH - g.PadH, ow * g.StrideW - g.PadW, out float inner);
+                        y[o] = inner;
+                        continue;
+                    }
                     indices[o] = MaxPool2dMath.ArgMax(g, x, xBase, oh, ow, out float best);
                     y[o] = best;
                 }
+            }
         }
+    }
+
+    /// <summary>
+    /// Measured fast path of the scan for a window with every tap in the image (dilation 1): no bounds
+    /// checks, the same tap order and <see cref="MaxPool2dMath.Wins"/> rule as <see cref="MaxPool2dMath.ArgMax"/>,
+    /// the first tap the initial winner (which the generic scan reaches from -inf the same way).
+    /// </summary>
+    private static int InteriorArgMax(in Pool2dGeometry g, ReadOnlySpan<float> plane, int h0, int w0, out float best)
+    {
+        int at = h0 * g.W + w0;
+        float value = plane[at];
+        for (int kh = 0; kh < g.KH; kh++)
+        {
+            int rowStart = (h0 + kh) * g.W + w0;
+            ReadOnlySpan<float> row = plane.Slice(rowStart, g.KW);
+            for (int kw = kh == 0 ? 1 : 0; kw < row.Length; kw++)
+            {
+                float v = row[kw];
+                if (MaxPool2dMath.Wins(v, value))
+                {
+                    value = v;
+                    at = rowStart + kw;
+                }
+            }
+        }
+        best = value;
+        return at;
     }
 
     /// <summary>
