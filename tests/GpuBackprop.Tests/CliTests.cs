@@ -13,17 +13,8 @@ public sealed class CliTests
 {
     private static (int Code, string Error) Run(params string[] args)
     {
-        TextWriter previous = Console.Error;
-        var error = new StringWriter();
-        Console.SetError(error);
-        try
-        {
-            return (CliApp.Run(args), error.ToString());
-        }
-        finally
-        {
-            Console.SetError(previous);
-        }
+        var (code, error, _) = InProcessCli.Run(args);
+        return (code, error);
     }
 
     [Theory]

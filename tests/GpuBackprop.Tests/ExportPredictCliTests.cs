@@ -7,7 +7,6 @@ using GpuBackprop.Training;
 namespace GpuBackprop.Tests;
 
 /// <summary>The checkpoint-to-artifact commands end to end: export (ONNX, safetensors), predict, and train --init-weights.</summary>
-[Collection(SharedConsole.Name)]
 public sealed class ExportPredictCliTests
 {
     [Fact]
@@ -57,21 +56,10 @@ public sealed class ExportPredictCliTests
         try
         {
             File.WriteAllText(file, """[{"type": "relu"}, {"type": "conv2d", "in_channels": 1, "out_channel": 4}]""");
-            var error = new StringWriter();
-            TextWriter saved = Console.Error;
-            Console.SetError(error);
-            int code;
-            try
-            {
-                code = CliApp.Run(["train", "--model", file, "--device", "cuda:9"]);
-            }
-            finally
-            {
-                Console.SetError(saved);
-            }
+            var (code, error, _) = InProcessCli.Run("train", "--model", file, "--device", "cuda:9");
             Assert.Equal(2, code);
             // cuda:9 does not exist: had a device been opened, the error would be about it.
-            Assert.Contains("--model: layer 1 (conv2d): unknown field 'out_channel'", error.ToString());
+            Assert.Contains("--model: layer 1 (conv2d): unknown field 'out_channel'", error);
         }
         finally
         {
@@ -88,20 +76,9 @@ public sealed class ExportPredictCliTests
             // Another run holds the folder's lock (as a running `train` does).
             using (new FileStream(Path.Combine(dir, ".gpubackprop.lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None))
             {
-                var error = new StringWriter();
-                TextWriter saved = Console.Error;
-                Console.SetError(error);
-                int code;
-                try
-                {
-                    code = CliApp.Run(["train", "--device", "cpu", "--epochs", "1", "--out", dir]);
-                }
-                finally
-                {
-                    Console.SetError(saved);
-                }
+                var (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--epochs", "1", "--out", dir);
                 Assert.Equal(1, code);
-                Assert.Contains("another training run is using this folder", error.ToString());
+                Assert.Contains("another training run is using this folder", error);
                 Assert.False(File.Exists(Path.Combine(dir, "checkpoint.gbp")));
             }
         }
@@ -119,20 +96,19 @@ public sealed class ExportPredictCliTests
     {
         string file = Path.Combine(Directory.CreateTempSubdirectory("gpubackprop-shapes-").FullName, "shapes.json");
         File.WriteAllText(file, json);
-        var error = new StringWriter();
-        TextWriter saved = Console.Error;
-        Console.SetError(error);
+        string error;
         try
         {
-            Assert.Equal(1, CliApp.Run(["bench", "--device", "cpu", "--shapes", file]));
+            int code;
+            (code, error, _) = InProcessCli.Run("bench", "--device", "cpu", "--shapes", file);
+            Assert.Equal(1, code);
         }
         finally
         {
-            Console.SetError(saved);
             Directory.Delete(Path.GetDirectoryName(file)!, true);
         }
-        Assert.StartsWith("error: ", error.ToString());
-        Assert.Contains("not a benchmark set", error.ToString());
+        Assert.StartsWith("error: ", error);
+        Assert.Contains("not a benchmark set", error);
         Assert.DoesNotContain("internal error", error.ToString());
     }
 }

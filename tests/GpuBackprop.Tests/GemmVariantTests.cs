@@ -14,22 +14,14 @@ namespace GpuBackprop.Tests;
 public sealed class GemmVariantTests
 {
     private const double Atol = 1e-4, Rtol = 1e-4;
-    private static readonly Dictionary<(string, GemmTiles), ComputeDevice> Devices = new();
 
     /// <summary>The kernel devices under test (not <c>cpu</c>, whose GEMM is the host routine).</summary>
     public static IEnumerable<string> KernelSpecs => TestDevices.Specs.Where(s => s != "cpu");
 
     private static (ComputeDevice Device, KernelBackend Backend) Open(string spec, GemmTiles tiles)
     {
-        lock (Devices)
-        {
-            if (!Devices.TryGetValue((spec, tiles), out ComputeDevice? d))
-            {
-                d = ComputeDevice.Open(spec, TestDevices.Options with { GemmTiles = tiles });
-                Devices[(spec, tiles)] = d;
-            }
-            return (d, (KernelBackend)d.Backend);
-        }
+        ComputeDevice d = TestDevices.Get(spec, TestDevices.Options with { GemmTiles = tiles });
+        return (d, (KernelBackend)d.Backend);
     }
 
     public static TheoryData<string, GemmTiles, int, int, int, bool, bool> Products()

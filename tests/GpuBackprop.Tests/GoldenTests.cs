@@ -7,7 +7,6 @@ namespace GpuBackprop.Tests;
 /// The PyTorch cases (tests/golden, an unchanged copy of shared/golden) on the reference path and on
 /// every device under test, with each case's own tolerance |a - e| &lt;= atol + rtol*|e|.
 /// </summary>
-[Collection(SharedConsole.Name)]
 public sealed class GoldenTests
 {
     private static readonly string Root = Path.Combine(AppContext.BaseDirectory, "golden");
@@ -143,24 +142,8 @@ public sealed class GoldenTests
     [Fact]
     public void VerifyPassesOnTheCpuDevice()
     {
-        TextWriter saved = Console.Error, savedOut = Console.Out;
-        Spectre.Console.IAnsiConsole console = Spectre.Console.AnsiConsole.Console;
-        var output = new StringWriter();
-        Console.SetError(output);
-        Console.SetOut(output);
-        Spectre.Console.AnsiConsole.Console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings { Out = new Spectre.Console.AnsiConsoleOutput(output) });
-        int code;
-        try
-        {
-            code = GpuBackprop.Cli.CliApp.Run(["verify", "--device", "cpu"]);
-        }
-        finally
-        {
-            Console.SetError(saved);
-            Console.SetOut(savedOut);
-            Spectre.Console.AnsiConsole.Console = console;
-        }
-        Assert.True(code == 0, output.ToString());
-        Assert.Contains("37/37", output.ToString());
+        var (code, error, output) = InProcessCli.Run("verify", "--device", "cpu");
+        Assert.True(code == 0, error + output);
+        Assert.Contains("37/37", output);
     }
 }

@@ -50,8 +50,6 @@ public sealed class KernelTests
     public void Conv2dForwardAndBackwardMatchReference(string device, string caseName) =>
         CheckConvolution(TestDevices.Get(device), device, caseName);
 
-    private static readonly Dictionary<string, ComputeDevice> ImplicitDevices = new();
-
     /// <summary>The devices that run ILGPU kernels.</summary>
     public static TheoryData<string> KernelDevices() => new(TestDevices.Specs.Where(s => s != "cpu"));
 
@@ -74,12 +72,7 @@ public sealed class KernelTests
     [MemberData(nameof(ImplicitConvData))]
     public void ImplicitConv2dMatchesReference(string device, string caseName)
     {
-        ComputeDevice dev;
-        lock (ImplicitDevices)
-        {
-            if (!ImplicitDevices.TryGetValue(device, out dev!))
-                ImplicitDevices[device] = dev = ComputeDevice.Open(device, TestDevices.Options with { ConvAlgorithm = ConvAlgorithm.Implicit });
-        }
+        ComputeDevice dev = TestDevices.Get(device, TestDevices.Options with { ConvAlgorithm = ConvAlgorithm.Implicit });
         var backend = (KernelBackend)dev.Backend;
         lock (backend)
         {

@@ -12,34 +12,17 @@ namespace GpuBackprop.Tests;
 /// another run's files unless told to, stale temporary files are removed, metrics.json is rebuilt from
 /// the checkpoint, and a finished run says that it wrote nothing. CLI runs use a 96-image IDX folder.
 /// </summary>
-[Collection(SharedConsole.Name)]
 public sealed class ResumeTests : IDisposable
 {
     private readonly string dir = Directory.CreateTempSubdirectory("gpubackprop-resume-").FullName;
 
     public void Dispose() => Directory.Delete(dir, true);
 
-    /// <summary>Runs the CLI in-process, capturing stderr and Spectre's console (the collection keeps other CLI runs out meanwhile).</summary>
+    /// <summary>Runs the CLI in-process; stderr and the console output together.</summary>
     private static (int Code, string Output) Cli(params string[] args)
     {
-        TextWriter error = Console.Error;
-        Spectre.Console.IAnsiConsole console = Spectre.Console.AnsiConsole.Console;
-        var all = new StringWriter();
-        Console.SetError(all);
-        Spectre.Console.AnsiConsole.Console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings
-        {
-            Out = new Spectre.Console.AnsiConsoleOutput(all),
-            Interactive = Spectre.Console.InteractionSupport.No,
-        });
-        try
-        {
-            return (CliApp.Run(args), all.ToString());
-        }
-        finally
-        {
-            Console.SetError(error);
-            Spectre.Console.AnsiConsole.Console = console;
-        }
+        var (code, error, output) = InProcessCli.Run(args);
+        return (code, error + output);
     }
 
     /// <summary>A tiny Fashion-MNIST-shaped folder (random pixels, labels 0..9).</summary>
@@ -330,12 +313,4 @@ public sealed class ResumeTests : IDisposable
         var e = Assert.Throws<ArgumentException>(() => new Trainer(d, new TrainConfig { Model = "lenet5", Epochs = 1 }, empty, test));
         Assert.Contains("training set is empty", e.Message);
     }
-}
-
-/// <summary>Tests that swap the process's console (Spectre's and stderr) run one at a time.</summary>
-[CollectionDefinition(Name)]
-public sealed class SharedConsole
-{
-    /// <summary>The collection's name.</summary>
-    public const string Name = "console";
 }

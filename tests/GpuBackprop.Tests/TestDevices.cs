@@ -26,7 +26,7 @@ public static class TestDevices
     public static IReadOnlyList<string> Required =>
         (Environment.GetEnvironmentVariable(RequireVariable) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(s => DeviceSpec.Parse(s).ToString()).ToArray();
-    private static readonly Dictionary<string, ComputeDevice> Opened = new();
+    private static readonly Dictionary<(string, ComputeDeviceOptions), ComputeDevice> Opened = new();
     private static readonly Lazy<string[]> Found = new(FindSpecs);
 
     /// <summary>Specs of the devices under test (<c>cpu</c> first).</summary>
@@ -43,14 +43,17 @@ public static class TestDevices
     public static TheoryData<string> Trainable() => new(Specs.Where(s => s != KernelsOnCpu));
 
     /// <summary>The opened device for a spec (opened once per test run).</summary>
-    public static ComputeDevice Get(string spec)
+    public static ComputeDevice Get(string spec) => Get(spec, Options);
+
+    /// <summary>The device for a spec opened with other options (a variant forced), once per test run and options.</summary>
+    public static ComputeDevice Get(string spec, ComputeDeviceOptions options)
     {
         lock (Opened)
         {
-            if (!Opened.TryGetValue(spec, out ComputeDevice? d))
+            if (!Opened.TryGetValue((spec, options), out ComputeDevice? d))
             {
-                d = ComputeDevice.Open(spec, Options);
-                Opened[spec] = d;
+                d = ComputeDevice.Open(spec, options);
+                Opened[(spec, options)] = d;
             }
             return d;
         }
