@@ -43,6 +43,7 @@ internal static class MaxPool2dHost
         for (int plane = start; plane < end; plane++)
         {
             int xBase = plane * g.H * g.W, yBase = plane * g.OH * g.OW;
+            ReadOnlySpan<float> planeSpan = xs.Slice(xBase, g.H * g.W);
             for (int oh = 0; oh < g.OH; oh++)
             {
                 bool rowInside = oh >= ohIn && oh < ohOut;
@@ -51,7 +52,7 @@ internal static class MaxPool2dHost
                     int o = yBase + oh * g.OW + ow;
                     if (rowInside && ow >= owIn && ow < owOut)
                     {
-                        indices[o] = InteriorArgMax(g, xs.Slice(xBase, g.H * g.W), oh * g.StrideH - g.PadH, ow * g.StrideW - g.PadW, out float inner);
+                        indices[o] = InteriorArgMax(g, planeSpan, oh * g.StrideH - g.PadH, ow * g.StrideW - g.PadW, out float inner);
                         y[o] = inner;
                         continue;
                     }

@@ -110,8 +110,9 @@ internal static partial class GemmKernels
         // TF32 tensor cores when the device allows them (CUDA only; elsewhere the option changes nothing,
         // as PyTorch's allow_tf32 on hardware without TF32): 128x128 tiles like the pipelined kernel.
         bool tf32 = backend.Options.AllowTf32 && k.Tf32 is not null;
+        bool pipelined = tf32 || variant == GemmTiles.Pipelined;
         int flags = 0;
-        if (variant == GemmTiles.Pipelined || tf32)
+        if (pipelined)
         {
             // A gathered B has no layout flags of its own: it is staged like a plain (untransposed) B.
             // (The input gradient's A is gathered too: staged like an untransposed A, read 4 bytes at a time.)
@@ -120,7 +121,7 @@ internal static partial class GemmKernels
             if (!tf32 && s.M <= 64)
                 flags |= Rows64;
         }
-        int tm = tf32 || variant != GemmTiles.Tiles64 ? 128 : TileM, tn = tf32 || variant != GemmTiles.Tiles64 ? 128 : TileN;
+        int tm = tf32 || variant != GemmTiles.Tiles64 ? 128 : TileM, tn = tm;
         if ((flags & Rows64) != 0)
             tm = 64;
         long tiles = (long)((s.M + tm - 1) / tm) * ((s.N + tn - 1) / tn) * s.Batch;
@@ -140,15 +141,16 @@ internal static partial class GemmKernels
         // part) triples than that, so the launch is cut into slices that each start at ZBase.
         int zTotal = s.Batch * parts;
         string name = tf32 ? "Tf32" : variant.ToString();
+        ArrayView<Float4> av4 = pipelined ? Vectors(av) : default, bv4 = pipelined ? Vectors(bv) : default;
         for (int z0 = 0; z0 < zTotal; z0 += backend.MaxGridZ)
         {
             run.ZBase = z0;
             backend.Ran(z0 > 0 ? "gemm.z-slice" : $"gemm.{name}{(parts > 1 ? ".split" : "")}{(flags != 0 || variant == GemmTiles.Pipelined ? $".layout{flags}" : "")}");
             var grid = new Index3D((s.N + tn - 1) / tn, (s.M + tm - 1) / tm, Math.Min(backend.MaxGridZ, zTotal - z0));
-            if (tf32 || variant == GemmTiles.Pipelined)
+            if (pipelined)
             {
                 var kernel = tf32 ? k.Tf32! : k.Pipelined;
-                kernel(new KernelConfig(grid, new Index3D(256, 1, 1)), run, a, b, target, av, Vectors(av), bv, Vectors(bv), output, gather, bias, SpecializedValue.New(flags));
+                kernel(new KernelConfig(grid, new Index3D(256, 1, 1)), run, a, b, target, av, av4, bv, bv4, output, gather, bias, SpecializedValue.New(flags));
             }
             else
             {
