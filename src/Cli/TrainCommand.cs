@@ -236,7 +236,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         // reporting success while the last writer wins. Opening it also proves the folder is writable
         // before an epoch is spent.
         using FileStream runLock = RunLock(outDir);
-        string checkpoint = Path.Combine(outDir, "checkpoint.gbp");
+        string checkpoint = Path.Combine(outDir, CheckpointName);
         bool another = File.Exists(checkpoint) && (resume is null || !string.Equals(Path.GetFullPath(resume), Path.GetFullPath(checkpoint), StringComparison.Ordinal));
         if (another && !s.Overwrite)
             throw new UsageException($"--out {outDir} holds another run ({checkpoint}): resume it with --resume {checkpoint}, choose another --out, or replace it with --overwrite.");
@@ -250,7 +250,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         {
             // --overwrite: the other run's files go now, so that a kill in the first epoch cannot leave its
             // checkpoint beside this run's step log.
-            foreach (string old in new[] { checkpoint, Path.Combine(outDir, "metrics.json"), Path.Combine(outDir, "training.png") })
+            foreach (string old in new[] { checkpoint, Path.Combine(outDir, MetricsName), Path.Combine(outDir, PlotName) })
                 File.Delete(old);
         }
         RemoveStaleTemporaryFiles(outDir);
@@ -258,8 +258,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         if (resume is not null)
             AnsiConsole.MarkupLine($"resumed from {Markup.Escape(resume)} after epoch {trainer.EpochsDone}");
 
-        string metricsPath = Path.Combine(outDir, "metrics.json");
-        string stepsPath = Path.Combine(outDir, "steps.jsonl");
+        string metricsPath = Path.Combine(outDir, MetricsName);
+        string stepsPath = Path.Combine(outDir, StepsName);
         // A fresh run starts the log; a resumed one keeps the steps up to its checkpoint (a run killed
         // mid-epoch logged steps that the resumed run will log again).
         StepLog.KeepUpTo(stepsPath, resume is null ? -1 : trainer.Optimizer.StepCount);
@@ -278,7 +278,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 trainer.ToCheckpoint().Save(checkpoint);
                 new MetricsFile(config.Model, device.Info.Spec, device.Info.Name, source, trainer.Model.ParameterCount, config,
                     results.Select(EpochRecord.From).ToList()).Write(metricsPath);
-                Plot.TrySave(Path.Combine(outDir, "training.png"), config.Model, device.Info.Name, results, StepLog.Read(stepsPath));
+                Plot.TrySave(Path.Combine(outDir, PlotName), config.Model, device.Info.Name, results, StepLog.Read(stepsPath));
                 AnsiConsole.MarkupLine($"epoch {r.Epoch}/{config.Epochs}: loss {r.TrainLoss:F4}, test accuracy [bold]{r.TestAccuracy:F2}%[/], {r.ImagesPerSecond:N0} images/s, {r.Seconds:F1} s");
             }
         }
@@ -294,8 +294,13 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     }
 
     /// <summary>The temporary files of a run's own atomic writes (".NAME.PID.tmp"), nothing else in the folder.</summary>
-    private static readonly System.Text.RegularExpressions.Regex RunTemporaryFile =
-        new(@"^\.(checkpoint\.gbp|metrics\.json|steps\.jsonl|training\.png)\.(\d+)\.tmp$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+    // The files a run writes into its folder, each atomically: named once here for the run, --overwrite and
+    // the cleanup of temporary files a killed run left.
+    private const string CheckpointName = "checkpoint.gbp", MetricsName = "metrics.json", StepsName = "steps.jsonl", PlotName = "training.png";
+
+    private static readonly System.Text.RegularExpressions.Regex RunTemporaryFile = new(
+        $@"^\.({string.Join("|", new[] { CheckpointName, MetricsName, StepsName, PlotName }.Select(System.Text.RegularExpressions.Regex.Escape))})\.(\d+)\.tmp$",
+        System.Text.RegularExpressions.RegexOptions.CultureInvariant);
 
     /// <summary>
     /// Deletes the temporary files of this program's atomic writes that a killed run left in its folder:
