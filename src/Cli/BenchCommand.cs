@@ -41,10 +41,14 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         [CommandOption("--conv <ALGORITHM>"), Description("How kernel devices compute convolutions: auto (default: implicit GEMM on CUDA), im2col or implicit.")]
         public string Conv { get; set; } = "auto";
 
+        [CommandOption("--split-k <MODE>"), Description("Split the reduction of GPU products with too few output tiles: auto (default) or off (only sums over products, by whole products).")]
+        public string SplitK { get; set; } = "auto";
+
         public override ValidationResult Validate() => Usage.All(
             Usage.Positive(Reps, "--reps"),
             GemmTiles is "auto" or "64" or "128" or "pipelined" ? ValidationResult.Success() : ValidationResult.Error($"--gemm-tiles takes auto, 64, 128 or pipelined; got '{GemmTiles}'."),
             Conv is "auto" or "im2col" or "implicit" ? ValidationResult.Success() : ValidationResult.Error($"--conv takes auto, im2col or implicit; got '{Conv}'."),
+            SplitK is "auto" or "off" ? ValidationResult.Success() : ValidationResult.Error($"--split-k takes auto or off; got '{SplitK}'."),
             DeviceOption.Validate(Device, allowAll: false));
 
         public ComputeDeviceOptions DeviceOptions => new(GemmTiles switch
@@ -58,7 +62,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             "im2col" => ConvAlgorithm.Im2Col,
             "implicit" => ConvAlgorithm.Implicit,
             _ => ConvAlgorithm.Auto,
-        });
+        }, SplitK: SplitK == "auto");
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)

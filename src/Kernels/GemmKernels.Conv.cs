@@ -207,26 +207,27 @@ internal static partial class GemmKernels
     /// <summary>
     /// Stores a thread's row of a gathered product where its mode puts it: forward, row i is output channel
     /// i and the columns are (image, pixel) pairs of y[n, i, p] (plus the bias); input gradient, row i is
-    /// input channel i and the columns are (image, pixel) pairs of dx[n, i, h, w].
+    /// input channel i and the columns are (image, pixel) pairs of dx[n, i, h, w]. <paramref name="start"/>: 0,
+    /// or a split part's scratch slice, which holds the same layout.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreMappedRow8(GemmShape s, ConvGather g, int mode, ArrayView<float> y, ArrayView<float> bias, bool withBias, int i, int j, Row8 v)
+    private static void StoreMappedRow8(GemmShape s, ConvGather g, int mode, ArrayView<float> y, int start, ArrayView<float> bias, bool withBias, int i, int j, Row8 v)
     {
         if (i >= s.M)
             return;
         float b = withBias ? bias[i] : 0f;
-        StoreMapped(s, g, mode, y, i, j, v.C0 + b);
-        StoreMapped(s, g, mode, y, i, j + 1, v.C1 + b);
-        StoreMapped(s, g, mode, y, i, j + 2, v.C2 + b);
-        StoreMapped(s, g, mode, y, i, j + 3, v.C3 + b);
-        StoreMapped(s, g, mode, y, i, j + 64, v.C4 + b);
-        StoreMapped(s, g, mode, y, i, j + 65, v.C5 + b);
-        StoreMapped(s, g, mode, y, i, j + 66, v.C6 + b);
-        StoreMapped(s, g, mode, y, i, j + 67, v.C7 + b);
+        StoreMapped(s, g, mode, y, start, i, j, v.C0 + b);
+        StoreMapped(s, g, mode, y, start, i, j + 1, v.C1 + b);
+        StoreMapped(s, g, mode, y, start, i, j + 2, v.C2 + b);
+        StoreMapped(s, g, mode, y, start, i, j + 3, v.C3 + b);
+        StoreMapped(s, g, mode, y, start, i, j + 64, v.C4 + b);
+        StoreMapped(s, g, mode, y, start, i, j + 65, v.C5 + b);
+        StoreMapped(s, g, mode, y, start, i, j + 66, v.C6 + b);
+        StoreMapped(s, g, mode, y, start, i, j + 67, v.C7 + b);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreMapped(GemmShape s, ConvGather g, int mode, ArrayView<float> y, int i, int j, float v)
+    private static void StoreMapped(GemmShape s, ConvGather g, int mode, ArrayView<float> y, int start, int i, int j, float v)
     {
         if (j >= s.N)
             return;
@@ -235,6 +236,6 @@ internal static partial class GemmKernels
         int plane = mode == GatherDataGrad ? g.H * g.W : g.P;
         int rows = mode == GatherDataGrad ? g.C : g.K;
         int image = j / plane;
-        y[(image * rows + i) * plane + (j - image * plane)] = v;
+        y[start + (image * rows + i) * plane + (j - image * plane)] = v;
     }
 }

@@ -166,7 +166,8 @@ internal static partial class GemmKernels
         int mode = flags & GatherModes;
         bool gather = mode != 0, rows64 = (flags & Rows64) != 0, gatherA = mode == GatherDataGrad;
         int tid = Group.IdxX, tx = tid & 15, ty = tid >> 4;
-        PartOf(s, s.ZBase + Grid.IdxZ, out int batch, out int rBegin, out int rEnd);
+        int kTiles = (s.K + PK - 1) / PK;
+        TilesOf(s, s.ZBase + Grid.IdxZ, kTiles, out int batch, out int part, out int tBegin, out int tEnd);
         int row0 = Grid.IdxY * (rows64 ? 64 : 128), col0 = Grid.IdxX * 128;
         // A 64-row tile loads no rows of the next block's.
         int aExtent = rows64 ? Math.Min(s.M, row0 + 64) : s.M;
@@ -175,12 +176,11 @@ internal static partial class GemmKernels
             GatherColumns(g, mode, s.N, col0, tid, out bases, out rowOff, out colOff);
 
         Row8 c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
-        int kTiles = (s.K + PK - 1) / PK;
-        int total = (rEnd - rBegin) * kTiles;
+        int total = tEnd - tBegin;
         if (total > 0)
         {
-            // Tile 0 straight into buffer 0.
-            int r = rBegin, k0 = 0;
+            // The part's first tile straight into buffer 0.
+            int r = tBegin / kTiles, k0 = (tBegin - r * kTiles) * PK;
             int aStart = a.Base(batch, s.BatchInner, r), bStart = b.Base(batch, s.BatchInner, r);
             Float4 pa = gatherA ? GatherWeightsTransposed(av, g, row0, aExtent, k0, s.K, tid) : LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, aExtent, k0, s.K, tid);
             Float4 pb = gather
@@ -232,23 +232,24 @@ internal static partial class GemmKernels
         }
 
         int i0 = row0 + ty * 4, j0 = col0 + tx * 4;
+        int cStart = OutputStart(s, c, s.ZBase + Grid.IdxZ, batch);
         if (mode == GatherForward || mode == GatherDataGrad)
         {
-            bool withBias = (flags & FusedBias) != 0;
-            StoreMappedRow8(s, g, mode, cv, bias, withBias, i0, j0, c0);
-            StoreMappedRow8(s, g, mode, cv, bias, withBias, i0 + 1, j0, c1);
-            StoreMappedRow8(s, g, mode, cv, bias, withBias, i0 + 2, j0, c2);
-            StoreMappedRow8(s, g, mode, cv, bias, withBias, i0 + 3, j0, c3);
+            // Split parts store in the output's layout into their own scratch slice; part 0 adds the bias.
+            bool withBias = (flags & FusedBias) != 0 && part == 0;
+            StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0, j0, c0);
+            StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 1, j0, c1);
+            StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 2, j0, c2);
+            StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 3, j0, c3);
             if (!rows64)
             {
-                StoreMappedRow8(s, g, mode, cv, bias, withBias, i0 + 64, j0, c4);
-                StoreMappedRow8(s, g, mode, cv, bias, withBias, i0 + 65, j0, c5);
-                StoreMappedRow8(s, g, mode, cv, bias, withBias, i0 + 66, j0, c6);
-                StoreMappedRow8(s, g, mode, cv, bias, withBias, i0 + 67, j0, c7);
+                StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 64, j0, c4);
+                StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 65, j0, c5);
+                StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 66, j0, c6);
+                StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 67, j0, c7);
             }
             return;
         }
-        int cStart = OutputStart(s, c, s.ZBase + Grid.IdxZ, batch);
         StoreRow8(s, c, cv, cStart, i0, j0, c0);
         StoreRow8(s, c, cv, cStart, i0 + 1, j0, c1);
         StoreRow8(s, c, cv, cStart, i0 + 2, j0, c2);

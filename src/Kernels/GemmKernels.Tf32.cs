@@ -208,7 +208,8 @@ internal static partial class GemmKernels
         int tid = Group.IdxX, lane = tid & 31, warp = tid >> 5;
         int gr = lane >> 2, t = lane & 3;
         int wm = (warp & 1) * 64, wn = (warp >> 1) * 32;
-        PartOf(s, s.ZBase + Grid.IdxZ, out int batch, out int rBegin, out int rEnd);
+        int kTiles = (s.K + TK - 1) / TK;
+        TilesOf(s, s.ZBase + Grid.IdxZ, kTiles, out int batch, out int part, out int tBegin, out int tEnd);
         int row0 = Grid.IdxY * 128, col0 = Grid.IdxX * 128;
         Int4 bases = default, rowOff = default, colOff = default;
         if (gather)
@@ -216,11 +217,10 @@ internal static partial class GemmKernels
 
         CudaAsm.Emit(".reg .f32 tc<64>;");
         CudaAsm.Emit("mov.f32 tc0, 0f00000000; mov.f32 tc1, 0f00000000; mov.f32 tc2, 0f00000000; mov.f32 tc3, 0f00000000; mov.f32 tc4, 0f00000000; mov.f32 tc5, 0f00000000; mov.f32 tc6, 0f00000000; mov.f32 tc7, 0f00000000; mov.f32 tc8, 0f00000000; mov.f32 tc9, 0f00000000; mov.f32 tc10, 0f00000000; mov.f32 tc11, 0f00000000; mov.f32 tc12, 0f00000000; mov.f32 tc13, 0f00000000; mov.f32 tc14, 0f00000000; mov.f32 tc15, 0f00000000; mov.f32 tc16, 0f00000000; mov.f32 tc17, 0f00000000; mov.f32 tc18, 0f00000000; mov.f32 tc19, 0f00000000; mov.f32 tc20, 0f00000000; mov.f32 tc21, 0f00000000; mov.f32 tc22, 0f00000000; mov.f32 tc23, 0f00000000; mov.f32 tc24, 0f00000000; mov.f32 tc25, 0f00000000; mov.f32 tc26, 0f00000000; mov.f32 tc27, 0f00000000; mov.f32 tc28, 0f00000000; mov.f32 tc29, 0f00000000; mov.f32 tc30, 0f00000000; mov.f32 tc31, 0f00000000; mov.f32 tc32, 0f00000000; mov.f32 tc33, 0f00000000; mov.f32 tc34, 0f00000000; mov.f32 tc35, 0f00000000; mov.f32 tc36, 0f00000000; mov.f32 tc37, 0f00000000; mov.f32 tc38, 0f00000000; mov.f32 tc39, 0f00000000; mov.f32 tc40, 0f00000000; mov.f32 tc41, 0f00000000; mov.f32 tc42, 0f00000000; mov.f32 tc43, 0f00000000; mov.f32 tc44, 0f00000000; mov.f32 tc45, 0f00000000; mov.f32 tc46, 0f00000000; mov.f32 tc47, 0f00000000; mov.f32 tc48, 0f00000000; mov.f32 tc49, 0f00000000; mov.f32 tc50, 0f00000000; mov.f32 tc51, 0f00000000; mov.f32 tc52, 0f00000000; mov.f32 tc53, 0f00000000; mov.f32 tc54, 0f00000000; mov.f32 tc55, 0f00000000; mov.f32 tc56, 0f00000000; mov.f32 tc57, 0f00000000; mov.f32 tc58, 0f00000000; mov.f32 tc59, 0f00000000; mov.f32 tc60, 0f00000000; mov.f32 tc61, 0f00000000; mov.f32 tc62, 0f00000000; mov.f32 tc63, 0f00000000;");
-        int kTiles = (s.K + TK - 1) / TK;
-        int total = (rEnd - rBegin) * kTiles;
+        int total = tEnd - tBegin;
         if (total > 0)
         {
-            int r = rBegin, k0 = 0;
+            int r = tBegin / kTiles, k0 = (tBegin - r * kTiles) * TK;
             int aStart = a.Base(batch, s.BatchInner, r), bStart = b.Base(batch, s.BatchInner, r);
             Float4 pa0 = gatherA ? GatherWeightsTransposed(av, g, row0, s.M, k0, s.K, tid) : LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0, s.K, tid);
             Float4 pa1 = gatherA ? GatherWeightsTransposed(av, g, row0, s.M, k0 + 8, s.K, tid) : LoadTile(av, av4, aAlongTile, aVector, aStart, a.Ld, row0, s.M, k0 + 8, s.K, tid);
@@ -267,7 +267,7 @@ internal static partial class GemmKernels
 
         int cStart = OutputStart(s, c, s.ZBase + Grid.IdxZ, batch);
         int i0 = row0 + wm + gr, j0 = col0 + wn + 2 * t;
-        var o = new FragmentOutput { Shape = s, C = c, Start = cStart, Conv = g, Mode = mode == GatherWeightGrad ? 0 : mode, WithBias = (flags & FusedBias) != 0 };
+        var o = new FragmentOutput { Shape = s, C = c, Start = cStart, Conv = g, Mode = mode == GatherWeightGrad ? 0 : mode, WithBias = (flags & FusedBias) != 0 && part == 0 };
         StoreFragmentRow(o, cv, bias, i0, j0, Fragment(0), Fragment(1), Fragment(2), Fragment(3));
         StoreFragmentRow(o, cv, bias, i0 + 16, j0, Fragment(4), Fragment(5), Fragment(6), Fragment(7));
         StoreFragmentRow(o, cv, bias, i0 + 32, j0, Fragment(8), Fragment(9), Fragment(10), Fragment(11));
@@ -311,8 +311,8 @@ internal static partial class GemmKernels
         if (o.Mode != 0)
         {
             float b = o.WithBias ? bias[i] : 0f;
-            StoreMapped(s, o.Conv, o.Mode, cv, i, j, v0 + b);
-            StoreMapped(s, o.Conv, o.Mode, cv, i, j + 1, v1 + b);
+            StoreMapped(s, o.Conv, o.Mode, cv, o.Start, i, j, v0 + b);
+            StoreMapped(s, o.Conv, o.Mode, cv, o.Start, i, j + 1, v1 + b);
             return;
         }
         int rowStart = o.Start + i * (s.ReduceParts > 1 ? s.N : o.C.Ld);

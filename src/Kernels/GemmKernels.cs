@@ -125,7 +125,9 @@ internal static partial class GemmKernels
         if ((flags & Rows64) != 0)
             tm = 64;
         long tiles = (long)((s.M + tm - 1) / tm) * ((s.N + tn - 1) / tn) * s.Batch;
-        int parts = s.Reduce > 1 && tiles < 2 * sms ? (int)Math.Min(s.Reduce, (2 * sms + tiles - 1) / tiles) : 1;
+        int parts = pipelined && backend.Options.SplitK
+            ? SplitParts(tiles, (long)s.Reduce * ((s.K + (tf32 ? 16 : PK) - 1) / (tf32 ? 16 : PK)), sms, (long)s.M * s.N * s.Batch)
+            : s.Reduce > 1 && tiles < 2 * sms ? (int)Math.Min(s.Reduce, (2 * sms + tiles - 1) / tiles) : 1;
         GemmShape run = s;
         GemmOperand target = c;
         ArrayView<float> output = cv;
@@ -166,6 +168,41 @@ internal static partial class GemmKernels
     }
 
     /// <summary>
+    /// How many parts the K tiles of a pipelined or TF32 product are split into (1: none), from a cost model
+    /// fitted to the H100 rows of bench/results/2026-11-26-gpu-kernels (two blocks a multiprocessor, by the
+    /// launch bounds): blocks land evenly on the multiprocessors; a pair of blocks runs a K tile in
+    /// <see cref="TileMicroseconds"/> each (4096^3: 8 blocks a multiprocessor of 512 tiles in 3.95 ms), a
+    /// block alone in 1.4 times that per block pair's half (it cannot hide its own latency); split parts
+    /// then cost one pass over the scratch a part written and read and one over the output, at about
+    /// 2.5 TB/s. A split is taken when it is predicted at least 10% faster: on resnet_14's layers (98 tiles
+    /// forward, 36 tiles of 800 K tiles for the weight gradient on 132 multiprocessors) a wave is mostly
+    /// empty without one.
+    /// </summary>
+    internal static int SplitParts(long tiles, long reduceTiles, int sms, long outputs)
+    {
+        double Cost(int p)
+        {
+            long perSm = (tiles * p + sms - 1) / sms;
+            double blockSlots = perSm / 2 * 2 + (perSm % 2) * 1.4;
+            double compute = blockSlots * ((reduceTiles + p - 1) / p) * TileMicroseconds;
+            return compute + (p > 1 ? (2 * p + 1) * outputs * ElementPassMicroseconds + 4 : 0);
+        }
+        // Parts of at least 4 K tiles, at most 64 (scratch: 64 output copies).
+        int most = (int)Math.Min(64, reduceTiles / 4);
+        int best = 1;
+        double one = Cost(1), bestCost = one;
+        for (int p = 2; p <= most; p++)
+        {
+            double cost = Cost(p);
+            if (cost < bestCost)
+                (best, bestCost) = (p, cost);
+        }
+        return bestCost <= 0.9 * one ? best : 1;
+    }
+
+    private const double TileMicroseconds = 0.95, ElementPassMicroseconds = 1.6e-6;
+
+    /// <summary>
     /// The automatic choice, from the rows measured on an H100 (bench/results/2026-11-26-gpu-kernels): a single
     /// product takes the pipelined kernel from half a wave of its tiles up (1024^3, 64 tiles on 132
     /// multiprocessors: 0.16 ms against the 64x64 kernel's 0.20); a batch of products (im2col convolutions
@@ -189,6 +226,21 @@ internal static partial class GemmKernels
         int part = z - batch * parts;
         r0 = (int)((long)s.Reduce * part / parts);
         r1 = (int)((long)s.Reduce * (part + 1) / parts);
+    }
+
+    /// <summary>
+    /// Which K tiles a grid z index of the pipelined or TF32 kernel covers: the products' K tiles in a row
+    /// (product r's tiles r*kTiles..), cut into <see cref="GemmShape.ReduceParts"/> equal ranges, so that a
+    /// part may end inside a product (split K) as well as between products.
+    /// </summary>
+    private static void TilesOf(GemmShape s, int z, int kTiles, out int batch, out int part, out int t0, out int t1)
+    {
+        int parts = s.ReduceParts > 1 ? s.ReduceParts : 1;
+        batch = z / parts;
+        part = z - batch * parts;
+        long total = (long)s.Reduce * kTiles;
+        t0 = (int)(total * part / parts);
+        t1 = (int)(total * (part + 1) / parts);
     }
 
     private static void SumPartsKernel(Index1D e, GemmShape s, GemmOperand c, ArrayView<float> scratch, ArrayView<float> cv)

@@ -53,8 +53,15 @@ public enum ConvAlgorithm
 /// other devices ignore it.
 /// </param>
 /// <param name="ConvAlgorithm">How kernel devices compute convolutions, for measuring one way against the other.</param>
+/// <param name="SplitK">
+/// Let kernel devices split the reduction (K) of a pipelined or TF32 product whose output tiles are too few
+/// to fill the device into parts summed in a fixed order afterwards (deterministic, but summed in another
+/// order than one part would), with the part count chosen from a cost model of waves and the extra pass.
+/// Off: only sums over several products (a convolution's weight gradient over images) are split, by
+/// whole products, as before this option; for measuring one against the other.
+/// </param>
 public sealed record ComputeDeviceOptions(GemmTiles GemmTiles = GemmTiles.Auto, bool OpenClWithoutGenericAddressSpace = false, bool AllowTf32 = false,
-    ConvAlgorithm ConvAlgorithm = ConvAlgorithm.Auto)
+    ConvAlgorithm ConvAlgorithm = ConvAlgorithm.Auto, bool SplitK = true)
 {
     /// <summary>The defaults.</summary>
     public static ComputeDeviceOptions Default { get; } = new();

@@ -126,6 +126,71 @@ public sealed class GemmVariantTests
         }
     }
 
+    public static TheoryData<string, bool, bool> SplitKCases()
+    {
+        var data = new TheoryData<string, bool, bool>();
+        foreach (string d in KernelSpecs)
+            foreach (bool accumulate in new[] { false, true })
+                foreach (bool transA in new[] { false, true })
+                    data.Add(d, accumulate, transA);
+        return data;
+    }
+
+    /// <summary>
+    /// One product (no sum over products) with a long K on a device planned as 64 multiprocessors: its two
+    /// tiles fill no wave, so the pipelined kernel splits K into parts that end inside the product (K tiles
+    /// of 8, parts not a multiple of them: 61 tiles), summed in order, with and without accumulating into C;
+    /// scalar (odd K) and 16-byte loads of A. With <see cref="ComputeDeviceOptions.SplitK"/> off the same
+    /// product runs unsplit.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(SplitKCases))]
+    public void SplitKMatchesTheProductAndCanBeTurnedOff(string device, bool accumulate, bool transA)
+    {
+        const int m = 70, n = 129, k = 487;
+        foreach (bool split in new[] { true, false })
+        {
+            ComputeDevice dev = TestDevices.Get(device, TestDevices.Options with { GemmTiles = GemmTiles.Pipelined, SplitK = split });
+            var backend = (KernelBackend)dev.Backend;
+            lock (backend)
+            {
+                backend.Multiprocessors = 64;
+                try
+                {
+                    float[] a = Data.Uniform(m * k, 61), b = Data.Uniform(k * n, 62), c0 = Data.Uniform(m * n, 63);
+                    using Tensor at = Tensor.FromHost(dev, a, a.Length), bt = Tensor.FromHost(dev, b, b.Length), ct = Tensor.FromHost(dev, c0, c0.Length);
+                    long before = Launches(backend, "gemm.Pipelined.split");
+                    backend.Gemm(GemmShape.Single(m, n, k, accumulate), GemmOperand.Dense(transA ? m : k, transA), at.View, GemmOperand.Dense(n), bt.View, GemmOperand.Dense(n), ct.View);
+                    double[] expected = Data.Product(m, n, k, a, transA, b, false, accumulate ? c0 : new float[m * n]);
+                    Check.Close(ct.Download(), expected, Atol, Rtol, $"split-K {split} {m}x{n}x{k} ta={transA} accumulate={accumulate} on {device}");
+                    Assert.Equal(split, Launches(backend, "gemm.Pipelined.split") > before);
+                }
+                finally
+                {
+                    backend.Multiprocessors = Math.Max(1, backend.Accelerator.NumMultiprocessors);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The split-K cost model on an H100's 132 multiprocessors, for the rows it was fitted to: resnet_14's
+    /// forward (98 tiles of 288 K tiles) and weight gradient (36 tiles over 32 images of 25 K tiles) and the
+    /// 1024^3 product (64 tiles) split; resnet_56's forward (784 tiles, three waves) and 4096^3 (1024 tiles)
+    /// do not; parts stay within 64 and at least 4 K tiles each.
+    /// </summary>
+    [Fact]
+    public void SplitKCostModelSplitsOnlyWhereAWaveIsMostlyEmpty()
+    {
+        Assert.InRange(GemmKernels.SplitParts(98, 288, 132, 256L * 6272), 2, 16);
+        Assert.InRange(GemmKernels.SplitParts(36, 32 * 25, 132, 256L * 2304), 4, 16);
+        Assert.InRange(GemmKernels.SplitParts(64, 128, 132, 1024L * 1024), 2, 8);
+        Assert.Equal(1, GemmKernels.SplitParts(784, 72, 132, 64L * 100352));
+        Assert.Equal(1, GemmKernels.SplitParts(1024, 512, 132, 4096L * 4096));
+        Assert.Equal(1, GemmKernels.SplitParts(1, 7, 132, 10));
+        Assert.InRange(GemmKernels.SplitParts(1, 100000, 132, 10), 2, 64);
+    }
+
     /// <summary>The CUDA devices under test (TF32 runs there only).</summary>
     private static string[] CudaSpecs() => TestDevices.Specs.Where(s => s.StartsWith("cuda", StringComparison.Ordinal)).ToArray();
 

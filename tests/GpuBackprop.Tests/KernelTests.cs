@@ -87,6 +87,44 @@ public sealed class KernelTests
         }
     }
 
+    public static TheoryData<string, string> SplitConvData()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (string d in TestDevices.Specs.Where(s => s != "cpu"))
+            foreach (string c in new[] { "many_groups_of_threads", "lenet_c1", "rect_stride_dilation" })
+                data.Add(d, c);
+        return data;
+    }
+
+    /// <summary>
+    /// The implicit-GEMM convolution with its K split into parts (a device planned as 64 multiprocessors,
+    /// so that these small layers fill no wave): the forward pass and the input gradient store each part in
+    /// the output's layout into scratch (the bias added by part 0 only) and the parts are summed; the weight
+    /// gradient's parts end inside images. Each must match the reference, and a split launch must have run.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(SplitConvData))]
+    public void ImplicitConv2dSplitAcrossKMatchesReference(string device, string caseName)
+    {
+        ComputeDevice dev = TestDevices.Get(device, TestDevices.Options with { ConvAlgorithm = ConvAlgorithm.Implicit });
+        var backend = (KernelBackend)dev.Backend;
+        lock (backend)
+        {
+            backend.Multiprocessors = 64;
+            try
+            {
+                long before = backend.VariantLaunches.Where(kv => kv.Key.StartsWith("gemm.Pipelined.split", StringComparison.Ordinal)).Sum(kv => kv.Value);
+                CheckConvolution(dev, device + " (implicit, split K)", caseName);
+                long after = backend.VariantLaunches.Where(kv => kv.Key.StartsWith("gemm.Pipelined.split", StringComparison.Ordinal)).Sum(kv => kv.Value);
+                Assert.True(after > before, $"no split launch: {string.Join(", ", backend.VariantLaunches.Keys)}");
+            }
+            finally
+            {
+                backend.Multiprocessors = Math.Max(1, backend.Accelerator.NumMultiprocessors);
+            }
+        }
+    }
+
     /// <summary>
     /// A depthwise convolution whose (image, group) pairs exceed the grid's z limit (set to 5 here, 65,535 on
     /// CUDA) still launches, cut into slices, and matches the reference.
