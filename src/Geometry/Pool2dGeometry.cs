@@ -9,8 +9,11 @@ namespace GpuBackprop.Geometry;
 /// and the tests. Output size as PyTorch: OH = floor-or-ceil((H + 2p - d(k-1) - 1)/s) + 1, and with
 /// ceil_mode one less when the last window would start at or beyond H + p.
 /// </summary>
-/// <remarks>Only int fields, so it is passed to kernels by value.</remarks>
-internal readonly struct Pool2dGeometry
+/// <remarks>
+/// Only int fields, so it is passed to kernels by value; equatable, so that the pooling kernels take it as
+/// an ILGPU <c>SpecializedValue</c> and every division by a size or stride compiles to a multiply and shift.
+/// </remarks>
+internal readonly struct Pool2dGeometry : IEquatable<Pool2dGeometry>
 {
     /// <summary>Batch, channels, input height, input width.</summary>
     public readonly int N, C, H, W;
@@ -65,6 +68,17 @@ internal readonly struct Pool2dGeometry
             o--;
         return (int)Math.Max(o, 0);
     }
+
+    /// <inheritdoc/>
+    public bool Equals(Pool2dGeometry o) =>
+        N == o.N && C == o.C && H == o.H && W == o.W && KH == o.KH && KW == o.KW && StrideH == o.StrideH && StrideW == o.StrideW
+        && PadH == o.PadH && PadW == o.PadW && DilationH == o.DilationH && DilationW == o.DilationW && Ceil == o.Ceil && OH == o.OH && OW == o.OW;
+
+    /// <inheritdoc/>
+    public override bool Equals(object? obj) => obj is Pool2dGeometry o && Equals(o);
+
+    /// <inheritdoc/>
+    public override int GetHashCode() => HashCode.Combine(HashCode.Combine(N, C, H, W), HashCode.Combine(KH, KW, StrideH, StrideW), HashCode.Combine(PadH, PadW, DilationH, DilationW, Ceil));
 
     /// <summary>Elements of the input.</summary>
     public int InputLength => N * C * H * W;

@@ -6,7 +6,9 @@ using ILGPU.Runtime;
 namespace GpuBackprop.Kernels;
 
 /// <summary>
-/// Max pooling as ILGPU kernels: one thread per output runs the window scan of
+/// Max pooling as ILGPU kernels, compiled per geometry (a specialised value, so that the index arithmetic
+/// divides by constants: unspecialised, the backward pass runs eight integer divisions per input element,
+/// which on a GPU cost more issue slots than its memory traffic): one thread per output runs the window scan of
 /// <see cref="MaxPool2dMath"/>; the backward pass is a gather (one thread per input element sums the
 /// gradients of the windows whose recorded winner it is), so it needs no atomics.
 /// </summary>
@@ -14,20 +16,21 @@ internal static class MaxPool2dKernels
 {
     private sealed class Loaded(Accelerator a)
     {
-        public readonly Action<Index1D, Pool2dGeometry, ArrayView<float>, ArrayView<float>, ArrayView<int>> Forward =
-            a.LoadAutoGroupedStreamKernel<Index1D, Pool2dGeometry, ArrayView<float>, ArrayView<float>, ArrayView<int>>(ForwardKernel);
-        public readonly Action<Index1D, Pool2dGeometry, ArrayView<float>, ArrayView<int>, ArrayView<float>> Backward =
-            a.LoadAutoGroupedStreamKernel<Index1D, Pool2dGeometry, ArrayView<float>, ArrayView<int>, ArrayView<float>>(BackwardKernel);
+        public readonly Action<Index1D, SpecializedValue<Pool2dGeometry>, ArrayView<float>, ArrayView<float>, ArrayView<int>> Forward =
+            a.LoadAutoGroupedStreamKernel<Index1D, SpecializedValue<Pool2dGeometry>, ArrayView<float>, ArrayView<float>, ArrayView<int>>(ForwardKernel);
+        public readonly Action<Index1D, SpecializedValue<Pool2dGeometry>, ArrayView<float>, ArrayView<int>, ArrayView<float>> Backward =
+            a.LoadAutoGroupedStreamKernel<Index1D, SpecializedValue<Pool2dGeometry>, ArrayView<float>, ArrayView<int>, ArrayView<float>>(BackwardKernel);
     }
 
     public static void Forward(KernelBackend k, Pool2dGeometry g, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices) =>
-        k.Load(static a => new Loaded(a)).Forward(g.OutputLength, g, x, y, indices);
+        k.Load(static a => new Loaded(a)).Forward(g.OutputLength, SpecializedValue.New(g), x, y, indices);
 
     public static void Backward(KernelBackend k, Pool2dGeometry g, ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx) =>
-        k.Load(static a => new Loaded(a)).Backward(g.InputLength, g, dy, indices, dx);
+        k.Load(static a => new Loaded(a)).Backward(g.InputLength, SpecializedValue.New(g), dy, indices, dx);
 
-    private static void ForwardKernel(Index1D e, Pool2dGeometry g, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices)
+    private static void ForwardKernel(Index1D e, SpecializedValue<Pool2dGeometry> specialized, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices)
     {
+        Pool2dGeometry g = specialized.Value;
         int ow = e % g.OW;
         int oh = e / g.OW % g.OH;
         int plane = e / (g.OW * g.OH);
@@ -35,8 +38,9 @@ internal static class MaxPool2dKernels
         y[e] = best;
     }
 
-    private static void BackwardKernel(Index1D e, Pool2dGeometry g, ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx)
+    private static void BackwardKernel(Index1D e, SpecializedValue<Pool2dGeometry> specialized, ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx)
     {
+        Pool2dGeometry g = specialized.Value;
         int w = e % g.W;
         int h = e / g.W % g.H;
         int plane = e / (g.W * g.H);
