@@ -8,13 +8,18 @@ namespace GpuBackprop.Tests;
 /// device found, OpenCL runtimes without the generic address space (pocl) included, or only the one
 /// GPUBACKPROP_DEVICE names (so that a GPU machine runs the same suite on its GPU).
 /// GPUBACKPROP_REQUIRE_DEVICES (comma-separated specs, e.g. <c>opencl:0</c>) names devices the run must
-/// find: CI sets it so that a missing OpenCL lane fails instead of being skipped. The environment
+/// find: CI sets it so that a missing OpenCL lane fails instead of being skipped.
+/// GPUBACKPROP_TEST_KERNELS_ON_CPU=0 leaves <c>cpu:kernels</c> out, for a lent GPU machine whose minutes
+/// are better spent on the GPU (CI and developers' machines always run it). The environment
 /// variables are read here, at the test boundary; the library never reads them.
 /// </summary>
 public static class TestDevices
 {
     /// <summary>The ILGPU kernels on the CPU accelerator.</summary>
     public const string KernelsOnCpu = "cpu:kernels";
+
+    /// <summary>The variable that, set to 0, leaves <c>cpu:kernels</c> out of the run.</summary>
+    public const string KernelsOnCpuVariable = "GPUBACKPROP_TEST_KERNELS_ON_CPU";
 
     /// <summary>The variable naming devices this run must find.</summary>
     public const string RequireVariable = "GPUBACKPROP_REQUIRE_DEVICES";
@@ -61,7 +66,9 @@ public static class TestDevices
 
     private static string[] FindSpecs()
     {
-        var specs = new List<string> { "cpu", KernelsOnCpu };
+        var specs = new List<string> { "cpu" };
+        if (Environment.GetEnvironmentVariable(KernelsOnCpuVariable) != "0")
+            specs.Add(KernelsOnCpu);
         string? env = Environment.GetEnvironmentVariable(DeviceSpec.EnvironmentVariable);
         if (!string.IsNullOrWhiteSpace(env))
         {
