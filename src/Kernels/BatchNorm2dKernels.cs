@@ -6,11 +6,15 @@ using ILGPU.Runtime;
 namespace GpuBackprop.Kernels;
 
 /// <summary>
-/// Batch-norm as ILGPU kernels. The per-channel reductions run one group per channel: each of 256
-/// threads sums a fixed strided subset of the channel's N*H*W values, then a fixed shared-memory tree
-/// adds the partial sums (deterministic, no atomics). The statistics take two passes (the mean, then
-/// the squared deviations from it), so a channel with mean 5 and std 2 loses no precision to
-/// E[x^2] - E[x]^2. The elementwise passes run one thread per element with <see cref="BatchNormMath"/>.
+/// Batch-norm as ILGPU kernels. The per-channel reductions are split over (channel, part) groups, a part
+/// being a run of images, so that a layer of few channels still fills the device (resnet14's first
+/// stage has 16 channels of 100,352 values: one group per channel left 116 of an H100's 132
+/// multiprocessors idle and each group's threads waiting on one load after another). Each group of 256
+/// threads sums its part with a fixed stride, a shared-memory tree adds the threads' sums, and a last
+/// launch adds the parts in order: deterministic for a given multiprocessor count, no atomics. The
+/// statistics take two passes (the mean, then the squared deviations from it), so a channel with mean 5
+/// and std 2 loses no precision to E[x^2] - E[x]^2. The elementwise passes run one thread per element
+/// with <see cref="BatchNormMath"/>.
 /// </summary>
 internal static class BatchNorm2dKernels
 {
@@ -18,20 +22,45 @@ internal static class BatchNorm2dKernels
 
     private sealed class Loaded(Accelerator a)
     {
-        public readonly Action<KernelConfig, BatchNorm2dGeometry, ArrayView<float>, ArrayView<float>> Statistics =
-            a.LoadStreamKernel<BatchNorm2dGeometry, ArrayView<float>, ArrayView<float>>(StatisticsKernel);
+        public readonly Action<KernelConfig, BatchNorm2dGeometry, int, ArrayView<float>, ArrayView<float>> Sums =
+            a.LoadStreamKernel<BatchNorm2dGeometry, int, ArrayView<float>, ArrayView<float>>(SumsKernel);
+        public readonly Action<KernelConfig, BatchNorm2dGeometry, int, ArrayView<float>, ArrayView<float>> Deviations =
+            a.LoadStreamKernel<BatchNorm2dGeometry, int, ArrayView<float>, ArrayView<float>>(DeviationsKernel);
+        public readonly Action<Index1D, BatchNorm2dGeometry, int, ArrayView<float>, ArrayView<float>> Finish =
+            a.LoadAutoGroupedStreamKernel<Index1D, BatchNorm2dGeometry, int, ArrayView<float>, ArrayView<float>>(FinishKernel);
         public readonly Action<Index1D, BatchNorm2dGeometry, float, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> Forward =
             a.LoadAutoGroupedStreamKernel<Index1D, BatchNorm2dGeometry, float, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(ForwardKernel);
-        public readonly Action<KernelConfig, BatchNorm2dGeometry, float, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> Reduce =
-            a.LoadStreamKernel<BatchNorm2dGeometry, float, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(ReduceKernel);
+        public readonly Action<KernelConfig, BatchNorm2dGeometry, float, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> Reduce =
+            a.LoadStreamKernel<BatchNorm2dGeometry, float, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(ReduceKernel);
+        public readonly Action<Index1D, BatchNorm2dGeometry, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> FinishGrad =
+            a.LoadAutoGroupedStreamKernel<Index1D, BatchNorm2dGeometry, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(FinishGradKernel);
         public readonly Action<Index1D, BatchNorm2dGeometry, float, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>> InputGrad =
             a.LoadAutoGroupedStreamKernel<Index1D, BatchNorm2dGeometry, float, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(InputGradKernel);
         public readonly Action<Index1D, float, float, ArrayView<float>, ArrayView<float>, ArrayView<float>> Running =
             a.LoadAutoGroupedStreamKernel<Index1D, float, float, ArrayView<float>, ArrayView<float>, ArrayView<float>>(RunningKernel);
     }
 
-    public static void Statistics(KernelBackend k, BatchNorm2dGeometry g, ArrayView<float> x, ArrayView<float> stats) =>
-        k.Load(static a => new Loaded(a)).Statistics(new KernelConfig(g.C, Threads), g, x, stats);
+    /// <summary>
+    /// Parts a channel's reduction is split into: enough (channel, part) groups for four a multiprocessor,
+    /// at most one part an image, and parts of at least 2,048 values.
+    /// </summary>
+    internal static int Parts(KernelBackend k, BatchNorm2dGeometry g)
+    {
+        long wanted = (4L * k.Multiprocessors + g.C - 1) / g.C;
+        long most = Math.Min(g.N, Math.Max(1, (long)g.PerChannel / 2048));
+        return (int)Math.Max(1, Math.Min(wanted, most));
+    }
+
+    public static void Statistics(KernelBackend k, BatchNorm2dGeometry g, ArrayView<float> x, ArrayView<float> stats)
+    {
+        Loaded l = k.Load(static a => new Loaded(a));
+        int parts = Parts(k, g);
+        ArrayView<float> partial = k.Scratch(nameof(BatchNorm2dKernels), 2L * g.C * parts);
+        k.Ran(parts > 1 ? "batchnorm.split" : "batchnorm.whole");
+        l.Sums(new KernelConfig(g.C * parts, Threads), g, parts, x, partial);
+        l.Deviations(new KernelConfig(g.C * parts, Threads), g, parts, x, partial);
+        l.Finish(g.C, g, parts, partial, stats);
+    }
 
     public static void Forward(KernelBackend k, BatchNorm2dGeometry g, float eps, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> variance, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y) =>
         k.Load(static a => new Loaded(a)).Forward(g.Length, g, eps, x, mean, variance, weight, bias, y);
@@ -40,33 +69,86 @@ internal static class BatchNorm2dKernels
         ArrayView<float> weight, ArrayView<float> sums, ArrayView<float> dweight, ArrayView<float> dbias, ArrayView<float> dx)
     {
         Loaded l = k.Load(static a => new Loaded(a));
-        l.Reduce(new KernelConfig(g.C, Threads), g, eps, x, dy, mean, variance, sums, dweight, dbias);
+        int parts = Parts(k, g);
+        ArrayView<float> partial = k.Scratch(nameof(BatchNorm2dKernels), 2L * g.C * parts);
+        l.Reduce(new KernelConfig(g.C * parts, Threads), g, eps, parts, x, dy, mean, variance, partial);
+        l.FinishGrad(g.C, g, parts, partial, sums, dweight, dbias);
         l.InputGrad(g.Length, g, eps, training ? 1 : 0, x, dy, mean, variance, weight, sums, dx);
     }
 
     public static void UpdateRunning(KernelBackend k, int channels, float momentum, float unbias, ArrayView<float> stats, ArrayView<float> runningMean, ArrayView<float> runningVar) =>
         k.Load(static a => new Loaded(a)).Running(channels, momentum, unbias, stats, runningMean, runningVar);
 
-    private static void StatisticsKernel(BatchNorm2dGeometry g, ArrayView<float> x, ArrayView<float> stats)
+    /// <summary>Channel c's images of part p: [n0, n1).</summary>
+    private static void ImagesOf(BatchNorm2dGeometry g, int parts, int p, out int n0, out int n1)
     {
-        ArrayView<float> partial = SharedMemory.Allocate<float>(Threads);
-        int c = Grid.IdxX, t = Group.IdxX, m = g.PerChannel;
-        float sum = 0f;
-        for (int i = t; i < m; i += Threads)
-            sum += x[g.At(c, i)];
-        float mean = GroupSum.Of(partial, t, sum) / m;
-        float squares = 0f;
-        for (int i = t; i < m; i += Threads)
+        n0 = (int)((long)g.N * p / parts);
+        n1 = (int)((long)g.N * (p + 1) / parts);
+    }
+
+    /// <summary>
+    /// Steps a thread's (image, plane position) by <see cref="Threads"/> values of its channel: a division
+    /// only where the step leaves the plane (the first position is the thread's index, stepped by 0).
+    /// </summary>
+    private static void Step(BatchNorm2dGeometry g, int by, ref int n, ref int pos)
+    {
+        pos += by;
+        if (pos >= g.Plane)
         {
-            float d = x[g.At(c, i)] - mean;
+            int q = pos / g.Plane;
+            n += q;
+            pos -= q * g.Plane;
+        }
+    }
+
+    private static void SumsKernel(BatchNorm2dGeometry g, int parts, ArrayView<float> x, ArrayView<float> partial)
+    {
+        ArrayView<float> shared = SharedMemory.Allocate<float>(Threads);
+        int block = Grid.IdxX, c = block / parts, p = block - c * parts, t = Group.IdxX;
+        ImagesOf(g, parts, p, out int n0, out int n1);
+        float sum = 0f;
+        int n = n0, pos = 0;
+        for (Step(g, t, ref n, ref pos); n < n1; Step(g, Threads, ref n, ref pos))
+            sum += x[(n * g.C + c) * g.Plane + pos];
+        float total = GroupSum.Of(shared, t, sum);
+        if (t == 0)
+            partial[block] = total;
+    }
+
+    /// <summary>The channel's mean: its parts' sums added in part order (the same order in every group).</summary>
+    private static float MeanOf(BatchNorm2dGeometry g, int parts, int c, ArrayView<float> partial)
+    {
+        float sum = 0f;
+        for (int q = 0; q < parts; q++)
+            sum += partial[c * parts + q];
+        return sum / g.PerChannel;
+    }
+
+    private static void DeviationsKernel(BatchNorm2dGeometry g, int parts, ArrayView<float> x, ArrayView<float> partial)
+    {
+        ArrayView<float> shared = SharedMemory.Allocate<float>(Threads);
+        int block = Grid.IdxX, c = block / parts, p = block - c * parts, t = Group.IdxX;
+        ImagesOf(g, parts, p, out int n0, out int n1);
+        float mean = MeanOf(g, parts, c, partial);
+        float squares = 0f;
+        int n = n0, pos = 0;
+        for (Step(g, t, ref n, ref pos); n < n1; Step(g, Threads, ref n, ref pos))
+        {
+            float d = x[(n * g.C + c) * g.Plane + pos] - mean;
             squares += d * d;
         }
-        float variance = GroupSum.Of(partial, t, squares) / m;
+        float total = GroupSum.Of(shared, t, squares);
         if (t == 0)
-        {
-            stats[c] = mean;
-            stats[g.C + c] = variance;
-        }
+            partial[g.C * parts + block] = total;
+    }
+
+    private static void FinishKernel(Index1D c, BatchNorm2dGeometry g, int parts, ArrayView<float> partial, ArrayView<float> stats)
+    {
+        float squares = 0f;
+        for (int q = 0; q < parts; q++)
+            squares += partial[g.C * parts + c * parts + q];
+        stats[c] = MeanOf(g, parts, c, partial);
+        stats[g.C + c] = squares / g.PerChannel;
     }
 
     private static void ForwardKernel(Index1D e, BatchNorm2dGeometry g, float eps, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> variance, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y)
@@ -75,28 +157,42 @@ internal static class BatchNorm2dKernels
         y[e] = BatchNormMath.Normalize(x[e], mean[c], BatchNormMath.InvStd(variance[c], eps), weight[c], bias[c]);
     }
 
-    private static void ReduceKernel(BatchNorm2dGeometry g, float eps, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> means, ArrayView<float> variances, ArrayView<float> sums, ArrayView<float> dweight, ArrayView<float> dbias)
+    private static void ReduceKernel(BatchNorm2dGeometry g, float eps, int parts, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> means, ArrayView<float> variances, ArrayView<float> partial)
     {
-        ArrayView<float> partial = SharedMemory.Allocate<float>(Threads);
-        int c = Grid.IdxX, t = Group.IdxX, m = g.PerChannel;
+        ArrayView<float> shared = SharedMemory.Allocate<float>(Threads);
+        int block = Grid.IdxX, c = block / parts, p = block - c * parts, t = Group.IdxX;
+        ImagesOf(g, parts, p, out int n0, out int n1);
         float mean = means[c], invStd = BatchNormMath.InvStd(variances[c], eps);
         float sumDy = 0f, sumDyXhat = 0f;
-        for (int i = t; i < m; i += Threads)
+        int n = n0, pos = 0;
+        for (Step(g, t, ref n, ref pos); n < n1; Step(g, Threads, ref n, ref pos))
         {
-            int at = g.At(c, i);
+            int at = (n * g.C + c) * g.Plane + pos;
             float d = dy[at];
             sumDy += d;
             sumDyXhat += d * (x[at] - mean) * invStd;
         }
-        float totalDy = GroupSum.Of(partial, t, sumDy);
-        float totalDyXhat = GroupSum.Of(partial, t, sumDyXhat);
+        float totalDy = GroupSum.Of(shared, t, sumDy);
+        float totalDyXhat = GroupSum.Of(shared, t, sumDyXhat);
         if (t == 0)
         {
-            sums[c] = totalDy;
-            sums[g.C + c] = totalDyXhat;
-            dbias[c] += totalDy;
-            dweight[c] += totalDyXhat;
+            partial[block] = totalDy;
+            partial[g.C * parts + block] = totalDyXhat;
         }
+    }
+
+    private static void FinishGradKernel(Index1D c, BatchNorm2dGeometry g, int parts, ArrayView<float> partial, ArrayView<float> sums, ArrayView<float> dweight, ArrayView<float> dbias)
+    {
+        float totalDy = 0f, totalDyXhat = 0f;
+        for (int q = 0; q < parts; q++)
+        {
+            totalDy += partial[c * parts + q];
+            totalDyXhat += partial[g.C * parts + c * parts + q];
+        }
+        sums[c] = totalDy;
+        sums[g.C + c] = totalDyXhat;
+        dbias[c] += totalDy;
+        dweight[c] += totalDyXhat;
     }
 
     private static void InputGradKernel(Index1D e, BatchNorm2dGeometry g, float eps, int training, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> mean, ArrayView<float> variance,

@@ -63,9 +63,50 @@ public sealed class NewLayerTests
     // N, C, H, W, mean, training
     [Theory]
     [MemberData(nameof(BatchNormData))]
-    public void BatchNormMatchesReference(string device, int n, int c, int h, int w, bool training)
+    public void BatchNormMatchesReference(string device, int n, int c, int h, int w, bool training) =>
+        CheckBatchNorm(TestDevices.Get(device), device, n, c, h, w, training);
+
+    public static TheoryData<string, int, int, int, int> SplitBatchNormData()
+    {
+        var data = new TheoryData<string, int, int, int, int>();
+        foreach (string d in TestDevices.Specs.Where(s => s != "cpu"))
+        {
+            data.Add(d, 16, 3, 40, 40); // 12 parts of 1-2 images
+            data.Add(d, 7, 2, 30, 30);  // 3 parts of 2-3 images
+            data.Add(d, 4096, 3, 1, 1); // a plane of one value: 2 parts, each thread's steps cross planes
+        }
+        return data;
+    }
+
+    /// <summary>
+    /// The kernel devices' batch-norm reductions split into parts of whole images (a device planned as 64
+    /// multiprocessors, so that these few channels are split), summed in part order, against the reference
+    /// with <see cref="BatchNormMatchesReference"/>'s tolerances; a split launch must have run.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(SplitBatchNormData))]
+    public void BatchNormSplitIntoPartsMatchesReference(string device, int n, int c, int h, int w)
     {
         ComputeDevice d = TestDevices.Get(device);
+        var backend = (Kernels.KernelBackend)d.Backend;
+        lock (backend)
+        {
+            backend.Multiprocessors = 64;
+            try
+            {
+                long before = backend.VariantLaunches.GetValueOrDefault("batchnorm.split");
+                CheckBatchNorm(d, device + " (split)", n, c, h, w, training: true);
+                Assert.True(backend.VariantLaunches.GetValueOrDefault("batchnorm.split") > before, "the statistics were not split");
+            }
+            finally
+            {
+                backend.Multiprocessors = Math.Max(1, backend.Accelerator.NumMultiprocessors);
+            }
+        }
+    }
+
+    private static void CheckBatchNorm(ComputeDevice d, string device, int n, int c, int h, int w, bool training)
+    {
         float[] x = Data.Uniform(n * c * h * w, 9).Select(v => 5f + 2f * v).ToArray(), dy = Data.Uniform(x.Length, 10);
         float[] weight = Data.Uniform(c, 11), bias = Data.Uniform(c, 12), rm = Data.Uniform(c, 13).Select(v => v + 5f).ToArray(), rv = Data.Uniform(c, 14).Select(v => v + 2f).ToArray();
         using var layer = new BatchNorm2d(d, c, momentum: 0.2f);
