@@ -32,8 +32,8 @@ tail -4 "$out/verify.log"
 
 b="$out/bench.jsonl"; : > "$b"
 tag() { sed "s/^{/{\"variant\":\"$1\",/"; }
-bench() { local v=$1; shift; cli bench --device cuda --json --reps "$reps" --shapes bench/shapes.json "$@" | tag "$v" >> "$b"; }
-peer() { local v=$1; shift; python3 bench/torch_peer.py --device cuda --reps "$reps" --shapes bench/shapes.json "$@" | tag "$v" >> "$b"; }
+bench() { local v=$1; shift; cli bench --device cuda --json --reps "$reps" --shapes "${shapes:-bench/shapes.json}" "$@" | tag "$v" >> "$b"; }
+peer() { local v=$1; shift; python3 bench/torch_peer.py --device cuda --reps "$reps" --shapes "${shapes:-bench/shapes.json}" "$@" | tag "$v" >> "$b"; }
 t0=$(date +%s)
 # Split K off (the previous kernels' choices) against on, every row; the implicit input gradient forced
 # (with split K) on the conv rows, to re-decide where it is chosen; TF32; the peer with and without TF32.
@@ -43,6 +43,12 @@ bench implicit --only conv --conv implicit
 bench tf32 --tf32
 peer torch
 peer torch-tf32 --tf32
+# resnet14's own convolutions, one row each (which of them keeps the training step behind).
+shapes=bench/resnet14-layers.json
+bench split-off --split-k off
+bench auto
+peer torch
+unset shapes
 echo "bench took $(( $(date +%s) - t0 )) s"
 python3 - "$b" <<'PY'
 import json, sys
