@@ -123,7 +123,16 @@ internal static class HostLoop
                 // Reset before the last look, so a job posted in between is never missed.
                 Wake[index].Reset();
                 if (Volatile.Read(ref generation) == seen)
+                {
+                    // Look again after waking: the wake-up may be a stale one. The poster sets every event
+                    // after it posts; a worker that spun into that job, finished it and went to sleep
+                    // before the poster reached its event is woken for a job it has done. Taking it again
+                    // counted the worker twice, the poster cleared the job while another worker had yet to
+                    // take it, and that worker ran a null job (a NullReferenceException in training on a
+                    // 16-core machine with the test suite's threads competing, 2026-11-26).
                     Wake[index].Wait();
+                    continue;
+                }
                 seen = Volatile.Read(ref generation);
                 Claim();
                 Interlocked.Decrement(ref pending);

@@ -134,14 +134,56 @@ public sealed class RuntimeTests
         Assert.Equal("libcuda.so.1", NativeLibraries.Candidates("libcuda.so")[0]);
     }
 
+    /// <summary>
+    /// The host routines' worker team returns only after every chunk of a job ran once, over thousands of
+    /// short jobs while spinning threads compete for the cores (so that workers are preempted between
+    /// waking and taking a job, and the poster between posting and waking them). A stale wake-up once made
+    /// a worker take a job twice and the poster return early: chunks then ran after their job returned,
+    /// or a worker ran a cleared job. That needs two workers or more (three cores): on two cores the one
+    /// worker's double take is harmless and this test passes either way; the 16-core GPU machine failed.
+    /// </summary>
+    [Fact]
+    public void HostWorkerTeamRunsEveryChunkOnceBeforeReturning()
+    {
+        using var stop = new CancellationTokenSource();
+        var hogs = Enumerable.Range(0, Environment.ProcessorCount).Select(_ => new Thread(() =>
+        {
+            while (!stop.IsCancellationRequested)
+                Thread.SpinWait(1000);
+        }) { IsBackground = true }).ToArray();
+        foreach (Thread t in hogs)
+            t.Start();
+        try
+        {
+            const int total = 64;
+            var counts = new int[total];
+            for (int job = 1; job <= 3000; job++)
+            {
+                Host.HostLoop.For(total, (start, end) =>
+                {
+                    for (int i = start; i < end; i++)
+                        Interlocked.Increment(ref counts[i]);
+                }, costPerItem: Host.HostLoop.SerialThreshold);
+                for (int i = 0; i < total; i++)
+                    Assert.True(Volatile.Read(ref counts[i]) == job, $"job {job}: element {i} was run {counts[i] - (job - 1)} times when For returned");
+            }
+        }
+        finally
+        {
+            stop.Cancel();
+        }
+    }
+
     [Fact]
     public void AllocationFailureSaysHowManyBytesOnWhichDevice()
     {
-        // A real failed allocation through the path every tensor takes: 2^40 floats (4 TiB, more than any
-        // test machine has; a tensor's shape is capped at 2^31-1 elements, which overcommitting CPUs grant).
+        // A real failed allocation through the path every tensor takes: 2^58 floats (2^60 bytes, beyond any
+        // x86-64 or Arm64 address space, so that no overcommit policy grants it; 2^40 floats, 4 TiB, were
+        // granted on a 128 GiB GPU machine; a tensor's shape is capped at 2^31-1 elements, which
+        // overcommitting CPUs grant).
         ComputeDevice d = TestDevices.Get(TestDevices.KernelsOnCpu);
-        var e = Assert.Throws<DeviceAllocationException>(() => d.Allocate<float>(1L << 40).Dispose());
-        Assert.Contains("4,398,046,511,104 bytes", e.Message);
+        var e = Assert.Throws<DeviceAllocationException>(() => d.Allocate<float>(1L << 58).Dispose());
+        Assert.Contains("1,152,921,504,606,846,976 bytes", e.Message);
         Assert.Contains(TestDevices.KernelsOnCpu, e.Message);
     }
 
