@@ -105,7 +105,7 @@ internal static partial class GemmKernels
             GemmTiles.Tiles64 => GemmTiles.Tiles64,
             GemmTiles.Tiles128 => s.M >= 128 && s.N >= 128 ? GemmTiles.Tiles128 : GemmTiles.Tiles64,
             GemmTiles.Pipelined => GemmTiles.Pipelined,
-            _ => AutoVariant(s, sms),
+            _ => AutoVariant(s, sms, backend.Options.SplitK),
         };
         // TF32 tensor cores when the device allows them (CUDA only; elsewhere the option changes nothing,
         // as PyTorch's allow_tf32 on hardware without TF32): 128x128 tiles like the pipelined kernel.
@@ -187,12 +187,19 @@ internal static partial class GemmKernels
             double compute = blockSlots * ((reduceTiles + p - 1) / p) * TileMicroseconds;
             return compute + (p > 1 ? (2 * p + 1) * outputs * ElementPassMicroseconds + 4 : 0);
         }
-        // Parts of at least 4 K tiles, at most 64 (scratch: 64 output copies).
-        int most = (int)Math.Min(64, reduceTiles / 4);
+        // Parts of at least 4 K tiles, and at most 2^26 floats (256 MB) of scratch. (A cap of 64 parts lost
+        // to the previous split by whole images on weight gradients of one tile and 128 images: the
+        // H100 run of bench/results/2026-11-26-gpu-split-k, resnet14's stem 0.20 -> 0.28 ms.)
+        long most = Math.Min(reduceTiles / 4, (1L << 26) / Math.Max(1, outputs));
+        // For each count of blocks a multiprocessor (1..16) only the most parts that keep it matter: more
+        // parts at the same count only shorten each block.
         int best = 1;
         double one = Cost(1), bestCost = one;
-        for (int p = 2; p <= most; p++)
+        for (int perSm = 1; perSm <= 16; perSm++)
         {
+            int p = (int)Math.Min(most, (long)perSm * sms / Math.Max(1, tiles));
+            if (p < 2)
+                continue;
             double cost = Cost(p);
             if (cost < bestCost)
                 (best, bestCost) = (p, cost);
@@ -208,14 +215,16 @@ internal static partial class GemmKernels
     /// multiprocessors: 0.16 ms against the 64x64 kernel's 0.20); a batch of products (im2col convolutions
     /// of grouped layers) only from four tiles per multiprocessor, since the 64x64 kernel's four times as
     /// many tiles ran resnet_28's and resnet_14's im2col products (224 and 128 pipelined tiles) up to twice
-    /// as fast. Tiles are 128x128, or 64x128 for at most 64 rows.
+    /// as fast. Tiles are 128x128, or 64x128 for at most 64 rows. With split K a single product of K &gt;= 512
+    /// takes the pipelined kernel at any size, split to fill the device (1024^3's 64 tiles fell just short
+    /// of half a wave and ran on the 64x64 kernel: 0.20 ms, against 0.16 pipelined without a split).
     /// </summary>
-    private static GemmTiles AutoVariant(GemmShape s, int sms)
+    private static GemmTiles AutoVariant(GemmShape s, int sms, bool splitK)
     {
         int tm = s.M <= 64 ? 64 : 128;
         long tiles = (long)((s.M + tm - 1) / tm) * ((s.N + 127) / 128) * s.Batch;
         bool single = s.Batch == 1 && s.Reduce == 1;
-        return (single ? 2 * tiles >= sms : tiles >= 4L * sms) ? GemmTiles.Pipelined : GemmTiles.Tiles64;
+        return (single ? 2 * tiles >= sms || (splitK && s.K >= 512) : tiles >= 4L * sms) ? GemmTiles.Pipelined : GemmTiles.Tiles64;
     }
 
     /// <summary>Which products (r0..r1) and which output slice a grid z index covers.</summary>
