@@ -44,11 +44,15 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         [CommandOption("--split-k <MODE>"), Description("Split the reduction of GPU products with too few output tiles: auto (default) or off (only sums over products, by whole products).")]
         public string SplitK { get; set; } = "auto";
 
+        [CommandOption("--thin-tiles <MODE>"), Description("32 x 256 tiles for GPU products of at most 32 rows: auto (default) or off (64 x 128 tiles).")]
+        public string ThinTiles { get; set; } = "auto";
+
         public override ValidationResult Validate() => Usage.All(
             Usage.Positive(Reps, "--reps"),
             GemmTiles is "auto" or "64" or "128" or "pipelined" ? ValidationResult.Success() : ValidationResult.Error($"--gemm-tiles takes auto, 64, 128 or pipelined; got '{GemmTiles}'."),
             Conv is "auto" or "im2col" or "implicit" ? ValidationResult.Success() : ValidationResult.Error($"--conv takes auto, im2col or implicit; got '{Conv}'."),
             SplitK is "auto" or "off" ? ValidationResult.Success() : ValidationResult.Error($"--split-k takes auto or off; got '{SplitK}'."),
+            ThinTiles is "auto" or "off" ? ValidationResult.Success() : ValidationResult.Error($"--thin-tiles takes auto or off; got '{ThinTiles}'."),
             DeviceOption.Validate(Device, allowAll: false));
 
         public ComputeDeviceOptions DeviceOptions => new(GemmTiles switch
@@ -62,7 +66,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             "im2col" => ConvAlgorithm.Im2Col,
             "implicit" => ConvAlgorithm.Implicit,
             _ => ConvAlgorithm.Auto,
-        }, SplitK: SplitK == "auto");
+        }, SplitK: SplitK == "auto", ThinTiles: ThinTiles == "auto");
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)

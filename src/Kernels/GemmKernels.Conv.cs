@@ -40,9 +40,11 @@ internal static partial class GemmKernels
     /// <see cref="GatherDataGrad"/>: the input gradient dx (C x N*H*W) = W^T (C x K*R*S, gathered from the
     /// weights) times the output gradient seen through each tap (K*R*S x N*H*W, gathered from dy: the taps
     /// that fall between strides or outside the output are 0), stored as dx[n, c, h, w].
-    /// <see cref="Rows64"/>: 64-row tiles for products with at most 64 rows (the channels of thin layers).
+    /// <see cref="Rows64"/>: 64-row tiles for products with at most 64 rows (the channels of thin layers);
+    /// <see cref="Rows32"/>: 32 x 256 tiles for at most 32 rows (a 64-row tile of a 16-channel layer did
+    /// three quarters of its multiply-adds on rows past the matrix).
     /// </summary>
-    internal const int GatherForward = 16, GatherWeightGrad = 32, FusedBias = 64, Rows64 = 128, GatherDataGrad = 256;
+    internal const int GatherForward = 16, GatherWeightGrad = 32, FusedBias = 64, Rows64 = 128, GatherDataGrad = 256, Rows32 = 512;
 
     /// <summary>The gather mode bits of a layout.</summary>
     internal const int GatherModes = GatherForward | GatherWeightGrad | GatherDataGrad;
@@ -211,7 +213,7 @@ internal static partial class GemmKernels
     /// or a split part's scratch slice, which holds the same layout.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreMappedRow8(GemmShape s, ConvGather g, int mode, ArrayView<float> y, int start, ArrayView<float> bias, bool withBias, int i, int j, Row8 v)
+    private static void StoreMappedRow8(GemmShape s, ConvGather g, int mode, ArrayView<float> y, int start, ArrayView<float> bias, bool withBias, int i, int j, int half, Row8 v)
     {
         if (i >= s.M)
             return;
@@ -220,10 +222,10 @@ internal static partial class GemmKernels
         StoreMapped(s, g, mode, y, start, i, j + 1, v.C1 + b);
         StoreMapped(s, g, mode, y, start, i, j + 2, v.C2 + b);
         StoreMapped(s, g, mode, y, start, i, j + 3, v.C3 + b);
-        StoreMapped(s, g, mode, y, start, i, j + 64, v.C4 + b);
-        StoreMapped(s, g, mode, y, start, i, j + 65, v.C5 + b);
-        StoreMapped(s, g, mode, y, start, i, j + 66, v.C6 + b);
-        StoreMapped(s, g, mode, y, start, i, j + 67, v.C7 + b);
+        StoreMapped(s, g, mode, y, start, i, j + half, v.C4 + b);
+        StoreMapped(s, g, mode, y, start, i, j + half + 1, v.C5 + b);
+        StoreMapped(s, g, mode, y, start, i, j + half + 2, v.C6 + b);
+        StoreMapped(s, g, mode, y, start, i, j + half + 3, v.C7 + b);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

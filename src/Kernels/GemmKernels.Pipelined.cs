@@ -31,6 +31,9 @@ internal static partial class GemmKernels
     private const int PK = 8, PPitch = 132;
     private const int PStage = PK * PPitch;
 
+    /// <summary>The B buffer's pitch and stage of 256-column (<see cref="Rows32"/>) tiles.</summary>
+    private const int WPitch = 260, WStage = PK * WPitch;
+
     /// <summary>Bits of the specialised layout flags.</summary>
     internal const int TransA = 1, TransB = 2, VectorA = 4, VectorB = 8;
 
@@ -131,6 +134,15 @@ internal static partial class GemmKernels
         }
     }
 
+    /// <summary>Stores a B tile, or with <paramref name="wide"/> its two 128-column halves side by side.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreHalves(ArrayView<float> shared, ArrayView<Float4> shared4, bool tileContiguous, bool wide, int stage, Float4 first, Float4 second, int tid, int pitch)
+    {
+        StoreTile(shared, shared4, tileContiguous, stage, first, tid, pitch);
+        if (wide)
+            StoreTile(shared, shared4, tileContiguous, stage + 128, second, tid, pitch);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Fma(ref Row8 r, float a, Float4 b0, Float4 b1)
     {
@@ -138,13 +150,16 @@ internal static partial class GemmKernels
         r.C4 += a * b1.X; r.C5 += a * b1.Y; r.C6 += a * b1.Z; r.C7 += a * b1.W;
     }
 
-    /// <summary>One K step: the thread's 8 rows of A and 8 columns of B (16-byte shared loads) into its 8x8 sums.</summary>
+    /// <summary>
+    /// One K step: the thread's 8 rows (4 with <paramref name="rows64"/>) of A and 8 columns of B (16-byte
+    /// shared loads, the second four <paramref name="bHalf"/> float4s on) into its sums.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Step(ArrayView<Float4> As4, ArrayView<Float4> Bs4, int row, int tx, int ty, bool rows64,
+    private static void Step(ArrayView<Float4> As4, ArrayView<Float4> Bs4, int row, int bRow, int bHalf, int tx, int ty, bool rows64,
         ref Row8 c0, ref Row8 c1, ref Row8 c2, ref Row8 c3, ref Row8 c4, ref Row8 c5, ref Row8 c6, ref Row8 c7)
     {
         Float4 a0 = As4[row + ty];
-        Float4 b0 = Bs4[row + tx], b1 = Bs4[row + 16 + tx];
+        Float4 b0 = Bs4[bRow + tx], b1 = Bs4[bRow + bHalf + tx];
         Fma(ref c0, a0.X, b0, b1); Fma(ref c1, a0.Y, b0, b1); Fma(ref c2, a0.Z, b0, b1); Fma(ref c3, a0.W, b0, b1);
         if (!rows64)
         {
@@ -158,22 +173,30 @@ internal static partial class GemmKernels
         ConvGather g, ArrayView<float> bias, SpecializedValue<int> layout)
     {
         ArrayView<float> As = SharedMemory.Allocate<float>(2 * PStage);
-        ArrayView<float> Bs = SharedMemory.Allocate<float>(2 * PStage);
+        ArrayView<float> Bs = SharedMemory.Allocate<float>(2 * WStage);
         ArrayView<Float4> As4 = As.Cast<Float4>(), Bs4 = Bs.Cast<Float4>();
         int flags = layout.Value;
         bool aAlongTile = (flags & TransA) != 0, bAlongTile = (flags & TransB) == 0;
         bool aVector = (flags & VectorA) != 0, bVector = (flags & VectorB) != 0;
         int mode = flags & GatherModes;
-        bool gather = mode != 0, rows64 = (flags & Rows64) != 0, gatherA = mode == GatherDataGrad;
-        int tid = Group.IdxX, tx = tid & 15, ty = tid >> 4;
+        // 32 x 256 tiles: threads in 8 rows of 32 (4 rows and 2x4 columns each), B loaded as two 128-column halves.
+        bool wide = (flags & Rows32) != 0;
+        bool gather = mode != 0, rows64 = (flags & (Rows64 | Rows32)) != 0, gatherA = mode == GatherDataGrad;
+        int tid = Group.IdxX, tx = wide ? tid & 31 : tid & 15, ty = wide ? tid >> 5 : tid >> 4;
+        int bPitch = wide ? WPitch : PPitch, bStage = PK * bPitch;
         int kTiles = (s.K + PK - 1) / PK;
         TilesOf(s, s.ZBase + Grid.IdxZ, kTiles, out int batch, out int part, out int tBegin, out int tEnd);
-        int row0 = Grid.IdxY * (rows64 ? 64 : 128), col0 = Grid.IdxX * 128;
-        // A 64-row tile loads no rows of the next block's.
-        int aExtent = rows64 ? Math.Min(s.M, row0 + 64) : s.M;
-        Int4 bases = default, rowOff = default, colOff = default;
+        int rows = wide ? 32 : rows64 ? 64 : 128;
+        int row0 = Grid.IdxY * rows, col0 = Grid.IdxX * (wide ? 256 : 128);
+        // A 64- or 32-row tile loads no rows of the next block's.
+        int aExtent = rows64 ? Math.Min(s.M, row0 + rows) : s.M;
+        Int4 bases = default, rowOff = default, colOff = default, bases2 = default, rowOff2 = default, colOff2 = default;
         if (gather)
+        {
             GatherColumns(g, mode, s.N, col0, tid, out bases, out rowOff, out colOff);
+            if (wide)
+                GatherColumns(g, mode, s.N, col0 + 128, tid, out bases2, out rowOff2, out colOff2);
+        }
 
         Row8 c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
         int total = tEnd - tBegin;
@@ -186,8 +209,15 @@ internal static partial class GemmKernels
             Float4 pb = gather
                 ? GatherTile(bv, g, mode, bStart, k0, s.K, tid, bases, rowOff, colOff)
                 : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
+            Float4 pb2 = default;
+            if (wide)
+            {
+                pb2 = gather
+                    ? GatherTile(bv, g, mode, bStart, k0, s.K, tid, bases2, rowOff2, colOff2)
+                    : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0 + 128, s.N, k0, s.K, tid);
+            }
             StoreTile(As, As4, aAlongTile, 0, pa, tid, PPitch);
-            StoreTile(Bs, Bs4, bAlongTile, 0, pb, tid, PPitch);
+            StoreHalves(Bs, Bs4, bAlongTile, wide, 0, pb, pb2, tid, bPitch);
             Group.Barrier();
             for (int t = 0; t < total; t++)
             {
@@ -208,64 +238,70 @@ internal static partial class GemmKernels
                     pb = gather
                         ? GatherTile(bv, g, mode, bStart, k0, s.K, tid, bases, rowOff, colOff)
                         : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0, s.N, k0, s.K, tid);
+                    if (wide)
+                    {
+                        pb2 = gather
+                            ? GatherTile(bv, g, mode, bStart, k0, s.K, tid, bases2, rowOff2, colOff2)
+                            : LoadTile(bv, bv4, bAlongTile, bVector, bStart, b.Ld, col0 + 128, s.N, k0, s.K, tid);
+                    }
                 }
                 // ILGPU does not unroll loops: the 8 K steps of a tile are written out.
-                int q = stage >> 2;
+                int q = stage >> 2, bq = (t & 1) * (bStage >> 2), bHalf = wide ? 32 : 16;
                 const int rowStep = PPitch >> 2;
-                Step(As4, Bs4, q, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
-                Step(As4, Bs4, q + rowStep, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
-                Step(As4, Bs4, q + 2 * rowStep, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
-                Step(As4, Bs4, q + 3 * rowStep, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
-                Step(As4, Bs4, q + 4 * rowStep, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
-                Step(As4, Bs4, q + 5 * rowStep, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
-                Step(As4, Bs4, q + 6 * rowStep, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
-                Step(As4, Bs4, q + 7 * rowStep, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                int bStep = bPitch >> 2;
+                Step(As4, Bs4, q, bq, bHalf, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + rowStep, bq + bStep, bHalf, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 2 * rowStep, bq + 2 * bStep, bHalf, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 3 * rowStep, bq + 3 * bStep, bHalf, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 4 * rowStep, bq + 4 * bStep, bHalf, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 5 * rowStep, bq + 5 * bStep, bHalf, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 6 * rowStep, bq + 6 * bStep, bHalf, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
+                Step(As4, Bs4, q + 7 * rowStep, bq + 7 * bStep, bHalf, tx, ty, rows64, ref c0, ref c1, ref c2, ref c3, ref c4, ref c5, ref c6, ref c7);
                 if (more)
                 {
                     // The other buffer was last read before the previous barrier.
-                    int next = PStage - stage;
-                    StoreTile(As, As4, aAlongTile, next, pa, tid, PPitch);
-                    StoreTile(Bs, Bs4, bAlongTile, next, pb, tid, PPitch);
+                    StoreTile(As, As4, aAlongTile, PStage - stage, pa, tid, PPitch);
+                    StoreHalves(Bs, Bs4, bAlongTile, wide, (1 - (t & 1)) * bStage, pb, pb2, tid, bPitch);
                 }
                 Group.Barrier();
             }
         }
 
-        int i0 = row0 + ty * 4, j0 = col0 + tx * 4;
+        int i0 = row0 + ty * 4, j0 = col0 + tx * 4, half = wide ? 128 : 64;
         int cStart = OutputStart(s, c, s.ZBase + Grid.IdxZ, batch);
         if (mode == GatherForward || mode == GatherDataGrad)
         {
             // Split parts store in the output's layout into their own scratch slice; part 0 adds the bias.
             bool withBias = (flags & FusedBias) != 0 && part == 0;
-            StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0, j0, c0);
-            StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 1, j0, c1);
-            StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 2, j0, c2);
-            StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 3, j0, c3);
+            StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0, j0, half, c0);
+            StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 1, j0, half, c1);
+            StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 2, j0, half, c2);
+            StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 3, j0, half, c3);
             if (!rows64)
             {
-                StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 64, j0, c4);
-                StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 65, j0, c5);
-                StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 66, j0, c6);
-                StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 67, j0, c7);
+                StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 64, j0, half, c4);
+                StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 65, j0, half, c5);
+                StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 66, j0, half, c6);
+                StoreMappedRow8(s, g, mode, cv, cStart, bias, withBias, i0 + 67, j0, half, c7);
             }
             return;
         }
-        StoreRow8(s, c, cv, cStart, i0, j0, c0);
-        StoreRow8(s, c, cv, cStart, i0 + 1, j0, c1);
-        StoreRow8(s, c, cv, cStart, i0 + 2, j0, c2);
-        StoreRow8(s, c, cv, cStart, i0 + 3, j0, c3);
+        StoreRow8(s, c, cv, cStart, i0, j0, half, c0);
+        StoreRow8(s, c, cv, cStart, i0 + 1, j0, half, c1);
+        StoreRow8(s, c, cv, cStart, i0 + 2, j0, half, c2);
+        StoreRow8(s, c, cv, cStart, i0 + 3, j0, half, c3);
         if (!rows64)
         {
-            StoreRow8(s, c, cv, cStart, i0 + 64, j0, c4);
-            StoreRow8(s, c, cv, cStart, i0 + 65, j0, c5);
-            StoreRow8(s, c, cv, cStart, i0 + 66, j0, c6);
-            StoreRow8(s, c, cv, cStart, i0 + 67, j0, c7);
+            StoreRow8(s, c, cv, cStart, i0 + 64, j0, half, c4);
+            StoreRow8(s, c, cv, cStart, i0 + 65, j0, half, c5);
+            StoreRow8(s, c, cv, cStart, i0 + 66, j0, half, c6);
+            StoreRow8(s, c, cv, cStart, i0 + 67, j0, half, c7);
         }
     }
 
-    /// <summary>Stores a thread's row: columns j..j+3 and j+64..j+67.</summary>
+    /// <summary>Stores a thread's row: columns j..j+3 and j+half..j+half+3.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRow8(GemmShape s, GemmOperand c, ArrayView<float> cv, int cStart, int i, int j, Row8 v)
+    private static void StoreRow8(GemmShape s, GemmOperand c, ArrayView<float> cv, int cStart, int i, int j, int half, Row8 v)
     {
         if (i >= s.M)
             return;
@@ -274,9 +310,9 @@ internal static partial class GemmKernels
         StoreOne(s, cv, rowStart, j + 1, v.C1);
         StoreOne(s, cv, rowStart, j + 2, v.C2);
         StoreOne(s, cv, rowStart, j + 3, v.C3);
-        StoreOne(s, cv, rowStart, j + 64, v.C4);
-        StoreOne(s, cv, rowStart, j + 65, v.C5);
-        StoreOne(s, cv, rowStart, j + 66, v.C6);
-        StoreOne(s, cv, rowStart, j + 67, v.C7);
+        StoreOne(s, cv, rowStart, j + half, v.C4);
+        StoreOne(s, cv, rowStart, j + half + 1, v.C5);
+        StoreOne(s, cv, rowStart, j + half + 2, v.C6);
+        StoreOne(s, cv, rowStart, j + half + 3, v.C7);
     }
 }

@@ -118,12 +118,16 @@ internal static partial class GemmKernels
             // (The input gradient's A is gathered too: staged like an untransposed A, read 4 bytes at a time.)
             int kept = (convFlags & GatherDataGrad) != 0 ? 0 : TransA | VectorA;
             flags = convFlags != 0 ? convFlags | (LayoutFlags(s, a, av, b, bv) & kept) : LayoutFlags(s, a, av, b, bv);
-            if (!tf32 && s.M <= 64)
+            if (!tf32 && s.M <= 32 && backend.Options.ThinTiles)
+                flags |= Rows32;
+            else if (!tf32 && s.M <= 64)
                 flags |= Rows64;
         }
         int tm = tf32 || variant != GemmTiles.Tiles64 ? 128 : TileM, tn = tm;
         if ((flags & Rows64) != 0)
             tm = 64;
+        if ((flags & Rows32) != 0)
+            (tm, tn) = (32, 256);
         long tiles = (long)((s.M + tm - 1) / tm) * ((s.N + tn - 1) / tn) * s.Batch;
         int parts = pipelined && backend.Options.SplitK
             ? SplitParts(tiles, (long)s.Reduce * ((s.K + (tf32 ? 16 : PK) - 1) / (tf32 ? 16 : PK)), sms, (long)s.M * s.N * s.Batch)

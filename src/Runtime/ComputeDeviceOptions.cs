@@ -60,8 +60,13 @@ public enum ConvAlgorithm
 /// Off: only sums over several products (a convolution's weight gradient over images) are split, by
 /// whole products, as before this option; for measuring one against the other.
 /// </param>
+/// <param name="ThinTiles">
+/// Let kernel devices give pipelined products of at most 32 rows (the output channels of thin
+/// convolutions) 32 x 256 tiles instead of 64 x 128 ones, which spend half or more of their work on rows
+/// past the matrix; off for measuring one against the other.
+/// </param>
 public sealed record ComputeDeviceOptions(GemmTiles GemmTiles = GemmTiles.Auto, bool OpenClWithoutGenericAddressSpace = false, bool AllowTf32 = false,
-    ConvAlgorithm ConvAlgorithm = ConvAlgorithm.Auto, bool SplitK = true)
+    ConvAlgorithm ConvAlgorithm = ConvAlgorithm.Auto, bool SplitK = true, bool ThinTiles = true)
 {
     /// <summary>The defaults.</summary>
     public static ComputeDeviceOptions Default { get; } = new();

@@ -5,7 +5,8 @@ using GpuBackprop.Runtime;
 namespace GpuBackprop.Tests;
 
 /// <summary>
-/// Every GEMM kernel variant (64x64, 128x128, pipelined with scalar and 16-byte loads, split sums with
+/// Every GEMM kernel variant (64x64, 128x128, pipelined with scalar and 16-byte loads and 128-, 64- and
+/// 32-row tiles, split sums with
 /// and without accumulation, launches cut at the grid's z limit) on every kernel device, each forced by
 /// the device option and by a multiprocessor count set high enough that split sums are chosen even on
 /// the one-multiprocessor kernel device on the CPU. Each test asserts that the variant it meant ran.
@@ -28,7 +29,8 @@ public sealed class GemmVariantTests
     {
         var data = new TheoryData<string, GemmTiles, int, int, int, bool, bool>();
         // Odd edges (scalar loads), multiples of 4 (16-byte loads), K shorter than one step, several 128 tiles.
-        var shapes = new[] { (130, 257, 19), (132, 260, 20), (3, 5, 7), (256, 132, 36), (1, 129, 1) };
+        // 64-row tiles (33-64 rows) and 32 x 256 tiles (up to 32 rows) over several column tiles, scalar and 16-byte.
+        var shapes = new[] { (130, 257, 19), (132, 260, 20), (3, 5, 7), (256, 132, 36), (1, 129, 1), (40, 300, 20), (17, 517, 19), (20, 600, 36) };
         foreach (string d in KernelSpecs)
             foreach (GemmTiles t in new[] { GemmTiles.Tiles64, GemmTiles.Tiles128, GemmTiles.Pipelined })
                 foreach (var (m, n, k) in shapes)
@@ -55,11 +57,30 @@ public sealed class GemmVariantTests
         {
             // Multiples of 4 along each operand's contiguous side take 16-byte loads, other shapes scalar ones.
             int vector = ((transA ? m : k) % 4 == 0 ? GemmKernels.VectorA : 0) | ((transB ? k : n) % 4 == 0 ? GemmKernels.VectorB : 0);
-            // Products of at most 64 rows take 64-row tiles.
-            int layout = (transA ? GemmKernels.TransA : 0) | (transB ? GemmKernels.TransB : 0) | vector | (m <= 64 ? GemmKernels.Rows64 : 0);
+            // Products of at most 32 rows take 32 x 256 tiles, of at most 64 rows 64-row tiles.
+            int layout = (transA ? GemmKernels.TransA : 0) | (transB ? GemmKernels.TransB : 0) | vector | (m <= 32 ? GemmKernels.Rows32 : m <= 64 ? GemmKernels.Rows64 : 0);
             Assert.True(Launches(backend, $"gemm.Pipelined.layout{layout}") > 0, $"layout {layout} did not run");
         }
     }
+
+    /// <summary>With <see cref="ComputeDeviceOptions.ThinTiles"/> off a product of at most 32 rows takes 64-row tiles again.</summary>
+    [Theory]
+    [MemberData(nameof(KernelDevices))]
+    public void ThinTilesCanBeTurnedOff(string device)
+    {
+        const int m = 20, n = 300, k = 36;
+        ComputeDevice dev = TestDevices.Get(device, TestDevices.Options with { GemmTiles = GemmTiles.Pipelined, ThinTiles = false });
+        var backend = (KernelBackend)dev.Backend;
+        float[] a = Data.Uniform(m * k, 71), b = Data.Uniform(k * n, 72);
+        using Tensor at = Tensor.FromHost(dev, a, a.Length), bt = Tensor.FromHost(dev, b, b.Length), ct = Tensor.FromHost(dev, new float[m * n], m * n);
+        backend.Gemm(GemmShape.Single(m, n, k), GemmOperand.Dense(k), at.View, GemmOperand.Dense(n), bt.View, GemmOperand.Dense(n), ct.View);
+        Check.Close(ct.Download(), Data.Product(m, n, k, a, false, b, false, new float[m * n]), Atol, Rtol, $"64-row tiles for {m} rows on {device}");
+        int layout = GemmKernels.VectorA | GemmKernels.VectorB | GemmKernels.Rows64;
+        Assert.True(Launches(backend, $"gemm.Pipelined.layout{layout}") > 0, $"layout {layout} did not run: {string.Join(", ", backend.VariantLaunches.Keys)}");
+    }
+
+    /// <summary>The kernel devices, as theory data.</summary>
+    public static TheoryData<string> KernelDevices() => new(KernelSpecs);
 
     private static string Expected(GemmTiles tiles, int m, int n) =>
         tiles == GemmTiles.Tiles128 && (m < 128 || n < 128) ? nameof(GemmTiles.Tiles64) : tiles.ToString();
