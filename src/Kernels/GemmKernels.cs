@@ -118,7 +118,7 @@ internal static partial class GemmKernels
             // (The input gradient's A is gathered too: staged like an untransposed A, read 4 bytes at a time.)
             int kept = (convFlags & GatherDataGrad) != 0 ? 0 : TransA | VectorA;
             flags = convFlags != 0 ? convFlags | (LayoutFlags(s, a, av, b, bv) & kept) : LayoutFlags(s, a, av, b, bv);
-            if (!tf32 && s.M <= 32 && backend.Options.ThinTiles)
+            if (!tf32 && s.M <= 32 && backend.Options.ThinTiles && ThinTilesWin(s, sms))
                 flags |= Rows32;
             else if (!tf32 && s.M <= 64)
                 flags |= Rows64;
@@ -212,6 +212,25 @@ internal static partial class GemmKernels
     }
 
     private const double TileMicroseconds = 0.95, ElementPassMicroseconds = 1.6e-6;
+
+    /// <summary>
+    /// Whether a product of at most 32 rows takes 32 x 256 tiles rather than 64 x 128 ones. Half as many
+    /// blocks do the same useful work, but a block alone on a multiprocessor ran its K tiles about three
+    /// times slower than each of a pair (H100, bench/results/2026-11-26-gpu-split-k run 4: resnet14's
+    /// 32-channel layer, 98 thin tiles 0.103 ms against 196 64-row tiles 0.069; its 16-channel layer, 392
+    /// against 784 tiles, 0.077 against 0.107). So the thin tiles win when they leave no more block
+    /// slots to run a multiprocessor: pairs count 2, a lone block 3.
+    /// </summary>
+    internal static bool ThinTilesWin(GemmShape s, int sms)
+    {
+        static double Slots(long tiles, int sms)
+        {
+            long perSm = (tiles + sms - 1) / sms;
+            return perSm / 2 * 2 + (perSm % 2) * 3.0;
+        }
+        long thin = (long)((s.N + 255) / 256) * s.Batch, rows64 = (long)((s.N + 127) / 128) * s.Batch;
+        return Slots(thin, sms) <= Slots(rows64, sms);
+    }
 
     /// <summary>
     /// The automatic choice, from the rows measured on an H100 (bench/results/2026-11-26-gpu-kernels): a single

@@ -57,10 +57,25 @@ public sealed class GemmVariantTests
         {
             // Multiples of 4 along each operand's contiguous side take 16-byte loads, other shapes scalar ones.
             int vector = ((transA ? m : k) % 4 == 0 ? GemmKernels.VectorA : 0) | ((transB ? k : n) % 4 == 0 ? GemmKernels.VectorB : 0);
-            // Products of at most 32 rows take 32 x 256 tiles, of at most 64 rows 64-row tiles.
-            int layout = (transA ? GemmKernels.TransA : 0) | (transB ? GemmKernels.TransB : 0) | vector | (m <= 32 ? GemmKernels.Rows32 : m <= 64 ? GemmKernels.Rows64 : 0);
+            // Products of at most 32 rows take 32 x 256 tiles where those win on this device, of at most 64 rows 64-row tiles.
+            bool thin = m <= 32 && GemmKernels.ThinTilesWin(GemmShape.Single(m, n, k), backend.Multiprocessors);
+            int layout = (transA ? GemmKernels.TransA : 0) | (transB ? GemmKernels.TransB : 0) | vector | (thin ? GemmKernels.Rows32 : m <= 64 ? GemmKernels.Rows64 : 0);
             Assert.True(Launches(backend, $"gemm.Pipelined.layout{layout}") > 0, $"layout {layout} did not run");
         }
+    }
+
+    /// <summary>
+    /// The thin-tile rule on an H100's 132 multiprocessors, for the rows it was fitted to (convolutions as
+    /// products of K rows and N*OH*OW columns): resnet14's 16-channel layer (100,352 columns) and lenet's
+    /// second layer (4,096) take thin tiles; resnet14's 32-channel layer (25,088: 98 thin tiles would run
+    /// alone on their multiprocessors, 196 64-row tiles in pairs) does not.
+    /// </summary>
+    [Fact]
+    public void ThinTilesOnlyWhereTheyLeaveNoMoreBlockSlots()
+    {
+        Assert.True(GemmKernels.ThinTilesWin(GemmShape.Single(16, 100352, 144), 132));
+        Assert.True(GemmKernels.ThinTilesWin(GemmShape.Single(16, 4096, 150), 132));
+        Assert.False(GemmKernels.ThinTilesWin(GemmShape.Single(32, 25088, 288), 132));
     }
 
     /// <summary>With <see cref="ComputeDeviceOptions.ThinTiles"/> off a product of at most 32 rows takes 64-row tiles again.</summary>
