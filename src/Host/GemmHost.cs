@@ -84,23 +84,42 @@ internal static unsafe class GemmHost
     }
 
     private static void Tile(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv,
-        int batch, int ic, int jc, int r0, int r1, bool accumulate, ArrayView<float> rowBias)
+        int batch, int ic, int jc, int r0, int r1, bool accumulate, ArrayView<float> rowBias) =>
+        TileOf(s, a, HostLoop.Span(av), b, HostLoop.Span(bv), c, HostLoop.Span(cv), batch, ic, jc, r0, r1, accumulate,
+            rowBias.IsValid ? HostLoop.Span(rowBias) : default, rowBias.IsValid);
+
+    private static void TileOf(GemmShape s, GemmOperand a, ReadOnlySpan<float> A, GemmOperand b, ReadOnlySpan<float> B, GemmOperand c, Span<float> C,
+        int batch, int ic, int jc, int r0, int r1, bool accumulate, ReadOnlySpan<float> bias, bool withBias)
     {
-        Span<float> C = HostLoop.Span(cv);
-        ReadOnlySpan<float> bias = rowBias.IsValid ? HostLoop.Span(rowBias) : default;
         fixed (float* pc = C, pbias = bias)
-            TileInto(s, a, av, b, bv, batch, ic, jc, r0, r1, accumulate, pc + c.Base(batch, s.BatchInner, 0), c.Ld,
-                rowBias.IsValid ? pbias + batch % s.BatchInner * s.M : null);
+            TileInto(s, a, A, b, B, batch, ic, jc, r0, r1, accumulate, pc + c.Base(batch, s.BatchInner, 0), c.Ld,
+                withBias ? pbias + batch % s.BatchInner * s.M : null);
     }
 
-    /// <summary>C[ic.., jc..] (=|+=) sum over r in [r0, r1) of op(A) op(B), C given by its top-left pointer and leading dimension.</summary>
+    /// <summary>
+    /// <see cref="Run"/> on the calling thread over spans: for callers that already spread their work over the
+    /// cores (the convolution's per-image loop, Conv2dHost) and pass thread-local buffers.
+    /// </summary>
+    public static void RunSerial(GemmShape s, GemmOperand a, ReadOnlySpan<float> A, GemmOperand b, ReadOnlySpan<float> B, GemmOperand c, Span<float> C,
+        ReadOnlySpan<float> rowBias = default)
+    {
+        int mBlocks = (s.M + MC - 1) / MC, nBlocks = (s.N + NC - 1) / NC;
+        for (int t = 0; t < s.Batch * mBlocks * nBlocks; t++)
+            TileOf(s, a, A, b, B, c, C, t / (mBlocks * nBlocks), t / nBlocks % mBlocks * MC, t % nBlocks * NC, 0, s.Reduce, s.Accumulate != 0,
+                rowBias, !rowBias.IsEmpty);
+    }
+
     private static void TileInto(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv,
+        int batch, int ic, int jc, int r0, int r1, bool accumulate, float* c, int ldc, float* bias = null) =>
+        TileInto(s, a, HostLoop.Span(av), b, HostLoop.Span(bv), batch, ic, jc, r0, r1, accumulate, c, ldc, bias);
+
+    /// <summary>C[ic.., jc..] (=|+=) sum over r in [r0, r1) of op(A) op(B), C given by its top-left pointer and leading dimension.</summary>
+    private static void TileInto(GemmShape s, GemmOperand a, ReadOnlySpan<float> A, GemmOperand b, ReadOnlySpan<float> B,
         int batch, int ic, int jc, int r0, int r1, bool accumulate, float* c, int ldc, float* bias = null)
     {
         int mc = Math.Min(MC, s.M - ic), nc = Math.Min(NC, s.N - jc);
         float[] pa = packA ??= new float[MC * KC];
         float[] pb = packB ??= new float[KC * NR];
-        ReadOnlySpan<float> A = HostLoop.Span(av), B = HostLoop.Span(bv);
         bool add = accumulate;
         fixed (float* ppa = pa, ppb = pb, pB = B)
         {

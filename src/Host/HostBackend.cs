@@ -20,6 +20,30 @@ internal sealed class HostBackend : Backend
     protected override void GemmCore(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv) =>
         GemmHost.Run(s, a, av, b, bv, c, cv);
 
+    protected override bool Conv2dForwardImplicit(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)
+    {
+        if (!Conv2dHost.Applies(g))
+            return false;
+        Conv2dHost.Forward(g, x, w, b, y);
+        return true;
+    }
+
+    protected override bool Conv2dWeightGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
+    {
+        if (!Conv2dHost.Applies(g))
+            return false;
+        Conv2dHost.WeightGrad(g, dy, x, dw);
+        return true;
+    }
+
+    protected override bool Conv2dDataGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
+    {
+        if (!Conv2dHost.Applies(g))
+            return false;
+        Conv2dHost.DataGrad(g, dy, w, dx);
+        return true;
+    }
+
     protected override void Im2ColCore(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col) => Im2ColHost.Im2Col(g, x, col);
 
     protected override void Col2ImCore(Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx) => Im2ColHost.Col2Im(g, dcol, dx);

@@ -28,84 +28,100 @@ internal static class Im2ColHost
         return (Math.Min(lo, hi), hi);
     }
 
-    private static void Im2ColRows(in Conv2dGeometry g, ReadOnlySpan<float> x, Span<float> col, int start, int end)
+    /// <summary>
+    /// Column rows start..end (row = (image*C + channel)*R*S + tap) into <paramref name="col"/>, whose first row
+    /// is row <paramref name="firstRow"/> (0 for the whole batch's buffer; an image's first row for a buffer
+    /// of one image, Conv2dHost). On pointers: each output line is a zero run, a copy of one input line's run
+    /// (8-wide vectors for a horizontal stride of 1) and a zero run; a measured fast path for small images,
+    /// whose lines (7-28 floats) made the span-sliced version pay more per line than per element
+    /// (resnet14's 14x14 32-channel layer, one image at a time: forward 4.3 -> 3.1 ms, 2-core AMD EPYC).
+    /// </summary>
+    internal static unsafe void Im2ColRows(in Conv2dGeometry g, ReadOnlySpan<float> x, Span<float> col, int start, int end, int firstRow = 0)
     {
-        int rs = g.R * g.S, p = g.P;
-        for (int row = start; row < end; row++)
+        int rs = g.R * g.S, p = g.P, ow = g.OW, plane = g.H * g.W;
+        fixed (float* px = x, pc = col)
         {
-            int tap = row % rs, nc = row / rs;
-            int r = tap / g.S, s = tap % g.S;
-            Span<float> dst = col.Slice(row * p, p);
-            ReadOnlySpan<float> plane = x.Slice(nc * g.H * g.W, g.H * g.W);
-            int w0 = s * g.DilationW - g.PadW;
-            var (lo, hi) = ValidColumns(g.OW, g.StrideW, w0, g.W);
-            for (int oh = 0; oh < g.OH; oh++)
+            for (int row = start; row < end; row++)
             {
-                Span<float> line = dst.Slice(oh * g.OW, g.OW);
-                int ih = oh * g.StrideH - g.PadH + r * g.DilationH;
-                if (ih < 0 || ih >= g.H)
+                int tap = row % rs, nc = row / rs;
+                int r = tap / g.S, s = tap % g.S;
+                float* dst = pc + (long)(row - firstRow) * p;
+                float* src = px + (long)nc * plane;
+                int w0 = s * g.DilationW - g.PadW;
+                var (lo, hi) = ValidColumns(ow, g.StrideW, w0, g.W);
+                for (int oh = 0; oh < g.OH; oh++, dst += ow)
                 {
-                    line.Clear();
-                    continue;
-                }
-                ReadOnlySpan<float> src = plane.Slice(ih * g.W, g.W);
-                line[..lo].Clear();
-                line[hi..].Clear();
-                if (g.StrideW == 1)
-                {
-                    // Contiguous run; a plain loop beats Span.CopyTo on the short rows of small images.
-                    ReadOnlySpan<float> from = src.Slice(lo + w0, hi - lo);
-                    Span<float> to = line[lo..hi];
-                    if (to.Length >= 16)
-                        from.CopyTo(to);
+                    int ih = oh * g.StrideH - g.PadH + r * g.DilationH;
+                    if (ih < 0 || ih >= g.H)
+                    {
+                        new Span<float>(dst, ow).Clear();
+                        continue;
+                    }
+                    for (int i = 0; i < lo; i++)
+                        dst[i] = 0f;
+                    float* from = src + ih * g.W + w0;
+                    int j = lo;
+                    if (g.StrideW == 1)
+                    {
+                        for (; j + 8 <= hi; j += 8)
+                            System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256.Load(from + j), dst + j);
+                        for (; j < hi; j++)
+                            dst[j] = from[j];
+                    }
                     else
-                        for (int i = 0; i < to.Length; i++)
-                            to[i] = from[i];
-                }
-                else
-                {
-                    for (int ow = lo; ow < hi; ow++)
-                        line[ow] = src[w0 + ow * g.StrideW];
+                    {
+                        for (; j < hi; j++)
+                            dst[j] = from[j * g.StrideW];
+                    }
+                    for (int i = hi; i < ow; i++)
+                        dst[i] = 0f;
                 }
             }
         }
     }
 
-    private static void Col2ImPlanes(in Conv2dGeometry g, ReadOnlySpan<float> dcol, Span<float> dx, int start, int end)
+    /// <summary>
+    /// Input planes start..end (plane = image*C + channel) from <paramref name="dcol"/>, whose first rows are
+    /// plane <paramref name="firstPlane"/>'s (0 for the whole batch's buffer; an image's first plane for a
+    /// buffer of one image, Conv2dHost).
+    /// </summary>
+    internal static unsafe void Col2ImPlanes(in Conv2dGeometry g, ReadOnlySpan<float> dcol, Span<float> dx, int start, int end, int firstPlane = 0)
     {
-        int rs = g.R * g.S, p = g.P;
-        for (int nc = start; nc < end; nc++)
+        // On pointers with 8-wide adds, like im2col: the lines of small images are short.
+        int rs = g.R * g.S, p = g.P, planeLength = g.H * g.W;
+        fixed (float* pd = dcol, px = dx)
         {
-            Span<float> plane = dx.Slice(nc * g.H * g.W, g.H * g.W);
-            plane.Clear();
-            // Taps in order (r, s), each adding its shifted column row: the same order for every run.
-            for (int tap = 0; tap < rs; tap++)
+            for (int nc = start; nc < end; nc++)
             {
-                int r = tap / g.S, s = tap % g.S;
-                ReadOnlySpan<float> src = dcol.Slice((nc * rs + tap) * p, p);
-                int w0 = s * g.DilationW - g.PadW;
-                var (lo, hi) = ValidColumns(g.OW, g.StrideW, w0, g.W);
-                for (int oh = 0; oh < g.OH; oh++)
+                float* plane = px + (long)nc * planeLength;
+                new Span<float>(plane, planeLength).Clear();
+                // Taps in order (r, s), each adding its shifted column row: the same order for every run.
+                for (int tap = 0; tap < rs; tap++)
                 {
-                    int ih = oh * g.StrideH - g.PadH + r * g.DilationH;
-                    if (ih < 0 || ih >= g.H)
-                        continue;
-                    Span<float> line = plane.Slice(ih * g.W, g.W);
-                    ReadOnlySpan<float> from = src.Slice(oh * g.OW, g.OW);
-                    if (g.StrideW == 1)
+                    int r = tap / g.S, s = tap % g.S;
+                    float* src = pd + ((long)(nc - firstPlane) * rs + tap) * p;
+                    int w0 = s * g.DilationW - g.PadW;
+                    var (lo, hi) = ValidColumns(g.OW, g.StrideW, w0, g.W);
+                    for (int oh = 0; oh < g.OH; oh++)
                     {
-                        Span<float> to = line.Slice(lo + w0, hi - lo);
-                        ReadOnlySpan<float> add = from[lo..hi];
-                        if (to.Length >= 16)
-                            System.Numerics.Tensors.TensorPrimitives.Add(to, add, to);
+                        int ih = oh * g.StrideH - g.PadH + r * g.DilationH;
+                        if (ih < 0 || ih >= g.H)
+                            continue;
+                        float* line = plane + ih * g.W + w0, from = src + oh * g.OW;
+                        int j = lo;
+                        if (g.StrideW == 1)
+                        {
+                            for (; j + 8 <= hi; j += 8)
+                                System.Runtime.Intrinsics.Vector256.Store(
+                                    System.Runtime.Intrinsics.Vector256.Load(line + j) + System.Runtime.Intrinsics.Vector256.Load(from + j), line + j);
+                            for (; j < hi; j++)
+                                line[j] += from[j];
+                        }
                         else
-                            for (int i = 0; i < to.Length; i++)
-                                to[i] += add[i];
-                    }
-                    else
-                    {
-                        for (int ow = lo; ow < hi; ow++)
-                            line[w0 + ow * g.StrideW] += from[ow];
+                        {
+                            for (; j < hi; j++)
+                                line[j * g.StrideW] += from[j];
+                        }
                     }
                 }
             }
