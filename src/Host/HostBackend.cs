@@ -22,6 +22,11 @@ internal sealed class HostBackend : Backend
 
     protected override bool Conv2dForwardImplicit(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)
     {
+        if (Conv2dHost.Applies(g) && WinogradHost.Applies(g))
+        {
+            WinogradHost.Forward(g, x, w, b, y);
+            return true;
+        }
         if (!Conv2dHost.Applies(g))
             return false;
         Conv2dHost.Forward(g, x, w, b, y);
@@ -38,6 +43,11 @@ internal sealed class HostBackend : Backend
 
     protected override bool Conv2dDataGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
     {
+        if (Conv2dHost.Applies(g) && WinogradHost.Applies(g))
+        {
+            WinogradHost.DataGrad(g, dy, w, dx);
+            return true;
+        }
         if (!Conv2dHost.Applies(g))
             return false;
         Conv2dHost.DataGrad(g, dy, w, dx);

@@ -118,6 +118,31 @@ public sealed class KernelTests
         Check.Close(dxt.Download(), dxe, Atol, Rtol, $"{caseName} dx (per image)");
     }
 
+    /// <summary>
+    /// The <c>cpu</c> device's Winograd F(2x2, 3x3) path (WinogradHost), called directly so that layers
+    /// narrower than the 16 channels it takes from are checked too: forward with and without bias and the
+    /// input gradient (the flipped convolution, padding 2 - pad), odd and even sizes (tiles past the
+    /// output's edge), paddings 0, 1 and 2, against the reference.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 3, 7, 6, 5, 1, true)]
+    [InlineData(3, 4, 8, 9, 2, 0, false)]
+    [InlineData(1, 5, 5, 5, 3, 2, true)]
+    [InlineData(9, 2, 4, 3, 4, 1, false)]
+    public void HostWinogradConvolutionMatchesReference(int n, int c, int h, int w, int k, int pad, bool bias)
+    {
+        ComputeDevice dev = TestDevices.Get("cpu");
+        var g = new Conv2dGeometry(n, c, h, w, k, 3, 1, pad, 1, 1);
+        float[] x = Data.Uniform(g.InputLength, 91), wt = Data.Uniform(g.WeightLength, 92), b = Data.Uniform(k, 93), dy = Data.Uniform(g.OutputLength, 94);
+        using Tensor xt = Tensor.FromHost(dev, x, x.Length), wtt = Tensor.FromHost(dev, wt, wt.Length), bt = Tensor.FromHost(dev, b, b.Length), dyt = Tensor.FromHost(dev, dy, dy.Length);
+        using Tensor yt = Tensor.FromHost(dev, new float[g.OutputLength], g.OutputLength), dxt = Tensor.FromHost(dev, new float[g.InputLength], g.InputLength);
+        double[] xd = Data.ToDouble(x), wd = Data.ToDouble(wt);
+        Host.WinogradHost.Forward(g, xt.View, wtt.View, bias ? bt.View : null, yt.View);
+        Check.Close(yt.Download(), ReferenceOps.Conv2dForward(ConvProblem.Of(g), xd, wd, bias ? Data.ToDouble(b) : null), Atol, Rtol, $"winograd y {n}x{c}x{h}x{w} k={k} pad={pad}");
+        Host.WinogradHost.DataGrad(g, dyt.View, wtt.View, dxt.View);
+        Check.Close(dxt.Download(), ReferenceOps.Conv2dBackward(ConvProblem.Of(g), xd, wd, Data.ToDouble(dy)).Dx, Atol, Rtol, $"winograd dx {n}x{c}x{h}x{w} k={k} pad={pad}");
+    }
+
     public static TheoryData<string, string> SplitConvData()
     {
         var data = new TheoryData<string, string>();
