@@ -129,6 +129,7 @@ public sealed class KernelTests
     [InlineData(3, 4, 8, 9, 2, 0, false)]
     [InlineData(1, 5, 5, 5, 3, 2, true)]
     [InlineData(9, 2, 4, 3, 4, 1, false)]
+    [InlineData(2, 130, 6, 7, 129, 1, true)] // as wide as the layers that take it: sums over 130 and 129 channels
     public void HostWinogradConvolutionMatchesReference(int n, int c, int h, int w, int k, int pad, bool bias)
     {
         ComputeDevice dev = TestDevices.Get("cpu");
