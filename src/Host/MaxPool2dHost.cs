@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using GpuBackprop.Geometry;
 using GpuBackprop.Ops;
 using ILGPU;
@@ -47,8 +48,15 @@ internal static class MaxPool2dHost
             for (int oh = 0; oh < g.OH; oh++)
             {
                 bool rowInside = oh >= ohIn && oh < ohOut;
+                // Eight inside windows at a time where the row has them.
+                int vectorEnd = owIn;
+                if (rowInside && Vector256.IsHardwareAccelerated)
+                    for (; vectorEnd + 8 <= owOut; vectorEnd += 8)
+                        InteriorArgMax8(g, planeSpan, oh * g.StrideH - g.PadH, vectorEnd, y, indices, yBase + oh * g.OW + vectorEnd);
                 for (int ow = 0; ow < g.OW; ow++)
                 {
+                    if (rowInside && ow >= owIn && ow < vectorEnd)
+                        continue;
                     int o = yBase + oh * g.OW + ow;
                     if (rowInside && ow >= owIn && ow < owOut)
                     {
@@ -60,6 +68,49 @@ internal static class MaxPool2dHost
                     y[o] = best;
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Eight windows side by side (ow0..ow0+7 of the row whose windows start at input row h0, every tap in the
+    /// image, dilation 1) in 8-wide vectors, branch-free: the same tap order, first tap as the initial
+    /// winner and <see cref="MaxPool2dMath.Wins"/> rule (a NaN wins, nothing replaces a NaN, ties keep the
+    /// first), as masks. A measured fast path: the scalar scan's data-dependent branches mispredicted on
+    /// about every other tap (the 3x3 stride-2 stem: 82 ms forward, PyTorch 80).
+    /// </summary>
+    private static void InteriorArgMax8(in Pool2dGeometry g, ReadOnlySpan<float> plane, int h0, int ow0, HostView<float> y, HostView<int> indices, int o)
+    {
+        int sw = g.StrideW, w0 = ow0 * sw - g.PadW;
+        Vector256<int> lanes = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * sw;
+        Vector256<float> best = default;
+        Vector256<int> at = default;
+        for (int kh = 0; kh < g.KH; kh++)
+        {
+            for (int kw = 0; kw < g.KW; kw++)
+            {
+                int first = (h0 + kh) * g.W + w0 + kw;
+                Vector256<float> v = sw == 1
+                    ? Vector256.Create(plane.Slice(first, 8))
+                    : Vector256.Create(plane[first], plane[first + sw], plane[first + 2 * sw], plane[first + 3 * sw],
+                        plane[first + 4 * sw], plane[first + 5 * sw], plane[first + 6 * sw], plane[first + 7 * sw]);
+                Vector256<int> idx = Vector256.Create(first) + lanes;
+                if (kh == 0 && kw == 0)
+                {
+                    best = v;
+                    at = idx;
+                    continue;
+                }
+                // Wins(v, best) = isnan(v) || (!isnan(best) && v > best); x != x only for NaN.
+                Vector256<float> vNaN = ~Vector256.Equals(v, v), bestNaN = ~Vector256.Equals(best, best);
+                Vector256<float> wins = vNaN | Vector256.AndNot(Vector256.GreaterThan(v, best), bestNaN);
+                best = Vector256.ConditionalSelect(wins, v, best);
+                at = Vector256.ConditionalSelect(wins.AsInt32(), idx, at);
+            }
+        }
+        for (int j = 0; j < 8; j++)
+        {
+            y[o + j] = best.GetElement(j);
+            indices[o + j] = at.GetElement(j);
         }
     }
 

@@ -316,6 +316,31 @@ public sealed class KernelTests
         Check.Close(dx, ReferenceOps.MaxPool2dBackward(PoolProblem.Of(g), idxe, Data.ToDouble(dy)), 1e-6, 1e-6, $"{caseName} dx on {device}");
     }
 
+    /// <summary>
+    /// Max pooling's NaN and tie rules where the <c>cpu</c> device scans eight windows at a time (rows of at
+    /// least eight windows inside the image, strides 1 and 2): NaNs, -inf and repeated values sprinkled
+    /// over the input; every device's winners and values must equal the reference's, NaN for NaN.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    public void MaxPool2dKeepsNaNAndTieRulesOnWideRows(string device)
+    {
+        ComputeDevice dev = TestDevices.Get(device);
+        foreach (var (stride, pad) in new[] { (2, 1), (1, 0), (2, 0) })
+        {
+            var g = new Pool2dGeometry(2, 2, 11, 41, 3, stride, pad, 1, false);
+            float[] x = Data.Uniform(g.InputLength, 7).Select((v, i) => i % 37 == 5 ? float.NaN : i % 23 == 3 ? float.NegativeInfinity : MathF.Round(v * 3) / 3).ToArray();
+            using var layer = new MaxPool2d(dev, 3, stride, pad);
+            using Tensor xt = Tensor.FromHost(dev, x, 2, 2, 11, 41);
+            float[] y = layer.Forward(xt).Download();
+            int[] idx = layer.Indices!.DownloadInt32();
+            var (ye, idxe) = ReferenceOps.MaxPool2dForward(PoolProblem.Of(g), x);
+            Assert.Equal(idxe, idx);
+            for (int i = 0; i < y.Length; i++)
+                Assert.True(float.IsNaN(ye[i]) ? float.IsNaN(y[i]) : y[i] == ye[i], $"stride {stride} pad {pad}: y[{i}] = {y[i]}, expected {ye[i]} on {device}");
+        }
+    }
+
     public static TheoryData<string, string, bool, int> AvgPoolData()
     {
         var data = new TheoryData<string, string, bool, int>();
