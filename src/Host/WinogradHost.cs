@@ -133,6 +133,21 @@ internal static unsafe class WinogradHost
     }
 
     /// <summary>
+    /// Each of the group's tiles c0..c0+nt once, not once a channel (three divisions cost as much as a tile's
+    /// transform): its image, and the top-left corner of its 2x2 output tile shifted by (-padH, -padW).
+    /// </summary>
+    private static void Locate(int n0, int c0, int nt, int perImage, int tw, int padH, int padW, int* image, int* corner)
+    {
+        for (int j = 0; j < nt; j++)
+        {
+            int c = c0 + j, n = c / perImage, t = c - n * perImage, ty = t / tw;
+            image[j] = n0 + n;
+            corner[2 * j] = 2 * ty - padH;
+            corner[2 * j + 1] = 2 * (t - ty * tw) - padW;
+        }
+    }
+
+    /// <summary>
     /// V[xi][i][j] = (B^T d B)[xi] for the group's tiles c0..c0+nt (tile c of the group: image n0 + c / tiles,
     /// row and column of its 2x2 output tile), d the 4x4 input tile at (2 ty - padH, 2 tx - padW), zero outside.
     /// </summary>
@@ -141,15 +156,8 @@ internal static unsafe class WinogradHost
         int perImage = th * tw, plane = h * w;
         long xiStride = (long)ins * nt;
         float* d = stackalloc float[16];
-        // Each tile's image and corner once, not once a channel (three divisions cost as much as its transform).
         int* image = stackalloc int[nt], corner = stackalloc int[2 * nt];
-        for (int j = 0; j < nt; j++)
-        {
-            int c = c0 + j, n = c / perImage, t = c - n * perImage, ty = t / tw;
-            image[j] = n0 + n;
-            corner[2 * j] = 2 * ty - padH;
-            corner[2 * j + 1] = 2 * (t - ty * tw) - padW;
-        }
+        Locate(n0, c0, nt, perImage, tw, padH, padW, image, corner);
         for (int i = 0; i < ins; i++)
             for (int j = 0; j < nt; j++)
             {
@@ -200,13 +208,7 @@ internal static unsafe class WinogradHost
         long xiStride = (long)outs * nt;
         float* s = stackalloc float[8];
         int* image = stackalloc int[nt], corner = stackalloc int[2 * nt];
-        for (int j = 0; j < nt; j++)
-        {
-            int c = c0 + j, n = c / perImage, t = c - n * perImage, ty = t / tw;
-            image[j] = n0 + n;
-            corner[2 * j] = 2 * ty;
-            corner[2 * j + 1] = 2 * (t - ty * tw);
-        }
+        Locate(n0, c0, nt, perImage, tw, 0, 0, image, corner);
         for (int o = 0; o < outs; o++)
         {
             float b0 = bias is null ? 0f : bias[o];

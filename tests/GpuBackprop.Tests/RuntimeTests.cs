@@ -140,7 +140,8 @@ public sealed class RuntimeTests
     /// waking and taking a job, and the poster between posting and waking them). A stale wake-up once made
     /// a worker take a job twice and the poster return early: chunks then ran after their job returned,
     /// or a worker ran a cleared job. That needs two workers or more (three cores): on two cores the one
-    /// worker's double take is harmless and this test passes either way; the 16-core GPU machine failed.
+    /// worker's double take is harmless and this test passes either way (the race was found by the in-process
+    /// training test failing on the 16-core GPU machine).
     /// </summary>
     [Fact]
     public void HostWorkerTeamRunsEveryChunkOnceBeforeReturning()
