@@ -20,16 +20,16 @@ internal sealed class HostBackend : Backend
     protected override void GemmCore(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv) =>
         GemmHost.Run(s, a, av, b, bv, c, cv);
 
+    // Convolutions with columns, two images a core or more: one image at a time (Conv2dHost), or as Winograd
+    // for wide 3x3 stride-1 layers' forward pass and input gradient; else the base class's batched im2col.
     protected override bool Conv2dForwardImplicit(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)
     {
-        if (Conv2dHost.Applies(g) && WinogradHost.Applies(g))
-        {
-            WinogradHost.Forward(g, x, w, b, y);
-            return true;
-        }
         if (!Conv2dHost.Applies(g))
             return false;
-        Conv2dHost.Forward(g, x, w, b, y);
+        if (WinogradHost.Applies(g))
+            WinogradHost.Forward(g, x, w, b, y);
+        else
+            Conv2dHost.Forward(g, x, w, b, y);
         return true;
     }
 
@@ -43,14 +43,12 @@ internal sealed class HostBackend : Backend
 
     protected override bool Conv2dDataGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
     {
-        if (Conv2dHost.Applies(g) && WinogradHost.Applies(g))
-        {
-            WinogradHost.DataGrad(g, dy, w, dx);
-            return true;
-        }
         if (!Conv2dHost.Applies(g))
             return false;
-        Conv2dHost.DataGrad(g, dy, w, dx);
+        if (WinogradHost.Applies(g))
+            WinogradHost.DataGrad(g, dy, w, dx);
+        else
+            Conv2dHost.DataGrad(g, dy, w, dx);
         return true;
     }
 
