@@ -29,13 +29,7 @@ internal static class Conv2dHost
     public static bool Applies(Conv2dGeometry g) =>
         !g.IsPointwise && g.N >= 2 * Cores && (long)g.C * g.R * g.S * g.P <= MaxColumns;
 
-    private static float[] Columns(Conv2dGeometry g)
-    {
-        int length = g.C * g.R * g.S * g.P;
-        if (columns is null || columns.Length < length)
-            columns = new float[length];
-        return columns;
-    }
+    private static float[] Columns(Conv2dGeometry g) => HostLoop.Grown(ref columns, (long)g.C * g.R * g.S * g.P);
 
     /// <summary>y = conv(x, w) (+ bias, added in the micro-kernel's first store).</summary>
     public static void Forward(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)

@@ -19,6 +19,17 @@ internal static class HostLoop
         view.Length == 0 ? System.Span<T>.Empty : MemoryMarshal.CreateSpan(ref view[0], checked((int)view.Length));
 
     /// <summary>
+    /// A scratch array of at least <paramref name="length"/> floats: <paramref name="buffer"/> when it is long
+    /// enough, else a new one kept in it (callers keep one per thread, [ThreadStatic], so hot paths do not allocate).
+    /// </summary>
+    public static float[] Grown(ref float[]? buffer, long length)
+    {
+        if (buffer is null || buffer.Length < length)
+            buffer = new float[length];
+        return buffer;
+    }
+
+    /// <summary>
     /// Runs body(start, end) over [0, total) in contiguous chunks on all cores; serially when
     /// <paramref name="total"/> * <paramref name="costPerItem"/> is small.
     /// </summary>

@@ -20,6 +20,7 @@ internal static unsafe class WinogradHost
 
     [ThreadStatic] private static float[]? inputs;
     [ThreadStatic] private static float[]? products;
+    [ThreadStatic] private static float[]? filters;
 
     /// <summary>
     /// Whether a layer takes this path: 3x3, stride and dilation 1, one group, padding at most 2, and at least
@@ -53,8 +54,10 @@ internal static unsafe class WinogradHost
     /// </summary>
     private static float[] TransformFilters(ReadOnlySpan<float> w, int k, int c, bool flipped)
     {
+        // Transformed again at every call (the weights change every step) into the calling thread's buffer:
+        // 16 x 256 x 256 floats, 4 MB, for resnet_14, which a new array each pass would leave to the GC.
         int outs = flipped ? c : k, ins = flipped ? k : c;
-        var u = new float[16 * outs * ins];
+        float[] u = HostLoop.Grown(ref filters, 16L * outs * ins);
         float* f = stackalloc float[9];
         float* a = stackalloc float[12];
         for (int o = 0; o < outs; o++)
@@ -104,7 +107,7 @@ internal static unsafe class WinogradHost
             ReadOnlySpan<float> X = HostLoop.Span(input);
             Span<float> Y = HostLoop.Span(output);
             ReadOnlySpan<float> B = bias is ArrayView<float> bv ? HostLoop.Span(bv) : default;
-            float[] v = Buffer(ref inputs, 16 * ins * chunk), m = Buffer(ref products, 16 * outs * chunk);
+            float[] v = HostLoop.Grown(ref inputs, 16L * ins * chunk), m = HostLoop.Grown(ref products, 16L * outs * chunk);
             for (int q = g0; q < g1; q++)
             {
                 int n0 = q * group, total = Math.Min(group, images - n0) * perImage;
@@ -123,13 +126,6 @@ internal static unsafe class WinogradHost
                 }
             }
         }, (int)Math.Min(int.MaxValue, 32L * outs * ins * group * perImage));
-    }
-
-    private static float[] Buffer(ref float[]? buffer, int length)
-    {
-        if (buffer is null || buffer.Length < length)
-            buffer = new float[length];
-        return buffer;
     }
 
     /// <summary>
