@@ -176,7 +176,7 @@ internal static partial class GemmKernels
     /// fitted to the H100 rows of bench/results/2026-11-26-gpu-kernels (two blocks a multiprocessor, by the
     /// launch bounds): blocks land evenly on the multiprocessors; a pair of blocks runs a K tile in
     /// <see cref="TileMicroseconds"/> each (4096^3: 8 blocks a multiprocessor of 512 tiles in 3.95 ms), a
-    /// block alone in 1.4 times that per block pair's half (it cannot hide its own latency); split parts
+    /// block alone in <see cref="LoneWide"/> times that (it cannot hide its own latency); split parts
     /// then cost one pass over the scratch a part written and read and one over the output, at about
     /// 2.5 TB/s. A split is taken when it is predicted at least 10% faster: on resnet_14's layers (98 tiles
     /// forward, 36 tiles of 800 K tiles for the weight gradient on 132 multiprocessors) a wave is mostly
@@ -186,9 +186,7 @@ internal static partial class GemmKernels
     {
         double Cost(int p)
         {
-            long perSm = (tiles * p + sms - 1) / sms;
-            double blockSlots = perSm / 2 * 2 + (perSm % 2) * 1.4;
-            double compute = blockSlots * ((reduceTiles + p - 1) / p) * TileMicroseconds;
+            double compute = BlockSlots(tiles * p, sms, LoneWide) * ((reduceTiles + p - 1) / p) * TileMicroseconds;
             return compute + (p > 1 ? (2 * p + 1) * outputs * ElementPassMicroseconds + 4 : 0);
         }
         // Parts of at least 4 K tiles, and at most 2^26 floats (256 MB) of scratch. (A cap of 64 parts lost
@@ -214,22 +212,37 @@ internal static partial class GemmKernels
     private const double TileMicroseconds = 0.95, ElementPassMicroseconds = 1.6e-6;
 
     /// <summary>
+    /// What a block alone on a multiprocessor costs, in units of one block of a pair (which share its issue
+    /// slots and hide each other's latency), as measured on the H100: 1.4 for 128x128 tiles (resnet_14's
+    /// forward, 98 blocks: 1.33 us a K tile against 0.95), 3 for 32 x 256 tiles (resnet14's 32-channel
+    /// layer: 2.9 us against 0.96). The split-K model uses the first for every tile shape: it was fitted
+    /// before the second was measured, and its choices for the narrow tiles were not re-measured with it.
+    /// </summary>
+    private const double LoneWide = 1.4, LoneNarrow = 3.0;
+
+    /// <summary>
+    /// The time a multiprocessor spends on <paramref name="blocks"/> blocks spread evenly over
+    /// <paramref name="sms"/> of them, two at a time (the launch bounds), in units of one block of a pair;
+    /// an odd one out runs alone at <paramref name="lone"/>.
+    /// </summary>
+    private static double BlockSlots(long blocks, int sms, double lone)
+    {
+        long perSm = (blocks + sms - 1) / sms;
+        return perSm / 2 * 2 + (perSm % 2) * lone;
+    }
+
+    /// <summary>
     /// Whether a product of at most 32 rows takes 32 x 256 tiles rather than 64 x 128 ones. Half as many
     /// blocks do the same useful work, but a block alone on a multiprocessor ran its K tiles about three
     /// times slower than each of a pair (H100, bench/results/2026-11-26-gpu-split-k run 4: resnet14's
     /// 32-channel layer, 98 thin tiles 0.103 ms against 196 64-row tiles 0.069; its 16-channel layer, 392
     /// against 784 tiles, 0.077 against 0.107). So the thin tiles win when they leave no more block
-    /// slots to run a multiprocessor: pairs count 2, a lone block 3.
+    /// slots to run a multiprocessor (<see cref="BlockSlots"/>, a lone block at <see cref="LoneNarrow"/>).
     /// </summary>
     internal static bool ThinTilesWin(GemmShape s, int sms)
     {
-        static double Slots(long tiles, int sms)
-        {
-            long perSm = (tiles + sms - 1) / sms;
-            return perSm / 2 * 2 + (perSm % 2) * 3.0;
-        }
         long thin = (long)((s.N + 255) / 256) * s.Batch, rows64 = (long)((s.N + 127) / 128) * s.Batch;
-        return Slots(thin, sms) <= Slots(rows64, sms);
+        return BlockSlots(thin, sms, LoneNarrow) <= BlockSlots(rows64, sms, LoneNarrow);
     }
 
     /// <summary>
