@@ -19,12 +19,8 @@ internal readonly struct BatchNorm2dGeometry
     /// <summary>Elements in all.</summary>
     public int Length => N * C * H * W;
 
-    /// <summary>The index of the i-th value of channel c, i in [0, N*H*W): planes of channel c in batch order.</summary>
-    public int At(int c, int i)
-    {
-        int n = i / Plane;
-        return (n * C + c) * Plane + i - n * Plane;
-    }
+    /// <summary>The index of value (image n, channel c, plane position pos).</summary>
+    public int At(int n, int c, int pos) => (n * C + c) * Plane + pos;
 }
 
 /// <summary>Sizes of an adaptive average pooling from (H, W) to (OH, OW), PyTorch's windows.</summary>

@@ -109,7 +109,7 @@ internal static class BatchNorm2dKernels
         float sum = 0f;
         int n = n0, pos = 0;
         for (Step(g, t, ref n, ref pos); n < n1; Step(g, Threads, ref n, ref pos))
-            sum += x[(n * g.C + c) * g.Plane + pos];
+            sum += x[g.At(n, c, pos)];
         float total = GroupSum.Of(shared, t, sum);
         if (t == 0)
             partial[block] = total;
@@ -134,7 +134,7 @@ internal static class BatchNorm2dKernels
         int n = n0, pos = 0;
         for (Step(g, t, ref n, ref pos); n < n1; Step(g, Threads, ref n, ref pos))
         {
-            float d = x[(n * g.C + c) * g.Plane + pos] - mean;
+            float d = x[g.At(n, c, pos)] - mean;
             squares += d * d;
         }
         float total = GroupSum.Of(shared, t, squares);
@@ -167,7 +167,7 @@ internal static class BatchNorm2dKernels
         int n = n0, pos = 0;
         for (Step(g, t, ref n, ref pos); n < n1; Step(g, Threads, ref n, ref pos))
         {
-            int at = (n * g.C + c) * g.Plane + pos;
+            int at = g.At(n, c, pos);
             float d = dy[at];
             sumDy += d;
             sumDyXhat += d * (x[at] - mean) * invStd;
