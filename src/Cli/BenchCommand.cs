@@ -47,12 +47,17 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         [CommandOption("--thin-tiles <MODE>"), Description("32 x 256 tiles for GPU products of at most 32 rows: auto (default) or off (64 x 128 tiles).")]
         public string ThinTiles { get; set; } = "auto";
 
+        [CommandOption("--cpu-vectors <BITS>"), Description("Vector width of the cpu device's GEMM micro-kernel: auto (default: 512 where the CPU has AVX-512), 512 or 256.")]
+        public string CpuVectors { get; set; } = "auto";
+
         public override ValidationResult Validate() => Usage.All(
             Usage.Positive(Reps, "--reps"),
             GemmTiles is "auto" or "64" or "128" or "pipelined" ? ValidationResult.Success() : ValidationResult.Error($"--gemm-tiles takes auto, 64, 128 or pipelined; got '{GemmTiles}'."),
             Conv is "auto" or "im2col" or "implicit" ? ValidationResult.Success() : ValidationResult.Error($"--conv takes auto, im2col or implicit; got '{Conv}'."),
             SplitK is "auto" or "off" ? ValidationResult.Success() : ValidationResult.Error($"--split-k takes auto or off; got '{SplitK}'."),
             ThinTiles is "auto" or "off" ? ValidationResult.Success() : ValidationResult.Error($"--thin-tiles takes auto or off; got '{ThinTiles}'."),
+            CpuVectors is "auto" or "256" || CpuVectors == "512" && Host.GemmHost.BestVectorBits == 512 ? ValidationResult.Success()
+                : ValidationResult.Error($"--cpu-vectors takes auto or 256{(Host.GemmHost.BestVectorBits == 512 ? " or 512" : " (this CPU has no AVX-512)")}; got '{CpuVectors}'."),
             DeviceOption.Validate(Device, allowAll: false));
 
         public ComputeDeviceOptions DeviceOptions => new(GemmTiles switch
@@ -76,6 +81,8 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         int reps = s.Reps;
         string only = s.Only;
         bool json = s.Json;
+        if (s.CpuVectors != "auto")
+            Host.GemmHost.VectorBits = int.Parse(s.CpuVectors, CultureInfo.InvariantCulture);
         using ComputeDevice device = ComputeDevice.Open(DeviceOption.Resolve(s.Device), s.DeviceOptions);
         string deviceName = device.Info.Name;
         if (json)

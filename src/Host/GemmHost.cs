@@ -10,15 +10,36 @@ namespace GpuBackprop.Host;
 /// GEMM on the host (the measured fast path of the <c>cpu</c> device; the GPU variant is Kernels/GemmKernels.cs) on the CPU accelerator's buffers in the
 /// classic packed form: op(A) is copied into cache-sized panels of MR rows x KC, op(B) is read in place
 /// when its rows are contiguous and not a multiple of 4 KiB apart, else packed into KC x NR panels
-/// (zero-padded at the edges), and a 6x16 micro-kernel keeps twelve 8-wide accumulators in
-/// registers, one broadcast and two loads per 12 FMAs. Tiles of C (batch x MC rows x NC columns) are
+/// (zero-padded at the edges), and a micro-kernel keeps the MR x NR tile of C in registers: 8x32 as sixteen
+/// 16-wide accumulators where the CPU has AVX-512 (a Zen 5 core runs two 512-bit FMAs a cycle, twice its AVX2
+/// rate), else 6x16 as twelve 8-wide ones (AVX2 has 16 registers). Tiles of C (batch x MC rows x NC columns) are
 /// spread over the cores; when there are fewer tiles than cores and the GEMM sums several products
 /// (the convolution's dW), the sum is split into a fixed number of parts added in a fixed order, so
 /// the result stays bitwise reproducible on a given machine.
 /// </summary>
 internal static unsafe class GemmHost
 {
-    private const int MR = 6, NR = 16, KC = 256, MC = 96, NC = 512;
+    private const int KC = 384, MC = 288, NC = 512, MaxNR = 32;
+
+    /// <summary>The widest micro-kernel this CPU runs: 512 where AVX-512 is there and .NET accelerates it, else 256.</summary>
+    public static int BestVectorBits => Avx512F.IsSupported && Vector512.IsHardwareAccelerated ? 512 : 256;
+
+    private static int vectorBits = BestVectorBits;
+
+    /// <summary>
+    /// The micro-kernel's vector width, 512 (8x32 tiles) or 256 (6x16); read once a call. Settable so that the
+    /// tests reach both kernels and <c>bench --cpu-vectors</c> times one against the other on the same machine.
+    /// </summary>
+    public static int VectorBits
+    {
+        get => vectorBits;
+        set
+        {
+            if (value != 256 && !(value == 512 && BestVectorBits == 512))
+                throw new ArgumentOutOfRangeException(nameof(VectorBits), value, $"This CPU runs 256{(BestVectorBits == 512 ? " or 512" : "")}-bit micro-kernels.");
+            vectorBits = value;
+        }
+    }
 
     [ThreadStatic] private static float[]? packA;
     [ThreadStatic] private static float[]? packB;
@@ -30,28 +51,68 @@ internal static unsafe class GemmHost
     /// </summary>
     public static void Run(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv, ArrayView<float> rowBias = default)
     {
-        int mBlocks = (s.M + MC - 1) / MC, nBlocks = (s.N + NC - 1) / NC;
-        int tiles = s.Batch * mBlocks * nBlocks;
-        long flopsPerTile = 2L * Math.Min(s.M, MC) * Math.Min(s.N, NC) * Math.Max(1, s.K) * s.Reduce;
+        bool wide = vectorBits == 512;
         int workers = Environment.ProcessorCount;
+        Blocks k = Blocking(s.Batch, s.M, s.N, wide, workers);
+        int tiles = s.Batch * k.Tiles;
+        long flopsPerTile = 2L * k.Mc * k.Nc * Math.Max(1, s.K) * s.Reduce;
         int parts = tiles < workers && s.Reduce > 1 ? Math.Min(s.Reduce, 2 * workers) : 1;
         if (parts == 1)
         {
             HostLoop.For(tiles, (t0, t1) =>
             {
                 for (int t = t0; t < t1; t++)
-                    Tile(s, a, av, b, bv, c, cv, t / (mBlocks * nBlocks), t / nBlocks % mBlocks * MC, t % nBlocks * NC, 0, s.Reduce, s.Accumulate != 0, rowBias);
+                    Tile(s, a, av, b, bv, c, cv, t / k.Tiles, k, t % k.Tiles, 0, s.Reduce, s.Accumulate != 0, rowBias, wide);
             }, (int)Math.Min(int.MaxValue, flopsPerTile / 4));
             return;
         }
-        SplitReduce(s, a, av, b, bv, c, cv, parts, mBlocks, nBlocks);
+        SplitReduce(s, a, av, b, bv, c, cv, parts, k, wide);
     }
+
+    /// <summary>How C is cut into tiles: blocks of at most Mc x Nc, MBlocks x NBlocks of them a product.</summary>
+    private readonly record struct Blocks(int Mc, int Nc, int MBlocks, int NBlocks)
+    {
+        public int Tiles => MBlocks * NBlocks;
+
+        /// <summary>Tile t's first row and column and its size.</summary>
+        public (int I, int J, int Rows, int Cols) Of(int t, int m, int n)
+        {
+            int i = t / NBlocks * Mc, j = t % NBlocks * Nc;
+            return (i, j, Math.Min(Mc, m - i), Math.Min(Nc, n - j));
+        }
+    }
+
+    /// <summary>
+    /// At most MC x NC tiles, cut finer while there are fewer than four a core and they do not share evenly
+    /// among the cores (gemm.wide_k, 256 x 256, was one tile on one core), then evened out so that no tile is
+    /// a sliver (1152 rows ran as 288-row blocks and a 128-row one).
+    /// </summary>
+    private static Blocks Blocking(int batch, int m, int n, bool wide, int workers)
+    {
+        int mr = wide ? 8 : 6, nr = wide ? 32 : 16;
+        int mb = Math.Max(1, (m + MC - 1) / MC), nb = Math.Max(1, (n + NC - 1) / NC);
+        while ((long)batch * mb * nb < 4 * workers && (long)batch * mb * nb % workers != 0)
+        {
+            if (n / (nb + 1) >= 2 * nr)
+                nb++;
+            else if (m / (mb + 1) >= 2 * mr)
+                mb++;
+            else
+                break;
+        }
+        int mc = RoundUp((m + mb - 1) / mb, mr), nc = RoundUp((n + nb - 1) / nb, nr);
+        mc = Math.Max(1, Math.Min(mc, MC));
+        nc = Math.Max(1, Math.Min(nc, NC));
+        return new Blocks(mc, nc, (m + mc - 1) / mc, (n + nc - 1) / nc);
+    }
+
+    private static int RoundUp(int x, int to) => (x + to - 1) / to * to;
 
     /// <summary>Per-part sums of the split reduction, reused between calls; per calling thread, so that two devices used from two threads do not share them.</summary>
     [ThreadStatic] private static float[][]? partials;
 
     /// <summary>Each part sums a fixed range of the products into its own buffer; the parts are then added in order.</summary>
-    private static void SplitReduce(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv, int parts, int mBlocks, int nBlocks)
+    private static void SplitReduce(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv, int parts, Blocks k, bool wide)
     {
         int mn = s.M * s.N;
         if (partials is null || partials.Length < parts || partials[0].Length < mn)
@@ -64,8 +125,8 @@ internal static unsafe class GemmHost
                 int r0 = (int)((long)s.Reduce * p / parts), r1 = (int)((long)s.Reduce * (p + 1) / parts);
                 fixed (float* target = partial[p])
                 {
-                    for (int t = 0; t < mBlocks * nBlocks; t++)
-                        TileInto(s, a, av, b, bv, batch, t / nBlocks * MC, t % nBlocks * NC, r0, r1, false, target, s.N);
+                    for (int t = 0; t < k.Tiles; t++)
+                        TileInto(s, a, av, b, bv, batch, k.Of(t, s.M, s.N), r0, r1, false, target, s.N, wide);
                 }
             });
             Span<float> C = HostLoop.Span(cv);
@@ -85,15 +146,15 @@ internal static unsafe class GemmHost
     }
 
     private static void Tile(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv,
-        int batch, int ic, int jc, int r0, int r1, bool accumulate, ArrayView<float> rowBias) =>
-        TileOf(s, a, HostLoop.Span(av), b, HostLoop.Span(bv), c, HostLoop.Span(cv), batch, ic, jc, r0, r1, accumulate,
-            rowBias.IsValid ? HostLoop.Span(rowBias) : default, rowBias.IsValid);
+        int batch, Blocks k, int t, int r0, int r1, bool accumulate, ArrayView<float> rowBias, bool wide) =>
+        TileOf(s, a, HostLoop.Span(av), b, HostLoop.Span(bv), c, HostLoop.Span(cv), batch, k.Of(t, s.M, s.N), r0, r1, accumulate,
+            rowBias.IsValid ? HostLoop.Span(rowBias) : default, rowBias.IsValid, wide);
 
     private static void TileOf(GemmShape s, GemmOperand a, ReadOnlySpan<float> A, GemmOperand b, ReadOnlySpan<float> B, GemmOperand c, Span<float> C,
-        int batch, int ic, int jc, int r0, int r1, bool accumulate, ReadOnlySpan<float> bias, bool withBias)
+        int batch, (int I, int J, int Rows, int Cols) tile, int r0, int r1, bool accumulate, ReadOnlySpan<float> bias, bool withBias, bool wide)
     {
         fixed (float* pc = C, pbias = bias)
-            TileInto(s, a, A, b, B, batch, ic, jc, r0, r1, accumulate, pc + c.Base(batch, s.BatchInner, 0), c.Ld,
+            TileInto(s, a, A, b, B, batch, tile, r0, r1, accumulate, pc + c.Base(batch, s.BatchInner, 0), c.Ld, wide,
                 withBias ? pbias + batch % s.BatchInner * s.M : null);
     }
 
@@ -104,23 +165,25 @@ internal static unsafe class GemmHost
     public static void RunSerial(GemmShape s, GemmOperand a, ReadOnlySpan<float> A, GemmOperand b, ReadOnlySpan<float> B, GemmOperand c, Span<float> C,
         ReadOnlySpan<float> rowBias = default)
     {
-        int mBlocks = (s.M + MC - 1) / MC, nBlocks = (s.N + NC - 1) / NC;
-        for (int t = 0; t < s.Batch * mBlocks * nBlocks; t++)
-            TileOf(s, a, A, b, B, c, C, t / (mBlocks * nBlocks), t / nBlocks % mBlocks * MC, t % nBlocks * NC, 0, s.Reduce, s.Accumulate != 0,
-                rowBias, !rowBias.IsEmpty);
+        bool wide = vectorBits == 512;
+        Blocks k = Blocking(1, s.M, s.N, wide, 1);
+        for (int t = 0; t < s.Batch * k.Tiles; t++)
+            TileOf(s, a, A, b, B, c, C, t / k.Tiles, k.Of(t % k.Tiles, s.M, s.N), 0, s.Reduce, s.Accumulate != 0,
+                rowBias, !rowBias.IsEmpty, wide);
     }
 
     private static void TileInto(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv,
-        int batch, int ic, int jc, int r0, int r1, bool accumulate, float* c, int ldc, float* bias = null) =>
-        TileInto(s, a, HostLoop.Span(av), b, HostLoop.Span(bv), batch, ic, jc, r0, r1, accumulate, c, ldc, bias);
+        int batch, (int I, int J, int Rows, int Cols) tile, int r0, int r1, bool accumulate, float* c, int ldc, bool wide) =>
+        TileInto(s, a, HostLoop.Span(av), b, HostLoop.Span(bv), batch, tile, r0, r1, accumulate, c, ldc, wide);
 
     /// <summary>C[ic.., jc..] (=|+=) sum over r in [r0, r1) of op(A) op(B), C given by its top-left pointer and leading dimension.</summary>
     private static void TileInto(GemmShape s, GemmOperand a, ReadOnlySpan<float> A, GemmOperand b, ReadOnlySpan<float> B,
-        int batch, int ic, int jc, int r0, int r1, bool accumulate, float* c, int ldc, float* bias = null)
+        int batch, (int I, int J, int Rows, int Cols) tile, int r0, int r1, bool accumulate, float* c, int ldc, bool wide, float* bias = null)
     {
-        int mc = Math.Min(MC, s.M - ic), nc = Math.Min(NC, s.N - jc);
+        (int ic, int jc, int mc, int nc) = tile;
+        int MR = wide ? 8 : 6, NR = wide ? 32 : 16;
         float[] pa = packA ??= new float[MC * KC];
-        float[] pb = packB ??= new float[KC * NR];
+        float[] pb = packB ??= new float[KC * MaxNR];
         bool add = accumulate;
         fixed (float* ppa = pa, ppb = pb, pB = B)
         {
@@ -130,13 +193,13 @@ internal static unsafe class GemmHost
                 for (int pc = 0; pc < s.K; pc += KC)
                 {
                     int kc = Math.Min(KC, s.K - pc);
-                    PackA(a, A, aStart, ic, mc, pc, kc, pa);
+                    PackA(a, A, aStart, ic, mc, pc, kc, MR, pa);
                     for (int jp = 0; jp < nc; jp += NR)
                     {
                         int nr = Math.Min(NR, nc - jp);
                         float* panel;
                         int ldb;
-                        if (b.Trans == 0 && nr == NR && b.Ld % 1024 != 0)
+                        if (b.Trans == 0 && nr == NR && b.Ld % 1024 != 0 && !wide)
                         {
                             // Rows of op(B) are contiguous: the micro-kernel reads them in place, no copy. Not when
                             // rows lie a multiple of 4 KiB apart: they then share one L1 set (gemm.sq_1024 ran at
@@ -147,13 +210,18 @@ internal static unsafe class GemmHost
                         }
                         else
                         {
-                            PackBPanel(b, B, bStart, pc, kc, jc + jp, nr, pb);
+                            PackBPanel(b, B, bStart, pc, kc, jc + jp, nr, NR, pb);
                             panel = ppb;
                             ldb = NR;
                         }
                         for (int ip = 0; ip < mc; ip += MR)
-                            Micro(kc, ppa + ip * kc, panel, ldb, c + (ic + ip) * ldc + jc + jp, ldc, Math.Min(MR, mc - ip), nr, add,
-                                add || bias is null ? null : bias + ic + ip);
+                        {
+                            float* dst = c + (ic + ip) * ldc + jc + jp, rowBias = add || bias is null ? null : bias + ic + ip;
+                            if (wide)
+                                Micro8x32(kc, ppa + ip * kc, panel, ldb, dst, ldc, Math.Min(MR, mc - ip), nr, add, rowBias);
+                            else
+                                Micro6x16(kc, ppa + ip * kc, panel, ldb, dst, ldc, Math.Min(MR, mc - ip), nr, add, rowBias);
+                        }
                     }
                     add = true;
                 }
@@ -168,7 +236,7 @@ internal static unsafe class GemmHost
     }
 
     /// <summary>op(A)[ic.., pc..] into panels of MR rows: element (i, k) of panel p at p*MR*kc + k*MR + i.</summary>
-    private static void PackA(GemmOperand a, ReadOnlySpan<float> A, int start, int ic, int mc, int pc, int kc, Span<float> dst)
+    private static void PackA(GemmOperand a, ReadOnlySpan<float> A, int start, int ic, int mc, int pc, int kc, int MR, Span<float> dst)
     {
         for (int p = 0; p < mc; p += MR)
         {
@@ -195,7 +263,7 @@ internal static unsafe class GemmHost
     }
 
     /// <summary>Columns j0..j0+cols of op(B) rows pc..pc+kc into one zero-padded panel: element (k, j) at k*NR + j.</summary>
-    private static void PackBPanel(GemmOperand b, ReadOnlySpan<float> B, int start, int pc, int kc, int j0, int cols, Span<float> panel)
+    private static void PackBPanel(GemmOperand b, ReadOnlySpan<float> B, int start, int pc, int kc, int j0, int cols, int NR, Span<float> panel)
     {
         if (cols < NR)
             panel[..(kc * NR)].Clear();
@@ -215,8 +283,8 @@ internal static unsafe class GemmHost
                 for (; k + 8 <= kc; k += 8)
                 {
                     float* from = src + start + j0 * b.Ld + pc + k;
-                    Transpose8(from, b.Ld, dst + k * NR, NR);
-                    Transpose8(from + 8 * b.Ld, b.Ld, dst + k * NR + 8, NR);
+                    for (int j = 0; j < NR; j += 8)
+                        Transpose8(from + j * b.Ld, b.Ld, dst + k * NR + j, NR);
                 }
                 for (; k < kc; k++)
                     for (int j = 0; j < NR; j++)
@@ -255,10 +323,11 @@ internal static unsafe class GemmHost
         Avx.Store(dst + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
     }
 
-    /// <summary>The 6x16 micro-kernel; <paramref name="bias"/> (rows' biases, or null) is added in this first store of the tile.</summary>
+    /// <summary>The 6x16 micro-kernel (AVX2); <paramref name="bias"/> (rows' biases, or null) is added in this first store of the tile.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Micro(int kc, float* a, float* b, int ldb, float* c, int ldc, int mr, int nr, bool add, float* bias)
+    private static void Micro6x16(int kc, float* a, float* b, int ldb, float* c, int ldc, int mr, int nr, bool add, float* bias)
     {
+        const int MR = 6, NR = 16;
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         for (int k = 0; k < kc; k++)
@@ -319,5 +388,80 @@ internal static unsafe class GemmHost
         }
         lo.Store(row);
         hi.Store(row + 8);
+    }
+
+    /// <summary>The 8x32 micro-kernel (AVX-512): sixteen 16-wide accumulators, two loads and eight broadcasts per 16 FMAs; as <see cref="Micro6x16"/> otherwise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Micro8x32(int kc, float* a, float* b, int ldb, float* c, int ldc, int mr, int nr, bool add, float* bias)
+    {
+        const int MR = 8, NR = 32;
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default;
+        Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default, c70 = default, c71 = default;
+        for (int k = 0; k < kc; k++)
+        {
+            Vector512<float> b0 = Vector512.Load(b), b1 = Vector512.Load(b + 16);
+            Vector512<float> x = Vector512.Create(a[0]);
+            c00 = Vector512.FusedMultiplyAdd(x, b0, c00); c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(a[1]);
+            c10 = Vector512.FusedMultiplyAdd(x, b0, c10); c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(a[2]);
+            c20 = Vector512.FusedMultiplyAdd(x, b0, c20); c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(a[3]);
+            c30 = Vector512.FusedMultiplyAdd(x, b0, c30); c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
+            x = Vector512.Create(a[4]);
+            c40 = Vector512.FusedMultiplyAdd(x, b0, c40); c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
+            x = Vector512.Create(a[5]);
+            c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
+            x = Vector512.Create(a[6]);
+            c60 = Vector512.FusedMultiplyAdd(x, b0, c60); c61 = Vector512.FusedMultiplyAdd(x, b1, c61);
+            x = Vector512.Create(a[7]);
+            c70 = Vector512.FusedMultiplyAdd(x, b0, c70); c71 = Vector512.FusedMultiplyAdd(x, b1, c71);
+            a += MR;
+            b += ldb;
+        }
+        if (bias is not null)
+        {
+            // Rows past mr read no bias: their sums are dropped below.
+            Vector512<float> x;
+            x = Vector512.Create(bias[0]); c00 += x; c01 += x;
+            if (mr > 1) { x = Vector512.Create(bias[1]); c10 += x; c11 += x; }
+            if (mr > 2) { x = Vector512.Create(bias[2]); c20 += x; c21 += x; }
+            if (mr > 3) { x = Vector512.Create(bias[3]); c30 += x; c31 += x; }
+            if (mr > 4) { x = Vector512.Create(bias[4]); c40 += x; c41 += x; }
+            if (mr > 5) { x = Vector512.Create(bias[5]); c50 += x; c51 += x; }
+            if (mr > 6) { x = Vector512.Create(bias[6]); c60 += x; c61 += x; }
+            if (mr > 7) { x = Vector512.Create(bias[7]); c70 += x; c71 += x; }
+        }
+        if (mr == MR && nr == NR)
+        {
+            StoreRow(c, c00, c01, add);
+            StoreRow(c + ldc, c10, c11, add);
+            StoreRow(c + 2 * ldc, c20, c21, add);
+            StoreRow(c + 3 * ldc, c30, c31, add);
+            StoreRow(c + 4 * ldc, c40, c41, add);
+            StoreRow(c + 5 * ldc, c50, c51, add);
+            StoreRow(c + 6 * ldc, c60, c61, add);
+            StoreRow(c + 7 * ldc, c70, c71, add);
+            return;
+        }
+        // Edge tile: spill to a scratch tile and copy the valid part.
+        float* t = stackalloc float[MR * NR];
+        c00.Store(t); c01.Store(t + 16); c10.Store(t + 32); c11.Store(t + 48); c20.Store(t + 64); c21.Store(t + 80); c30.Store(t + 96); c31.Store(t + 112);
+        c40.Store(t + 128); c41.Store(t + 144); c50.Store(t + 160); c51.Store(t + 176); c60.Store(t + 192); c61.Store(t + 208); c70.Store(t + 224); c71.Store(t + 240);
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < nr; j++)
+                c[i * ldc + j] = add ? c[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow(float* row, Vector512<float> lo, Vector512<float> hi, bool add)
+    {
+        if (add)
+        {
+            lo += Vector512.Load(row);
+            hi += Vector512.Load(row + 16);
+        }
+        lo.Store(row);
+        hi.Store(row + 16);
     }
 }

@@ -64,6 +64,53 @@ public sealed class GemmVariantTests
         }
     }
 
+    /// <summary>The host GEMM's micro-kernels this CPU runs: 256 always, 512 where it has AVX-512.</summary>
+    public static TheoryData<int, int, int, int, bool, bool> HostProducts()
+    {
+        var data = new TheoryData<int, int, int, int, bool, bool>();
+        int[] widths = Host.GemmHost.BestVectorBits == 512 ? [256, 512] : [256];
+        // Edge tiles in both directions; one tile cut into several for the cores (256 x 256 x 600, 64 x 2048);
+        // more rows than one block (300, 600); K past one packed depth (700); a 4 KiB row stride (1024 columns).
+        var shapes = new[] { (3, 5, 7), (130, 257, 19), (17, 517, 300), (300, 70, 40), (64, 2048, 20), (1, 1, 1), (600, 33, 9), (256, 256, 600), (9, 1024, 700) };
+        foreach (int bits in widths)
+            foreach (var (m, n, k) in shapes)
+                foreach (bool ta in new[] { false, true })
+                    foreach (bool tb in new[] { false, true })
+                        data.Add(bits, m, n, k, ta, tb);
+        return data;
+    }
+
+    /// <summary>
+    /// The <c>cpu</c> device's packed GEMM (Host/GemmHost.cs) with each micro-kernel this CPU runs (8x32 with
+    /// AVX-512, 6x16 with AVX2), accumulating onto C and writing it with a row bias, against the product in
+    /// double precision.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(HostProducts))]
+    public void HostGemmMatchesTheProductWithEachMicroKernel(int bits, int m, int n, int k, bool transA, bool transB)
+    {
+        ComputeDevice dev = TestDevices.Get("cpu");
+        float[] a = Data.Uniform(m * k, 41), b = Data.Uniform(k * n, 42), c0 = Data.Uniform(m * n, 43), bias = Data.Uniform(m, 44);
+        using Tensor at = Tensor.FromHost(dev, a, a.Length), bt = Tensor.FromHost(dev, b, b.Length), ct = Tensor.FromHost(dev, c0, c0.Length);
+        using Tensor biast = Tensor.FromHost(dev, bias, bias.Length), dt = Tensor.FromHost(dev, Enumerable.Repeat(float.NaN, m * n).ToArray(), m * n);
+        int before = Host.GemmHost.VectorBits;
+        try
+        {
+            Host.GemmHost.VectorBits = bits;
+            GemmOperand ao = GemmOperand.Dense(transA ? m : k, transA), bo = GemmOperand.Dense(transB ? k : n, transB);
+            Host.GemmHost.Run(GemmShape.Single(m, n, k, accumulate: true), ao, at.View, bo, bt.View, GemmOperand.Dense(n), ct.View);
+            Check.Close(ct.Download(), Data.Product(m, n, k, a, transA, b, transB, c0), Atol, Rtol, $"{bits}-bit C += AB, {m}x{n}x{k} ta={transA} tb={transB}");
+            // C = AB + bias, onto NaN: the written C is not read.
+            Host.GemmHost.Run(GemmShape.Single(m, n, k), ao, at.View, bo, bt.View, GemmOperand.Dense(n), dt.View, biast.View);
+            float[] rows = Enumerable.Range(0, m * n).Select(i => bias[i / n]).ToArray();
+            Check.Close(dt.Download(), Data.Product(m, n, k, a, transA, b, transB, rows), Atol, Rtol, $"{bits}-bit C = AB + bias, {m}x{n}x{k} ta={transA} tb={transB}");
+        }
+        finally
+        {
+            Host.GemmHost.VectorBits = before;
+        }
+    }
+
     /// <summary>
     /// The thin-tile rule on an H100's 132 multiprocessors, for the rows it was fitted to (convolutions as
     /// products of K rows and N*OH*OW columns): resnet14's 16-channel layer (100,352 columns) and lenet's
