@@ -20,36 +20,52 @@ internal sealed class HostBackend : Backend
     protected override void GemmCore(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv) =>
         GemmHost.Run(s, a, av, b, bv, c, cv);
 
-    // Convolutions with columns, two images a core or more: one image at a time (Conv2dHost), or as Winograd
-    // for wide 3x3 stride-1 layers' forward pass and input gradient; else the base class's batched im2col.
+    /// <summary>How the host runs a convolution.</summary>
+    private enum ConvPath { Batched, PerImage, Direct, Winograd }
+
+    /// <summary>
+    /// The one place a convolution's host path is chosen. Two images a core or more: stride-1 layers directly
+    /// where the 512-bit kernels run (Conv2dDirectHost: on this project's Zen 5, 1.3-2.4x im2col on every
+    /// stride-1 row of the shared set and resnet14's, and 1.3x Winograd on resnet_28, even on resnet_14),
+    /// else Winograd for wide 3x3 stride-1 layers' forward pass and input gradient, else one image at a time
+    /// (Conv2dHost); fewer images, or 1x1 stride-1 layers: the base class's batched im2col and GEMMs.
+    /// </summary>
+    private static ConvPath PathOf(Conv2dGeometry g, bool weightGrad) =>
+        !Conv2dHost.Applies(g) ? ConvPath.Batched
+        : Conv2dDirectHost.Applies(g) ? ConvPath.Direct
+        : !weightGrad && WinogradHost.Applies(g) ? ConvPath.Winograd
+        : ConvPath.PerImage;
+
     protected override bool Conv2dForwardImplicit(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)
     {
-        if (!Conv2dHost.Applies(g))
-            return false;
-        if (WinogradHost.Applies(g))
-            WinogradHost.Forward(g, x, w, b, y);
-        else
-            Conv2dHost.Forward(g, x, w, b, y);
-        return true;
+        switch (PathOf(g, weightGrad: false))
+        {
+            case ConvPath.Direct: Conv2dDirectHost.Forward(g, x, w, b, y); return true;
+            case ConvPath.Winograd: WinogradHost.Forward(g, x, w, b, y); return true;
+            case ConvPath.PerImage: Conv2dHost.Forward(g, x, w, b, y); return true;
+            default: return false;
+        }
     }
 
     protected override bool Conv2dWeightGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
     {
-        if (!Conv2dHost.Applies(g))
-            return false;
-        Conv2dHost.WeightGrad(g, dy, x, dw);
-        return true;
+        switch (PathOf(g, weightGrad: true))
+        {
+            case ConvPath.Direct: Conv2dDirectHost.WeightGrad(g, dy, x, dw); return true;
+            case ConvPath.PerImage: Conv2dHost.WeightGrad(g, dy, x, dw); return true;
+            default: return false;
+        }
     }
 
     protected override bool Conv2dDataGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
     {
-        if (!Conv2dHost.Applies(g))
-            return false;
-        if (WinogradHost.Applies(g))
-            WinogradHost.DataGrad(g, dy, w, dx);
-        else
-            Conv2dHost.DataGrad(g, dy, w, dx);
-        return true;
+        switch (PathOf(g, weightGrad: false))
+        {
+            case ConvPath.Direct: Conv2dDirectHost.DataGrad(g, dy, w, dx); return true;
+            case ConvPath.Winograd: WinogradHost.DataGrad(g, dy, w, dx); return true;
+            case ConvPath.PerImage: Conv2dHost.DataGrad(g, dy, w, dx); return true;
+            default: return false;
+        }
     }
 
     protected override void Im2ColCore(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col) => Im2ColHost.Im2Col(g, x, col);

@@ -1,0 +1,380 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using GpuBackprop.Geometry;
+using ILGPU;
+
+namespace GpuBackprop.Host;
+
+/// <summary>
+/// Stride-1 convolutions on the <c>cpu</c> device computed directly with AVX-512, for layers too narrow for
+/// <see cref="WinogradHost"/>, where im2col cost as much as the GEMM it feeds (resnet14's 16-64-channel
+/// layers). Each image's input is copied once into a buffer with zero borders whose rows are Wp = W + 2 pad
+/// wide. In it, tap (r, s) of output position q = oy*Wp + ox reads element q + r*Wp + s, so 16 consecutive
+/// output positions take one vector load per channel and tap, whatever the tap; the positions with ox >= OW
+/// (the border columns: 2 of 30 on resnet14's 28x28 layers, 2 of 9 on its 7x7 ones) are computed and dropped.
+/// A block of 4 output channels x 96 (or 64) positions stays in 24 (16) registers while the sum runs over
+/// channels and taps: one weight broadcast a channel-tap per 6 (4) FMAs, as in a GEMM micro-kernel.
+/// The input gradient is the same convolution of dy with the filters turned 180 degrees and channels
+/// swapped, padded R - 1 - pad. The weight gradient runs over the same buffers: dW[k][c][r][s] is the dot
+/// product of dy's row k (in rows Wp wide, zero in the dropped columns) and the buffer from offset
+/// c*plane + r*Wp + s, 4 output channels x 6 taps a block of vector sums. Images are split among the cores
+/// as in <see cref="Conv2dHost"/>, so results do not depend on timing, and the weight gradient's parts are
+/// added in a fixed order.
+/// </summary>
+internal static unsafe class Conv2dDirectHost
+{
+    /// <summary>Output channels a block (the weights are packed in groups of this many).</summary>
+    private const int KB = 4;
+
+    [ThreadStatic] private static float[]? padded;
+    [ThreadStatic] private static float[]? blockOutputs;
+    [ThreadStatic] private static float[]? rows;
+    [ThreadStatic] private static float[]? packed;
+    [ThreadStatic] private static float[][]? partials;
+
+    private static int Cores => Environment.ProcessorCount;
+
+    /// <summary>
+    /// Whether a layer takes this path: the 512-bit host kernels are in use, stride and dilation 1, one group,
+    /// padding below the kernel size (so that the input gradient's padding R - 1 - pad is not negative), two
+    /// images a core or more.
+    /// </summary>
+    public static bool Applies(Conv2dGeometry g) =>
+        GemmHost.VectorBits == 512 && g.StrideH == 1 && g.StrideW == 1 && g.DilationH == 1 && g.DilationW == 1 && g.Groups == 1
+        && g.PadH < g.R && g.PadW < g.S && g.N >= 2 * Cores;
+
+    /// <summary>y = conv(x, w) (+ bias).</summary>
+    public static void Forward(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)
+    {
+        var plan = new Plan(g.C, g.H, g.W, g.K, g.R, g.S, g.PadH, g.PadW);
+        float[] wp = PackWeights(HostLoop.Span(w), g.K, g.C, g.R, g.S, flipped: false);
+        Run(g.N, plan, wp, x, b, y);
+    }
+
+    /// <summary>dx = the convolution of dy with w turned 180 degrees, input and output channels swapped, padded R - 1 - pad.</summary>
+    public static void DataGrad(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
+    {
+        var plan = new Plan(g.K, g.OH, g.OW, g.C, g.R, g.S, g.R - 1 - g.PadH, g.S - 1 - g.PadW);
+        float[] wp = PackWeights(HostLoop.Span(w), g.K, g.C, g.R, g.S, flipped: true);
+        Run(g.N, plan, wp, dy, null, dx);
+    }
+
+    /// <summary>
+    /// Where one image lives in the buffers: input planes of (H + 2 padH) x Wp, Q = OH*Wp output positions
+    /// computed in blocks of <see cref="Vectors"/> 16-wide vectors.
+    /// </summary>
+    private readonly struct Plan
+    {
+        public readonly int C, H, W, K, R, S, PadH, PadW, OH, OW, Wp, Plane, Q, Vectors, Blocks, QLength, Kp;
+
+        public Plan(int c, int h, int w, int k, int r, int s, int padH, int padW)
+        {
+            (C, H, W, K, R, S, PadH, PadW) = (c, h, w, k, r, s, padH, padW);
+            OH = h + 2 * padH - r + 1;
+            OW = w + 2 * padW - s + 1;
+            Wp = w + 2 * padW;
+            Plane = (h + 2 * padH) * Wp;
+            Q = OH * Wp;
+            // Six vectors a block, or four where that wastes fewer (a 7x7 image's 63 positions: 64, not 96).
+            int six = (Q + 95) / 96 * 96, four = (Q + 63) / 64 * 64;
+            Vectors = four < six ? 4 : 6;
+            Blocks = (Q + 16 * Vectors - 1) / (16 * Vectors);
+            QLength = Blocks * 16 * Vectors;
+            Kp = (k + KB - 1) / KB * KB;
+        }
+
+        /// <summary>Floats of the padded input: the last block of the last channel reads up to its last tap's offset past it.</summary>
+        public long PaddedLength => (long)(C - 1) * Plane + (R - 1) * Wp + (S - 1) + QLength;
+
+        public int Taps => R * S;
+    }
+
+    /// <summary>
+    /// The filters in blocks of <see cref="KB"/> output channels: element (o, i, tap) at ((o / KB) * ins * taps + i
+    /// * taps + tap) * KB + o % KB, zero past the last output channel. Forward: o = k, i = c, f = w[k][c]; input
+    /// gradient: o = c, i = k, f = w[k][c] turned 180 degrees.
+    /// </summary>
+    private static float[] PackWeights(ReadOnlySpan<float> w, int k, int c, int r, int s, bool flipped)
+    {
+        int outs = flipped ? c : k, ins = flipped ? k : c, taps = r * s, outsP = (outs + KB - 1) / KB * KB;
+        float[] p = HostLoop.Grown(ref packed, (long)outsP * ins * taps);
+        for (int o = 0; o < outsP; o++)
+            for (int i = 0; i < ins; i++)
+                for (int t = 0; t < taps; t++)
+                {
+                    float v = 0f;
+                    if (o < outs)
+                        v = flipped ? w[(i * c + o) * taps + taps - 1 - t] : w[(o * c + i) * taps + t];
+                    p[((o / KB * ins + i) * taps + t) * KB + o % KB] = v;
+                }
+        return p;
+    }
+
+    /// <summary>Copies image n's planes into the zero-bordered buffer (borders and slack were cleared once a call).</summary>
+    private static void CopyIn(in Plan p, ReadOnlySpan<float> x, int n, float* buf)
+    {
+        fixed (float* src0 = x)
+        {
+            float* src = src0 + (long)n * p.C * p.H * p.W;
+            for (int c = 0; c < p.C; c++)
+                for (int y = 0; y < p.H; y++)
+                    new ReadOnlySpan<float>(src + ((long)c * p.H + y) * p.W, p.W).CopyTo(new Span<float>(buf + (long)c * p.Plane + (y + p.PadH) * p.Wp + p.PadW, p.W));
+        }
+    }
+
+    private static void Run(int images, Plan p, float[] wp, ArrayView<float> input, ArrayView<float>? bias, ArrayView<float> output)
+    {
+        int taps = p.Taps;
+        HostLoop.For(images, (n0, n1) =>
+        {
+            ReadOnlySpan<float> X = HostLoop.Span(input), B = bias is ArrayView<float> bv ? HostLoop.Span(bv) : default;
+            Span<float> Y = HostLoop.Span(output);
+            float[] buf = HostLoop.Grown(ref padded, p.PaddedLength), outs = HostLoop.Grown(ref blockOutputs, (long)p.Kp * p.QLength);
+            buf.AsSpan(0, (int)p.PaddedLength).Clear();
+            int* offs = stackalloc int[taps];
+            for (int t = 0; t < taps; t++)
+                offs[t] = t / p.S * p.Wp + t % p.S;
+            fixed (float* pb = buf, po = outs, pw = wp, py = Y, pbias = B)
+            {
+                for (int n = n0; n < n1; n++)
+                {
+                    CopyIn(p, X, n, pb);
+                    for (int blk = 0; blk < p.Blocks; blk++)
+                    {
+                        int q0 = blk * 16 * p.Vectors;
+                        for (int kb = 0; kb < p.Kp; kb += KB)
+                        {
+                            float* wk = pw + (long)kb * p.C * taps, yk = po + (long)kb * p.QLength + q0;
+                            if (p.Vectors == 6)
+                                Block6(pb + q0, p.Plane, p.C, offs, taps, wk, yk, p.QLength);
+                            else
+                                Block4(pb + q0, p.Plane, p.C, offs, taps, wk, yk, p.QLength);
+                        }
+                    }
+                    // The valid columns of each output row, plus the bias.
+                    for (int k = 0; k < p.K; k++)
+                    {
+                        float add = pbias is null ? 0f : pbias[k];
+                        for (int oy = 0; oy < p.OH; oy++)
+                        {
+                            float* from = po + (long)k * p.QLength + oy * p.Wp, to = py + (((long)n * p.K + k) * p.OH + oy) * p.OW;
+                            int ox = 0;
+                            if (pbias is null)
+                                new ReadOnlySpan<float>(from, p.OW).CopyTo(new Span<float>(to, p.OW));
+                            else
+                            {
+                                var v = Vector512.Create(add);
+                                for (; ox + 16 <= p.OW; ox += 16)
+                                    (Vector512.Load(from + ox) + v).Store(to + ox);
+                                for (; ox < p.OW; ox++)
+                                    to[ox] = from[ox] + add;
+                            }
+                        }
+                    }
+                }
+            }
+        }, (int)Math.Min(int.MaxValue, 2L * p.K * p.C * taps * p.Q));
+    }
+
+    /// <summary>4 output channels x 96 positions: y[j][0..96) = sum over channels and taps of w x (in registers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Block6(float* x, int plane, int channels, int* offs, int taps, float* w, float* y, int ldy)
+    {
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a04 = default, a05 = default;
+        Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a24 = default, a25 = default;
+        Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default, a34 = default, a35 = default;
+        for (int c = 0; c < channels; c++, x += plane)
+        {
+            for (int t = 0; t < taps; t++, w += KB)
+            {
+                float* s = x + offs[t];
+                Vector512<float> v0 = Vector512.Load(s), v1 = Vector512.Load(s + 16), v2 = Vector512.Load(s + 32);
+                Vector512<float> v3 = Vector512.Load(s + 48), v4 = Vector512.Load(s + 64), v5 = Vector512.Load(s + 80);
+                Vector512<float> b = Vector512.Create(w[0]);
+                a00 = Vector512.FusedMultiplyAdd(v0, b, a00); a01 = Vector512.FusedMultiplyAdd(v1, b, a01); a02 = Vector512.FusedMultiplyAdd(v2, b, a02);
+                a03 = Vector512.FusedMultiplyAdd(v3, b, a03); a04 = Vector512.FusedMultiplyAdd(v4, b, a04); a05 = Vector512.FusedMultiplyAdd(v5, b, a05);
+                b = Vector512.Create(w[1]);
+                a10 = Vector512.FusedMultiplyAdd(v0, b, a10); a11 = Vector512.FusedMultiplyAdd(v1, b, a11); a12 = Vector512.FusedMultiplyAdd(v2, b, a12);
+                a13 = Vector512.FusedMultiplyAdd(v3, b, a13); a14 = Vector512.FusedMultiplyAdd(v4, b, a14); a15 = Vector512.FusedMultiplyAdd(v5, b, a15);
+                b = Vector512.Create(w[2]);
+                a20 = Vector512.FusedMultiplyAdd(v0, b, a20); a21 = Vector512.FusedMultiplyAdd(v1, b, a21); a22 = Vector512.FusedMultiplyAdd(v2, b, a22);
+                a23 = Vector512.FusedMultiplyAdd(v3, b, a23); a24 = Vector512.FusedMultiplyAdd(v4, b, a24); a25 = Vector512.FusedMultiplyAdd(v5, b, a25);
+                b = Vector512.Create(w[3]);
+                a30 = Vector512.FusedMultiplyAdd(v0, b, a30); a31 = Vector512.FusedMultiplyAdd(v1, b, a31); a32 = Vector512.FusedMultiplyAdd(v2, b, a32);
+                a33 = Vector512.FusedMultiplyAdd(v3, b, a33); a34 = Vector512.FusedMultiplyAdd(v4, b, a34); a35 = Vector512.FusedMultiplyAdd(v5, b, a35);
+            }
+        }
+        a00.Store(y); a01.Store(y + 16); a02.Store(y + 32); a03.Store(y + 48); a04.Store(y + 64); a05.Store(y + 80);
+        y += ldy;
+        a10.Store(y); a11.Store(y + 16); a12.Store(y + 32); a13.Store(y + 48); a14.Store(y + 64); a15.Store(y + 80);
+        y += ldy;
+        a20.Store(y); a21.Store(y + 16); a22.Store(y + 32); a23.Store(y + 48); a24.Store(y + 64); a25.Store(y + 80);
+        y += ldy;
+        a30.Store(y); a31.Store(y + 16); a32.Store(y + 32); a33.Store(y + 48); a34.Store(y + 64); a35.Store(y + 80);
+    }
+
+    /// <summary>4 output channels x 64 positions, as <see cref="Block6"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Block4(float* x, int plane, int channels, int* offs, int taps, float* w, float* y, int ldy)
+    {
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
+        Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default;
+        Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default;
+        for (int c = 0; c < channels; c++, x += plane)
+        {
+            for (int t = 0; t < taps; t++, w += KB)
+            {
+                float* s = x + offs[t];
+                Vector512<float> v0 = Vector512.Load(s), v1 = Vector512.Load(s + 16), v2 = Vector512.Load(s + 32), v3 = Vector512.Load(s + 48);
+                Vector512<float> b = Vector512.Create(w[0]);
+                a00 = Vector512.FusedMultiplyAdd(v0, b, a00); a01 = Vector512.FusedMultiplyAdd(v1, b, a01); a02 = Vector512.FusedMultiplyAdd(v2, b, a02); a03 = Vector512.FusedMultiplyAdd(v3, b, a03);
+                b = Vector512.Create(w[1]);
+                a10 = Vector512.FusedMultiplyAdd(v0, b, a10); a11 = Vector512.FusedMultiplyAdd(v1, b, a11); a12 = Vector512.FusedMultiplyAdd(v2, b, a12); a13 = Vector512.FusedMultiplyAdd(v3, b, a13);
+                b = Vector512.Create(w[2]);
+                a20 = Vector512.FusedMultiplyAdd(v0, b, a20); a21 = Vector512.FusedMultiplyAdd(v1, b, a21); a22 = Vector512.FusedMultiplyAdd(v2, b, a22); a23 = Vector512.FusedMultiplyAdd(v3, b, a23);
+                b = Vector512.Create(w[3]);
+                a30 = Vector512.FusedMultiplyAdd(v0, b, a30); a31 = Vector512.FusedMultiplyAdd(v1, b, a31); a32 = Vector512.FusedMultiplyAdd(v2, b, a32); a33 = Vector512.FusedMultiplyAdd(v3, b, a33);
+            }
+        }
+        a00.Store(y); a01.Store(y + 16); a02.Store(y + 32); a03.Store(y + 48);
+        y += ldy;
+        a10.Store(y); a11.Store(y + 16); a12.Store(y + 32); a13.Store(y + 48);
+        y += ldy;
+        a20.Store(y); a21.Store(y + 16); a22.Store(y + 32); a23.Store(y + 48);
+        y += ldy;
+        a30.Store(y); a31.Store(y + 16); a32.Store(y + 32); a33.Store(y + 48);
+    }
+
+    /// <summary>
+    /// dW += sum over images of dy[n] (*) x[n]: images in a fixed number of parts (twice the cores, at most one an
+    /// image), each summed into its own buffer in image order, then the parts added in part order. The dropped
+    /// columns of dy's rows are zero, so they add nothing (unless x holds an infinity there: 0 x inf is NaN,
+    /// where the reference would skip the product; such an input makes the loss infinite anyway).
+    /// </summary>
+    public static void WeightGrad(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
+    {
+        var p = new Plan(g.C, g.H, g.W, g.K, g.R, g.S, g.PadH, g.PadW);
+        int taps = g.C * g.R * g.S, length = p.Kp * taps, parts = Math.Min(g.N, 2 * Cores);
+        int vectors = (p.Q + 15) / 16, ld = vectors * 16;
+        // Several images a pass, so that each block's 24 sums across lanes come once per ~64 vectors of
+        // products, not once per image: resnet14's 7x7 layer has 4 vectors an image (its backward 7.6 ms with
+        // one image a pass). At most 64K floats of them, so that they stay in L2.
+        int xs = (int)((p.PaddedLength + 15) / 16 * 16), ds = p.Kp * ld;
+        int group = Math.Max(1, Math.Min((64 + vectors - 1) / vectors, 65536 / (xs + ds)));
+        if (partials is null || partials.Length < parts || partials[0].Length < length)
+            partials = Enumerable.Range(0, parts).Select(_ => new float[length]).ToArray();
+        float[][] sums = partials;
+        HostLoop.For(parts, (q0, q1) =>
+        {
+            ReadOnlySpan<float> X = HostLoop.Span(x), DY = HostLoop.Span(dy);
+            float[] buf = HostLoop.Grown(ref padded, (long)group * xs), d = HostLoop.Grown(ref rows, (long)group * ds);
+            buf.AsSpan(0, group * xs).Clear();
+            d.AsSpan(0, group * ds).Clear();
+            long* offs = stackalloc long[taps];
+            for (int t = 0; t < taps; t++)
+                offs[t] = (long)(t / (g.R * g.S)) * p.Plane + t % (g.R * g.S) / g.S * p.Wp + t % g.S;
+            fixed (float* pb = buf, pd = d, pdy = DY)
+            {
+                for (int q = q0; q < q1; q++)
+                {
+                    Span<float> sum = sums[q].AsSpan(0, length);
+                    sum.Clear();
+                    int first = (int)((long)g.N * q / parts), end = (int)((long)g.N * (q + 1) / parts);
+                    fixed (float* ps = sum)
+                    {
+                        for (int n0 = first; n0 < end; n0 += group)
+                        {
+                            int count = Math.Min(group, end - n0);
+                            for (int i = 0; i < count; i++)
+                            {
+                                int n = n0 + i;
+                                CopyIn(p, X, n, pb + (long)i * xs);
+                                // dy's rows Wp wide; the dropped columns, rows past K and the tail stay zero.
+                                for (int k = 0; k < g.K; k++)
+                                    for (int oy = 0; oy < g.OH; oy++)
+                                        new ReadOnlySpan<float>(pdy + (((long)n * g.K + k) * g.OH + oy) * g.OW, g.OW).CopyTo(new Span<float>(pd + (long)i * ds + (long)k * ld + oy * p.Wp, g.OW));
+                            }
+                            for (int kb = 0; kb < p.Kp; kb += KB)
+                            {
+                                int t = 0;
+                                for (; t + 6 <= taps; t += 6)
+                                    WeightBlock6(pd + (long)kb * ld, ld, pb, offs + t, vectors, count, xs, ds, ps + (long)kb * taps + t, taps);
+                                for (; t < taps; t++)
+                                    WeightBlock1(pd + (long)kb * ld, ld, pb + offs[t], vectors, count, xs, ds, ps + (long)kb * taps + t, taps);
+                            }
+                        }
+                    }
+                }
+            }
+        }, (int)Math.Min(int.MaxValue, 2L * g.K * taps * p.Q * g.N / parts));
+        Span<float> DW = HostLoop.Span(dw);
+        int valid = g.K * taps;
+        for (int q = 0; q < parts; q++)
+            System.Numerics.Tensors.TensorPrimitives.Add(DW, sums[q].AsSpan(0, valid), DW);
+    }
+
+    /// <summary>
+    /// dw[j][t] += dot(dy row j, x from offs[t]) for 4 rows of dy and 6 taps over <paramref name="images"/> images
+    /// (<paramref name="xs"/> and <paramref name="ds"/> floats apart), 16 lanes a vector, summed across lanes at the end.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void WeightBlock6(float* d, int ld, float* x, long* offs, int vectors, int images, int xs, int ds, float* dw, int ldw)
+    {
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a04 = default, a05 = default;
+        Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a24 = default, a25 = default;
+        Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default, a34 = default, a35 = default;
+        for (int b = 0; b < images; b++, x += xs, d += ds)
+        {
+            float* d0 = d, d1 = d0 + ld, d2 = d1 + ld, d3 = d2 + ld;
+            float* x0 = x + offs[0], x1 = x + offs[1], x2 = x + offs[2], x3 = x + offs[3], x4 = x + offs[4], x5 = x + offs[5];
+            for (int i = 0; i < vectors * 16; i += 16)
+            {
+                Vector512<float> v0 = Vector512.Load(x0 + i), v1 = Vector512.Load(x1 + i), v2 = Vector512.Load(x2 + i);
+                Vector512<float> v3 = Vector512.Load(x3 + i), v4 = Vector512.Load(x4 + i), v5 = Vector512.Load(x5 + i);
+                Vector512<float> e = Vector512.Load(d0 + i);
+                a00 = Vector512.FusedMultiplyAdd(v0, e, a00); a01 = Vector512.FusedMultiplyAdd(v1, e, a01); a02 = Vector512.FusedMultiplyAdd(v2, e, a02);
+                a03 = Vector512.FusedMultiplyAdd(v3, e, a03); a04 = Vector512.FusedMultiplyAdd(v4, e, a04); a05 = Vector512.FusedMultiplyAdd(v5, e, a05);
+                e = Vector512.Load(d1 + i);
+                a10 = Vector512.FusedMultiplyAdd(v0, e, a10); a11 = Vector512.FusedMultiplyAdd(v1, e, a11); a12 = Vector512.FusedMultiplyAdd(v2, e, a12);
+                a13 = Vector512.FusedMultiplyAdd(v3, e, a13); a14 = Vector512.FusedMultiplyAdd(v4, e, a14); a15 = Vector512.FusedMultiplyAdd(v5, e, a15);
+                e = Vector512.Load(d2 + i);
+                a20 = Vector512.FusedMultiplyAdd(v0, e, a20); a21 = Vector512.FusedMultiplyAdd(v1, e, a21); a22 = Vector512.FusedMultiplyAdd(v2, e, a22);
+                a23 = Vector512.FusedMultiplyAdd(v3, e, a23); a24 = Vector512.FusedMultiplyAdd(v4, e, a24); a25 = Vector512.FusedMultiplyAdd(v5, e, a25);
+                e = Vector512.Load(d3 + i);
+                a30 = Vector512.FusedMultiplyAdd(v0, e, a30); a31 = Vector512.FusedMultiplyAdd(v1, e, a31); a32 = Vector512.FusedMultiplyAdd(v2, e, a32);
+                a33 = Vector512.FusedMultiplyAdd(v3, e, a33); a34 = Vector512.FusedMultiplyAdd(v4, e, a34); a35 = Vector512.FusedMultiplyAdd(v5, e, a35);
+            }
+        }
+        dw[0] += Vector512.Sum(a00); dw[1] += Vector512.Sum(a01); dw[2] += Vector512.Sum(a02); dw[3] += Vector512.Sum(a03); dw[4] += Vector512.Sum(a04); dw[5] += Vector512.Sum(a05);
+        dw += ldw;
+        dw[0] += Vector512.Sum(a10); dw[1] += Vector512.Sum(a11); dw[2] += Vector512.Sum(a12); dw[3] += Vector512.Sum(a13); dw[4] += Vector512.Sum(a14); dw[5] += Vector512.Sum(a15);
+        dw += ldw;
+        dw[0] += Vector512.Sum(a20); dw[1] += Vector512.Sum(a21); dw[2] += Vector512.Sum(a22); dw[3] += Vector512.Sum(a23); dw[4] += Vector512.Sum(a24); dw[5] += Vector512.Sum(a25);
+        dw += ldw;
+        dw[0] += Vector512.Sum(a30); dw[1] += Vector512.Sum(a31); dw[2] += Vector512.Sum(a32); dw[3] += Vector512.Sum(a33); dw[4] += Vector512.Sum(a34); dw[5] += Vector512.Sum(a35);
+    }
+
+    /// <summary>One tap of <see cref="WeightBlock6"/> (the taps past the last multiple of 6).</summary>
+    private static void WeightBlock1(float* d0, int ld, float* x, int vectors, int images, int xs, int ds, float* dw, int ldw)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int b = 0; b < images; b++, x += xs, d0 += ds)
+        {
+            for (int i = 0; i < vectors * 16; i += 16)
+            {
+                Vector512<float> v = Vector512.Load(x + i);
+                a0 = Vector512.FusedMultiplyAdd(v, Vector512.Load(d0 + i), a0);
+                a1 = Vector512.FusedMultiplyAdd(v, Vector512.Load(d0 + ld + i), a1);
+                a2 = Vector512.FusedMultiplyAdd(v, Vector512.Load(d0 + 2 * ld + i), a2);
+                a3 = Vector512.FusedMultiplyAdd(v, Vector512.Load(d0 + 3 * ld + i), a3);
+            }
+        }
+        dw[0] += Vector512.Sum(a0);
+        dw[ldw] += Vector512.Sum(a1);
+        dw[2 * ldw] += Vector512.Sum(a2);
+        dw[3 * ldw] += Vector512.Sum(a3);
+    }
+}
