@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using GpuBackprop.Geometry;
 using GpuBackprop.Ops;
 using ILGPU;
@@ -5,103 +6,163 @@ using ILGPU;
 namespace GpuBackprop.Host;
 
 /// <summary>
-/// Batch-norm on the host (the <c>cpu</c> device): one channel per work item, its planes in batch
-/// order, sums in double (two passes for the statistics: the mean, then the squared deviations), the
-/// per-element formulas of <see cref="BatchNormMath"/>.
+/// Batch-norm on the host (the <c>cpu</c> device): one channel per work item, its planes in batch order,
+/// sums in double (two passes for the statistics: the mean, then the squared deviations), the per-element
+/// formulas of <see cref="BatchNormMath"/>. Each plane runs 8 elements a vector (the sums in four double
+/// accumulators, then across lanes, then the plane's tail one element at a time), so the order of each
+/// channel's sum is fixed by the geometry alone.
 /// </summary>
-internal static class BatchNorm2dHost
+internal static unsafe class BatchNorm2dHost
 {
     public static void Statistics(BatchNorm2dGeometry g, ArrayView<float> x, ArrayView<float> stats)
     {
-        var xs = new HostView<float>(x);
-        var st = new HostView<float>(stats);
-        HostLoop.For(g.C, (start, end) =>
+        Span<float> st = HostLoop.Span(stats);
+        fixed (float* px = HostLoop.Span(x), pst = st)
         {
-            for (int c = start; c < end; c++)
+            float* xs = px, sts = pst;
+            HostLoop.For(g.C, (start, end) =>
             {
-                double sum = 0;
-                for (int n = 0; n < g.N; n++)
+                for (int c = start; c < end; c++)
                 {
-                    int at = (n * g.C + c) * g.Plane;
-                    for (int i = 0; i < g.Plane; i++)
-                        sum += xs[at + i];
+                    double sum = 0;
+                    for (int n = 0; n < g.N; n++)
+                        sum += Sum(xs + ((long)n * g.C + c) * g.Plane, g.Plane);
+                    double mean = sum / g.PerChannel, squares = 0;
+                    for (int n = 0; n < g.N; n++)
+                        squares += SquaredDeviations(xs + ((long)n * g.C + c) * g.Plane, g.Plane, mean);
+                    sts[c] = (float)mean;
+                    sts[g.C + c] = (float)(squares / g.PerChannel);
                 }
-                double mean = sum / g.PerChannel, squares = 0;
-                for (int n = 0; n < g.N; n++)
-                {
-                    int at = (n * g.C + c) * g.Plane;
-                    for (int i = 0; i < g.Plane; i++)
-                    {
-                        double d = xs[at + i] - mean;
-                        squares += d * d;
-                    }
-                }
-                st[c] = (float)mean;
-                st[g.C + c] = (float)(squares / g.PerChannel);
-            }
-        }, g.PerChannel * 2);
+            }, g.PerChannel * 2);
+        }
     }
 
     public static void Forward(BatchNorm2dGeometry g, float eps, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> variance, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y)
     {
-        var xs = new HostView<float>(x);
-        var ys = new HostView<float>(y);
-        var m = new HostView<float>(mean);
-        var v = new HostView<float>(variance);
-        var w = new HostView<float>(weight);
-        var b = new HostView<float>(bias);
-        HostLoop.For(g.N * g.C, (start, end) =>
+        ReadOnlySpan<float> m = HostLoop.Span(mean), v = HostLoop.Span(variance), w = HostLoop.Span(weight), b = HostLoop.Span(bias);
+        float[] inv = new float[g.C];
+        for (int c = 0; c < g.C; c++)
+            inv[c] = BatchNormMath.InvStd(v[c], eps);
+        float[] mc = m[..g.C].ToArray(), wc = w[..g.C].ToArray(), bc = b[..g.C].ToArray();
+        fixed (float* px = HostLoop.Span(x), py = HostLoop.Span(y))
         {
-            for (int nc = start; nc < end; nc++)
+            float* xs = px, ys = py;
+            HostLoop.For(g.N * g.C, (start, end) =>
             {
-                int c = nc % g.C, at = nc * g.Plane;
-                float mc = m[c], inv = BatchNormMath.InvStd(v[c], eps), wc = w[c], bc = b[c];
-                for (int i = 0; i < g.Plane; i++)
-                    ys[at + i] = BatchNormMath.Normalize(xs[at + i], mc, inv, wc, bc);
-            }
-        }, g.Plane);
+                for (int nc = start; nc < end; nc++)
+                {
+                    int c = nc % g.C;
+                    float* from = xs + (long)nc * g.Plane, to = ys + (long)nc * g.Plane;
+                    Vector256<float> vm = Vector256.Create(mc[c]), vi = Vector256.Create(inv[c]), vw = Vector256.Create(wc[c]), vb = Vector256.Create(bc[c]);
+                    int i = 0;
+                    for (; i + 8 <= g.Plane; i += 8)
+                        BatchNormMath.Normalize(Vector256.Load(from + i), vm, vi, vw, vb).Store(to + i);
+                    for (; i < g.Plane; i++)
+                        to[i] = BatchNormMath.Normalize(from[i], mc[c], inv[c], wc[c], bc[c]);
+                }
+            }, g.Plane);
+        }
     }
 
     public static void Backward(BatchNorm2dGeometry g, float eps, bool training, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> mean, ArrayView<float> variance,
         ArrayView<float> weight, ArrayView<float> sums, ArrayView<float> dweight, ArrayView<float> dbias, ArrayView<float> dx)
     {
-        var xs = new HostView<float>(x);
-        var gs = new HostView<float>(dy);
-        var ds = new HostView<float>(dx);
-        var m = new HostView<float>(mean);
-        var v = new HostView<float>(variance);
-        var w = new HostView<float>(weight);
-        var su = new HostView<float>(sums);
-        var dw = new HostView<float>(dweight);
-        var db = new HostView<float>(dbias);
-        HostLoop.For(g.C, (start, end) =>
+        fixed (float* px = HostLoop.Span(x), pdy = HostLoop.Span(dy), pdx = HostLoop.Span(dx), pm = HostLoop.Span(mean), pv = HostLoop.Span(variance),
+            pw = HostLoop.Span(weight), psu = HostLoop.Span(sums), pdw = HostLoop.Span(dweight), pdb = HostLoop.Span(dbias))
         {
-            for (int c = start; c < end; c++)
+            float* xs = px, gs = pdy, ds = pdx, m = pm, v = pv, w = pw, su = psu, dw = pdw, db = pdb;
+            HostLoop.For(g.C, (start, end) =>
             {
-                float mc = m[c], inv = BatchNormMath.InvStd(v[c], eps);
-                double sumDy = 0, sumDyXhat = 0;
-                for (int n = 0; n < g.N; n++)
+                for (int c = start; c < end; c++)
                 {
-                    int at = (n * g.C + c) * g.Plane;
-                    for (int i = 0; i < g.Plane; i++)
+                    float mc = m[c], inv = BatchNormMath.InvStd(v[c], eps);
+                    double sumDy = 0, sumDyXhat = 0;
+                    for (int n = 0; n < g.N; n++)
                     {
-                        float d = gs[at + i];
-                        sumDy += d;
-                        sumDyXhat += d * ((xs[at + i] - mc) * inv);
+                        long at = ((long)n * g.C + c) * g.Plane;
+                        var (a, b) = GradSums(gs + at, xs + at, g.Plane, mc, inv);
+                        sumDy += a;
+                        sumDyXhat += b;
+                    }
+                    su[c] = (float)sumDy;
+                    su[g.C + c] = (float)sumDyXhat;
+                    db[c] += (float)sumDy;
+                    dw[c] += (float)sumDyXhat;
+                    float meanDy = (float)sumDy / g.PerChannel, meanDyXhat = (float)sumDyXhat / g.PerChannel, wc = w[c];
+                    Vector256<float> vm = Vector256.Create(mc), vi = Vector256.Create(inv), vw = Vector256.Create(wc), vd = Vector256.Create(meanDy), vdx = Vector256.Create(meanDyXhat);
+                    for (int n = 0; n < g.N; n++)
+                    {
+                        long at = ((long)n * g.C + c) * g.Plane;
+                        float* xp = xs + at, gp = gs + at, dp = ds + at;
+                        int i = 0;
+                        for (; i + 8 <= g.Plane; i += 8)
+                            BatchNormMath.InputGrad(training, Vector256.Load(xp + i), Vector256.Load(gp + i), vm, vi, vw, vd, vdx).Store(dp + i);
+                        for (; i < g.Plane; i++)
+                            dp[i] = BatchNormMath.InputGrad(training, xp[i], gp[i], mc, inv, wc, meanDy, meanDyXhat);
                     }
                 }
-                su[c] = (float)sumDy;
-                su[g.C + c] = (float)sumDyXhat;
-                db[c] += (float)sumDy;
-                dw[c] += (float)sumDyXhat;
-                float meanDy = (float)sumDy / g.PerChannel, meanDyXhat = (float)sumDyXhat / g.PerChannel, wc = w[c];
-                for (int n = 0; n < g.N; n++)
-                {
-                    int at = (n * g.C + c) * g.Plane;
-                    for (int i = 0; i < g.Plane; i++)
-                        ds[at + i] = BatchNormMath.InputGrad(training, xs[at + i], gs[at + i], mc, inv, wc, meanDy, meanDyXhat);
-                }
-            }
-        }, g.PerChannel * 2);
+            }, g.PerChannel * 2);
+        }
+    }
+
+    /// <summary>The sum of n floats in double: four 4-wide double accumulators, then the tail.</summary>
+    private static double Sum(float* p, int n)
+    {
+        Vector256<double> a0 = default, a1 = default, a2 = default, a3 = default;
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            var (l0, h0) = Vector256.Widen(Vector256.Load(p + i));
+            var (l1, h1) = Vector256.Widen(Vector256.Load(p + i + 8));
+            a0 += l0; a1 += h0; a2 += l1; a3 += h1;
+        }
+        double s = Vector256.Sum(a0 + a1 + (a2 + a3));
+        for (; i < n; i++)
+            s += p[i];
+        return s;
+    }
+
+    /// <summary>The sum of (x - mean)^2 in double, as <see cref="Sum"/>.</summary>
+    private static double SquaredDeviations(float* p, int n, double mean)
+    {
+        Vector256<double> a0 = default, a1 = default, a2 = default, a3 = default, vm = Vector256.Create(mean);
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            var (l0, h0) = Vector256.Widen(Vector256.Load(p + i));
+            var (l1, h1) = Vector256.Widen(Vector256.Load(p + i + 8));
+            l0 -= vm; h0 -= vm; l1 -= vm; h1 -= vm;
+            a0 += l0 * l0; a1 += h0 * h0; a2 += l1 * l1; a3 += h1 * h1;
+        }
+        double s = Vector256.Sum(a0 + a1 + (a2 + a3));
+        for (; i < n; i++)
+        {
+            double d = p[i] - mean;
+            s += d * d;
+        }
+        return s;
+    }
+
+    /// <summary>The sums of dy and of dy * xhat (each product in float, as the scalar formula) in double, as <see cref="Sum"/>.</summary>
+    private static (double SumDy, double SumDyXhat) GradSums(float* dy, float* x, int n, float mean, float inv)
+    {
+        Vector256<double> a0 = default, a1 = default, b0 = default, b1 = default;
+        Vector256<float> vm = Vector256.Create(mean), vi = Vector256.Create(inv);
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+        {
+            Vector256<float> d = Vector256.Load(dy + i);
+            var (dl, dh) = Vector256.Widen(d);
+            var (tl, th) = Vector256.Widen(d * ((Vector256.Load(x + i) - vm) * vi));
+            a0 += dl; a1 += dh; b0 += tl; b1 += th;
+        }
+        double sd = Vector256.Sum(a0 + a1), st = Vector256.Sum(b0 + b1);
+        for (; i < n; i++)
+        {
+            float d = dy[i];
+            sd += d;
+            st += d * ((x[i] - mean) * inv);
+        }
+        return (sd, st);
     }
 }
