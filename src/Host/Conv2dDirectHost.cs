@@ -21,7 +21,7 @@ namespace GpuBackprop.Host;
 /// as in <see cref="Conv2dHost"/>, so results do not depend on timing, and the weight gradient's parts are
 /// added in a fixed order.
 /// </summary>
-internal static unsafe class Conv2dDirectHost
+internal static unsafe partial class Conv2dDirectHost
 {
     /// <summary>Output channels a block (the weights are packed in groups of this many).</summary>
     private const int KB = 4;
@@ -34,18 +34,33 @@ internal static unsafe class Conv2dDirectHost
 
     private static int Cores => Environment.ProcessorCount;
 
+    private static readonly bool Channels = Environment.GetEnvironmentVariable("GPUBACKPROP_CHANNELS") != "0";
+
     /// <summary>
-    /// Whether a layer takes this path: the 512-bit host kernels are in use, stride and dilation 1, one group,
-    /// padding below the kernel size (so that the input gradient's padding R - 1 - pad is not negative), two
-    /// images a core or more.
+    /// Whether a layer's forward pass and weight gradient take this path: the 512-bit host kernels are in use,
+    /// dilation 1, one group, two images a core or more, and stride 1 or 32 output channels or more (the
+    /// flattened kernel needs stride 1; the channel-vectorised one takes any).
     /// </summary>
     public static bool Applies(Conv2dGeometry g) =>
-        GemmHost.VectorBits == 512 && g.StrideH == 1 && g.StrideW == 1 && g.DilationH == 1 && g.DilationW == 1 && g.Groups == 1
-        && g.PadH < g.R && g.PadW < g.S && g.N >= 2 * Cores;
+        GemmHost.VectorBits == 512 && g.DilationH == 1 && g.DilationW == 1 && g.Groups == 1 && g.N >= 2 * Cores
+        && (g.StrideH == 1 && g.StrideW == 1 || ByChannels(g.K));
+
+    /// <summary>
+    /// Whether a layer's input gradient takes this path: as <see cref="Applies"/>, stride 1 and padding below the
+    /// kernel size (it is the convolution of dy with the flipped filters, padded R - 1 - pad).
+    /// </summary>
+    public static bool AppliesToDataGrad(Conv2dGeometry g) =>
+        Applies(g) && g.StrideH == 1 && g.StrideW == 1 && g.PadH < g.R && g.PadW < g.S;
 
     /// <summary>y = conv(x, w) (+ bias).</summary>
     public static void Forward(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)
     {
+        if (ByChannels(g.K))
+        {
+            var cp = new ChannelPlan(g.C, g.H, g.W, g.K, g.R, g.S, g.StrideH, g.StrideW, g.PadH, g.PadW);
+            RunChannels(g.N, cp, PackChannelWeights(HostLoop.Span(w), g.K, g.C, g.R * g.S, flipped: false), x, b, y);
+            return;
+        }
         var plan = new Plan(g.C, g.H, g.W, g.K, g.R, g.S, g.PadH, g.PadW);
         float[] wp = PackWeights(HostLoop.Span(w), g.K, g.C, g.R, g.S, flipped: false);
         Run(g.N, plan, wp, x, b, y);
@@ -54,6 +69,12 @@ internal static unsafe class Conv2dDirectHost
     /// <summary>dx = the convolution of dy with w turned 180 degrees, input and output channels swapped, padded R - 1 - pad.</summary>
     public static void DataGrad(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
     {
+        if (ByChannels(g.C))
+        {
+            var cp = new ChannelPlan(g.K, g.OH, g.OW, g.C, g.R, g.S, 1, 1, g.R - 1 - g.PadH, g.S - 1 - g.PadW);
+            RunChannels(g.N, cp, PackChannelWeights(HostLoop.Span(w), g.K, g.C, g.R * g.S, flipped: true), dy, null, dx);
+            return;
+        }
         var plan = new Plan(g.K, g.OH, g.OW, g.C, g.R, g.S, g.R - 1 - g.PadH, g.S - 1 - g.PadW);
         float[] wp = PackWeights(HostLoop.Span(w), g.K, g.C, g.R, g.S, flipped: true);
         Run(g.N, plan, wp, dy, null, dx);
@@ -255,6 +276,11 @@ internal static unsafe class Conv2dDirectHost
     /// </summary>
     public static void WeightGrad(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
     {
+        if (ByChannels(g.K))
+        {
+            WeightGradChannels(g, dy, x, dw);
+            return;
+        }
         var p = new Plan(g.C, g.H, g.W, g.K, g.R, g.S, g.PadH, g.PadW);
         int taps = g.C * g.R * g.S, length = p.Kp * taps, parts = Math.Min(g.N, 2 * Cores);
         int vectors = (p.Q + 15) / 16, ld = vectors * 16;

@@ -30,9 +30,9 @@ internal sealed class HostBackend : Backend
     /// else Winograd for wide 3x3 stride-1 layers' forward pass and input gradient, else one image at a time
     /// (Conv2dHost); fewer images, or 1x1 stride-1 layers: the base class's batched im2col and GEMMs.
     /// </summary>
-    private static ConvPath PathOf(Conv2dGeometry g, bool weightGrad) =>
+    private static ConvPath PathOf(Conv2dGeometry g, bool weightGrad, bool dataGrad = false) =>
         !Conv2dHost.Applies(g) ? ConvPath.Batched
-        : Conv2dDirectHost.Applies(g) ? ConvPath.Direct
+        : (dataGrad ? Conv2dDirectHost.AppliesToDataGrad(g) : Conv2dDirectHost.Applies(g)) ? ConvPath.Direct
         : !weightGrad && WinogradHost.Applies(g) ? ConvPath.Winograd
         : ConvPath.PerImage;
 
@@ -59,7 +59,7 @@ internal sealed class HostBackend : Backend
 
     protected override bool Conv2dDataGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
     {
-        switch (PathOf(g, weightGrad: false))
+        switch (PathOf(g, weightGrad: false, dataGrad: true))
         {
             case ConvPath.Direct: Conv2dDirectHost.DataGrad(g, dy, w, dx); return true;
             case ConvPath.Winograd: WinogradHost.DataGrad(g, dy, w, dx); return true;

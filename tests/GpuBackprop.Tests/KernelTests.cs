@@ -145,37 +145,49 @@ public sealed class KernelTests
     }
 
     /// <summary>
-    /// The <c>cpu</c> device's direct stride-1 convolution (Conv2dDirectHost, AVX-512 only), called directly:
-    /// forward with and without bias, the weight gradient accumulated onto a nonzero dW (tap counts that are and
-    /// are not multiples of its 6-tap block, output channels past a multiple of 4), and the input gradient,
-    /// against the reference; blocks of 96 and of 64 positions (7x7 images), paddings 0 to R - 1, rectangular
-    /// kernels and images, one and several images a pass of the weight gradient.
+    /// The <c>cpu</c> device's direct convolutions (Conv2dDirectHost, AVX-512 only), called directly: forward with
+    /// and without bias, the weight gradient accumulated onto a nonzero dW, and the input gradient (stride 1),
+    /// against the reference. The flattened kernel (fewer than 32 output channels): blocks of 96 and of 64
+    /// positions (7x7 images), tap counts that are and are not multiples of its 6-tap block, output channels
+    /// past a multiple of 4, one and several images a pass. The channel-vectorised kernel (32 or more): 1-4
+    /// vectors of output channels (32, 48, 66 = 4 + 1, 130 = 4 + 4 + 1), positions past a multiple of 6,
+    /// entries (channel x tap) past a multiple of 6, strides 2 and (2, 3) forward and weight gradient only.
+    /// Paddings 0 to R - 1, rectangular kernels and images.
     /// </summary>
     [Theory]
-    [InlineData(4, 3, 7, 6, 5, 3, 3, 1, 1, true)]
-    [InlineData(4, 16, 28, 28, 16, 3, 3, 1, 1, false)]
-    [InlineData(4, 6, 12, 12, 16, 5, 5, 0, 0, true)]
-    [InlineData(5, 2, 9, 11, 7, 3, 5, 2, 4, true)]
-    [InlineData(12, 64, 7, 7, 66, 3, 3, 1, 1, false)] // several images a pass of the weight gradient
-    [InlineData(6, 1, 13, 10, 3, 2, 3, 1, 0, true)]
-    public void HostDirectConvolutionMatchesReference(int n, int c, int h, int w, int k, int r, int s, int padH, int padW, bool bias)
+    [InlineData(4, 3, 7, 6, 5, 3, 3, 1, 1, 1, 1, true)]
+    [InlineData(4, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, false)]
+    [InlineData(4, 6, 12, 12, 16, 5, 5, 1, 1, 0, 0, true)]
+    [InlineData(5, 2, 9, 11, 7, 3, 5, 1, 1, 2, 4, true)]
+    [InlineData(12, 16, 7, 7, 20, 3, 3, 1, 1, 1, 1, false)] // several images a pass of the flattened weight gradient
+    [InlineData(6, 1, 13, 10, 3, 2, 3, 1, 1, 1, 0, true)]
+    [InlineData(4, 5, 9, 7, 32, 3, 3, 1, 1, 1, 1, true)]
+    [InlineData(12, 64, 7, 7, 66, 3, 3, 1, 1, 1, 1, false)]
+    [InlineData(4, 7, 6, 5, 48, 3, 2, 1, 1, 2, 1, true)]
+    [InlineData(4, 3, 11, 9, 130, 3, 3, 2, 2, 1, 1, true)]
+    [InlineData(5, 4, 13, 12, 33, 3, 5, 2, 3, 0, 2, false)]
+    [InlineData(4, 8, 10, 10, 64, 1, 1, 2, 2, 0, 0, false)]
+    public void HostDirectConvolutionMatchesReference(int n, int c, int h, int w, int k, int r, int s, int strideH, int strideW, int padH, int padW, bool bias)
     {
         if (Host.GemmHost.BestVectorBits != 512)
             return; // the path runs only with AVX-512; the backend takes im2col elsewhere
         ComputeDevice dev = TestDevices.Get("cpu");
-        var g = new Conv2dGeometry(n, c, h, w, k, new Size2(r, s), new Size2(1, 1), new Size2(padH, padW), new Size2(1, 1), 1);
+        var g = new Conv2dGeometry(n, c, h, w, k, new Size2(r, s), new Size2(strideH, strideW), new Size2(padH, padW), new Size2(1, 1), 1);
         Assert.True(Host.Conv2dDirectHost.Applies(g));
         float[] x = Data.Uniform(g.InputLength, 95), wt = Data.Uniform(g.WeightLength, 96), b = Data.Uniform(k, 97), dy = Data.Uniform(g.OutputLength, 98);
         float[] dw0 = Data.Uniform(g.WeightLength, 99);
         using Tensor xt = Tensor.FromHost(dev, x, x.Length), wtt = Tensor.FromHost(dev, wt, wt.Length), bt = Tensor.FromHost(dev, b, b.Length), dyt = Tensor.FromHost(dev, dy, dy.Length);
         using Tensor yt = Tensor.FromHost(dev, new float[g.OutputLength], g.OutputLength), dwt = Tensor.FromHost(dev, dw0, dw0.Length), dxt = Tensor.FromHost(dev, new float[g.InputLength], g.InputLength);
         double[] xd = Data.ToDouble(x), wd = Data.ToDouble(wt);
-        string name = $"direct {n}x{c}x{h}x{w} k={k} {r}x{s} pad={padH},{padW}";
+        string name = $"direct {n}x{c}x{h}x{w} k={k} {r}x{s} stride={strideH},{strideW} pad={padH},{padW}";
         Host.Conv2dDirectHost.Forward(g, xt.View, wtt.View, bias ? bt.View : null, yt.View);
         Check.Close(yt.Download(), ReferenceOps.Conv2dForward(ConvProblem.Of(g), xd, wd, bias ? Data.ToDouble(b) : null), Atol, Rtol, $"{name} y");
         var (dxe, dwe, _) = ReferenceOps.Conv2dBackward(ConvProblem.Of(g), xd, wd, Data.ToDouble(dy));
         Host.Conv2dDirectHost.WeightGrad(g, dyt.View, xt.View, dwt.View);
         Check.Close(dwt.Download(), dwe.Select((v, i) => v + dw0[i]).ToArray(), Atol, Rtol, $"{name} dw accumulated");
+        Assert.Equal(strideH == 1 && strideW == 1, Host.Conv2dDirectHost.AppliesToDataGrad(g));
+        if (!Host.Conv2dDirectHost.AppliesToDataGrad(g))
+            return;
         Host.Conv2dDirectHost.DataGrad(g, dyt.View, wtt.View, dxt.View);
         Check.Close(dxt.Download(), dxe, Atol, Rtol, $"{name} dx");
     }

@@ -1,0 +1,414 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using GpuBackprop.Geometry;
+using ILGPU;
+
+namespace GpuBackprop.Host;
+
+/// <summary>
+/// The direct convolution vectorised over output channels, for layers with 32 output channels or more (and any
+/// stride): 16 output channels a vector and 6 output positions a block, so 4 vectors x 6 positions = 24
+/// accumulators, one weight vector load per 6 FMAs and one input broadcast per 4 (as oneDNN's blocked
+/// kernels, on plain NCHW data). The 6 positions of a block are any 6 consecutive outputs in row-major order,
+/// each with its own offset into the zero-bordered input, so there are no dropped columns (the flattened kernel
+/// computed 256 positions for a 14x14 image's 196). The block's results are channel-major (position x
+/// channels) and are turned into the output's planes when the image is done. The weight gradient runs over the
+/// same buffers the other way round: dW for 4 vectors of output channels x 6 (channel, tap) entries stays in
+/// registers over every position of several images, so no sum across lanes is needed.
+/// </summary>
+internal static unsafe partial class Conv2dDirectHost
+{
+    /// <summary>Output positions a block.</summary>
+    private const int PB = 6;
+
+    /// <summary>Output channels a k-group: four vectors of 16.</summary>
+    private const int KG = 64;
+
+    /// <summary>The most filter floats of one k-group and chunk of input channels (see <see cref="RunChannels"/>).</summary>
+    private const int ChunkFloats = 32768;
+
+    [ThreadStatic] private static float[]? channelOutputs;
+    [ThreadStatic] private static float[]? channelWeights;
+    [ThreadStatic] private static float[]? transposedGrads;
+
+    /// <summary>
+    /// One layer's layout for the channel-vectorised path: input planes (H + 2 padH) x Wp with zero borders,
+    /// P = OH*OW output positions rounded up to blocks of <see cref="PB"/> (the extra ones read offset 0 and are
+    /// dropped), output channels rounded up to vectors of 16.
+    /// </summary>
+    private readonly struct ChannelPlan
+    {
+        public readonly int C, H, W, K, R, S, StrideH, StrideW, PadH, PadW, OH, OW, Wp, Plane, P, PBlocks, Kp;
+
+        public ChannelPlan(int c, int h, int w, int k, int r, int s, int strideH, int strideW, int padH, int padW)
+        {
+            (C, H, W, K, R, S, StrideH, StrideW, PadH, PadW) = (c, h, w, k, r, s, strideH, strideW, padH, padW);
+            OH = (h + 2 * padH - r) / strideH + 1;
+            OW = (w + 2 * padW - s) / strideW + 1;
+            Wp = w + 2 * padW;
+            Plane = (h + 2 * padH) * Wp;
+            P = OH * OW;
+            PBlocks = (P + PB - 1) / PB;
+            Kp = (k + 15) / 16 * 16;
+        }
+
+        public int Taps => R * S;
+
+        public long PaddedLength => (long)C * Plane;
+
+        /// <summary>Where each output position's window starts in a plane (0 for the positions past the last).</summary>
+        public int[] Bases()
+        {
+            var b = new int[PBlocks * PB];
+            for (int q = 0; q < P; q++)
+                b[q] = q / OW * StrideH * Wp + q % OW * StrideW;
+            return b;
+        }
+
+        /// <summary>Each tap's offset from its window's start.</summary>
+        public int[] Offsets()
+        {
+            var o = new int[Taps];
+            for (int t = 0; t < Taps; t++)
+                o[t] = t / S * Wp + t % S;
+            return o;
+        }
+    }
+
+    /// <summary>Whether a layer's forward pass (or, with the flipped geometry, its input gradient) takes the channel-vectorised kernel.</summary>
+    private static bool ByChannels(int outputChannels) => Channels && outputChannels >= 32;
+
+    /// <summary>The filters as [input channel][tap][output channel, rounded up to 16], zero past the last; flipped: the input gradient's (w[k][c] turned 180 degrees, c the output).</summary>
+    private static float[] PackChannelWeights(ReadOnlySpan<float> w, int k, int c, int taps, bool flipped)
+    {
+        int outs = flipped ? c : k, ins = flipped ? k : c, outsP = (outs + 15) / 16 * 16;
+        float[] p = HostLoop.Grown(ref channelWeights, (long)ins * taps * outsP);
+        p.AsSpan(0, ins * taps * outsP).Clear();
+        for (int o = 0; o < outs; o++)
+            for (int i = 0; i < ins; i++)
+                for (int t = 0; t < taps; t++)
+                    p[(i * taps + t) * outsP + o] = flipped ? w[(i * c + o) * taps + taps - 1 - t] : w[(o * c + i) * taps + t];
+        return p;
+    }
+
+    /// <summary>Copies image n's planes into the zero-bordered buffer (borders were cleared once a call).</summary>
+    private static void CopyIn(in ChannelPlan p, float* x, int n, float* buf)
+    {
+        float* src = x + (long)n * p.C * p.H * p.W;
+        for (int c = 0; c < p.C; c++)
+            for (int y = 0; y < p.H; y++)
+                new ReadOnlySpan<float>(src + ((long)c * p.H + y) * p.W, p.W).CopyTo(new Span<float>(buf + (long)c * p.Plane + (y + p.PadH) * p.Wp + p.PadW, p.W));
+    }
+
+    private static void RunChannels(int images, ChannelPlan p, float[] wp, ArrayView<float> input, ArrayView<float>? bias, ArrayView<float> output)
+    {
+        int[] bases = p.Bases(), offsets = p.Offsets();
+        int taps = p.Taps;
+        // Input channels in chunks whose filters for one k-group (taps x 64 floats a channel) stay in L2 beside
+        // the input: resnet_14's 256 channels at once (590 KB of filters) ran its forward pass in 22.8 ms (20.0
+        // with the flattened kernel), in chunks of 128 KB of filters 17.2 (64 KB: 17.3, 256 KB: 17.6).
+        int chunks = (int)Math.Max(1, ((long)p.C * taps * KG + ChunkFloats - 1) / ChunkFloats), chunk = (p.C + chunks - 1) / chunks;
+        HostLoop.For(images, (n0, n1) =>
+        {
+            ReadOnlySpan<float> X = HostLoop.Span(input), B = bias is ArrayView<float> bv ? HostLoop.Span(bv) : default;
+            Span<float> Y = HostLoop.Span(output);
+            float[] buf = HostLoop.Grown(ref padded, p.PaddedLength), outs = HostLoop.Grown(ref channelOutputs, (long)p.PBlocks * PB * p.Kp);
+            buf.AsSpan(0, (int)p.PaddedLength).Clear();
+            fixed (float* pb = buf, po = outs, pw = wp, px = X, py = Y, pbias = B)
+            fixed (int* pbase = bases, poff = offsets)
+            {
+                for (int n = n0; n < n1; n++)
+                {
+                    CopyIn(p, px, n, pb);
+                    for (int c0 = 0; c0 < p.C; c0 += chunk)
+                    {
+                        int cs = Math.Min(chunk, p.C - c0);
+                        bool add = c0 > 0;
+                        for (int k0 = 0; k0 < p.Kp; k0 += KG)
+                        {
+                            int vectors = Math.Min(KG, p.Kp - k0) / 16;
+                            float* x = pb + (long)c0 * p.Plane, w = pw + (long)c0 * taps * p.Kp + k0;
+                            for (int blk = 0; blk < p.PBlocks; blk++)
+                            {
+                                float* y = po + (long)blk * PB * p.Kp + k0;
+                                int* at = pbase + blk * PB;
+                                switch (vectors)
+                                {
+                                    case 4: ChannelBlock<V4>(x, p.Plane, cs, poff, taps, at, w, p.Kp, y, add); break;
+                                    case 3: ChannelBlock<V3>(x, p.Plane, cs, poff, taps, at, w, p.Kp, y, add); break;
+                                    case 2: ChannelBlock<V2>(x, p.Plane, cs, poff, taps, at, w, p.Kp, y, add); break;
+                                    default: ChannelBlock<V1>(x, p.Plane, cs, poff, taps, at, w, p.Kp, y, add); break;
+                                }
+                            }
+                        }
+                    }
+                    // Position-major results into the output's planes, plus the bias.
+                    for (int k = 0; k < p.K; k++)
+                    {
+                        float add = pbias is null ? 0f : pbias[k];
+                        float* to = py + ((long)n * p.K + k) * p.P, from = po + k;
+                        for (int q = 0; q < p.P; q++)
+                            to[q] = from[(long)q * p.Kp] + add;
+                    }
+                }
+            }
+        }, (int)Math.Min(int.MaxValue, 2L * p.K * p.C * taps * p.P));
+    }
+
+    private interface IVectors
+    {
+        static abstract int N { get; }
+    }
+
+    private struct V1 : IVectors { public static int N => 1; }
+
+    private struct V2 : IVectors { public static int N => 2; }
+
+    private struct V3 : IVectors { public static int N => 3; }
+
+    private struct V4 : IVectors { public static int N => 4; }
+
+    /// <summary>
+    /// y[j][16 i + lane] = sum over channels and taps of w x for the 6 positions whose window starts are at[0..6)
+    /// and TV::N vectors of output channels (the JIT compiles one copy per count, without the unused ones).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ChannelBlock<TV>(float* x, int plane, int channels, int* offs, int taps, int* at, float* w, int ldw, float* y, bool add) where TV : struct, IVectors
+    {
+        long i0 = at[0], i1 = at[1], i2 = at[2], i3 = at[3], i4 = at[4], i5 = at[5];
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a04 = default, a05 = default;
+        Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a24 = default, a25 = default;
+        Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default, a34 = default, a35 = default;
+        if (add)
+        {
+            // Later chunks of input channels start from the earlier chunks' sums.
+            LoadPosition<TV>(y, out a00, out a10, out a20, out a30);
+            LoadPosition<TV>(y + ldw, out a01, out a11, out a21, out a31);
+            LoadPosition<TV>(y + 2 * ldw, out a02, out a12, out a22, out a32);
+            LoadPosition<TV>(y + 3 * ldw, out a03, out a13, out a23, out a33);
+            LoadPosition<TV>(y + 4 * ldw, out a04, out a14, out a24, out a34);
+            LoadPosition<TV>(y + 5 * ldw, out a05, out a15, out a25, out a35);
+        }
+        for (int c = 0; c < channels; c++, x += plane)
+        {
+            for (int t = 0; t < taps; t++, w += ldw)
+            {
+                float* s = x + offs[t];
+                Vector512<float> w0 = Vector512.Load(w), w1 = default, w2 = default, w3 = default;
+                if (TV.N > 1) w1 = Vector512.Load(w + 16);
+                if (TV.N > 2) w2 = Vector512.Load(w + 32);
+                if (TV.N > 3) w3 = Vector512.Load(w + 48);
+                Vector512<float> b = Vector512.Create(s[i0]);
+                a00 = Vector512.FusedMultiplyAdd(w0, b, a00);
+                if (TV.N > 1) a10 = Vector512.FusedMultiplyAdd(w1, b, a10);
+                if (TV.N > 2) a20 = Vector512.FusedMultiplyAdd(w2, b, a20);
+                if (TV.N > 3) a30 = Vector512.FusedMultiplyAdd(w3, b, a30);
+                b = Vector512.Create(s[i1]);
+                a01 = Vector512.FusedMultiplyAdd(w0, b, a01);
+                if (TV.N > 1) a11 = Vector512.FusedMultiplyAdd(w1, b, a11);
+                if (TV.N > 2) a21 = Vector512.FusedMultiplyAdd(w2, b, a21);
+                if (TV.N > 3) a31 = Vector512.FusedMultiplyAdd(w3, b, a31);
+                b = Vector512.Create(s[i2]);
+                a02 = Vector512.FusedMultiplyAdd(w0, b, a02);
+                if (TV.N > 1) a12 = Vector512.FusedMultiplyAdd(w1, b, a12);
+                if (TV.N > 2) a22 = Vector512.FusedMultiplyAdd(w2, b, a22);
+                if (TV.N > 3) a32 = Vector512.FusedMultiplyAdd(w3, b, a32);
+                b = Vector512.Create(s[i3]);
+                a03 = Vector512.FusedMultiplyAdd(w0, b, a03);
+                if (TV.N > 1) a13 = Vector512.FusedMultiplyAdd(w1, b, a13);
+                if (TV.N > 2) a23 = Vector512.FusedMultiplyAdd(w2, b, a23);
+                if (TV.N > 3) a33 = Vector512.FusedMultiplyAdd(w3, b, a33);
+                b = Vector512.Create(s[i4]);
+                a04 = Vector512.FusedMultiplyAdd(w0, b, a04);
+                if (TV.N > 1) a14 = Vector512.FusedMultiplyAdd(w1, b, a14);
+                if (TV.N > 2) a24 = Vector512.FusedMultiplyAdd(w2, b, a24);
+                if (TV.N > 3) a34 = Vector512.FusedMultiplyAdd(w3, b, a34);
+                b = Vector512.Create(s[i5]);
+                a05 = Vector512.FusedMultiplyAdd(w0, b, a05);
+                if (TV.N > 1) a15 = Vector512.FusedMultiplyAdd(w1, b, a15);
+                if (TV.N > 2) a25 = Vector512.FusedMultiplyAdd(w2, b, a25);
+                if (TV.N > 3) a35 = Vector512.FusedMultiplyAdd(w3, b, a35);
+            }
+        }
+        StorePosition<TV>(y, a00, a10, a20, a30);
+        StorePosition<TV>(y + ldw, a01, a11, a21, a31);
+        StorePosition<TV>(y + 2 * ldw, a02, a12, a22, a32);
+        StorePosition<TV>(y + 3 * ldw, a03, a13, a23, a33);
+        StorePosition<TV>(y + 4 * ldw, a04, a14, a24, a34);
+        StorePosition<TV>(y + 5 * ldw, a05, a15, a25, a35);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void LoadPosition<TV>(float* y, out Vector512<float> v0, out Vector512<float> v1, out Vector512<float> v2, out Vector512<float> v3) where TV : struct, IVectors
+    {
+        v0 = Vector512.Load(y);
+        v1 = TV.N > 1 ? Vector512.Load(y + 16) : default;
+        v2 = TV.N > 2 ? Vector512.Load(y + 32) : default;
+        v3 = TV.N > 3 ? Vector512.Load(y + 48) : default;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StorePosition<TV>(float* y, Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, Vector512<float> v3) where TV : struct, IVectors
+    {
+        v0.Store(y);
+        if (TV.N > 1) v1.Store(y + 16);
+        if (TV.N > 2) v2.Store(y + 32);
+        if (TV.N > 3) v3.Store(y + 48);
+    }
+
+    /// <summary>
+    /// dW += sum over images of dy[n] (*) x[n], vectorised over output channels: entries e = (input channel, tap)
+    /// in blocks of 6, each block's 4 x 6 vectors of sums kept in registers over every position of a group of
+    /// images (as many as fit 256K floats), then added to the part's sums [entry][output channel]. Images are in
+    /// a fixed number of parts summed in order, as <see cref="WeightGrad"/>.
+    /// </summary>
+    private static void WeightGradChannels(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
+    {
+        var p = new ChannelPlan(g.C, g.H, g.W, g.K, g.R, g.S, g.StrideH, g.StrideW, g.PadH, g.PadW);
+        int taps = p.Taps, entries = g.C * taps, entriesP = (entries + 5) / 6 * 6, length = entriesP * p.Kp, parts = Math.Min(g.N, 2 * Cores);
+        int[] bases = p.Bases(), offsets = p.Offsets();
+        var entryOffsets = new long[entriesP];
+        for (int e = 0; e < entries; e++)
+            entryOffsets[e] = (long)(e / taps) * p.Plane + offsets[e % taps];
+        int xs = (int)((p.PaddedLength + 15) / 16 * 16), ds = p.P * p.Kp;
+        int group = Math.Max(1, Math.Min(g.N, (1 << 18) / (xs + ds)));
+        if (partials is null || partials.Length < parts || partials[0].Length < length)
+            partials = Enumerable.Range(0, parts).Select(_ => new float[length]).ToArray();
+        float[][] sums = partials;
+        HostLoop.For(parts, (q0, q1) =>
+        {
+            ReadOnlySpan<float> X = HostLoop.Span(x), DY = HostLoop.Span(dy);
+            float[] buf = HostLoop.Grown(ref padded, (long)group * xs), d = HostLoop.Grown(ref transposedGrads, (long)group * ds);
+            buf.AsSpan(0, group * xs).Clear();
+            d.AsSpan(0, group * ds).Clear();
+            fixed (float* pb = buf, pd = d, pdy = DY, px = X)
+            fixed (int* pbase = bases)
+            fixed (long* poff = entryOffsets)
+            {
+                for (int q = q0; q < q1; q++)
+                {
+                    Span<float> sum = sums[q].AsSpan(0, length);
+                    sum.Clear();
+                    int first = (int)((long)g.N * q / parts), end = (int)((long)g.N * (q + 1) / parts);
+                    fixed (float* ps = sum)
+                    {
+                        for (int n0 = first; n0 < end; n0 += group)
+                        {
+                            int count = Math.Min(group, end - n0);
+                            for (int i = 0; i < count; i++)
+                            {
+                                int n = n0 + i;
+                                CopyIn(p, px, n, pb + (long)i * xs);
+                                // dy position-major; channels past K stay zero.
+                                float* to = pd + (long)i * ds;
+                                for (int k = 0; k < g.K; k++)
+                                {
+                                    float* from = pdy + ((long)n * g.K + k) * p.P;
+                                    for (int r = 0; r < p.P; r++)
+                                        to[(long)r * p.Kp + k] = from[r];
+                                }
+                            }
+                            for (int k0 = 0; k0 < p.Kp; k0 += KG)
+                            {
+                                int vectors = Math.Min(KG, p.Kp - k0) / 16;
+                                for (int e = 0; e < entriesP; e += 6)
+                                {
+                                    float* acc = ps + (long)e * p.Kp + k0;
+                                    switch (vectors)
+                                    {
+                                        case 4: ChannelWeightBlock<V4>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
+                                        case 3: ChannelWeightBlock<V3>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
+                                        case 2: ChannelWeightBlock<V2>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
+                                        default: ChannelWeightBlock<V1>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }, (int)Math.Min(int.MaxValue, 2L * g.K * entries * p.P * g.N / parts));
+        // dW[k][e] += the parts' sums [e][k], in part order.
+        Span<float> DW = HostLoop.Span(dw);
+        for (int k = 0; k < g.K; k++)
+            for (int e = 0; e < entries; e++)
+            {
+                float s = DW[k * entries + e];
+                for (int q = 0; q < parts; q++)
+                    s += sums[q][e * p.Kp + k];
+                DW[k * entries + e] = s;
+            }
+    }
+
+    /// <summary>
+    /// acc[e][16 i + lane] += sum over the images and positions of x[base + off_e] dy[position][16 i + lane], for 6
+    /// entries and TV::N vectors of output channels, in registers.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ChannelWeightBlock<TV>(float* dy, int ldd, int ds, float* x, int xs, int* bases, int positions, int images, long* offs, float* acc) where TV : struct, IVectors
+    {
+        long o0 = offs[0], o1 = offs[1], o2 = offs[2], o3 = offs[3], o4 = offs[4], o5 = offs[5];
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a04 = default, a05 = default;
+        Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a24 = default, a25 = default;
+        Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default, a34 = default, a35 = default;
+        for (int n = 0; n < images; n++, x += xs, dy += ds)
+        {
+            float* d = dy;
+            for (int q = 0; q < positions; q++, d += ldd)
+            {
+                float* s = x + bases[q];
+                Vector512<float> d0 = Vector512.Load(d), d1 = default, d2 = default, d3 = default;
+                if (TV.N > 1) d1 = Vector512.Load(d + 16);
+                if (TV.N > 2) d2 = Vector512.Load(d + 32);
+                if (TV.N > 3) d3 = Vector512.Load(d + 48);
+                Vector512<float> b = Vector512.Create(s[o0]);
+                a00 = Vector512.FusedMultiplyAdd(d0, b, a00);
+                if (TV.N > 1) a10 = Vector512.FusedMultiplyAdd(d1, b, a10);
+                if (TV.N > 2) a20 = Vector512.FusedMultiplyAdd(d2, b, a20);
+                if (TV.N > 3) a30 = Vector512.FusedMultiplyAdd(d3, b, a30);
+                b = Vector512.Create(s[o1]);
+                a01 = Vector512.FusedMultiplyAdd(d0, b, a01);
+                if (TV.N > 1) a11 = Vector512.FusedMultiplyAdd(d1, b, a11);
+                if (TV.N > 2) a21 = Vector512.FusedMultiplyAdd(d2, b, a21);
+                if (TV.N > 3) a31 = Vector512.FusedMultiplyAdd(d3, b, a31);
+                b = Vector512.Create(s[o2]);
+                a02 = Vector512.FusedMultiplyAdd(d0, b, a02);
+                if (TV.N > 1) a12 = Vector512.FusedMultiplyAdd(d1, b, a12);
+                if (TV.N > 2) a22 = Vector512.FusedMultiplyAdd(d2, b, a22);
+                if (TV.N > 3) a32 = Vector512.FusedMultiplyAdd(d3, b, a32);
+                b = Vector512.Create(s[o3]);
+                a03 = Vector512.FusedMultiplyAdd(d0, b, a03);
+                if (TV.N > 1) a13 = Vector512.FusedMultiplyAdd(d1, b, a13);
+                if (TV.N > 2) a23 = Vector512.FusedMultiplyAdd(d2, b, a23);
+                if (TV.N > 3) a33 = Vector512.FusedMultiplyAdd(d3, b, a33);
+                b = Vector512.Create(s[o4]);
+                a04 = Vector512.FusedMultiplyAdd(d0, b, a04);
+                if (TV.N > 1) a14 = Vector512.FusedMultiplyAdd(d1, b, a14);
+                if (TV.N > 2) a24 = Vector512.FusedMultiplyAdd(d2, b, a24);
+                if (TV.N > 3) a34 = Vector512.FusedMultiplyAdd(d3, b, a34);
+                b = Vector512.Create(s[o5]);
+                a05 = Vector512.FusedMultiplyAdd(d0, b, a05);
+                if (TV.N > 1) a15 = Vector512.FusedMultiplyAdd(d1, b, a15);
+                if (TV.N > 2) a25 = Vector512.FusedMultiplyAdd(d2, b, a25);
+                if (TV.N > 3) a35 = Vector512.FusedMultiplyAdd(d3, b, a35);
+            }
+        }
+        AddPosition<TV>(acc, a00, a10, a20, a30);
+        AddPosition<TV>(acc + ldd, a01, a11, a21, a31);
+        AddPosition<TV>(acc + 2 * ldd, a02, a12, a22, a32);
+        AddPosition<TV>(acc + 3 * ldd, a03, a13, a23, a33);
+        AddPosition<TV>(acc + 4 * ldd, a04, a14, a24, a34);
+        AddPosition<TV>(acc + 5 * ldd, a05, a15, a25, a35);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddPosition<TV>(float* y, Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, Vector512<float> v3) where TV : struct, IVectors
+    {
+        (Vector512.Load(y) + v0).Store(y);
+        if (TV.N > 1) (Vector512.Load(y + 16) + v1).Store(y + 16);
+        if (TV.N > 2) (Vector512.Load(y + 32) + v2).Store(y + 32);
+        if (TV.N > 3) (Vector512.Load(y + 48) + v3).Store(y + 48);
+    }
+}
