@@ -303,9 +303,9 @@ internal static unsafe class GemmHost
         }
     }
 
-    /// <summary>dst[k*ldd + j] = src[j*lds + k] for an 8x8 block, in registers.</summary>
+    /// <summary>dst[k*ldd + j] = src[j*lds + k] for an 8x8 block, in registers (AVX; also the direct convolution's layout changes).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8(float* src, int lds, float* dst, int ldd)
+    internal static void Transpose8(float* src, int lds, float* dst, int ldd)
     {
         Vector256<float> r0 = Avx.LoadVector256(src), r1 = Avx.LoadVector256(src + lds), r2 = Avx.LoadVector256(src + 2 * lds), r3 = Avx.LoadVector256(src + 3 * lds);
         Vector256<float> r4 = Avx.LoadVector256(src + 4 * lds), r5 = Avx.LoadVector256(src + 5 * lds), r6 = Avx.LoadVector256(src + 6 * lds), r7 = Avx.LoadVector256(src + 7 * lds);
