@@ -34,8 +34,6 @@ internal static unsafe partial class Conv2dDirectHost
 
     private static int Cores => Environment.ProcessorCount;
 
-    private static readonly bool Channels = Environment.GetEnvironmentVariable("GPUBACKPROP_CHANNELS") != "0";
-
     /// <summary>
     /// Whether a layer's forward pass and weight gradient take this path: the 512-bit host kernels are in use,
     /// dilation 1, one group, two images a core or more, and stride 1 or 32 output channels or more (the
@@ -43,7 +41,7 @@ internal static unsafe partial class Conv2dDirectHost
     /// </summary>
     public static bool Applies(Conv2dGeometry g) =>
         GemmHost.VectorBits == 512 && g.DilationH == 1 && g.DilationW == 1 && g.Groups == 1 && g.N >= 2 * Cores
-        && (g.StrideH == 1 && g.StrideW == 1 || ByChannels(g.K));
+        && (g.StrideH == 1 && g.StrideW == 1 || ForwardByChannels(g));
 
     /// <summary>
     /// Whether a layer's input gradient takes this path: as <see cref="Applies"/>, stride 1 and padding below the
@@ -55,7 +53,7 @@ internal static unsafe partial class Conv2dDirectHost
     /// <summary>y = conv(x, w) (+ bias).</summary>
     public static void Forward(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)
     {
-        if (ByChannels(g.K))
+        if (ForwardByChannels(g))
         {
             var cp = new ChannelPlan(g.C, g.H, g.W, g.K, g.R, g.S, g.StrideH, g.StrideW, g.PadH, g.PadW);
             RunChannels(g.N, cp, PackChannelWeights(HostLoop.Span(w), g.K, g.C, g.R * g.S, flipped: false), x, b, y);
@@ -69,7 +67,7 @@ internal static unsafe partial class Conv2dDirectHost
     /// <summary>dx = the convolution of dy with w turned 180 degrees, input and output channels swapped, padded R - 1 - pad.</summary>
     public static void DataGrad(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
     {
-        if (ByChannels(g.C))
+        if (DataGradByChannels(g))
         {
             var cp = new ChannelPlan(g.K, g.OH, g.OW, g.C, g.R, g.S, 1, 1, g.R - 1 - g.PadH, g.S - 1 - g.PadW);
             RunChannels(g.N, cp, PackChannelWeights(HostLoop.Span(w), g.K, g.C, g.R * g.S, flipped: true), dy, null, dx);
@@ -276,7 +274,7 @@ internal static unsafe partial class Conv2dDirectHost
     /// </summary>
     public static void WeightGrad(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
     {
-        if (ByChannels(g.K))
+        if (ForwardByChannels(g))
         {
             WeightGradChannels(g, dy, x, dw);
             return;

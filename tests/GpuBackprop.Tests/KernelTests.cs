@@ -147,10 +147,11 @@ public sealed class KernelTests
     /// <summary>
     /// The <c>cpu</c> device's direct convolutions (Conv2dDirectHost, AVX-512 only), called directly: forward with
     /// and without bias, the weight gradient accumulated onto a nonzero dW, and the input gradient (stride 1),
-    /// against the reference. The flattened kernel (fewer than 32 output channels): blocks of 96 and of 64
-    /// positions (7x7 images), tap counts that are and are not multiples of its 6-tap block, output channels
-    /// past a multiple of 4, one and several images a pass. The channel-vectorised kernel (32 or more): 1-4
-    /// vectors of output channels (32, 48, 66 = 4 + 1, 130 = 4 + 4 + 1), positions past a multiple of 6,
+    /// against the reference. The flattened kernel (fewer than 16 output channels, or 16 on wide images): blocks
+    /// of 96 and of 64 positions (7x7 images), tap counts that are and are not multiples of its 6-tap block,
+    /// output channels past a multiple of 4, one and several images a pass. The channel-vectorised kernel (32 or
+    /// more, or 16 where the flattened one loses): 1-4 vectors of output channels (16, 32, 48, 66 = 4 + 1,
+    /// 130 = 4 + 4 + 1), positions past a multiple of 6,
     /// entries (channel x tap) past a multiple of 6, strides 2 and (2, 3) forward and weight gradient only.
     /// Paddings 0 to R - 1, rectangular kernels and images.
     /// </summary>
@@ -159,7 +160,8 @@ public sealed class KernelTests
     [InlineData(4, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, false)]
     [InlineData(4, 6, 12, 12, 16, 5, 5, 1, 1, 0, 0, true)]
     [InlineData(5, 2, 9, 11, 7, 3, 5, 1, 1, 2, 4, true)]
-    [InlineData(12, 16, 7, 7, 20, 3, 3, 1, 1, 1, 1, false)] // several images a pass of the flattened weight gradient
+    [InlineData(12, 16, 7, 7, 12, 3, 3, 1, 1, 1, 1, false)] // several images a pass of the flattened weight gradient
+    [InlineData(4, 6, 8, 8, 16, 3, 3, 1, 1, 1, 1, true)] // 16 channels by channels: 64 of 100 flattened positions useful
     [InlineData(6, 1, 13, 10, 3, 2, 3, 1, 1, 1, 0, true)]
     [InlineData(4, 5, 9, 7, 32, 3, 3, 1, 1, 1, 1, true)]
     [InlineData(12, 64, 7, 7, 66, 3, 3, 1, 1, 1, 1, false)]
@@ -190,6 +192,24 @@ public sealed class KernelTests
             return;
         Host.Conv2dDirectHost.DataGrad(g, dyt.View, wtt.View, dxt.View);
         Check.Close(dxt.Download(), dxe, Atol, Rtol, $"{name} dx");
+    }
+
+    /// <summary>
+    /// Which direct kernel the measured layers take: channel-vectorised from 32 output channels (cnn_c2, and its
+    /// input gradient with 32), and with 16 where the flattened kernel loses (lenet_c2: 8 of 12 columns useful;
+    /// resnet14's one-channel stem); flattened for resnet14's 28x28 16-channel layer and lenet's first (6 filters).
+    /// </summary>
+    [Fact]
+    public void DirectConvolutionKernelRuleMatchesTheMeasuredLayers()
+    {
+        static Conv2dGeometry G(int n, int c, int h, int k, int r, int pad) => new(n, c, h, h, k, new Size2(r, r), new Size2(1, 1), new Size2(pad, pad), new Size2(1, 1), 1);
+        Assert.True(Host.Conv2dDirectHost.ForwardByChannels(G(128, 32, 14, 64, 3, 1)));
+        Assert.True(Host.Conv2dDirectHost.DataGradByChannels(G(128, 32, 14, 64, 3, 1)));
+        Assert.True(Host.Conv2dDirectHost.ForwardByChannels(G(64, 6, 12, 16, 5, 0)));
+        Assert.True(Host.Conv2dDirectHost.ForwardByChannels(G(128, 1, 28, 16, 3, 1)));
+        Assert.False(Host.Conv2dDirectHost.ForwardByChannels(G(128, 16, 28, 16, 3, 1)));
+        Assert.False(Host.Conv2dDirectHost.DataGradByChannels(G(128, 16, 28, 16, 3, 1)));
+        Assert.False(Host.Conv2dDirectHost.ForwardByChannels(G(64, 1, 28, 6, 5, 0)));
     }
 
     public static TheoryData<string, string> SplitConvData()
