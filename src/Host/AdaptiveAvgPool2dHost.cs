@@ -22,6 +22,20 @@ internal static class AdaptiveAvgPool2dHost
 
     public static void Backward(AdaptivePool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx)
     {
+        if (g.OH == 1 && g.OW == 1)
+        {
+            // Global pooling (the end of every resnet): each plane is one value, dy / (H*W), the same expression
+            // InputGrad computes for its one window (0 + dy / count); the generic form, window bounds and a
+            // division per element, took 2.7% of train.resnet14's step.
+            HostLoop.For(g.N * g.C, (start, end) =>
+            {
+                ReadOnlySpan<float> d = HostLoop.Span(dy);
+                Span<float> o = HostLoop.Span(dx);
+                for (int plane = start; plane < end; plane++)
+                    o.Slice(plane * g.H * g.W, g.H * g.W).Fill(d[plane] / (g.H * g.W));
+            }, g.H * g.W);
+            return;
+        }
         var gs = new HostView<float>(dy);
         var ds = new HostView<float>(dx);
         HostLoop.For(g.N * g.C, (start, end) =>

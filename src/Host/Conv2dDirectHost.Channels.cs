@@ -131,7 +131,33 @@ internal static unsafe partial class Conv2dDirectHost
         float* src = x + (long)n * p.C * p.H * p.W;
         for (int c = 0; c < p.C; c++)
             for (int y = 0; y < p.H; y++)
-                new ReadOnlySpan<float>(src + ((long)c * p.H + y) * p.W, p.W).CopyTo(new Span<float>(buf + (long)c * p.Plane + (y + p.PadH) * p.Wp + p.PadW, p.W));
+                CopyRow(src + ((long)c * p.H + y) * p.W, buf + (long)c * p.Plane + (y + p.PadH) * p.Wp + p.PadW, p.W);
+    }
+
+    /// <summary>
+    /// Copies n floats: 16 at a time and the tail as one more 16-wide copy ending at the last element (rows of 7
+    /// to 28 floats; a span copy's call for each cost as much as the copy, 8% of train.resnet14's step).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyRow(float* src, float* dst, int n)
+    {
+        if (n < 16)
+        {
+            if (n >= 8)
+            {
+                Vector256.Load(src).Store(dst);
+                Vector256.Load(src + n - 8).Store(dst + n - 8);
+            }
+            else
+                for (int i = 0; i < n; i++)
+                    dst[i] = src[i];
+            return;
+        }
+        int j = 0;
+        for (; j + 16 <= n; j += 16)
+            Vector512.Load(src + j).Store(dst + j);
+        if (j < n)
+            Vector512.Load(src + n - 16).Store(dst + n - 16);
     }
 
     private static void RunChannels(int images, ChannelPlan p, float[] wp, ArrayView<float> input, ArrayView<float>? bias, ArrayView<float> output)

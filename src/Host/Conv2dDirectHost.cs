@@ -137,7 +137,7 @@ internal static unsafe partial class Conv2dDirectHost
             float* src = src0 + (long)n * p.C * p.H * p.W;
             for (int c = 0; c < p.C; c++)
                 for (int y = 0; y < p.H; y++)
-                    new ReadOnlySpan<float>(src + ((long)c * p.H + y) * p.W, p.W).CopyTo(new Span<float>(buf + (long)c * p.Plane + (y + p.PadH) * p.Wp + p.PadW, p.W));
+                    CopyRow(src + ((long)c * p.H + y) * p.W, buf + (long)c * p.Plane + (y + p.PadH) * p.Wp + p.PadW, p.W);
         }
     }
 
@@ -179,7 +179,7 @@ internal static unsafe partial class Conv2dDirectHost
                             float* from = po + (long)k * p.QLength + oy * p.Wp, to = py + (((long)n * p.K + k) * p.OH + oy) * p.OW;
                             int ox = 0;
                             if (pbias is null)
-                                new ReadOnlySpan<float>(from, p.OW).CopyTo(new Span<float>(to, p.OW));
+                                CopyRow(from, to, p.OW);
                             else
                             {
                                 var v = Vector512.Create(add);
@@ -318,7 +318,7 @@ internal static unsafe partial class Conv2dDirectHost
                                 // dy's rows Wp wide; the dropped columns, rows past K and the tail stay zero.
                                 for (int k = 0; k < g.K; k++)
                                     for (int oy = 0; oy < g.OH; oy++)
-                                        new ReadOnlySpan<float>(pdy + (((long)n * g.K + k) * g.OH + oy) * g.OW, g.OW).CopyTo(new Span<float>(pd + (long)i * ds + (long)k * ld + oy * p.Wp, g.OW));
+                                        CopyRow(pdy + (((long)n * g.K + k) * g.OH + oy) * g.OW, pd + (long)i * ds + (long)k * ld + oy * p.Wp, g.OW);
                             }
                             for (int kb = 0; kb < p.Kp; kb += KB)
                             {

@@ -265,14 +265,21 @@ internal static unsafe class GemmHost
     /// <summary>Columns j0..j0+cols of op(B) rows pc..pc+kc into one zero-padded panel: element (k, j) at k*NR + j.</summary>
     private static void PackBPanel(GemmOperand b, ReadOnlySpan<float> B, int start, int pc, int kc, int j0, int cols, int NR, Span<float> panel)
     {
-        if (cols < NR)
-            panel[..(kc * NR)].Clear();
         if (b.Trans == 0)
         {
+            // Edge panels: only the columns past the edge are cleared (clearing the whole panel first cost the
+            // stride-2 layers' input gradient, 196-column products, 2% of train.resnet14's step).
             for (int k = 0; k < kc; k++)
+            {
                 B.Slice(start + (pc + k) * b.Ld + j0, cols).CopyTo(panel.Slice(k * NR));
+                if (cols < NR)
+                    panel.Slice(k * NR + cols, NR - cols).Clear();
+            }
+            return;
         }
-        else if (cols == NR && Avx.IsSupported)
+        if (cols < NR)
+            panel[..(kc * NR)].Clear();
+        if (cols == NR && Avx.IsSupported)
         {
             // Stored transposed: op(B)(k, j) = B[j*ld + k], contiguous over k. 8x8 blocks transposed in
             // registers (a measured fast path: the element-by-element copy cost the convolution's weight
