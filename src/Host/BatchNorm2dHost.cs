@@ -8,9 +8,9 @@ namespace GpuBackprop.Host;
 /// <summary>
 /// Batch-norm on the host (the <c>cpu</c> device): one channel per work item, its planes in batch order,
 /// sums in double (two passes for the statistics: the mean, then the squared deviations), the per-element
-/// formulas of <see cref="BatchNormMath"/>. Each plane runs 8 elements a vector (the sums in four double
-/// accumulators, then across lanes, then the plane's tail one element at a time), so the order of each
-/// channel's sum is fixed by the geometry alone.
+/// formulas of <see cref="BatchNormMath"/>. Each plane runs 16 elements a vector where AVX-512 runs, else 8
+/// (the sums in double accumulators, then across lanes, then the plane's tail one element at a time), so the
+/// order of each channel's sum is fixed by the geometry and the machine alone.
 /// </summary>
 internal static unsafe class BatchNorm2dHost
 {
@@ -53,8 +53,14 @@ internal static unsafe class BatchNorm2dHost
                 {
                     int c = nc % g.C;
                     float* from = xs + (long)nc * g.Plane, to = ys + (long)nc * g.Plane;
-                    Vector256<float> vm = Vector256.Create(mc[c]), vi = Vector256.Create(inv[c]), vw = Vector256.Create(wc[c]), vb = Vector256.Create(bc[c]);
                     int i = 0;
+                    if (Vector512.IsHardwareAccelerated)
+                    {
+                        Vector512<float> wm = Vector512.Create(mc[c]), wi = Vector512.Create(inv[c]), ww = Vector512.Create(wc[c]), wb = Vector512.Create(bc[c]);
+                        for (; i + 16 <= g.Plane; i += 16)
+                            BatchNormMath.Normalize(Vector512.Load(from + i), wm, wi, ww, wb).Store(to + i);
+                    }
+                    Vector256<float> vm = Vector256.Create(mc[c]), vi = Vector256.Create(inv[c]), vw = Vector256.Create(wc[c]), vb = Vector256.Create(bc[c]);
                     for (; i + 8 <= g.Plane; i += 8)
                         BatchNormMath.Normalize(Vector256.Load(from + i), vm, vi, vw, vb).Store(to + i);
                     for (; i < g.Plane; i++)
@@ -95,6 +101,12 @@ internal static unsafe class BatchNorm2dHost
                         long at = ((long)n * g.C + c) * g.Plane;
                         float* xp = xs + at, gp = gs + at, dp = ds + at;
                         int i = 0;
+                        if (Vector512.IsHardwareAccelerated)
+                        {
+                            Vector512<float> wm = Vector512.Create(mc), wi = Vector512.Create(inv), ww = Vector512.Create(wc), wd = Vector512.Create(meanDy), wdx = Vector512.Create(meanDyXhat);
+                            for (; i + 16 <= g.Plane; i += 16)
+                                BatchNormMath.InputGrad(training, Vector512.Load(xp + i), Vector512.Load(gp + i), wm, wi, ww, wd, wdx).Store(dp + i);
+                        }
                         for (; i + 8 <= g.Plane; i += 8)
                             BatchNormMath.InputGrad(training, Vector256.Load(xp + i), Vector256.Load(gp + i), vm, vi, vw, vd, vdx).Store(dp + i);
                         for (; i < g.Plane; i++)
@@ -110,6 +122,17 @@ internal static unsafe class BatchNorm2dHost
     {
         Vector256<double> a0 = default, a1 = default, a2 = default, a3 = default;
         int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            // Where AVX-512 runs: the same four accumulators' lanes, 8 doubles a register (half the instructions).
+            Vector512<double> b0 = default, b1 = default;
+            for (; i + 16 <= n; i += 16)
+            {
+                var (l, h) = Vector512.Widen(Vector512.Load(p + i));
+                b0 += l; b1 += h;
+            }
+            a0 = b0.GetLower(); a1 = b1.GetLower(); a2 = b0.GetUpper(); a3 = b1.GetUpper();
+        }
         for (; i + 16 <= n; i += 16)
         {
             var (l0, h0) = Vector256.Widen(Vector256.Load(p + i));
@@ -127,6 +150,17 @@ internal static unsafe class BatchNorm2dHost
     {
         Vector256<double> a0 = default, a1 = default, a2 = default, a3 = default, vm = Vector256.Create(mean);
         int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            Vector512<double> b0 = default, b1 = default, wm = Vector512.Create(mean);
+            for (; i + 16 <= n; i += 16)
+            {
+                var (l, h) = Vector512.Widen(Vector512.Load(p + i));
+                l -= wm; h -= wm;
+                b0 += l * l; b1 += h * h;
+            }
+            a0 = b0.GetLower(); a1 = b1.GetLower(); a2 = b0.GetUpper(); a3 = b1.GetUpper();
+        }
         for (; i + 16 <= n; i += 16)
         {
             var (l0, h0) = Vector256.Widen(Vector256.Load(p + i));
@@ -149,6 +183,20 @@ internal static unsafe class BatchNorm2dHost
         Vector256<double> a0 = default, a1 = default, b0 = default, b1 = default;
         Vector256<float> vm = Vector256.Create(mean), vi = Vector256.Create(inv);
         int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            Vector512<double> c0 = default, c1 = default, e0 = default, e1 = default;
+            Vector512<float> wm = Vector512.Create(mean), wi = Vector512.Create(inv);
+            for (; i + 16 <= n; i += 16)
+            {
+                Vector512<float> d = Vector512.Load(dy + i);
+                var (dl, dh) = Vector512.Widen(d);
+                var (tl, th) = Vector512.Widen(d * ((Vector512.Load(x + i) - wm) * wi));
+                c0 += dl; c1 += dh; e0 += tl; e1 += th;
+            }
+            a0 = c0.GetLower() + c0.GetUpper(); a1 = c1.GetLower() + c1.GetUpper();
+            b0 = e0.GetLower() + e0.GetUpper(); b1 = e1.GetLower() + e1.GetUpper();
+        }
         for (; i + 8 <= n; i += 8)
         {
             Vector256<float> d = Vector256.Load(dy + i);

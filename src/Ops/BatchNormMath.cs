@@ -51,6 +51,22 @@ internal static class BatchNormMath
         return weight * invStd * (dy - meanDy - xhat * meanDyXhat);
     }
 
+    /// <summary>The 16-wide form of <see cref="Normalize(Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float})"/> (where AVX-512 runs).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Normalize(Vector512<float> x, Vector512<float> mean, Vector512<float> invStd, Vector512<float> weight, Vector512<float> bias) =>
+        (x - mean) * invStd * weight + bias;
+
+    /// <summary>The 16-wide form of <see cref="InputGrad(bool, Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float})"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> InputGrad(bool training, Vector512<float> x, Vector512<float> dy, Vector512<float> mean, Vector512<float> invStd, Vector512<float> weight,
+        Vector512<float> meanDy, Vector512<float> meanDyXhat)
+    {
+        if (!training)
+            return dy * weight * invStd;
+        Vector512<float> xhat = (x - mean) * invStd;
+        return weight * invStd * (dy - meanDy - xhat * meanDyXhat);
+    }
+
     /// <summary>(1 - momentum) * running + momentum * batch.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Blend(float running, float batch, float momentum) => (1f - momentum) * running + momentum * batch;
