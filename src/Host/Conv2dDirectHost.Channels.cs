@@ -167,7 +167,7 @@ internal static unsafe partial class Conv2dDirectHost
         // Input channels in chunks whose filters for one k-group (taps x 64 floats a channel) stay in L2 beside
         // the input: resnet_14's 256 channels at once (590 KB of filters) ran its forward pass in 22.8 ms (20.0
         // with the flattened kernel), in chunks of 128 KB of filters 17.2 (64 KB: 17.3, 256 KB: 17.6).
-        int chunks = (int)Math.Max(1, ((long)p.C * taps * KG + ChunkFloats - 1) / ChunkFloats), chunk = (p.C + chunks - 1) / chunks;
+        int chunk = ChunkOf(p.C, taps);
         HostLoop.For(images, (n0, n1) =>
         {
             ReadOnlySpan<float> X = HostLoop.Span(input), B = bias is ArrayView<float> bv ? HostLoop.Span(bv) : default;
@@ -180,28 +180,7 @@ internal static unsafe partial class Conv2dDirectHost
                 for (int n = n0; n < n1; n++)
                 {
                     CopyIn(p, px, n, pb);
-                    for (int c0 = 0; c0 < p.C; c0 += chunk)
-                    {
-                        int cs = Math.Min(chunk, p.C - c0);
-                        bool add = c0 > 0;
-                        for (int k0 = 0; k0 < p.Kp; k0 += KG)
-                        {
-                            int vectors = Math.Min(KG, p.Kp - k0) / 16;
-                            float* x = pb + (long)c0 * p.Plane, w = pw + (long)c0 * taps * p.Kp + k0;
-                            for (int blk = 0; blk < p.PBlocks; blk++)
-                            {
-                                float* y = po + (long)blk * PB * p.Kp + k0;
-                                int* at = pbase + blk * PB;
-                                switch (vectors)
-                                {
-                                    case 4: ChannelBlock<V4>(x, p.Plane, cs, poff, taps, at, w, p.Kp, y, add); break;
-                                    case 3: ChannelBlock<V3>(x, p.Plane, cs, poff, taps, at, w, p.Kp, y, add); break;
-                                    case 2: ChannelBlock<V2>(x, p.Plane, cs, poff, taps, at, w, p.Kp, y, add); break;
-                                    default: ChannelBlock<V1>(x, p.Plane, cs, poff, taps, at, w, p.Kp, y, add); break;
-                                }
-                            }
-                        }
-                    }
+                    Accumulate(pb, p.Plane, p.C, chunk, poff, taps, pbase, p.PBlocks, pw, p.Kp, po);
                     // Position-major results into the output's planes (8x8 blocks transposed in registers: one
                     // element at a time, this cost cnn_c1, one input channel, as much as its multiply-adds), plus the bias.
                     float* image = py + (long)n * p.K * p.P;
@@ -231,6 +210,145 @@ internal static unsafe partial class Conv2dDirectHost
             for (int j = 0; j < cols; j++)
                 to[(long)j * ldt + i] = from[(long)i * ldf + j];
     }
+
+    /// <summary>
+    /// y[position][output channel] = the sum over input channels and taps, for every block of 6 positions: input
+    /// channels in chunks of <paramref name="chunk"/> (later chunks add to the earlier ones' sums), output channels
+    /// in groups of up to 4 vectors.
+    /// </summary>
+    private static void Accumulate(float* x, int plane, int channels, int chunk, int* offs, int taps, int* bases, int blocks, float* w, int kp, float* y)
+    {
+        for (int c0 = 0; c0 < channels; c0 += chunk)
+        {
+            int cs = Math.Min(chunk, channels - c0);
+            bool add = c0 > 0;
+            for (int k0 = 0; k0 < kp; k0 += KG)
+            {
+                int vectors = Math.Min(KG, kp - k0) / 16;
+                float* xc = x + (long)c0 * plane, wc = w + (long)c0 * taps * kp + k0;
+                for (int blk = 0; blk < blocks; blk++)
+                {
+                    float* yb = y + (long)blk * PB * kp + k0;
+                    int* at = bases + blk * PB;
+                    switch (vectors)
+                    {
+                        case 4: ChannelBlock<V4>(xc, plane, cs, offs, taps, at, wc, kp, yb, add); break;
+                        case 3: ChannelBlock<V3>(xc, plane, cs, offs, taps, at, wc, kp, yb, add); break;
+                        case 2: ChannelBlock<V2>(xc, plane, cs, offs, taps, at, wc, kp, yb, add); break;
+                        default: ChannelBlock<V1>(xc, plane, cs, offs, taps, at, wc, kp, yb, add); break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Input channels a chunk so that one k-group's filters for a chunk are at most <see cref="ChunkFloats"/>.</summary>
+    private static int ChunkOf(int channels, int taps)
+    {
+        int chunks = (int)Math.Max(1, ((long)channels * taps * KG + ChunkFloats - 1) / ChunkFloats);
+        return (channels + chunks - 1) / chunks;
+    }
+
+    /// <summary>
+    /// dx of a strided layer, by phases: the input positions with iy + padH = stride*u + a and ix + padW =
+    /// stride*v + b receive dy[u - m][v - n] through the taps r = a + stride*m, s = b + stride*n only, so each
+    /// phase (a, b) is a stride-1 sum over its own taps, run by the channel-vectorised kernel on dy copied into a
+    /// zero-bordered buffer (taps reach up and left: offsets -(m*Wq + n)); its results are then scattered to their
+    /// positions. The im2col path's GEMM and col2im (with dx cleared first) took 5% of train.resnet14's step
+    /// for its two stride-2 layers.
+    /// </summary>
+    private static void DataGradPhases(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
+    {
+        int sh = g.StrideH, sw = g.StrideW, tm = (g.R - 1) / sh, tn = (g.S - 1) / sw, cp = (g.C + 15) / 16 * 16;
+        int uMax = (g.H - 1 + g.PadH) / sh, vMax = (g.W - 1 + g.PadW) / sw;
+        int hq = tm + Math.Max(g.OH, uMax + 1), wq = tn + Math.Max(g.OW, vMax + 1), plane = hq * wq;
+        int phases = sh * sw;
+        // Per phase: its taps, positions, filters [(k, tap)][c], and where they start in the shared arrays.
+        var phaseTaps = new int[phases]; var uLo = new int[phases]; var nu = new int[phases]; var vLo = new int[phases]; var nv = new int[phases];
+        var offStart = new int[phases + 1]; var baseStart = new int[phases + 1]; var wStart = new long[phases + 1];
+        for (int ph = 0; ph < phases; ph++)
+        {
+            int a = ph / sw, b = ph % sw;
+            int ma = a < g.R ? (g.R - 1 - a) / sh + 1 : 0, nb = b < g.S ? (g.S - 1 - b) / sw + 1 : 0;
+            phaseTaps[ph] = ma * nb;
+            // u from the first with iy >= 0 to the last with iy < H (iy = sh*u + a - padH), likewise v.
+            uLo[ph] = Math.Max(0, FloorDiv(g.PadH - a + sh - 1, sh));
+            nu[ph] = Math.Max(0, FloorDiv(g.H - 1 + g.PadH - a, sh) - uLo[ph] + 1);
+            vLo[ph] = Math.Max(0, FloorDiv(g.PadW - b + sw - 1, sw));
+            nv[ph] = Math.Max(0, FloorDiv(g.W - 1 + g.PadW - b, sw) - vLo[ph] + 1);
+            int positions = nu[ph] * nv[ph], blocks = (positions + PB - 1) / PB;
+            offStart[ph + 1] = offStart[ph] + phaseTaps[ph];
+            baseStart[ph + 1] = baseStart[ph] + blocks * PB;
+            wStart[ph + 1] = wStart[ph] + (long)g.K * phaseTaps[ph] * cp;
+        }
+        var offs = new int[Math.Max(1, offStart[phases])];
+        var bases = new int[Math.Max(1, baseStart[phases])];
+        float[] wp = HostLoop.Grown(ref channelWeights, Math.Max(1, wStart[phases]));
+        wp.AsSpan(0, (int)wStart[phases]).Clear();
+        ReadOnlySpan<float> W = HostLoop.Span(w);
+        bool someEmpty = false;
+        for (int ph = 0; ph < phases; ph++)
+        {
+            int a = ph / sw, b = ph % sw, nb = b < g.S ? (g.S - 1 - b) / sw + 1 : 0;
+            someEmpty |= phaseTaps[ph] == 0 || nu[ph] == 0 || nv[ph] == 0;
+            for (int t = 0; t < phaseTaps[ph]; t++)
+            {
+                int m = t / nb, n = t % nb;
+                offs[offStart[ph] + t] = -(m * wq + n);
+                for (int k = 0; k < g.K; k++)
+                    for (int c = 0; c < g.C; c++)
+                        wp[wStart[ph] + ((long)k * phaseTaps[ph] + t) * cp + c] = W[((k * g.C + c) * g.R + a + sh * m) * g.S + b + sw * n];
+            }
+            int positions = nu[ph] * nv[ph], padded = (positions + PB - 1) / PB * PB;
+            for (int q = 0; q < padded; q++)
+            {
+                // Positions past the last read a real window (every tap in the buffer) and are dropped.
+                int u = q < positions ? uLo[ph] + q / nv[ph] : 0, v = q < positions ? vLo[ph] + q % nv[ph] : 0;
+                bases[baseStart[ph] + q] = (u + tm) * wq + v + tn;
+            }
+        }
+        int chunk = ChunkOf(g.K, Math.Max(1, (g.R + sh - 1) / sh * ((g.S + sw - 1) / sw)));
+        long maxOut = 0;
+        for (int ph = 0; ph < phases; ph++)
+            maxOut = Math.Max(maxOut, (long)(baseStart[ph + 1] - baseStart[ph]) * cp);
+        HostLoop.For(g.N, (n0, n1) =>
+        {
+            ReadOnlySpan<float> DY = HostLoop.Span(dy);
+            Span<float> DX = HostLoop.Span(dx);
+            float[] buf = HostLoop.Grown(ref padded, (long)g.K * plane), outs = HostLoop.Grown(ref channelOutputs, maxOut);
+            buf.AsSpan(0, g.K * plane).Clear();
+            fixed (float* pb = buf, po = outs, pw = wp, pdy = DY, pdx = DX)
+            fixed (int* poff = offs, pbase = bases)
+            {
+                for (int n = n0; n < n1; n++)
+                {
+                    float* src = pdy + (long)n * g.K * g.OH * g.OW, image = pdx + (long)n * g.C * g.H * g.W;
+                    for (int k = 0; k < g.K; k++)
+                        for (int oy = 0; oy < g.OH; oy++)
+                            CopyRow(src + ((long)k * g.OH + oy) * g.OW, pb + (long)k * plane + (oy + tm) * wq + tn, g.OW);
+                    if (someEmpty)
+                        new Span<float>(image, g.C * g.H * g.W).Clear();
+                    for (int ph = 0; ph < phases; ph++)
+                    {
+                        int positions = nu[ph] * nv[ph];
+                        if (positions == 0 || phaseTaps[ph] == 0)
+                            continue;
+                        int a = ph / sw, b = ph % sw, blocks = (positions + PB - 1) / PB;
+                        Accumulate(pb, plane, g.K, chunk, poff + offStart[ph], phaseTaps[ph], pbase + baseStart[ph], blocks, pw + wStart[ph], cp, po);
+                        for (int q = 0; q < positions; q++)
+                        {
+                            int iy = sh * (uLo[ph] + q / nv[ph]) + a - g.PadH, ix = sw * (vLo[ph] + q % nv[ph]) + b - g.PadW;
+                            float* to = image + (long)iy * g.W + ix, from = po + (long)q * cp;
+                            for (int c = 0; c < g.C; c++)
+                                to[(long)c * g.H * g.W] = from[c];
+                        }
+                    }
+                }
+            }
+        }, (int)Math.Min(int.MaxValue, 2L * g.K * g.C * g.R * g.S * g.OH * g.OW));
+    }
+
+    private static int FloorDiv(int x, int y) => x >= 0 ? x / y : -((-x + y - 1) / y);
 
     private interface IVectors
     {
