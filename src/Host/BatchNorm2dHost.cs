@@ -124,7 +124,8 @@ internal static unsafe class BatchNorm2dHost
         int i = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            // Where AVX-512 runs: the same four accumulators' lanes, 8 doubles a register (half the instructions).
+            // Where AVX-512 runs: 8 doubles a register (half the instructions); the lanes pair up differently from
+            // the 256-bit loop's, so the two widths may round differently (each is fixed for its machine).
             Vector512<double> b0 = default, b1 = default;
             for (; i + 16 <= n; i += 16)
             {

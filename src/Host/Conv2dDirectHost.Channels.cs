@@ -125,7 +125,7 @@ internal static unsafe partial class Conv2dDirectHost
         return p;
     }
 
-    /// <summary>Copies image n's planes into the zero-bordered buffer (borders were cleared once a call).</summary>
+    /// <summary>Copies image n's planes into the zero-bordered buffer (borders were cleared before the thread's first image).</summary>
     private static void CopyIn(in ChannelPlan p, float* x, int n, float* buf)
     {
         float* src = x + (long)n * p.C * p.H * p.W;

@@ -6,20 +6,23 @@ using ILGPU;
 namespace GpuBackprop.Host;
 
 /// <summary>
-/// Stride-1 convolutions on the <c>cpu</c> device computed directly with AVX-512, for layers too narrow for
-/// <see cref="WinogradHost"/>, where im2col cost as much as the GEMM it feeds (resnet14's 16-64-channel
-/// layers). Each image's input is copied once into a buffer with zero borders whose rows are Wp = W + 2 pad
-/// wide. In it, tap (r, s) of output position q = oy*Wp + ox reads element q + r*Wp + s, so 16 consecutive
-/// output positions take one vector load per channel and tap, whatever the tap; the positions with ox >= OW
-/// (the border columns: 2 of 30 on resnet14's 28x28 layers, 2 of 9 on its 7x7 ones) are computed and dropped.
-/// A block of 4 output channels x 96 (or 64) positions stays in 24 (16) registers while the sum runs over
-/// channels and taps: one weight broadcast a channel-tap per 6 (4) FMAs, as in a GEMM micro-kernel.
+/// Convolutions on the <c>cpu</c> device computed directly with AVX-512, where im2col cost as much as the GEMM
+/// it feeds (resnet14's 16-64-channel layers) and the 512-bit FMAs beat Winograd's scalar transforms. Two
+/// kernels: this file's flattened one for narrow stride-1 layers, and the channel-vectorised one
+/// (Conv2dDirectHost.Channels.cs) from 16-32 output channels, any stride, with strided input gradients by
+/// phases. The flattened kernel: each image's input is copied once into a buffer with zero borders whose rows
+/// are Wp = W + 2 pad wide. In it, tap (r, s) of output position q = oy*Wp + ox reads element q + r*Wp + s, so
+/// 16 consecutive output positions take one vector load per channel and tap, whatever the tap; the positions
+/// with ox >= OW (the border columns: 2 of 30 on resnet14's 28x28 layers, 2 of 9 on its 7x7 ones) are computed
+/// and dropped. A block of 4 output channels x 96 (or 64) positions stays in 24 (16) registers while the sum
+/// runs over channels and taps: one weight broadcast a channel-tap per 6 (4) FMAs, as in a GEMM micro-kernel.
 /// The input gradient is the same convolution of dy with the filters turned 180 degrees and channels
 /// swapped, padded R - 1 - pad. The weight gradient runs over the same buffers: dW[k][c][r][s] is the dot
 /// product of dy's row k (in rows Wp wide, zero in the dropped columns) and the buffer from offset
 /// c*plane + r*Wp + s, 4 output channels x 6 taps a block of vector sums. Images are split among the cores
 /// as in <see cref="Conv2dHost"/>, so results do not depend on timing, and the weight gradient's parts are
-/// added in a fixed order.
+/// added in a fixed order. Callers check <see cref="Applies"/> (or <see cref="AppliesToDataGrad"/>) first;
+/// each entry point refuses a geometry its kernels cannot run rather than reading or writing out of bounds.
 /// </summary>
 internal static unsafe partial class Conv2dDirectHost
 {
@@ -35,28 +38,45 @@ internal static unsafe partial class Conv2dDirectHost
     private static int Cores => Environment.ProcessorCount;
 
     /// <summary>
-    /// Whether a layer's forward pass and weight gradient take this path: the 512-bit host kernels are in use,
-    /// dilation 1, one group, two images a core or more, and stride 1 or 32 output channels or more (the
-    /// flattened kernel needs stride 1; the channel-vectorised one takes any).
+    /// Whether the kernels can run a layer's forward pass and weight gradient: the 512-bit host kernels are in
+    /// use, dilation 1, one group, and stride 1 or the channel-vectorised kernel (which takes any stride).
     /// </summary>
-    public static bool Applies(Conv2dGeometry g) =>
-        GemmHost.VectorBits == 512 && g.DilationH == 1 && g.DilationW == 1 && g.Groups == 1 && g.N >= 2 * Cores
+    public static bool Supports(Conv2dGeometry g) =>
+        GemmHost.VectorBits == 512 && g.DilationH == 1 && g.DilationW == 1 && g.Groups == 1
         && (g.StrideH == 1 && g.StrideW == 1 || ForwardByChannels(g));
 
     /// <summary>
-    /// Whether a layer's input gradient takes this path: as <see cref="Applies"/>; stride 1 with padding below the
-    /// kernel size (the convolution of dy with the flipped filters, padded R - 1 - pad); strided layers by phases
-    /// (<see cref="DataGradPhases"/>) from 16 input channels and kernels wider than one tap, where they measured
-    /// faster than im2col's GEMM and col2im: resnet14's stride-2 layers 2.86 -> 2.43 ms (16 channels) and 2.73 ->
-    /// 1.94 (32), resnet_56_s2 30.6 -> 28.3 (forward and backward). Not the 1x1 stride-2 shortcut (0.69 -> 0.78)
-    /// nor the 3-channel 7x7 stem (9.2 -> 21.2: one vector of 16 output channels holds 3).
+    /// Whether the kernels can run a layer's input gradient: as <see cref="Supports"/>; stride 1 with padding
+    /// below the kernel size (the convolution of dy with the flipped filters, padded R - 1 - pad), or strided.
+    /// </summary>
+    public static bool SupportsDataGrad(Conv2dGeometry g) =>
+        Supports(g) && (g.StrideH != 1 || g.StrideW != 1 || g.PadH < g.R && g.PadW < g.S);
+
+    /// <summary>Whether a layer's forward pass and weight gradient take this path: <see cref="Supports"/>, and two images a core or more (the cores take whole images).</summary>
+    public static bool Applies(Conv2dGeometry g) => Supports(g) && g.N >= 2 * Cores;
+
+    /// <summary>
+    /// Whether a layer's input gradient takes this path: <see cref="SupportsDataGrad"/>, two images a core or more,
+    /// and for strided layers (by phases, <see cref="DataGradPhases"/>) 16 input channels or more and kernels
+    /// wider than one tap, where they measured faster than im2col's GEMM and col2im: resnet14's stride-2 layers
+    /// 2.86 -> 2.43 ms (16 channels) and 2.73 -> 1.94 (32), resnet_56_s2 30.6 -> 28.3 (forward and backward).
+    /// Not the 1x1 stride-2 shortcut (0.69 -> 0.78) nor the 3-channel 7x7 stem (9.2 -> 21.2: one vector of 16
+    /// output channels holds 3).
     /// </summary>
     public static bool AppliesToDataGrad(Conv2dGeometry g) =>
-        Applies(g) && (g.StrideH == 1 && g.StrideW == 1 ? g.PadH < g.R && g.PadW < g.S : g.C >= 16 && g.R * g.S > 1);
+        SupportsDataGrad(g) && g.N >= 2 * Cores && (g.StrideH == 1 && g.StrideW == 1 || g.C >= 16 && g.R * g.S > 1);
+
+    /// <exception cref="ArgumentException">The kernels cannot run <paramref name="g"/> (see <see cref="Supports"/>).</exception>
+    private static void Require(bool supported, Conv2dGeometry g, string pass)
+    {
+        if (!supported)
+            throw new ArgumentException($"Conv2dDirectHost cannot run the {pass} of N={g.N} C={g.C} H={g.H} W={g.W} K={g.K} kernel {g.R}x{g.S} stride {g.StrideH},{g.StrideW} pad {g.PadH},{g.PadW} dilation {g.DilationH},{g.DilationW} groups {g.Groups} (vector bits {GemmHost.VectorBits}).", nameof(g));
+    }
 
     /// <summary>y = conv(x, w) (+ bias).</summary>
     public static void Forward(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)
     {
+        Require(Supports(g), g, "forward pass");
         if (ForwardByChannels(g))
         {
             var cp = new ChannelPlan(g.C, g.H, g.W, g.K, g.R, g.S, g.StrideH, g.StrideW, g.PadH, g.PadW);
@@ -71,6 +91,7 @@ internal static unsafe partial class Conv2dDirectHost
     /// <summary>dx = the convolution of dy with w turned 180 degrees, input and output channels swapped, padded R - 1 - pad.</summary>
     public static void DataGrad(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
     {
+        Require(SupportsDataGrad(g), g, "input gradient");
         if (g.StrideH != 1 || g.StrideW != 1)
         {
             DataGradPhases(g, dy, w, dx);
@@ -138,7 +159,7 @@ internal static unsafe partial class Conv2dDirectHost
         return p;
     }
 
-    /// <summary>Copies image n's planes into the zero-bordered buffer (borders and slack were cleared once a call).</summary>
+    /// <summary>Copies image n's planes into the zero-bordered buffer (borders and slack were cleared before the thread's first image).</summary>
     private static void CopyIn(in Plan p, ReadOnlySpan<float> x, int n, float* buf)
     {
         fixed (float* src0 = x)
@@ -277,12 +298,16 @@ internal static unsafe partial class Conv2dDirectHost
 
     /// <summary>
     /// dW += sum over images of dy[n] (*) x[n]: images in a fixed number of parts (twice the cores, at most one an
-    /// image), each summed into its own buffer in image order, then the parts added in part order. The dropped
-    /// columns of dy's rows are zero, so they add nothing (unless x holds an infinity there: 0 x inf is NaN,
-    /// where the reference would skip the product; such an input makes the loss infinite anyway).
+    /// image), each summed into its own buffer in image order, then the parts added in part order. In the
+    /// flattened kernel the dropped columns of dy's rows, and its rows' tail up to a whole vector, are zero and
+    /// meet input values (of the image, or the next channel's plane, or zero slack), so they add nothing unless
+    /// one of those is an infinity or NaN: then the sum is NaN where the reference would skip the product
+    /// (such an input makes the loss non-finite anyway). The channel-vectorised weight gradient reads only real
+    /// windows.
     /// </summary>
     public static void WeightGrad(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
     {
+        Require(Supports(g), g, "weight gradient");
         if (ForwardByChannels(g))
         {
             WeightGradChannels(g, dy, x, dw);
@@ -299,16 +324,18 @@ internal static unsafe partial class Conv2dDirectHost
         if (partials is null || partials.Length < parts || partials[0].Length < length)
             partials = Enumerable.Range(0, parts).Select(_ => new float[length]).ToArray();
         float[][] sums = partials;
+        // Each (channel, tap)'s offset into an image's buffer: an array, not stackalloc (C*R*S has no bound).
+        var tapOffsets = new long[taps];
+        for (int t = 0; t < taps; t++)
+            tapOffsets[t] = (long)(t / (g.R * g.S)) * p.Plane + t % (g.R * g.S) / g.S * p.Wp + t % g.S;
         HostLoop.For(parts, (q0, q1) =>
         {
             ReadOnlySpan<float> X = HostLoop.Span(x), DY = HostLoop.Span(dy);
             float[] buf = HostLoop.Grown(ref padded, (long)group * xs), d = HostLoop.Grown(ref rows, (long)group * ds);
             buf.AsSpan(0, group * xs).Clear();
             d.AsSpan(0, group * ds).Clear();
-            long* offs = stackalloc long[taps];
-            for (int t = 0; t < taps; t++)
-                offs[t] = (long)(t / (g.R * g.S)) * p.Plane + t % (g.R * g.S) / g.S * p.Wp + t % g.S;
             fixed (float* pb = buf, pd = d, pdy = DY)
+            fixed (long* offs = tapOffsets)
             {
                 for (int q = q0; q < q1; q++)
                 {

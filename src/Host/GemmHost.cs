@@ -9,7 +9,8 @@ namespace GpuBackprop.Host;
 /// <summary>
 /// GEMM on the host (the measured fast path of the <c>cpu</c> device; the GPU variant is Kernels/GemmKernels.cs) on the CPU accelerator's buffers in the
 /// classic packed form: op(A) is copied into cache-sized panels of MR rows x KC, op(B) is read in place
-/// when its rows are contiguous and not a multiple of 4 KiB apart, else packed into KC x NR panels
+/// by the 256-bit kernel when its rows are contiguous and not a multiple of 4 KiB apart, else (and always for
+/// the 512-bit kernel) packed into KC x NR panels
 /// (zero-padded at the edges), and a micro-kernel keeps the MR x NR tile of C in registers: 8x32 as sixteen
 /// 16-wide accumulators where the CPU has AVX-512 (a Zen 5 core runs two 512-bit FMAs a cycle, twice its AVX2
 /// rate), else 6x16 as twelve 8-wide ones (AVX2 has 16 registers). Tiles of C (batch x MC rows x NC columns) are

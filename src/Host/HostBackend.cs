@@ -24,11 +24,12 @@ internal sealed class HostBackend : Backend
     private enum ConvPath { Batched, PerImage, Direct, Winograd }
 
     /// <summary>
-    /// The one place a convolution's host path is chosen. Two images a core or more: stride-1 layers directly
-    /// where the 512-bit kernels run (Conv2dDirectHost: on this project's Zen 5, 1.3-2.4x im2col on every
-    /// stride-1 row of the shared set and resnet14's, and 1.3x Winograd on resnet_28, even on resnet_14),
-    /// else Winograd for wide 3x3 stride-1 layers' forward pass and input gradient, else one image at a time
-    /// (Conv2dHost); fewer images, or 1x1 stride-1 layers: the base class's batched im2col and GEMMs.
+    /// The one place a convolution's host path is chosen. Two images a core or more: directly where the 512-bit
+    /// kernels run (Conv2dDirectHost: stride-1 layers, strided ones from 32 output channels, strided input
+    /// gradients where phases measured faster; on this project's Zen 5, 1.3-2.5x im2col on the shared set's
+    /// and resnet14's rows, and faster than Winograd on resnet_28 and resnet_14), else Winograd for wide 3x3
+    /// stride-1 layers' forward pass and input gradient, else one image at a time (Conv2dHost); fewer images,
+    /// or 1x1 stride-1 layers: the base class's batched im2col and GEMMs.
     /// </summary>
     private static ConvPath PathOf(Conv2dGeometry g, bool weightGrad, bool dataGrad = false) =>
         !Conv2dHost.Applies(g) ? ConvPath.Batched

@@ -145,14 +145,15 @@ public sealed class KernelTests
     }
 
     /// <summary>
-    /// The <c>cpu</c> device's direct convolutions (Conv2dDirectHost, AVX-512 only), called directly: forward with
-    /// and without bias, the weight gradient accumulated onto a nonzero dW, and the input gradient (stride 1),
-    /// against the reference. The flattened kernel (fewer than 16 output channels, or 16 on wide images): blocks
+    /// The <c>cpu</c> device's direct convolutions (Conv2dDirectHost, AVX-512 only), called directly (so small
+    /// batches reach them whatever the core count): forward with and without bias, the weight gradient
+    /// accumulated onto a nonzero dW, and the input gradient (strided layers' by phases, even where the rule
+    /// leaves them to im2col), against the reference. The flattened kernel (fewer than 16 output channels, or 16 on wide images): blocks
     /// of 96 and of 64 positions (7x7 images), tap counts that are and are not multiples of its 6-tap block,
     /// output channels past a multiple of 4, one and several images a pass. The channel-vectorised kernel (32 or
     /// more, or 16 where the flattened one loses): 1-4 vectors of output channels (16, 32, 48, 66 = 4 + 1,
     /// 130 = 4 + 4 + 1), positions past a multiple of 6,
-    /// entries (channel x tap) past a multiple of 6, strides 2 and (2, 3) forward and weight gradient only.
+    /// entries (channel x tap) past a multiple of 6, strides 2 and (2, 3), phases without taps or positions.
     /// Paddings 0 to R - 1, rectangular kernels and images.
     /// </summary>
     [Theory]
@@ -178,7 +179,7 @@ public sealed class KernelTests
             Assert.Skip("no AVX-512: the direct convolutions run only with the 512-bit kernels (the backend takes im2col or Winograd elsewhere)");
         ComputeDevice dev = TestDevices.Get("cpu");
         var g = new Conv2dGeometry(n, c, h, w, k, new Size2(r, s), new Size2(strideH, strideW), new Size2(padH, padW), new Size2(1, 1), 1);
-        Assert.True(Host.Conv2dDirectHost.Applies(g));
+        Assert.True(Host.Conv2dDirectHost.Supports(g));
         float[] x = Data.Uniform(g.InputLength, 95), wt = Data.Uniform(g.WeightLength, 96), b = Data.Uniform(k, 97), dy = Data.Uniform(g.OutputLength, 98);
         float[] dw0 = Data.Uniform(g.WeightLength, 99);
         using Tensor xt = Tensor.FromHost(dev, x, x.Length), wtt = Tensor.FromHost(dev, wt, wt.Length), bt = Tensor.FromHost(dev, b, b.Length), dyt = Tensor.FromHost(dev, dy, dy.Length);
@@ -219,6 +220,10 @@ public sealed class KernelTests
             Assert.True(Host.Conv2dDirectHost.AppliesToDataGrad(S2(16, 28, 32, 3, 1)));
             Assert.False(Host.Conv2dDirectHost.AppliesToDataGrad(S2(16, 28, 32, 1, 0)));
             Assert.False(Host.Conv2dDirectHost.AppliesToDataGrad(S2(3, 112, 64, 7, 3)));
+            // Called directly with a geometry its kernels cannot run, each entry point refuses it up front.
+            Assert.Throws<ArgumentException>(() => Host.Conv2dDirectHost.Forward(S2(3, 20, 8, 3, 1), default, default, null, default));
+            Assert.Throws<ArgumentException>(() => Host.Conv2dDirectHost.WeightGrad(S2(3, 20, 8, 3, 1), default, default, default));
+            Assert.Throws<ArgumentException>(() => Host.Conv2dDirectHost.DataGrad(G(8, 4, 10, 8, 3, 3), default, default, default));
         }
     }
 
