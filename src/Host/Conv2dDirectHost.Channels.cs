@@ -259,23 +259,15 @@ internal static unsafe partial class Conv2dDirectHost
     /// </summary>
     private static void DataGradPhases(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
     {
-        int sh = g.StrideH, sw = g.StrideW, tm = (g.R - 1) / sh, tn = (g.S - 1) / sw, cp = (g.C + 15) / 16 * 16;
-        int uMax = (g.H - 1 + g.PadH) / sh, vMax = (g.W - 1 + g.PadW) / sw;
-        int hq = tm + Math.Max(g.OH, uMax + 1), wq = tn + Math.Max(g.OW, vMax + 1), plane = hq * wq;
-        int phases = sh * sw;
+        var L = new PhaseLayout(g);
+        int tm = L.Tm, tn = L.Tn, wq = L.Wq, plane = L.Plane, phases = L.Count, cp = (g.C + 15) / 16 * 16;
+        int sh = g.StrideH, sw = g.StrideW;
+        int[] phaseTaps = L.Taps, uLo = L.ULo, nu = L.NU, vLo = L.VLo, nv = L.NV;
+        bool someEmpty = L.SomeEmpty;
         // Per phase: its taps, positions, filters [(k, tap)][c], and where they start in the shared arrays.
-        var phaseTaps = new int[phases]; var uLo = new int[phases]; var nu = new int[phases]; var vLo = new int[phases]; var nv = new int[phases];
         var offStart = new int[phases + 1]; var baseStart = new int[phases + 1]; var wStart = new long[phases + 1];
         for (int ph = 0; ph < phases; ph++)
         {
-            int a = ph / sw, b = ph % sw;
-            int ma = a < g.R ? (g.R - 1 - a) / sh + 1 : 0, nb = b < g.S ? (g.S - 1 - b) / sw + 1 : 0;
-            phaseTaps[ph] = ma * nb;
-            // u from the first with iy >= 0 to the last with iy < H (iy = sh*u + a - padH), likewise v.
-            uLo[ph] = Math.Max(0, FloorDiv(g.PadH - a + sh - 1, sh));
-            nu[ph] = Math.Max(0, FloorDiv(g.H - 1 + g.PadH - a, sh) - uLo[ph] + 1);
-            vLo[ph] = Math.Max(0, FloorDiv(g.PadW - b + sw - 1, sw));
-            nv[ph] = Math.Max(0, FloorDiv(g.W - 1 + g.PadW - b, sw) - vLo[ph] + 1);
             int positions = nu[ph] * nv[ph], blocks = (positions + PB - 1) / PB;
             offStart[ph + 1] = offStart[ph] + phaseTaps[ph];
             baseStart[ph + 1] = baseStart[ph] + blocks * PB;
@@ -286,11 +278,9 @@ internal static unsafe partial class Conv2dDirectHost
         float[] wp = HostLoop.Grown(ref channelWeights, Math.Max(1, wStart[phases]));
         wp.AsSpan(0, (int)wStart[phases]).Clear();
         ReadOnlySpan<float> W = HostLoop.Span(w);
-        bool someEmpty = false;
         for (int ph = 0; ph < phases; ph++)
         {
-            int a = ph / sw, b = ph % sw, nb = b < g.S ? (g.S - 1 - b) / sw + 1 : 0;
-            someEmpty |= phaseTaps[ph] == 0 || nu[ph] == 0 || nv[ph] == 0;
+            int a = L.A[ph], b = L.B[ph], nb = L.Nb[ph];
             for (int t = 0; t < phaseTaps[ph]; t++)
             {
                 int m = t / nb, n = t % nb;
@@ -322,10 +312,8 @@ internal static unsafe partial class Conv2dDirectHost
             {
                 for (int n = n0; n < n1; n++)
                 {
-                    float* src = pdy + (long)n * g.K * g.OH * g.OW, image = pdx + (long)n * g.C * g.H * g.W;
-                    for (int k = 0; k < g.K; k++)
-                        for (int oy = 0; oy < g.OH; oy++)
-                            CopyRow(src + ((long)k * g.OH + oy) * g.OW, pb + (long)k * plane + (oy + tm) * wq + tn, g.OW);
+                    float* image = pdx + (long)n * g.C * g.H * g.W;
+                    L.CopyIn(g, pdy + (long)n * g.K * g.OH * g.OW, pb);
                     if (someEmpty)
                         new Span<float>(image, g.C * g.H * g.W).Clear();
                     for (int ph = 0; ph < phases; ph++)
@@ -333,7 +321,7 @@ internal static unsafe partial class Conv2dDirectHost
                         int positions = nu[ph] * nv[ph];
                         if (positions == 0 || phaseTaps[ph] == 0)
                             continue;
-                        int a = ph / sw, b = ph % sw, blocks = (positions + PB - 1) / PB;
+                        int a = L.A[ph], b = L.B[ph], blocks = (positions + PB - 1) / PB;
                         Accumulate(pb, plane, g.K, chunk, poff + offStart[ph], phaseTaps[ph], pbase + baseStart[ph], blocks, pw + wStart[ph], cp, po);
                         for (int q = 0; q < positions; q++)
                         {
@@ -349,6 +337,54 @@ internal static unsafe partial class Conv2dDirectHost
     }
 
     private static int FloorDiv(int x, int y) => x >= 0 ? x / y : -((-x + y - 1) / y);
+
+    /// <summary>
+    /// How a strided layer's input gradient splits into phases (for both kernels' phase paths): phase (a, b)
+    /// holds the input positions iy = stride*u + a - padH, ix = stride*v + b - padW for u in [ULo, ULo + NU) and v
+    /// in [VLo, VLo + NV), and its taps r = a + stride*m (m &lt; Ma), s = b + stride*n (n &lt; Nb) read dy[u - m][v - n]
+    /// from a buffer of Hq x Wq planes holding dy at (oy + Tm, ox + Tn) in zero borders.
+    /// </summary>
+    private sealed class PhaseLayout
+    {
+        public readonly int Tm, Tn, Hq, Wq, Plane, Count;
+        public readonly int[] A, B, Ma, Nb, Taps, ULo, NU, VLo, NV;
+        /// <summary>Whether some input positions receive nothing (a phase without taps or positions): dx is cleared first.</summary>
+        public readonly bool SomeEmpty;
+
+        public PhaseLayout(Conv2dGeometry g)
+        {
+            int sh = g.StrideH, sw = g.StrideW;
+            Tm = (g.R - 1) / sh;
+            Tn = (g.S - 1) / sw;
+            int uMax = (g.H - 1 + g.PadH) / sh, vMax = (g.W - 1 + g.PadW) / sw;
+            Hq = Tm + Math.Max(g.OH, uMax + 1);
+            Wq = Tn + Math.Max(g.OW, vMax + 1);
+            Plane = Hq * Wq;
+            Count = sh * sw;
+            (A, B, Ma, Nb, Taps, ULo, NU, VLo, NV) = (new int[Count], new int[Count], new int[Count], new int[Count], new int[Count], new int[Count], new int[Count], new int[Count], new int[Count]);
+            for (int ph = 0; ph < Count; ph++)
+            {
+                int a = A[ph] = ph / sw, b = B[ph] = ph % sw;
+                Ma[ph] = a < g.R ? (g.R - 1 - a) / sh + 1 : 0;
+                Nb[ph] = b < g.S ? (g.S - 1 - b) / sw + 1 : 0;
+                Taps[ph] = Ma[ph] * Nb[ph];
+                // u from the first with iy >= 0 to the last with iy < H, likewise v.
+                ULo[ph] = Math.Max(0, FloorDiv(g.PadH - a + sh - 1, sh));
+                NU[ph] = Math.Max(0, FloorDiv(g.H - 1 + g.PadH - a, sh) - ULo[ph] + 1);
+                VLo[ph] = Math.Max(0, FloorDiv(g.PadW - b + sw - 1, sw));
+                NV[ph] = Math.Max(0, FloorDiv(g.W - 1 + g.PadW - b, sw) - VLo[ph] + 1);
+                SomeEmpty |= Taps[ph] == 0 || NU[ph] == 0 || NV[ph] == 0;
+            }
+        }
+
+        /// <summary>Copies one image's dy into the buffer (its borders were cleared before the thread's first image).</summary>
+        public void CopyIn(Conv2dGeometry g, float* dyImage, float* buf)
+        {
+            for (int k = 0; k < g.K; k++)
+                for (int oy = 0; oy < g.OH; oy++)
+                    CopyRow(dyImage + ((long)k * g.OH + oy) * g.OW, buf + (long)k * Plane + (oy + Tm) * Wq + Tn, g.OW);
+        }
+    }
 
     private interface IVectors
     {

@@ -57,14 +57,14 @@ internal static unsafe partial class Conv2dDirectHost
 
     /// <summary>
     /// Whether a layer's input gradient takes this path: <see cref="SupportsDataGrad"/>, two images a core or more,
-    /// and for strided layers (by phases, <see cref="DataGradPhases"/>) 16 input channels or more and kernels
-    /// wider than one tap, where they measured faster than im2col's GEMM and col2im: resnet14's stride-2 layers
-    /// 2.86 -> 2.43 ms (16 channels) and 2.73 -> 1.94 (32), resnet_56_s2 30.6 -> 28.3 (forward and backward).
-    /// Not the 1x1 stride-2 shortcut (0.69 -> 0.78) nor the 3-channel 7x7 stem (9.2 -> 21.2: one vector of 16
-    /// output channels holds 3).
+    /// and for strided layers (by phases: <see cref="DataGradPhases"/> from 16 input channels, else
+    /// <see cref="DataGradPhasesFlat"/>) kernels wider than one tap, where they measured faster than im2col's GEMM
+    /// and col2im: resnet14's stride-2 layers 2.86 -> 2.43 ms (16 channels) and 2.73 -> 1.94 (32), resnet_56_s2
+    /// 30.6 -> 28.3, the 3-channel 7x7 stride-2 stem 9.2 -> 8.7 (forward and backward). Not the 1x1 stride-2
+    /// shortcut (0.69 -> 0.78).
     /// </summary>
     public static bool AppliesToDataGrad(Conv2dGeometry g) =>
-        SupportsDataGrad(g) && g.N >= 2 * Cores && (g.StrideH == 1 && g.StrideW == 1 || g.C >= 16 && g.R * g.S > 1);
+        SupportsDataGrad(g) && g.N >= 2 * Cores && (g.StrideH == 1 && g.StrideW == 1 || g.R * g.S > 1);
 
     /// <exception cref="ArgumentException">The kernels cannot run <paramref name="g"/> (see <see cref="Supports"/>).</exception>
     private static void Require(bool supported, Conv2dGeometry g, string pass)
@@ -94,7 +94,10 @@ internal static unsafe partial class Conv2dDirectHost
         Require(SupportsDataGrad(g), g, "input gradient");
         if (g.StrideH != 1 || g.StrideW != 1)
         {
-            DataGradPhases(g, dy, w, dx);
+            if (g.C >= 16)
+                DataGradPhases(g, dy, w, dx);
+            else
+                DataGradPhasesFlat(g, dy, w, dx);
             return;
         }
         if (DataGradByChannels(g))
@@ -223,6 +226,92 @@ internal static unsafe partial class Conv2dDirectHost
                 }
             }
         }, (int)Math.Min(int.MaxValue, 2L * p.K * p.C * taps * p.Q));
+    }
+
+    /// <summary>
+    /// dx of a strided layer with few input channels (the flattened kernel's 4 output channels a block, not the
+    /// channel kernel's 16), by the phases of <see cref="PhaseLayout"/>: phase (a, b) is a stride-1 sum over dy's
+    /// buffer with taps at offsets (Tm - m)*Wq + (Tn - n) from position u*Wq + v, so the flattened kernel runs it
+    /// over rows Wq wide; the phase's positions are then scattered to dx. The 7x7 stride-2 stem's input gradient
+    /// (3 channels) ran as im2col's GEMM and col2im in 9.2 ms forward+backward, 21.2 by the channel kernel's
+    /// phases (one vector of 16 output channels holding 3), 8.7 by these.
+    /// </summary>
+    private static void DataGradPhasesFlat(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
+    {
+        var L = new PhaseLayout(g);
+        int phases = L.Count, cp = (g.C + KB - 1) / KB * KB, sh = g.StrideH, sw = g.StrideW;
+        var qb = new int[phases]; var ql = new int[phases]; var offStart = new int[phases + 1]; var wStart = new long[phases + 1];
+        long maxRead = (long)g.K * L.Plane, maxOut = 1;
+        for (int ph = 0; ph < phases; ph++)
+        {
+            // Outputs at q = u*Wq + v for u below ULo + NU, in blocks of 6 (or 4) vectors as Plan chooses.
+            int q = (L.ULo[ph] + L.NU[ph]) * L.Wq, six = (q + 95) / 96 * 96, four = (q + 63) / 64 * 64;
+            qb[ph] = four < six ? 4 : 6;
+            ql[ph] = Math.Min(six, four);
+            offStart[ph + 1] = offStart[ph] + L.Taps[ph];
+            wStart[ph + 1] = wStart[ph] + (long)cp * g.K * L.Taps[ph];
+            maxRead = Math.Max(maxRead, (long)(g.K - 1) * L.Plane + L.Tm * L.Wq + L.Tn + ql[ph]);
+            maxOut = Math.Max(maxOut, (long)cp * ql[ph]);
+        }
+        var offs = new int[Math.Max(1, offStart[phases])];
+        float[] wp = HostLoop.Grown(ref packed, Math.Max(1, wStart[phases]));
+        ReadOnlySpan<float> W = HostLoop.Span(w);
+        for (int ph = 0; ph < phases; ph++)
+        {
+            int taps = L.Taps[ph], nb = L.Nb[ph];
+            for (int t = 0; t < taps; t++)
+                offs[offStart[ph] + t] = (L.Tm - t / nb) * L.Wq + L.Tn - t % nb;
+            // Filters in blocks of KB output channels (dx's channels): [block][k][tap][KB], zero past the last.
+            for (int o = 0; o < cp; o++)
+                for (int k = 0; k < g.K; k++)
+                    for (int t = 0; t < taps; t++)
+                    {
+                        int r = L.A[ph] + sh * (t / nb), s = L.B[ph] + sw * (t % nb);
+                        wp[wStart[ph] + ((long)(o / KB * g.K + k) * taps + t) * KB + o % KB] = o < g.C ? W[((k * g.C + o) * g.R + r) * g.S + s] : 0f;
+                    }
+        }
+        HostLoop.For(g.N, (n0, n1) =>
+        {
+            ReadOnlySpan<float> DY = HostLoop.Span(dy);
+            Span<float> DX = HostLoop.Span(dx);
+            float[] buf = HostLoop.Grown(ref padded, maxRead), outs = HostLoop.Grown(ref blockOutputs, maxOut);
+            buf.AsSpan(0, (int)maxRead).Clear();
+            fixed (float* pb = buf, po = outs, pw = wp, pdy = DY, pdx = DX)
+            fixed (int* poff = offs)
+            {
+                for (int n = n0; n < n1; n++)
+                {
+                    float* image = pdx + (long)n * g.C * g.H * g.W;
+                    L.CopyIn(g, pdy + (long)n * g.K * g.OH * g.OW, pb);
+                    if (L.SomeEmpty)
+                        new Span<float>(image, g.C * g.H * g.W).Clear();
+                    for (int ph = 0; ph < phases; ph++)
+                    {
+                        int taps = L.Taps[ph];
+                        if (taps == 0 || L.NU[ph] == 0 || L.NV[ph] == 0)
+                            continue;
+                        int len = ql[ph], step = 16 * qb[ph];
+                        for (int q0 = 0; q0 < len; q0 += step)
+                            for (int o = 0; o < cp; o += KB)
+                            {
+                                float* wk = pw + wStart[ph] + (long)o * g.K * taps, yk = po + (long)o * len + q0;
+                                if (qb[ph] == 6)
+                                    Block6(pb + q0, L.Plane, g.K, poff + offStart[ph], taps, wk, yk, len);
+                                else
+                                    Block4(pb + q0, L.Plane, g.K, poff + offStart[ph], taps, wk, yk, len);
+                            }
+                        int a = L.A[ph], b = L.B[ph];
+                        for (int c = 0; c < g.C; c++)
+                            for (int u = L.ULo[ph]; u < L.ULo[ph] + L.NU[ph]; u++)
+                            {
+                                float* from = po + (long)c * len + u * L.Wq, to = image + ((long)c * g.H + sh * u + a - g.PadH) * g.W + b - g.PadW;
+                                for (int v = L.VLo[ph]; v < L.VLo[ph] + L.NV[ph]; v++)
+                                    to[sw * v] = from[v];
+                            }
+                    }
+                }
+            }
+        }, (int)Math.Min(int.MaxValue, 2L * g.K * g.C * g.R * g.S * g.OH * g.OW));
     }
 
     /// <summary>4 output channels x 96 positions: y[j][0..96) = sum over channels and taps of w x (in registers).</summary>

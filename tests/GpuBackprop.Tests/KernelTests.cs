@@ -147,8 +147,9 @@ public sealed class KernelTests
     /// <summary>
     /// The <c>cpu</c> device's direct convolutions (Conv2dDirectHost, AVX-512 only), called directly (so small
     /// batches reach them whatever the core count): forward with and without bias, the weight gradient
-    /// accumulated onto a nonzero dW, and the input gradient (strided layers' by phases, even where the rule
-    /// leaves them to im2col), against the reference. The flattened kernel (fewer than 16 output channels, or 16 on wide images): blocks
+    /// accumulated onto a nonzero dW, and the input gradient (strided layers' by phases, on the channel kernel
+    /// from 16 channels and the flattened one below, even where the rule leaves them to im2col), against the
+    /// reference. The flattened kernel (fewer than 16 output channels, or 16 on wide images): blocks
     /// of 96 and of 64 positions (7x7 images), tap counts that are and are not multiples of its 6-tap block,
     /// output channels past a multiple of 4, one and several images a pass. The channel-vectorised kernel (32 or
     /// more, or 16 where the flattened one loses): 1-4 vectors of output channels (16, 32, 48, 66 = 4 + 1,
@@ -213,13 +214,13 @@ public sealed class KernelTests
         Assert.False(Host.Conv2dDirectHost.ForwardByChannels(G(128, 16, 28, 16, 3, 1)));
         Assert.False(Host.Conv2dDirectHost.DataGradByChannels(G(128, 16, 28, 16, 3, 1)));
         Assert.False(Host.Conv2dDirectHost.ForwardByChannels(G(64, 1, 28, 6, 5, 0)));
-        // Strided input gradients by phases: resnet14's 3x3 stride-2 layers, not its 1x1 shortcut nor a 3-channel stem.
+        // Strided input gradients by phases: resnet14's 3x3 stride-2 layers and a 3-channel 7x7 stem, not a 1x1 shortcut.
         static Conv2dGeometry S2(int c, int h, int k, int r, int pad) => new(128, c, h, h, k, new Size2(r, r), new Size2(2, 2), new Size2(pad, pad), new Size2(1, 1), 1);
         if (Host.GemmHost.BestVectorBits == 512)
         {
             Assert.True(Host.Conv2dDirectHost.AppliesToDataGrad(S2(16, 28, 32, 3, 1)));
             Assert.False(Host.Conv2dDirectHost.AppliesToDataGrad(S2(16, 28, 32, 1, 0)));
-            Assert.False(Host.Conv2dDirectHost.AppliesToDataGrad(S2(3, 112, 64, 7, 3)));
+            Assert.True(Host.Conv2dDirectHost.AppliesToDataGrad(S2(3, 112, 64, 7, 3)));
             // Called directly with a geometry its kernels cannot run, each entry point refuses it up front.
             Assert.Throws<ArgumentException>(() => Host.Conv2dDirectHost.Forward(S2(3, 20, 8, 3, 1), default, default, null, default));
             Assert.Throws<ArgumentException>(() => Host.Conv2dDirectHost.WeightGrad(S2(3, 20, 8, 3, 1), default, default, default));
