@@ -245,11 +245,37 @@ internal static unsafe class GemmHost
             int rows = Math.Min(MR, mc - p);
             if (rows < MR)
                 panel.Clear();
-            if (a.Trans != 0)
+            if (a.Trans != 0 && rows == 8 && MR == 8)
+            {
+                // Stored transposed, a full panel: one 8-float vector a k (a span copy a k cost a call each).
+                fixed (float* src = A, to = panel)
+                {
+                    float* from = src + start + pc * a.Ld + ic + p;
+                    for (int k = 0; k < kc; k++)
+                        Vector256.Load(from + (long)k * a.Ld).Store(to + k * 8);
+                }
+            }
+            else if (a.Trans != 0)
             {
                 // Stored transposed: op(A)(i, k) = A[k*ld + i], contiguous over i.
                 for (int k = 0; k < kc; k++)
                     A.Slice(start + (pc + k) * a.Ld + ic + p, rows).CopyTo(panel.Slice(k * MR));
+            }
+            else if (rows == 8 && MR == 8 && Avx.IsSupported)
+            {
+                // Rows contiguous over k: 8x8 blocks transposed in registers (a measured fast path: element by
+                // element, packing cost as much as the multiply-adds of products with few columns, such as a 1x1
+                // layer's weight gradient, 256 x 64 x 784 an image: expand_1x1's forward+backward 10.3 -> 7.9 ms).
+                fixed (float* src = A, to = panel)
+                {
+                    float* from = src + start + (ic + p) * a.Ld + pc;
+                    int k = 0;
+                    for (; k + 8 <= kc; k += 8)
+                        Transpose8(from + k, a.Ld, to + k * 8, 8);
+                    for (; k < kc; k++)
+                        for (int i = 0; i < 8; i++)
+                            to[k * 8 + i] = from[i * a.Ld + k];
+                }
             }
             else
             {
@@ -266,6 +292,21 @@ internal static unsafe class GemmHost
     /// <summary>Columns j0..j0+cols of op(B) rows pc..pc+kc into one zero-padded panel: element (k, j) at k*NR + j.</summary>
     private static void PackBPanel(GemmOperand b, ReadOnlySpan<float> B, int start, int pc, int kc, int j0, int cols, int NR, Span<float> panel)
     {
+        if (b.Trans == 0 && cols == 32 && NR == 32)
+        {
+            // A full 32-wide panel: two 16-float vectors a k (a span copy a k cost a call each: 17% of a 1x1
+            // layer's forward+backward).
+            fixed (float* src = B, to = panel)
+            {
+                float* from = src + start + pc * b.Ld + j0;
+                for (int k = 0; k < kc; k++)
+                {
+                    Vector512.Load(from + (long)k * b.Ld).Store(to + k * 32);
+                    Vector512.Load(from + (long)k * b.Ld + 16).Store(to + k * 32 + 16);
+                }
+            }
+            return;
+        }
         if (b.Trans == 0)
         {
             // Edge panels: only the columns past the edge are cleared (clearing the whole panel first cost the
