@@ -125,15 +125,6 @@ internal static unsafe partial class Conv2dDirectHost
         return p;
     }
 
-    /// <summary>Copies image n's planes into the zero-bordered buffer (borders were cleared before the thread's first image).</summary>
-    private static void CopyIn(in ChannelPlan p, float* x, int n, float* buf)
-    {
-        float* src = x + (long)n * p.C * p.H * p.W;
-        for (int c = 0; c < p.C; c++)
-            for (int y = 0; y < p.H; y++)
-                CopyRow(src + ((long)c * p.H + y) * p.W, buf + (long)c * p.Plane + (y + p.PadH) * p.Wp + p.PadW, p.W);
-    }
-
     /// <summary>
     /// Copies n floats: 16 at a time and the tail as one more 16-wide copy ending at the last element (rows of 7
     /// to 28 floats; a span copy's call for each cost as much as the copy, 8% of train.resnet14's step).
@@ -179,7 +170,7 @@ internal static unsafe partial class Conv2dDirectHost
             {
                 for (int n = n0; n < n1; n++)
                 {
-                    CopyIn(p, px, n, pb);
+                    CopyPlanes(px + (long)n * p.C * p.H * p.W, p.C, p.H, p.W, pb, p.Plane, p.Wp, p.PadH, p.PadW);
                     Accumulate(pb, p.Plane, p.C, chunk, poff, taps, pbase, p.PBlocks, pw, p.Kp, po);
                     // Position-major results into the output's planes (8x8 blocks transposed in registers: one
                     // element at a time, this cost cnn_c1, one input channel, as much as its multiply-adds), plus the bias.
@@ -313,7 +304,7 @@ internal static unsafe partial class Conv2dDirectHost
                 for (int n = n0; n < n1; n++)
                 {
                     float* image = pdx + (long)n * g.C * g.H * g.W;
-                    L.CopyIn(g, pdy + (long)n * g.K * g.OH * g.OW, pb);
+                    CopyPlanes(pdy + (long)n * g.K * g.OH * g.OW, g.K, g.OH, g.OW, pb, L.Plane, L.Wq, L.Tm, L.Tn);
                     if (someEmpty)
                         new Span<float>(image, g.C * g.H * g.W).Clear();
                     for (int ph = 0; ph < phases; ph++)
@@ -375,14 +366,6 @@ internal static unsafe partial class Conv2dDirectHost
                 NV[ph] = Math.Max(0, FloorDiv(g.W - 1 + g.PadW - b, sw) - VLo[ph] + 1);
                 SomeEmpty |= Taps[ph] == 0 || NU[ph] == 0 || NV[ph] == 0;
             }
-        }
-
-        /// <summary>Copies one image's dy into the buffer (its borders were cleared before the thread's first image).</summary>
-        public void CopyIn(Conv2dGeometry g, float* dyImage, float* buf)
-        {
-            for (int k = 0; k < g.K; k++)
-                for (int oy = 0; oy < g.OH; oy++)
-                    CopyRow(dyImage + ((long)k * g.OH + oy) * g.OW, buf + (long)k * Plane + (oy + Tm) * Wq + Tn, g.OW);
         }
     }
 
@@ -497,63 +480,50 @@ internal static unsafe partial class Conv2dDirectHost
     private static void WeightGradChannels(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
     {
         var p = new ChannelPlan(g.C, g.H, g.W, g.K, g.R, g.S, g.StrideH, g.StrideW, g.PadH, g.PadW);
-        int taps = p.Taps, entries = g.C * taps, entriesP = (entries + 5) / 6 * 6, length = entriesP * p.Kp, parts = Math.Min(g.N, 2 * Cores);
+        int taps = p.Taps, entries = g.C * taps, entriesP = (entries + 5) / 6 * 6, length = entriesP * p.Kp;
         int[] bases = p.Bases(), offsets = p.Offsets();
         var entryOffsets = new long[entriesP];
         for (int e = 0; e < entries; e++)
             entryOffsets[e] = (long)(e / taps) * p.Plane + offsets[e % taps];
         int xs = (int)((p.PaddedLength + 15) / 16 * 16), ds = p.P * p.Kp;
         int group = Math.Max(1, Math.Min(g.N, (1 << 18) / (xs + ds)));
-        if (partials is null || partials.Length < parts || partials[0].Length < length)
-            partials = Enumerable.Range(0, parts).Select(_ => new float[length]).ToArray();
-        float[][] sums = partials;
-        HostLoop.For(parts, (q0, q1) =>
+        float[][] sums = HostLoop.SumInParts(g.N, length, (first, end, part) =>
         {
-            ReadOnlySpan<float> X = HostLoop.Span(x), DY = HostLoop.Span(dy);
             float[] buf = HostLoop.Grown(ref padded, (long)group * xs), d = HostLoop.Grown(ref transposedGrads, (long)group * ds);
             buf.AsSpan(0, group * xs).Clear();
             d.AsSpan(0, group * ds).Clear();
-            fixed (float* pb = buf, pd = d, pdy = DY, px = X)
+            fixed (float* pb = buf, pd = d, pdy = HostLoop.Span(dy), px = HostLoop.Span(x), ps = part)
             fixed (int* pbase = bases)
             fixed (long* poff = entryOffsets)
             {
-                for (int q = q0; q < q1; q++)
+                for (int n0 = first; n0 < end; n0 += group)
                 {
-                    Span<float> sum = sums[q].AsSpan(0, length);
-                    sum.Clear();
-                    int first = (int)((long)g.N * q / parts), end = (int)((long)g.N * (q + 1) / parts);
-                    fixed (float* ps = sum)
+                    int count = Math.Min(group, end - n0);
+                    for (int i = 0; i < count; i++)
                     {
-                        for (int n0 = first; n0 < end; n0 += group)
+                        int n = n0 + i;
+                        CopyPlanes(px + (long)n * p.C * p.H * p.W, p.C, p.H, p.W, pb + (long)i * xs, p.Plane, p.Wp, p.PadH, p.PadW);
+                        // dy position-major; channels past K stay zero.
+                        Transpose(pdy + (long)n * g.K * p.P, p.P, pd + (long)i * ds, p.Kp, g.K, p.P);
+                    }
+                    for (int k0 = 0; k0 < p.Kp; k0 += KG)
+                    {
+                        int vectors = Math.Min(KG, p.Kp - k0) / 16;
+                        for (int e = 0; e < entriesP; e += 6)
                         {
-                            int count = Math.Min(group, end - n0);
-                            for (int i = 0; i < count; i++)
+                            float* acc = ps + (long)e * p.Kp + k0;
+                            switch (vectors)
                             {
-                                int n = n0 + i;
-                                CopyIn(p, px, n, pb + (long)i * xs);
-                                // dy position-major; channels past K stay zero.
-                                Transpose(pdy + (long)n * g.K * p.P, p.P, pd + (long)i * ds, p.Kp, g.K, p.P);
-                            }
-                            for (int k0 = 0; k0 < p.Kp; k0 += KG)
-                            {
-                                int vectors = Math.Min(KG, p.Kp - k0) / 16;
-                                for (int e = 0; e < entriesP; e += 6)
-                                {
-                                    float* acc = ps + (long)e * p.Kp + k0;
-                                    switch (vectors)
-                                    {
-                                        case 4: ChannelWeightBlock<V4>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
-                                        case 3: ChannelWeightBlock<V3>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
-                                        case 2: ChannelWeightBlock<V2>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
-                                        default: ChannelWeightBlock<V1>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
-                                    }
-                                }
+                                case 4: ChannelWeightBlock<V4>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
+                                case 3: ChannelWeightBlock<V3>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
+                                case 2: ChannelWeightBlock<V2>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
+                                default: ChannelWeightBlock<V1>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
                             }
                         }
                     }
                 }
             }
-        }, (int)Math.Min(int.MaxValue, 2L * g.K * entries * p.P * g.N / parts));
+        }, 2L * g.K * entries * p.P, out int parts);
         // dW[k][e] += the parts' sums [e][k]: the parts added in part order, then turned into dW's layout in 8x8
         // blocks (element by element, the strided reads of resnet_14's 2.4 MB of sums cost milliseconds).
         float[] total = sums[0];

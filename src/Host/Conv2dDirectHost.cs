@@ -33,7 +33,6 @@ internal static unsafe partial class Conv2dDirectHost
     [ThreadStatic] private static float[]? blockOutputs;
     [ThreadStatic] private static float[]? rows;
     [ThreadStatic] private static float[]? packed;
-    [ThreadStatic] private static float[][]? partials;
 
     private static int Cores => Environment.ProcessorCount;
 
@@ -162,16 +161,17 @@ internal static unsafe partial class Conv2dDirectHost
         return p;
     }
 
-    /// <summary>Copies image n's planes into the zero-bordered buffer (borders and slack were cleared before the thread's first image).</summary>
-    private static void CopyIn(in Plan p, ReadOnlySpan<float> x, int n, float* buf)
+    /// <summary>
+    /// Copies <paramref name="channels"/> planes of h x w floats into a buffer of planes <paramref name="plane"/>
+    /// floats apart with rows <paramref name="wp"/> wide, each at row <paramref name="top"/> and column
+    /// <paramref name="left"/>: the zero-bordered images and dy of the direct convolutions (the borders, cleared
+    /// before a thread's first image, are never written).
+    /// </summary>
+    private static void CopyPlanes(float* src, int channels, int h, int w, float* buf, long plane, int wp, int top, int left)
     {
-        fixed (float* src0 = x)
-        {
-            float* src = src0 + (long)n * p.C * p.H * p.W;
-            for (int c = 0; c < p.C; c++)
-                for (int y = 0; y < p.H; y++)
-                    CopyRow(src + ((long)c * p.H + y) * p.W, buf + (long)c * p.Plane + (y + p.PadH) * p.Wp + p.PadW, p.W);
-        }
+        for (int c = 0; c < channels; c++)
+            for (int y = 0; y < h; y++)
+                CopyRow(src + ((long)c * h + y) * w, buf + c * plane + (long)(y + top) * wp + left, w);
     }
 
     private static void Run(int images, Plan p, float[] wp, ArrayView<float> input, ArrayView<float>? bias, ArrayView<float> output)
@@ -186,11 +186,11 @@ internal static unsafe partial class Conv2dDirectHost
             int* offs = stackalloc int[taps];
             for (int t = 0; t < taps; t++)
                 offs[t] = t / p.S * p.Wp + t % p.S;
-            fixed (float* pb = buf, po = outs, pw = wp, py = Y, pbias = B)
+            fixed (float* pb = buf, po = outs, pw = wp, px = X, py = Y, pbias = B)
             {
                 for (int n = n0; n < n1; n++)
                 {
-                    CopyIn(p, X, n, pb);
+                    CopyPlanes(px + (long)n * p.C * p.H * p.W, p.C, p.H, p.W, pb, p.Plane, p.Wp, p.PadH, p.PadW);
                     for (int blk = 0; blk < p.Blocks; blk++)
                     {
                         int q0 = blk * 16 * p.Vectors;
@@ -282,7 +282,7 @@ internal static unsafe partial class Conv2dDirectHost
                 for (int n = n0; n < n1; n++)
                 {
                     float* image = pdx + (long)n * g.C * g.H * g.W;
-                    L.CopyIn(g, pdy + (long)n * g.K * g.OH * g.OW, pb);
+                    CopyPlanes(pdy + (long)n * g.K * g.OH * g.OW, g.K, g.OH, g.OW, pb, L.Plane, L.Wq, L.Tm, L.Tn);
                     if (L.SomeEmpty)
                         new Span<float>(image, g.C * g.H * g.W).Clear();
                     for (int ph = 0; ph < phases; ph++)
@@ -386,8 +386,8 @@ internal static unsafe partial class Conv2dDirectHost
     }
 
     /// <summary>
-    /// dW += sum over images of dy[n] (*) x[n]: images in a fixed number of parts (twice the cores, at most one an
-    /// image), each summed into its own buffer in image order, then the parts added in part order. In the
+    /// dW += sum over images of dy[n] (*) x[n], in the fixed parts of <see cref="HostLoop.SumInParts"/> added in
+    /// part order. In the
     /// flattened kernel the dropped columns of dy's rows, and its rows' tail up to a whole vector, are zero and
     /// meet input values (of the image, or the next channel's plane, or zero slack), so they add nothing unless
     /// one of those is an infinity or NaN: then the sum is NaN where the reference would skip the product
@@ -403,61 +403,46 @@ internal static unsafe partial class Conv2dDirectHost
             return;
         }
         var p = new Plan(g.C, g.H, g.W, g.K, g.R, g.S, g.PadH, g.PadW);
-        int taps = g.C * g.R * g.S, length = p.Kp * taps, parts = Math.Min(g.N, 2 * Cores);
+        int taps = g.C * g.R * g.S, length = p.Kp * taps;
         int vectors = (p.Q + 15) / 16, ld = vectors * 16;
         // Several images a pass, so that each block's 24 sums across lanes come once per ~64 vectors of
         // products, not once per image: resnet14's 7x7 layer has 4 vectors an image (its backward 7.6 ms with
         // one image a pass). At most 64K floats of them, so that they stay in L2.
         int xs = (int)((p.PaddedLength + 15) / 16 * 16), ds = p.Kp * ld;
         int group = Math.Max(1, Math.Min((64 + vectors - 1) / vectors, 65536 / (xs + ds)));
-        if (partials is null || partials.Length < parts || partials[0].Length < length)
-            partials = Enumerable.Range(0, parts).Select(_ => new float[length]).ToArray();
-        float[][] sums = partials;
         // Each (channel, tap)'s offset into an image's buffer: an array, not stackalloc (C*R*S has no bound).
         var tapOffsets = new long[taps];
         for (int t = 0; t < taps; t++)
             tapOffsets[t] = (long)(t / (g.R * g.S)) * p.Plane + t % (g.R * g.S) / g.S * p.Wp + t % g.S;
-        HostLoop.For(parts, (q0, q1) =>
+        float[][] sums = HostLoop.SumInParts(g.N, length, (first, end, part) =>
         {
-            ReadOnlySpan<float> X = HostLoop.Span(x), DY = HostLoop.Span(dy);
             float[] buf = HostLoop.Grown(ref padded, (long)group * xs), d = HostLoop.Grown(ref rows, (long)group * ds);
             buf.AsSpan(0, group * xs).Clear();
             d.AsSpan(0, group * ds).Clear();
-            fixed (float* pb = buf, pd = d, pdy = DY)
+            fixed (float* pb = buf, pd = d, pdy = HostLoop.Span(dy), px = HostLoop.Span(x), ps = part)
             fixed (long* offs = tapOffsets)
             {
-                for (int q = q0; q < q1; q++)
+                for (int n0 = first; n0 < end; n0 += group)
                 {
-                    Span<float> sum = sums[q].AsSpan(0, length);
-                    sum.Clear();
-                    int first = (int)((long)g.N * q / parts), end = (int)((long)g.N * (q + 1) / parts);
-                    fixed (float* ps = sum)
+                    int count = Math.Min(group, end - n0);
+                    for (int i = 0; i < count; i++)
                     {
-                        for (int n0 = first; n0 < end; n0 += group)
-                        {
-                            int count = Math.Min(group, end - n0);
-                            for (int i = 0; i < count; i++)
-                            {
-                                int n = n0 + i;
-                                CopyIn(p, X, n, pb + (long)i * xs);
-                                // dy's rows Wp wide; the dropped columns, rows past K and the tail stay zero.
-                                for (int k = 0; k < g.K; k++)
-                                    for (int oy = 0; oy < g.OH; oy++)
-                                        CopyRow(pdy + (((long)n * g.K + k) * g.OH + oy) * g.OW, pd + (long)i * ds + (long)k * ld + oy * p.Wp, g.OW);
-                            }
-                            for (int kb = 0; kb < p.Kp; kb += KB)
-                            {
-                                int t = 0;
-                                for (; t + 6 <= taps; t += 6)
-                                    WeightBlock6(pd + (long)kb * ld, ld, pb, offs + t, vectors, count, xs, ds, ps + (long)kb * taps + t, taps);
-                                for (; t < taps; t++)
-                                    WeightBlock1(pd + (long)kb * ld, ld, pb + offs[t], vectors, count, xs, ds, ps + (long)kb * taps + t, taps);
-                            }
-                        }
+                        int n = n0 + i;
+                        CopyPlanes(px + (long)n * g.C * g.H * g.W, g.C, g.H, g.W, pb + (long)i * xs, p.Plane, p.Wp, p.PadH, p.PadW);
+                        // dy's rows Wp wide; the dropped columns, rows past K and the tail stay zero.
+                        CopyPlanes(pdy + (long)n * g.K * g.OH * g.OW, g.K, g.OH, g.OW, pd + (long)i * ds, ld, p.Wp, 0, 0);
+                    }
+                    for (int kb = 0; kb < p.Kp; kb += KB)
+                    {
+                        int t = 0;
+                        for (; t + 6 <= taps; t += 6)
+                            WeightBlock6(pd + (long)kb * ld, ld, pb, offs + t, vectors, count, xs, ds, ps + (long)kb * taps + t, taps);
+                        for (; t < taps; t++)
+                            WeightBlock1(pd + (long)kb * ld, ld, pb + offs[t], vectors, count, xs, ds, ps + (long)kb * taps + t, taps);
                     }
                 }
             }
-        }, (int)Math.Min(int.MaxValue, 2L * g.K * taps * p.Q * g.N / parts));
+        }, 2L * g.K * taps * p.Q, out int parts);
         Span<float> DW = HostLoop.Span(dw);
         int valid = g.K * taps;
         for (int q = 0; q < parts; q++)

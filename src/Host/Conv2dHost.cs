@@ -22,7 +22,6 @@ internal static class Conv2dHost
     private const int MaxColumns = 1 << 22;
 
     [ThreadStatic] private static float[]? columns;
-    [ThreadStatic] private static float[][]? partials;
 
     private static int Cores => Environment.ProcessorCount;
 
@@ -54,34 +53,26 @@ internal static class Conv2dHost
     }
 
     /// <summary>
-    /// dW += sum over images of dy[n] cols[n]^T: images in a fixed number of parts (twice the cores, at most
-    /// one an image), each summed into its own buffer in image order, then the parts added in part order.
+    /// dW += sum over images of dy[n] cols[n]^T, in the fixed parts of <see cref="HostLoop.SumInParts"/> added in
+    /// part order.
     /// </summary>
     public static void WeightGrad(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
     {
         int rows = g.ColRows, p = g.P, imageRows = g.C * g.R * g.S, length = g.WeightLength;
-        int parts = Math.Min(g.N, 2 * Cores);
-        if (partials is null || partials.Length < parts || partials[0].Length < length)
-            partials = Enumerable.Range(0, parts).Select(_ => new float[length]).ToArray();
-        float[][] sums = partials;
         var shape = new GemmShape { M = g.Kg, N = rows, K = p, Batch = g.Groups, BatchInner = g.Groups, Reduce = 1, Accumulate = 1 };
         GemmOperand co = GemmOperand.Dense(p, transposed: true).WithStrides(0, rows * p, 0), wo = GemmOperand.Dense(rows).WithStrides(0, g.Kg * rows, 0);
-        HostLoop.For(parts, (q0, q1) =>
+        float[][] sums = HostLoop.SumInParts(g.N, length, (first, end, part) =>
         {
             float[] cols = Columns(g);
             ReadOnlySpan<float> X = HostLoop.Span(x), DY = HostLoop.Span(dy);
-            for (int q = q0; q < q1; q++)
+            Span<float> sum = part.AsSpan(0, length);
+            for (int n = first; n < end; n++)
             {
-                Span<float> sum = sums[q].AsSpan(0, length);
-                sum.Clear();
-                for (int n = (int)((long)g.N * q / parts); n < (int)((long)g.N * (q + 1) / parts); n++)
-                {
-                    Im2ColHost.Im2ColRows(g, X, cols, n * imageRows, (n + 1) * imageRows, n * imageRows);
-                    GemmOperand dyo = GemmOperand.Dense(p, offset: n * g.K * p).WithStrides(0, g.Kg * p, 0);
-                    GemmHost.RunSerial(shape, dyo, DY, co, cols, wo, sum);
-                }
+                Im2ColHost.Im2ColRows(g, X, cols, n * imageRows, (n + 1) * imageRows, n * imageRows);
+                GemmOperand dyo = GemmOperand.Dense(p, offset: n * g.K * p).WithStrides(0, g.Kg * p, 0);
+                GemmHost.RunSerial(shape, dyo, DY, co, cols, wo, sum);
             }
-        }, (int)Math.Min(int.MaxValue, 2L * g.K * rows * p * g.N / parts));
+        }, 2L * g.K * rows * p, out int parts);
         Span<float> DW = HostLoop.Span(dw);
         for (int q = 0; q < parts; q++)
             System.Numerics.Tensors.TensorPrimitives.Add(DW, sums[q].AsSpan(0, length), DW);

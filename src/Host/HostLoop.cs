@@ -29,6 +29,34 @@ internal static class HostLoop
         return buffer;
     }
 
+    /// <summary>Per-part sums of <see cref="SumInParts"/>, reused between calls; per calling thread.</summary>
+    [ThreadStatic] private static float[][]? partSums;
+
+    /// <summary>
+    /// A sum over <paramref name="items"/> (a weight gradient's images) whose result does not depend on timing:
+    /// the items go in a fixed number of parts (twice the cores, at most one an item), part q covering items
+    /// [items*q/parts, items*(q+1)/parts); body(first, end, sum) adds that part's items, in order, into the part's
+    /// own buffer of at least <paramref name="length"/> floats (cleared first), on whichever core takes it. The
+    /// caller adds the returned buffers (per calling thread, reused) in part order.
+    /// </summary>
+    public static float[][] SumInParts(int items, int length, Action<int, int, float[]> body, long costPerItem, out int parts)
+    {
+        int count = Math.Min(items, 2 * Team.Size);
+        if (partSums is null || partSums.Length < count || partSums[0].Length < length)
+            partSums = Enumerable.Range(0, count).Select(_ => new float[length]).ToArray();
+        float[][] sums = partSums;
+        For(count, (q0, q1) =>
+        {
+            for (int q = q0; q < q1; q++)
+            {
+                sums[q].AsSpan(0, length).Clear();
+                body((int)((long)items * q / count), (int)((long)items * (q + 1) / count), sums[q]);
+            }
+        }, (int)Math.Min(int.MaxValue, costPerItem * items / Math.Max(1, count)));
+        parts = count;
+        return sums;
+    }
+
     /// <summary>
     /// Runs body(start, end) over [0, total) in contiguous chunks on all cores; serially when
     /// <paramref name="total"/> * <paramref name="costPerItem"/> is small.
