@@ -23,6 +23,9 @@ internal sealed class HostBackend : Backend
     /// <summary>How the host runs a convolution.</summary>
     private enum ConvPath { Batched, PerImage, Direct, Winograd }
 
+    /// <summary>Which of a convolution's three passes a path is chosen for.</summary>
+    private enum ConvPass { Forward, WeightGrad, DataGrad }
+
     /// <summary>
     /// The one place a convolution's host path is chosen. Two images a core or more: directly where the 512-bit
     /// kernels run (Conv2dDirectHost: stride-1 layers, strided ones from 32 output channels, strided input
@@ -31,15 +34,15 @@ internal sealed class HostBackend : Backend
     /// stride-1 layers' forward pass and input gradient, else one image at a time (Conv2dHost); fewer images,
     /// or 1x1 stride-1 layers: the base class's batched im2col and GEMMs.
     /// </summary>
-    private static ConvPath PathOf(Conv2dGeometry g, bool weightGrad, bool dataGrad = false) =>
+    private static ConvPath PathOf(Conv2dGeometry g, ConvPass pass) =>
         !Conv2dHost.Applies(g) ? ConvPath.Batched
-        : (dataGrad ? Conv2dDirectHost.AppliesToDataGrad(g) : Conv2dDirectHost.Applies(g)) ? ConvPath.Direct
-        : !weightGrad && WinogradHost.Applies(g) ? ConvPath.Winograd
+        : (pass == ConvPass.DataGrad ? Conv2dDirectHost.AppliesToDataGrad(g) : Conv2dDirectHost.Applies(g)) ? ConvPath.Direct
+        : pass != ConvPass.WeightGrad && WinogradHost.Applies(g) ? ConvPath.Winograd
         : ConvPath.PerImage;
 
     protected override bool Conv2dForwardImplicit(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)
     {
-        switch (PathOf(g, weightGrad: false))
+        switch (PathOf(g, ConvPass.Forward))
         {
             case ConvPath.Direct: Conv2dDirectHost.Forward(g, x, w, b, y); return true;
             case ConvPath.Winograd: WinogradHost.Forward(g, x, w, b, y); return true;
@@ -50,7 +53,7 @@ internal sealed class HostBackend : Backend
 
     protected override bool Conv2dWeightGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
     {
-        switch (PathOf(g, weightGrad: true))
+        switch (PathOf(g, ConvPass.WeightGrad))
         {
             case ConvPath.Direct: Conv2dDirectHost.WeightGrad(g, dy, x, dw); return true;
             case ConvPath.PerImage: Conv2dHost.WeightGrad(g, dy, x, dw); return true;
@@ -60,7 +63,7 @@ internal sealed class HostBackend : Backend
 
     protected override bool Conv2dDataGradImplicit(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
     {
-        switch (PathOf(g, weightGrad: false, dataGrad: true))
+        switch (PathOf(g, ConvPass.DataGrad))
         {
             case ConvPath.Direct: Conv2dDirectHost.DataGrad(g, dy, w, dx); return true;
             case ConvPath.Winograd: WinogradHost.DataGrad(g, dy, w, dx); return true;
