@@ -2,6 +2,7 @@ using System.ComponentModel;
 using System.Globalization;
 using System.Text.Json;
 using GpuBackprop.Benchmarks;
+using GpuBackprop.Kernels;
 using GpuBackprop.Runtime;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -62,10 +63,10 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
 
         public ComputeDeviceOptions DeviceOptions => new(GemmTiles switch
         {
-            "64" => Runtime.GemmTiles.Tiles64,
-            "128" => Runtime.GemmTiles.Tiles128,
-            "pipelined" => Runtime.GemmTiles.Pipelined,
-            _ => Runtime.GemmTiles.Auto,
+            "64" => Kernels.GemmTiles.Tiles64,
+            "128" => Kernels.GemmTiles.Tiles128,
+            "pipelined" => Kernels.GemmTiles.Pipelined,
+            _ => Kernels.GemmTiles.Auto,
         }, AllowTf32: Tf32, ConvAlgorithm: Conv switch
         {
             "im2col" => ConvAlgorithm.Im2Col,

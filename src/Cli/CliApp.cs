@@ -84,8 +84,7 @@ internal static class CliApp
     }
 
     /// <summary>Messages such as ArgumentOutOfRangeException's span lines; the error is always one line.</summary>
-    internal static string OneLine(string message) =>
-        string.Join(' ', message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+    internal static string OneLine(string message) => Messages.OneLine(message);
 
     private static CommandApp Create()
     {

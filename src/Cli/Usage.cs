@@ -9,8 +9,7 @@ namespace GpuBackprop.Cli;
 internal static class Usage
 {
     /// <summary>An ArgumentException's message without the " (Parameter 'x')" suffix, which names a C# parameter, not an option.</summary>
-    public static string MessageOf(ArgumentException e) =>
-        CliApp.OneLine(e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
+    public static string MessageOf(ArgumentException e) => Runtime.Messages.WithoutParameter(e);
 
     public static ValidationResult Positive(int? value, string option) =>
         value is int v && v <= 0

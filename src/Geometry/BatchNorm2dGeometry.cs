@@ -22,18 +22,3 @@ internal readonly struct BatchNorm2dGeometry
     /// <summary>The index of value (image n, channel c, plane position pos).</summary>
     public int At(int n, int c, int pos) => (n * C + c) * Plane + pos;
 }
-
-/// <summary>Sizes of an adaptive average pooling from (H, W) to (OH, OW), PyTorch's windows.</summary>
-internal readonly struct AdaptivePool2dGeometry
-{
-    public readonly int N, C, H, W, OH, OW;
-
-    public AdaptivePool2dGeometry(int n, int c, int h, int w, int oh, int ow)
-    {
-        N = n; C = c; H = h; W = w; OH = oh; OW = ow;
-    }
-
-    public int InputLength => N * C * H * W;
-    public int OutputLength => N * C * OH * OW;
-    public int[] OutputShape => [N, C, OH, OW];
-}

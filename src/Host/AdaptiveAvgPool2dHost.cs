@@ -4,10 +4,10 @@ using ILGPU;
 
 namespace GpuBackprop.Host;
 
-/// <summary>Adaptive average pooling on the host (the <c>cpu</c> device): the windows of <see cref="AdaptivePoolMath"/>, one plane per work item.</summary>
+/// <summary>Adaptive average pooling on the host (the <c>cpu</c> device): the windows of <see cref="AdaptiveAvgPool2dMath"/>, one plane per work item.</summary>
 internal static class AdaptiveAvgPool2dHost
 {
-    public static void Forward(AdaptivePool2dGeometry g, ArrayView<float> x, ArrayView<float> y)
+    public static void Forward(AdaptiveAvgPool2dGeometry g, ArrayView<float> x, ArrayView<float> y)
     {
         var xs = new HostView<float>(x);
         var ys = new HostView<float>(y);
@@ -16,11 +16,11 @@ internal static class AdaptiveAvgPool2dHost
             for (int plane = start; plane < end; plane++)
                 for (int oh = 0; oh < g.OH; oh++)
                     for (int ow = 0; ow < g.OW; ow++)
-                        ys[(plane * g.OH + oh) * g.OW + ow] = AdaptivePoolMath.Mean(g, xs, plane * g.H * g.W, oh, ow);
+                        ys[(plane * g.OH + oh) * g.OW + ow] = AdaptiveAvgPool2dMath.Mean(g, xs, plane * g.H * g.W, oh, ow);
         }, g.H * g.W);
     }
 
-    public static void Backward(AdaptivePool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx)
+    public static void Backward(AdaptiveAvgPool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx)
     {
         if (g.OH == 1 && g.OW == 1)
         {
@@ -43,7 +43,7 @@ internal static class AdaptiveAvgPool2dHost
             for (int plane = start; plane < end; plane++)
                 for (int h = 0; h < g.H; h++)
                     for (int w = 0; w < g.W; w++)
-                        ds[(plane * g.H + h) * g.W + w] = AdaptivePoolMath.InputGrad(g, gs, plane * g.OH * g.OW, h, w);
+                        ds[(plane * g.H + h) * g.W + w] = AdaptiveAvgPool2dMath.InputGrad(g, gs, plane * g.OH * g.OW, h, w);
         }, g.H * g.W);
     }
 }

@@ -8,7 +8,7 @@ namespace GpuBackprop.Host;
 /// <summary>
 /// Batch-norm on the host (the <c>cpu</c> device): one channel per work item, its planes in batch order,
 /// sums in double (two passes for the statistics: the mean, then the squared deviations), the per-element
-/// formulas of <see cref="BatchNormMath"/>. Each plane runs 16 elements a vector where AVX-512 runs, else 8
+/// formulas of <see cref="BatchNorm2dMath"/>. Each plane runs 16 elements a vector where AVX-512 runs, else 8
 /// (the sums in double accumulators, then across lanes, then the plane's tail one element at a time), so the
 /// order of each channel's sum is fixed by the geometry and the machine alone.
 /// </summary>
@@ -42,7 +42,7 @@ internal static unsafe class BatchNorm2dHost
         ReadOnlySpan<float> m = HostLoop.Span(mean), v = HostLoop.Span(variance), w = HostLoop.Span(weight), b = HostLoop.Span(bias);
         float[] inv = new float[g.C];
         for (int c = 0; c < g.C; c++)
-            inv[c] = BatchNormMath.InvStd(v[c], eps);
+            inv[c] = BatchNorm2dMath.InvStd(v[c], eps);
         float[] mc = m[..g.C].ToArray(), wc = w[..g.C].ToArray(), bc = b[..g.C].ToArray();
         fixed (float* px = HostLoop.Span(x), py = HostLoop.Span(y))
         {
@@ -58,13 +58,13 @@ internal static unsafe class BatchNorm2dHost
                     {
                         Vector512<float> wm = Vector512.Create(mc[c]), wi = Vector512.Create(inv[c]), ww = Vector512.Create(wc[c]), wb = Vector512.Create(bc[c]);
                         for (; i + 16 <= g.Plane; i += 16)
-                            BatchNormMath.Normalize(Vector512.Load(from + i), wm, wi, ww, wb).Store(to + i);
+                            BatchNorm2dMath.Normalize(Vector512.Load(from + i), wm, wi, ww, wb).Store(to + i);
                     }
                     Vector256<float> vm = Vector256.Create(mc[c]), vi = Vector256.Create(inv[c]), vw = Vector256.Create(wc[c]), vb = Vector256.Create(bc[c]);
                     for (; i + 8 <= g.Plane; i += 8)
-                        BatchNormMath.Normalize(Vector256.Load(from + i), vm, vi, vw, vb).Store(to + i);
+                        BatchNorm2dMath.Normalize(Vector256.Load(from + i), vm, vi, vw, vb).Store(to + i);
                     for (; i < g.Plane; i++)
-                        to[i] = BatchNormMath.Normalize(from[i], mc[c], inv[c], wc[c], bc[c]);
+                        to[i] = BatchNorm2dMath.Normalize(from[i], mc[c], inv[c], wc[c], bc[c]);
                 }
             }, g.Plane);
         }
@@ -81,7 +81,7 @@ internal static unsafe class BatchNorm2dHost
             {
                 for (int c = start; c < end; c++)
                 {
-                    float mc = m[c], inv = BatchNormMath.InvStd(v[c], eps);
+                    float mc = m[c], inv = BatchNorm2dMath.InvStd(v[c], eps);
                     double sumDy = 0, sumDyXhat = 0;
                     for (int n = 0; n < g.N; n++)
                     {
@@ -105,12 +105,12 @@ internal static unsafe class BatchNorm2dHost
                         {
                             Vector512<float> wm = Vector512.Create(mc), wi = Vector512.Create(inv), ww = Vector512.Create(wc), wd = Vector512.Create(meanDy), wdx = Vector512.Create(meanDyXhat);
                             for (; i + 16 <= g.Plane; i += 16)
-                                BatchNormMath.InputGrad(training, Vector512.Load(xp + i), Vector512.Load(gp + i), wm, wi, ww, wd, wdx).Store(dp + i);
+                                BatchNorm2dMath.InputGrad(training, Vector512.Load(xp + i), Vector512.Load(gp + i), wm, wi, ww, wd, wdx).Store(dp + i);
                         }
                         for (; i + 8 <= g.Plane; i += 8)
-                            BatchNormMath.InputGrad(training, Vector256.Load(xp + i), Vector256.Load(gp + i), vm, vi, vw, vd, vdx).Store(dp + i);
+                            BatchNorm2dMath.InputGrad(training, Vector256.Load(xp + i), Vector256.Load(gp + i), vm, vi, vw, vd, vdx).Store(dp + i);
                         for (; i < g.Plane; i++)
-                            dp[i] = BatchNormMath.InputGrad(training, xp[i], gp[i], mc, inv, wc, meanDy, meanDyXhat);
+                            dp[i] = BatchNorm2dMath.InputGrad(training, xp[i], gp[i], mc, inv, wc, meanDy, meanDyXhat);
                     }
                 }
             }, g.PerChannel * 2);
@@ -213,5 +213,18 @@ internal static unsafe class BatchNorm2dHost
             st += d * ((x[i] - mean) * inv);
         }
         return (sd, st);
+    }
+
+    /// <summary>Blends the batch statistics into the running ones with <see cref="BatchNorm2dMath.Blend"/>, as the kernel does.</summary>
+    public static void UpdateRunning(int channels, float momentum, float unbias, ArrayView<float> stats, ArrayView<float> runningMean, ArrayView<float> runningVar)
+    {
+        var s = new HostView<float>(stats);
+        var rm = new HostView<float>(runningMean);
+        var rv = new HostView<float>(runningVar);
+        for (int c = 0; c < channels; c++)
+        {
+            rm[c] = BatchNorm2dMath.Blend(rm[c], s[c], momentum);
+            rv[c] = BatchNorm2dMath.Blend(rv[c], s[channels + c] * unbias, momentum);
+        }
     }
 }

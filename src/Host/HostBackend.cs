@@ -6,8 +6,9 @@ namespace GpuBackprop.Host;
 
 /// <summary>
 /// The backend of the <c>cpu</c> device: every op as a host routine on the CPU accelerator's memory
-/// (no ILGPU launch, whose simulated threads cost ~80 µs a launch and ~2.5 ns an element). The small
-/// loss and metrics ops run the same <see cref="LossMath"/> functions as the kernels, on one thread.
+/// (no ILGPU launch, whose simulated threads cost ~80 µs a launch and ~2.5 ns an element). Each op's
+/// routine lives in its <c>XHost</c> file beside the kernels' <c>XKernels</c>; this class only routes, and
+/// chooses a convolution's path (<see cref="PathOf"/>).
 /// </summary>
 internal sealed class HostBackend : Backend
 {
@@ -76,15 +77,9 @@ internal sealed class HostBackend : Backend
 
     protected override void Col2ImCore(Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx) => Im2ColHost.Col2Im(g, dcol, dx);
 
-    protected override void BiasAddCore(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner) =>
-        ElementwiseHost.BiasAdd(y, bias, outer, channels, inner);
+    protected override void BiasAddCore(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner) => BiasHost.Add(y, bias, outer, channels, inner);
 
-    protected override void BiasGradCore(ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner) =>
-        ElementwiseHost.BiasGrad(dy, dbias, outer, channels, inner);
-
-    protected override void ReluForwardCore(ArrayView<float> x, ArrayView<float> y) => ElementwiseHost.ReluForward(x, y);
-
-    protected override void ReluBackwardCore(ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx) => ElementwiseHost.ReluBackward(y, dy, dx);
+    protected override void BiasGradCore(ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner) => BiasHost.Grad(dy, dbias, outer, channels, inner);
 
     protected override void MaxPool2dForwardCore(Pool2dGeometry g, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices) =>
         MaxPool2dHost.Forward(g, x, y, indices);
@@ -98,57 +93,33 @@ internal sealed class HostBackend : Backend
     protected override void AvgPool2dBackwardCore(Pool2dGeometry g, AvgPool2dOptions o, ArrayView<float> dy, ArrayView<float> dx) =>
         AvgPool2dHost.Backward(g, o, dy, dx);
 
-    protected override void SoftmaxCrossEntropyForwardCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> rowLoss, ArrayView<float> loss)
-    {
-        var l = new HostView<float>(logits);
-        var t = new HostView<int>(targets);
-        var ls = new HostView<float>(lse);
-        var rl = new HostView<float>(rowLoss);
-        for (int row = 0; row < n; row++)
-        {
-            ls[row] = LossMath.Row(l, t, row, classes, out float r);
-            rl[row] = r;
-        }
-        new HostView<float>(loss)[0] = LossMath.Mean(rl, n);
-    }
+    protected override void SoftmaxCrossEntropyForwardCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> rowLoss, ArrayView<float> loss) =>
+        SoftmaxCrossEntropyHost.Forward(n, classes, logits, targets, lse, rowLoss, loss);
 
-    protected override void SoftmaxCrossEntropyBackwardCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> dlogits)
-    {
-        var l = new HostView<float>(logits);
-        var t = new HostView<int>(targets);
-        var ls = new HostView<float>(lse);
-        var d = new HostView<float>(dlogits);
-        for (int e = 0; e < n * classes; e++)
-            d[e] = LossMath.Grad(l, t, ls, e, n, classes);
-    }
+    protected override void SoftmaxCrossEntropyBackwardCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> dlogits) =>
+        SoftmaxCrossEntropyHost.Backward(n, classes, logits, targets, lse, dlogits);
 
-    protected override void SgdCore(SgdStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> buffer) => ElementwiseHost.Sgd(s, p, g, buffer);
+    protected override void SgdCore(SgdStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> buffer) => OptimizerHost.Sgd(s, p, g, buffer);
 
-    protected override void AdamCore(AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v) => ElementwiseHost.Adam(s, p, g, m, v);
+    protected override void AdamCore(AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v) => OptimizerHost.Adam(s, p, g, m, v);
 
     protected override void GatherBatchCore(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> x, ArrayView<int> y) =>
-        ElementwiseHost.GatherBatch(g, pixels, labels, order, x, y);
+        BatchGatherHost.Run(g, pixels, labels, order, x, y);
 
     protected override void AccumulateMetricsCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss, ArrayView<float> sums, int step) =>
-        LossMath.Accumulate(new HostView<float>(logits), new HostView<int>(targets), new HostView<float>(loss), new HostView<float>(sums), n, classes, step);
+        SoftmaxCrossEntropyHost.Accumulate(n, classes, logits, targets, loss, sums, step);
 
-    protected override void PredictCore(int n, int classes, ArrayView<float> logits, ArrayView<int> predictions)
-    {
-        var l = new HostView<float>(logits);
-        var p = new HostView<int>(predictions);
-        for (int r = 0; r < n; r++)
-            p[r] = LossMath.ArgMax(l, r * classes, classes);
-    }
+    protected override void PredictCore(int n, int classes, ArrayView<float> logits, ArrayView<int> predictions) => SoftmaxCrossEntropyHost.Predict(n, classes, logits, predictions);
 
-    protected override void AddCore(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => ElementwiseHost.Add(a, b, y);
+    protected override void AddCore(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => AddHost.Add(a, b, y);
 
-    protected override void ActivationForwardCore(Activation f, ArrayView<float> x, ArrayView<float> y) => ElementwiseHost.ActivationForward(f, x, y);
+    protected override void ActivationForwardCore(Activation f, ArrayView<float> x, ArrayView<float> y) => ActivationHost.Forward(f, x, y);
 
-    protected override void ActivationBackwardCore(Activation f, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx) => ElementwiseHost.ActivationBackward(f, x, dy, dx);
+    protected override void ActivationBackwardCore(Activation f, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx) => ActivationHost.Backward(f, x, dy, dx);
 
-    protected override void AdaptiveAvgPool2dForwardCore(AdaptivePool2dGeometry g, ArrayView<float> x, ArrayView<float> y) => AdaptiveAvgPool2dHost.Forward(g, x, y);
+    protected override void AdaptiveAvgPool2dForwardCore(AdaptiveAvgPool2dGeometry g, ArrayView<float> x, ArrayView<float> y) => AdaptiveAvgPool2dHost.Forward(g, x, y);
 
-    protected override void AdaptiveAvgPool2dBackwardCore(AdaptivePool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx) => AdaptiveAvgPool2dHost.Backward(g, dy, dx);
+    protected override void AdaptiveAvgPool2dBackwardCore(AdaptiveAvgPool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx) => AdaptiveAvgPool2dHost.Backward(g, dy, dx);
 
     protected override void BatchNormStatisticsCore(BatchNorm2dGeometry g, ArrayView<float> x, ArrayView<float> stats) => BatchNorm2dHost.Statistics(g, x, stats);
 
@@ -159,40 +130,16 @@ internal sealed class HostBackend : Backend
         ArrayView<float> weight, ArrayView<float> sums, ArrayView<float> dweight, ArrayView<float> dbias, ArrayView<float> dx) =>
         BatchNorm2dHost.Backward(g, eps, training, x, dy, mean, variance, weight, sums, dweight, dbias, dx);
 
-    protected override void BatchNormUpdateRunningCore(int channels, float momentum, float unbias, ArrayView<float> stats, ArrayView<float> runningMean, ArrayView<float> runningVar)
-    {
-        var s = new HostView<float>(stats);
-        var rm = new HostView<float>(runningMean);
-        var rv = new HostView<float>(runningVar);
-        for (int c = 0; c < channels; c++)
-        {
-            rm[c] = BatchNormMath.Blend(rm[c], s[c], momentum);
-            rv[c] = BatchNormMath.Blend(rv[c], s[channels + c] * unbias, momentum);
-        }
-    }
+    protected override void BatchNormUpdateRunningCore(int channels, float momentum, float unbias, ArrayView<float> stats, ArrayView<float> runningMean, ArrayView<float> runningVar) =>
+        BatchNorm2dHost.UpdateRunning(channels, momentum, unbias, stats, runningMean, runningVar);
 
-    protected override void DropoutCore(DropoutDraw d, ArrayView<float> x, ArrayView<float> y)
-    {
-        var xs = new HostView<float>(x);
-        var ys = new HostView<float>(y);
-        HostLoop.For((int)x.Length, (start, end) =>
-        {
-            for (int i = start; i < end; i++)
-                ys[i] = DropoutMath.Apply(d, i, xs[i]);
-        }, 16);
-    }
+    protected override void DropoutCore(DropoutDraw d, ArrayView<float> x, ArrayView<float> y) => DropoutHost.Apply(d, x, y);
 
-    protected override void SumOfSquaresCore(ArrayView<float> x, ArrayView<float> sums, int slot) =>
-        HostLoop.Span(sums)[slot] = System.Numerics.Tensors.TensorPrimitives.SumOfSquares(HostLoop.Span(x));
+    protected override void SumOfSquaresCore(ArrayView<float> x, ArrayView<float> sums, int slot) => ClipHost.SumOfSquares(x, sums, slot);
 
-    protected override void ClipFactorCore(ArrayView<float> sums, int count, float maxNorm, ArrayView<float> factor) =>
-        HostLoop.Span(factor)[0] = ClipMath.Factor(new HostView<float>(sums), count, maxNorm);
+    protected override void ClipFactorCore(ArrayView<float> sums, int count, float maxNorm, ArrayView<float> factor) => ClipHost.Factor(sums, count, maxNorm, factor);
 
-    protected override void ScaleByCore(ArrayView<float> x, ArrayView<float> factor)
-    {
-        float f = HostLoop.Span(factor)[0];
-        HostLoop.For((int)x.Length, (start, end) => System.Numerics.Tensors.TensorPrimitives.Multiply(HostLoop.Span(x)[start..end], f, HostLoop.Span(x)[start..end]));
-    }
+    protected override void ScaleByCore(ArrayView<float> x, ArrayView<float> factor) => ClipHost.ScaleBy(x, factor);
 
     protected override void ClearCore<T>(ArrayView<T> view) => HostLoop.Span(view).Clear();
 }

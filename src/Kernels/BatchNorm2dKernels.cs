@@ -14,7 +14,7 @@ namespace GpuBackprop.Kernels;
 /// launch adds the parts in order: deterministic for a given multiprocessor count, no atomics. The
 /// statistics take two passes (the mean, then the squared deviations from it), so a channel with mean 5
 /// and std 2 loses no precision to E[x^2] - E[x]^2. The elementwise passes run one thread per element
-/// with <see cref="BatchNormMath"/>.
+/// with <see cref="BatchNorm2dMath"/>.
 /// </summary>
 internal static class BatchNorm2dKernels
 {
@@ -154,7 +154,7 @@ internal static class BatchNorm2dKernels
     private static void ForwardKernel(Index1D e, BatchNorm2dGeometry g, float eps, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> variance, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y)
     {
         int c = e / g.Plane % g.C;
-        y[e] = BatchNormMath.Normalize(x[e], mean[c], BatchNormMath.InvStd(variance[c], eps), weight[c], bias[c]);
+        y[e] = BatchNorm2dMath.Normalize(x[e], mean[c], BatchNorm2dMath.InvStd(variance[c], eps), weight[c], bias[c]);
     }
 
     private static void ReduceKernel(BatchNorm2dGeometry g, float eps, int parts, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> means, ArrayView<float> variances, ArrayView<float> partial)
@@ -162,7 +162,7 @@ internal static class BatchNorm2dKernels
         ArrayView<float> shared = SharedMemory.Allocate<float>(Threads);
         int block = Grid.IdxX, c = block / parts, p = block - c * parts, t = Group.IdxX;
         ImagesOf(g, parts, p, out int n0, out int n1);
-        float mean = means[c], invStd = BatchNormMath.InvStd(variances[c], eps);
+        float mean = means[c], invStd = BatchNorm2dMath.InvStd(variances[c], eps);
         float sumDy = 0f, sumDyXhat = 0f;
         int n = n0, pos = 0;
         for (Step(g, t, ref n, ref pos); n < n1; Step(g, Threads, ref n, ref pos))
@@ -200,13 +200,13 @@ internal static class BatchNorm2dKernels
     {
         int c = e / g.Plane % g.C;
         float m = g.PerChannel;
-        dx[e] = BatchNormMath.InputGrad(training != 0, x[e], dy[e], mean[c], BatchNormMath.InvStd(variance[c], eps), weight[c], sums[c] / m, sums[g.C + c] / m);
+        dx[e] = BatchNorm2dMath.InputGrad(training != 0, x[e], dy[e], mean[c], BatchNorm2dMath.InvStd(variance[c], eps), weight[c], sums[c] / m, sums[g.C + c] / m);
     }
 
     private static void RunningKernel(Index1D c, float momentum, float unbias, ArrayView<float> stats, ArrayView<float> runningMean, ArrayView<float> runningVar)
     {
         int channels = (int)runningMean.Length;
-        runningMean[c] = BatchNormMath.Blend(runningMean[c], stats[c], momentum);
-        runningVar[c] = BatchNormMath.Blend(runningVar[c], stats[channels + c] * unbias, momentum);
+        runningMean[c] = BatchNorm2dMath.Blend(runningMean[c], stats[c], momentum);
+        runningVar[c] = BatchNorm2dMath.Blend(runningVar[c], stats[channels + c] * unbias, momentum);
     }
 }

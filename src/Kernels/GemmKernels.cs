@@ -1,6 +1,5 @@
 using GpuBackprop.Geometry;
 using GpuBackprop.Ops;
-using GpuBackprop.Runtime;
 using ILGPU;
 using ILGPU.Runtime;
 

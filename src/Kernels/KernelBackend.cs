@@ -1,6 +1,5 @@
 using GpuBackprop.Geometry;
 using GpuBackprop.Ops;
-using GpuBackprop.Runtime;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -11,7 +10,7 @@ namespace GpuBackprop.Kernels;
 /// order on the accelerator's default stream (so no synchronisation between kernels is needed).
 /// Kernels are compiled on first use and cached for the device's lifetime.
 /// </summary>
-internal sealed class KernelBackend(Accelerator accelerator, ComputeDeviceOptions options) : Backend, IDisposable
+internal sealed class KernelBackend(Accelerator accelerator, KernelOptions options) : Backend, IDisposable
 {
     private readonly Dictionary<Type, object> loaded = new();
     private readonly Dictionary<string, MemoryBuffer1D<float, Stride1D.Dense>> scratch = new();
@@ -20,7 +19,7 @@ internal sealed class KernelBackend(Accelerator accelerator, ComputeDeviceOption
     public Accelerator Accelerator { get; } = accelerator;
 
     /// <summary>The device's options (GEMM tile choice).</summary>
-    public ComputeDeviceOptions Options { get; } = options;
+    public KernelOptions Options { get; } = options;
 
     /// <summary>
     /// The multiprocessor count that launch heuristics (tile size, split sums) plan for: the device's, or a
@@ -108,10 +107,6 @@ internal sealed class KernelBackend(Accelerator accelerator, ComputeDeviceOption
     protected override void BiasGradCore(ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner) =>
         BiasKernels.Grad(this, dy, dbias, outer, channels, inner);
 
-    protected override void ReluForwardCore(ArrayView<float> x, ArrayView<float> y) => ReluKernels.Forward(this, x, y);
-
-    protected override void ReluBackwardCore(ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx) => ReluKernels.Backward(this, y, dy, dx);
-
     protected override void MaxPool2dForwardCore(Pool2dGeometry g, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices) =>
         MaxPool2dKernels.Forward(this, g, x, y, indices);
 
@@ -125,33 +120,33 @@ internal sealed class KernelBackend(Accelerator accelerator, ComputeDeviceOption
         AvgPool2dKernels.Backward(this, g, o, dy, dx);
 
     protected override void SoftmaxCrossEntropyForwardCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> rowLoss, ArrayView<float> loss) =>
-        LossKernels.Forward(this, n, classes, logits, targets, lse, rowLoss, loss);
+        SoftmaxCrossEntropyKernels.Forward(this, n, classes, logits, targets, lse, rowLoss, loss);
 
     protected override void SoftmaxCrossEntropyBackwardCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> dlogits) =>
-        LossKernels.Backward(this, n, classes, logits, targets, lse, dlogits);
+        SoftmaxCrossEntropyKernels.Backward(this, n, classes, logits, targets, lse, dlogits);
 
     protected override void SgdCore(SgdStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> buffer) => OptimizerKernels.Sgd(this, s, p, g, buffer);
 
     protected override void AdamCore(AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v) => OptimizerKernels.Adam(this, s, p, g, m, v);
 
     protected override void GatherBatchCore(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> x, ArrayView<int> y) =>
-        BatchKernels.Run(this, g, pixels, labels, order, x, y);
+        BatchGatherKernels.Run(this, g, pixels, labels, order, x, y);
 
     protected override void AccumulateMetricsCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss, ArrayView<float> sums, int step) =>
-        LossKernels.Accumulate(this, n, classes, logits, targets, loss, sums, step);
+        SoftmaxCrossEntropyKernels.Accumulate(this, n, classes, logits, targets, loss, sums, step);
 
     protected override void PredictCore(int n, int classes, ArrayView<float> logits, ArrayView<int> predictions) =>
-        LossKernels.Predict(this, n, classes, logits, predictions);
+        SoftmaxCrossEntropyKernels.Predict(this, n, classes, logits, predictions);
 
-    protected override void AddCore(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => ActivationKernels.Add(this, a, b, y);
+    protected override void AddCore(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y) => AddKernels.Add(this, a, b, y);
 
     protected override void ActivationForwardCore(Activation f, ArrayView<float> x, ArrayView<float> y) => ActivationKernels.Forward(this, f, x, y);
 
     protected override void ActivationBackwardCore(Activation f, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx) => ActivationKernels.Backward(this, f, x, dy, dx);
 
-    protected override void AdaptiveAvgPool2dForwardCore(AdaptivePool2dGeometry g, ArrayView<float> x, ArrayView<float> y) => AdaptiveAvgPool2dKernels.Forward(this, g, x, y);
+    protected override void AdaptiveAvgPool2dForwardCore(AdaptiveAvgPool2dGeometry g, ArrayView<float> x, ArrayView<float> y) => AdaptiveAvgPool2dKernels.Forward(this, g, x, y);
 
-    protected override void AdaptiveAvgPool2dBackwardCore(AdaptivePool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx) => AdaptiveAvgPool2dKernels.Backward(this, g, dy, dx);
+    protected override void AdaptiveAvgPool2dBackwardCore(AdaptiveAvgPool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx) => AdaptiveAvgPool2dKernels.Backward(this, g, dy, dx);
 
     protected override void BatchNormStatisticsCore(BatchNorm2dGeometry g, ArrayView<float> x, ArrayView<float> stats) => BatchNorm2dKernels.Statistics(this, g, x, stats);
 
@@ -165,7 +160,7 @@ internal sealed class KernelBackend(Accelerator accelerator, ComputeDeviceOption
     protected override void BatchNormUpdateRunningCore(int channels, float momentum, float unbias, ArrayView<float> stats, ArrayView<float> runningMean, ArrayView<float> runningVar) =>
         BatchNorm2dKernels.UpdateRunning(this, channels, momentum, unbias, stats, runningMean, runningVar);
 
-    protected override void DropoutCore(DropoutDraw d, ArrayView<float> x, ArrayView<float> y) => ActivationKernels.Dropout(this, d, x, y);
+    protected override void DropoutCore(DropoutDraw d, ArrayView<float> x, ArrayView<float> y) => DropoutKernels.Apply(this, d, x, y);
 
     protected override void SumOfSquaresCore(ArrayView<float> x, ArrayView<float> sums, int slot) => ClipKernels.SumOfSquares(this, x, sums, slot);
 

@@ -1,6 +1,9 @@
 using GpuBackprop.Geometry;
 using GpuBackprop.Ops;
+using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
+using GpuBackprop.Serialization;
+using GpuBackprop.Verification;
 
 namespace GpuBackprop.Layers;
 
@@ -69,5 +72,90 @@ public sealed class AvgPool2d : Module
         Tensor dx = Reuse(ref gradInput, [g.N, g.C, g.H, g.W]);
         Device.Backend.AvgPool2dBackward(g, options, gradOutput.View, dx.View);
         return dx;
+    }
+
+    internal sealed class Description() : LayerType("avg_pool2d", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+    {
+        public override Type ModuleType => typeof(AvgPool2d);
+
+        private sealed record Args(Size2 Kernel, Size2 Stride, Size2 Padding, bool Ceil, bool IncludePad, int? Divisor);
+
+        private static Args Read(LayerFields f)
+        {
+            Size2 kernel = f.PositivePair("kernel_size");
+            // An integer or null, as PyTorch's Optional[int]: 2.5 is refused, not truncated.
+            var a = new Args(kernel, f.OptionalPair("stride") ?? kernel, f.Pair("padding", 0), f.Bool("ceil_mode", false), f.Bool("count_include_pad", true),
+                f.NullablePositive("divisor_override"));
+            Pool2dGeometry.ValidateHyperparameters(a.Kernel, a.Stride, a.Padding, 1);
+            return a;
+        }
+
+        private static PoolProblem Problem(Args a, int[] s) =>
+            new(s[0], s[1], s[2], s[3], a.Kernel.H, a.Kernel.W, a.Stride.H, a.Stride.W, a.Padding.H, a.Padding.W, 1, 1, a.Ceil);
+
+        public override int[] OutputShape(LayerFields f, int[] input, Architecture.ShapeWalk walk)
+        {
+            Args a = Read(f);
+            if (input.Length != 4)
+                throw f.ShapeError("[N, C, H, W]", input);
+            return new Pool2dGeometry(input[0], input[1], input[2], input[3], a.Kernel, a.Stride, a.Padding, 1, a.Ceil).OutputShape;
+        }
+
+        public override Module Build(LayerFields f, ComputeDevice device, Architecture.BuildWalk walk)
+        {
+            Args a = Read(f);
+            return new AvgPool2d(device, a.Kernel, a.Stride, a.Padding, a.Ceil, a.IncludePad, a.Divisor);
+        }
+
+        public override (double[] Y, int[] Shape) Reference(LayerFields f, ReferenceNetwork net, double[] x, int[] s, bool training, List<Action> backward)
+        {
+            Args a = Read(f);
+            PoolProblem g = Problem(a, s);
+            backward.Add(() => net.GradIn = ReferenceOps.AvgPool2dBackward(g, a.IncludePad, a.Divisor, net.GradIn));
+            return (ReferenceOps.AvgPool2dForward(g, a.IncludePad, a.Divisor, x), [s[0], s[1], g.OH, g.OW]);
+        }
+
+        private static Pool2dGeometry GeometryOf(GoldenCase c)
+        {
+            int[] xs = c.Shape("x");
+            return new Pool2dGeometry(xs[0], xs[1], xs[2], xs[3], c.Pair("kernel"), c.Pair("stride"), c.Pair("padding"), 1, c.Flag("ceil_mode"));
+        }
+
+        public override void GoldenReference(GoldenCase c, GoldenOutputs o)
+        {
+            PoolProblem g = PoolProblem.Of(GeometryOf(c));
+            bool include = c.Flag("count_include_pad");
+            int? div = c.OptionalInt("divisor_override");
+            o.Add("y", ReferenceOps.AvgPool2dForward(g, include, div, c.Floats("x")));
+            o.Add("dx", ReferenceOps.AvgPool2dBackward(g, include, div, c.Floats("dy")));
+        }
+
+        public override void GoldenDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o)
+        {
+            using var layer = new AvgPool2d(device, c.Pair("kernel"), c.Pair("stride"), c.Pair("padding"), c.Flag("ceil_mode"), c.Flag("count_include_pad"), c.OptionalInt("divisor_override"));
+            GoldenThrough(c, device, layer, o);
+        }
+
+        public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe)
+        {
+            var a = (AvgPool2d)m;
+            if (a.DivisorOverride is not null)
+                throw new OnnxExportException($"{g.Where(m)}: divisor_override has no ONNX AveragePool equivalent.");
+            if (a.CeilMode && a.CountIncludePad)
+            {
+                // Runtimes that follow AveragePool's definition before opset 19 divide a window that ceil_mode
+                // cuts off by the whole kernel (onnxruntime#16203); PyTorch divides by its part inside the
+                // padded input. Written so that both readings give PyTorch's numbers: explicit zero padding,
+                // then averaging with count_include_pad off. (ONNX Runtime 1.31 agrees either way: tested.)
+                string input = x;
+                if (a.Padding.H > 0 || a.Padding.W > 0)
+                    input = g.Op("Pad", [x, g.Int64Initializer([8], [0, 0, a.Padding.H, a.Padding.W, 0, 0, a.Padding.H, a.Padding.W])]);
+                return g.Op("AveragePool", [input], OnnxGraph.Ints("kernel_shape", a.KernelSize.H, a.KernelSize.W), OnnxGraph.Ints("strides", a.Stride.H, a.Stride.W),
+                    OnnxGraph.Ints("pads", 0, 0, 0, 0), OnnxGraph.Int("ceil_mode", 1), OnnxGraph.Int("count_include_pad", 0));
+            }
+            return g.Op("AveragePool", [x], OnnxGraph.Ints("kernel_shape", a.KernelSize.H, a.KernelSize.W), OnnxGraph.Ints("strides", a.Stride.H, a.Stride.W),
+                OnnxGraph.Ints("pads", a.Padding.H, a.Padding.W, a.Padding.H, a.Padding.W), OnnxGraph.Int("ceil_mode", a.CeilMode ? 1 : 0),
+                OnnxGraph.Int("count_include_pad", a.CountIncludePad ? 1 : 0));
+        }
     }
 }

@@ -1,5 +1,8 @@
 using GpuBackprop.Geometry;
+using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
+using GpuBackprop.Serialization;
+using GpuBackprop.Verification;
 using ILGPU;
 
 namespace GpuBackprop.Layers;
@@ -149,4 +152,119 @@ public sealed class BatchNorm2d : Module
     private ArrayView<float> ScaleView => Weight?.Value.View ?? fixedWeight!.View;
 
     private ArrayView<float> ShiftView => Bias?.Value.View ?? fixedBias!.View;
+
+    internal sealed class Description() : LayerType("batch_norm2d", "num_features", "eps", "momentum", "affine", "track_running_stats")
+    {
+        public override Type ModuleType => typeof(BatchNorm2d);
+
+        private sealed record Args(int Features, double Eps, double? Momentum, bool Affine, bool Track);
+
+        private static Args Read(LayerFields f)
+        {
+            var a = new Args(f.Positive("num_features"), f.Number("eps", 1e-5), f.NullableNumber("momentum", 0.1), f.Bool("affine", true), f.Bool("track_running_stats", true));
+            if (!((float)a.Eps > 0) || !float.IsFinite((float)a.Eps))
+                throw f.Error("eps", $"must be positive and finite; got {a.Eps}");
+            if (a.Momentum is double m && !(m >= 0 && m <= 1))
+                throw f.Error("momentum", $"must be in [0, 1] or null; got {m}");
+            return a;
+        }
+
+        public override int[] OutputShape(LayerFields f, int[] input, Architecture.ShapeWalk walk)
+        {
+            Args a = Read(f);
+            if (input.Length is not (2 or 4) || input[1] != a.Features)
+                throw f.ShapeError($"[N, {a.Features}, H, W] or [N, {a.Features}]", input);
+            return input;
+        }
+
+        public override Module Build(LayerFields f, ComputeDevice device, Architecture.BuildWalk walk)
+        {
+            Args a = Read(f);
+            return new BatchNorm2d(device, a.Features, (float)a.Eps, a.Momentum is double m ? (float)m : null, a.Affine, a.Track);
+        }
+
+        public override (double[] Y, int[] Shape) Reference(LayerFields f, ReferenceNetwork net, double[] x, int[] s, bool training, List<Action> backward)
+        {
+            Args a = Read(f);
+            int c = s[1], p = s.Length == 4 ? s[2] * s[3] : 1;
+            // momentum null: a cumulative average, 1 / num_batches_tracked after the increment.
+            double momentum = a.Momentum ?? 0;
+            double[] w = a.Affine ? net.Param(f.Name("weight")) : Enumerable.Repeat(1.0, c).ToArray();
+            double[] b = a.Affine ? net.Param(f.Name("bias")) : new double[c];
+            double[] rm = a.Track ? net.Param(f.Name("running_mean")) : new double[c];
+            double[] rv = a.Track ? net.Param(f.Name("running_var")) : Enumerable.Repeat(1.0, c).ToArray();
+            bool batchStatistics = training || !a.Track;
+            if (training && a.Track)
+            {
+                string counter = f.Name("num_batches_tracked");
+                long count = net.Counters.GetValueOrDefault(counter) + 1;
+                net.Counters[counter] = count;
+                if (a.Momentum is null)
+                    momentum = 1.0 / count;
+            }
+            double[] input = x;
+            var (y, rmOut, rvOut) = ReferenceLayers.BatchNorm2dForward(s[0], c, p, x, w, b, rm, rv, batchStatistics, momentum, a.Eps);
+            if (training && a.Track)
+            {
+                net.SetState(f.Name("running_mean"), rmOut);
+                net.SetState(f.Name("running_var"), rvOut);
+            }
+            backward.Add(() =>
+            {
+                var (dx, dw, db) = ReferenceLayers.BatchNorm2dBackward(s[0], c, p, input, w, rm, rv, net.GradIn, batchStatistics, a.Eps);
+                if (a.Affine)
+                {
+                    net.Accumulate(f.Name("weight"), dw);
+                    net.Accumulate(f.Name("bias"), db);
+                }
+                net.GradIn = dx;
+            });
+            return (y, s);
+        }
+
+        public override void GoldenReference(GoldenCase c, GoldenOutputs o)
+        {
+            int[] xs = c.Shape("x");
+            int p = xs.Length == 4 ? xs[2] * xs[3] : 1;
+            bool training = c.Flag("training");
+            double momentum = c.Number("momentum"), eps = c.Number("eps");
+            float[] x = c.Floats("x"), w = c.Floats("weight"), rm = c.Floats("running_mean"), rv = c.Floats("running_var");
+            var (y, rmOut, rvOut) = ReferenceLayers.BatchNorm2dForward(xs[0], xs[1], p, x, w, c.Floats("bias"), rm, rv, training, momentum, eps);
+            var (dx, dw, db) = ReferenceLayers.BatchNorm2dBackward(xs[0], xs[1], p, x, w, rm, rv, c.Floats("dy"), training, eps);
+            o.Add("y", y);
+            o.Add("dx", dx);
+            o.Add("dweight", dw);
+            o.Add("dbias", db);
+            o.Add("running_mean_out", rmOut);
+            o.Add("running_var_out", rvOut);
+        }
+
+        public override void GoldenDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o)
+        {
+            int[] xs = c.Shape("x");
+            using var layer = new BatchNorm2d(device, xs[1], (float)c.Number("eps"), (float)c.Number("momentum"));
+            layer.Weight!.Value.Upload(c.Floats("weight"));
+            layer.Bias!.Value.Upload(c.Floats("bias"));
+            layer.RunningMean!.Upload(c.Floats("running_mean"));
+            layer.RunningVar!.Upload(c.Floats("running_var"));
+            layer.Train(c.Flag("training"));
+            GoldenThrough(c, device, layer, o);
+            o.Add("dweight", layer.Weight.Grad);
+            o.Add("dbias", layer.Bias.Grad);
+            o.Add("running_mean_out", layer.RunningMean);
+            o.Add("running_var_out", layer.RunningVar);
+        }
+
+        public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe)
+        {
+            var b = (BatchNorm2d)m;
+            if (!b.TrackRunningStats)
+                throw new OnnxExportException($"{g.Where(m)}: without running statistics eval mode uses batch statistics, which ONNX inference does not express.");
+            int[] shape = [b.NumFeatures];
+            string scale = b.Weight is null ? g.Initializer(g.Name(m, "weight_constant"), shape, Enumerable.Repeat(1f, b.NumFeatures).ToArray()) : g.Initializer(m, "weight", b.Weight.Value);
+            string shift = b.Bias is null ? g.Initializer(g.Name(m, "bias_constant"), shape, new float[b.NumFeatures]) : g.Initializer(m, "bias", b.Bias.Value);
+            return g.Op("BatchNormalization", [x, scale, shift, g.Initializer(m, "running_mean", b.RunningMean!), g.Initializer(m, "running_var", b.RunningVar!)],
+                OnnxGraph.Float("epsilon", b.Eps));
+        }
+    }
 }

@@ -1,5 +1,8 @@
 using GpuBackprop.Geometry;
+using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
+using GpuBackprop.Serialization;
+using GpuBackprop.Verification;
 using ILGPU;
 
 namespace GpuBackprop.Layers;
@@ -113,5 +116,88 @@ public sealed class Conv2d : Module
             throw new InvalidOperationException("Conv2d.BackwardParameters needs a Forward before each call.");
         Device.Backend.Conv2dBackward(geometry, gradOutput.View, SavedInputView(), Weight.Value.View, savedColumns!.View, columnsWritten, Weight.Grad.View, Bias?.Grad.View, null, default);
         columnsValid = false;
+    }
+
+    internal sealed class Description() : LayerType("conv2d", "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode")
+    {
+        public override Type ModuleType => typeof(Conv2d);
+
+        private sealed record Args(int In, int Out, Size2 Kernel, Size2 Stride, Size2 Padding, Size2 Dilation, int Groups, bool Bias);
+
+        private static Args Read(LayerFields f)
+        {
+            if (f.String("padding_mode", "zeros") != "zeros")
+                throw f.Error("padding_mode", "only 'zeros' is supported");
+            var a = new Args(f.Positive("in_channels"), f.Positive("out_channels"), f.PositivePair("kernel_size"), f.PositivePair("stride", 1),
+                f.NonNegativePair("padding", 0), f.PositivePair("dilation", 1), f.Positive("groups", 1), f.Bool("bias", true));
+            Conv2dGeometry.ValidateHyperparameters(a.In, a.Out, a.Kernel, a.Stride, a.Padding, a.Dilation, a.Groups);
+            return a;
+        }
+
+        public override int[] OutputShape(LayerFields f, int[] input, Architecture.ShapeWalk walk)
+        {
+            Args a = Read(f);
+            if (input.Length != 4 || input[1] != a.In)
+                throw f.ShapeError($"[N, {a.In}, H, W]", input);
+            return new Conv2dGeometry(input[0], input[1], input[2], input[3], a.Out, a.Kernel, a.Stride, a.Padding, a.Dilation, a.Groups).OutputShape;
+        }
+
+        public override Module Build(LayerFields f, ComputeDevice device, Architecture.BuildWalk walk)
+        {
+            Args a = Read(f);
+            return new Conv2d(device, a.In, a.Out, a.Kernel, a.Stride, a.Padding, a.Dilation, a.Groups, a.Bias, walk.NextSeed());
+        }
+
+        public override (double[] Y, int[] Shape) Reference(LayerFields f, ReferenceNetwork net, double[] x, int[] s, bool training, List<Action> backward)
+        {
+            Args a = Read(f);
+            double[] w = net.Param(f.Name("weight"));
+            double[]? b = a.Bias ? net.Param(f.Name("bias")) : null;
+            var g = new ConvProblem(s[0], s[1], s[2], s[3], a.Out, a.Kernel.H, a.Kernel.W, a.Stride.H, a.Stride.W, a.Padding.H, a.Padding.W, a.Dilation.H, a.Dilation.W, a.Groups);
+            double[] input = x;
+            backward.Add(() =>
+            {
+                var (dx, dw, db) = ReferenceOps.Conv2dBackward(g, input, w, net.GradIn);
+                net.Accumulate(f.Name("weight"), dw);
+                if (b is not null) net.Accumulate(f.Name("bias"), db);
+                net.GradIn = dx;
+            });
+            return (ReferenceOps.Conv2dForward(g, x, w, b), [s[0], a.Out, g.OH, g.OW]);
+        }
+
+        private static Conv2dGeometry GeometryOf(GoldenCase c)
+        {
+            int[] xs = c.Shape("x"), ws = c.Shape("w");
+            return new Conv2dGeometry(xs[0], xs[1], xs[2], xs[3], ws[0], (ws[2], ws[3]), c.Pair("stride"), c.Pair("padding"), c.Pair("dilation"), c.Parameters.GetProperty("groups").GetInt32());
+        }
+
+        public override void GoldenReference(GoldenCase c, GoldenOutputs o)
+        {
+            var g = ConvProblem.Of(GeometryOf(c));
+            float[] x = c.Floats("x"), w = c.Floats("w");
+            var (dx, dw, db) = ReferenceOps.Conv2dBackward(g, x, w, c.Floats("dy"));
+            o.Add("y", ReferenceOps.Conv2dForward(g, x, w, c.Has("b") ? c.Floats("b") : null));
+            o.Add("dx", dx);
+            o.Add("dw", dw);
+            if (c.Has("db"))
+                o.Add("db", db);
+        }
+
+        public override void GoldenDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o)
+        {
+            Conv2dGeometry g = GeometryOf(c);
+            using var layer = new Conv2d(device, g.C, g.K, (g.R, g.S), c.Pair("stride"), c.Pair("padding"), c.Pair("dilation"), g.Groups, bias: c.Has("b"));
+            Linear.Description.GoldenWithWeights(c, device, layer, layer.Weight, layer.Bias, o);
+        }
+
+        public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe)
+        {
+            var c = (Conv2d)m;
+            var inputs = new List<string> { x, g.Initializer(m, "weight", c.Weight.Value) };
+            if (c.Bias is not null)
+                inputs.Add(g.Initializer(m, "bias", c.Bias.Value));
+            return g.Op("Conv", [.. inputs], OnnxGraph.Ints("kernel_shape", c.KernelSize.H, c.KernelSize.W), OnnxGraph.Ints("strides", c.Stride.H, c.Stride.W),
+                OnnxGraph.Ints("pads", c.Padding.H, c.Padding.W, c.Padding.H, c.Padding.W), OnnxGraph.Ints("dilations", c.Dilation.H, c.Dilation.W), OnnxGraph.Int("group", c.Groups));
+        }
     }
 }

@@ -1,5 +1,7 @@
 using GpuBackprop.Ops;
+using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
+using GpuBackprop.Serialization;
 
 namespace GpuBackprop.Layers;
 
@@ -67,5 +69,35 @@ public sealed class Dropout : Module
         Tensor dx = Reuse(ref gradInput, gradOutput.Shape.ToArray());
         Device.Backend.Dropout(lastDraw, gradOutput.View, dx.View);
         return dx;
+    }
+
+    internal sealed class Description() : LayerType("dropout", "p", "inplace")
+    {
+        public override Type ModuleType => typeof(Dropout);
+
+        private static double P(LayerFields f)
+        {
+            f.Bool("inplace", false);
+            double p = f.Number("p", 0.5);
+            return p is >= 0 and <= 1 ? p : throw f.Error("p", $"must be in [0, 1]; got {p}");
+        }
+
+        public override int[] OutputShape(LayerFields f, int[] input, Architecture.ShapeWalk walk)
+        {
+            P(f);
+            return input;
+        }
+
+        public override Module Build(LayerFields f, ComputeDevice device, Architecture.BuildWalk walk) => new Dropout(device, (float)P(f), walk.NextSeed());
+
+        public override (double[] Y, int[] Shape) Reference(LayerFields f, ReferenceNetwork net, double[] x, int[] s, bool training, List<Action> backward)
+        {
+            // Eval mode is the identity; training-mode masks are the modules' (Philox), which this path does not draw.
+            if (training && P(f) > 0)
+                throw new NotSupportedException($"{f.Where}: the reference network runs dropout in eval mode only.");
+            return (x, s);
+        }
+
+        public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe) => g.Op("Identity", [x]);
     }
 }

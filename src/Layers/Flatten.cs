@@ -1,4 +1,6 @@
+using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
+using GpuBackprop.Serialization;
 
 namespace GpuBackprop.Layers;
 
@@ -28,5 +30,35 @@ public sealed class Flatten : Module
     {
         CheckGradOutput(gradOutput, output);
         return gradOutput.Reshape(inputShapeSource!.Shape.ToArray());
+    }
+
+    internal sealed class Description() : LayerType("flatten", "start_dim", "end_dim")
+    {
+        public override Type ModuleType => typeof(Flatten);
+
+        private static void Read(LayerFields f)
+        {
+            if (f.Integer("start_dim", 1) != 1 || f.Integer("end_dim", -1) != -1)
+                throw f.Error("start_dim", "only start_dim 1 and end_dim -1 (the defaults) are supported");
+        }
+
+        public override int[] OutputShape(LayerFields f, int[] input, Architecture.ShapeWalk walk)
+        {
+            Read(f);
+            if (input.Length < 2)
+                throw f.ShapeError("[N, ...] (rank 2 or more)", input);
+            return [input[0], input.Skip(1).Aggregate(1, (a, d) => checked(a * d))];
+        }
+
+        public override Module Build(LayerFields f, ComputeDevice device, Architecture.BuildWalk walk)
+        {
+            Read(f);
+            return new Flatten(device);
+        }
+
+        public override (double[] Y, int[] Shape) Reference(LayerFields f, ReferenceNetwork net, double[] x, int[] s, bool training, List<Action> backward) =>
+            (x, [s[0], s.Skip(1).Aggregate(1, (a, d) => a * d)]);
+
+        public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe) => g.Op("Flatten", [x], OnnxGraph.Int("axis", 1));
     }
 }

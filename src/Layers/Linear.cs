@@ -1,4 +1,7 @@
+using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
+using GpuBackprop.Serialization;
+using GpuBackprop.Verification;
 
 namespace GpuBackprop.Layers;
 
@@ -59,5 +62,77 @@ public sealed class Linear : Module
     {
         CheckGradOutput(gradOutput, output);
         Device.Backend.LinearBackward(gradOutput.Dim(0), InFeatures, OutFeatures, input!.View, Weight.Value.View, gradOutput.View, null, Weight.Grad.View, Bias?.Grad.View);
+    }
+
+    internal sealed class Description() : LayerType("linear", "in_features", "out_features", "bias")
+    {
+        public override Type ModuleType => typeof(Linear);
+
+        public override int[] OutputShape(LayerFields f, int[] input, Architecture.ShapeWalk walk)
+        {
+            int inF = f.Positive("in_features"), outF = f.Positive("out_features");
+            f.Bool("bias", true);
+            if (input.Length != 2 || input[1] != inF)
+                throw f.ShapeError($"[N, {inF}]", input);
+            return [input[0], outF];
+        }
+
+        public override Module Build(LayerFields f, ComputeDevice device, Architecture.BuildWalk walk) =>
+            new Linear(device, f.Positive("in_features"), f.Positive("out_features"), f.Bool("bias", true), walk.NextSeed());
+
+        public override (double[] Y, int[] Shape) Reference(LayerFields f, ReferenceNetwork net, double[] x, int[] s, bool training, List<Action> backward)
+        {
+            int inF = f.Positive("in_features"), outF = f.Positive("out_features");
+            double[] w = net.Param(f.Name("weight"));
+            double[]? b = f.Bool("bias", true) ? net.Param(f.Name("bias")) : null;
+            double[] input = x;
+            backward.Add(() =>
+            {
+                var (dx, dw, db) = ReferenceOps.LinearBackward(s[0], inF, outF, input, w, net.GradIn);
+                net.Accumulate(f.Name("weight"), dw);
+                if (b is not null) net.Accumulate(f.Name("bias"), db);
+                net.GradIn = dx;
+            });
+            return (ReferenceOps.LinearForward(s[0], inF, outF, x, w, b), [s[0], outF]);
+        }
+
+        public override void GoldenReference(GoldenCase c, GoldenOutputs o)
+        {
+            int[] xs = c.Shape("x"), ws = c.Shape("w");
+            float[] x = c.Floats("x"), w = c.Floats("w");
+            var (dx, dw, db) = ReferenceOps.LinearBackward(xs[0], xs[1], ws[0], x, w, c.Floats("dy"));
+            o.Add("y", ReferenceOps.LinearForward(xs[0], xs[1], ws[0], x, w, c.Has("b") ? c.Floats("b") : null));
+            o.Add("dx", dx);
+            o.Add("dw", dw);
+            if (c.Has("db"))
+                o.Add("db", db);
+        }
+
+        public override void GoldenDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o)
+        {
+            int[] ws = c.Shape("w");
+            using var layer = new Linear(device, ws[1], ws[0], bias: c.Has("b"));
+            GoldenWithWeights(c, device, layer, layer.Weight, layer.Bias, o);
+        }
+
+        /// <summary>A layer with weights (conv, linear): PyTorch's w and b loaded, one forward and one backward.</summary>
+        internal static void GoldenWithWeights(GoldenCase c, ComputeDevice device, Module layer, Parameter weight, Parameter? bias, GoldenOutputs o)
+        {
+            weight.Value.Upload(c.Floats("w"));
+            bias?.Value.Upload(c.Floats("b"));
+            GoldenThrough(c, device, layer, o);
+            o.Add("dw", weight.Grad);
+            if (bias is not null)
+                o.Add("db", bias.Grad);
+        }
+
+        public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe)
+        {
+            var l = (Linear)m;
+            var inputs = new List<string> { x, g.Initializer(m, "weight", l.Weight.Value) };
+            if (l.Bias is not null)
+                inputs.Add(g.Initializer(m, "bias", l.Bias.Value));
+            return g.Op("Gemm", [.. inputs], OnnxGraph.Int("transB", 1));
+        }
     }
 }

@@ -1,4 +1,7 @@
+using System.Text.Json;
+using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
+using GpuBackprop.Serialization;
 
 namespace GpuBackprop.Layers;
 
@@ -49,5 +52,76 @@ public sealed class Residual : Module
         Tensor dx = Reuse(ref gradInput, input!.Shape.ToArray());
         Device.Backend.Add(main.View, side.View, dx.View);
         return dx;
+    }
+
+    internal sealed class Description() : LayerType("residual", "body", "shortcut")
+    {
+        public override Type ModuleType => typeof(Residual);
+
+        public override void CheckNested(LayerFields f, Action<JsonElement, string> checkList)
+        {
+            checkList(f.List("body") ?? default, f.Path + ".body.");
+            if (f.List("body")!.Value.GetArrayLength() == 0)
+                throw f.Error("body", "must hold at least one layer");
+            if (f.List("shortcut") is JsonElement shortcut)
+                checkList(shortcut, f.Path + ".shortcut.");
+        }
+
+        public override int[] OutputShape(LayerFields f, int[] input, Architecture.ShapeWalk walk)
+        {
+            int[] main = walk.List(f.List("body")!.Value, f.Path + ".body.", input);
+            int[] side = f.List("shortcut") is JsonElement s ? walk.List(s, f.Path + ".shortcut.", input) : input;
+            if (!main.SequenceEqual(side))
+                throw new ArchitectureException($"{f.Where}: the body gives [{string.Join(", ", main)}] but the shortcut gives [{string.Join(", ", side)}]; they are added, so they must match.");
+            return main;
+        }
+
+        public override Module Build(LayerFields f, ComputeDevice device, Architecture.BuildWalk walk)
+        {
+            Sequential body = walk.List(f.List("body")!.Value, f.Path + ".body.")!;
+            Sequential? shortcut = null;
+            try
+            {
+                if (f.List("shortcut") is JsonElement s)
+                    shortcut = walk.List(s, f.Path + ".shortcut.");
+                return new Residual(device, body, shortcut);
+            }
+            catch
+            {
+                body.Dispose();
+                shortcut?.Dispose();
+                throw;
+            }
+        }
+
+        public override (double[] Y, int[] Shape) Reference(LayerFields f, ReferenceNetwork net, double[] x, int[] s, bool training, List<Action> backward)
+        {
+            var bodySteps = new List<Action>();
+            var shortcutSteps = new List<Action>();
+            var (main, mainShape) = net.Run(f.List("body")!.Value, f.Path + ".body.", x, s, training, bodySteps);
+            double[] side = x;
+            if (f.List("shortcut") is JsonElement sc && sc.GetArrayLength() > 0)
+                (side, _) = net.Run(sc, f.Path + ".shortcut.", x, s, training, shortcutSteps);
+            // Backward: the same gradient down both paths (an empty shortcut passes it through), the results added.
+            backward.Add(() =>
+            {
+                double[] g = net.GradIn;
+                ReferenceNetwork.RunBackward(bodySteps);
+                double[] viaBody = net.GradIn;
+                net.GradIn = g;
+                ReferenceNetwork.RunBackward(shortcutSteps);
+                double[] viaShortcut = net.GradIn;
+                net.GradIn = viaBody.Select((v, i) => v + viaShortcut[i]).ToArray();
+            });
+            return (main.Select((v, i) => v + side[i]).ToArray(), mainShape);
+        }
+
+        public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe)
+        {
+            var r = (Residual)m;
+            string main = g.Emit(r.Body, x, probe).Output;
+            string side = r.Shortcut is null ? x : g.Emit(r.Shortcut, x, probe).Output;
+            return g.Op("Add", [main, side]);
+        }
     }
 }

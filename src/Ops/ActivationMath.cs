@@ -6,12 +6,15 @@ namespace GpuBackprop.Ops;
 /// <summary>The elementwise activations (values of <see cref="Activation.Kind"/>).</summary>
 internal enum ActivationKind
 {
+    Relu,
     Sigmoid,
     Tanh,
     SiLU,
     LeakyReLU,
     Gelu,
     GeluTanh,
+    Hardswish,
+    Mish,
 }
 
 /// <summary>An activation and its parameter, passed to kernels by value.</summary>
@@ -41,6 +44,8 @@ internal static class ActivationMath
     {
         switch ((ActivationKind)a.Kind)
         {
+            case ActivationKind.Relu:
+                return x < 0f ? 0f : x; // NaN < 0 is false: NaN passes through, as torch.relu
             case ActivationKind.Sigmoid:
                 return Sigmoid(x);
             case ActivationKind.Tanh:
@@ -51,6 +56,11 @@ internal static class ActivationMath
                 return x > 0f ? x : a.Slope * x;
             case ActivationKind.Gelu:
                 return 0.5f * x * (1f + Erf(x * InvSqrt2));
+            case ActivationKind.Hardswish:
+                // PyTorch's x * min(max(x + 3, 0), 6) / 6 by pieces: -0 below -3 (and -inf * 0 = NaN, as PyTorch), x above 3.
+                return x < -3f ? x * 0f : x > 3f ? x : x * (x + 3f) / 6f;
+            case ActivationKind.Mish:
+                return x * TanhSoftplus(x);
             default:
                 // 0.5 x (1 + tanh(u)) = x sigmoid(2u): exact 0 and x at the extremes, where 1 + tanh(u)
                 // would keep a rounding error of tanh (pocl's tanh(-100) is -0.99999997).
@@ -63,6 +73,8 @@ internal static class ActivationMath
     {
         switch ((ActivationKind)a.Kind)
         {
+            case ActivationKind.Relu:
+                return x > 0f ? dy : 0f;
             case ActivationKind.Sigmoid:
             {
                 float s = Sigmoid(x);
@@ -84,6 +96,14 @@ internal static class ActivationMath
             }
             case ActivationKind.LeakyReLU:
                 return x > 0f ? dy : a.Slope * dy;
+            case ActivationKind.Hardswish:
+                // PyTorch's joints: x/3 + 1/2 on [-3, 3], both ends included.
+                return x < -3f ? 0f : x <= 3f ? dy * (x / 3f + 0.5f) : dy;
+            case ActivationKind.Mish:
+            {
+                float t = TanhSoftplus(x);
+                return dy * (t + x * OneMinusTanhSoftplusSquared(x) * Sigmoid(x));
+            }
             case ActivationKind.Gelu:
             {
                 float cdf = 0.5f * (1f + Erf(x * InvSqrt2));
@@ -98,6 +118,40 @@ internal static class ActivationMath
                 return dy * (s + 2f * x * s * (1f - s) * dInner);
             }
         }
+    }
+
+    /// <summary>
+    /// tanh(ln(1 + e^x)) = n / (n + 2) with n = e^x (e^x + 2); for x &gt;= 0 divided through by e^2x
+    /// (u = e^-x): (1 + 2u) / (1 + 2u + 2u^2). Neither form overflows, and neither loses digits to 1 + e^x.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float TanhSoftplus(float x)
+    {
+        if (x >= 0f)
+        {
+            float u = XMath.Exp(-x);
+            return (1f + 2f * u) / (1f + 2f * u + 2f * u * u);
+        }
+        float e = XMath.Exp(x);
+        float n = e * (e + 2f);
+        return n / (n + 2f);
+    }
+
+    /// <summary>1 - tanh^2(ln(1 + e^x)) from the same forms without cancellation: 4 u^2 (1 + u)^2 / d^2, or 4 (n + 1) / (n + 2)^2.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float OneMinusTanhSoftplusSquared(float x)
+    {
+        if (x >= 0f)
+        {
+            float u = XMath.Exp(-x);
+            float d = 1f + 2f * u + 2f * u * u;
+            float a = 2f * u * (1f + u) / d;
+            return a * a;
+        }
+        float e = XMath.Exp(x);
+        float n = e * (e + 2f);
+        float m = n + 2f;
+        return 4f * (n + 1f) / (m * m);
     }
 
     /// <summary>1 / (1 + e^-x) in the form whose exponential is at most 1 (no overflow at ±100).</summary>

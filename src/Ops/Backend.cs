@@ -4,33 +4,6 @@ using ILGPU;
 namespace GpuBackprop.Ops;
 
 /// <summary>
-/// The parts of a training batch gather: where it starts in the epoch's order, how pixels are
-/// normalised, and the augmentation (random crop after zero padding, horizontal flip) with the key of
-/// its draws.
-/// </summary>
-internal struct BatchGather
-{
-    /// <summary>First position in the permutation.</summary>
-    public int Start;
-    /// <summary>Images in the batch.</summary>
-    public int Count;
-    /// <summary>Image height and width; values per image (channels x height x width).</summary>
-    public int Height, Width, ImageSize;
-    /// <summary>x = pixel * Scale - Shift, i.e. (pixel/255 - mean) / std.</summary>
-    public float Scale, Shift;
-    /// <summary>Random crop: the image is padded by this many zero pixels per side and cropped back at a random offset (0: off).</summary>
-    public int CropPadding;
-    /// <summary>1: each image is flipped left-right with probability 1/2.</summary>
-    public int Flip;
-    /// <summary>Key (seed) and counter (epoch) of the augmentation draws.</summary>
-    public uint SeedLow, SeedHigh, EpochLow;
-
-    /// <summary>The gather for a mean and standard deviation of pixels scaled to [0, 1], without augmentation.</summary>
-    public static BatchGather Normalising(int start, int count, int channels, int height, int width, float mean, float std) =>
-        new() { Start = start, Count = count, Height = height, Width = width, ImageSize = channels * height * width, Scale = 1f / (255f * std), Shift = mean / std };
-}
-
-/// <summary>
 /// The one place where an op picks its implementation. Every device carries one backend: the ILGPU
 /// kernels (<see cref="Kernels.KernelBackend"/>: CUDA, OpenCL, and <c>cpu:kernels</c>) or the host routines
 /// (<see cref="Host.HostBackend"/>: <c>cpu</c>). Layers, optimizers and the trainer call the public methods
@@ -97,12 +70,6 @@ internal abstract class Backend
     /// <summary>dbias[c] += sum over o and i of dy[o, c, i], in a fixed order (deterministic).</summary>
     public void BiasGrad(ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner) { if (Start(channels)) BiasGradCore(dy, dbias, outer, channels, inner); }
 
-    /// <summary>y = max(x, 0) with NaN passed through, as torch.relu (y may alias x).</summary>
-    public void ReluForward(ArrayView<float> x, ArrayView<float> y) { if (Start(x.Length)) ReluForwardCore(x, y); }
-
-    /// <summary>dx = dy where y &gt; 0, else 0 (from the forward output: y &gt; 0 exactly where x &gt; 0).</summary>
-    public void ReluBackward(ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx) { if (Start(y.Length)) ReluBackwardCore(y, dy, dx); }
-
     /// <summary>y and the argmax of each window (h*W + w within its plane), as <see cref="MaxPool2dMath"/>.</summary>
     public void MaxPool2dForward(Pool2dGeometry g, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices) { if (Start(g.OutputLength)) MaxPool2dForwardCore(g, x, y, indices); }
 
@@ -142,7 +109,7 @@ internal abstract class Backend
             GatherBatchCore(g, pixels, labels, order, x, y);
     }
 
-    /// <summary>Adds a batch to the running metrics (see <see cref="LossMath.Accumulate"/>).</summary>
+    /// <summary>Adds a batch to the running metrics (see <see cref="SoftmaxCrossEntropyMath.Accumulate"/>).</summary>
     public void AccumulateMetrics(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss, ArrayView<float> sums, int step)
     {
         if (Start((long)n * classes))
@@ -161,11 +128,11 @@ internal abstract class Backend
     /// <summary>dx = f'(x) dy for an activation of <see cref="ActivationMath"/>.</summary>
     public void ActivationBackward(Activation f, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx) { if (Start(x.Length)) ActivationBackwardCore(f, x, dy, dx); }
 
-    /// <summary>y = window means with PyTorch's adaptive windows (see <see cref="AdaptivePoolMath"/>).</summary>
-    public void AdaptiveAvgPool2dForward(AdaptivePool2dGeometry g, ArrayView<float> x, ArrayView<float> y) { if (Start(g.OutputLength)) AdaptiveAvgPool2dForwardCore(g, x, y); }
+    /// <summary>y = window means with PyTorch's adaptive windows (see <see cref="AdaptiveAvgPool2dMath"/>).</summary>
+    public void AdaptiveAvgPool2dForward(AdaptiveAvgPool2dGeometry g, ArrayView<float> x, ArrayView<float> y) { if (Start(g.OutputLength)) AdaptiveAvgPool2dForwardCore(g, x, y); }
 
     /// <summary>Overwrites dx with each element's share of the gradients of the windows covering it.</summary>
-    public void AdaptiveAvgPool2dBackward(AdaptivePool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx) { if (Start(g.InputLength)) AdaptiveAvgPool2dBackwardCore(g, dy, dx); }
+    public void AdaptiveAvgPool2dBackward(AdaptiveAvgPool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx) { if (Start(g.InputLength)) AdaptiveAvgPool2dBackwardCore(g, dy, dx); }
 
     /// <summary>
     /// Per channel, the batch mean and the biased variance (two passes over the channel in a fixed order:
@@ -361,10 +328,6 @@ internal abstract class Backend
     protected abstract void BiasAddCore(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner);
     /// <summary>Implementation of <see cref="BiasGrad"/>.</summary>
     protected abstract void BiasGradCore(ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner);
-    /// <summary>Implementation of <see cref="ReluForward"/>.</summary>
-    protected abstract void ReluForwardCore(ArrayView<float> x, ArrayView<float> y);
-    /// <summary>Implementation of <see cref="ReluBackward"/>.</summary>
-    protected abstract void ReluBackwardCore(ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx);
     /// <summary>Implementation of <see cref="MaxPool2dForward"/>.</summary>
     protected abstract void MaxPool2dForwardCore(Pool2dGeometry g, ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices);
     /// <summary>Implementation of <see cref="MaxPool2dBackward"/>.</summary>
@@ -394,9 +357,9 @@ internal abstract class Backend
     /// <summary>Implementation of <see cref="ActivationBackward"/>.</summary>
     protected abstract void ActivationBackwardCore(Activation f, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx);
     /// <summary>Implementation of <see cref="AdaptiveAvgPool2dForward"/>.</summary>
-    protected abstract void AdaptiveAvgPool2dForwardCore(AdaptivePool2dGeometry g, ArrayView<float> x, ArrayView<float> y);
+    protected abstract void AdaptiveAvgPool2dForwardCore(AdaptiveAvgPool2dGeometry g, ArrayView<float> x, ArrayView<float> y);
     /// <summary>Implementation of <see cref="AdaptiveAvgPool2dBackward"/>.</summary>
-    protected abstract void AdaptiveAvgPool2dBackwardCore(AdaptivePool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx);
+    protected abstract void AdaptiveAvgPool2dBackwardCore(AdaptiveAvgPool2dGeometry g, ArrayView<float> dy, ArrayView<float> dx);
     /// <summary>Implementation of <see cref="BatchNormStatistics"/>.</summary>
     protected abstract void BatchNormStatisticsCore(BatchNorm2dGeometry g, ArrayView<float> x, ArrayView<float> stats);
     /// <summary>Implementation of <see cref="BatchNormForward"/>.</summary>

@@ -8,47 +8,6 @@ namespace GpuBackprop.Reference;
 /// </summary>
 internal static class ReferenceLayers
 {
-    /// <summary>The activations by PyTorch's name: sigmoid, tanh, silu, leaky_relu, gelu (approximate none|tanh).</summary>
-    public static T[] ActivationForward<T>(string name, double slope, T[] x) where T : IFloatingPointIeee754<T> =>
-        x.Select(v => T.CreateChecked(Forward(name, slope, double.CreateChecked(v)))).ToArray();
-
-    /// <summary>dx = f'(x) dy.</summary>
-    public static T[] ActivationBackward<T>(string name, double slope, T[] x, T[] dy) where T : IFloatingPointIeee754<T> =>
-        x.Select((v, i) => T.CreateChecked(Derivative(name, slope, double.CreateChecked(v)) * double.CreateChecked(dy[i]))).ToArray();
-
-    private static double Sigmoid(double x) => x >= 0 ? 1 / (1 + Math.Exp(-x)) : Math.Exp(x) / (1 + Math.Exp(x));
-
-    private static double TanhInner(double x) => Math.Sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x);
-
-    private static double Forward(string name, double slope, double x) => name switch
-    {
-        "sigmoid" => Sigmoid(x),
-        "tanh" => Math.Tanh(x),
-        "silu" => x * Sigmoid(x),
-        "leaky_relu" => x > 0 ? x : slope * x,
-        "gelu" => 0.5 * x * (1 + Erf(x / Math.Sqrt(2))),
-        "gelu_tanh" => 0.5 * x * (1 + Math.Tanh(TanhInner(x))),
-        _ => throw new ArgumentException($"Unknown activation '{name}'.", nameof(name)),
-    };
-
-    private static double Derivative(string name, double slope, double x)
-    {
-        switch (name)
-        {
-            case "sigmoid": { double s = Sigmoid(x); return s * (1 - s); }
-            case "tanh": { double t = Math.Tanh(x); return 1 - t * t; }
-            case "silu": { double s = Sigmoid(x); return s + x * s * (1 - s); }
-            case "leaky_relu": return x > 0 ? 1 : slope;
-            case "gelu": return 0.5 * (1 + Erf(x / Math.Sqrt(2))) + x * Math.Exp(-0.5 * x * x) / Math.Sqrt(2 * Math.PI);
-            case "gelu_tanh":
-            {
-                double t = Math.Tanh(TanhInner(x));
-                return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * Math.Sqrt(2 / Math.PI) * (1 + 3 * 0.044715 * x * x);
-            }
-            default: throw new ArgumentException($"Unknown activation '{name}'.", nameof(name));
-        }
-    }
-
     /// <summary>
     /// erf in double: the Maclaurin series below |x| = 2.5, the continued fraction of erfc above
     /// (both to about 1e-15; independent of the kernels' single-precision approximation).

@@ -254,14 +254,6 @@ internal static class ReferenceOps
         return (dx, dw, db);
     }
 
-    /// <summary>y = max(x, 0), NaN kept.</summary>
-    public static T[] ReluForward<T>(T[] x) where T : IFloatingPointIeee754<T> =>
-        x.Select(v => v < T.Zero ? T.Zero : v).ToArray();
-
-    /// <summary>dx = dy where x &gt; 0, else 0.</summary>
-    public static T[] ReluBackward<T>(T[] x, T[] dy) where T : IFloatingPointIeee754<T> =>
-        x.Select((v, i) => v > T.Zero ? dy[i] : T.Zero).ToArray();
-
     /// <summary>Mean over rows of -log softmax(logits)[target], computed with the row maximum subtracted.</summary>
     public static T SoftmaxCrossEntropyForward<T>(int n, int classes, T[] logits, int[] targets) where T : IFloatingPointIeee754<T>
     {

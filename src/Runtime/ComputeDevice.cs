@@ -32,7 +32,7 @@ public sealed class ComputeDevice : IDisposable
         Info = info;
         Options = options;
         // The one place the backend is chosen: everything else calls Backend and never asks which it is.
-        Backend = info.Kind == DeviceKind.Cpu ? new HostBackend() : new KernelBackend(accelerator, options);
+        Backend = info.Kind == DeviceKind.Cpu ? new HostBackend() : new KernelBackend(accelerator, new KernelOptions(options.GemmTiles, options.AllowTf32, options.ConvAlgorithm, options.SplitK, options.ThinTiles));
         lock (OpenedPerSpec)
         {
             int n = OpenedPerSpec.GetValueOrDefault(info.Spec) + 1;

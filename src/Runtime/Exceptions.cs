@@ -24,3 +24,18 @@ public sealed class DeviceAllocationException : Exception
     /// <summary>The device, as its spec and name.</summary>
     public string Device { get; }
 }
+
+/// <summary>Exception text as the CLI and the model checks show it.</summary>
+internal static class Messages
+{
+    /// <summary>
+    /// An ArgumentException's message on one line without the " (Parameter 'x')" suffix, which names a C#
+    /// parameter, not a field or an option.
+    /// </summary>
+    public static string WithoutParameter(ArgumentException e) =>
+        OneLine(e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
+
+    /// <summary>Messages such as ArgumentOutOfRangeException's span lines; errors are shown on one line.</summary>
+    public static string OneLine(string message) =>
+        string.Join(' ', message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+}

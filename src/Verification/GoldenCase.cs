@@ -34,7 +34,7 @@ internal sealed class GoldenCase
     public string Name { get; }
     /// <summary>The folder.</summary>
     public string Directory { get; }
-    /// <summary>conv2d, max_pool2d, avg_pool2d, linear, softmax_cross_entropy or relu.</summary>
+    /// <summary>A layer type's JSON name (conv2d, max_pool2d, gelu, ...), softmax_cross_entropy or model.</summary>
     public string Op { get; }
     /// <summary>The op's parameters as written in case.json.</summary>
     public JsonElement Parameters { get; }
@@ -62,6 +62,32 @@ internal sealed class GoldenCase
 
     /// <summary>True when the tensor holds int64 data (indices, targets).</summary>
     public bool IsInteger(string name) => Tensor(name).Longs is not null;
+
+    /// <summary>A float32 tensor of the case on a device.</summary>
+    public Runtime.Tensor Load(Runtime.ComputeDevice device, string name) => Runtime.Tensor.FromHost(device, Floats(name), Shape(name));
+
+    /// <summary>The class targets (int64 in the case) as int.</summary>
+    public int[] Targets() => Longs("target").Select(t => checked((int)t)).ToArray();
+
+    /// <summary>A parameter that is an integer or a pair [height, width].</summary>
+    public Geometry.Size2 Pair(string name)
+    {
+        JsonElement v = Parameter(name);
+        return v.ValueKind == JsonValueKind.Array ? new Geometry.Size2(v[0].GetInt32(), v[1].GetInt32()) : new Geometry.Size2(v.GetInt32(), v.GetInt32());
+    }
+
+    /// <summary>A boolean parameter.</summary>
+    public bool Flag(string name) => Parameter(name).GetBoolean();
+
+    /// <summary>A number parameter.</summary>
+    public double Number(string name) => Parameter(name).GetDouble();
+
+    /// <summary>An integer parameter that may be null or absent.</summary>
+    public int? OptionalInt(string name) =>
+        Parameters.TryGetProperty(name, out JsonElement v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
+
+    private JsonElement Parameter(string name) =>
+        Parameters.TryGetProperty(name, out JsonElement v) ? v : throw new GoldenFormatException(System.IO.Path.Combine(Directory, "case.json"), $"params has no '{name}'.");
 
     private NpyArray Tensor(string name) =>
         Tensors.TryGetValue(name, out NpyArray? t) ? t : throw new GoldenFormatException(FileOf(name), "this case has no such tensor.");

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using GpuBackprop.Geometry;
 using GpuBackprop.Serialization;
 using GpuBackprop.Layers;
 using GpuBackprop.Reference;
@@ -60,17 +59,21 @@ internal static class GoldenRunner
         bool tf32 = device is not null && device.Options.AllowTf32 && device.Info.Kind == DeviceKind.Cuda;
         double atol = tf32 ? Math.Max(c.Atol, Tf32Atol) : c.Atol, rtol = tf32 ? Math.Max(c.Rtol, Tf32Rtol) : c.Rtol;
         string where = device?.Info.Spec ?? ReferenceName;
-        Dictionary<string, float[]> floats;
-        Dictionary<string, long[]> longs = new();
-        Dictionary<string, int[]> shapes = new();
+        var outputs = new GoldenOutputs();
         try
         {
-            floats = device is null ? EvaluateReference(c, longs) : EvaluateDevice(c, device, longs, shapes);
+            if (device is null)
+                EvaluateReference(c, outputs);
+            else
+                EvaluateDevice(c, device, outputs);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             return new GoldenResult(c.Name, where, [], $"{e.GetType().Name}: {e.Message}");
         }
+        Dictionary<string, float[]> floats = outputs.Floats;
+        Dictionary<string, long[]> longs = outputs.Longs;
+        Dictionary<string, int[]> shapes = outputs.Shapes;
         var comparisons = new List<TensorComparison>();
         try
         {
@@ -180,15 +183,18 @@ internal static class GoldenRunner
         SafeTensors.Read(Path.Combine(c.Directory, file + ".safetensors"));
 
     /// <summary>The model case on a device: build from params.layers, load state_before, one training-mode step without update, then eval.</summary>
-    private static Dictionary<string, float[]> EvaluateModelDevice(GoldenCase c, ComputeDevice device, Dictionary<string, long[]> longs)
+    private static void EvaluateModelDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o)
     {
+        Dictionary<string, float[]> floats = o.Floats;
+        Dictionary<string, long[]> longs = o.Longs;
         using Sequential model = Architecture.Build(device, c.Parameters.GetProperty("layers"));
         model.LoadSafeTensors(ModelFile(c, "state_before"));
         model.Train();
         using Tensor x = Tensor.FromHost(device, c.Floats("x"), c.Shape("x"));
         using var loss = new SoftmaxCrossEntropy(device);
         Tensor logits = model.Forward(x);
-        var floats = new Dictionary<string, float[]> { ["train_logits"] = logits.Download(), ["loss"] = loss.Forward(logits, Targets(c)).Download() };
+        floats["train_logits"] = logits.Download();
+        floats["loss"] = loss.Forward(logits, c.Targets()).Download();
         model.ZeroGrad();
         model.Backward(loss.Backward());
         foreach (var (name, p) in model.NamedParameters())
@@ -202,24 +208,22 @@ internal static class GoldenRunner
         }
         model.Eval();
         floats["eval_logits"] = model.Forward(x).Download();
-        return floats;
     }
 
     /// <summary>The model case on the reference path (<see cref="ReferenceNetwork"/>, in double).</summary>
-    private static Dictionary<string, float[]> EvaluateModelReference(GoldenCase c, Dictionary<string, long[]> longs)
+    private static void EvaluateModelReference(GoldenCase c, GoldenOutputs o)
     {
+        Dictionary<string, float[]> floats = o.Floats;
+        Dictionary<string, long[]> longs = o.Longs;
         IReadOnlyDictionary<string, SafeTensor> before = ModelFile(c, "state_before");
         var net = new ReferenceNetwork(c.Parameters.GetProperty("layers"),
             before.Where(t => t.Value.Floats is not null).ToDictionary(t => t.Key, t => t.Value.Floats!),
             before.Where(t => t.Value.Longs is { Length: 1 }).ToDictionary(t => t.Key, t => t.Value.Longs![0]));
         double[] x = c.Floats("x").Select(v => (double)v).ToArray();
-        int[] targets = Targets(c);
+        int[] targets = c.Targets();
         var (logits, shape) = net.Forward(x, c.Shape("x"), training: true);
-        var floats = new Dictionary<string, float[]>
-        {
-            ["train_logits"] = ToFloats(logits),
-            ["loss"] = [(float)ReferenceOps.SoftmaxCrossEntropyForward(shape[0], shape[1], logits, targets)],
-        };
+        floats["train_logits"] = ToFloats(logits);
+        floats["loss"] = [(float)ReferenceOps.SoftmaxCrossEntropyForward(shape[0], shape[1], logits, targets)];
         net.Backward(ReferenceOps.SoftmaxCrossEntropyBackward(shape[0], shape[1], logits, targets));
         foreach (var (name, g) in net.Grads)
             floats["grads/" + name] = ToFloats(g);
@@ -231,7 +235,6 @@ internal static class GoldenRunner
                 floats["state_after/" + name] = ToFloats(net.State[name]);
         }
         floats["eval_logits"] = ToFloats(net.Forward(x, c.Shape("x"), training: false).Y);
-        return floats;
     }
 
     private static float[] ToFloats(double[] v) => v.Select(d => (float)d).ToArray();
@@ -251,236 +254,51 @@ internal static class GoldenRunner
         return new TensorComparison(name, bad == 0 ? 0 : double.PositiveInfinity, 0, bad, expected.Length, first);
     }
 
-    private static Size2 Pair(GoldenCase c, string name)
-    {
-        JsonElement v = c.Parameters.GetProperty(name);
-        return v.ValueKind == JsonValueKind.Array ? new Size2(v[0].GetInt32(), v[1].GetInt32()) : new Size2(v.GetInt32(), v.GetInt32());
-    }
-
-    private static bool Flag(GoldenCase c, string name) => c.Parameters.GetProperty(name).GetBoolean();
-
-    private static int? OptionalInt(GoldenCase c, string name) =>
-        c.Parameters.TryGetProperty(name, out JsonElement v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
-
-    /// <summary>The activation a case names (gelu with approximate "tanh" is "gelu_tanh") and leaky_relu's slope.</summary>
-    private static (string Name, double Slope) ActivationOf(GoldenCase c) => c.Op switch
-    {
-        "gelu" => (c.Parameters.TryGetProperty("approximate", out JsonElement a) && a.GetString() == "tanh" ? "gelu_tanh" : "gelu", 0),
-        "leaky_relu" => ("leaky_relu", c.Parameters.TryGetProperty("negative_slope", out JsonElement s) ? s.GetDouble() : 0.01),
-        _ => (c.Op, 0),
-    };
-
-    private static int[] Targets(GoldenCase c) => c.Longs("target").Select(t => checked((int)t)).ToArray();
-
-    private static Conv2dGeometry ConvGeometry(GoldenCase c)
-    {
-        int[] xs = c.Shape("x"), ws = c.Shape("w");
-        return new Conv2dGeometry(xs[0], xs[1], xs[2], xs[3], ws[0], (ws[2], ws[3]), Pair(c, "stride"), Pair(c, "padding"), Pair(c, "dilation"), c.Parameters.GetProperty("groups").GetInt32());
-    }
-
-    private static Pool2dGeometry PoolGeometry(GoldenCase c, bool dilated)
-    {
-        int[] xs = c.Shape("x");
-        return new Pool2dGeometry(xs[0], xs[1], xs[2], xs[3], Pair(c, "kernel"), Pair(c, "stride"), Pair(c, "padding"), dilated ? Pair(c, "dilation") : 1, Flag(c, "ceil_mode"));
-    }
-
-    private static Dictionary<string, float[]> EvaluateReference(GoldenCase c, Dictionary<string, long[]> longs)
+    /// <summary>A case on the reference path: its layer type's reference form, or the loss or a whole model.</summary>
+    private static void EvaluateReference(GoldenCase c, GoldenOutputs o)
     {
         switch (c.Op)
         {
             case "model":
-                return EvaluateModelReference(c, longs);
-            case "conv2d":
-            {
-                Conv2dGeometry g = ConvGeometry(c);
-                float[] x = c.Floats("x"), w = c.Floats("w");
-                float[]? b = c.Has("b") ? c.Floats("b") : null;
-                var (dx, dw, db) = ReferenceOps.Conv2dBackward(ConvProblem.Of(g), x, w, c.Floats("dy"));
-                var result = new Dictionary<string, float[]> { ["y"] = ReferenceOps.Conv2dForward(ConvProblem.Of(g), x, w, b), ["dx"] = dx, ["dw"] = dw };
-                if (c.Has("db")) result["db"] = db;
-                return result;
-            }
-            case "max_pool2d":
-            {
-                Pool2dGeometry g = PoolGeometry(c, dilated: true);
-                var (y, idx) = ReferenceOps.MaxPool2dForward(PoolProblem.Of(g), c.Floats("x"));
-                longs["indices"] = idx.Select(i => (long)i).ToArray();
-                return new() { ["y"] = y, ["dx"] = ReferenceOps.MaxPool2dBackward(PoolProblem.Of(g), idx, c.Floats("dy")) };
-            }
-            case "avg_pool2d":
-            {
-                Pool2dGeometry g = PoolGeometry(c, dilated: false);
-                bool include = Flag(c, "count_include_pad");
-                int? div = OptionalInt(c, "divisor_override");
-                return new()
-                {
-                    ["y"] = ReferenceOps.AvgPool2dForward(PoolProblem.Of(g), include, div, c.Floats("x")),
-                    ["dx"] = ReferenceOps.AvgPool2dBackward(PoolProblem.Of(g), include, div, c.Floats("dy")),
-                };
-            }
-            case "linear":
-            {
-                int[] xs = c.Shape("x"), ws = c.Shape("w");
-                float[] x = c.Floats("x"), w = c.Floats("w");
-                var (dx, dw, db) = ReferenceOps.LinearBackward(xs[0], xs[1], ws[0], x, w, c.Floats("dy"));
-                var result = new Dictionary<string, float[]> { ["y"] = ReferenceOps.LinearForward(xs[0], xs[1], ws[0], x, w, c.Has("b") ? c.Floats("b") : null), ["dx"] = dx, ["dw"] = dw };
-                if (c.Has("db")) result["db"] = db;
-                return result;
-            }
+                EvaluateModelReference(c, o);
+                return;
             case "softmax_cross_entropy":
             {
                 int[] ls = c.Shape("logits");
                 float[] logits = c.Floats("logits");
-                int[] t = Targets(c);
-                return new()
-                {
-                    ["loss"] = [ReferenceOps.SoftmaxCrossEntropyForward(ls[0], ls[1], logits, t)],
-                    ["dlogits"] = ReferenceOps.SoftmaxCrossEntropyBackward(ls[0], ls[1], logits, t),
-                };
-            }
-            case "relu":
-            {
-                float[] x = c.Floats("x");
-                return new() { ["y"] = ReferenceOps.ReluForward(x), ["dx"] = ReferenceOps.ReluBackward(x, c.Floats("dy")) };
-            }
-            case "sigmoid" or "tanh" or "silu" or "leaky_relu" or "gelu":
-            {
-                var (name, slope) = ActivationOf(c);
-                float[] x = c.Floats("x");
-                return new() { ["y"] = ReferenceLayers.ActivationForward(name, slope, x), ["dx"] = ReferenceLayers.ActivationBackward(name, slope, x, c.Floats("dy")) };
-            }
-            case "adaptive_avg_pool2d":
-            {
-                int[] xs = c.Shape("x");
-                Size2 o = Pair(c, "output_size");
-                return new()
-                {
-                    ["y"] = ReferenceLayers.AdaptiveAvgPool2dForward(xs[0], xs[1], xs[2], xs[3], o.H, o.W, c.Floats("x")),
-                    ["dx"] = ReferenceLayers.AdaptiveAvgPool2dBackward(xs[0], xs[1], xs[2], xs[3], o.H, o.W, c.Floats("dy")),
-                };
-            }
-            case "batch_norm2d":
-            {
-                int[] xs = c.Shape("x");
-                int p = xs.Length == 4 ? xs[2] * xs[3] : 1;
-                bool training = Flag(c, "training");
-                double momentum = c.Parameters.GetProperty("momentum").GetDouble(), eps = c.Parameters.GetProperty("eps").GetDouble();
-                float[] x = c.Floats("x"), w = c.Floats("weight"), rm = c.Floats("running_mean"), rv = c.Floats("running_var");
-                var (y, rmOut, rvOut) = ReferenceLayers.BatchNorm2dForward(xs[0], xs[1], p, x, w, c.Floats("bias"), rm, rv, training, momentum, eps);
-                var (dx, dw, db) = ReferenceLayers.BatchNorm2dBackward(xs[0], xs[1], p, x, w, rm, rv, c.Floats("dy"), training, eps);
-                return new() { ["y"] = y, ["dx"] = dx, ["dweight"] = dw, ["dbias"] = db, ["running_mean_out"] = rmOut, ["running_var_out"] = rvOut };
+                int[] t = c.Targets();
+                o.Add("loss", [ReferenceOps.SoftmaxCrossEntropyForward(ls[0], ls[1], logits, t)]);
+                o.Add("dlogits", ReferenceOps.SoftmaxCrossEntropyBackward(ls[0], ls[1], logits, t));
+                return;
             }
             default:
-                throw new GoldenFormatException(Path.Combine(c.Directory, "case.json"), $"unknown op '{c.Op}'.");
+                TypeOf(c).GoldenReference(c, o);
+                return;
         }
     }
 
-    /// <summary>A layer with weights (conv, linear): PyTorch's w and b loaded, one forward and one backward.</summary>
-    private static Dictionary<string, float[]> RunWithWeights(GoldenCase c, ComputeDevice device, Module layer, Parameter weight, Parameter? bias, Dictionary<string, int[]> shapes)
+    /// <summary>A case on a device, through the modules as a user would run them.</summary>
+    private static void EvaluateDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o)
     {
-        weight.Value.Upload(c.Floats("w"));
-        bias?.Value.Upload(c.Floats("b"));
-        using Tensor x = Tensor.FromHost(device, c.Floats("x"), c.Shape("x")), dy = Tensor.FromHost(device, c.Floats("dy"), c.Shape("dy"));
-        var result = new Dictionary<string, float[]> { ["y"] = Produced(shapes, "y", layer.Forward(x)), ["dx"] = Produced(shapes, "dx", layer.Backward(dy)), ["dw"] = Produced(shapes, "dw", weight.Grad) };
-        if (bias is not null)
-            result["db"] = Produced(shapes, "db", bias.Grad);
-        return result;
-    }
-
-    /// <summary>A produced tensor's values, with its shape noted for the comparison with the case's.</summary>
-    private static float[] Produced(Dictionary<string, int[]> shapes, string name, Tensor t)
-    {
-        shapes[name] = t.Shape.ToArray();
-        return t.Download();
-    }
-
-    private static Dictionary<string, float[]> EvaluateDevice(GoldenCase c, ComputeDevice device, Dictionary<string, long[]> longs, Dictionary<string, int[]> shapes)
-    {
-        Tensor Load(string name) => Tensor.FromHost(device, c.Floats(name), c.Shape(name));
         switch (c.Op)
         {
             case "model":
-                return EvaluateModelDevice(c, device, longs);
-            case "conv2d":
-            {
-                Conv2dGeometry g = ConvGeometry(c);
-                using var layer = new Conv2d(device, g.C, g.K, (g.R, g.S), Pair(c, "stride"), Pair(c, "padding"), Pair(c, "dilation"), g.Groups, bias: c.Has("b"));
-                return RunWithWeights(c, device, layer, layer.Weight, layer.Bias, shapes);
-            }
-            case "max_pool2d":
-            {
-                using var layer = new MaxPool2d(device, Pair(c, "kernel"), Pair(c, "stride"), Pair(c, "padding"), Pair(c, "dilation"), Flag(c, "ceil_mode"));
-                using Tensor x = Load("x"), dy = Load("dy");
-                float[] y = Produced(shapes, "y", layer.Forward(x));
-                longs["indices"] = layer.Indices!.DownloadInt32().Select(i => (long)i).ToArray();
-                return new() { ["y"] = y, ["dx"] = Produced(shapes, "dx", layer.Backward(dy)) };
-            }
-            case "avg_pool2d":
-            {
-                using var layer = new AvgPool2d(device, Pair(c, "kernel"), Pair(c, "stride"), Pair(c, "padding"), Flag(c, "ceil_mode"), Flag(c, "count_include_pad"), OptionalInt(c, "divisor_override"));
-                using Tensor x = Load("x"), dy = Load("dy");
-                return new() { ["y"] = Produced(shapes, "y", layer.Forward(x)), ["dx"] = Produced(shapes, "dx", layer.Backward(dy)) };
-            }
-            case "linear":
-            {
-                int[] ws = c.Shape("w");
-                using var layer = new Linear(device, ws[1], ws[0], bias: c.Has("b"));
-                return RunWithWeights(c, device, layer, layer.Weight, layer.Bias, shapes);
-            }
+                EvaluateModelDevice(c, device, o);
+                return;
             case "softmax_cross_entropy":
             {
                 using var loss = new SoftmaxCrossEntropy(device);
-                using Tensor logits = Load("logits");
-                float[] l = Produced(shapes, "loss", loss.Forward(logits, Targets(c)));
-                return new() { ["loss"] = l, ["dlogits"] = Produced(shapes, "dlogits", loss.Backward()) };
-            }
-            case "relu":
-            {
-                using var layer = new ReLU(device);
-                using Tensor x = Load("x"), dy = Load("dy");
-                return new() { ["y"] = Produced(shapes, "y", layer.Forward(x)), ["dx"] = Produced(shapes, "dx", layer.Backward(dy)) };
-            }
-            case "sigmoid" or "tanh" or "silu" or "leaky_relu" or "gelu":
-            {
-                var (name, slope) = ActivationOf(c);
-                using Module layer = name switch
-                {
-                    "sigmoid" => new Sigmoid(device),
-                    "tanh" => new Tanh(device),
-                    "silu" => new SiLU(device),
-                    "leaky_relu" => new LeakyReLU(device, (float)slope),
-                    "gelu" => new GELU(device),
-                    _ => new GELU(device, "tanh"),
-                };
-                using Tensor x = Load("x"), dy = Load("dy");
-                return new() { ["y"] = Produced(shapes, "y", layer.Forward(x)), ["dx"] = Produced(shapes, "dx", layer.Backward(dy)) };
-            }
-            case "adaptive_avg_pool2d":
-            {
-                using var layer = new AdaptiveAvgPool2d(device, Pair(c, "output_size"));
-                using Tensor x = Load("x"), dy = Load("dy");
-                return new() { ["y"] = Produced(shapes, "y", layer.Forward(x)), ["dx"] = Produced(shapes, "dx", layer.Backward(dy)) };
-            }
-            case "batch_norm2d":
-            {
-                int[] xs = c.Shape("x");
-                using var layer = new BatchNorm2d(device, xs[1], (float)c.Parameters.GetProperty("eps").GetDouble(), (float)c.Parameters.GetProperty("momentum").GetDouble());
-                layer.Weight!.Value.Upload(c.Floats("weight"));
-                layer.Bias!.Value.Upload(c.Floats("bias"));
-                layer.RunningMean!.Upload(c.Floats("running_mean"));
-                layer.RunningVar!.Upload(c.Floats("running_var"));
-                layer.Train(Flag(c, "training"));
-                using Tensor x = Load("x"), dy = Load("dy");
-                float[] y = Produced(shapes, "y", layer.Forward(x));
-                float[] dx = Produced(shapes, "dx", layer.Backward(dy));
-                return new()
-                {
-                    ["y"] = y, ["dx"] = dx, ["dweight"] = Produced(shapes, "dweight", layer.Weight.Grad), ["dbias"] = Produced(shapes, "dbias", layer.Bias.Grad),
-                    ["running_mean_out"] = Produced(shapes, "running_mean_out", layer.RunningMean), ["running_var_out"] = Produced(shapes, "running_var_out", layer.RunningVar),
-                };
+                using Tensor logits = c.Load(device, "logits");
+                o.Add("loss", loss.Forward(logits, c.Targets()));
+                o.Add("dlogits", loss.Backward());
+                return;
             }
             default:
-                throw new GoldenFormatException(Path.Combine(c.Directory, "case.json"), $"unknown op '{c.Op}'.");
+                TypeOf(c).GoldenDevice(c, device, o);
+                return;
         }
     }
+
+    private static LayerType TypeOf(GoldenCase c) =>
+        LayerTypes.Find(c.Op) ?? throw new GoldenFormatException(Path.Combine(c.Directory, "case.json"), $"unknown op '{c.Op}'.");
 }

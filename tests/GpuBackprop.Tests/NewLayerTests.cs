@@ -29,18 +29,39 @@ public sealed class NewLayerTests
         Check.Close(db, FiniteDifference.Gradient(b, Loss), 1e-6, 1e-5, "bn dbias");
     }
 
-    [Theory]
-    [InlineData("sigmoid")]
-    [InlineData("tanh")]
-    [InlineData("silu")]
-    [InlineData("leaky_relu")]
-    [InlineData("gelu")]
-    [InlineData("gelu_tanh")]
-    public void ActivationReferenceBackwardMatchesFiniteDifferences(string name)
+    /// <summary>Every activation type with the parameters its checks use (gelu twice: both approximations).</summary>
+    private static readonly (string Name, string Parameters)[] ActivationCases =
+    [
+        ("relu", "{}"), ("sigmoid", "{}"), ("tanh", "{}"), ("silu", "{}"), ("leaky_relu", """{"negative_slope": 0.07}"""),
+        ("gelu", "{}"), ("gelu", """{"approximate": "tanh"}"""),
+    ];
+
+    public static TheoryData<string, string> Activations()
     {
-        double[] x = Random(40, 5, 4), dy = Random(40, 6);
-        double Loss() => FiniteDifference.Dot(ReferenceLayers.ActivationForward(name, 0.07, x), dy);
-        Check.Close(ReferenceLayers.ActivationBackward(name, 0.07, x, dy), FiniteDifference.Gradient(x, Loss), 1e-6, 1e-5, name + " dx");
+        var data = new TheoryData<string, string>();
+        foreach (var (name, parameters) in ActivationCases)
+            data.Add(name, parameters);
+        return data;
+    }
+
+    [Fact]
+    public void EveryActivationTypeIsCheckedAgainstFiniteDifferences()
+    {
+        string[] checkedNames = ActivationCases.Select(c => c.Name).Distinct().ToArray();
+        string[] all = LayerTypes.All.OfType<ActivationType>().Select(t => t.Name).ToArray();
+        Assert.Equal(all.Order(), checkedNames.Order());
+    }
+
+    [Theory]
+    [MemberData(nameof(Activations))]
+    public void ActivationReferenceBackwardMatchesFiniteDifferences(string name, string parameters)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(parameters);
+        var (f, d) = ActivationType.Get(name).ReferenceOf(new LayerFields(doc.RootElement, "0", name));
+        // Keep clear of the kinks (relu and leaky_relu at 0, hardswish at -3 and 3), where the derivative is one-sided.
+        double[] x = Random(40, 5, 4).Select(v => Math.Abs(v) < 0.01 || Math.Abs(Math.Abs(v) - 3) < 0.01 ? v + 0.05 : v).ToArray(), dy = Random(40, 6);
+        double Loss() => FiniteDifference.Dot(ActivationType.Forward(f, x), dy);
+        Check.Close(ActivationType.Backward(d, x, dy), FiniteDifference.Gradient(x, Loss), 1e-6, 1e-5, name + " dx");
     }
 
     [Fact]
@@ -161,19 +182,22 @@ public sealed class NewLayerTests
     public void ActivationsMatchReferenceAndStayFiniteAtTheExtremes(string device)
     {
         ComputeDevice d = TestDevices.Get(device);
-        float[] x = [.. Data.Uniform(37, 17).Select(v => v * 6f), -100f, 100f, -50f, 50f, 0f];
+        float[] x = [.. Data.Uniform(37, 17).Select(v => v * 6f), -100f, 100f, -50f, 50f, 0f, -3f, 3f];
         float[] dy = Data.Uniform(x.Length, 18);
-        foreach (var (name, layer) in new (string, Module)[] { ("sigmoid", new Sigmoid(d)), ("tanh", new Tanh(d)), ("silu", new SiLU(d)), ("leaky_relu", new LeakyReLU(d, 0.07f)), ("gelu", new GELU(d)), ("gelu_tanh", new GELU(d, "tanh")) })
+        foreach (var (name, parameters) in ActivationCases)
         {
-            using (layer)
-            {
-                using Tensor xt = Tensor.FromHost(d, x, x.Length), dyt = Tensor.FromHost(d, dy, x.Length);
-                float[] y = layer.Forward(xt).Download(), dx = layer.Backward(dyt).Download();
-                Assert.All(y, v => Assert.True(float.IsFinite(v), $"{name} gave {v} on {device}"));
-                Assert.All(dx, v => Assert.True(float.IsFinite(v), $"{name}' gave {v} on {device}"));
-                Check.Close(y, Data.ToDouble(ReferenceLayers.ActivationForward(name, 0.07, x)), 1e-6, 1e-5, $"{name} y on {device}");
-                Check.Close(dx, Data.ToDouble(ReferenceLayers.ActivationBackward(name, 0.07, x, dy)), 1e-6, 1e-5, $"{name} dx on {device}");
-            }
+            using var doc = System.Text.Json.JsonDocument.Parse(parameters);
+            var fields = new LayerFields(doc.RootElement, "0", name);
+            var (f, df) = ActivationType.Get(name).ReferenceOf(fields);
+            string layerJson = parameters == "{}" ? $$"""[{"type": "{{name}}"}]""" : $$"""[{"type": "{{name}}", {{parameters.Trim('{', '}')}}}]""";
+            using Sequential layer = Architecture.Build(d, layerJson);
+            using Tensor xt = Tensor.FromHost(d, x, x.Length), dyt = Tensor.FromHost(d, dy, x.Length);
+            float[] y = layer.Forward(xt).Download(), dx = layer.Backward(dyt).Download();
+            Assert.All(y, v => Assert.True(float.IsFinite(v), $"{name} {parameters} gave {v} on {device}"));
+            Assert.All(dx, v => Assert.True(float.IsFinite(v), $"{name}' {parameters} gave {v} on {device}"));
+            double[] xd = Data.ToDouble(x), dyd = Data.ToDouble(dy);
+            Check.Close(y, ActivationType.Forward(f, xd), 1e-6, 1e-5, $"{name} {parameters} y on {device}");
+            Check.Close(dx, ActivationType.Backward(df, xd, dyd), 1e-6, 1e-5, $"{name} {parameters} dx on {device}");
         }
     }
 
@@ -189,9 +213,9 @@ public sealed class NewLayerTests
         var linear = (Linear)body.Layers[0];
         double[] w = Data.ToDouble(linear.Weight.Value.Download()), b = Data.ToDouble(linear.Bias!.Value.Download());
         double[] pre = ReferenceOps.LinearForward(2, 4, 4, Data.ToDouble(x), w, b);
-        double[] expectedY = ReferenceLayers.ActivationForward("tanh", 0, pre).Select((v, i) => v + x[i]).ToArray();
+        double[] expectedY = pre.Select((v, i) => Math.Tanh(v) + x[i]).ToArray();
         Check.Close(block.Forward(xt).Download(), expectedY, 1e-5, 1e-5, $"residual y on {device}");
-        double[] dPre = ReferenceLayers.ActivationBackward("tanh", 0, pre, Data.ToDouble(dy));
+        double[] dPre = pre.Select((v, i) => (1 - Math.Tanh(v) * Math.Tanh(v)) * dy[i]).ToArray();
         double[] expectedDx = ReferenceOps.LinearBackward(2, 4, 4, Data.ToDouble(x), w, dPre).Dx.Select((v, i) => v + dy[i]).ToArray();
         Check.Close(block.Backward(dyt).Download(), expectedDx, 1e-5, 1e-5, $"residual dx on {device}");
         Assert.Equal(["body.0.weight", "body.0.bias"], block.NamedParameters().Select(p => p.Name).ToArray());

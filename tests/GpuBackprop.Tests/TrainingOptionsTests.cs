@@ -42,13 +42,13 @@ public sealed class TrainingOptionsTests
             {
                 float v = first![b * h * w + p];
                 Assert.True(v == 0f || own.Contains(v), $"image {b} pixel {p} is {v}, from no pixel of image {image}");
-                int source = BatchMath.SourcePixel(g, b, p / w, p % w);
+                int source = BatchGatherMath.SourcePixel(g, b, p / w, p % w);
                 Assert.Equal(source < 0 ? 0f : pixels[image * h * w + source], v);
             }
         }
         Assert.Contains(first!, v => v == 0f); // some crop offset reached the padding
         BatchGather plain = g with { CropPadding = 0, Flip = 0 };
-        Assert.Equal(13, BatchMath.SourcePixel(plain, 0, 1, 6));
+        Assert.Equal(13, BatchGatherMath.SourcePixel(plain, 0, 1, 6));
     }
 
     [Theory]

@@ -9,7 +9,7 @@ namespace GpuBackprop.Kernels;
 /// epoch's permutation, normalised, and their labels. The host uploads the permutation once per
 /// epoch and nothing per step.
 /// </summary>
-internal static class BatchKernels
+internal static class BatchGatherKernels
 {
     private sealed class Loaded(Accelerator a)
     {
@@ -31,7 +31,7 @@ internal static class BatchKernels
         int b = e / g.ImageSize, p = e - b * g.ImageSize;
         int plane = g.Height * g.Width, channel = p / plane, q = p - channel * plane;
         int image = order[g.Start + b];
-        int source = BatchMath.SourcePixel(g, b, q / g.Width, q % g.Width);
+        int source = BatchGatherMath.SourcePixel(g, b, q / g.Width, q % g.Width);
         x[e] = (source < 0 ? 0 : pixels[image * g.ImageSize + channel * plane + source]) * g.Scale - g.Shift;
     }
 

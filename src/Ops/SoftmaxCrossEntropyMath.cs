@@ -7,7 +7,7 @@ namespace GpuBackprop.Ops;
 /// Softmax cross-entropy per row and the training metrics, written once for the ILGPU kernels and the
 /// host routines. Stable: log-sum-exp subtracts the row maximum, so logits of ±1000 do not overflow.
 /// </summary>
-internal static class LossMath
+internal static class SoftmaxCrossEntropyMath
 {
     /// <summary>Row <paramref name="row"/>'s log-sum-exp; <paramref name="loss"/> is lse - logit[target] (NaN for a target out of range).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

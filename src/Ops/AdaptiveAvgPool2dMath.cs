@@ -8,7 +8,7 @@ namespace GpuBackprop.Ops;
 /// axis of length L pooled to O outputs, window i covers [floor(i*L/O), ceil((i+1)*L/O)) (windows
 /// overlap when L is not a multiple of O, and repeat when O &gt; L), as PyTorch.
 /// </summary>
-internal static class AdaptivePoolMath
+internal static class AdaptiveAvgPool2dMath
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Start(int i, int length, int outputs) => i * length / outputs;
@@ -27,7 +27,7 @@ internal static class AdaptivePoolMath
 
     /// <summary>The mean of window (oh, ow) of the plane starting at <paramref name="xBase"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Mean<TX>(in AdaptivePool2dGeometry g, TX x, int xBase, int oh, int ow) where TX : struct, IView<float>
+    public static float Mean<TX>(in AdaptiveAvgPool2dGeometry g, TX x, int xBase, int oh, int ow) where TX : struct, IView<float>
     {
         int hs = Start(oh, g.H, g.OH), he = End(oh, g.H, g.OH);
         int ws = Start(ow, g.W, g.OW), we = End(ow, g.W, g.OW);
@@ -40,7 +40,7 @@ internal static class AdaptivePoolMath
 
     /// <summary>The gradient reaching input (h, w) of the plane whose outputs start at <paramref name="yBase"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float InputGrad<TY>(in AdaptivePool2dGeometry g, TY dy, int yBase, int h, int w) where TY : struct, IView<float>
+    public static float InputGrad<TY>(in AdaptiveAvgPool2dGeometry g, TY dy, int yBase, int h, int w) where TY : struct, IView<float>
     {
         Covering(h, g.H, g.OH, out int ohLo, out int ohHi);
         Covering(w, g.W, g.OW, out int owLo, out int owHi);

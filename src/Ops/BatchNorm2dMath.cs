@@ -8,7 +8,7 @@ namespace GpuBackprop.Ops;
 /// Batch-norm's per-element formulas, written once for the kernels and the host routines (the
 /// per-channel sums are each backend's own reduction, in a fixed order).
 /// </summary>
-internal static class BatchNormMath
+internal static class BatchNorm2dMath
 {
     /// <summary>1 / sqrt(var + eps).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

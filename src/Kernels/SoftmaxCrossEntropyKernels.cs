@@ -6,11 +6,11 @@ namespace GpuBackprop.Kernels;
 
 /// <summary>
 /// Softmax cross-entropy and the training metrics as ILGPU kernels, with the functions of
-/// <see cref="LossMath"/>: one thread per row for the loss, one per element for its gradient; the batch
+/// <see cref="SoftmaxCrossEntropyMath"/>: one thread per row for the loss, one per element for its gradient; the batch
 /// mean and the metrics are summed by one thread in row order (batches are small; deterministic).
 /// Metrics stay on the device, so a training step needs no host round trip.
 /// </summary>
-internal static class LossKernels
+internal static class SoftmaxCrossEntropyKernels
 {
     private sealed class Loaded(Accelerator a)
     {
@@ -44,19 +44,19 @@ internal static class LossKernels
 
     private static void RowsKernel(Index1D row, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> rowLoss)
     {
-        lse[row] = LossMath.Row(new DeviceView<float>(logits), new DeviceView<int>(targets), row, classes, out float loss);
+        lse[row] = SoftmaxCrossEntropyMath.Row(new DeviceView<float>(logits), new DeviceView<int>(targets), row, classes, out float loss);
         rowLoss[row] = loss;
     }
 
     private static void MeanKernel(Index1D t, int n, ArrayView<float> rowLoss, ArrayView<float> loss) =>
-        loss[0] = LossMath.Mean(new DeviceView<float>(rowLoss), n);
+        loss[0] = SoftmaxCrossEntropyMath.Mean(new DeviceView<float>(rowLoss), n);
 
     private static void GradKernel(Index1D e, int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> lse, ArrayView<float> dlogits) =>
-        dlogits[e] = LossMath.Grad(new DeviceView<float>(logits), new DeviceView<int>(targets), new DeviceView<float>(lse), e, n, classes);
+        dlogits[e] = SoftmaxCrossEntropyMath.Grad(new DeviceView<float>(logits), new DeviceView<int>(targets), new DeviceView<float>(lse), e, n, classes);
 
     private static void AccumulateKernel(Index1D t, int n, int classes, int step, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss, ArrayView<float> sums) =>
-        LossMath.Accumulate(new DeviceView<float>(logits), new DeviceView<int>(targets), new DeviceView<float>(loss), new DeviceView<float>(sums), n, classes, step);
+        SoftmaxCrossEntropyMath.Accumulate(new DeviceView<float>(logits), new DeviceView<int>(targets), new DeviceView<float>(loss), new DeviceView<float>(sums), n, classes, step);
 
     private static void PredictKernel(Index1D r, int classes, ArrayView<float> logits, ArrayView<int> predictions) =>
-        predictions[r] = LossMath.ArgMax(new DeviceView<float>(logits), r * classes, classes);
+        predictions[r] = SoftmaxCrossEntropyMath.ArgMax(new DeviceView<float>(logits), r * classes, classes);
 }

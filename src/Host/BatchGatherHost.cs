@@ -1,0 +1,39 @@
+using GpuBackprop.Ops;
+using ILGPU;
+
+namespace GpuBackprop.Host;
+
+/// <summary>A training batch gathered on the host: images picked by the epoch's order, augmented and normalised (<see cref="BatchGatherMath"/>).</summary>
+internal static class BatchGatherHost
+{
+    public static void Run(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> x, ArrayView<int> y) =>
+        HostLoop.For(g.Count, (start, end) =>
+        {
+            Span<byte> px = HostLoop.Span(pixels);
+            Span<int> ord = HostLoop.Span(order), lab = HostLoop.Span(labels), ys = HostLoop.Span(y);
+            Span<float> xs = HostLoop.Span(x);
+            for (int b = start; b < end; b++)
+            {
+                int image = ord[g.Start + b];
+                ReadOnlySpan<byte> src = px.Slice(image * g.ImageSize, g.ImageSize);
+                Span<float> dst = xs.Slice(b * g.ImageSize, g.ImageSize);
+                if (g.CropPadding == 0 && g.Flip == 0)
+                {
+                    for (int i = 0; i < src.Length; i++)
+                        dst[i] = src[i] * g.Scale - g.Shift;
+                }
+                else
+                {
+                    int plane = g.Height * g.Width;
+                    for (int h = 0; h < g.Height; h++)
+                        for (int w = 0; w < g.Width; w++)
+                        {
+                            int source = BatchGatherMath.SourcePixel(g, b, h, w);
+                            for (int c = 0; c < g.ImageSize / plane; c++)
+                                dst[c * plane + h * g.Width + w] = (source < 0 ? 0 : src[c * plane + source]) * g.Scale - g.Shift;
+                        }
+                }
+                ys[b] = lab[image];
+            }
+        }, g.ImageSize);
+}
