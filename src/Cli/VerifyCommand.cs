@@ -18,7 +18,7 @@ internal sealed class VerifyCommand : Command<VerifyCommand.Settings>
         [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N or all (default: GPUBACKPROP_DEVICE, else auto).")]
         public string? Device { get; set; }
 
-        [CommandOption("--golden <DIR>"), Description("Folder of golden cases (default: golden beside the program).")]
+        [CommandOption("--golden <DIR>"), Description("Folder of golden cases (default: golden and golden-local beside the program: the shared PyTorch cases and this project's own).")]
         public string? Golden { get; set; }
 
         [CommandOption("--force-opencl"), Description("Also list and open OpenCL devices that lack the generic address space (pocl, CPU runtimes), compiled at O2.")]
@@ -29,8 +29,8 @@ internal sealed class VerifyCommand : Command<VerifyCommand.Settings>
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
-        string golden = s.Golden ?? Path.Combine(AppContext.BaseDirectory, "golden");
-        IReadOnlyList<string> dirs = GoldenCase.ListCases(golden);
+        IReadOnlyList<string> dirs = s.Golden is string golden ? GoldenCase.ListCases(golden)
+            : [.. GoldenCase.ListCases(Path.Combine(AppContext.BaseDirectory, "golden")), .. GoldenCase.ListCases(Path.Combine(AppContext.BaseDirectory, "golden-local"))];
         var cases = dirs.Select(GoldenCase.Load).ToList();
 
         var results = new List<GoldenResult>();

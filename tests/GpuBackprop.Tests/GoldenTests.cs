@@ -11,12 +11,17 @@ public sealed class GoldenTests
 {
     private static readonly string Root = Path.Combine(AppContext.BaseDirectory, "golden");
 
+    /// <summary>This project's own PyTorch cases (scripts/make-activation-golden.py), beside the shared ones.</summary>
+    private static readonly string LocalRoot = Path.Combine(AppContext.BaseDirectory, "golden-local");
+
+    private static IEnumerable<string> AllCases() => GoldenCase.ListCases(Root).Concat(GoldenCase.ListCases(LocalRoot));
+
     public static TheoryData<string, string> Cases()
     {
         var data = new TheoryData<string, string>();
-        foreach (string dir in GoldenCase.ListCases(Root))
+        foreach (string dir in AllCases())
         {
-            string name = Path.GetFileName(dir);
+            string name = Path.GetRelativePath(AppContext.BaseDirectory, dir);
             data.Add(GoldenRunner.ReferenceName, name);
             foreach (string d in TestDevices.Specs)
                 data.Add(d, name);
@@ -35,11 +40,19 @@ public sealed class GoldenTests
             Assert.Contains(required, names);
     }
 
+    [Fact]
+    public void TheLocalCasesCoverTheActivationsAddedSinceTheSharedSet()
+    {
+        string[] names = GoldenCase.ListCases(LocalRoot).Select(Path.GetFileName).ToArray()!;
+        Assert.Equal(["hardswish_edges", "mish_edges"], names);
+        Assert.Equal(["hardswish", "mish"], GoldenCase.ListCases(LocalRoot).Select(d => GoldenCase.Load(d).Op));
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void CaseMatchesPyTorch(string target, string caseName)
     {
-        GoldenCase c = GoldenCase.Load(Path.Combine(Root, "cases", caseName));
+        GoldenCase c = GoldenCase.Load(Path.Combine(AppContext.BaseDirectory, caseName));
         GoldenResult r = GoldenRunner.Run(c, target == GoldenRunner.ReferenceName ? null : TestDevices.Get(target));
         Assert.Null(r.Error);
         Assert.NotEmpty(r.Tensors);
@@ -61,7 +74,7 @@ public sealed class GoldenTests
         foreach (string spec in cuda)
         {
             using ComputeDevice dev = ComputeDevice.Open(spec, new ComputeDeviceOptions(AllowTf32: true));
-            foreach (string dir in GoldenCase.ListCases(Root))
+            foreach (string dir in AllCases())
             {
                 GoldenCase c = GoldenCase.Load(dir);
                 GoldenResult r = GoldenRunner.Run(c, dev);
@@ -138,12 +151,13 @@ public sealed class GoldenTests
         }
     }
 
-    /// <summary>The CLI's verify on the cpu device: every case passes and it says so.</summary>
+    /// <summary>The CLI's verify on the cpu device: every case, the shared 37 and this project's 2, passes and it says so.</summary>
     [Fact]
     public void VerifyPassesOnTheCpuDevice()
     {
         var (code, error, output) = InProcessCli.Run("verify", "--device", "cpu");
         Assert.True(code == 0, error + output);
-        Assert.Contains("37/37", output);
+        Assert.Contains("golden: 39/39 passed", output);
+        Assert.Contains("mish_edges", output);
     }
 }

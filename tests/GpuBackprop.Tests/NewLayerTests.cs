@@ -33,7 +33,7 @@ public sealed class NewLayerTests
     private static readonly (string Name, string Parameters)[] ActivationCases =
     [
         ("relu", "{}"), ("sigmoid", "{}"), ("tanh", "{}"), ("silu", "{}"), ("leaky_relu", """{"negative_slope": 0.07}"""),
-        ("gelu", "{}"), ("gelu", """{"approximate": "tanh"}"""),
+        ("gelu", "{}"), ("gelu", """{"approximate": "tanh"}"""), ("hardswish", "{}"), ("mish", "{}"),
     ];
 
     public static TheoryData<string, string> Activations()

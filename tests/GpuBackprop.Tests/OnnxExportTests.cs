@@ -22,8 +22,29 @@ public sealed class OnnxExportTests
          {"type": "tanh"}, {"type": "adaptive_avg_pool2d", "output_size": 1}, {"type": "flatten"},
          {"type": "dropout", "p": 0.3}, {"type": "linear", "in_features": 6, "out_features": 8},
          {"type": "gelu"}, {"type": "linear", "in_features": 8, "out_features": 8}, {"type": "gelu", "approximate": "tanh"},
-         {"type": "sigmoid"}, {"type": "relu"}, {"type": "linear", "in_features": 8, "out_features": 4}]
+         {"type": "sigmoid"}, {"type": "linear", "in_features": 8, "out_features": 8}, {"type": "hardswish"},
+         {"type": "linear", "in_features": 8, "out_features": 8}, {"type": "mish"},
+         {"type": "relu"}, {"type": "linear", "in_features": 8, "out_features": 4}]
         """;
+
+    [Fact]
+    public void TheExportTestHoldsEveryLayerType()
+    {
+        var types = new HashSet<string>();
+        void Collect(System.Text.Json.JsonElement list)
+        {
+            foreach (System.Text.Json.JsonElement layer in list.EnumerateArray())
+            {
+                types.Add(layer.GetProperty("type").GetString()!);
+                foreach (string nested in new[] { "body", "shortcut" })
+                    if (layer.TryGetProperty(nested, out System.Text.Json.JsonElement inner))
+                        Collect(inner);
+            }
+        }
+        using var doc = System.Text.Json.JsonDocument.Parse(EveryExportableLayer);
+        Collect(doc.RootElement);
+        Assert.Equal(LayerTypes.Names.Order(), types.Order());
+    }
 
     [Fact]
     public void TheExportRunsInOnnxRuntimeAndMatchesOurEvalOutput()
