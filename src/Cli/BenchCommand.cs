@@ -16,10 +16,8 @@ namespace GpuBackprop.Cli;
 /// </summary>
 internal sealed class BenchCommand : Command<BenchCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : DeviceSettings
     {
-        [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
-        public string? Device { get; set; }
 
         [CommandOption("--only <PREFIX>"), Description("Only the benchmarks whose name starts with PREFIX.")]
         public string Only { get; set; } = "";
@@ -52,16 +50,16 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         public string CpuVectors { get; set; } = "auto";
 
         public override ValidationResult Validate() => Usage.All(
+            base.Validate(),
             Usage.Positive(Reps, "--reps"),
             GemmTiles is "auto" or "64" or "128" or "pipelined" ? ValidationResult.Success() : ValidationResult.Error($"--gemm-tiles takes auto, 64, 128 or pipelined; got '{GemmTiles}'."),
             Conv is "auto" or "im2col" or "implicit" ? ValidationResult.Success() : ValidationResult.Error($"--conv takes auto, im2col or implicit; got '{Conv}'."),
             SplitK is "auto" or "off" ? ValidationResult.Success() : ValidationResult.Error($"--split-k takes auto or off; got '{SplitK}'."),
             ThinTiles is "auto" or "off" ? ValidationResult.Success() : ValidationResult.Error($"--thin-tiles takes auto or off; got '{ThinTiles}'."),
             CpuVectors is "auto" or "256" || CpuVectors == "512" && Host.GemmHost.BestVectorBits == 512 ? ValidationResult.Success()
-                : ValidationResult.Error($"--cpu-vectors takes auto or 256{(Host.GemmHost.BestVectorBits == 512 ? " or 512" : " (this CPU has no AVX-512)")}; got '{CpuVectors}'."),
-            DeviceOption.Validate(Device, allowAll: false));
+                : ValidationResult.Error($"--cpu-vectors takes auto or 256{(Host.GemmHost.BestVectorBits == 512 ? " or 512" : " (this CPU has no AVX-512)")}; got '{CpuVectors}'."));
 
-        public ComputeDeviceOptions DeviceOptions => new(GemmTiles switch
+        public override ComputeDeviceOptions DeviceOptions => new(GemmTiles switch
         {
             "64" => Kernels.GemmTiles.Tiles64,
             "128" => Kernels.GemmTiles.Tiles128,
@@ -72,7 +70,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             "im2col" => ConvAlgorithm.Im2Col,
             "implicit" => ConvAlgorithm.Implicit,
             _ => ConvAlgorithm.Auto,
-        }, SplitK: SplitK == "auto", ThinTiles: ThinTiles == "auto");
+        }, OpenClWithoutGenericAddressSpace: ForceOpenCl, SplitK: SplitK == "auto", ThinTiles: ThinTiles == "auto");
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
@@ -84,7 +82,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         bool json = s.Json;
         if (s.CpuVectors != "auto")
             Host.GemmHost.VectorBits = int.Parse(s.CpuVectors, CultureInfo.InvariantCulture);
-        using ComputeDevice device = ComputeDevice.Open(DeviceOption.Resolve(s.Device), s.DeviceOptions);
+        using ComputeDevice device = s.Open();
         string deviceName = device.Info.Name;
         if (json)
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, string> { ["peer"] = "GpuBackprop", ["device"] = deviceName }));

@@ -26,27 +26,28 @@ internal sealed class CompareCommand : Command<CompareCommand.Settings>
         new("relu (64x32x56x56)", [64, 32, 56, 56], d => new ReLU(d)),
     ];
 
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : DeviceSettings
     {
-        [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N or all (default: GPUBACKPROP_DEVICE, else all).")]
-        public string? Device { get; set; }
 
         [CommandOption("--repeat <N>"), Description("Timed runs per op (the median is reported)."), DefaultValue(5)]
         public int Repeat { get; set; } = 5;
 
-        [CommandOption("--force-opencl"), Description("Also list and open OpenCL devices that lack the generic address space (pocl, CPU runtimes), compiled at O2.")]
-        public bool ForceOpenCl { get; set; }
+        protected override bool Several => true;
 
-        public override ValidationResult Validate() => Usage.All(
-            Usage.Positive(Repeat, "--repeat"),
-            DeviceOption.Validate(Device, allowAll: true, fallback: "all"));
+        /// <summary>Unnamed: every device found except cpu:kernels (see <see cref="Execute"/>).</summary>
+        protected override string Fallback => "all";
+
+        public override ValidationResult Validate() => Usage.All(base.Validate(), Usage.Positive(Repeat, "--repeat"));
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
         int repeat = s.Repeat;
-        ComputeDeviceOptions options = DeviceOption.Options(s.ForceOpenCl);
-        IReadOnlyList<DeviceSpec> specs = DeviceOption.Devices(DeviceOption.Resolve(s.Device, fallback: "all"), options);
+        ComputeDeviceOptions options = s.DeviceOptions;
+        IReadOnlyList<DeviceSpec> specs = DevicesToRun(s);
+        if (specs.Any(d => d.Kind == DeviceKind.CpuKernels))
+            Console.WriteLine("note: cpu:kernels runs the GPU kernels on ILGPU's CPU accelerator, one OS thread per simulated thread; "
+                + $"its convolution rows take minutes each ({repeat + 1} runs a row). Leave it out with --device naming the others.");
 
         // The baseline: the cpu device (host routines), itself checked against the reference path in the tests.
         var baseline = new Dictionary<string, (float[] Y, float[] Dx)>();
@@ -58,6 +59,7 @@ internal sealed class CompareCommand : Command<CompareCommand.Settings>
         foreach (DeviceSpec spec in specs)
         {
             using ComputeDevice device = ComputeDevice.Open(spec, options);
+            Console.WriteLine($"# {device.Info}");
             foreach (Op op in Ops)
             {
                 // The first run includes kernel compilation: it gives the result, the others the time.
@@ -75,6 +77,14 @@ internal sealed class CompareCommand : Command<CompareCommand.Settings>
         }
         return ExitCode.Success;
     }
+
+    /// <summary>
+    /// The devices compared: those named, or without a name every device found except cpu:kernels, which
+    /// runs the GPU kernels one OS thread per simulated thread (a convolution's row takes minutes there) and
+    /// so runs only when named or with an explicit 'all'.
+    /// </summary>
+    internal static IReadOnlyList<DeviceSpec> DevicesToRun(Settings s) =>
+        s.Named ? s.Specs : s.Specs.Where(d => d.Kind != DeviceKind.CpuKernels).ToList();
 
     private static (float[] Y, float[] Dx) RunOnce(ComputeDevice device, Op op, out double milliseconds)
     {

@@ -6,22 +6,17 @@ namespace GpuBackprop.Cli;
 /// <summary><c>gpubackprop devices</c>: every device with its type, name, memory, compute units and warp size.</summary>
 internal sealed class DevicesCommand : Command<DevicesCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
-    {
-        [CommandOption("--force-opencl"), System.ComponentModel.Description("Also list OpenCL devices that lack the generic address space (pocl, CPU runtimes).")]
-        public bool ForceOpenCl { get; set; }
-    }
+    public sealed class Settings : DeviceSettings;
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
-        IReadOnlyList<DeviceInfo> devices = ComputeDevice.Discover(DeviceOption.Options(s.ForceOpenCl));
+        IReadOnlyList<DeviceInfo> devices = ComputeDevice.Discover(s.DeviceOptions);
         Console.WriteLine($"{"spec",-12} {"type",-10} {"memory",10} {"units",6} {"warp",5} {"group",6}  name");
         foreach (DeviceInfo d in devices)
             Console.WriteLine($"{d.Spec,-12} {d.Kind,-10} {d.MemoryBytes / (1024.0 * 1024 * 1024),7:F1} GiB {d.ComputeUnits,6} {d.WarpSize,5} {d.MaxThreadsPerGroup,6}  {d.Name}");
-        // What a command without --device opens: GPUBACKPROP_DEVICE when set, else auto.
-        string spec = DeviceOption.Resolve(null);
-        using ComputeDevice chosen = ComputeDevice.Open(spec);
-        Console.WriteLine(spec == "auto" ? $"auto -> {chosen.Info}" : $"{DeviceOption.EnvironmentVariable}={spec} -> {chosen.Info}");
+        // What the spec opens: --device, else GPUBACKPROP_DEVICE when set, else auto.
+        using ComputeDevice chosen = s.Open();
+        Console.WriteLine(s.Device is null && s.Named ? $"{DeviceSpec.EnvironmentVariable}={s.SpecText} -> {chosen.Info}" : $"{s.SpecText} -> {chosen.Info}");
         return ExitCode.Success;
     }
 }

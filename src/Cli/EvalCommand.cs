@@ -15,18 +15,13 @@ internal sealed class EvalCommand : Command<EvalCommand.Settings>
         [CommandOption("--data <DIR>"), Description("Folder with the Fashion-MNIST IDX files (default: Debian's package, else the embedded subset).")]
         public string? Data { get; set; }
 
-        [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
-        public string? Device { get; set; }
-
-        public override ValidationResult Validate() => Usage.All(
-            CheckpointGiven(),
-            DeviceOption.Validate(Device, allowAll: false));
+        public override ValidationResult Validate() => Usage.All(base.Validate(), CheckpointGiven());
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
         string path = s.Checkpoint!;
-        using ComputeDevice device = ComputeDevice.Open(DeviceOption.Resolve(s.Device));
+        using ComputeDevice device = s.Open();
         var (_, test, source) = FashionMnist.Load(s.Data);
         AnsiConsole.MarkupLine($"device: [bold]{Markup.Escape(device.Info.ToString())}[/]; data: {Markup.Escape(source)}");
         // The trainer holds the model; evaluation needs no training set, so the test set stands in for it.

@@ -18,13 +18,13 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
         [CommandOption("--safetensors <FILE>"), Description("Write the weights and running statistics as safetensors with PyTorch's state-dict names.")]
         public string? SafeTensors { get; set; }
 
-        [CommandOption("--device <SPEC>"), Description("Where the model is loaded (default: cpu).")]
-        public string? Device { get; set; }
+        /// <summary>Export loads the model on the cpu device unless told otherwise: no GPU is needed to write files.</summary>
+        protected override string Fallback => "cpu";
 
         public override ValidationResult Validate() => Usage.All(
+            base.Validate(),
             CheckpointGiven(),
-            Onnx is null && SafeTensors is null ? ValidationResult.Error("name an output: --onnx FILE and/or --safetensors FILE.") : ValidationResult.Success(),
-            DeviceOption.Validate(Device ?? "cpu", allowAll: false));
+            Onnx is null && SafeTensors is null ? ValidationResult.Error("name an output: --onnx FILE and/or --safetensors FILE.") : ValidationResult.Success());
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)

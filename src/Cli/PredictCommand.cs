@@ -22,21 +22,18 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
         [CommandOption("--top <K>"), Description("Classes shown per image."), DefaultValue(3)]
         public int Top { get; set; } = 3;
 
-        [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
-        public string? Device { get; set; }
-
         public override ValidationResult Validate() => Usage.All(
+            base.Validate(),
             CheckpointGiven(),
             Images is null ? ValidationResult.Error("--images IDX is required.") : ValidationResult.Success(),
             Usage.Positive(Count, "--count"),
-            Usage.Positive(Top, "--top"),
-            DeviceOption.Validate(Device, allowAll: false));
+            Usage.Positive(Top, "--top"));
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
         var (dims, pixels) = IdxFile.Read(s.Images!, expectedRank: 3);
-        using ComputeDevice device = ComputeDevice.Open(DeviceOption.Resolve(s.Device));
+        using ComputeDevice device = s.Open();
         using TrainedModel trained = Trainer.LoadModel(device, s.Checkpoint!);
         int[] input = trained.Input;
         if (input[0] != 1 || dims[1] != input[1] || dims[2] != input[2])

@@ -16,7 +16,7 @@ namespace GpuBackprop.Cli;
 /// </summary>
 internal sealed class TrainCommand : Command<TrainCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : DeviceSettings
     {
         [CommandOption("--tf32"), Description("Let a CUDA device multiply on the tensor cores in TF32 (faster; relative errors near 1e-3; off by default, like PyTorch's allow_tf32).")]
         public bool Tf32 { get; set; }
@@ -49,9 +49,6 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
 
         [CommandOption("--schedule <SCHEDULE>"), Description("Learning-rate schedule: constant (default), cosine or step:SIZE:GAMMA.")]
         public string? Schedule { get; set; }
-
-        [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N (default: GPUBACKPROP_DEVICE, else auto).")]
-        public string? Device { get; set; }
 
         [CommandOption("--seed <S>"), Description("Seed of the initialisation and the shuffling (default 1).")]
         public int? Seed { get; set; }
@@ -86,14 +83,14 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         public override ValidationResult Validate()
         {
             ValidationResult result = Usage.All(
+                base.Validate(),
                 Models.Names.Contains(ModelName) || File.Exists(ModelName) ? ValidationResult.Success()
                     : ValidationResult.Error($"--model: '{ModelName}' is neither a built-in model ({string.Join(", ", Models.Names)}) nor an existing file."),
                 Usage.Positive(Epochs, "--epochs"),
                 InitWeights is not null && Resume is not null ? ValidationResult.Error("--init-weights starts a new run; it cannot be combined with --resume.") : ValidationResult.Success(),
                 InitWeights is not null && !File.Exists(InitWeights) ? ValidationResult.Error($"--init-weights: no such file '{InitWeights}'.") : ValidationResult.Success(),
                 Usage.Positive(Batch, "--batch"),
-                Kind(OptimizerName) is null ? ValidationResult.Error($"--optimizer: unknown optimizer '{OptimizerName}'; known: sgd, adam, adamw.") : ValidationResult.Success(),
-                DeviceOption.Validate(Device, allowAll: false));
+                Kind(OptimizerName) is null ? ValidationResult.Error($"--optimizer: unknown optimizer '{OptimizerName}'; known: sgd, adam, adamw.") : ValidationResult.Success());
             if (!result.Successful)
                 return result;
             if (!Models.Names.Contains(ModelName))
@@ -134,6 +131,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             }
             return ValidationResult.Success();
         }
+
+        public override ComputeDeviceOptions DeviceOptions => base.DeviceOptions with { AllowTf32 = Tf32 };
 
         private static OptimizerKind? Kind(string name) => name switch
         {
@@ -205,8 +204,11 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
-        using ComputeDevice device = ComputeDevice.Open(DeviceOption.Resolve(s.Device), new ComputeDeviceOptions(AllowTf32: s.Tf32));
         var (train, test, source) = FashionMnist.Load(s.Data);
+        // A new run's model is checked against the data (every layer's shape) before any device is opened.
+        if (s.Resume is null)
+            Models.Describe(s.Config().Model).CheckFits([train.Channels, train.Height, train.Width], train.Classes);
+        using ComputeDevice device = s.Open();
         AnsiConsole.MarkupLine($"device: [bold]{Markup.Escape(device.Info.ToString())}[/]");
         AnsiConsole.MarkupLine($"data: {Markup.Escape(source)} ({train.Count:N0} train, {test.Count:N0} test)");
 

@@ -13,18 +13,13 @@ namespace GpuBackprop.Cli;
 /// </summary>
 internal sealed class VerifyCommand : Command<VerifyCommand.Settings>
 {
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : DeviceSettings
     {
-        [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N or all (default: GPUBACKPROP_DEVICE, else auto).")]
-        public string? Device { get; set; }
 
         [CommandOption("--golden <DIR>"), Description("Folder of golden cases (default: golden and golden-local beside the program: the shared PyTorch cases and this project's own).")]
         public string? Golden { get; set; }
 
-        [CommandOption("--force-opencl"), Description("Also list and open OpenCL devices that lack the generic address space (pocl, CPU runtimes), compiled at O2.")]
-        public bool ForceOpenCl { get; set; }
-
-        public override ValidationResult Validate() => DeviceOption.Validate(Device, allowAll: true);
+        protected override bool Several => true;
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
@@ -36,10 +31,9 @@ internal sealed class VerifyCommand : Command<VerifyCommand.Settings>
         var results = new List<GoldenResult>();
         foreach (GoldenCase c in cases)
             results.Add(GoldenRunner.Run(c, null));
-        ComputeDeviceOptions options = DeviceOption.Options(s.ForceOpenCl);
-        foreach (DeviceSpec spec in DeviceOption.Devices(DeviceOption.Resolve(s.Device), options))
+        foreach (DeviceSpec spec in s.Specs)
         {
-            using ComputeDevice device = ComputeDevice.Open(spec, options);
+            using ComputeDevice device = ComputeDevice.Open(spec, s.DeviceOptions);
             Console.WriteLine($"device {device.Info.Spec}: {device.Info.Name}");
             foreach (GoldenCase c in cases)
                 results.Add(GoldenRunner.Run(c, device));

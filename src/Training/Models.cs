@@ -16,6 +16,32 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
     public Sequential Build(ComputeDevice device, int seed) => Architecture.Build(device, Layers, seed);
 
     /// <summary>
+    /// Checks without a device that the model takes images of (channels, height, width) =
+    /// <paramref name="input"/> and gives one logit per class: every field, and every layer's input shape.
+    /// </summary>
+    /// <exception cref="ArchitectureException">
+    /// The first problem: a field, a layer whose input does not fit it (its path, the expected and the actual
+    /// shape), or an output that is not one logit per class.
+    /// </exception>
+    public void CheckFits(int[] input, int classes)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        Architecture.CheckStructure(Layers);
+        string images = string.Join("x", input);
+        int[] output;
+        try
+        {
+            output = Architecture.Check(Layers, input);
+        }
+        catch (ArchitectureException e)
+        {
+            throw new ArchitectureException($"Model '{Name}' does not fit {images} images: {e.Message}", e);
+        }
+        if (output is not [int logits] || logits != classes)
+            throw new ArchitectureException($"Model '{Name}' gives [{string.Join(", ", output)}] for each {images} image; the data has {classes} classes, so the last layer must give [{classes}].");
+    }
+
+    /// <summary>
     /// Parses a description: an object with <c>layers</c> (and optionally <c>input</c> [C, H, W] and
     /// <c>classes</c>, as ../shared/bench/resnet14.json), or a bare layer list.
     /// </summary>

@@ -83,6 +83,7 @@ public sealed class Trainer : IDisposable
             throw new ArgumentException($"Model '{config.Model}' takes {input[0]}x{input[1]}x{input[2]} inputs; the data has {channels}x{height}x{width} images.", nameof(train));
         if (description.Classes is int k && k != classes)
             throw new ArgumentException($"Model '{config.Model}' has {k} classes; the data has {classes}.", nameof(train));
+        description.CheckFits([channels, height, width], classes);
         this.device = device;
         Config = config;
         schedule = LearningRateSchedule.Parse(config.Schedule, config.Epochs);

@@ -34,6 +34,10 @@ public sealed class CliTests
     [InlineData("--device", "verify", "--device", "cuda:x")]
     [InlineData("--repeat", "compare", "--repeat", "0")]
     [InlineData("frobnicate", "frobnicate")]
+    [InlineData("--device", "train", "--device", "cpu,cpu")]
+    [InlineData("epochs", "train", "--force-opencl", "--epochs", "-1")]
+    [InlineData("--checkpoint", "eval", "--force-opencl")]
+    [InlineData("--checkpoint", "predict", "--force-opencl", "--images", "x")]
     public void UsageErrorIsOneLineNamingTheOptionAndExitCode2(string named, params string[] args)
     {
         var (code, error) = Run(args);
@@ -54,6 +58,48 @@ public sealed class CliTests
         var (code, error) = Run(args);
         Assert.Equal(0, code);
         Assert.Equal("", error);
+    }
+
+    [Fact]
+    public void AModelFileThatDoesNotFitTheDataIsRefusedBeforeAnyDeviceNamingTheLayerAndBothShapes()
+    {
+        string dir = Directory.CreateTempSubdirectory("gpubackprop-bad16-").FullName;
+        try
+        {
+            string model = Path.Combine(dir, "bad16.json"), run = Path.Combine(dir, "run");
+            File.WriteAllText(model, """
+                [{"type": "conv2d", "in_channels": 1, "out_channels": 8, "kernel_size": 3, "padding": 1}, {"type": "max_pool2d", "kernel_size": 2},
+                 {"type": "batch_norm2d", "num_features": 16}, {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "in_features": 1568, "out_features": 10}]
+                """);
+            var (code, error, output) = InProcessCli.Run("train", "--model", model, "--device", "cpu", "--out", run);
+            Assert.Equal(2, code);
+            Assert.Equal("error: Model 'bad16' does not fit 1x28x28 images: layer 2 (batch_norm2d): expects input of shape [N, 16, H, W] or [N, 16]; got [1, 8, 14, 14].",
+                error.Trim());
+            Assert.DoesNotContain("device:", output);
+            Assert.False(Directory.Exists(run), "nothing is written for a model that does not fit");
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void CompareLeavesOutTheKernelsOnTheCpuUnlessNamed()
+    {
+        var named = new CompareCommand.Settings { Device = "all", ForceOpenCl = true };
+        Assert.True(named.Validate().Successful);
+        Assert.Contains(CompareCommand.DevicesToRun(named), d => d.Kind == Runtime.DeviceKind.CpuKernels);
+        var list = new CompareCommand.Settings { Device = "cpu, cpu:kernels" };
+        Assert.True(list.Validate().Successful);
+        Assert.Equal(["cpu", "cpu:kernels"], CompareCommand.DevicesToRun(list).Select(d => d.ToString()));
+        if (!string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(Runtime.DeviceSpec.EnvironmentVariable)))
+            return; // the variable names the devices, as --device would
+        var unnamed = new CompareCommand.Settings { ForceOpenCl = true };
+        Assert.True(unnamed.Validate().Successful);
+        IReadOnlyList<Runtime.DeviceSpec> chosen = CompareCommand.DevicesToRun(unnamed);
+        Assert.Contains(chosen, d => d.Kind == Runtime.DeviceKind.Cpu);
+        Assert.DoesNotContain(chosen, d => d.Kind == Runtime.DeviceKind.CpuKernels);
     }
 
     [Fact]

@@ -198,8 +198,10 @@ public sealed class CustomModelTrainingTests
         ComputeDevice d = TestDevices.Get("cpu");
         ImageDataset train = FashionMnist.LoadEmbedded("train").Take(64), test = FashionMnist.LoadEmbedded("t10k").Take(16);
         var wrongClasses = new TrainConfig { Model = "five", Architecture = """[{"type": "flatten"}, {"type": "linear", "in_features": 784, "out_features": 5}]""" };
-        Assert.Contains("the data has 10 classes", Assert.Throws<ArgumentException>(() => new Trainer(d, wrongClasses, train, test)).Message);
+        Assert.Equal("Model 'five' gives [5] for each 1x28x28 image; the data has 10 classes, so the last layer must give [10].",
+            Assert.Throws<ArchitectureException>(() => new Trainer(d, wrongClasses, train, test)).Message);
         var wrongInput = new TrainConfig { Model = "wide", Architecture = """[{"type": "flatten"}, {"type": "linear", "in_features": 100, "out_features": 10}]""" };
-        Assert.Contains("does not fit 1x28x28 images", Assert.Throws<ArgumentException>(() => new Trainer(d, wrongInput, train, test)).Message);
+        Assert.Equal("Model 'wide' does not fit 1x28x28 images: layer 1 (linear): expects input of shape [N, 100]; got [1, 784].",
+            Assert.Throws<ArchitectureException>(() => new Trainer(d, wrongInput, train, test)).Message);
     }
 }
