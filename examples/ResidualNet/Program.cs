@@ -15,7 +15,7 @@ public static class Example
 {
     public static int Main(string[] args)
     {
-        string outDir = args.Length > 0 ? args[0] : "residual-net-out";
+        string outDir = args.Length > 0 ? args[0] : Path.Combine("runs", "residual-net"); // runs/ is git-ignored
         using ComputeDevice device = ComputeDevice.Open(args.Length > 1 ? args[1] : "auto");
         var (train, test, source) = FashionMnist.Load(null);
         Console.WriteLine($"{device}; {source}");
@@ -51,7 +51,7 @@ public static class Example
                 int[] picked = order[start..Math.Min(start + batch, order.Length)];
                 using Tensor x = Images(device, train, picked);
                 sgd.ZeroGrad();
-                loss.Forward(model.Forward(x), picked.Select(i => (int)train.Labels[i]).ToArray());
+                loss.Forward(model.Forward(x), picked.Select(i => train.Labels[i]).ToArray());
                 model.Backward(loss.Backward());
                 sgd.Step();
             }

@@ -38,14 +38,9 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
         int[] input = trained.Input;
         if (input[0] != 1 || dims[1] != input[1] || dims[2] != input[2])
             throw new ArgumentException($"{s.Images}: images are 1x{dims[1]}x{dims[2]}; the model takes {input[0]}x{input[1]}x{input[2]}.");
-        int n = Math.Min(dims[0], s.Count ?? dims[0]), size = dims[1] * dims[2];
-        // The training run's normalisation: pixels scaled to [0, 1], then (x - mean) / std.
-        float mean = trained.Config.Normalization?[0] ?? FashionMnist.Mean, std = trained.Config.Normalization?[1] ?? FashionMnist.Std;
-        var x = new float[n * size];
-        for (int i = 0; i < x.Length; i++)
-            x[i] = (pixels[i] / 255f - mean) / std;
-        using Tensor images = Tensor.FromHost(device, x, n, 1, dims[1], dims[2]);
-        var (classes, p) = trained.Model.Predict(images);
+        int n = Math.Min(dims[0], s.Count ?? dims[0]);
+        // The training run's normalisation, a batch at a time (memory stays bounded for any count).
+        var (classes, p) = trained.Predict(pixels, n);
         int k = p.GetLength(1);
         string Name(int c) => k == FashionMnist.ClassNames.Length ? $"{c} {FashionMnist.ClassNames[c]}" : c.ToString(CultureInfo.InvariantCulture);
         var table = new Table().AddColumns("image", "class", "probability", "next");

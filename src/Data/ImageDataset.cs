@@ -1,14 +1,15 @@
 namespace GpuBackprop.Data;
 
 /// <summary>
-/// Images (C x H x W bytes each, 0..255) with class labels in host memory, and the mean and standard
-/// deviation that the trainer normalises pixels scaled to [0, 1] with.
+/// Images (C x H x W bytes each, 0..255) with class labels (0 .. classes-1) in host memory, and the
+/// mean and standard deviation that the trainer normalises pixels scaled to [0, 1] with. The dataset
+/// keeps the arrays it is given (no copy): do not change them while a trainer uses it.
 /// </summary>
 public sealed class ImageDataset
 {
     /// <summary>Creates a grayscale dataset; mean and standard deviation are computed from the pixels.</summary>
-    /// <exception cref="DataFormatException">Counts differ, or a label is not below <paramref name="classes"/>.</exception>
-    public ImageDataset(string name, int height, int width, byte[] pixels, byte[] labels, int classes, string labelsFile = "labels")
+    /// <exception cref="DataFormatException">Counts differ, or a label is outside 0 .. <paramref name="classes"/>-1.</exception>
+    public ImageDataset(string name, int height, int width, byte[] pixels, int[] labels, int classes, string labelsFile = "labels")
         : this(name, 1, height, width, pixels, labels, classes, null, null, labelsFile)
     {
     }
@@ -18,20 +19,21 @@ public sealed class ImageDataset
     /// column), checking that sizes agree and labels are in range; a null mean or standard deviation is
     /// computed from the pixels (scaled to [0, 1]).
     /// </summary>
-    /// <exception cref="DataFormatException">Counts differ, or a label is not below <paramref name="classes"/>.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">A size is not positive or the standard deviation is not.</exception>
-    public ImageDataset(string name, int channels, int height, int width, byte[] pixels, byte[] labels, int classes, float? mean, float? std, string labelsFile = "labels")
+    /// <exception cref="DataFormatException">Counts differ, or a label is outside 0 .. <paramref name="classes"/>-1.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A size or the class count is not positive, or the standard deviation is not.</exception>
+    public ImageDataset(string name, int channels, int height, int width, byte[] pixels, int[] labels, int classes, float? mean, float? std, string labelsFile = "labels")
     {
         ArgumentNullException.ThrowIfNull(pixels);
         ArgumentNullException.ThrowIfNull(labels);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(channels);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(classes);
         long imageSize = (long)channels * height * width;
         if (pixels.Length != labels.Length * imageSize)
             throw new DataFormatException(labelsFile, $"{labels.Length} labels for {pixels.Length / imageSize} images of {channels}x{height}x{width}.");
         for (int i = 0; i < labels.Length; i++)
-            if (labels[i] >= classes)
+            if (labels[i] < 0 || labels[i] >= classes)
                 throw new DataFormatException(labelsFile, $"label {i} is {labels[i]}; classes are 0..{classes - 1}.");
         Name = name;
         Channels = channels;
@@ -74,7 +76,7 @@ public sealed class ImageDataset
     /// <summary>Pixels, image after image, channel after channel, row-major, 0..255.</summary>
     public byte[] Pixels { get; }
     /// <summary>Class of each image.</summary>
-    public byte[] Labels { get; }
+    public int[] Labels { get; }
     /// <summary>Number of classes.</summary>
     public int Classes { get; }
     /// <summary>Number of images.</summary>
@@ -95,6 +97,6 @@ public sealed class ImageDataset
         var (labelDims, labelBytes) = IdxFile.Read(labelsName, labels, 1);
         if (labelDims[0] != imageDims[0])
             throw new DataFormatException(labelsName, $"{labelDims[0]} labels but {imagesName} holds {imageDims[0]} images.");
-        return new ImageDataset(name, 1, imageDims[1], imageDims[2], pixels, labelBytes, classes, mean, std, labelsName);
+        return new ImageDataset(name, 1, imageDims[1], imageDims[2], pixels, Array.ConvertAll(labelBytes, b => (int)b), classes, mean, std, labelsName);
     }
 }

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using GpuBackprop.Geometry;
 using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
@@ -84,6 +85,8 @@ public sealed class AdaptiveAvgPool2d : Module
             using var layer = new AdaptiveAvgPool2d(device, c.Pair("output_size"));
             GoldenThrough(c, device, layer, o);
         }
+
+        public override JsonObject Describe(Module m, Architecture.DescribeWalk walk) => new() { ["output_size"] = FieldValues.Pair(((AdaptiveAvgPool2d)m).OutputSize) };
 
         public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe)
         {

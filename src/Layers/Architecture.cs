@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using GpuBackprop.Geometry;
 using GpuBackprop.Runtime;
 
@@ -92,6 +93,60 @@ public static class Architecture
         Validate(layers, "");
         var walk = new BuildWalk(device, seed);
         return walk.List(layers, "") ?? throw new ArchitectureException("The architecture has no layers.");
+    }
+
+    /// <summary>
+    /// The JSON layer list that builds a network like <paramref name="model"/> (a model built in code, for
+    /// checkpoints and model files): each layer's fields from its type's description. Building the list
+    /// gives the same module tree and state-dict names; the weights are not part of it.
+    /// </summary>
+    /// <exception cref="ArchitectureException">
+    /// A module no layer type describes (a custom module, or a Sequential nested directly in a Sequential,
+    /// whose state-dict names a layer list cannot reproduce), named by its path.
+    /// </exception>
+    public static string Describe(Sequential model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return new DescribeWalk().List(model, "").ToJsonString();
+    }
+
+    /// <summary>Writes modules as layer lists, naming a module that cannot be written by its state-dict path.</summary>
+    internal sealed class DescribeWalk
+    {
+        /// <summary>
+        /// The layer list of a Sequential. A residual block's body and shortcut must be Sequentials too: a list's
+        /// layers are named 0, 1, ... (<c>4.body.0.weight</c>), which a lone module's parameters are not.
+        /// </summary>
+        /// <param name="m">The module.</param>
+        /// <param name="local">Its name below the layer being described (body, shortcut), or "" for the root.</param>
+        public JsonArray List(Module m, string local)
+        {
+            string path = Prefix.Length == 0 ? local : $"{Prefix}.{local}";
+            var list = new JsonArray();
+            if (m is not Sequential s)
+                throw new ArchitectureException($"module {path} ({m.GetType().Name}): a residual block's body and shortcut must be Sequentials to be written as layer lists.");
+            int i = 0;
+            foreach (Module layer in s.Layers)
+            {
+                list.Add(Layer(layer, path.Length == 0 ? $"{i}" : $"{path}.{i}"));
+                i++;
+            }
+            return list;
+        }
+
+        private static JsonObject Layer(Module m, string path)
+        {
+            if (m is Sequential)
+                throw new ArchitectureException($"module {path} (Sequential): a Sequential inside a Sequential has no layer type; put its layers in the outer list.");
+            LayerType type = LayerTypes.Of(m) ?? throw new ArchitectureException($"module {path} ({m.GetType().Name}): no layer type describes this module.");
+            var o = new JsonObject { ["type"] = type.Name };
+            foreach (var (key, value) in type.Describe(m, new DescribeWalk { Prefix = path }))
+                o[key] = value?.DeepClone();
+            return o;
+        }
+
+        /// <summary>The path of the layer being described (its nested lists are named below it).</summary>
+        private string Prefix { get; init; } = "";
     }
 
     /// <summary>Each layer of a list with its state-dict path and its type's fields.</summary>

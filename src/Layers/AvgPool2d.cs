@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using GpuBackprop.Geometry;
 using GpuBackprop.Ops;
 using GpuBackprop.Reference;
@@ -134,6 +135,16 @@ public sealed class AvgPool2d : Module
         {
             using var layer = new AvgPool2d(device, c.Pair("kernel"), c.Pair("stride"), c.Pair("padding"), c.Flag("ceil_mode"), c.Flag("count_include_pad"), c.OptionalInt("divisor_override"));
             GoldenThrough(c, device, layer, o);
+        }
+
+        public override JsonObject Describe(Module m, Architecture.DescribeWalk walk)
+        {
+            var a = (AvgPool2d)m;
+            return new JsonObject
+            {
+                ["kernel_size"] = FieldValues.Pair(a.KernelSize), ["stride"] = FieldValues.Pair(a.Stride), ["padding"] = FieldValues.Pair(a.Padding),
+                ["ceil_mode"] = a.CeilMode, ["count_include_pad"] = a.CountIncludePad, ["divisor_override"] = a.DivisorOverride,
+            };
         }
 
         public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe)

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using GpuBackprop.Geometry;
 using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
@@ -253,6 +254,16 @@ public sealed class BatchNorm2d : Module
             o.Add("dbias", layer.Bias.Grad);
             o.Add("running_mean_out", layer.RunningMean);
             o.Add("running_var_out", layer.RunningVar);
+        }
+
+        public override JsonObject Describe(Module m, Architecture.DescribeWalk walk)
+        {
+            var b = (BatchNorm2d)m;
+            return new JsonObject
+            {
+                ["num_features"] = b.NumFeatures, ["eps"] = FieldValues.Float(b.Eps), ["momentum"] = b.Momentum is float mo ? FieldValues.Float(mo) : null,
+                ["affine"] = b.Affine, ["track_running_stats"] = b.TrackRunningStats,
+            };
         }
 
         public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe)

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using GpuBackprop.Geometry;
 using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
@@ -188,6 +189,17 @@ public sealed class Conv2d : Module
             Conv2dGeometry g = GeometryOf(c);
             using var layer = new Conv2d(device, g.C, g.K, (g.R, g.S), c.Pair("stride"), c.Pair("padding"), c.Pair("dilation"), g.Groups, bias: c.Has("b"));
             Linear.Description.GoldenWithWeights(c, device, layer, layer.Weight, layer.Bias, o);
+        }
+
+        public override JsonObject Describe(Module m, Architecture.DescribeWalk walk)
+        {
+            var c = (Conv2d)m;
+            return new JsonObject
+            {
+                ["in_channels"] = c.InChannels, ["out_channels"] = c.OutChannels, ["kernel_size"] = FieldValues.Pair(c.KernelSize),
+                ["stride"] = FieldValues.Pair(c.Stride), ["padding"] = FieldValues.Pair(c.Padding), ["dilation"] = FieldValues.Pair(c.Dilation),
+                ["groups"] = c.Groups, ["bias"] = c.Bias is not null,
+            };
         }
 
         public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe)

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using GpuBackprop.Ops;
 using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
@@ -97,6 +98,8 @@ public sealed class Dropout : Module
                 throw new NotSupportedException($"{f.Where}: the reference network runs dropout in eval mode only.");
             return (x, s);
         }
+
+        public override JsonObject Describe(Module m, Architecture.DescribeWalk walk) => new() { ["p"] = FieldValues.Float(((Dropout)m).P) };
 
         public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe) => g.Op("Identity", [x]);
     }

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
 using GpuBackprop.Serialization;
@@ -58,6 +59,8 @@ public sealed class Flatten : Module
 
         public override (double[] Y, int[] Shape) Reference(LayerFields f, ReferenceNetwork net, double[] x, int[] s, bool training, List<Action> backward) =>
             (x, [s[0], s.Skip(1).Aggregate(1, (a, d) => a * d)]);
+
+        public override JsonObject Describe(Module m, Architecture.DescribeWalk walk) => [];
 
         public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe) => g.Op("Flatten", [x], OnnxGraph.Int("axis", 1));
     }

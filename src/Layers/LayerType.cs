@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
 using GpuBackprop.Serialization;
@@ -56,6 +57,12 @@ internal abstract class LayerType
     /// <summary>The golden case of this op on a device, through the module as a user would run it.</summary>
     public virtual void GoldenDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o) => throw NoGoldenOp(c);
 
+    /// <summary>
+    /// The JSON fields (besides <c>type</c>) that build a module like <paramref name="m"/>: how a model built
+    /// in code is written into checkpoints and model files (<see cref="Architecture.Describe"/>).
+    /// </summary>
+    public abstract JsonObject Describe(Module m, Architecture.DescribeWalk walk);
+
     /// <summary>Emits the ONNX nodes of module <paramref name="m"/> on input <paramref name="x"/>; returns the output's name.</summary>
     public abstract string Onnx(OnnxGraph g, Module m, string x, Tensor probe);
 
@@ -69,6 +76,16 @@ internal abstract class LayerType
         o.Add("y", layer.Forward(x));
         o.Add("dx", layer.Backward(dy));
     }
+}
+
+/// <summary>JSON values of the fields that <see cref="LayerType.Describe"/> writes.</summary>
+internal static class FieldValues
+{
+    /// <summary>A pair as PyTorch prints it: one integer when both sides agree, else [height, width].</summary>
+    public static JsonNode Pair(Geometry.Size2 v) => v.H == v.W ? JsonValue.Create(v.H) : new JsonArray(v.H, v.W);
+
+    /// <summary>A float field written as its shortest round-trip decimal (1e-05, not 9.999999747378752e-06).</summary>
+    public static JsonNode Float(float v) => JsonValue.Create(double.Parse(v.ToString("R", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture));
 }
 
 /// <summary>The table of layer types: every <see cref="LayerType"/> of this assembly, found once.</summary>

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
 using GpuBackprop.Serialization;
@@ -124,6 +125,12 @@ public sealed class Linear : Module
             o.Add("dw", weight.Grad);
             if (bias is not null)
                 o.Add("db", bias.Grad);
+        }
+
+        public override JsonObject Describe(Module m, Architecture.DescribeWalk walk)
+        {
+            var l = (Linear)m;
+            return new JsonObject { ["in_features"] = l.InFeatures, ["out_features"] = l.OutFeatures, ["bias"] = l.Bias is not null };
         }
 
         public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe)

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using GpuBackprop.Geometry;
 using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
@@ -133,6 +134,16 @@ public sealed class MaxPool2d : Module
             o.Add("y", layer.Forward(x));
             o.Longs["indices"] = layer.Indices!.DownloadInt32().Select(i => (long)i).ToArray();
             o.Add("dx", layer.Backward(dy));
+        }
+
+        public override JsonObject Describe(Module m, Architecture.DescribeWalk walk)
+        {
+            var p = (MaxPool2d)m;
+            return new JsonObject
+            {
+                ["kernel_size"] = FieldValues.Pair(p.KernelSize), ["stride"] = FieldValues.Pair(p.Stride), ["padding"] = FieldValues.Pair(p.Padding),
+                ["dilation"] = FieldValues.Pair(p.Dilation), ["ceil_mode"] = p.CeilMode,
+            };
         }
 
         public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe)

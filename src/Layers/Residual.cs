@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using System.Text.Json;
 using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
@@ -114,6 +115,15 @@ public sealed class Residual : Module
                 net.GradIn = viaBody.Select((v, i) => v + viaShortcut[i]).ToArray();
             });
             return (main.Select((v, i) => v + side[i]).ToArray(), mainShape);
+        }
+
+        public override JsonObject Describe(Module m, Architecture.DescribeWalk walk)
+        {
+            var r = (Residual)m;
+            var o = new JsonObject { ["body"] = walk.List(r.Body, "body") };
+            if (r.Shortcut is not null)
+                o["shortcut"] = walk.List(r.Shortcut, "shortcut");
+            return o;
         }
 
         public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe)

@@ -1,4 +1,6 @@
+using GpuBackprop.Data;
 using GpuBackprop.Layers;
+using GpuBackprop.Runtime;
 
 namespace GpuBackprop.Training;
 
@@ -10,6 +12,53 @@ public sealed record TrainedModel(Sequential Model, TrainConfig Config, int Epoc
 {
     /// <summary>The input (C, H, W), or (1, 28, 28) for checkpoints that predate the field.</summary>
     public int[] Input => Config.Input ?? [1, 28, 28];
+
+    /// <summary>The training data's normalisation, [mean, std] of pixels scaled to [0, 1] (Fashion-MNIST's for checkpoints that predate the field).</summary>
+    public float[] Normalization => Config.Normalization ?? [FashionMnist.Mean, FashionMnist.Std];
+
+    /// <summary>
+    /// The classes and probabilities of <paramref name="count"/> images of (C, H, W) = <see cref="Input"/>,
+    /// bytes 0..255 laid out as <see cref="ImageDataset.Pixels"/>, normalised as in training and run
+    /// <paramref name="batchSize"/> images at a time (memory stays bounded for any count).
+    /// </summary>
+    /// <exception cref="ArgumentException">The pixels do not hold <paramref name="count"/> images of the model's input size.</exception>
+    public (int[] Classes, float[,] Probabilities) Predict(byte[] pixels, int count, int batchSize = 256)
+    {
+        ArgumentNullException.ThrowIfNull(pixels);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        int size = Input[0] * Input[1] * Input[2];
+        if ((long)count * size > pixels.Length)
+            throw new ArgumentException($"{pixels.Length} bytes hold {pixels.Length / size} images of {string.Join("x", Input)}; asked for {count}.", nameof(pixels));
+        float mean = Normalization[0], std = Normalization[1];
+        var classes = new int[count];
+        float[,]? probabilities = null;
+        for (int start = 0; start < count; start += batchSize)
+        {
+            int n = Math.Min(batchSize, count - start);
+            var x = new float[n * size];
+            for (int i = 0; i < x.Length; i++)
+                x[i] = (pixels[start * size + i] / 255f - mean) / std;
+            using Tensor images = Tensor.FromHost(Model.Device, x, n, Input[0], Input[1], Input[2]);
+            var (c, p) = Model.Predict(images);
+            probabilities ??= new float[count, p.GetLength(1)];
+            Array.Copy(c, 0, classes, start, n);
+            for (int r = 0; r < n; r++)
+                for (int k = 0; k < p.GetLength(1); k++)
+                    probabilities[start + r, k] = p[r, k];
+        }
+        return (classes, probabilities ?? new float[0, 0]);
+    }
+
+    /// <summary>The classes and probabilities of every image of <paramref name="images"/> (see <see cref="Predict(byte[], int, int)"/>).</summary>
+    /// <exception cref="ArgumentException">The images are not of the model's input size.</exception>
+    public (int[] Classes, float[,] Probabilities) Predict(ImageDataset images, int batchSize = 256)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        if (images.Channels != Input[0] || images.Height != Input[1] || images.Width != Input[2])
+            throw new ArgumentException($"The images are {images.Channels}x{images.Height}x{images.Width}; the model takes {string.Join("x", Input)}.", nameof(images));
+        return Predict(images.Pixels, images.Count, batchSize);
+    }
 
     /// <inheritdoc />
     public void Dispose() => Model.Dispose();

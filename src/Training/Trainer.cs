@@ -45,11 +45,18 @@ public sealed class TrainingDivergedException(int epoch, int step, string? messa
 public sealed record Evaluation(double Accuracy, double Loss, int[,] Confusion);
 
 /// <summary>
-/// Trains a built-in model on an image dataset. Both datasets are uploaded to the device once (as
-/// bytes); each epoch uploads its shuffled order once; each step then runs entirely on the device
-/// (batch gather, forward, loss, metrics, backward, update). The host reads the running loss only
-/// every few steps for progress, and checks it for NaN/Inf with the exact step that first went bad.
+/// Trains a model (built-in, described in JSON, or built in code) on an image dataset. Both datasets are
+/// uploaded to the device once (as bytes); each epoch uploads its shuffled order once; each step then
+/// runs entirely on the device (batch gather, forward, loss, metrics, backward, update). The host reads
+/// the running loss only every few steps for progress, and checks it for NaN/Inf with the exact step
+/// that first went bad.
 /// </summary>
+/// <remarks>
+/// Ownership: the trainer owns what it creates (a model it built from a name or JSON, the optimizer, the
+/// device copies of the data) and frees it in <see cref="Dispose"/>. A model passed in is trained in place
+/// and stays the caller's: dispose it after the trainer. The device and the datasets are the caller's;
+/// dispose the device last.
+/// </remarks>
 public sealed class Trainer : IDisposable
 {
     private readonly ComputeDevice device;
@@ -60,10 +67,41 @@ public sealed class Trainer : IDisposable
     private readonly List<EpochResult> history = new();
     private readonly Dictionary<int, (Tensor X, Tensor Y)> batches = new();
 
-    /// <summary>Creates a fresh run (initialised from the config's seed).</summary>
-    public Trainer(ComputeDevice device, TrainConfig config, ImageDataset train, ImageDataset test)
+    /// <summary>
+    /// Creates a fresh run of the model that <paramref name="config"/> names (a built-in model or a description
+    /// file, or the layer list in <see cref="TrainConfig.Architecture"/>), initialised from the config's seed.
+    /// </summary>
+    /// <exception cref="ArgumentException">A config value is out of range, or the datasets disagree or are empty.</exception>
+    /// <exception cref="ArchitectureException">The model does not fit the data (the layer, the expected and the actual shape are named).</exception>
+    public Trainer(ComputeDevice device, TrainConfig config, ImageDataset train, ImageDataset test) : this(config, device, null, train, test)
+    {
+    }
+
+    /// <summary>
+    /// Creates a fresh run of a model built in code, trained in place from its current weights. Its layer
+    /// list (<see cref="Architecture.Describe"/>) goes into the config and the checkpoints, so that
+    /// <see cref="Resume"/> and <see cref="LoadModel"/> rebuild it; <see cref="TrainConfig.Model"/> names it.
+    /// The trainer does not own <paramref name="model"/>: dispose it after the trainer.
+    /// </summary>
+    /// <exception cref="ArgumentException">The model lives on another device, a config value is out of range, or the datasets disagree or are empty.</exception>
+    /// <exception cref="ArchitectureException">A module no layer type describes, or the model does not fit the data.</exception>
+    public Trainer(ComputeDevice device, Sequential model, TrainConfig config, ImageDataset train, ImageDataset test)
+        : this(config, device, model ?? throw new ArgumentNullException(nameof(model)), train, test)
+    {
+    }
+
+    private Trainer(TrainConfig config, ComputeDevice device, Sequential? model, ImageDataset train, ImageDataset test)
     {
         ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(train);
+        ArgumentNullException.ThrowIfNull(test);
+        if (model is not null)
+        {
+            if (!ReferenceEquals(model.Device, device))
+                throw new ArgumentException($"The model lives on {model.Device.Info.Spec}; the trainer runs on {device.Info.Spec}.", nameof(model));
+            config = config with { Architecture = Architecture.Describe(model) };
+        }
         config.Validate();
         if (train.Count == 0 || test.Count == 0)
             throw new ArgumentException($"The {(train.Count == 0 ? "training" : "test")} set is empty: there is nothing to {(train.Count == 0 ? "train on" : "evaluate")}.", train.Count == 0 ? nameof(train) : nameof(test));
@@ -87,14 +125,16 @@ public sealed class Trainer : IDisposable
         this.device = device;
         Config = config;
         schedule = LearningRateSchedule.Parse(config.Schedule, config.Epochs);
-        Model = description.Build(device, config.Seed);
+        ownsModel = model is null;
+        Model = model ?? description.Build(device, config.Seed);
         try
         {
             CheckModelFitsData(config.Model);
         }
         catch
         {
-            Model.Dispose();
+            if (ownsModel)
+                Model.Dispose();
             throw;
         }
         Optimizer = Optimizer.Create(Model.Parameters, config.Optimizer);
@@ -108,6 +148,7 @@ public sealed class Trainer : IDisposable
     }
 
     private readonly int channels, height, width, classes;
+    private readonly bool ownsModel;
 
     /// <summary>
     /// One image through the model in eval mode (no running statistics move): the logits must be
@@ -136,7 +177,7 @@ public sealed class Trainer : IDisposable
 
     /// <summary>The run's configuration.</summary>
     public TrainConfig Config { get; private set; }
-    /// <summary>The model.</summary>
+    /// <summary>The model (owned by the trainer unless it was passed in).</summary>
     public Sequential Model { get; }
     /// <summary>The optimizer.</summary>
     public Optimizer Optimizer { get; }
@@ -453,7 +494,8 @@ public sealed class Trainer : IDisposable
             x.Dispose();
             y.Dispose();
         }
-        Model.Dispose();
+        if (ownsModel)
+            Model.Dispose();
         Optimizer.Dispose();
         loss.Dispose();
         sums.Dispose();
@@ -475,7 +517,7 @@ public sealed class Trainer : IDisposable
             this.std = std;
             Pixels = device.Allocate<byte>(host.Pixels.Length);
             Pixels.View.CopyFromCPU(host.Pixels);
-            Labels = Tensor.FromHost(device, host.Labels.Select(b => (int)b).ToArray(), host.Count);
+            Labels = Tensor.FromHost(device, host.Labels, host.Count);
             // Identity until an epoch uploads its shuffle: evaluation walks the set in order.
             Order = Tensor.FromHost(device, Enumerable.Range(0, host.Count).ToArray(), host.Count);
         }

@@ -22,6 +22,79 @@ public sealed class ArchitectureAndSafeTensorsTests
         ]}
         """;
 
+    [Theory]
+    [InlineData("lenet5")]
+    [InlineData("cnn2")]
+    [InlineData("resnet14")]
+    public void DescribeWritesTheLayerListThatRebuildsTheSameNetwork(string name)
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        using Sequential original = Training.Models.Create(name, d, seed: 3);
+        string json = Architecture.Describe(original);
+        using Sequential rebuilt = Architecture.Build(d, json, seed: 3);
+        Assert.Equal(original.StateDict().Select(s => (s.Name, s.Tensor.ShapeText)), rebuilt.StateDict().Select(s => (s.Name, s.Tensor.ShapeText)));
+        Assert.Equal(original.NamedModules().Select(m => (m.Name, m.Module.GetType())), rebuilt.NamedModules().Select(m => (m.Name, m.Module.GetType())));
+        Assert.Equal(json, Architecture.Describe(rebuilt));
+        // The same seed draws the same weights: the description carries every field that shapes the network.
+        Assert.Equal(original.StateDict().Select(s => s.Tensor.Download()), rebuilt.StateDict().Select(s => s.Tensor.Download()));
+    }
+
+    [Fact]
+    public void DescribeKeepsEveryFieldOfEveryLayerType()
+    {
+        // Non-default values everywhere a field has one, so that a field Describe forgot changes the rebuilt description.
+        const string json = """
+            [{"type": "conv2d", "in_channels": 2, "out_channels": 4, "kernel_size": [3, 2], "stride": [2, 1], "padding": [1, 0], "dilation": [1, 2], "groups": 2, "bias": false},
+             {"type": "batch_norm2d", "num_features": 4, "eps": 0.001, "momentum": null, "affine": false, "track_running_stats": false},
+             {"type": "leaky_relu", "negative_slope": 0.2}, {"type": "gelu", "approximate": "tanh"}, {"type": "hardswish"}, {"type": "mish"},
+             {"type": "sigmoid"}, {"type": "tanh"}, {"type": "silu"}, {"type": "relu"},
+             {"type": "max_pool2d", "kernel_size": 3, "stride": 1, "padding": 1, "dilation": 1, "ceil_mode": true},
+             {"type": "avg_pool2d", "kernel_size": 2, "stride": 1, "padding": 1, "ceil_mode": true, "count_include_pad": false, "divisor_override": 3},
+             {"type": "residual", "body": [{"type": "conv2d", "in_channels": 4, "out_channels": 4, "kernel_size": 1}], "shortcut": [{"type": "dropout", "p": 0.25}]},
+             {"type": "adaptive_avg_pool2d", "output_size": [2, 3]}, {"type": "flatten"}, {"type": "linear", "in_features": 24, "out_features": 5, "bias": false}]
+            """;
+        ComputeDevice d = TestDevices.Get("cpu");
+        using Sequential net = Architecture.Build(d, json);
+        string described = Architecture.Describe(net);
+        using var expected = System.Text.Json.JsonDocument.Parse(json);
+        using var actual = System.Text.Json.JsonDocument.Parse(described);
+        // Every field given is written back with its value (pairs may be written as one integer when both sides agree).
+        foreach (var (e, a) in expected.RootElement.EnumerateArray().Zip(actual.RootElement.EnumerateArray()))
+            foreach (var field in e.EnumerateObject().Where(f => f.Name is not ("body" or "shortcut")))
+            {
+                Assert.True(a.TryGetProperty(field.Name, out var value), $"{e.GetProperty("type")}: '{field.Name}' not written");
+                string want = System.Text.Json.JsonSerializer.Serialize(field.Value), got = System.Text.Json.JsonSerializer.Serialize(value);
+                Assert.True(want == got || want == $"[{got},{got}]", $"{e.GetProperty("type")}.{field.Name}: {want} written as {got}");
+            }
+        using Sequential rebuilt = Architecture.Build(d, described);
+        Assert.Equal(described, Architecture.Describe(rebuilt));
+    }
+
+    [Fact]
+    public void DescribeRefusesWhatALayerListCannotRebuildNamingTheModule()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        using var nested = new Sequential(d, new Flatten(d), new Sequential(d, new Linear(d, 4, 2)));
+        Assert.Equal("module 1 (Sequential): a Sequential inside a Sequential has no layer type; put its layers in the outer list.",
+            Assert.Throws<ArchitectureException>(() => Architecture.Describe(nested)).Message);
+        using var lone = new Sequential(d, new Residual(d, new Linear(d, 4, 4)));
+        Assert.Equal("module 0.body (Linear): a residual block's body and shortcut must be Sequentials to be written as layer lists.",
+            Assert.Throws<ArchitectureException>(() => Architecture.Describe(lone)).Message);
+    }
+
+    [Fact]
+    public void CheckGivesTheOutputShapeOrNamesTheLayerThatDoesNotFitWithoutADevice()
+    {
+        Assert.Equal([3], Architecture.Check(Small, [1, 9, 7]));
+        var e = Assert.Throws<ArchitectureException>(() => Architecture.Check(Small, [2, 9, 7]));
+        Assert.Equal("layer 0 (conv2d): expects input of shape [N, 1, H, W]; got [1, 2, 9, 7].", e.Message);
+        const string mismatched = """[{"type": "residual", "body": [{"type": "max_pool2d", "kernel_size": 2}], "shortcut": []}]""";
+        Assert.Equal("layer 0 (residual): the body gives [1, 1, 4, 4] but the shortcut gives [1, 1, 8, 8]; they are added, so they must match.",
+            Assert.Throws<ArchitectureException>(() => Architecture.Check(mismatched, [1, 8, 8])).Message);
+        Assert.Equal("layer 0 (avg_pool2d): field 'divisor_override' must be an integer; got 2.5.",
+            Assert.Throws<ArchitectureException>(() => Architecture.Check("""[{"type": "avg_pool2d", "kernel_size": 2, "divisor_override": 2.5}]""", [1, 8, 8])).Message);
+    }
+
     [Fact]
     public void ABuiltNetworkHasPyTorchsStateDictNames()
     {

@@ -93,11 +93,11 @@ public sealed class TrainingOptionsTests
         var rng = new Random(5);
         const int n = 400, c = 3, h = 8, w = 6;
         var pixels = new byte[n * c * h * w];
-        var labels = new byte[n];
+        var labels = new int[n];
         for (int i = 0; i < n; i++)
         {
             int label = rng.Next(4);
-            labels[i] = (byte)label;
+            labels[i] = label;
             for (int p = 0; p < c * h * w; p++)
             {
                 int channel = p / (h * w);

@@ -204,4 +204,50 @@ public sealed class CustomModelTrainingTests
         Assert.Equal("Model 'wide' does not fit 1x28x28 images: layer 1 (linear): expects input of shape [N, 100]; got [1, 784].",
             Assert.Throws<ArchitectureException>(() => new Trainer(d, wrongInput, train, test)).Message);
     }
+
+    [Fact]
+    public void AModelBuiltInCodeIsTrainedInPlaceStaysTheCallersAndResumesFromItsCheckpoint()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        var (train, test) = (FashionMnist.LoadEmbedded("train").Take(256), FashionMnist.LoadEmbedded("t10k").Take(64));
+        using var model = new Sequential(d, new Conv2d(d, 1, 4, 3, padding: 1, seed: 1), new Mish(d), new MaxPool2d(d, 2), new Flatten(d), new Linear(d, 4 * 14 * 14, 10, seed: 2));
+        float[] before = model.Parameters[0].Value.Download();
+        string file = Path.Combine(Directory.CreateTempSubdirectory("gpubackprop-code-model-").FullName, "checkpoint.gbp");
+        try
+        {
+            var config = new TrainConfig { Model = "mine", Epochs = 2, BatchSize = 32, Seed = 5 };
+            using (var trainer = new Trainer(d, model, config, train, test))
+            {
+                Assert.Same(model, trainer.Model);
+                trainer.RunEpoch();
+                trainer.ToCheckpoint().Save(file);
+            }
+            float[] after = model.Parameters[0].Value.Download();
+            Assert.NotEqual(before, after); // trained in place
+            using (Tensor x = Tensor.Zeros(d, 1, 1, 28, 28))
+                Assert.True(model.Forward(x).HasShape(1, 10), "the trainer must not dispose a model it was given");
+            using Trainer resumed = Trainer.Resume(d, file, train, test);
+            Assert.Equal("mine", resumed.Config.Model);
+            Assert.Equal(after, resumed.Model.Parameters[0].Value.Download());
+            Assert.IsType<Mish>(resumed.Model.Layers[1]);
+            resumed.RunEpoch();
+            Assert.Equal(2, resumed.EpochsDone);
+        }
+        finally
+        {
+            Directory.Delete(Path.GetDirectoryName(file)!, true);
+        }
+    }
+
+    [Fact]
+    public void AModelOnAnotherDeviceOrThatDoesNotFitIsRefusedNamingTheProblem()
+    {
+        ComputeDevice cpu = TestDevices.Get("cpu"), kernels = TestDevices.Get("cpu:kernels");
+        var (train, test) = (FashionMnist.LoadEmbedded("train").Take(64), FashionMnist.LoadEmbedded("t10k").Take(16));
+        using var model = new Sequential(kernels, new Flatten(kernels), new Linear(kernels, 784, 10));
+        Assert.Contains("the trainer runs on cpu", Assert.Throws<ArgumentException>(() => { using var t = new Trainer(cpu, model, new TrainConfig { Model = "m" }, train, test); }).Message);
+        using var wrong = new Sequential(cpu, new Flatten(cpu), new Linear(cpu, 100, 10));
+        Assert.Equal("Model 'm' does not fit 1x28x28 images: layer 1 (linear): expects input of shape [N, 100]; got [1, 784].",
+            Assert.Throws<ArchitectureException>(() => { using var t = new Trainer(cpu, wrong, new TrainConfig { Model = "m" }, train, test); }).Message);
+    }
 }

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using GpuBackprop.Ops;
 using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
@@ -70,6 +71,9 @@ internal abstract class ActivationType(string name, params string[] fields) : La
     }
 
     public override Module Build(LayerFields f, ComputeDevice device, Architecture.BuildWalk walk) => Create(device, f);
+
+    /// <summary>Activations without parameters write no fields.</summary>
+    public override JsonObject Describe(Module m, Architecture.DescribeWalk walk) => [];
 
     public override (double[] Y, int[] Shape) Reference(LayerFields f, ReferenceNetwork net, double[] x, int[] shape, bool training, List<Action> backward)
     {

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using GpuBackprop.Ops;
 using GpuBackprop.Reference;
 using GpuBackprop.Runtime;
@@ -45,6 +46,8 @@ public sealed class GELU : ElementwiseActivation
                         return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * Math.Sqrt(2 / Math.PI) * (1 + 3 * 0.044715 * x * x);
                     });
         }
+
+        public override JsonObject Describe(Module m, Architecture.DescribeWalk walk) => new() { ["approximate"] = ((GELU)m).Approximate };
 
         public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe)
         {

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using GpuBackprop.Ops;
 using GpuBackprop.Runtime;
 using GpuBackprop.Serialization;
@@ -31,6 +32,8 @@ public sealed class LeakyReLU : ElementwiseActivation
             double slope = (float)f.Finite("negative_slope", 0.01);
             return (x => x > 0 ? x : slope * x, x => x > 0 ? 1 : slope);
         }
+
+        public override JsonObject Describe(Module m, Architecture.DescribeWalk walk) => new() { ["negative_slope"] = FieldValues.Float(((LeakyReLU)m).NegativeSlope) };
 
         public override string Onnx(OnnxGraph g, Module m, string x, Tensor probe) =>
             g.Op("LeakyRelu", [x], OnnxGraph.Float("alpha", ((LeakyReLU)m).NegativeSlope));
