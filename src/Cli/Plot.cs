@@ -10,7 +10,7 @@ internal static class Plot
     {
         try
         {
-            Save(path, model, device, results, steps);
+            Build(model, device, results, steps).SavePng(path, 800, 520);
         }
         catch (Exception e) when (e is DllNotFoundException or TypeInitializationException)
         {
@@ -18,12 +18,17 @@ internal static class Plot
         }
     }
 
+    /// <summary>The model's name for the title: a description file's name without folder and extension, else the built-in name.</summary>
+    public static string ModelName(string model) =>
+        model.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? Path.GetFileNameWithoutExtension(model) : model;
+
     /// <summary>
     /// The loss of every logged step (x: fractional epoch, so a 1- or 2-epoch run is a curve, not a dot or
     /// an X) and the test accuracy after each epoch on the right axis; whole-number epoch ticks; the legend
-    /// below the plot, clear of the data.
+    /// below the plot, clear of the data. The accuracy axis runs to 100 from a multiple of 10 below the
+    /// lowest epoch (a 3-point gain is not drawn as a cliff), and both axes leave room around the last point.
     /// </summary>
-    private static void Save(string path, string model, string device, IReadOnlyList<EpochResult> results, IReadOnlyList<StepRecord> steps)
+    public static ScottPlot.Plot Build(string model, string device, IReadOnlyList<EpochResult> results, IReadOnlyList<StepRecord> steps)
     {
         var plot = new ScottPlot.Plot();
         if (steps.Count > 0)
@@ -41,9 +46,19 @@ internal static class Plot
         plot.Axes.Right.Label.Text = "test accuracy (%)";
         plot.Axes.Bottom.Label.Text = "epoch";
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericFixedInterval(1);
-        plot.Axes.SetLimitsX(0, Math.Max(1, results.Count == 0 ? 1 : results[^1].Epoch));
-        plot.Title($"{model} on {device}");
+        double lastEpoch = Math.Max(1, results.Count == 0 ? 1 : results[^1].Epoch);
+        // A margin past the last epoch so that its marker is drawn whole.
+        plot.Axes.SetLimitsX(0, lastEpoch + 0.04 * lastEpoch);
+        double lowest = results.Count == 0 ? 0 : results.Min(r => r.TestAccuracy);
+        double bottom = double.IsFinite(lowest) ? Math.Clamp(Math.Floor(lowest / 10) * 10 - (lowest % 10 < 1 ? 10 : 0), 0, 90) : 0;
+        plot.Axes.SetLimitsY(bottom, 101, plot.Axes.Right);
+        if (steps.Count > 0)
+        {
+            double top = steps.Max(s => double.IsFinite(s.Loss) ? s.Loss : 0);
+            plot.Axes.SetLimitsY(0, top > 0 ? top * 1.05 : 1, plot.Axes.Left);
+        }
+        plot.Title($"{ModelName(model)} on {device}");
         plot.ShowLegend(ScottPlot.Edge.Bottom);
-        plot.SavePng(path, 800, 520);
+        return plot;
     }
 }

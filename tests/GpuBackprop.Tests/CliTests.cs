@@ -85,6 +85,21 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void ThePlotRunsAccuracyToAHundredFromARoundValueBelowTheLowestEpochCutsNoPointAndNamesTheModel()
+    {
+        EpochResult[] results = [new(1, 0.62, 80.1, 83.6, 1000, 4, 0.01f), new(2, 0.41, 85.2, 86.4, 1000, 4, 0.01f)];
+        StepRecord[] steps = [new(20, 1, 20, 40, 0.93, 0.01f, 1000), new(40, 1, 40, 40, 0.61, 0.01f, 1000), new(60, 2, 20, 40, 0.47, 0.01f, 1000), new(80, 2, 40, 40, 0.41, 0.01f, 1000)];
+        ScottPlot.Plot plot = Plot.Build(Path.Combine("some", "folder", "my-net.json"), "cpu", results, steps);
+        Assert.Equal(80, plot.Axes.Right.Range.Min);
+        Assert.True(plot.Axes.Right.Range.Max > 100, "the accuracy axis reaches 100 with room for a marker there");
+        Assert.True(plot.Axes.Bottom.Range.Max > 2, "the last epoch's marker must not sit on the border");
+        Assert.True(plot.Axes.Left.Range.Max > 0.93 && plot.Axes.Left.Range.Min == 0);
+        Assert.Equal("my-net on cpu", plot.Axes.Title.Label.Text);
+        // An epoch just above a multiple of ten gets the multiple below it, not a point on the axis.
+        Assert.Equal(70, Plot.Build("lenet5", "cpu", [new(1, 0.5, 70, 80.4, 1000, 4, 0.01f)], []).Axes.Right.Range.Min);
+    }
+
+    [Fact]
     public void CompareLeavesOutTheKernelsOnTheCpuUnlessNamed()
     {
         var named = new CompareCommand.Settings { Device = "all", ForceOpenCl = true };

@@ -13,11 +13,13 @@ namespace GpuBackprop.Tests;
 public sealed class LibraryGuideTests
 {
     private static readonly string Guide = Path.Combine(AppContext.BaseDirectory, "docs", "library.md");
+    private static readonly string Readme = Path.Combine(AppContext.BaseDirectory, "README.md");
 
-    /// <summary>The guide's C# blocks with the line each starts on (1-based, the line after the fence).</summary>
-    private static List<(int Line, string Code)> Blocks()
+    /// <summary>A markdown file's C# blocks with the line each starts on (1-based, the line after the fence).</summary>
+    private static List<(int Line, string Code)> Blocks(string file = "")
     {
-        string[] lines = File.ReadAllLines(Guide);
+        string path = file.Length == 0 ? Guide : file;
+        string[] lines = File.ReadAllLines(path);
         var blocks = new List<(int, string)>();
         for (int i = 0; i < lines.Length; i++)
         {
@@ -25,7 +27,7 @@ public sealed class LibraryGuideTests
                 continue;
             int start = i + 1;
             int end = Array.FindIndex(lines, start, l => l.Trim() == "```");
-            Assert.True(end > 0, $"{Guide}:{i + 1}: a code block is not closed");
+            Assert.True(end > 0, $"{path}:{i + 1}: a code block is not closed");
             blocks.Add((start + 1, string.Join('\n', lines[start..end])));
             i = end;
         }
@@ -44,29 +46,10 @@ public sealed class LibraryGuideTests
     [Fact]
     public void EveryCodeBlockCompilesAndTheProgramRuns()
     {
-        var source = new StringBuilder();
-        foreach (var (line, code) in Blocks())
-            source.Append($"#line {line} \"docs/library.md\"\n").Append(code).Append('\n');
-        var tree = CSharpSyntaxTree.ParseText(source.ToString(), new CSharpParseOptions(LanguageVersion.Latest), path: "docs/library.md", cancellationToken: TestContext.Current.CancellationToken);
-        // Every assembly the test host runs with: the framework, GpuBackprop.Core and its dependencies.
-        var references = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator)
-            .Select(p => MetadataReference.CreateFromFile(p));
-        // The implicit usings of an SDK console project (System, System.IO, System.Linq, ...).
-        var implicitUsings = CSharpSyntaxTree.ParseText(
-            "global using System; global using System.IO; global using System.Linq; global using System.Collections.Generic; global using System.Threading.Tasks;",
-            new CSharpParseOptions(LanguageVersion.Latest), cancellationToken: TestContext.Current.CancellationToken);
-        var compilation = CSharpCompilation.Create("LibraryGuide", [implicitUsings, tree], references,
-            new CSharpCompilationOptions(OutputKind.ConsoleApplication, nullableContextOptions: NullableContextOptions.Enable,
-                generalDiagnosticOption: ReportDiagnostic.Error, optimizationLevel: OptimizationLevel.Release));
-        using var image = new MemoryStream();
-        var emitted = compilation.Emit(image, cancellationToken: TestContext.Current.CancellationToken);
-        var problems = emitted.Diagnostics.Where(d => d.Severity >= DiagnosticSeverity.Warning && d.Id != "CS1701" && d.Id != "CS1702").ToList();
-        Assert.True(emitted.Success && problems.Count == 0, "the guide does not compile:\n" + string.Join('\n', problems));
-
+        Assembly program = Compile(Blocks(), "docs/library.md", "");
         string outDir = Directory.CreateTempSubdirectory("gpubackprop-guide-").FullName;
         try
         {
-            Assembly program = Assembly.Load(image.ToArray());
             object? result = program.EntryPoint!.Invoke(null, [new[] { outDir }]);
             Assert.True(result is null or 0, $"the guide's program returned {result}");
             foreach (string file in new[] { "checkpoint.gbp", "model.safetensors", "model.onnx" })
@@ -77,5 +60,38 @@ public sealed class LibraryGuideTests
         {
             Directory.Delete(outDir, true);
         }
+    }
+
+    /// <summary>The README's library taste compiles with the usings it names (it is not run: it writes under runs/).</summary>
+    [Fact]
+    public void TheReadmesTasteCompiles()
+    {
+        var blocks = Blocks(Readme);
+        Assert.Single(blocks);
+        Compile(blocks, "README.md", "using GpuBackprop.Data; using GpuBackprop.Layers; using GpuBackprop.Runtime; using GpuBackprop.Serialization; using GpuBackprop.Training;\n");
+    }
+
+    /// <summary>Compiles C# blocks as one program (#line directives point errors at the markdown file) and loads it.</summary>
+    private static Assembly Compile(List<(int Line, string Code)> blocks, string file, string prefix)
+    {
+        var source = new StringBuilder(prefix);
+        foreach (var (line, code) in blocks)
+            source.Append($"#line {line} \"{file}\"\n").Append(code).Append('\n');
+        var tree = CSharpSyntaxTree.ParseText(source.ToString(), new CSharpParseOptions(LanguageVersion.Latest), path: file, cancellationToken: TestContext.Current.CancellationToken);
+        // Every assembly the test host runs with: the framework, GpuBackprop.Core and its dependencies.
+        var references = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator)
+            .Select(p => MetadataReference.CreateFromFile(p));
+        // The implicit usings of an SDK console project (System, System.IO, System.Linq, ...).
+        var implicitUsings = CSharpSyntaxTree.ParseText(
+            "global using System; global using System.IO; global using System.Linq; global using System.Collections.Generic; global using System.Threading.Tasks;",
+            new CSharpParseOptions(LanguageVersion.Latest), cancellationToken: TestContext.Current.CancellationToken);
+        var compilation = CSharpCompilation.Create(Path.GetFileNameWithoutExtension(file), [implicitUsings, tree], references,
+            new CSharpCompilationOptions(OutputKind.ConsoleApplication, nullableContextOptions: NullableContextOptions.Enable,
+                generalDiagnosticOption: ReportDiagnostic.Error, optimizationLevel: OptimizationLevel.Release));
+        using var image = new MemoryStream();
+        var emitted = compilation.Emit(image, cancellationToken: TestContext.Current.CancellationToken);
+        var problems = emitted.Diagnostics.Where(d => d.Severity >= DiagnosticSeverity.Warning && d.Id != "CS1701" && d.Id != "CS1702").ToList();
+        Assert.True(emitted.Success && problems.Count == 0, $"{file} does not compile:\n" + string.Join('\n', problems));
+        return Assembly.Load(image.ToArray());
     }
 }
