@@ -15,7 +15,7 @@ internal abstract class DeviceSettings : CommandSettings
 {
     private IReadOnlyList<DeviceSpec>? specs;
 
-    [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N; verify and compare also take all, and several specs separated by commas (default: GPUBACKPROP_DEVICE, else auto; compare: every device but cpu:kernels).")]
+    [CommandOption("--device <SPEC>"), Description("auto, cpu, cpu:kernels, cuda, cuda:N, opencl:N; verify and compare also take all, and several specs separated by commas (default: GPUBACKPROP_DEVICE, else auto; compare: every device but cpu:kernels; export: cpu).")]
     public string? Device { get; set; }
 
     [CommandOption("--force-opencl"), Description("Also list and open OpenCL devices that lack the generic address space (pocl, CPU runtimes), compiled at O2.")]
@@ -27,14 +27,19 @@ internal abstract class DeviceSettings : CommandSettings
     /// <summary>The spec used when neither the option nor the variable gives one.</summary>
     protected virtual string Fallback => "auto";
 
+    /// <summary>Whether the environment variable stands in for the option (export: no, it loads on the cpu device).</summary>
+    protected virtual bool ReadsEnvironment => true;
+
+    private string? EnvironmentSpec => ReadsEnvironment && Environment.GetEnvironmentVariable(DeviceSpec.EnvironmentVariable) is string env && !string.IsNullOrWhiteSpace(env) ? env.Trim() : null;
+
     /// <summary>The device options the flags ask for (commands add their own, such as TF32).</summary>
     public virtual ComputeDeviceOptions DeviceOptions => new(OpenClWithoutGenericAddressSpace: ForceOpenCl);
 
     /// <summary>True when the spec was named (by the option or the environment variable), not the command's fallback.</summary>
-    public bool Named => Device is not null || !string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(DeviceSpec.EnvironmentVariable));
+    public bool Named => Device is not null || EnvironmentSpec is not null;
 
     /// <summary>The spec text: the option when given, else the environment variable when set and non-empty, else the fallback.</summary>
-    public string SpecText => Device ?? (Environment.GetEnvironmentVariable(DeviceSpec.EnvironmentVariable) is string env && !string.IsNullOrWhiteSpace(env) ? env.Trim() : Fallback);
+    public string SpecText => Device ?? EnvironmentSpec ?? Fallback;
 
     /// <summary>The one device of a single-device command (after <see cref="Validate"/>).</summary>
     public DeviceSpec Spec => Specs.Count == 1 ? Specs[0] : throw new InvalidOperationException("The device settings were not validated.");
@@ -55,7 +60,7 @@ internal abstract class DeviceSettings : CommandSettings
     public override ValidationResult Validate()
     {
         string spec = SpecText;
-        string source = Device is not null ? "--device" : Environment.GetEnvironmentVariable(DeviceSpec.EnvironmentVariable) is not null ? DeviceSpec.EnvironmentVariable : "the default device";
+        string source = Device is not null ? "--device" : EnvironmentSpec is not null ? DeviceSpec.EnvironmentVariable : "the default device";
         if (spec == "all")
             return Several ? ValidationResult.Success() : ValidationResult.Error($"{source}: 'all' is not accepted by this command; name one device.");
         try

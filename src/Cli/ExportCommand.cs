@@ -18,8 +18,11 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
         [CommandOption("--safetensors <FILE>"), Description("Write the weights and running statistics as safetensors with PyTorch's state-dict names.")]
         public string? SafeTensors { get; set; }
 
-        /// <summary>Export loads the model on the cpu device unless told otherwise: no GPU is needed to write files.</summary>
+        /// <summary>Export loads the model on the cpu device unless --device says otherwise: no GPU is needed to write files.</summary>
         protected override string Fallback => "cpu";
+
+        /// <summary>GPUBACKPROP_DEVICE chooses where work runs; export runs none worth a GPU.</summary>
+        protected override bool ReadsEnvironment => false;
 
         public override ValidationResult Validate() => Usage.All(
             base.Validate(),
@@ -29,7 +32,7 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
-        using ComputeDevice device = ComputeDevice.Open(s.Device ?? "cpu");
+        using ComputeDevice device = s.Open();
         using TrainedModel trained = Trainer.LoadModel(device, s.Checkpoint!);
         if (s.Onnx is string onnx)
         {

@@ -10,6 +10,9 @@ public sealed class ArchitectureException : Exception
 {
     /// <summary>Creates the exception.</summary>
     public ArchitectureException(string message, Exception? inner = null) : base(message, inner) { }
+
+    /// <summary>True when a layer's input does not fit it (a shape), rather than a field being wrong.</summary>
+    public bool IsShapeMismatch { get; init; }
 }
 
 /// <summary>
@@ -65,6 +68,8 @@ public static class Architecture
         using JsonDocument doc = Parse(json);
         JsonElement layers = LayerList(doc);
         Validate(layers, "");
+        if (layers.GetArrayLength() == 0)
+            throw new ArchitectureException("The architecture has no layers.");
         int[] shape = new ShapeWalk().List(layers, "", [1, .. input]);
         return shape[1..];
     }
@@ -155,8 +160,10 @@ public static class Architecture
         int i = 0;
         foreach (JsonElement layer in layers.EnumerateArray())
         {
-            string type = layer.GetProperty("type").GetString()!;
-            yield return (LayerTypes.Find(type)!, new LayerFields(layer, $"{prefix}{i}", type));
+            string type = layer.TryGetProperty("type", out JsonElement t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
+            // Lists that Build or Check have validated always have a known type; the reference path reads others.
+            LayerType known = LayerTypes.Find(type) ?? throw new ArchitectureException($"layer {prefix}{i}: unknown type '{type}'. Known: {string.Join(", ", LayerTypes.Names)}.");
+            yield return (known, new LayerFields(layer, $"{prefix}{i}", type));
             i++;
         }
     }

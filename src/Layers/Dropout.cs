@@ -31,8 +31,8 @@ public sealed class Dropout : Module
     /// <summary>The drop probability.</summary>
     public float P { get; }
 
-    /// <summary>The generator's key.</summary>
-    public long Seed { get; }
+    /// <summary>The generator's key (set when a checkpoint is restored).</summary>
+    public long Seed { get; internal set; }
 
     /// <summary>The mask number of the next training-mode forward pass (set it to resume a run).</summary>
     public long Step { get; set; }

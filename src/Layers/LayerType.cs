@@ -30,7 +30,7 @@ internal abstract class LayerType
     /// <summary>The fields a layer of this type may have besides <c>type</c>.</summary>
     public IReadOnlyList<string> Fields { get; }
 
-    /// <summary>The module class this type builds (several types may build one class, as gelu's two approximations).</summary>
+    /// <summary>The module class this type builds (export finds a module's type by it).</summary>
     public abstract Type ModuleType { get; }
 
     /// <summary>Checks the layer lists nested in this layer (residual's body and shortcut) with <paramref name="checkList"/>.</summary>
@@ -141,7 +141,7 @@ internal sealed class LayerFields(JsonElement layer, string path, string type)
 
     /// <summary>An input that does not fit the layer.</summary>
     public ArchitectureException ShapeError(string expected, int[] actual) =>
-        new($"{Where}: expects input of shape {expected}; got [{string.Join(", ", actual)}].");
+        new($"{Where}: expects input of shape {expected}; got [{string.Join(", ", actual)}].") { IsShapeMismatch = true };
 
     private JsonElement? Get(string field) =>
         Element.ValueKind == JsonValueKind.Object && Element.TryGetProperty(field, out JsonElement v) && v.ValueKind != JsonValueKind.Null ? v : null;

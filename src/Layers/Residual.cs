@@ -73,7 +73,10 @@ public sealed class Residual : Module
             int[] main = walk.List(f.List("body")!.Value, f.Path + ".body.", input);
             int[] side = f.List("shortcut") is JsonElement s ? walk.List(s, f.Path + ".shortcut.", input) : input;
             if (!main.SequenceEqual(side))
-                throw new ArchitectureException($"{f.Where}: the body gives [{string.Join(", ", main)}] but the shortcut gives [{string.Join(", ", side)}]; they are added, so they must match.");
+                throw new ArchitectureException($"{f.Where}: the body gives [{string.Join(", ", main)}] but the shortcut gives [{string.Join(", ", side)}]; they are added, so they must match.")
+                {
+                    IsShapeMismatch = true,
+                };
             return main;
         }
 

@@ -97,7 +97,7 @@ internal static class ActivationMath
             case ActivationKind.LeakyReLU:
                 return x > 0f ? dy : a.Slope * dy;
             case ActivationKind.Hardswish:
-                // PyTorch's joints: x/3 + 1/2 on [-3, 3], both ends included.
+                // PyTorch 1.13's scalar loop at the joints: x/3 + 1/2 on [-3, 3], both ends included.
                 return x < -3f ? 0f : x <= 3f ? dy * (x / 3f + 0.5f) : dy;
             case ActivationKind.Mish:
             {

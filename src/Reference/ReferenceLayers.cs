@@ -3,8 +3,9 @@ using System.Numerics;
 namespace GpuBackprop.Reference;
 
 /// <summary>
-/// The reference path of the second round's layers, straight from PyTorch's definitions in plain
-/// loops, generic over float/double (double for the finite-difference checks of the backward passes).
+/// The reference path of batch-norm and adaptive average pooling, and erf in double, straight from
+/// PyTorch's definitions in plain loops, generic over float/double (double for the finite-difference
+/// checks of the backward passes). The activations' references live in their layer types.
 /// </summary>
 internal static class ReferenceLayers
 {

@@ -24,7 +24,8 @@ public sealed class CheckpointException : Exception
 /// rng       4 x uint64  shuffling generator state after that epoch
 /// tensors   int32 count, then per tensor: name string, rank int32, dims int32[rank], float32[product]
 ///           ("model/NAME" with the model's state-dict names such as "model/0.weight", "optim/J" for optimizer state,
-///           "counter/NAME" for a batch-norm's num_batches_tracked: an int64 as two float32 bit patterns)
+///           "counter/NAME.num_batches_tracked" for a batch-norm's count and "counter/NAME.seed" for a dropout's key:
+///           an int64 as two float32 bit patterns)
 /// end       8 bytes  "GBPEND\0\0"
 /// checksum  uint64   xxHash64 (seed 0) of every byte before it
 /// </code>

@@ -26,16 +26,19 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
     public void CheckFits(int[] input, int classes)
     {
         ArgumentNullException.ThrowIfNull(input);
-        Architecture.CheckStructure(Layers);
         string images = string.Join("x", input);
+        if (Input is int[] declared && !declared.SequenceEqual(input))
+            throw new ArchitectureException($"Model '{Name}' takes {string.Join("x", declared)} inputs; the data has {images} images.");
+        if (Classes is int k && k != classes)
+            throw new ArchitectureException($"Model '{Name}' has {k} classes; the data has {classes}.");
         int[] output;
         try
         {
             output = Architecture.Check(Layers, input);
         }
-        catch (ArchitectureException e)
+        catch (ArchitectureException e) when (e.IsShapeMismatch)
         {
-            throw new ArchitectureException($"Model '{Name}' does not fit {images} images: {e.Message}", e);
+            throw new ArchitectureException($"Model '{Name}' does not fit {images} images: {e.Message}", e) { IsShapeMismatch = true };
         }
         if (output is not [int logits] || logits != classes)
             throw new ArchitectureException($"Model '{Name}' gives [{string.Join(", ", output)}] for each {images} image; the data has {classes} classes, so the last layer must give [{classes}].");

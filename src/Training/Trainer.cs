@@ -117,34 +117,34 @@ public sealed class Trainer : IDisposable
         width = train.Width;
         config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = config.Normalization ?? [train.Mean, train.Std] };
         classes = train.Classes;
-        if (description.Input is int[] input && (input[0] != channels || input[1] != height || input[2] != width))
-            throw new ArgumentException($"Model '{config.Model}' takes {input[0]}x{input[1]}x{input[2]} inputs; the data has {channels}x{height}x{width} images.", nameof(train));
-        if (description.Classes is int k && k != classes)
-            throw new ArgumentException($"Model '{config.Model}' has {k} classes; the data has {classes}.", nameof(train));
         description.CheckFits([channels, height, width], classes);
         this.device = device;
         Config = config;
         schedule = LearningRateSchedule.Parse(config.Schedule, config.Epochs);
         ownsModel = model is null;
         Model = model ?? description.Build(device, config.Seed);
+        Rng = new Rng((ulong)config.Seed);
+        // What this constructor allocated is freed if a later step fails (an allocation on a full device).
+        var made = new List<IDisposable>();
         try
         {
             CheckModelFitsData(config.Model);
+            made.Add(Optimizer = Optimizer.Create(Model.Parameters, config.Optimizer));
+            made.Add(loss = new SoftmaxCrossEntropy(device));
+            made.Add(sums = Tensor.Zeros(device, 4));
+            // Both splits are normalised with the training data's statistics (what predict applies too).
+            float[] normalization = Config.Normalization ?? [train.Mean, train.Std];
+            made.Add(this.train = new DeviceData(device, train, normalization[0], normalization[1]));
+            made.Add(this.test = new DeviceData(device, test, normalization[0], normalization[1]));
         }
         catch
         {
+            foreach (IDisposable d in made)
+                d.Dispose();
             if (ownsModel)
                 Model.Dispose();
             throw;
         }
-        Optimizer = Optimizer.Create(Model.Parameters, config.Optimizer);
-        Rng = new Rng((ulong)config.Seed);
-        loss = new SoftmaxCrossEntropy(device);
-        sums = Tensor.Zeros(device, 4);
-        // Both splits are normalised with the training data's statistics (what predict applies too).
-        float[] normalization = Config.Normalization ?? [train.Mean, train.Std];
-        this.train = new DeviceData(device, train, normalization[0], normalization[1]);
-        this.test = new DeviceData(device, test, normalization[0], normalization[1]);
     }
 
     private readonly int channels, height, width, classes;
@@ -345,9 +345,14 @@ public sealed class Trainer : IDisposable
                 throw new TrainingDivergedException(EpochsDone, 0, $"'{name}' became NaN, infinite or beyond 1e30 in the last steps of epoch {EpochsDone}; the checkpoint was not written (the previous one is intact).");
         // Batch-norm counters (they start from PyTorch's with --init-weights, so they are not the step count):
         // the int64 as two float32 bit patterns, exact.
+        // Dropout keys too: a model built in code chose its own, which rebuilding it from its layer list would not.
         foreach (var (name, m) in Model.NamedModules())
+        {
             if (m is BatchNorm2d bn)
                 tensors.Add(($"counter/{name}.num_batches_tracked", [2], Counter.Encode(bn.NumBatchesTracked)));
+            else if (m is Dropout dropout)
+                tensors.Add(($"counter/{name}.seed", [2], Counter.Encode(dropout.Seed)));
+        }
         // A run resumed from a format-3 checkpoint has no results of its earlier epochs: it stores none (as format 3
         // did) rather than an incomplete list that loading would refuse.
         return new Checkpoint(Config.Model, Config, EpochsDone, Optimizer.StepCount, Rng.State, tensors, history.Count == EpochsDone ? history.ToList() : []);
@@ -367,7 +372,12 @@ public sealed class Trainer : IDisposable
             if (m is BatchNorm2d bn)
                 bn.NumBatchesTracked = counters.TryGetValue(name + ".num_batches_tracked", out float[]? bits) && bits.Length == 2 ? Counter.Decode(bits) : c.Steps;
             else if (m is Dropout dropout)
+            {
                 dropout.Step = c.Steps;
+                // Checkpoints before the key was stored: the key the layer list builds, as those runs used.
+                if (counters.TryGetValue(name + ".seed", out float[]? key) && key.Length == 2)
+                    dropout.Seed = Counter.Decode(key);
+            }
         }
     }
 

@@ -91,6 +91,12 @@ public sealed class ArchitectureAndSafeTensorsTests
         const string mismatched = """[{"type": "residual", "body": [{"type": "max_pool2d", "kernel_size": 2}], "shortcut": []}]""";
         Assert.Equal("layer 0 (residual): the body gives [1, 1, 4, 4] but the shortcut gives [1, 1, 8, 8]; they are added, so they must match.",
             Assert.Throws<ArchitectureException>(() => Architecture.Check(mismatched, [1, 8, 8])).Message);
+        Assert.Equal("The architecture has no layers.", Assert.Throws<ArchitectureException>(() => Architecture.Check("[]", [1, 8, 8])).Message);
+        Assert.Equal("layer 0 (relu): field 'inplace' must be true or false; got 3.",
+            Assert.Throws<ArchitectureException>(() => Architecture.Build(TestDevices.Get("cpu"), """[{"type": "relu", "inplace": 3}]""")).Message);
+        // A field's error is not a misfit of the data: CheckFits names it as it is.
+        var zero = Training.ModelDescription.Parse("zero", """[{"type": "batch_norm2d", "num_features": 0}]""", "test");
+        Assert.Equal("layer 0 (batch_norm2d): field 'num_features' must be positive; got 0.", Assert.Throws<ArchitectureException>(() => zero.CheckFits([1, 8, 8], 10)).Message);
         Assert.Equal("layer 0 (avg_pool2d): field 'divisor_override' must be an integer; got 2.5.",
             Assert.Throws<ArchitectureException>(() => Architecture.Check("""[{"type": "avg_pool2d", "kernel_size": 2, "divisor_override": 2.5}]""", [1, 8, 8])).Message);
     }

@@ -206,11 +206,14 @@ public sealed class CustomModelTrainingTests
     }
 
     [Fact]
-    public void AModelBuiltInCodeIsTrainedInPlaceStaysTheCallersAndResumesFromItsCheckpoint()
+    public void AModelBuiltInCodeIsTrainedInPlaceStaysTheCallersAndResumesFromItsCheckpointBitForBit()
     {
         ComputeDevice d = TestDevices.Get("cpu");
         var (train, test) = (FashionMnist.LoadEmbedded("train").Take(256), FashionMnist.LoadEmbedded("t10k").Take(64));
-        using var model = new Sequential(d, new Conv2d(d, 1, 4, 3, padding: 1, seed: 1), new Mish(d), new MaxPool2d(d, 2), new Flatten(d), new Linear(d, 4 * 14 * 14, 10, seed: 2));
+        // A dropout key of the caller's choosing, which rebuilding the model from its layer list would not pick.
+        Sequential Build() => new(d, new Conv2d(d, 1, 4, 3, padding: 1, seed: 1), new Mish(d), new MaxPool2d(d, 2), new Flatten(d),
+            new Dropout(d, 0.2f, seed: 99), new Linear(d, 4 * 14 * 14, 10, seed: 2));
+        using Sequential model = Build();
         float[] before = model.Parameters[0].Value.Download();
         string file = Path.Combine(Directory.CreateTempSubdirectory("gpubackprop-code-model-").FullName, "checkpoint.gbp");
         try
@@ -230,8 +233,17 @@ public sealed class CustomModelTrainingTests
             Assert.Equal("mine", resumed.Config.Model);
             Assert.Equal(after, resumed.Model.Parameters[0].Value.Download());
             Assert.IsType<Mish>(resumed.Model.Layers[1]);
+            Assert.Equal(99, ((Dropout)resumed.Model.Layers[4]).Seed);
             resumed.RunEpoch();
             Assert.Equal(2, resumed.EpochsDone);
+            // The same two epochs without the stop: the same weights, bit for bit.
+            using Sequential straight = Build();
+            using (var trainer = new Trainer(d, straight, config, train, test))
+            {
+                trainer.RunEpoch();
+                trainer.RunEpoch();
+            }
+            Assert.Equal(straight.StateDict().Select(s => s.Tensor.Download()), resumed.Model.StateDict().Select(s => s.Tensor.Download()));
         }
         finally
         {

@@ -70,7 +70,11 @@ internal abstract class ActivationType(string name, params string[] fields) : La
         return input;
     }
 
-    public override Module Build(LayerFields f, ComputeDevice device, Architecture.BuildWalk walk) => Create(device, f);
+    public override Module Build(LayerFields f, ComputeDevice device, Architecture.BuildWalk walk)
+    {
+        ReferenceOf(f); // checks every field (inplace included), as OutputShape does
+        return Create(device, f);
+    }
 
     /// <summary>Activations without parameters write no fields.</summary>
     public override JsonObject Describe(Module m, Architecture.DescribeWalk walk) => [];

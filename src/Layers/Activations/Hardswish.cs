@@ -5,8 +5,10 @@ using GpuBackprop.Serialization;
 namespace GpuBackprop.Layers;
 
 /// <summary>
-/// x * relu6(x + 3) / 6, as torch.nn.Hardswish: 0 below -3, x above 3. The gradient follows PyTorch's
-/// definition at the joints: 0 for x &lt; -3, x/3 + 1/2 for -3 &lt;= x &lt;= 3 (so -1/2 at -3 and 3/2 at 3), 1 above.
+/// x * relu6(x + 3) / 6, as torch.nn.Hardswish: 0 below -3, x above 3. At the joints the gradient is
+/// PyTorch 1.13's scalar loop's (the golden cases'): 0 for x &lt; -3, x/3 + 1/2 for -3 &lt;= x &lt;= 3 (so -1/2
+/// at -3 and 3/2 at 3), 1 above. (1.13's vectorised loop gives 1 at exactly 3; PyTorch since 2025 gives 0
+/// at -3 and 1 at 3.)
 /// </summary>
 public sealed class Hardswish(ComputeDevice device) : ElementwiseActivation(device, ActivationKind.Hardswish)
 {

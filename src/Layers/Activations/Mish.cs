@@ -14,7 +14,11 @@ public sealed class Mish(ComputeDevice device) : ElementwiseActivation(device, A
         protected override ElementwiseActivation Create(ComputeDevice device, LayerFields f) => new Mish(device);
 
         // softplus(x) = max(x, 0) + ln(1 + e^-|x|): the same function, with no exponential that overflows.
-        private static double Softplus(double x) => Math.Max(x, 0) + Math.Log(1 + Math.Exp(-Math.Abs(x)));
+        private static double Softplus(double x) => Math.Max(x, 0) + Log1P(Math.Exp(-Math.Abs(x)));
+
+        // ln(1 + e) for 0 <= e <= 1 without losing e's digits to 1 + e: the series where e is small
+        // (softplus of x below about -20 is e itself to double precision).
+        private static double Log1P(double e) => e < 1e-5 ? e - e * e / 2 + e * e * e / 3 : Math.Log(1 + e);
 
         public override (Func<double, double> F, Func<double, double> D) ReferenceOf(LayerFields f)
         {

@@ -4,7 +4,11 @@ using GpuBackprop.Serialization;
 
 namespace GpuBackprop.Layers;
 
-/// <summary>max(x, 0) with NaN passed through, as torch.nn.ReLU (the cpu device runs it on a measured fast path).</summary>
+/// <summary>
+/// max(x, 0) with NaN passed through, as torch.nn.ReLU (the cpu device runs it on a vectorised fast path).
+/// As every activation, it keeps its input for Backward (dx = dy where x &gt; 0): the input must stay
+/// undisposed until then, and its output is a separate tensor (no in-place form).
+/// </summary>
 public sealed class ReLU(ComputeDevice device) : ElementwiseActivation(device, ActivationKind.Relu)
 {
     internal sealed class Description() : ActivationType("relu", "inplace")
