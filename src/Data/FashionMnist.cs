@@ -42,7 +42,7 @@ public static class FashionMnist
     {
         string images = Find(directory, $"{split}-images-idx3-ubyte");
         string labels = Find(directory, $"{split}-labels-idx1-ubyte");
-        return ImageDataset.Load($"{split} ({directory})", images, () => File.OpenRead(images), labels, () => File.OpenRead(labels), mean: Mean, std: Std);
+        return ImageDataset.Load($"{split} ({directory})", images, () => File.OpenRead(images), labels, () => File.OpenRead(labels), mean: [Mean], std: [Std], classNames: ClassNames);
     }
 
     /// <summary>One split of the embedded subset.</summary>
@@ -51,7 +51,7 @@ public static class FashionMnist
         Assembly a = typeof(FashionMnist).Assembly;
         string images = $"{ResourcePrefix}{split}-images-idx3-ubyte.gz", labels = $"{ResourcePrefix}{split}-labels-idx1-ubyte.gz";
         Stream Open(string name) => a.GetManifestResourceStream(name) ?? throw new DataFormatException(name, "embedded resource missing from the library.");
-        return ImageDataset.Load($"{split} (embedded subset)", images, () => Open(images), labels, () => Open(labels), mean: Mean, std: Std);
+        return ImageDataset.Load($"{split} (embedded subset)", images, () => Open(images), labels, () => Open(labels), mean: [Mean], std: [Std], classNames: ClassNames);
     }
 
     private static string Find(string directory, string stem)

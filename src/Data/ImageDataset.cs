@@ -1,27 +1,31 @@
 namespace GpuBackprop.Data;
 
 /// <summary>
-/// Images (C x H x W bytes each, 0..255) with class labels (0 .. classes-1) in host memory, and the
-/// mean and standard deviation that the trainer normalises pixels scaled to [0, 1] with. The dataset
-/// keeps the arrays it is given (no copy): do not change them while a trainer uses it.
+/// Images (C x H x W bytes each, 0..255) with class labels (0 .. classes-1) in host memory, the class
+/// names when the source has them, and the per-channel mean and standard deviation that the trainer
+/// normalises pixels scaled to [0, 1] with (torchvision's <c>Normalize(mean, std)</c> after
+/// <c>ToTensor()</c>). The dataset keeps the arrays it is given (no copy): do not change them while a
+/// trainer uses it.
 /// </summary>
 public sealed class ImageDataset
 {
     /// <summary>Creates a grayscale dataset; mean and standard deviation are computed from the pixels.</summary>
     /// <exception cref="DataFormatException">Counts differ, or a label is outside 0 .. <paramref name="classes"/>-1.</exception>
     public ImageDataset(string name, int height, int width, byte[] pixels, int[] labels, int classes, string labelsFile = "labels")
-        : this(name, 1, height, width, pixels, labels, classes, null, null, labelsFile)
+        : this(name, 1, height, width, pixels, labels, classes, null, null, labelsFile: labelsFile)
     {
     }
 
     /// <summary>
     /// Creates a dataset of <paramref name="channels"/>-channel images (pixels laid out image, channel, row,
-    /// column), checking that sizes agree and labels are in range; a null mean or standard deviation is
-    /// computed from the pixels (scaled to [0, 1]).
+    /// column), checking that sizes agree and labels are in range. A null mean or standard deviation is
+    /// computed per channel from the pixels (scaled to [0, 1]) in one pass; one value given stands for every
+    /// channel.
     /// </summary>
     /// <exception cref="DataFormatException">Counts differ, or a label is outside 0 .. <paramref name="classes"/>-1.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">A size or the class count is not positive, or the standard deviation is not.</exception>
-    public ImageDataset(string name, int channels, int height, int width, byte[] pixels, int[] labels, int classes, float? mean, float? std, string labelsFile = "labels")
+    /// <exception cref="ArgumentException">A size or the class count is not positive, the statistics are not one or one per channel, a standard deviation is not positive and finite, or the names are not one per class.</exception>
+    public ImageDataset(string name, int channels, int height, int width, byte[] pixels, int[] labels, int classes, float[]? mean, float[]? std,
+        IReadOnlyList<string>? classNames = null, string labelsFile = "labels")
     {
         ArgumentNullException.ThrowIfNull(pixels);
         ArgumentNullException.ThrowIfNull(labels);
@@ -35,6 +39,8 @@ public sealed class ImageDataset
         for (int i = 0; i < labels.Length; i++)
             if (labels[i] < 0 || labels[i] >= classes)
                 throw new DataFormatException(labelsFile, $"label {i} is {labels[i]}; classes are 0..{classes - 1}.");
+        if (classNames is not null && classNames.Count != classes)
+            throw new ArgumentException($"{classNames.Count} class names for {classes} classes.", nameof(classNames));
         Name = name;
         Channels = channels;
         Height = height;
@@ -42,30 +48,73 @@ public sealed class ImageDataset
         Pixels = pixels;
         Labels = labels;
         Classes = classes;
+        ClassNames = classNames;
         if (mean is null || std is null)
         {
-            double sum = 0, squares = 0;
-            foreach (byte p in pixels)
-            {
-                sum += p;
-                squares += (double)p * p;
-            }
-            double n = Math.Max(1, pixels.Length), m = sum / n / 255.0;
-            mean ??= (float)m;
-            std ??= (float)Math.Sqrt(Math.Max(squares / n / (255.0 * 255.0) - m * m, 1e-12));
+            var (m, s) = ChannelStatistics(pixels, channels, height * width);
+            mean ??= m;
+            std ??= s;
         }
-        if (!(std > 0) || !float.IsFinite(std.Value) || !float.IsFinite(mean.Value))
-            throw new ArgumentOutOfRangeException(nameof(std), std, "The standard deviation must be positive and finite.");
-        Mean = mean.Value;
-        Std = std.Value;
+        Mean = PerChannel(mean, channels, nameof(mean));
+        Std = PerChannel(std, channels, nameof(std));
+        for (int c = 0; c < channels; c++)
+        {
+            if (!float.IsFinite(Mean[c]))
+                throw new ArgumentOutOfRangeException(nameof(mean), Mean[c], $"The mean of channel {c} must be finite.");
+            if (!(Std[c] >= 1e-6f) || !float.IsFinite(Std[c]))
+                throw new ArgumentOutOfRangeException(nameof(std), Std[c], $"The standard deviation of channel {c} must be finite and at least 1e-6.");
+        }
+    }
+
+    private static float[] PerChannel(float[] values, int channels, string name) =>
+        values.Length == channels ? values
+        : values.Length == 1 ? Enumerable.Repeat(values[0], channels).ToArray()
+        : throw new ArgumentException($"{values.Length} values of '{name}' for {channels} channels: give one, or one per channel.", name);
+
+    /// <summary>
+    /// The mean and standard deviation of each channel's pixels scaled to [0, 1], summed exactly in integers
+    /// (so the result does not depend on the order of the images). A channel of one value gets 1e-6 for its
+    /// standard deviation, not 0.
+    /// </summary>
+    public static (float[] Mean, float[] Std) ChannelStatistics(byte[] pixels, int channels, int plane)
+    {
+        ArgumentNullException.ThrowIfNull(pixels);
+        var sums = new long[channels];
+        var squares = new long[channels];
+        long images = pixels.Length / ((long)channels * plane);
+        for (long i = 0; i < images; i++)
+            for (int c = 0; c < channels; c++)
+            {
+                ReadOnlySpan<byte> values = pixels.AsSpan((int)((i * channels + c) * plane), plane);
+                long sum = 0, square = 0;
+                foreach (byte v in values)
+                {
+                    sum += v;
+                    square += v * v;
+                }
+                sums[c] += sum;
+                squares[c] += square;
+            }
+        var mean = new float[channels];
+        var std = new float[channels];
+        double n = Math.Max(1, images * plane);
+        for (int c = 0; c < channels; c++)
+        {
+            double m = sums[c] / n / 255.0;
+            mean[c] = (float)m;
+            std[c] = (float)Math.Max(Math.Sqrt(Math.Max(squares[c] / n / (255.0 * 255.0) - m * m, 0)), 1e-6);
+        }
+        return (mean, std);
     }
 
     /// <summary>Channels per image.</summary>
     public int Channels { get; }
-    /// <summary>The mean of the pixels scaled to [0, 1] (normalisation: (x - Mean) / Std).</summary>
-    public float Mean { get; }
-    /// <summary>The standard deviation of the pixels scaled to [0, 1].</summary>
-    public float Std { get; }
+    /// <summary>Each channel's mean of the pixels scaled to [0, 1] (normalisation: (x - Mean[c]) / Std[c]).</summary>
+    public float[] Mean { get; }
+    /// <summary>Each channel's standard deviation of the pixels scaled to [0, 1].</summary>
+    public float[] Std { get; }
+    /// <summary>The name of each class (CIFAR's meta file, an image folder's class folders), or null.</summary>
+    public IReadOnlyList<string>? ClassNames { get; }
 
     /// <summary>A description (source and split).</summary>
     public string Name { get; }
@@ -87,16 +136,17 @@ public sealed class ImageDataset
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
         count = Math.Min(count, Count);
-        return new ImageDataset($"{Name}, first {count}", Channels, Height, Width, Pixels[..(count * Channels * Height * Width)], Labels[..count], Classes, Mean, Std);
+        return new ImageDataset($"{Name}, first {count}", Channels, Height, Width, Pixels[..(count * Channels * Height * Width)], Labels[..count], Classes, Mean, Std, ClassNames);
     }
 
     /// <summary>Loads an IDX images file (N x H x W, grayscale) and its labels file.</summary>
-    public static ImageDataset Load(string name, string imagesName, Func<Stream> images, string labelsName, Func<Stream> labels, int classes = 10, float? mean = null, float? std = null)
+    public static ImageDataset Load(string name, string imagesName, Func<Stream> images, string labelsName, Func<Stream> labels, int classes = 10, float[]? mean = null, float[]? std = null,
+        IReadOnlyList<string>? classNames = null)
     {
         var (imageDims, pixels) = IdxFile.Read(imagesName, images, 3);
         var (labelDims, labelBytes) = IdxFile.Read(labelsName, labels, 1);
         if (labelDims[0] != imageDims[0])
             throw new DataFormatException(labelsName, $"{labelDims[0]} labels but {imagesName} holds {imageDims[0]} images.");
-        return new ImageDataset(name, 1, imageDims[1], imageDims[2], pixels, Array.ConvertAll(labelBytes, b => (int)b), classes, mean, std, labelsName);
+        return new ImageDataset(name, 1, imageDims[1], imageDims[2], pixels, Array.ConvertAll(labelBytes, b => (int)b), classes, mean, std, classNames, labelsName);
     }
 }

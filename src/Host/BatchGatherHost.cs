@@ -6,12 +6,14 @@ namespace GpuBackprop.Host;
 /// <summary>A training batch gathered on the host: images picked by the epoch's order, augmented and normalised (<see cref="BatchGatherMath"/>).</summary>
 internal static class BatchGatherHost
 {
-    public static void Run(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> x, ArrayView<int> y) =>
+    public static void Run(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> normalisation, ArrayView<float> x, ArrayView<int> y) =>
         HostLoop.For(g.Count, (start, end) =>
         {
             Span<byte> px = HostLoop.Span(pixels);
             Span<int> ord = HostLoop.Span(order), lab = HostLoop.Span(labels), ys = HostLoop.Span(y);
             Span<float> xs = HostLoop.Span(x);
+            ReadOnlySpan<float> scale = HostLoop.Span(normalisation)[..g.Channels], shift = HostLoop.Span(normalisation).Slice(g.Channels, g.Channels);
+            int plane = g.Height * g.Width;
             for (int b = start; b < end; b++)
             {
                 int image = ord[g.Start + b];
@@ -19,18 +21,21 @@ internal static class BatchGatherHost
                 Span<float> dst = xs.Slice(b * g.ImageSize, g.ImageSize);
                 if (g.CropPadding == 0 && g.Flip == 0)
                 {
-                    for (int i = 0; i < src.Length; i++)
-                        dst[i] = src[i] * g.Scale - g.Shift;
+                    for (int c = 0; c < g.Channels; c++)
+                    {
+                        float sc = scale[c], sh = shift[c];
+                        for (int i = c * plane; i < (c + 1) * plane; i++)
+                            dst[i] = src[i] * sc - sh;
+                    }
                 }
                 else
                 {
-                    int plane = g.Height * g.Width;
                     for (int h = 0; h < g.Height; h++)
                         for (int w = 0; w < g.Width; w++)
                         {
                             int source = BatchGatherMath.SourcePixel(g, b, h, w);
-                            for (int c = 0; c < g.ImageSize / plane; c++)
-                                dst[c * plane + h * g.Width + w] = (source < 0 ? 0 : src[c * plane + source]) * g.Scale - g.Shift;
+                            for (int c = 0; c < g.Channels; c++)
+                                dst[c * plane + h * g.Width + w] = (source < 0 ? 0 : src[c * plane + source]) * scale[c] - shift[c];
                         }
                 }
                 ys[b] = lab[image];

@@ -103,8 +103,8 @@ internal sealed class HostBackend : Backend
 
     protected override void AdamCore(AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v) => OptimizerHost.Adam(s, p, g, m, v);
 
-    protected override void GatherBatchCore(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> x, ArrayView<int> y) =>
-        BatchGatherHost.Run(g, pixels, labels, order, x, y);
+    protected override void GatherBatchCore(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> normalisation, ArrayView<float> x, ArrayView<int> y) =>
+        BatchGatherHost.Run(g, pixels, labels, order, normalisation, x, y);
 
     protected override void AccumulateMetricsCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss, ArrayView<float> sums, int step) =>
         SoftmaxCrossEntropyHost.Accumulate(n, classes, logits, targets, loss, sums, step);

@@ -129,8 +129,8 @@ internal sealed class KernelBackend(Accelerator accelerator, KernelOptions optio
 
     protected override void AdamCore(AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v) => OptimizerKernels.Adam(this, s, p, g, m, v);
 
-    protected override void GatherBatchCore(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> x, ArrayView<int> y) =>
-        BatchGatherKernels.Run(this, g, pixels, labels, order, x, y);
+    protected override void GatherBatchCore(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> normalisation, ArrayView<float> x, ArrayView<int> y) =>
+        BatchGatherKernels.Run(this, g, pixels, labels, order, normalisation, x, y);
 
     protected override void AccumulateMetricsCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss, ArrayView<float> sums, int step) =>
         SoftmaxCrossEntropyKernels.Accumulate(this, n, classes, logits, targets, loss, sums, step);

@@ -102,11 +102,14 @@ internal abstract class Backend
     /// <summary>One Adam/AdamW step on p with gradient g and moments m, v (same length).</summary>
     public void Adam(AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v) { if (Start(p.Length)) AdamCore(s, p, g, m, v); }
 
-    /// <summary>x[b, :] = normalised pixels of image order[start + b]; y[b] = its label.</summary>
-    public void GatherBatch(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> x, ArrayView<int> y)
+    /// <summary>
+    /// x[b, :] = pixels of image order[start + b], normalised per channel by <paramref name="normalisation"/>
+    /// (<see cref="BatchGatherMath.Normalisation"/>: 2C floats); y[b] = its label.
+    /// </summary>
+    public void GatherBatch(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> normalisation, ArrayView<float> x, ArrayView<int> y)
     {
         if (Start((long)g.Count * g.ImageSize))
-            GatherBatchCore(g, pixels, labels, order, x, y);
+            GatherBatchCore(g, pixels, labels, order, normalisation, x, y);
     }
 
     /// <summary>Adds a batch to the running metrics (see <see cref="SoftmaxCrossEntropyMath.Accumulate"/>).</summary>
@@ -345,7 +348,7 @@ internal abstract class Backend
     /// <summary>Implementation of <see cref="Adam"/>.</summary>
     protected abstract void AdamCore(AdamStep s, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v);
     /// <summary>Implementation of <see cref="GatherBatch"/>.</summary>
-    protected abstract void GatherBatchCore(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> x, ArrayView<int> y);
+    protected abstract void GatherBatchCore(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> normalisation, ArrayView<float> x, ArrayView<int> y);
     /// <summary>Implementation of <see cref="AccumulateMetrics"/>.</summary>
     protected abstract void AccumulateMetricsCore(int n, int classes, ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss, ArrayView<float> sums, int step);
     /// <summary>Implementation of <see cref="Predict"/>.</summary>

@@ -3,9 +3,9 @@ using System.Runtime.CompilerServices;
 namespace GpuBackprop.Ops;
 
 /// <summary>
-/// The parts of a training batch gather: where it starts in the epoch's order, how pixels are
-/// normalised, and the augmentation (random crop after zero padding, horizontal flip) with the key of
-/// its draws.
+/// The parts of a training batch gather: where it starts in the epoch's order, the image's sizes, and
+/// the augmentation (random crop after zero padding, horizontal flip) with the key of its draws. The
+/// normalisation per channel travels beside it as a view (<see cref="BatchGatherMath.Normalisation"/>).
 /// </summary>
 internal struct BatchGather
 {
@@ -15,8 +15,8 @@ internal struct BatchGather
     public int Count;
     /// <summary>Image height and width; values per image (channels x height x width).</summary>
     public int Height, Width, ImageSize;
-    /// <summary>x = pixel * Scale - Shift, i.e. (pixel/255 - mean) / std.</summary>
-    public float Scale, Shift;
+    /// <summary>Channels per image.</summary>
+    public int Channels;
     /// <summary>Random crop: the image is padded by this many zero pixels per side and cropped back at a random offset (0: off).</summary>
     public int CropPadding;
     /// <summary>1: each image is flipped left-right with probability 1/2.</summary>
@@ -24,9 +24,9 @@ internal struct BatchGather
     /// <summary>Key (seed) and counter (epoch) of the augmentation draws.</summary>
     public uint SeedLow, SeedHigh, EpochLow;
 
-    /// <summary>The gather for a mean and standard deviation of pixels scaled to [0, 1], without augmentation.</summary>
-    public static BatchGather Normalising(int start, int count, int channels, int height, int width, float mean, float std) =>
-        new() { Start = start, Count = count, Height = height, Width = width, ImageSize = channels * height * width, Scale = 1f / (255f * std), Shift = mean / std };
+    /// <summary>The gather of images start .. start+count-1 of the order, without augmentation.</summary>
+    public static BatchGather Of(int start, int count, int channels, int height, int width) =>
+        new() { Start = start, Count = count, Channels = channels, Height = height, Width = width, ImageSize = channels * height * width };
 }
 
 /// <summary>
@@ -37,6 +37,22 @@ internal struct BatchGather
 /// </summary>
 internal static class BatchGatherMath
 {
+    /// <summary>
+    /// The per-channel normalisation as the gather reads it: scale[c] = 1/(255 std[c]) then shift[c] =
+    /// mean[c]/std[c] (2C floats), so that x = pixel * scale[c] - shift[c] = (pixel/255 - mean[c]) / std[c].
+    /// </summary>
+    public static float[] Normalisation(IReadOnlyList<float> mean, IReadOnlyList<float> std)
+    {
+        int channels = mean.Count;
+        var v = new float[2 * channels];
+        for (int c = 0; c < channels; c++)
+        {
+            v[c] = 1f / (255f * std[c]);
+            v[channels + c] = mean[c] / std[c];
+        }
+        return v;
+    }
+
     /// <summary>The source pixel's index within its image, or -1 for a pixel of the zero padding.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int SourcePixel(in BatchGather g, int b, int h, int w)

@@ -17,7 +17,11 @@ public sealed record TrainConfig
     /// <summary>The input (C, H, W) the run trains on; filled by the trainer (what export and predict need to know).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public int[]? Input { get; init; }
-    /// <summary>The normalisation of the training data, [mean, std] of pixels scaled to [0, 1]; filled by the trainer (what predict applies).</summary>
+    /// <summary>
+    /// The normalisation of the training data, the mean of each channel's pixels scaled to [0, 1] then each
+    /// channel's standard deviation; filled by the trainer (what eval and predict apply). Checkpoints from
+    /// before per-channel statistics hold one [mean, std] pair, which stands for every channel.
+    /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public float[]? Normalization { get; init; }
     /// <summary>Total epochs.</summary>
@@ -52,7 +56,25 @@ public sealed record TrainConfig
         if (WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(WarmupSteps), WarmupSteps, "Warmup steps must not be negative.");
         if (!(ClipGradNorm >= 0) || !float.IsFinite(ClipGradNorm)) throw new ArgumentOutOfRangeException(nameof(ClipGradNorm), ClipGradNorm, "The clipping norm must be finite and not negative.");
         LearningRateSchedule.Parse(Schedule, Epochs);
+        if (Normalization is float[] n)
+        {
+            if (n.Length < 2 || n.Length % 2 != 0)
+                throw new ArgumentException($"The normalisation must be a mean and a std per channel; got {n.Length} values.", nameof(Normalization));
+            for (int i = 0; i < n.Length; i++)
+                if (!float.IsFinite(n[i]) || (i >= n.Length / 2 && !(n[i] >= 1e-6f)))
+                    throw new ArgumentOutOfRangeException(nameof(Normalization), n[i], "Normalisation means must be finite and standard deviations finite and at least 1e-6.");
+        }
     }
+
+    /// <summary>The stored normalisation for images of <paramref name="channels"/> channels, [means, then stds], or null when none is stored.</summary>
+    /// <exception cref="ArgumentException">It holds values for another channel count.</exception>
+    internal float[]? NormalizationFor(int channels) => Normalization switch
+    {
+        null => null,
+        float[] n when n.Length == 2 * channels => n,
+        [float mean, float std] => [.. Enumerable.Repeat(mean, channels), .. Enumerable.Repeat(std, channels)],
+        float[] n => throw new ArgumentException($"The run's normalisation holds {n.Length} values; {channels}-channel images need {2 * channels} (a mean and a std per channel).", nameof(channels)),
+    };
 
     private static readonly JsonSerializerOptions Json = new() { Converters = { new JsonStringEnumConverter() } };
 

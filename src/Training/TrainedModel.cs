@@ -13,8 +13,11 @@ public sealed record TrainedModel(Sequential Model, TrainConfig Config, int Epoc
     /// <summary>The input (C, H, W), or (1, 28, 28) for checkpoints that predate the field.</summary>
     public int[] Input => Config.Input ?? [1, 28, 28];
 
-    /// <summary>The training data's normalisation, [mean, std] of pixels scaled to [0, 1] (Fashion-MNIST's for checkpoints that predate the field).</summary>
-    public float[] Normalization => Config.Normalization ?? [FashionMnist.Mean, FashionMnist.Std];
+    /// <summary>
+    /// The training data's normalisation, each channel's mean of pixels scaled to [0, 1] then each channel's
+    /// standard deviation (Fashion-MNIST's for checkpoints that predate the field).
+    /// </summary>
+    public float[] Normalization => Config.NormalizationFor(Input[0]) ?? [FashionMnist.Mean, FashionMnist.Std];
 
     /// <summary>
     /// The classes and probabilities of <paramref name="count"/> images of (C, H, W) = <see cref="Input"/>,
@@ -30,7 +33,8 @@ public sealed record TrainedModel(Sequential Model, TrainConfig Config, int Epoc
         int size = Input[0] * Input[1] * Input[2];
         if ((long)count * size > pixels.Length)
             throw new ArgumentException($"{pixels.Length} bytes hold {pixels.Length / size} images of {string.Join("x", Input)}; asked for {count}.", nameof(pixels));
-        float mean = Normalization[0], std = Normalization[1];
+        int channels = Input[0], plane = Input[1] * Input[2];
+        float[] norm = Normalization;
         var classes = new int[count];
         float[,]? probabilities = null;
         for (int start = 0; start < count; start += batchSize)
@@ -38,7 +42,10 @@ public sealed record TrainedModel(Sequential Model, TrainConfig Config, int Epoc
             int n = Math.Min(batchSize, count - start);
             var x = new float[n * size];
             for (int i = 0; i < x.Length; i++)
-                x[i] = (pixels[start * size + i] / 255f - mean) / std;
+            {
+                int channel = i / plane % channels;
+                x[i] = (pixels[start * size + i] / 255f - norm[channel]) / norm[channels + channel];
+            }
             using Tensor images = Tensor.FromHost(Model.Device, x, n, Input[0], Input[1], Input[2]);
             var (c, p) = Model.Predict(images);
             probabilities ??= new float[count, p.GetLength(1)];

@@ -115,7 +115,7 @@ public sealed class Trainer : IDisposable
         channels = train.Channels;
         height = train.Height;
         width = train.Width;
-        config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = config.Normalization ?? [train.Mean, train.Std] };
+        config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = NormalizationFor(config, train) };
         classes = train.Classes;
         description.CheckFits([channels, height, width], classes);
         this.device = device;
@@ -133,9 +133,9 @@ public sealed class Trainer : IDisposable
             made.Add(loss = new SoftmaxCrossEntropy(device));
             made.Add(sums = Tensor.Zeros(device, 4));
             // Both splits are normalised with the training data's statistics (what predict applies too).
-            float[] normalization = Config.Normalization ?? [train.Mean, train.Std];
-            made.Add(this.train = new DeviceData(device, train, normalization[0], normalization[1]));
-            made.Add(this.test = new DeviceData(device, test, normalization[0], normalization[1]));
+            float[] normalization = Config.Normalization!;
+            made.Add(this.train = new DeviceData(device, train, normalization));
+            made.Add(this.test = new DeviceData(device, test, normalization));
         }
         catch
         {
@@ -148,6 +148,14 @@ public sealed class Trainer : IDisposable
     }
 
     private readonly int channels, height, width, classes;
+
+    /// <summary>
+    /// The run's normalisation, [mean per channel, then std per channel]: the configuration's (a resumed
+    /// run's), where a one-channel pair from checkpoints before per-channel statistics stands for every
+    /// channel, else the training split's.
+    /// </summary>
+    private static float[] NormalizationFor(TrainConfig config, ImageDataset train) =>
+        config.NormalizationFor(train.Channels) ?? [.. train.Mean, .. train.Std];
     private readonly bool ownsModel;
 
     /// <summary>
@@ -235,7 +243,7 @@ public sealed class Trainer : IDisposable
                 CropPadding = Config.CropPadding, Flip = Config.HorizontalFlip ? 1 : 0,
                 SeedLow = (uint)Config.Seed, SeedHigh = 0x67627370u, EpochLow = (uint)epoch,
             };
-            device.Backend.GatherBatch(gather, train.Pixels.View, train.Labels.IntView, train.Order.IntView, x.View, y.IntView);
+            device.Backend.GatherBatch(gather, train.Pixels.View, train.Labels.IntView, train.Order.IntView, train.Normalisation.View, x.View, y.IntView);
             Tensor logits = Model.Forward(x);
             Tensor l = loss.Forward(logits, y);
             device.Backend.AccumulateMetrics(count, classes, logits.View, y.IntView, l.View, sums.View, step);
@@ -310,7 +318,7 @@ public sealed class Trainer : IDisposable
         {
             int count = Math.Min(batch, n - start);
             var (x, y) = Batch(count);
-            device.Backend.GatherBatch(data.Gather(start, count), data.Pixels.View, data.Labels.IntView, data.Order.IntView, x.View, y.IntView);
+            device.Backend.GatherBatch(data.Gather(start, count), data.Pixels.View, data.Labels.IntView, data.Order.IntView, data.Normalisation.View, x.View, y.IntView);
             Tensor logits = Model.Forward(x);
             device.Backend.AccumulateMetrics(count, classes, logits.View, y.IntView, loss.Forward(logits, y).View, sums.View, start);
             device.Backend.Predict(count, classes, logits.View, predictions.IntView.SubView(start, count));
@@ -518,13 +526,12 @@ public sealed class Trainer : IDisposable
     /// <summary>A dataset on the device: pixels as bytes, labels, and a slot for the epoch's order.</summary>
     private sealed class DeviceData : IDisposable
     {
-        private readonly float mean, std;
-
-        public DeviceData(ComputeDevice device, ImageDataset host, float mean, float std)
+        /// <summary>The data on the device; <paramref name="normalization"/> is [mean per channel, then std per channel].</summary>
+        public DeviceData(ComputeDevice device, ImageDataset host, float[] normalization)
         {
             Host = host;
-            this.mean = mean;
-            this.std = std;
+            int c = host.Channels;
+            Normalisation = Tensor.FromHost(device, BatchGatherMath.Normalisation(normalization[..c], normalization[c..]), 2 * c);
             Pixels = device.Allocate<byte>(host.Pixels.Length);
             Pixels.View.CopyFromCPU(host.Pixels);
             Labels = Tensor.FromHost(device, host.Labels, host.Count);
@@ -538,11 +545,14 @@ public sealed class Trainer : IDisposable
         public Tensor Order { get; }
         public int Count => Host.Count;
 
-        public BatchGather Gather(int start, int count) =>
-            BatchGather.Normalising(start, count, Host.Channels, Host.Height, Host.Width, mean, std);
+        /// <summary>Per channel scale then shift, as the gather reads them.</summary>
+        public Tensor Normalisation { get; }
+
+        public BatchGather Gather(int start, int count) => BatchGather.Of(start, count, Host.Channels, Host.Height, Host.Width);
 
         public void Dispose()
         {
+            Normalisation.Dispose();
             Pixels.Dispose();
             Labels.Dispose();
             Order.Dispose();

@@ -608,7 +608,7 @@ public sealed class TrainingKernelTests
 {
     [Theory]
     [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
-    public void BatchGatherNormalisesThePermutedImages(string device)
+    public void BatchGatherNormalisesThePermutedImagesPerChannel(string device)
     {
         ComputeDevice d = TestDevices.Get(device);
         const int images = 7, size = 12, start = 2, count = 4;
@@ -618,12 +618,15 @@ public sealed class TrainingKernelTests
         px.View.CopyFromCPU(pixels);
         using Tensor lab = Tensor.FromHost(d, labels, images), ord = Tensor.FromHost(d, order, images), y = Tensor.Zeros(d, DType.Int32, count);
         using Tensor x = Tensor.Zeros(d, count, size);
-        BatchGather g = BatchGather.Normalising(start, count, 1, 3, 4, 0.25f, 0.5f);
-        d.Backend.GatherBatch(g, px.View, lab.IntView, ord.IntView, x.View, y.IntView);
+        // Three channels of 2x2 with their own statistics.
+        float[] mean = [0.25f, 0.5f, 0.1f], std = [0.5f, 0.25f, 2f];
+        using Tensor norm = Tensor.FromHost(d, BatchGatherMath.Normalisation(mean, std), 6);
+        BatchGather g = BatchGather.Of(start, count, 3, 2, 2);
+        d.Backend.GatherBatch(g, px.View, lab.IntView, ord.IntView, norm.View, x.View, y.IntView);
         var expected = new double[count * size];
         for (int b = 0; b < count; b++)
             for (int p = 0; p < size; p++)
-                expected[b * size + p] = (pixels[order[start + b] * size + p] / 255.0 - 0.25) / 0.5;
+                expected[b * size + p] = (pixels[order[start + b] * size + p] / 255.0 - mean[p / 4]) / std[p / 4];
         Check.Close(x.Download(), expected, 1e-6, 1e-6, "gathered batch");
         Assert.Equal(order[start..(start + count)].Select(i => labels[i]).ToArray(), y.DownloadInt32());
     }

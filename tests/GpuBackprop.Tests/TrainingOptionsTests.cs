@@ -17,7 +17,7 @@ public sealed class TrainingOptionsTests
         const int images = 6, h = 5, w = 7, count = 4;
         byte[] pixels = Enumerable.Range(0, images * h * w).Select(i => (byte)(1 + i % 250)).ToArray();
         int[] labels = [0, 1, 2, 3, 4, 5], order = [5, 4, 3, 2, 1, 0];
-        BatchGather g = BatchGather.Normalising(1, count, 1, h, w, 0f, 1f / 255f) with { CropPadding = 2, Flip = 1, SeedLow = 9, EpochLow = 3 };
+        BatchGather g = BatchGather.Of(1, count, 1, h, w) with { CropPadding = 2, Flip = 1, SeedLow = 9, EpochLow = 3 };
         float[]? first = null;
         foreach (string spec in TestDevices.Specs)
         {
@@ -26,7 +26,8 @@ public sealed class TrainingOptionsTests
             px.View.CopyFromCPU(pixels);
             using Tensor lab = Tensor.FromHost(d, labels, images), ord = Tensor.FromHost(d, order, images), y = Tensor.Zeros(d, DType.Int32, count);
             using Tensor x = Tensor.Zeros(d, count, 1, h, w);
-            d.Backend.GatherBatch(g, px.View, lab.IntView, ord.IntView, x.View, y.IntView);
+            using Tensor norm = Tensor.FromHost(d, BatchGatherMath.Normalisation([0f], [1f / 255f]), 2);
+            d.Backend.GatherBatch(g, px.View, lab.IntView, ord.IntView, norm.View, x.View, y.IntView);
             float[] got = x.Download();
             if (first is null)
                 first = got;
@@ -108,7 +109,8 @@ public sealed class TrainingOptionsTests
         var train = new ImageDataset("rgb-train", c, h, w, pixels[..(300 * c * h * w)], labels[..300], 4, null, null);
         // The test split computes its own statistics: the trainer must normalise it with the training split's.
         var test = new ImageDataset("rgb-test", c, h, w, pixels[(300 * c * h * w)..], labels[300..], 4, null, null);
-        Assert.InRange(train.Mean, 0.2f, 0.5f);
+        Assert.All(train.Mean, m => Assert.InRange(m, 0.2f, 0.5f));
+        Assert.NotEqual(train.Mean[0], train.Mean[2]); // each channel's own statistics
         var config = new TrainConfig
         {
             Model = "rgb", Epochs = 3, BatchSize = 32, Optimizer = new OptimizerOptions(OptimizerKind.Adam, 0.01f),
@@ -119,7 +121,7 @@ public sealed class TrainingOptionsTests
         };
         using var trainer = new Trainer(TestDevices.Get("cpu"), config, train, test);
         Assert.Equal([3, 8, 6], trainer.Config.Input!);
-        Assert.Equal([train.Mean, train.Std], trainer.Config.Normalization!);
+        Assert.Equal([.. train.Mean, .. train.Std], trainer.Config.Normalization!);
         EpochResult last = trainer.RunEpoch();
         last = trainer.RunEpoch();
         last = trainer.RunEpoch();
