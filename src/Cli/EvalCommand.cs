@@ -30,12 +30,13 @@ internal sealed class EvalCommand : Command<EvalCommand.Settings>
         AnsiConsole.MarkupLine($"{trainer.Config.Model} after {trainer.EpochsDone} epoch(s): test accuracy [bold]{e.Accuracy:F2}%[/], loss {e.Loss:F4} on {test.Count:N0} images");
         var table = new Table().Title("confusion matrix (rows: true class, columns: predicted)");
         table.AddColumn("true \\ predicted");
-        for (int c = 0; c < 10; c++)
+        int classes = e.Confusion.GetLength(0);
+        for (int c = 0; c < classes; c++)
             table.AddColumn(new TableColumn(c.ToString(System.Globalization.CultureInfo.InvariantCulture)).RightAligned());
-        for (int t = 0; t < 10; t++)
+        for (int t = 0; t < classes; t++)
         {
-            var row = new List<string> { $"{t} {FashionMnist.ClassNames[t]}" };
-            for (int p = 0; p < 10; p++)
+            var row = new List<string> { Markup.Escape(trainer.Config.ClassName(t)) };
+            for (int p = 0; p < classes; p++)
                 row.Add(t == p ? $"[bold]{e.Confusion[t, p]}[/]" : e.Confusion[t, p].ToString(System.Globalization.CultureInfo.InvariantCulture));
             table.AddRow(row.ToArray());
         }

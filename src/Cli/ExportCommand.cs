@@ -36,7 +36,9 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
         using TrainedModel trained = Trainer.LoadModel(device, s.Checkpoint!);
         if (s.Onnx is string onnx)
         {
-            OnnxExport.Export(trained.Model, trained.Input, onnx);
+            float[] norm = trained.Normalization;
+            int c = trained.Input[0];
+            OnnxExport.Export(trained.Model, trained.Input, onnx, OnnxExport.Metadata(norm[..c], norm[c..], trained.Config.ClassNames));
             AnsiConsole.MarkupLine($"wrote {Markup.Escape(onnx)}: {Markup.Escape(trained.Config.Model)}, input (batch, {string.Join(", ", trained.Input)}), output logits");
         }
         if (s.SafeTensors is string st)

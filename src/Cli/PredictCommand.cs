@@ -42,7 +42,9 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
         // The training run's normalisation, a batch at a time (memory stays bounded for any count).
         var (classes, p) = trained.Predict(pixels, n);
         int k = p.GetLength(1);
-        string Name(int c) => k == FashionMnist.ClassNames.Length ? $"{c} {FashionMnist.ClassNames[c]}" : c.ToString(CultureInfo.InvariantCulture);
+        // Checkpoints from before class names were stored are Fashion-MNIST's.
+        TrainConfig config = trained.Config.ClassNames is null && k == FashionMnist.ClassNames.Length ? trained.Config with { ClassNames = FashionMnist.ClassNames } : trained.Config;
+        string Name(int c) => config.ClassName(c);
         var table = new Table().AddColumns("image", "class", "probability", "next");
         for (int r = 0; r < n; r++)
         {

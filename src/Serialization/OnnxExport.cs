@@ -21,17 +21,42 @@ public static class OnnxExport
     /// <summary>The opset written.</summary>
     public const int Opset = 17;
 
-    /// <summary>Exports <paramref name="model"/> for inputs of (C, H, W) = <paramref name="inputShape"/>.</summary>
+    /// <summary>
+    /// Exports <paramref name="model"/> for inputs of (C, H, W) = <paramref name="inputShape"/>, with
+    /// <paramref name="metadata"/> as the model's metadata_props (what a consumer needs to feed it: the
+    /// normalisation, the class names; see <see cref="Metadata"/>).
+    /// </summary>
     /// <exception cref="OnnxExportException">A layer cannot be expressed (named).</exception>
     /// <exception cref="IOException">The file cannot be written (nothing is left behind).</exception>
-    public static void Export(Module model, int[] inputShape, string path)
+    public static void Export(Module model, int[] inputShape, string path, IReadOnlyDictionary<string, string>? metadata = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputShape);
         if (inputShape.Length != 3 || inputShape.Any(d => d <= 0))
             throw new ArgumentException("The input shape is (channels, height, width), all positive.", nameof(inputShape));
         ModelProto proto = Build(model, inputShape);
+        foreach (var (key, value) in metadata ?? new Dictionary<string, string>())
+            proto.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
         AtomicFile.Write(path, proto.WriteTo);
+    }
+
+    /// <summary>
+    /// The metadata of a trained model: <c>normalize_mean</c> and <c>normalize_std</c> (per channel, of pixels
+    /// scaled to [0, 1], comma-separated: input = (pixel/255 - mean) / std) and <c>class_names</c> (a JSON list),
+    /// each where known.
+    /// </summary>
+    public static Dictionary<string, string> Metadata(IReadOnlyList<float>? mean, IReadOnlyList<float>? std, IReadOnlyList<string>? classNames)
+    {
+        var m = new Dictionary<string, string>(StringComparer.Ordinal);
+        static string Join(IReadOnlyList<float> v) => string.Join(",", v.Select(x => x.ToString("R", System.Globalization.CultureInfo.InvariantCulture)));
+        if (mean is not null && std is not null)
+        {
+            m["normalize_mean"] = Join(mean);
+            m["normalize_std"] = Join(std);
+        }
+        if (classNames is not null)
+            m["class_names"] = System.Text.Json.JsonSerializer.Serialize(classNames);
+        return m;
     }
 
     /// <summary>The ONNX model of <paramref name="model"/> in eval mode (its mode is restored afterwards).</summary>

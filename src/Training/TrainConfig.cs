@@ -24,6 +24,9 @@ public sealed record TrainConfig
     /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public float[]? Normalization { get; init; }
+    /// <summary>The name of each class, from the training data (CIFAR's meta file, an image folder's class folders); filled by the trainer.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string[]? ClassNames { get; init; }
     /// <summary>Total epochs.</summary>
     public int Epochs { get; init; } = 2;
     /// <summary>Images per step (the last batch of an epoch may be smaller).</summary>
@@ -56,6 +59,8 @@ public sealed record TrainConfig
         if (WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(WarmupSteps), WarmupSteps, "Warmup steps must not be negative.");
         if (!(ClipGradNorm >= 0) || !float.IsFinite(ClipGradNorm)) throw new ArgumentOutOfRangeException(nameof(ClipGradNorm), ClipGradNorm, "The clipping norm must be finite and not negative.");
         LearningRateSchedule.Parse(Schedule, Epochs);
+        if (ClassNames is { } names && names.Any(string.IsNullOrEmpty))
+            throw new ArgumentException("A class name is empty.", nameof(ClassNames));
         if (Normalization is float[] n)
         {
             if (n.Length < 2 || n.Length % 2 != 0)
@@ -65,6 +70,9 @@ public sealed record TrainConfig
                     throw new ArgumentOutOfRangeException(nameof(Normalization), n[i], "Normalisation means must be finite and standard deviations finite and at least 1e-6.");
         }
     }
+
+    /// <summary>The name of class <paramref name="c"/> as eval and predict print it: "3 Dress", or the number alone.</summary>
+    public string ClassName(int c) => ClassNames is { } names && c >= 0 && c < names.Length ? $"{c} {names[c]}" : c.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>The stored normalisation for images of <paramref name="channels"/> channels, [means, then stds], or null when none is stored.</summary>
     /// <exception cref="ArgumentException">It holds values for another channel count.</exception>

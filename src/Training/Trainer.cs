@@ -115,7 +115,7 @@ public sealed class Trainer : IDisposable
         channels = train.Channels;
         height = train.Height;
         width = train.Width;
-        config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = NormalizationFor(config, train) };
+        config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = NormalizationFor(config, train), ClassNames = config.ClassNames ?? train.ClassNames?.ToArray() };
         classes = train.Classes;
         description.CheckFits([channels, height, width], classes);
         this.device = device;

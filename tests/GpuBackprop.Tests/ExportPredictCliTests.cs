@@ -26,6 +26,12 @@ public sealed class ExportPredictCliTests
             string onnx = Path.Combine(dir, "model.onnx"), weights = Path.Combine(dir, "model.safetensors");
             Assert.Equal(0, CliApp.Run(["export", "--checkpoint", checkpoint, "--onnx", onnx, "--safetensors", weights]));
             Assert.True(new FileInfo(onnx).Length > 10_000);
+            // What a consumer needs to feed the model travels in its metadata: the run's normalisation and class names.
+            var metadata = Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(onnx)).MetadataProps.ToDictionary(p => p.Key, p => p.Value);
+            Assert.Equal("0.286", metadata["normalize_mean"]);
+            Assert.Equal("0.353", metadata["normalize_std"]);
+            Assert.Equal(System.Text.Json.JsonSerializer.Serialize(FashionMnist.ClassNames), metadata["class_names"]);
+            Assert.Equal(FashionMnist.ClassNames, Checkpoint.Load(checkpoint).Config.ClassNames);
             Assert.Contains("0.weight", SafeTensors.Read(weights).Keys);
 
             using (TrainedModel loaded = Trainer.LoadModel(d, checkpoint))
