@@ -10,19 +10,20 @@ namespace GpuBackprop.Cli;
 /// <summary><c>gpubackprop eval --checkpoint FILE</c>: test accuracy and the confusion matrix.</summary>
 internal sealed class EvalCommand : Command<EvalCommand.Settings>
 {
-    public sealed class Settings : CheckpointSettings
+    public sealed class Settings : DataSettings
     {
-        [CommandOption("--data <DIR>"), Description("Folder with the Fashion-MNIST IDX files (default: Debian's package, else the embedded subset).")]
-        public string? Data { get; set; }
+        [CommandOption("--checkpoint <FILE>"), Description(CheckpointSettings.CheckpointHelp)]
+        public string? Checkpoint { get; set; }
 
-        public override ValidationResult Validate() => Usage.All(base.Validate(), CheckpointGiven());
+        public override ValidationResult Validate() => Usage.All(base.Validate(), CheckpointSettings.Given(Checkpoint));
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
         string path = s.Checkpoint!;
         using ComputeDevice device = s.Open();
-        var (_, test, source) = FashionMnist.Load(s.Data);
+        // The evaluation split, read at the size and channels the checkpoint's model takes.
+        var (_, test, source) = Datasets.Load(s.Data, s.DataOptions(Training.Checkpoint.Load(path).Config.Input));
         AnsiConsole.MarkupLine($"device: [bold]{Markup.Escape(device.Info.ToString())}[/]; data: {Markup.Escape(source)}");
         // The trainer holds the model; evaluation needs no training set, so the test set stands in for it.
         using Trainer trainer = Trainer.Resume(device, path, test, test);

@@ -8,12 +8,17 @@ using Spectre.Console.Cli;
 
 namespace GpuBackprop.Cli;
 
-/// <summary><c>gpubackprop predict --checkpoint FILE --images IDX</c>: the most probable classes of each image.</summary>
+/// <summary>
+/// <c>gpubackprop predict --checkpoint FILE --images PATH</c>: the most probable classes of each image, by
+/// name where the checkpoint has class names. PATH is an IDX image file, an image file (PNG, JPEG, BMP) or a
+/// folder of them; image files are brought to the model's input by <see cref="ImageDecoder"/>'s rules and
+/// normalised as the training run was.
+/// </summary>
 internal sealed class PredictCommand : Command<PredictCommand.Settings>
 {
     public sealed class Settings : CheckpointSettings
     {
-        [CommandOption("--images <IDX>"), Description("An IDX image file (raw or .gz), N x H x W bytes, as Fashion-MNIST's (required).")]
+        [CommandOption("--images <PATH>"), Description("An IDX image file (raw or .gz, N x H x W bytes, as Fashion-MNIST's), an image file (.png, .jpg, .jpeg, .bmp) or a folder of image files (required).")]
         public string? Images { get; set; }
 
         [CommandOption("--count <N>"), Description("Predict the first N images (default: all).")]
@@ -22,23 +27,46 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
         [CommandOption("--top <K>"), Description("Classes shown per image."), DefaultValue(3)]
         public int Top { get; set; } = 3;
 
+        [CommandOption("--json"), Description("One JSON object a line (image, class, name, probability, top) instead of the table.")]
+        public bool Json { get; set; }
+
         public override ValidationResult Validate() => Usage.All(
             base.Validate(),
             CheckpointGiven(),
-            Images is null ? ValidationResult.Error("--images IDX is required.") : ValidationResult.Success(),
+            Images is null ? ValidationResult.Error("--images PATH is required.") : ValidationResult.Success(),
             Usage.Positive(Count, "--count"),
             Usage.Positive(Top, "--top"));
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
-        var (dims, pixels) = IdxFile.Read(s.Images!, expectedRank: 3);
+        string path = s.Images!;
+        bool idx = File.Exists(path) && !ImageDecoder.IsImage(path);
+        (int[] Dims, byte[] Pixels)? idxImages = idx ? IdxFile.Read(path, expectedRank: 3) : null;
+        string[] files = idx ? [] : ImageFiles(path);
         using ComputeDevice device = s.Open();
         using TrainedModel trained = Trainer.LoadModel(device, s.Checkpoint!);
         int[] input = trained.Input;
-        if (input[0] != 1 || dims[1] != input[1] || dims[2] != input[2])
-            throw new ArgumentException($"{s.Images}: images are 1x{dims[1]}x{dims[2]}; the model takes {input[0]}x{input[1]}x{input[2]}.");
-        int n = Math.Min(dims[0], s.Count ?? dims[0]);
+        int size = input[0] * input[1] * input[2];
+        byte[] pixels;
+        string[] names;
+        if (idxImages is var (dims, idxPixels))
+        {
+            if (input[0] != 1 || dims[1] != input[1] || dims[2] != input[2])
+                throw new ArgumentException($"{path}: images are 1x{dims[1]}x{dims[2]}; the model takes {input[0]}x{input[1]}x{input[2]}.");
+            pixels = idxPixels;
+            names = Enumerable.Range(0, dims[0]).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
+        }
+        else
+        {
+            files = files[..Math.Min(files.Length, s.Count ?? files.Length)];
+            pixels = new byte[checked(files.Length * size)];
+            // One at a time: the first bad file is the one named (predict's files are few; training folders decode in parallel).
+            for (int i = 0; i < files.Length; i++)
+                ImageDecoder.Decode(files[i], input[0], input[1], input[2], pixels.AsSpan(i * size, size));
+            names = files;
+        }
+        int n = Math.Min(names.Length, s.Count ?? names.Length);
         // The training run's normalisation, a batch at a time (memory stays bounded for any count).
         var (classes, p) = trained.Predict(pixels, n);
         int k = p.GetLength(1);
@@ -49,10 +77,31 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
         for (int r = 0; r < n; r++)
         {
             var ranked = Enumerable.Range(0, k).OrderByDescending(c => p[r, c]).Take(Math.Min(s.Top, k)).ToList();
-            table.AddRow(r.ToString(CultureInfo.InvariantCulture), Markup.Escape(Name(classes[r])), p[r, classes[r]].ToString("F3", CultureInfo.InvariantCulture),
+            if (s.Json)
+            {
+                Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
+                {
+                    ["image"] = names[r], ["class"] = classes[r], ["name"] = config.ClassNames?[classes[r]], ["probability"] = Math.Round(p[r, classes[r]], 6),
+                    ["top"] = ranked.Select(c => new Dictionary<string, object?> { ["class"] = c, ["name"] = config.ClassNames?[c], ["probability"] = Math.Round(p[r, c], 6) }).ToList(),
+                }));
+                continue;
+            }
+            table.AddRow(Markup.Escape(names[r]), Markup.Escape(Name(classes[r])), p[r, classes[r]].ToString("F3", CultureInfo.InvariantCulture),
                 Markup.Escape(string.Join(", ", ranked.Skip(1).Select(c => $"{Name(c)} {p[r, c].ToString("F3", CultureInfo.InvariantCulture)}"))));
         }
-        AnsiConsole.Write(table);
+        if (!s.Json)
+            AnsiConsole.Write(table);
         return ExitCode.Success;
+    }
+
+    /// <summary>An image file, or the image files of a folder in ordinal order (names starting with '.' skipped).</summary>
+    private static string[] ImageFiles(string path)
+    {
+        if (File.Exists(path))
+            return [path];
+        if (!Directory.Exists(path))
+            throw new DataFormatException(path, "no such file or folder.");
+        string[] files = Directory.GetFiles(path).Where(f => !Path.GetFileName(f).StartsWith('.') && ImageDecoder.IsImage(f)).Order(StringComparer.Ordinal).ToArray();
+        return files.Length > 0 ? files : throw new DataFormatException(path, $"holds no image files ({string.Join(", ", ImageDecoder.Extensions)}).");
     }
 }

@@ -16,7 +16,7 @@ namespace GpuBackprop.Cli;
 /// </summary>
 internal sealed class TrainCommand : Command<TrainCommand.Settings>
 {
-    public sealed class Settings : DeviceSettings
+    public sealed class Settings : DataSettings
     {
         [CommandOption("--tf32"), Description("Let a CUDA device multiply on the tensor cores in TF32 (faster; relative errors near 1e-3; off by default, like PyTorch's allow_tf32).")]
         public bool Tf32 { get; set; }
@@ -53,8 +53,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         [CommandOption("--seed <S>"), Description("Seed of the initialisation and the shuffling (default 1).")]
         public int? Seed { get; set; }
 
-        [CommandOption("--data <DIR>"), Description("Folder with the Fashion-MNIST IDX files (default: Debian's package, else the embedded subset).")]
-        public string? Data { get; set; }
+        [CommandOption("--normalize <MEANS/STDS>"), Description("Per-channel mean and std of pixels scaled to [0, 1], as torchvision's Normalize: 0.49,0.48,0.45/0.25,0.24,0.26 (default: computed over the training split).")]
+        public string? Normalize { get; set; }
 
         [CommandOption("--out <DIR>"), Description("Output folder (default: runs/MODEL-TIMESTAMP, or the checkpoint's folder with --resume).")]
         public string? Out { get; set; }
@@ -90,7 +90,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 InitWeights is not null && Resume is not null ? ValidationResult.Error("--init-weights starts a new run; it cannot be combined with --resume.") : ValidationResult.Success(),
                 InitWeights is not null && !File.Exists(InitWeights) ? ValidationResult.Error($"--init-weights: no such file '{InitWeights}'.") : ValidationResult.Success(),
                 Usage.Positive(Batch, "--batch"),
-                Kind(OptimizerName) is null ? ValidationResult.Error($"--optimizer: unknown optimizer '{OptimizerName}'; known: sgd, adam, adamw.") : ValidationResult.Success());
+                Kind(OptimizerName) is null ? ValidationResult.Error($"--optimizer: unknown optimizer '{OptimizerName}'; known: sgd, adam, adamw.") : ValidationResult.Success(),
+                Normalize is not null && Normalization() is null ? ValidationResult.Error($"--normalize takes MEANS/STDS, one or one per channel each, comma-separated, stds positive: 0.49,0.48,0.45/0.25,0.24,0.26; got '{Normalize}'.") : ValidationResult.Success());
             if (!result.Successful)
                 return result;
             if (!Models.Names.Contains(ModelName))
@@ -142,6 +143,25 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             _ => null,
         };
 
+        /// <summary>--normalize as [means, then stds] (equal counts), or null when absent or malformed.</summary>
+        public float[]? Normalization()
+        {
+            string[]? halves = Normalize?.Split('/');
+            if (halves is not [string m, string s])
+                return null;
+            float[]? Parse(string text)
+            {
+                var values = new List<float>();
+                foreach (string part in text.Split(','))
+                    if (float.TryParse(part.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out float v) && float.IsFinite(v))
+                        values.Add(v);
+                    else
+                        return null;
+                return values.ToArray();
+            }
+            return Parse(m) is float[] means && Parse(s) is float[] stds && means.Length == stds.Length && stds.All(v => v >= 1e-6f) ? [.. means, .. stds] : null;
+        }
+
         private string ModelName => Model ?? "lenet5";
         private string OptimizerName => Optimizer ?? "sgd";
 
@@ -165,6 +185,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 HorizontalFlip = Flip,
                 WarmupSteps = WarmupSteps ?? 0,
                 ClipGradNorm = ClipGradNorm ?? 0f,
+                Normalization = Normalization(),
             };
         }
 
@@ -195,6 +216,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             Compare("--warmup-steps", WarmupSteps, c.WarmupSteps);
             Compare("--clip-grad-norm", ClipGradNorm, c.ClipGradNorm);
             if (Nesterov && !c.Optimizer.Nesterov) differing.Add("--nesterov (the run has none)");
+            if (Normalization() is float[] normalize && (c.Normalization is not float[] stored || !normalize.SequenceEqual(stored)))
+                differing.Add($"--normalize {Normalize} (the run's: {(c.Normalization is float[] s ? string.Join(",", s.Select(v => Text(v))) : "its training data's")})");
             if (Flip && !c.HorizontalFlip) differing.Add("--flip (the run has none)");
             if (differing.Count > 0)
                 throw new UsageException($"--resume {checkpoint}: a resumed run keeps its configuration (only --epochs changes it, to a new total); "
@@ -204,7 +227,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
-        var (train, test, source) = FashionMnist.Load(s.Data);
+        // A resumed run reads its data at the size and channels it was trained on, unless told otherwise.
+        int[]? input = s.Resume is string checkpointFile ? Checkpoint.Load(checkpointFile).Config.Input : null;
+        var (train, test, source) = Datasets.Load(s.Data, s.DataOptions(input));
         // A new run's model is checked against the data (every layer's shape) before any device is opened.
         if (s.Resume is null)
             Models.Describe(s.Config().Model).CheckFits([train.Channels, train.Height, train.Width], train.Classes);

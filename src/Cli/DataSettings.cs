@@ -1,0 +1,55 @@
+using System.ComponentModel;
+using GpuBackprop.Data;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace GpuBackprop.Cli;
+
+/// <summary>The data options of the commands that read a dataset (train, eval), declared once.</summary>
+internal abstract class DataSettings : DeviceSettings
+{
+    [CommandOption("--data <PATH>"), Description("A data folder: Fashion-MNIST/MNIST IDX files, CIFAR-10/100 binary files (data_batch_N.bin, test_batch.bin; train.bin, test.bin), or an image folder (train/CLASS/*.png|jpg|jpeg|bmp with val/ or test/). Default: Fashion-MNIST from Debian's package, else the embedded subset.")]
+    public string? Data { get; set; }
+
+    [CommandOption("--data-format <FORMAT>"), Description("auto (default: detected from the folder's files), idx, cifar or folder.")]
+    public string? DataFormat { get; set; }
+
+    [CommandOption("--image-size <HxW>"), Description("Image folders: the size images are brought to (scaled to cover it, aspect kept, bilinear, centre-cropped). Default 32x32, or the checkpoint's.")]
+    public string? ImageSize { get; set; }
+
+    [CommandOption("--channels <N>"), Description("Image folders: 1 (grey; RGB by ITU-R 601's weights) or 3 (RGB; grey repeated). Alpha is dropped. Default 3, or the checkpoint's.")]
+    public int? Channels { get; set; }
+
+    /// <inheritdoc />
+    public override ValidationResult Validate()
+    {
+        ValidationResult device = base.Validate();
+        if (!device.Successful)
+            return device;
+        if (DataFormat is not (null or "auto" or "idx" or "cifar" or "folder"))
+            return ValidationResult.Error($"--data-format takes auto, idx, cifar or folder; got '{DataFormat}'.");
+        if (Channels is not (null or 1 or 3))
+            return ValidationResult.Error($"--channels takes 1 or 3; got {Channels}.");
+        if (Data is not null && !Directory.Exists(Data))
+            return ValidationResult.Error($"--data: no such folder '{Data}'.");
+        try
+        {
+            if (ImageSize is not null)
+                GpuBackprop.Data.DataOptions.ParseSize(ImageSize);
+        }
+        catch (ArgumentException e)
+        {
+            return ValidationResult.Error($"--image-size: {Usage.MessageOf(e)}");
+        }
+        return ValidationResult.Success();
+    }
+
+    /// <summary>How to read --data; an image folder's size and channels default to <paramref name="input"/> (a checkpoint's) when given.</summary>
+    public DataOptions DataOptions(int[]? input = null)
+    {
+        var (h, w) = ImageSize is string size ? GpuBackprop.Data.DataOptions.ParseSize(size) : input is [_, int ih, int iw] ? (ih, iw) : (32, 32);
+        return new GpuBackprop.Data.DataOptions(
+            DataFormat switch { "idx" => GpuBackprop.Data.DataFormat.Idx, "cifar" => GpuBackprop.Data.DataFormat.Cifar, "folder" => GpuBackprop.Data.DataFormat.Folder, _ => GpuBackprop.Data.DataFormat.Auto },
+            Channels ?? (input is [int c, ..] ? c : 3), h, w);
+    }
+}

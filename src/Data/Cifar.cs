@@ -1,0 +1,78 @@
+namespace GpuBackprop.Data;
+
+/// <summary>
+/// CIFAR-10 and CIFAR-100 in their binary form, as the official archives unpack: records of a label byte
+/// (CIFAR-100: the coarse then the fine label) and 3 x 32 x 32 bytes (red, green, blue planes, row-major).
+/// CIFAR-10: <c>data_batch_1.bin</c> .. <c>data_batch_5.bin</c> and <c>test_batch.bin</c>, class names in
+/// <c>batches.meta.txt</c>; CIFAR-100: <c>train.bin</c> and <c>test.bin</c>, fine labels (100 classes, as
+/// torchvision's <c>CIFAR100</c>) named by <c>fine_label_names.txt</c>, or the coarse ones (20).
+/// </summary>
+public static class Cifar
+{
+    private const int ImageBytes = 3 * 32 * 32;
+
+    /// <summary>Whether <paramref name="directory"/> holds either form.</summary>
+    public static bool Looks(string directory) =>
+        File.Exists(Path.Combine(directory, "test_batch.bin")) || (File.Exists(Path.Combine(directory, "train.bin")) && File.Exists(Path.Combine(directory, "test.bin")));
+
+    /// <summary>The training and test splits, and a line saying what was read.</summary>
+    /// <param name="directory">The folder of the .bin files.</param>
+    /// <param name="coarse">CIFAR-100: the 20 coarse classes instead of the 100 fine ones.</param>
+    /// <exception cref="DataFormatException">A file is missing, its length is not a whole number of records, or a label is out of range (named).</exception>
+    public static (ImageDataset Train, ImageDataset Test, string Source) Load(string directory, bool coarse = false)
+    {
+        if (File.Exists(Path.Combine(directory, "train.bin")))
+        {
+            string[] names = Names(directory, coarse ? "coarse_label_names.txt" : "fine_label_names.txt", coarse ? 20 : 100);
+            int label = coarse ? 0 : 1;
+            return (Read("CIFAR-100 train", [Path.Combine(directory, "train.bin")], 2, label, names),
+                    Read("CIFAR-100 test", [Path.Combine(directory, "test.bin")], 2, label, names),
+                    $"CIFAR-100 from {directory} ({(coarse ? "coarse" : "fine")} labels)");
+        }
+        string[] batches = Enumerable.Range(1, 5).Select(i => Path.Combine(directory, $"data_batch_{i}.bin")).Where(File.Exists).ToArray();
+        if (batches.Length == 0)
+            throw new DataFormatException(directory, "has test_batch.bin but no data_batch_N.bin to train on.");
+        string[] classes = Names(directory, "batches.meta.txt", 10);
+        return (Read("CIFAR-10 train", batches, 1, 0, classes), Read("CIFAR-10 test", [Path.Combine(directory, "test_batch.bin")], 1, 0, classes),
+            $"CIFAR-10 from {directory} ({batches.Length} training batches)");
+    }
+
+    /// <summary>Class names, one a line (trailing blank lines ignored); numbers when the file is absent.</summary>
+    private static string[] Names(string directory, string file, int classes)
+    {
+        string path = Path.Combine(directory, file);
+        if (!File.Exists(path))
+            return Enumerable.Range(0, classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        string[] names = File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
+        return names.Length == classes ? names : throw new DataFormatException(path, $"names {names.Length} classes; expected {classes}.");
+    }
+
+    /// <summary>Records of <paramref name="labelBytes"/> label bytes and an image, the label at <paramref name="labelIndex"/>.</summary>
+    public static ImageDataset Read(string name, IReadOnlyList<string> files, int labelBytes, int labelIndex, IReadOnlyList<string> classNames)
+    {
+        int record = labelBytes + ImageBytes;
+        var sizes = files.Select(f => File.Exists(f) ? new FileInfo(f).Length : throw new DataFormatException(f, "no such file.")).ToArray();
+        for (int i = 0; i < files.Count; i++)
+            if (sizes[i] == 0 || sizes[i] % record != 0)
+                throw new DataFormatException(files[i], $"is {sizes[i]:N0} bytes, not a whole number of {record}-byte records ({labelBytes} label byte(s) and a 3x32x32 image): truncated, or another format.");
+        long count = sizes.Sum() / record;
+        var pixels = new byte[checked(count * ImageBytes)];
+        var labels = new int[count];
+        long n = 0;
+        for (int f = 0; f < files.Count; f++)
+        {
+            byte[] bytes = File.ReadAllBytes(files[f]);
+            if (bytes.Length != sizes[f])
+                throw new DataFormatException(files[f], "changed while it was read.");
+            for (int r = 0; r < bytes.Length / record; r++, n++)
+            {
+                int label = bytes[r * record + labelIndex];
+                if (label >= classNames.Count)
+                    throw new DataFormatException(files[f], $"record {r} has label {label}; classes are 0..{classNames.Count - 1}.");
+                labels[n] = label;
+                bytes.AsSpan(r * record + labelBytes, ImageBytes).CopyTo(pixels.AsSpan((int)(n * ImageBytes), ImageBytes));
+            }
+        }
+        return new ImageDataset(name, 3, 32, 32, pixels, labels, classNames.Count, null, null, classNames, files[0]);
+    }
+}

@@ -1,0 +1,147 @@
+using StbImageSharp;
+
+namespace GpuBackprop.Data;
+
+/// <summary>
+/// Image files (PNG, JPEG, BMP) decoded by StbImageSharp and brought to the model's input, with these
+/// rules:
+/// <list type="bullet">
+/// <item>Channels: an alpha channel is dropped (not blended); grey becomes RGB by repeating it; RGB becomes
+/// grey by ITU-R BT.601's weights, round(0.299 R + 0.587 G + 0.114 B).</item>
+/// <item>Size: an image already of the target size is kept as it is. Otherwise it is scaled so that it
+/// covers the target (its shorter side, relative to the target's, becomes the target's: aspect kept),
+/// sampled bilinearly at pixel centres (torchvision's <c>Resize(antialias=False)</c>), then cropped at the
+/// centre (<c>CenterCrop</c>): the same transform for training and evaluation, as torchvision's usual eval
+/// recipe.</item>
+/// <item>Refused with the file named: a file that does not decode (truncated, corrupt, CMYK JPEG), 16-bit
+/// PNGs (8 bits a channel are supported), and images over <see cref="MaxSide"/> pixels a side or
+/// <see cref="MaxPixels"/> in all (checked from the header, before anything is allocated).</item>
+/// </list>
+/// </summary>
+public static class ImageDecoder
+{
+    /// <summary>The file name extensions read as images (case-insensitive).</summary>
+    public static readonly string[] Extensions = [".png", ".jpg", ".jpeg", ".bmp"];
+
+    /// <summary>The largest width or height accepted.</summary>
+    public const int MaxSide = 16384;
+
+    /// <summary>The largest width times height accepted.</summary>
+    public const long MaxPixels = 1L << 26;
+
+    /// <summary>Whether a file name has an image extension.</summary>
+    public static bool IsImage(string path) => Extensions.Contains(Path.GetExtension(path), StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// Decodes <paramref name="path"/> into <paramref name="destination"/>: <paramref name="channels"/> planes of
+    /// <paramref name="height"/> x <paramref name="width"/> bytes (channel, row, column).
+    /// </summary>
+    /// <exception cref="DataFormatException">The file is not a supported image (named, with the reason).</exception>
+    public static void Decode(string path, int channels, int height, int width, Span<byte> destination)
+    {
+        if (channels is not (1 or 3))
+            throw new ArgumentOutOfRangeException(nameof(channels), channels, "Images are decoded to 1 or 3 channels.");
+        if (destination.Length != channels * height * width)
+            throw new ArgumentException($"The destination holds {destination.Length} bytes; {channels}x{height}x{width} needs {channels * height * width}.", nameof(destination));
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DataFormatException(path, $"cannot be read: {e.Message}", e);
+        }
+        ImageInfo? header;
+        using (var stream = new MemoryStream(bytes, writable: false))
+            header = ImageInfo.FromStream(stream);
+        // stb refuses a PNG too large to decode without saying so; its IHDR names the size it declares.
+        var (declaredWidth, declaredHeight) = header is ImageInfo i ? (i.Width, i.Height) : PngSize(bytes) ?? (1, 1);
+        if (declaredWidth <= 0 || declaredHeight <= 0 || declaredWidth > MaxSide || declaredHeight > MaxSide || (long)declaredWidth * declaredHeight > MaxPixels)
+            throw new DataFormatException(path, $"declares {declaredWidth}x{declaredHeight} pixels; at most {MaxSide} a side and {MaxPixels:N0} in all are accepted.");
+        ImageInfo info = header ?? throw new DataFormatException(path, "is not a PNG, JPEG or BMP image (or its header is damaged).");
+        if (info.BitsPerChannel != 8)
+            throw new DataFormatException(path, $"has {info.BitsPerChannel} bits a channel; 8 are supported (convert it to 8-bit first).");
+        ImageResult image;
+        try
+        {
+            image = ImageResult.FromMemory(bytes, ColorComponents.Default);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            string why = string.IsNullOrWhiteSpace(e.Message) ? "truncated or corrupt" : e.Message.Trim();
+            throw new DataFormatException(path, $"does not decode ({why}).", e);
+        }
+        int sourceChannels = image.Comp switch
+        {
+            ColorComponents.Grey => 1,
+            ColorComponents.GreyAlpha => 2,
+            ColorComponents.RedGreenBlue => 3,
+            ColorComponents.RedGreenBlueAlpha => 4,
+            _ => throw new DataFormatException(path, $"decodes to {image.Comp}, which is not grey or RGB."),
+        };
+        if (image.Data is null || image.Data.Length != image.Width * image.Height * sourceChannels)
+            throw new DataFormatException(path, "decodes to fewer bytes than its size (truncated).");
+        byte[] planes = ToPlanes(image.Data, image.Width, image.Height, sourceChannels, channels);
+        Resize(planes, channels, image.Height, image.Width, height, width, destination);
+    }
+
+    /// <summary>The width and height a PNG's IHDR declares, or null when the bytes are not a PNG.</summary>
+    private static (int Width, int Height)? PngSize(byte[] bytes) =>
+        bytes.Length >= 24 && bytes.AsSpan(0, 8).SequenceEqual((ReadOnlySpan<byte>)[137, 80, 78, 71, 13, 10, 26, 10]) && bytes.AsSpan(12, 4).SequenceEqual("IHDR"u8)
+            ? (System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(16)), System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(20)))
+            : null;
+
+    /// <summary>Interleaved pixels of <paramref name="from"/> channels to <paramref name="to"/> planes, by the rules of the class.</summary>
+    private static byte[] ToPlanes(byte[] data, int w, int h, int from, int to)
+    {
+        int plane = w * h;
+        var planes = new byte[to * plane];
+        bool grey = from <= 2; // grey, or grey and alpha
+        for (int p = 0; p < plane; p++)
+        {
+            int at = p * from;
+            if (to == 1)
+            {
+                planes[p] = grey ? data[at] : (byte)Math.Round(0.299 * data[at] + 0.587 * data[at + 1] + 0.114 * data[at + 2], MidpointRounding.AwayFromZero);
+                continue;
+            }
+            for (int c = 0; c < 3; c++)
+                planes[c * plane + p] = grey ? data[at] : data[at + c];
+        }
+        return planes;
+    }
+
+    /// <summary>Scales planes to cover h x w (aspect kept, bilinear at pixel centres), then crops the centre.</summary>
+    private static void Resize(byte[] source, int channels, int sh, int sw, int h, int w, Span<byte> destination)
+    {
+        if (sh == h && sw == w)
+        {
+            source.CopyTo(destination);
+            return;
+        }
+        double scale = Math.Max((double)h / sh, (double)w / sw);
+        // The scaled image's size, and where the crop of h x w starts in it.
+        double rh = sh * scale, rw = sw * scale;
+        double top = (rh - h) / 2, left = (rw - w) / 2;
+        for (int c = 0; c < channels; c++)
+        {
+            ReadOnlySpan<byte> src = source.AsSpan(c * sh * sw, sh * sw);
+            Span<byte> dst = destination.Slice(c * h * w, h * w);
+            for (int y = 0; y < h; y++)
+            {
+                double fy = Math.Clamp((y + top + 0.5) / scale - 0.5, 0, sh - 1);
+                int y0 = (int)fy, y1 = Math.Min(y0 + 1, sh - 1);
+                double wy = fy - y0;
+                for (int x = 0; x < w; x++)
+                {
+                    double fx = Math.Clamp((x + left + 0.5) / scale - 0.5, 0, sw - 1);
+                    int x0 = (int)fx, x1 = Math.Min(x0 + 1, sw - 1);
+                    double wx = fx - x0;
+                    double v = (1 - wy) * ((1 - wx) * src[y0 * sw + x0] + wx * src[y0 * sw + x1]) + wy * ((1 - wx) * src[y1 * sw + x0] + wx * src[y1 * sw + x1]);
+                    dst[y * w + x] = (byte)Math.Clamp(Math.Round(v, MidpointRounding.AwayFromZero), 0, 255);
+                }
+            }
+        }
+    }
+}

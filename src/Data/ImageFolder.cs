@@ -1,0 +1,83 @@
+namespace GpuBackprop.Data;
+
+/// <summary>
+/// Image folders in torchvision's <c>ImageFolder</c> layout: <c>ROOT/train/CLASS/*.png|jpg|jpeg|bmp</c>,
+/// and <c>ROOT/val/...</c> or else <c>ROOT/test/...</c> for evaluation. The classes are the training
+/// split's subfolder names in ordinal order (label i is the i-th name); the evaluation split's folders must
+/// be among them. Files whose names start with '.' are skipped; any other file that is not an image is an
+/// error, as is an empty class folder. Images are decoded and brought to the size and channels asked for
+/// by <see cref="ImageDecoder"/> (its rules), on every core, and each image's place in the dataset is fixed
+/// by the sorted file names, so the result does not depend on the decoding order.
+/// </summary>
+public static class ImageFolder
+{
+    private static readonly string[] EvaluationSplits = ["val", "test"];
+
+    /// <summary>Whether <paramref name="root"/> has the layout (a <c>train</c> folder with class folders).</summary>
+    public static bool Looks(string root) => Directory.Exists(Path.Combine(root, "train"));
+
+    /// <summary>The training and evaluation splits of <paramref name="root"/>, and a line saying what was read.</summary>
+    /// <exception cref="DataFormatException">A folder or file that does not fit the layout, or an image that does not decode (named).</exception>
+    public static (ImageDataset Train, ImageDataset Test, string Source) Load(string root, int channels, int height, int width, IProgress<int>? progress = null)
+    {
+        string train = Path.Combine(root, "train");
+        string test = EvaluationSplits.Select(s => Path.Combine(root, s)).FirstOrDefault(Directory.Exists)
+            ?? throw new DataFormatException(root, "has a 'train' folder but no 'val' or 'test' folder to evaluate on.");
+        IReadOnlyList<string> classes = Classes(train);
+        ImageDataset trainSet = LoadSplit(train, classes, channels, height, width, progress);
+        ImageDataset testSet = LoadSplit(test, classes, channels, height, width, progress);
+        return (trainSet, testSet, $"image folder {root} ({classes.Count} classes; {channels}x{height}x{width}; evaluated on '{Path.GetFileName(test)}')");
+    }
+
+    /// <summary>The class folders of a split, sorted ordinally.</summary>
+    public static IReadOnlyList<string> Classes(string split)
+    {
+        if (!Directory.Exists(split))
+            throw new DataFormatException(split, "no such folder.");
+        string[] classes = Directory.GetDirectories(split).Select(Path.GetFileName).Where(n => !n!.StartsWith('.')).Order(StringComparer.Ordinal).ToArray()!;
+        return classes.Length > 0 ? classes : throw new DataFormatException(split, "holds no class folders (expected SPLIT/CLASS/IMAGE files).");
+    }
+
+    /// <summary>One split: every image of every class folder, labelled by <paramref name="classes"/>.</summary>
+    public static ImageDataset LoadSplit(string split, IReadOnlyList<string> classes, int channels, int height, int width, IProgress<int>? progress = null)
+    {
+        foreach (string found in Classes(split))
+            if (!classes.Contains(found))
+                throw new DataFormatException(Path.Combine(split, found), $"is a class the training split does not have (its classes: {string.Join(", ", classes)}).");
+        var files = new List<(string Path, int Label)>();
+        for (int label = 0; label < classes.Count; label++)
+        {
+            string folder = Path.Combine(split, classes[label]);
+            if (!Directory.Exists(folder))
+                continue; // an evaluation split may lack a class
+            string[] names = Directory.GetFiles(folder).Where(f => !Path.GetFileName(f).StartsWith('.')).Order(StringComparer.Ordinal).ToArray();
+            foreach (string f in names)
+                if (!ImageDecoder.IsImage(f))
+                    throw new DataFormatException(f, $"is not an image ({string.Join(", ", ImageDecoder.Extensions)}); image folders hold only images.");
+            if (names.Length == 0)
+                throw new DataFormatException(folder, "is an empty class folder.");
+            files.AddRange(names.Select(f => (f, label)));
+        }
+        int size = channels * height * width;
+        var pixels = new byte[checked(files.Count * size)];
+        int done = 0;
+        var errors = new DataFormatException?[files.Count];
+        Parallel.For(0, files.Count, i =>
+        {
+            try
+            {
+                ImageDecoder.Decode(files[i].Path, channels, height, width, pixels.AsSpan(i * size, size));
+            }
+            catch (DataFormatException e)
+            {
+                errors[i] = e;
+            }
+            progress?.Report(Interlocked.Increment(ref done));
+        });
+        // The first bad file in the folder's order, whichever core met it first.
+        if (errors.FirstOrDefault(e => e is not null) is DataFormatException first)
+            throw first;
+        return new ImageDataset($"{Path.GetFileName(split)} ({split})", channels, height, width, pixels, files.Select(f => f.Label).ToArray(), classes.Count,
+            null, null, classes, split);
+    }
+}

@@ -1,0 +1,294 @@
+using GpuBackprop.Data;
+using GpuBackprop.Runtime;
+using GpuBackprop.Training;
+using StbImageWriteSharp;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>
+/// The data sources behind --data: CIFAR binary files and image folders read exactly (the same images as IDX
+/// train bit for bit), the decoder's conversion and resize rules, detection, and bad input refused with the
+/// file named.
+/// </summary>
+public sealed class DataSourceTests : IDisposable
+{
+    private readonly string dir = Directory.CreateTempSubdirectory("gpubackprop-data-").FullName;
+
+    public void Dispose() => Directory.Delete(dir, true);
+
+    private static void WritePng(string path, byte[] interleaved, int w, int h, ColorComponents components)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        using FileStream f = File.Create(path);
+        new ImageWriter().WritePng(interleaved, w, h, components, f);
+    }
+
+    /// <summary>64 Fashion-MNIST test images ordered by class (as a folder lists them), with their labels.</summary>
+    private static ImageDataset ByClass(int count)
+    {
+        ImageDataset t = FashionMnist.LoadEmbedded("t10k").Take(count);
+        int[] order = Enumerable.Range(0, t.Count).OrderBy(i => t.Labels[i]).ThenBy(i => i).ToArray();
+        byte[] pixels = order.SelectMany(i => t.Pixels.AsSpan(i * 784, 784).ToArray()).ToArray();
+        return new ImageDataset("by class", 1, 28, 28, pixels, order.Select(i => t.Labels[i]).ToArray(), 10, t.Mean, t.Std, FashionMnist.ClassNames);
+    }
+
+    /// <summary>ROOT/train/NN/IIII.png and ROOT/test/... from a one-channel dataset.</summary>
+    private static void WriteFolder(string root, ImageDataset train, ImageDataset test)
+    {
+        foreach (var (split, data) in new[] { ("train", train), ("test", test) })
+            for (int i = 0; i < data.Count; i++)
+                WritePng(Path.Combine(root, split, $"{data.Labels[i]:D2}", $"{i:D4}.png"), data.Pixels[(i * 784)..((i + 1) * 784)], 28, 28, ColorComponents.Grey);
+    }
+
+    [Fact]
+    public void AFolderOfPngsFromIdxImagesReadsTheSameBytesAndTrainsBitForBit()
+    {
+        ImageDataset train = ByClass(96), test = ByClass(32);
+        string root = Path.Combine(dir, "folder");
+        WriteFolder(root, train, test);
+        var (ftrain, ftest, source) = Datasets.Load(root, new DataOptions(Channels: 1, Height: 28, Width: 28));
+        Assert.Contains("image folder", source);
+        Assert.Equal(train.Pixels, ftrain.Pixels);
+        Assert.Equal(train.Labels, ftrain.Labels);
+        Assert.Equal(test.Pixels, ftest.Pixels);
+        Assert.Equal(Enumerable.Range(0, 10).Select(c => $"{c:D2}"), ftrain.ClassNames!);
+
+        // Same seed, same normalisation: the same run, bit for bit, whichever source the bytes came from.
+        ComputeDevice d = TestDevices.Get("cpu");
+        var config = new TrainConfig { Model = "lenet5", Epochs = 1, BatchSize = 32, Seed = 3, Normalization = [FashionMnist.Mean, FashionMnist.Std] };
+        using var fromIdx = new Trainer(d, config, train, test);
+        using var fromFolder = new Trainer(d, config, ftrain, ftest);
+        EpochResult a = fromIdx.RunEpoch(), b = fromFolder.RunEpoch();
+        Assert.Equal((a.TrainLoss, a.TrainAccuracy, a.TestAccuracy), (b.TrainLoss, b.TrainAccuracy, b.TestAccuracy));
+        Assert.Equal(fromIdx.Model.StateDict().Select(s => s.Tensor.Download()), fromFolder.Model.StateDict().Select(s => s.Tensor.Download()));
+    }
+
+    /// <summary>CIFAR-10 batches of the given images: a label byte, then the 3x32x32 planes.</summary>
+    private static byte[] CifarRecords(byte[] pixels, int[] labels, int labelBytes = 1, int[]? coarse = null)
+    {
+        var bytes = new List<byte>();
+        for (int i = 0; i < labels.Length; i++)
+        {
+            if (labelBytes == 2)
+                bytes.Add((byte)coarse![i]);
+            bytes.Add((byte)labels[i]);
+            bytes.AddRange(pixels.AsSpan(i * 3072, 3072).ToArray());
+        }
+        return bytes.ToArray();
+    }
+
+    private static (byte[] Pixels, int[] Labels) Synthetic(int n, int classes, int seed)
+    {
+        var rng = new Random(seed);
+        var pixels = new byte[n * 3072];
+        rng.NextBytes(pixels);
+        return (pixels, Enumerable.Range(0, n).Select(i => i % classes).ToArray());
+    }
+
+    [Fact]
+    public void Cifar10And100BinaryFilesReadExactlyWithTheirClassNamesAndPerChannelStatistics()
+    {
+        string c10 = Path.Combine(dir, "cifar-10-batches-bin");
+        Directory.CreateDirectory(c10);
+        var (p1, l1) = Synthetic(20, 10, 1);
+        var (p2, l2) = Synthetic(12, 10, 2);
+        var (pt, lt) = Synthetic(8, 10, 3);
+        File.WriteAllBytes(Path.Combine(c10, "data_batch_1.bin"), CifarRecords(p1, l1));
+        File.WriteAllBytes(Path.Combine(c10, "data_batch_2.bin"), CifarRecords(p2, l2));
+        File.WriteAllBytes(Path.Combine(c10, "test_batch.bin"), CifarRecords(pt, lt));
+        string[] names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+        File.WriteAllLines(Path.Combine(c10, "batches.meta.txt"), [.. names, ""]);
+        Assert.Equal(DataFormat.Cifar, Datasets.Detect(c10));
+        var (train, test, _) = Datasets.Load(c10);
+        Assert.Equal([.. p1, .. p2], train.Pixels);
+        Assert.Equal([.. l1, .. l2], train.Labels);
+        Assert.Equal(pt, test.Pixels);
+        Assert.Equal(names, train.ClassNames!);
+        Assert.Equal((3, 32, 32), (train.Channels, train.Height, train.Width));
+        var (mean, std) = ImageDataset.ChannelStatistics([.. p1, .. p2], 3, 1024);
+        Assert.Equal(mean, train.Mean);
+        Assert.Equal(std, train.Std);
+
+        string c100 = Path.Combine(dir, "cifar-100-binary");
+        Directory.CreateDirectory(c100);
+        var (q, fine) = Synthetic(30, 100, 4);
+        int[] coarse = fine.Select(f => f / 5).ToArray();
+        File.WriteAllBytes(Path.Combine(c100, "train.bin"), CifarRecords(q, fine, 2, coarse));
+        File.WriteAllBytes(Path.Combine(c100, "test.bin"), CifarRecords(q[..(5 * 3072)], fine[..5], 2, coarse[..5]));
+        var (train100, _, source) = Cifar.Load(c100);
+        Assert.Contains("CIFAR-100", source);
+        Assert.Equal(100, train100.Classes);
+        Assert.Equal(fine, train100.Labels);
+        var (coarse100, _, _) = Cifar.Load(c100, coarse: true);
+        Assert.Equal(20, coarse100.Classes);
+        Assert.Equal(coarse, coarse100.Labels);
+    }
+
+    [Fact]
+    public void TheDecoderConvertsChannelsAndResizesByItsStatedRules()
+    {
+        // RGB to grey by ITU-R 601's weights; grey to RGB repeated; alpha dropped.
+        string rgb = Path.Combine(dir, "rgb.png"), grey = Path.Combine(dir, "grey.png"), rgba = Path.Combine(dir, "rgba.png");
+        WritePng(rgb, [200, 100, 50, 0, 255, 0], 2, 1, ColorComponents.RedGreenBlue);
+        WritePng(grey, [7, 250], 2, 1, ColorComponents.Grey);
+        WritePng(rgba, [10, 20, 30, 0, 40, 50, 60, 255], 2, 1, ColorComponents.RedGreenBlueAlpha);
+        var one = new byte[2];
+        ImageDecoder.Decode(rgb, 1, 1, 2, one);
+        Assert.Equal([(byte)Math.Round(0.299 * 200 + 0.587 * 100 + 0.114 * 50, MidpointRounding.AwayFromZero), (byte)Math.Round(0.587 * 255, MidpointRounding.AwayFromZero)], one);
+        var three = new byte[6];
+        ImageDecoder.Decode(grey, 3, 1, 2, three);
+        Assert.Equal([7, 250, 7, 250, 7, 250], three);
+        ImageDecoder.Decode(rgba, 3, 1, 2, three);
+        Assert.Equal([10, 40, 20, 50, 30, 60], three);
+
+        // A 4x8 image to 2x2: scaled by 1/2 to 2x4 (covering the target), then the centre 2x2 kept;
+        // sampling at pixel centres averages each 2x2 block exactly.
+        byte[] big = Enumerable.Range(0, 32).Select(i => (byte)(i * 8)).ToArray();
+        string wide = Path.Combine(dir, "wide.png");
+        WritePng(wide, big, 8, 4, ColorComponents.Grey);
+        var small = new byte[4];
+        ImageDecoder.Decode(wide, 1, 2, 2, small);
+        byte Block(int by, int bx) => (byte)Math.Round((big[2 * by * 8 + 2 * bx] + big[2 * by * 8 + 2 * bx + 1] + big[(2 * by + 1) * 8 + 2 * bx] + big[(2 * by + 1) * 8 + 2 * bx + 1]) / 4.0, MidpointRounding.AwayFromZero);
+        Assert.Equal([Block(0, 1), Block(0, 2), Block(1, 1), Block(1, 2)], small);
+    }
+
+    public static TheoryData<string, string> BadFolders() => new()
+    {
+        { "truncated", "does not decode" },
+        { "not-an-image", "is not an image" },
+        { "empty-class", "is an empty class folder" },
+        { "no-classes", "holds no class folders" },
+        { "huge", "declares 60000x60000 pixels" },
+        { "large", "declares 20000x20000 pixels" },
+        { "sixteen-bit", "has 16 bits a channel" },
+        { "unknown-class", "is a class the training split does not have" },
+        { "no-eval", "no 'val' or 'test' folder" },
+    };
+
+    /// <summary>A PNG signature, an IHDR chunk declaring the size and bit depth, and an empty IDAT: a header that decoders read, and no pixels.</summary>
+    private static byte[] PngHeader(int width, int height, int bitDepth)
+    {
+        var ihdr = new List<byte> { 0, 0, 0, 13, (byte)'I', (byte)'H', (byte)'D', (byte)'R' };
+        ihdr.AddRange(BitConverter.GetBytes(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(width)));
+        ihdr.AddRange(BitConverter.GetBytes(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(height)));
+        ihdr.AddRange([(byte)bitDepth, 0, 0, 0, 0]);
+        uint crc = System.IO.Hashing.Crc32.HashToUInt32(ihdr.Skip(4).ToArray());
+        ihdr.AddRange(BitConverter.GetBytes(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(crc)));
+        byte[] idat = [0, 0, 0, 0, (byte)'I', (byte)'D', (byte)'A', (byte)'T', .. BitConverter.GetBytes(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(System.IO.Hashing.Crc32.HashToUInt32("IDAT"u8)))];
+        return [137, 80, 78, 71, 13, 10, 26, 10, .. ihdr, .. idat];
+    }
+
+    [Theory]
+    [MemberData(nameof(BadFolders))]
+    public void ABadImageFolderIsRefusedNamingTheFile(string kind, string problem)
+    {
+        string root = Path.Combine(dir, kind);
+        byte[] good = Enumerable.Range(0, 16).Select(i => (byte)i).ToArray();
+        WritePng(Path.Combine(root, "train", "a", "1.png"), good, 4, 4, ColorComponents.Grey);
+        if (kind != "no-eval")
+            WritePng(Path.Combine(root, "val", "a", "1.png"), good, 4, 4, ColorComponents.Grey);
+        string bad = Path.Combine(root, "train", "b", "bad.png");
+        Directory.CreateDirectory(Path.GetDirectoryName(bad)!);
+        switch (kind)
+        {
+            case "truncated":
+                WritePng(bad, Enumerable.Range(0, 64 * 64).Select(i => (byte)(i * 7)).ToArray(), 64, 64, ColorComponents.Grey);
+                File.WriteAllBytes(bad, File.ReadAllBytes(bad)[..60]);
+                break;
+            case "not-an-image":
+                WritePng(bad, good, 4, 4, ColorComponents.Grey);
+                File.WriteAllText(Path.Combine(root, "train", "b", "notes.txt"), "not an image");
+                bad = Path.Combine(root, "train", "b", "notes.txt");
+                break;
+            case "empty-class":
+                bad = Path.GetDirectoryName(bad)!;
+                break;
+            case "no-classes":
+                Directory.Delete(Path.Combine(root, "train"), true);
+                Directory.CreateDirectory(Path.Combine(root, "train"));
+                bad = Path.Combine(root, "train");
+                break;
+            case "huge":
+                File.WriteAllBytes(bad, PngHeader(60000, 60000, 8));
+                break;
+            case "large":
+                File.WriteAllBytes(bad, PngHeader(20000, 20000, 8));
+                break;
+            case "sixteen-bit":
+                File.WriteAllBytes(bad, PngHeader(4, 4, 16));
+                break;
+            case "unknown-class":
+                WritePng(bad, good, 4, 4, ColorComponents.Grey);
+                bad = Path.Combine(root, "val", "zzz");
+                WritePng(Path.Combine(bad, "1.png"), good, 4, 4, ColorComponents.Grey);
+                break;
+            case "no-eval":
+                WritePng(bad, good, 4, 4, ColorComponents.Grey);
+                bad = root;
+                break;
+        }
+        var e = Assert.Throws<DataFormatException>(() => Datasets.Load(root, new DataOptions(Channels: 1, Height: 4, Width: 4)));
+        Assert.Contains(problem, e.Message);
+        Assert.StartsWith(bad, e.Message);
+    }
+
+    [Theory]
+    [InlineData(3071, "not a whole number of 3073-byte records")]
+    [InlineData(0, "not a whole number")]
+    [InlineData(-1, "has label 10")]
+    public void ABadCifarFileIsRefusedNamingTheFile(int length, string problem)
+    {
+        string c10 = Path.Combine(dir, "bad-cifar");
+        Directory.CreateDirectory(c10);
+        var (p, l) = Synthetic(2, 10, 5);
+        byte[] records = CifarRecords(p, l);
+        if (length >= 0)
+            records = records[..length];
+        else
+            records[3073] = 10; // the second record's label
+        string batch = Path.Combine(c10, "data_batch_1.bin");
+        File.WriteAllBytes(batch, records);
+        File.WriteAllBytes(Path.Combine(c10, "test_batch.bin"), CifarRecords(p, l));
+        var e = Assert.Throws<DataFormatException>(() => Datasets.Load(c10));
+        Assert.StartsWith(batch, e.Message);
+        Assert.Contains(problem, e.Message);
+    }
+
+    [Fact]
+    public void AFolderOfNoKnownFormatSaysWhatWasLookedFor()
+    {
+        var e = Assert.Throws<DataFormatException>(() => Datasets.Detect(dir));
+        Assert.Contains("IDX files", e.Message);
+        Assert.Contains("CIFAR binary files", e.Message);
+        Assert.Contains("image folder", e.Message);
+    }
+
+    [Fact]
+    public void TheCliTrainsOnAnImageFolderAndPredictsItsFilesByClassName()
+    {
+        string root = Path.Combine(dir, "cli-folder");
+        WriteFolder(root, ByClass(64), ByClass(16));
+        string run = Path.Combine(dir, "run");
+        var (code, error, output) = InProcessCli.Run("train", "--data", root, "--channels", "1", "--image-size", "28x28", "--epochs", "1", "--device", "cpu", "--out", run,
+            "--normalize", "0.25/0.5");
+        Assert.True(code == 0, error + output);
+        Assert.Contains("image folder", output);
+        string checkpoint = Path.Combine(run, "checkpoint.gbp");
+        Assert.Equal(Enumerable.Range(0, 10).Select(c => $"{c:D2}"), Checkpoint.Load(checkpoint).Config.ClassNames!);
+        Assert.Equal([0.25f, 0.5f], Checkpoint.Load(checkpoint).Config.Normalization!);
+        Assert.Equal(2, InProcessCli.Run("train", "--resume", checkpoint, "--data", root, "--normalize", "0.3/0.5", "--epochs", "2").Code);
+        Assert.Equal(2, InProcessCli.Run("train", "--data", root, "--normalize", "0.1,0.2/0.5").Code);
+        Assert.Equal(2, InProcessCli.Run("train", "--data", root, "--image-size", "0x5").Code);
+        Assert.Equal(2, InProcessCli.Run("train", "--data", root, "--channels", "2").Code);
+        (code, error, output) = InProcessCli.Run("predict", "--checkpoint", checkpoint, "--images", Path.Combine(root, "test", "03"), "--json", "--device", "cpu");
+        Assert.True(code == 0, error + output);
+        string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.NotEmpty(lines);
+        using var first = System.Text.Json.JsonDocument.Parse(lines[0]);
+        Assert.EndsWith(".png", first.RootElement.GetProperty("image").GetString());
+        Assert.Matches("^[0-9]{2}$", first.RootElement.GetProperty("name").GetString()!);
+        (code, error, output) = InProcessCli.Run("eval", "--checkpoint", checkpoint, "--data", root, "--device", "cpu");
+        Assert.True(code == 0, error + output);
+        Assert.Contains("03", output); // the confusion matrix names the classes
+    }
+}
