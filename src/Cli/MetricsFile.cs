@@ -41,12 +41,14 @@ internal sealed record MetricsFile(string Model, string Device, string DeviceNam
 }
 
 /// <summary>One epoch in metrics.json; the file's own record, so the library's types can change without changing the format.</summary>
-internal sealed record EpochRecord(int Epoch, double TrainLoss, double TrainAccuracy, double TestAccuracy, double ImagesPerSecond, double Seconds, float LearningRate)
+internal sealed record EpochRecord(int Epoch, double TrainLoss, double TrainAccuracy, double TestAccuracy, double ImagesPerSecond, double Seconds, float LearningRate,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? ValidationLoss = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] double? ValidationAccuracy = null)
 {
     public static EpochRecord From(EpochResult r) =>
-        new(r.Epoch, r.TrainLoss, r.TrainAccuracy, r.TestAccuracy, r.ImagesPerSecond, r.Seconds, r.LearningRate);
+        new(r.Epoch, r.TrainLoss, r.TrainAccuracy, r.TestAccuracy, r.ImagesPerSecond, r.Seconds, r.LearningRate, r.ValidationLoss, r.ValidationAccuracy);
 
-    public EpochResult ToResult() => new(Epoch, TrainLoss, TrainAccuracy, TestAccuracy, ImagesPerSecond, Seconds, LearningRate);
+    public EpochResult ToResult() => new(Epoch, TrainLoss, TrainAccuracy, TestAccuracy, ImagesPerSecond, Seconds, LearningRate, ValidationLoss, ValidationAccuracy);
 }
 
 /// <summary>A metrics.json that cannot be read back; an IOException, so the CLI reports it as a failure (exit 1).</summary>

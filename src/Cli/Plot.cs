@@ -42,6 +42,15 @@ internal static class Plot
         accuracy.LegendText = "test accuracy after each epoch (%)";
         accuracy.MarkerSize = 8;
         accuracy.Axes.YAxis = plot.Axes.Right;
+        EpochResult[] validated = results.Where(r => r.ValidationAccuracy is not null).ToArray();
+        if (validated.Length > 0)
+        {
+            var val = plot.Add.Scatter(validated.Select(r => (double)r.Epoch).ToArray(), validated.Select(r => r.ValidationAccuracy!.Value).ToArray());
+            val.LegendText = "validation accuracy (%)";
+            val.MarkerSize = 6;
+            val.LinePattern = ScottPlot.LinePattern.Dashed;
+            val.Axes.YAxis = plot.Axes.Right;
+        }
         plot.Axes.Left.Label.Text = "train loss";
         plot.Axes.Right.Label.Text = "test accuracy (%)";
         plot.Axes.Bottom.Label.Text = "epoch";
@@ -49,7 +58,7 @@ internal static class Plot
         double lastEpoch = Math.Max(1, results.Count == 0 ? 1 : results[^1].Epoch);
         // A margin past the last epoch so that its marker is drawn whole.
         plot.Axes.SetLimitsX(0, lastEpoch + 0.04 * lastEpoch);
-        double lowest = results.Count == 0 ? 0 : results.Min(r => r.TestAccuracy);
+        double lowest = results.Count == 0 ? 0 : results.Min(r => Math.Min(r.TestAccuracy, r.ValidationAccuracy ?? r.TestAccuracy));
         double bottom = double.IsFinite(lowest) ? Math.Clamp(Math.Floor(lowest / 10) * 10 - (lowest % 10 < 1 ? 10 : 0), 0, 90) : 0;
         plot.Axes.SetLimitsY(bottom, 101, plot.Axes.Right);
         if (steps.Count > 0)

@@ -53,7 +53,13 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         [CommandOption("--seed <S>"), Description("Seed of the initialisation and the shuffling (default 1).")]
         public int? Seed { get; set; }
 
-        [CommandOption("--normalize <MEANS/STDS>"), Description("Per-channel mean and std of pixels scaled to [0, 1], as torchvision's Normalize: 0.49,0.48,0.45/0.25,0.24,0.26 (default: computed over the training split).")]
+        [CommandOption("--val-split <F>"), Description("Hold this fraction of the training split out for validation (seeded, stratified by class; 0, the default: none). The table, metrics.json and the plot then show validation loss and accuracy, and best.gbp keeps the epoch with the best validation accuracy.")]
+        public float? ValSplit { get; set; }
+
+        [CommandOption("--early-stop <N>"), Description("Stop after N epochs without a better validation accuracy (needs --val-split; 0, the default: off).")]
+        public int? EarlyStop { get; set; }
+
+        [CommandOption("--normalize <MEANS/STDS>"), Description("Per-channel mean and std of pixels scaled to 0..1, as torchvision's Normalize: 0.49,0.48,0.45/0.25,0.24,0.26 (default: computed over the training split).")]
         public string? Normalize { get; set; }
 
         [CommandOption("--out <DIR>"), Description("Output folder (default: runs/MODEL-TIMESTAMP, or the checkpoint's folder with --resume).")]
@@ -91,6 +97,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 InitWeights is not null && !File.Exists(InitWeights) ? ValidationResult.Error($"--init-weights: no such file '{InitWeights}'.") : ValidationResult.Success(),
                 Usage.Positive(Batch, "--batch"),
                 Kind(OptimizerName) is null ? ValidationResult.Error($"--optimizer: unknown optimizer '{OptimizerName}'; known: sgd, adam, adamw.") : ValidationResult.Success(),
+                ValSplit is float v && !(v >= 0 && v <= 0.5) ? ValidationResult.Error($"--val-split takes a fraction in [0, 0.5]; got {v.ToString(CultureInfo.InvariantCulture)}.") : ValidationResult.Success(),
+                EarlyStop is int patience && patience < 0 ? ValidationResult.Error($"--early-stop takes a number of epochs, 0 or more; got {patience}.") : ValidationResult.Success(),
+                EarlyStop is > 0 && ValSplit is not > 0 && Resume is null ? ValidationResult.Error("--early-stop watches the validation accuracy: give --val-split too.") : ValidationResult.Success(),
                 Normalize is not null && Normalization() is null ? ValidationResult.Error($"--normalize takes MEANS/STDS, one or one per channel each, comma-separated, stds positive: 0.49,0.48,0.45/0.25,0.24,0.26; got '{Normalize}'.") : ValidationResult.Success());
             if (!result.Successful)
                 return result;
@@ -186,6 +195,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 WarmupSteps = WarmupSteps ?? 0,
                 ClipGradNorm = ClipGradNorm ?? 0f,
                 Normalization = Normalization(),
+                ValidationSplit = ValSplit ?? 0f,
+                EarlyStop = EarlyStop ?? 0,
             };
         }
 
@@ -215,6 +226,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             Compare("--crop-padding", CropPadding, c.CropPadding);
             Compare("--warmup-steps", WarmupSteps, c.WarmupSteps);
             Compare("--clip-grad-norm", ClipGradNorm, c.ClipGradNorm);
+            Compare("--val-split", ValSplit is float v ? (double)v : null, c.ValidationSplit);
+            Compare("--early-stop", EarlyStop, c.EarlyStop);
             if (Nesterov && !c.Optimizer.Nesterov) differing.Add("--nesterov (the run has none)");
             if (Normalization() is float[] normalize && (c.Normalization is not float[] stored || !normalize.SequenceEqual(stored)))
                 differing.Add($"--normalize {Normalize} (the run's: {(c.Normalization is float[] s ? string.Join(",", s.Select(v => Text(v))) : "its training data's")})");
@@ -277,7 +290,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         {
             // --overwrite: the other run's files go now, so that a kill in the first epoch cannot leave its
             // checkpoint beside this run's step log.
-            foreach (string old in new[] { checkpoint, Path.Combine(outDir, MetricsName), Path.Combine(outDir, PlotName) })
+            foreach (string old in new[] { checkpoint, Path.Combine(outDir, BestName), Path.Combine(outDir, MetricsName), Path.Combine(outDir, PlotName) })
                 File.Delete(old);
         }
         RemoveStaleTemporaryFiles(outDir);
@@ -298,16 +311,23 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             : [];
         try
         {
-            while (trainer.EpochsDone < config.Epochs)
+            string best = Path.Combine(outDir, BestName);
+            while (trainer.EpochsDone < config.Epochs && !trainer.ShouldStopEarly)
             {
                 EpochResult r = RunEpochWithProgress(trainer, config.Epochs, stepsPath);
                 results.Add(r);
                 trainer.ToCheckpoint().Save(checkpoint);
+                bool isBest = r.ValidationAccuracy is not null && ReferenceEquals(trainer.BestEpoch, r);
+                if (isBest)
+                    trainer.ToCheckpoint().Save(best);
                 new MetricsFile(config.Model, device.Info.Spec, device.Info.Name, source, trainer.Model.ParameterCount, config,
                     results.Select(EpochRecord.From).ToList()).Write(metricsPath);
                 Plot.TrySave(Path.Combine(outDir, PlotName), config.Model, device.Info.Name, results, StepLog.Read(stepsPath));
-                AnsiConsole.MarkupLine($"epoch {r.Epoch}/{config.Epochs}: loss {r.TrainLoss:F4}, test accuracy [bold]{r.TestAccuracy:F2}%[/], {r.ImagesPerSecond:N0} images/s, {r.Seconds:F1} s");
+                string val = r.ValidationAccuracy is double va ? $", validation accuracy {va:F2}%{(isBest ? " (best so far: best.gbp)" : "")}" : "";
+                AnsiConsole.MarkupLine($"epoch {r.Epoch}/{config.Epochs}: loss {r.TrainLoss:F4}, test accuracy [bold]{r.TestAccuracy:F2}%[/]{val}, {r.ImagesPerSecond:N0} images/s, {r.Seconds:F1} s");
             }
+            if (trainer.ShouldStopEarly && trainer.BestEpoch is EpochResult b)
+                AnsiConsole.MarkupLine($"early stop: {trainer.EpochsDone - b.Epoch} epochs without a better validation accuracy than epoch {b.Epoch}'s {b.ValidationAccuracy:F2}% (--early-stop {config.EarlyStop}); best.gbp holds that epoch");
         }
         catch (TrainingDivergedException e)
         {
@@ -323,10 +343,10 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     /// <summary>The temporary files of a run's own atomic writes (".NAME.PID.tmp"), nothing else in the folder.</summary>
     // The files a run writes into its folder, each atomically: named once here for the run, --overwrite and
     // the cleanup of temporary files a killed run left.
-    private const string CheckpointName = "checkpoint.gbp", MetricsName = "metrics.json", StepsName = "steps.jsonl", PlotName = "training.png";
+    private const string CheckpointName = "checkpoint.gbp", BestName = "best.gbp", MetricsName = "metrics.json", StepsName = "steps.jsonl", PlotName = "training.png";
 
     private static readonly System.Text.RegularExpressions.Regex RunTemporaryFile = new(
-        $@"^\.({string.Join("|", new[] { CheckpointName, MetricsName, StepsName, PlotName }.Select(System.Text.RegularExpressions.Regex.Escape))})\.(\d+)\.tmp$",
+        $@"^\.({string.Join("|", new[] { CheckpointName, BestName, MetricsName, StepsName, PlotName }.Select(System.Text.RegularExpressions.Regex.Escape))})\.(\d+)\.tmp$",
         System.Text.RegularExpressions.RegexOptions.CultureInvariant);
 
     /// <summary>
@@ -412,11 +432,18 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
 
     private static void PrintTable(IReadOnlyList<EpochResult> results)
     {
-        var table = new Table().AddColumns("epoch", "lr", "train loss", "train acc %", "test acc %", "images/s", "seconds");
+        bool validation = results.Any(r => r.ValidationAccuracy is not null);
+        var table = new Table().AddColumns(validation
+            ? ["epoch", "lr", "train loss", "train acc %", "val loss", "val acc %", "test acc %", "images/s", "seconds"]
+            : ["epoch", "lr", "train loss", "train acc %", "test acc %", "images/s", "seconds"]);
         foreach (EpochResult r in results)
-            table.AddRow(r.Epoch.ToString(CultureInfo.InvariantCulture), r.LearningRate.ToString("G4", CultureInfo.InvariantCulture), r.TrainLoss.ToString("F4", CultureInfo.InvariantCulture),
-                r.TrainAccuracy.ToString("F2", CultureInfo.InvariantCulture), r.TestAccuracy.ToString("F2", CultureInfo.InvariantCulture),
-                r.ImagesPerSecond.ToString("N0", CultureInfo.InvariantCulture), r.Seconds.ToString("F1", CultureInfo.InvariantCulture));
+        {
+            string[] head = [r.Epoch.ToString(CultureInfo.InvariantCulture), r.LearningRate.ToString("G4", CultureInfo.InvariantCulture), r.TrainLoss.ToString("F4", CultureInfo.InvariantCulture),
+                r.TrainAccuracy.ToString("F2", CultureInfo.InvariantCulture)];
+            string[] val = validation ? [r.ValidationLoss?.ToString("F4", CultureInfo.InvariantCulture) ?? "", r.ValidationAccuracy?.ToString("F2", CultureInfo.InvariantCulture) ?? ""] : [];
+            table.AddRow([.. head, .. val, r.TestAccuracy.ToString("F2", CultureInfo.InvariantCulture),
+                r.ImagesPerSecond.ToString("N0", CultureInfo.InvariantCulture), r.Seconds.ToString("F1", CultureInfo.InvariantCulture)]);
+        }
         AnsiConsole.Write(table);
     }
 }

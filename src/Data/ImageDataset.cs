@@ -139,6 +139,39 @@ public sealed class ImageDataset
         return new ImageDataset($"{Name}, first {count}", Channels, Height, Width, Pixels[..(count * Channels * Height * Width)], Labels[..count], Classes, Mean, Std, ClassNames);
     }
 
+    /// <summary>
+    /// Splits off <paramref name="fraction"/> of the images for validation, stratified: from each class,
+    /// round(fraction x its count) images drawn by a generator seeded with <paramref name="seed"/> (at least one
+    /// image of a class stays for training). Both parts keep this dataset's statistics and class names, and
+    /// the images' order within each part.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The fraction is not in (0, 1).</exception>
+    public (ImageDataset Train, ImageDataset Validation) Split(double fraction, int seed)
+    {
+        if (!(fraction > 0 && fraction < 1))
+            throw new ArgumentOutOfRangeException(nameof(fraction), fraction, "The validation fraction must be in (0, 1).");
+        var held = new bool[Count];
+        var rng = new Random(seed);
+        foreach (var group in Enumerable.Range(0, Count).GroupBy(i => Labels[i]).OrderBy(g => g.Key))
+        {
+            int[] members = group.ToArray();
+            int take = Math.Min((int)Math.Round(fraction * members.Length, MidpointRounding.AwayFromZero), members.Length - 1);
+            rng.Shuffle(members);
+            foreach (int i in members[..Math.Max(0, take)])
+                held[i] = true;
+        }
+        ImageDataset Part(bool validation, string suffix)
+        {
+            int[] picked = Enumerable.Range(0, Count).Where(i => held[i] == validation).ToArray();
+            int size = Channels * Height * Width;
+            var pixels = new byte[picked.Length * size];
+            for (int k = 0; k < picked.Length; k++)
+                Pixels.AsSpan(picked[k] * size, size).CopyTo(pixels.AsSpan(k * size, size));
+            return new ImageDataset($"{Name}, {suffix}", Channels, Height, Width, pixels, picked.Select(i => Labels[i]).ToArray(), Classes, Mean, Std, ClassNames);
+        }
+        return (Part(false, "training part"), Part(true, $"validation {fraction:P0}"));
+    }
+
     /// <summary>Loads an IDX images file (N x H x W, grayscale) and its labels file.</summary>
     public static ImageDataset Load(string name, string imagesName, Func<Stream> images, string labelsName, Func<Stream> labels, int classes = 10, float[]? mean = null, float[]? std = null,
         IReadOnlyList<string>? classNames = null)

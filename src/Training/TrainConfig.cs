@@ -27,6 +27,12 @@ public sealed record TrainConfig
     /// <summary>The name of each class, from the training data (CIFAR's meta file, an image folder's class folders); filled by the trainer.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string[]? ClassNames { get; init; }
+    /// <summary>The fraction of the training split held out for validation (seeded, stratified by class; 0: none).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public double ValidationSplit { get; init; }
+    /// <summary>Stop after this many epochs without a better validation accuracy (0: off; needs a validation split).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int EarlyStop { get; init; }
     /// <summary>Total epochs.</summary>
     public int Epochs { get; init; } = 2;
     /// <summary>Images per step (the last batch of an epoch may be smaller).</summary>
@@ -59,6 +65,9 @@ public sealed record TrainConfig
         if (WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(WarmupSteps), WarmupSteps, "Warmup steps must not be negative.");
         if (!(ClipGradNorm >= 0) || !float.IsFinite(ClipGradNorm)) throw new ArgumentOutOfRangeException(nameof(ClipGradNorm), ClipGradNorm, "The clipping norm must be finite and not negative.");
         LearningRateSchedule.Parse(Schedule, Epochs);
+        if (!(ValidationSplit >= 0 && ValidationSplit <= 0.5)) throw new ArgumentOutOfRangeException(nameof(ValidationSplit), ValidationSplit, "The validation split must be in [0, 0.5].");
+        if (EarlyStop < 0) throw new ArgumentOutOfRangeException(nameof(EarlyStop), EarlyStop, "Early stopping's patience must not be negative.");
+        if (EarlyStop > 0 && ValidationSplit == 0) throw new ArgumentException("Early stopping watches the validation accuracy: it needs a validation split.", nameof(EarlyStop));
         if (ClassNames is { } names && names.Any(string.IsNullOrEmpty))
             throw new ArgumentException("A class name is empty.", nameof(ClassNames));
         if (Normalization is float[] n)

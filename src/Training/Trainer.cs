@@ -16,7 +16,10 @@ namespace GpuBackprop.Training;
 /// <param name="ImagesPerSecond">Training throughput (evaluation excluded).</param>
 /// <param name="Seconds">Training time of the epoch.</param>
 /// <param name="LearningRate">The learning rate used.</param>
-public sealed record EpochResult(int Epoch, double TrainLoss, double TrainAccuracy, double TestAccuracy, double ImagesPerSecond, double Seconds, float LearningRate);
+/// <param name="ValidationLoss">Mean loss on the validation split after the epoch, or null without one.</param>
+/// <param name="ValidationAccuracy">Accuracy on the validation split after the epoch, percent, or null without one.</param>
+public sealed record EpochResult(int Epoch, double TrainLoss, double TrainAccuracy, double TestAccuracy, double ImagesPerSecond, double Seconds, float LearningRate,
+    double? ValidationLoss = null, double? ValidationAccuracy = null);
 
 /// <summary>Where an epoch stands, reported every few steps.</summary>
 /// <param name="Step">Steps done in this epoch.</param>
@@ -61,6 +64,7 @@ public sealed class Trainer : IDisposable
 {
     private readonly ComputeDevice device;
     private readonly DeviceData train, test;
+    private readonly DeviceData? validation;
     private readonly SoftmaxCrossEntropy loss;
     private readonly Tensor sums;
     private LearningRateSchedule schedule;
@@ -134,7 +138,14 @@ public sealed class Trainer : IDisposable
             made.Add(sums = Tensor.Zeros(device, 4));
             // Both splits are normalised with the training data's statistics (what predict applies too).
             float[] normalization = Config.Normalization!;
-            made.Add(this.train = new DeviceData(device, train, normalization));
+            ImageDataset trainPart = train;
+            if (config.ValidationSplit > 0)
+            {
+                // Held out of training, the same images on every resume: the split is drawn from the run's seed.
+                (trainPart, ImageDataset held) = train.Split(config.ValidationSplit, config.Seed);
+                made.Add(validation = new DeviceData(device, held, normalization));
+            }
+            made.Add(this.train = new DeviceData(device, trainPart, normalization));
             made.Add(this.test = new DeviceData(device, test, normalization));
         }
         catch
@@ -262,10 +273,24 @@ public sealed class Trainer : IDisposable
         ThrowIfDiverged(epoch, s);
         EpochsDone++;
         Evaluation eval = Evaluate(test);
-        var result = new EpochResult(epoch, s[0] / s[2], 100.0 * s[1] / s[2], eval.Accuracy, n / seconds, seconds, lr);
+        Evaluation? val = validation is null ? null : Evaluate(validation);
+        var result = new EpochResult(epoch, s[0] / s[2], 100.0 * s[1] / s[2], eval.Accuracy, n / seconds, seconds, lr, val?.Loss, val?.Accuracy);
         history.Add(result);
         return result;
     }
+
+    /// <summary>Accuracy, loss and confusion matrix on the validation split, or null when the run has none.</summary>
+    public Evaluation? EvaluateValidation() => validation is null ? null : Evaluate(validation);
+
+    /// <summary>The epoch with the best validation accuracy so far (the first of equals), or null without validation or epochs.</summary>
+    public EpochResult? BestEpoch =>
+        history.Where(r => r.ValidationAccuracy is not null).Aggregate((EpochResult?)null, (best, r) => best is null || r.ValidationAccuracy > best.ValidationAccuracy ? r : best);
+
+    /// <summary>
+    /// True when <see cref="TrainConfig.EarlyStop"/> epochs have passed since the best validation accuracy
+    /// (the run's history, so a resumed run counts the epochs before the stop).
+    /// </summary>
+    public bool ShouldStopEarly => Config.EarlyStop > 0 && BestEpoch is EpochResult best && EpochsDone - best.Epoch >= Config.EarlyStop;
 
     /// <summary>Loss sum and image count at the previous progress report.</summary>
     private (double Loss, double Images) reported;

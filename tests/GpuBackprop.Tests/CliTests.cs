@@ -53,6 +53,11 @@ public sealed class CliTests
     [InlineData("train", "--help")]
     [InlineData("bench", "--help")]
     [InlineData("compare", "--help")]
+    [InlineData("eval", "--help")]
+    [InlineData("predict", "--help")]
+    [InlineData("export", "--help")]
+    [InlineData("verify", "--help")]
+    [InlineData("devices", "--help")]
     public void VersionAndHelpExit0(params string[] args)
     {
         var (code, error) = Run(args);

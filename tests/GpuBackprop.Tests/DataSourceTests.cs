@@ -291,4 +291,49 @@ public sealed class DataSourceTests : IDisposable
         Assert.True(code == 0, error + output);
         Assert.Contains("03", output); // the confusion matrix names the classes
     }
+
+    [Fact]
+    public void TheValidationSplitIsStratifiedSeededAndDisjoint()
+    {
+        ImageDataset all = FashionMnist.LoadEmbedded("train").Take(500);
+        var (train, val) = all.Split(0.2, seed: 7);
+        Assert.Equal(all.Count, train.Count + val.Count);
+        for (int c = 0; c < 10; c++)
+        {
+            int inClass = all.Labels.Count(l => l == c);
+            Assert.Equal((int)Math.Round(0.2 * inClass, MidpointRounding.AwayFromZero), val.Labels.Count(l => l == c));
+        }
+        var (train2, val2) = all.Split(0.2, seed: 7);
+        Assert.Equal(val.Pixels, val2.Pixels);
+        Assert.NotEqual(val.Pixels, all.Split(0.2, seed: 8).Validation.Pixels);
+        // Every image lands in exactly one part: the parts' pixels are the whole, as multisets of images.
+        static IEnumerable<string> Images(ImageDataset d) => Enumerable.Range(0, d.Count).Select(i => Convert.ToBase64String(d.Pixels, i * 784, 784) + d.Labels[i]);
+        Assert.Equal(Images(all).Order(), Images(train).Concat(Images(val)).Order());
+        Assert.Equal(all.Mean, val.Mean);
+    }
+
+    [Fact]
+    public void TheCliKeepsTheBestEpochByValidationAccuracyAndStopsEarly()
+    {
+        string run = Path.Combine(dir, "val-run");
+        // A learning rate too small to change the predictions: no epoch after the first is better, so with
+        // --early-stop 1 the run stops after epoch 2 of 5, and best.gbp holds epoch 1.
+        var (code, error, output) = InProcessCli.Run("train", "--val-split", "0.2", "--early-stop", "1", "--epochs", "5", "--lr", "1e-12", "--momentum", "0",
+            "--device", "cpu", "--out", run);
+        Assert.True(code == 0, error + output);
+        Assert.Contains("early stop", output);
+        Assert.Contains("validation accuracy", output);
+        Assert.Equal(1, Checkpoint.Load(Path.Combine(run, "best.gbp")).Epoch);
+        Assert.Equal(2, Checkpoint.Load(Path.Combine(run, "checkpoint.gbp")).Epoch);
+        using var metrics = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "metrics.json")));
+        var epochs = metrics.RootElement.GetProperty("epochs").EnumerateArray().ToArray();
+        Assert.Equal(2, epochs.Length);
+        Assert.True(epochs[0].GetProperty("validation_accuracy").GetDouble() > 0);
+        Assert.Equal(0.2, metrics.RootElement.GetProperty("config").GetProperty("validation_split").GetDouble(), 6);
+        // Resumed, the run already meets its stopping rule: nothing more is trained.
+        (code, error, output) = InProcessCli.Run("train", "--resume", Path.Combine(run, "checkpoint.gbp"), "--device", "cpu");
+        Assert.True(code == 0, error + output);
+        Assert.Equal(2, Checkpoint.Load(Path.Combine(run, "checkpoint.gbp")).Epoch);
+        Assert.Equal(2, InProcessCli.Run("train", "--early-stop", "2").Code);
+    }
 }
