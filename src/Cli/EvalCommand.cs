@@ -18,6 +18,9 @@ internal sealed class EvalCommand : Command<EvalCommand.Settings>
         public override ValidationResult Validate() => Usage.All(base.Validate(), CheckpointSettings.Given(Checkpoint));
     }
 
+    /// <summary>The most classes shown as a confusion matrix; more are summarised by the classes recognised worst.</summary>
+    private const int MatrixClasses = 20;
+
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
         string path = s.Checkpoint!;
@@ -29,16 +32,26 @@ internal sealed class EvalCommand : Command<EvalCommand.Settings>
         using Trainer trainer = Trainer.Resume(device, path, test, test);
         Evaluation e = trainer.EvaluateTest();
         AnsiConsole.MarkupLine($"{trainer.Config.Model} after {trainer.EpochsDone} epoch(s): test accuracy [bold]{e.Accuracy:F2}%[/], loss {e.Loss:F4} on {test.Count:N0} images");
+        int classes = e.ClassCount.Length;
+        if (e.Confusion is not int[,] confusion || classes > MatrixClasses)
+        {
+            // Too many classes for a matrix on a terminal: the classes recognised worst.
+            var worst = new Table().Title($"the {Math.Min(10, classes)} classes recognised worst (of {classes})").AddColumns("class", "images", "correct", "accuracy %");
+            foreach (int c in Enumerable.Range(0, classes).Where(c => e.ClassCount[c] > 0).OrderBy(c => (double)e.ClassCorrect[c] / e.ClassCount[c]).ThenBy(c => c).Take(10))
+                worst.AddRow(Markup.Escape(trainer.Config.ClassName(c)), e.ClassCount[c].ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    e.ClassCorrect[c].ToString(System.Globalization.CultureInfo.InvariantCulture), (100.0 * e.ClassCorrect[c] / e.ClassCount[c]).ToString("F2", System.Globalization.CultureInfo.InvariantCulture));
+            AnsiConsole.Write(worst);
+            return ExitCode.Success;
+        }
         var table = new Table().Title("confusion matrix (rows: true class, columns: predicted)");
         table.AddColumn("true \\ predicted");
-        int classes = e.Confusion.GetLength(0);
         for (int c = 0; c < classes; c++)
             table.AddColumn(new TableColumn(c.ToString(System.Globalization.CultureInfo.InvariantCulture)).RightAligned());
         for (int t = 0; t < classes; t++)
         {
             var row = new List<string> { Markup.Escape(trainer.Config.ClassName(t)) };
             for (int p = 0; p < classes; p++)
-                row.Add(t == p ? $"[bold]{e.Confusion[t, p]}[/]" : e.Confusion[t, p].ToString(System.Globalization.CultureInfo.InvariantCulture));
+                row.Add(t == p ? $"[bold]{confusion[t, p]}[/]" : confusion[t, p].ToString(System.Globalization.CultureInfo.InvariantCulture));
             table.AddRow(row.ToArray());
         }
         AnsiConsole.Write(table);

@@ -44,8 +44,14 @@ public sealed class TrainingDivergedException(int epoch, int step, string? messa
 /// <summary>Evaluation of a model on a dataset.</summary>
 /// <param name="Accuracy">Percent correct.</param>
 /// <param name="Loss">Mean loss.</param>
-/// <param name="Confusion">Counts by [true class, predicted class].</param>
-public sealed record Evaluation(double Accuracy, double Loss, int[,] Confusion);
+/// <param name="Confusion">Counts by [true class, predicted class]; null above <see cref="MaxConfusionClasses"/> classes (65,535 classes would need 17 GB).</param>
+/// <param name="ClassCorrect">Images of each class predicted right.</param>
+/// <param name="ClassCount">Images of each class.</param>
+public sealed record Evaluation(double Accuracy, double Loss, int[,]? Confusion, int[] ClassCorrect, int[] ClassCount)
+{
+    /// <summary>The most classes an evaluation keeps a confusion matrix for.</summary>
+    public const int MaxConfusionClasses = 1000;
+}
 
 /// <summary>
 /// Trains a model (built-in, described in JSON, or built in code) on an image dataset. Both datasets are
@@ -331,10 +337,19 @@ public sealed class Trainer : IDisposable
         }
         float[] s = sums.Download();
         int[] predicted = predictions.DownloadInt32();
-        var confusion = new int[classes, classes];
+        int[,]? confusion = classes <= Evaluation.MaxConfusionClasses ? new int[classes, classes] : null;
+        var correct = new int[classes];
+        var count = new int[classes];
         for (int i = 0; i < n; i++)
-            confusion[data.Host.Labels[i], predicted[i]]++;
-        return new Evaluation(100.0 * s[1] / n, s[0] / n, confusion);
+        {
+            int label = data.Host.Labels[i];
+            count[label]++;
+            if (predicted[i] == label)
+                correct[label]++;
+            if (confusion is not null)
+                confusion[label, predicted[i]]++;
+        }
+        return new Evaluation(100.0 * s[1] / n, s[0] / n, confusion, correct, count);
     }
 
     private void EvaluateBatches(DeviceData data, int n, int batch, Tensor predictions)

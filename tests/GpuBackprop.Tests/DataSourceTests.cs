@@ -336,4 +336,30 @@ public sealed class DataSourceTests : IDisposable
         Assert.Equal(2, Checkpoint.Load(Path.Combine(run, "checkpoint.gbp")).Epoch);
         Assert.Equal(2, InProcessCli.Run("train", "--early-stop", "2").Code);
     }
+
+    [Fact]
+    public void A65535ClassRunTrainsEvaluatesWithoutAConfusionMatrixAndNamesItsClasses()
+    {
+        const int classes = 65535, n = 64;
+        var rng = new Random(11);
+        var pixels = new byte[n * 16];
+        rng.NextBytes(pixels);
+        int[] labels = Enumerable.Range(0, n).Select(i => i * 1021 % classes).ToArray();
+        labels[0] = classes - 1;
+        string[] names = Enumerable.Range(0, classes).Select(c => $"c{c}").ToArray();
+        var data = new ImageDataset("many", 1, 4, 4, pixels, labels, classes, null, null, names);
+        var config = new TrainConfig
+        {
+            Model = "many", Epochs = 1, BatchSize = 16, Optimizer = new OptimizerOptions(OptimizerKind.Sgd, 0.1f),
+            Architecture = """[{"type": "flatten"}, {"type": "linear", "in_features": 16, "out_features": 65535}]""",
+        };
+        using var trainer = new Trainer(TestDevices.Get("cpu"), config, data, data);
+        EpochResult r = trainer.RunEpoch();
+        Assert.True(double.IsFinite(r.TrainLoss));
+        Evaluation e = trainer.EvaluateTest();
+        Assert.Null(e.Confusion);
+        Assert.Equal(n, e.ClassCount.Sum());
+        Assert.Equal(1, e.ClassCount[classes - 1]);
+        Assert.Equal("65534 c65534", trainer.Config.ClassName(classes - 1));
+    }
 }
