@@ -24,9 +24,13 @@ public static class ImageFolder
         string test = EvaluationSplits.Select(s => Path.Combine(root, s)).FirstOrDefault(Directory.Exists)
             ?? throw new DataFormatException(root, "has a 'train' folder but no 'val' or 'test' folder to evaluate on.");
         IReadOnlyList<string> classes = Classes(train);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         ImageDataset trainSet = LoadSplit(train, classes, channels, height, width, progress);
         ImageDataset testSet = LoadSplit(test, classes, channels, height, width, progress);
-        return (trainSet, testSet, $"image folder {root} ({classes.Count} classes; {channels}x{height}x{width}; evaluated on '{Path.GetFileName(test)}')");
+        double seconds = clock.Elapsed.TotalSeconds;
+        int images = trainSet.Count + testSet.Count;
+        return (trainSet, testSet, $"image folder {root} ({classes.Count} classes; {channels}x{height}x{width}; evaluated on '{Path.GetFileName(test)}'; "
+            + $"{images:N0} images decoded in {seconds:F2} s, {images / Math.Max(seconds, 1e-9):N0} images/s on {Environment.ProcessorCount} cores)");
     }
 
     /// <summary>The class folders of a split, sorted ordinally.</summary>
