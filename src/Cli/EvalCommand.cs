@@ -29,7 +29,7 @@ internal sealed class EvalCommand : Command<EvalCommand.Settings>
         var (_, test, source) = Datasets.Load(s.Data, s.DataOptions(Training.Checkpoint.Load(path).Config.Input));
         AnsiConsole.MarkupLine($"device: [bold]{Markup.Escape(device.Info.ToString())}[/]; data: {Markup.Escape(source)}");
         // The trainer holds the model; evaluation needs no training set, so the test set stands in for it.
-        using Trainer trainer = Trainer.Resume(device, path, test, test);
+        using Trainer trainer = Trainer.Resume(device, path, test, test, s.DataMemoryBytes());
         Evaluation e = trainer.EvaluateTest();
         AnsiConsole.MarkupLine($"{trainer.Config.Model} after {trainer.EpochsDone} epoch(s): test accuracy [bold]{e.Accuracy:F2}%[/], loss {e.Loss:F4} on {test.Count:N0} images");
         int classes = e.ClassCount.Length;

@@ -252,8 +252,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
 
         string? resume = s.Resume;
         using Trainer trainer = resume is null
-            ? new Trainer(device, s.Config(), train, test)
-            : Trainer.Resume(device, resume, train, test);
+            ? new Trainer(device, s.Config(), train, test, s.DataMemoryBytes())
+            : Trainer.Resume(device, resume, train, test, s.DataMemoryBytes());
         if (resume is not null)
         {
             s.CheckAgainst(trainer.Config, resume);
@@ -294,6 +294,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 File.Delete(old);
         }
         RemoveStaleTemporaryFiles(outDir);
+        if (trainer.Streams)
+            AnsiConsole.MarkupLine("data: streamed to the device in chunks (it does not fit --data-memory)");
         AnsiConsole.MarkupLine($"model: [bold]{config.Model}[/] ({trainer.Model.ParameterCount:N0} parameters), {config.Optimizer.Kind} lr {config.Optimizer.LearningRate.ToString(CultureInfo.InvariantCulture)}, batch {config.BatchSize}, schedule {config.Schedule}, seed {config.Seed}");
         if (resume is not null)
             AnsiConsole.MarkupLine($"resumed from {Markup.Escape(resume)} after epoch {trainer.EpochsDone}");

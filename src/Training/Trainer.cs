@@ -83,7 +83,16 @@ public sealed class Trainer : IDisposable
     /// </summary>
     /// <exception cref="ArgumentException">A config value is out of range, or the datasets disagree or are empty.</exception>
     /// <exception cref="ArchitectureException">The model does not fit the data (the layer, the expected and the actual shape are named).</exception>
-    public Trainer(ComputeDevice device, TrainConfig config, ImageDataset train, ImageDataset test) : this(config, device, null, train, test)
+    /// <param name="device">Where the model trains.</param>
+    /// <param name="config">The run.</param>
+    /// <param name="train">The training split (a validation split is held out of it when the config asks).</param>
+    /// <param name="test">The split evaluated after each epoch.</param>
+    /// <param name="dataMemory">
+    /// Device memory for the images, in bytes: the splits are resident when they fit it together, else each
+    /// streams to the device in chunks within its share (results do not depend on it). Null: all of a
+    /// <c>cpu</c> device, half of a GPU's memory.
+    /// </param>
+    public Trainer(ComputeDevice device, TrainConfig config, ImageDataset train, ImageDataset test, long? dataMemory = null) : this(config, device, null, train, test, dataMemory)
     {
     }
 
@@ -95,13 +104,22 @@ public sealed class Trainer : IDisposable
     /// </summary>
     /// <exception cref="ArgumentException">The model lives on another device, a config value is out of range, or the datasets disagree or are empty.</exception>
     /// <exception cref="ArchitectureException">A module no layer type describes, or the model does not fit the data.</exception>
-    public Trainer(ComputeDevice device, Sequential model, TrainConfig config, ImageDataset train, ImageDataset test)
-        : this(config, device, model ?? throw new ArgumentNullException(nameof(model)), train, test)
+    public Trainer(ComputeDevice device, Sequential model, TrainConfig config, ImageDataset train, ImageDataset test, long? dataMemory = null)
+        : this(config, device, model ?? throw new ArgumentNullException(nameof(model)), train, test, dataMemory)
     {
     }
 
-    private Trainer(TrainConfig config, ComputeDevice device, Sequential? model, ImageDataset train, ImageDataset test)
+    /// <summary>The default device memory for the images: all of a <c>cpu</c> device's (host memory), half of a GPU's.</summary>
+    private static long DefaultDataMemory(ComputeDevice device) =>
+        device.Info.Kind == DeviceKind.Cpu || device.Info.MemoryBytes <= 0 ? long.MaxValue : device.Info.MemoryBytes / 2;
+
+    /// <summary>Whether the training split streams to the device in chunks (it does not fit its share of the data memory).</summary>
+    public bool Streams => !train.Resident;
+
+    private Trainer(TrainConfig config, ComputeDevice device, Sequential? model, ImageDataset train, ImageDataset test, long? dataMemory)
     {
+        if (dataMemory is <= 0)
+            throw new ArgumentOutOfRangeException(nameof(dataMemory), dataMemory, "The data memory must be positive.");
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(train);
@@ -145,14 +163,18 @@ public sealed class Trainer : IDisposable
             // Both splits are normalised with the training data's statistics (what predict applies too).
             float[] normalization = Config.Normalization!;
             ImageDataset trainPart = train;
+            ImageDataset? held = null;
+            // Held out of training, the same images on every resume: the split is drawn from the run's seed.
             if (config.ValidationSplit > 0)
-            {
-                // Held out of training, the same images on every resume: the split is drawn from the run's seed.
-                (trainPart, ImageDataset held) = train.Split(config.ValidationSplit, config.Seed);
-                made.Add(validation = new DeviceData(device, held, normalization));
-            }
-            made.Add(this.train = new DeviceData(device, trainPart, normalization));
-            made.Add(this.test = new DeviceData(device, test, normalization));
+                (trainPart, held) = train.Split(config.ValidationSplit, config.Seed);
+            // Every split resident when they fit the budget together; else each streams within its share.
+            long budget = dataMemory ?? DefaultDataMemory(device);
+            long total = trainPart.Pixels.LongLength + test.Pixels.LongLength + (held?.Pixels.LongLength ?? 0);
+            long share = total <= budget ? long.MaxValue : budget / (held is null ? 2 : 3);
+            if (held is not null)
+                made.Add(validation = new DeviceData(device, held, normalization, share, config.BatchSize));
+            made.Add(this.train = new DeviceData(device, trainPart, normalization, share, config.BatchSize));
+            made.Add(this.test = new DeviceData(device, test, normalization, share, config.BatchSize));
         }
         catch
         {
@@ -245,7 +267,7 @@ public sealed class Trainer : IDisposable
 
         int[] order = Enumerable.Range(0, n).ToArray();
         Rng.Shuffle(order);
-        train.Order.Upload(order);
+        train.BeginPass(order);
         // sums = [loss * images, correct, images, first bad step (or -1)]
         sums.Upload([0f, 0f, 0f, -1f]);
 
@@ -260,6 +282,7 @@ public sealed class Trainer : IDisposable
                 CropPadding = Config.CropPadding, Flip = Config.HorizontalFlip ? 1 : 0,
                 SeedLow = (uint)Config.Seed, SeedHigh = 0x67627370u, EpochLow = (uint)epoch,
             };
+            train.Ensure(start, count);
             device.Backend.GatherBatch(gather, train.Pixels.View, train.Labels.IntView, train.Order.IntView, train.Normalisation.View, x.View, y.IntView);
             Tensor logits = Model.Forward(x);
             Tensor l = loss.Forward(logits, y);
@@ -354,10 +377,12 @@ public sealed class Trainer : IDisposable
 
     private void EvaluateBatches(DeviceData data, int n, int batch, Tensor predictions)
     {
+        data.BeginPass(null);
         for (int start = 0; start < n; start += batch)
         {
             int count = Math.Min(batch, n - start);
             var (x, y) = Batch(count);
+            data.Ensure(start, count);
             device.Backend.GatherBatch(data.Gather(start, count), data.Pixels.View, data.Labels.IntView, data.Order.IntView, data.Normalisation.View, x.View, y.IntView);
             Tensor logits = Model.Forward(x);
             device.Backend.AccumulateMetrics(count, classes, logits.View, y.IntView, loss.Forward(logits, y).View, sums.View, start);
@@ -498,12 +523,12 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Continues a run from a checkpoint: same config, weights, optimizer state, epoch and shuffling state.</summary>
     /// <exception cref="CheckpointException">The checkpoint does not fit the model it names.</exception>
-    public static Trainer Resume(ComputeDevice device, string path, ImageDataset train, ImageDataset test)
+    public static Trainer Resume(ComputeDevice device, string path, ImageDataset train, ImageDataset test, long? dataMemory = null)
     {
         Checkpoint c = Checkpoint.Load(path);
         if (c.Config.Model != c.Model)
             throw new CheckpointException(path, $"names model '{c.Model}' in its header but '{c.Config.Model}' in its configuration.");
-        var trainer = new Trainer(device, c.Config, train, test);
+        var trainer = new Trainer(device, c.Config, train, test, dataMemory);
         try
         {
             trainer.Restore(path, c);
@@ -566,17 +591,44 @@ public sealed class Trainer : IDisposable
     /// <summary>A dataset on the device: pixels as bytes, labels, and a slot for the epoch's order.</summary>
     private sealed class DeviceData : IDisposable
     {
-        /// <summary>The data on the device; <paramref name="normalization"/> is [mean per channel, then std per channel].</summary>
-        public DeviceData(ComputeDevice device, ImageDataset host, float[] normalization)
+        private readonly ComputeDevice device;
+        private readonly int imageSize, capacity;
+        private int[] order = [];
+        // The chunk on the device (epoch positions), and the next one prepared on the host in the background.
+        private int chunkStart = -1, chunkLength;
+        private readonly byte[][] stagingPixels = [];
+        private readonly int[][] stagingLabels = [];
+        private int staged;
+        private Task<int>? next;
+        private int nextStart = -1;
+
+        /// <summary>
+        /// The data on the device; <paramref name="normalization"/> is [mean per channel, then std per channel].
+        /// Resident when its pixels fit in <paramref name="memoryBytes"/>; else streamed in chunks of whole
+        /// batches (<paramref name="batch"/> images each) that fit, the next chunk gathered on the host while
+        /// the device computes.
+        /// </summary>
+        public DeviceData(ComputeDevice device, ImageDataset host, float[] normalization, long memoryBytes, int batch)
         {
+            this.device = device;
             Host = host;
             int c = host.Channels;
+            imageSize = c * host.Height * host.Width;
+            Resident = host.Pixels.LongLength <= memoryBytes;
+            capacity = Resident ? host.Count : (int)Math.Clamp(memoryBytes / imageSize / batch * batch, batch, host.Count);
             Normalisation = Tensor.FromHost(device, BatchGatherMath.Normalisation(normalization[..c], normalization[c..]), 2 * c);
-            Pixels = device.Allocate<byte>(host.Pixels.Length);
-            Pixels.View.CopyFromCPU(host.Pixels);
-            Labels = Tensor.FromHost(device, host.Labels, host.Count);
+            Pixels = device.Allocate<byte>(Math.Max(1L, (long)capacity * imageSize));
+            Labels = Tensor.Zeros(device, DType.Int32, Math.Max(1, capacity));
             // Identity until an epoch uploads its shuffle: evaluation walks the set in order.
             Order = Tensor.FromHost(device, Enumerable.Range(0, host.Count).ToArray(), host.Count);
+            if (Resident)
+            {
+                Pixels.View.CopyFromCPU(host.Pixels);
+                Labels.Upload(host.Labels);
+                return;
+            }
+            stagingPixels = [new byte[capacity * imageSize], new byte[capacity * imageSize]];
+            stagingLabels = [new int[capacity], new int[capacity]];
         }
 
         public ImageDataset Host { get; }
@@ -585,13 +637,80 @@ public sealed class Trainer : IDisposable
         public Tensor Order { get; }
         public int Count => Host.Count;
 
+        /// <summary>True when the whole split is on the device; else it streams in chunks.</summary>
+        public bool Resident { get; }
+
         /// <summary>Per channel scale then shift, as the gather reads them.</summary>
         public Tensor Normalisation { get; }
 
         public BatchGather Gather(int start, int count) => BatchGather.Of(start, count, Host.Channels, Host.Height, Host.Width);
 
+        /// <summary>Starts a pass in <paramref name="passOrder"/> (the epoch's shuffle; null: the identity).</summary>
+        public void BeginPass(int[]? passOrder)
+        {
+            next?.Wait();
+            next = null;
+            order = passOrder ?? Enumerable.Range(0, Count).ToArray();
+            // No chunk of the last pass counts as loaded: its images were in that pass's order.
+            chunkStart = -1;
+            chunkLength = 0;
+            if (Resident)
+            {
+                Order.Upload(order);
+                return;
+            }
+            Prepare(0);
+        }
+
+        /// <summary>
+        /// Makes the images at epoch positions [start, start+count) readable by the gather. Streaming, a chunk
+        /// holds the images in the pass's order from its first position, and the order maps each of its
+        /// positions to its place in the chunk: the gather reads the same bytes as from resident data, and the
+        /// augmentation draws, keyed by the epoch position, are the same, so results do not depend on the budget.
+        /// </summary>
+        public void Ensure(int start, int count)
+        {
+            if (Resident || (start >= chunkStart && start + count <= chunkStart + chunkLength))
+                return;
+            if (nextStart != start)
+                Prepare(start);
+            int length = next!.Result;
+            int slot = staged;
+            next = null;
+            nextStart = -1;
+            Pixels.View.SubView(0, (long)length * imageSize).CopyFromCPU(device.Stream, stagingPixels[slot].AsSpan(0, length * imageSize));
+            Labels.IntView.SubView(0, length).CopyFromCPU(device.Stream, stagingLabels[slot].AsSpan(0, length));
+            Order.IntView.SubView(start, length).CopyFromCPU(device.Stream, Enumerable.Range(0, length).ToArray());
+            chunkStart = start;
+            chunkLength = length;
+            if (start + length < Count)
+                Prepare(start + length);
+        }
+
+        /// <summary>Gathers the chunk from position <paramref name="start"/> into the free staging buffer, in the background.</summary>
+        private void Prepare(int start)
+        {
+            next?.Wait();
+            int slot = 1 - staged;
+            staged = slot;
+            nextStart = start;
+            int[] passOrder = order;
+            next = Task.Run(() =>
+            {
+                int length = Math.Min(capacity, Count - start);
+                for (int k = 0; k < length; k++)
+                {
+                    int image = passOrder[start + k];
+                    Host.Pixels.AsSpan(image * imageSize, imageSize).CopyTo(stagingPixels[slot].AsSpan(k * imageSize, imageSize));
+                    stagingLabels[slot][k] = Host.Labels[image];
+                }
+                return length;
+            });
+        }
+
         public void Dispose()
         {
+            next?.Wait();
             Normalisation.Dispose();
             Pixels.Dispose();
             Labels.Dispose();

@@ -362,4 +362,44 @@ public sealed class DataSourceTests : IDisposable
         Assert.Equal(1, e.ClassCount[classes - 1]);
         Assert.Equal("65534 c65534", trainer.Config.ClassName(classes - 1));
     }
+
+    /// <summary>
+    /// The same run resident and streamed through a budget of a few batches: the same weights and metrics, bit
+    /// for bit, with augmentation, a validation split, a last partial batch and a resume in between.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    public void AStreamedRunEqualsAResidentOneBitForBit(string device)
+    {
+        ComputeDevice d = TestDevices.Get(device);
+        ImageDataset train = FashionMnist.LoadEmbedded("train").Take(300), test = FashionMnist.LoadEmbedded("t10k").Take(77);
+        var config = new TrainConfig
+        {
+            Model = "cnn", Epochs = 3, BatchSize = 32, Seed = 9, CropPadding = 2, HorizontalFlip = true, ValidationSplit = 0.1,
+            // The data path is under test, not the layers: a model cheap on the kernels-on-CPU device.
+            Architecture = """[{"type": "flatten"}, {"type": "linear", "in_features": 784, "out_features": 10}]""",
+        };
+        using var resident = new Trainer(d, config, train, test);
+        Assert.False(resident.Streams);
+        var a = new[] { resident.RunEpoch(), resident.RunEpoch(), resident.RunEpoch() };
+
+        // 3 batches of 28x28 bytes a chunk for each of the three splits: the 270 training images stream in chunks
+        // of 96, 96 and 78 (a last chunk of several batches, which the next epoch must not take for its first).
+        long budget = 3L * 3 * 32 * 784;
+        string file = Path.Combine(dir, "streamed.gbp");
+        EpochResult first, second;
+        using (var streamed = new Trainer(d, config, train, test, budget))
+        {
+            Assert.True(streamed.Streams);
+            first = streamed.RunEpoch();
+            second = streamed.RunEpoch();
+            streamed.ToCheckpoint().Save(file);
+        }
+        using Trainer resumed = Trainer.Resume(d, file, train, test, budget);
+        var b = new[] { first, second, resumed.RunEpoch() };
+        for (int e = 0; e < 3; e++)
+            Assert.Equal((a[e].TrainLoss, a[e].TrainAccuracy, a[e].TestAccuracy, a[e].ValidationLoss, a[e].ValidationAccuracy),
+                (b[e].TrainLoss, b[e].TrainAccuracy, b[e].TestAccuracy, b[e].ValidationLoss, b[e].ValidationAccuracy));
+        Assert.Equal(resident.Model.StateDict().Select(s => s.Tensor.Download()), resumed.Model.StateDict().Select(s => s.Tensor.Download()));
+    }
 }
