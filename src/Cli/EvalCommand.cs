@@ -31,7 +31,7 @@ internal sealed class EvalCommand : Command<EvalCommand.Settings>
         // The trainer holds the model; evaluation needs no training set, so the test set stands in for it.
         using Trainer trainer = Trainer.Resume(device, path, test, test, s.DataMemoryBytes());
         Evaluation e = trainer.EvaluateTest();
-        AnsiConsole.MarkupLine($"{trainer.Config.Model} after {trainer.EpochsDone} epoch(s): test accuracy [bold]{e.Accuracy:F2}%[/], loss {e.Loss:F4} on {test.Count:N0} images");
+        AnsiConsole.MarkupLine($"{Markup.Escape(Models.NameOf(trainer.Config.Model))} after {trainer.EpochsDone} epoch(s): test accuracy [bold]{e.Accuracy:F2}%[/], loss {e.Loss:F4} on {test.Count:N0} images");
         int classes = e.ClassCount.Length;
         if (e.Confusion is not int[,] confusion || classes > MatrixClasses)
         {

@@ -39,7 +39,7 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
             float[] norm = trained.Normalization;
             int c = trained.Input[0];
             OnnxExport.Export(trained.Model, trained.Input, onnx, OnnxExport.Metadata(norm[..c], norm[c..], trained.Config.ClassNames));
-            AnsiConsole.MarkupLine($"wrote {Markup.Escape(onnx)}: {Markup.Escape(trained.Config.Model)}, input (batch, {string.Join(", ", trained.Input)}), output logits");
+            AnsiConsole.MarkupLine($"wrote {Markup.Escape(onnx)}: {Markup.Escape(Models.NameOf(trained.Config.Model))}, input (batch, {string.Join(", ", trained.Input)}), output logits");
         }
         if (s.SafeTensors is string st)
         {

@@ -18,9 +18,6 @@ internal static class Plot
         }
     }
 
-    /// <summary>The model's name for the title: a description file's name without folder and extension, else the built-in name.</summary>
-    public static string ModelName(string model) =>
-        model.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? Path.GetFileNameWithoutExtension(model) : model;
 
     /// <summary>
     /// The loss of every logged step (x: fractional epoch, so a 1- or 2-epoch run is a curve, not a dot or
@@ -66,7 +63,7 @@ internal static class Plot
             double top = steps.Max(s => double.IsFinite(s.Loss) ? s.Loss : 0);
             plot.Axes.SetLimitsY(0, top > 0 ? top * 1.05 : 1, plot.Axes.Left);
         }
-        plot.Title($"{ModelName(model)} on {device}");
+        plot.Title($"{Models.NameOf(model)} on {device}");
         plot.ShowLegend(ScottPlot.Edge.Bottom);
         return plot;
     }

@@ -270,7 +270,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             AnsiConsole.MarkupLine($"weights: {Markup.Escape(weights)}");
         }
         TrainConfig config = trainer.Config;
-        string outDir = s.Out ?? (resume is not null ? Path.GetDirectoryName(Path.GetFullPath(resume))! : Path.Combine("runs", $"{config.Model}-{DateTime.Now:yyyyMMdd-HHmmss}"));
+        string outDir = s.Out ?? (resume is not null ? Path.GetDirectoryName(Path.GetFullPath(resume))! : Path.Combine("runs", $"{Models.NameOf(config.Model)}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         Directory.CreateDirectory(outDir);
         // Held for the whole run: a second run into the same folder is refused instead of both
         // reporting success while the last writer wins. Opening it also proves the folder is writable
@@ -296,7 +296,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         RemoveStaleTemporaryFiles(outDir);
         if (trainer.Streams)
             AnsiConsole.MarkupLine("data: streamed to the device in chunks (it does not fit --data-memory)");
-        AnsiConsole.MarkupLine($"model: [bold]{config.Model}[/] ({trainer.Model.ParameterCount:N0} parameters), {config.Optimizer.Kind} lr {config.Optimizer.LearningRate.ToString(CultureInfo.InvariantCulture)}, batch {config.BatchSize}, schedule {config.Schedule}, seed {config.Seed}");
+        AnsiConsole.MarkupLine($"model: [bold]{Markup.Escape(Models.NameOf(config.Model))}[/] ({trainer.Model.ParameterCount:N0} parameters), {config.Optimizer.Kind} lr {config.Optimizer.LearningRate.ToString(CultureInfo.InvariantCulture)}, batch {config.BatchSize}, schedule {config.Schedule}, seed {config.Seed}");
         if (resume is not null)
             AnsiConsole.MarkupLine($"resumed from {Markup.Escape(resume)} after epoch {trainer.EpochsDone}");
 

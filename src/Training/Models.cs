@@ -80,6 +80,10 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
 /// </summary>
 public static class Models
 {
+    /// <summary>A model's name for titles, messages and folder names: a description file's name without folder and extension, else the built-in name.</summary>
+    public static string NameOf(string model) =>
+        model.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? Path.GetFileNameWithoutExtension(model) : model;
+
     /// <summary>The built-in names.</summary>
     public static readonly string[] Names = ["lenet5", "cnn2", "resnet14"];
 

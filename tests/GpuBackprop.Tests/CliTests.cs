@@ -105,6 +105,13 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void AModelFileIsNamedByItsFileNameInTitlesMessagesAndTheDefaultRunFolder()
+    {
+        Assert.Equal("cifar-resnet", Models.NameOf(Path.Combine("examples", "models", "cifar-resnet.json")));
+        Assert.Equal("lenet5", Models.NameOf("lenet5"));
+    }
+
+    [Fact]
     public void CompareLeavesOutTheKernelsOnTheCpuUnlessNamed()
     {
         var named = new CompareCommand.Settings { Device = "all", ForceOpenCl = true };
