@@ -7,11 +7,18 @@ namespace GpuBackprop.Data;
 /// be among them. Files whose names start with '.' are skipped; any other file that is not an image is an
 /// error, as is an empty class folder. Images are decoded and brought to the size and channels asked for
 /// by <see cref="ImageDecoder"/> (its rules), on every core, and each image's place in the dataset is fixed
-/// by the sorted file names, so the result does not depend on the decoding order.
+/// by the sorted file names, so the result does not depend on the decoding order. A decoded split is cached
+/// in <c>ROOT/.gpubackprop-cache</c> (<see cref="DataCache"/>: reused while its files are unchanged, never when
+/// damaged; a folder that cannot be written goes without).
 /// </summary>
 public static class ImageFolder
 {
     private static readonly string[] EvaluationSplits = ["val", "test"];
+
+    /// <summary>The folder beside the splits where decoded splits are cached (<see cref="DataCache"/>); skipped as a class folder would be, by its leading '.'.</summary>
+    public const string CacheFolder = ".gpubackprop-cache";
+
+    private const string FromCache = ", from the decoded cache";
 
     /// <summary>Whether <paramref name="root"/> has the layout (a <c>train</c> folder with class folders).</summary>
     public static bool Looks(string root) => Directory.Exists(Path.Combine(root, "train"));
@@ -25,12 +32,15 @@ public static class ImageFolder
             ?? throw new DataFormatException(root, "has a 'train' folder but no 'val' or 'test' folder to evaluate on.");
         IReadOnlyList<string> classes = Classes(train);
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        ImageDataset trainSet = LoadSplit(train, classes, channels, height, width, progress);
-        ImageDataset testSet = LoadSplit(test, classes, channels, height, width, progress);
+        string cache = Path.Combine(root, CacheFolder);
+        ImageDataset trainSet = LoadSplit(train, classes, channels, height, width, progress, cache);
+        ImageDataset testSet = LoadSplit(test, classes, channels, height, width, progress, cache);
         double seconds = clock.Elapsed.TotalSeconds;
         int images = trainSet.Count + testSet.Count;
-        return (trainSet, testSet, $"image folder {root} ({classes.Count} classes; {channels}x{height}x{width}; evaluated on '{Path.GetFileName(test)}'; "
-            + $"{images:N0} images decoded in {seconds:F2} s, {images / Math.Max(seconds, 1e-9):N0} images/s on {Environment.ProcessorCount} cores)");
+        string how = trainSet.Name.EndsWith(FromCache, StringComparison.Ordinal) && testSet.Name.EndsWith(FromCache, StringComparison.Ordinal)
+            ? $"{images:N0} images read from the decoded cache in {seconds:F2} s"
+            : $"{images:N0} images decoded in {seconds:F2} s, {images / Math.Max(seconds, 1e-9):N0} images/s on {Environment.ProcessorCount} cores";
+        return (trainSet, testSet, $"image folder {root} ({classes.Count} classes; {channels}x{height}x{width}; evaluated on '{Path.GetFileName(test)}'; {how})");
     }
 
     /// <summary>The class folders of a split, sorted ordinally.</summary>
@@ -43,7 +53,14 @@ public static class ImageFolder
     }
 
     /// <summary>One split: every image of every class folder, labelled by <paramref name="classes"/>.</summary>
-    public static ImageDataset LoadSplit(string split, IReadOnlyList<string> classes, int channels, int height, int width, IProgress<int>? progress = null)
+    /// <param name="split">The split's folder.</param>
+    /// <param name="classes">The class names, in label order.</param>
+    /// <param name="channels">1 or 3.</param>
+    /// <param name="height">The height images are brought to.</param>
+    /// <param name="width">The width images are brought to.</param>
+    /// <param name="progress">Told the count of images decoded so far.</param>
+    /// <param name="cacheFolder">Where the decoded split is cached and looked for (null: no cache).</param>
+    public static ImageDataset LoadSplit(string split, IReadOnlyList<string> classes, int channels, int height, int width, IProgress<int>? progress = null, string? cacheFolder = null)
     {
         foreach (string found in Classes(split))
             if (!classes.Contains(found))
@@ -63,6 +80,11 @@ public static class ImageFolder
             files.AddRange(names.Select(f => (f, label)));
         }
         int size = channels * height * width;
+        string name = $"{Path.GetFileName(split)} ({split})";
+        string? cacheFile = cacheFolder is null ? null : Path.Combine(cacheFolder, $"{Path.GetFileName(split)}-{channels}x{height}x{width}.gbpdata");
+        string? header = cacheFile is null ? null : DataCache.Header(split, files, channels, height, width, classes);
+        if (cacheFile is not null && DataCache.TryRead(cacheFile, header!, files.Count, size) is var (cachedLabels, cachedPixels))
+            return new ImageDataset(name + FromCache, channels, height, width, cachedPixels, cachedLabels, classes.Count, null, null, classes, cacheFile);
         var pixels = new byte[checked(files.Count * size)];
         int done = 0;
         var errors = new DataFormatException?[files.Count];
@@ -81,7 +103,10 @@ public static class ImageFolder
         // The first bad file in the folder's order, whichever core met it first.
         if (errors.FirstOrDefault(e => e is not null) is DataFormatException first)
             throw first;
-        return new ImageDataset($"{Path.GetFileName(split)} ({split})", channels, height, width, pixels, files.Select(f => f.Label).ToArray(), classes.Count,
-            null, null, classes, split);
+        int[] labels = files.Select(f => f.Label).ToArray();
+        // A folder that cannot be written (read-only data) just goes without a cache.
+        if (cacheFile is not null)
+            DataCache.TryWrite(cacheFile, header!, labels, pixels);
+        return new ImageDataset(name, channels, height, width, pixels, labels, classes.Count, null, null, classes, split);
     }
 }

@@ -402,4 +402,43 @@ public sealed class DataSourceTests : IDisposable
                 (b[e].TrainLoss, b[e].TrainAccuracy, b[e].TestAccuracy, b[e].ValidationLoss, b[e].ValidationAccuracy));
         Assert.Equal(resident.Model.StateDict().Select(s => s.Tensor.Download()), resumed.Model.StateDict().Select(s => s.Tensor.Download()));
     }
+
+    [Fact]
+    public void ADecodedFolderIsCachedReusedWhileUnchangedAndRebuiltWhenStaleOrDamaged()
+    {
+        string root = Path.Combine(dir, "cached");
+        WriteFolder(root, ByClass(40), ByClass(10));
+        var options = new DataOptions(Channels: 1, Height: 28, Width: 28);
+        var (first, _, source) = Datasets.Load(root, options);
+        Assert.Contains("decoded in", source);
+        string cache = Path.Combine(root, ImageFolder.CacheFolder, "train-1x28x28.gbpdata");
+        Assert.True(File.Exists(cache));
+
+        var (again, _, source2) = Datasets.Load(root, options);
+        Assert.Contains("read from the decoded cache", source2);
+        Assert.Equal(first.Pixels, again.Pixels);
+        Assert.Equal(first.Labels, again.Labels);
+        Assert.Equal(first.ClassNames, again.ClassNames);
+
+        // Another size is another cache; the first stays valid.
+        Assert.Contains("decoded in", Datasets.Load(root, options with { Height = 14, Width = 14 }).Source);
+        Assert.Contains("read from the decoded cache", Datasets.Load(root, options).Source);
+
+        // A damaged cache is never used: decoded again, and rewritten.
+        byte[] bytes = File.ReadAllBytes(cache);
+        bytes[^100] ^= 0x40;
+        File.WriteAllBytes(cache, bytes);
+        var (repaired, _, source3) = Datasets.Load(root, options);
+        Assert.Contains("decoded in", source3);
+        Assert.Equal(first.Pixels, repaired.Pixels);
+        Assert.Contains("read from the decoded cache", Datasets.Load(root, options).Source);
+
+        // A changed source file makes the cache stale: its new pixels are read.
+        string changed = Directory.GetFiles(Path.Combine(root, "train", "00")).Order(StringComparer.Ordinal).First();
+        WritePng(changed, Enumerable.Repeat((byte)200, 784).ToArray(), 28, 28, ColorComponents.Grey);
+        File.SetLastWriteTimeUtc(changed, DateTime.UtcNow.AddMinutes(1));
+        var (fresh, _, source4) = Datasets.Load(root, options);
+        Assert.Contains("decoded in", source4);
+        Assert.All(fresh.Pixels[..784], p => Assert.Equal(200, p));
+    }
 }
