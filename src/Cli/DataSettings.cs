@@ -59,6 +59,28 @@ internal abstract class DataSettings : DeviceSettings
         return ValidationResult.Success();
     }
 
+    /// <summary>Reads --data, showing how many images are decoded so far while an image folder decodes.</summary>
+    public (ImageDataset Train, ImageDataset Test, string Source) Load(int[]? input = null)
+    {
+        DataOptions options = DataOptions(input);
+        (ImageDataset, ImageDataset, string) result = default;
+        AnsiConsole.Status().Start("reading data", ctx =>
+        {
+            int shown = 0;
+            var progress = new Progress<int>(n =>
+            {
+                // Reported from every decoding thread: the status shows a count now and then, not each image.
+                if (n - Volatile.Read(ref shown) >= 250)
+                {
+                    Volatile.Write(ref shown, n);
+                    ctx.Status($"decoding images: {n:N0}");
+                }
+            });
+            result = Datasets.Load(Data, options, progress);
+        });
+        return result;
+    }
+
     /// <summary>How to read --data; an image folder's size and channels default to <paramref name="input"/> (a checkpoint's) when given.</summary>
     public DataOptions DataOptions(int[]? input = null)
     {

@@ -26,7 +26,7 @@ internal sealed class EvalCommand : Command<EvalCommand.Settings>
         string path = s.Checkpoint!;
         using ComputeDevice device = s.Open();
         // The evaluation split, read at the size and channels the checkpoint's model takes.
-        var (_, test, source) = Datasets.Load(s.Data, s.DataOptions(Training.Checkpoint.Load(path).Config.Input));
+        var (_, test, source) = s.Load(Training.Checkpoint.Load(path).Config.Input);
         AnsiConsole.MarkupLine($"device: [bold]{Markup.Escape(device.Info.ToString())}[/]; data: {Markup.Escape(source)}");
         // The trainer holds the model; evaluation needs no training set, so the test set stands in for it.
         using Trainer trainer = Trainer.Resume(device, path, test, test, s.DataMemoryBytes());

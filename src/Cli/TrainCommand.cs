@@ -242,7 +242,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     {
         // A resumed run reads its data at the size and channels it was trained on, unless told otherwise.
         int[]? input = s.Resume is string checkpointFile ? Checkpoint.Load(checkpointFile).Config.Input : null;
-        var (train, test, source) = Datasets.Load(s.Data, s.DataOptions(input));
+        var (train, test, source) = s.Load(input);
         // A new run's model is checked against the data (every layer's shape) before any device is opened.
         if (s.Resume is null)
             Models.Describe(s.Config().Model).CheckFits([train.Channels, train.Height, train.Width], train.Classes);

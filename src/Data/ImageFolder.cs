@@ -4,7 +4,8 @@ namespace GpuBackprop.Data;
 /// Image folders in torchvision's <c>ImageFolder</c> layout: <c>ROOT/train/CLASS/*.png|jpg|jpeg|bmp</c>,
 /// and <c>ROOT/val/...</c> or else <c>ROOT/test/...</c> for evaluation. The classes are the training
 /// split's subfolder names in ordinal order (label i is the i-th name); the evaluation split's folders must
-/// be among them. Files whose names start with '.' are skipped; any other file that is not an image is an
+/// be among them. A class's images are the files of its folder and of its subfolders (links followed, as
+/// torchvision walks them; a link loop is refused). Files whose names start with '.' are skipped; any other file that is not an image is an
 /// error, as is an empty class folder. Images are decoded and brought to the size and channels asked for
 /// by <see cref="ImageDecoder"/> (its rules), on every core, and each image's place in the dataset is fixed
 /// by the sorted file names, so the result does not depend on the decoding order. A decoded split is cached
@@ -43,6 +44,31 @@ public static class ImageFolder
         return (trainSet, testSet, $"image folder {root} ({classes.Count} classes; {channels}x{height}x{width}; evaluated on '{Path.GetFileName(test)}'; {how})");
     }
 
+    /// <summary>
+    /// The files of a class folder and of its subfolders, as torchvision's ImageFolder walks them (following
+    /// links), in ordinal order of their paths; names starting with '.' are skipped. A folder link that
+    /// leads back to a folder already on the walk is a loop, refused naming the link.
+    /// </summary>
+    private static IEnumerable<string> FilesBelow(string folder)
+    {
+        var files = new List<string>();
+        void Walk(string dir, HashSet<string> onPath)
+        {
+            foreach (string f in Directory.GetFiles(dir).Where(f => !Path.GetFileName(f).StartsWith('.')))
+                files.Add(f);
+            foreach (string sub in Directory.GetDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal))
+            {
+                string real = new DirectoryInfo(sub).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(sub);
+                if (!onPath.Add(real.TrimEnd(Path.DirectorySeparatorChar)))
+                    throw new DataFormatException(sub, "is a folder link that leads back into its own path (a loop).");
+                Walk(sub, onPath);
+                onPath.Remove(real.TrimEnd(Path.DirectorySeparatorChar));
+            }
+        }
+        Walk(folder, [Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar)]);
+        return files.Order(StringComparer.Ordinal);
+    }
+
     /// <summary>The class folders of a split, sorted ordinally.</summary>
     public static IReadOnlyList<string> Classes(string split)
     {
@@ -71,7 +97,7 @@ public static class ImageFolder
             string folder = Path.Combine(split, classes[label]);
             if (!Directory.Exists(folder))
                 continue; // an evaluation split may lack a class
-            string[] names = Directory.GetFiles(folder).Where(f => !Path.GetFileName(f).StartsWith('.')).Order(StringComparer.Ordinal).ToArray();
+            string[] names = FilesBelow(folder).ToArray();
             foreach (string f in names)
                 if (!ImageDecoder.IsImage(f))
                     throw new DataFormatException(f, $"is not an image ({string.Join(", ", ImageDecoder.Extensions)}); image folders hold only images.");

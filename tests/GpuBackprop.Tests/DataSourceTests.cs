@@ -441,4 +441,28 @@ public sealed class DataSourceTests : IDisposable
         Assert.Contains("decoded in", source4);
         Assert.All(fresh.Pixels[..784], p => Assert.Equal(200, p));
     }
+
+    [Fact]
+    public void AClassTakesItsSubfoldersImagesOfAnySizeAndChannelsAndALinkLoopIsRefused()
+    {
+        string root = Path.Combine(dir, "nested");
+        byte[] rgb = Enumerable.Range(0, 20 * 20 * 3).Select(i => (byte)(i % 251)).ToArray();
+        WritePng(Path.Combine(root, "train", "a", "big.png"), Enumerable.Range(0, 64 * 48).Select(i => (byte)i).ToArray(), 64, 48, ColorComponents.Grey);
+        WritePng(Path.Combine(root, "train", "a", "more", "small-rgb.png"), rgb, 20, 20, ColorComponents.RedGreenBlue);
+        WritePng(Path.Combine(root, "train", "b", "x.png"), new byte[28 * 28], 28, 28, ColorComponents.Grey);
+        WritePng(Path.Combine(root, "test", "a", "y.png"), new byte[28 * 28], 28, 28, ColorComponents.Grey);
+        var (train, _, _) = Datasets.Load(root, new DataOptions(Channels: 1, Height: 28, Width: 28));
+        Assert.Equal([0, 0, 1], train.Labels);
+        Assert.Equal(3 * 784, train.Pixels.Length);
+        // The RGB image in the subfolder, brought to 1x28x28 by the decoder's rules, is the second image.
+        var expected = new byte[784];
+        ImageDecoder.Decode(Path.Combine(root, "train", "a", "more", "small-rgb.png"), 1, 28, 28, expected);
+        Assert.Equal(expected, train.Pixels[784..1568]);
+
+        string loop = Path.Combine(root, "train", "b", "loop");
+        Directory.CreateSymbolicLink(loop, Path.Combine(root, "train", "b"));
+        var e = Assert.Throws<DataFormatException>(() => Datasets.Load(root, new DataOptions(Channels: 1, Height: 28, Width: 28)));
+        Assert.StartsWith(loop, e.Message);
+        Assert.Contains("loop", e.Message);
+    }
 }
