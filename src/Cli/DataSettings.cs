@@ -20,6 +20,9 @@ internal abstract class DataSettings : DeviceSettings
     [CommandOption("--channels <N>"), Description("Image folders: 1 (grey; RGB by ITU-R 601's weights) or 3 (RGB; grey repeated). Alpha is dropped. Default 3, or the checkpoint's.")]
     public int? Channels { get; set; }
 
+    [CommandOption("--skip-bad-images"), Description("Image folders: leave out files that are not images or do not decode, counted and the first few named, instead of refusing the folder.")]
+    public bool SkipBadImages { get; set; }
+
     [CommandOption("--data-memory <SIZE>"), Description("Device memory for the images (bytes, or with K, M or G): the splits stay on the device when they fit, else they stream to it in chunks that do, the next chunk gathered while the device computes; the results are the same either way. Default: all of the cpu device's, half of a GPU's.")]
     public string? DataMemory { get; set; }
 
@@ -87,6 +90,6 @@ internal abstract class DataSettings : DeviceSettings
         var (h, w) = ImageSize is string size ? GpuBackprop.Data.DataOptions.ParseSize(size) : input is [_, int ih, int iw] ? (ih, iw) : (32, 32);
         return new GpuBackprop.Data.DataOptions(
             DataFormat switch { "idx" => GpuBackprop.Data.DataFormat.Idx, "cifar" => GpuBackprop.Data.DataFormat.Cifar, "folder" => GpuBackprop.Data.DataFormat.Folder, _ => GpuBackprop.Data.DataFormat.Auto },
-            Channels ?? (input is [int c, ..] ? c : 3), h, w);
+            Channels ?? (input is [int c, ..] ? c : 3), h, w, SkipBadImages: SkipBadImages);
     }
 }

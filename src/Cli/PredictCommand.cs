@@ -18,8 +18,8 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
 {
     public sealed class Settings : CheckpointSettings
     {
-        [CommandOption("--images <PATH>"), Description("An IDX image file (raw or .gz, N x H x W bytes, as Fashion-MNIST's), an image file (.png, .jpg, .jpeg, .bmp) or a folder of image files (required).")]
-        public string? Images { get; set; }
+        [CommandOption("--images <PATH>"), Description("An IDX image file (raw or .gz, N x H x W bytes, as Fashion-MNIST's), or image files (.png, .jpg, .jpeg, .bmp) and folders of them, the option repeated for several (required).")]
+        public string[]? Images { get; set; }
 
         [CommandOption("--count <N>"), Description("Predict the first N images (default: all).")]
         public int? Count { get; set; }
@@ -33,17 +33,20 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
         public override ValidationResult Validate() => Usage.All(
             base.Validate(),
             CheckpointGiven(),
-            Images is null ? ValidationResult.Error("--images PATH is required.") : ValidationResult.Success(),
+            Images is not { Length: > 0 } ? ValidationResult.Error("--images PATH is required.") : ValidationResult.Success(),
             Usage.Positive(Count, "--count"),
             Usage.Positive(Top, "--top"));
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
-        string path = s.Images!;
+        string[] paths = s.Images!;
+        string path = paths[0];
         bool idx = File.Exists(path) && !ImageDecoder.IsImage(path);
+        if (idx && paths.Length > 1)
+            throw new UsageException($"--images {path}: an IDX file is predicted alone, not with other --images.");
         (int[] Dims, byte[] Pixels)? idxImages = idx ? IdxFile.Read(path, expectedRank: 3) : null;
-        string[] files = idx ? [] : ImageFiles(path);
+        string[] files = idx ? [] : paths.SelectMany(ImageFiles).ToArray();
         using ComputeDevice device = s.Open();
         using TrainedModel trained = Trainer.LoadModel(device, s.Checkpoint!);
         int[] input = trained.Input;

@@ -21,7 +21,8 @@ public enum DataFormat
 /// <param name="Height">Image folders: the height images are brought to.</param>
 /// <param name="Width">Image folders: the width images are brought to.</param>
 /// <param name="CoarseLabels">CIFAR-100: the 20 coarse classes instead of the 100 fine ones.</param>
-public sealed record DataOptions(DataFormat Format = DataFormat.Auto, int Channels = 3, int Height = 32, int Width = 32, bool CoarseLabels = false)
+/// <param name="SkipBadImages">Image folders: leave out files that are not images or do not decode (counted, the first few named) instead of refusing the folder.</param>
+public sealed record DataOptions(DataFormat Format = DataFormat.Auto, int Channels = 3, int Height = 32, int Width = 32, bool CoarseLabels = false, bool SkipBadImages = false)
 {
     /// <summary>Parses an image size, <c>HxW</c> or one number for a square.</summary>
     /// <exception cref="ArgumentException">Not of that form, or not in 1 .. 4096.</exception>
@@ -58,7 +59,7 @@ public static class Datasets
         {
             DataFormat.Idx => FashionMnist.Load(path),
             DataFormat.Cifar => Cifar.Load(path, options.CoarseLabels),
-            _ => ImageFolder.Load(path, options.Channels, options.Height, options.Width, progress),
+            _ => ImageFolder.Load(path, options.Channels, options.Height, options.Width, progress, options.SkipBadImages),
         };
     }
 

@@ -26,7 +26,13 @@ public static class ImageFolder
 
     /// <summary>The training and evaluation splits of <paramref name="root"/>, and a line saying what was read.</summary>
     /// <exception cref="DataFormatException">A folder or file that does not fit the layout, or an image that does not decode (named).</exception>
-    public static (ImageDataset Train, ImageDataset Test, string Source) Load(string root, int channels, int height, int width, IProgress<int>? progress = null)
+    /// <param name="root">The folder holding train/ and val/ or test/.</param>
+    /// <param name="channels">1 or 3.</param>
+    /// <param name="height">The height images are brought to.</param>
+    /// <param name="width">The width images are brought to.</param>
+    /// <param name="progress">Told the count of images decoded so far.</param>
+    /// <param name="skipBadImages">Leave out files that are not images or do not decode, counted and the first few named in the source line, instead of refusing the folder.</param>
+    public static (ImageDataset Train, ImageDataset Test, string Source) Load(string root, int channels, int height, int width, IProgress<int>? progress = null, bool skipBadImages = false)
     {
         string train = Path.Combine(root, "train");
         string test = EvaluationSplits.Select(s => Path.Combine(root, s)).FirstOrDefault(Directory.Exists)
@@ -34,13 +40,16 @@ public static class ImageFolder
         IReadOnlyList<string> classes = Classes(train);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         string cache = Path.Combine(root, CacheFolder);
-        ImageDataset trainSet = LoadSplit(train, classes, channels, height, width, progress, cache);
-        ImageDataset testSet = LoadSplit(test, classes, channels, height, width, progress, cache);
+        List<DataFormatException>? skipped = skipBadImages ? [] : null;
+        ImageDataset trainSet = LoadSplit(train, classes, channels, height, width, progress, cache, skipped);
+        ImageDataset testSet = LoadSplit(test, classes, channels, height, width, progress, cache, skipped);
         double seconds = clock.Elapsed.TotalSeconds;
         int images = trainSet.Count + testSet.Count;
         string how = trainSet.Name.EndsWith(FromCache, StringComparison.Ordinal) && testSet.Name.EndsWith(FromCache, StringComparison.Ordinal)
             ? $"{images:N0} images read from the decoded cache in {seconds:F2} s"
             : $"{images:N0} images decoded in {seconds:F2} s, {images / Math.Max(seconds, 1e-9):N0} images/s on {Environment.ProcessorCount} cores";
+        if (skipped is { Count: > 0 })
+            how += $"; skipped {skipped.Count} bad file(s): {string.Join("; ", skipped.Take(3).Select(e => e.Message))}{(skipped.Count > 3 ? "; ..." : "")}";
         return (trainSet, testSet, $"image folder {root} ({classes.Count} classes; {channels}x{height}x{width}; evaluated on '{Path.GetFileName(test)}'; {how})");
     }
 
@@ -86,7 +95,13 @@ public static class ImageFolder
     /// <param name="width">The width images are brought to.</param>
     /// <param name="progress">Told the count of images decoded so far.</param>
     /// <param name="cacheFolder">Where the decoded split is cached and looked for (null: no cache).</param>
-    public static ImageDataset LoadSplit(string split, IReadOnlyList<string> classes, int channels, int height, int width, IProgress<int>? progress = null, string? cacheFolder = null)
+    /// <param name="skipped">
+    /// Null: the first bad file (not an image, or an image that does not decode) is an error. Else bad files are
+    /// left out of the split and their errors added here, in the folder's order (a split that left one out is
+    /// not cached).
+    /// </param>
+    public static ImageDataset LoadSplit(string split, IReadOnlyList<string> classes, int channels, int height, int width, IProgress<int>? progress = null,
+        string? cacheFolder = null, List<DataFormatException>? skipped = null)
     {
         foreach (string found in Classes(split))
             if (!classes.Contains(found))
@@ -98,12 +113,17 @@ public static class ImageFolder
             if (!Directory.Exists(folder))
                 continue; // an evaluation split may lack a class
             string[] names = FilesBelow(folder).ToArray();
-            foreach (string f in names)
-                if (!ImageDecoder.IsImage(f))
-                    throw new DataFormatException(f, $"is not an image ({string.Join(", ", ImageDecoder.Extensions)}); image folders hold only images.");
             if (names.Length == 0)
                 throw new DataFormatException(folder, "is an empty class folder.");
-            files.AddRange(names.Select(f => (f, label)));
+            foreach (string f in names)
+            {
+                if (ImageDecoder.IsImage(f))
+                    files.Add((f, label));
+                else if (skipped is not null)
+                    skipped.Add(new DataFormatException(f, "is not an image; skipped."));
+                else
+                    throw new DataFormatException(f, $"is not an image ({string.Join(", ", ImageDecoder.Extensions)}); image folders hold only images (or give --skip-bad-images).");
+            }
         }
         int size = channels * height * width;
         string name = $"{Path.GetFileName(split)} ({split})";
@@ -128,10 +148,19 @@ public static class ImageFolder
         });
         // The first bad file in the folder's order, whichever core met it first.
         if (errors.FirstOrDefault(e => e is not null) is DataFormatException first)
-            throw first;
+        {
+            if (skipped is null)
+                throw first;
+            int[] kept = Enumerable.Range(0, files.Count).Where(i => errors[i] is null).ToArray();
+            skipped.AddRange(errors.OfType<DataFormatException>());
+            var keptPixels = new byte[checked(kept.Length * size)];
+            for (int k = 0; k < kept.Length; k++)
+                pixels.AsSpan(kept[k] * size, size).CopyTo(keptPixels.AsSpan(k * size, size));
+            return new ImageDataset(name, channels, height, width, keptPixels, kept.Select(i => files[i].Label).ToArray(), classes.Count, null, null, classes, split);
+        }
         int[] labels = files.Select(f => f.Label).ToArray();
-        // A folder that cannot be written (read-only data) just goes without a cache.
-        if (cacheFile is not null)
+        // A folder that cannot be written (read-only data) just goes without a cache; nor is a split cached that left a file out.
+        if (cacheFile is not null && skipped is not { Count: > 0 })
             DataCache.TryWrite(cacheFile, header!, labels, pixels);
         return new ImageDataset(name, channels, height, width, pixels, labels, classes.Count, null, null, classes, split);
     }

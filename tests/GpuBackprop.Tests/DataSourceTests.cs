@@ -280,10 +280,12 @@ public sealed class DataSourceTests : IDisposable
         Assert.Equal(2, InProcessCli.Run("train", "--data", root, "--normalize", "0.1,0.2/0.5").Code);
         Assert.Equal(2, InProcessCli.Run("train", "--data", root, "--image-size", "0x5").Code);
         Assert.Equal(2, InProcessCli.Run("train", "--data", root, "--channels", "2").Code);
-        (code, error, output) = InProcessCli.Run("predict", "--checkpoint", checkpoint, "--images", Path.Combine(root, "test", "03"), "--json", "--device", "cpu");
+        string folder03 = Path.Combine(root, "test", "03"), one = Directory.GetFiles(Path.Combine(root, "test", "05"))[0];
+        (code, error, output) = InProcessCli.Run("predict", "--checkpoint", checkpoint, "--images", folder03, "--images", one, "--json", "--device", "cpu");
         Assert.True(code == 0, error + output);
         string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.NotEmpty(lines);
+        Assert.Equal(Directory.GetFiles(folder03).Length + 1, lines.Length);
+        Assert.Contains(one, lines[^1]);
         using var first = System.Text.Json.JsonDocument.Parse(lines[0]);
         Assert.EndsWith(".png", first.RootElement.GetProperty("image").GetString());
         Assert.Matches("^[0-9]{2}$", first.RootElement.GetProperty("name").GetString()!);
@@ -464,5 +466,28 @@ public sealed class DataSourceTests : IDisposable
         var e = Assert.Throws<DataFormatException>(() => Datasets.Load(root, new DataOptions(Channels: 1, Height: 28, Width: 28)));
         Assert.StartsWith(loop, e.Message);
         Assert.Contains("loop", e.Message);
+    }
+
+    [Fact]
+    public void SkippingBadImagesLeavesThemOutCountsAndNamesThem()
+    {
+        string root = Path.Combine(dir, "skip");
+        byte[] good = Enumerable.Range(0, 16).Select(i => (byte)(i * 9)).ToArray();
+        WritePng(Path.Combine(root, "train", "a", "1.png"), good, 4, 4, ColorComponents.Grey);
+        WritePng(Path.Combine(root, "train", "b", "2.png"), good, 4, 4, ColorComponents.Grey);
+        WritePng(Path.Combine(root, "test", "a", "3.png"), good, 4, 4, ColorComponents.Grey);
+        string truncated = Path.Combine(root, "train", "b", "broken.png"), notes = Path.Combine(root, "train", "a", "notes.txt");
+        WritePng(truncated, Enumerable.Range(0, 64 * 64).Select(i => (byte)i).ToArray(), 64, 64, ColorComponents.Grey);
+        File.WriteAllBytes(truncated, File.ReadAllBytes(truncated)[..60]);
+        File.WriteAllText(notes, "not an image");
+        var options = new DataOptions(Channels: 1, Height: 4, Width: 4);
+        Assert.Throws<DataFormatException>(() => Datasets.Load(root, options));
+        var (train, _, source) = Datasets.Load(root, options with { SkipBadImages = true });
+        Assert.Equal([0, 1], train.Labels);
+        Assert.Equal([.. good, .. good], train.Pixels);
+        Assert.Contains("skipped 2 bad file(s)", source);
+        Assert.Contains(truncated, source);
+        Assert.Contains(notes, source);
+        Assert.False(File.Exists(Path.Combine(root, ImageFolder.CacheFolder, "train-1x4x4.gbpdata")), "a split that left a file out is not cached");
     }
 }
