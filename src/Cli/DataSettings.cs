@@ -69,19 +69,30 @@ internal abstract class DataSettings : DeviceSettings
         (ImageDataset, ImageDataset, string) result = default;
         AnsiConsole.Status().Start("reading data", ctx =>
         {
-            int shown = 0;
-            var progress = new Progress<int>(n =>
-            {
-                // Reported from every decoding thread: the status shows a count now and then, not each image.
-                if (n - Volatile.Read(ref shown) >= 250)
-                {
-                    Volatile.Write(ref shown, n);
-                    ctx.Status($"decoding images: {n:N0}");
-                }
-            });
+            var progress = new DecodeProgress(ctx);
             result = Datasets.Load(Data, options, progress);
+            progress.Done = true;
         });
         return result;
+    }
+
+    /// <summary>
+    /// The status line's count, updated from the decoding threads now and then (every 250 images), directly
+    /// rather than through a posted callback, and not at all once loading has returned.
+    /// </summary>
+    private sealed class DecodeProgress(StatusContext ctx) : IProgress<int>
+    {
+        private int shown;
+
+        public volatile bool Done;
+
+        public void Report(int value)
+        {
+            int last = Volatile.Read(ref shown);
+            if (Done || value - last < 250 || Interlocked.CompareExchange(ref shown, value, last) != last)
+                return;
+            ctx.Status($"decoding images: {value:N0}");
+        }
     }
 
     /// <summary>How to read --data; an image folder's size and channels default to <paramref name="input"/> (a checkpoint's) when given.</summary>

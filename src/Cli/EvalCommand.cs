@@ -29,15 +29,16 @@ internal sealed class EvalCommand : Command<EvalCommand.Settings>
         var (_, test, source) = s.Load(Training.Checkpoint.Load(path).Config.Input);
         AnsiConsole.MarkupLine($"device: [bold]{Markup.Escape(device.Info.ToString())}[/]; data: {Markup.Escape(source)}");
         // The trainer holds the model; evaluation needs no training set, so the test set stands in for it.
-        using Trainer trainer = Trainer.Resume(device, path, test, test, s.DataMemoryBytes());
+        using Trainer trainer = Trainer.ResumeForEvaluation(device, path, test, s.DataMemoryBytes());
         Evaluation e = trainer.EvaluateTest();
         AnsiConsole.MarkupLine($"{Markup.Escape(Models.NameOf(trainer.Config.Model))} after {trainer.EpochsDone} epoch(s): test accuracy [bold]{e.Accuracy:F2}%[/], loss {e.Loss:F4} on {test.Count:N0} images");
         int classes = e.ClassCount.Length;
         if (e.Confusion is not int[,] confusion || classes > MatrixClasses)
         {
             // Too many classes for a matrix on a terminal: the classes recognised worst.
-            var worst = new Table().Title($"the {Math.Min(10, classes)} classes recognised worst (of {classes})").AddColumns("class", "images", "correct", "accuracy %");
-            foreach (int c in Enumerable.Range(0, classes).Where(c => e.ClassCount[c] > 0).OrderBy(c => (double)e.ClassCorrect[c] / e.ClassCount[c]).ThenBy(c => c).Take(10))
+            int[] shown = Enumerable.Range(0, classes).Where(c => e.ClassCount[c] > 0).OrderBy(c => (double)e.ClassCorrect[c] / e.ClassCount[c]).ThenBy(c => c).Take(10).ToArray();
+            var worst = new Table().Title($"the {shown.Length} classes recognised worst (of {classes})").AddColumns("class", "images", "correct", "accuracy %");
+            foreach (int c in shown)
                 worst.AddRow(Markup.Escape(trainer.Config.ClassName(c)), e.ClassCount[c].ToString(System.Globalization.CultureInfo.InvariantCulture),
                     e.ClassCorrect[c].ToString(System.Globalization.CultureInfo.InvariantCulture), (100.0 * e.ClassCorrect[c] / e.ClassCount[c]).ToString("F2", System.Globalization.CultureInfo.InvariantCulture));
             AnsiConsole.Write(worst);

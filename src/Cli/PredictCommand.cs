@@ -42,9 +42,10 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
     {
         string[] paths = s.Images!;
         string path = paths[0];
-        bool idx = File.Exists(path) && !ImageDecoder.IsImage(path);
-        if (idx && paths.Length > 1)
-            throw new UsageException($"--images {path}: an IDX file is predicted alone, not with other --images.");
+        static bool IsIdx(string p) => File.Exists(p) && !ImageDecoder.IsImage(p);
+        bool idx = IsIdx(path);
+        if (paths.Length > 1 && paths.FirstOrDefault(IsIdx) is string idxFile)
+            throw new UsageException($"--images {idxFile}: an IDX file is predicted alone, not with other --images.");
         (int[] Dims, byte[] Pixels)? idxImages = idx ? IdxFile.Read(path, expectedRank: 3) : null;
         string[] files = idx ? [] : paths.SelectMany(ImageFiles).ToArray();
         using ComputeDevice device = s.Open();

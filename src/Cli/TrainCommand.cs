@@ -171,6 +171,19 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             return Parse(m) is float[] means && Parse(s) is float[] stds && means.Length == stds.Length && stds.All(v => v >= 1e-6f) ? [.. means, .. stds] : null;
         }
 
+        /// <summary>--normalize against the run's per-channel values: one pair given stands for every channel.</summary>
+        private static bool SameNormalization(float[] given, float[] stored)
+        {
+            try
+            {
+                return new TrainConfig { Normalization = given }.NormalizationFor(stored.Length / 2) is float[] expanded && expanded.SequenceEqual(stored);
+            }
+            catch (ArgumentException)
+            {
+                return false;
+            }
+        }
+
         private string ModelName => Model ?? "lenet5";
         private string OptimizerName => Optimizer ?? "sgd";
 
@@ -229,7 +242,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             Compare("--val-split", ValSplit is float v ? (double)v : null, c.ValidationSplit);
             Compare("--early-stop", EarlyStop, c.EarlyStop);
             if (Nesterov && !c.Optimizer.Nesterov) differing.Add("--nesterov (the run has none)");
-            if (Normalization() is float[] normalize && (c.Normalization is not float[] stored || !normalize.SequenceEqual(stored)))
+            if (Normalization() is float[] normalize && (c.Normalization is not float[] stored || !SameNormalization(normalize, stored)))
                 differing.Add($"--normalize {Normalize} (the run's: {(c.Normalization is float[] s ? string.Join(",", s.Select(v => Text(v))) : "its training data's")})");
             if (Flip && !c.HorizontalFlip) differing.Add("--flip (the run has none)");
             if (differing.Count > 0)

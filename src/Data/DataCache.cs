@@ -62,7 +62,7 @@ internal static class DataCache
             Buffer.BlockCopy(labelBytes, 0, labels, 0, labelBytes.Length);
             return (labels, pixels);
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return null;
         }

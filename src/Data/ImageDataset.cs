@@ -142,8 +142,9 @@ public sealed class ImageDataset
     /// <summary>
     /// Splits off <paramref name="fraction"/> of the images for validation, stratified: from each class,
     /// round(fraction x its count) images drawn by a generator seeded with <paramref name="seed"/> (at least one
-    /// image of a class stays for training). Both parts keep this dataset's statistics and class names, and
-    /// the images' order within each part.
+    /// image of a class stays for training). Both parts keep this dataset's statistics (so the normalisation is
+    /// that of the whole training split, validation images included) and class names, and the images' order
+    /// within each part.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The fraction is not in (0, 1).</exception>
     public (ImageDataset Train, ImageDataset Validation) Split(double fraction, int seed)
@@ -151,7 +152,9 @@ public sealed class ImageDataset
         if (!(fraction > 0 && fraction < 1))
             throw new ArgumentOutOfRangeException(nameof(fraction), fraction, "The validation fraction must be in (0, 1).");
         var held = new bool[Count];
-        var rng = new Random(seed);
+        // The project's own generator: System.Random's algorithm may change between runtimes, and a resumed
+        // run must hold out the same images.
+        var rng = new Training.Rng((ulong)seed);
         foreach (var group in Enumerable.Range(0, Count).GroupBy(i => Labels[i]).OrderBy(g => g.Key))
         {
             int[] members = group.ToArray();

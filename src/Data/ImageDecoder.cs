@@ -8,11 +8,12 @@ namespace GpuBackprop.Data;
 /// <list type="bullet">
 /// <item>Channels: an alpha channel is dropped (not blended); grey becomes RGB by repeating it; RGB becomes
 /// grey by ITU-R BT.601's weights, round(0.299 R + 0.587 G + 0.114 B).</item>
-/// <item>Size: an image already of the target size is kept as it is. Otherwise it is scaled so that it
-/// covers the target (its shorter side, relative to the target's, becomes the target's: aspect kept),
-/// sampled bilinearly at pixel centres (torchvision's <c>Resize(antialias=False)</c>), then cropped at the
-/// centre (<c>CenterCrop</c>): the same transform for training and evaluation, as torchvision's usual eval
-/// recipe.</item>
+/// <item>Size: an image already of the target size is kept as it is. Otherwise it is scaled by one factor,
+/// the smallest that covers the target (aspect kept), sampled bilinearly at pixel centres without
+/// antialiasing, and cropped at the centre (the crop's offset not rounded to a whole pixel): the same
+/// transform for training and evaluation. It resembles torchvision's <c>Resize</c> then <c>CenterCrop</c>,
+/// which rounds the resized size and the crop offset to whole pixels, so pixels differ slightly where the
+/// aspect ratios differ.</item>
 /// <item>Refused with the file named: a file that does not decode (truncated, corrupt, CMYK JPEG), 16-bit
 /// PNGs (8 bits a channel are supported), and images over <see cref="MaxSide"/> pixels a side or
 /// <see cref="MaxPixels"/> in all (checked from the header, before anything is allocated).</item>

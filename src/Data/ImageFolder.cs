@@ -159,8 +159,9 @@ public static class ImageFolder
             return new ImageDataset(name, channels, height, width, keptPixels, kept.Select(i => files[i].Label).ToArray(), classes.Count, null, null, classes, split);
         }
         int[] labels = files.Select(f => f.Label).ToArray();
-        // A folder that cannot be written (read-only data) just goes without a cache; nor is a split cached that left a file out.
-        if (cacheFile is not null && skipped is not { Count: > 0 })
+        // A folder that cannot be written (read-only data) just goes without a cache. (A split that left out an
+        // image that does not decode returned above, uncached; files that are not images are not in the header.)
+        if (cacheFile is not null)
             DataCache.TryWrite(cacheFile, header!, labels, pixels);
         return new ImageDataset(name, channels, height, width, pixels, labels, classes.Count, null, null, classes, split);
     }

@@ -113,6 +113,31 @@ public sealed class Trainer : IDisposable
     private static long DefaultDataMemory(ComputeDevice device) =>
         device.Info.Kind == DeviceKind.Cpu || device.Info.MemoryBytes <= 0 ? long.MaxValue : device.Info.MemoryBytes / 2;
 
+    /// <summary>
+    /// Each split's device memory for its images: all of them resident when they fit the budget together;
+    /// else the smallest splits resident while each fits an even share of what is left, and the rest an even
+    /// share each (they stream).
+    /// </summary>
+    internal static long[] Shares(long[] sizes, long budget)
+    {
+        var shares = new long[sizes.Length];
+        if (sizes.Sum() <= budget)
+        {
+            Array.Fill(shares, long.MaxValue);
+            return shares;
+        }
+        long left = budget;
+        int[] order = Enumerable.Range(0, sizes.Length).OrderBy(i => sizes[i]).ToArray();
+        for (int k = 0; k < order.Length; k++)
+        {
+            int i = order[k];
+            long even = left / (order.Length - k);
+            shares[i] = sizes[i] <= even ? sizes[i] : even;
+            left -= shares[i];
+        }
+        return shares;
+    }
+
     /// <summary>Whether the training split streams to the device in chunks (it does not fit its share of the data memory).</summary>
     public bool Streams => !train.Resident;
 
@@ -143,6 +168,9 @@ public sealed class Trainer : IDisposable
         channels = train.Channels;
         height = train.Height;
         width = train.Width;
+        // A resumed run (its config names its input) continues on images of the size it was trained on.
+        if (config.Input is int[] trained && !trained.SequenceEqual([channels, height, width]))
+            throw new ArgumentException($"The run of model '{config.Model}' trained on {string.Join("x", trained)} images; the data has {channels}x{height}x{width}.", nameof(train));
         config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = NormalizationFor(config, train), ClassNames = config.ClassNames ?? train.ClassNames?.ToArray() };
         classes = train.Classes;
         description.CheckFits([channels, height, width], classes);
@@ -166,15 +194,17 @@ public sealed class Trainer : IDisposable
             ImageDataset? held = null;
             // Held out of training, the same images on every resume: the split is drawn from the run's seed.
             if (config.ValidationSplit > 0)
+            {
                 (trainPart, held) = train.Split(config.ValidationSplit, config.Seed);
-            // Every split resident when they fit the budget together; else each streams within its share.
-            long budget = dataMemory ?? DefaultDataMemory(device);
-            long total = trainPart.Pixels.LongLength + test.Pixels.LongLength + (held?.Pixels.LongLength ?? 0);
-            long share = total <= budget ? long.MaxValue : budget / (held is null ? 2 : 3);
+                if (held.Count == 0)
+                    throw new ArgumentException($"A validation split of {config.ValidationSplit} holds out no image of the {train.Count} training images (each class rounds to none); give a larger fraction.", nameof(config));
+            }
+            ImageDataset[] splits = held is null ? [trainPart, test] : [trainPart, test, held];
+            long[] shares = Shares(splits.Select(d => d.Pixels.LongLength).ToArray(), dataMemory ?? DefaultDataMemory(device));
             if (held is not null)
-                made.Add(validation = new DeviceData(device, held, normalization, share, config.BatchSize));
-            made.Add(this.train = new DeviceData(device, trainPart, normalization, share, config.BatchSize));
-            made.Add(this.test = new DeviceData(device, test, normalization, share, config.BatchSize));
+                made.Add(validation = new DeviceData(device, held, normalization, shares[2], config.BatchSize));
+            made.Add(this.train = new DeviceData(device, trainPart, normalization, shares[0], config.BatchSize));
+            made.Add(this.test = new DeviceData(device, test, normalization, shares[1], config.BatchSize));
         }
         catch
         {
@@ -523,12 +553,21 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Continues a run from a checkpoint: same config, weights, optimizer state, epoch and shuffling state.</summary>
     /// <exception cref="CheckpointException">The checkpoint does not fit the model it names.</exception>
-    public static Trainer Resume(ComputeDevice device, string path, ImageDataset train, ImageDataset test, long? dataMemory = null)
+    public static Trainer Resume(ComputeDevice device, string path, ImageDataset train, ImageDataset test, long? dataMemory = null) =>
+        ResumeCore(device, path, train, test, dataMemory, evaluationOnly: false);
+
+    /// <summary>A checkpoint's run, to evaluate <paramref name="test"/> only: no validation split is held out of anything.</summary>
+    /// <exception cref="CheckpointException">The checkpoint does not fit the model it names.</exception>
+    public static Trainer ResumeForEvaluation(ComputeDevice device, string path, ImageDataset test, long? dataMemory = null) =>
+        ResumeCore(device, path, test, test, dataMemory, evaluationOnly: true);
+
+    private static Trainer ResumeCore(ComputeDevice device, string path, ImageDataset train, ImageDataset test, long? dataMemory, bool evaluationOnly)
     {
         Checkpoint c = Checkpoint.Load(path);
         if (c.Config.Model != c.Model)
             throw new CheckpointException(path, $"names model '{c.Model}' in its header but '{c.Config.Model}' in its configuration.");
-        var trainer = new Trainer(device, c.Config, train, test, dataMemory);
+        TrainConfig config = evaluationOnly ? c.Config with { ValidationSplit = 0, EarlyStop = 0 } : c.Config;
+        var trainer = new Trainer(device, config, train, test, dataMemory);
         try
         {
             trainer.Restore(path, c);
@@ -586,6 +625,7 @@ public sealed class Trainer : IDisposable
         clipFactor?.Dispose();
         train.Dispose();
         test.Dispose();
+        validation?.Dispose();
     }
 
     /// <summary>A dataset on the device: pixels as bytes, labels, and a slot for the epoch's order.</summary>
@@ -615,7 +655,7 @@ public sealed class Trainer : IDisposable
             int c = host.Channels;
             imageSize = c * host.Height * host.Width;
             Resident = host.Pixels.LongLength <= memoryBytes;
-            capacity = Resident ? host.Count : (int)Math.Clamp(memoryBytes / imageSize / batch * batch, batch, host.Count);
+            capacity = Resident ? host.Count : (int)Math.Clamp(memoryBytes / imageSize / batch * batch, Math.Min(batch, host.Count), Math.Max(1, host.Count));
             Normalisation = Tensor.FromHost(device, BatchGatherMath.Normalisation(normalization[..c], normalization[c..]), 2 * c);
             Pixels = device.Allocate<byte>(Math.Max(1L, (long)capacity * imageSize));
             Labels = Tensor.Zeros(device, DType.Int32, Math.Max(1, capacity));
@@ -648,8 +688,9 @@ public sealed class Trainer : IDisposable
         /// <summary>Starts a pass in <paramref name="passOrder"/> (the epoch's shuffle; null: the identity).</summary>
         public void BeginPass(int[]? passOrder)
         {
-            next?.Wait();
+            Task<int>? pending = next;
             next = null;
+            pending?.GetAwaiter().GetResult();
             order = passOrder ?? Enumerable.Range(0, Count).ToArray();
             // No chunk of the last pass counts as loaded: its images were in that pass's order.
             chunkStart = -1;
@@ -674,10 +715,11 @@ public sealed class Trainer : IDisposable
                 return;
             if (nextStart != start)
                 Prepare(start);
-            int length = next!.Result;
-            int slot = staged;
+            Task<int> prepared = next!;
             next = null;
             nextStart = -1;
+            int length = prepared.GetAwaiter().GetResult();
+            int slot = staged;
             Pixels.View.SubView(0, (long)length * imageSize).CopyFromCPU(device.Stream, stagingPixels[slot].AsSpan(0, length * imageSize));
             Labels.IntView.SubView(0, length).CopyFromCPU(device.Stream, stagingLabels[slot].AsSpan(0, length));
             Order.IntView.SubView(start, length).CopyFromCPU(device.Stream, Enumerable.Range(0, length).ToArray());
@@ -690,7 +732,9 @@ public sealed class Trainer : IDisposable
         /// <summary>Gathers the chunk from position <paramref name="start"/> into the free staging buffer, in the background.</summary>
         private void Prepare(int start)
         {
-            next?.Wait();
+            Task<int>? pending = next;
+            next = null;
+            pending?.GetAwaiter().GetResult();
             int slot = 1 - staged;
             staged = slot;
             nextStart = start;
@@ -710,7 +754,14 @@ public sealed class Trainer : IDisposable
 
         public void Dispose()
         {
-            next?.Wait();
+            try
+            {
+                next?.Wait();
+            }
+            catch (AggregateException)
+            {
+                // The failure was, or would have been, reported by the pass that awaited it.
+            }
             Normalisation.Dispose();
             Pixels.Dispose();
             Labels.Dispose();

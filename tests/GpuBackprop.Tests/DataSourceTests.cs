@@ -488,6 +488,37 @@ public sealed class DataSourceTests : IDisposable
         Assert.Contains("skipped 2 bad file(s)", source);
         Assert.Contains(truncated, source);
         Assert.Contains(notes, source);
-        Assert.False(File.Exists(Path.Combine(root, ImageFolder.CacheFolder, "train-1x4x4.gbpdata")), "a split that left a file out is not cached");
+        Assert.False(File.Exists(Path.Combine(root, ImageFolder.CacheFolder, "train-1x4x4.gbpdata")), "a split that left out an image it could not decode is not cached");
+        Assert.True(File.Exists(Path.Combine(root, ImageFolder.CacheFolder, "test-1x4x4.gbpdata")), "a clean split is cached whatever another split left out");
+    }
+
+    [Fact]
+    public void SmallSplitsStayResidentFirstAndTheRestShareWhatIsLeft()
+    {
+        Assert.Equal([long.MaxValue, long.MaxValue], Trainer.Shares([100, 50], 150));
+        // 30 fits an even third of 120; the others share the 90 left.
+        Assert.Equal([45, 30, 45], Trainer.Shares([1000, 30, 500], 120));
+        Assert.Equal([40, 40], Trainer.Shares([1000, 500], 80));
+    }
+
+    [Fact]
+    public void AStreamedSplitSmallerThanABatchAndAResumeOnOtherImagesAreHandled()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        ImageDataset train = FashionMnist.LoadEmbedded("train").Take(100), test = FashionMnist.LoadEmbedded("t10k").Take(5);
+        var config = new TrainConfig { Model = "lenet5", Epochs = 2, BatchSize = 32 };
+        string file = Path.Combine(dir, "small.gbp");
+        using (var trainer = new Trainer(d, config, train, test, dataMemory: 40 * 784))
+        {
+            Assert.True(trainer.Streams);
+            trainer.RunEpoch();
+            trainer.ToCheckpoint().Save(file);
+        }
+        // The run trained on 1x28x28 images: other images are refused, not silently trained on.
+        ImageDataset small = new("14x14", 1, 14, 14, new byte[100 * 196], new int[100], 10, null, null);
+        Assert.Contains("trained on 1x28x28 images; the data has 1x14x14", Assert.Throws<ArgumentException>(() => Trainer.Resume(d, file, small, small).Dispose()).Message);
+        // A split that rounds to no validation image is refused, not evaluated as 0/0.
+        var tiny = new TrainConfig { Model = "lenet5", ValidationSplit = 0.01 };
+        Assert.Contains("holds out no image", Assert.Throws<ArgumentException>(() => new Trainer(d, tiny, train.Take(20), test).Dispose()).Message);
     }
 }
