@@ -12,26 +12,11 @@ residual network on it end to end, with per-channel statistics and class names; 
 
     /usr/bin/python3 scripts/make-cifar-from-fashion.py OUT [DIR]
 """
-import gzip, os, struct, sys
+import os, struct, sys
+
+from fashion_idx import EMBEDDED, find, idx
 
 NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-
-
-def idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    rank = struct.unpack(">i", data[:4])[0] & 0xFF
-    dims = struct.unpack(">" + "i" * rank, data[4:4 + 4 * rank])
-    return dims, data[4 + 4 * rank:]
-
-
-def find(directory, name):
-    for candidate in (name, name + ".gz"):
-        p = os.path.join(directory, candidate)
-        if os.path.exists(p):
-            return p
-    sys.exit(f"{directory}: no {name}[.gz]")
 
 
 def record(label, image):
@@ -45,7 +30,7 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     out = sys.argv[1]
-    src = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "Data", "FashionMnistSubset")
+    src = sys.argv[2] if len(sys.argv) > 2 else EMBEDDED
     os.makedirs(out, exist_ok=True)
     for name, prefix in (("data_batch_1.bin", "train"), ("test_batch.bin", "t10k")):
         (n, h, w), pixels = idx(find(src, f"{prefix}-images-idx3-ubyte"))

@@ -13,36 +13,20 @@ same metrics bit for bit (the project's tests check the same on a smaller set).
 
     /usr/bin/python3 scripts/make-image-folder.py OUT [DIR]        (needs Debian's python3-pil)
 """
-import gzip, os, struct, sys
+import os, struct, sys
+
+from fashion_idx import EMBEDDED, find, idx
 
 from PIL import Image
 
 NAMES = ["T-shirt-top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle-boot"]
 
 
-def idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    magic, = struct.unpack(">i", data[:4])
-    rank = magic & 0xFF
-    dims = struct.unpack(">" + "i" * rank, data[4:4 + 4 * rank])
-    return dims, data[4 + 4 * rank:]
-
-
-def find(directory, name):
-    for candidate in (name, name + ".gz"):
-        p = os.path.join(directory, candidate)
-        if os.path.exists(p):
-            return p
-    sys.exit(f"{directory}: no {name}[.gz]")
-
-
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     out = sys.argv[1]
-    src = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "Data", "FashionMnistSubset")
+    src = sys.argv[2] if len(sys.argv) > 2 else EMBEDDED
     os.makedirs(out + "-idx", exist_ok=True)
     for split, prefix in (("train", "train"), ("test", "t10k")):
         (n, h, w), pixels = idx(find(src, f"{prefix}-images-idx3-ubyte"))

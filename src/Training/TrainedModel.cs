@@ -34,7 +34,8 @@ public sealed record TrainedModel(Sequential Model, TrainConfig Config, int Epoc
         if ((long)count * size > pixels.Length)
             throw new ArgumentException($"{pixels.Length} bytes hold {pixels.Length / size} images of {string.Join("x", Input)}; asked for {count}.", nameof(pixels));
         int channels = Input[0], plane = Input[1] * Input[2];
-        float[] norm = Normalization;
+        // The batch gather's scale and shift, so that an image is fed to the model exactly as in training.
+        float[] norm = Ops.BatchGatherMath.Normalisation(Normalization[..channels], Normalization[channels..]);
         var classes = new int[count];
         float[,]? probabilities = null;
         for (int start = 0; start < count; start += batchSize)
@@ -44,7 +45,7 @@ public sealed record TrainedModel(Sequential Model, TrainConfig Config, int Epoc
             for (int i = 0; i < x.Length; i++)
             {
                 int channel = i / plane % channels;
-                x[i] = (pixels[start * size + i] / 255f - norm[channel]) / norm[channels + channel];
+                x[i] = pixels[start * size + i] * norm[channel] - norm[channels + channel];
             }
             using Tensor images = Tensor.FromHost(Model.Device, x, n, Input[0], Input[1], Input[2]);
             var (c, p) = Model.Predict(images);

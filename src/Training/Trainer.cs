@@ -634,6 +634,9 @@ public sealed class Trainer : IDisposable
         private readonly ComputeDevice device;
         private readonly int imageSize, capacity;
         private int[] order = [];
+        // 0, 1, 2, ...: the evaluation order and, streaming, a chunk's positions; built once.
+        private readonly int[] identity;
+        private bool orderIsIdentity = true;
         // The chunk on the device (epoch positions), and the next one prepared on the host in the background.
         private int chunkStart = -1, chunkLength;
         private readonly byte[][] stagingPixels = [];
@@ -660,7 +663,8 @@ public sealed class Trainer : IDisposable
             Pixels = device.Allocate<byte>(Math.Max(1L, (long)capacity * imageSize));
             Labels = Tensor.Zeros(device, DType.Int32, Math.Max(1, capacity));
             // Identity until an epoch uploads its shuffle: evaluation walks the set in order.
-            Order = Tensor.FromHost(device, Enumerable.Range(0, host.Count).ToArray(), host.Count);
+            identity = Enumerable.Range(0, host.Count).ToArray();
+            Order = Tensor.FromHost(device, identity, host.Count);
             if (Resident)
             {
                 Pixels.View.CopyFromCPU(host.Pixels);
@@ -691,13 +695,16 @@ public sealed class Trainer : IDisposable
             Task<int>? pending = next;
             next = null;
             pending?.GetAwaiter().GetResult();
-            order = passOrder ?? Enumerable.Range(0, Count).ToArray();
+            order = passOrder ?? identity;
             // No chunk of the last pass counts as loaded: its images were in that pass's order.
             chunkStart = -1;
             chunkLength = 0;
             if (Resident)
             {
-                Order.Upload(order);
+                // Evaluation passes of resident data walk the identity, already on the device.
+                if (passOrder is not null || !orderIsIdentity)
+                    Order.Upload(order);
+                orderIsIdentity = passOrder is null;
                 return;
             }
             Prepare(0);
@@ -722,7 +729,7 @@ public sealed class Trainer : IDisposable
             int slot = staged;
             Pixels.View.SubView(0, (long)length * imageSize).CopyFromCPU(device.Stream, stagingPixels[slot].AsSpan(0, length * imageSize));
             Labels.IntView.SubView(0, length).CopyFromCPU(device.Stream, stagingLabels[slot].AsSpan(0, length));
-            Order.IntView.SubView(start, length).CopyFromCPU(device.Stream, Enumerable.Range(0, length).ToArray());
+            Order.IntView.SubView(start, length).CopyFromCPU(device.Stream, identity.AsSpan(0, length));
             chunkStart = start;
             chunkLength = length;
             if (start + length < Count)
