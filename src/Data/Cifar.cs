@@ -51,17 +51,20 @@ public static class Cifar
     public static ImageDataset Read(string name, IReadOnlyList<string> files, int labelBytes, int labelIndex, IReadOnlyList<string> classNames)
     {
         int record = labelBytes + ImageBytes;
+        // Sizes as stat reports them (a FIFO or a device reports 0, refused below before it is opened).
         var sizes = files.Select(f => File.Exists(f) ? new FileInfo(f).Length : throw new DataFormatException(f, "no such file.")).ToArray();
         for (int i = 0; i < files.Count; i++)
             if (sizes[i] == 0 || sizes[i] % record != 0)
                 throw new DataFormatException(files[i], $"is {sizes[i]:N0} bytes, not a whole number of {record}-byte records ({labelBytes} label byte(s) and a 3x32x32 image): truncated, or another format.");
         long count = sizes.Sum() / record;
+        if (count * ImageBytes > Array.MaxLength)
+            throw new DataFormatException(files[0], $"{count:N0} records hold more pixels than one array can ({Array.MaxLength:N0} bytes).");
         var pixels = new byte[checked(count * ImageBytes)];
         var labels = new int[count];
         long n = 0;
         for (int f = 0; f < files.Count; f++)
         {
-            byte[] bytes = File.ReadAllBytes(files[f]);
+            byte[] bytes = DataFile.Read(files[f], sizes[f]);
             if (bytes.Length != sizes[f])
                 throw new DataFormatException(files[f], "changed while it was read.");
             for (int r = 0; r < bytes.Length / record; r++, n++)

@@ -36,10 +36,12 @@ internal static class DataCache
     /// <summary>The cached labels and pixels when the cache holds exactly <paramref name="header"/> and its checksums hold; else null.</summary>
     public static (int[] Labels, byte[] Pixels)? TryRead(string path, string header, int count, int imageSize)
     {
-        if (!File.Exists(path))
-            return null;
         byte[] expected = Encoding.UTF8.GetBytes(header);
         long length = Magic.Length + 4L + expected.Length + 8 + 4L * count + (long)count * imageSize + 8;
+        // Only a regular file of exactly the length: a FIFO or a device in its place (length 0) is never opened.
+        var info = new FileInfo(path);
+        if (!info.Exists || info.Length != length || (info.Attributes & FileAttributes.Device) != 0)
+            return null;
         try
         {
             using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);

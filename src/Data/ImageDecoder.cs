@@ -30,6 +30,9 @@ public static class ImageDecoder
     /// <summary>The largest width times height accepted.</summary>
     public const long MaxPixels = 1L << 26;
 
+    /// <summary>The largest image file read (an 8-bit image of <see cref="MaxPixels"/> RGBA pixels, stored uncompressed, and then some).</summary>
+    public const long MaxFileBytes = 4 * MaxPixels + (1L << 20);
+
     /// <summary>Whether a file name has an image extension.</summary>
     public static bool IsImage(string path) => Extensions.Contains(Path.GetExtension(path), StringComparer.OrdinalIgnoreCase);
 
@@ -44,15 +47,7 @@ public static class ImageDecoder
             throw new ArgumentOutOfRangeException(nameof(channels), channels, "Images are decoded to 1 or 3 channels.");
         if (destination.Length != channels * height * width)
             throw new ArgumentException($"The destination holds {destination.Length} bytes; {channels}x{height}x{width} needs {channels * height * width}.", nameof(destination));
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new DataFormatException(path, $"cannot be read: {e.Message}", e);
-        }
+        byte[] bytes = DataFile.Read(path, MaxFileBytes);
         ImageInfo? header;
         using (var stream = new MemoryStream(bytes, writable: false))
             header = ImageInfo.FromStream(stream);

@@ -131,7 +131,9 @@ public static class ImageFolder
         string? header = cacheFile is null ? null : DataCache.Header(split, files, channels, height, width, classes);
         if (cacheFile is not null && DataCache.TryRead(cacheFile, header!, files.Count, size) is var (cachedLabels, cachedPixels))
             return new ImageDataset(name + FromCache, channels, height, width, cachedPixels, cachedLabels, classes.Count, null, null, classes, cacheFile);
-        var pixels = new byte[checked(files.Count * size)];
+        if ((long)files.Count * size > Array.MaxLength)
+            throw new DataFormatException(split, $"{files.Count:N0} images of {channels}x{height}x{width} need {(long)files.Count * size:N0} bytes, more than one array holds; use a smaller --image-size.");
+        var pixels = new byte[files.Count * size];
         int done = 0;
         var errors = new DataFormatException?[files.Count];
         Parallel.For(0, files.Count, i =>

@@ -521,4 +521,79 @@ public sealed class DataSourceTests : IDisposable
         var tiny = new TrainConfig { Model = "lenet5", ValidationSplit = 0.01 };
         Assert.Contains("holds out no image", Assert.Throws<ArgumentException>(() => new Trainer(d, tiny, train.Take(20), test).Dispose()).Message);
     }
+
+    private static void MakeFifo(string path)
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
+            Assert.Skip("FIFOs are made with mkfifo (Linux, macOS)");
+        using var p = System.Diagnostics.Process.Start("mkfifo", path)!;
+        p.WaitForExit();
+        Assert.Equal(0, p.ExitCode);
+    }
+
+    /// <summary>Runs <paramref name="load"/>, failing with a TimeoutException when it blocks (a FIFO read, a device read without end).</summary>
+    private static Task<T> Within<T>(Func<T> load) =>
+        Task.Run(load, TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
+
+    public static TheoryData<string> HostileImages() => ["fifo", "dev-zero", "dev-null"];
+
+    /// <summary>A FIFO or a device where an image should be is refused at once, naming it: nothing blocks or reads without end.</summary>
+    [Theory]
+    [MemberData(nameof(HostileImages))]
+    public async Task AFifoOrADeviceInPlaceOfAnImageIsRefusedWithoutBlocking(string kind)
+    {
+        string root = Path.Combine(dir, kind);
+        WritePng(Path.Combine(root, "train", "a", "1.png"), new byte[16], 4, 4, ColorComponents.Grey);
+        WritePng(Path.Combine(root, "test", "a", "1.png"), new byte[16], 4, 4, ColorComponents.Grey);
+        string bad = Path.Combine(root, "train", "a", "2.png");
+        if (kind == "fifo")
+            MakeFifo(bad);
+        else
+            File.CreateSymbolicLink(bad, kind == "dev-zero" ? "/dev/zero" : "/dev/null");
+        var e = await Assert.ThrowsAsync<DataFormatException>(() => Within(() => Datasets.Load(root, new DataOptions(Channels: 1, Height: 4, Width: 4))));
+        Assert.StartsWith(bad, e.Message);
+        Assert.Contains("not a regular file", e.Message);
+        // predict on the same path says the same, exit 1.
+        Assert.Equal(1, InProcessCli.Run("predict", "--checkpoint", Path.Combine(dir, "none.gbp"), "--images", bad).Code);
+    }
+
+    [Fact]
+    public async Task CifarFilesLinkedToADeviceAndACacheReplacedByAFifoOrBlockedByAFileAreHandled()
+    {
+        string c10 = Path.Combine(dir, "linked-cifar");
+        Directory.CreateDirectory(c10);
+        File.CreateSymbolicLink(Path.Combine(c10, "data_batch_1.bin"), "/dev/zero");
+        var (p, l) = Synthetic(2, 10, 6);
+        File.WriteAllBytes(Path.Combine(c10, "test_batch.bin"), CifarRecords(p, l));
+        var e = await Assert.ThrowsAsync<DataFormatException>(() => Within(() => Datasets.Load(c10)));
+        Assert.StartsWith(Path.Combine(c10, "data_batch_1.bin"), e.Message);
+
+        string root = Path.Combine(dir, "fifo-cache");
+        WriteFolder(root, ByClass(20), ByClass(10));
+        var options = new DataOptions(Channels: 1, Height: 28, Width: 28);
+        Datasets.Load(root, options);
+        string cache = Path.Combine(root, ImageFolder.CacheFolder, "train-1x28x28.gbpdata");
+        File.Delete(cache);
+        MakeFifo(cache);
+        Assert.Contains("decoded in", (await Within(() => Datasets.Load(root, options))).Source);
+
+        // A file where the cache folder would be: the folder decodes every time, without a cache, and says so by its rate.
+        string blocked = Path.Combine(dir, "blocked-cache");
+        WriteFolder(blocked, ByClass(20), ByClass(10));
+        File.WriteAllText(Path.Combine(blocked, ImageFolder.CacheFolder), "in the way");
+        Assert.Contains("decoded in", Datasets.Load(blocked, options).Source);
+        Assert.Contains("decoded in", Datasets.Load(blocked, options).Source);
+    }
+
+    [Fact]
+    public void AFolderWhosePixelsWouldOverflowAnArrayIsRefusedBeforeDecoding()
+    {
+        string root = Path.Combine(dir, "overflow");
+        for (int i = 0; i < 43; i++)
+            WritePng(Path.Combine(root, "train", "a", $"{i:D2}.png"), new byte[4], 2, 2, ColorComponents.Grey);
+        WritePng(Path.Combine(root, "test", "a", "0.png"), new byte[4], 2, 2, ColorComponents.Grey);
+        // 43 images of 3x4096x4096 need 2.16e9 bytes.
+        var e = Assert.Throws<DataFormatException>(() => Datasets.Load(root, new DataOptions(Channels: 3, Height: 4096, Width: 4096)));
+        Assert.Contains("more than one array holds", e.Message);
+    }
 }

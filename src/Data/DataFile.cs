@@ -1,0 +1,42 @@
+namespace GpuBackprop.Data;
+
+/// <summary>
+/// Reading a data file whole, safely: only a regular file (a FIFO, a device such as <c>/dev/zero</c> or a
+/// folder is refused before it is opened, so nothing blocks or reads without end), of at most a stated size
+/// (checked before anything is allocated), read to exactly the length it had when it was checked.
+/// Symbolic links are followed to what they name.
+/// </summary>
+internal static class DataFile
+{
+    /// <exception cref="DataFormatException">Not a regular file, empty, larger than <paramref name="maxBytes"/>, unreadable, or changed while read (named).</exception>
+    public static byte[] Read(string path, long maxBytes)
+    {
+        var info = new FileInfo(path);
+        FileSystemInfo target = info.ResolveLinkTarget(returnFinalTarget: true) ?? info;
+        if (target is not FileInfo file || !file.Exists)
+            throw new DataFormatException(path, "is not a file (or a link to a missing one).");
+        // A FIFO, a socket or a device has no regular-file bit among its Unix attributes' type; .NET shows
+        // it as a file of length 0, which no data file can be.
+        if ((file.Attributes & FileAttributes.Device) != 0 || file.Length == 0)
+            throw new DataFormatException(path, "is empty or not a regular file (a FIFO or a device?).");
+        if (file.Length > maxBytes)
+            throw new DataFormatException(path, $"is {file.Length:N0} bytes; at most {maxBytes:N0} are read.");
+        try
+        {
+            using var fs = new FileStream(file.FullName, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+            var bytes = new byte[file.Length];
+            fs.ReadExactly(bytes);
+            if (fs.ReadByte() != -1)
+                throw new DataFormatException(path, "grew while it was read.");
+            return bytes;
+        }
+        catch (EndOfStreamException e)
+        {
+            throw new DataFormatException(path, "shrank while it was read.", e);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DataFormatException(path, $"cannot be read: {e.Message}", e);
+        }
+    }
+}
