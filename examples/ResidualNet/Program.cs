@@ -70,9 +70,13 @@ public static class Example
     {
         int size = data.Height * data.Width;
         var x = new float[picked.Length * size];
+        var image = new byte[size];
         for (int b = 0; b < picked.Length; b++)
+        {
+            data.CopyPixels(picked[b], 1, image);
             for (int p = 0; p < size; p++)
-                x[b * size + p] = (data.Pixels[picked[b] * size + p] / 255f - FashionMnist.Mean) / FashionMnist.Std;
+                x[b * size + p] = (image[p] / 255f - FashionMnist.Mean) / FashionMnist.Std;
+        }
         return Tensor.FromHost(device, x, picked.Length, 1, data.Height, data.Width);
     }
 }

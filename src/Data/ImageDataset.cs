@@ -5,7 +5,9 @@ namespace GpuBackprop.Data;
 /// names when the source has them, and the per-channel mean and standard deviation that the trainer
 /// normalises pixels scaled to [0, 1] with (torchvision's <c>Normalize(mean, std)</c> after
 /// <c>ToTensor()</c>). The dataset keeps the arrays it is given (no copy): do not change them while a
-/// trainer uses it.
+/// trainer uses it. An image folder's dataset reads its pixels from the memory-mapped decoded cache
+/// (<see cref="IsMemoryMapped"/>), so it may be larger than host memory; read them with
+/// <see cref="CopyPixels"/> or <see cref="ReadPixels(int, int)"/>.
 /// </summary>
 public sealed class ImageDataset
 {
@@ -26,8 +28,14 @@ public sealed class ImageDataset
     /// <exception cref="ArgumentException">A size or the class count is not positive, the statistics are not one or one per channel, a standard deviation is not positive and finite, or the names are not one per class.</exception>
     public ImageDataset(string name, int channels, int height, int width, byte[] pixels, int[] labels, int classes, float[]? mean, float[]? std,
         IReadOnlyList<string>? classNames = null, string labelsFile = "labels")
+        : this(name, channels, height, width, new PixelStore.InMemory(pixels ?? throw new ArgumentNullException(nameof(pixels))), labels, classes, mean, std, classNames, labelsFile)
     {
-        ArgumentNullException.ThrowIfNull(pixels);
+    }
+
+    /// <summary>A dataset whose pixels are in <paramref name="pixels"/> (host memory, a mapped file, or a selection).</summary>
+    internal ImageDataset(string name, int channels, int height, int width, PixelStore pixels, int[] labels, int classes, float[]? mean, float[]? std,
+        IReadOnlyList<string>? classNames = null, string labelsFile = "labels")
+    {
         ArgumentNullException.ThrowIfNull(labels);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(channels);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
@@ -36,6 +44,7 @@ public sealed class ImageDataset
         long imageSize = (long)channels * height * width;
         if (pixels.Length != labels.Length * imageSize)
             throw new DataFormatException(labelsFile, $"{labels.Length} labels for {pixels.Length / imageSize} images of {channels}x{height}x{width}.");
+        store = pixels;
         for (int i = 0; i < labels.Length; i++)
             if (labels[i] < 0 || labels[i] >= classes)
                 throw new DataFormatException(labelsFile, $"label {i} is {labels[i]}; classes are 0..{classes - 1}.");
@@ -45,7 +54,6 @@ public sealed class ImageDataset
         Channels = channels;
         Height = height;
         Width = width;
-        Pixels = pixels;
         Labels = labels;
         Classes = classes;
         ClassNames = classNames;
@@ -79,13 +87,21 @@ public sealed class ImageDataset
     public static (float[] Mean, float[] Std) ChannelStatistics(byte[] pixels, int channels, int plane)
     {
         ArgumentNullException.ThrowIfNull(pixels);
+        return ChannelStatistics(new PixelStore.InMemory(pixels), channels, plane);
+    }
+
+    private static (float[] Mean, float[] Std) ChannelStatistics(PixelStore pixels, int channels, int plane)
+    {
         var sums = new long[channels];
         var squares = new long[channels];
         long images = pixels.Length / ((long)channels * plane);
+        var image = new byte[channels * plane];
         for (long i = 0; i < images; i++)
+        {
+            pixels.Read(i * image.Length, image);
             for (int c = 0; c < channels; c++)
             {
-                ReadOnlySpan<byte> values = pixels.AsSpan((int)((i * channels + c) * plane), plane);
+                ReadOnlySpan<byte> values = image.AsSpan(c * plane, plane);
                 long sum = 0, square = 0;
                 foreach (byte v in values)
                 {
@@ -95,6 +111,7 @@ public sealed class ImageDataset
                 sums[c] += sum;
                 squares[c] += square;
             }
+        }
         var mean = new float[channels];
         var std = new float[channels];
         double n = Math.Max(1, images * plane);
@@ -122,8 +139,49 @@ public sealed class ImageDataset
     public int Height { get; }
     /// <summary>Image width.</summary>
     public int Width { get; }
-    /// <summary>Pixels, image after image, channel after channel, row-major, 0..255.</summary>
-    public byte[] Pixels { get; }
+    private readonly PixelStore store;
+
+    /// <summary>The bytes of all pixels (<see cref="Count"/> x channels x height x width).</summary>
+    public long PixelBytes => store.Length;
+
+    /// <summary>Whether the pixels are read from a memory-mapped file (an image folder's decoded cache) rather than held in memory.</summary>
+    public bool IsMemoryMapped => store is PixelStore.Mapped or PixelStore.Picked { Source: PixelStore.Mapped };
+
+    /// <summary>
+    /// Copies the pixels of images [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>)
+    /// into <paramref name="destination"/>: image after image, channel after channel, row-major, 0..255.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The images are not all in the dataset.</exception>
+    /// <exception cref="ArgumentException">The destination is shorter than the images.</exception>
+    public void CopyPixels(int first, int count, Span<byte> destination)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(first);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if ((long)first + count > Count)
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"Images {first}..{(long)first + count - 1} of a dataset of {Count}.");
+        long size = (long)Channels * Height * Width;
+        if (destination.Length < count * size)
+            throw new ArgumentException($"{destination.Length} bytes cannot hold {count} images of {Channels}x{Height}x{Width}.", nameof(destination));
+        store.Read(first * size, destination[..(int)(count * size)]);
+    }
+
+    /// <summary>The pixels of images [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>) in a new array (see <see cref="CopyPixels"/>).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The images are not all in the dataset, or their pixels are more than one array holds.</exception>
+    public byte[] ReadPixels(int first, int count)
+    {
+        long bytes = (long)count * Channels * Height * Width;
+        if (bytes > Array.MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"{count} images are {bytes:N0} bytes, more than one array holds; read them in parts.");
+        var pixels = new byte[Math.Max(0, bytes)];
+        CopyPixels(first, count, pixels);
+        return pixels;
+    }
+
+    /// <summary>All pixels in a new array (see <see cref="ReadPixels(int, int)"/>).</summary>
+    public byte[] ReadPixels() => ReadPixels(0, Count);
+
+    /// <summary>The array holding the pixels when they are one array in memory (no copy), else null.</summary>
+    internal byte[]? PixelArray => (store as PixelStore.InMemory)?.Bytes;
     /// <summary>Class of each image.</summary>
     public int[] Labels { get; }
     /// <summary>Number of classes.</summary>
@@ -136,7 +194,7 @@ public sealed class ImageDataset
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
         count = Math.Min(count, Count);
-        return new ImageDataset($"{Name}, first {count}", Channels, Height, Width, Pixels[..(count * Channels * Height * Width)], Labels[..count], Classes, Mean, Std, ClassNames);
+        return new ImageDataset($"{Name}, first {count}", Channels, Height, Width, Pick(Enumerable.Range(0, count).ToArray()), Labels[..count], Classes, Mean, Std, ClassNames);
     }
 
     /// <summary>
@@ -166,13 +224,28 @@ public sealed class ImageDataset
         ImageDataset Part(bool validation, string suffix)
         {
             int[] picked = Enumerable.Range(0, Count).Where(i => held[i] == validation).ToArray();
-            int size = Channels * Height * Width;
-            var pixels = new byte[picked.Length * size];
-            for (int k = 0; k < picked.Length; k++)
-                Pixels.AsSpan(picked[k] * size, size).CopyTo(pixels.AsSpan(k * size, size));
-            return new ImageDataset($"{Name}, {suffix}", Channels, Height, Width, pixels, picked.Select(i => Labels[i]).ToArray(), Classes, Mean, Std, ClassNames);
+            return new ImageDataset($"{Name}, {suffix}", Channels, Height, Width, Pick(picked), picked.Select(i => Labels[i]).ToArray(), Classes, Mean, Std, ClassNames);
         }
         return (Part(false, "training part"), Part(true, $"validation {fraction:P0}"));
+    }
+
+    /// <summary>
+    /// The pixels of <paramref name="images"/>: copied when in memory (the parts of a split are independent arrays,
+    /// as before), a selection of the mapped file otherwise (nothing copied, so a split of a dataset larger than
+    /// memory stays on disk).
+    /// </summary>
+    private PixelStore Pick(int[] images)
+    {
+        int size = Channels * Height * Width;
+        if (store is PixelStore.InMemory)
+        {
+            var pixels = new byte[(long)images.Length * size];
+            var view = store;
+            for (int k = 0; k < images.Length; k++)
+                view.Read((long)images[k] * size, pixels.AsSpan(k * size, size));
+            return new PixelStore.InMemory(pixels);
+        }
+        return store is PixelStore.Picked p ? p.Compose(images) : new PixelStore.Picked(store, images, size);
     }
 
     /// <summary>Loads an IDX images file (N x H x W, grayscale) and its labels file.</summary>

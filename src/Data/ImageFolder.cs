@@ -10,7 +10,8 @@ namespace GpuBackprop.Data;
 /// by <see cref="ImageDecoder"/> (its rules), on every core, and each image's place in the dataset is fixed
 /// by the sorted file names, so the result does not depend on the decoding order. A decoded split is cached
 /// in <c>ROOT/.gpubackprop-cache</c> (<see cref="DataCache"/>: reused while its files are unchanged, never when
-/// damaged; a folder that cannot be written goes without).
+/// damaged) and read from there memory-mapped, so a split may be larger than host memory; a folder that cannot
+/// be written goes without, decoded into memory.
 /// </summary>
 public static class ImageFolder
 {
@@ -97,8 +98,8 @@ public static class ImageFolder
     /// <param name="cacheFolder">Where the decoded split is cached and looked for (null: no cache).</param>
     /// <param name="skipped">
     /// Null: the first bad file (not an image, or an image that does not decode) is an error. Else bad files are
-    /// left out of the split and their errors added here, in the folder's order (a split that left one out is
-    /// not cached).
+    /// left out of the split and their errors added here, in the folder's order (the cache remembers which images
+    /// did not decode and why, so a later run skips, or refuses, the same files without decoding them again).
     /// </param>
     public static ImageDataset LoadSplit(string split, IReadOnlyList<string> classes, int channels, int height, int width, IProgress<int>? progress = null,
         string? cacheFolder = null, List<DataFormatException>? skipped = null)
@@ -127,44 +128,84 @@ public static class ImageFolder
         }
         int size = channels * height * width;
         string name = $"{Path.GetFileName(split)} ({split})";
-        string? cacheFile = cacheFolder is null ? null : Path.Combine(cacheFolder, $"{Path.GetFileName(split)}-{channels}x{height}x{width}.gbpdata");
-        string? header = cacheFile is null ? null : DataCache.Header(split, files, channels, height, width, classes);
-        if (cacheFile is not null && DataCache.TryRead(cacheFile, header!, files.Count, size) is var (cachedLabels, cachedPixels))
-            return new ImageDataset(name + FromCache, channels, height, width, cachedPixels, cachedLabels, classes.Count, null, null, classes, cacheFile);
-        if ((long)files.Count * size > Array.MaxLength)
-            throw new DataFormatException(split, $"{files.Count:N0} images of {channels}x{height}x{width} need {(long)files.Count * size:N0} bytes, more than one array holds; use a smaller --image-size.");
-        var pixels = new byte[files.Count * size];
-        int done = 0;
+        int[] labels = files.Select(f => f.Label).ToArray();
         var errors = new DataFormatException?[files.Count];
-        Parallel.For(0, files.Count, i =>
+        int done = 0;
+        // Decodes images [first, first + count) into part, on every core; errors are kept by index. Refusing (no
+        // skipping), the first bad file of the part in the folder's order is thrown, whichever core met it first:
+        // the parts before it had none, so it is the folder's first.
+        void Decode(int first, int count, byte[] part)
         {
-            try
+            Parallel.For(0, count, k =>
             {
-                ImageDecoder.Decode(files[i].Path, channels, height, width, pixels.AsSpan(i * size, size));
-            }
-            catch (DataFormatException e)
-            {
-                errors[i] = e;
-            }
-            progress?.Report(Interlocked.Increment(ref done));
-        });
-        // The first bad file in the folder's order, whichever core met it first.
-        if (errors.FirstOrDefault(e => e is not null) is DataFormatException first)
+                int i = first + k;
+                try
+                {
+                    ImageDecoder.Decode(files[i].Path, channels, height, width, part.AsSpan(k * size, size));
+                }
+                catch (DataFormatException e)
+                {
+                    errors[i] = e;
+                    part.AsSpan(k * size, size).Clear();
+                }
+                progress?.Report(Interlocked.Increment(ref done));
+            });
+            if (skipped is null && errors.Skip(first).Take(count).FirstOrDefault(e => e is not null) is DataFormatException bad)
+                throw bad;
+        }
+        if (cacheFolder is not null)
         {
-            if (skipped is null)
-                throw first;
+            string cacheFile = Path.Combine(cacheFolder, $"{Path.GetFileName(split)}-{channels}x{height}x{width}.gbpdata");
+            string header = DataCache.Header(split, files, channels, height, width, classes);
+            string how = FromCache;
+            var cached = DataCache.TryOpen(cacheFile, header, files.Count, size);
+            if (cached is null)
+            {
+                how = "";
+                // Decoded a part at a time straight into the cache, which is then mapped: the split never has to fit in
+                // memory. A folder that cannot be written (read-only data, a full disk) is decoded into memory below.
+                try
+                {
+                    Serialization.AtomicFile.Write(cacheFile, fs => DataCache.Write(fs, header, labels, size, Decode,
+                        () => errors.Select((e, i) => (e, i)).Where(p => p.e is not null).Select(p => new DataCache.Bad(p.i, Problem(p.e!, files[p.i].Path))).ToArray()),
+                        createFolder: true);
+                    cached = DataCache.TryOpen(cacheFile, header, files.Count, size);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    done = 0;
+                    Array.Clear(errors);
+                }
+            }
+            if (cached is var (cachedLabels, cachedPixels, bad))
+            {
+                if (bad.Length == 0)
+                    return new ImageDataset(name + how, channels, height, width, cachedPixels, cachedLabels, classes.Count, null, null, classes, cacheFile);
+                if (skipped is null)
+                    throw new DataFormatException(files[bad[0].Index].Path, bad[0].Problem);
+                skipped.AddRange(bad.Select(b => new DataFormatException(files[b.Index].Path, b.Problem)));
+                int[] good = Enumerable.Range(0, files.Count).Except(bad.Select(b => b.Index)).ToArray();
+                return new ImageDataset(name + how, channels, height, width, new PixelStore.Picked(cachedPixels, good, size), good.Select(i => cachedLabels[i]).ToArray(),
+                    classes.Count, null, null, classes, cacheFile);
+            }
+        }
+        if ((long)files.Count * size > Array.MaxLength)
+            throw new DataFormatException(split, $"{files.Count:N0} images of {channels}x{height}x{width} need {(long)files.Count * size:N0} bytes, more than one array holds, and the decoded cache (which is read from disk) cannot be written in {cacheFolder ?? "(no cache folder)"}; use a smaller --image-size or a writable folder.");
+        var pixels = new byte[files.Count * size];
+        Decode(0, files.Count, pixels);
+        if (errors.Any(e => e is not null))
+        {
             int[] kept = Enumerable.Range(0, files.Count).Where(i => errors[i] is null).ToArray();
-            skipped.AddRange(errors.OfType<DataFormatException>());
+            skipped!.AddRange(errors.OfType<DataFormatException>());
             var keptPixels = new byte[checked(kept.Length * size)];
             for (int k = 0; k < kept.Length; k++)
                 pixels.AsSpan(kept[k] * size, size).CopyTo(keptPixels.AsSpan(k * size, size));
-            return new ImageDataset(name, channels, height, width, keptPixels, kept.Select(i => files[i].Label).ToArray(), classes.Count, null, null, classes, split);
+            return new ImageDataset(name, channels, height, width, keptPixels, kept.Select(i => labels[i]).ToArray(), classes.Count, null, null, classes, split);
         }
-        int[] labels = files.Select(f => f.Label).ToArray();
-        // A folder that cannot be written (read-only data) just goes without a cache. (A split that left out an
-        // image that does not decode returned above, uncached; files that are not images are not in the header.)
-        if (cacheFile is not null)
-            DataCache.TryWrite(cacheFile, header!, labels, pixels);
         return new ImageDataset(name, channels, height, width, pixels, labels, classes.Count, null, null, classes, split);
     }
+
+    /// <summary>An error's message without the file name it starts with (the cache keeps the problem; the file comes from the header).</summary>
+    private static string Problem(DataFormatException e, string file) =>
+        e.Message.StartsWith(file + ": ", StringComparison.Ordinal) ? e.Message[(file.Length + 2)..] : e.Message;
 }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using GpuBackprop.Data;
 using GpuBackprop.Layers;
 using GpuBackprop.Runtime;
@@ -21,7 +22,7 @@ public sealed record TrainedModel(Sequential Model, TrainConfig Config, int Epoc
 
     /// <summary>
     /// The classes and probabilities of <paramref name="count"/> images of (C, H, W) = <see cref="Input"/>,
-    /// bytes 0..255 laid out as <see cref="ImageDataset.Pixels"/>, normalised as in training and run
+    /// bytes 0..255 laid out as <see cref="ImageDataset.CopyPixels"/> gives them, normalised as in training and run
     /// <paramref name="batchSize"/> images at a time (memory stays bounded for any count).
     /// </summary>
     /// <exception cref="ArgumentException">The pixels do not hold <paramref name="count"/> images of the model's input size.</exception>
@@ -33,6 +34,13 @@ public sealed record TrainedModel(Sequential Model, TrainConfig Config, int Epoc
         int size = Input[0] * Input[1] * Input[2];
         if ((long)count * size > pixels.Length)
             throw new ArgumentException($"{pixels.Length} bytes hold {pixels.Length / size} images of {string.Join("x", Input)}; asked for {count}.", nameof(pixels));
+        return Predict(count, batchSize, (batch, range) => pixels.AsSpan(range.Start * size, range.Count * size).CopyTo(batch));
+    }
+
+    /// <summary>Predicts <paramref name="count"/> images, <paramref name="batchSize"/> at a time, each batch's bytes copied by <paramref name="read"/>(destination, (first, count)).</summary>
+    private (int[] Classes, float[,] Probabilities) Predict(int count, int batchSize, SpanAction<byte, (int Start, int Count)> read)
+    {
+        int size = Input[0] * Input[1] * Input[2];
         int channels = Input[0], plane = Input[1] * Input[2];
         // The batch gather's scale and shift, so that an image is fed to the model exactly as in training.
         float[] norm = Ops.BatchGatherMath.Normalisation(Normalization[..channels], Normalization[channels..]);
@@ -42,10 +50,12 @@ public sealed record TrainedModel(Sequential Model, TrainConfig Config, int Epoc
         {
             int n = Math.Min(batchSize, count - start);
             var x = new float[n * size];
+            var bytes = new byte[n * size];
+            read(bytes, (start, n));
             for (int i = 0; i < x.Length; i++)
             {
                 int channel = i / plane % channels;
-                x[i] = pixels[start * size + i] * norm[channel] - norm[channels + channel];
+                x[i] = bytes[i] * norm[channel] - norm[channels + channel];
             }
             using Tensor images = Tensor.FromHost(Model.Device, x, n, Input[0], Input[1], Input[2]);
             var (c, p) = Model.Predict(images);
@@ -65,7 +75,8 @@ public sealed record TrainedModel(Sequential Model, TrainConfig Config, int Epoc
         ArgumentNullException.ThrowIfNull(images);
         if (images.Channels != Input[0] || images.Height != Input[1] || images.Width != Input[2])
             throw new ArgumentException($"The images are {images.Channels}x{images.Height}x{images.Width}; the model takes {string.Join("x", Input)}.", nameof(images));
-        return Predict(images.Pixels, images.Count, batchSize);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        return Predict(images.Count, batchSize, (batch, range) => images.CopyPixels(range.Start, range.Count, batch));
     }
 
     /// <inheritdoc />

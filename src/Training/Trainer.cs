@@ -200,7 +200,7 @@ public sealed class Trainer : IDisposable
                     throw new ArgumentException($"A validation split of {config.ValidationSplit} holds out no image of the {train.Count} training images (each class rounds to none); give a larger fraction.", nameof(config));
             }
             ImageDataset[] splits = held is null ? [trainPart, test] : [trainPart, test, held];
-            long[] shares = Shares(splits.Select(d => d.Pixels.LongLength).ToArray(), dataMemory ?? DefaultDataMemory(device));
+            long[] shares = Shares(splits.Select(d => d.PixelBytes).ToArray(), dataMemory ?? DefaultDataMemory(device));
             if (held is not null)
                 made.Add(validation = new DeviceData(device, held, normalization, shares[2], config.BatchSize));
             made.Add(this.train = new DeviceData(device, trainPart, normalization, shares[0], config.BatchSize));
@@ -657,7 +657,7 @@ public sealed class Trainer : IDisposable
             Host = host;
             int c = host.Channels;
             imageSize = c * host.Height * host.Width;
-            Resident = host.Pixels.LongLength <= memoryBytes;
+            Resident = host.PixelBytes <= memoryBytes;
             capacity = Resident ? host.Count : (int)Math.Clamp(memoryBytes / imageSize / batch * batch, Math.Min(batch, host.Count), Math.Max(1, host.Count));
             Normalisation = Tensor.FromHost(device, BatchGatherMath.Normalisation(normalization[..c], normalization[c..]), 2 * c);
             Pixels = device.Allocate<byte>(Math.Max(1L, (long)capacity * imageSize));
@@ -667,7 +667,21 @@ public sealed class Trainer : IDisposable
             Order = Tensor.FromHost(device, identity, host.Count);
             if (Resident)
             {
-                Pixels.View.CopyFromCPU(host.Pixels);
+                if (host.PixelArray is byte[] array)
+                    Pixels.View.CopyFromCPU(array);
+                else
+                {
+                    // Mapped or selected pixels go up a part at a time (a split may be larger than one array).
+                    int perPart = Math.Max(1, (64 << 20) / imageSize);
+                    var part = new byte[(long)Math.Min(perPart, host.Count) * imageSize];
+                    for (int first = 0; first < host.Count; first += perPart)
+                    {
+                        int n = Math.Min(perPart, host.Count - first);
+                        host.CopyPixels(first, n, part);
+                        Pixels.View.SubView((long)first * imageSize, (long)n * imageSize).CopyFromCPU(device.Stream, part.AsSpan(0, n * imageSize));
+                        device.Stream.Synchronize(); // before the part is refilled
+                    }
+                }
                 Labels.Upload(host.Labels);
                 return;
             }
@@ -752,7 +766,7 @@ public sealed class Trainer : IDisposable
                 for (int k = 0; k < length; k++)
                 {
                     int image = passOrder[start + k];
-                    Host.Pixels.AsSpan(image * imageSize, imageSize).CopyTo(stagingPixels[slot].AsSpan(k * imageSize, imageSize));
+                    Host.CopyPixels(image, 1, stagingPixels[slot].AsSpan(k * imageSize, imageSize));
                     stagingLabels[slot][k] = Host.Labels[image];
                 }
                 return length;

@@ -41,7 +41,7 @@ public sealed class ExportPredictCliTests
             }
 
             string images = Path.Combine(dir, "images.idx");
-            File.WriteAllBytes(images, IdxFile.Encode([5, 28, 28], test.Pixels.AsSpan(0, 5 * 784)));
+            File.WriteAllBytes(images, IdxFile.Encode([5, 28, 28], test.ReadPixels(0, 5)));
             Assert.Equal(0, CliApp.Run(["predict", "--checkpoint", checkpoint, "--images", images, "--device", "cpu"]));
             Assert.Equal(2, CliApp.Run(["predict", "--checkpoint", checkpoint]));
 
