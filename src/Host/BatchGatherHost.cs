@@ -9,7 +9,6 @@ internal static class BatchGatherHost
     public static void Run(BatchGather g, ArrayView<byte> pixels, ArrayView<int> labels, ArrayView<int> order, ArrayView<float> normalisation, ArrayView<float> x, ArrayView<int> y) =>
         HostLoop.For(g.Count, (start, end) =>
         {
-            Span<byte> px = HostLoop.Span(pixels);
             Span<int> ord = HostLoop.Span(order), lab = HostLoop.Span(labels), ys = HostLoop.Span(y);
             Span<float> xs = HostLoop.Span(x);
             ReadOnlySpan<float> scale = HostLoop.Span(normalisation)[..g.Channels], shift = HostLoop.Span(normalisation).Slice(g.Channels, g.Channels);
@@ -17,7 +16,8 @@ internal static class BatchGatherHost
             for (int b = start; b < end; b++)
             {
                 int image = ord[g.Start + b];
-                ReadOnlySpan<byte> src = px.Slice(image * g.ImageSize, g.ImageSize);
+                // One image's span at a 64-bit offset: resident data may be larger than 2 GB (one span cannot hold it).
+                ReadOnlySpan<byte> src = HostLoop.Span(pixels.SubView((long)image * g.ImageSize, g.ImageSize));
                 Span<float> dst = xs.Slice(b * g.ImageSize, g.ImageSize);
                 if (g.CropPadding == 0 && g.Flip == 0)
                 {

@@ -31,8 +31,9 @@ internal static class BatchGatherKernels
         int b = e / g.ImageSize, p = e - b * g.ImageSize;
         int plane = g.Height * g.Width, channel = p / plane, q = p - channel * plane;
         int image = order[g.Start + b];
+        // The image's offset in 64 bits: resident data may be larger than 2 GB.
         int source = BatchGatherMath.SourcePixel(g, b, q / g.Width, q % g.Width);
-        x[e] = (source < 0 ? 0 : pixels[image * g.ImageSize + channel * plane + source]) * normalisation[channel] - normalisation[g.Channels + channel];
+        x[e] = (source < 0 ? 0 : pixels[(long)image * g.ImageSize + channel * plane + source]) * normalisation[channel] - normalisation[g.Channels + channel];
     }
 
     private static void LabelsKernel(Index1D b, BatchGather g, ArrayView<int> labels, ArrayView<int> order, ArrayView<int> y) =>

@@ -631,6 +631,41 @@ public sealed class TrainingKernelTests
         Assert.Equal(order[start..(start + count)].Select(i => labels[i]).ToArray(), y.DownloadInt32());
     }
 
+    /// <summary>
+    /// Resident data larger than 2 GB (a GPU holds much more): images past byte 2^31 are gathered from their
+    /// 64-bit offset (an int offset overflowed, and the host routine's single span could not hold the data).
+    /// 2,050 images of 1x1024x1024 (2.15 GB); the last two and the first are gathered.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    public void BatchGatherReadsImagesPastTwoGigabytes(string device)
+    {
+        ComputeDevice d = TestDevices.Get(device);
+        const int side = 1024, size = side * side, images = 2050;
+        Assert.True((long)images * size > int.MaxValue);
+        using var px = d.Allocate<byte>((long)images * size);
+        px.View.MemSetToZero();
+        byte[][] pattern = new byte[3][];
+        int[] at = [images - 1, 0, images - 2];
+        for (int k = 0; k < 3; k++)
+        {
+            pattern[k] = Enumerable.Range(0, size).Select(i => (byte)((i * 7 + k * 50 + 1) % 251)).ToArray();
+            px.View.SubView((long)at[k] * size, size).CopyFromCPU(pattern[k]);
+        }
+        int[] order = [.. at, .. Enumerable.Range(1, images - 3)];
+        int[] labels = Enumerable.Range(0, images).Select(i => i % 10).ToArray();
+        using Tensor lab = Tensor.FromHost(d, labels, images), ord = Tensor.FromHost(d, order, images), y = Tensor.Zeros(d, DType.Int32, 3);
+        using Tensor x = Tensor.Zeros(d, 3, size);
+        using Tensor norm = Tensor.FromHost(d, BatchGatherMath.Normalisation([0f], [1f]), 2);
+        d.Backend.GatherBatch(BatchGather.Of(0, 3, 1, side, side), px.View, lab.IntView, ord.IntView, norm.View, x.View, y.IntView);
+        float[] got = x.Download();
+        for (int k = 0; k < 3; k++)
+            for (int i = 0; i < size; i++)
+                if (Math.Abs(got[k * size + i] - pattern[k][i] / 255f) > 1e-6f)
+                    Assert.Fail($"image {at[k]} pixel {i}: {got[k * size + i]} instead of {pattern[k][i] / 255f} (|a-e| <= 1e-6)");
+        Assert.Equal(at.Select(i => labels[i]).ToArray(), y.DownloadInt32());
+    }
+
     [Theory]
     [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
     public void MetricsCountCorrectRowsAndFlagTheFirstBadStep(string device)
