@@ -6,7 +6,7 @@ namespace GpuBackprop.Data;
 
 /// <summary>
 /// A decoded split of an image folder packed into one file, so that later runs skip decoding and read the
-/// images from the file, memory-mapped (a split larger than host memory is paged in as it is read): the
+/// images from the file as they are needed (<see cref="PixelStore.OnDisk"/>: a split larger than host memory is paged in as it is read): the
 /// images as uint8 planes and their labels, after a header that names every source file with its size and
 /// modification time, the image size, channels and class names. A cache is used only when its header is
 /// the one the folder would give now (the same files, unchanged, decoded to the same size) and both of
@@ -44,7 +44,7 @@ internal static class DataCache
         });
 
     /// <summary>
-    /// The cached labels, the pixels (mapped from the file) and the files that did not decode, when the cache
+    /// The cached labels, the pixels (read from the file as needed) and the files that did not decode, when the cache
     /// holds exactly <paramref name="header"/> and its checksums hold; else null.
     /// </summary>
     public static (int[] Labels, PixelStore Pixels, Bad[] Bad)? TryOpen(string path, string header, int count, int imageSize)
@@ -58,11 +58,11 @@ internal static class DataCache
         var info = new FileInfo(path);
         if (!info.Exists || info.Length < fixedLength || info.Length > fixedLength + int.MaxValue || (info.Attributes & FileAttributes.Device) != 0)
             return null;
-        PixelStore.Mapped? file = null;
         try
         {
-            // The checks read through the same mapping the dataset then uses, so what was checked is what is read.
-            file = new PixelStore.Mapped(path, 0, info.Length);
+            // The checks read through the same handle the dataset then uses (the same file, even if the path is
+            // renamed over meanwhile), so what was checked is what is read.
+            var file = new PixelStore.OnDisk(path, 0, info.Length);
             if (file.Length != info.Length)
                 return null;
             byte[] front = new byte[labelsAt];
@@ -96,7 +96,7 @@ internal static class DataCache
                 return null;
             int[] labels = new int[count];
             Buffer.BlockCopy(labelBytes, 0, labels, 0, labelBytes.Length);
-            var pixels = new PixelStore.Mapped(path, pixelsAt, pixelBytes);
+            PixelStore pixels = file.Range(pixelsAt, pixelBytes);
             return (labels, pixels, bad);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)

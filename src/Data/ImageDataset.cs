@@ -5,8 +5,8 @@ namespace GpuBackprop.Data;
 /// names when the source has them, and the per-channel mean and standard deviation that the trainer
 /// normalises pixels scaled to [0, 1] with (torchvision's <c>Normalize(mean, std)</c> after
 /// <c>ToTensor()</c>). The dataset keeps the arrays it is given (no copy): do not change them while a
-/// trainer uses it. An image folder's dataset reads its pixels from the memory-mapped decoded cache
-/// (<see cref="IsMemoryMapped"/>), so it may be larger than host memory; read them with
+/// trainer uses it. An image folder's dataset reads its pixels from the decoded cache file as they are needed
+/// (<see cref="IsOnDisk"/>), so it may be larger than host memory; read them with
 /// <see cref="CopyPixels"/> or <see cref="ReadPixels(int, int)"/>.
 /// </summary>
 public sealed class ImageDataset
@@ -32,7 +32,7 @@ public sealed class ImageDataset
     {
     }
 
-    /// <summary>A dataset whose pixels are in <paramref name="pixels"/> (host memory, a mapped file, or a selection).</summary>
+    /// <summary>A dataset whose pixels are in <paramref name="pixels"/> (host memory, a file read as needed, or a selection).</summary>
     internal ImageDataset(string name, int channels, int height, int width, PixelStore pixels, int[] labels, int classes, float[]? mean, float[]? std,
         IReadOnlyList<string>? classNames = null, string labelsFile = "labels")
     {
@@ -144,8 +144,8 @@ public sealed class ImageDataset
     /// <summary>The bytes of all pixels (<see cref="Count"/> x channels x height x width).</summary>
     public long PixelBytes => store.Length;
 
-    /// <summary>Whether the pixels are read from a memory-mapped file (an image folder's decoded cache) rather than held in memory.</summary>
-    public bool IsMemoryMapped => store is PixelStore.Mapped or PixelStore.Picked { Source: PixelStore.Mapped };
+    /// <summary>Whether the pixels are read from a file as they are needed (an image folder's decoded cache) rather than held in memory.</summary>
+    public bool IsOnDisk => store is PixelStore.OnDisk or PixelStore.Picked { Source: PixelStore.OnDisk };
 
     /// <summary>
     /// Copies the pixels of images [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>)
@@ -231,7 +231,7 @@ public sealed class ImageDataset
 
     /// <summary>
     /// The pixels of <paramref name="images"/>: copied when in memory (the parts of a split are independent arrays,
-    /// as before), a selection of the mapped file otherwise (nothing copied, so a split of a dataset larger than
+    /// as before), a selection of the file otherwise (nothing copied, so a split of a dataset larger than
     /// memory stays on disk).
     /// </summary>
     private PixelStore Pick(int[] images)

@@ -10,7 +10,7 @@ namespace GpuBackprop.Data;
 /// by <see cref="ImageDecoder"/> (its rules), on every core, and each image's place in the dataset is fixed
 /// by the sorted file names, so the result does not depend on the decoding order. A decoded split is cached
 /// in <c>ROOT/.gpubackprop-cache</c> (<see cref="DataCache"/>: reused while its files are unchanged, never when
-/// damaged) and read from there memory-mapped, so a split may be larger than host memory; a folder that cannot
+/// damaged) and read from there as needed, so a split may be larger than host memory; a folder that cannot
 /// be written goes without, decoded into memory.
 /// </summary>
 public static class ImageFolder
@@ -162,7 +162,7 @@ public static class ImageFolder
             if (cached is null)
             {
                 how = "";
-                // Decoded a part at a time straight into the cache, which is then mapped: the split never has to fit in
+                // Decoded a part at a time straight into the cache, which is then read as needed: the split never has to fit in
                 // memory. A folder that cannot be written (read-only data, a full disk) is decoded into memory below.
                 try
                 {

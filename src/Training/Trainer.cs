@@ -671,7 +671,7 @@ public sealed class Trainer : IDisposable
                     Pixels.View.CopyFromCPU(array);
                 else
                 {
-                    // Mapped or selected pixels go up a part at a time (a split may be larger than one array).
+                    // Pixels on disk or selected go up a part at a time (a split may be larger than one array).
                     int perPart = Math.Max(1, (64 << 20) / imageSize);
                     var part = new byte[(long)Math.Min(perPart, host.Count) * imageSize];
                     for (int first = 0; first < host.Count; first += perPart)
@@ -763,12 +763,17 @@ public sealed class Trainer : IDisposable
             next = Task.Run(() =>
             {
                 int length = Math.Min(capacity, Count - start);
-                for (int k = 0; k < length; k++)
+                byte[] pixels = stagingPixels[slot];
+                int[] labels = stagingLabels[slot];
+                // Several images at once when the pixels are on disk: a shuffled pass over a split larger than memory
+                // reads scattered pages from disk, and one reader at a time waits on each in turn.
+                var options = new ParallelOptions { MaxDegreeOfParallelism = Host.IsOnDisk ? 16 : 1 };
+                Parallel.For(0, length, options, k =>
                 {
                     int image = passOrder[start + k];
-                    Host.CopyPixels(image, 1, stagingPixels[slot].AsSpan(k * imageSize, imageSize));
-                    stagingLabels[slot][k] = Host.Labels[image];
-                }
+                    Host.CopyPixels(image, 1, pixels.AsSpan(k * imageSize, imageSize));
+                    labels[k] = Host.Labels[image];
+                });
                 return length;
             });
         }

@@ -64,22 +64,22 @@ public sealed class DataSourceTests : IDisposable
     }
 
     /// <summary>
-    /// An image folder's split is read from its memory-mapped cache: resident, streamed through a budget of a few
-    /// batches, and with a validation split drawn from it (a selection of the mapped file, nothing copied), it
+    /// An image folder's split is read from its cache file as needed: resident, streamed through a budget of a few
+    /// batches, and with a validation split drawn from it (a selection of the file, nothing copied), it
     /// trains bit for bit as the same bytes held in memory.
     /// </summary>
     [Fact]
-    public void AMemoryMappedSplitTrainsBitForBitAsTheSameImagesInMemory()
+    public void ASplitReadFromItsCacheFileTrainsBitForBitAsTheSameImagesInMemory()
     {
-        string root = Path.Combine(dir, "mapped");
+        string root = Path.Combine(dir, "ondisk");
         WriteFolder(root, ByClass(200), ByClass(45));
         var (train, test, _) = Datasets.Load(root, new DataOptions(Channels: 1, Height: 28, Width: 28));
-        Assert.True(train.IsMemoryMapped && test.IsMemoryMapped);
+        Assert.True(train.IsOnDisk && test.IsOnDisk);
         var memTrain = new ImageDataset("in memory", 1, 28, 28, train.ReadPixels(), train.Labels, 10, train.Mean, train.Std, train.ClassNames);
         var memTest = new ImageDataset("in memory", 1, 28, 28, test.ReadPixels(), test.Labels, 10, test.Mean, test.Std, test.ClassNames);
-        Assert.False(memTrain.IsMemoryMapped);
+        Assert.False(memTrain.IsOnDisk);
         var (part, held) = train.Split(0.1, seed: 4);
-        Assert.True(part.IsMemoryMapped && held.IsMemoryMapped && train.Take(7).IsMemoryMapped);
+        Assert.True(part.IsOnDisk && held.IsOnDisk && train.Take(7).IsOnDisk);
         Assert.Equal(memTrain.Split(0.1, seed: 4).Validation.ReadPixels(), held.ReadPixels());
         Assert.Equal(memTrain.ReadPixels(3, 4), train.Take(7).ReadPixels(3, 4));
 
@@ -90,19 +90,19 @@ public sealed class DataSourceTests : IDisposable
             Architecture = """[{"type": "flatten"}, {"type": "linear", "in_features": 784, "out_features": 10}]""",
         };
         using var inMemory = new Trainer(d, config, memTrain, memTest);
-        using var mapped = new Trainer(d, config, train, test);
+        using var onDisk = new Trainer(d, config, train, test);
         using var streamed = new Trainer(d, config, train, test, 2L * 3 * 16 * 784);
         Assert.True(streamed.Streams);
         for (int e = 0; e < 2; e++)
         {
-            EpochResult a = inMemory.RunEpoch(), b = mapped.RunEpoch(), c = streamed.RunEpoch();
+            EpochResult a = inMemory.RunEpoch(), b = onDisk.RunEpoch(), c = streamed.RunEpoch();
             Assert.Equal((a.TrainLoss, a.TrainAccuracy, a.TestAccuracy, a.ValidationAccuracy), (b.TrainLoss, b.TrainAccuracy, b.TestAccuracy, b.ValidationAccuracy));
             Assert.Equal((a.TrainLoss, a.TrainAccuracy, a.TestAccuracy, a.ValidationAccuracy), (c.TrainLoss, c.TrainAccuracy, c.TestAccuracy, c.ValidationAccuracy));
         }
         Assert.Equal(inMemory.Model.StateDict().Select(s => s.Tensor.Download()), streamed.Model.StateDict().Select(s => s.Tensor.Download()));
-        // Predicting from the mapped set is predicting from the same bytes in memory.
-        string file = Path.Combine(dir, "mapped.gbp");
-        mapped.ToCheckpoint().Save(file);
+        // Predicting from the set on disk is predicting from the same bytes in memory.
+        string file = Path.Combine(dir, "ondisk.gbp");
+        onDisk.ToCheckpoint().Save(file);
         using TrainedModel model = Trainer.LoadModel(d, file);
         Assert.Equal(model.Predict(memTest.ReadPixels(), memTest.Count).Classes, model.Predict(test).Classes);
     }
@@ -459,15 +459,15 @@ public sealed class DataSourceTests : IDisposable
         Assert.Contains("decoded in", source);
         string cache = Path.Combine(root, ImageFolder.CacheFolder, "train-1x28x28.gbpdata");
         Assert.True(File.Exists(cache));
-        // Read now: the dataset maps the cache file, which this test damages in place below (the library's own
-        // rewrites are renames, which leave a mapped file as it was).
+        // Read now: the dataset reads the cache file as needed, and this test damages it in place below (the
+        // library's own rewrites are renames, which leave an open file as it was).
         byte[] decoded = first.ReadPixels();
-        Assert.True(first.IsMemoryMapped, "a freshly decoded split is read back from its cache");
+        Assert.True(first.IsOnDisk, "a freshly decoded split is read back from its cache");
         Assert.Equal(decoded, ImageFolder.LoadSplit(Path.Combine(root, "train"), first.ClassNames!, 1, 28, 28).ReadPixels());
 
         var (again, _, source2) = Datasets.Load(root, options);
         Assert.Contains("read from the decoded cache", source2);
-        Assert.True(again.IsMemoryMapped);
+        Assert.True(again.IsOnDisk);
         Assert.Equal(decoded, again.ReadPixels());
         Assert.Equal(first.Labels, again.Labels);
         Assert.Equal(first.ClassNames, again.ClassNames);
@@ -547,7 +547,7 @@ public sealed class DataSourceTests : IDisposable
         Assert.Equal(source[source.IndexOf("skipped", StringComparison.Ordinal)..], source2[source2.IndexOf("skipped", StringComparison.Ordinal)..]);
         Assert.Equal([0, 1], cached.Labels);
         Assert.Equal([.. good, .. good], cached.ReadPixels());
-        Assert.True(cached.IsMemoryMapped);
+        Assert.True(cached.IsOnDisk);
         var refused = Assert.Throws<DataFormatException>(() => Datasets.Load(root, options));
         Assert.StartsWith(notes, refused.Message);
         File.Delete(notes);
@@ -653,7 +653,7 @@ public sealed class DataSourceTests : IDisposable
     public void AFolderWhosePixelsWouldOverflowAnArrayWithNoCacheToMapIsRefusedBeforeDecoding()
     {
         string root = Path.Combine(dir, "overflow");
-        // With a cache the split is decoded to disk and mapped (no array); here the cache folder cannot be made.
+        // With a cache the split is decoded to disk and read from there (no array); here the cache folder cannot be made.
         Directory.CreateDirectory(root);
         File.WriteAllText(Path.Combine(root, ImageFolder.CacheFolder), "in the way");
         for (int i = 0; i < 43; i++)
