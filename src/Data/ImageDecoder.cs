@@ -7,14 +7,16 @@ namespace GpuBackprop.Data;
 /// rules:
 /// <list type="bullet">
 /// <item>Channels: an alpha channel is dropped (not blended); grey becomes RGB by repeating it; RGB becomes
-/// grey by ITU-R BT.601's weights, round(0.299 R + 0.587 G + 0.114 B).</item>
+/// grey by ITU-R BT.601's weights, round(0.299 R + 0.587 G + 0.114 B). Progressive JPEGs decode, and CMYK (Adobe)
+/// JPEGs decode to RGB as stb converts them (R = C x K / 255 and so on, the Adobe convention of inverted
+/// values), which matched PIL's conversion exactly on the test image.</item>
 /// <item>Size: an image already of the target size is kept as it is. Otherwise it is scaled by one factor,
 /// the smallest that covers the target (aspect kept), sampled bilinearly at pixel centres without
 /// antialiasing, and cropped at the centre (the crop's offset not rounded to a whole pixel): the same
 /// transform for training and evaluation. It resembles torchvision's <c>Resize</c> then <c>CenterCrop</c>,
 /// which rounds the resized size and the crop offset to whole pixels, so pixels differ slightly where the
 /// aspect ratios differ.</item>
-/// <item>Refused with the file named: a file that does not decode (truncated, corrupt, CMYK JPEG), 16-bit
+/// <item>Refused with the file named: a file that does not decode (truncated, corrupt), 16-bit
 /// PNGs (8 bits a channel are supported), and images over <see cref="MaxSide"/> pixels a side or
 /// <see cref="MaxPixels"/> in all (checked from the header, before anything is allocated).</item>
 /// </list>

@@ -518,6 +518,97 @@ public sealed class DataSourceTests : IDisposable
         Assert.Contains("loop", e.Message);
     }
 
+    /// <summary>
+    /// An image that cannot be read (permission denied) stops the run with exit 1 and one line naming it; with
+    /// --skip-bad-images it is left out and named. The CLI runs as a child process: as root, in a user namespace
+    /// (<c>unshare --user</c>) where root's own files are "other"'s, since root reads a mode-000 file anyway.
+    /// </summary>
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public void AnUnreadableImageIsRefusedNamingIt()
+    {
+        if (!OperatingSystem.IsLinux())
+            Assert.Skip("permissions are tested on Linux (the CI agents' system)");
+        string root = Path.Combine(dir, "unreadable");
+        byte[] good = Enumerable.Range(0, 16).Select(i => (byte)(i * 9)).ToArray();
+        WritePng(Path.Combine(root, "train", "a", "1.png"), good, 4, 4, ColorComponents.Grey);
+        WritePng(Path.Combine(root, "train", "b", "2.png"), good, 4, 4, ColorComponents.Grey);
+        WritePng(Path.Combine(root, "train", "b", "3.png"), good, 4, 4, ColorComponents.Grey);
+        WritePng(Path.Combine(root, "test", "a", "4.png"), good, 4, 4, ColorComponents.Grey);
+        string locked = Path.Combine(root, "train", "b", "2.png");
+        // Readable by others except the one file (the test folder itself is the owner's alone).
+        foreach (string d in Directory.GetDirectories(dir, "*", SearchOption.AllDirectories).Append(dir))
+            File.SetUnixFileMode(d, (UnixFileMode)0b111_101_101);
+        File.SetUnixFileMode(locked, UnixFileMode.None);
+        string cli = Path.Combine(AppContext.BaseDirectory, "gpubackprop.dll"), model = Path.Combine(dir, "two.json");
+        File.WriteAllText(model, """{"input": [1, 28, 28], "classes": 2, "layers": [{"type": "flatten"}, {"type": "linear", "in_features": 784, "out_features": 2}]}""");
+        File.SetUnixFileMode(model, (UnixFileMode)0b110_100_100);
+        // Root (or a process with CAP_DAC_OVERRIDE) reads the file anyway: then the CLI runs without that power.
+        bool asRoot = CanRead(locked);
+        (int Code, string Error) Run(params string[] args)
+        {
+            var start = new System.Diagnostics.ProcessStartInfo(asRoot ? "unshare" : "dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
+            foreach (string a in (asRoot ? UnshareUser : []).Append(cli).Concat(args))
+                start.ArgumentList.Add(a);
+            using var p = System.Diagnostics.Process.Start(start)!;
+            Task<string> output = p.StandardOutput.ReadToEndAsync();
+            string error = p.StandardError.ReadToEnd();
+            Assert.True(p.WaitForExit(120_000), "the CLI finished within two minutes");
+            return (p.ExitCode, error + output.Result);
+        }
+        var (code, text) = Run("train", "--data", root, "--image-size", "28x28", "--channels", "1", "--epochs", "1", "--device", "cpu", "--model", model, "--out", Path.Combine(dir, "out"));
+        Assert.True(code == 1, $"exit {code} (in a user namespace: {asRoot}): {text}");
+        Assert.Contains($"error: {locked}: cannot be read", text);
+        (code, text) = Run("train", "--data", root, "--image-size", "28x28", "--channels", "1", "--epochs", "1", "--device", "cpu", "--model", model, "--skip-bad-images", "--out", Path.Combine(dir, "out2"));
+        Assert.True(code == 0, $"exit {code}: {text}");
+        // The data line is wrapped at the console's width: compared without white space.
+        static string Bare(string t) => string.Concat(t.Where(c => !char.IsWhiteSpace(c)));
+        Assert.Contains(Bare($"skipped 1 bad file(s): {locked}: cannot be read"), Bare(text));
+    }
+
+    private static readonly string[] UnshareUser = ["--user", "dotnet"];
+
+    private static bool CanRead(string path)
+    {
+        try
+        {
+            using FileStream f = File.OpenRead(path);
+            return true;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// JPEGs that StbImageWriteSharp cannot write, made by PIL (<c>scripts/make-jpeg-fixtures.py</c>): a progressive
+    /// JPEG and an Adobe CMYK JPEG decode to PIL's RGB within a few levels (two decoders' IDCTs and chroma
+    /// upsampling differ: |a-e| &lt;= 4 levels of 255, the mean difference below 1.5; measured: 2 and 0).
+    /// </summary>
+    [Theory]
+    [InlineData("progressive")]
+    [InlineData("cmyk")]
+    public void ProgressiveAndCmykJpegsDecodeAsPilDecodesThem(string name)
+    {
+        string path = Path.Combine(AppContext.BaseDirectory, "images", name + ".jpg");
+        byte[] pil = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "images", name + ".rgb"));
+        const int w = 21, h = 13;
+        var planes = new byte[3 * h * w];
+        ImageDecoder.Decode(path, 3, h, w, planes);
+        int worst = 0;
+        long total = 0;
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < h * w; p++)
+            {
+                int d = Math.Abs(planes[c * h * w + p] - pil[p * 3 + c]);
+                worst = Math.Max(worst, d);
+                total += d;
+            }
+        Assert.True(worst <= 4, $"{name}.jpg: worst difference from PIL {worst} levels (|a-e| <= 4)");
+        Assert.True(total / (3.0 * h * w) < 1.5, $"{name}.jpg: mean difference from PIL {total / (3.0 * h * w):F2} levels (< 1.5)");
+    }
+
     [Fact]
     public void SkippingBadImagesLeavesThemOutCountsAndNamesThem()
     {
