@@ -43,12 +43,23 @@ public sealed class Sequential : Module
     }
 
     /// <summary>Backward through every module, skipping the first one's input gradient (nobody reads it in training).</summary>
-    public override void BackwardParameters(Tensor gradOutput)
+    public override void BackwardParameters(Tensor gradOutput) => BackwardParameters(gradOutput, null);
+
+    /// <summary>
+    /// The backward pass without the input's gradient, calling <paramref name="layerDone"/>(i) as soon as layer
+    /// i's parameter gradients are final (last layer first): data-parallel training starts averaging them while
+    /// the layers before are still computed.
+    /// </summary>
+    public void BackwardParameters(Tensor gradOutput, Action<int>? layerDone)
     {
         ThrowIfDisposed();
         Tensor g = gradOutput;
         for (int i = layers.Length - 1; i > 0; i--)
+        {
             g = layers[i].Backward(g);
+            layerDone?.Invoke(i);
+        }
         layers[0].BackwardParameters(g);
+        layerDone?.Invoke(0);
     }
 }

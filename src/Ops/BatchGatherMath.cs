@@ -23,6 +23,8 @@ internal struct BatchGather
     public int Flip;
     /// <summary>Key (seed) and counter (epoch) of the augmentation draws.</summary>
     public uint SeedLow, SeedHigh, EpochLow;
+    /// <summary>The data-parallel replica (0 for one device): a counter word of the draws, so replicas crop their images differently.</summary>
+    public uint Replica;
 
     /// <summary>The gather of images start .. start+count-1 of the order, without augmentation.</summary>
     public static BatchGather Of(int start, int count, int channels, int height, int width) =>
@@ -59,7 +61,7 @@ internal static class BatchGatherMath
     {
         if (g.CropPadding == 0 && g.Flip == 0)
             return h * g.Width + w;
-        uint r = DropoutMath.Philox((uint)(g.Start + b), 0x6175676du, g.EpochLow, 0u, g.SeedLow, g.SeedHigh);
+        uint r = DropoutMath.Philox((uint)(g.Start + b), 0x6175676du, g.EpochLow, g.Replica, g.SeedLow, g.SeedHigh);
         int span = 2 * g.CropPadding + 1;
         int oy = (int)(r % (uint)span) - g.CropPadding, ox = (int)((r >> 10) % (uint)span) - g.CropPadding;
         int sw = g.Flip != 0 && ((r >> 31) & 1u) != 0 ? g.Width - 1 - w : w;

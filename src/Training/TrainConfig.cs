@@ -35,7 +35,13 @@ public sealed record TrainConfig
     public int EarlyStop { get; init; }
     /// <summary>Total epochs.</summary>
     public int Epochs { get; init; } = 2;
-    /// <summary>Images per step (the last batch of an epoch may be smaller).</summary>
+    /// <summary>
+    /// Data-parallel replicas the run trains on (devices in a process, or MPI ranks): each takes every N-th image
+    /// of the epoch's order and <see cref="BatchSize"/>/N of each batch; a run resumes only with as many.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int Replicas { get; init; } = 1;
+    /// <summary>Images per step, over all replicas (the last batch of an epoch may be smaller).</summary>
     public int BatchSize { get; init; } = 64;
     /// <summary>Optimizer and its hyper-parameters.</summary>
     public OptimizerOptions Optimizer { get; init; } = new(OptimizerKind.Sgd, 0.01f, Momentum: 0.9f);
@@ -66,6 +72,8 @@ public sealed record TrainConfig
         if (!(ClipGradNorm >= 0) || !float.IsFinite(ClipGradNorm)) throw new ArgumentOutOfRangeException(nameof(ClipGradNorm), ClipGradNorm, "The clipping norm must be finite and not negative.");
         LearningRateSchedule.Parse(Schedule, Epochs);
         if (!(ValidationSplit >= 0 && ValidationSplit <= 0.5)) throw new ArgumentOutOfRangeException(nameof(ValidationSplit), ValidationSplit, "The validation split must be in [0, 0.5].");
+        if (Replicas < 1) throw new ArgumentOutOfRangeException(nameof(Replicas), Replicas, "There is at least one replica.");
+        if (BatchSize % Replicas != 0) throw new ArgumentException($"The batch of {BatchSize} images does not share evenly among {Replicas} replicas; give a batch size that is a multiple of {Replicas}.", nameof(BatchSize));
         if (EarlyStop < 0) throw new ArgumentOutOfRangeException(nameof(EarlyStop), EarlyStop, "Early stopping's patience must not be negative.");
         if (EarlyStop > 0 && ValidationSplit == 0) throw new ArgumentException("Early stopping watches the validation accuracy: it needs a validation split.", nameof(EarlyStop));
         if (ClassNames is { } names && names.Any(string.IsNullOrEmpty))

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using GpuBackprop.Data;
+using GpuBackprop.Distributed;
 using GpuBackprop.Ops;
 using GpuBackprop.Layers;
 using GpuBackprop.Runtime;
@@ -76,6 +77,8 @@ public sealed class Trainer : IDisposable
     private LearningRateSchedule schedule;
     private readonly List<EpochResult> history = new();
     private readonly Dictionary<int, (Tensor X, Tensor Y)> batches = new();
+    private readonly ICollective? replicas;
+    private readonly GradientAverager? averager;
 
     /// <summary>
     /// Creates a fresh run of the model that <paramref name="config"/> names (a built-in model or a description
@@ -99,7 +102,7 @@ public sealed class Trainer : IDisposable
     /// <summary>
     /// Creates a fresh run of a model built in code, trained in place from its current weights. Its layer
     /// list (<see cref="Architecture.Describe"/>) goes into the config and the checkpoints, so that
-    /// <see cref="Resume"/> and <see cref="LoadModel"/> rebuild it; <see cref="TrainConfig.Model"/> names it.
+    /// <see cref="Resume(ComputeDevice, string, ImageDataset, ImageDataset, long?)"/> and <see cref="LoadModel"/> rebuild it; <see cref="TrainConfig.Model"/> names it.
     /// The trainer does not own <paramref name="model"/>: dispose it after the trainer.
     /// </summary>
     /// <exception cref="ArgumentException">The model lives on another device, a config value is out of range, or the datasets disagree or are empty.</exception>
@@ -108,6 +111,29 @@ public sealed class Trainer : IDisposable
         : this(config, device, model ?? throw new ArgumentNullException(nameof(model)), train, test, dataMemory)
     {
     }
+
+    /// <summary>
+    /// Creates this replica's part of a data-parallel run: one trainer a replica (a device of this process on its
+    /// own thread, or an MPI rank), all built alike and stepped together. Each takes every N-th image of the
+    /// epoch's shuffled order (PyTorch's <c>DistributedSampler</c>: padded by repeating the order's first images,
+    /// so all take the same number of steps) and <see cref="TrainConfig.BatchSize"/>/N of each batch; gradients are
+    /// averaged after every backward pass (<see cref="GradientAverager"/>, overlapped with it unless
+    /// <paramref name="overlap"/> is false), so every replica applies the same update. Batch-norm uses each
+    /// replica's own batch statistics (DistributedDataParallel's default); evaluation and the running statistics
+    /// are replica 0's, and every replica gets its numbers. Call <see cref="RunEpoch"/> on every replica with the
+    /// same arguments.
+    /// </summary>
+    /// <exception cref="ArgumentException">The batch does not share evenly among the replicas, or as for the other constructors.</exception>
+    public Trainer(ComputeDevice device, TrainConfig config, ImageDataset train, ImageDataset test, ICollective replicas, long? dataMemory = null, bool overlap = true)
+        : this(config, device, null, train, test, dataMemory, replicas ?? throw new ArgumentNullException(nameof(replicas)), overlap)
+    {
+    }
+
+    /// <summary>The replicas this trainer is one of, or null when it trains alone.</summary>
+    public ICollective? Replicas => replicas;
+
+    /// <summary>Seconds spent averaging gradients in the last epoch (on the reducing thread when overlapped; 0 alone).</summary>
+    public double LastEpochReduceSeconds { get; private set; }
 
     /// <summary>The default device memory for the images: all of a <c>cpu</c> device's (host memory), half of a GPU's.</summary>
     private static long DefaultDataMemory(ComputeDevice device) =>
@@ -141,7 +167,8 @@ public sealed class Trainer : IDisposable
     /// <summary>Whether the training split streams to the device in chunks (it does not fit its share of the data memory).</summary>
     public bool Streams => !train.Resident;
 
-    private Trainer(TrainConfig config, ComputeDevice device, Sequential? model, ImageDataset train, ImageDataset test, long? dataMemory)
+    private Trainer(TrainConfig config, ComputeDevice device, Sequential? model, ImageDataset train, ImageDataset test, long? dataMemory,
+        ICollective? replicas = null, bool overlap = true)
     {
         if (dataMemory is <= 0)
             throw new ArgumentOutOfRangeException(nameof(dataMemory), dataMemory, "The data memory must be positive.");
@@ -155,6 +182,8 @@ public sealed class Trainer : IDisposable
                 throw new ArgumentException($"The model lives on {model.Device.Info.Spec}; the trainer runs on {device.Info.Spec}.", nameof(model));
             config = config with { Architecture = Architecture.Describe(model) };
         }
+        if (replicas is not null)
+            config = config with { Replicas = replicas.Size };
         config.Validate();
         if (train.Count == 0 || test.Count == 0)
             throw new ArgumentException($"The {(train.Count == 0 ? "training" : "test")} set is empty: there is nothing to {(train.Count == 0 ? "train on" : "evaluate")}.", train.Count == 0 ? nameof(train) : nameof(test));
@@ -188,6 +217,11 @@ public sealed class Trainer : IDisposable
             made.Add(Optimizer = Optimizer.Create(Model.Parameters, config.Optimizer));
             made.Add(loss = new SoftmaxCrossEntropy(device));
             made.Add(sums = Tensor.Zeros(device, 4));
+            if (replicas is { Size: > 1 })
+            {
+                this.replicas = replicas;
+                made.Add(averager = new GradientAverager(replicas, Model.Layers, overlap: overlap));
+            }
             // Both splits are normalised with the training data's statistics (what predict applies too).
             float[] normalization = Config.Normalization!;
             ImageDataset trainPart = train;
@@ -292,25 +326,30 @@ public sealed class Trainer : IDisposable
         if (!float.IsFinite(lr))
             throw new TrainingDivergedException(epoch, 0, $"The learning-rate schedule '{Config.Schedule}' reached {lr} at epoch {epoch}; training stopped (the last checkpoint, if any, is intact).");
         Optimizer.LearningRate = lr;
-        int n = train.Count, batch = Config.BatchSize;
-        int steps = (n + batch - 1) / batch;
+        int size = replicas?.Size ?? 1, rank = replicas?.Rank ?? 0;
+        int n = train.Count, batch = Config.BatchSize / size;
 
         int[] order = Enumerable.Range(0, n).ToArray();
         Rng.Shuffle(order);
+        if (size > 1)
+            order = Shard(order, rank, size);
+        int local = order.Length;
+        int steps = (local + batch - 1) / batch;
         train.BeginPass(order);
         // sums = [loss * images, correct, images, first bad step (or -1)]
         sums.Upload([0f, 0f, 0f, -1f]);
 
         var clock = Stopwatch.StartNew();
         reported = (0, 0);
+        averager?.TakeReduceSeconds();
         for (int step = 0; step < steps; step++)
         {
-            int start = step * batch, count = Math.Min(batch, n - start);
+            int start = step * batch, count = Math.Min(batch, local - start);
             var (x, y) = Batch(count);
             BatchGather gather = train.Gather(start, count) with
             {
                 CropPadding = Config.CropPadding, Flip = Config.HorizontalFlip ? 1 : 0,
-                SeedLow = (uint)Config.Seed, SeedHigh = 0x67627370u, EpochLow = (uint)epoch,
+                SeedLow = (uint)Config.Seed, SeedHigh = 0x67627370u, EpochLow = (uint)epoch, Replica = (uint)rank,
             };
             train.Ensure(start, count);
             device.Backend.GatherBatch(gather, train.Pixels.View, train.Labels.IntView, train.Order.IntView, train.Normalisation.View, x.View, y.IntView);
@@ -318,24 +357,95 @@ public sealed class Trainer : IDisposable
             Tensor l = loss.Forward(logits, y);
             device.Backend.AccumulateMetrics(count, classes, logits.View, y.IntView, l.View, sums.View, step);
             Optimizer.ZeroGrad();
-            Model.BackwardParameters(loss.Backward());
+            if (averager is null)
+                Model.BackwardParameters(loss.Backward());
+            else
+            {
+                // Each replica's gradient is its own batch's mean; their average is the global batch's.
+                Model.BackwardParameters(loss.Backward(), averager.Overlaps ? averager.LayerDone : null);
+                averager.Finish();
+            }
             if (Config.ClipGradNorm > 0)
                 ClipGradients(Config.ClipGradNorm);
             if (Config.WarmupSteps > 0)
                 Optimizer.LearningRate = lr * Math.Min(1f, (Optimizer.StepCount + 1f) / Config.WarmupSteps);
             Optimizer.Step();
-            if (progress is not null && ((step + 1) % reportEvery == 0 || step + 1 == steps))
-                progress(Progress(epoch, step + 1, steps, clock.Elapsed.TotalSeconds));
+            // Replicas meet at every report (the divergence check and the live loss are over all of them).
+            if ((progress is not null || size > 1) && ((step + 1) % reportEvery == 0 || step + 1 == steps))
+            {
+                StepProgress p = Progress(epoch, step + 1, steps, clock.Elapsed.TotalSeconds);
+                progress?.Invoke(p);
+            }
         }
-        float[] s = sums.Download();
+        float[] s = Combined(sums.Download());
         double seconds = clock.Elapsed.TotalSeconds;
+        LastEpochReduceSeconds = averager?.TakeReduceSeconds() ?? 0;
         ThrowIfDiverged(epoch, s);
+        CheckReplicasAgree(epoch);
         EpochsDone++;
-        Evaluation eval = Evaluate(test);
-        Evaluation? val = validation is null ? null : Evaluate(validation);
-        var result = new EpochResult(epoch, s[0] / s[2], 100.0 * s[1] / s[2], eval.Accuracy, n / seconds, seconds, lr, val?.Loss, val?.Accuracy);
+        var (testAccuracy, _) = SharedEvaluation(test);
+        (double Accuracy, double Loss)? val = validation is null ? null : SharedEvaluation(validation);
+        var result = new EpochResult(epoch, s[0] / s[2], 100.0 * s[1] / s[2], testAccuracy, n / seconds, seconds, lr, val?.Loss, val?.Accuracy);
         history.Add(result);
         return result;
+    }
+
+    /// <summary>
+    /// Replica <paramref name="rank"/>'s positions of the epoch's order, as PyTorch's DistributedSampler takes them:
+    /// the order padded with its own first images to a multiple of <paramref name="size"/>, then every
+    /// <paramref name="size"/>-th from <paramref name="rank"/>.
+    /// </summary>
+    internal static int[] Shard(int[] order, int rank, int size)
+    {
+        int each = (order.Length + size - 1) / size;
+        var shard = new int[each];
+        for (int i = 0; i < each; i++)
+            shard[i] = order[(rank + (long)size * i) % order.Length];
+        return shard;
+    }
+
+    /// <summary>The epoch's sums over all replicas: losses, correct and images added, the first bad step the earliest.</summary>
+    private float[] Combined(float[] s)
+    {
+        if (replicas is null)
+            return s;
+        float[] added = [s[0], s[1], s[2]];
+        replicas.AllReduce(added, 3, ReduceOperation.Sum);
+        float[] bad = [s[3] < 0 ? float.MaxValue : s[3]];
+        replicas.AllReduce(bad, 1, ReduceOperation.Min);
+        return [added[0], added[1], added[2], bad[0] == float.MaxValue ? -1f : bad[0]];
+    }
+
+    /// <summary>
+    /// Every replica's weights must be the same bits after an epoch (they applied the same updates): checked by
+    /// the elementwise minimum and maximum over the replicas.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A replica's weights differ (named).</exception>
+    private void CheckReplicasAgree(int epoch)
+    {
+        if (replicas is null)
+            return;
+        foreach (var (name, t) in Model.StateDict().Where(p => Model.Parameters.Any(q => ReferenceEquals(q.Value, p.Tensor))))
+        {
+            float[] mine = t.Download(), low = (float[])mine.Clone(), high = (float[])mine.Clone();
+            replicas.AllReduce(low, low.Length, ReduceOperation.Min);
+            replicas.AllReduce(high, high.Length, ReduceOperation.Max);
+            for (int i = 0; i < mine.Length; i++)
+                if (BitConverter.SingleToInt32Bits(low[i]) != BitConverter.SingleToInt32Bits(high[i]) && !(float.IsNaN(low[i]) && float.IsNaN(high[i])))
+                    throw new InvalidOperationException($"After epoch {epoch} the replicas' weights differ: '{name}'[{i}] is {low[i]} on one and {high[i]} on another (replica {replicas.Rank} of {replicas.Description}).");
+        }
+    }
+
+    /// <summary>
+    /// Accuracy and mean loss on <paramref name="data"/>, evaluated by replica 0 and given to every replica (so
+    /// that all keep the same history and take the same early-stop decision); alone, the evaluation itself.
+    /// </summary>
+    private (double Accuracy, double Loss) SharedEvaluation(DeviceData data)
+    {
+        float[] s = replicas is null || replicas.Rank == 0 ? EvaluationSums(data) : [0f, 0f];
+        if (replicas is not null)
+            replicas.AllReduce(s, 2, ReduceOperation.Sum);
+        return (100.0 * s[1] / data.Count, s[0] / data.Count);
     }
 
     /// <summary>Accuracy, loss and confusion matrix on the validation split, or null when the run has none.</summary>
@@ -356,7 +466,7 @@ public sealed class Trainer : IDisposable
 
     private StepProgress Progress(int epoch, int step, int steps, double seconds)
     {
-        float[] s = sums.Download();
+        float[] s = Combined(sums.Download());
         ThrowIfDiverged(epoch, s);
         double windowLoss = (s[0] - reported.Loss) / Math.Max(1, s[2] - reported.Images);
         reported = (s[0], s[2]);
@@ -375,21 +485,8 @@ public sealed class Trainer : IDisposable
     /// <summary>Only the test set is evaluated: its order stays the identity, never shuffled.</summary>
     private Evaluation Evaluate(DeviceData data)
     {
-        int n = data.Count, batch = Config.BatchSize; // the training batch size keeps the layers' buffers
-        sums.Upload([0f, 0f, 0f, -1f]);
-        using Tensor predictions = Tensor.Uninitialized(device, DType.Int32, n);
-        // Eval mode: batch-norm uses (and leaves unchanged) its running statistics.
-        Model.Eval();
-        try
-        {
-            EvaluateBatches(data, n, batch, predictions);
-        }
-        finally
-        {
-            Model.Train();
-        }
-        float[] s = sums.Download();
-        int[] predicted = predictions.DownloadInt32();
+        var (s, predicted) = EvaluationPass(data);
+        int n = data.Count;
         int[,]? confusion = classes <= Evaluation.MaxConfusionClasses ? new int[classes, classes] : null;
         var correct = new int[classes];
         var count = new int[classes];
@@ -403,6 +500,27 @@ public sealed class Trainer : IDisposable
                 confusion[label, predicted[i]]++;
         }
         return new Evaluation(100.0 * s[1] / n, s[0] / n, confusion, correct, count);
+    }
+
+    /// <summary>The loss sum and the count of correct predictions on <paramref name="data"/> (what an epoch's result reads).</summary>
+    private float[] EvaluationSums(DeviceData data) => EvaluationPass(data).Sums[..2];
+
+    private (float[] Sums, int[] Predicted) EvaluationPass(DeviceData data)
+    {
+        int n = data.Count, batch = Config.BatchSize; // the training batch size keeps the layers' buffers
+        sums.Upload([0f, 0f, 0f, -1f]);
+        using Tensor predictions = Tensor.Uninitialized(device, DType.Int32, n);
+        // Eval mode: batch-norm uses (and leaves unchanged) its running statistics.
+        Model.Eval();
+        try
+        {
+            EvaluateBatches(data, n, batch, predictions);
+        }
+        finally
+        {
+            Model.Train();
+        }
+        return (sums.Download(), predictions.DownloadInt32());
     }
 
     private void EvaluateBatches(DeviceData data, int n, int batch, Tensor predictions)
@@ -554,20 +672,33 @@ public sealed class Trainer : IDisposable
     /// <summary>Continues a run from a checkpoint: same config, weights, optimizer state, epoch and shuffling state.</summary>
     /// <exception cref="CheckpointException">The checkpoint does not fit the model it names.</exception>
     public static Trainer Resume(ComputeDevice device, string path, ImageDataset train, ImageDataset test, long? dataMemory = null) =>
-        ResumeCore(device, path, train, test, dataMemory, evaluationOnly: false);
+        ResumeCore(device, path, train, test, dataMemory, evaluationOnly: false, null, true);
+
+    /// <summary>
+    /// Resumes this replica's part of a data-parallel run (see the constructor with <see cref="ICollective"/>):
+    /// every replica loads the same checkpoint. The run continues bit for bit with as many replicas as it had.
+    /// </summary>
+    /// <exception cref="CheckpointException">The checkpoint does not fit the model it names, or was trained on another number of replicas (both named).</exception>
+    public static Trainer Resume(ComputeDevice device, string path, ImageDataset train, ImageDataset test, ICollective replicas, long? dataMemory = null, bool overlap = true) =>
+        ResumeCore(device, path, train, test, dataMemory, evaluationOnly: false, replicas ?? throw new ArgumentNullException(nameof(replicas)), overlap);
 
     /// <summary>A checkpoint's run, to evaluate <paramref name="test"/> only: no validation split is held out of anything.</summary>
     /// <exception cref="CheckpointException">The checkpoint does not fit the model it names.</exception>
     public static Trainer ResumeForEvaluation(ComputeDevice device, string path, ImageDataset test, long? dataMemory = null) =>
-        ResumeCore(device, path, test, test, dataMemory, evaluationOnly: true);
+        ResumeCore(device, path, test, test, dataMemory, evaluationOnly: true, null, true);
 
-    private static Trainer ResumeCore(ComputeDevice device, string path, ImageDataset train, ImageDataset test, long? dataMemory, bool evaluationOnly)
+    private static Trainer ResumeCore(ComputeDevice device, string path, ImageDataset train, ImageDataset test, long? dataMemory, bool evaluationOnly, ICollective? replicas, bool overlap)
     {
         Checkpoint c = Checkpoint.Load(path);
         if (c.Config.Model != c.Model)
             throw new CheckpointException(path, $"names model '{c.Model}' in its header but '{c.Config.Model}' in its configuration.");
-        TrainConfig config = evaluationOnly ? c.Config with { ValidationSplit = 0, EarlyStop = 0 } : c.Config;
-        var trainer = new Trainer(device, config, train, test, dataMemory);
+        // Each replica's share of the data and of every batch depends on their number: another number would not
+        // continue the run (evaluation does not care).
+        int size = replicas?.Size ?? 1;
+        if (!evaluationOnly && c.Config.Replicas != size)
+            throw new CheckpointException(path, $"is a run of {c.Config.Replicas} data-parallel replica(s); this one has {size}. Resume it with {c.Config.Replicas} (devices in --device, or MPI ranks).");
+        TrainConfig config = evaluationOnly ? c.Config with { ValidationSplit = 0, EarlyStop = 0, Replicas = 1 } : c.Config;
+        var trainer = new Trainer(config, device, null, train, test, dataMemory, replicas, overlap);
         try
         {
             trainer.Restore(path, c);
@@ -621,6 +752,7 @@ public sealed class Trainer : IDisposable
         Optimizer.Dispose();
         loss.Dispose();
         sums.Dispose();
+        averager?.Dispose();
         clipSums?.Dispose();
         clipFactor?.Dispose();
         train.Dispose();
@@ -710,14 +842,17 @@ public sealed class Trainer : IDisposable
             next = null;
             pending?.GetAwaiter().GetResult();
             order = passOrder ?? identity;
+            if (order.Length > Count)
+                throw new ArgumentException($"A pass of {order.Length} positions over {Count} images.", nameof(passOrder));
             // No chunk of the last pass counts as loaded: its images were in that pass's order.
             chunkStart = -1;
             chunkLength = 0;
             if (Resident)
             {
                 // Evaluation passes of resident data walk the identity, already on the device.
+                // A replica's shard is shorter than the split: its positions come first.
                 if (passOrder is not null || !orderIsIdentity)
-                    Order.Upload(order);
+                    Order.IntView.SubView(0, order.Length).CopyFromCPU(device.Stream, order);
                 orderIsIdentity = passOrder is null;
                 return;
             }
@@ -746,7 +881,7 @@ public sealed class Trainer : IDisposable
             Order.IntView.SubView(start, length).CopyFromCPU(device.Stream, identity.AsSpan(0, length));
             chunkStart = start;
             chunkLength = length;
-            if (start + length < Count)
+            if (start + length < order.Length)
                 Prepare(start + length);
         }
 
@@ -762,7 +897,7 @@ public sealed class Trainer : IDisposable
             int[] passOrder = order;
             next = Task.Run(() =>
             {
-                int length = Math.Min(capacity, Count - start);
+                int length = Math.Min(capacity, passOrder.Length - start);
                 byte[] pixels = stagingPixels[slot];
                 int[] labels = stagingLabels[slot];
                 // Several images at once when the pixels are on disk: a shuffled pass over a split larger than memory
