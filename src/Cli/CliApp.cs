@@ -19,8 +19,27 @@ internal static class ExitCode
 /// <summary>Builds the command tree and turns every exception into one line on stderr and an exit code.</summary>
 internal static class CliApp
 {
-    /// <summary>Runs <c>gpubackprop ARGS</c> and returns the exit code (the tests call this in-process).</summary>
+    /// <summary>
+    /// Runs <c>gpubackprop ARGS</c> and returns the exit code (the tests call this in-process). Under
+    /// <c>mpiexec</c>, a rank that fails ends every rank (MPI_Abort with its exit code), so that none waits for it
+    /// for ever; a divergence is found by all ranks at once and ends each with exit 3; at the end MPI is finalized.
+    /// </summary>
     public static int Run(string[] args)
+    {
+        int code = RunCommand(args);
+        if (Distributed.MpiCollective.Current is { } mpi)
+        {
+            if (code != ExitCode.Success && code != ExitCode.Diverged && mpi.Size > 1)
+            {
+                Console.Error.Flush();
+                mpi.Abort(code);
+            }
+            mpi.Dispose();
+        }
+        return code;
+    }
+
+    private static int RunCommand(string[] args)
     {
         // `gpubackprop help [COMMAND]` as in the hand-written parser this replaces.
         if (args is ["help", .. var rest])
@@ -59,7 +78,7 @@ internal static class CliApp
         }
         catch (Exception e)
         {
-            Console.Error.WriteLine($"internal error (please report): {e}");
+            Console.Error.WriteLine($"{RankPrefix}internal error (please report): {e}");
             return ExitCode.Failure;
         }
     }
@@ -77,9 +96,12 @@ internal static class CliApp
         ["predict"] = typeof(PredictCommand.Settings),
     };
 
+    /// <summary>"rank N: " under mpiexec (every rank prints its own error), else nothing.</summary>
+    private static string RankPrefix => Distributed.MpiCollective.Current is { Size: > 1 } m ? $"rank {m.Rank}: " : "";
+
     private static int Error(string message, int code)
     {
-        Console.Error.WriteLine($"error: {OneLine(message)}");
+        Console.Error.WriteLine($"{RankPrefix}error: {OneLine(message)}");
         return code;
     }
 

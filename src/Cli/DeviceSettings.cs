@@ -38,8 +38,14 @@ internal abstract class DeviceSettings : CommandSettings
     /// <summary>True when the spec was named (by the option or the environment variable), not the command's fallback.</summary>
     public bool Named => Device is not null || EnvironmentSpec is not null;
 
-    /// <summary>The spec text: the option when given, else the environment variable when set and non-empty, else the fallback.</summary>
-    public string SpecText => Device ?? EnvironmentSpec ?? Fallback;
+    /// <summary>
+    /// The spec text: the option when given, else the environment variable when set and non-empty, else the
+    /// fallback; <c>{local_rank}</c> and <c>{rank}</c> become this MPI rank's numbers (0 without mpiexec), so that
+    /// <c>mpiexec -n 4 gpubackprop train --device cuda:{local_rank}</c> gives each rank on a machine its own GPU.
+    /// </summary>
+    public string SpecText => (Device ?? EnvironmentSpec ?? Fallback)
+        .Replace("{local_rank}", Distributed.MpiCollective.LocalRank.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
+        .Replace("{rank}", (Environment.GetEnvironmentVariable("PMI_RANK") ?? "0").Trim(), StringComparison.Ordinal);
 
     /// <summary>The one device of a single-device command (after <see cref="Validate"/>).</summary>
     public DeviceSpec Spec => Specs.Count == 1 ? Specs[0] : throw new InvalidOperationException("The device settings were not validated.");

@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using System.Globalization;
 using GpuBackprop.Data;
+using GpuBackprop.Distributed;
 using GpuBackprop.Layers;
 using GpuBackprop.Runtime;
 using GpuBackprop.Training;
@@ -86,10 +87,26 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         [CommandOption("--init-weights <FILE>"), Description("Start from these weights: a safetensors state dict with PyTorch's names (e.g. saved by PyTorch for the same architecture).")]
         public string? InitWeights { get; set; }
 
+        /// <summary>Several devices train data-parallel replicas of one run.</summary>
+        protected override bool Several => true;
+
+        /// <summary>The replicas of the run: the devices named, or the MPI ranks under mpiexec.</summary>
+        public int ReplicaCount => Distributed.MpiCollective.Launched && int.TryParse(Environment.GetEnvironmentVariable("PMI_SIZE"), out int ranks) && ranks > 1 ? ranks
+            : SpecText == "all" ? 1 : Specs.Count;
+
         public override ValidationResult Validate()
         {
+            ValidationResult devices = base.Validate();
+            if (!devices.Successful)
+                return devices;
+            if (SpecText == "all")
+                return ValidationResult.Error("--device: train takes one device, or a list of devices for data-parallel replicas (cpu,cpu or cuda:0,cuda:1); 'all' is not accepted.");
+            if (Distributed.MpiCollective.Launched && ReplicaCount > 1 && Specs.Count > 1)
+                return ValidationResult.Error($"--device: under mpiexec each rank trains on one device; got '{SpecText}' (give each rank its own, e.g. --device cuda:{{local_rank}}).");
+            if ((Batch ?? new TrainConfig().BatchSize) % ReplicaCount != 0)
+                return ValidationResult.Error($"--batch {Batch ?? new TrainConfig().BatchSize} does not share evenly among {ReplicaCount} replicas; give a multiple of {ReplicaCount}.");
             ValidationResult result = Usage.All(
-                base.Validate(),
+                devices,
                 Models.Names.Contains(ModelName) || File.Exists(ModelName) ? ValidationResult.Success()
                     : ValidationResult.Error($"--model: '{ModelName}' is neither a built-in model ({string.Join(", ", Models.Names)}) nor an existing file."),
                 Usage.Positive(Epochs, "--epochs"),
@@ -259,14 +276,45 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         // A new run's model is checked against the data (every layer's shape) before any device is opened.
         if (s.Resume is null)
             Models.Describe(s.Config().Model).CheckFits([train.Channels, train.Height, train.Width], train.Classes);
-        using ComputeDevice device = s.Open();
-        AnsiConsole.MarkupLine($"device: [bold]{Markup.Escape(device.Info.ToString())}[/]");
+        // Data-parallel replicas: one a device named (in this process), or one a rank under mpiexec.
+        MpiCollective? mpi = s.ReplicaCount > 1 && MpiCollective.Launched ? MpiCollective.Start() : null;
+        bool primary = mpi is null || mpi.Rank == 0;
+        if (!primary)
+            // Rank 0 speaks for the run; the others say only their errors (stderr).
+            AnsiConsole.Console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(TextWriter.Null), Interactive = InteractionSupport.No });
+        var devices = new List<ComputeDevice>();
+        var trainers = new List<Trainer>();
+        try
+        {
+            foreach (DeviceSpec spec in s.Specs)
+                devices.Add(ComputeDevice.Open(spec, s.DeviceOptions));
+            return Train(s, train, test, source, devices, trainers, mpi, primary);
+        }
+        finally
+        {
+            foreach (Trainer t in trainers)
+                t.Dispose();
+            foreach (ComputeDevice d in devices)
+                d.Dispose();
+        }
+    }
+
+    private static int Train(Settings s, ImageDataset train, ImageDataset test, string source, List<ComputeDevice> devices, List<Trainer> trainers, MpiCollective? mpi, bool primary)
+    {
+        ComputeDevice device = devices[0];
+        foreach (ComputeDevice d in devices)
+            AnsiConsole.MarkupLine($"device: [bold]{Markup.Escape(d.Info.ToString())}[/]");
         AnsiConsole.MarkupLine($"data: {Markup.Escape(source)} ({train.Count:N0} train, {test.Count:N0} test)");
 
         string? resume = s.Resume;
-        using Trainer trainer = resume is null
-            ? new Trainer(device, s.Config(), train, test, s.DataMemoryBytes())
-            : Trainer.Resume(device, resume, train, test, s.DataMemoryBytes());
+        ICollective[]? members = mpi is not null ? [mpi] : devices.Count > 1 ? InProcessCollective.Create(devices.Count) : null;
+        for (int r = 0; r < devices.Count; r++)
+            trainers.Add(members is null
+                ? resume is null ? new Trainer(devices[r], s.Config(), train, test, s.DataMemoryBytes()) : Trainer.Resume(devices[r], resume, train, test, s.DataMemoryBytes())
+                : resume is null ? new Trainer(devices[r], s.Config(), train, test, members[r], s.DataMemoryBytes()) : Trainer.Resume(devices[r], resume, train, test, members[r], s.DataMemoryBytes()));
+        Trainer trainer = trainers[0];
+        if (members is not null)
+            AnsiConsole.MarkupLine($"replicas: {Markup.Escape(members[0].Description)}, {trainer.Config.BatchSize / members[0].Size} images each of every batch of {trainer.Config.BatchSize}; gradients averaged, batch-norm statistics per replica");
         if (resume is not null)
         {
             s.CheckAgainst(trainer.Config, resume);
@@ -274,16 +322,20 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             {
                 if (more < trainer.EpochsDone)
                     throw new UsageException($"--epochs {more}: the run of {resume} has already done {trainer.EpochsDone} epochs.");
-                trainer.SetTotalEpochs(more);
+                foreach (Trainer t in trainers)
+                    t.SetTotalEpochs(more);
             }
         }
         if (s.InitWeights is string weights)
         {
-            trainer.LoadWeights(weights);
+            foreach (Trainer t in trainers)
+                t.LoadWeights(weights);
             AnsiConsole.MarkupLine($"weights: {Markup.Escape(weights)}");
         }
         TrainConfig config = trainer.Config;
         string outDir = s.Out ?? (resume is not null ? Path.GetDirectoryName(Path.GetFullPath(resume))! : Path.Combine("runs", $"{Models.NameOf(config.Model)}-{DateTime.Now:yyyyMMdd-HHmmss}"));
+        if (!primary)
+            return TrainQuietly(trainer, config);
         Directory.CreateDirectory(outDir);
         // Held for the whole run: a second run into the same folder is refused instead of both
         // reporting success while the last writer wins. Opening it also proves the folder is writable
@@ -329,13 +381,15 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             string best = Path.Combine(outDir, BestName);
             while (trainer.EpochsDone < config.Epochs && !trainer.ShouldStopEarly)
             {
-                EpochResult r = RunEpochWithProgress(trainer, config.Epochs, stepsPath);
+                EpochResult r = members is InProcessCollective[] group
+                    ? InProcessCollective.RunAll(group, k => k == 0 ? RunEpochWithProgress(trainer, config.Epochs, stepsPath) : trainers[k].RunEpoch())[0]
+                    : RunEpochWithProgress(trainer, config.Epochs, stepsPath);
                 results.Add(r);
                 trainer.ToCheckpoint().Save(checkpoint);
                 bool isBest = r.ValidationAccuracy is not null && ReferenceEquals(trainer.BestEpoch, r);
                 if (isBest)
                     trainer.ToCheckpoint().Save(best);
-                new MetricsFile(config.Model, device.Info.Spec, device.Info.Name, source, trainer.Model.ParameterCount, config,
+                new MetricsFile(config.Model, string.Join(",", devices.Select(d => d.Info.Spec)), device.Info.Name, source, trainer.Model.ParameterCount, config,
                     results.Select(EpochRecord.From).ToList()).Write(metricsPath);
                 Plot.TrySave(Path.Combine(outDir, PlotName), config.Model, device.Info.Name, results, StepLog.Read(stepsPath));
                 string val = r.ValidationAccuracy is double va ? $", validation accuracy {va:F2}%{(isBest ? " (best so far: best.gbp)" : "")}" : "";
@@ -352,6 +406,26 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         }
         PrintTable(results);
         AnsiConsole.MarkupLine($"wrote {Markup.Escape(checkpoint)}, metrics.json, steps.jsonl and training.png in {Markup.Escape(outDir)}");
+        return ExitCode.Success;
+    }
+
+    /// <summary>
+    /// An MPI rank other than 0: the same epochs, in step with rank 0 (every collective in the same order), with
+    /// nothing written. A divergence is found by every rank at once (the sums are combined) and ends each with exit 3.
+    /// </summary>
+    private static int TrainQuietly(Trainer trainer, TrainConfig config)
+    {
+        if (trainer.EpochsDone >= config.Epochs)
+            return ExitCode.Success;
+        try
+        {
+            while (trainer.EpochsDone < config.Epochs && !trainer.ShouldStopEarly)
+                trainer.RunEpoch();
+        }
+        catch (TrainingDivergedException)
+        {
+            return ExitCode.Diverged;
+        }
         return ExitCode.Success;
     }
 

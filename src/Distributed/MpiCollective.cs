@@ -55,8 +55,11 @@ public sealed class MpiCollective : ICollective, IDisposable
             // Serialized: the gradient reducer's thread calls MPI while the main thread waits for it.
             environment = new MPI.Environment(ref args, MPI.Threading.Serialized);
         }
-        return new MpiCollective(MPI.Communicator.world);
+        return Current ??= new MpiCollective(MPI.Communicator.world);
     }
+
+    /// <summary>This process's member once <see cref="Start"/> ran, else null.</summary>
+    public static MpiCollective? Current { get; private set; }
 
     /// <inheritdoc />
     public int Rank { get; }
@@ -94,5 +97,6 @@ public sealed class MpiCollective : ICollective, IDisposable
     {
         environment?.Dispose();
         environment = null;
+        Current = null;
     }
 }
