@@ -84,6 +84,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         [CommandOption("--clip-grad-norm <X>"), Description("Clip the gradients' global L2 norm to X before each step (0, the default: off).")]
         public float? ClipGradNorm { get; set; }
 
+        [CommandOption("--overlap-reduce"), Description("Data-parallel runs: average each bucket of gradients on another thread while the backward pass computes the layers before it, instead of after the pass (the same result, bit for bit; measured 4% slower on 2 CPU cores, where the pass already uses every core).")]
+        public bool OverlapReduce { get; set; }
+
         [CommandOption("--init-weights <FILE>"), Description("Start from these weights: a safetensors state dict with PyTorch's names (e.g. saved by PyTorch for the same architecture).")]
         public string? InitWeights { get; set; }
 
@@ -311,7 +314,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         for (int r = 0; r < devices.Count; r++)
             trainers.Add(members is null
                 ? resume is null ? new Trainer(devices[r], s.Config(), train, test, s.DataMemoryBytes()) : Trainer.Resume(devices[r], resume, train, test, s.DataMemoryBytes())
-                : resume is null ? new Trainer(devices[r], s.Config(), train, test, members[r], s.DataMemoryBytes()) : Trainer.Resume(devices[r], resume, train, test, members[r], s.DataMemoryBytes()));
+                : resume is null ? new Trainer(devices[r], s.Config(), train, test, members[r], s.DataMemoryBytes(), overlap: s.OverlapReduce)
+                : Trainer.Resume(devices[r], resume, train, test, members[r], s.DataMemoryBytes(), overlap: s.OverlapReduce));
         Trainer trainer = trainers[0];
         if (members is not null)
             AnsiConsole.MarkupLine($"replicas: {Markup.Escape(members[0].Description)}, {trainer.Config.BatchSize / members[0].Size} images each of every batch of {trainer.Config.BatchSize}; gradients averaged, batch-norm statistics per replica");
@@ -393,7 +397,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                     results.Select(EpochRecord.From).ToList()).Write(metricsPath);
                 Plot.TrySave(Path.Combine(outDir, PlotName), config.Model, device.Info.Name, results, StepLog.Read(stepsPath));
                 string val = r.ValidationAccuracy is double va ? $", validation accuracy {va:F2}%{(isBest ? " (best so far: best.gbp)" : "")}" : "";
-                AnsiConsole.MarkupLine($"epoch {r.Epoch}/{config.Epochs}: loss {r.TrainLoss:F4}, test accuracy [bold]{r.TestAccuracy:F2}%[/]{val}, {r.ImagesPerSecond:N0} images/s, {r.Seconds:F1} s");
+                string reduce = members is null ? "" : $", gradients averaged in {trainer.LastEpochReduceSeconds:F2} s ({(s.OverlapReduce ? "overlapped with" : "after")} the backward pass)";
+                AnsiConsole.MarkupLine($"epoch {r.Epoch}/{config.Epochs}: loss {r.TrainLoss:F4}, test accuracy [bold]{r.TestAccuracy:F2}%[/]{val}, {r.ImagesPerSecond:N0} images/s, {r.Seconds:F1} s{reduce}");
             }
             if (trainer.ShouldStopEarly && trainer.BestEpoch is EpochResult b)
                 AnsiConsole.MarkupLine($"early stop: {trainer.EpochsDone - b.Epoch} epochs without a better validation accuracy than epoch {b.Epoch}'s {b.ValidationAccuracy:F2}% (--early-stop {config.EarlyStop}); best.gbp holds that epoch");

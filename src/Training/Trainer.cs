@@ -117,14 +117,14 @@ public sealed class Trainer : IDisposable
     /// own thread, or an MPI rank), all built alike and stepped together. Each takes every N-th image of the
     /// epoch's shuffled order (PyTorch's <c>DistributedSampler</c>: padded by repeating the order's first images,
     /// so all take the same number of steps) and <see cref="TrainConfig.BatchSize"/>/N of each batch; gradients are
-    /// averaged after every backward pass (<see cref="GradientAverager"/>, overlapped with it unless
-    /// <paramref name="overlap"/> is false), so every replica applies the same update. Batch-norm uses each
+    /// averaged after every backward pass (<see cref="GradientAverager"/>; overlapped with the pass when
+    /// <paramref name="overlap"/>, which gives the same bits), so every replica applies the same update. Batch-norm uses each
     /// replica's own batch statistics (DistributedDataParallel's default); evaluation and the running statistics
     /// are replica 0's, and every replica gets its numbers. Call <see cref="RunEpoch"/> on every replica with the
     /// same arguments.
     /// </summary>
     /// <exception cref="ArgumentException">The batch does not share evenly among the replicas, or as for the other constructors.</exception>
-    public Trainer(ComputeDevice device, TrainConfig config, ImageDataset train, ImageDataset test, ICollective replicas, long? dataMemory = null, bool overlap = true)
+    public Trainer(ComputeDevice device, TrainConfig config, ImageDataset train, ImageDataset test, ICollective replicas, long? dataMemory = null, bool overlap = false)
         : this(config, device, null, train, test, dataMemory, replicas ?? throw new ArgumentNullException(nameof(replicas)), overlap)
     {
     }
@@ -168,7 +168,7 @@ public sealed class Trainer : IDisposable
     public bool Streams => !train.Resident;
 
     private Trainer(TrainConfig config, ComputeDevice device, Sequential? model, ImageDataset train, ImageDataset test, long? dataMemory,
-        ICollective? replicas = null, bool overlap = true)
+        ICollective? replicas = null, bool overlap = false)
     {
         if (dataMemory is <= 0)
             throw new ArgumentOutOfRangeException(nameof(dataMemory), dataMemory, "The data memory must be positive.");
@@ -679,7 +679,7 @@ public sealed class Trainer : IDisposable
     /// every replica loads the same checkpoint. The run continues bit for bit with as many replicas as it had.
     /// </summary>
     /// <exception cref="CheckpointException">The checkpoint does not fit the model it names, or was trained on another number of replicas (both named).</exception>
-    public static Trainer Resume(ComputeDevice device, string path, ImageDataset train, ImageDataset test, ICollective replicas, long? dataMemory = null, bool overlap = true) =>
+    public static Trainer Resume(ComputeDevice device, string path, ImageDataset train, ImageDataset test, ICollective replicas, long? dataMemory = null, bool overlap = false) =>
         ResumeCore(device, path, train, test, dataMemory, evaluationOnly: false, replicas ?? throw new ArgumentNullException(nameof(replicas)), overlap);
 
     /// <summary>A checkpoint's run, to evaluate <paramref name="test"/> only: no validation split is held out of anything.</summary>
