@@ -135,6 +135,27 @@ public sealed class DataParallelTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// Replicas on devices of different kinds (the vectorised host routines and ILGPU kernels on the CPU
+    /// accelerator) apply the same averaged gradients with their own optimizer code: the weights must still agree
+    /// bit for bit (the epoch's check would throw), as every device's update computes the same formula.
+    /// </summary>
+    [Fact]
+    public void ReplicasOnDifferentDeviceKindsStayIdentical()
+    {
+        ImageDataset train = FashionMnist.LoadEmbedded("train").Take(96), test = FashionMnist.LoadEmbedded("t10k").Take(16);
+        TrainConfig config = Config(32) with { ValidationSplit = 0, Epochs = 1, Optimizer = new OptimizerOptions(OptimizerKind.Adam, 0.001f) };
+        InProcessCollective[] group = InProcessCollective.Create(2);
+        using ComputeDevice host = ComputeDevice.Open("cpu"), kernels = ComputeDevice.Open("cpu:kernels");
+        float[][] weights = InProcessCollective.RunAll(group, r =>
+        {
+            using var t = new Trainer(r == 0 ? host : kernels, config, train, test, group[r]);
+            t.RunEpoch();
+            return t.Model.Parameters.SelectMany(p => p.Value.Download()).ToArray();
+        });
+        Assert.Equal(weights[0], weights[1]);
+    }
+
     /// <summary>A replica that fails (here: its data has another image size) fails the group: nobody waits for ever.</summary>
     [Fact]
     public void AReplicaThatFailsStopsTheOthers()
