@@ -39,8 +39,13 @@ public sealed record TrainConfig
     /// Data-parallel replicas the run trains on (devices in a process, or MPI ranks): each takes every N-th image
     /// of the epoch's order and <see cref="BatchSize"/>/N of each batch; a run resumes only with as many.
     /// </summary>
-    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    [JsonIgnore]
     public int Replicas { get; init; } = 1;
+
+    /// <summary><see cref="Replicas"/> as files store it: absent for one (the files of runs on one device stay as they were).</summary>
+    [JsonPropertyName("replicas"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    [System.ComponentModel.EditorBrowsable(System.ComponentModel.EditorBrowsableState.Never)]
+    public int? ReplicasInFile { get => Replicas == 1 ? null : Replicas; init => Replicas = value ?? 1; }
     /// <summary>Images per step, over all replicas (the last batch of an epoch may be smaller).</summary>
     public int BatchSize { get; init; } = 64;
     /// <summary>Optimizer and its hyper-parameters.</summary>

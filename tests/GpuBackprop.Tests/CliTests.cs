@@ -34,7 +34,7 @@ public sealed class CliTests
     [InlineData("--device", "verify", "--device", "cuda:x")]
     [InlineData("--repeat", "compare", "--repeat", "0")]
     [InlineData("frobnicate", "frobnicate")]
-    [InlineData("--device", "train", "--device", "cpu,cpu")]
+    [InlineData("--device", "train", "--device", "cpu,bogus")]
     [InlineData("--val-split", "train", "--val-split", "NaN")]
     [InlineData("--val-split", "train", "--val-split", "-1")]
     [InlineData("--val-split", "train", "--val-split", "1e30")]
