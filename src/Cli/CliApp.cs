@@ -94,6 +94,7 @@ internal static class CliApp
         ["compare"] = typeof(CompareCommand.Settings),
         ["export"] = typeof(ExportCommand.Settings),
         ["predict"] = typeof(PredictCommand.Settings),
+        ["summary"] = typeof(SummaryCommand.Settings),
     };
 
     /// <summary>"rank N: " under mpiexec (every rank prints its own error), else nothing.</summary>
@@ -130,6 +131,7 @@ internal static class CliApp
             config.AddCommand<BenchCommand>("bench")
                 .WithDescription("Time the shared benchmark set (rows as bench/torch_peer.py prints them).");
             config.AddCommand<DevicesCommand>("devices").WithDescription("List every device found.");
+            config.AddCommand<SummaryCommand>("summary").WithDescription("A model's layers: output shapes, parameters, multiply-adds and activation memory.");
             config.AddCommand<VerifyCommand>("verify")
                 .WithDescription("Run the PyTorch golden cases on the reference path and the devices; exit code 1 on any failure.");
             config.AddCommand<CompareCommand>("compare")

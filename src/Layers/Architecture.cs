@@ -218,13 +218,18 @@ public static class Architecture
     /// <summary>Walks layer lists computing each layer's output shape from its input's, checking both.</summary>
     internal sealed class ShapeWalk
     {
+        /// <summary>When set, every layer walked (nested ones after their container), with its path, type and output shape.</summary>
+        public List<(string Path, string Type, int[] Output)>? Record { get; init; }
+
         /// <summary>The output shape of a list for an input of <paramref name="shape"/> (batch first).</summary>
         public int[] List(JsonElement layers, string prefix, int[] shape)
         {
             foreach (var (type, fields) in Layers(layers, prefix))
             {
                 int[] input = shape;
+                int at = Record?.Count ?? 0;
                 shape = fields.Checked(() => type.OutputShape(fields, input, this));
+                Record?.Insert(at, (fields.Path, type.Name, shape));
             }
             return shape;
         }

@@ -46,6 +46,14 @@ public sealed class Sequential : Module
     public override void BackwardParameters(Tensor gradOutput) => BackwardParameters(gradOutput, null);
 
     /// <summary>
+    /// Each layer's output shape, parameters, multiply-adds and activation memory for a batch of
+    /// <paramref name="batch"/> inputs of <paramref name="input"/> (C, H, W), as torchinfo's <c>summary</c> gives
+    /// them; computed without running the model.
+    /// </summary>
+    /// <exception cref="ArchitectureException">The model does not take that input, or holds a module no layer type describes.</exception>
+    public ModelSummary Summary(int[] input, int batch = 1) => ModelSummary.Of(this, input, batch);
+
+    /// <summary>
     /// The backward pass without the input's gradient, calling <paramref name="layerDone"/>(i) as soon as layer
     /// i's parameter gradients are final (last layer first): data-parallel training starts averaging them while
     /// the layers before are still computed.

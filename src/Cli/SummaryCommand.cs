@@ -1,0 +1,67 @@
+using System.ComponentModel;
+using System.Globalization;
+using GpuBackprop.Layers;
+using GpuBackprop.Runtime;
+using GpuBackprop.Training;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace GpuBackprop.Cli;
+
+/// <summary>
+/// <c>gpubackprop summary</c>: a model's layers by state-dict path with output shapes, parameters, multiply-adds
+/// and activation memory for a batch, as torchinfo's summary gives them. Built on the cpu device; nothing runs.
+/// </summary>
+internal sealed class SummaryCommand : Command<SummaryCommand.Settings>
+{
+    public sealed class Settings : CommandSettings
+    {
+        [CommandOption("--model <NAME>"), Description("A built-in model (lenet5, cnn2, resnet14) or a model description file (.json).")]
+        public string ModelName { get; set; } = "lenet5";
+
+        [CommandOption("--input <C,H,W>"), Description("The input (default: the one the model states, else 1,28,28).")]
+        public string? Input { get; set; }
+
+        [CommandOption("--batch <N>"), Description("Images in a batch, for the multiply-adds and the activation memory (default 1).")]
+        public int Batch { get; set; } = 1;
+
+        public int[]? InputShape()
+        {
+            if (Input is null)
+                return null;
+            string[] parts = Input.Split(',', StringSplitOptions.TrimEntries);
+            return parts.Length == 3 && parts.All(p => int.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v > 0)
+                ? parts.Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToArray()
+                : throw new UsageException($"--input takes C,H,W (three positive integers); got '{Input}'.");
+        }
+
+        public override ValidationResult Validate() => Usage.All(
+            Models.Names.Contains(ModelName) || File.Exists(ModelName) ? ValidationResult.Success()
+                : ValidationResult.Error($"--model: '{ModelName}' is neither a built-in model ({string.Join(", ", Models.Names)}) nor an existing file."),
+            Usage.Positive(Batch, "--batch"));
+    }
+
+    public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
+    {
+        ModelDescription description = Models.Describe(s.ModelName);
+        int[] input = s.InputShape() ?? description.Input ?? [1, 28, 28];
+        using ComputeDevice device = ComputeDevice.Open("cpu");
+        using Sequential model = description.Build(device, seed: 1);
+        ModelSummary summary = model.Summary(input, s.Batch);
+        var table = new Table().AddColumns("layer", "type", "output shape", "parameters", "buffers", "multiply-adds", "output bytes");
+        foreach (SummaryRow r in summary.Layers)
+        {
+            int depth = r.Path.Count(c => c == '.') / 2;
+            string[] cells = [new string(' ', 2 * depth) + r.Path, r.Type, $"[{string.Join(", ", r.OutputShape)}]", N(r.Parameters), N(r.Buffers), N(r.MultiplyAdds), N(r.OutputBytes)];
+            table.AddRow(cells.Select(Markup.Escape).ToArray());
+        }
+        AnsiConsole.MarkupLine($"model: [bold]{Markup.Escape(Models.NameOf(description.Name))}[/], input [[{string.Join(", ", summary.Input)}]]");
+        AnsiConsole.Write(table);
+        AnsiConsole.MarkupLine($"parameters: {N(summary.Parameters)} trainable, {N(summary.Buffers)} in buffers (running statistics); {summary.Parameters * 4 / 1024.0:N1} KiB of float32 weights");
+        AnsiConsole.MarkupLine($"multiply-adds: {N(summary.MultiplyAdds)} for a batch of {s.Batch} ({summary.MultiplyAdds / 1e9:N3} G)");
+        AnsiConsole.MarkupLine($"activations: {summary.ActivationBytes / 1048576.0:N2} MiB of layer outputs for the batch (a training step keeps them, and about as much again for their gradients)");
+        return ExitCode.Success;
+    }
+
+    private static string N(long v) => v.ToString("N0", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,92 @@
+using System.Text.Json;
+using GpuBackprop.Layers;
+using GpuBackprop.Runtime;
+using GpuBackprop.Serialization;
+using GpuBackprop.Training;
+using GpuBackprop.Verification;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>
+/// <see cref="ModelSummary"/> and <c>gpubackprop summary</c>: parameter counts equal PyTorch's for the golden
+/// model cases and resnet14, and each row's shape, parameters and multiply-adds follow from the layer.
+/// </summary>
+public sealed class SummaryTests
+{
+    /// <summary>
+    /// PyTorch's count is read from the case's own state dict, written by PyTorch: every tensor but the running
+    /// statistics (and num_batches_tracked) is a parameter there.
+    /// </summary>
+    [Theory]
+    [InlineData("model_resnet_small")]
+    [InlineData("model_lenet_rgb")]
+    public void ParameterCountsEqualPyTorchsForTheGoldenModels(string name)
+    {
+        string dir = Path.Combine(AppContext.BaseDirectory, "golden", "cases", name);
+        using JsonDocument c = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "case.json")));
+        string layers = c.RootElement.GetProperty("params").GetProperty("layers").GetRawText();
+        int[] x = Npy.Read(Path.Combine(dir, "x.npy")).Shape;
+        var state = SafeTensors.Read(Path.Combine(dir, "state_before.safetensors"));
+        static bool IsBuffer(string n) => n.EndsWith(".running_mean", StringComparison.Ordinal) || n.EndsWith(".running_var", StringComparison.Ordinal) || n.EndsWith(".num_batches_tracked", StringComparison.Ordinal);
+        long torchParameters = state.Where(t => !IsBuffer(t.Key)).Sum(t => (long)t.Value.Shape.Aggregate(1, (a, d) => a * d));
+        long torchBuffers = state.Where(t => IsBuffer(t.Key) && !t.Key.EndsWith("num_batches_tracked", StringComparison.Ordinal)).Sum(t => (long)t.Value.Shape.Aggregate(1, (a, d) => a * d));
+        using ComputeDevice d = ComputeDevice.Open("cpu");
+        using Sequential model = Architecture.Build(d, layers, 1);
+        ModelSummary s = model.Summary(x[1..], x[0]);
+        Assert.Equal(torchParameters, s.Parameters);
+        Assert.Equal(torchBuffers, s.Buffers);
+        Assert.Equal(Architecture.Check(layers, x[1..]), s.Layers.Last(r => !r.Path.Contains('.', StringComparison.Ordinal)).OutputShape[1..]);
+        // Every parameter counted once over the top-level rows.
+        Assert.Equal(s.Parameters, s.Layers.Where(r => !r.Path.Contains('.', StringComparison.Ordinal)).Sum(r => r.Parameters));
+    }
+
+    /// <summary>resnet14: PyTorch 1.13 reports 174,970 parameters and 1,120 running-statistic values for the same layer list (../shared/gpu/torch_peer.py's build of bench/resnet14.json).</summary>
+    [Fact]
+    public void Resnet14HasPyTorchsParameterCount()
+    {
+        using ComputeDevice d = ComputeDevice.Open("cpu");
+        using Sequential model = Models.Describe("resnet14").Build(d, 1);
+        ModelSummary s = model.Summary([1, 28, 28], 128);
+        Assert.Equal(174_970, s.Parameters);
+        Assert.Equal(1_120, s.Buffers);
+    }
+
+    /// <summary>Rows by hand: a strided convolution, batch-norm, a residual block with its body after it, a linear layer, batch 3.</summary>
+    [Fact]
+    public void RowsHoldEachLayersShapeParametersAndMultiplyAdds()
+    {
+        const string layers = """
+            [{"type": "conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": [3, 5], "stride": 2, "groups": 1},
+             {"type": "batch_norm2d", "num_features": 4},
+             {"type": "residual", "body": [{"type": "conv2d", "in_channels": 4, "out_channels": 4, "kernel_size": 1, "bias": false}, {"type": "relu"}]},
+             {"type": "flatten"}, {"type": "linear", "in_features": 80, "out_features": 7}]
+            """;
+        using ComputeDevice d = ComputeDevice.Open("cpu");
+        using Sequential model = Architecture.Build(d, layers, 1);
+        ModelSummary s = model.Summary([3, 9, 13], 3);
+        Assert.Equal(["0", "1", "2", "2.body.0", "2.body.1", "3", "4"], s.Layers.Select(r => r.Path));
+        // conv: (9-3)/2+1 = 4 rows, (13-5)/2+1 = 5 columns; each output reads 3*3*5 weights.
+        SummaryRow conv = s.Layers[0];
+        Assert.Equal(("conv2d", 4L * 3 * 3 * 5 + 4, 0L, 3L * 4 * 4 * 5 * (3 * 3 * 5), 4L * 3 * 80), (conv.Type, conv.Parameters, conv.Buffers, conv.MultiplyAdds, conv.OutputBytes));
+        Assert.Equal([3, 4, 4, 5], conv.OutputShape);
+        Assert.Equal((8L, 8L), (s.Layers[1].Parameters, s.Layers[1].Buffers));
+        Assert.Equal((16L, 3L * 80 * 4), (s.Layers[2].Parameters, s.Layers[3].MultiplyAdds));
+        Assert.Equal(7L * 80 + 7, s.Layers[6].Parameters);
+        Assert.Equal(3L * 7 * 80, s.Layers[6].MultiplyAdds);
+        Assert.Equal(model.ParameterCount, s.Parameters);
+        Assert.Equal(3L * 4 * 4 * 5 * 45 + 3L * 80 * 4 + 3L * 7 * 80, s.MultiplyAdds);
+        // The outputs of the layers that are not containers (a residual block's body rows stand for it).
+        Assert.Equal(s.Layers.Where(r => r.Path != "2").Sum(r => r.OutputBytes), s.ActivationBytes);
+    }
+
+    [Fact]
+    public void TheCommandPrintsTheTotalsAndRefusesABadInput()
+    {
+        var (code, error, output) = InProcessCli.Run("summary", "--model", "resnet14", "--batch", "2");
+        Assert.True(code == 0, error);
+        Assert.Contains("parameters: 174,970 trainable, 1,120 in buffers", output);
+        (code, error, _) = InProcessCli.Run("summary", "--model", "lenet5", "--input", "1,28");
+        Assert.Equal(2, code);
+        Assert.Contains("--input", error);
+    }
+}
