@@ -15,6 +15,9 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
         [CommandOption("--onnx <FILE>"), Description("Write the model in eval mode as ONNX (opset 17).")]
         public string? Onnx { get; set; }
 
+        [CommandOption("--include-normalization"), Description("ONNX: put the checkpoint's normalisation into the graph, so that the model takes pixels scaled to 0..1 (the metadata's 'input' says which it takes).")]
+        public bool IncludeNormalization { get; set; }
+
         [CommandOption("--safetensors <FILE>"), Description("Write the weights and running statistics as safetensors with PyTorch's state-dict names.")]
         public string? SafeTensors { get; set; }
 
@@ -27,7 +30,8 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
         public override ValidationResult Validate() => Usage.All(
             base.Validate(),
             CheckpointGiven(),
-            Onnx is null && SafeTensors is null ? ValidationResult.Error("name an output: --onnx FILE and/or --safetensors FILE.") : ValidationResult.Success());
+            Onnx is null && SafeTensors is null ? ValidationResult.Error("name an output: --onnx FILE and/or --safetensors FILE.") : ValidationResult.Success(),
+            IncludeNormalization && Onnx is null ? ValidationResult.Error("--include-normalization changes the ONNX file: give --onnx FILE.") : ValidationResult.Success());
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
@@ -38,8 +42,8 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
         {
             float[] norm = trained.Normalization;
             int c = trained.Input[0];
-            OnnxExport.Export(trained.Model, trained.Input, onnx, OnnxExport.Metadata(norm[..c], norm[c..], trained.Config.ClassNames));
-            AnsiConsole.MarkupLine($"wrote {Markup.Escape(onnx)}: {Markup.Escape(Models.NameOf(trained.Config.Model))}, input (batch, {string.Join(", ", trained.Input)}), output logits");
+            OnnxExport.Export(trained.Model, trained.Input, onnx, OnnxExport.Metadata(norm[..c], norm[c..], trained.Config.ClassNames), s.IncludeNormalization ? norm : null);
+            AnsiConsole.MarkupLine($"wrote {Markup.Escape(onnx)}: {Markup.Escape(Models.NameOf(trained.Config.Model))}, input (batch, {string.Join(", ", trained.Input)}) {(s.IncludeNormalization ? "of pixels in [[0, 1]] (normalised in the graph)" : "normalised")}, output logits");
         }
         if (s.SafeTensors is string st)
         {

@@ -28,14 +28,32 @@ public static class OnnxExport
     /// </summary>
     /// <exception cref="OnnxExportException">A layer cannot be expressed (named).</exception>
     /// <exception cref="IOException">The file cannot be written (nothing is left behind).</exception>
-    public static void Export(Module model, int[] inputShape, string path, IReadOnlyDictionary<string, string>? metadata = null)
+    /// <param name="model">The model (exported in eval mode).</param>
+    /// <param name="inputShape">(C, H, W).</param>
+    /// <param name="path">The file, written atomically.</param>
+    /// <param name="metadata">The metadata_props.</param>
+    /// <param name="normalization">
+    /// When given ([mean per channel, then std per channel], of pixels scaled to [0, 1]), the graph starts with
+    /// (x - mean) / std: it takes pixels in [0, 1] rather than normalised values, and the metadata's <c>input</c>
+    /// says which it takes.
+    /// </param>
+    public static void Export(Module model, int[] inputShape, string path, IReadOnlyDictionary<string, string>? metadata = null, IReadOnlyList<float>? normalization = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputShape);
         if (inputShape.Length != 3 || inputShape.Any(d => d <= 0))
             throw new ArgumentException("The input shape is (channels, height, width), all positive.", nameof(inputShape));
-        ModelProto proto = Build(model, inputShape);
-        foreach (var (key, value) in metadata ?? new Dictionary<string, string>())
+        int c = inputShape[0];
+        if (normalization is not null && (normalization.Count != 2 * c || normalization.Any(v => !float.IsFinite(v)) || normalization.Skip(c).Any(v => !(v > 0))))
+            throw new ArgumentException($"The normalisation is {c} finite means then {c} positive standard deviations; got {normalization.Count} values.", nameof(normalization));
+        ModelProto proto = Build(model, inputShape, normalization);
+        var props = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>(), StringComparer.Ordinal)
+        {
+            ["input"] = normalization is null
+                ? "normalized: (pixel/255 - normalize_mean) / normalize_std per channel, NCHW float32"
+                : "pixels scaled to [0, 1] (pixel/255), NCHW float32; the graph normalises them",
+        };
+        foreach (var (key, value) in props.OrderBy(p => p.Key, StringComparer.Ordinal))
             proto.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
         AtomicFile.Write(path, proto.WriteTo);
     }
@@ -60,7 +78,9 @@ public static class OnnxExport
     }
 
     /// <summary>The ONNX model of <paramref name="model"/> in eval mode (its mode is restored afterwards).</summary>
-    public static ModelProto Build(Module model, int[] inputShape)
+    public static ModelProto Build(Module model, int[] inputShape) => Build(model, inputShape, null);
+
+    private static ModelProto Build(Module model, int[] inputShape, IReadOnlyList<float>? normalization)
     {
         bool wasTraining = model.IsTraining;
         model.Eval();
@@ -68,7 +88,18 @@ public static class OnnxExport
         {
             using Tensor probe = Tensor.Zeros(model.Device, [1, .. inputShape]);
             var e = new OnnxGraph(model);
-            var (output, _) = e.Emit(model, "input", probe);
+            string first = "input";
+            if (normalization is not null)
+            {
+                // (x - mean) / std per channel, broadcast over [1, C, 1, 1]: the model then takes pixels in [0, 1].
+                int c = inputShape[0];
+                string mean = e.Initializer("normalize_mean", [1, c, 1, 1], normalization.Take(c).ToArray());
+                string std = e.Initializer("normalize_std", [1, c, 1, 1], normalization.Skip(c).ToArray());
+                e.Graph.Node.Add(OnnxGraph.Node("Sub", ["input", mean], ["input_centred"]));
+                e.Graph.Node.Add(OnnxGraph.Node("Div", ["input_centred", std], ["input_normalized"]));
+                first = "input_normalized";
+            }
+            var (output, _) = e.Emit(model, first, probe);
             e.Graph.Node.Add(OnnxGraph.Node("Identity", [output], ["logits"]));
             e.Graph.Name = "gpubackprop";
             e.Graph.Input.Add(Value("input", ["batch", .. inputShape.Select(d => (object)d)]));

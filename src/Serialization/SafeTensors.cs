@@ -31,7 +31,9 @@ public sealed record SafeTensor(int[] Shape, float[]? Floats, long[]? Longs)
 /// The safetensors format (Hugging Face; what PyTorch users exchange state dicts in): 8 bytes of
 /// little-endian header length, a JSON header <c>{name: {"dtype", "shape", "data_offsets": [begin, end]}}</c>
 /// (offsets relative to the end of the header; an optional <c>__metadata__</c> entry), then the raw
-/// little-endian data. F32 and I64 are read and written. Reading checks everything before use: header
+/// little-endian data. F32 and I64 are read and written; F16, BF16 and F64 are read, converted to float32
+/// (F16 and BF16 exactly, F64 rounded to nearest, ties to even), since most published PyTorch weights are
+/// half precision. Reading checks everything before use: header
 /// size against the file, JSON, dtypes, shapes (overflow-safe), offsets inside the data and matching
 /// the shape, no two tensors overlapping. Writing is atomic (temporary file, flush, rename).
 /// </summary>
@@ -111,8 +113,9 @@ public static class SafeTensors
             int width = dtype switch
             {
                 "F32" => 4,
-                "I64" => 8,
-                _ => throw new SafeTensorsException(path, $"tensor '{name}' has dtype '{dtype}'; only F32 and I64 are supported."),
+                "I64" or "F64" => 8,
+                "F16" or "BF16" => 2,
+                _ => throw new SafeTensorsException(path, $"tensor '{name}' has dtype '{dtype}'; F32, F16, BF16, F64 and I64 are read."),
             };
             int[] shape = e.GetProperty("shape").EnumerateArray().Select(d => d.GetInt32()).ToArray();
             long count = 1;
@@ -132,11 +135,19 @@ public static class SafeTensors
                 throw new SafeTensorsException(path, $"tensor '{name}' has {end - begin} bytes; {dtype} [{string.Join(", ", shape)}] needs {count * width}.");
             ranges.Add((begin, end, name));
             ReadOnlySpan<byte> raw = data[(int)begin..(int)end];
-            if (width == 4)
+            if (dtype != "I64")
             {
+                // Every F16 and BF16 value is a float32 exactly; an F64 value is rounded to the nearest float32
+                // (ties to even), and one beyond float32's range becomes infinite (which loading weights refuses).
                 var values = new float[count];
                 for (int i = 0; i < values.Length; i++)
-                    values[i] = BinaryPrimitives.ReadSingleLittleEndian(raw[(4 * i)..]);
+                    values[i] = dtype switch
+                    {
+                        "F32" => BinaryPrimitives.ReadSingleLittleEndian(raw[(4 * i)..]),
+                        "F16" => (float)BinaryPrimitives.ReadHalfLittleEndian(raw[(2 * i)..]),
+                        "BF16" => BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(raw[(2 * i)..]) << 16),
+                        _ => (float)BinaryPrimitives.ReadDoubleLittleEndian(raw[(8 * i)..]),
+                    };
                 return SafeTensor.Of(shape, values);
             }
             var longs = new long[count];

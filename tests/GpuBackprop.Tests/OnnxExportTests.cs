@@ -76,6 +76,42 @@ public sealed class OnnxExportTests
         }
     }
 
+    /// <summary>
+    /// With the normalisation in the graph, ONNX Runtime fed pixels in [0, 1] gives the logits our model gives for
+    /// the normalised pixels (|a-e| &lt;= 1e-4 + 1e-3 |e|), and the metadata says which input each file takes.
+    /// </summary>
+    [Fact]
+    public void TheNormalisationInTheGraphTakesPixelsInZeroToOne()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        string dir = Directory.CreateTempSubdirectory("onnx").FullName;
+        try
+        {
+            using Sequential net = Architecture.Build(d, """[{"type": "conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": 3}, {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "in_features": 100, "out_features": 5}]""", seed: 3);
+            float[] mean = [0.49f, 0.48f, 0.45f], std = [0.25f, 0.24f, 0.26f];
+            float[] pixels = Data.Uniform(2 * 3 * 7 * 7, 32).Select(v => (v + 1) / 2).ToArray();
+            float[] normalised = pixels.Select((v, i) => (v - mean[i / 49 % 3]) / std[i / 49 % 3]).ToArray();
+            net.Eval();
+            using Tensor xt = Tensor.FromHost(d, normalised, 2, 3, 7, 7);
+            float[] ours = net.Forward(xt).Download();
+            string plain = Path.Combine(dir, "plain.onnx"), inGraph = Path.Combine(dir, "pixels.onnx");
+            OnnxExport.Export(net, [3, 7, 7], plain, OnnxExport.Metadata(mean, std, null));
+            OnnxExport.Export(net, [3, 7, 7], inGraph, OnnxExport.Metadata(mean, std, null), [.. mean, .. std]);
+            using var session = new InferenceSession(inGraph);
+            using var results = session.Run([NamedOnnxValue.CreateFromTensor("input", new DenseTensor(pixels, [2, 3, 7, 7]))]);
+            Check.Close(results[0].AsTensor<float>().ToArray(), Data.ToDouble(ours), 1e-4, 1e-3, "ONNX Runtime on pixels in [0, 1] with the normalisation in the graph");
+            Assert.StartsWith("pixels scaled to [0, 1]", session.ModelMetadata.CustomMetadataMap["input"]);
+            using var plainSession = new InferenceSession(plain);
+            Assert.StartsWith("normalized", plainSession.ModelMetadata.CustomMetadataMap["input"]);
+            Assert.Equal("0.49,0.48,0.45", plainSession.ModelMetadata.CustomMetadataMap["normalize_mean"]);
+            Assert.Throws<ArgumentException>(() => OnnxExport.Export(net, [3, 7, 7], inGraph, null, [0.5f, 0.5f, 0.5f, 0.2f, 0f, 0.2f]));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(0)]
