@@ -40,7 +40,13 @@ public static class Check
         var report = new StringBuilder();
         for (int i = 0; i < expected.Length; i++)
         {
-            if (Math.Abs(actual[i] - expected[i]) > atol + rtol * Math.Abs(expected[i]))
+            // Written so that NaN fails: "not within" rather than "beyond", since every comparison with NaN is false.
+            // An expected NaN or infinity must be reproduced exactly.
+            double a = actual[i], e = expected[i];
+            bool within = double.IsNaN(e) ? double.IsNaN(a)
+                : double.IsInfinity(e) ? a == e
+                : Math.Abs(a - e) <= atol + rtol * Math.Abs(e);
+            if (!within)
             {
                 if (bad < 5) report.AppendLine($"  [{i}] actual {actual[i]:R}, expected {expected[i]:R}");
                 bad++;
