@@ -31,7 +31,8 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
             base.Validate(),
             CheckpointGiven(),
             Onnx is null && SafeTensors is null ? ValidationResult.Error("name an output: --onnx FILE and/or --safetensors FILE.") : ValidationResult.Success(),
-            IncludeNormalization && Onnx is null ? ValidationResult.Error("--include-normalization changes the ONNX file: give --onnx FILE.") : ValidationResult.Success());
+            IncludeNormalization && Onnx is null ? ValidationResult.Error("--include-normalization changes the ONNX file: give --onnx FILE.") : ValidationResult.Success(),
+            Usage.Distinct(("--checkpoint", Checkpoint), ("--onnx", Onnx), ("--safetensors", SafeTensors)));
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)

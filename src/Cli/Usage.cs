@@ -17,6 +17,44 @@ internal static class Usage
             : ValidationResult.Success();
 
     /// <summary>The first error among the checks, else success.</summary>
+    /// <summary>
+    /// An error when two options name the same file (links and relative paths resolved): an output that is one
+    /// of the command's inputs, or two outputs of one call, would lose data.
+    /// </summary>
+    public static ValidationResult Distinct(params (string Option, string? Path)[] files)
+    {
+        var seen = new List<(string Option, string Path, string Real)>();
+        foreach (var (option, path) in files)
+        {
+            if (path is null)
+                continue;
+            string real = Real(path);
+            if (seen.FirstOrDefault(f => string.Equals(f.Real, real, StringComparison.Ordinal)) is { Option: not null } same)
+                return ValidationResult.Error($"{option} {path} is the same file as {same.Option} {same.Path}: one would replace the other; give another path.");
+            seen.Add((option, path, real));
+        }
+        return ValidationResult.Success();
+    }
+
+    /// <summary>The full path with every link resolved (a missing file: its folder's resolved path and its name).</summary>
+    internal static string Real(string path)
+    {
+        string full = Path.GetFullPath(path);
+        try
+        {
+            if (new FileInfo(full).LinkTarget is not null && new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true) is FileSystemInfo target)
+                return Path.GetFullPath(target.FullName);
+        }
+        catch (IOException)
+        {
+            // A link loop or a dangling link: compared as it is.
+        }
+        string? dir = Path.GetDirectoryName(full);
+        if (dir is null || full == dir)
+            return full;
+        return Path.Combine(Real(dir), Path.GetFileName(full));
+    }
+
     public static ValidationResult All(params ValidationResult[] checks) =>
         checks.FirstOrDefault(c => !c.Successful) ?? ValidationResult.Success();
 

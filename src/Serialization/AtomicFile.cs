@@ -20,6 +20,10 @@ internal static class AtomicFile
             Directory.CreateDirectory(dir);
         else if (!Directory.Exists(dir))
             throw new IOException($"{path}: the folder {dir} does not exist.");
+        // The rename replaces whatever entry is there: never a device node, a FIFO, a socket or a folder
+        // (`--onnx /dev/null` as root would have replaced the device). A link is replaced, not what it names.
+        if (FileKind.Of(full) is string other)
+            throw new IOException($"{path} is {other}, not a regular file; refusing to replace it.");
         string tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
         try
         {
@@ -35,5 +39,45 @@ internal static class AtomicFile
             File.Delete(tmp);
             throw;
         }
+    }
+}
+
+/// <summary>What kind of entry a path is, from lstat (through the runtime's own portable libSystem.Native).</summary>
+internal static class FileKind
+{
+    [System.Runtime.InteropServices.DllImport("libSystem.Native", EntryPoint = "SystemNative_LStat", CharSet = System.Runtime.InteropServices.CharSet.Ansi)]
+    private static extern unsafe int LStat(string path, byte* status);
+
+    /// <summary>
+    /// Null when <paramref name="path"/> is absent, a regular file or a symbolic link; else what it is ("a device or a
+    /// FIFO", "a folder"). On Windows (no lstat) only folders are told apart.
+    /// </summary>
+    public static unsafe string? Of(string path)
+    {
+        if (Directory.Exists(path) && new DirectoryInfo(path).LinkTarget is null)
+            return "a folder";
+        if (OperatingSystem.IsWindows())
+            return null;
+        // .NET's FileStatus: int32 flags, then int32 mode (the st_mode bits), then more; a generous buffer.
+        byte* status = stackalloc byte[512];
+        try
+        {
+            if (LStat(path, status) != 0)
+                return null; // absent (or unreadable: the write itself will say)
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return null;
+        }
+        int type = *(int*)(status + 4) & 0xF000;
+        return type switch
+        {
+            0x8000 or 0xA000 => null,
+            0x4000 => "a folder",
+            0x1000 => "a FIFO",
+            0x2000 or 0x6000 => "a device",
+            0xC000 => "a socket",
+            _ => "not a regular file",
+        };
     }
 }

@@ -1,0 +1,81 @@
+using GpuBackprop.Cli;
+using GpuBackprop.Data;
+using GpuBackprop.Runtime;
+using GpuBackprop.Serialization;
+using GpuBackprop.Training;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>
+/// Outputs that would lose data (issue 23): an output that is one of the command's inputs, two outputs of one call
+/// that are the same file (links resolved), and a write over something that is not a regular file.
+/// </summary>
+public sealed class HostileOutputTests : IDisposable
+{
+    private readonly string dir = Directory.CreateTempSubdirectory("gpubackprop-outputs-").FullName;
+
+    public void Dispose() => Directory.Delete(dir, true);
+
+    private string Checkpoint()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        string checkpoint = Path.Combine(dir, "checkpoint.gbp");
+        using var trainer = new Trainer(d, new TrainConfig { Model = "lenet5", Epochs = 1, BatchSize = 64, Seed = 2 },
+            FashionMnist.LoadEmbedded("train").Take(64), FashionMnist.LoadEmbedded("t10k").Take(16));
+        trainer.RunEpoch();
+        trainer.ToCheckpoint().Save(checkpoint);
+        return checkpoint;
+    }
+
+    [Fact]
+    public void ExportRefusesAnOutputThatIsItsCheckpointOrTheOtherOutput()
+    {
+        string checkpoint = Checkpoint();
+        byte[] before = File.ReadAllBytes(checkpoint);
+        string link = Path.Combine(dir, "link.onnx");
+        File.CreateSymbolicLink(link, checkpoint);
+        string other = Path.Combine(dir, "out.onnx");
+        foreach (string[] args in new[]
+        {
+            new[] { "export", "--checkpoint", checkpoint, "--onnx", checkpoint },
+            ["export", "--checkpoint", checkpoint, "--onnx", link],
+            ["export", "--checkpoint", checkpoint, "--safetensors", Path.Combine(dir, ".", "checkpoint.gbp")],
+            ["export", "--checkpoint", checkpoint, "--onnx", other, "--safetensors", other],
+        })
+        {
+            var (code, error, _) = InProcessCli.Run(args);
+            Assert.True(code == 2, $"{string.Join(" ", args)}: exit {code}, {error}");
+            Assert.Contains("is the same file as", error);
+        }
+        Assert.Equal(before, File.ReadAllBytes(checkpoint));
+        Assert.False(File.Exists(other));
+    }
+
+    [Fact]
+    public void NothingIsWrittenOverAFifoAFolderOrADeviceAndALinkIsReplacedNotFollowed()
+    {
+        string fifo = Path.Combine(dir, "fifo"), folder = Path.Combine(dir, "folder.onnx"), device = Path.Combine(dir, "null");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [fifo]))
+            Assert.True(mkfifo.WaitForExit(10_000) && mkfifo.ExitCode == 0, "mkfifo");
+        Directory.CreateDirectory(folder);
+        bool madeDevice = Environment.UserName == "root" && System.Diagnostics.Process.Start("mknod", [device, "c", "1", "3"]) is { } p && p.WaitForExit(10_000) && p.ExitCode == 0;
+        foreach (var (path, kind) in new[] { (fifo, "a FIFO"), (folder, "a folder") }.Concat(madeDevice ? [(device, "a device")] : []))
+        {
+            var e = Assert.Throws<IOException>(() => AtomicFile.Write(path, s => s.WriteByte(1)));
+            Assert.Contains($"is {kind}, not a regular file", e.Message);
+        }
+        Assert.True(Directory.Exists(folder));
+        Assert.True(File.Exists(fifo) && new FileInfo(fifo).Length == 0);
+        // A link is replaced by the file; what it named is left alone.
+        string target = Path.Combine(dir, "target.txt"), link = Path.Combine(dir, "link.txt");
+        File.WriteAllText(target, "keep");
+        File.CreateSymbolicLink(link, target);
+        AtomicFile.Write(link, s => s.WriteByte((byte)'x'));
+        Assert.Equal("keep", File.ReadAllText(target));
+        Assert.Null(new FileInfo(link).LinkTarget);
+        // Through the CLI: exit 1, the output named, the FIFO still there.
+        var (code, error, _) = InProcessCli.Run("export", "--checkpoint", Checkpoint(), "--onnx", fifo);
+        Assert.True(code == 1, $"exit {code}: {error}");
+        Assert.Contains($"{fifo} is a FIFO, not a regular file", error);
+    }
+}
