@@ -72,7 +72,8 @@ internal static class CliApp
         }
         catch (Exception e) when (e is DeviceNotFoundException or DeviceAllocationException or ArgumentException or IOException
                                       or UnauthorizedAccessException or Verification.GoldenFormatException
-                                      or Data.DataFormatException or Training.CheckpointException or Serialization.SafeTensorsException)
+                                      or Data.DataFormatException or Training.CheckpointException or Serialization.SafeTensorsException
+                                      or Serialization.OnnxExportException or Distributed.ReplicaFailedException)
         {
             return Error(e.Message, ExitCode.Failure);
         }

@@ -39,17 +39,18 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
     {
         using ComputeDevice device = s.Open();
         using TrainedModel trained = Trainer.LoadModel(device, s.Checkpoint!);
+        // The weights first: they always export, while a layer ONNX cannot express fails the ONNX file alone.
+        if (s.SafeTensors is string st)
+        {
+            trained.Model.Save(st);
+            AnsiConsole.MarkupLine($"wrote {Markup.Escape(st)}: {trained.Model.ToSafeTensors().Count} tensors with PyTorch's names");
+        }
         if (s.Onnx is string onnx)
         {
             float[] norm = trained.Normalization;
             int c = trained.Input[0];
             OnnxExport.Export(trained.Model, trained.Input, onnx, OnnxExport.Metadata(norm[..c], norm[c..], trained.Config.ClassNames), s.IncludeNormalization ? norm : null);
             AnsiConsole.MarkupLine($"wrote {Markup.Escape(onnx)}: {Markup.Escape(Models.NameOf(trained.Config.Model))}, input (batch, {string.Join(", ", trained.Input)}) {(s.IncludeNormalization ? "of pixels in [[0, 1]] (normalised in the graph)" : "normalised")}, output logits");
-        }
-        if (s.SafeTensors is string st)
-        {
-            trained.Model.Save(st);
-            AnsiConsole.MarkupLine($"wrote {Markup.Escape(st)}: {trained.Model.ToSafeTensors().Count} tensors with PyTorch's names");
         }
         return ExitCode.Success;
     }

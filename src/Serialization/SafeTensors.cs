@@ -87,6 +87,9 @@ public static class SafeTensors
                 {
                     if (p.Name == "__metadata__")
                         continue;
+                    // JSON allows a name twice; a state dict does not (the last would silently win).
+                    if (result.ContainsKey(p.Name))
+                        throw new SafeTensorsException(path, $"the header names tensor '{p.Name}' twice.");
                     result[p.Name] = ReadEntry(path, p, data, ranges);
                 }
             }

@@ -78,4 +78,32 @@ public sealed class HostileOutputTests : IDisposable
         Assert.True(code == 1, $"exit {code}: {error}");
         Assert.Contains($"{fifo} is a FIFO, not a regular file", error);
     }
+
+    /// <summary>
+    /// A model ONNX cannot express (average pooling with divisor_override): exit 1 naming the layer, not an internal
+    /// error, and the --safetensors file of the same call is still written.
+    /// </summary>
+    [Fact]
+    public void AnUnexportableModelFailsTheOnnxFileAloneNamingTheLayer()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        string checkpoint = Path.Combine(dir, "pool.gbp");
+        var config = new TrainConfig
+        {
+            Model = "pool", Epochs = 1, BatchSize = 32,
+            Architecture = """[{"type": "avg_pool2d", "kernel_size": 2, "divisor_override": 3}, {"type": "flatten"}, {"type": "linear", "in_features": 196, "out_features": 10}]""",
+        };
+        using (var trainer = new Trainer(d, config, FashionMnist.LoadEmbedded("train").Take(32), FashionMnist.LoadEmbedded("t10k").Take(8)))
+        {
+            trainer.RunEpoch();
+            trainer.ToCheckpoint().Save(checkpoint);
+        }
+        string onnx = Path.Combine(dir, "pool.onnx"), weights = Path.Combine(dir, "pool.safetensors");
+        var (code, error, _) = InProcessCli.Run("export", "--checkpoint", checkpoint, "--onnx", onnx, "--safetensors", weights);
+        Assert.True(code == 1, $"exit {code}: {error}");
+        Assert.StartsWith("error: layer 0", error);
+        Assert.Contains("divisor_override", error);
+        Assert.True(File.Exists(weights), "the weights were written");
+        Assert.False(File.Exists(onnx));
+    }
 }

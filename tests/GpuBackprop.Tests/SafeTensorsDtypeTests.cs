@@ -61,4 +61,20 @@ public sealed class SafeTensorsDtypeTests : IDisposable
         e = Assert.Throws<SafeTensorsException>(() => SafeTensors.Read(Write("U8", [0, 0], 2)));
         Assert.Contains("F32, F16, BF16, F64 and I64 are read", e.Message);
     }
+
+    /// <summary>A header naming one tensor twice (other offsets) is refused, not loaded with the last one winning (issue 23).</summary>
+    [Fact]
+    public void ATensorNamedTwiceIsRefused()
+    {
+        byte[] h = Encoding.UTF8.GetBytes("""{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}""");
+        string path = Path.Combine(dir, "twice.safetensors");
+        byte[] bytes = new byte[8 + h.Length + 8];
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)h.Length);
+        h.CopyTo(bytes, 8);
+        BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(8 + h.Length), 1f);
+        BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(12 + h.Length), 2f);
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<SafeTensorsException>(() => SafeTensors.Read(path));
+        Assert.Contains("names tensor 'w' twice", e.Message);
+    }
 }
