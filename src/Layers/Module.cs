@@ -124,6 +124,13 @@ public abstract class Module : IDisposable
             }
             if (t.Floats is null)
                 throw new ArgumentException($"State entry '{name}' is I64; the module's is F32.", nameof(file));
+            // As checkpoints refuse them: a NaN, an infinity or a value beyond 1e30 would make the first step diverge
+            // without naming where it came from; a running variance must not be negative.
+            int bad = Array.FindIndex(t.Floats, v => !float.IsFinite(v) || Math.Abs(v) > 1e30f);
+            if (bad >= 0)
+                throw new ArgumentException($"State entry '{name}'[{bad}] is {t.Floats[bad]}: weights must be finite and at most 1e30 in size.", nameof(file));
+            if (name.EndsWith("running_var", StringComparison.Ordinal) && Array.FindIndex(t.Floats, v => v < 0) is int negative and >= 0)
+                throw new ArgumentException($"State entry '{name}'[{negative}] is {t.Floats[negative]}: a running variance is not negative.", nameof(file));
             floats[name] = (t.Shape, t.Floats);
         }
         LoadStateDict(floats);

@@ -77,4 +77,28 @@ public sealed class SafeTensorsDtypeTests : IDisposable
         var e = Assert.Throws<SafeTensorsException>(() => SafeTensors.Read(path));
         Assert.Contains("names tensor 'w' twice", e.Message);
     }
+
+    /// <summary>
+    /// Weights a checkpoint would refuse are refused by --init-weights too, naming the file and the entry: NaN,
+    /// infinite, beyond 1e30, and a negative running variance (issue 23).
+    /// </summary>
+    [Theory]
+    [InlineData("0.weight", float.NaN)]
+    [InlineData("0.weight", float.PositiveInfinity)]
+    [InlineData("2.bias", 3e38f)]
+    [InlineData("1.running_var", -0.5f)]
+    public void WeightsThatCannotTrainAreRefusedNamingTheEntry(string entry, float value)
+    {
+        using var d = GpuBackprop.Runtime.ComputeDevice.Open("cpu");
+        using var model = GpuBackprop.Layers.Architecture.Build(d, """[{"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 3}, {"type": "batch_norm2d", "num_features": 2}, {"type": "linear", "in_features": 4, "out_features": 3}]""", 1);
+        var state = model.ToSafeTensors().ToDictionary(t => t.Key, t => t.Value);
+        float[] values = (float[])state[entry].Floats!.Clone();
+        values[^1] = value;
+        state[entry] = SafeTensor.Of(state[entry].Shape, values);
+        string path = Path.Combine(dir, "bad.safetensors");
+        SafeTensors.Write(path, state);
+        var e = Assert.Throws<SafeTensorsException>(() => model.Load(path));
+        Assert.StartsWith(path, e.Message);
+        Assert.Contains($"'{entry}'[{values.Length - 1}]", e.Message);
+    }
 }
