@@ -36,8 +36,7 @@ internal sealed class SummaryCommand : Command<SummaryCommand.Settings>
         }
 
         public override ValidationResult Validate() => Usage.All(
-            Models.Names.Contains(ModelName) || File.Exists(ModelName) ? ValidationResult.Success()
-                : ValidationResult.Error($"--model: '{ModelName}' is neither a built-in model ({string.Join(", ", Models.Names)}) nor an existing file."),
+            Usage.Model(ModelName),
             Usage.Positive(Batch, "--batch"));
     }
 

@@ -110,8 +110,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 return ValidationResult.Error($"--batch {Batch ?? new TrainConfig().BatchSize} does not share evenly among {ReplicaCount} replicas; give a multiple of {ReplicaCount}.");
             ValidationResult result = Usage.All(
                 devices,
-                Models.Names.Contains(ModelName) || File.Exists(ModelName) ? ValidationResult.Success()
-                    : ValidationResult.Error($"--model: '{ModelName}' is neither a built-in model ({string.Join(", ", Models.Names)}) nor an existing file."),
+                Usage.Model(ModelName),
                 Usage.Positive(Epochs, "--epochs"),
                 InitWeights is not null && Resume is not null ? ValidationResult.Error("--init-weights starts a new run; it cannot be combined with --resume.") : ValidationResult.Success(),
                 InitWeights is not null && !File.Exists(InitWeights) ? ValidationResult.Error($"--init-weights: no such file '{InitWeights}'.") : ValidationResult.Success(),

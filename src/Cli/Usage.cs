@@ -55,6 +55,11 @@ internal static class Usage
         return Path.Combine(Real(dir), Path.GetFileName(full));
     }
 
+    /// <summary>--model: a built-in model's name or an existing description file.</summary>
+    public static ValidationResult Model(string name) =>
+        Training.Models.Names.Contains(name) || File.Exists(name) ? ValidationResult.Success()
+            : ValidationResult.Error($"--model: '{name}' is neither a built-in model ({string.Join(", ", Training.Models.Names)}) nor an existing file.");
+
     public static ValidationResult All(params ValidationResult[] checks) =>
         checks.FirstOrDefault(c => !c.Successful) ?? ValidationResult.Success();
 

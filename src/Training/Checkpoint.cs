@@ -142,6 +142,9 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
             foreach (float v in data)
                 if (!Storable(v))
                     throw new CheckpointException(path, $"tensor '{name}' holds {v}: weights and optimizer state must be finite and at most {MaxMagnitude:E0} in magnitude.");
+            // Checked as if there were no checksum: a crafted file can carry a valid one.
+            if (name.EndsWith(".running_var", StringComparison.Ordinal) && Array.FindIndex(data, v => v < 0) is int bad and >= 0)
+                throw new CheckpointException(path, $"tensor '{name}'[{bad}] is {data[bad]}: a running variance is not negative.");
         }
     }
 

@@ -106,4 +106,31 @@ public sealed class HostileOutputTests : IDisposable
         Assert.True(File.Exists(weights), "the weights were written");
         Assert.False(File.Exists(onnx));
     }
+
+    /// <summary>
+    /// A checkpoint crafted with a valid checksum (saved through the library) is still range-checked: a negative
+    /// running variance or a standard deviation of the normalisation below 1e-6 is refused, naming the file (issue 23).
+    /// </summary>
+    [Fact]
+    public void ACraftedCheckpointWithAValidChecksumIsStillRangeChecked()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        var config = new TrainConfig { Model = "bn", Epochs = 1, BatchSize = 32, Architecture = DataParallelTests.BatchNormNet };
+        Checkpoint c;
+        using (var trainer = new Trainer(d, config, FashionMnist.LoadEmbedded("train").Take(32), FashionMnist.LoadEmbedded("t10k").Take(8)))
+        {
+            trainer.RunEpoch();
+            c = trainer.ToCheckpoint();
+        }
+        var tensors = c.Tensors.Select(t => t.Name == "model/1.running_var" ? (t.Name, t.Shape, t.Data.Select(v => -v).ToArray()) : t).ToList();
+        string negative = Path.Combine(dir, "negative-var.gbp"), std = Path.Combine(dir, "zero-std.gbp");
+        (c with { Tensors = tensors }).Save(negative);
+        var e = Assert.Throws<CheckpointException>(() => Training.Checkpoint.Load(negative));
+        Assert.Contains("model/1.running_var", e.Message);
+        Assert.StartsWith(negative, e.Message);
+        (c with { Config = c.Config with { Normalization = [0.3f, 0f] } }).Save(std);
+        e = Assert.Throws<CheckpointException>(() => Training.Checkpoint.Load(std));
+        Assert.Contains("standard deviations", e.Message);
+        Assert.Equal(1, InProcessCli.Run("eval", "--checkpoint", negative, "--device", "cpu").Code);
+    }
 }
