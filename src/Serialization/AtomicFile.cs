@@ -49,6 +49,25 @@ internal static class FileKind
     private static extern unsafe int LStat(string path, byte* status);
 
     /// <summary>
+    /// Null when <paramref name="path"/>, links followed, is a regular file or absent; else what it is. Readers ask
+    /// this before opening, so that a FIFO never blocks them and a device such as /dev/zero is never read without end.
+    /// </summary>
+    public static string? OfTarget(string path)
+    {
+        string target = path;
+        try
+        {
+            if (new FileInfo(path).LinkTarget is not null && new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true) is FileSystemInfo t)
+                target = t.FullName;
+        }
+        catch (IOException)
+        {
+            return null; // a link loop: opening it fails and says so
+        }
+        return Of(target);
+    }
+
+    /// <summary>
     /// Null when <paramref name="path"/> is absent, a regular file or a symbolic link; else what it is ("a device or a
     /// FIFO", "a folder"). On Windows (no lstat) only folders are told apart.
     /// </summary>

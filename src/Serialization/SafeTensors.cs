@@ -45,9 +45,12 @@ public static class SafeTensors
     /// <exception cref="SafeTensorsException">The file is missing, truncated or malformed (named, with the reason).</exception>
     public static IReadOnlyDictionary<string, SafeTensor> Read(string path)
     {
+        if (FileKind.OfTarget(path) is string kind)
+            throw new SafeTensorsException(path, $"is {kind}, not a regular file.");
         byte[] bytes;
         try
         {
+            CheckHeaderCoversFile(path);
             bytes = File.ReadAllBytes(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -55,6 +58,43 @@ public static class SafeTensors
             throw new SafeTensorsException(path, $"cannot be read: {e.Message}", e);
         }
         return Parse(path, bytes);
+    }
+
+    /// <summary>
+    /// Reads only the header and checks that its tensors account for the whole file (the format indexes every data
+    /// byte), before the data is read: a large file whose header is <c>{}</c> is refused without reading it.
+    /// Malformed entries are left for <see cref="Parse"/> to name.
+    /// </summary>
+    private static void CheckHeaderCoversFile(string path)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
+        long length = fs.Length;
+        Span<byte> prefix = stackalloc byte[8];
+        if (length < 8 || fs.Read(prefix) != 8)
+            return;
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
+        if (headerLength > MaxHeader || (long)headerLength > length - 8)
+            return;
+        byte[] header = new byte[headerLength];
+        fs.ReadExactly(header);
+        long end = 0;
+        try
+        {
+            using JsonDocument doc = JsonDocument.Parse(header);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                return;
+            foreach (JsonProperty p in doc.RootElement.EnumerateObject())
+                if (p.Name != "__metadata__" && p.Value.ValueKind == JsonValueKind.Object && p.Value.TryGetProperty("data_offsets", out JsonElement o)
+                    && o.ValueKind == JsonValueKind.Array && o.GetArrayLength() == 2 && o[1].TryGetInt64(out long e))
+                    end = Math.Max(end, e);
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            return;
+        }
+        long data = length - 8 - (long)headerLength;
+        if (end != data)
+            throw new SafeTensorsException(path, $"the header's tensors cover {end:N0} data bytes but the file holds {data:N0}; nothing was read.");
     }
 
     /// <summary>Parses safetensors bytes (<paramref name="path"/> names them in errors).</summary>

@@ -86,6 +86,8 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
     {
         if (!File.Exists(path))
             throw new CheckpointException(path, "not found.");
+        if (Serialization.FileKind.OfTarget(path) is string kind)
+            throw new CheckpointException(path, $"is {kind}, not a regular file.");
         byte[] file;
         try
         {

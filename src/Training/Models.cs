@@ -87,8 +87,11 @@ public static class Models
     /// <summary>The built-in names.</summary>
     public static readonly string[] Names = ["lenet5", "cnn2", "resnet14"];
 
+    /// <summary>The largest model description file read (16 MiB: thousands of layers).</summary>
+    public const long MaxModelFileBytes = 16 << 20;
+
     /// <summary>A built-in model by name, or a description file by path (.json).</summary>
-    /// <exception cref="ArgumentException">Neither a built-in name nor an existing file.</exception>
+    /// <exception cref="ArgumentException">Neither a built-in name nor an existing regular file of at most <see cref="MaxModelFileBytes"/>.</exception>
     /// <exception cref="ArchitectureException">The file is not a valid description.</exception>
     public static ModelDescription Describe(string nameOrPath)
     {
@@ -102,6 +105,11 @@ public static class Models
         }
         if (!File.Exists(nameOrPath))
             throw new ArgumentException($"Unknown model '{nameOrPath}': not a built-in model ({string.Join(", ", Names)}) nor an existing file.", nameof(nameOrPath));
+        // A FIFO would block and /dev/zero read without end; a layer list is text of a few kilobytes.
+        if (Serialization.FileKind.OfTarget(nameOrPath) is string kind)
+            throw new ArgumentException($"Model file '{nameOrPath}' is {kind}, not a regular file.");
+        if (new FileInfo(nameOrPath).Length > MaxModelFileBytes)
+            throw new ArgumentException($"Model file '{nameOrPath}' is {new FileInfo(nameOrPath).Length:N0} bytes; a layer list is at most {MaxModelFileBytes:N0}.");
         return ModelDescription.Parse(Path.GetFileNameWithoutExtension(nameOrPath), File.ReadAllText(nameOrPath), nameOrPath);
     }
 

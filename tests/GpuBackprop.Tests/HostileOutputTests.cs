@@ -133,4 +133,48 @@ public sealed class HostileOutputTests : IDisposable
         Assert.Contains("standard deviations", e.Message);
         Assert.Equal(1, InProcessCli.Run("eval", "--checkpoint", negative, "--device", "cpu").Code);
     }
+
+    /// <summary>
+    /// A FIFO or a device (/dev/zero) given as a model file, a checkpoint or initial weights is refused before it
+    /// is opened, naming it: no run blocks or reads without end (each run must finish within 60 s).
+    /// </summary>
+    [Fact]
+    public async Task AFifoOrADeviceAsAnInputIsRefusedBeforeItIsOpened()
+    {
+        string fifo = Path.Combine(dir, "input.fifo");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [fifo]))
+            Assert.True(mkfifo.WaitForExit(10_000) && mkfifo.ExitCode == 0, "mkfifo");
+        string outDir = Path.Combine(dir, "run");
+        foreach (string input in new[] { fifo, "/dev/zero" })
+            foreach (var (args, code, says) in new (string[], int, string)[]
+            {
+                (["train", "--model", input, "--epochs", "1", "--device", "cpu", "--out", outDir], 2, "not a regular file"),
+                (["summary", "--model", input], 1, "not a regular file"),
+                (["eval", "--checkpoint", input, "--device", "cpu"], 1, "not a regular file"),
+                (["train", "--init-weights", input, "--epochs", "1", "--device", "cpu", "--out", outDir, "--overwrite"], 1, "not a regular file"),
+            })
+            {
+                var run = Task.Run(() => InProcessCli.Run(args), TestContext.Current.CancellationToken);
+                var (got, error, _) = await run.WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+                Assert.True(got == code, $"{string.Join(" ", args)}: exit {got}, {error}");
+                Assert.Contains(input, error);
+                Assert.Contains(says, error);
+            }
+    }
+
+    /// <summary>A safetensors file whose header accounts for less than its data (a large file with header {}) is refused from its header alone.</summary>
+    [Fact]
+    public void ASafetensorsFileLargerThanItsHeaderSaysIsRefusedWithoutReadingIt()
+    {
+        string path = Path.Combine(dir, "empty-header.safetensors");
+        byte[] header = System.Text.Encoding.UTF8.GetBytes("{}");
+        using (var f = File.Create(path))
+        {
+            f.Write(BitConverter.GetBytes((ulong)header.Length));
+            f.Write(header);
+            f.SetLength(f.Length + (64L << 20)); // 64 MiB of data no tensor names
+        }
+        var e = Assert.Throws<SafeTensorsException>(() => SafeTensors.Read(path));
+        Assert.Contains("cover 0 data bytes but the file holds 67,108,864", e.Message);
+    }
 }
