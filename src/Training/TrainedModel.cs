@@ -46,9 +46,9 @@ public sealed record TrainedModel(Sequential Model, TrainConfig Config, int Epoc
         float[] norm = Ops.BatchGatherMath.Normalisation(Normalization[..channels], Normalization[channels..]);
         var classes = new int[count];
         float[,]? probabilities = null;
-        for (int start = 0; start < count; start += batchSize)
+        for (long position = 0; position < count; position += batchSize)
         {
-            int n = Math.Min(batchSize, count - start);
+            int start = (int)position, n = Math.Min(batchSize, count - start);
             var x = new float[n * size];
             var bytes = new byte[n * size];
             read(bytes, (start, n));

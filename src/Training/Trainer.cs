@@ -334,7 +334,8 @@ public sealed class Trainer : IDisposable
         if (size > 1)
             order = Shard(order, rank, size);
         int local = order.Length;
-        int steps = (local + batch - 1) / batch;
+        // In 64 bits: a batch near int.MaxValue (larger than any split) is one step, not an overflow to zero steps.
+        int steps = (int)(((long)local + batch - 1) / batch);
         train.BeginPass(order);
         // sums = [loss * images, correct, images, first bad step (or -1)]
         sums.Upload([0f, 0f, 0f, -1f]);
@@ -526,9 +527,10 @@ public sealed class Trainer : IDisposable
     private void EvaluateBatches(DeviceData data, int n, int batch, Tensor predictions)
     {
         data.BeginPass(null);
-        for (int start = 0; start < n; start += batch)
+        // The position in 64 bits: start + batch may pass int.MaxValue with a huge batch.
+        for (long position = 0; position < n; position += batch)
         {
-            int count = Math.Min(batch, n - start);
+            int start = (int)position, count = Math.Min(batch, n - start);
             var (x, y) = Batch(count);
             data.Ensure(start, count);
             device.Backend.GatherBatch(data.Gather(start, count), data.Pixels.View, data.Labels.IntView, data.Order.IntView, data.Normalisation.View, x.View, y.IntView);

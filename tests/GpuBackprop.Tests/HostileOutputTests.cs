@@ -177,4 +177,22 @@ public sealed class HostileOutputTests : IDisposable
         var e = Assert.Throws<SafeTensorsException>(() => SafeTensors.Read(path));
         Assert.Contains("cover 0 data bytes but the file holds 67,108,864", e.Message);
     }
+
+    /// <summary>A batch of int.MaxValue images (larger than any split) trains one step of every image, not zero steps and an infinite rate (issue 23).</summary>
+    [Fact]
+    public void TheLargestBatchTrainsOneStepOfEveryImage()
+    {
+        ComputeDevice d = TestDevices.Get("cpu");
+        var config = new TrainConfig
+        {
+            Model = "tiny", Epochs = 1, BatchSize = int.MaxValue,
+            Architecture = """[{"type": "flatten"}, {"type": "linear", "in_features": 784, "out_features": 10}]""",
+        };
+        using var trainer = new Trainer(d, config, FashionMnist.LoadEmbedded("train").Take(50), FashionMnist.LoadEmbedded("t10k").Take(20));
+        var steps = new List<StepProgress>();
+        EpochResult r = trainer.RunEpoch(steps.Add);
+        Assert.Equal(1, steps.Single().Steps);
+        Assert.True(double.IsFinite(r.TrainLoss) && double.IsFinite(r.ImagesPerSecond), $"loss {r.TrainLoss}, {r.ImagesPerSecond} images/s");
+        Assert.Equal(1, trainer.Optimizer.StepCount);
+    }
 }
