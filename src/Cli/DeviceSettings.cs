@@ -45,7 +45,7 @@ internal abstract class DeviceSettings : CommandSettings
     /// </summary>
     public string SpecText => (Device ?? EnvironmentSpec ?? Fallback)
         .Replace("{local_rank}", Distributed.MpiCollective.LocalRank.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
-        .Replace("{rank}", (Environment.GetEnvironmentVariable("PMI_RANK") ?? "0").Trim(), StringComparison.Ordinal);
+        .Replace("{rank}", Distributed.MpiCollective.LaunchedRank.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
 
     /// <summary>The one device of a single-device command (after <see cref="Validate"/>).</summary>
     public DeviceSpec Spec => Specs.Count == 1 ? Specs[0] : throw new InvalidOperationException("The device settings were not validated.");

@@ -94,7 +94,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         protected override bool Several => true;
 
         /// <summary>The replicas of the run: the devices named, or the MPI ranks under mpiexec.</summary>
-        public int ReplicaCount => Distributed.MpiCollective.Launched && int.TryParse(Environment.GetEnvironmentVariable("PMI_SIZE"), out int ranks) && ranks > 1 ? ranks
+        public int ReplicaCount => Distributed.MpiCollective.Launched && Distributed.MpiCollective.LaunchedSize > 1 ? Distributed.MpiCollective.LaunchedSize
             : SpecText == "all" ? 1 : Specs.Count;
 
         public override ValidationResult Validate()

@@ -39,16 +39,9 @@ internal static class Usage
     /// <summary>The full path with every link resolved (a missing file: its folder's resolved path and its name).</summary>
     internal static string Real(string path)
     {
-        string full = Path.GetFullPath(path);
-        try
-        {
-            if (new FileInfo(full).LinkTarget is not null && new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true) is FileSystemInfo target)
-                return Path.GetFullPath(target.FullName);
-        }
-        catch (IOException)
-        {
-            // A link loop or a dangling link: compared as it is.
-        }
+        string full = Path.GetFullPath(path), resolved = Serialization.FileKind.Resolve(full);
+        if (resolved != full)
+            return resolved;
         string? dir = Path.GetDirectoryName(full);
         if (dir is null || full == dir)
             return full;

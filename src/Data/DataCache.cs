@@ -56,7 +56,7 @@ internal static class DataCache
         long fixedLength = pixelsAt + pixelBytes + 4 + 8;
         // Only a regular file of at least the fixed length: a FIFO or a device in its place (length 0) is never opened.
         var info = new FileInfo(path);
-        if (!info.Exists || info.Length < fixedLength || info.Length > fixedLength + int.MaxValue || (info.Attributes & FileAttributes.Device) != 0)
+        if (!info.Exists || info.Length < fixedLength || info.Length > fixedLength + int.MaxValue || Serialization.FileKind.OfTarget(path) is not null)
             return null;
         try
         {

@@ -15,10 +15,12 @@ internal static class DataFile
         FileSystemInfo target = info.ResolveLinkTarget(returnFinalTarget: true) ?? info;
         if (target is not FileInfo file || !file.Exists)
             throw new DataFormatException(path, "is not a file (or a link to a missing one).");
-        // A FIFO, a socket or a device has no regular-file bit among its Unix attributes' type; .NET shows
-        // it as a file of length 0, which no data file can be.
-        if ((file.Attributes & FileAttributes.Device) != 0 || file.Length == 0)
-            throw new DataFormatException(path, "is empty or not a regular file (a FIFO or a device?).");
+        // A FIFO or a device is refused before it is opened (it would block, or read without end); .NET's own
+        // attributes show both as normal files of length 0.
+        if (Serialization.FileKind.Of(file.FullName) is string kind)
+            throw new DataFormatException(path, $"is {kind}, not a regular file.");
+        if (file.Length == 0)
+            throw new DataFormatException(path, "is empty.");
         if (file.Length > maxBytes)
             throw new DataFormatException(path, $"is {file.Length:N0} bytes; at most {maxBytes:N0} are read.");
         try

@@ -240,9 +240,8 @@ public sealed class ImageDataset
         if (store is PixelStore.InMemory)
         {
             var pixels = new byte[(long)images.Length * size];
-            var view = store;
             for (int k = 0; k < images.Length; k++)
-                view.Read((long)images[k] * size, pixels.AsSpan(k * size, size));
+                store.Read((long)images[k] * size, pixels.AsSpan(k * size, size));
             return new PixelStore.InMemory(pixels);
         }
         return store is PixelStore.Picked p ? p.Compose(images) : new PixelStore.Picked(store, images, size);

@@ -42,6 +42,8 @@ public sealed class GradientAverager : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bucketBytes);
         this.collective = collective;
         scale = 1f / collective.Size;
+        // Buckets of whole layers from the last back, closed at the size or at the first layer; a layer without
+        // parameters belongs to the bucket it falls in (or to none, at the front).
         var list = new List<(int, Parameter[], int)>();
         bucketOfLayer = new int[layers.Count];
         var current = new List<Parameter>();
@@ -52,19 +54,18 @@ public sealed class GradientAverager : IDisposable
             current.AddRange(ps);
             length += ps.Sum(p => checked((int)p.Grad.Length));
             bucketOfLayer[i] = list.Count;
-            // A bucket closes at its size, or at the first layer (which has to close the last one).
-            if (length * 4L >= bucketBytes || i == 0)
+            if (length > 0 && (length * 4L >= bucketBytes || i == 0))
             {
                 list.Add((i, current.ToArray(), length));
                 current.Clear();
                 length = 0;
             }
         }
-        buckets = list.Where(b => b.Item3 > 0).ToArray();
-        // Layers of an empty bucket (no parameters) map to no bucket.
-        var index = list.Select((b, k) => b.Item3 > 0 ? Array.IndexOf(buckets, b) : -1).ToArray();
+        // Layers after the last closed bucket (towards the front) hold no parameters: they close nothing.
         for (int i = 0; i < bucketOfLayer.Length; i++)
-            bucketOfLayer[i] = index[bucketOfLayer[i]];
+            if (bucketOfLayer[i] >= list.Count)
+                bucketOfLayer[i] = -1;
+        buckets = list.ToArray();
         flat = buckets.Select(b => new float[b.Length]).ToArray();
         Overlaps = overlap && collective.Size > 1;
         if (Overlaps)
@@ -157,9 +158,7 @@ public sealed class GradientAverager : IDisposable
     {
         long start = Stopwatch.GetTimestamp();
         collective.AllReduce(flat[b], flat[b].Length, ReduceOperation.Sum);
-        Span<float> v = flat[b];
-        for (int i = 0; i < v.Length; i++)
-            v[i] *= scale;
+        System.Numerics.Tensors.TensorPrimitives.Multiply(flat[b], scale, flat[b]);
         reduceSeconds += Stopwatch.GetElapsedTime(start).TotalSeconds;
     }
 

@@ -60,16 +60,15 @@ public sealed class InProcessCollective : ICollective
             result = new float[count];
         Span<float> r = result.AsSpan(0, count);
         hub.Buffers[0]!.AsSpan(0, count).CopyTo(r);
+        // One member's values at a time, in rank order; elementwise IEEE operations, so vectorising changes no bit.
         for (int m = 1; m < Size; m++)
         {
             ReadOnlySpan<float> v = hub.Buffers[m]!.AsSpan(0, count);
-            for (int i = 0; i < count; i++)
-                r[i] = operation switch
-                {
-                    ReduceOperation.Sum => r[i] + v[i],
-                    ReduceOperation.Min => Math.Min(r[i], v[i]),
-                    _ => Math.Max(r[i], v[i]),
-                };
+            if (operation == ReduceOperation.Sum)
+                System.Numerics.Tensors.TensorPrimitives.Add(r, v, r);
+            else
+                for (int i = 0; i < count; i++)
+                    r[i] = operation == ReduceOperation.Min ? Math.Min(r[i], v[i]) : Math.Max(r[i], v[i]);
         }
         // Everyone has read every buffer before any is overwritten with the result.
         Wait();

@@ -15,6 +15,7 @@ public sealed class MpiCollective : ICollective, IDisposable
 {
     private static MPI.Environment? environment;
     private readonly MPI.Intracommunicator world;
+    private readonly Dictionary<int, float[]> results = [];
 
     private MpiCollective(MPI.Intracommunicator world)
     {
@@ -27,13 +28,19 @@ public sealed class MpiCollective : ICollective, IDisposable
     /// Whether this process was started by an MPI launcher (MPICH's Hydra sets <c>PMI_RANK</c> and
     /// <c>PMI_SIZE</c>; Intel MPI the same; Slurm's <c>srun --mpi=pmi2</c> too): a process started alone trains alone.
     /// </summary>
-    public static bool Launched => Environment.GetEnvironmentVariable("PMI_SIZE") is string size && int.TryParse(size, out int n) && n >= 1
-        && Environment.GetEnvironmentVariable("PMI_RANK") is not null;
+    public static bool Launched => LaunchedSize >= 1 && Environment.GetEnvironmentVariable("PMI_RANK") is not null;
+
+    /// <summary>The number of ranks the launcher started (<c>PMI_SIZE</c>), before MPI starts; 0 without a launcher.</summary>
+    public static int LaunchedSize => Number("PMI_SIZE") is int n and >= 1 ? n : 0;
+
+    /// <summary>This process's rank as the launcher set it (<c>PMI_RANK</c>), before MPI starts; 0 without a launcher.</summary>
+    public static int LaunchedRank => Number("PMI_RANK") is int r and >= 0 ? r : 0;
 
     /// <summary>The rank among the ranks on this machine (Hydra's <c>MPI_LOCALRANKID</c>), for choosing a device; else the rank.</summary>
-    public static int LocalRank =>
-        int.TryParse(Environment.GetEnvironmentVariable("MPI_LOCALRANKID"), out int local) ? local
-        : int.TryParse(Environment.GetEnvironmentVariable("PMI_RANK"), out int rank) ? rank : 0;
+    public static int LocalRank => Number("MPI_LOCALRANKID") is int local and >= 0 ? local : LaunchedRank;
+
+    private static int? Number(string variable) =>
+        int.TryParse(Environment.GetEnvironmentVariable(variable), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int v) ? v : null;
 
     /// <summary>Starts MPI (once a process) and returns this rank's member of the world.</summary>
     /// <exception cref="DllNotFoundException">No MPI library of MPICH's ABI was found (the message says which was tried).</exception>
@@ -78,7 +85,9 @@ public sealed class MpiCollective : ICollective, IDisposable
         if (Size == 1 || count == 0)
             return;
         float[] values = count == buffer.Length ? buffer : buffer[..count];
-        float[] result = new float[count];
+        // MPI.NET writes into an array of the message's length: one kept per length (the gradient buckets repeat every step).
+        if (!results.TryGetValue(count, out float[]? result))
+            results[count] = result = new float[count];
         MPI.ReductionOperation<float> op = operation switch
         {
             ReduceOperation.Sum => MPI.Operation<float>.Add,

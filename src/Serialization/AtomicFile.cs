@@ -52,19 +52,22 @@ internal static class FileKind
     /// Null when <paramref name="path"/>, links followed, is a regular file or absent; else what it is. Readers ask
     /// this before opening, so that a FIFO never blocks them and a device such as /dev/zero is never read without end.
     /// </summary>
-    public static string? OfTarget(string path)
+    public static string? OfTarget(string path) => Of(Resolve(path));
+
+    /// <summary>The full path with its final link resolved (itself when not a link, when dangling, or in a loop: opening it says so).</summary>
+    public static string Resolve(string path)
     {
-        string target = path;
+        string full = Path.GetFullPath(path);
         try
         {
-            if (new FileInfo(path).LinkTarget is not null && new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true) is FileSystemInfo t)
-                target = t.FullName;
+            if (new FileInfo(full).LinkTarget is not null && new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true) is FileSystemInfo t)
+                return Path.GetFullPath(t.FullName);
         }
         catch (IOException)
         {
-            return null; // a link loop: opening it fails and says so
+            // A link loop.
         }
-        return Of(target);
+        return full;
     }
 
     /// <summary>

@@ -426,9 +426,9 @@ public sealed class Trainer : IDisposable
     {
         if (replicas is null)
             return;
-        foreach (var (name, t) in Model.StateDict().Where(p => Model.Parameters.Any(q => ReferenceEquals(q.Value, p.Tensor))))
+        foreach (var (name, p) in Model.NamedParameters())
         {
-            float[] mine = t.Download(), low = (float[])mine.Clone(), high = (float[])mine.Clone();
+            float[] mine = p.Value.Download(), low = (float[])mine.Clone(), high = (float[])mine.Clone();
             replicas.AllReduce(low, low.Length, ReduceOperation.Min);
             replicas.AllReduce(high, high.Length, ReduceOperation.Max);
             for (int i = 0; i < mine.Length; i++)
