@@ -89,4 +89,25 @@ public sealed class SummaryTests
         Assert.Equal(2, code);
         Assert.Contains("--input", error);
     }
+
+    /// <summary>Edge values of the new options: 0, -1, the largest int, NaN and overflowing shapes are usage errors naming the option or the layer, never an internal error.</summary>
+    [Theory]
+    [InlineData("--batch", "summary", "--batch", "0")]
+    [InlineData("--batch", "summary", "--batch", "-1")]
+    [InlineData("layer 0", "summary", "--batch", "2147483647")]
+    [InlineData("--input", "summary", "--input", "0,28,28")]
+    [InlineData("--input", "summary", "--input", "NaN,1,1")]
+    [InlineData("--input", "summary", "--input", "1,-1,28")]
+    [InlineData("layer 0", "summary", "--input", "2147483647,28,28")]
+    [InlineData("layer 0", "summary", "--input", "1,2147483647,2147483647")]
+    [InlineData("--batch", "train", "--device", "cpu,cpu", "--batch", "63")]
+    [InlineData("--batch", "train", "--device", "cpu,cpu,cpu", "--batch", "2147483647")]
+    public void EdgeValuesAreUsageErrors(string named, params string[] args)
+    {
+        var (code, error, _) = InProcessCli.Run(args);
+        Assert.True(code == 2, $"{string.Join(" ", args)}: exit {code}, {error}");
+        Assert.StartsWith("error: ", error);
+        Assert.Contains(named, error);
+        Assert.DoesNotContain("internal error", error);
+    }
 }
