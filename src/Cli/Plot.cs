@@ -5,12 +5,17 @@ namespace GpuBackprop.Cli;
 /// <summary>The training plot: train loss (left axis) and test accuracy (right axis) per epoch.</summary>
 internal static class Plot
 {
-    /// <summary>Saves the plot; without SkiaSharp's native library (a trimmed deployment) it says so and goes on.</summary>
+    /// <summary>
+    /// Saves the plot through the atomic writer (rendered to memory first: ScottPlot's own SavePng writes the
+    /// file in place, so a full disk or a kill left a truncated or empty PNG); without SkiaSharp's native
+    /// library (a trimmed deployment) it says so and goes on.
+    /// </summary>
     public static void TrySave(string path, string model, string device, IReadOnlyList<EpochResult> results, IReadOnlyList<StepRecord> steps)
     {
         try
         {
-            Build(model, device, results, steps).SavePng(path, 800, 520);
+            byte[] png = Build(model, device, results, steps).GetImageBytes(800, 520, ScottPlot.ImageFormat.Png);
+            Serialization.AtomicFile.Write(path, s => s.Write(png));
         }
         catch (Exception e) when (e is DllNotFoundException or TypeInitializationException)
         {

@@ -120,6 +120,39 @@ public sealed class CliTests
         Assert.Equal(70, Plot.Build("lenet5", "cpu", [new(1, 0.5, 70, 80.4, 1000, 4, 0.01f)], []).Axes.Right.Range.Min);
     }
 
+    /// <summary>
+    /// The plot goes through the atomic writer (issue 23: ScottPlot's SavePng wrote in place, and a full disk left a
+    /// truncated PNG): a complete PNG replaces the old file with no temporary file left, and a FIFO in its place is
+    /// refused at once instead of being opened (which blocks until a reader comes).
+    /// </summary>
+    [Fact]
+    public async Task ThePlotIsWrittenAtomically()
+    {
+        string dir = Directory.CreateTempSubdirectory("gpubackprop-plot-").FullName;
+        try
+        {
+            EpochResult[] results = [new(1, 0.62, 80.1, 83.6, 1000, 4, 0.01f)];
+            string png = Path.Combine(dir, "training.png");
+            File.WriteAllText(png, "old");
+            Plot.TrySave(png, "lenet5", "cpu", results, []);
+            byte[] bytes = File.ReadAllBytes(png);
+            Assert.True(bytes.Length > 1000, $"{bytes.Length} bytes");
+            Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A], bytes[..8]);
+            Assert.Equal(["training.png"], Directory.GetFiles(dir).Select(Path.GetFileName));
+            string fifo = Path.Combine(dir, "fifo.png");
+            using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [fifo]))
+                Assert.True(mkfifo.WaitForExit(10_000) && mkfifo.ExitCode == 0, "mkfifo");
+            // A TimeoutException (the save blocked) fails the assertion as the wrong exception.
+            var e = await Assert.ThrowsAsync<IOException>(() => Task.Run(() => Plot.TrySave(fifo, "lenet5", "cpu", results, []), TestContext.Current.CancellationToken)
+                .WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken));
+            Assert.Contains("is a FIFO, not a regular file", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     [Fact]
     public void AModelFileIsNamedByItsFileNameInTitlesMessagesAndTheDefaultRunFolder()
     {
