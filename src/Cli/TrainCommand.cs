@@ -345,7 +345,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         // before an epoch is spent.
         using FileStream runLock = RunLock(outDir);
         string checkpoint = Path.Combine(outDir, CheckpointName);
-        bool another = File.Exists(checkpoint) && (resume is null || !string.Equals(Path.GetFullPath(resume), Path.GetFullPath(checkpoint), StringComparison.Ordinal));
+        // Links resolved: a --resume given through a link to this folder's checkpoint is this run, not another
+        // (compared by full path alone, --overwrite then deleted the checkpoint being resumed).
+        bool another = File.Exists(checkpoint) && (resume is null || !string.Equals(Usage.Real(resume), Usage.Real(checkpoint), StringComparison.Ordinal));
         if (another && !s.Overwrite)
             throw new UsageException($"--out {outDir} holds another run ({checkpoint}): resume it with --resume {checkpoint}, choose another --out, or replace it with --overwrite.");
         if (trainer.EpochsDone >= config.Epochs)

@@ -179,6 +179,23 @@ public sealed class ResumeTests : IDisposable
         Assert.Equal(2, Checkpoint.Load(Path.Combine(b, "checkpoint.gbp")).Epoch);
     }
 
+    /// <summary>
+    /// A run resumed through a link to its own folder's checkpoint is the same run (links resolved): it needs no
+    /// --overwrite. (Compared by full path, it was "another run", and --overwrite deleted the checkpoint being
+    /// resumed before the first new epoch was saved; issue 23.)
+    /// </summary>
+    [Fact]
+    public void AResumeThroughALinkToItsOwnCheckpointIsTheSameRun()
+    {
+        string data = Data(), run = Path.Combine(dir, "run"), link = Path.Combine(dir, "link.gbp");
+        Assert.Equal(0, Cli("train", "--device", "cpu", "--data", data, "--epochs", "1", "--out", run).Code);
+        File.CreateSymbolicLink(link, Path.Combine(run, "checkpoint.gbp"));
+        var (code, output) = Cli("train", "--device", "cpu", "--data", data, "--resume", link, "--epochs", "2", "--out", run);
+        Assert.True(code == 0, output);
+        Assert.DoesNotContain("another run", output);
+        Assert.Equal(2, Checkpoint.Load(Path.Combine(run, "checkpoint.gbp")).Epoch);
+    }
+
     /// <summary>A run resumed from a checkpoint without epoch results (format 3) keeps writing checkpoints that load.</summary>
     [Fact]
     public void ARunWithoutStoredResultsStillCheckpointsLoadably()
