@@ -34,6 +34,13 @@ internal static class AtomicFile
             }
             File.Move(tmp, full, overwrite: true);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            File.Delete(tmp);
+            // The runtime's message names the temporary file alone ("Could not find file '/proc/.x.onnx.77.tmp'"):
+            // the target goes first, so that the user sees which output failed.
+            throw new IOException($"{path} cannot be written (through the temporary file {tmp}): {e.Message}", e);
+        }
         catch
         {
             File.Delete(tmp);
