@@ -39,8 +39,11 @@ public sealed class Flatten : Module
 
         private static void Read(LayerFields f)
         {
-            if (f.Integer("start_dim", 1) != 1 || f.Integer("end_dim", -1) != -1)
+            // Each field named on its own: end_dim 0 was reported as start_dim.
+            if (f.Integer("start_dim", 1) != 1)
                 throw f.Error("start_dim", "only start_dim 1 and end_dim -1 (the defaults) are supported");
+            if (f.Integer("end_dim", -1) != -1)
+                throw f.Error("end_dim", "only start_dim 1 and end_dim -1 (the defaults) are supported");
         }
 
         public override int[] OutputShape(LayerFields f, int[] input, Architecture.ShapeWalk walk)
