@@ -80,23 +80,85 @@ internal sealed class BenchmarkSet
 {
     private readonly JsonElement spec;
 
-    /// <summary>Reads a shapes.json file, checking every section it uses.</summary>
-    /// <exception cref="IOException">The file is missing, unreadable or not a benchmark set (named, with the reason).</exception>
+    /// <summary>Reads a shapes.json file, checking every section and row it uses.</summary>
+    /// <exception cref="IOException">
+    /// The file is missing, unreadable or not a benchmark set: named, with the section and row at fault
+    /// (<c>shapes.json: conv.lenet_c1: ...</c>).
+    /// </exception>
     public BenchmarkSet(string shapesPath)
     {
         try
         {
             using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(shapesPath));
             spec = doc.RootElement.Clone();
-            _ = Names(cpu: false).ToList();
-            foreach (string section in new[] { "conv", "maxpool", "avgpool", "gemm" })
-                _ = Section(section).ToList();
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        catch (JsonException e)
         {
             throw new IOException($"{shapesPath}: not a benchmark set ({e.Message}).", e);
         }
+        string? problem = Problem(spec);
+        if (problem is not null)
+            throw new IOException($"{shapesPath}: not a benchmark set: {problem}");
     }
+
+    /// <summary>The layout of a row of each section, as the file's "about" states it.</summary>
+    private static readonly (string Section, string Layout)[] Layouts =
+    [
+        ("conv", "N, C, H, W, K, R, S, stride, pad"), ("maxpool", "N, C, H, W, kernel, stride, pad"),
+        ("avgpool", "N, C, H, W, kernel, stride, pad"), ("gemm", "M, N, K"),
+    ];
+
+    /// <summary>
+    /// The first thing wrong with the set, naming its section and row, or null: every row an array of as many
+    /// integers as its layout, shapes the layers accept, and every train row a built-in model with a positive
+    /// batch. Checked before any row is set up (a missing section was a KeyNotFoundException naming no key).
+    /// </summary>
+    private static string? Problem(JsonElement root)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            return "the file must hold a JSON object with conv, maxpool, avgpool, gemm and train sections.";
+        foreach (var (section, layout) in Layouts)
+        {
+            if (!root.TryGetProperty(section, out JsonElement rows) || rows.ValueKind != JsonValueKind.Object)
+                return $"'{section}' must be an object of rows [{layout}].";
+            int length = layout.Split(',').Length;
+            foreach (JsonProperty row in rows.EnumerateObject())
+            {
+                string where = $"{section}.{row.Name}";
+                if (row.Value.ValueKind != JsonValueKind.Array || row.Value.GetArrayLength() != length
+                    || row.Value.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out _)))
+                    return $"{where} must be {length} integers [{layout}]; got {row.Value.GetRawText()}.";
+                int[] v = row.Value.EnumerateArray().Select(e => e.GetInt32()).ToArray();
+                try
+                {
+                    // The shapes the workloads will be built with: the geometry's own checks, here, before any device work.
+                    if (section == "conv")
+                        _ = new Conv2dGeometry(v[0], v[1], v[2], v[3], v[4], (v[5], v[6]), v[7], v[8], 1, 1);
+                    else if (section == "gemm")
+                        _ = GemmShape.Single(Positive(v[0], "M"), Positive(v[1], "N"), Positive(v[2], "K"));
+                    else
+                        _ = new Pool2dGeometry(v[0], v[1], v[2], v[3], v[4], v[5], v[6], 1, false);
+                }
+                catch (ArgumentException e)
+                {
+                    return $"{where} [{layout}] = {row.Value.GetRawText()}: {e.Message.Split('\n')[0]}";
+                }
+            }
+        }
+        if (!root.TryGetProperty("train", out JsonElement train) || train.ValueKind != JsonValueKind.Object)
+            return "'train' must be an object of rows MODEL: batch size.";
+        foreach (JsonProperty row in train.EnumerateObject())
+        {
+            if (!Models.Names.Contains(row.Name))
+                return $"train.{row.Name}: not a built-in model ({string.Join(", ", Models.Names)}).";
+            if (row.Value.ValueKind != JsonValueKind.Number || !row.Value.TryGetInt32(out int batch) || batch < 1)
+                return $"train.{row.Name} must be a positive integer batch size; got {row.Value.GetRawText()}.";
+        }
+        return null;
+    }
+
+    private static int Positive(int value, string name) =>
+        value >= 1 ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive.");
 
     private IEnumerable<(string Key, int[] Values)> Section(string name) =>
         spec.GetProperty(name).EnumerateObject().Select(p => (p.Name, p.Value.EnumerateArray().Select(e => e.GetInt32()).ToArray()));

@@ -95,10 +95,18 @@ public sealed class ExportPredictCliTests
     }
 
     [Theory]
-    [InlineData("{ not json")]
-    [InlineData("""{"conv": {}}""")]
-    [InlineData("""{"conv": {"a": ["x"]}, "maxpool": {}, "avgpool": {}, "gemm": {}, "train": {}}""")]
-    public void AMalformedBenchmarkSetIsOneLineAndExitOne(string json)
+    [InlineData("{ not json", "not a benchmark set (")]
+    [InlineData("""{"conv": {}}""", "'maxpool' must be an object of rows [N, C, H, W, kernel, stride, pad]")]
+    [InlineData("""[1, 2]""", "must hold a JSON object")]
+    [InlineData("""{"conv": {"a": ["x"]}, "maxpool": {}, "avgpool": {}, "gemm": {}, "train": {}}""", "conv.a must be 9 integers [N, C, H, W, K, R, S, stride, pad]; got [\"x\"]")]
+    [InlineData("""{"conv": {}, "maxpool": {}, "avgpool": {}, "gemm": {"g": [1, 2]}, "train": {}}""", "gemm.g must be 3 integers [M, N, K]; got [1, 2]")]
+    [InlineData("""{"conv": {}, "maxpool": {}, "avgpool": {}, "gemm": {"g": [1, 2, 3.5]}, "train": {}}""", "gemm.g must be 3 integers")]
+    [InlineData("""{"conv": {}, "maxpool": {}, "avgpool": {}, "gemm": {"g": [1, 0, 3]}, "train": {}}""", "gemm.g [M, N, K] = [1, 0, 3]: N must be positive")]
+    [InlineData("""{"conv": {"c": [1, 1, 4, 4, 1, 5, 5, 1, 0]}, "maxpool": {}, "avgpool": {}, "gemm": {}, "train": {}}""", "conv.c [N, C, H, W, K, R, S, stride, pad] = [1, 1, 4, 4, 1, 5, 5, 1, 0]: ")]
+    [InlineData("""{"conv": {}, "maxpool": {"p": [1, 1, 4, 4, 2, 0, 0]}, "avgpool": {}, "gemm": {}, "train": {}}""", "maxpool.p [N, C, H, W, kernel, stride, pad] = [1, 1, 4, 4, 2, 0, 0]: ")]
+    [InlineData("""{"conv": {}, "maxpool": {}, "avgpool": {}, "gemm": {}, "train": {"vgg": 8}}""", "train.vgg: not a built-in model")]
+    [InlineData("""{"conv": {}, "maxpool": {}, "avgpool": {}, "gemm": {}, "train": {"lenet5": 0}}""", "train.lenet5 must be a positive integer batch size; got 0")]
+    public void AMalformedBenchmarkSetIsOneLineAndExitOne(string json, string expected)
     {
         string file = Path.Combine(Directory.CreateTempSubdirectory("gpubackprop-shapes-").FullName, "shapes.json");
         File.WriteAllText(file, json);
@@ -113,8 +121,9 @@ public sealed class ExportPredictCliTests
         {
             Directory.Delete(Path.GetDirectoryName(file)!, true);
         }
-        Assert.StartsWith("error: ", error);
-        Assert.Contains("not a benchmark set", error);
+        Assert.StartsWith($"error: {file}: not a benchmark set", error);
+        Assert.Contains(expected, error);
+        Assert.Single(error.TrimEnd().Split('\n'));
         Assert.DoesNotContain("internal error", error.ToString());
     }
 }
