@@ -118,6 +118,14 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
         try
         {
             Config.Validate();
+            // The stored layer list is read as strictly as a model file, and must fit the stored input: a damaged one
+            // is this file's fault (exit 1, the file named), not a usage error found later when the model is built.
+            if (Config.Architecture is string layers)
+            {
+                ModelDescription stored = ModelDescription.Parse(Model, layers, path);
+                if (Config.Input is int[] input)
+                    Layers.Architecture.Check(stored.Layers, input);
+            }
         }
         catch (Exception e) when (e is ArgumentException or Layers.ArchitectureException or IOException or System.Text.Json.JsonException)
         {

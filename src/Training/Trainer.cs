@@ -723,7 +723,15 @@ public sealed class Trainer : IDisposable
         var expected = Model.StateDict().Select(s => ($"model/{s.Name}", s.Tensor)).Concat(state.Select((t, i) => ($"optim/{i}", t))).ToList();
         var tensors = c.Tensors.Where(t => !t.Name.StartsWith("counter/", StringComparison.Ordinal)).ToList();
         if (tensors.Count != expected.Count)
-            throw new CheckpointException(path, $"holds {tensors.Count} tensors; model '{Config.Model}' with {Config.Optimizer.Kind} needs {expected.Count}.");
+        {
+            // Named, not counted: which tensor is missing or not the model's.
+            var have = tensors.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+            var want = expected.Select(e => e.Item1).ToHashSet(StringComparer.Ordinal);
+            string which = want.FirstOrDefault(n => !have.Contains(n)) is string missing ? $"lacks tensor '{missing}'"
+                : have.FirstOrDefault(n => !want.Contains(n)) is string extra ? $"holds tensor '{extra}', which the model does not have"
+                : "holds a tensor twice";
+            throw new CheckpointException(path, $"{which}: {tensors.Count} tensors where model '{Config.Model}' with {Config.Optimizer.Kind} needs {expected.Count}.");
+        }
         for (int i = 0; i < expected.Count; i++)
         {
             var (name, shape, data) = tensors[i];

@@ -135,6 +135,47 @@ public sealed class HostileOutputTests : IDisposable
     }
 
     /// <summary>
+    /// Checkpoints crafted with a valid checksum whose tensors do not fit the stored model (a short array, a missing or
+    /// extra tensor, a changed shape, optimizer state of another length, a damaged stored architecture) are refused
+    /// by name, with exit 1, by every command that reads one (issue 23: short arrays ended in a stack trace).
+    /// </summary>
+    [Fact]
+    public void ACraftedCheckpointThatDoesNotFitItsModelIsRefusedByName()
+    {
+        string checkpoint = Checkpoint();
+        Checkpoint c = Training.Checkpoint.Load(checkpoint);
+        var (firstName, firstShape, firstData) = c.Tensors[0];
+        string state = c.Tensors.First(t => t.Name.StartsWith("optim/", StringComparison.Ordinal)).Name;
+        string layer = firstName["model/".Length..]; // the state-dict name, as export (which reads the model alone) names it
+        var crafted = new (string Name, Checkpoint Checkpoint, string Says)[]
+        {
+            ("short", c with { Tensors = [(firstName, firstShape, firstData[..^1]), .. c.Tensors.Skip(1)] }, "truncated"),
+            ("missing", c with { Tensors = [.. c.Tensors.Skip(1)] }, layer),
+            ("extra", c with { Tensors = [.. c.Tensors, ("model/99.weight", [2], [1f, 2f])] }, "99.weight"),
+            ("reshaped", c with { Tensors = [(firstName, [firstData.Length], firstData), .. c.Tensors.Skip(1)] }, layer),
+            // Optimizer state: export reads the model alone and is not asked.
+            ("state", c with { Tensors = [.. c.Tensors.Select(t => t.Name == state ? (t.Name, (int[])[3], new float[3]) : t)] }, state),
+            ("architecture", c with { Model = "crafted", Config = c.Config with { Model = "crafted", Architecture = """[{"type": "conv2d"}]""" } }, "the stored configuration is invalid: layer 0 (conv2d): field"),
+        };
+        foreach (var (name, bad, says) in crafted)
+        {
+            string path = Path.Combine(dir, $"{name}.gbp");
+            bad.Save(path);
+            foreach (string[] args in new[]
+            {
+                new[] { "eval", "--checkpoint", path, "--device", "cpu" },
+                ["train", "--resume", path, "--epochs", "2", "--device", "cpu", "--out", Path.Combine(dir, $"{name}-run")],
+            }.Concat(name == "state" ? [] : [["export", "--checkpoint", path, "--safetensors", Path.Combine(dir, $"{name}.safetensors")]]))
+            {
+                var (code, error, _) = InProcessCli.Run(args);
+                Assert.True(code == 1, $"{name}, {args[0]}: exit {code}, {error}");
+                Assert.True(error.StartsWith($"error: {path}", StringComparison.Ordinal) && error.Contains(says, StringComparison.Ordinal),
+                    $"{name}, {args[0]}: '{error.TrimEnd()}' does not start with the file or does not name {says}");
+            }
+        }
+    }
+
+    /// <summary>
     /// A FIFO or a device (/dev/zero) given as a model file, a checkpoint or initial weights is refused before it
     /// is opened, naming it: no run blocks or reads without end (each run must finish within 60 s).
     /// </summary>
