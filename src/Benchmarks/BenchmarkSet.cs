@@ -127,7 +127,7 @@ internal sealed class BenchmarkSet
                 string where = $"{section}.{row.Name}";
                 if (row.Value.ValueKind != JsonValueKind.Array || row.Value.GetArrayLength() != length
                     || row.Value.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out _)))
-                    return $"{where} must be {length} integers [{layout}]; got {row.Value.GetRawText()}.";
+                    return $"{where} must be {length} integers [{layout}]; got {LayerFields.Shown(row.Value)}.";
                 int[] v = row.Value.EnumerateArray().Select(e => e.GetInt32()).ToArray();
                 try
                 {
@@ -141,7 +141,7 @@ internal sealed class BenchmarkSet
                 }
                 catch (ArgumentException e)
                 {
-                    return $"{where} [{layout}] = {row.Value.GetRawText()}: {e.Message.Split('\n')[0]}";
+                    return $"{where} [{layout}] = {LayerFields.Shown(row.Value)}: {e.Message.Split('\n')[0]}";
                 }
             }
         }
@@ -152,7 +152,7 @@ internal sealed class BenchmarkSet
             if (!Models.Names.Contains(row.Name))
                 return $"train.{row.Name}: not a built-in model ({string.Join(", ", Models.Names)}).";
             if (row.Value.ValueKind != JsonValueKind.Number || !row.Value.TryGetInt32(out int batch) || batch < 1)
-                return $"train.{row.Name} must be a positive integer batch size; got {row.Value.GetRawText()}.";
+                return $"train.{row.Name} must be a positive integer batch size; got {LayerFields.Shown(row.Value)}.";
         }
         return null;
     }

@@ -139,6 +139,13 @@ internal sealed class LayerFields(JsonElement layer, string path, string type)
     /// <summary>An error about a field.</summary>
     public ArchitectureException Error(string field, string problem) => new($"{Where}: field '{field}' {problem}.");
 
+    /// <summary>A value as the file wrote it, cut to 80 characters (a field can hold megabytes; an error is one line).</summary>
+    public static string Shown(JsonElement v)
+    {
+        string raw = v.GetRawText();
+        return raw.Length <= 80 ? raw : $"{raw[..77]}...";
+    }
+
     /// <summary>An input that does not fit the layer.</summary>
     public ArchitectureException ShapeError(string expected, int[] actual) =>
         new($"{Where}: expects input of shape {expected}; got [{string.Join(", ", actual)}].") { IsShapeMismatch = true };
@@ -157,7 +164,7 @@ internal sealed class LayerFields(JsonElement layer, string path, string type)
     {
         if (Get(field) is not JsonElement v)
             return fallback ?? throw Error(field, "is required");
-        return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : throw Error(field, $"must be an integer; got {v.GetRawText()}");
+        return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : throw Error(field, $"must be an integer; got {Shown(v)}");
     }
 
     /// <summary>A positive integer field.</summary>
@@ -177,7 +184,7 @@ internal sealed class LayerFields(JsonElement layer, string path, string type)
 
     /// <summary>A number field.</summary>
     public double Number(string field, double fallback) =>
-        Get(field) is JsonElement v ? (v.ValueKind == JsonValueKind.Number ? v.GetDouble() : throw Error(field, $"must be a number; got {v.GetRawText()}")) : fallback;
+        Get(field) is JsonElement v ? (v.ValueKind == JsonValueKind.Number ? v.GetDouble() : throw Error(field, $"must be a number; got {Shown(v)}")) : fallback;
 
     /// <summary>A finite number field.</summary>
     public double Finite(string field, double fallback)
@@ -194,16 +201,16 @@ internal sealed class LayerFields(JsonElement layer, string path, string type)
         JsonElement v = Element.GetProperty(field);
         if (v.ValueKind == JsonValueKind.Null)
             return null;
-        return v.ValueKind == JsonValueKind.Number ? v.GetDouble() : throw Error(field, $"must be a number or null; got {v.GetRawText()}");
+        return v.ValueKind == JsonValueKind.Number ? v.GetDouble() : throw Error(field, $"must be a number or null; got {Shown(v)}");
     }
 
     /// <summary>A boolean field.</summary>
     public bool Bool(string field, bool fallback) =>
-        Get(field) is JsonElement v ? (v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Error(field, $"must be true or false; got {v.GetRawText()}")) : fallback;
+        Get(field) is JsonElement v ? (v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Error(field, $"must be true or false; got {Shown(v)}")) : fallback;
 
     /// <summary>A string field.</summary>
     public string String(string field, string fallback) =>
-        Get(field) is JsonElement v ? (v.ValueKind == JsonValueKind.String ? v.GetString()! : throw Error(field, $"must be a string; got {v.GetRawText()}")) : fallback;
+        Get(field) is JsonElement v ? (v.ValueKind == JsonValueKind.String ? v.GetString()! : throw Error(field, $"must be a string; got {Shown(v)}")) : fallback;
 
     /// <summary>A string field that must be one of <paramref name="allowed"/>.</summary>
     public string OneOf(string field, string fallback, params string[] allowed)
@@ -240,7 +247,7 @@ internal sealed class LayerFields(JsonElement layer, string path, string type)
         if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 2 && v[0].ValueKind == JsonValueKind.Number && v[0].TryGetInt32(out int h)
             && v[1].ValueKind == JsonValueKind.Number && v[1].TryGetInt32(out int w))
             return new Geometry.Size2(h, w);
-        throw Error(field, $"must be an integer or a list of two integers; got {v.GetRawText()}");
+        throw Error(field, $"must be an integer or a list of two integers; got {Shown(v)}");
     }
 
     /// <summary>Runs a module constructor or geometry check and names the layer in its ArgumentException.</summary>

@@ -59,12 +59,27 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
                 return new ModelDescription(name, root.GetRawText(), null, null);
             if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("layers", out JsonElement layers))
                 throw new ArchitectureException($"{source}: a model is a JSON list of layers or an object with 'layers'.");
-            int[]? input = root.TryGetProperty("input", out JsonElement i) ? i.EnumerateArray().Select(e => e.GetInt32()).ToArray() : null;
-            if (input is not null && (input.Length != 3 || input.Any(d => d <= 0)))
-                throw new ArchitectureException($"{source}: 'input' must be [channels, height, width], all positive.");
-            int? classes = root.TryGetProperty("classes", out JsonElement c) ? c.GetInt32() : null;
-            if (classes is <= 1)
-                throw new ArchitectureException($"{source}: 'classes' must be at least 2.");
+            // Each top-level field checked for its type and named with its value (a string "10" was a
+            // JsonElement message naming neither), and an unknown one refused as a layer's unknown field is.
+            if (root.EnumerateObject().Select(p => p.Name).FirstOrDefault(n => n is not ("about" or "input" or "classes" or "layers")) is string unknown)
+                throw new ArchitectureException($"{source}: unknown field '{unknown}' (a model object has 'layers', and optionally 'input', 'classes' and 'about').");
+            int[]? input = null;
+            if (root.TryGetProperty("input", out JsonElement i))
+            {
+                if (i.ValueKind != JsonValueKind.Array || i.GetArrayLength() != 3
+                    || i.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int d) || d <= 0))
+                    throw new ArchitectureException($"{source}: field 'input' must be [channels, height, width], three positive integers; got {LayerFields.Shown(i)}.");
+                input = i.EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            }
+            int? classes = null;
+            if (root.TryGetProperty("classes", out JsonElement c))
+            {
+                if (c.ValueKind != JsonValueKind.Number || !c.TryGetInt32(out int k) || k < 2)
+                    throw new ArchitectureException($"{source}: field 'classes' must be an integer of at least 2; got {LayerFields.Shown(c)}.");
+                classes = k;
+            }
+            if (root.TryGetProperty("about", out JsonElement about) && about.ValueKind != JsonValueKind.String)
+                throw new ArchitectureException($"{source}: field 'about' must be a string; got {LayerFields.Shown(about)}.");
             return new ModelDescription(name, layers.GetRawText(), input, classes);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)

@@ -134,6 +134,33 @@ public sealed class ArchitectureAndSafeTensorsTests
         Assert.Contains(expected, e.Message);
     }
 
+    /// <summary>
+    /// A model object's own fields are read as strictly as a layer's: each of the wrong type is named with its value
+    /// (a string "10" for classes was a JsonElement message naming neither), and an unknown one is refused (issue 23).
+    /// </summary>
+    [Theory]
+    [InlineData("""{"layers": [], "classes": "10"}""", "m.json: field 'classes' must be an integer of at least 2; got \"10\".")]
+    [InlineData("""{"layers": [], "classes": 1}""", "m.json: field 'classes' must be an integer of at least 2; got 1.")]
+    [InlineData("""{"layers": [], "classes": 3000000000}""", "m.json: field 'classes' must be an integer of at least 2; got 3000000000.")]
+    [InlineData("""{"layers": [], "input": [1, "28", 28]}""", "m.json: field 'input' must be [channels, height, width], three positive integers; got [1, \"28\", 28].")]
+    [InlineData("""{"layers": [], "input": [1, 28]}""", "m.json: field 'input' must be [channels, height, width], three positive integers; got [1, 28].")]
+    [InlineData("""{"layers": [], "input": 28}""", "m.json: field 'input' must be [channels, height, width], three positive integers; got 28.")]
+    [InlineData("""{"layers": [], "input": [1, 0, 28]}""", "m.json: field 'input' must be [channels, height, width], three positive integers; got [1, 0, 28].")]
+    [InlineData("""{"layers": [], "about": 3}""", "m.json: field 'about' must be a string; got 3.")]
+    [InlineData("""{"layers": [], "clases": 3}""", "m.json: unknown field 'clases' (a model object has 'layers', and optionally 'input', 'classes' and 'about').")]
+    public void AModelObjectsFieldsAreTypedAndNamed(string json, string expected) =>
+        Assert.Equal(expected, Assert.Throws<ArchitectureException>(() => Training.ModelDescription.Parse("m", json, "m.json")).Message);
+
+    [Fact]
+    public void AValueInAnErrorIsCutToOneShortLine()
+    {
+        string json = $$"""[{"type": "relu", "inplace": [{{string.Join(", ", Enumerable.Repeat(1, 10_000))}}]}]""";
+        string message = Assert.Throws<ArchitectureException>(() => Architecture.Check(json, [1, 8, 8])).Message;
+        Assert.True(message.Length < 200, message);
+        Assert.Contains("got [1, 1, 1", message);
+        Assert.Contains("...", message);
+    }
+
     [Fact]
     public void SafeTensorsRoundTripKeepsWeightsRunningStatisticsAndCounters()
     {
