@@ -46,7 +46,16 @@ internal sealed class SummaryCommand : Command<SummaryCommand.Settings>
         int[] input = s.InputShape() ?? description.Input ?? [1, 28, 28];
         using ComputeDevice device = ComputeDevice.Open("cpu");
         using Sequential model = description.Build(device, seed: 1);
-        ModelSummary summary = model.Summary(input, s.Batch);
+        ModelSummary summary;
+        try
+        {
+            summary = model.Summary(input, s.Batch);
+        }
+        catch (Layers.ArchitectureException e)
+        {
+            // The layer's message names the layer; the model (a file of several) is named here.
+            throw new Layers.ArchitectureException($"{s.ModelName}: {e.Message}", e);
+        }
         var table = new Table().AddColumns("layer", "type", "output shape", "parameters", "buffers", "multiply-adds", "output bytes");
         foreach (SummaryRow r in summary.Layers)
         {

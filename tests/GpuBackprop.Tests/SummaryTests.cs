@@ -90,6 +90,31 @@ public sealed class SummaryTests
         Assert.Contains("--input", error);
     }
 
+    /// <summary>A model file whose path holds console markup ([red], [bold]) is printed as written, not parsed as markup (issue 23).</summary>
+    [Fact]
+    public void APathWithBracketsIsPrintedAsWritten()
+    {
+        string dir = Directory.CreateTempSubdirectory("gpubackprop-[red]-").FullName;
+        try
+        {
+            string model = Path.Combine(dir, "net[bold].json");
+            File.WriteAllText(model, """[{"type": "flatten"}, {"type": "linear", "in_features": 784, "out_features": 10}]""");
+            var (code, error, output) = InProcessCli.Run("summary", "--model", model);
+            Assert.True(code == 0, error);
+            // The name is printed in bold: the escape codes around it are the console's, the brackets the file's.
+            Assert.Contains("model: net[bold]", System.Text.RegularExpressions.Regex.Replace(output, "\u001b\\[[0-9;]*m", ""));
+            File.WriteAllText(model, """[{"type": "flatten"}, {"type": "linear", "in_features": 78, "out_features": 10}]""");
+            (code, error, _) = InProcessCli.Run("summary", "--model", model);
+            Assert.True(code == 2, error);
+            Assert.Contains("net[bold]", error);
+            Assert.DoesNotContain("internal error", error);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     /// <summary>Edge values of the new options: 0, -1, the largest int, NaN and overflowing shapes are usage errors naming the option or the layer, never an internal error.</summary>
     [Theory]
     [InlineData("--batch", "summary", "--batch", "0")]
