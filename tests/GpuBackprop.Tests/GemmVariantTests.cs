@@ -47,21 +47,42 @@ public sealed class GemmVariantTests
         var (dev, backend) = Open(device, tiles);
         float[] a = Data.Uniform(m * k, 31), b = Data.Uniform(k * n, 32), c0 = Data.Uniform(m * n, 33);
         using Tensor at = Tensor.FromHost(dev, a, a.Length), bt = Tensor.FromHost(dev, b, b.Length), ct = Tensor.FromHost(dev, c0, c0.Length);
-        long before = Launches(backend, $"gemm.{Expected(tiles, m, n)}");
-        backend.Gemm(GemmShape.Single(m, n, k, accumulate: true),
-            GemmOperand.Dense(transA ? m : k, transA), at.View, GemmOperand.Dense(transB ? k : n, transB), bt.View, GemmOperand.Dense(n), ct.View);
-        double[] expected = Data.Product(m, n, k, a, transA, b, transB, c0);
-        Check.Close(ct.Download(), expected, Atol, Rtol, $"{tiles} C of {m}x{n}x{k} ta={transA} tb={transB} on {device}");
-        Assert.True(Launches(backend, $"gemm.{Expected(tiles, m, n)}") > before, $"the {Expected(tiles, m, n)} variant did not run: {string.Join(", ", backend.VariantLaunches.Keys)}");
-        if (tiles == GemmTiles.Pipelined)
+        lock (backend)
         {
-            // Multiples of 4 along each operand's contiguous side take 16-byte loads, other shapes scalar ones.
-            int vector = ((transA ? m : k) % 4 == 0 ? GemmKernels.VectorA : 0) | ((transB ? k : n) % 4 == 0 ? GemmKernels.VectorB : 0);
-            // Products of at most 32 rows take 32 x 256 tiles where those win on this device, of at most 64 rows 64-row tiles.
-            bool thin = m <= 32 && GemmKernels.ThinTilesWin(GemmShape.Single(m, n, k), backend.Multiprocessors);
-            int layout = (transA ? GemmKernels.TransA : 0) | (transB ? GemmKernels.TransB : 0) | vector | (thin ? GemmKernels.Rows32 : m <= 64 ? GemmKernels.Rows64 : 0);
-            Assert.True(Launches(backend, $"gemm.Pipelined.layout{layout}") > 0, $"layout {layout} did not run");
+            // Planned as an H100's 132 multiprocessors on every device, so that the expected layout follows from the
+            // stated rule alone (on the CPU accelerator's 2 it would depend on the block-slot arithmetic under test).
+            backend.Multiprocessors = 132;
+            try
+            {
+                // Counted as deltas of this call: the device is shared by the other rows, so a count from zero would pass a row that ran another variant.
+                int layout = tiles == GemmTiles.Pipelined ? PipelinedLayout(m, k, n, transA, transB) : -1;
+                long before = Launches(backend, $"gemm.{Expected(tiles, m, n)}"), layoutBefore = Launches(backend, $"gemm.Pipelined.layout{layout}");
+                backend.Gemm(GemmShape.Single(m, n, k, accumulate: true),
+                    GemmOperand.Dense(transA ? m : k, transA), at.View, GemmOperand.Dense(transB ? k : n, transB), bt.View, GemmOperand.Dense(n), ct.View);
+                double[] expected = Data.Product(m, n, k, a, transA, b, transB, c0);
+                Check.Close(ct.Download(), expected, Atol, Rtol, $"{tiles} C of {m}x{n}x{k} ta={transA} tb={transB} on {device}");
+                Assert.True(Launches(backend, $"gemm.{Expected(tiles, m, n)}") > before, $"the {Expected(tiles, m, n)} variant did not run: {string.Join(", ", backend.VariantLaunches.Keys)}");
+                if (tiles == GemmTiles.Pipelined)
+                    Assert.True(Launches(backend, $"gemm.Pipelined.layout{layout}") > layoutBefore, $"layout {layout} did not run");
+            }
+            finally
+            {
+                backend.Multiprocessors = Math.Max(1, backend.Accelerator.NumMultiprocessors);
+            }
         }
+    }
+
+    /// <summary>
+    /// The pipelined kernel's layout for a product of <see cref="Products"/> on 132 multiprocessors, from the stated
+    /// rules: multiples of 4 along each operand's contiguous side take 16-byte loads, other shapes scalar ones; up to
+    /// 64 rows take 64-row tiles; up to 32 rows take 32 x 256 tiles (these products have at most 3 such tiles against
+    /// 5 64-row ones, each alone on its multiprocessor, so the thin tiles win).
+    /// </summary>
+    private static int PipelinedLayout(int m, int k, int n, bool transA, bool transB)
+    {
+        int vector = ((transA ? m : k) % 4 == 0 ? GemmKernels.VectorA : 0) | ((transB ? k : n) % 4 == 0 ? GemmKernels.VectorB : 0);
+        int rows = m <= 32 ? GemmKernels.Rows32 : m <= 64 ? GemmKernels.Rows64 : 0;
+        return (transA ? GemmKernels.TransA : 0) | (transB ? GemmKernels.TransB : 0) | vector | rows;
     }
 
     /// <summary>The host GEMM's micro-kernels this CPU runs: 256 always, 512 where it has AVX-512.</summary>
@@ -184,6 +205,9 @@ public sealed class GemmVariantTests
                 // A [batch][reduce][m][k], B [reduce][batch][k][n] (transposed storage for B: [.][.][n][k]).
                 var ao = GemmOperand.Dense(k).WithStrides(reduce * m * k, 0, m * k);
                 var bo = GemmOperand.Dense(k, transposed: true).WithStrides(k * n, 0, batch * k * n);
+                string parts = accumulate ? "gemm.sum-parts.accumulate" : "gemm.sum-parts";
+                long splitBefore = Launches(backend, $"gemm.{Expected(tiles, m, n)}.split"), sumBefore = backend.VariantLaunches.GetValueOrDefault(parts),
+                    sliceBefore = Launches(backend, "gemm.z-slice");
                 backend.Gemm(shape, ao, at.View, bo, bt.View, GemmOperand.Dense(n).WithStrides(m * n, 0, 0), ct.View);
                 var expected = new double[batch * m * n];
                 for (int q = 0; q < batch; q++)
@@ -197,9 +221,9 @@ public sealed class GemmVariantTests
                             expected[(q * m + i) * n + j] = s;
                         }
                 Check.Close(ct.Download(), expected, Atol, Rtol, $"{tiles} split sum (accumulate {accumulate}) on {device}");
-                Assert.True(Launches(backend, $"gemm.{Expected(tiles, m, n)}.split") > 0, $"no split launch: {string.Join(", ", backend.VariantLaunches.Keys)}");
-                Assert.True(backend.VariantLaunches.GetValueOrDefault(accumulate ? "gemm.sum-parts.accumulate" : "gemm.sum-parts") > 0, "parts were not summed");
-                Assert.True(Launches(backend, "gemm.z-slice") > 0, "the launch was not cut at the z limit");
+                Assert.True(Launches(backend, $"gemm.{Expected(tiles, m, n)}.split") > splitBefore, $"no split launch: {string.Join(", ", backend.VariantLaunches.Keys)}");
+                Assert.True(backend.VariantLaunches.GetValueOrDefault(parts) > sumBefore, "parts were not summed");
+                Assert.True(Launches(backend, "gemm.z-slice") > sliceBefore, "the launch was not cut at the z limit");
             }
             finally
             {
