@@ -21,6 +21,11 @@ internal sealed class HostBackend : Backend
     protected override void GemmCore(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv) =>
         GemmHost.Run(s, a, av, b, bv, c, cv);
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> pathRuns = new(StringComparer.Ordinal);
+
+    /// <summary>Runs of each convolution path by pass ("Forward.Direct", "DataGrad.Winograd", ...), so that tests can assert that every path ran through the backend.</summary>
+    internal IReadOnlyDictionary<string, long> PathRuns => pathRuns;
+
     /// <summary>How the host runs a convolution.</summary>
     private enum ConvPath { Batched, PerImage, Direct, Winograd }
 
@@ -35,11 +40,15 @@ internal sealed class HostBackend : Backend
     /// stride-1 layers' forward pass and input gradient, else one image at a time (Conv2dHost); fewer images,
     /// or 1x1 stride-1 layers: the base class's batched im2col and GEMMs.
     /// </summary>
-    private static ConvPath PathOf(Conv2dGeometry g, ConvPass pass) =>
-        !Conv2dHost.Applies(g) ? ConvPath.Batched
-        : (pass == ConvPass.DataGrad ? Conv2dDirectHost.AppliesToDataGrad(g) : Conv2dDirectHost.Applies(g)) ? ConvPath.Direct
-        : pass != ConvPass.WeightGrad && WinogradHost.Applies(g) ? ConvPath.Winograd
-        : ConvPath.PerImage;
+    private ConvPath PathOf(Conv2dGeometry g, ConvPass pass)
+    {
+        ConvPath path = !Conv2dHost.Applies(g) ? ConvPath.Batched
+            : (pass == ConvPass.DataGrad ? Conv2dDirectHost.AppliesToDataGrad(g) : Conv2dDirectHost.Applies(g)) ? ConvPath.Direct
+            : pass != ConvPass.WeightGrad && WinogradHost.Applies(g) ? ConvPath.Winograd
+            : ConvPath.PerImage;
+        pathRuns.AddOrUpdate($"{pass}.{path}", 1, (_, n) => n + 1);
+        return path;
+    }
 
     protected override bool Conv2dForwardImplicit(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)
     {

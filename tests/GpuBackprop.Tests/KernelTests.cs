@@ -228,6 +228,71 @@ public sealed class KernelTests
         }
     }
 
+    /// <summary>The host vector widths this CPU runs (each is forced in turn by the path tests).</summary>
+    public static TheoryData<int> HostWidths() => new((int[])(Host.GemmHost.BestVectorBits == 512 ? [256, 512] : [256]));
+
+    /// <summary>
+    /// Every <c>cpu</c> convolution path reached through the backend (a Conv2d layer's forward and backward on a
+    /// device of its own), on any core count: the batch is sized from this machine's cores, the path each pass
+    /// must take is stated from the rules (not asked of the code that chooses it), the path counters must move, and
+    /// y, dx and dW must match the reference. The rules: fewer than two images a core, or a 1x1 stride-1 layer,
+    /// take the batched im2col and GEMMs; else with the 512-bit kernels ungrouped, undilated layers take the direct
+    /// kernels (strided ones here with 32 output channels, the channel kernel's); else 3x3 stride-1 layers of at
+    /// least 96 channels each way take Winograd for the forward pass and the input gradient; else one image at a time.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(HostWidths))]
+    public void EveryHostConvolutionPathIsReachedThroughTheBackend(int bits)
+    {
+        int cores = Environment.ProcessorCount, many = 2 * cores + 1, few = Math.Max(1, 2 * cores - 1);
+        bool wide = bits == 512;
+        const string B = "Batched", P = "PerImage", D = "Direct", W = "Winograd";
+        var cases = new (string Name, ConvCase Case, string Forward, string WeightGrad, string DataGrad)[]
+        {
+            ("few images", new(few, 3, 7, 6, 4, 3, 1, 1, 1, 1, true), B, B, B),
+            ("pointwise", new(many, 8, 5, 7, 6, 1, 1, 0, 1, 1, true), B, B, B),
+            ("grouped", new(many, 4, 7, 6, 4, 3, 1, 1, 1, 2, true), P, P, P),
+            ("dilated", new(many, 3, 9, 8, 5, 3, 1, 2, 2, 1, false), P, P, P),
+            ("narrow 3x3", new(many, 3, 7, 6, 8, 3, 1, 1, 1, 1, true), wide ? D : P, wide ? D : P, wide ? D : P),
+            ("wide 3x3", new(many, 96, 6, 5, 97, 3, 1, 1, 1, 1, false), wide ? D : W, wide ? D : P, wide ? D : W),
+            ("strided 3x3", new(many, 4, 9, 8, 32, 3, 2, 1, 1, 1, true), wide ? D : P, wide ? D : P, wide ? D : P),
+        };
+        int before = Host.GemmHost.VectorBits;
+        try
+        {
+            Host.GemmHost.VectorBits = bits;
+            using ComputeDevice dev = ComputeDevice.Open("cpu");
+            var paths = ((Host.HostBackend)dev.Backend).PathRuns;
+            foreach (var (name, c, forward, weightGrad, dataGrad) in cases)
+            {
+                var runs = new Dictionary<string, long>(paths);
+                var g = new Conv2dGeometry(c.N, c.C, c.H, c.W, c.K, c.Kernel, c.Stride, c.Pad, c.Dilation, c.Groups);
+                float[] x = Data.Uniform(g.InputLength, 1), w = Data.Uniform(g.WeightLength, 2), b = Data.Uniform(c.K, 3), dy = Data.Uniform(g.OutputLength, 4);
+                using var layer = new Conv2d(dev, c.C, c.K, c.Kernel, c.Stride, c.Pad, c.Dilation, c.Groups, c.Bias);
+                layer.Weight.Value.Upload(w);
+                layer.Bias?.Value.Upload(b);
+                using Tensor xt = Tensor.FromHost(dev, x, c.N, c.C, c.H, c.W), dyt = Tensor.FromHost(dev, dy, g.OutputShape);
+                float[] ya = layer.Forward(xt).Download();
+                float[] dxa = layer.Backward(dyt).Download();
+                foreach (var (pass, path) in new[] { ("Forward", forward), ("WeightGrad", weightGrad), ("DataGrad", dataGrad) })
+                {
+                    string key = $"{pass}.{path}";
+                    Assert.True(paths.GetValueOrDefault(key) > runs.GetValueOrDefault(key),
+                        $"{name} ({bits}-bit, N={c.N} on {cores} cores): the {pass} did not take the {path} path; runs: {string.Join(", ", paths.Where(kv => kv.Value > runs.GetValueOrDefault(kv.Key)).Select(kv => kv.Key))}");
+                }
+                double[] xd = Data.ToDouble(x), wd = Data.ToDouble(w);
+                var (dxe, dwe, _) = ReferenceOps.Conv2dBackward(ConvProblem.Of(g), xd, wd, Data.ToDouble(dy));
+                Check.Close(ya, ReferenceOps.Conv2dForward(ConvProblem.Of(g), xd, wd, c.Bias ? Data.ToDouble(b) : null), Atol, Rtol, $"{name} y ({bits}-bit)");
+                Check.Close(dxa, dxe, Atol, Rtol, $"{name} dx ({bits}-bit)");
+                Check.Close(layer.Weight.Grad.Download(), dwe, Atol, Rtol, $"{name} dw ({bits}-bit)");
+            }
+        }
+        finally
+        {
+            Host.GemmHost.VectorBits = before;
+        }
+    }
+
     public static TheoryData<string, string> SplitConvData()
     {
         var data = new TheoryData<string, string>();
