@@ -11,6 +11,9 @@ namespace GpuBackprop.Host;
 /// </summary>
 internal static class HostLoop
 {
+    /// <summary>The team the host routines run on: one thread per core (the caller is one of them).</summary>
+    internal static readonly WorkerTeam Team = new(Environment.ProcessorCount);
+
     /// <summary>Below this many elements of work a routine runs on the calling thread (Parallel.For costs a few µs).</summary>
     public const int SerialThreshold = 16_384;
 
@@ -72,110 +75,125 @@ internal static class HostLoop
         }
         Team.Run(total, body);
     }
+}
 
-    /// <summary>
-    /// A team of worker threads, one per extra core. A training step makes ~60 parallel calls of
-    /// 20-500 µs each with serial work in between; waking a sleeping thread for each (Parallel.For, or
-    /// an event wait) cost 20-50 µs a call on this project's 2-core machines. So a worker spins for
-    /// up to <see cref="SpinMicroseconds"/> after a job before it sleeps, as OpenMP runtimes do.
-    /// </summary>
-    private static class Team
+/// <summary>
+/// A team of worker threads, one per extra core. A training step makes ~60 parallel calls of
+/// 20-500 µs each with serial work in between; waking a sleeping thread for each (Parallel.For, or
+/// an event wait) cost 20-50 µs a call on this project's 2-core machines. So a worker spins for
+/// up to <see cref="SpinMicroseconds"/> after a job before it sleeps, as OpenMP runtimes do. An instance,
+/// not static state, so that a test can run a team larger than the machine's cores (the wake-up race it
+/// guards against needs two workers or more).
+/// </summary>
+internal sealed class WorkerTeam : IDisposable
+{
+    /// <summary>Threads a job runs on, the caller included.</summary>
+    public int Size { get; }
+    private const int SpinMicroseconds = 300;
+    private readonly object gate = new();
+    private readonly ManualResetEventSlim[] wake;
+    private Action<int, int>? job;
+    private int jobTotal, chunks, next, pending, generation;
+    private volatile bool stopped;
+    private Exception? failure;
+
+    /// <summary>Starts <paramref name="size"/> - 1 worker threads.</summary>
+    public WorkerTeam(int size)
     {
-        public static readonly int Size = Math.Max(1, Environment.ProcessorCount);
-        private const int SpinMicroseconds = 300;
-        private static readonly object Gate = new();
-        private static readonly ManualResetEventSlim[] Wake;
-        private static Action<int, int>? job;
-        private static int jobTotal, chunks, next, pending, generation;
-        private static Exception? failure;
-
-        static Team()
+        Size = Math.Max(1, size);
+        wake = new ManualResetEventSlim[Size - 1];
+        for (int i = 0; i < Size - 1; i++)
         {
-            Wake = new ManualResetEventSlim[Size - 1];
-            for (int i = 0; i < Size - 1; i++)
-            {
-                Wake[i] = new ManualResetEventSlim(false, 0);
-                int index = i;
-                new Thread(() => Work(index)) { IsBackground = true, Name = $"GpuBackprop host worker {i + 1}" }.Start();
-            }
+            wake[i] = new ManualResetEventSlim(false, 0);
+            int index = i;
+            new Thread(() => Work(index)) { IsBackground = true, Name = $"GpuBackprop host worker {i + 1}" }.Start();
         }
+    }
 
-        public static void Run(int total, Action<int, int> body)
+    /// <summary>Runs body(start, end) over [0, total) in up to 4 chunks a thread, returning after every chunk ran once.</summary>
+    public void Run(int total, Action<int, int> body)
+    {
+        // One job at a time; a concurrent caller (another device on another thread) uses the thread pool.
+        if (!Monitor.TryEnter(gate))
         {
-            // One job at a time; a concurrent caller (another device on another thread) uses the thread pool.
-            if (!Monitor.TryEnter(Gate))
-            {
-                int n = Math.Min(total, Size * 4);
-                Parallel.For(0, n, c => body((int)((long)total * c / n), (int)((long)total * (c + 1) / n)));
-                return;
-            }
-            try
-            {
-                job = body;
-                jobTotal = total;
-                chunks = Math.Min(total, Size * 4);
-                next = 0;
-                failure = null;
-                Volatile.Write(ref pending, Size - 1);
-                Interlocked.Increment(ref generation);
-                foreach (ManualResetEventSlim wake in Wake)
-                    wake.Set();
-                Claim();
-                var spin = new SpinWait();
-                while (Volatile.Read(ref pending) > 0)
-                    spin.SpinOnce(sleep1Threshold: -1);
-                job = null;
-                if (failure is Exception e)
-                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
-            }
-            finally
-            {
-                Monitor.Exit(Gate);
-            }
+            int n = Math.Min(total, Size * 4);
+            Parallel.For(0, n, c => body((int)((long)total * c / n), (int)((long)total * (c + 1) / n)));
+            return;
         }
+        try
+        {
+            job = body;
+            jobTotal = total;
+            chunks = Math.Min(total, Size * 4);
+            next = 0;
+            failure = null;
+            Volatile.Write(ref pending, Size - 1);
+            Interlocked.Increment(ref generation);
+            foreach (ManualResetEventSlim w in wake)
+                w.Set();
+            Claim();
+            var spin = new SpinWait();
+            while (Volatile.Read(ref pending) > 0)
+                spin.SpinOnce(sleep1Threshold: -1);
+            job = null;
+            if (failure is Exception e)
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+        }
+        finally
+        {
+            Monitor.Exit(gate);
+        }
+    }
 
-        /// <summary>Takes chunks until none is left (dynamic, so a slow core does not hold up the rest).</summary>
-        private static void Claim()
+    /// <summary>Takes chunks until none is left (dynamic, so a slow core does not hold up the rest).</summary>
+    private void Claim()
+    {
+        Action<int, int> body = job!;
+        int total = jobTotal, n = chunks;
+        try
         {
-            Action<int, int> body = job!;
-            int total = jobTotal, n = chunks;
-            try
-            {
-                for (int c = Interlocked.Increment(ref next) - 1; c < n; c = Interlocked.Increment(ref next) - 1)
-                    body((int)((long)total * c / n), (int)((long)total * (c + 1) / n));
-            }
-            catch (Exception e)
-            {
-                Interlocked.CompareExchange(ref failure, e, null);
-            }
+            for (int c = Interlocked.Increment(ref next) - 1; c < n; c = Interlocked.Increment(ref next) - 1)
+                body((int)((long)total * c / n), (int)((long)total * (c + 1) / n));
         }
+        catch (Exception e)
+        {
+            Interlocked.CompareExchange(ref failure, e, null);
+        }
+    }
 
-        private static void Work(int index)
+    private void Work(int index)
+    {
+        int seen = 0;
+        long spinTicks = System.Diagnostics.Stopwatch.Frequency * SpinMicroseconds / 1_000_000;
+        while (!stopped)
         {
-            int seen = 0;
-            long spinTicks = System.Diagnostics.Stopwatch.Frequency * SpinMicroseconds / 1_000_000;
-            while (true)
+            long until = System.Diagnostics.Stopwatch.GetTimestamp() + spinTicks;
+            while (Volatile.Read(ref generation) == seen && System.Diagnostics.Stopwatch.GetTimestamp() < until)
+                Thread.SpinWait(32);
+            // Reset before the last look, so a job posted in between is never missed.
+            wake[index].Reset();
+            if (Volatile.Read(ref generation) == seen)
             {
-                long until = System.Diagnostics.Stopwatch.GetTimestamp() + spinTicks;
-                while (Volatile.Read(ref generation) == seen && System.Diagnostics.Stopwatch.GetTimestamp() < until)
-                    Thread.SpinWait(32);
-                // Reset before the last look, so a job posted in between is never missed.
-                Wake[index].Reset();
-                if (Volatile.Read(ref generation) == seen)
-                {
-                    // Look again after waking: the wake-up may be a stale one. The poster sets every event
-                    // after it posts; a worker that spun into that job, finished it and went to sleep
-                    // before the poster reached its event is woken for a job it has done. Taking it again
-                    // counted the worker twice, the poster cleared the job while another worker had yet to
-                    // take it, and that worker ran a null job (a NullReferenceException in training on a
-                    // 16-core machine with the test suite's threads competing, 2026-11-26).
-                    Wake[index].Wait();
-                    continue;
-                }
-                seen = Volatile.Read(ref generation);
-                Claim();
-                Interlocked.Decrement(ref pending);
+                // Look again after waking: the wake-up may be a stale one. The poster sets every event
+                // after it posts; a worker that spun into that job, finished it and went to sleep
+                // before the poster reached its event is woken for a job it has done. Taking it again
+                // counted the worker twice, the poster cleared the job while another worker had yet to
+                // take it, and that worker ran a null job (a NullReferenceException in training on a
+                // 16-core machine with the test suite's threads competing, 2026-11-26).
+                wake[index].Wait();
+                continue;
             }
+            seen = Volatile.Read(ref generation);
+            Claim();
+            Interlocked.Decrement(ref pending);
         }
+    }
+
+    /// <summary>Lets the workers end (the process's own team lives as long as the process).</summary>
+    public void Dispose()
+    {
+        stopped = true;
+        foreach (ManualResetEventSlim w in wake)
+            w.Set();
     }
 }
