@@ -50,6 +50,8 @@ public static class ImageDecoder
         if (destination.Length != channels * height * width)
             throw new ArgumentException($"The destination holds {destination.Length} bytes; {channels}x{height}x{width} needs {channels * height * width}.", nameof(destination));
         byte[] bytes = DataFile.Read(path, MaxFileBytes);
+        if (JpegProblem(bytes) is string problem)
+            throw new DataFormatException(path, problem);
         ImageInfo? header;
         using (var stream = new MemoryStream(bytes, writable: false))
             header = ImageInfo.FromStream(stream);
@@ -82,6 +84,48 @@ public static class ImageDecoder
             throw new DataFormatException(path, "decodes to fewer bytes than its size (truncated).");
         byte[] planes = ToPlanes(image.Data, image.Width, image.Height, sourceChannels, channels);
         Resize(planes, channels, image.Height, image.Width, height, width, destination);
+    }
+
+    /// <summary>
+    /// What is wrong with a JPEG's segments up to its first scan, or null (also for bytes that are not a JPEG). stb
+    /// loops for ever on a header segment that runs past the end of the file (a JPEG cut after 16 bytes hung both
+    /// ImageInfo and the decoder, found by the fuzz target), so each segment's declared length must fit in the file
+    /// and a frame header must come before the scan, before stb reads a byte.
+    /// </summary>
+    internal static string? JpegProblem(ReadOnlySpan<byte> b)
+    {
+        if (b.Length < 2 || b[0] != 0xFF || b[1] != 0xD8)
+            return null;
+        const string Truncated = "is a JPEG that ends before its image data (truncated)";
+        bool frame = false;
+        int i = 2;
+        while (true)
+        {
+            if (i >= b.Length)
+                return Truncated;
+            if (b[i] != 0xFF)
+                return $"is a JPEG with no segment marker at byte {i} (damaged)";
+            while (i < b.Length && b[i] == 0xFF)
+                i++; // fill bytes before a marker
+            if (i >= b.Length)
+                return Truncated;
+            byte marker = b[i++];
+            if (marker == 0xD9)
+                return "is a JPEG that ends (EOI) before its image data";
+            if (marker is 0x01 or (>= 0xD0 and <= 0xD7))
+                continue; // markers without a segment
+            if (i + 2 > b.Length)
+                return Truncated;
+            int length = b[i] << 8 | b[i + 1];
+            if (length < 2 || length > b.Length - i)
+                return $"is a JPEG whose segment 0x{marker:X2} at byte {i - 2} declares {length} bytes; {b.Length - i} remain (truncated or damaged)";
+            // SOF0..SOF15, not DHT (C4), JPG (C8) or DAC (CC).
+            if (marker is >= 0xC0 and <= 0xCF and not (0xC4 or 0xC8 or 0xCC))
+                frame = true;
+            if (marker == 0xDA)
+                return frame ? null : "is a JPEG with a scan before its frame header (damaged)";
+            i += length;
+        }
     }
 
     /// <summary>The width and height a PNG's IHDR declares, or null when the bytes are not a PNG.</summary>

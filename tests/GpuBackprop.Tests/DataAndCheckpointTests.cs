@@ -170,6 +170,7 @@ public sealed class DataAndCheckpointTests : IDisposable
         byte[] good = File.ReadAllBytes(path);
         byte[] idx = IdxFile.Encode([3, 4, 5], Enumerable.Range(0, 60).Select(i => (byte)i).ToArray());
         var rng = new Random(11);
+        int refusedCheckpoints = 0, unchanged = 0, refusedIdx = 0;
         for (int trial = 0; trial < 300; trial++)
         {
             byte[] damaged = Damage(good, rng);
@@ -180,9 +181,11 @@ public sealed class DataAndCheckpointTests : IDisposable
                 Checkpoint c = Checkpoint.Load(path);
                 Assert.Equal(good, damaged);
                 Assert.Equal(3, c.Epoch);
+                unchanged++;
             }
             catch (CheckpointException)
             {
+                refusedCheckpoints++;
             }
             byte[] damagedIdx = Damage(idx, rng);
             try
@@ -192,8 +195,13 @@ public sealed class DataAndCheckpointTests : IDisposable
             }
             catch (DataFormatException)
             {
+                refusedIdx++;
             }
         }
+        // Counted, so that a reader that refused nothing (or a damage that changed nothing) fails: every damaged
+        // checkpoint is refused, and IDX damage is refused unless it hit pixels alone (most of the file).
+        Assert.True(refusedCheckpoints + unchanged == 300 && refusedCheckpoints >= 250, $"{refusedCheckpoints} refused, {unchanged} unchanged");
+        Assert.InRange(refusedIdx, 30, 270);
     }
 
     private static byte[] Damage(byte[] bytes, Random rng)
