@@ -42,11 +42,42 @@ public sealed class ExportPredictCliTests
 
             string images = Path.Combine(dir, "images.idx");
             File.WriteAllBytes(images, IdxFile.Encode([5, 28, 28], test.ReadPixels(0, 5)));
-            Assert.Equal(0, CliApp.Run(["predict", "--checkpoint", checkpoint, "--images", images, "--device", "cpu"]));
+            var (code, error, output) = InProcessCli.Run("predict", "--checkpoint", checkpoint, "--images", images, "--device", "cpu", "--json");
+            Assert.True(code == 0, error);
+            // The predictions, against the model run here on the images normalised by hand with the run's statistics
+            // (pixel / 255 - 0.286) / 0.353, and softmax in double precision.
+            string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal(5, lines.Length);
+            float[] norm = Checkpoint.Load(checkpoint).Config.Normalization!;
+            byte[] pixels = test.ReadPixels(0, 5);
+            using (TrainedModel loaded = Trainer.LoadModel(d, checkpoint))
+            using (Tensor x = Tensor.FromHost(d, pixels.Select(p => (p / 255f - norm[0]) / norm[1]).ToArray(), 5, 1, 28, 28))
+            {
+                float[] logits = loaded.Model.Forward(x).Download();
+                for (int i = 0; i < 5; i++)
+                {
+                    double[] row = logits.Skip(10 * i).Take(10).Select(v => (double)v).ToArray();
+                    double max = row.Max(), sum = row.Sum(v => Math.Exp(v - max));
+                    int best = Array.IndexOf(row, max);
+                    using var json = System.Text.Json.JsonDocument.Parse(lines[i]);
+                    Assert.Equal(i.ToString(System.Globalization.CultureInfo.InvariantCulture), json.RootElement.GetProperty("image").GetString());
+                    Assert.Equal(best, json.RootElement.GetProperty("class").GetInt32());
+                    Assert.Equal(FashionMnist.ClassNames[best], json.RootElement.GetProperty("name").GetString());
+                    // |a-e| <= 1e-5 + 1e-4|e| (the file rounds to 6 digits).
+                    double p = json.RootElement.GetProperty("probability").GetDouble(), e = 1 / sum;
+                    Assert.True(Math.Abs(p - e) <= 1e-5 + 1e-4 * e, $"image {i}: probability {p}, expected {e}");
+                }
+            }
             Assert.Equal(2, CliApp.Run(["predict", "--checkpoint", checkpoint]));
 
+            // --init-weights takes effect: with a learning rate of 0 the run's weights are the file's, bit for bit.
             string run = Path.Combine(dir, "run");
-            Assert.Equal(0, CliApp.Run(["train", "--model", "lenet5", "--epochs", "1", "--device", "cpu", "--init-weights", weights, "--out", run]));
+            Assert.Equal(0, CliApp.Run(["train", "--model", "lenet5", "--epochs", "1", "--device", "cpu", "--init-weights", weights, "--lr", "0", "--out", run]));
+            IReadOnlyDictionary<string, SafeTensor> initial = SafeTensors.Read(weights);
+            var trained = Checkpoint.Load(Path.Combine(run, "checkpoint.gbp")).Tensors.Where(t => t.Name.StartsWith("model/", StringComparison.Ordinal)).ToList();
+            Assert.Equal(initial.Count, trained.Count);
+            foreach (var (name, _, data) in trained)
+                Check.BitwiseEqual(data, initial[name["model/".Length..]].Floats!, name);
             Assert.Equal(2, CliApp.Run(["train", "--init-weights", weights, "--resume", checkpoint]));
         }
         finally
