@@ -34,19 +34,37 @@ public sealed class TrainingOptionsTests
             else
                 Check.BitwiseEqual(got, first, $"augmented batch on {spec}");
         }
-        // Scale 1 and shift 0: the batch holds raw pixel values; every value is a pixel of its own image or a padding zero.
+        // Scale 1 and shift 0: the batch holds raw pixel values. Each image must be its source image moved by one crop
+        // offset in [-2, 2] each way, mirrored or not (output (y, x) holds source (y + oy, x' + ox), x' = x or w-1-x, zero
+        // outside): found here by trying every offset and mirror, not by the code under test. The pixels of an image are
+        // distinct, so exactly one transform fits.
+        var used = new HashSet<(int, int, bool)>();
         for (int b = 0; b < count; b++)
         {
             int image = order[1 + b];
-            var own = pixels.AsSpan(image * h * w, h * w).ToArray().Select(v => (float)v).ToHashSet();
-            for (int p = 0; p < h * w; p++)
-            {
-                float v = first![b * h * w + p];
-                Assert.True(v == 0f || own.Contains(v), $"image {b} pixel {p} is {v}, from no pixel of image {image}");
-                int source = BatchGatherMath.SourcePixel(g, b, p / w, p % w);
-                Assert.Equal(source < 0 ? 0f : pixels[image * h * w + source], v);
-            }
+            float[] got = first!.AsSpan(b * h * w, h * w).ToArray();
+            var fits = new List<(int, int, bool)>();
+            for (int oy = -2; oy <= 2; oy++)
+                for (int ox = -2; ox <= 2; ox++)
+                    foreach (bool mirror in new[] { false, true })
+                    {
+                        bool all = true;
+                        for (int y = 0; y < h && all; y++)
+                            for (int x = 0; x < w && all; x++)
+                            {
+                                int sy = y + oy, sx = (mirror ? w - 1 - x : x) + ox;
+                                float expected = sy >= 0 && sy < h && sx >= 0 && sx < w ? pixels[image * h * w + sy * w + sx] : 0f;
+                                all = got[y * w + x] == expected;
+                            }
+                        if (all)
+                            fits.Add((oy, ox, mirror));
+                    }
+            Assert.True(fits.Count == 1, $"image {b}: {fits.Count} crops and mirrors of image {image} fit the batch");
+            used.Add(fits[0]);
         }
+        Assert.True(used.Count > 1, "every image was moved the same way");
+        Assert.Contains(used, u => u.Item3);
+        Assert.Contains(used, u => !u.Item3);
         Assert.Contains(first!, v => v == 0f); // some crop offset reached the padding
         BatchGather plain = g with { CropPadding = 0, Flip = 0 };
         Assert.Equal(13, BatchGatherMath.SourcePixel(plain, 0, 1, 6));
