@@ -92,6 +92,15 @@ public sealed class RuntimeTests
             Assert.True(TestDevices.Specs.Contains(spec), $"{TestDevices.RequireVariable} names {spec}, but the suite found only {string.Join(", ", TestDevices.Specs)}.");
             Assert.Equal(spec, TestDevices.Get(spec).Info.Spec);
         }
+        // Without the variable nothing found drops out either: every GPU or OpenCL device discovery lists is under test,
+        // unless GPUBACKPROP_DEVICE narrowed the run to its own device (which must then be there).
+        Assert.Equal("cpu", TestDevices.Specs[0]);
+        string? narrowed = Environment.GetEnvironmentVariable(DeviceSpec.EnvironmentVariable);
+        if (!string.IsNullOrWhiteSpace(narrowed) && DeviceSpec.Parse(narrowed).ToString() is var named and not "auto")
+            Assert.Contains(named, TestDevices.Specs);
+        else
+            foreach (DeviceInfo d in ComputeDevice.Discover(TestDevices.Options).Where(d => d.Kind is DeviceKind.Cuda or DeviceKind.OpenCL))
+                Assert.True(TestDevices.Specs.Contains(d.Spec), $"{d.Spec} ({d.Name}) was found but is not under test: {string.Join(", ", TestDevices.Specs)}.");
     }
 
     [Fact]

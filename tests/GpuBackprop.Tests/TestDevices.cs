@@ -8,7 +8,7 @@ namespace GpuBackprop.Tests;
 /// device found, OpenCL runtimes without the generic address space (pocl) included, or only the one
 /// GPUBACKPROP_DEVICE names (so that a GPU machine runs the same suite on its GPU).
 /// GPUBACKPROP_REQUIRE_DEVICES (comma-separated specs, e.g. <c>opencl:0</c>) names devices the run must
-/// find: CI sets it so that a missing OpenCL lane fails instead of being skipped.
+/// test, with or without GPUBACKPROP_DEVICE: CI sets it so that a missing OpenCL lane fails instead of being skipped.
 /// GPUBACKPROP_TEST_KERNELS_ON_CPU=0 leaves <c>cpu:kernels</c> out, for a lent GPU machine whose minutes
 /// are better spent on the GPU (CI and developers' machines always run it). The environment
 /// variables are read here, at the test boundary; the library never reads them.
@@ -74,10 +74,17 @@ public static class TestDevices
         {
             string s = DeviceSpec.Parse(env).ToString();
             if (!specs.Contains(s) && s != "auto") specs.Add(s);
-            return specs.ToArray();
         }
-        foreach (DeviceInfo d in ComputeDevice.Discover(Options))
-            if (d.Kind is DeviceKind.Cuda or DeviceKind.OpenCL) specs.Add(d.Spec);
+        else
+        {
+            foreach (DeviceInfo d in ComputeDevice.Discover(Options))
+                if (d.Kind is DeviceKind.Cuda or DeviceKind.OpenCL) specs.Add(d.Spec);
+        }
+        // The required devices are under test whatever else is set: GPUBACKPROP_DEVICE narrowed the run to its device
+        // and the OpenCL lane CI requires dropped out unseen. One that cannot be opened then fails every test on it.
+        foreach (string required in Required)
+            if (!specs.Contains(required))
+                specs.Add(required);
         return specs.ToArray();
     }
 }
