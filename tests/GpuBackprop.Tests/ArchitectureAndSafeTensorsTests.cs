@@ -171,6 +171,15 @@ public sealed class ArchitectureAndSafeTensorsTests
             using Sequential a = Architecture.Build(d, Small, seed: 1), b = Architecture.Build(d, Small, seed: 2);
             using Tensor x = Tensor.FromHost(d, Data.Uniform(2 * 36, 5), 2, 1, 6, 6);
             a.Forward(x); // training mode: running statistics and counters move
+            // Every entry of a differs from b's before the load (weights by seed, running statistics and the counter by
+            // the forward pass), so that the bitwise comparison below proves each was carried, not that both held defaults.
+            // Batch-norm's affine weights start at 1 and 0 whatever the seed: set to random values here.
+            foreach (var (name, ta) in a.StateDict().Where(e => e.Name.EndsWith(".weight", StringComparison.Ordinal) || e.Name.EndsWith(".bias", StringComparison.Ordinal)))
+                if (ta.Download().Distinct().Count() == 1)
+                    ta.Upload(Data.Uniform(ta.Length, name.Length));
+            foreach (var ((name, ta), (_, tb)) in a.StateDict().Zip(b.StateDict()))
+                Assert.False(ta.Download().SequenceEqual(tb.Download()), $"{name} is the same in both models before the load");
+            Assert.Equal(0, ((BatchNorm2d)b.Layers[1]).NumBatchesTracked);
             string file = Path.Combine(dir, "model.safetensors");
             a.Save(file);
             b.Load(file);
