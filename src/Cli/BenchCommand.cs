@@ -46,7 +46,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         [CommandOption("--thin-tiles <MODE>"), Description("32 x 256 tiles for GPU products of at most 32 rows: auto (default) or off (64 x 128 tiles).")]
         public string ThinTiles { get; set; } = "auto";
 
-        [CommandOption("--cpu-vectors <BITS>"), Description("Vector width of the cpu device's GEMM micro-kernel: auto (default: 512 where the CPU has AVX-512), 512 or 256.")]
+        [CommandOption("--cpu-vectors <BITS>"), Description("Vector width of every cpu-device routine (GEMM, convolutions, pooling, batch-norm, activations): auto (default: the widest the CPU accelerates: 512 with AVX-512, 256 with AVX2, else 128), 512, 256 or 128.")]
         public string CpuVectors { get; set; } = "auto";
 
         public override ValidationResult Validate() => Usage.All(
@@ -56,8 +56,8 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             Conv is "auto" or "im2col" or "implicit" ? ValidationResult.Success() : ValidationResult.Error($"--conv takes auto, im2col or implicit; got '{Conv}'."),
             SplitK is "auto" or "off" ? ValidationResult.Success() : ValidationResult.Error($"--split-k takes auto or off; got '{SplitK}'."),
             ThinTiles is "auto" or "off" ? ValidationResult.Success() : ValidationResult.Error($"--thin-tiles takes auto or off; got '{ThinTiles}'."),
-            CpuVectors is "auto" or "256" || CpuVectors == "512" && Host.GemmHost.BestVectorBits == 512 ? ValidationResult.Success()
-                : ValidationResult.Error($"--cpu-vectors takes auto or 256{(Host.GemmHost.BestVectorBits == 512 ? " or 512" : " (this CPU has no AVX-512)")}; got '{CpuVectors}'."));
+            CpuVectors == "auto" || Host.HostVectors.Widths.Any(w => CpuVectors == w.ToString(CultureInfo.InvariantCulture)) ? ValidationResult.Success()
+                : ValidationResult.Error($"--cpu-vectors takes auto or {string.Join(", ", Host.HostVectors.Widths)} (the widths this CPU accelerates); got '{CpuVectors}'."));
 
         public override ComputeDeviceOptions DeviceOptions => new(GemmTiles switch
         {
@@ -81,7 +81,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         string only = s.Only;
         bool json = s.Json;
         if (s.CpuVectors != "auto")
-            Host.GemmHost.VectorBits = int.Parse(s.CpuVectors, CultureInfo.InvariantCulture);
+            Host.HostVectors.Bits = int.Parse(s.CpuVectors, CultureInfo.InvariantCulture);
         using ComputeDevice device = s.Open();
         string deviceName = device.Info.Name;
         if (json)

@@ -47,20 +47,26 @@ internal static class ActivationHost
         }, 8);
     }
 
-    /// <summary>dx = dy where x &gt; 0, else 0, eight lanes a compare (the fast path of <see cref="ActivationMath"/>'s ReLU case).</summary>
+    /// <summary>dx = dy where x &gt; 0, else 0, eight lanes a compare (four at 128 bits) (the fast path of <see cref="ActivationMath"/>'s ReLU case).</summary>
     private static void ReluBackward(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx) =>
         HostLoop.For((int)x.Length, (start, end) =>
         {
             ReadOnlySpan<float> xs = HostLoop.Span(x)[start..end], gs = HostLoop.Span(dy)[start..end];
             Span<float> ds = HostLoop.Span(dx)[start..end];
-            int i = 0, lanes = Vector256<float>.Count;
-            if (Vector256.IsHardwareAccelerated)
+            int i = 0, width = HostVectors.Bits;
+            HostVectors.Ran("relu-backward", width);
+            if (width >= 256)
             {
-                for (; i + lanes <= xs.Length; i += lanes)
+                for (; i + 8 <= xs.Length; i += 8)
                 {
-                    Vector256<float> mask = Vector256.GreaterThan(Vector256.Create(xs.Slice(i, lanes)), Vector256<float>.Zero);
-                    (mask & Vector256.Create(gs.Slice(i, lanes))).CopyTo(ds.Slice(i, lanes));
+                    Vector256<float> mask = Vector256.GreaterThan(Vector256.Create(xs.Slice(i, 8)), Vector256<float>.Zero);
+                    (mask & Vector256.Create(gs.Slice(i, 8))).CopyTo(ds.Slice(i, 8));
                 }
+            }
+            for (; i + 4 <= xs.Length; i += 4)
+            {
+                Vector128<float> mask = Vector128.GreaterThan(Vector128.Create(xs.Slice(i, 4)), Vector128<float>.Zero);
+                (mask & Vector128.Create(gs.Slice(i, 4))).CopyTo(ds.Slice(i, 4));
             }
             for (; i < xs.Length; i++)
                 ds[i] = xs[i] > 0f ? gs[i] : 0f;

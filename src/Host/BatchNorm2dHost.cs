@@ -17,6 +17,8 @@ internal static unsafe class BatchNorm2dHost
     public static void Statistics(BatchNorm2dGeometry g, ArrayView<float> x, ArrayView<float> stats)
     {
         Span<float> st = HostLoop.Span(stats);
+        int width = HostVectors.Bits;
+        HostVectors.Ran("batchnorm", width);
         fixed (float* px = HostLoop.Span(x), pst = st)
         {
             float* xs = px, sts = pst;
@@ -26,10 +28,10 @@ internal static unsafe class BatchNorm2dHost
                 {
                     double sum = 0;
                     for (int n = 0; n < g.N; n++)
-                        sum += Sum(xs + ((long)n * g.C + c) * g.Plane, g.Plane);
+                        sum += Sum(xs + ((long)n * g.C + c) * g.Plane, g.Plane, width);
                     double mean = sum / g.PerChannel, squares = 0;
                     for (int n = 0; n < g.N; n++)
-                        squares += SquaredDeviations(xs + ((long)n * g.C + c) * g.Plane, g.Plane, mean);
+                        squares += SquaredDeviations(xs + ((long)n * g.C + c) * g.Plane, g.Plane, mean, width);
                     sts[c] = (float)mean;
                     sts[g.C + c] = (float)(squares / g.PerChannel);
                 }
@@ -44,6 +46,8 @@ internal static unsafe class BatchNorm2dHost
         for (int c = 0; c < g.C; c++)
             inv[c] = BatchNorm2dMath.InvStd(v[c], eps);
         float[] mc = m[..g.C].ToArray(), wc = w[..g.C].ToArray(), bc = b[..g.C].ToArray();
+        int width = HostVectors.Bits;
+        HostVectors.Ran("batchnorm", width);
         fixed (float* px = HostLoop.Span(x), py = HostLoop.Span(y))
         {
             float* xs = px, ys = py;
@@ -54,15 +58,21 @@ internal static unsafe class BatchNorm2dHost
                     int c = nc % g.C;
                     float* from = xs + (long)nc * g.Plane, to = ys + (long)nc * g.Plane;
                     int i = 0;
-                    if (Vector512.IsHardwareAccelerated)
+                    if (width == 512)
                     {
                         Vector512<float> wm = Vector512.Create(mc[c]), wi = Vector512.Create(inv[c]), ww = Vector512.Create(wc[c]), wb = Vector512.Create(bc[c]);
                         for (; i + 16 <= g.Plane; i += 16)
                             BatchNorm2dMath.Normalize(Vector512.Load(from + i), wm, wi, ww, wb).Store(to + i);
                     }
-                    Vector256<float> vm = Vector256.Create(mc[c]), vi = Vector256.Create(inv[c]), vw = Vector256.Create(wc[c]), vb = Vector256.Create(bc[c]);
-                    for (; i + 8 <= g.Plane; i += 8)
-                        BatchNorm2dMath.Normalize(Vector256.Load(from + i), vm, vi, vw, vb).Store(to + i);
+                    if (width >= 256)
+                    {
+                        Vector256<float> vm = Vector256.Create(mc[c]), vi = Vector256.Create(inv[c]), vw = Vector256.Create(wc[c]), vb = Vector256.Create(bc[c]);
+                        for (; i + 8 <= g.Plane; i += 8)
+                            BatchNorm2dMath.Normalize(Vector256.Load(from + i), vm, vi, vw, vb).Store(to + i);
+                    }
+                    Vector128<float> qm = Vector128.Create(mc[c]), qi = Vector128.Create(inv[c]), qw = Vector128.Create(wc[c]), qb = Vector128.Create(bc[c]);
+                    for (; i + 4 <= g.Plane; i += 4)
+                        BatchNorm2dMath.Normalize(Vector128.Load(from + i), qm, qi, qw, qb).Store(to + i);
                     for (; i < g.Plane; i++)
                         to[i] = BatchNorm2dMath.Normalize(from[i], mc[c], inv[c], wc[c], bc[c]);
                 }
@@ -73,6 +83,8 @@ internal static unsafe class BatchNorm2dHost
     public static void Backward(BatchNorm2dGeometry g, float eps, bool training, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> mean, ArrayView<float> variance,
         ArrayView<float> weight, ArrayView<float> sums, ArrayView<float> dweight, ArrayView<float> dbias, ArrayView<float> dx)
     {
+        int width = HostVectors.Bits;
+        HostVectors.Ran("batchnorm", width);
         fixed (float* px = HostLoop.Span(x), pdy = HostLoop.Span(dy), pdx = HostLoop.Span(dx), pm = HostLoop.Span(mean), pv = HostLoop.Span(variance),
             pw = HostLoop.Span(weight), psu = HostLoop.Span(sums), pdw = HostLoop.Span(dweight), pdb = HostLoop.Span(dbias))
         {
@@ -86,7 +98,7 @@ internal static unsafe class BatchNorm2dHost
                     for (int n = 0; n < g.N; n++)
                     {
                         long at = ((long)n * g.C + c) * g.Plane;
-                        var (a, b) = GradSums(gs + at, xs + at, g.Plane, mc, inv);
+                        var (a, b) = GradSums(gs + at, xs + at, g.Plane, mc, inv, width);
                         sumDy += a;
                         sumDyXhat += b;
                     }
@@ -96,19 +108,23 @@ internal static unsafe class BatchNorm2dHost
                     dw[c] += (float)sumDyXhat;
                     float meanDy = (float)sumDy / g.PerChannel, meanDyXhat = (float)sumDyXhat / g.PerChannel, wc = w[c];
                     Vector256<float> vm = Vector256.Create(mc), vi = Vector256.Create(inv), vw = Vector256.Create(wc), vd = Vector256.Create(meanDy), vdx = Vector256.Create(meanDyXhat);
+                    Vector128<float> qm = Vector128.Create(mc), qi = Vector128.Create(inv), qw = Vector128.Create(wc), qd = Vector128.Create(meanDy), qdx = Vector128.Create(meanDyXhat);
                     for (int n = 0; n < g.N; n++)
                     {
                         long at = ((long)n * g.C + c) * g.Plane;
                         float* xp = xs + at, gp = gs + at, dp = ds + at;
                         int i = 0;
-                        if (Vector512.IsHardwareAccelerated)
+                        if (width == 512)
                         {
                             Vector512<float> wm = Vector512.Create(mc), wi = Vector512.Create(inv), ww = Vector512.Create(wc), wd = Vector512.Create(meanDy), wdx = Vector512.Create(meanDyXhat);
                             for (; i + 16 <= g.Plane; i += 16)
                                 BatchNorm2dMath.InputGrad(training, Vector512.Load(xp + i), Vector512.Load(gp + i), wm, wi, ww, wd, wdx).Store(dp + i);
                         }
-                        for (; i + 8 <= g.Plane; i += 8)
-                            BatchNorm2dMath.InputGrad(training, Vector256.Load(xp + i), Vector256.Load(gp + i), vm, vi, vw, vd, vdx).Store(dp + i);
+                        if (width >= 256)
+                            for (; i + 8 <= g.Plane; i += 8)
+                                BatchNorm2dMath.InputGrad(training, Vector256.Load(xp + i), Vector256.Load(gp + i), vm, vi, vw, vd, vdx).Store(dp + i);
+                        for (; i + 4 <= g.Plane; i += 4)
+                            BatchNorm2dMath.InputGrad(training, Vector128.Load(xp + i), Vector128.Load(gp + i), qm, qi, qw, qd, qdx).Store(dp + i);
                         for (; i < g.Plane; i++)
                             dp[i] = BatchNorm2dMath.InputGrad(training, xp[i], gp[i], mc, inv, wc, meanDy, meanDyXhat);
                     }
@@ -117,59 +133,92 @@ internal static unsafe class BatchNorm2dHost
         }
     }
 
-    /// <summary>The sum of n floats in double: four 4-wide double accumulators, then the tail.</summary>
-    private static double Sum(float* p, int n)
+    /// <summary>
+    /// The sum of n floats in double: 4-wide double accumulators fed 16 floats a step at 256 bits, 8 doubles a register
+    /// at 512 (half the instructions), two 2-wide ones at 128 bits; then the tail. The lanes pair up differently at each
+    /// width, so widths may round differently (each is fixed for its machine and width).
+    /// </summary>
+    private static double Sum(float* p, int n, int width)
     {
-        Vector256<double> a0 = default, a1 = default, a2 = default, a3 = default;
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        double s = 0;
+        if (width >= 256)
         {
-            // Where AVX-512 runs: 8 doubles a register (half the instructions); the lanes pair up differently from
-            // the 256-bit loop's, so the two widths may round differently (each is fixed for its machine).
-            Vector512<double> b0 = default, b1 = default;
+            Vector256<double> a0 = default, a1 = default, a2 = default, a3 = default;
+            if (width == 512)
+            {
+                Vector512<double> b0 = default, b1 = default;
+                for (; i + 16 <= n; i += 16)
+                {
+                    var (l, h) = Vector512.Widen(Vector512.Load(p + i));
+                    b0 += l; b1 += h;
+                }
+                a0 = b0.GetLower(); a1 = b1.GetLower(); a2 = b0.GetUpper(); a3 = b1.GetUpper();
+            }
             for (; i + 16 <= n; i += 16)
             {
-                var (l, h) = Vector512.Widen(Vector512.Load(p + i));
-                b0 += l; b1 += h;
+                var (l0, h0) = Vector256.Widen(Vector256.Load(p + i));
+                var (l1, h1) = Vector256.Widen(Vector256.Load(p + i + 8));
+                a0 += l0; a1 += h0; a2 += l1; a3 += h1;
             }
-            a0 = b0.GetLower(); a1 = b1.GetLower(); a2 = b0.GetUpper(); a3 = b1.GetUpper();
+            s = Vector256.Sum(a0 + a1 + (a2 + a3));
         }
-        for (; i + 16 <= n; i += 16)
+        else
         {
-            var (l0, h0) = Vector256.Widen(Vector256.Load(p + i));
-            var (l1, h1) = Vector256.Widen(Vector256.Load(p + i + 8));
-            a0 += l0; a1 += h0; a2 += l1; a3 += h1;
+            Vector128<double> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; i + 8 <= n; i += 8)
+            {
+                var (l0, h0) = Vector128.Widen(Vector128.Load(p + i));
+                var (l1, h1) = Vector128.Widen(Vector128.Load(p + i + 4));
+                a0 += l0; a1 += h0; a2 += l1; a3 += h1;
+            }
+            s = Vector128.Sum(a0 + a1 + (a2 + a3));
         }
-        double s = Vector256.Sum(a0 + a1 + (a2 + a3));
         for (; i < n; i++)
             s += p[i];
         return s;
     }
 
     /// <summary>The sum of (x - mean)^2 in double, as <see cref="Sum"/>.</summary>
-    private static double SquaredDeviations(float* p, int n, double mean)
+    private static double SquaredDeviations(float* p, int n, double mean, int width)
     {
-        Vector256<double> a0 = default, a1 = default, a2 = default, a3 = default, vm = Vector256.Create(mean);
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        double s = 0;
+        if (width >= 256)
         {
-            Vector512<double> b0 = default, b1 = default, wm = Vector512.Create(mean);
+            Vector256<double> a0 = default, a1 = default, a2 = default, a3 = default, vm = Vector256.Create(mean);
+            if (width == 512)
+            {
+                Vector512<double> b0 = default, b1 = default, wm = Vector512.Create(mean);
+                for (; i + 16 <= n; i += 16)
+                {
+                    var (l, h) = Vector512.Widen(Vector512.Load(p + i));
+                    l -= wm; h -= wm;
+                    b0 += l * l; b1 += h * h;
+                }
+                a0 = b0.GetLower(); a1 = b1.GetLower(); a2 = b0.GetUpper(); a3 = b1.GetUpper();
+            }
             for (; i + 16 <= n; i += 16)
             {
-                var (l, h) = Vector512.Widen(Vector512.Load(p + i));
-                l -= wm; h -= wm;
-                b0 += l * l; b1 += h * h;
+                var (l0, h0) = Vector256.Widen(Vector256.Load(p + i));
+                var (l1, h1) = Vector256.Widen(Vector256.Load(p + i + 8));
+                l0 -= vm; h0 -= vm; l1 -= vm; h1 -= vm;
+                a0 += l0 * l0; a1 += h0 * h0; a2 += l1 * l1; a3 += h1 * h1;
             }
-            a0 = b0.GetLower(); a1 = b1.GetLower(); a2 = b0.GetUpper(); a3 = b1.GetUpper();
+            s = Vector256.Sum(a0 + a1 + (a2 + a3));
         }
-        for (; i + 16 <= n; i += 16)
+        else
         {
-            var (l0, h0) = Vector256.Widen(Vector256.Load(p + i));
-            var (l1, h1) = Vector256.Widen(Vector256.Load(p + i + 8));
-            l0 -= vm; h0 -= vm; l1 -= vm; h1 -= vm;
-            a0 += l0 * l0; a1 += h0 * h0; a2 += l1 * l1; a3 += h1 * h1;
+            Vector128<double> a0 = default, a1 = default, a2 = default, a3 = default, vm = Vector128.Create(mean);
+            for (; i + 8 <= n; i += 8)
+            {
+                var (l0, h0) = Vector128.Widen(Vector128.Load(p + i));
+                var (l1, h1) = Vector128.Widen(Vector128.Load(p + i + 4));
+                l0 -= vm; h0 -= vm; l1 -= vm; h1 -= vm;
+                a0 += l0 * l0; a1 += h0 * h0; a2 += l1 * l1; a3 += h1 * h1;
+            }
+            s = Vector128.Sum(a0 + a1 + (a2 + a3));
         }
-        double s = Vector256.Sum(a0 + a1 + (a2 + a3));
         for (; i < n; i++)
         {
             double d = p[i] - mean;
@@ -179,33 +228,52 @@ internal static unsafe class BatchNorm2dHost
     }
 
     /// <summary>The sums of dy and of dy * xhat (each product in float, as the scalar formula) in double, as <see cref="Sum"/>.</summary>
-    private static (double SumDy, double SumDyXhat) GradSums(float* dy, float* x, int n, float mean, float inv)
+    private static (double SumDy, double SumDyXhat) GradSums(float* dy, float* x, int n, float mean, float inv, int width)
     {
-        Vector256<double> a0 = default, a1 = default, b0 = default, b1 = default;
-        Vector256<float> vm = Vector256.Create(mean), vi = Vector256.Create(inv);
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        double sd = 0, st = 0;
+        if (width >= 256)
         {
-            Vector512<double> c0 = default, c1 = default, e0 = default, e1 = default;
-            Vector512<float> wm = Vector512.Create(mean), wi = Vector512.Create(inv);
-            for (; i + 16 <= n; i += 16)
+            Vector256<double> a0 = default, a1 = default, b0 = default, b1 = default;
+            Vector256<float> vm = Vector256.Create(mean), vi = Vector256.Create(inv);
+            if (width == 512)
             {
-                Vector512<float> d = Vector512.Load(dy + i);
-                var (dl, dh) = Vector512.Widen(d);
-                var (tl, th) = Vector512.Widen(d * ((Vector512.Load(x + i) - wm) * wi));
-                c0 += dl; c1 += dh; e0 += tl; e1 += th;
+                Vector512<double> c0 = default, c1 = default, e0 = default, e1 = default;
+                Vector512<float> wm = Vector512.Create(mean), wi = Vector512.Create(inv);
+                for (; i + 16 <= n; i += 16)
+                {
+                    Vector512<float> d = Vector512.Load(dy + i);
+                    var (dl, dh) = Vector512.Widen(d);
+                    var (tl, th) = Vector512.Widen(d * ((Vector512.Load(x + i) - wm) * wi));
+                    c0 += dl; c1 += dh; e0 += tl; e1 += th;
+                }
+                a0 = c0.GetLower() + c0.GetUpper(); a1 = c1.GetLower() + c1.GetUpper();
+                b0 = e0.GetLower() + e0.GetUpper(); b1 = e1.GetLower() + e1.GetUpper();
             }
-            a0 = c0.GetLower() + c0.GetUpper(); a1 = c1.GetLower() + c1.GetUpper();
-            b0 = e0.GetLower() + e0.GetUpper(); b1 = e1.GetLower() + e1.GetUpper();
+            for (; i + 8 <= n; i += 8)
+            {
+                Vector256<float> d = Vector256.Load(dy + i);
+                var (dl, dh) = Vector256.Widen(d);
+                var (tl, th) = Vector256.Widen(d * ((Vector256.Load(x + i) - vm) * vi));
+                a0 += dl; a1 += dh; b0 += tl; b1 += th;
+            }
+            sd = Vector256.Sum(a0 + a1);
+            st = Vector256.Sum(b0 + b1);
         }
-        for (; i + 8 <= n; i += 8)
+        else
         {
-            Vector256<float> d = Vector256.Load(dy + i);
-            var (dl, dh) = Vector256.Widen(d);
-            var (tl, th) = Vector256.Widen(d * ((Vector256.Load(x + i) - vm) * vi));
-            a0 += dl; a1 += dh; b0 += tl; b1 += th;
+            Vector128<double> a0 = default, a1 = default, b0 = default, b1 = default;
+            Vector128<float> vm = Vector128.Create(mean), vi = Vector128.Create(inv);
+            for (; i + 4 <= n; i += 4)
+            {
+                Vector128<float> d = Vector128.Load(dy + i);
+                var (dl, dh) = Vector128.Widen(d);
+                var (tl, th) = Vector128.Widen(d * ((Vector128.Load(x + i) - vm) * vi));
+                a0 += dl; a1 += dh; b0 += tl; b1 += th;
+            }
+            sd = Vector128.Sum(a0 + a1);
+            st = Vector128.Sum(b0 + b1);
         }
-        double sd = Vector256.Sum(a0 + a1), st = Vector256.Sum(b0 + b1);
         for (; i < n; i++)
         {
             float d = dy[i];

@@ -41,7 +41,7 @@ internal static unsafe partial class Conv2dDirectHost
     /// use, dilation 1, one group, and stride 1 or the channel-vectorised kernel (which takes any stride).
     /// </summary>
     public static bool Supports(Conv2dGeometry g) =>
-        GemmHost.VectorBits == 512 && g.DilationH == 1 && g.DilationW == 1 && g.Groups == 1
+        HostVectors.Bits == 512 && g.DilationH == 1 && g.DilationW == 1 && g.Groups == 1
         && (g.StrideH == 1 && g.StrideW == 1 || ForwardByChannels(g));
 
     /// <summary>
@@ -69,13 +69,14 @@ internal static unsafe partial class Conv2dDirectHost
     private static void Require(bool supported, Conv2dGeometry g, string pass)
     {
         if (!supported)
-            throw new ArgumentException($"Conv2dDirectHost cannot run the {pass} of N={g.N} C={g.C} H={g.H} W={g.W} K={g.K} kernel {g.R}x{g.S} stride {g.StrideH},{g.StrideW} pad {g.PadH},{g.PadW} dilation {g.DilationH},{g.DilationW} groups {g.Groups} (vector bits {GemmHost.VectorBits}).", nameof(g));
+            throw new ArgumentException($"Conv2dDirectHost cannot run the {pass} of N={g.N} C={g.C} H={g.H} W={g.W} K={g.K} kernel {g.R}x{g.S} stride {g.StrideH},{g.StrideW} pad {g.PadH},{g.PadW} dilation {g.DilationH},{g.DilationW} groups {g.Groups} (vector bits {HostVectors.Bits}).", nameof(g));
     }
 
     /// <summary>y = conv(x, w) (+ bias).</summary>
     public static void Forward(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)
     {
         Require(Supports(g), g, "forward pass");
+        HostVectors.Ran("conv-direct", 512);
         if (ForwardByChannels(g))
         {
             var cp = new ChannelPlan(g.C, g.H, g.W, g.K, g.R, g.S, g.StrideH, g.StrideW, g.PadH, g.PadW);
@@ -91,6 +92,7 @@ internal static unsafe partial class Conv2dDirectHost
     public static void DataGrad(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
     {
         Require(SupportsDataGrad(g), g, "input gradient");
+        HostVectors.Ran("conv-direct", 512);
         if (g.StrideH != 1 || g.StrideW != 1)
         {
             if (g.C >= 16)
@@ -397,6 +399,7 @@ internal static unsafe partial class Conv2dDirectHost
     public static void WeightGrad(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
     {
         Require(Supports(g), g, "weight gradient");
+        HostVectors.Ran("conv-direct", 512);
         if (ForwardByChannels(g))
         {
             WeightGradChannels(g, dy, x, dw);

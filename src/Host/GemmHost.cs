@@ -11,9 +11,11 @@ namespace GpuBackprop.Host;
 /// classic packed form: op(A) is copied into cache-sized panels of MR rows x KC, op(B) is read in place
 /// by the 256-bit kernel when its rows are contiguous and not a multiple of 4 KiB apart, else (and always for
 /// the 512-bit kernel) packed into KC x NR panels
-/// (zero-padded at the edges), and a micro-kernel keeps the MR x NR tile of C in registers: 8x32 as sixteen
-/// 16-wide accumulators where the CPU has AVX-512 (a Zen 5 core runs two 512-bit FMAs a cycle, twice its AVX2
-/// rate), else 6x16 as twelve 8-wide ones (AVX2 has 16 registers). Tiles of C (batch x MC rows x NC columns) are
+/// (zero-padded at the edges), and a micro-kernel keeps the MR x NR tile of C in registers, at the width
+/// <see cref="HostVectors"/> chose: 8x32 as sixteen 16-wide accumulators where the CPU has AVX-512 (a Zen 5 core
+/// runs two 512-bit FMAs a cycle, twice its AVX2 rate); 6x16 as twelve 8-wide ones with AVX2 (16 registers); with
+/// 128-bit vectors 8x8 as sixteen 4-wide ones on ARM64 (NEON has 32 registers) and 6x8 as twelve on x86 (SSE has 16).
+/// Tiles of C (batch x MC rows x NC columns) are
 /// spread over the cores; when there are fewer tiles than cores and the GEMM sums several products
 /// (the convolution's dW), the sum is split into a fixed number of parts added in a fixed order, so
 /// the result stays bitwise reproducible on a given machine.
@@ -22,25 +24,9 @@ internal static unsafe class GemmHost
 {
     private const int KC = 384, MC = 288, NC = 512, MaxNR = 32;
 
-    /// <summary>The widest micro-kernel this CPU runs: 512 where AVX-512 is there and .NET accelerates it, else 256.</summary>
-    public static int BestVectorBits => Avx512F.IsSupported && Vector512.IsHardwareAccelerated ? 512 : 256;
-
-    private static int vectorBits = BestVectorBits;
-
-    /// <summary>
-    /// The micro-kernel's vector width, 512 (8x32 tiles) or 256 (6x16); read once a call. Settable so that the
-    /// tests reach both kernels and <c>bench --cpu-vectors</c> times one against the other on the same machine.
-    /// </summary>
-    public static int VectorBits
-    {
-        get => vectorBits;
-        set
-        {
-            if (value != 256 && !(value == 512 && BestVectorBits == 512))
-                throw new ArgumentOutOfRangeException(nameof(VectorBits), value, $"This CPU runs 256{(BestVectorBits == 512 ? " or 512" : "")}-bit micro-kernels.");
-            vectorBits = value;
-        }
-    }
+    /// <summary>The micro-kernel's tile (rows x columns of C) at a width: see the class.</summary>
+    private static (int MR, int NR) TileOf(int width) =>
+        width == 512 ? (8, 32) : width == 256 ? (6, 16) : System.Runtime.Intrinsics.Arm.AdvSimd.IsSupported ? (8, 8) : (6, 8);
 
     [ThreadStatic] private static float[]? packA;
     [ThreadStatic] private static float[]? packB;
@@ -52,7 +38,8 @@ internal static unsafe class GemmHost
     /// </summary>
     public static void Run(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv, ArrayView<float> rowBias = default)
     {
-        bool wide = vectorBits == 512;
+        int wide = HostVectors.Bits; // read once a call
+        HostVectors.Ran("gemm", wide);
         int workers = Environment.ProcessorCount;
         Blocks k = Blocking(s.Batch, s.M, s.N, wide, workers);
         int tiles = s.Batch * k.Tiles;
@@ -88,9 +75,9 @@ internal static unsafe class GemmHost
     /// among the cores (gemm.wide_k, 256 x 256, was one tile on one core), then evened out so that no tile is
     /// a sliver (1152 rows ran as 288-row blocks and a 128-row one).
     /// </summary>
-    private static Blocks Blocking(int batch, int m, int n, bool wide, int workers)
+    private static Blocks Blocking(int batch, int m, int n, int width, int workers)
     {
-        int mr = wide ? 8 : 6, nr = wide ? 32 : 16;
+        var (mr, nr) = TileOf(width);
         int mb = Math.Max(1, (m + MC - 1) / MC), nb = Math.Max(1, (n + NC - 1) / NC);
         while ((long)batch * mb * nb < 4 * workers && (long)batch * mb * nb % workers != 0)
         {
@@ -113,7 +100,7 @@ internal static unsafe class GemmHost
     [ThreadStatic] private static float[][]? partials;
 
     /// <summary>Each part sums a fixed range of the products into its own buffer; the parts are then added in order.</summary>
-    private static void SplitReduce(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv, int parts, Blocks k, bool wide)
+    private static void SplitReduce(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv, int parts, Blocks k, int wide)
     {
         int mn = s.M * s.N;
         if (partials is null || partials.Length < parts || partials[0].Length < mn)
@@ -147,12 +134,12 @@ internal static unsafe class GemmHost
     }
 
     private static void Tile(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv, GemmOperand c, ArrayView<float> cv,
-        int batch, Blocks k, int t, int r0, int r1, bool accumulate, ArrayView<float> rowBias, bool wide) =>
+        int batch, Blocks k, int t, int r0, int r1, bool accumulate, ArrayView<float> rowBias, int wide) =>
         TileOf(s, a, HostLoop.Span(av), b, HostLoop.Span(bv), c, HostLoop.Span(cv), batch, k.Of(t, s.M, s.N), r0, r1, accumulate,
             rowBias.IsValid ? HostLoop.Span(rowBias) : default, rowBias.IsValid, wide);
 
     private static void TileOf(GemmShape s, GemmOperand a, ReadOnlySpan<float> A, GemmOperand b, ReadOnlySpan<float> B, GemmOperand c, Span<float> C,
-        int batch, (int I, int J, int Rows, int Cols) tile, int r0, int r1, bool accumulate, ReadOnlySpan<float> bias, bool withBias, bool wide)
+        int batch, (int I, int J, int Rows, int Cols) tile, int r0, int r1, bool accumulate, ReadOnlySpan<float> bias, bool withBias, int wide)
     {
         fixed (float* pc = C, pbias = bias)
             TileInto(s, a, A, b, B, batch, tile, r0, r1, accumulate, pc + c.Base(batch, s.BatchInner, 0), c.Ld, wide,
@@ -166,7 +153,8 @@ internal static unsafe class GemmHost
     public static void RunSerial(GemmShape s, GemmOperand a, ReadOnlySpan<float> A, GemmOperand b, ReadOnlySpan<float> B, GemmOperand c, Span<float> C,
         ReadOnlySpan<float> rowBias = default)
     {
-        bool wide = vectorBits == 512;
+        int wide = HostVectors.Bits;
+        HostVectors.Ran("gemm", wide);
         Blocks k = Blocking(1, s.M, s.N, wide, 1);
         for (int t = 0; t < s.Batch * k.Tiles; t++)
             TileOf(s, a, A, b, B, c, C, t / k.Tiles, k.Of(t % k.Tiles, s.M, s.N), 0, s.Reduce, s.Accumulate != 0,
@@ -174,15 +162,15 @@ internal static unsafe class GemmHost
     }
 
     private static void TileInto(GemmShape s, GemmOperand a, ArrayView<float> av, GemmOperand b, ArrayView<float> bv,
-        int batch, (int I, int J, int Rows, int Cols) tile, int r0, int r1, bool accumulate, float* c, int ldc, bool wide) =>
+        int batch, (int I, int J, int Rows, int Cols) tile, int r0, int r1, bool accumulate, float* c, int ldc, int wide) =>
         TileInto(s, a, HostLoop.Span(av), b, HostLoop.Span(bv), batch, tile, r0, r1, accumulate, c, ldc, wide);
 
     /// <summary>C[ic.., jc..] (=|+=) sum over r in [r0, r1) of op(A) op(B), C given by its top-left pointer and leading dimension.</summary>
     private static void TileInto(GemmShape s, GemmOperand a, ReadOnlySpan<float> A, GemmOperand b, ReadOnlySpan<float> B,
-        int batch, (int I, int J, int Rows, int Cols) tile, int r0, int r1, bool accumulate, float* c, int ldc, bool wide, float* bias = null)
+        int batch, (int I, int J, int Rows, int Cols) tile, int r0, int r1, bool accumulate, float* c, int ldc, int wide, float* bias = null)
     {
         (int ic, int jc, int mc, int nc) = tile;
-        int MR = wide ? 8 : 6, NR = wide ? 32 : 16;
+        var (MR, NR) = TileOf(wide);
         float[] pa = packA ??= new float[MC * KC];
         float[] pb = packB ??= new float[KC * MaxNR];
         bool add = accumulate;
@@ -194,13 +182,13 @@ internal static unsafe class GemmHost
                 for (int pc = 0; pc < s.K; pc += KC)
                 {
                     int kc = Math.Min(KC, s.K - pc);
-                    PackA(a, A, aStart, ic, mc, pc, kc, MR, pa);
+                    PackA(a, A, aStart, ic, mc, pc, kc, MR, pa, wide);
                     for (int jp = 0; jp < nc; jp += NR)
                     {
                         int nr = Math.Min(NR, nc - jp);
                         float* panel;
                         int ldb;
-                        if (b.Trans == 0 && nr == NR && b.Ld % 1024 != 0 && !wide)
+                        if (b.Trans == 0 && nr == NR && b.Ld % 1024 != 0 && wide != 512)
                         {
                             // Rows of op(B) are contiguous: the micro-kernel reads them in place, no copy. Not when
                             // rows lie a multiple of 4 KiB apart: they then share one L1 set (gemm.sq_1024 ran at
@@ -211,17 +199,22 @@ internal static unsafe class GemmHost
                         }
                         else
                         {
-                            PackBPanel(b, B, bStart, pc, kc, jc + jp, nr, NR, pb);
+                            PackBPanel(b, B, bStart, pc, kc, jc + jp, nr, NR, pb, wide);
                             panel = ppb;
                             ldb = NR;
                         }
                         for (int ip = 0; ip < mc; ip += MR)
                         {
                             float* dst = c + (ic + ip) * ldc + jc + jp, rowBias = add || bias is null ? null : bias + ic + ip;
-                            if (wide)
-                                Micro8x32(kc, ppa + ip * kc, panel, ldb, dst, ldc, Math.Min(MR, mc - ip), nr, add, rowBias);
+                            int rows = Math.Min(MR, mc - ip);
+                            if (wide == 512)
+                                Micro8x32(kc, ppa + ip * kc, panel, ldb, dst, ldc, rows, nr, add, rowBias);
+                            else if (wide == 256)
+                                Micro6x16(kc, ppa + ip * kc, panel, ldb, dst, ldc, rows, nr, add, rowBias);
+                            else if (MR == 8)
+                                Micro8x8(kc, ppa + ip * kc, panel, ldb, dst, ldc, rows, nr, add, rowBias);
                             else
-                                Micro6x16(kc, ppa + ip * kc, panel, ldb, dst, ldc, Math.Min(MR, mc - ip), nr, add, rowBias);
+                                Micro6x8(kc, ppa + ip * kc, panel, ldb, dst, ldc, rows, nr, add, rowBias);
                         }
                     }
                     add = true;
@@ -237,7 +230,7 @@ internal static unsafe class GemmHost
     }
 
     /// <summary>op(A)[ic.., pc..] into panels of MR rows: element (i, k) of panel p at p*MR*kc + k*MR + i.</summary>
-    private static void PackA(GemmOperand a, ReadOnlySpan<float> A, int start, int ic, int mc, int pc, int kc, int MR, Span<float> dst)
+    private static void PackA(GemmOperand a, ReadOnlySpan<float> A, int start, int ic, int mc, int pc, int kc, int MR, Span<float> dst, int width)
     {
         for (int p = 0; p < mc; p += MR)
         {
@@ -247,12 +240,20 @@ internal static unsafe class GemmHost
                 panel.Clear();
             if (a.Trans != 0 && rows == 8 && MR == 8)
             {
-                // Stored transposed, a full panel: one 8-float vector a k (a span copy a k cost a call each).
+                // Stored transposed, a full panel: 8 floats a k in vectors (a span copy a k cost a call each); two
+                // 4-wide ones at 128 bits (a 256-bit load there is software).
                 fixed (float* src = A, to = panel)
                 {
                     float* from = src + start + pc * a.Ld + ic + p;
-                    for (int k = 0; k < kc; k++)
-                        Vector256.Load(from + (long)k * a.Ld).Store(to + k * 8);
+                    if (width >= 256)
+                        for (int k = 0; k < kc; k++)
+                            Vector256.Load(from + (long)k * a.Ld).Store(to + k * 8);
+                    else
+                        for (int k = 0; k < kc; k++)
+                        {
+                            Vector128.Load(from + (long)k * a.Ld).Store(to + k * 8);
+                            Vector128.Load(from + (long)k * a.Ld + 4).Store(to + k * 8 + 4);
+                        }
                 }
             }
             else if (a.Trans != 0)
@@ -261,7 +262,7 @@ internal static unsafe class GemmHost
                 for (int k = 0; k < kc; k++)
                     A.Slice(start + (pc + k) * a.Ld + ic + p, rows).CopyTo(panel.Slice(k * MR));
             }
-            else if (rows == 8 && MR == 8 && Avx.IsSupported)
+            else if (rows == 8 && MR == 8 && width >= 256)
             {
                 // Rows contiguous over k: 8x8 blocks transposed in registers (a measured fast path: element by
                 // element, packing cost as much as the multiply-adds of products with few columns, such as a 1x1
@@ -290,8 +291,20 @@ internal static unsafe class GemmHost
     }
 
     /// <summary>Columns j0..j0+cols of op(B) rows pc..pc+kc into one zero-padded panel: element (k, j) at k*NR + j.</summary>
-    private static void PackBPanel(GemmOperand b, ReadOnlySpan<float> B, int start, int pc, int kc, int j0, int cols, int NR, Span<float> panel)
+    private static void PackBPanel(GemmOperand b, ReadOnlySpan<float> B, int start, int pc, int kc, int j0, int cols, int NR, Span<float> panel, int width)
     {
+        if (b.Trans == 0 && cols == NR && width < 256)
+        {
+            // A full 8-wide panel at 128 bits: two 4-float vectors a k.
+            fixed (float* src = B, to = panel)
+            {
+                float* from = src + start + pc * b.Ld + j0;
+                for (int k = 0; k < kc; k++)
+                    for (int j = 0; j < NR; j += 4)
+                        Vector128.Load(from + (long)k * b.Ld + j).Store(to + k * NR + j);
+            }
+            return;
+        }
         if (b.Trans == 0 && cols == NR)
         {
             // A full panel (16 or 32 wide): 8-float vectors a k, for both kernels (a span copy a k cost a call
@@ -321,7 +334,7 @@ internal static unsafe class GemmHost
         }
         if (cols < NR)
             panel[..(kc * NR)].Clear();
-        if (cols == NR && Avx.IsSupported)
+        if (cols == NR && width >= 256)
         {
             // Stored transposed: op(B)(k, j) = B[j*ld + k], contiguous over k. 8x8 blocks transposed in
             // registers (a measured fast path: the element-by-element copy cost the convolution's weight
@@ -437,6 +450,139 @@ internal static unsafe class GemmHost
         }
         lo.Store(row);
         hi.Store(row + 8);
+    }
+
+    /// <summary>
+    /// The 8x8 micro-kernel at 128 bits (ARM64: sixteen 4-wide accumulators of NEON's 32 registers, two loads and eight
+    /// broadcasts per 16 multiply-adds); as <see cref="Micro6x16"/> otherwise. MultiplyAddEstimate is one fused
+    /// instruction where the CPU has one (NEON's FMLA) and a multiply and an add where it has not (SSE), never the
+    /// software fallback that Vector128.FusedMultiplyAdd takes without FMA.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Micro8x8(int kc, float* a, float* b, int ldb, float* c, int ldc, int mr, int nr, bool add, float* bias)
+    {
+        const int MR = 8, NR = 8;
+        Vector128<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default;
+        Vector128<float> c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default, c70 = default, c71 = default;
+        for (int k = 0; k < kc; k++)
+        {
+            Vector128<float> b0 = Vector128.Load(b), b1 = Vector128.Load(b + 4);
+            Vector128<float> x = Vector128.Create(a[0]);
+            c00 = Vector128.MultiplyAddEstimate(x, b0, c00); c01 = Vector128.MultiplyAddEstimate(x, b1, c01);
+            x = Vector128.Create(a[1]);
+            c10 = Vector128.MultiplyAddEstimate(x, b0, c10); c11 = Vector128.MultiplyAddEstimate(x, b1, c11);
+            x = Vector128.Create(a[2]);
+            c20 = Vector128.MultiplyAddEstimate(x, b0, c20); c21 = Vector128.MultiplyAddEstimate(x, b1, c21);
+            x = Vector128.Create(a[3]);
+            c30 = Vector128.MultiplyAddEstimate(x, b0, c30); c31 = Vector128.MultiplyAddEstimate(x, b1, c31);
+            x = Vector128.Create(a[4]);
+            c40 = Vector128.MultiplyAddEstimate(x, b0, c40); c41 = Vector128.MultiplyAddEstimate(x, b1, c41);
+            x = Vector128.Create(a[5]);
+            c50 = Vector128.MultiplyAddEstimate(x, b0, c50); c51 = Vector128.MultiplyAddEstimate(x, b1, c51);
+            x = Vector128.Create(a[6]);
+            c60 = Vector128.MultiplyAddEstimate(x, b0, c60); c61 = Vector128.MultiplyAddEstimate(x, b1, c61);
+            x = Vector128.Create(a[7]);
+            c70 = Vector128.MultiplyAddEstimate(x, b0, c70); c71 = Vector128.MultiplyAddEstimate(x, b1, c71);
+            a += MR;
+            b += ldb;
+        }
+        if (bias is not null)
+        {
+            // Rows past mr read no bias: their sums are dropped below.
+            Vector128<float> x;
+            x = Vector128.Create(bias[0]); c00 += x; c01 += x;
+            if (mr > 1) { x = Vector128.Create(bias[1]); c10 += x; c11 += x; }
+            if (mr > 2) { x = Vector128.Create(bias[2]); c20 += x; c21 += x; }
+            if (mr > 3) { x = Vector128.Create(bias[3]); c30 += x; c31 += x; }
+            if (mr > 4) { x = Vector128.Create(bias[4]); c40 += x; c41 += x; }
+            if (mr > 5) { x = Vector128.Create(bias[5]); c50 += x; c51 += x; }
+            if (mr > 6) { x = Vector128.Create(bias[6]); c60 += x; c61 += x; }
+            if (mr > 7) { x = Vector128.Create(bias[7]); c70 += x; c71 += x; }
+        }
+        if (mr == MR && nr == NR)
+        {
+            StoreRow(c, c00, c01, add);
+            StoreRow(c + ldc, c10, c11, add);
+            StoreRow(c + 2 * ldc, c20, c21, add);
+            StoreRow(c + 3 * ldc, c30, c31, add);
+            StoreRow(c + 4 * ldc, c40, c41, add);
+            StoreRow(c + 5 * ldc, c50, c51, add);
+            StoreRow(c + 6 * ldc, c60, c61, add);
+            StoreRow(c + 7 * ldc, c70, c71, add);
+            return;
+        }
+        // Edge tile: spill to a scratch tile and copy the valid part.
+        float* t = stackalloc float[MR * NR];
+        c00.Store(t); c01.Store(t + 4); c10.Store(t + 8); c11.Store(t + 12); c20.Store(t + 16); c21.Store(t + 20); c30.Store(t + 24); c31.Store(t + 28);
+        c40.Store(t + 32); c41.Store(t + 36); c50.Store(t + 40); c51.Store(t + 44); c60.Store(t + 48); c61.Store(t + 52); c70.Store(t + 56); c71.Store(t + 60);
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < nr; j++)
+                c[i * ldc + j] = add ? c[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
+    }
+
+    /// <summary>The 6x8 micro-kernel at 128 bits on x86 (twelve accumulators, two B vectors and a broadcast fit SSE's 16 registers); as <see cref="Micro8x8"/> otherwise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Micro6x8(int kc, float* a, float* b, int ldb, float* c, int ldc, int mr, int nr, bool add, float* bias)
+    {
+        const int MR = 6, NR = 8;
+        Vector128<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector128<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int k = 0; k < kc; k++)
+        {
+            Vector128<float> b0 = Vector128.Load(b), b1 = Vector128.Load(b + 4);
+            Vector128<float> x = Vector128.Create(a[0]);
+            c00 = Vector128.MultiplyAddEstimate(x, b0, c00); c01 = Vector128.MultiplyAddEstimate(x, b1, c01);
+            x = Vector128.Create(a[1]);
+            c10 = Vector128.MultiplyAddEstimate(x, b0, c10); c11 = Vector128.MultiplyAddEstimate(x, b1, c11);
+            x = Vector128.Create(a[2]);
+            c20 = Vector128.MultiplyAddEstimate(x, b0, c20); c21 = Vector128.MultiplyAddEstimate(x, b1, c21);
+            x = Vector128.Create(a[3]);
+            c30 = Vector128.MultiplyAddEstimate(x, b0, c30); c31 = Vector128.MultiplyAddEstimate(x, b1, c31);
+            x = Vector128.Create(a[4]);
+            c40 = Vector128.MultiplyAddEstimate(x, b0, c40); c41 = Vector128.MultiplyAddEstimate(x, b1, c41);
+            x = Vector128.Create(a[5]);
+            c50 = Vector128.MultiplyAddEstimate(x, b0, c50); c51 = Vector128.MultiplyAddEstimate(x, b1, c51);
+            a += MR;
+            b += ldb;
+        }
+        if (bias is not null)
+        {
+            Vector128<float> x;
+            x = Vector128.Create(bias[0]); c00 += x; c01 += x;
+            if (mr > 1) { x = Vector128.Create(bias[1]); c10 += x; c11 += x; }
+            if (mr > 2) { x = Vector128.Create(bias[2]); c20 += x; c21 += x; }
+            if (mr > 3) { x = Vector128.Create(bias[3]); c30 += x; c31 += x; }
+            if (mr > 4) { x = Vector128.Create(bias[4]); c40 += x; c41 += x; }
+            if (mr > 5) { x = Vector128.Create(bias[5]); c50 += x; c51 += x; }
+        }
+        if (mr == MR && nr == NR)
+        {
+            StoreRow(c, c00, c01, add);
+            StoreRow(c + ldc, c10, c11, add);
+            StoreRow(c + 2 * ldc, c20, c21, add);
+            StoreRow(c + 3 * ldc, c30, c31, add);
+            StoreRow(c + 4 * ldc, c40, c41, add);
+            StoreRow(c + 5 * ldc, c50, c51, add);
+            return;
+        }
+        float* t = stackalloc float[MR * NR];
+        c00.Store(t); c01.Store(t + 4); c10.Store(t + 8); c11.Store(t + 12); c20.Store(t + 16); c21.Store(t + 20);
+        c30.Store(t + 24); c31.Store(t + 28); c40.Store(t + 32); c41.Store(t + 36); c50.Store(t + 40); c51.Store(t + 44);
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < nr; j++)
+                c[i * ldc + j] = add ? c[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow(float* row, Vector128<float> lo, Vector128<float> hi, bool add)
+    {
+        if (add)
+        {
+            lo += Vector128.Load(row);
+            hi += Vector128.Load(row + 4);
+        }
+        lo.Store(row);
+        hi.Store(row + 4);
     }
 
     /// <summary>The 8x32 micro-kernel (AVX-512): sixteen 16-wide accumulators, two loads and eight broadcasts per 16 FMAs; as <see cref="Micro6x16"/> otherwise.</summary>

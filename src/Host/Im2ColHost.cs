@@ -38,7 +38,8 @@ internal static class Im2ColHost
     /// </summary>
     internal static unsafe void Im2ColRows(in Conv2dGeometry g, ReadOnlySpan<float> x, Span<float> col, int start, int end, int firstRow = 0)
     {
-        int rs = g.R * g.S, p = g.P, ow = g.OW, plane = g.H * g.W;
+        int rs = g.R * g.S, p = g.P, ow = g.OW, plane = g.H * g.W, width = HostVectors.Bits;
+        HostVectors.Ran("im2col", width);
         fixed (float* px = x, pc = col)
         {
             for (int row = start; row < end; row++)
@@ -63,8 +64,12 @@ internal static class Im2ColHost
                     int j = lo;
                     if (g.StrideW == 1)
                     {
-                        for (; j + 8 <= hi; j += 8)
-                            System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256.Load(from + j), dst + j);
+                        // Vectors of the width in force (a 256-bit load without AVX is software, 250x slower).
+                        if (width >= 256)
+                            for (; j + 8 <= hi; j += 8)
+                                System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256.Load(from + j), dst + j);
+                        for (; j + 4 <= hi; j += 4)
+                            System.Runtime.Intrinsics.Vector128.Store(System.Runtime.Intrinsics.Vector128.Load(from + j), dst + j);
                         for (; j < hi; j++)
                             dst[j] = from[j];
                     }
@@ -88,7 +93,8 @@ internal static class Im2ColHost
     internal static unsafe void Col2ImPlanes(in Conv2dGeometry g, ReadOnlySpan<float> dcol, Span<float> dx, int start, int end, int firstPlane = 0)
     {
         // On pointers with 8-wide adds, like im2col: the lines of small images are short.
-        int rs = g.R * g.S, p = g.P, planeLength = g.H * g.W;
+        int rs = g.R * g.S, p = g.P, planeLength = g.H * g.W, width = HostVectors.Bits;
+        HostVectors.Ran("col2im", width);
         fixed (float* pd = dcol, px = dx)
         {
             for (int nc = start; nc < end; nc++)
@@ -111,9 +117,13 @@ internal static class Im2ColHost
                         int j = lo;
                         if (g.StrideW == 1)
                         {
-                            for (; j + 8 <= hi; j += 8)
-                                System.Runtime.Intrinsics.Vector256.Store(
-                                    System.Runtime.Intrinsics.Vector256.Load(line + j) + System.Runtime.Intrinsics.Vector256.Load(from + j), line + j);
+                            if (width >= 256)
+                                for (; j + 8 <= hi; j += 8)
+                                    System.Runtime.Intrinsics.Vector256.Store(
+                                        System.Runtime.Intrinsics.Vector256.Load(line + j) + System.Runtime.Intrinsics.Vector256.Load(from + j), line + j);
+                            for (; j + 4 <= hi; j += 4)
+                                System.Runtime.Intrinsics.Vector128.Store(
+                                    System.Runtime.Intrinsics.Vector128.Load(line + j) + System.Runtime.Intrinsics.Vector128.Load(from + j), line + j);
                             for (; j < hi; j++)
                                 line[j] += from[j];
                         }

@@ -16,6 +16,8 @@ internal static class MaxPool2dHost
     {
         bool fast2x2 = g.KH == 2 && g.KW == 2 && g.StrideH == 2 && g.StrideW == 2 && g.PadH == 0 && g.PadW == 0
             && g.DilationH == 1 && g.DilationW == 1 && 2 * g.OH <= g.H && 2 * g.OW <= g.W;
+        int width = HostVectors.Bits;
+        HostVectors.Ran("maxpool", fast2x2 ? 0 : width); // the 2x2 path is scalar
         HostLoop.For(g.N * g.C, (start, end) =>
         {
             if (fast2x2)
@@ -28,11 +30,11 @@ internal static class MaxPool2dHost
                     Forward2x2Plane(g, xs.Slice(plane * inPlane, inPlane), ys.Slice(plane * outPlane, outPlane), ids.Slice(plane * outPlane, outPlane));
                 return;
             }
-            ScanPlanes(g, HostLoop.Span(x), new HostView<float>(x), new HostView<float>(y), new HostView<int>(indices), start, end);
+            ScanPlanes(g, HostLoop.Span(x), new HostView<float>(x), new HostView<float>(y), new HostView<int>(indices), start, end, width);
         }, g.OH * g.OW * g.KH * g.KW);
     }
 
-    private static void ScanPlanes(Pool2dGeometry g, ReadOnlySpan<float> xs, HostView<float> x, HostView<float> y, HostView<int> indices, int start, int end)
+    private static void ScanPlanes(Pool2dGeometry g, ReadOnlySpan<float> xs, HostView<float> x, HostView<float> y, HostView<int> indices, int start, int end, int width)
     {
         // Windows wholly inside the image (dilation 1): rows oh in [ohIn, ohOut), columns ow in [owIn, owOut).
         bool dense = g.DilationH == 1 && g.DilationW == 1;
@@ -50,9 +52,12 @@ internal static class MaxPool2dHost
                 bool rowInside = oh >= ohIn && oh < ohOut;
                 // Eight inside windows at a time where the row has them.
                 int vectorEnd = owIn;
-                if (rowInside && Vector256.IsHardwareAccelerated)
+                if (rowInside && width >= 256)
                     for (; vectorEnd + 8 <= owOut; vectorEnd += 8)
                         InteriorArgMax8(g, planeSpan, oh * g.StrideH - g.PadH, vectorEnd, y, indices, yBase + oh * g.OW + vectorEnd);
+                if (rowInside)
+                    for (; vectorEnd + 4 <= owOut; vectorEnd += 4)
+                        InteriorArgMax4(g, planeSpan, oh * g.StrideH - g.PadH, vectorEnd, y, indices, yBase + oh * g.OW + vectorEnd);
                 for (int ow = 0; ow < g.OW; ow++)
                 {
                     if (rowInside && ow >= owIn && ow < vectorEnd)
@@ -108,6 +113,44 @@ internal static class MaxPool2dHost
             }
         }
         for (int j = 0; j < 8; j++)
+        {
+            y[o + j] = best.GetElement(j);
+            indices[o + j] = at.GetElement(j);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="InteriorArgMax8"/> on four windows in 4-wide vectors, for 128-bit vectors (NEON, SSE) and the
+    /// rows' last windows at wider ones: the same taps, order and rule.
+    /// </summary>
+    private static void InteriorArgMax4(in Pool2dGeometry g, ReadOnlySpan<float> plane, int h0, int ow0, HostView<float> y, HostView<int> indices, int o)
+    {
+        int sw = g.StrideW, w0 = ow0 * sw - g.PadW;
+        Vector128<int> lanes = Vector128.Create(0, 1, 2, 3) * sw;
+        Vector128<float> best = default;
+        Vector128<int> at = default;
+        for (int kh = 0; kh < g.KH; kh++)
+        {
+            for (int kw = 0; kw < g.KW; kw++)
+            {
+                int first = (h0 + kh) * g.W + w0 + kw;
+                Vector128<float> v = sw == 1
+                    ? Vector128.Create(plane.Slice(first, 4))
+                    : Vector128.Create(plane[first], plane[first + sw], plane[first + 2 * sw], plane[first + 3 * sw]);
+                Vector128<int> idx = Vector128.Create(first) + lanes;
+                if (kh == 0 && kw == 0)
+                {
+                    best = v;
+                    at = idx;
+                    continue;
+                }
+                Vector128<float> vNaN = ~Vector128.Equals(v, v), bestNaN = ~Vector128.Equals(best, best);
+                Vector128<float> wins = vNaN | Vector128.AndNot(Vector128.GreaterThan(v, best), bestNaN);
+                best = Vector128.ConditionalSelect(wins, v, best);
+                at = Vector128.ConditionalSelect(wins.AsInt32(), idx, at);
+            }
+        }
+        for (int j = 0; j < 4; j++)
         {
             y[o + j] = best.GetElement(j);
             indices[o + j] = at.GetElement(j);

@@ -51,6 +51,22 @@ internal static class BatchNorm2dMath
         return weight * invStd * (dy - meanDy - xhat * meanDyXhat);
     }
 
+    /// <summary>The 4-wide form of <see cref="Normalize(Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float})"/> (128-bit vectors: NEON, SSE).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Normalize(Vector128<float> x, Vector128<float> mean, Vector128<float> invStd, Vector128<float> weight, Vector128<float> bias) =>
+        (x - mean) * invStd * weight + bias;
+
+    /// <summary>The 4-wide form of <see cref="InputGrad(bool, Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float})"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> InputGrad(bool training, Vector128<float> x, Vector128<float> dy, Vector128<float> mean, Vector128<float> invStd, Vector128<float> weight,
+        Vector128<float> meanDy, Vector128<float> meanDyXhat)
+    {
+        if (!training)
+            return dy * weight * invStd;
+        Vector128<float> xhat = (x - mean) * invStd;
+        return weight * invStd * (dy - meanDy - xhat * meanDyXhat);
+    }
+
     /// <summary>The 16-wide form of <see cref="Normalize(Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float})"/> (where AVX-512 runs).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Normalize(Vector512<float> x, Vector512<float> mean, Vector512<float> invStd, Vector512<float> weight, Vector512<float> bias) =>

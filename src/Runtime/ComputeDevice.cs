@@ -223,7 +223,7 @@ public sealed class ComputeDevice : IDisposable
         long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         int cores = Math.Max(1, Environment.ProcessorCount);
         return kind == DeviceKind.Cpu
-            ? new(kind, index, $"CPU, host routines ({cores} cores)", memory, cores, 1, 1, false)
+            ? new(kind, index, $"CPU, host routines ({cores} cores, {Host.HostVectors.Describe(Host.HostVectors.Bits)})", memory, cores, 1, 1, false)
             : new(kind, index, "CPU accelerator running the ILGPU kernels (256-thread groups; for checking kernels)", memory, 1, 32, 256, false);
     }
 

@@ -89,7 +89,7 @@ public sealed class GemmVariantTests
     public static TheoryData<int, int, int, int, bool, bool> HostProducts()
     {
         var data = new TheoryData<int, int, int, int, bool, bool>();
-        int[] widths = Host.GemmHost.BestVectorBits == 512 ? [256, 512] : [256];
+        int[] widths = Host.HostVectors.Widths;
         // Edge tiles in both directions; one tile cut into several for the cores (256 x 256 x 600, 64 x 2048);
         // more rows than one block (300, 600); K past one packed depth (700); a 4 KiB row stride (1024 columns).
         var shapes = new[] { (3, 5, 7), (130, 257, 19), (17, 517, 300), (300, 70, 40), (64, 2048, 20), (1, 1, 1), (600, 33, 9), (256, 256, 600), (9, 1024, 700) };
@@ -114,10 +114,10 @@ public sealed class GemmVariantTests
         float[] a = Data.Uniform(m * k, 41), b = Data.Uniform(k * n, 42), c0 = Data.Uniform(m * n, 43), bias = Data.Uniform(m, 44);
         using Tensor at = Tensor.FromHost(dev, a, a.Length), bt = Tensor.FromHost(dev, b, b.Length), ct = Tensor.FromHost(dev, c0, c0.Length);
         using Tensor biast = Tensor.FromHost(dev, bias, bias.Length), dt = Tensor.FromHost(dev, Enumerable.Repeat(float.NaN, m * n).ToArray(), m * n);
-        int before = Host.GemmHost.VectorBits;
+        int before = Host.HostVectors.Bits;
         try
         {
-            Host.GemmHost.VectorBits = bits;
+            Host.HostVectors.Bits = bits;
             GemmOperand ao = GemmOperand.Dense(transA ? m : k, transA), bo = GemmOperand.Dense(transB ? k : n, transB);
             Host.GemmHost.Run(GemmShape.Single(m, n, k, accumulate: true), ao, at.View, bo, bt.View, GemmOperand.Dense(n), ct.View);
             Check.Close(ct.Download(), Data.Product(m, n, k, a, transA, b, transB, c0), Atol, Rtol, $"{bits}-bit C += AB, {m}x{n}x{k} ta={transA} tb={transB}");
@@ -128,7 +128,7 @@ public sealed class GemmVariantTests
         }
         finally
         {
-            Host.GemmHost.VectorBits = before;
+            Host.HostVectors.Bits = before;
         }
     }
 

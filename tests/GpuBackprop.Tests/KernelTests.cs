@@ -176,7 +176,7 @@ public sealed class KernelTests
     [InlineData(4, 3, 1, 5, 40, 3, 3, 2, 2, 1, 1, false)]   // one row: phases with no positions
     public void HostDirectConvolutionMatchesReference(int n, int c, int h, int w, int k, int r, int s, int strideH, int strideW, int padH, int padW, bool bias)
     {
-        if (Host.GemmHost.BestVectorBits != 512)
+        if (Host.HostVectors.Best != 512)
             Assert.Skip("no AVX-512: the direct convolutions run only with the 512-bit kernels (the backend takes im2col or Winograd elsewhere)");
         ComputeDevice dev = TestDevices.Get("cpu");
         var g = new Conv2dGeometry(n, c, h, w, k, new Size2(r, s), new Size2(strideH, strideW), new Size2(padH, padW), new Size2(1, 1), 1);
@@ -216,7 +216,7 @@ public sealed class KernelTests
         Assert.False(Host.Conv2dDirectHost.ForwardByChannels(G(64, 1, 28, 6, 5, 0)));
         // Strided input gradients by phases: resnet14's 3x3 stride-2 layers and a 3-channel 7x7 stem, not a 1x1 shortcut.
         static Conv2dGeometry S2(int c, int h, int k, int r, int pad) => new(128, c, h, h, k, new Size2(r, r), new Size2(2, 2), new Size2(pad, pad), new Size2(1, 1), 1);
-        if (Host.GemmHost.BestVectorBits == 512)
+        if (Host.HostVectors.Best == 512)
         {
             Assert.True(Host.Conv2dDirectHost.AppliesToDataGrad(S2(16, 28, 32, 3, 1)));
             Assert.False(Host.Conv2dDirectHost.AppliesToDataGrad(S2(16, 28, 32, 1, 0)));
@@ -229,7 +229,7 @@ public sealed class KernelTests
     }
 
     /// <summary>The host vector widths this CPU runs (each is forced in turn by the path tests).</summary>
-    public static TheoryData<int> HostWidths() => new((int[])(Host.GemmHost.BestVectorBits == 512 ? [256, 512] : [256]));
+    public static TheoryData<int> HostWidths() => new(Host.HostVectors.Widths);
 
     /// <summary>
     /// Every <c>cpu</c> convolution path reached through the backend (a Conv2d layer's forward and backward on a
@@ -257,10 +257,10 @@ public sealed class KernelTests
             ("wide 3x3", new(many, 96, 6, 5, 97, 3, 1, 1, 1, 1, false), wide ? D : W, wide ? D : P, wide ? D : W),
             ("strided 3x3", new(many, 4, 9, 8, 32, 3, 2, 1, 1, 1, true), wide ? D : P, wide ? D : P, wide ? D : P),
         };
-        int before = Host.GemmHost.VectorBits;
+        int before = Host.HostVectors.Bits;
         try
         {
-            Host.GemmHost.VectorBits = bits;
+            Host.HostVectors.Bits = bits;
             using ComputeDevice dev = ComputeDevice.Open("cpu");
             var paths = ((Host.HostBackend)dev.Backend).PathRuns;
             foreach (var (name, c, forward, weightGrad, dataGrad) in cases)
@@ -289,7 +289,7 @@ public sealed class KernelTests
         }
         finally
         {
-            Host.GemmHost.VectorBits = before;
+            Host.HostVectors.Bits = before;
         }
     }
 
