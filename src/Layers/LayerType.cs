@@ -261,5 +261,15 @@ internal sealed class LayerFields(JsonElement layer, string path, string type)
         {
             throw new ArchitectureException($"{Where}: {Runtime.Messages.WithoutParameter(e)}", e);
         }
+        catch (Runtime.DeviceAllocationException e)
+        {
+            // A layer too large for the device: named, as a field would be (exit 2 for a model file, not a killed process).
+            throw new ArchitectureException($"{Where}: does not fit the device: {e.Message}", e);
+        }
+        catch (OverflowException e)
+        {
+            // A shape past int's range (adaptive pooling to 100000 x 100000, then flatten): this layer's fault, not an internal error.
+            throw new ArchitectureException($"{Where}: its output shape overflows (more than 2^31-1 elements a dimension).", e);
+        }
     }
 }

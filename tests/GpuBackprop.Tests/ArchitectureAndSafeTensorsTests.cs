@@ -124,6 +124,8 @@ public sealed class ArchitectureAndSafeTensorsTests
     [InlineData("""[{"type": "max_pool2d", "kernel_size": [true, 3]}]""", "layer 0 (max_pool2d): field 'kernel_size' must be an integer or a list of two integers; got [true, 3]")]
     [InlineData("""[{"type": "avg_pool2d", "kernel_size": 2, "divisor_override": 3000000000}]""", "layer 0 (avg_pool2d): field 'divisor_override' must be an integer; got 3000000000")]
     [InlineData("""[{"type": "flatten", "end_dim": 0}]""", "layer 0 (flatten): field 'end_dim' only")]
+    [InlineData("""[{"type": "conv2d", "type": "linear", "in_features": 4, "out_features": 2}]""", "layer 0: field 'type' is given more than once")]
+    [InlineData("""[{"type": "relu"}, {"type": "linear", "in_features": 4, "in_features": 5, "out_features": 2}]""", "layer 1: field 'in_features' is given more than once")]
     [InlineData("""[{"type": "flatten", "start_dim": 0}]""", "layer 0 (flatten): field 'start_dim' only")]
     [InlineData("""[{"type": "residual", "shortcut": []}]""", "'0.body' must be a JSON list")]
     [InlineData("""{"layers": 3}""", "The architecture must be a JSON list")]
@@ -147,6 +149,7 @@ public sealed class ArchitectureAndSafeTensorsTests
     [InlineData("""{"layers": [], "input": 28}""", "m.json: field 'input' must be [channels, height, width], three positive integers; got 28.")]
     [InlineData("""{"layers": [], "input": [1, 0, 28]}""", "m.json: field 'input' must be [channels, height, width], three positive integers; got [1, 0, 28].")]
     [InlineData("""{"layers": [], "about": 3}""", "m.json: field 'about' must be a string; got 3.")]
+    [InlineData("""{"layers": [], "classes": 3, "classes": 4}""", "m.json: field 'classes' is given more than once.")]
     [InlineData("""{"layers": [], "clases": 3}""", "m.json: unknown field 'clases' (a model object has 'layers', and optionally 'input', 'classes' and 'about').")]
     public void AModelObjectsFieldsAreTypedAndNamed(string json, string expected) =>
         Assert.Equal(expected, Assert.Throws<ArchitectureException>(() => Training.ModelDescription.Parse("m", json, "m.json")).Message);
