@@ -1,3 +1,4 @@
+using ILGPU.Runtime;
 using GpuBackprop.Runtime;
 
 namespace GpuBackprop.Layers;
@@ -26,10 +27,26 @@ public sealed class Parameter : IDisposable
     internal static Parameter Uniform(ComputeDevice device, int fanIn, Random rng, params int[] shape)
     {
         float bound = 1f / MathF.Sqrt(fanIn);
-        var data = new float[Tensor.ElementCount(shape, nameof(shape))];
-        for (int i = 0; i < data.Length; i++)
-            data[i] = (float)(rng.NextDouble() * 2 - 1) * bound;
-        return new Parameter(Tensor.FromHost(device, data, shape));
+        // The device tensor first (its allocation is checked against the memory left), then the values a chunk at a
+        // time, in the same order: a whole host copy first doubled the peak, and was allocated unchecked.
+        Tensor t = Tensor.Zeros(device, shape);
+        try
+        {
+            var chunk = new float[(int)Math.Min(t.Length, 1 << 20)];
+            for (long start = 0; start < t.Length; start += chunk.Length)
+            {
+                int n = (int)Math.Min(chunk.Length, t.Length - start);
+                for (int i = 0; i < n; i++)
+                    chunk[i] = (float)(rng.NextDouble() * 2 - 1) * bound;
+                t.View.SubView(start, n).CopyFromCPU(chunk.AsSpan(0, n));
+            }
+        }
+        catch
+        {
+            t.Dispose();
+            throw;
+        }
+        return new Parameter(t);
     }
 
     /// <inheritdoc />

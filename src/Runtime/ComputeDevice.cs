@@ -237,9 +237,23 @@ public sealed class ComputeDevice : IDisposable
     {
         ThrowIfDisposed();
         long bytes = count * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        // Host memory is overcommitted: a CPU device's allocation past what the machine has is granted and the kernel's
+        // OOM killer ends the process later (a 200-byte model file of 40000-wide linear layers took 24 GB). Large ones are
+        // checked against the memory left first (small ones would pay the query on every step for nothing), and touched.
+        if (!Info.IsGpu && bytes >= 64L << 20 && bytes > GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - Environment.WorkingSet)
+            throw new DeviceAllocationException(bytes, Info.ToString(),
+                new InsufficientMemoryException($"{bytes:N0} bytes are more than the {Math.Max(0, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - Environment.WorkingSet):N0} this process has left of the machine's memory."));
         try
         {
-            return Accelerator.Allocate1D<T>(Math.Max(1, count));
+            MemoryBuffer1D<T, Stride1D.Dense> buffer = Accelerator.Allocate1D<T>(Math.Max(1, count));
+            // Touched now, so that the working set counts it when the next large one is checked (untouched pages
+            // are not resident: four 6.4 GB layers each passed the check, then their gradients were written).
+            if (!Info.IsGpu && bytes >= 64L << 20)
+            {
+                buffer.View.MemSetToZero();
+                Accelerator.Synchronize();
+            }
+            return buffer;
         }
         catch (Exception e) when (e is OutOfMemoryException or AcceleratorException or InvalidOperationException)
         {
