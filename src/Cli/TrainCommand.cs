@@ -336,7 +336,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             AnsiConsole.MarkupLine($"weights: {Markup.Escape(weights)}");
         }
         TrainConfig config = trainer.Config;
-        string outDir = s.Out ?? (resume is not null ? Path.GetDirectoryName(Path.GetFullPath(resume))! : Path.Combine("runs", $"{Models.NameOf(config.Model)}-{DateTime.Now:yyyyMMdd-HHmmss}"));
+        // A resumed run continues in its checkpoint's own folder, links resolved (through a link in another folder it
+        // forked into the link's folder and left the run there at its old epoch).
+        string outDir = s.Out ?? (resume is not null ? Path.GetDirectoryName(Usage.Real(resume))! : Path.Combine("runs", $"{Models.NameOf(config.Model)}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         if (!primary)
             return TrainQuietly(trainer, config);
         Directory.CreateDirectory(outDir);

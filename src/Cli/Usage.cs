@@ -37,16 +37,7 @@ internal static class Usage
     }
 
     /// <summary>The full path with every link resolved (a missing file: its folder's resolved path and its name).</summary>
-    internal static string Real(string path)
-    {
-        string full = Path.GetFullPath(path), resolved = Serialization.FileKind.Resolve(full);
-        if (resolved != full)
-            return resolved;
-        string? dir = Path.GetDirectoryName(full);
-        if (dir is null || full == dir)
-            return full;
-        return Path.Combine(Real(dir), Path.GetFileName(full));
-    }
+    internal static string Real(string path) => Serialization.FileKind.Real(path);
 
     /// <summary>--model: a built-in model's name or an existing description file.</summary>
     public static ValidationResult Model(string name) =>

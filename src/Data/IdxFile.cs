@@ -30,13 +30,14 @@ public static class IdxFile
         ArgumentNullException.ThrowIfNull(open);
         try
         {
-            bool gzip;
-            using (Stream probe = open())
-            {
-                Span<byte> magic = stackalloc byte[2];
-                gzip = probe.ReadAtLeast(magic, 2, throwOnEndOfStream: false) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-            }
+            // One stream, probed and rewound: opened twice, a pipe (bash's <(cat f)) lost the two probed bytes, so a valid
+            // file was refused and one with two bytes in front accepted. A stream that cannot rewind is refused.
             using Stream file = open();
+            Span<byte> magic = stackalloc byte[2];
+            bool gzip = file.ReadAtLeast(magic, 2, throwOnEndOfStream: false) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+            if (!file.CanSeek)
+                throw new DataFormatException(name, "is not a regular file (a pipe?): IDX files are read from a file.");
+            file.Position = 0;
             using Stream s = gzip ? new GZipStream(file, CompressionMode.Decompress) : file;
             // The header first, then exactly the bytes it declares: a small gzip that expands to gigabytes
             // costs no more than the declared size, which is checked before anything is allocated.
@@ -114,7 +115,10 @@ public static class IdxFile
     }
 
     /// <summary>Reads an IDX file from disk.</summary>
-    public static (int[] Dims, byte[] Data) Read(string path, int expectedRank) => Read(path, () => System.IO.File.OpenRead(path), expectedRank);
+    public static (int[] Dims, byte[] Data) Read(string path, int expectedRank) =>
+        Serialization.FileKind.OfTarget(path) is string kind
+            ? throw new DataFormatException(path, $"is {kind}, not a regular file.")
+            : Read(path, () => System.IO.File.OpenRead(path), expectedRank);
 
     /// <summary>Parses uncompressed IDX bytes.</summary>
     public static (int[] Dims, byte[] Data) Parse(string name, byte[] raw, int expectedRank)

@@ -69,7 +69,10 @@ public static class ImageDecoder
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            string why = string.IsNullOrWhiteSpace(e.Message) ? "truncated or corrupt" : e.Message.Trim();
+            // stb's reasons can be raw bytes of the file (a PNG cut after 50 bytes gave 25 NULs): printable ones only.
+            string why = new string(e.Message.Where(ch => !char.IsControl(ch)).ToArray()).Trim();
+            if (why.Length == 0)
+                why = "truncated or corrupt";
             throw new DataFormatException(path, $"does not decode ({why}).", e);
         }
         int sourceChannels = image.Comp switch

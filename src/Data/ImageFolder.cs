@@ -68,14 +68,19 @@ public static class ImageFolder
                 files.Add(f);
             foreach (string sub in Directory.GetDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal))
             {
-                string real = new DirectoryInfo(sub).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? Path.GetFullPath(sub);
-                if (!onPath.Add(real.TrimEnd(Path.DirectorySeparatorChar)))
+                // Every link in the path resolved, and the walk's root's ancestors on the path too: a link up to the
+                // split (a/up -> ..) was followed 40 levels deep, its files counted again under the wrong class.
+                string real = Serialization.FileKind.Real(sub);
+                if (!onPath.Add(real))
                     throw new DataFormatException(sub, "is a folder link that leads back into its own path (a loop).");
                 Walk(sub, onPath);
-                onPath.Remove(real.TrimEnd(Path.DirectorySeparatorChar));
+                onPath.Remove(real);
             }
         }
-        Walk(folder, [Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar)]);
+        var ancestors = new HashSet<string>(StringComparer.Ordinal);
+        for (string? up = Serialization.FileKind.Real(folder); up is not null; up = Path.GetDirectoryName(up))
+            ancestors.Add(up);
+        Walk(folder, ancestors);
         return files.Order(StringComparer.Ordinal);
     }
 

@@ -61,6 +61,22 @@ internal static class FileKind
     /// </summary>
     public static string? OfTarget(string path) => Of(Resolve(path));
 
+    /// <summary>
+    /// The full path with every link resolved, in its folders too (a missing file: its folder's real path and its name).
+    /// Two paths name the same entry exactly when their real paths are equal; a folder walk compares them to find loops.
+    /// </summary>
+    public static string Real(string path)
+    {
+        string full = Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar) is { Length: > 0 } trimmed ? trimmed : Path.GetFullPath(path);
+        string resolved = Resolve(full);
+        if (resolved != full)
+            return Real(resolved);
+        string? dir = Path.GetDirectoryName(full);
+        if (dir is null || full == dir)
+            return full;
+        return Path.Combine(Real(dir), Path.GetFileName(full));
+    }
+
     /// <summary>The full path with its final link resolved (itself when not a link, when dangling, or in a loop: opening it says so).</summary>
     public static string Resolve(string path)
     {

@@ -33,14 +33,15 @@ public sealed record OptimizerOptions(OptimizerKind Kind, float LearningRate, fl
     public void Validate()
     {
         if (!(LearningRate >= 0) || !float.IsFinite(LearningRate)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "The learning rate must be finite and non-negative.");
-        if (!(Momentum >= 0)) throw new ArgumentOutOfRangeException(nameof(Momentum), Momentum, "Momentum must be non-negative.");
-        if (!(WeightDecay >= 0)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "Weight decay must be non-negative.");
+        // Finite too: an infinite momentum or decay was accepted and the run "diverged" at step 2 (the learning rate refused it).
+        if (!(Momentum >= 0) || !float.IsFinite(Momentum)) throw new ArgumentOutOfRangeException(nameof(Momentum), Momentum, "Momentum must be finite and non-negative.");
+        if (!(WeightDecay >= 0) || !float.IsFinite(WeightDecay)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "Weight decay must be finite and non-negative.");
         if (Nesterov && (Momentum <= 0 || Dampening != 0)) throw new ArgumentException("Nesterov momentum requires a momentum and zero dampening.", nameof(Nesterov));
         if (Kind != OptimizerKind.Sgd && (Momentum != 0 || Dampening != 0))
             throw new ArgumentException($"{Kind} has no momentum or dampening (its first-moment decay is Beta1); they would be ignored.", nameof(Momentum));
         if (!(Beta1 >= 0 && Beta1 < 1)) throw new ArgumentOutOfRangeException(nameof(Beta1), Beta1, "Beta1 must be in [0, 1).");
         if (!(Beta2 >= 0 && Beta2 < 1)) throw new ArgumentOutOfRangeException(nameof(Beta2), Beta2, "Beta2 must be in [0, 1).");
-        if (!(Eps >= 0)) throw new ArgumentOutOfRangeException(nameof(Eps), Eps, "Eps must be non-negative.");
+        if (!(Eps >= 0) || !float.IsFinite(Eps)) throw new ArgumentOutOfRangeException(nameof(Eps), Eps, "Eps must be finite and non-negative.");
     }
 }
 

@@ -516,6 +516,17 @@ public sealed class DataSourceTests : IDisposable
         var e = Assert.Throws<DataFormatException>(() => Datasets.Load(root, new DataOptions(Channels: 1, Height: 28, Width: 28)));
         Assert.StartsWith(loop, e.Message);
         Assert.Contains("loop", e.Message);
+        // A link up out of the class folder (to the split) is a loop too, with and without --skip-bad-images: it was
+        // walked about 40 levels deep, and with skipping its images were counted again under the wrong class.
+        Directory.Delete(loop);
+        string up = Path.Combine(root, "train", "a", "up");
+        Directory.CreateSymbolicLink(up, "..");
+        foreach (bool skip in new[] { false, true })
+        {
+            e = Assert.Throws<DataFormatException>(() => Datasets.Load(root, new DataOptions(Channels: 1, Height: 28, Width: 28, SkipBadImages: skip)));
+            Assert.StartsWith(up, e.Message);
+            Assert.Contains("loop", e.Message);
+        }
     }
 
     /// <summary>

@@ -40,7 +40,7 @@ public sealed class GemmVariantTests
         return data;
     }
 
-    [Theory(SkipTestWithoutData = true)] // kernel devices only: none in the cpu-only CI lanes
+    [Theory(SkipTestWithoutData = true), Trait("Devices", "kernels")] // kernel devices only: none in the cpu-only CI lanes, which leave the trait out
     [MemberData(nameof(Products))]
     public void EveryVariantMatchesTheProduct(string device, GemmTiles tiles, int m, int n, int k, bool transA, bool transB)
     {
@@ -147,7 +147,7 @@ public sealed class GemmVariantTests
     }
 
     /// <summary>With <see cref="ComputeDeviceOptions.ThinTiles"/> off a product of at most 32 rows takes 64-row tiles again.</summary>
-    [Theory(SkipTestWithoutData = true)] // kernel devices only: none in the cpu-only CI lanes
+    [Theory(SkipTestWithoutData = true), Trait("Devices", "kernels")] // kernel devices only: none in the cpu-only CI lanes, which leave the trait out
     [MemberData(nameof(KernelDevices))]
     public void ThinTilesCanBeTurnedOff(string device)
     {
@@ -187,7 +187,7 @@ public sealed class GemmVariantTests
     /// without accumulating into C; and with the grid's z limit set to 3, so that the launch is cut as a
     /// depthwise convolution of a large batch would be.
     /// </summary>
-    [Theory(SkipTestWithoutData = true)] // kernel devices only: none in the cpu-only CI lanes
+    [Theory(SkipTestWithoutData = true), Trait("Devices", "kernels")] // kernel devices only: none in the cpu-only CI lanes, which leave the trait out
     [MemberData(nameof(SplitCases))]
     public void SplitSumsAndCutLaunchesMatchTheProduct(string device, GemmTiles tiles, bool accumulate)
     {
@@ -250,7 +250,7 @@ public sealed class GemmVariantTests
     /// scalar (odd K) and 16-byte loads of A. With <see cref="ComputeDeviceOptions.SplitK"/> off the same
     /// product runs unsplit.
     /// </summary>
-    [Theory(SkipTestWithoutData = true)] // kernel devices only: none in the cpu-only CI lanes
+    [Theory(SkipTestWithoutData = true), Trait("Devices", "kernels")] // kernel devices only: none in the cpu-only CI lanes, which leave the trait out
     [MemberData(nameof(SplitKCases))]
     public void SplitKMatchesTheProductAndCanBeTurnedOff(string device, bool accumulate, bool transA)
     {

@@ -203,6 +203,65 @@ public sealed class HostileOutputTests : IDisposable
             }
     }
 
+    /// <summary>
+    /// The second hostile pass's findings (issue 23), each reproduced: a shape that overflows is a usage error naming the
+    /// layer, not an internal error; an IDX stream that cannot rewind (a pipe) is refused instead of losing two bytes; a
+    /// cut PNG's reason is printable; an infinite momentum or weight decay is refused naming the option; a run resumed
+    /// through a link in another folder continues in the checkpoint's own folder.
+    /// </summary>
+    [Fact]
+    public void TheSecondHostilePassesFindingsStayFixed()
+    {
+        string model = Path.Combine(dir, "overflow.json");
+        File.WriteAllText(model, """{"input": [1, 28, 28], "classes": 10, "layers": [{"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 3, "padding": 1}, {"type": "adaptive_avg_pool2d", "output_size": 100000}, {"type": "flatten"}, {"type": "linear", "in_features": 2, "out_features": 10}]}""");
+        var (code, error, _) = InProcessCli.Run("summary", "--model", model);
+        Assert.True(code == 2, $"exit {code}: {error}");
+        Assert.Contains("layer 2 (flatten): its output shape overflows", error);
+
+        byte[] idx = IdxFile.Encode([2, 3, 4], new byte[24]);
+        var pipe = Assert.Throws<DataFormatException>(() => IdxFile.Read("pipe.idx", () => new OneWay(idx), 3));
+        Assert.Contains("not a regular file (a pipe?)", pipe.Message);
+
+        byte[] png;
+        using (var stream = new MemoryStream())
+        {
+            new StbImageWriteSharp.ImageWriter().WritePng(new byte[28 * 28], 28, 28, StbImageWriteSharp.ColorComponents.Grey, stream);
+            png = stream.ToArray();
+        }
+        foreach (int cut in new[] { 50, 67 })
+        {
+            string path = Path.Combine(dir, $"cut{cut}.png");
+            File.WriteAllBytes(path, png[..cut]);
+            var bad = Assert.Throws<DataFormatException>(() => ImageDecoder.Decode(path, 1, 28, 28, new byte[784]));
+            Assert.DoesNotContain(bad.Message, char.IsControl);
+            Assert.Contains("does not decode (", bad.Message);
+        }
+
+        foreach (string[] option in new[] { new[] { "--momentum", "Infinity" }, ["--weight-decay", "1e309"], ["--optimizer", "adam", "--weight-decay", "Infinity"] })
+        {
+            (code, error, _) = InProcessCli.Run(["train", "--device", "cpu", "--epochs", "1", "--out", Path.Combine(dir, "inf"), .. option]);
+            Assert.True(code == 2, $"{string.Join(" ", option)}: exit {code}, {error}");
+            Assert.Contains("must be finite", error);
+        }
+
+        string run = Path.Combine(dir, "real-run"), elsewhere = Path.Combine(dir, "elsewhere");
+        Directory.CreateDirectory(run);
+        Directory.CreateDirectory(elsewhere);
+        File.Copy(Checkpoint(), Path.Combine(run, "checkpoint.gbp"));
+        string link = Path.Combine(elsewhere, "link.gbp");
+        File.CreateSymbolicLink(link, Path.Combine(run, "checkpoint.gbp"));
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--resume", link, "--epochs", "2");
+        Assert.True(code == 0, error);
+        Assert.Equal(2, Training.Checkpoint.Load(Path.Combine(run, "checkpoint.gbp")).Epoch);
+        Assert.Equal(["link.gbp"], Directory.GetFiles(elsewhere).Select(Path.GetFileName));
+    }
+
+    /// <summary>A stream that reads forward only, as a pipe does.</summary>
+    private sealed class OneWay(byte[] bytes) : MemoryStream(bytes)
+    {
+        public override bool CanSeek => false;
+    }
+
     /// <summary>A safetensors file whose header accounts for less than its data (a large file with header {}) is refused from its header alone.</summary>
     [Fact]
     public void ASafetensorsFileLargerThanItsHeaderSaysIsRefusedWithoutReadingIt()

@@ -68,7 +68,7 @@ public sealed class KernelTests
     /// dilations and padding that leave taps between outputs); grouped and 1x1 stride-1 cases fall back
     /// to im2col. Asserts that each gathering kernel ran where it applies.
     /// </summary>
-    [Theory(SkipTestWithoutData = true)] // kernel devices only: none in the cpu-only CI lanes
+    [Theory(SkipTestWithoutData = true), Trait("Devices", "kernels")] // kernel devices only: none in the cpu-only CI lanes, which leave the trait out
     [MemberData(nameof(ImplicitConvData))]
     public void ImplicitConv2dMatchesReference(string device, string caseName)
     {
@@ -308,7 +308,7 @@ public sealed class KernelTests
     /// the output's layout into scratch (the bias added by part 0 only) and the parts are summed; the weight
     /// gradient's parts end inside images. Each must match the reference, and a split launch must have run.
     /// </summary>
-    [Theory(SkipTestWithoutData = true)] // kernel devices only: none in the cpu-only CI lanes
+    [Theory(SkipTestWithoutData = true), Trait("Devices", "kernels")] // kernel devices only: none in the cpu-only CI lanes, which leave the trait out
     [MemberData(nameof(SplitConvData))]
     public void ImplicitConv2dSplitAcrossKMatchesReference(string device, string caseName)
     {
@@ -335,7 +335,7 @@ public sealed class KernelTests
     /// A depthwise convolution whose (image, group) pairs exceed the grid's z limit (set to 5 here, 65,535 on
     /// CUDA) still launches, cut into slices, and matches the reference.
     /// </summary>
-    [Theory(SkipTestWithoutData = true)] // kernel devices only: none in the cpu-only CI lanes
+    [Theory(SkipTestWithoutData = true), Trait("Devices", "kernels")] // kernel devices only: none in the cpu-only CI lanes, which leave the trait out
     [MemberData(nameof(KernelDevices))]
     public void DepthwiseConvolutionBeyondTheGridZLimitMatchesReference(string device)
     {

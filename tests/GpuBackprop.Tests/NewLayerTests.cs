@@ -104,7 +104,7 @@ public sealed class NewLayerTests
     /// multiprocessors, so that these few channels are split), summed in part order, against the reference
     /// with <see cref="BatchNormMatchesReference"/>'s tolerances; a split launch must have run.
     /// </summary>
-    [Theory(SkipTestWithoutData = true)] // kernel devices only: none in the cpu-only CI lanes
+    [Theory(SkipTestWithoutData = true), Trait("Devices", "kernels")] // kernel devices only: none in the cpu-only CI lanes, which leave the trait out
     [MemberData(nameof(SplitBatchNormData))]
     public void BatchNormSplitIntoPartsMatchesReference(string device, int n, int c, int h, int w)
     {
