@@ -84,11 +84,14 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             Host.HostVectors.Bits = int.Parse(s.CpuVectors, CultureInfo.InvariantCulture);
         using ComputeDevice device = s.Open();
         string deviceName = device.Info.Name;
+        string[] rows = set.Names(cpu: !device.Info.IsGpu).Where(n => n.StartsWith(only, StringComparison.Ordinal)).ToArray();
+        if (rows.Length == 0)
+            throw new UsageException($"--only {only}: no row of {shapes} starts with it (rows start with conv., maxpool., avgpool., gemm., train.).");
         if (json)
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, string> { ["peer"] = "GpuBackprop", ["device"] = deviceName }));
         else
             Console.WriteLine($"device {device.Info.Spec}: {deviceName}\n{"name",-34} {"ms",10} {"rate",14}");
-        foreach (string name in set.Names(cpu: !device.Info.IsGpu).Where(n => n.StartsWith(only, StringComparison.Ordinal)))
+        foreach (string name in rows)
         {
             using Workload w = set.Create(name, device);
             double ms = w.MedianMilliseconds(reps);

@@ -73,6 +73,12 @@ internal abstract class DataSettings : DeviceSettings
             result = Datasets.Load(Data, options, progress);
             progress.Done = true;
         });
+        // Only image folders are brought to a size and channel count: given for other data, the options were ignored
+        // without a word (IDX and CIFAR images keep their own).
+        var (train, _, source) = result;
+        ArgumentNullException.ThrowIfNull(train);
+        if (Channels is int c && c != train.Channels || ImageSize is string given && GpuBackprop.Data.DataOptions.ParseSize(given) != (train.Height, train.Width))
+            throw new UsageException($"--image-size and --channels apply to image folders; the data ({source}) has {train.Channels}x{train.Height}x{train.Width} images of its own: leave them out.");
         return result;
     }
 

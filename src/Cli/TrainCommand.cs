@@ -247,7 +247,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                     differing.Add($"{option} {Text(given)} (the run's: {Text(stored)})");
             }
             static string Text(object v) => Convert.ToString(v, CultureInfo.InvariantCulture)!;
-            Compare("--model", Model, c.Model);
+            // The same model file by another path (../tiny.json for tiny.json) is the same model.
+            Compare("--model", Model is string m && File.Exists(m) && File.Exists(c.Model) && Usage.Real(m) == Usage.Real(c.Model) ? c.Model : Model, c.Model);
             Compare("--batch", Batch, c.BatchSize);
             Compare("--optimizer", Optimizer, c.Optimizer.Kind.ToString().ToLowerInvariant());
             Compare("--lr", LearningRate, c.Optimizer.LearningRate);
@@ -310,11 +311,21 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
 
         string? resume = s.Resume;
         ICollective[]? members = mpi is not null ? [mpi] : devices.Count > 1 ? InProcessCollective.Create(devices.Count) : null;
-        for (int r = 0; r < devices.Count; r++)
-            trainers.Add(members is null
-                ? resume is null ? new Trainer(devices[r], s.Config(), train, test, s.DataMemoryBytes()) : Trainer.Resume(devices[r], resume, train, test, s.DataMemoryBytes())
-                : resume is null ? new Trainer(devices[r], s.Config(), train, test, members[r], s.DataMemoryBytes(), overlap: s.OverlapReduce)
-                : Trainer.Resume(devices[r], resume, train, test, members[r], s.DataMemoryBytes(), overlap: s.OverlapReduce));
+        try
+        {
+            for (int r = 0; r < devices.Count; r++)
+                trainers.Add(members is null
+                    ? resume is null ? new Trainer(devices[r], s.Config(), train, test, s.DataMemoryBytes()) : Trainer.Resume(devices[r], resume, train, test, s.DataMemoryBytes())
+                    : resume is null ? new Trainer(devices[r], s.Config(), train, test, members[r], s.DataMemoryBytes(), overlap: s.OverlapReduce)
+                    : Trainer.Resume(devices[r], resume, train, test, members[r], s.DataMemoryBytes(), overlap: s.OverlapReduce));
+        }
+        catch (ArgumentException e) when (resume is null && (s.ValSplit is not null && e.Message.Contains("validation split", StringComparison.Ordinal)
+                                                            || s.Normalize is not null && e.Message.Contains("normalisation", StringComparison.Ordinal)))
+        {
+            // The options' values checked against the data: a usage error naming the option (it was exit 1, naming neither).
+            string option = e.Message.Contains("validation split", StringComparison.Ordinal) ? $"--val-split {s.ValSplit}" : $"--normalize {s.Normalize}";
+            throw new UsageException($"{option}: {Runtime.Messages.WithoutParameter(e)}");
+        }
         Trainer trainer = trainers[0];
         if (members is not null)
             AnsiConsole.MarkupLine($"replicas: {Markup.Escape(members[0].Description)}, {trainer.Config.BatchSize / members[0].Size} images each of every batch of {trainer.Config.BatchSize}; gradients averaged, batch-norm statistics per replica");
@@ -341,6 +352,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         string outDir = s.Out ?? (resume is not null ? Path.GetDirectoryName(Usage.Real(resume))! : Path.Combine("runs", $"{Models.NameOf(config.Model)}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         if (!primary)
             return TrainQuietly(trainer, config);
+        if (File.Exists(outDir) || Serialization.FileKind.OfTarget(outDir) is string notFolder && !Directory.Exists(outDir))
+            throw new UsageException($"--out {outDir} is {(File.Exists(outDir) && Serialization.FileKind.OfTarget(outDir) is null ? "a file" : Serialization.FileKind.OfTarget(outDir))}, not a folder.");
         Directory.CreateDirectory(outDir);
         // Held for the whole run: a second run into the same folder is refused instead of both
         // reporting success while the last writer wins. Opening it also proves the folder is writable

@@ -85,7 +85,7 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
     public static Checkpoint Load(string path)
     {
         if (!File.Exists(path))
-            throw new CheckpointException(path, "not found.");
+            throw new CheckpointException(path, Directory.Exists(path) ? "is a folder, not a checkpoint (the run's checkpoint is checkpoint.gbp in it)." : "not found.");
         if (Serialization.FileKind.OfTarget(path) is string kind)
             throw new CheckpointException(path, $"is {kind}, not a regular file.");
         byte[] file;
@@ -123,8 +123,9 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
             if (Config.Architecture is string layers)
             {
                 ModelDescription stored = ModelDescription.Parse(Model, layers, path);
-                if (Config.Input is int[] input)
-                    Layers.Architecture.Check(stored.Layers, input);
+                if (Config.Input is int[] input && Layers.Architecture.Check(stored.Layers, input) is [int classes]
+                    && Config.ClassNames is { } names && names.Length != classes)
+                    throw new CheckpointException(path, $"names {names.Length} classes for a model of {classes} outputs.");
             }
         }
         catch (Exception e) when (e is ArgumentException or Layers.ArchitectureException or IOException or System.Text.Json.JsonException)
@@ -132,6 +133,9 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
             // A crafted configuration can name a model file that is missing or does not describe a network.
             throw new CheckpointException(path, $"the stored configuration is invalid: {e.Message}", e);
         }
+        // Names are printed to the terminal: an escape sequence in one cleared the screen or recoloured it.
+        if (Model.Any(char.IsControl) || (Config.ClassNames?.Any(n => n is null || n.Any(char.IsControl)) ?? false))
+            throw new CheckpointException(path, "a model or class name holds control characters (or is missing).");
         if (Epoch < 0 || Epoch > Config.Epochs)
             throw new CheckpointException(path, $"epoch {Epoch} is outside 0..{Config.Epochs} (the run's epochs).");
         if (Steps < Epoch)

@@ -44,6 +44,17 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
             throw new ArchitectureException($"Model '{Name}' gives [{string.Join(", ", output)}] for each {images} image; the data has {classes} classes, so the last layer must give [{classes}].");
     }
 
+    /// <summary>The most layers a description may hold, nested ones counted (ResNet-152 has about 500 with its batch-norms and activations).</summary>
+    public const int MaxLayers = 4096;
+
+    /// <summary>Layer objects (those with a "type") anywhere below <paramref name="e"/>.</summary>
+    private static int CountLayers(JsonElement e) => e.ValueKind switch
+    {
+        JsonValueKind.Array => e.EnumerateArray().Sum(CountLayers),
+        JsonValueKind.Object => (e.TryGetProperty("type", out _) ? 1 : 0) + e.EnumerateObject().Sum(p => CountLayers(p.Value)),
+        _ => 0,
+    };
+
     /// <summary>
     /// Parses a description: an object with <c>layers</c> (and optionally <c>input</c> [C, H, W] and
     /// <c>classes</c>, as ../shared/bench/resnet14.json), or a bare layer list.
@@ -55,6 +66,8 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
         {
             using JsonDocument doc = JsonDocument.Parse(json);
             JsonElement root = doc.RootElement;
+            if (CountLayers(root) > MaxLayers)
+                throw new ArchitectureException($"{source}: more than {MaxLayers:N0} layers (nested ones counted); time and memory grow with each (200,000 took minutes and gigabytes before failing).");
             if (root.ValueKind == JsonValueKind.Array)
                 return new ModelDescription(name, root.GetRawText(), null, null);
             if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("layers", out JsonElement layers))

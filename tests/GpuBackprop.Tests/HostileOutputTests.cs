@@ -256,6 +256,44 @@ public sealed class HostileOutputTests : IDisposable
         Assert.Equal(["link.gbp"], Directory.GetFiles(elsewhere).Select(Path.GetFileName));
     }
 
+    /// <summary>
+    /// The second hostile pass's usage findings: options that did not apply or did not fit the data are usage errors
+    /// naming the option (they were ignored, or exit 1 naming none); wrong kinds of path are named as what they are;
+    /// a checkpoint's class names must match its outputs and hold no control characters; a model file has at most
+    /// <see cref="Training.ModelDescription.MaxLayers"/> layers.
+    /// </summary>
+    [Fact]
+    public void TheSecondHostilePassesUsageFindingsStayFixed()
+    {
+        string outDir = Path.Combine(dir, "usage");
+        foreach (var (args, says) in new (string[], string)[]
+        {
+            (["train", "--device", "cpu", "--epochs", "1", "--image-size", "64", "--out", outDir], "--image-size and --channels apply to image folders"),
+            (["train", "--device", "cpu", "--epochs", "1", "--val-split", "0.0000001", "--out", outDir], "--val-split 1E-07: A validation split"),
+            (["train", "--device", "cpu", "--epochs", "1", "--normalize", "0.5,0.5/1,1", "--out", outDir], "--normalize 0.5,0.5/1,1: "),
+            (["bench", "--device", "cpu", "--only", "zzz"], "--only zzz: no row"),
+            (["train", "--device", "cpu", "--epochs", "1", "--out", Checkpoint()], "is a file, not a folder"),
+        })
+        {
+            var (code, error, _) = InProcessCli.Run(args);
+            Assert.True(code == 2 && error.Contains(says, StringComparison.Ordinal), $"{string.Join(" ", args)}: exit {code}, {error}");
+        }
+        Assert.False(Directory.Exists(outDir));
+        var folder = Assert.Throws<CheckpointException>(() => Training.Checkpoint.Load(dir));
+        Assert.Contains("is a folder, not a checkpoint", folder.Message);
+
+        Checkpoint c = Training.Checkpoint.Load(Checkpoint());
+        string three = Path.Combine(dir, "three-names.gbp"), escape = Path.Combine(dir, "escape.gbp");
+        (c with { Config = c.Config with { ClassNames = ["a", "b", "c"] } }).Save(three);
+        Assert.Contains("names 3 classes for a model of 10 outputs", Assert.Throws<CheckpointException>(() => Training.Checkpoint.Load(three)).Message);
+        (c with { Config = c.Config with { ClassNames = [.. Enumerable.Range(0, 9).Select(i => $"c{i}"), "\u001b[2J"] } }).Save(escape);
+        Assert.Contains("control characters", Assert.Throws<CheckpointException>(() => Training.Checkpoint.Load(escape)).Message);
+
+        string layers = string.Join(", ", Enumerable.Repeat("""{"type": "relu"}""", Training.ModelDescription.MaxLayers + 1));
+        var many = Assert.Throws<Layers.ArchitectureException>(() => Training.ModelDescription.Parse("many", $"[{layers}]", "many.json"));
+        Assert.Contains("more than 4,096 layers", many.Message);
+    }
+
     /// <summary>A stream that reads forward only, as a pipe does.</summary>
     private sealed class OneWay(byte[] bytes) : MemoryStream(bytes)
     {
