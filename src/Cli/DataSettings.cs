@@ -49,7 +49,7 @@ internal abstract class DataSettings : DeviceSettings
         if (Channels is not (null or 1 or 3))
             return ValidationResult.Error($"--channels takes 1 or 3; got {Channels}.");
         if (Data is not null && !Directory.Exists(Data))
-            return ValidationResult.Error($"--data: no such folder '{Data}'.");
+            return ValidationResult.Error(File.Exists(Data) ? $"--data: '{Data}' is {Serialization.FileKind.OfTarget(Data) ?? "a file"}, not a data folder." : $"--data: no such folder '{Data}'.");
         try
         {
             if (ImageSize is not null)

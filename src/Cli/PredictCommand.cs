@@ -98,14 +98,15 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
         return ExitCode.Success;
     }
 
-    /// <summary>An image file, or the image files of a folder in ordinal order (names starting with '.' skipped).</summary>
+    /// <summary>An image file, or the image files of a folder and its subfolders, in ordinal order of their paths (names starting with '.' skipped).</summary>
     private static string[] ImageFiles(string path)
     {
         if (File.Exists(path))
             return [path];
         if (!Directory.Exists(path))
             throw new DataFormatException(path, "no such file or folder.");
-        string[] files = Directory.GetFiles(path).Where(f => !Path.GetFileName(f).StartsWith('.') && ImageDecoder.IsImage(f)).Order(StringComparer.Ordinal).ToArray();
+        // Subfolders too, links followed and loops refused, as training walks a class folder (only the top level was read).
+        string[] files = ImageFolder.FilesBelow(path).Where(ImageDecoder.IsImage).ToArray();
         return files.Length > 0 ? files : throw new DataFormatException(path, $"holds no image files ({string.Join(", ", ImageDecoder.Extensions)}).");
     }
 }

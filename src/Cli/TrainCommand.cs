@@ -511,9 +511,14 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         {
             throw new IOException($"{outDir}: the run folder is not writable ({e.Message}).", e);
         }
-        catch (IOException e)
+        catch (IOException e) when (File.Exists(path))
         {
             throw new IOException($"{outDir}: another training run is using this folder (it holds {path}); choose another --out or wait for it.", e);
+        }
+        catch (IOException e)
+        {
+            // Not a lock held by another run (/proc/self: files cannot be made there): said as it is.
+            throw new IOException($"{outDir}: a run's files cannot be written in this folder ({e.Message}).", e);
         }
     }
 

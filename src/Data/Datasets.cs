@@ -53,7 +53,7 @@ public static class Datasets
         if (path is null)
             return FashionMnist.Load(null);
         if (!Directory.Exists(path))
-            throw new DataFormatException(path, "no such folder.");
+            throw new DataFormatException(path, File.Exists(path) ? $"is {Serialization.FileKind.OfTarget(path) ?? "a file"}, not a data folder." : "no such folder.");
         DataFormat format = options.Format == DataFormat.Auto ? Detect(path) : options.Format;
         return format switch
         {

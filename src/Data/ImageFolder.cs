@@ -59,7 +59,7 @@ public static class ImageFolder
     /// links), in ordinal order of their paths; names starting with '.' are skipped. A folder link that
     /// leads back to a folder already on the walk is a loop, refused naming the link.
     /// </summary>
-    private static IEnumerable<string> FilesBelow(string folder)
+    internal static IEnumerable<string> FilesBelow(string folder)
     {
         var files = new List<string>();
         void Walk(string dir, HashSet<string> onPath)

@@ -78,7 +78,7 @@ public static class Architecture
     {
         try
         {
-            return JsonDocument.Parse(json);
+            return JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e)
         {

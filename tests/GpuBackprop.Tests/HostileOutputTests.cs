@@ -289,6 +289,24 @@ public sealed class HostileOutputTests : IDisposable
         (c with { Config = c.Config with { ClassNames = [.. Enumerable.Range(0, 9).Select(i => $"c{i}"), "\u001b[2J"] } }).Save(escape);
         Assert.Contains("control characters", Assert.Throws<CheckpointException>(() => Training.Checkpoint.Load(escape)).Message);
 
+        var (dataCode, dataError, _) = InProcessCli.Run("train", "--device", "cpu", "--epochs", "1", "--data", Checkpoint(), "--out", outDir);
+        Assert.True(dataCode == 2 && dataError.Contains("is a file, not a data folder", StringComparison.Ordinal), $"exit {dataCode}: {dataError}");
+
+        // predict walks a folder's subfolders, as training walks a class folder.
+        string images = Path.Combine(dir, "images", "sub", "deeper");
+        Directory.CreateDirectory(images);
+        using (var stream = File.Create(Path.Combine(images, "x.png")))
+            new StbImageWriteSharp.ImageWriter().WritePng(new byte[28 * 28], 28, 28, StbImageWriteSharp.ColorComponents.Grey, stream);
+        var (predictCode, predictError, predictOutput) = InProcessCli.Run("predict", "--checkpoint", Checkpoint(), "--images", Path.Combine(dir, "images"), "--device", "cpu", "--json");
+        Assert.True(predictCode == 0, predictError);
+        Assert.Contains("x.png", predictOutput);
+
+        // Residual blocks nested 100 deep (JSON's default depth of 64 held 30).
+        string nested = """{"type": "relu"}""";
+        for (int i = 0; i < 100; i++)
+            nested = $$"""{"type": "residual", "body": [{{nested}}]}""";
+        Assert.Equal(101, Training.ModelDescription.Parse("deep", $"[{nested}]", "deep.json").Layers.Split("\"type\"").Length - 1);
+
         string layers = string.Join(", ", Enumerable.Repeat("""{"type": "relu"}""", Training.ModelDescription.MaxLayers + 1));
         var many = Assert.Throws<Layers.ArchitectureException>(() => Training.ModelDescription.Parse("many", $"[{layers}]", "many.json"));
         Assert.Contains("more than 4,096 layers", many.Message);
