@@ -77,6 +77,10 @@ public sealed class HostileOutputTests : IDisposable
         var (code, error, _) = InProcessCli.Run("export", "--checkpoint", Checkpoint(), "--onnx", fifo);
         Assert.True(code == 1, $"exit {code}: {error}");
         Assert.Contains($"{fifo} is a FIFO, not a regular file", error);
+        // A folder where no file can be made (/proc): the error names the output first, not only the temporary file.
+        (code, error, _) = InProcessCli.Run("export", "--checkpoint", Checkpoint(), "--onnx", "/proc/x.onnx");
+        Assert.True(code == 1, $"exit {code}: {error}");
+        Assert.StartsWith("error: /proc/x.onnx cannot be written", error);
     }
 
     /// <summary>
