@@ -87,6 +87,8 @@ internal sealed class BenchmarkSet
     /// </exception>
     public BenchmarkSet(string shapesPath)
     {
+        if (Directory.Exists(shapesPath) || Serialization.FileKind.OfTarget(shapesPath) is string)
+            throw new IOException($"{shapesPath}: is {(Directory.Exists(shapesPath) ? "a folder" : Serialization.FileKind.OfTarget(shapesPath))}, not a benchmark set file.");
         try
         {
             using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(shapesPath));

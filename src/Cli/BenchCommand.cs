@@ -86,7 +86,9 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         string deviceName = device.Info.Name;
         string[] rows = set.Names(cpu: !device.Info.IsGpu).Where(n => n.StartsWith(only, StringComparison.Ordinal)).ToArray();
         if (rows.Length == 0)
-            throw new UsageException($"--only {only}: no row of {shapes} starts with it (rows start with conv., maxpool., avgpool., gemm., train.).");
+            throw new UsageException(set.Names(cpu: false).Any(n => n.StartsWith(only, StringComparison.Ordinal))
+                ? $"--only {only}: its rows are left out on {device.Info.Spec} (GEMMs larger than 2048, as the PyTorch peer leaves them out on the CPU)."
+                : $"--only {only}: no row of {shapes} starts with it (rows start with conv., maxpool., avgpool., gemm., train.).");
         if (json)
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, string> { ["peer"] = "GpuBackprop", ["device"] = deviceName }));
         else

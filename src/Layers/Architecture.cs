@@ -74,11 +74,17 @@ public static class Architecture
         return shape[1..];
     }
 
+    /// <summary>
+    /// How every layer list is parsed: residual blocks nest two JSON levels each, so 256 levels hold 120 nested blocks
+    /// (the default of 64 held 30, and summary, which reparses the built model's list, failed where train did not).
+    /// </summary>
+    internal static readonly JsonDocumentOptions JsonOptions = new() { MaxDepth = 256 };
+
     private static JsonDocument Parse(string json)
     {
         try
         {
-            return JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 256 });
+            return JsonDocument.Parse(json, JsonOptions);
         }
         catch (JsonException e)
         {

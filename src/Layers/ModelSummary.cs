@@ -45,7 +45,7 @@ public sealed record ModelSummary(IReadOnlyList<SummaryRow> Layers, int[] Input)
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(input);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batch);
-        using JsonDocument layers = JsonDocument.Parse(Architecture.Describe(model));
+        using JsonDocument layers = JsonDocument.Parse(Architecture.Describe(model), Architecture.JsonOptions);
         var walk = new Architecture.ShapeWalk { Record = [] };
         walk.List(layers.RootElement, "", [batch, .. input]);
         var parameters = model.NamedParameters().Select(p => (p.Name, Shape: p.Parameter.Value.Shape.ToArray(), Length: p.Parameter.Value.Length)).ToList();

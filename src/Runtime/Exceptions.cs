@@ -37,5 +37,12 @@ internal static class Messages
 
     /// <summary>Messages such as ArgumentOutOfRangeException's span lines; errors are shown on one line.</summary>
     public static string OneLine(string message) =>
-        string.Join(' ', message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        Printable(string.Join(' ', message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
+
+    /// <summary>
+    /// Control characters written as \uXXXX: an error echoes paths, options and names the user gave, and an escape
+    /// sequence in one (a --model of "x\e[2J") reached the terminal raw.
+    /// </summary>
+    public static string Printable(string text) =>
+        text.Any(char.IsControl) ? string.Concat(text.Select(c => char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString())) : text;
 }

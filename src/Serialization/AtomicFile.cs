@@ -24,7 +24,10 @@ internal static class AtomicFile
         // (`--onnx /dev/null` as root would have replaced the device). A link is replaced, not what it names.
         if (FileKind.Of(full) is string other)
             throw new IOException($"{path} is {other}, not a regular file; refusing to replace it.");
-        string tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+        // Within the 255-byte name limit whatever the target's length (a 250-character output name failed on its
+        // temporary file alone); long names keep their first 200 characters.
+        string name = Path.GetFileName(full);
+        string tmp = Path.Combine(dir, $".{(name.Length > 200 ? name[..200] : name)}.{Environment.ProcessId}.tmp");
         try
         {
             using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))

@@ -64,8 +64,7 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
     {
         try
         {
-            // Residual blocks nest two JSON levels each: 256 levels hold 120 nested blocks (64, the default, held 30).
-            using JsonDocument doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 256 });
+            using JsonDocument doc = JsonDocument.Parse(json, Architecture.JsonOptions);
             JsonElement root = doc.RootElement;
             if (CountLayers(root) > MaxLayers)
                 throw new ArchitectureException($"{source}: more than {MaxLayers:N0} layers (nested ones counted); time and memory grow with each (200,000 took minutes and gigabytes before failing).");

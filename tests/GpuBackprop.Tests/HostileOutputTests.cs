@@ -311,6 +311,23 @@ public sealed class HostileOutputTests : IDisposable
             nested = $$"""{"type": "residual", "body": [{{nested}}]}""";
         Assert.Equal(101, Training.ModelDescription.Parse("deep", $"[{nested}]", "deep.json").Layers.Split("\"type\"").Length - 1);
 
+        // The third pass: summary reparses the built model's list, and failed at depth 32 where train did not.
+        string deepFile = Path.Combine(dir, "deep.json");
+        File.WriteAllText(deepFile, $$"""{"input": [1, 28, 28], "classes": 10, "layers": [{{nested}}, {"type": "flatten"}, {"type": "linear", "in_features": 784, "out_features": 10}]}""");
+        var (deepCode, deepError, _) = InProcessCli.Run("summary", "--model", deepFile);
+        Assert.True(deepCode == 0, deepError);
+        // Control characters the user gave are echoed escaped; a folder as --shapes is named; a 250-character output
+        // name is written (its temporary file's name stays within the 255-byte limit).
+        var (escCode, escError, _) = InProcessCli.Run("summary", "--model", "no\u001b[2Jsuch");
+        Assert.True(escCode == 2, escError);
+        Assert.DoesNotContain(escError.TrimEnd(), char.IsControl);
+        Assert.Contains("\\u001b[2J", escError);
+        var (shapesCode, shapesError, _) = InProcessCli.Run("bench", "--device", "cpu", "--shapes", dir);
+        Assert.True(shapesCode == 1 && shapesError.Contains("is a folder, not a benchmark set file", StringComparison.Ordinal), shapesError);
+        string longName = Path.Combine(dir, new string('a', 245) + ".onnx");
+        var (longCode, longError, _) = InProcessCli.Run("export", "--checkpoint", Checkpoint(), "--onnx", longName);
+        Assert.True(longCode == 0 && File.Exists(longName), longError);
+
         string layers = string.Join(", ", Enumerable.Repeat("""{"type": "relu"}""", Training.ModelDescription.MaxLayers + 1));
         var many = Assert.Throws<Layers.ArchitectureException>(() => Training.ModelDescription.Parse("many", $"[{layers}]", "many.json"));
         Assert.Contains("more than 4,096 layers", many.Message);
