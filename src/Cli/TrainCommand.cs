@@ -405,13 +405,18 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                     ? InProcessCollective.RunAll(group, k => k == 0 ? RunEpochWithProgress(trainer, config.Epochs, stepsPath) : trainers[k].RunEpoch())[0]
                     : RunEpochWithProgress(trainer, config.Epochs, stepsPath);
                 results.Add(r);
-                trainer.ToCheckpoint().Save(checkpoint);
+                // The checkpoint is made first (a diverged run refuses it here) and written last: the files derived from
+                // it (metrics, plot, best.gbp) go first, so that a failure writing one of them leaves the checkpoint at
+                // the previous epoch, which a resume repeats and from which it rebuilds metrics.json (written first, the
+                // checkpoint moved on while metrics.json, which could not be written, stayed behind).
+                Checkpoint state = trainer.ToCheckpoint();
                 bool isBest = r.ValidationAccuracy is not null && ReferenceEquals(trainer.BestEpoch, r);
-                if (isBest)
-                    trainer.ToCheckpoint().Save(best);
                 new MetricsFile(config.Model, string.Join(",", devices.Select(d => d.Info.Spec)), device.Info.Name, source, trainer.Model.ParameterCount, config,
                     results.Select(EpochRecord.From).ToList()).Write(metricsPath);
                 Plot.TrySave(Path.Combine(outDir, PlotName), config.Model, device.Info.Name, results, StepLog.Read(stepsPath));
+                if (isBest)
+                    state.Save(best);
+                state.Save(checkpoint);
                 string val = r.ValidationAccuracy is double va ? $", validation accuracy {va:F2}%{(isBest ? " (best so far: best.gbp)" : "")}" : "";
                 string reduce = members is null ? "" : $", gradients averaged in {trainer.LastEpochReduceSeconds:F2} s ({(s.OverlapReduce ? "overlapped with" : "after")} the backward pass)";
                 AnsiConsole.MarkupLine($"epoch {r.Epoch}/{config.Epochs}: loss {r.TrainLoss:F4}, test accuracy [bold]{r.TestAccuracy:F2}%[/]{val}, {r.ImagesPerSecond:N0} images/s, {r.Seconds:F1} s{reduce}");
