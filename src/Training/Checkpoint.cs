@@ -134,8 +134,10 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
             throw new CheckpointException(path, $"the stored configuration is invalid: {e.Message}", e);
         }
         // Names are printed to the terminal: an escape sequence in one cleared the screen or recoloured it.
-        if (Model.Any(char.IsControl) || (Config.ClassNames?.Any(n => n is null || n.Any(char.IsControl)) ?? false))
-            throw new CheckpointException(path, "a model or class name holds control characters (or is missing).");
+        if (Model.Any(Data.ClassNames.Unprintable) || (Config.ClassNames?.Any(n => n is null || n.Any(Data.ClassNames.Unprintable)) ?? false))
+            throw new CheckpointException(path, "a model or class name holds control or formatting characters (or is missing).");
+        if (Config.ClassNames is { } all && Data.ClassNames.FirstTwin(all) is string twin)
+            throw new CheckpointException(path, $"names class '{twin}' twice: predictions could not tell them apart.");
         if (Epoch < 0 || Epoch > Config.Epochs)
             throw new CheckpointException(path, $"epoch {Epoch} is outside 0..{Config.Epochs} (the run's epochs).");
         if (Steps < Epoch)

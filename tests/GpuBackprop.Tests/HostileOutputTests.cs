@@ -291,7 +291,12 @@ public sealed class HostileOutputTests : IDisposable
         (c with { Config = c.Config with { ClassNames = ["a", "b", "c"] } }).Save(three);
         Assert.Contains("names 3 classes for a model of 10 outputs", Assert.Throws<CheckpointException>(() => Training.Checkpoint.Load(three)).Message);
         (c with { Config = c.Config with { ClassNames = [.. Enumerable.Range(0, 9).Select(i => $"c{i}"), "\u001b[2J"] } }).Save(escape);
-        Assert.Contains("control characters", Assert.Throws<CheckpointException>(() => Training.Checkpoint.Load(escape)).Message);
+        Assert.Contains("control or formatting characters", Assert.Throws<CheckpointException>(() => Training.Checkpoint.Load(escape)).Message);
+        string rtl = Path.Combine(dir, "rtl.gbp"), twins = Path.Combine(dir, "twins.gbp");
+        (c with { Config = c.Config with { ClassNames = [.. Enumerable.Range(0, 9).Select(i => $"c{i}"), "a\u202Eb"] } }).Save(rtl);
+        Assert.Contains("formatting characters", Assert.Throws<CheckpointException>(() => Training.Checkpoint.Load(rtl)).Message);
+        (c with { Config = c.Config with { ClassNames = [.. Enumerable.Range(0, 8).Select(i => $"c{i}"), "\u00e9", "\u00e9"] } }).Save(twins);
+        Assert.Contains("twice", Assert.Throws<CheckpointException>(() => Training.Checkpoint.Load(twins)).Message);
 
         var (dataCode, dataError, _) = InProcessCli.Run("train", "--device", "cpu", "--epochs", "1", "--data", Checkpoint(), "--out", outDir);
         Assert.True(dataCode == 2 && dataError.Contains("is a file, not a data folder", StringComparison.Ordinal), $"exit {dataCode}: {dataError}");
