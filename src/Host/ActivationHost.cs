@@ -48,13 +48,15 @@ internal static class ActivationHost
     }
 
     /// <summary>dx = dy where x &gt; 0, else 0, eight lanes a compare (four at 128 bits) (the fast path of <see cref="ActivationMath"/>'s ReLU case).</summary>
-    private static void ReluBackward(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx) =>
+    private static void ReluBackward(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx)
+    {
+        int width = HostVectors.Bits;
+        HostVectors.Ran("relu-backward", width);
         HostLoop.For((int)x.Length, (start, end) =>
         {
             ReadOnlySpan<float> xs = HostLoop.Span(x)[start..end], gs = HostLoop.Span(dy)[start..end];
             Span<float> ds = HostLoop.Span(dx)[start..end];
-            int i = 0, width = HostVectors.Bits;
-            HostVectors.Ran("relu-backward", width);
+            int i = 0;
             if (width >= 256)
             {
                 for (; i + 8 <= xs.Length; i += 8)
@@ -71,4 +73,5 @@ internal static class ActivationHost
             for (; i < xs.Length; i++)
                 ds[i] = xs[i] > 0f ? gs[i] : 0f;
         });
+    }
 }

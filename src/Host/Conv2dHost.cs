@@ -34,6 +34,7 @@ internal static class Conv2dHost
     /// <summary>y = conv(x, w) (+ bias, added in the micro-kernel's first store).</summary>
     public static void Forward(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> w, ArrayView<float>? b, ArrayView<float> y)
     {
+        HostVectors.Ran("conv-per-image", HostVectors.Bits);
         int rows = g.ColRows, p = g.P, imageRows = g.C * g.R * g.S;
         var shape = new GemmShape { M = g.Kg, N = p, K = rows, Batch = g.Groups, BatchInner = g.Groups, Reduce = 1 };
         GemmOperand wo = GemmOperand.Dense(rows).WithStrides(0, g.Kg * rows, 0), co = GemmOperand.Dense(p).WithStrides(0, rows * p, 0);
@@ -58,6 +59,7 @@ internal static class Conv2dHost
     /// </summary>
     public static void WeightGrad(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
     {
+        HostVectors.Ran("conv-per-image", HostVectors.Bits);
         int rows = g.ColRows, p = g.P, imageRows = g.C * g.R * g.S, length = g.WeightLength;
         var shape = new GemmShape { M = g.Kg, N = rows, K = p, Batch = g.Groups, BatchInner = g.Groups, Reduce = 1, Accumulate = 1 };
         GemmOperand co = GemmOperand.Dense(p, transposed: true).WithStrides(0, rows * p, 0), wo = GemmOperand.Dense(rows).WithStrides(0, g.Kg * rows, 0);
@@ -81,6 +83,7 @@ internal static class Conv2dHost
     /// <summary>dx = col2im(W^T dy[n]) one image at a time: the image's column gradient in the core's buffer, then gathered into dx.</summary>
     public static void DataGrad(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
     {
+        HostVectors.Ran("conv-per-image", HostVectors.Bits);
         int rows = g.ColRows, p = g.P;
         var shape = new GemmShape { M = rows, N = p, K = g.Kg, Batch = g.Groups, BatchInner = g.Groups, Reduce = 1 };
         GemmOperand wo = GemmOperand.Dense(rows, transposed: true).WithStrides(0, g.Kg * rows, 0), co = GemmOperand.Dense(p).WithStrides(0, rows * p, 0);

@@ -153,8 +153,7 @@ internal static unsafe class GemmHost
     public static void RunSerial(GemmShape s, GemmOperand a, ReadOnlySpan<float> A, GemmOperand b, ReadOnlySpan<float> B, GemmOperand c, Span<float> C,
         ReadOnlySpan<float> rowBias = default)
     {
-        int wide = HostVectors.Bits;
-        HostVectors.Ran("gemm", wide);
+        int wide = HostVectors.Bits; // counted by the caller once a layer (this runs once an image)
         Blocks k = Blocking(1, s.M, s.N, wide, 1);
         for (int t = 0; t < s.Batch * k.Tiles; t++)
             TileOf(s, a, A, b, B, c, C, t / k.Tiles, k.Of(t % k.Tiles, s.M, s.N), 0, s.Reduce, s.Accumulate != 0,

@@ -12,12 +12,18 @@ namespace GpuBackprop.Host;
 internal static class Im2ColHost
 {
     /// <summary>One item per (image, channel, tap) row of the column matrix: a strided copy of the input.</summary>
-    public static void Im2Col(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col) =>
+    public static void Im2Col(Conv2dGeometry g, ArrayView<float> x, ArrayView<float> col)
+    {
+        HostVectors.Ran("im2col", HostVectors.Bits);
         HostLoop.For(g.N * g.C * g.R * g.S, (start, end) => Im2ColRows(g, HostLoop.Span(x), HostLoop.Span(col), start, end), g.P);
+    }
 
     /// <summary>One item per input plane (image, channel): a gather over the taps, in a fixed order.</summary>
-    public static void Col2Im(Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx) =>
+    public static void Col2Im(Conv2dGeometry g, ArrayView<float> dcol, ArrayView<float> dx)
+    {
+        HostVectors.Ran("col2im", HostVectors.Bits);
         HostLoop.For(g.N * g.C, (start, end) => Col2ImPlanes(g, HostLoop.Span(dcol), HostLoop.Span(dx), start, end), g.R * g.S * g.P);
+    }
 
     /// <summary>The output columns ow whose input column ow*stride - pad + offset lies inside [0, width): [lo, hi).</summary>
     private static (int Lo, int Hi) ValidColumns(int outWidth, int stride, int offset, int width)
@@ -39,7 +45,6 @@ internal static class Im2ColHost
     internal static unsafe void Im2ColRows(in Conv2dGeometry g, ReadOnlySpan<float> x, Span<float> col, int start, int end, int firstRow = 0)
     {
         int rs = g.R * g.S, p = g.P, ow = g.OW, plane = g.H * g.W, width = HostVectors.Bits;
-        HostVectors.Ran("im2col", width);
         fixed (float* px = x, pc = col)
         {
             for (int row = start; row < end; row++)
@@ -94,7 +99,6 @@ internal static class Im2ColHost
     {
         // On pointers with 8-wide adds, like im2col: the lines of small images are short.
         int rs = g.R * g.S, p = g.P, planeLength = g.H * g.W, width = HostVectors.Bits;
-        HostVectors.Ran("col2im", width);
         fixed (float* pd = dcol, px = dx)
         {
             for (int nc = start; nc < end; nc++)
