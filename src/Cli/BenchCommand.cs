@@ -83,6 +83,9 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         if (s.CpuVectors != "auto")
             Host.HostVectors.Bits = int.Parse(s.CpuVectors, CultureInfo.InvariantCulture);
         using ComputeDevice device = s.Open();
+        // The width is the host routines' own: on any other device it would change nothing the table shows.
+        if (s.CpuVectors != "auto" && device.Info.Kind != DeviceKind.Cpu)
+            throw new UsageException($"--cpu-vectors {s.CpuVectors}: it sets the cpu device's vector width; {device.Info.Spec} does not run the host routines.");
         string deviceName = device.Info.Name;
         string[] rows = set.Names(cpu: !device.Info.IsGpu).Where(n => n.StartsWith(only, StringComparison.Ordinal)).ToArray();
         if (rows.Length == 0)

@@ -96,9 +96,11 @@ public static class IdxFile
         count = 1;
         for (int i = 0; i < rank; i++)
         {
-            dims[i] = BinaryPrimitives.ReadInt32BigEndian(bytes[(4 * i)..]);
-            if (dims[i] <= 0)
-                throw new DataFormatException(name, $"dimension {i} is {dims[i]}.");
+            // Unsigned in the format: 0xFFFFFFFF is named as 4294967295, not as -1.
+            uint d = BinaryPrimitives.ReadUInt32BigEndian(bytes[(4 * i)..]);
+            if (d is 0 or > int.MaxValue)
+                throw new DataFormatException(name, $"dimension {i} is {d}; dimensions are 1 to {int.MaxValue}.");
+            dims[i] = (int)d;
             if (count > limit / dims[i])
                 throw new DataFormatException(name, $"the header declares {string.Join(" x ", ReadAll(bytes, rank))} bytes, more than this process can hold ({limit:N0} bytes).");
             count *= dims[i];
@@ -106,11 +108,11 @@ public static class IdxFile
         return dims;
     }
 
-    private static int[] ReadAll(ReadOnlySpan<byte> bytes, int rank)
+    private static uint[] ReadAll(ReadOnlySpan<byte> bytes, int rank)
     {
-        var all = new int[rank];
+        var all = new uint[rank];
         for (int i = 0; i < rank; i++)
-            all[i] = BinaryPrimitives.ReadInt32BigEndian(bytes[(4 * i)..]);
+            all[i] = BinaryPrimitives.ReadUInt32BigEndian(bytes[(4 * i)..]);
         return all;
     }
 

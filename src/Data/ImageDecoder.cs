@@ -58,7 +58,7 @@ public static class ImageDecoder
         // stb refuses a PNG too large to decode without saying so; its IHDR names the size it declares.
         var (declaredWidth, declaredHeight) = header is ImageInfo i ? (i.Width, i.Height) : PngSize(bytes) ?? (1, 1);
         if (declaredWidth <= 0 || declaredHeight <= 0 || declaredWidth > MaxSide || declaredHeight > MaxSide || (long)declaredWidth * declaredHeight > MaxPixels)
-            throw new DataFormatException(path, $"declares {declaredWidth}x{declaredHeight} pixels; at most {MaxSide} a side and {MaxPixels:N0} in all are accepted.");
+            throw new DataFormatException(path, $"declares {declaredWidth}x{declaredHeight} pixels; 1 to {MaxSide} a side and at most {MaxPixels:N0} in all are accepted.");
         ImageInfo info = header ?? throw new DataFormatException(path, "is not a PNG, JPEG or BMP image (or its header is damaged).");
         if (info.BitsPerChannel != 8)
             throw new DataFormatException(path, $"has {info.BitsPerChannel} bits a channel; 8 are supported (convert it to 8-bit first).");

@@ -53,16 +53,18 @@ public static class Architecture
 
     /// <summary>
     /// Checks a description for inputs of (channels, height, width) = <paramref name="input"/> without a
-    /// device: its structure, every field's value, and every layer's input shape; returns the output
-    /// shape of one image (e.g. [10] for 10 logits).
+    /// device: its structure, every field's value, and every layer's input shape at a batch of
+    /// <paramref name="batch"/> images (a layer whose buffers pass 2^31-1 elements at that batch is refused);
+    /// returns the output shape of one image (e.g. [10] for 10 logits).
     /// </summary>
     /// <exception cref="ArchitectureException">
     /// The first problem: a field (named), or a layer whose input does not fit it, naming the layer's path
     /// and the expected and actual shape (<c>layer 3 (batch_norm2d): expects input of shape [N, 16, H, W]; got [1, 8, 14, 14]</c>).
     /// </exception>
-    public static int[] Check(string json, int[] input)
+    public static int[] Check(string json, int[] input, int batch = 1)
     {
         ArgumentNullException.ThrowIfNull(input);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batch);
         if (input.Length == 0 || input.Any(d => d <= 0))
             throw new ArgumentException($"The input shape must be positive sizes; got [{string.Join(", ", input)}].", nameof(input));
         using JsonDocument doc = Parse(json);
@@ -70,7 +72,7 @@ public static class Architecture
         Validate(layers, "");
         if (layers.GetArrayLength() == 0)
             throw new ArchitectureException("The architecture has no layers.");
-        int[] shape = new ShapeWalk().List(layers, "", [1, .. input]);
+        int[] shape = new ShapeWalk().List(layers, "", [batch, .. input]);
         return shape[1..];
     }
 

@@ -23,7 +23,13 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
     /// The first problem: a field, a layer whose input does not fit it (its path, the expected and the actual
     /// shape), or an output that is not one logit per class.
     /// </exception>
-    public void CheckFits(int[] input, int classes)
+    /// <param name="input">The images' (channels, height, width).</param>
+    /// <param name="classes">The data's classes: the model must give one logit each.</param>
+    /// <param name="batch">
+    /// The batch the shapes are walked at (1 by default): every layer's output and buffers must stay within
+    /// 2^31-1 elements at the batch a run uses, which batch 1 alone does not show.
+    /// </param>
+    public void CheckFits(int[] input, int classes, int batch = 1)
     {
         ArgumentNullException.ThrowIfNull(input);
         string images = string.Join("x", input);
@@ -34,7 +40,7 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
         int[] output;
         try
         {
-            output = Architecture.Check(Layers, input);
+            output = Architecture.Check(Layers, input, batch);
         }
         catch (ArchitectureException e) when (e.IsShapeMismatch)
         {
@@ -55,6 +61,12 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
         _ => 0,
     };
 
+    /// <summary>The layer list, refused here (naming the file) when it is not a list or is empty: the builder's own message names no file.</summary>
+    private static JsonElement NonEmpty(JsonElement layers, string source) =>
+        layers.ValueKind != JsonValueKind.Array ? throw new ArchitectureException($"{source}: field 'layers' must be a list of layers; got {LayerFields.Shown(layers)}.")
+        : layers.GetArrayLength() == 0 ? throw new ArchitectureException($"{source}: the model has no layers.")
+        : layers;
+
     /// <summary>
     /// Parses a description: an object with <c>layers</c> (and optionally <c>input</c> [C, H, W] and
     /// <c>classes</c>, as ../shared/bench/resnet14.json), or a bare layer list.
@@ -69,7 +81,7 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
             if (CountLayers(root) > MaxLayers)
                 throw new ArchitectureException($"{source}: more than {MaxLayers:N0} layers (nested ones counted); time and memory grow with each (200,000 took minutes and gigabytes before failing).");
             if (root.ValueKind == JsonValueKind.Array)
-                return new ModelDescription(name, root.GetRawText(), null, null);
+                return new ModelDescription(name, NonEmpty(root, source).GetRawText(), null, null);
             if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("layers", out JsonElement layers))
                 throw new ArchitectureException($"{source}: a model is a JSON list of layers or an object with 'layers'.");
             // Each top-level field checked for its type and named with its value (a string "10" was a
@@ -95,7 +107,7 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
             }
             if (root.TryGetProperty("about", out JsonElement about) && about.ValueKind != JsonValueKind.String)
                 throw new ArchitectureException($"{source}: field 'about' must be a string; got {LayerFields.Shown(about)}.");
-            return new ModelDescription(name, layers.GetRawText(), input, classes);
+            return new ModelDescription(name, NonEmpty(layers, source).GetRawText(), input, classes);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
         {

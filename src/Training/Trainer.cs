@@ -231,7 +231,7 @@ public sealed class Trainer : IDisposable
             {
                 (trainPart, held) = train.Split(config.ValidationSplit, config.Seed);
                 if (held.Count == 0)
-                    throw new ArgumentException($"A validation split of {config.ValidationSplit} holds out no image of the {train.Count} training images (each class rounds to none); give a larger fraction.", nameof(config));
+                    throw new ArgumentException($"A validation split of {config.ValidationSplit.ToString("G7", System.Globalization.CultureInfo.InvariantCulture)} holds out no image of the {train.Count} training images (each class rounds to none); give a larger fraction.", nameof(config));
             }
             ImageDataset[] splits = held is null ? [trainPart, test] : [trainPart, test, held];
             long[] shares = Shares(splits.Select(d => d.PixelBytes).ToArray(), dataMemory ?? DefaultDataMemory(device));

@@ -92,9 +92,9 @@ public sealed class CliTests
                 [{"type": "conv2d", "in_channels": 1, "out_channels": 8, "kernel_size": 3, "padding": 1}, {"type": "max_pool2d", "kernel_size": 2},
                  {"type": "batch_norm2d", "num_features": 16}, {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "in_features": 1568, "out_features": 10}]
                 """);
-            var (code, error, output) = InProcessCli.Run("train", "--model", model, "--device", "cpu", "--out", run);
+            var (code, error, output) = InProcessCli.Run("train", "--model", model, "--device", "cpu", "--batch", "64", "--out", run);
             Assert.Equal(2, code);
-            Assert.Equal("error: Model 'bad16' does not fit 1x28x28 images: layer 2 (batch_norm2d): expects input of shape [N, 16, H, W] or [N, 16]; got [1, 8, 14, 14].",
+            Assert.Equal("error: Model 'bad16' does not fit 1x28x28 images: layer 2 (batch_norm2d): expects input of shape [N, 16, H, W] or [N, 16]; got [64, 8, 14, 14].",
                 error.Trim());
             Assert.DoesNotContain("device:", output);
             Assert.False(Directory.Exists(run), "nothing is written for a model that does not fit");

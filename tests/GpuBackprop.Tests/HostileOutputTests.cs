@@ -273,7 +273,7 @@ public sealed class HostileOutputTests : IDisposable
         foreach (var (args, says) in new (string[], string)[]
         {
             (["train", "--device", "cpu", "--epochs", "1", "--image-size", "64", "--out", outDir], "--image-size and --channels apply to image folders"),
-            (["train", "--device", "cpu", "--epochs", "1", "--val-split", "0.0000001", "--out", outDir], "--val-split 1E-07: A validation split"),
+            (["train", "--device", "cpu", "--epochs", "1", "--val-split", "0.0000001", "--out", outDir], "--val-split 1E-07: A validation split of 1E-07 holds out no image"),
             (["train", "--device", "cpu", "--epochs", "1", "--normalize", "0.5,0.5/1,1", "--out", outDir], "--normalize 0.5,0.5/1,1: "),
             (["bench", "--device", "cpu", "--only", "zzz"], "--only zzz: no row"),
             (["train", "--device", "cpu", "--epochs", "1", "--out", Checkpoint()], "is a file, not a folder"),
@@ -336,6 +336,39 @@ public sealed class HostileOutputTests : IDisposable
         string layers = string.Join(", ", Enumerable.Repeat("""{"type": "relu"}""", Training.ModelDescription.MaxLayers + 1));
         var many = Assert.Throws<Layers.ArchitectureException>(() => Training.ModelDescription.Parse("many", $"[{layers}]", "many.json"));
         Assert.Contains("more than 4,096 layers", many.Message);
+    }
+
+    /// <summary>
+    /// The third pass's leftovers: an empty or non-list layer list names its file; an IDX dimension is unsigned
+    /// (0xFFFFFFFF was named as -1); --cpu-vectors on a device that does not run the host routines is a usage
+    /// error (it was ignored); a model whose buffers pass 2^31-1 elements only at the run's batch is a usage error
+    /// before any device work (it was exit 1 at the first step, naming no layer).
+    /// </summary>
+    [Fact]
+    public void TheThirdPassesLeftoversStayFixed()
+    {
+        foreach (var (json, says) in new[] { ("""{"layers": []}""", "empty.json: the model has no layers"), ("[]", "empty.json: the model has no layers"), ("""{"layers": {"type": "relu"}}""", "empty.json: field 'layers' must be a list of layers") })
+        {
+            string model = Path.Combine(dir, "empty.json");
+            File.WriteAllText(model, json);
+            var (code, error, _) = InProcessCli.Run("summary", "--model", model);
+            Assert.True(code == 2 && error.Contains(says, StringComparison.Ordinal), $"{json}: exit {code}, {error}");
+        }
+
+        byte[] idx = IdxFile.Encode([2, 3, 4], new byte[24]);
+        idx[4] = idx[5] = idx[6] = idx[7] = 0xFF;
+        var huge = Assert.Throws<DataFormatException>(() => IdxFile.Parse("huge.idx", idx, 3));
+        Assert.Contains("dimension 0 is 4294967295", huge.Message);
+
+        var (vCode, vError, _) = InProcessCli.Run("bench", "--device", "cpu:kernels", "--cpu-vectors", "128", "--only", "gemm.");
+        Assert.True(vCode == 2 && vError.Contains("--cpu-vectors 128: it sets the cpu device's vector width; cpu:kernels", StringComparison.Ordinal), $"exit {vCode}: {vError}");
+
+        // 30,000 channels of 28x28 are 23.5M floats an image: batch 1 fits, batch 100 does not.
+        string wide = Path.Combine(dir, "wide.json");
+        File.WriteAllText(wide, """{"layers": [{"type": "conv2d", "in_channels": 1, "out_channels": 30000, "kernel_size": 3, "padding": 1}, {"type": "flatten"}, {"type": "linear", "in_features": 23520000, "out_features": 10}]}""");
+        var (bCode, bError, _) = InProcessCli.Run("train", "--device", "cpu", "--model", wide, "--epochs", "1", "--batch", "100", "--out", Path.Combine(dir, "wide"));
+        Assert.True(bCode == 2 && bError.Contains("layer 0 (conv2d)", StringComparison.Ordinal) && bError.Contains("use a smaller batch", StringComparison.Ordinal), $"exit {bCode}: {bError}");
+        Assert.False(Directory.Exists(Path.Combine(dir, "wide")));
     }
 
     /// <summary>A stream that reads forward only, as a pipe does.</summary>
