@@ -7,8 +7,9 @@ namespace GpuBackprop.Host;
 
 /// <summary>
 /// The direct convolution vectorised over output channels, for layers with 32 output channels or more (and any
-/// stride): 16 output channels a vector and 6 output positions a block, so 4 vectors x 6 positions = 24
-/// accumulators, one weight vector load per 6 FMAs and one input broadcast per 4 (as oneDNN's blocked
+/// stride): at 512 bits 16 output channels a vector and 6 output positions a block, so 4 vectors x 6 positions = 24
+/// accumulators, one weight vector load per 6 FMAs and one input broadcast per 4 (with 16 registers, AVX2 and
+/// SSE, 2 vectors x 6 positions; the output channels stay in groups of 16 whatever the width) (as oneDNN's blocked
 /// kernels, on plain NCHW data). The 6 positions of a block are any 6 consecutive outputs in row-major order,
 /// each with its own offset into the zero-bordered input, so there are no dropped columns (the flattened kernel
 /// computed 256 positions for a 14x14 image's 196). The block's results are channel-major (position x
@@ -83,11 +84,11 @@ internal static unsafe partial class Conv2dDirectHost
     /// lose (<see cref="FlatLoses"/>); any stride.
     /// </summary>
     internal static bool ForwardByChannels(Conv2dGeometry g) =>
-        g.K >= 32 || g.K >= 16 && g.StrideH == 1 && g.StrideW == 1 && FlatLoses(new Plan(g.C, g.H, g.W, g.K, g.R, g.S, g.PadH, g.PadW));
+        g.K >= 32 || g.K >= 16 && g.StrideH == 1 && g.StrideW == 1 && FlatLoses(new Plan(g.C, g.H, g.W, g.K, g.R, g.S, g.PadH, g.PadW, HostVectors.Bits));
 
     /// <summary>Whether a layer's input gradient (the flipped convolution, the layer's input channels its outputs) takes the channel-vectorised kernel, as <see cref="ForwardByChannels"/>.</summary>
     internal static bool DataGradByChannels(Conv2dGeometry g) =>
-        g.C >= 32 || g.C >= 16 && FlatLoses(new Plan(g.K, g.OH, g.OW, g.C, g.R, g.S, g.R - 1 - g.PadH, g.S - 1 - g.PadW));
+        g.C >= 32 || g.C >= 16 && FlatLoses(new Plan(g.K, g.OH, g.OW, g.C, g.R, g.S, g.R - 1 - g.PadH, g.S - 1 - g.PadW, HostVectors.Bits));
 
     /// <summary>
     /// With 16 output channels (one vector, 6 accumulators), the channel-vectorised kernel still wins where the
@@ -98,7 +99,7 @@ internal static unsafe partial class Conv2dDirectHost
     private static bool FlatLoses(in Plan p) => p.C * p.Taps < 16 || (double)p.OH * p.OW / p.QLength < 0.85;
 
     /// <summary>The filters as [input channel][tap][output channel, rounded up to 16], zero past the last; flipped: the input gradient's (w[k][c] turned 180 degrees, c the output).</summary>
-    private static float[] PackChannelWeights(ReadOnlySpan<float> w, int k, int c, int taps, bool flipped)
+    private static float[] PackChannelWeights(ReadOnlySpan<float> w, int k, int c, int taps, bool flipped, int bits)
     {
         int outs = flipped ? c : k, ins = flipped ? k : c, outsP = (outs + 15) / 16 * 16, entries = ins * taps;
         float[] p = HostLoop.Grown(ref channelWeights, (long)entries * outsP);
@@ -110,7 +111,7 @@ internal static unsafe partial class Conv2dDirectHost
             if (!flipped)
             {
                 // p[(c, t)][k] = w[k][(c, t)].
-                Transpose(pw, entries, pp, outsP, k, entries);
+                Transpose(pw, entries, pp, outsP, k, entries, bits);
                 return p;
             }
             // p[(k, t)][c] = w[k][c][taps - 1 - t]: the taps reversed, then each k's (c x taps) block transposed.
@@ -120,24 +121,31 @@ internal static unsafe partial class Conv2dDirectHost
                     f[i * taps + t] = w[i * taps + taps - 1 - t];
             fixed (float* pf = f)
                 for (int i = 0; i < k; i++)
-                    Transpose(pf + (long)i * c * taps, taps, pp + (long)i * taps * outsP, outsP, c, taps);
+                    Transpose(pf + (long)i * c * taps, taps, pp + (long)i * taps * outsP, outsP, c, taps, bits);
         }
         return p;
     }
 
     /// <summary>
-    /// Copies n floats: 16 at a time and the tail as one more 16-wide copy ending at the last element (rows of 7
-    /// to 28 floats; a span copy's call for each cost as much as the copy, 8% of train.resnet14's step).
+    /// Copies n floats: a vector at a time and the tail as one more vector ending at the last element (rows of 7
+    /// to 28 floats; a span copy's call for each cost as much as the copy, 8% of train.resnet14's step); rows
+    /// shorter than a vector as two overlapping halves, or element by element below 4.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void CopyRow(float* src, float* dst, int n)
+    private static void CopyRow<TL, TVec>(float* src, float* dst, int n) where TL : struct, ILanes<TVec> where TVec : struct
     {
-        if (n < 16)
+        int L = TL.Count;
+        if (n < L)
         {
-            if (n >= 8)
+            if (TL.Bits >= 512 && n >= 8)
             {
                 Vector256.Load(src).Store(dst);
                 Vector256.Load(src + n - 8).Store(dst + n - 8);
+            }
+            else if (n >= 4)
+            {
+                Vector128.Load(src).Store(dst);
+                Vector128.Load(src + n - 4).Store(dst + n - 4);
             }
             else
                 for (int i = 0; i < n; i++)
@@ -145,13 +153,14 @@ internal static unsafe partial class Conv2dDirectHost
             return;
         }
         int j = 0;
-        for (; j + 16 <= n; j += 16)
-            Vector512.Load(src + j).Store(dst + j);
+        for (; j + L <= n; j += L)
+            TL.Store(TL.Load(src + j), dst + j);
         if (j < n)
-            Vector512.Load(src + n - 16).Store(dst + n - 16);
+            TL.Store(TL.Load(src + n - L), dst + n - L);
     }
 
-    private static void RunChannels(int images, ChannelPlan p, float[] wp, ArrayView<float> input, ArrayView<float>? bias, ArrayView<float> output)
+    private static void RunChannels<TL, TVec>(int images, ChannelPlan p, float[] wp, ArrayView<float> input, ArrayView<float>? bias, ArrayView<float> output)
+        where TL : struct, ILanes<TVec> where TVec : struct
     {
         int[] bases = p.Bases(), offsets = p.Offsets();
         int taps = p.Taps;
@@ -170,12 +179,12 @@ internal static unsafe partial class Conv2dDirectHost
             {
                 for (int n = n0; n < n1; n++)
                 {
-                    CopyPlanes(px + (long)n * p.C * p.H * p.W, p.C, p.H, p.W, pb, p.Plane, p.Wp, p.PadH, p.PadW);
-                    Accumulate(pb, p.Plane, p.C, chunk, poff, taps, pbase, p.PBlocks, pw, p.Kp, po);
+                    CopyPlanes<TL, TVec>(px + (long)n * p.C * p.H * p.W, p.C, p.H, p.W, pb, p.Plane, p.Wp, p.PadH, p.PadW);
+                    Accumulate<TL, TVec>(pb, p.Plane, p.C, chunk, poff, taps, pbase, p.PBlocks, pw, p.Kp, po);
                     // Position-major results into the output's planes (8x8 blocks transposed in registers: one
                     // element at a time, this cost cnn_c1, one input channel, as much as its multiply-adds), plus the bias.
                     float* image = py + (long)n * p.K * p.P;
-                    Transpose(po, p.Kp, image, p.P, p.P, p.K);
+                    Transpose(po, p.Kp, image, p.P, p.P, p.K, TL.Bits);
                     if (pbias is not null)
                         for (int k = 0; k < p.K; k++)
                             System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(image + (long)k * p.P, p.P), pbias[k], new Span<float>(image + (long)k * p.P, p.P));
@@ -184,17 +193,23 @@ internal static unsafe partial class Conv2dDirectHost
         }, (int)Math.Min(int.MaxValue, 2L * p.K * p.C * taps * p.P));
     }
 
-    /// <summary>to[j*ldt + i] = from[i*ldf + j] for i &lt; rows, j &lt; cols: 8x8 blocks in registers, the edges one element at a time.</summary>
-    private static void Transpose(float* from, int ldf, float* to, int ldt, int rows, int cols)
+    /// <summary>
+    /// to[j*ldt + i] = from[i*ldf + j] for i &lt; rows, j &lt; cols: 8x8 blocks in registers (AVX, from 256 bits),
+    /// 4x4 at 128 bits (SSE or NEON), the edges one element at a time.
+    /// </summary>
+    private static void Transpose(float* from, int ldf, float* to, int ldt, int rows, int cols, int bits)
     {
-        int i = 0;
-        for (; i + 8 <= rows; i += 8)
+        int i = 0, block = bits >= 256 ? 8 : 4;
+        for (; i + block <= rows; i += block)
         {
             int j = 0;
-            for (; j + 8 <= cols; j += 8)
-                GemmHost.Transpose8(from + (long)i * ldf + j, ldf, to + (long)j * ldt + i, ldt);
+            for (; j + block <= cols; j += block)
+                if (block == 8)
+                    GemmHost.Transpose8(from + (long)i * ldf + j, ldf, to + (long)j * ldt + i, ldt);
+                else
+                    Lanes128.Transpose4(from + (long)i * ldf + j, ldf, to + (long)j * ldt + i, ldt);
             for (; j < cols; j++)
-                for (int r = i; r < i + 8; r++)
+                for (int r = i; r < i + block; r++)
                     to[(long)j * ldt + r] = from[(long)r * ldf + j];
         }
         for (; i < rows; i++)
@@ -205,17 +220,19 @@ internal static unsafe partial class Conv2dDirectHost
     /// <summary>
     /// y[position][output channel] = the sum over input channels and taps, for every block of 6 positions: input
     /// channels in chunks of <paramref name="chunk"/> (later chunks add to the earlier ones' sums), output channels
-    /// in groups of up to 4 vectors.
+    /// in groups of up to 4 vectors (2 with 16 registers).
     /// </summary>
-    private static void Accumulate(float* x, int plane, int channels, int chunk, int* offs, int taps, int* bases, int blocks, float* w, int kp, float* y)
+    private static void Accumulate<TL, TVec>(float* x, int plane, int channels, int chunk, int* offs, int taps, int* bases, int blocks, float* w, int kp, float* y)
+        where TL : struct, ILanes<TVec> where TVec : struct
     {
+        int step = ChannelStep(TL.Bits);
         for (int c0 = 0; c0 < channels; c0 += chunk)
         {
             int cs = Math.Min(chunk, channels - c0);
             bool add = c0 > 0;
-            for (int k0 = 0; k0 < kp; k0 += KG)
+            for (int k0 = 0; k0 < kp; k0 += step)
             {
-                int vectors = Math.Min(KG, kp - k0) / 16;
+                int vectors = Math.Min(step, kp - k0) / TL.Count;
                 float* xc = x + (long)c0 * plane, wc = w + (long)c0 * taps * kp + k0;
                 for (int blk = 0; blk < blocks; blk++)
                 {
@@ -223,15 +240,18 @@ internal static unsafe partial class Conv2dDirectHost
                     int* at = bases + blk * PB;
                     switch (vectors)
                     {
-                        case 4: ChannelBlock<V4>(xc, plane, cs, offs, taps, at, wc, kp, yb, add); break;
-                        case 3: ChannelBlock<V3>(xc, plane, cs, offs, taps, at, wc, kp, yb, add); break;
-                        case 2: ChannelBlock<V2>(xc, plane, cs, offs, taps, at, wc, kp, yb, add); break;
-                        default: ChannelBlock<V1>(xc, plane, cs, offs, taps, at, wc, kp, yb, add); break;
+                        case 4: ChannelBlock<V4, TL, TVec>(xc, plane, cs, offs, taps, at, wc, kp, yb, add); break;
+                        case 3: ChannelBlock<V3, TL, TVec>(xc, plane, cs, offs, taps, at, wc, kp, yb, add); break;
+                        case 2: ChannelBlock<V2, TL, TVec>(xc, plane, cs, offs, taps, at, wc, kp, yb, add); break;
+                        default: ChannelBlock<V1, TL, TVec>(xc, plane, cs, offs, taps, at, wc, kp, yb, add); break;
                     }
                 }
             }
         }
     }
+
+    /// <summary>Output channels a k-group at a width: 4 vectors with 32 registers (64 at 512 bits, <see cref="KG"/>), else 2 (16 at 256 bits, 8 with SSE); within a group of 16, so every group is whole.</summary>
+    private static int ChannelStep(int bits) => (ManyRegisters(bits) ? 4 : 2) * LanesOf(bits);
 
     /// <summary>Input channels a chunk so that one k-group's filters for a chunk are at most <see cref="ChunkFloats"/>.</summary>
     private static int ChunkOf(int channels, int taps)
@@ -248,7 +268,8 @@ internal static unsafe partial class Conv2dDirectHost
     /// positions. The im2col path's GEMM and col2im (with dx cleared first) took 5% of train.resnet14's step
     /// for its two stride-2 layers.
     /// </summary>
-    private static void DataGradPhases(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
+    private static void DataGradPhases<TL, TVec>(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
+        where TL : struct, ILanes<TVec> where TVec : struct
     {
         var L = new PhaseLayout(g);
         int tm = L.Tm, tn = L.Tn, wq = L.Wq, plane = L.Plane, phases = L.Count, cp = (g.C + 15) / 16 * 16;
@@ -304,7 +325,7 @@ internal static unsafe partial class Conv2dDirectHost
                 for (int n = n0; n < n1; n++)
                 {
                     float* image = pdx + (long)n * g.C * g.H * g.W;
-                    CopyPlanes(pdy + (long)n * g.K * g.OH * g.OW, g.K, g.OH, g.OW, pb, L.Plane, L.Wq, L.Tm, L.Tn);
+                    CopyPlanes<TL, TVec>(pdy + (long)n * g.K * g.OH * g.OW, g.K, g.OH, g.OW, pb, L.Plane, L.Wq, L.Tm, L.Tn);
                     if (someEmpty)
                         new Span<float>(image, g.C * g.H * g.W).Clear();
                     for (int ph = 0; ph < phases; ph++)
@@ -313,7 +334,7 @@ internal static unsafe partial class Conv2dDirectHost
                         if (positions == 0 || phaseTaps[ph] == 0)
                             continue;
                         int a = L.A[ph], b = L.B[ph], blocks = (positions + PB - 1) / PB;
-                        Accumulate(pb, plane, g.K, chunk, poff + offStart[ph], phaseTaps[ph], pbase + baseStart[ph], blocks, pw + wStart[ph], cp, po);
+                        Accumulate<TL, TVec>(pb, plane, g.K, chunk, poff + offStart[ph], phaseTaps[ph], pbase + baseStart[ph], blocks, pw + wStart[ph], cp, po);
                         for (int q = 0; q < positions; q++)
                         {
                             int iy = sh * (uLo[ph] + q / nv[ph]) + a - g.PadH, ix = sw * (vLo[ph] + q % nv[ph]) + b - g.PadW;
@@ -382,93 +403,101 @@ internal static unsafe partial class Conv2dDirectHost
 
     private struct V4 : IVectors { public static int N => 4; }
 
+    private struct V6 : IVectors { public static int N => 6; }
+
     /// <summary>
-    /// y[j][16 i + lane] = sum over channels and taps of w x for the 6 positions whose window starts are at[0..6)
+    /// y[j][lanes i + lane] = sum over channels and taps of w x for the 6 positions whose window starts are at[0..6)
     /// and TV::N vectors of output channels (the JIT compiles one copy per count, without the unused ones).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ChannelBlock<TV>(float* x, int plane, int channels, int* offs, int taps, int* at, float* w, int ldw, float* y, bool add) where TV : struct, IVectors
+    private static void ChannelBlock<TV, TL, TVec>(float* x, int plane, int channels, int* offs, int taps, int* at, float* w, int ldw, float* y, bool add)
+        where TV : struct, IVectors where TL : struct, ILanes<TVec> where TVec : struct
     {
+        int L = TL.Count;
         long i0 = at[0], i1 = at[1], i2 = at[2], i3 = at[3], i4 = at[4], i5 = at[5];
-        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a04 = default, a05 = default;
-        Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
-        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a24 = default, a25 = default;
-        Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default, a34 = default, a35 = default;
+        TVec a00 = default, a01 = default, a02 = default, a03 = default, a04 = default, a05 = default;
+        TVec a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
+        TVec a20 = default, a21 = default, a22 = default, a23 = default, a24 = default, a25 = default;
+        TVec a30 = default, a31 = default, a32 = default, a33 = default, a34 = default, a35 = default;
         if (add)
         {
             // Later chunks of input channels start from the earlier chunks' sums.
-            LoadPosition<TV>(y, out a00, out a10, out a20, out a30);
-            LoadPosition<TV>(y + ldw, out a01, out a11, out a21, out a31);
-            LoadPosition<TV>(y + 2 * ldw, out a02, out a12, out a22, out a32);
-            LoadPosition<TV>(y + 3 * ldw, out a03, out a13, out a23, out a33);
-            LoadPosition<TV>(y + 4 * ldw, out a04, out a14, out a24, out a34);
-            LoadPosition<TV>(y + 5 * ldw, out a05, out a15, out a25, out a35);
+            LoadPosition<TV, TL, TVec>(y, out a00, out a10, out a20, out a30);
+            LoadPosition<TV, TL, TVec>(y + ldw, out a01, out a11, out a21, out a31);
+            LoadPosition<TV, TL, TVec>(y + 2 * ldw, out a02, out a12, out a22, out a32);
+            LoadPosition<TV, TL, TVec>(y + 3 * ldw, out a03, out a13, out a23, out a33);
+            LoadPosition<TV, TL, TVec>(y + 4 * ldw, out a04, out a14, out a24, out a34);
+            LoadPosition<TV, TL, TVec>(y + 5 * ldw, out a05, out a15, out a25, out a35);
         }
         for (int c = 0; c < channels; c++, x += plane)
         {
             for (int t = 0; t < taps; t++, w += ldw)
             {
                 float* s = x + offs[t];
-                Vector512<float> w0 = Vector512.Load(w), w1 = default, w2 = default, w3 = default;
-                if (TV.N > 1) w1 = Vector512.Load(w + 16);
-                if (TV.N > 2) w2 = Vector512.Load(w + 32);
-                if (TV.N > 3) w3 = Vector512.Load(w + 48);
-                Vector512<float> b = Vector512.Create(s[i0]);
-                a00 = Vector512.FusedMultiplyAdd(w0, b, a00);
-                if (TV.N > 1) a10 = Vector512.FusedMultiplyAdd(w1, b, a10);
-                if (TV.N > 2) a20 = Vector512.FusedMultiplyAdd(w2, b, a20);
-                if (TV.N > 3) a30 = Vector512.FusedMultiplyAdd(w3, b, a30);
-                b = Vector512.Create(s[i1]);
-                a01 = Vector512.FusedMultiplyAdd(w0, b, a01);
-                if (TV.N > 1) a11 = Vector512.FusedMultiplyAdd(w1, b, a11);
-                if (TV.N > 2) a21 = Vector512.FusedMultiplyAdd(w2, b, a21);
-                if (TV.N > 3) a31 = Vector512.FusedMultiplyAdd(w3, b, a31);
-                b = Vector512.Create(s[i2]);
-                a02 = Vector512.FusedMultiplyAdd(w0, b, a02);
-                if (TV.N > 1) a12 = Vector512.FusedMultiplyAdd(w1, b, a12);
-                if (TV.N > 2) a22 = Vector512.FusedMultiplyAdd(w2, b, a22);
-                if (TV.N > 3) a32 = Vector512.FusedMultiplyAdd(w3, b, a32);
-                b = Vector512.Create(s[i3]);
-                a03 = Vector512.FusedMultiplyAdd(w0, b, a03);
-                if (TV.N > 1) a13 = Vector512.FusedMultiplyAdd(w1, b, a13);
-                if (TV.N > 2) a23 = Vector512.FusedMultiplyAdd(w2, b, a23);
-                if (TV.N > 3) a33 = Vector512.FusedMultiplyAdd(w3, b, a33);
-                b = Vector512.Create(s[i4]);
-                a04 = Vector512.FusedMultiplyAdd(w0, b, a04);
-                if (TV.N > 1) a14 = Vector512.FusedMultiplyAdd(w1, b, a14);
-                if (TV.N > 2) a24 = Vector512.FusedMultiplyAdd(w2, b, a24);
-                if (TV.N > 3) a34 = Vector512.FusedMultiplyAdd(w3, b, a34);
-                b = Vector512.Create(s[i5]);
-                a05 = Vector512.FusedMultiplyAdd(w0, b, a05);
-                if (TV.N > 1) a15 = Vector512.FusedMultiplyAdd(w1, b, a15);
-                if (TV.N > 2) a25 = Vector512.FusedMultiplyAdd(w2, b, a25);
-                if (TV.N > 3) a35 = Vector512.FusedMultiplyAdd(w3, b, a35);
+                TVec w0 = TL.Load(w), w1 = default, w2 = default, w3 = default;
+                if (TV.N > 1) w1 = TL.Load(w + L);
+                if (TV.N > 2) w2 = TL.Load(w + 2 * L);
+                if (TV.N > 3) w3 = TL.Load(w + 3 * L);
+                TVec b = TL.Splat(s[i0]);
+                a00 = TL.Fma(w0, b, a00);
+                if (TV.N > 1) a10 = TL.Fma(w1, b, a10);
+                if (TV.N > 2) a20 = TL.Fma(w2, b, a20);
+                if (TV.N > 3) a30 = TL.Fma(w3, b, a30);
+                b = TL.Splat(s[i1]);
+                a01 = TL.Fma(w0, b, a01);
+                if (TV.N > 1) a11 = TL.Fma(w1, b, a11);
+                if (TV.N > 2) a21 = TL.Fma(w2, b, a21);
+                if (TV.N > 3) a31 = TL.Fma(w3, b, a31);
+                b = TL.Splat(s[i2]);
+                a02 = TL.Fma(w0, b, a02);
+                if (TV.N > 1) a12 = TL.Fma(w1, b, a12);
+                if (TV.N > 2) a22 = TL.Fma(w2, b, a22);
+                if (TV.N > 3) a32 = TL.Fma(w3, b, a32);
+                b = TL.Splat(s[i3]);
+                a03 = TL.Fma(w0, b, a03);
+                if (TV.N > 1) a13 = TL.Fma(w1, b, a13);
+                if (TV.N > 2) a23 = TL.Fma(w2, b, a23);
+                if (TV.N > 3) a33 = TL.Fma(w3, b, a33);
+                b = TL.Splat(s[i4]);
+                a04 = TL.Fma(w0, b, a04);
+                if (TV.N > 1) a14 = TL.Fma(w1, b, a14);
+                if (TV.N > 2) a24 = TL.Fma(w2, b, a24);
+                if (TV.N > 3) a34 = TL.Fma(w3, b, a34);
+                b = TL.Splat(s[i5]);
+                a05 = TL.Fma(w0, b, a05);
+                if (TV.N > 1) a15 = TL.Fma(w1, b, a15);
+                if (TV.N > 2) a25 = TL.Fma(w2, b, a25);
+                if (TV.N > 3) a35 = TL.Fma(w3, b, a35);
             }
         }
-        StorePosition<TV>(y, a00, a10, a20, a30);
-        StorePosition<TV>(y + ldw, a01, a11, a21, a31);
-        StorePosition<TV>(y + 2 * ldw, a02, a12, a22, a32);
-        StorePosition<TV>(y + 3 * ldw, a03, a13, a23, a33);
-        StorePosition<TV>(y + 4 * ldw, a04, a14, a24, a34);
-        StorePosition<TV>(y + 5 * ldw, a05, a15, a25, a35);
+        StorePosition<TV, TL, TVec>(y, a00, a10, a20, a30);
+        StorePosition<TV, TL, TVec>(y + ldw, a01, a11, a21, a31);
+        StorePosition<TV, TL, TVec>(y + 2 * ldw, a02, a12, a22, a32);
+        StorePosition<TV, TL, TVec>(y + 3 * ldw, a03, a13, a23, a33);
+        StorePosition<TV, TL, TVec>(y + 4 * ldw, a04, a14, a24, a34);
+        StorePosition<TV, TL, TVec>(y + 5 * ldw, a05, a15, a25, a35);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void LoadPosition<TV>(float* y, out Vector512<float> v0, out Vector512<float> v1, out Vector512<float> v2, out Vector512<float> v3) where TV : struct, IVectors
+    private static void LoadPosition<TV, TL, TVec>(float* y, out TVec v0, out TVec v1, out TVec v2, out TVec v3)
+        where TV : struct, IVectors where TL : struct, ILanes<TVec> where TVec : struct
     {
-        v0 = Vector512.Load(y);
-        v1 = TV.N > 1 ? Vector512.Load(y + 16) : default;
-        v2 = TV.N > 2 ? Vector512.Load(y + 32) : default;
-        v3 = TV.N > 3 ? Vector512.Load(y + 48) : default;
+        int L = TL.Count;
+        v0 = TL.Load(y);
+        v1 = TV.N > 1 ? TL.Load(y + L) : default;
+        v2 = TV.N > 2 ? TL.Load(y + 2 * L) : default;
+        v3 = TV.N > 3 ? TL.Load(y + 3 * L) : default;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StorePosition<TV>(float* y, Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, Vector512<float> v3) where TV : struct, IVectors
+    private static void StorePosition<TV, TL, TVec>(float* y, TVec v0, TVec v1, TVec v2, TVec v3)
+        where TV : struct, IVectors where TL : struct, ILanes<TVec> where TVec : struct
     {
-        v0.Store(y);
-        if (TV.N > 1) v1.Store(y + 16);
-        if (TV.N > 2) v2.Store(y + 32);
-        if (TV.N > 3) v3.Store(y + 48);
+        int L = TL.Count;
+        TL.Store(v0, y);
+        if (TV.N > 1) TL.Store(v1, y + L);
+        if (TV.N > 2) TL.Store(v2, y + 2 * L);
+        if (TV.N > 3) TL.Store(v3, y + 3 * L);
     }
 
     /// <summary>
@@ -477,7 +506,8 @@ internal static unsafe partial class Conv2dDirectHost
     /// images (as many as fit 256K floats), then added to the part's sums [entry][output channel]. Images are in
     /// a fixed number of parts summed in order, as <see cref="WeightGrad"/>.
     /// </summary>
-    private static void WeightGradChannels(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
+    private static void WeightGradChannels<TL, TVec>(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw)
+        where TL : struct, ILanes<TVec> where TVec : struct
     {
         var p = new ChannelPlan(g.C, g.H, g.W, g.K, g.R, g.S, g.StrideH, g.StrideW, g.PadH, g.PadW);
         int taps = p.Taps, entries = g.C * taps, entriesP = (entries + 5) / 6 * 6, length = entriesP * p.Kp;
@@ -486,7 +516,7 @@ internal static unsafe partial class Conv2dDirectHost
         for (int e = 0; e < entries; e++)
             entryOffsets[e] = (long)(e / taps) * p.Plane + offsets[e % taps];
         int xs = (int)((p.PaddedLength + 15) / 16 * 16), ds = p.P * p.Kp;
-        int group = Math.Max(1, Math.Min(g.N, (1 << 18) / (xs + ds)));
+        int group = Math.Max(1, Math.Min(g.N, (1 << 18) / (xs + ds))), step = ChannelStep(TL.Bits);
         float[][] sums = HostLoop.SumInParts(g.N, length, (first, end, part) =>
         {
             float[] buf = HostLoop.Grown(ref padded, (long)group * xs), d = HostLoop.Grown(ref transposedGrads, (long)group * ds);
@@ -502,22 +532,22 @@ internal static unsafe partial class Conv2dDirectHost
                     for (int i = 0; i < count; i++)
                     {
                         int n = n0 + i;
-                        CopyPlanes(px + (long)n * p.C * p.H * p.W, p.C, p.H, p.W, pb + (long)i * xs, p.Plane, p.Wp, p.PadH, p.PadW);
+                        CopyPlanes<TL, TVec>(px + (long)n * p.C * p.H * p.W, p.C, p.H, p.W, pb + (long)i * xs, p.Plane, p.Wp, p.PadH, p.PadW);
                         // dy position-major; channels past K stay zero.
-                        Transpose(pdy + (long)n * g.K * p.P, p.P, pd + (long)i * ds, p.Kp, g.K, p.P);
+                        Transpose(pdy + (long)n * g.K * p.P, p.P, pd + (long)i * ds, p.Kp, g.K, p.P, TL.Bits);
                     }
-                    for (int k0 = 0; k0 < p.Kp; k0 += KG)
+                    for (int k0 = 0; k0 < p.Kp; k0 += step)
                     {
-                        int vectors = Math.Min(KG, p.Kp - k0) / 16;
+                        int vectors = Math.Min(step, p.Kp - k0) / TL.Count;
                         for (int e = 0; e < entriesP; e += 6)
                         {
                             float* acc = ps + (long)e * p.Kp + k0;
                             switch (vectors)
                             {
-                                case 4: ChannelWeightBlock<V4>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
-                                case 3: ChannelWeightBlock<V3>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
-                                case 2: ChannelWeightBlock<V2>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
-                                default: ChannelWeightBlock<V1>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
+                                case 4: ChannelWeightBlock<V4, TL, TVec>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
+                                case 3: ChannelWeightBlock<V3, TL, TVec>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
+                                case 2: ChannelWeightBlock<V2, TL, TVec>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
+                                default: ChannelWeightBlock<V1, TL, TVec>(pd + k0, p.Kp, ds, pb, xs, pbase, p.P, count, poff + e, acc); break;
                             }
                         }
                     }
@@ -531,79 +561,83 @@ internal static unsafe partial class Conv2dDirectHost
             System.Numerics.Tensors.TensorPrimitives.Add(total.AsSpan(0, length), sums[q].AsSpan(0, length), total.AsSpan(0, length));
         float[] turned = HostLoop.Grown(ref transposedSums, (long)g.K * entries);
         fixed (float* from = total, to = turned)
-            Transpose(from, p.Kp, to, entries, entries, g.K);
+            Transpose(from, p.Kp, to, entries, entries, g.K, TL.Bits);
         Span<float> DW = HostLoop.Span(dw);
         System.Numerics.Tensors.TensorPrimitives.Add(DW[..(g.K * entries)], turned.AsSpan(0, g.K * entries), DW);
     }
 
     /// <summary>
-    /// acc[e][16 i + lane] += sum over the images and positions of x[base + off_e] dy[position][16 i + lane], for 6
+    /// acc[e][lanes i + lane] += sum over the images and positions of x[base + off_e] dy[position][16 i + lane], for 6
     /// entries and TV::N vectors of output channels, in registers.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ChannelWeightBlock<TV>(float* dy, int ldd, int ds, float* x, int xs, int* bases, int positions, int images, long* offs, float* acc) where TV : struct, IVectors
+    private static void ChannelWeightBlock<TV, TL, TVec>(float* dy, int ldd, int ds, float* x, int xs, int* bases, int positions, int images, long* offs, float* acc)
+        where TV : struct, IVectors where TL : struct, ILanes<TVec> where TVec : struct
     {
+        int L = TL.Count;
         long o0 = offs[0], o1 = offs[1], o2 = offs[2], o3 = offs[3], o4 = offs[4], o5 = offs[5];
-        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a04 = default, a05 = default;
-        Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
-        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a24 = default, a25 = default;
-        Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default, a34 = default, a35 = default;
+        TVec a00 = default, a01 = default, a02 = default, a03 = default, a04 = default, a05 = default;
+        TVec a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
+        TVec a20 = default, a21 = default, a22 = default, a23 = default, a24 = default, a25 = default;
+        TVec a30 = default, a31 = default, a32 = default, a33 = default, a34 = default, a35 = default;
         for (int n = 0; n < images; n++, x += xs, dy += ds)
         {
             float* d = dy;
             for (int q = 0; q < positions; q++, d += ldd)
             {
                 float* s = x + bases[q];
-                Vector512<float> d0 = Vector512.Load(d), d1 = default, d2 = default, d3 = default;
-                if (TV.N > 1) d1 = Vector512.Load(d + 16);
-                if (TV.N > 2) d2 = Vector512.Load(d + 32);
-                if (TV.N > 3) d3 = Vector512.Load(d + 48);
-                Vector512<float> b = Vector512.Create(s[o0]);
-                a00 = Vector512.FusedMultiplyAdd(d0, b, a00);
-                if (TV.N > 1) a10 = Vector512.FusedMultiplyAdd(d1, b, a10);
-                if (TV.N > 2) a20 = Vector512.FusedMultiplyAdd(d2, b, a20);
-                if (TV.N > 3) a30 = Vector512.FusedMultiplyAdd(d3, b, a30);
-                b = Vector512.Create(s[o1]);
-                a01 = Vector512.FusedMultiplyAdd(d0, b, a01);
-                if (TV.N > 1) a11 = Vector512.FusedMultiplyAdd(d1, b, a11);
-                if (TV.N > 2) a21 = Vector512.FusedMultiplyAdd(d2, b, a21);
-                if (TV.N > 3) a31 = Vector512.FusedMultiplyAdd(d3, b, a31);
-                b = Vector512.Create(s[o2]);
-                a02 = Vector512.FusedMultiplyAdd(d0, b, a02);
-                if (TV.N > 1) a12 = Vector512.FusedMultiplyAdd(d1, b, a12);
-                if (TV.N > 2) a22 = Vector512.FusedMultiplyAdd(d2, b, a22);
-                if (TV.N > 3) a32 = Vector512.FusedMultiplyAdd(d3, b, a32);
-                b = Vector512.Create(s[o3]);
-                a03 = Vector512.FusedMultiplyAdd(d0, b, a03);
-                if (TV.N > 1) a13 = Vector512.FusedMultiplyAdd(d1, b, a13);
-                if (TV.N > 2) a23 = Vector512.FusedMultiplyAdd(d2, b, a23);
-                if (TV.N > 3) a33 = Vector512.FusedMultiplyAdd(d3, b, a33);
-                b = Vector512.Create(s[o4]);
-                a04 = Vector512.FusedMultiplyAdd(d0, b, a04);
-                if (TV.N > 1) a14 = Vector512.FusedMultiplyAdd(d1, b, a14);
-                if (TV.N > 2) a24 = Vector512.FusedMultiplyAdd(d2, b, a24);
-                if (TV.N > 3) a34 = Vector512.FusedMultiplyAdd(d3, b, a34);
-                b = Vector512.Create(s[o5]);
-                a05 = Vector512.FusedMultiplyAdd(d0, b, a05);
-                if (TV.N > 1) a15 = Vector512.FusedMultiplyAdd(d1, b, a15);
-                if (TV.N > 2) a25 = Vector512.FusedMultiplyAdd(d2, b, a25);
-                if (TV.N > 3) a35 = Vector512.FusedMultiplyAdd(d3, b, a35);
+                TVec d0 = TL.Load(d), d1 = default, d2 = default, d3 = default;
+                if (TV.N > 1) d1 = TL.Load(d + L);
+                if (TV.N > 2) d2 = TL.Load(d + 2 * L);
+                if (TV.N > 3) d3 = TL.Load(d + 3 * L);
+                TVec b = TL.Splat(s[o0]);
+                a00 = TL.Fma(d0, b, a00);
+                if (TV.N > 1) a10 = TL.Fma(d1, b, a10);
+                if (TV.N > 2) a20 = TL.Fma(d2, b, a20);
+                if (TV.N > 3) a30 = TL.Fma(d3, b, a30);
+                b = TL.Splat(s[o1]);
+                a01 = TL.Fma(d0, b, a01);
+                if (TV.N > 1) a11 = TL.Fma(d1, b, a11);
+                if (TV.N > 2) a21 = TL.Fma(d2, b, a21);
+                if (TV.N > 3) a31 = TL.Fma(d3, b, a31);
+                b = TL.Splat(s[o2]);
+                a02 = TL.Fma(d0, b, a02);
+                if (TV.N > 1) a12 = TL.Fma(d1, b, a12);
+                if (TV.N > 2) a22 = TL.Fma(d2, b, a22);
+                if (TV.N > 3) a32 = TL.Fma(d3, b, a32);
+                b = TL.Splat(s[o3]);
+                a03 = TL.Fma(d0, b, a03);
+                if (TV.N > 1) a13 = TL.Fma(d1, b, a13);
+                if (TV.N > 2) a23 = TL.Fma(d2, b, a23);
+                if (TV.N > 3) a33 = TL.Fma(d3, b, a33);
+                b = TL.Splat(s[o4]);
+                a04 = TL.Fma(d0, b, a04);
+                if (TV.N > 1) a14 = TL.Fma(d1, b, a14);
+                if (TV.N > 2) a24 = TL.Fma(d2, b, a24);
+                if (TV.N > 3) a34 = TL.Fma(d3, b, a34);
+                b = TL.Splat(s[o5]);
+                a05 = TL.Fma(d0, b, a05);
+                if (TV.N > 1) a15 = TL.Fma(d1, b, a15);
+                if (TV.N > 2) a25 = TL.Fma(d2, b, a25);
+                if (TV.N > 3) a35 = TL.Fma(d3, b, a35);
             }
         }
-        AddPosition<TV>(acc, a00, a10, a20, a30);
-        AddPosition<TV>(acc + ldd, a01, a11, a21, a31);
-        AddPosition<TV>(acc + 2 * ldd, a02, a12, a22, a32);
-        AddPosition<TV>(acc + 3 * ldd, a03, a13, a23, a33);
-        AddPosition<TV>(acc + 4 * ldd, a04, a14, a24, a34);
-        AddPosition<TV>(acc + 5 * ldd, a05, a15, a25, a35);
+        AddPosition<TV, TL, TVec>(acc, a00, a10, a20, a30);
+        AddPosition<TV, TL, TVec>(acc + ldd, a01, a11, a21, a31);
+        AddPosition<TV, TL, TVec>(acc + 2 * ldd, a02, a12, a22, a32);
+        AddPosition<TV, TL, TVec>(acc + 3 * ldd, a03, a13, a23, a33);
+        AddPosition<TV, TL, TVec>(acc + 4 * ldd, a04, a14, a24, a34);
+        AddPosition<TV, TL, TVec>(acc + 5 * ldd, a05, a15, a25, a35);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddPosition<TV>(float* y, Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, Vector512<float> v3) where TV : struct, IVectors
+    private static void AddPosition<TV, TL, TVec>(float* y, TVec v0, TVec v1, TVec v2, TVec v3)
+        where TV : struct, IVectors where TL : struct, ILanes<TVec> where TVec : struct
     {
-        (Vector512.Load(y) + v0).Store(y);
-        if (TV.N > 1) (Vector512.Load(y + 16) + v1).Store(y + 16);
-        if (TV.N > 2) (Vector512.Load(y + 32) + v2).Store(y + 32);
-        if (TV.N > 3) (Vector512.Load(y + 48) + v3).Store(y + 48);
+        int L = TL.Count;
+        TL.Store(TL.Add(TL.Load(y), v0), y);
+        if (TV.N > 1) TL.Store(TL.Add(TL.Load(y + L), v1), y + L);
+        if (TV.N > 2) TL.Store(TL.Add(TL.Load(y + 2 * L), v2), y + 2 * L);
+        if (TV.N > 3) TL.Store(TL.Add(TL.Load(y + 3 * L), v3), y + 3 * L);
     }
 }

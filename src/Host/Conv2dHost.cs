@@ -12,9 +12,9 @@ namespace GpuBackprop.Host;
 /// and read back by col2im) is never made. The same im2col, col2im and micro-kernel as the batched path,
 /// so the results are the same up to the order of the weight gradient's sum over images, which is fixed
 /// for a given core count (parts of images summed in part order). Used where every core gets at least two
-/// images and one image's columns fit <see cref="MaxColumns"/>; 1x1 stride-1 layers need no columns. Where
-/// AVX-512 runs, most layers take <see cref="Conv2dDirectHost"/> instead; elsewhere wide 3x3 stride-1 layers
-/// take <see cref="WinogradHost"/> for the forward pass and the input gradient (HostBackend.PathOf decides).
+/// images and one image's columns fit <see cref="MaxColumns"/>; 1x1 stride-1 layers need no columns. Most
+/// ungrouped, undilated layers take <see cref="Conv2dDirectHost"/> instead; below 512 bits wide 3x3 stride-1
+/// layers take <see cref="WinogradHost"/> for the forward pass and the input gradient (HostBackend.PathOf decides).
 /// </summary>
 internal static class Conv2dHost
 {

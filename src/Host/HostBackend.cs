@@ -33,17 +33,22 @@ internal sealed class HostBackend : Backend
     private enum ConvPass { Forward, WeightGrad, DataGrad }
 
     /// <summary>
-    /// The one place a convolution's host path is chosen. Two images a core or more: directly where the 512-bit
-    /// kernels run (Conv2dDirectHost: stride-1 layers, strided ones from 32 output channels, strided input
-    /// gradients where phases measured faster; on this project's Zen 5, 1.3-2.5x im2col on the shared set's
-    /// and resnet14's rows, and faster than Winograd on resnet_28 and resnet_14), else Winograd for wide 3x3
-    /// stride-1 layers' forward pass and input gradient, else one image at a time (Conv2dHost); fewer images,
-    /// or 1x1 stride-1 layers: the base class's batched im2col and GEMMs.
+    /// The one place a convolution's host path is chosen. Two images a core or more: directly (Conv2dDirectHost:
+    /// stride-1 layers, strided ones from 32 output channels, strided input gradients where phases measured
+    /// faster; at 512 bits on this project's Zen 5, 1.3-2.5x im2col on the shared set's and resnet14's rows and
+    /// faster than Winograd on resnet_28 and resnet_14), except that below 512 bits wide 3x3 stride-1 layers
+    /// (<see cref="WinogradHost.Applies"/>) stay with Winograd for the forward pass and the input gradient and
+    /// one image at a time for the weight gradient: on the 2-core Zen 4 at 256 bits resnet_28 forward 31.3 ms
+    /// that way against 41.4 direct, backward 105 against 125 (128 bits: 47.9 against 73.9, 186 against 226),
+    /// while the narrower rows ran faster direct (resnet14's 3x3 layers 1.6-1.9x, resnet_56 1.2x at 256 bits);
+    /// else one image at a time (Conv2dHost); fewer images, or 1x1 stride-1 layers: the base class's batched
+    /// im2col and GEMMs.
     /// </summary>
     private ConvPath PathOf(Conv2dGeometry g, ConvPass pass)
     {
+        bool winogradFirst = HostVectors.Bits < 512 && WinogradHost.Applies(g);
         ConvPath path = !Conv2dHost.Applies(g) ? ConvPath.Batched
-            : (pass == ConvPass.DataGrad ? Conv2dDirectHost.AppliesToDataGrad(g) : Conv2dDirectHost.Applies(g)) ? ConvPath.Direct
+            : !winogradFirst && (pass == ConvPass.DataGrad ? Conv2dDirectHost.AppliesToDataGrad(g) : Conv2dDirectHost.Applies(g)) ? ConvPath.Direct
             : pass != ConvPass.WeightGrad && WinogradHost.Applies(g) ? ConvPath.Winograd
             : ConvPath.PerImage;
         pathRuns.AddOrUpdate($"{pass}.{path}", 1, (_, n) => n + 1);

@@ -8,8 +8,9 @@ namespace GpuBackprop.Host;
 /// 3x3 stride-1 convolutions on the <c>cpu</c> device as Winograd F(2x2, 3x3) (Lavin and Gray, 2015): each
 /// 4x4 input tile d and 3x3 filter g become B^T d B and G g G^T, their 16 products are 16 GEMMs over the
 /// channels (the packed host GEMM), and A^T m A turns each 4x4 result into a 2x2 output tile. 16 multiply-adds
-/// a channel pair and tile instead of 36. Used on CPUs without AVX-512 (the 256-bit kernels); with it,
-/// <see cref="Conv2dDirectHost"/> was as fast on 256 channels and faster on 128. The transform coefficients are 0, ±1 and ±1/2, so the rounding stays near a direct
+/// a channel pair and tile instead of 36. Used below 512 bits, where it beat <see cref="Conv2dDirectHost"/> on these
+/// wide layers (resnet_28 forward 31.3 against 41.4 ms at 256 bits); with AVX-512 the direct kernels were as fast
+/// on 256 channels and faster on 128. The transform coefficients are 0, ±1 and ±1/2, so the rounding stays near a direct
 /// sum's. The input gradient of such a layer is the same convolution of dy with the filters turned 180
 /// degrees and channels swapped, padded 2 - pad. Images go in groups of about 256 tiles a GEMM, one group
 /// a core, so the results do not depend on the core count.
