@@ -155,6 +155,18 @@ internal sealed class BenchmarkSet
                 return $"train.{row.Name}: not a built-in model ({string.Join(", ", Models.Names)}).";
             if (row.Value.ValueKind != JsonValueKind.Number || !row.Value.TryGetInt32(out int batch) || batch < 1)
                 return $"train.{row.Name} must be a positive integer batch size; got {LayerFields.Shown(row.Value)}.";
+            // The model's shapes at that batch (a batch of 100,000,000 allocated 4.4 GB, after every other row, before
+            // failing with a message naming neither the file nor the row).
+            try
+            {
+                if ((long)batch * 28 * 28 > int.MaxValue)
+                    return $"train.{row.Name}: a batch of {batch:N0} 1x28x28 images has more than 2^31-1 elements.";
+                Models.Describe(row.Name).CheckFits([1, 28, 28], 10, batch);
+            }
+            catch (ArchitectureException e)
+            {
+                return $"train.{row.Name} (batch {batch:N0}): {e.Message}";
+            }
         }
         return null;
     }

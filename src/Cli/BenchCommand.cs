@@ -105,7 +105,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             if (w.Flops > 0) { row["gflops"] = Math.Round(w.Flops / ms / 1e6, 1); rate = $"{row["gflops"]} GFLOP/s"; }
             if (w.Bytes > 0) { row["gbps"] = Math.Round(w.Bytes / ms / 1e6, 1); rate = $"{row["gbps"]} GB/s"; }
             if (w.Images > 0) { row["img_per_s"] = Math.Round(w.Images / ms * 1000); rate = $"{row["img_per_s"]} img/s"; }
-            Console.WriteLine(json ? JsonSerializer.Serialize(row) : $"{name,-34} {ms.ToString("F3", CultureInfo.InvariantCulture),10} {rate,14}");
+            Console.WriteLine(json ? JsonSerializer.Serialize(row) : $"{Messages.Printable(name),-34} {ms.ToString("F3", CultureInfo.InvariantCulture),10} {rate,14}");
         }
         return ExitCode.Success;
     }

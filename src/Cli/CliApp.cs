@@ -75,7 +75,8 @@ internal static class CliApp
                                       or Data.DataFormatException or Training.CheckpointException or Serialization.SafeTensorsException
                                       or Serialization.OnnxExportException or Distributed.ReplicaFailedException)
         {
-            return Error(e.Message, ExitCode.Failure);
+            // ArgumentException's "(Parameter 'train')" names a .NET parameter, not anything the user gave.
+            return Error(e is ArgumentException a ? Messages.WithoutParameter(a) : e.Message, ExitCode.Failure);
         }
         catch (Exception e)
         {

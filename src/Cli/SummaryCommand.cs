@@ -10,7 +10,8 @@ namespace GpuBackprop.Cli;
 
 /// <summary>
 /// <c>gpubackprop summary</c>: a model's layers by state-dict path with output shapes, parameters, multiply-adds
-/// and activation memory for a batch, as torchinfo's summary gives them. Built on the cpu device; nothing runs.
+/// and activation memory for a batch, as torchinfo's summary gives them, from the description's shapes: no device is
+/// opened and no weight is allocated.
 /// </summary>
 internal sealed class SummaryCommand : Command<SummaryCommand.Settings>
 {
@@ -44,12 +45,11 @@ internal sealed class SummaryCommand : Command<SummaryCommand.Settings>
     {
         ModelDescription description = Models.Describe(s.ModelName);
         int[] input = s.InputShape() ?? description.Input ?? [1, 28, 28];
-        using ComputeDevice device = ComputeDevice.Open("cpu");
-        using Sequential model = description.Build(device, seed: 1);
         ModelSummary summary;
         try
         {
-            summary = model.Summary(input, s.Batch);
+            // From the description's shapes: nothing is built (a 950M-parameter model's weights took 7.5 GB).
+            summary = ModelSummary.Of(description.Layers, input, s.Batch);
         }
         catch (Layers.ArchitectureException e)
         {

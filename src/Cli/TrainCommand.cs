@@ -259,7 +259,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             Compare("--crop-padding", CropPadding, c.CropPadding);
             Compare("--warmup-steps", WarmupSteps, c.WarmupSteps);
             Compare("--clip-grad-norm", ClipGradNorm, c.ClipGradNorm);
-            Compare("--val-split", ValSplit is float v ? (double)v : null, c.ValidationSplit);
+            // As the option was given (a float): the stored double printed as 0.10000000149011612.
+            Compare("--val-split", ValSplit, (float)c.ValidationSplit);
             Compare("--early-stop", EarlyStop, c.EarlyStop);
             if (Nesterov && !c.Optimizer.Nesterov) differing.Add("--nesterov (the run has none)");
             if (Normalization() is float[] normalize && (c.Normalization is not float[] stored || !SameNormalization(normalize, stored)))
@@ -354,6 +355,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             return TrainQuietly(trainer, config);
         if (File.Exists(outDir) || Serialization.FileKind.OfTarget(outDir) is string notFolder && !Directory.Exists(outDir))
             throw new UsageException($"--out {outDir} is {(File.Exists(outDir) && Serialization.FileKind.OfTarget(outDir) is null ? "a file" : Serialization.FileKind.OfTarget(outDir))}, not a folder.");
+        for (string? up = Path.GetDirectoryName(Path.GetFullPath(outDir)); up is not null; up = Path.GetDirectoryName(up))
+            if (File.Exists(up))
+                throw new UsageException($"--out {outDir}: {up} is a file, not a folder.");
         Directory.CreateDirectory(outDir);
         // Held for the whole run: a second run into the same folder is refused instead of both
         // reporting success while the last writer wins. Opening it also proves the folder is writable

@@ -43,14 +43,14 @@ internal sealed class VerifyCommand : Command<VerifyCommand.Settings>
         foreach (GoldenResult r in results)
         {
             string verdict = r.Passed ? "pass" : "FAIL";
-            Console.WriteLine($"{r.Case,-24} {r.Device,-10} {r.MaxAbsError,12:E2} {r.MaxRelError,12:E2}  {verdict}");
+            Console.WriteLine($"{Messages.Printable(r.Case),-24} {r.Device,-10} {r.MaxAbsError,12:E2} {r.MaxRelError,12:E2}  {verdict}");
             if (r.Error is not null)
-                Console.WriteLine($"    {r.Error}");
+                Console.WriteLine($"    {Messages.OneLine(r.Error)}");
             foreach (TensorComparison t in r.Tensors.Where(t => !t.Passed))
-                Console.WriteLine($"    {t.Name}: {t.Mismatches}/{t.Count} outside tolerance; first: {t.FirstMismatch}");
+                Console.WriteLine($"    {Messages.Printable(t.Name)}: {t.Mismatches}/{t.Count} outside tolerance; first: {t.FirstMismatch}");
         }
         foreach (var target in results.GroupBy(r => r.Device))
-            Console.WriteLine($"{target.Key}: {target.Count(r => r.Passed)}/{target.Count()} cases passed");
+            Console.WriteLine($"{Messages.Printable(target.Key)}: {target.Count(r => r.Passed)}/{target.Count()} cases passed");
         int passed = results.GroupBy(r => r.Case).Count(g => g.All(r => r.Passed));
         Console.WriteLine($"golden: {passed}/{cases.Count} passed");
         return passed == cases.Count ? ExitCode.Success : ExitCode.Failure;

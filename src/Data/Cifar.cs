@@ -43,8 +43,21 @@ public static class Cifar
         string path = Path.Combine(directory, file);
         if (!File.Exists(path))
             return Enumerable.Range(0, classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        // A names file is a few hundred bytes: a FIFO or a huge file is refused before it is read.
+        if (Serialization.FileKind.OfTarget(path) is string kind)
+            throw new DataFormatException(path, $"is {kind}, not a regular file.");
+        if (new FileInfo(path).Length > 1 << 20)
+            throw new DataFormatException(path, $"is {new FileInfo(path).Length:N0} bytes; a class-names file is at most 1 MiB.");
         string[] names = File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
-        return names.Length == classes ? names : throw new DataFormatException(path, $"names {names.Length} classes; expected {classes}.");
+        if (names.Length != classes)
+            throw new DataFormatException(path, $"names {names.Length} classes; expected {classes}.");
+        // The checks a checkpoint's names get (ClassNames): refused here, not after training wrote a checkpoint that
+        // eval, predict, export and resume then refuse.
+        if (Array.FindIndex(names, n => n.Any(ClassNames.Unprintable)) is int bad and >= 0)
+            throw new DataFormatException(path, $"class {bad}'s name holds control or formatting characters; rename it.");
+        if (ClassNames.FirstTwin(names) is string twin)
+            throw new DataFormatException(path, $"names class '{twin}' twice: predictions could not tell them apart.");
+        return names;
     }
 
     /// <summary>Records of <paramref name="labelBytes"/> label bytes and an image, the label at <paramref name="labelIndex"/>.</summary>

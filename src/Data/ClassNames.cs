@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace GpuBackprop.Data;
 
 /// <summary>
@@ -11,7 +9,7 @@ namespace GpuBackprop.Data;
 internal static class ClassNames
 {
     /// <summary>Control characters and formatting ones (bidirectional overrides, zero-width joiners).</summary>
-    public static bool Unprintable(char c) => char.IsControl(c) || CharUnicodeInfo.GetUnicodeCategory(c) == UnicodeCategory.Format;
+    public static bool Unprintable(char c) => Runtime.Messages.Unprintable(c);
 
     /// <summary>The first name that comes twice, or null.</summary>
     public static string? FirstTwin(IEnumerable<string> names)

@@ -16,7 +16,9 @@ namespace GpuBackprop.Data;
 /// transform for training and evaluation. It resembles torchvision's <c>Resize</c> then <c>CenterCrop</c>,
 /// which rounds the resized size and the crop offset to whole pixels, so pixels differ slightly where the
 /// aspect ratios differ.</item>
-/// <item>Refused with the file named: a file that does not decode (truncated, corrupt), 16-bit
+/// <item>Refused with the file named: a file that does not decode (truncated, corrupt; checked before stb decodes,
+/// which fills what is missing: a PNG's chunk CRCs and IEND, a JPEG's end marker after its scans, an
+/// uncompressed BMP's pixel rows), 16-bit
 /// PNGs (8 bits a channel are supported), and images over <see cref="MaxSide"/> pixels a side or
 /// <see cref="MaxPixels"/> in all (checked from the header, before anything is allocated).</item>
 /// </list>
@@ -57,11 +59,17 @@ public static class ImageDecoder
             header = ImageInfo.FromStream(stream);
         // stb refuses a PNG too large to decode without saying so; its IHDR names the size it declares.
         var (declaredWidth, declaredHeight) = header is ImageInfo i ? (i.Width, i.Height) : PngSize(bytes) ?? (1, 1);
+        // A BMP stored top-down declares a negative height (stb decodes it upright).
+        if (bytes is [(byte)'B', (byte)'M', ..] && declaredHeight < 0 && declaredHeight != int.MinValue)
+            declaredHeight = -declaredHeight;
         if (declaredWidth <= 0 || declaredHeight <= 0 || declaredWidth > MaxSide || declaredHeight > MaxSide || (long)declaredWidth * declaredHeight > MaxPixels)
             throw new DataFormatException(path, $"declares {declaredWidth}x{declaredHeight} pixels; 1 to {MaxSide} a side and at most {MaxPixels:N0} in all are accepted.");
         ImageInfo info = header ?? throw new DataFormatException(path, "is not a PNG, JPEG or BMP image (or its header is damaged).");
         if (info.BitsPerChannel != 8)
             throw new DataFormatException(path, $"has {info.BitsPerChannel} bits a channel; 8 are supported (convert it to 8-bit first).");
+        // After the header's checks, so that a size or depth we refuse anyway is what the message names.
+        if ((PngProblem(bytes) ?? BmpProblem(bytes)) is string damaged)
+            throw new DataFormatException(path, damaged);
         ImageResult image;
         try
         {
@@ -100,6 +108,9 @@ public static class ImageDecoder
         if (b.Length < 2 || b[0] != 0xFF || b[1] != 0xD8)
             return null;
         const string Truncated = "is a JPEG that ends before its image data (truncated)";
+        // stb decodes what a scan cut short holds and fills the rest (a progressive JPEG cut at 60% came out black),
+        // so the end-of-image marker must follow the first scan: inside the scans 0xFF is followed only by 0x00,
+        // a restart marker or the next segment, so FF D9 there is the end.
         bool frame = false;
         int i = 2;
         while (true)
@@ -126,9 +137,73 @@ public static class ImageDecoder
             if (marker is >= 0xC0 and <= 0xCF and not (0xC4 or 0xC8 or 0xCC))
                 frame = true;
             if (marker == 0xDA)
-                return frame ? null : "is a JPEG with a scan before its frame header (damaged)";
+                return !frame ? "is a JPEG with a scan before its frame header (damaged)"
+                    : b[(i + length)..].IndexOf((ReadOnlySpan<byte>)[0xFF, 0xD9]) < 0 ? "is a JPEG with no end-of-image marker after its scan (truncated)"
+                    : null;
             i += length;
         }
+    }
+
+    /// <summary>
+    /// What is wrong with a PNG's chunks, or null (also for bytes that are not a PNG): each chunk must fit in the
+    /// file and match its CRC-32, and the image must end with IEND. stb checks neither: a flipped pixel byte in a
+    /// stored block was decoded and used, and a cut file decoded as far as it went.
+    /// </summary>
+    internal static string? PngProblem(ReadOnlySpan<byte> b)
+    {
+        if (b.Length < 8 || !b[..8].SequenceEqual((ReadOnlySpan<byte>)[137, 80, 78, 71, 13, 10, 26, 10]))
+            return null;
+        int i = 8;
+        while (true)
+        {
+            if (b.Length - i < 12)
+                return $"is a PNG that ends at byte {b.Length} without its IEND chunk (truncated)";
+            uint length = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[i..]);
+            if (length > (uint)(b.Length - i - 12))
+                return $"is a PNG whose chunk at byte {i} declares {length:N0} bytes; {b.Length - i - 12:N0} remain (truncated or damaged)";
+            ReadOnlySpan<byte> typeAndData = b.Slice(i + 4, 4 + (int)length);
+            uint stored = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[(i + 8 + (int)length)..]);
+            if (System.IO.Hashing.Crc32.HashToUInt32(typeAndData) != stored)
+                return $"is a PNG whose chunk '{Runtime.Messages.Printable(System.Text.Encoding.Latin1.GetString(typeAndData[..4]))}' at byte {i} fails its CRC (damaged)";
+            if (typeAndData[..4].SequenceEqual("IEND"u8))
+                return null;
+            i += 12 + (int)length;
+        }
+    }
+
+    /// <summary>
+    /// What is wrong with an uncompressed BMP, or null (also for other bytes, and for compressed BMPs, whose length
+    /// their header does not fix): the pixel rows the header declares must be in the file. stb filled a BMP cut by
+    /// 500 bytes with whatever it had and decoded it.
+    /// </summary>
+    internal static string? BmpProblem(ReadOnlySpan<byte> b)
+    {
+        if (b.Length < 26 || b[0] != (byte)'B' || b[1] != (byte)'M')
+            return null;
+        uint offset = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b[10..]), header = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b[14..]);
+        long width, height, bits, compression;
+        if (header == 12)
+        {
+            // OS/2 BITMAPCOREHEADER: 16-bit sizes, no compression.
+            width = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(b[18..]);
+            height = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(b[20..]);
+            bits = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(b[24..]);
+            compression = 0;
+        }
+        else if (header >= 40 && b.Length >= 34)
+        {
+            width = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(b[18..]);
+            height = Math.Abs((long)System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(b[22..]));
+            bits = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(b[28..]);
+            compression = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b[30..]);
+        }
+        else
+            return null;
+        // BI_RGB, BI_BITFIELDS and BI_ALPHABITFIELDS store whole rows padded to 4 bytes; RLE and embedded JPEG/PNG do not.
+        if (compression is not (0 or 3 or 6) || width <= 0 || width > MaxSide || height > MaxSide || bits is 0 or > 32)
+            return null;
+        long rows = (width * bits + 31) / 32 * 4, need = offset + rows * height;
+        return b.Length < need ? $"is a BMP of {b.Length:N0} bytes; its header declares {need:N0} (pixel rows from byte {offset}): truncated" : null;
     }
 
     /// <summary>The width and height a PNG's IHDR declares, or null when the bytes are not a PNG.</summary>

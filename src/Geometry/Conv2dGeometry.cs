@@ -42,7 +42,7 @@ internal readonly struct Conv2dGeometry
         OH = (int)(numH / StrideH) + 1;
         OW = (int)(numW / StrideW) + 1;
         if ((long)n * k * OH * OW > int.MaxValue || (long)n * c * R * S * OH * OW > int.MaxValue)
-            throw new ArgumentException("The convolution's output or im2col buffer would exceed 2^31-1 elements; use a smaller batch.", "input");
+            throw new ArgumentException($"The convolution's output or im2col buffer would exceed 2^31-1 elements{(n > 1 ? "; use a smaller batch" : "")}.", "input");
     }
 
     /// <summary>Checks the layer's own arguments (those that do not depend on the input).</summary>

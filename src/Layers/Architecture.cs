@@ -193,7 +193,7 @@ public static class Architecture
             LayerType type = LayerTypes.Find(name) ?? throw new ArchitectureException($"{where}: unknown type '{name}'. Known: {string.Join(", ", LayerTypes.Names)}.");
             foreach (JsonProperty p in layer.EnumerateObject())
                 if (p.Name != "type" && !type.Fields.Contains(p.Name))
-                    throw new ArchitectureException($"{where} ({name}): unknown field '{p.Name}'. Known: {string.Join(", ", type.Fields)}.");
+                    throw new ArchitectureException($"{where} ({name}): unknown field '{p.Name}'. " + (type.Fields.Count == 0 ? $"A {name} layer has no fields." : $"Known: {string.Join(", ", type.Fields)}."));
             type.CheckNested(new LayerFields(layer, $"{prefix}{i}", name), Validate);
             i++;
         }
@@ -232,6 +232,9 @@ public static class Architecture
         /// <summary>When set, every layer walked (nested ones after their container), with its path, type and output shape.</summary>
         public List<(string Path, string Type, int[] Output)>? Record { get; init; }
 
+        /// <summary>When set, every layer's parameters and buffers (<see cref="LayerType.Tensors"/>) by full state-dict name.</summary>
+        public List<(string Name, int[] Shape, bool Buffer)>? Tensors { get; init; }
+
         /// <summary>The output shape of a list for an input of <paramref name="shape"/> (batch first).</summary>
         public int[] List(JsonElement layers, string prefix, int[] shape)
         {
@@ -240,7 +243,16 @@ public static class Architecture
                 int[] input = shape;
                 int at = Record?.Count ?? 0;
                 shape = fields.Checked(() => type.OutputShape(fields, input, this));
+                // Every layer's output is one tensor: more than 2^31-1 elements is this layer's fault (adaptive pooling
+                // to 60000 x 60000 was found only when the device allocated it, naming no layer, or named the next layer).
+                long elements = 1;
+                foreach (int d in shape)
+                    if ((elements *= d) > int.MaxValue)
+                        break;
+                if (elements > int.MaxValue)
+                    throw new ArchitectureException($"{fields.Where}: its output [{string.Join(", ", shape)}] has more than 2^31-1 elements{(shape[0] > 1 ? " (use a smaller batch, or a smaller output)" : "")}.");
                 Record?.Insert(at, (fields.Path, type.Name, shape));
+                Tensors?.AddRange(type.Tensors(fields).Select(t => (fields.Name(t.Name), t.Shape, t.Buffer)));
             }
             return shape;
         }

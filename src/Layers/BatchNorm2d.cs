@@ -178,6 +178,21 @@ public sealed class BatchNorm2d : Module
             return input;
         }
 
+        public override IEnumerable<(string Name, int[] Shape, bool Buffer)> Tensors(LayerFields f)
+        {
+            Args a = Read(f);
+            if (a.Affine)
+            {
+                yield return ("weight", [a.Features], false);
+                yield return ("bias", [a.Features], false);
+            }
+            if (a.Track)
+            {
+                yield return ("running_mean", [a.Features], true);
+                yield return ("running_var", [a.Features], true);
+            }
+        }
+
         public override Module Build(LayerFields f, ComputeDevice device, Architecture.BuildWalk walk)
         {
             Args a = Read(f);

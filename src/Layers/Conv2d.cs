@@ -143,6 +143,14 @@ public sealed class Conv2d : Module
             return new Conv2dGeometry(input[0], input[1], input[2], input[3], a.Out, a.Kernel, a.Stride, a.Padding, a.Dilation, a.Groups).OutputShape;
         }
 
+        public override IEnumerable<(string Name, int[] Shape, bool Buffer)> Tensors(LayerFields f)
+        {
+            Args a = Read(f);
+            yield return ("weight", [a.Out, a.In / a.Groups, a.Kernel.H, a.Kernel.W], false);
+            if (a.Bias)
+                yield return ("bias", [a.Out], false);
+        }
+
         public override Module Build(LayerFields f, ComputeDevice device, Architecture.BuildWalk walk)
         {
             Args a = Read(f);

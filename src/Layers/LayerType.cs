@@ -42,6 +42,13 @@ internal abstract class LayerType
     /// </summary>
     public abstract int[] OutputShape(LayerFields f, int[] input, Architecture.ShapeWalk walk);
 
+    /// <summary>
+    /// The parameters and buffers a layer of this type holds, by their state-dict names within the layer and their
+    /// shapes, without a device (the summary counts them from these, so a model larger than memory can be summarised;
+    /// a test checks them against built modules). Only the layer's own: a container's are its layers'.
+    /// </summary>
+    public virtual IEnumerable<(string Name, int[] Shape, bool Buffer)> Tensors(LayerFields f) => [];
+
     /// <summary>Builds the module (its constructor checks the values again: a module built in code has no JSON).</summary>
     public abstract Module Build(LayerFields f, ComputeDevice device, Architecture.BuildWalk walk);
 

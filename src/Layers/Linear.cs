@@ -78,6 +78,14 @@ public sealed class Linear : Module
             return [input[0], outF];
         }
 
+        public override IEnumerable<(string Name, int[] Shape, bool Buffer)> Tensors(LayerFields f)
+        {
+            int inF = f.Positive("in_features"), outF = f.Positive("out_features");
+            yield return ("weight", [outF, inF], false);
+            if (f.Bool("bias", true))
+                yield return ("bias", [outF], false);
+        }
+
         public override Module Build(LayerFields f, ComputeDevice device, Architecture.BuildWalk walk) =>
             new Linear(device, f.Positive("in_features"), f.Positive("out_features"), f.Bool("bias", true), walk.NextSeed());
 

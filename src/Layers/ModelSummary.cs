@@ -48,19 +48,48 @@ public sealed record ModelSummary(IReadOnlyList<SummaryRow> Layers, int[] Input)
         using JsonDocument layers = JsonDocument.Parse(Architecture.Describe(model), Architecture.JsonOptions);
         var walk = new Architecture.ShapeWalk { Record = [] };
         walk.List(layers.RootElement, "", [batch, .. input]);
-        var parameters = model.NamedParameters().Select(p => (p.Name, Shape: p.Parameter.Value.Shape.ToArray(), Length: p.Parameter.Value.Length)).ToList();
-        var buffers = model.NamedBuffers().Select(b => (b.Name, Length: b.Buffer.Length)).ToList();
-        var rows = walk.Record!.Select(r =>
+        var tensors = model.NamedParameters().Select(p => (p.Name, Shape: p.Parameter.Value.Shape.ToArray(), Buffer: false))
+            .Concat(model.NamedBuffers().Select(b => (b.Name, Shape: b.Buffer.Shape.ToArray(), Buffer: true))).ToList();
+        return From(walk.Record!, tensors, [batch, .. input]);
+    }
+
+    /// <summary>
+    /// The summary of a model description (a JSON layer list, as <see cref="Architecture"/> reads it) for a batch of
+    /// <paramref name="batch"/> images of <paramref name="input"/>, from shapes alone: nothing is built or allocated,
+    /// so a model larger than this machine's memory is summarised too. The same as <see cref="Of(Sequential, int[], int)"/>
+    /// of the built model.
+    /// </summary>
+    /// <exception cref="ArchitectureException">A field, or a layer that does not take its input (named).</exception>
+    public static ModelSummary Of(string layers, int[] input, int batch = 1)
+    {
+        ArgumentNullException.ThrowIfNull(layers);
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batch);
+        Architecture.Check(layers, input, batch);
+        using JsonDocument doc = JsonDocument.Parse(layers, Architecture.JsonOptions);
+        JsonElement list = doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("layers", out JsonElement l) ? l : doc.RootElement;
+        var walk = new Architecture.ShapeWalk { Record = [], Tensors = [] };
+        walk.List(list, "", [batch, .. input]);
+        return From(walk.Record!, walk.Tensors!, [batch, .. input]);
+    }
+
+    /// <summary>The rows from the walk's layers and the model's parameters and buffers (by state-dict name).</summary>
+    private static ModelSummary From(List<(string Path, string Type, int[] Output)> record, List<(string Name, int[] Shape, bool Buffer)> tensors, int[] input)
+    {
+        static long Length(int[] shape) => shape.Aggregate(1L, (a, d) => a * d);
+        var parameters = tensors.Where(t => !t.Buffer).Select(t => (t.Name, t.Shape, Length: Length(t.Shape))).ToList();
+        var buffers = tensors.Where(t => t.Buffer).Select(t => (t.Name, Length: Length(t.Shape))).ToList();
+        var rows = record.Select(r =>
         {
             string prefix = r.Path + ".";
             long own = parameters.Where(p => p.Name.StartsWith(prefix, StringComparison.Ordinal)).Sum(p => p.Length);
             long kept = buffers.Where(b => b.Name.StartsWith(prefix, StringComparison.Ordinal)).Sum(b => b.Length);
-            long outputs = r.Output.Aggregate(1L, (a, d) => a * d);
+            long outputs = Length(r.Output);
             // A convolution's or linear layer's weight is [out, reads...]: each output value reads weight.Length / out weights.
             var weight = parameters.FirstOrDefault(p => p.Name == prefix + "weight");
             long macs = r.Type is "conv2d" or "linear" && weight.Shape is { Length: > 0 } ? outputs * (weight.Length / weight.Shape[0]) : 0;
             return new SummaryRow(r.Path, r.Type, r.Output, own, kept, macs, 4 * outputs);
         }).ToList();
-        return new ModelSummary(rows, [batch, .. input]) { Parameters = model.ParameterCount, Buffers = buffers.Sum(b => b.Length) };
+        return new ModelSummary(rows, input) { Parameters = parameters.Sum(p => p.Length), Buffers = buffers.Sum(b => b.Length) };
     }
 }

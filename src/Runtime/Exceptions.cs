@@ -40,9 +40,14 @@ internal static class Messages
         Printable(string.Join(' ', message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
 
     /// <summary>
-    /// Control characters written as \uXXXX: an error echoes paths, options and names the user gave, and an escape
-    /// sequence in one (a --model of "x\e[2J") reached the terminal raw.
+    /// Control and formatting characters written as \uXXXX: an error or a table echoes paths, options and names the
+    /// user gave (or a folder listing holds), and an escape sequence in one (a --model of "x\e[2J") reached the
+    /// terminal raw; U+202E reversed the text after it.
     /// </summary>
     public static string Printable(string text) =>
-        text.Any(char.IsControl) ? string.Concat(text.Select(c => char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString())) : text;
+        text.Any(Unprintable) ? string.Concat(text.Select(c => Unprintable(c) ? $"\\u{(int)c:x4}" : c.ToString())) : text;
+
+    /// <summary>Whether a character is written escaped: a control character, or a formatting one (bidirectional overrides, zero-width joiners).</summary>
+    public static bool Unprintable(char c) =>
+        char.IsControl(c) || System.Globalization.CharUnicodeInfo.GetUnicodeCategory(c) == System.Globalization.UnicodeCategory.Format;
 }

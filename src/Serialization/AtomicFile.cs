@@ -16,6 +16,10 @@ internal static class AtomicFile
     {
         string full = Path.GetFullPath(path);
         string dir = Path.GetDirectoryName(full)!;
+        // A file where a folder of the path should be is named as such ("the folder does not exist" misled).
+        for (string? up = dir; up is not null; up = Path.GetDirectoryName(up))
+            if (File.Exists(up))
+                throw new IOException($"{path}: {up} is a file, not a folder.");
         if (createFolder)
             Directory.CreateDirectory(dir);
         else if (!Directory.Exists(dir))

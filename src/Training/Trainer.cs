@@ -199,7 +199,7 @@ public sealed class Trainer : IDisposable
         width = train.Width;
         // A resumed run (its config names its input) continues on images of the size it was trained on.
         if (config.Input is int[] trained && !trained.SequenceEqual([channels, height, width]))
-            throw new ArgumentException($"The run of model '{config.Model}' trained on {string.Join("x", trained)} images; the data has {channels}x{height}x{width}.", nameof(train));
+            throw new ArchitectureException($"The run of model '{config.Model}' trained on {string.Join("x", trained)} images; the data has {channels}x{height}x{width}.") { IsShapeMismatch = true };
         config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = NormalizationFor(config, train), ClassNames = config.ClassNames ?? train.ClassNames?.ToArray() };
         classes = train.Classes;
         description.CheckFits([channels, height, width], classes);

@@ -220,7 +220,8 @@ public sealed class HostileOutputTests : IDisposable
         File.WriteAllText(model, """{"input": [1, 28, 28], "classes": 10, "layers": [{"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 3, "padding": 1}, {"type": "adaptive_avg_pool2d", "output_size": 100000}, {"type": "flatten"}, {"type": "linear", "in_features": 2, "out_features": 10}]}""");
         var (code, error, _) = InProcessCli.Run("summary", "--model", model);
         Assert.True(code == 2, $"exit {code}: {error}");
-        Assert.Contains("layer 2 (flatten): its output shape overflows", error);
+        // Found at the pooling layer since the third pass (every layer's output is checked), before flatten overflowed.
+        Assert.Contains("layer 1 (adaptive_avg_pool2d): its output [1, 2, 100000, 100000] has more than 2^31-1 elements", error);
 
         byte[] idx = IdxFile.Encode([2, 3, 4], new byte[24]);
         var pipe = Assert.Throws<DataFormatException>(() => IdxFile.Read("pipe.idx", () => new OneWay(idx), 3));
@@ -238,7 +239,8 @@ public sealed class HostileOutputTests : IDisposable
             File.WriteAllBytes(path, png[..cut]);
             var bad = Assert.Throws<DataFormatException>(() => ImageDecoder.Decode(path, 1, 28, 28, new byte[784]));
             Assert.DoesNotContain(bad.Message, char.IsControl);
-            Assert.Contains("does not decode (", bad.Message);
+            // Refused by the chunk walk since the third pass (stb's own reason held 25 NULs).
+            Assert.Contains("truncated", bad.Message);
         }
 
         foreach (string[] option in new[] { new[] { "--momentum", "Infinity" }, ["--weight-decay", "1e309"], ["--optimizer", "adam", "--weight-decay", "Infinity"] })
@@ -369,6 +371,107 @@ public sealed class HostileOutputTests : IDisposable
         var (bCode, bError, _) = InProcessCli.Run("train", "--device", "cpu", "--model", wide, "--epochs", "1", "--batch", "100", "--out", Path.Combine(dir, "wide"));
         Assert.True(bCode == 2 && bError.Contains("layer 0 (conv2d)", StringComparison.Ordinal) && bError.Contains("use a smaller batch", StringComparison.Ordinal), $"exit {bCode}: {bError}");
         Assert.False(Directory.Exists(Path.Combine(dir, "wide")));
+    }
+
+    /// <summary>
+    /// The third hostile pass's findings: damaged images (a cut BMP, a JPEG cut inside its scan, a PNG with a flipped
+    /// byte or without IEND) were decoded with what stb filled in, and a top-down BMP was refused; a layer's output
+    /// past 2^31-1 elements was found only on the device, naming no layer; a benchmark set's training batch was not
+    /// checked; summary allocated the weights; names from folder listings and outputs reached the terminal raw; and
+    /// three messages misled.
+    /// </summary>
+    [Fact]
+    public void TheThirdHostilePassesFindingsStayFixed()
+    {
+        var rgb = new byte[28 * 28 * 3];
+        new Random(5).NextBytes(rgb);
+        static byte[] Encode(Action<StbImageWriteSharp.ImageWriter, Stream> write)
+        {
+            using var m = new MemoryStream();
+            write(new StbImageWriteSharp.ImageWriter(), m);
+            return m.ToArray();
+        }
+        const StbImageWriteSharp.ColorComponents Rgb = StbImageWriteSharp.ColorComponents.RedGreenBlue;
+        byte[] png = Encode((w, m) => w.WritePng(rgb, 28, 28, Rgb, m)), jpg = Encode((w, m) => w.WriteJpg(rgb, 28, 28, Rgb, m, 95)), bmp = Encode((w, m) => w.WriteBmp(rgb, 28, 28, Rgb, m));
+        byte[] Decoded(string name, byte[] bytes)
+        {
+            string path = Path.Combine(dir, name);
+            File.WriteAllBytes(path, bytes);
+            var pixels = new byte[3 * 28 * 28];
+            ImageDecoder.Decode(path, 3, 28, 28, pixels);
+            return pixels;
+        }
+        byte[] intact = Decoded("ok.bmp", bmp);
+        Assert.Equal(intact, Decoded("ok.png", png));
+        Decoded("ok.jpg", jpg);
+        byte[] flipped = (byte[])png.Clone();
+        flipped[^20] ^= 0xFF; // in IDAT, before its CRC and IEND
+        foreach (var (name, bytes, says) in new[]
+        {
+            ("flipped.png", flipped, "fails its CRC (damaged)"),
+            ("no-iend.png", png[..^12], "without its IEND chunk (truncated)"),
+            ("cut.jpg", jpg[..(jpg.Length * 6 / 10)], "no end-of-image marker after its scan (truncated)"),
+            ("cut.bmp", bmp[..^500], "its header declares"),
+        })
+        {
+            var e = Assert.Throws<DataFormatException>(() => Decoded(name, bytes));
+            Assert.Contains(says, e.Message, StringComparison.Ordinal);
+        }
+        // A top-down BMP (negative height, rows stored first to last) decodes to the same pixels.
+        const int Header = 54, Row = 28 * 3;
+        Assert.Equal(Header + 28 * Row, bmp.Length);
+        byte[] topDown = (byte[])bmp.Clone();
+        for (int r = 0; r < 28; r++)
+            Array.Copy(bmp, Header + (27 - r) * Row, topDown, Header + r * Row, Row);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(topDown.AsSpan(22), -28);
+        Assert.Equal(intact, Decoded("top-down.bmp", topDown));
+
+        // A layer whose output alone passes 2^31-1 elements is named, before any device.
+        string huge = Path.Combine(dir, "huge-pool.json");
+        File.WriteAllText(huge, """[{"type": "conv2d", "in_channels": 1, "out_channels": 8, "kernel_size": 3}, {"type": "adaptive_avg_pool2d", "output_size": 60000}, {"type": "relu"}, {"type": "adaptive_avg_pool2d", "output_size": 1}, {"type": "flatten"}, {"type": "linear", "in_features": 8, "out_features": 10}]""");
+        var (code, error, output) = InProcessCli.Run("summary", "--model", huge);
+        Assert.True(code == 2 && error.Contains("layer 1 (adaptive_avg_pool2d): its output [1, 8, 60000, 60000] has more than 2^31-1 elements", StringComparison.Ordinal), $"exit {code}: {error}");
+
+        // A benchmark set's training batch is checked with the rest, naming the row, before anything runs.
+        string shapes = Path.Combine(dir, "train-huge.json");
+        File.WriteAllText(shapes, """{"conv": {}, "maxpool": {}, "avgpool": {}, "gemm": {}, "train": {"lenet5": 100000000}}""");
+        (code, error, _) = InProcessCli.Run("bench", "--device", "cpu", "--shapes", shapes);
+        Assert.True(code == 1 && error.Contains("train.lenet5", StringComparison.Ordinal) && error.Contains(shapes, StringComparison.Ordinal), $"exit {code}: {error}");
+
+        // summary counts 950,000,010 parameters from shapes: nothing near their 3.8 GB is allocated.
+        string wide = Path.Combine(dir, "wide-linear.json");
+        File.WriteAllText(wide, """[{"type": "flatten"}, {"type": "linear", "in_features": 8, "out_features": 50000000}, {"type": "linear", "in_features": 50000000, "out_features": 10}]""");
+        long allocated = GC.GetTotalAllocatedBytes(precise: true);
+        (code, error, output) = InProcessCli.Run("summary", "--model", wide, "--input", "8,1,1");
+        allocated = GC.GetTotalAllocatedBytes(precise: true) - allocated;
+        Assert.True(code == 0, error);
+        Assert.Contains("950,000,010 trainable", output, StringComparison.Ordinal);
+        Assert.True(allocated < 256L << 20, $"summary allocated {allocated:N0} bytes");
+
+        // Names from a folder listing and outputs the user named are printed escaped.
+        string images = Path.Combine(dir, "escaped");
+        Directory.CreateDirectory(images);
+        File.WriteAllBytes(Path.Combine(images, "esc\u001b[31mRED.png"), png);
+        string checkpoint = Checkpoint();
+        (code, error, output) = InProcessCli.Run("predict", "--checkpoint", checkpoint, "--images", images, "--device", "cpu");
+        Assert.True(code == 0, error);
+        Assert.DoesNotContain('\u001b', output);
+        Assert.True(output.Contains("\\u001b", StringComparison.Ordinal), output);
+        (code, error, output) = InProcessCli.Run("export", "--checkpoint", checkpoint, "--onnx", Path.Combine(dir, "out\u001b[2J.onnx"));
+        Assert.True(code == 0, error);
+        Assert.DoesNotContain('\u001b', output);
+
+        // Messages that misled: a layer type without fields, a file where a folder of an output path should be.
+        string relu = Path.Combine(dir, "relu-field.json");
+        File.WriteAllText(relu, """[{"type": "flatten"}, {"type": "sigmoid", "foo": 1}, {"type": "linear", "in_features": 784, "out_features": 10}]""");
+        (code, error, _) = InProcessCli.Run("summary", "--model", relu);
+        Assert.True(code == 2 && error.Contains("unknown field 'foo'. A sigmoid layer has no fields.", StringComparison.Ordinal), $"exit {code}: {error}");
+        string aFile = Path.Combine(dir, "a-file");
+        File.WriteAllText(aFile, "not a folder");
+        (code, error, _) = InProcessCli.Run("export", "--checkpoint", checkpoint, "--onnx", Path.Combine(aFile, "m.onnx"));
+        Assert.True(code == 1 && error.Contains($"{aFile} is a file, not a folder", StringComparison.Ordinal), $"exit {code}: {error}");
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--epochs", "1", "--out", Path.Combine(aFile, "run"));
+        Assert.True(code == 2 && error.Contains($"--out {Path.Combine(aFile, "run")}: {aFile} is a file, not a folder", StringComparison.Ordinal), $"exit {code}: {error}");
     }
 
     /// <summary>A stream that reads forward only, as a pipe does.</summary>

@@ -38,6 +38,53 @@ public sealed class SummaryTests
         Assert.Equal(Architecture.Check(layers, x[1..]), s.Layers.Last(r => !r.Path.Contains('.', StringComparison.Ordinal)).OutputShape[1..]);
         // Every parameter counted once over the top-level rows.
         Assert.Equal(s.Parameters, s.Layers.Where(r => !r.Path.Contains('.', StringComparison.Ordinal)).Sum(r => r.Parameters));
+        SameSummary(s, ModelSummary.Of(layers, x[1..], x[0]));
+    }
+
+    /// <summary>The summary from shapes alone (what the command prints, building nothing) row for row the built model's.</summary>
+    private static void SameSummary(ModelSummary built, ModelSummary fromShapes)
+    {
+        Assert.Equal(built.Parameters, fromShapes.Parameters);
+        Assert.Equal(built.Buffers, fromShapes.Buffers);
+        Assert.Equal(built.Input, fromShapes.Input);
+        Assert.Equal(built.Layers.Count, fromShapes.Layers.Count);
+        for (int i = 0; i < built.Layers.Count; i++)
+        {
+            SummaryRow a = built.Layers[i], b = fromShapes.Layers[i];
+            Assert.Equal((a.Path, a.Type, a.Parameters, a.Buffers, a.MultiplyAdds, a.OutputBytes), (b.Path, b.Type, b.Parameters, b.Buffers, b.MultiplyAdds, b.OutputBytes));
+            Assert.Equal(a.OutputShape, b.OutputShape);
+        }
+    }
+
+    /// <summary>
+    /// Each layer type's tensors as the description states them (<see cref="LayerType.Tensors"/>, what the summary
+    /// counts without building) are the built modules' state dict, name for name and shape for shape: every type
+    /// with parameters, with and without bias, grouped, batch-norm without affine or running statistics, nested.
+    /// </summary>
+    [Fact]
+    public void EachLayerTypesStatedTensorsAreTheBuiltModulesStateDict()
+    {
+        const string layers = """
+            [{"type": "conv2d", "in_channels": 4, "out_channels": 6, "kernel_size": [3, 2], "groups": 2, "bias": false},
+             {"type": "batch_norm2d", "num_features": 6, "affine": false},
+             {"type": "batch_norm2d", "num_features": 6, "track_running_stats": false},
+             {"type": "residual", "body": [{"type": "conv2d", "in_channels": 6, "out_channels": 6, "kernel_size": 1}, {"type": "batch_norm2d", "num_features": 6}],
+              "shortcut": [{"type": "conv2d", "in_channels": 6, "out_channels": 6, "kernel_size": 1, "bias": false}]},
+             {"type": "relu"}, {"type": "adaptive_avg_pool2d", "output_size": 1}, {"type": "flatten"},
+             {"type": "linear", "in_features": 6, "out_features": 5, "bias": false}, {"type": "dropout", "p": 0.5},
+             {"type": "linear", "in_features": 5, "out_features": 3}]
+            """;
+        using ComputeDevice d = ComputeDevice.Open("cpu");
+        using Sequential model = Architecture.Build(d, layers, 1);
+        var built = model.NamedParameters().Select(p => (p.Name, Shape: string.Join("x", p.Parameter.Value.Shape.ToArray()), Buffer: false))
+            .Concat(model.NamedBuffers().Select(b => (b.Name, Shape: string.Join("x", b.Buffer.Shape.ToArray()), Buffer: true))).OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
+        var walk = new Architecture.ShapeWalk { Tensors = [] };
+        using (JsonDocument doc = JsonDocument.Parse(layers))
+            walk.List(doc.RootElement, "", [2, 4, 9, 8]);
+        var stated = walk.Tensors!.Select(t => (t.Name, Shape: string.Join("x", t.Shape), t.Buffer)).OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
+        Assert.Equal(built, stated);
+        Assert.Contains(("3.shortcut.0.weight", "6x6x1x1", false), stated);
+        SameSummary(model.Summary([4, 9, 8], 2), ModelSummary.Of(layers, [4, 9, 8], 2));
     }
 
     /// <summary>resnet14: PyTorch 1.13 reports 174,970 parameters and 1,120 running-statistic values for the same layer list (../shared/gpu/torch_peer.py's build of bench/resnet14.json).</summary>
@@ -49,6 +96,7 @@ public sealed class SummaryTests
         ModelSummary s = model.Summary([1, 28, 28], 128);
         Assert.Equal(174_970, s.Parameters);
         Assert.Equal(1_120, s.Buffers);
+        SameSummary(s, ModelSummary.Of(Models.Describe("resnet14").Layers, [1, 28, 28], 128));
     }
 
     /// <summary>Rows by hand: a strided convolution, batch-norm, a residual block with its body after it, a linear layer, batch 3.</summary>
