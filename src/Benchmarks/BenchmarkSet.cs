@@ -143,7 +143,7 @@ internal sealed class BenchmarkSet
                 }
                 catch (ArgumentException e)
                 {
-                    return $"{where} [{layout}] = {LayerFields.Shown(row.Value)}: {e.Message.Split('\n')[0]}";
+                    return $"{where} [{layout}] = {LayerFields.Shown(row.Value)}: {Messages.WithoutParameter(e)}";
                 }
             }
         }

@@ -279,7 +279,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         var (train, test, source) = s.Load(input);
         // A new run's model is checked against the data (every layer's shape) before any device is opened.
         if (s.Resume is null)
-            Models.Describe(s.Config().Model).CheckFits([train.Channels, train.Height, train.Width], train.Classes, batch: Math.Max(1, (s.Batch ?? new TrainConfig().BatchSize) / Math.Max(1, s.ReplicaCount)));
+            Models.Describe(s.Config().Model).CheckFits([train.Channels, train.Height, train.Width], train.Classes, batch: Trainer.CheckedBatch(s.Batch ?? new TrainConfig().BatchSize, s.ReplicaCount, Math.Max(train.Count, test.Count)));
         // Data-parallel replicas: one a device named (in this process), or one a rank under mpiexec.
         MpiCollective? mpi = s.ReplicaCount > 1 && MpiCollective.Launched ? MpiCollective.Start() : null;
         bool primary = mpi is null || mpi.Rank == 0;

@@ -53,7 +53,7 @@ public static class Cifar
             throw new DataFormatException(path, $"names {names.Length} classes; expected {classes}.");
         // The checks a checkpoint's names get (ClassNames): refused here, not after training wrote a checkpoint that
         // eval, predict, export and resume then refuse.
-        if (Array.FindIndex(names, n => n.Any(ClassNames.Unprintable)) is int bad and >= 0)
+        if (Array.FindIndex(names, ClassNames.Unprintable) is int bad and >= 0)
             throw new DataFormatException(path, $"class {bad}'s name holds control or formatting characters; rename it.");
         if (ClassNames.FirstTwin(names) is string twin)
             throw new DataFormatException(path, $"names class '{twin}' twice: predictions could not tell them apart.");

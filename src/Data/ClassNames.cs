@@ -8,8 +8,8 @@ namespace GpuBackprop.Data;
 /// </summary>
 internal static class ClassNames
 {
-    /// <summary>Control characters and formatting ones (bidirectional overrides, zero-width joiners).</summary>
-    public static bool Unprintable(char c) => Runtime.Messages.Unprintable(c);
+    /// <summary>Whether a name holds a character <see cref="Runtime.Messages.Printable"/> escapes: control and formatting ones (bidirectional overrides, zero-width joiners, astral tags), line and paragraph separators.</summary>
+    public static bool Unprintable(string name) => name.EnumerateRunes().Any(Runtime.Messages.Unprintable);
 
     /// <summary>The first name that comes twice, or null.</summary>
     public static string? FirstTwin(IEnumerable<string> names)

@@ -70,6 +70,7 @@ public static class ImageDecoder
         // After the header's checks, so that a size or depth we refuse anyway is what the message names.
         if ((PngProblem(bytes) ?? BmpProblem(bytes)) is string damaged)
             throw new DataFormatException(path, damaged);
+        bytes = BmpLaidOut(PngWithoutEmptyData(bytes));
         ImageResult image;
         try
         {
@@ -136,12 +137,80 @@ public static class ImageDecoder
             // SOF0..SOF15, not DHT (C4), JPG (C8) or DAC (CC).
             if (marker is >= 0xC0 and <= 0xCF and not (0xC4 or 0xC8 or 0xCC))
                 frame = true;
+            if (marker == 0xC4 && HuffmanProblem(b.Slice(i + 2, length - 2)) is string table)
+                return table;
             if (marker == 0xDA)
-                return !frame ? "is a JPEG with a scan before its frame header (damaged)"
-                    : b[(i + length)..].IndexOf((ReadOnlySpan<byte>)[0xFF, 0xD9]) < 0 ? "is a JPEG with no end-of-image marker after its scan (truncated)"
-                    : null;
+                return !frame ? "is a JPEG with a scan before its frame header (damaged)" : ScanProblem(b, i + length);
             i += length;
         }
+    }
+
+    /// <summary>
+    /// What is wrong with a JPEG from its first scan's data on, or null: the scans are walked (0xFF is followed by
+    /// 0x00 or a restart marker inside entropy-coded data, else a marker) up to the end-of-image marker, the segments
+    /// between scans (progressive tables, further scans) length-checked and their Huffman tables checked. A file cut
+    /// inside a scan has no end marker; one with another image appended reaches that image's start marker first
+    /// (its end marker alone had passed a search for FF D9).
+    /// </summary>
+    private static string? ScanProblem(ReadOnlySpan<byte> b, int p)
+    {
+        while (true)
+        {
+            int ff = b[p..].IndexOf((byte)0xFF);
+            if (ff < 0)
+                return "is a JPEG with no end-of-image marker after its scan (truncated)";
+            int q = p + ff + 1;
+            while (q < b.Length && b[q] == 0xFF)
+                q++;
+            if (q >= b.Length)
+                return "is a JPEG with no end-of-image marker after its scan (truncated)";
+            byte m = b[q];
+            if (m == 0x00 || m is >= 0xD0 and <= 0xD7)
+            {
+                p = q + 1;
+                continue;
+            }
+            if (m == 0xD9)
+                return null;
+            if (m == 0xD8)
+                return $"is a JPEG in which another image starts (byte {q - 1}) before this one's end marker (truncated, or two files joined)";
+            if (q + 3 > b.Length)
+                return "is a JPEG that ends inside a segment header (truncated)";
+            int length = b[q + 1] << 8 | b[q + 2];
+            if (length < 2 || length > b.Length - q - 1)
+                return $"is a JPEG whose segment 0x{m:X2} at byte {q - 1} declares {length} bytes; {b.Length - q - 1} remain (truncated or damaged)";
+            if (m == 0xC4 && HuffmanProblem(b.Slice(q + 3, length - 2)) is string table)
+                return table;
+            p = q + 1 + length;
+        }
+    }
+
+    /// <summary>
+    /// What is wrong with a DHT segment's tables, or null: each table's 16 code counts must fit a prefix code (no
+    /// length's codes past the codes left, the all-ones code unused, as libjpeg checks) and its symbols must be in the
+    /// segment. stb decoded a table claiming 255 one-bit codes into garbage.
+    /// </summary>
+    private static string? HuffmanProblem(ReadOnlySpan<byte> d)
+    {
+        while (d.Length > 0)
+        {
+            if (d.Length < 17)
+                return "is a JPEG whose Huffman table is cut short (damaged)";
+            int symbols = 0;
+            long code = 0;
+            for (int length = 1; length <= 16; length++)
+            {
+                symbols += d[length];
+                code += d[length];
+                if (code > 0 && code >= 1L << length)
+                    return $"is a JPEG whose Huffman table {d[0] & 0x0F} has more codes of length {length} or less than a prefix code allows (damaged)";
+                code <<= 1;
+            }
+            if (symbols > 256 || 17 + symbols > d.Length)
+                return $"is a JPEG whose Huffman table {d[0] & 0x0F} lists {symbols} symbols; {Math.Max(0, d.Length - 17)} are there (damaged)";
+            d = d[(17 + symbols)..];
+        }
+        return null;
     }
 
     /// <summary>
@@ -168,6 +237,110 @@ public static class ImageDecoder
             if (typeAndData[..4].SequenceEqual("IEND"u8))
                 return null;
             i += 12 + (int)length;
+        }
+    }
+
+    /// <summary>
+    /// A PNG (whose chunks <see cref="PngProblem"/> checked) without its zero-length IDAT chunks, which are valid and
+    /// carry nothing, and which stb failed on ("Value cannot be null", "outofdata"); other bytes as they are.
+    /// </summary>
+    internal static byte[] PngWithoutEmptyData(byte[] b)
+    {
+        if (b.Length < 8 || !b.AsSpan(0, 8).SequenceEqual((ReadOnlySpan<byte>)[137, 80, 78, 71, 13, 10, 26, 10]))
+            return b;
+        var kept = new List<(int Start, int Length)>();
+        bool dropped = false;
+        for (int i = 8; i + 12 <= b.Length;)
+        {
+            int length = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b.AsSpan(i));
+            bool empty = length == 0 && b.AsSpan(i + 4, 4).SequenceEqual("IDAT"u8);
+            dropped |= empty;
+            if (!empty)
+                kept.Add((i, 12 + length));
+            if (b.AsSpan(i + 4, 4).SequenceEqual("IEND"u8))
+                break;
+            i += 12 + length;
+        }
+        if (!dropped)
+            return b;
+        var result = new List<byte>(b.Length);
+        result.AddRange(b.AsSpan(0, 8));
+        foreach (var (start, length) in kept)
+            result.AddRange(b.AsSpan(start, length));
+        return [.. result];
+    }
+
+    /// <summary>
+    /// An uncompressed BMP (whose rows <see cref="BmpProblem"/> checked) laid out as stb reads it: the header, the
+    /// bit masks, the colour table (only below 16 bits a pixel, 4 bytes an entry), and the pixels right after. stb
+    /// takes the pixels to follow the header, or sizes the colour table by the pixels' offset, so valid files with a
+    /// gap before the pixels, a colour table in a 24-bit file, or an OS/2 1.x header (3-byte entries) decoded to wrong
+    /// pixels without an error, or were refused. Other bytes, and BMPs already laid out so, are returned as they are.
+    /// </summary>
+    internal static byte[] BmpLaidOut(byte[] b)
+    {
+        if (b.Length < 26 || b[0] != (byte)'B' || b[1] != (byte)'M')
+            return b;
+        var span = b.AsSpan();
+        uint offset = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(span[10..]), header = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(span[14..]);
+        int width, height, bits, masks = 0, colours;
+        byte[] info;
+        if (header == 12)
+        {
+            width = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(span[18..]);
+            height = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(span[20..]);
+            bits = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(span[24..]);
+            colours = bits <= 8 ? (int)Math.Min(1L << bits, Math.Max(0, ((long)offset - 26) / 3)) : 0;
+            // A Windows header of the same image: stb read OS/2 1.x colour tables wrongly.
+            info = new byte[40];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(info, 40);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(info.AsSpan(4), width);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(info.AsSpan(8), height);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(info.AsSpan(12), 1);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(info.AsSpan(14), (ushort)bits);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(info.AsSpan(32), colours);
+            if (width == 0 || height == 0 || 26 + 3L * colours > b.Length)
+                return b;
+            var table = new byte[4 * colours];
+            for (int c = 0; c < colours; c++)
+                span.Slice(26 + 3 * c, 3).CopyTo(table.AsSpan(4 * c));
+            return Assemble(b, info, [], table, offset, width, height, bits);
+        }
+        if (header < 40 || b.Length < 14 + header)
+            return b;
+        width = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(span[18..]);
+        height = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(span[22..]);
+        bits = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(span[28..]);
+        uint compression = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(span[30..]);
+        if (compression is not (0 or 3 or 6) || width <= 0 || width > MaxSide || height is 0 or int.MinValue || Math.Abs(height) > MaxSide || bits is 0 or > 32)
+            return b;
+        if (header == 40)
+            masks = compression == 3 ? 12 : compression == 6 ? 16 : 0;
+        uint used = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(span[46..]);
+        colours = bits <= 8 ? (int)(used == 0 || used > 1u << bits ? 1u << bits : used) : 0;
+        long laidOut = 14 + header + masks + 4L * colours;
+        // Already so, or a table that overlaps the pixels (off the format; stb and PIL read it as it is).
+        if (offset <= laidOut || laidOut > b.Length)
+            return b;
+        info = span.Slice(14, (int)header).ToArray();
+        if (bits > 8)
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(info.AsSpan(32), 0);
+        return Assemble(b, info, span.Slice(14 + (int)header, masks).ToArray(), span.Slice(14 + (int)header + masks, 4 * colours).ToArray(), offset, width, Math.Abs(height), bits);
+
+        static byte[] Assemble(byte[] b, byte[] info, byte[] masks, byte[] table, uint offset, int width, int rows, int bits)
+        {
+            long pixels = Math.Min((long)(width * (long)bits + 31) / 32 * 4 * rows, Math.Max(0, b.Length - (long)offset));
+            int start = 14 + info.Length + masks.Length + table.Length;
+            var result = new byte[start + pixels];
+            result[0] = (byte)'B';
+            result[1] = (byte)'M';
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(result.AsSpan(2), result.Length);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(result.AsSpan(10), start);
+            info.CopyTo(result, 14);
+            masks.CopyTo(result, 14 + info.Length);
+            table.CopyTo(result, 14 + info.Length + masks.Length);
+            b.AsSpan((int)offset, (int)pixels).CopyTo(result.AsSpan(start));
+            return result;
         }
     }
 

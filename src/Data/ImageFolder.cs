@@ -91,7 +91,7 @@ public static class ImageFolder
             throw new DataFormatException(split, "no such folder.");
         string[] classes = Directory.GetDirectories(split).Select(Path.GetFileName).Where(n => !n!.StartsWith('.')).Order(StringComparer.Ordinal).ToArray()!;
         // A class name is printed (tables, predictions) and stored: control characters would reach the terminal raw.
-        if (classes.FirstOrDefault(n => n.Any(ClassNames.Unprintable)) is string odd)
+        if (classes.FirstOrDefault(ClassNames.Unprintable) is string odd)
             throw new DataFormatException(Path.Combine(split, odd), "a class folder's name holds control or formatting characters; rename it.");
         return classes.Length > 0 ? classes : throw new DataFormatException(split, "holds no class folders (expected SPLIT/CLASS/IMAGE files).");
     }

@@ -245,14 +245,20 @@ public static class Architecture
                 shape = fields.Checked(() => type.OutputShape(fields, input, this));
                 // Every layer's output is one tensor: more than 2^31-1 elements is this layer's fault (adaptive pooling
                 // to 60000 x 60000 was found only when the device allocated it, naming no layer, or named the next layer).
-                long elements = 1;
-                foreach (int d in shape)
-                    if ((elements *= d) > int.MaxValue)
+                long perImage = 1;
+                foreach (int d in shape[1..])
+                    if ((perImage *= d) > int.MaxValue)
                         break;
-                if (elements > int.MaxValue)
-                    throw new ArchitectureException($"{fields.Where}: its output [{string.Join(", ", shape)}] has more than 2^31-1 elements{(shape[0] > 1 ? " (use a smaller batch, or a smaller output)" : "")}.");
+                if (perImage * shape[0] > int.MaxValue)
+                    throw new ArchitectureException($"{fields.Where}: its output [{string.Join(", ", shape)}] has more than 2^31-1 elements{(shape[0] > 1 && perImage * 2 <= int.MaxValue ? " (use a smaller batch, or a smaller output)" : "")}.");
                 Record?.Insert(at, (fields.Path, type.Name, shape));
-                Tensors?.AddRange(type.Tensors(fields).Select(t => (fields.Name(t.Name), t.Shape, t.Buffer)));
+                // A weight is one tensor too (a linear layer of 784 x 2^31-1 was summarised, and refused only when built).
+                foreach (var (name, tensorShape, buffer) in type.Tensors(fields))
+                {
+                    if (tensorShape.Aggregate(1L, (a, d) => a > int.MaxValue ? a : a * d) > int.MaxValue)
+                        throw new ArchitectureException($"{fields.Where}: its {name} [{string.Join(", ", tensorShape)}] has more than 2^31-1 elements.");
+                    Tensors?.Add((fields.Name(name), tensorShape, buffer));
+                }
             }
             return shape;
         }

@@ -44,10 +44,25 @@ internal static class Messages
     /// user gave (or a folder listing holds), and an escape sequence in one (a --model of "x\e[2J") reached the
     /// terminal raw; U+202E reversed the text after it.
     /// </summary>
-    public static string Printable(string text) =>
-        text.Any(Unprintable) ? string.Concat(text.Select(c => Unprintable(c) ? $"\\u{(int)c:x4}" : c.ToString())) : text;
+    public static string Printable(string text)
+    {
+        if (!text.EnumerateRunes().Any(Unprintable))
+            return text;
+        var sb = new System.Text.StringBuilder(text.Length + 16);
+        foreach (System.Text.Rune r in text.EnumerateRunes())
+            sb.Append(!Unprintable(r) ? r.ToString() : r.IsBmp ? $"\\u{r.Value:x4}" : $"\\U{r.Value:x8}");
+        return sb.ToString();
+    }
 
-    /// <summary>Whether a character is written escaped: a control character, or a formatting one (bidirectional overrides, zero-width joiners).</summary>
-    public static bool Unprintable(char c) =>
-        char.IsControl(c) || System.Globalization.CharUnicodeInfo.GetUnicodeCategory(c) == System.Globalization.UnicodeCategory.Format;
+    /// <summary>
+    /// Whether a character is written escaped: a control character, a formatting one (bidirectional overrides,
+    /// zero-width joiners, the astral tag characters) or a line or paragraph separator (U+2028 and U+2029, which
+    /// tables and terminals turn into line breaks).
+    /// </summary>
+    public static bool Unprintable(System.Text.Rune r) =>
+        System.Text.Rune.GetUnicodeCategory(r) is System.Globalization.UnicodeCategory.Control or System.Globalization.UnicodeCategory.Format
+            or System.Globalization.UnicodeCategory.LineSeparator or System.Globalization.UnicodeCategory.ParagraphSeparator;
+
+    /// <summary>As <see cref="Unprintable(System.Text.Rune)"/> for one UTF-16 unit (a lone surrogate counts as printable here; whole strings go by runes).</summary>
+    public static bool Unprintable(char c) => !char.IsSurrogate(c) && Unprintable(new System.Text.Rune(c));
 }

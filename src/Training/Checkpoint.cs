@@ -134,7 +134,7 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
             throw new CheckpointException(path, $"the stored configuration is invalid: {e.Message}", e);
         }
         // Names are printed to the terminal: an escape sequence in one cleared the screen or recoloured it.
-        if (Model.Any(Data.ClassNames.Unprintable) || (Config.ClassNames?.Any(n => n is null || n.Any(Data.ClassNames.Unprintable)) ?? false))
+        if (Data.ClassNames.Unprintable(Model) || (Config.ClassNames?.Any(n => n is null || Data.ClassNames.Unprintable(n)) ?? false))
             throw new CheckpointException(path, "a model or class name holds control or formatting characters (or is missing).");
         if (Config.ClassNames is { } all && Data.ClassNames.FirstTwin(all) is string twin)
             throw new CheckpointException(path, $"names class '{twin}' twice: predictions could not tell them apart.");

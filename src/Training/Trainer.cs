@@ -202,7 +202,7 @@ public sealed class Trainer : IDisposable
             throw new ArchitectureException($"The run of model '{config.Model}' trained on {string.Join("x", trained)} images; the data has {channels}x{height}x{width}.") { IsShapeMismatch = true };
         config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = NormalizationFor(config, train), ClassNames = config.ClassNames ?? train.ClassNames?.ToArray() };
         classes = train.Classes;
-        description.CheckFits([channels, height, width], classes);
+        description.CheckFits([channels, height, width], classes, CheckedBatch(config.BatchSize, config.Replicas, Math.Max(train.Count, test.Count)));
         this.device = device;
         Config = config;
         schedule = LearningRateSchedule.Parse(config.Schedule, config.Epochs);
@@ -260,6 +260,14 @@ public sealed class Trainer : IDisposable
     private static float[] NormalizationFor(TrainConfig config, ImageDataset train) =>
         config.NormalizationFor(train.Channels) ?? [.. train.Mean, .. train.Std];
     private readonly bool ownsModel;
+
+    /// <summary>
+    /// The batch a model's shapes are checked at before a run: each replica's share of <paramref name="batch"/>, no more
+    /// than the <paramref name="images"/> of the larger split (a batch past the data runs as one batch of it all), and at
+    /// least the two images of <see cref="CheckModelFitsData"/>'s probe (a layer that fit one image but not two failed
+    /// there, after the device was opened, naming no layer).
+    /// </summary>
+    public static int CheckedBatch(int batch, int replicas, long images) => (int)Math.Max(2, Math.Min(batch / Math.Max(1, replicas), images));
 
     /// <summary>
     /// One image through the model in eval mode (no running statistics move): the logits must be

@@ -474,6 +474,120 @@ public sealed class HostileOutputTests : IDisposable
         Assert.True(code == 2 && error.Contains($"--out {Path.Combine(aFile, "run")}: {aFile} is a file, not a folder", StringComparison.Ordinal), $"exit {code}: {error}");
     }
 
+    /// <summary>
+    /// The fourth hostile pass's findings: valid BMPs laid out otherwise than stb assumes (a gap before the pixels, a
+    /// colour table in a 24-bit file, an OS/2 1.x header) decoded to wrong pixels or were refused; a PNG with an empty
+    /// IDAT was refused; a JPEG with an impossible Huffman table, or cut and followed by another JPEG, was decoded; a
+    /// layer that fit one image but not the trainer's two-image probe failed after the device opened; weights past
+    /// 2^31-1 elements were summarised; U+2028 and astral format characters reached the terminal; bench kept .NET's
+    /// "(Parameter ...)".
+    /// </summary>
+    [Fact]
+    public void TheFourthHostilePassesFindingsStayFixed()
+    {
+        var grey = new byte[28 * 28];
+        new Random(9).NextBytes(grey);
+        byte[] Decoded(string name, byte[] bytes)
+        {
+            string path = Path.Combine(dir, name);
+            File.WriteAllBytes(path, bytes);
+            var pixels = new byte[28 * 28];
+            ImageDecoder.Decode(path, 1, 28, 28, pixels);
+            return pixels;
+        }
+        // An 8-bit grey BMP (rows of 28 bytes, bottom-up) with its 256-entry table, in the layouts stb misread.
+        static byte[] Bmp(byte[] pixels, int headerSize, int entryBytes, int gap, int bits = 8)
+        {
+            var b = new List<byte> { (byte)'B', (byte)'M', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+            var info = new byte[headerSize];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(info, headerSize);
+            if (headerSize == 12)
+            {
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(info.AsSpan(4), 28);
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(info.AsSpan(6), 28);
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(info.AsSpan(8), 1);
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(info.AsSpan(10), (ushort)bits);
+            }
+            else
+            {
+                System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(info.AsSpan(4), 28);
+                System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(info.AsSpan(8), 28);
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(info.AsSpan(12), 1);
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(info.AsSpan(14), (ushort)bits);
+                System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(info.AsSpan(32), 256);
+            }
+            b.AddRange(info);
+            for (int c = 0; c < 256; c++)
+                b.AddRange(entryBytes == 4 ? [(byte)c, (byte)c, (byte)c, 0] : [(byte)c, (byte)c, (byte)c]);
+            b.AddRange(new byte[gap]);
+            int offset = b.Count;
+            int row = (28 * bits / 8 + 3) / 4 * 4;
+            for (int y = 27; y >= 0; y--)
+            {
+                var line = new byte[row];
+                for (int x = 0; x < 28; x++)
+                    for (int k = 0; k < bits / 8; k++)
+                        line[x * bits / 8 + k] = pixels[y * 28 + x];
+                b.AddRange(line);
+            }
+            byte[] result = [.. b];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(result.AsSpan(2), result.Length);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(result.AsSpan(10), offset);
+            return result;
+        }
+        Assert.Equal(grey, Decoded("plain.bmp", Bmp(grey, 40, 4, 0)));
+        Assert.Equal(grey, Decoded("gap.bmp", Bmp(grey, 40, 4, 4)));
+        Assert.Equal(grey, Decoded("os2.bmp", Bmp(grey, 12, 3, 0)));
+        Assert.Equal(grey, Decoded("table-24.bmp", Bmp(grey, 40, 4, 0, bits: 24)));
+        Assert.Equal(grey, Decoded("table-24-gap.bmp", Bmp(grey, 40, 4, 37, bits: 24)));
+
+        // A PNG whose first IDAT is empty (valid) decodes as the same PNG without it.
+        byte[] png;
+        using (var m = new MemoryStream())
+        {
+            new StbImageWriteSharp.ImageWriter().WritePng(grey, 28, 28, StbImageWriteSharp.ColorComponents.Grey, m);
+            png = m.ToArray();
+        }
+        int idat = png.AsSpan().IndexOf("IDAT"u8) - 4;
+        byte[] emptyIdat = [0, 0, 0, 0, (byte)'I', (byte)'D', (byte)'A', (byte)'T', .. BitConverter.GetBytes(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(System.IO.Hashing.Crc32.HashToUInt32("IDAT"u8)))];
+        Assert.Equal(grey, Decoded("empty-idat.png", [.. png[..idat], .. emptyIdat, .. png[idat..]]));
+
+        // A JPEG whose Huffman table claims more codes than fit, and one cut inside its scan with a whole JPEG after it.
+        byte[] jpg;
+        using (var m = new MemoryStream())
+        {
+            new StbImageWriteSharp.ImageWriter().WriteJpg(grey, 28, 28, StbImageWriteSharp.ColorComponents.Grey, m, 90);
+            jpg = m.ToArray();
+        }
+        Decoded("ok.jpg", jpg);
+        byte[] badTable = (byte[])jpg.Clone();
+        int dht = badTable.AsSpan().IndexOf((ReadOnlySpan<byte>)[0xFF, 0xC4]);
+        badTable[dht + 5] = 3; // three one-bit codes: a prefix code has room for one
+        Assert.Contains("Huffman table", Assert.Throws<DataFormatException>(() => Decoded("bad-table.jpg", badTable)).Message, StringComparison.Ordinal);
+        int scan = jpg.AsSpan().IndexOf((ReadOnlySpan<byte>)[0xFF, 0xDA]);
+        byte[] joined = [.. jpg[..(scan + (jpg.Length - scan) / 2)], .. jpg];
+        Assert.Contains("another image starts", Assert.Throws<DataFormatException>(() => Decoded("joined.jpg", joined)).Message, StringComparison.Ordinal);
+
+        // A layer that fits one image but not the trainer's two-image probe: exit 2 naming it, before any device.
+        string half = Path.Combine(dir, "half.json");
+        File.WriteAllText(half, """[{"type": "adaptive_avg_pool2d", "output_size": [1, 1073741825]}, {"type": "adaptive_avg_pool2d", "output_size": 1}, {"type": "flatten"}, {"type": "linear", "in_features": 1, "out_features": 10}]""");
+        var (code, error, output) = InProcessCli.Run("train", "--device", "cpu", "--model", half, "--epochs", "1", "--batch", "1", "--out", Path.Combine(dir, "half"));
+        Assert.True(code == 2 && error.Contains("layer 0 (adaptive_avg_pool2d): its output [2, 1, 1, 1073741825]", StringComparison.Ordinal) && !output.Contains("device", StringComparison.Ordinal), $"exit {code}: {error}");
+        // A weight past 2^31-1 elements is named in summary as in train.
+        string big = Path.Combine(dir, "big-weight.json");
+        File.WriteAllText(big, """[{"type": "flatten"}, {"type": "linear", "in_features": 784, "out_features": 2147483647}]""");
+        (code, error, _) = InProcessCli.Run("summary", "--model", big);
+        Assert.True(code == 2 && error.Contains("layer 1 (linear): its weight [2147483647, 784] has more than 2^31-1 elements", StringComparison.Ordinal), $"exit {code}: {error}");
+
+        // Line and paragraph separators and astral format characters are escaped like control characters.
+        Assert.Equal("a\\u2028b\\u2029c\\U000e0067d", Runtime.Messages.Printable("a\u2028b\u2029c\U000E0067d"));
+        // bench's messages name the row, not a .NET parameter.
+        string shapes = Path.Combine(dir, "negative-gemm.json");
+        File.WriteAllText(shapes, """{"conv": {}, "maxpool": {}, "avgpool": {}, "gemm": {"g": [-8, 8, 8]}, "train": {}}""");
+        (code, error, _) = InProcessCli.Run("bench", "--device", "cpu", "--shapes", shapes);
+        Assert.True(code == 1 && error.Contains("gemm.g", StringComparison.Ordinal) && !error.Contains("(Parameter", StringComparison.Ordinal), $"exit {code}: {error}");
+    }
+
     /// <summary>A stream that reads forward only, as a pipe does.</summary>
     private sealed class OneWay(byte[] bytes) : MemoryStream(bytes)
     {

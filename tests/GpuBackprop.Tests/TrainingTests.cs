@@ -201,7 +201,7 @@ public sealed class CustomModelTrainingTests
         Assert.Equal("Model 'five' gives [5] for each 1x28x28 image; the data has 10 classes, so the last layer must give [10].",
             Assert.Throws<ArchitectureException>(() => new Trainer(d, wrongClasses, train, test)).Message);
         var wrongInput = new TrainConfig { Model = "wide", Architecture = """[{"type": "flatten"}, {"type": "linear", "in_features": 100, "out_features": 10}]""" };
-        Assert.Equal("Model 'wide' does not fit 1x28x28 images: layer 1 (linear): expects input of shape [N, 100]; got [1, 784].",
+        Assert.Equal("Model 'wide' does not fit 1x28x28 images: layer 1 (linear): expects input of shape [N, 100]; got [64, 784].",
             Assert.Throws<ArchitectureException>(() => new Trainer(d, wrongInput, train, test)).Message);
     }
 
@@ -259,7 +259,7 @@ public sealed class CustomModelTrainingTests
         using var model = new Sequential(kernels, new Flatten(kernels), new Linear(kernels, 784, 10));
         Assert.Contains("the trainer runs on cpu", Assert.Throws<ArgumentException>(() => { using var t = new Trainer(cpu, model, new TrainConfig { Model = "m" }, train, test); }).Message);
         using var wrong = new Sequential(cpu, new Flatten(cpu), new Linear(cpu, 100, 10));
-        Assert.Equal("Model 'm' does not fit 1x28x28 images: layer 1 (linear): expects input of shape [N, 100]; got [1, 784].",
+        Assert.Equal("Model 'm' does not fit 1x28x28 images: layer 1 (linear): expects input of shape [N, 100]; got [64, 784].",
             Assert.Throws<ArchitectureException>(() => { using var t = new Trainer(cpu, wrong, new TrainConfig { Model = "m" }, train, test); }).Message);
     }
 }
