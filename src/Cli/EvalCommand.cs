@@ -27,11 +27,11 @@ internal sealed class EvalCommand : Command<EvalCommand.Settings>
         using ComputeDevice device = s.Open();
         // The evaluation split, read at the size and channels the checkpoint's model takes.
         var (_, test, source) = s.Load(Training.Checkpoint.Load(path).Config.Input);
-        AnsiConsole.MarkupLine($"device: [bold]{Markup.Escape(device.Info.ToString())}[/]; data: {Markup.Escape(source)}");
+        AnsiConsole.MarkupLine($"device: [bold]{Usage.Shown(device.Info.ToString())}[/]; data: {Usage.Shown(source)}");
         // The trainer holds the model; evaluation needs no training set, so the test set stands in for it.
         using Trainer trainer = Trainer.ResumeForEvaluation(device, path, test, s.DataMemoryBytes());
         Evaluation e = trainer.EvaluateTest();
-        AnsiConsole.MarkupLine($"{Markup.Escape(Models.NameOf(trainer.Config.Model))} after {trainer.EpochsDone} epoch(s): test accuracy [bold]{e.Accuracy:F2}%[/], loss {e.Loss:F4} on {test.Count:N0} images");
+        AnsiConsole.MarkupLine($"{Usage.Shown(Models.NameOf(trainer.Config.Model))} after {trainer.EpochsDone} epoch(s): test accuracy [bold]{e.Accuracy:F2}%[/], loss {e.Loss:F4} on {test.Count:N0} images");
         int classes = e.ClassCount.Length;
         if (e.Confusion is not int[,] confusion || classes > MatrixClasses)
         {
@@ -39,7 +39,7 @@ internal sealed class EvalCommand : Command<EvalCommand.Settings>
             int[] shown = Enumerable.Range(0, classes).Where(c => e.ClassCount[c] > 0).OrderBy(c => (double)e.ClassCorrect[c] / e.ClassCount[c]).ThenBy(c => c).Take(10).ToArray();
             var worst = new Table().Title($"the {shown.Length} classes recognised worst (of {classes})").AddColumns("class", "images", "correct", "accuracy %");
             foreach (int c in shown)
-                worst.AddRow(Markup.Escape(trainer.Config.ClassName(c)), e.ClassCount[c].ToString(System.Globalization.CultureInfo.InvariantCulture),
+                worst.AddRow(Usage.Shown(trainer.Config.ClassName(c)), e.ClassCount[c].ToString(System.Globalization.CultureInfo.InvariantCulture),
                     e.ClassCorrect[c].ToString(System.Globalization.CultureInfo.InvariantCulture), (100.0 * e.ClassCorrect[c] / e.ClassCount[c]).ToString("F2", System.Globalization.CultureInfo.InvariantCulture));
             AnsiConsole.Write(worst);
             return ExitCode.Success;
@@ -50,7 +50,7 @@ internal sealed class EvalCommand : Command<EvalCommand.Settings>
             table.AddColumn(new TableColumn(c.ToString(System.Globalization.CultureInfo.InvariantCulture)).RightAligned());
         for (int t = 0; t < classes; t++)
         {
-            var row = new List<string> { Markup.Escape(trainer.Config.ClassName(t)) };
+            var row = new List<string> { Usage.Shown(trainer.Config.ClassName(t)) };
             for (int p = 0; p < classes; p++)
                 row.Add(t == p ? $"[bold]{confusion[t, p]}[/]" : confusion[t, p].ToString(System.Globalization.CultureInfo.InvariantCulture));
             table.AddRow(row.ToArray());

@@ -43,14 +43,14 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
         if (s.SafeTensors is string st)
         {
             trained.Model.Save(st);
-            AnsiConsole.MarkupLine($"wrote {Markup.Escape(Messages.Printable(st))}: {trained.Model.ToSafeTensors().Count} tensors with PyTorch's names");
+            AnsiConsole.MarkupLine($"wrote {Usage.Shown((st))}: {trained.Model.ToSafeTensors().Count} tensors with PyTorch's names");
         }
         if (s.Onnx is string onnx)
         {
             float[] norm = trained.Normalization;
             int c = trained.Input[0];
             OnnxExport.Export(trained.Model, trained.Input, onnx, OnnxExport.Metadata(norm[..c], norm[c..], trained.Config.ClassNames), s.IncludeNormalization ? norm : null);
-            AnsiConsole.MarkupLine($"wrote {Markup.Escape(Messages.Printable(onnx))}: {Markup.Escape(Models.NameOf(trained.Config.Model))}, input (batch, {string.Join(", ", trained.Input)}) {(s.IncludeNormalization ? "of pixels in [[0, 1]] (normalised in the graph)" : "normalised")}, output logits");
+            AnsiConsole.MarkupLine($"wrote {Usage.Shown((onnx))}: {Usage.Shown(Models.NameOf(trained.Config.Model))}, input (batch, {string.Join(", ", trained.Input)}) {(s.IncludeNormalization ? "of pixels in [[0, 1]] (normalised in the graph)" : "normalised")}, output logits");
         }
         return ExitCode.Success;
     }

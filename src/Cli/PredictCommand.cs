@@ -90,8 +90,8 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
                 }));
                 continue;
             }
-            table.AddRow(Markup.Escape(Messages.Printable(names[r])), Markup.Escape(Name(classes[r])), p[r, classes[r]].ToString("F3", CultureInfo.InvariantCulture),
-                Markup.Escape(string.Join(", ", ranked.Skip(1).Select(c => $"{Name(c)} {p[r, c].ToString("F3", CultureInfo.InvariantCulture)}"))));
+            table.AddRow(Usage.Shown((names[r])), Usage.Shown(Name(classes[r])), p[r, classes[r]].ToString("F3", CultureInfo.InvariantCulture),
+                Usage.Shown(string.Join(", ", ranked.Skip(1).Select(c => $"{Name(c)} {p[r, c].ToString("F3", CultureInfo.InvariantCulture)}"))));
         }
         if (!s.Json)
             AnsiConsole.Write(table);

@@ -61,9 +61,9 @@ internal sealed class SummaryCommand : Command<SummaryCommand.Settings>
         {
             int depth = r.Path.Count(c => c == '.') / 2;
             string[] cells = [new string(' ', 2 * depth) + r.Path, r.Type, $"[{string.Join(", ", r.OutputShape)}]", N(r.Parameters), N(r.Buffers), N(r.MultiplyAdds), N(r.OutputBytes)];
-            table.AddRow(cells.Select(Markup.Escape).ToArray());
+            table.AddRow(cells.Select(Usage.Shown).ToArray());
         }
-        AnsiConsole.MarkupLine($"model: [bold]{Markup.Escape(Models.NameOf(description.Name))}[/], input [[{string.Join(", ", summary.Input)}]]");
+        AnsiConsole.MarkupLine($"model: [bold]{Usage.Shown(Models.NameOf(description.Name))}[/], input [[{string.Join(", ", summary.Input)}]]");
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine($"parameters: {N(summary.Parameters)} trainable, {N(summary.Buffers)} in buffers (running statistics); {summary.Parameters * 4 / 1024.0:N1} KiB of float32 weights");
         AnsiConsole.MarkupLine($"multiply-adds: {N(summary.MultiplyAdds)} for a batch of {s.Batch} ({summary.MultiplyAdds / 1e9:N3} G)");

@@ -307,8 +307,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     {
         ComputeDevice device = devices[0];
         foreach (ComputeDevice d in devices)
-            AnsiConsole.MarkupLine($"device: [bold]{Markup.Escape(d.Info.ToString())}[/]");
-        AnsiConsole.MarkupLine($"data: {Markup.Escape(source)} ({train.Count:N0} train, {test.Count:N0} test)");
+            AnsiConsole.MarkupLine($"device: [bold]{Usage.Shown(d.Info.ToString())}[/]");
+        AnsiConsole.MarkupLine($"data: {Usage.Shown(source)} ({train.Count:N0} train, {test.Count:N0} test)");
 
         string? resume = s.Resume;
         ICollective[]? members = mpi is not null ? [mpi] : devices.Count > 1 ? InProcessCollective.Create(devices.Count) : null;
@@ -329,7 +329,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         }
         Trainer trainer = trainers[0];
         if (members is not null)
-            AnsiConsole.MarkupLine($"replicas: {Markup.Escape(members[0].Description)}, {trainer.Config.BatchSize / members[0].Size} images each of every batch of {trainer.Config.BatchSize}; gradients averaged, batch-norm statistics per replica");
+            AnsiConsole.MarkupLine($"replicas: {Usage.Shown(members[0].Description)}, {trainer.Config.BatchSize / members[0].Size} images each of every batch of {trainer.Config.BatchSize}; gradients averaged, batch-norm statistics per replica");
         if (resume is not null)
         {
             s.CheckAgainst(trainer.Config, resume);
@@ -345,7 +345,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         {
             foreach (Trainer t in trainers)
                 t.LoadWeights(weights);
-            AnsiConsole.MarkupLine($"weights: {Markup.Escape(weights)}");
+            AnsiConsole.MarkupLine($"weights: {Usage.Shown(weights)}");
         }
         TrainConfig config = trainer.Config;
         // A resumed run continues in its checkpoint's own folder, links resolved (through a link in another folder it
@@ -385,9 +385,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         RemoveStaleTemporaryFiles(outDir);
         if (trainer.Streams)
             AnsiConsole.MarkupLine("data: streamed to the device in chunks (it does not fit --data-memory)");
-        AnsiConsole.MarkupLine($"model: [bold]{Markup.Escape(Models.NameOf(config.Model))}[/] ({trainer.Model.ParameterCount:N0} parameters), {config.Optimizer.Kind} lr {config.Optimizer.LearningRate.ToString(CultureInfo.InvariantCulture)}, batch {config.BatchSize}, schedule {config.Schedule}, seed {config.Seed}");
+        AnsiConsole.MarkupLine($"model: [bold]{Usage.Shown(Models.NameOf(config.Model))}[/] ({trainer.Model.ParameterCount:N0} parameters), {config.Optimizer.Kind} lr {config.Optimizer.LearningRate.ToString(CultureInfo.InvariantCulture)}, batch {config.BatchSize}, schedule {config.Schedule}, seed {config.Seed}");
         if (resume is not null)
-            AnsiConsole.MarkupLine($"resumed from {Markup.Escape(resume)} after epoch {trainer.EpochsDone}");
+            AnsiConsole.MarkupLine($"resumed from {Usage.Shown(resume)} after epoch {trainer.EpochsDone}");
 
         string metricsPath = Path.Combine(outDir, MetricsName);
         string stepsPath = Path.Combine(outDir, StepsName);
@@ -430,12 +430,12 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         }
         catch (TrainingDivergedException e)
         {
-            AnsiConsole.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
+            AnsiConsole.MarkupLine($"[red]{Usage.Shown(e.Message)}[/]");
             PrintTable(results);
             return ExitCode.Diverged;
         }
         PrintTable(results);
-        AnsiConsole.MarkupLine($"wrote {Markup.Escape(checkpoint)}, metrics.json, steps.jsonl and training.png in {Markup.Escape(outDir)}");
+        AnsiConsole.MarkupLine($"wrote {Usage.Shown(checkpoint)}, metrics.json, steps.jsonl and training.png in {Usage.Shown(outDir)}");
         return ExitCode.Success;
     }
 

@@ -8,6 +8,12 @@ namespace GpuBackprop.Cli;
 /// <summary>Small checks shared by the commands' Settings.Validate, and one that runs before Spectre parses.</summary>
 internal static class Usage
 {
+    /// <summary>
+    /// Text for a console line or table cell: control, formatting and separator characters escaped (a path with
+    /// U+2028 broke the line; U+202E reversed the rest), then Spectre's markup characters.
+    /// </summary>
+    public static string Shown(string text) => Spectre.Console.Markup.Escape(Runtime.Messages.Printable(text));
+
     /// <summary>An ArgumentException's message without the " (Parameter 'x')" suffix, which names a C# parameter, not an option.</summary>
     public static string MessageOf(ArgumentException e) => Runtime.Messages.WithoutParameter(e);
 

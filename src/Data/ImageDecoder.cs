@@ -52,8 +52,10 @@ public static class ImageDecoder
         if (destination.Length != channels * height * width)
             throw new ArgumentException($"The destination holds {destination.Length} bytes; {channels}x{height}x{width} needs {channels * height * width}.", nameof(destination));
         byte[] bytes = DataFile.Read(path, MaxFileBytes);
-        if (JpegProblem(bytes) is string problem)
+        if ((JpegProblem(bytes) ?? BmpProblem(bytes)) is string problem)
             throw new DataFormatException(path, problem);
+        // Before stb reads the header: an OS/2 2.x header becomes a Windows one, which stb's header reader knows.
+        bytes = BmpLaidOut(bytes);
         ImageInfo? header;
         using (var stream = new MemoryStream(bytes, writable: false))
             header = ImageInfo.FromStream(stream);
@@ -68,9 +70,9 @@ public static class ImageDecoder
         if (info.BitsPerChannel != 8)
             throw new DataFormatException(path, $"has {info.BitsPerChannel} bits a channel; 8 are supported (convert it to 8-bit first).");
         // After the header's checks, so that a size or depth we refuse anyway is what the message names.
-        if ((PngProblem(bytes) ?? BmpProblem(bytes)) is string damaged)
+        if (PngProblem(bytes) is string damaged)
             throw new DataFormatException(path, damaged);
-        bytes = BmpLaidOut(PngWithoutEmptyData(bytes));
+        bytes = PngWithoutEmptyData(bytes);
         ImageResult image;
         try
         {
@@ -134,11 +136,15 @@ public static class ImageDecoder
             int length = b[i] << 8 | b[i + 1];
             if (length < 2 || length > b.Length - i)
                 return $"is a JPEG whose segment 0x{marker:X2} at byte {i - 2} declares {length} bytes; {b.Length - i} remain (truncated or damaged)";
-            // SOF0..SOF15, not DHT (C4), JPG (C8) or DAC (CC).
-            if (marker is >= 0xC0 and <= 0xCF and not (0xC4 or 0xC8 or 0xCC))
+            // SOF0..SOF15, not DHT (C4), JPG (C8) or DAC (CC): one frame (stb used a second one's header over the first).
+            if (IsFrame(marker))
+            {
+                if (frame)
+                    return $"is a JPEG with a second frame header at byte {i - 2} (damaged, or two images joined)";
                 frame = true;
-            if (marker == 0xC4 && HuffmanProblem(b.Slice(i + 2, length - 2)) is string table)
-                return table;
+            }
+            if (SegmentProblem(marker, b.Slice(i + 2, length - 2), i - 2) is string segment)
+                return segment;
             if (marker == 0xDA)
                 return !frame ? "is a JPEG with a scan before its frame header (damaged)" : ScanProblem(b, i + length);
             i += length;
@@ -179,11 +185,23 @@ public static class ImageDecoder
             int length = b[q + 1] << 8 | b[q + 2];
             if (length < 2 || length > b.Length - q - 1)
                 return $"is a JPEG whose segment 0x{m:X2} at byte {q - 1} declares {length} bytes; {b.Length - q - 1} remain (truncated or damaged)";
-            if (m == 0xC4 && HuffmanProblem(b.Slice(q + 3, length - 2)) is string table)
-                return table;
+            if (IsFrame(m))
+                return $"is a JPEG with a second frame header at byte {q - 1} (damaged, or two images joined)";
+            if (SegmentProblem(m, b.Slice(q + 3, length - 2), q - 1) is string segment)
+                return segment;
             p = q + 1 + length;
         }
     }
+
+    private static bool IsFrame(byte marker) => marker is >= 0xC0 and <= 0xCF and not (0xC4 or 0xC8 or 0xCC);
+
+    /// <summary>What is wrong with a table segment's payload, or null: Huffman tables (<see cref="HuffmanProblem"/>), and DRI, which holds exactly 2 bytes.</summary>
+    private static string? SegmentProblem(byte marker, ReadOnlySpan<byte> payload, int at) => marker switch
+    {
+        0xC4 => HuffmanProblem(payload),
+        0xDD when payload.Length != 2 => $"is a JPEG whose restart interval segment at byte {at} holds {payload.Length} bytes, not 2 (damaged)",
+        _ => null,
+    };
 
     /// <summary>
     /// What is wrong with a DHT segment's tables, or null: each table's 16 code counts must fit a prefix code (no
@@ -308,6 +326,8 @@ public static class ImageDecoder
         }
         if (header < 40 || b.Length < 14 + header)
             return b;
+        // OS/2 2.x (16 to 64 bytes; stb refuses it): its first 40 bytes are a Windows header's when uncompressed.
+        bool os2 = header is 16 or 64 || header > 40 && header < 52;
         width = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(span[18..]);
         height = System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(span[22..]);
         bits = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(span[28..]);
@@ -318,11 +338,16 @@ public static class ImageDecoder
             masks = compression == 3 ? 12 : compression == 6 ? 16 : 0;
         uint used = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(span[46..]);
         colours = bits <= 8 ? (int)(used == 0 || used > 1u << bits ? 1u << bits : used) : 0;
-        long laidOut = 14 + header + masks + 4L * colours;
-        // Already so, or a table that overlaps the pixels (off the format; stb and PIL read it as it is).
-        if (offset <= laidOut || laidOut > b.Length)
+        if (os2 && compression != 0)
             return b;
-        info = span.Slice(14, (int)header).ToArray();
+        long laidOut = 14 + header + masks + 4L * colours;
+        // Already so (a table that runs into the pixels is read as PIL reads it: the table from after the header, the
+        // pixels from their offset), or too short for its table (BmpProblem and stb refuse it).
+        if (offset == laidOut && !os2 || 14 + header + masks + 4L * colours > b.Length)
+            return b;
+        info = span.Slice(14, os2 ? 40 : (int)header).ToArray();
+        if (os2)
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(info, 40);
         if (bits > 8)
             System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(info.AsSpan(32), 0);
         return Assemble(b, info, span.Slice(14 + (int)header, masks).ToArray(), span.Slice(14 + (int)header + masks, 4 * colours).ToArray(), offset, width, Math.Abs(height), bits);
@@ -372,6 +397,10 @@ public static class ImageDecoder
         }
         else
             return null;
+        // Pixels that start inside the headers overlap them: stb and PIL each read something different from such files.
+        long headers = 14 + header + (header == 40 ? compression == 3 ? 12 : compression == 6 ? 16 : 0 : 0);
+        if (offset < headers)
+            return $"is a BMP whose pixel data offset ({offset}) points inside its headers ({headers} bytes): damaged";
         // BI_RGB, BI_BITFIELDS and BI_ALPHABITFIELDS store whole rows padded to 4 bytes; RLE and embedded JPEG/PNG do not.
         if (compression is not (0 or 3 or 6) || width <= 0 || width > MaxSide || height > MaxSide || bits is 0 or > 32)
             return null;

@@ -588,6 +588,79 @@ public sealed class HostileOutputTests : IDisposable
         Assert.True(code == 1 && error.Contains("gemm.g", StringComparison.Ordinal) && !error.Contains("(Parameter", StringComparison.Ordinal), $"exit {code}: {error}");
     }
 
+    /// <summary>
+    /// The fifth hostile pass's findings: a JPEG with a second frame header, or a restart-interval segment of the wrong
+    /// length, was decoded; an 8-bit BMP whose pixel offset pointed inside its headers or its colour table decoded to
+    /// pixels matching neither PIL nor the file; an OS/2 2.x BMP was refused; train's last line printed --out raw.
+    /// </summary>
+    [Fact]
+    public void TheFifthHostilePassesFindingsStayFixed()
+    {
+        var grey = new byte[28 * 28];
+        new Random(11).NextBytes(grey);
+        byte[] Decoded(string name, byte[] bytes)
+        {
+            string path = Path.Combine(dir, name);
+            File.WriteAllBytes(path, bytes);
+            var pixels = new byte[28 * 28];
+            ImageDecoder.Decode(path, 1, 28, 28, pixels);
+            return pixels;
+        }
+        byte[] jpg;
+        using (var m = new MemoryStream())
+        {
+            new StbImageWriteSharp.ImageWriter().WriteJpg(grey, 28, 28, StbImageWriteSharp.ColorComponents.Grey, m, 90);
+            jpg = m.ToArray();
+        }
+        int sof = jpg.AsSpan().IndexOf((ReadOnlySpan<byte>)[0xFF, 0xC0]), sofLength = jpg[sof + 2] << 8 | jpg[sof + 3];
+        byte[] twoFrames = [.. jpg[..(sof + 2 + sofLength)], .. jpg[sof..(sof + 2 + sofLength)], .. jpg[(sof + 2 + sofLength)..]];
+        Assert.Contains("second frame header", Assert.Throws<DataFormatException>(() => Decoded("two-frames.jpg", twoFrames)).Message, StringComparison.Ordinal);
+        byte[] dri = [.. jpg[..(sof + 2 + sofLength)], 0xFF, 0xDD, 0x00, 0x05, 0x00, 0x01, 0x00, .. jpg[(sof + 2 + sofLength)..]];
+        Assert.Contains("restart interval segment", Assert.Throws<DataFormatException>(() => Decoded("dri.jpg", dri)).Message, StringComparison.Ordinal);
+
+        // An 8-bit grey BMP: 256-entry identity table, rows of 28 bytes bottom-up.
+        var bmp = new List<byte> { (byte)'B', (byte)'M', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+        var info = new byte[40];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(info, 40);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(info.AsSpan(4), 28);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(info.AsSpan(8), 28);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(info.AsSpan(12), 1);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(info.AsSpan(14), 8);
+        bmp.AddRange(info);
+        for (int c = 0; c < 256; c++)
+            bmp.AddRange([(byte)c, (byte)c, (byte)c, 0]);
+        for (int y = 27; y >= 0; y--)
+            bmp.AddRange(grey.AsSpan(y * 28, 28).ToArray());
+        byte[] At(int offset, int headerSize = 40)
+        {
+            byte[] b = [.. bmp];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(2), b.Length);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(10), offset);
+            if (headerSize != 40)
+            {
+                // The same image with an OS/2 2.x header (64 bytes: a Windows header and 24 more).
+                b = [.. b[..14], .. b[14..54], .. new byte[headerSize - 40], .. b[54..]];
+                System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(14), headerSize);
+                System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(2), b.Length);
+                System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(10), offset + headerSize - 40);
+            }
+            return b;
+        }
+        Assert.Equal(grey, Decoded("plain8.bmp", At(54 + 1024)));
+        Assert.Equal(grey, Decoded("os2-v2.bmp", At(54 + 1024, headerSize: 64)));
+        Assert.Contains("points inside its headers", Assert.Throws<DataFormatException>(() => Decoded("offset2.bmp", At(2))).Message, StringComparison.Ordinal);
+        // Pixels from inside the table, as PIL reads them: the table from after the header, the pixels from their offset.
+        byte[] inTable = At(54 + 800);
+        var expected = new byte[28 * 28];
+        for (int y = 0; y < 28; y++)
+            for (int x = 0; x < 28; x++)
+                expected[y * 28 + x] = inTable[54 + 800 + (27 - y) * 28 + x];
+        Assert.Equal(expected, Decoded("offset-in-table.bmp", inTable));
+
+        // What the console shows of a path the user gave: separators and overrides escaped, then markup.
+        Assert.Equal("run\\u2028x\\u202e[[1]]", Cli.Usage.Shown("run\u2028x\u202e[1]"));
+    }
+
     /// <summary>A stream that reads forward only, as a pipe does.</summary>
     private sealed class OneWay(byte[] bytes) : MemoryStream(bytes)
     {
