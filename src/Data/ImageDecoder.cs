@@ -341,9 +341,14 @@ public static class ImageDecoder
         if (os2 && compression != 0)
             return b;
         long laidOut = 14 + header + masks + 4L * colours;
+        // Pixels said to start where the table does: PIL reads that offset as leaving the table out, and the pixels
+        // as following it (BmpImagePlugin); so do we.
+        bool atTable = bits <= 8 && colours > 0 && offset == 14 + header + masks && laidOut < b.Length;
+        if (atTable)
+            offset = (uint)laidOut;
         // Already so (a table that runs into the pixels is read as PIL reads it: the table from after the header, the
         // pixels from their offset), or too short for its table (BmpProblem and stb refuse it).
-        if (offset == laidOut && !os2 || 14 + header + masks + 4L * colours > b.Length)
+        if (offset == laidOut && !os2 && !atTable || laidOut > b.Length)
             return b;
         info = span.Slice(14, os2 ? 40 : (int)header).ToArray();
         if (os2)
@@ -401,6 +406,9 @@ public static class ImageDecoder
         long headers = 14 + header + (header == 40 ? compression == 3 ? 12 : compression == 6 ? 16 : 0 : 0);
         if (offset < headers)
             return $"is a BMP whose pixel data offset ({offset}) points inside its headers ({headers} bytes): damaged";
+        // stb reads no run-length BMP: named as what it is, not as "not a BMP".
+        if (compression is 1 or 2 && header >= 40)
+            return $"is a run-length compressed BMP (RLE{(compression == 1 ? 8 : 4)}), which is not supported: save it uncompressed";
         // BI_RGB, BI_BITFIELDS and BI_ALPHABITFIELDS store whole rows padded to 4 bytes; RLE and embedded JPEG/PNG do not.
         if (compression is not (0 or 3 or 6) || width <= 0 || width > MaxSide || height > MaxSide || bits is 0 or > 32)
             return null;

@@ -54,6 +54,9 @@ public static class ImageFolder
         return (trainSet, testSet, $"image folder {root} ({classes.Count} classes; {channels}x{height}x{width}; evaluated on '{Path.GetFileName(test)}'; {how})");
     }
 
+    /// <summary>Why a listed name that cannot be opened by that name is refused.</summary>
+    private const string NotUtf8 = "its name is not valid UTF-8 (the system lists it, but it cannot be opened by the name .NET reads); rename it.";
+
     /// <summary>
     /// The files of a class folder and of its subfolders, as torchvision's ImageFolder walks them (following
     /// links), in ordinal order of their paths; names starting with '.' are skipped. A folder link that
@@ -65,7 +68,7 @@ public static class ImageFolder
         void Walk(string dir, HashSet<string> onPath)
         {
             foreach (string f in Directory.GetFiles(dir).Where(f => !Path.GetFileName(f).StartsWith('.')))
-                files.Add(f);
+                files.Add(!f.Contains('\uFFFD', StringComparison.Ordinal) || File.Exists(f) ? f : throw new DataFormatException(f, NotUtf8));
             foreach (string sub in Directory.GetDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).Order(StringComparer.Ordinal))
             {
                 // Every link in the path resolved, and the walk's root's ancestors on the path too: a link up to the
@@ -93,6 +96,10 @@ public static class ImageFolder
         // A class name is printed (tables, predictions) and stored: control characters would reach the terminal raw.
         if (classes.FirstOrDefault(ClassNames.Unprintable) is string odd)
             throw new DataFormatException(Path.Combine(split, odd), "a class folder's name holds control or formatting characters; rename it.");
+        // A name that is not valid UTF-8 is listed with U+FFFD and cannot be opened by that name: the class was
+        // skipped as if an evaluation split lacked it, and its images vanished without a word.
+        if (classes.FirstOrDefault(n => n.Contains('\uFFFD', StringComparison.Ordinal) && !Directory.Exists(Path.Combine(split, n))) is string lost)
+            throw new DataFormatException(Path.Combine(split, lost), NotUtf8);
         return classes.Length > 0 ? classes : throw new DataFormatException(split, "holds no class folders (expected SPLIT/CLASS/IMAGE files).");
     }
 

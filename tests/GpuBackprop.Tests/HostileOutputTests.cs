@@ -657,9 +657,58 @@ public sealed class HostileOutputTests : IDisposable
                 expected[y * 28 + x] = inTable[54 + 800 + (27 - y) * 28 + x];
         Assert.Equal(expected, Decoded("offset-in-table.bmp", inTable));
 
+        // The sixth pass: pixels said to start where the table does are read after it, as PIL reads them; a run-length
+        // BMP (which stb cannot read) is named as one.
+        Assert.Equal(grey, Decoded("offset-at-table.bmp", At(54)));
+        byte[] rle = At(54 + 1024);
+        rle[30] = 1;
+        Assert.Contains("run-length compressed BMP (RLE8)", Assert.Throws<DataFormatException>(() => Decoded("rle.bmp", rle)).Message, StringComparison.Ordinal);
+
         // What the console shows of a path the user gave: separators and overrides escaped, then markup.
         Assert.Equal("run\\u2028x\\u202e[[1]]", Cli.Usage.Shown("run\u2028x\u202e[1]"));
     }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mkdir", SetLastError = true)]
+    private static extern int MakeFolder(byte[] path, uint mode);
+
+    /// <summary>
+    /// The sixth hostile pass: a class folder whose name is not valid UTF-8 is listed with U+FFFD and cannot be opened
+    /// by that name; it was skipped as a class an evaluation split lacks, and training went on without its images.
+    /// </summary>
+    [Fact]
+    public void AClassFolderWhoseNameIsNotUtf8IsRefusedNotDropped()
+    {
+        if (!OperatingSystem.IsLinux())
+            Assert.Skip("a name that is not valid UTF-8 is made with Linux's mkdir on raw bytes");
+        string root = Path.Combine(dir, "not-utf8");
+        byte[] png;
+        using (var m = new MemoryStream())
+        {
+            new StbImageWriteSharp.ImageWriter().WritePng(new byte[16], 4, 4, StbImageWriteSharp.ColorComponents.Grey, m);
+            png = m.ToArray();
+        }
+        foreach (string split in new[] { "train", "val" })
+            foreach (string c in new[] { "a", "b" })
+            {
+                Directory.CreateDirectory(Path.Combine(root, split, c));
+                File.WriteAllBytes(Path.Combine(root, split, c, "1.png"), png);
+            }
+        byte[] name = [.. System.Text.Encoding.UTF8.GetBytes(Path.Combine(root, "train", "c")), 0xFF, 0xFE, (byte)'v', 0];
+        Assert.Equal(0, MakeFolder(name, Convert.ToUInt32("755", 8)));
+        try
+        {
+            var e = Assert.Throws<DataFormatException>(() => Datasets.Load(root));
+            Assert.Contains("its name is not valid UTF-8", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            // .NET cannot remove it by the name it reads either.
+            Assert.Equal(0, RemoveFolder(name));
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "rmdir", SetLastError = true)]
+    private static extern int RemoveFolder(byte[] path);
 
     /// <summary>A stream that reads forward only, as a pipe does.</summary>
     private sealed class OneWay(byte[] bytes) : MemoryStream(bytes)
