@@ -253,8 +253,41 @@ public static class ImageDecoder
             if (System.IO.Hashing.Crc32.HashToUInt32(typeAndData) != stored)
                 return $"is a PNG whose chunk '{Runtime.Messages.Printable(System.Text.Encoding.Latin1.GetString(typeAndData[..4]))}' at byte {i} fails its CRC (damaged)";
             if (typeAndData[..4].SequenceEqual("IEND"u8))
-                return null;
+                return ZlibProblem(b);
             i += 12 + (int)length;
+        }
+    }
+
+    /// <summary>
+    /// What is wrong with a PNG's image data as a zlib stream, or null: it is inflated once (and dropped) so that
+    /// zlib checks its Adler-32. stb does not: a flipped pixel byte with the chunk's CRC recomputed was decoded and
+    /// used. Called on chunks <see cref="PngProblem"/> walked.
+    /// </summary>
+    private static string? ZlibProblem(ReadOnlySpan<byte> b)
+    {
+        using var data = new MemoryStream();
+        for (int i = 8; i + 12 <= b.Length;)
+        {
+            int length = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[i..]);
+            if (b.Slice(i + 4, 4).SequenceEqual("IDAT"u8))
+                data.Write(b.Slice(i + 8, length));
+            if (b.Slice(i + 4, 4).SequenceEqual("IEND"u8))
+                break;
+            i += 12 + length;
+        }
+        data.Position = 0;
+        try
+        {
+            using var inflate = new System.IO.Compression.ZLibStream(data, System.IO.Compression.CompressionMode.Decompress);
+            var sink = new byte[1 << 16];
+            while (inflate.Read(sink) > 0)
+            {
+            }
+            return null;
+        }
+        catch (InvalidDataException e)
+        {
+            return $"is a PNG whose image data fails zlib's check ({Runtime.Messages.OneLine(e.Message)}): damaged";
         }
     }
 

@@ -664,6 +664,34 @@ public sealed class HostileOutputTests : IDisposable
         rle[30] = 1;
         Assert.Contains("run-length compressed BMP (RLE8)", Assert.Throws<DataFormatException>(() => Decoded("rle.bmp", rle)).Message, StringComparison.Ordinal);
 
+        // A PNG stored uncompressed, one pixel byte flipped and the chunk's CRC recomputed: only zlib's Adler-32 sees it.
+        static byte[] Chunk(string type, byte[] data)
+        {
+            byte[] typeAndData = [.. System.Text.Encoding.ASCII.GetBytes(type), .. data];
+            var c = new byte[12 + data.Length];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(c, data.Length);
+            typeAndData.CopyTo(c, 4);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(8 + data.Length), System.IO.Hashing.Crc32.HashToUInt32(typeAndData));
+            return c;
+        }
+        var ihdr = new byte[13];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(ihdr, 28);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(ihdr.AsSpan(4), 28);
+        ihdr[8] = 8; // 8-bit grey, no interlace
+        byte[] stored;
+        using (var z = new MemoryStream())
+        {
+            using (var deflate = new System.IO.Compression.ZLibStream(z, System.IO.Compression.CompressionLevel.NoCompression, leaveOpen: true))
+                for (int y = 0; y < 28; y++)
+                    deflate.Write([0, .. grey.AsSpan(y * 28, 28)]);
+            stored = z.ToArray();
+        }
+        byte[] Png(byte[] idat) => [137, 80, 78, 71, 13, 10, 26, 10, .. Chunk("IHDR", ihdr), .. Chunk("IDAT", idat), .. Chunk("IEND", [])];
+        Assert.Equal(grey, Decoded("stored.png", Png(stored)));
+        byte[] flippedPixel = (byte[])stored.Clone();
+        flippedPixel[stored.Length / 2] ^= 0xFF;
+        Assert.Contains("fails zlib's check", Assert.Throws<DataFormatException>(() => Decoded("adler.png", Png(flippedPixel))).Message, StringComparison.Ordinal);
+
         // What the console shows of a path the user gave: separators and overrides escaped, then markup.
         Assert.Equal("run\\u2028x\\u202e[[1]]", Cli.Usage.Shown("run\u2028x\u202e[1]"));
     }
