@@ -55,7 +55,7 @@ public static class ImageDecoder
         if ((JpegProblem(bytes) ?? BmpProblem(bytes)) is string problem)
             throw new DataFormatException(path, problem);
         // Before stb reads the header: an OS/2 2.x header becomes a Windows one, which stb's header reader knows.
-        bytes = BmpLaidOut(bytes);
+        bytes = JpegColourAsLibjpeg(BmpLaidOut(bytes));
         ImageInfo? header;
         using (var stream = new MemoryStream(bytes, writable: false))
             header = ImageInfo.FromStream(stream);
@@ -191,6 +191,70 @@ public static class ImageDecoder
                 return segment;
             p = q + 1 + length;
         }
+    }
+
+    /// <summary>
+    /// A three-component JPEG (whose structure <see cref="JpegProblem"/> checked) with its component IDs set so that
+    /// stb, which goes by the IDs alone ('R', 'G', 'B': RGB, else YCbCr), decodes the colours libjpeg (PIL) decodes:
+    /// a JFIF marker means YCbCr, else an Adobe marker's transform (0: RGB, else YCbCr), else the IDs. A file with
+    /// an Adobe marker saying YCbCr and components named R, G, B decoded as RGB here and as YCbCr in PIL. The IDs
+    /// are renamed in the frame header and in every scan header; other bytes are returned as they are.
+    /// </summary>
+    internal static byte[] JpegColourAsLibjpeg(byte[] b)
+    {
+        if (b.Length < 4 || b[0] != 0xFF || b[1] != 0xD8)
+            return b;
+        bool jfif = false;
+        int adobe = -1, frame = -1;
+        var scans = new List<int>();
+        int i = 2;
+        while (i + 4 <= b.Length && b[i] == 0xFF)
+        {
+            while (i < b.Length && b[i] == 0xFF)
+                i++;
+            if (i + 3 > b.Length)
+                return b;
+            byte marker = b[i++];
+            if (marker is 0xD9 or 0x01 or (>= 0xD0 and <= 0xD7))
+                break;
+            int length = b[i] << 8 | b[i + 1];
+            ReadOnlySpan<byte> payload = b.AsSpan(i + 2, Math.Max(0, Math.Min(length - 2, b.Length - i - 2)));
+            if (marker == 0xE0 && payload.StartsWith("JFIF\0"u8))
+                jfif = true;
+            if (marker == 0xEE && payload.Length >= 12 && payload.StartsWith("Adobe"u8))
+                adobe = payload[11];
+            if (IsFrame(marker))
+                frame = i + 2;
+            if (marker == 0xDA)
+            {
+                scans.Add(i + 2);
+                // Past the entropy-coded data to the next marker that is not a restart or a stuffed byte.
+                int p = i + length;
+                while (p + 1 < b.Length && !(b[p] == 0xFF && b[p + 1] != 0x00 && b[p + 1] is not (>= 0xD0 and <= 0xD7) && b[p + 1] != 0xFF))
+                    p++;
+                i = p;
+                continue;
+            }
+            i += length;
+        }
+        if (frame < 0 || frame + 6 + 9 > b.Length || b[frame + 5] != 3)
+            return b;
+        byte[] ids = [b[frame + 6], b[frame + 9], b[frame + 12]];
+        bool named = ids is [(byte)'R', (byte)'G', (byte)'B'];
+        bool rgb = !jfif && (adobe >= 0 ? adobe == 0 : named);
+        if (rgb == named)
+            return b;
+        byte[] wanted = rgb ? [(byte)'R', (byte)'G', (byte)'B'] : [1, 2, 3];
+        if (ids.Distinct().Count() != 3)
+            return b;
+        byte[] result = (byte[])b.Clone();
+        for (int c = 0; c < 3; c++)
+            result[frame + 6 + 3 * c] = wanted[c];
+        foreach (int scan in scans)
+            for (int c = 0; c < b[scan] && scan + 1 + 2 * c < b.Length; c++)
+                if (Array.IndexOf(ids, b[scan + 1 + 2 * c]) is int k and >= 0)
+                    result[scan + 1 + 2 * c] = wanted[k];
+        return result;
     }
 
     private static bool IsFrame(byte marker) => marker is >= 0xC0 and <= 0xCF and not (0xC4 or 0xC8 or 0xCC);

@@ -692,6 +692,34 @@ public sealed class HostileOutputTests : IDisposable
         flippedPixel[stored.Length / 2] ^= 0xFF;
         Assert.Contains("fails zlib's check", Assert.Throws<DataFormatException>(() => Decoded("adler.png", Png(flippedPixel))).Message, StringComparison.Ordinal);
 
+        // A colour JPEG whose Adobe marker says YCbCr while its components are named R, G, B: decoded as YCbCr, as
+        // libjpeg (PIL) decodes it, so the same as the file with its usual IDs (stb alone went by the names).
+        var rgb = new byte[28 * 28 * 3];
+        new Random(12).NextBytes(rgb);
+        byte[] colour;
+        using (var m = new MemoryStream())
+        {
+            new StbImageWriteSharp.ImageWriter().WriteJpg(rgb, 28, 28, StbImageWriteSharp.ColorComponents.RedGreenBlue, m, 90);
+            colour = m.ToArray();
+        }
+        byte[] DecodedRgb(string name, byte[] bytes)
+        {
+            string path = Path.Combine(dir, name);
+            File.WriteAllBytes(path, bytes);
+            var pixels = new byte[3 * 28 * 28];
+            ImageDecoder.Decode(path, 3, 28, 28, pixels);
+            return pixels;
+        }
+        byte[] adobe = [0xFF, 0xD8, 0xFF, 0xEE, 0x00, 0x0E, .. "Adobe"u8, 0x00, 0x64, 0x00, 0x00, 0x00, 0x00, 0x01, .. colour[2..]];
+        int frame = adobe.AsSpan().IndexOf((ReadOnlySpan<byte>)[0xFF, 0xC0]) + 4;
+        Assert.Equal(3, adobe[frame + 5]);
+        byte[] ids = [adobe[frame + 6], adobe[frame + 9], adobe[frame + 12]];
+        for (int c = 0; c < 3; c++)
+            adobe[frame + 6 + 3 * c] = "RGB"u8[c];
+        for (int scan = adobe.AsSpan().IndexOf((ReadOnlySpan<byte>)[0xFF, 0xDA]) + 4, c = 0; c < adobe[scan]; c++)
+            adobe[scan + 1 + 2 * c] = "RGB"u8[Array.IndexOf(ids, adobe[scan + 1 + 2 * c])];
+        Assert.Equal(DecodedRgb("ycbcr.jpg", colour), DecodedRgb("adobe-ycbcr-named-rgb.jpg", adobe));
+
         // What the console shows of a path the user gave: separators and overrides escaped, then markup.
         Assert.Equal("run\\u2028x\\u202e[[1]]", Cli.Usage.Shown("run\u2028x\u202e[1]"));
     }
