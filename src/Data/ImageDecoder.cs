@@ -142,6 +142,12 @@ public static class ImageDecoder
                 if (frame)
                     return $"is a JPEG with a second frame header at byte {i - 2} (damaged, or two images joined)";
                 frame = true;
+                // Components are told apart by their IDs (libjpeg guesses, stb mixed them up): two alike is damage.
+                int components = length >= 8 ? b[i + 7] : 0;
+                for (int c = 1; c < components && i + 8 + 3 * c < b.Length; c++)
+                    for (int d = 0; d < c; d++)
+                        if (b[i + 8 + 3 * c] == b[i + 8 + 3 * d])
+                            return $"is a JPEG whose components {d + 1} and {c + 1} share the ID {b[i + 8 + 3 * c]} (damaged)";
             }
             if (SegmentProblem(marker, b.Slice(i + 2, length - 2), i - 2) is string segment)
                 return segment;
@@ -205,7 +211,7 @@ public static class ImageDecoder
         if (b.Length < 4 || b[0] != 0xFF || b[1] != 0xD8)
             return b;
         bool jfif = false;
-        int adobe = -1, frame = -1;
+        int adobe = -1, adobeAt = -1, frame = -1;
         var scans = new List<int>();
         int i = 2;
         while (i + 4 <= b.Length && b[i] == 0xFF)
@@ -222,7 +228,10 @@ public static class ImageDecoder
             if (marker == 0xE0 && payload.StartsWith("JFIF\0"u8))
                 jfif = true;
             if (marker == 0xEE && payload.Length >= 12 && payload.StartsWith("Adobe"u8))
+            {
                 adobe = payload[11];
+                adobeAt = i + 2 + 11;
+            }
             if (IsFrame(marker))
                 frame = i + 2;
             if (marker == 0xDA)
@@ -242,12 +251,14 @@ public static class ImageDecoder
         byte[] ids = [b[frame + 6], b[frame + 9], b[frame + 12]];
         bool named = ids is [(byte)'R', (byte)'G', (byte)'B'];
         bool rgb = !jfif && (adobe >= 0 ? adobe == 0 : named);
-        if (rgb == named)
+        // stb's own rule: RGB when the IDs are 'R', 'G', 'B' or an Adobe marker says transform 0 (JFIF or not).
+        bool stbRgb = named || adobe == 0;
+        if (rgb == stbRgb || ids.Distinct().Count() != 3)
             return b;
         byte[] wanted = rgb ? [(byte)'R', (byte)'G', (byte)'B'] : [1, 2, 3];
-        if (ids.Distinct().Count() != 3)
-            return b;
         byte[] result = (byte[])b.Clone();
+        if (!rgb && adobe == 0)
+            result[adobeAt] = 1; // JFIF wins over the Adobe marker in libjpeg
         for (int c = 0; c < 3; c++)
             result[frame + 6 + 3 * c] = wanted[c];
         foreach (int scan in scans)
@@ -340,6 +351,8 @@ public static class ImageDecoder
             i += 12 + length;
         }
         data.Position = 0;
+        if (data.Length >= 2 && (data.GetBuffer()[1] & 0x20) != 0)
+            return "is a PNG whose zlib stream asks for a preset dictionary, which PNG does not allow (damaged)";
         try
         {
             using var inflate = new System.IO.Compression.ZLibStream(data, System.IO.Compression.CompressionMode.Decompress);
@@ -349,9 +362,10 @@ public static class ImageDecoder
             }
             return null;
         }
-        catch (InvalidDataException e)
+        catch (Exception e) when (e is InvalidDataException or IOException)
         {
-            return $"is a PNG whose image data fails zlib's check ({Runtime.Messages.OneLine(e.Message)}): damaged";
+            // .NET's reason ("unsupported compression method" for a wrong checksum) misleads: the fact alone.
+            return "is a PNG whose image data fails zlib's check (a wrong checksum or a damaged stream): damaged";
         }
     }
 

@@ -691,6 +691,11 @@ public sealed class HostileOutputTests : IDisposable
         byte[] flippedPixel = (byte[])stored.Clone();
         flippedPixel[stored.Length / 2] ^= 0xFF;
         Assert.Contains("fails zlib's check", Assert.Throws<DataFormatException>(() => Decoded("adler.png", Png(flippedPixel))).Message, StringComparison.Ordinal);
+        // A zlib stream that asks for a preset dictionary (PNG allows none) is named, not left to .NET's message.
+        byte[] withDictionary = (byte[])stored.Clone();
+        withDictionary[1] = (byte)(withDictionary[1] & 0xC0 | 0x20);
+        withDictionary[1] |= (byte)((31 - (withDictionary[0] * 256 + withDictionary[1]) % 31) % 31); // FCHECK
+        Assert.Contains("preset dictionary", Assert.Throws<DataFormatException>(() => Decoded("dictionary.png", Png(withDictionary))).Message, StringComparison.Ordinal);
 
         // A colour JPEG whose Adobe marker says YCbCr while its components are named R, G, B: decoded as YCbCr, as
         // libjpeg (PIL) decodes it, so the same as the file with its usual IDs (stb alone went by the names).
@@ -719,6 +724,15 @@ public sealed class HostileOutputTests : IDisposable
         for (int scan = adobe.AsSpan().IndexOf((ReadOnlySpan<byte>)[0xFF, 0xDA]) + 4, c = 0; c < adobe[scan]; c++)
             adobe[scan + 1 + 2 * c] = "RGB"u8[Array.IndexOf(ids, adobe[scan + 1 + 2 * c])];
         Assert.Equal(DecodedRgb("ycbcr.jpg", colour), DecodedRgb("adobe-ycbcr-named-rgb.jpg", adobe));
+        // The seventh pass: JFIF wins over an Adobe transform 0 in libjpeg (stb let the Adobe marker win); two
+        // components with one ID are damage.
+        byte[] jfifAdobe0 = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, .. "JFIF\0"u8, 1, 1, 0, 0, 1, 0, 1, 0, 0,
+            0xFF, 0xEE, 0x00, 0x0E, .. "Adobe"u8, 0x00, 0x64, 0x00, 0x00, 0x00, 0x00, 0x00, .. colour[2..]];
+        Assert.Equal(DecodedRgb("ycbcr.jpg", colour), DecodedRgb("jfif-adobe0.jpg", jfifAdobe0));
+        byte[] twins = (byte[])colour.Clone();
+        int twinFrame = twins.AsSpan().IndexOf((ReadOnlySpan<byte>)[0xFF, 0xC0]) + 4;
+        twins[twinFrame + 9] = twins[twinFrame + 6];
+        Assert.Contains("share the ID", Assert.Throws<DataFormatException>(() => DecodedRgb("twin-ids.jpg", twins)).Message, StringComparison.Ordinal);
 
         // What the console shows of a path the user gave: separators and overrides escaped, then markup.
         Assert.Equal("run\\u2028x\\u202e[[1]]", Cli.Usage.Shown("run\u2028x\u202e[1]"));
