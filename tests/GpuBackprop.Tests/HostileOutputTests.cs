@@ -16,6 +16,21 @@ public sealed class HostileOutputTests : IDisposable
 
     public void Dispose() => Directory.Delete(dir, true);
 
+    /// <summary>Writes <paramref name="bytes"/> as <paramref name="name"/> in the test's folder and decodes it to 28x28 grey (the hostile image cases).</summary>
+    private byte[] Decoded(string name, byte[] bytes) => DecodedAs(name, bytes, 1);
+
+    /// <summary>As <see cref="Decoded"/>, to 3x28x28 RGB planes.</summary>
+    private byte[] DecodedRgb(string name, byte[] bytes) => DecodedAs(name, bytes, 3);
+
+    private byte[] DecodedAs(string name, byte[] bytes, int channels)
+    {
+        string path = Path.Combine(dir, name);
+        File.WriteAllBytes(path, bytes);
+        var pixels = new byte[channels * 28 * 28];
+        ImageDecoder.Decode(path, channels, 28, 28, pixels);
+        return pixels;
+    }
+
     private string Checkpoint()
     {
         ComputeDevice d = TestDevices.Get("cpu");
@@ -393,17 +408,9 @@ public sealed class HostileOutputTests : IDisposable
         }
         const StbImageWriteSharp.ColorComponents Rgb = StbImageWriteSharp.ColorComponents.RedGreenBlue;
         byte[] png = Encode((w, m) => w.WritePng(rgb, 28, 28, Rgb, m)), jpg = Encode((w, m) => w.WriteJpg(rgb, 28, 28, Rgb, m, 95)), bmp = Encode((w, m) => w.WriteBmp(rgb, 28, 28, Rgb, m));
-        byte[] Decoded(string name, byte[] bytes)
-        {
-            string path = Path.Combine(dir, name);
-            File.WriteAllBytes(path, bytes);
-            var pixels = new byte[3 * 28 * 28];
-            ImageDecoder.Decode(path, 3, 28, 28, pixels);
-            return pixels;
-        }
-        byte[] intact = Decoded("ok.bmp", bmp);
-        Assert.Equal(intact, Decoded("ok.png", png));
-        Decoded("ok.jpg", jpg);
+        byte[] intact = DecodedRgb("ok.bmp", bmp);
+        Assert.Equal(intact, DecodedRgb("ok.png", png));
+        DecodedRgb("ok.jpg", jpg);
         byte[] flipped = (byte[])png.Clone();
         flipped[^20] ^= 0xFF; // in IDAT, before its CRC and IEND
         foreach (var (name, bytes, says) in new[]
@@ -414,7 +421,7 @@ public sealed class HostileOutputTests : IDisposable
             ("cut.bmp", bmp[..^500], "its header declares"),
         })
         {
-            var e = Assert.Throws<DataFormatException>(() => Decoded(name, bytes));
+            var e = Assert.Throws<DataFormatException>(() => DecodedRgb(name, bytes));
             Assert.Contains(says, e.Message, StringComparison.Ordinal);
         }
         // A top-down BMP (negative height, rows stored first to last) decodes to the same pixels.
@@ -424,7 +431,7 @@ public sealed class HostileOutputTests : IDisposable
         for (int r = 0; r < 28; r++)
             Array.Copy(bmp, Header + (27 - r) * Row, topDown, Header + r * Row, Row);
         System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(topDown.AsSpan(22), -28);
-        Assert.Equal(intact, Decoded("top-down.bmp", topDown));
+        Assert.Equal(intact, DecodedRgb("top-down.bmp", topDown));
 
         // A layer whose output alone passes 2^31-1 elements is named, before any device.
         string huge = Path.Combine(dir, "huge-pool.json");
@@ -487,14 +494,6 @@ public sealed class HostileOutputTests : IDisposable
     {
         var grey = new byte[28 * 28];
         new Random(9).NextBytes(grey);
-        byte[] Decoded(string name, byte[] bytes)
-        {
-            string path = Path.Combine(dir, name);
-            File.WriteAllBytes(path, bytes);
-            var pixels = new byte[28 * 28];
-            ImageDecoder.Decode(path, 1, 28, 28, pixels);
-            return pixels;
-        }
         // An 8-bit grey BMP (rows of 28 bytes, bottom-up) with its 256-entry table, in the layouts stb misread.
         static byte[] Bmp(byte[] pixels, int headerSize, int entryBytes, int gap, int bits = 8)
         {
@@ -598,14 +597,6 @@ public sealed class HostileOutputTests : IDisposable
     {
         var grey = new byte[28 * 28];
         new Random(11).NextBytes(grey);
-        byte[] Decoded(string name, byte[] bytes)
-        {
-            string path = Path.Combine(dir, name);
-            File.WriteAllBytes(path, bytes);
-            var pixels = new byte[28 * 28];
-            ImageDecoder.Decode(path, 1, 28, 28, pixels);
-            return pixels;
-        }
         byte[] jpg;
         using (var m = new MemoryStream())
         {
@@ -706,14 +697,6 @@ public sealed class HostileOutputTests : IDisposable
         {
             new StbImageWriteSharp.ImageWriter().WriteJpg(rgb, 28, 28, StbImageWriteSharp.ColorComponents.RedGreenBlue, m, 90);
             colour = m.ToArray();
-        }
-        byte[] DecodedRgb(string name, byte[] bytes)
-        {
-            string path = Path.Combine(dir, name);
-            File.WriteAllBytes(path, bytes);
-            var pixels = new byte[3 * 28 * 28];
-            ImageDecoder.Decode(path, 3, 28, 28, pixels);
-            return pixels;
         }
         byte[] adobe = [0xFF, 0xD8, 0xFF, 0xEE, 0x00, 0x0E, .. "Adobe"u8, 0x00, 0x64, 0x00, 0x00, 0x00, 0x00, 0x01, .. colour[2..]];
         int frame = adobe.AsSpan().IndexOf((ReadOnlySpan<byte>)[0xFF, 0xC0]) + 4;
