@@ -151,6 +151,22 @@ public sealed class DataSourceTests : IDisposable
         Assert.Contains(says, e.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>A CIFAR class-names file that is a link to /dev/zero is refused before it is read (it would read without end).</summary>
+    [Fact]
+    public void ACifarNamesFileThatIsADeviceIsRefusedBeforeItIsRead()
+    {
+        string c10 = Path.Combine(dir, "cifar-10-device-names");
+        Directory.CreateDirectory(c10);
+        var (p, l) = Synthetic(10, 10, 1);
+        File.WriteAllBytes(Path.Combine(c10, "data_batch_1.bin"), CifarRecords(p, l));
+        File.WriteAllBytes(Path.Combine(c10, "test_batch.bin"), CifarRecords(p, l));
+        string meta = Path.Combine(c10, "batches.meta.txt");
+        File.CreateSymbolicLink(meta, "/dev/zero");
+        var e = Assert.Throws<DataFormatException>(() => Datasets.Load(c10));
+        Assert.StartsWith(meta, e.Message, StringComparison.Ordinal);
+        Assert.Contains("not a regular file", e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Cifar10And100BinaryFilesReadExactlyWithTheirClassNamesAndPerChannelStatistics()
     {
