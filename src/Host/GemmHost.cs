@@ -24,6 +24,13 @@ internal static unsafe class GemmHost
 {
     private const int KC = 384, MC = 288, NC = 512, MaxNR = 32;
 
+    /// <summary>
+    /// The depth of a packed panel: 384, but 256 for the 6x16 kernel, whose 16-column B panel is then 16 KiB beside the
+    /// streamed A panel in a 32 KiB L1 (gemm.sq_1024 with AVX2: 10.4-10.6 ms against 10.8-11.1 with the prefetch below,
+    /// 2-core AMD EPYC family 25 model 17, bench/results/2026-12-05-cpu-avx2-gemm).
+    /// </summary>
+    private static int KcOf(int width) => width == 256 ? 256 : KC;
+
     /// <summary>The micro-kernel's tile (rows x columns of C) at a width: see the class.</summary>
     private static (int MR, int NR) TileOf(int width) =>
         width == 512 ? (8, 32) : width == 256 ? (6, 16) : System.Runtime.Intrinsics.Arm.AdvSimd.IsSupported ? (8, 8) : (6, 8);
@@ -170,6 +177,7 @@ internal static unsafe class GemmHost
     {
         (int ic, int jc, int mc, int nc) = tile;
         var (MR, NR) = TileOf(wide);
+        int depth = KcOf(wide);
         float[] pa = packA ??= new float[MC * KC + 8]; // 8 floats of slack: the 6-row transposes store 8 a column
         float[] pb = packB ??= new float[KC * MaxNR];
         bool add = accumulate;
@@ -178,9 +186,9 @@ internal static unsafe class GemmHost
             for (int r = r0; r < r1; r++)
             {
                 int aStart = a.Base(batch, s.BatchInner, r), bStart = b.Base(batch, s.BatchInner, r);
-                for (int pc = 0; pc < s.K; pc += KC)
+                for (int pc = 0; pc < s.K; pc += depth)
                 {
-                    int kc = Math.Min(KC, s.K - pc);
+                    int kc = Math.Min(depth, s.K - pc);
                     PackA(a, A, aStart, ic, mc, pc, kc, MR, pa, wide);
                     for (int jp = 0; jp < nc; jp += NR)
                     {
@@ -202,8 +210,20 @@ internal static unsafe class GemmHost
                             panel = ppb;
                             ldb = NR;
                         }
+                        // Rows of op(B) a multiple of 4 KiB apart, packed at 256 bits: each row of the next panel lies in
+                        // its own page, where the hardware prefetcher does not follow, so packing waited on every row
+                        // (7% of gemm.sq_1024's time). Its rows are fetched into L1 a few before each micro-kernel of
+                        // this panel instead (AVX2 gemm.sq_1024 0.89-0.92x PyTorch's time before, with KcOf 0.93-0.95x).
+                        bool fetchNext = wide == 256 && b.Trans == 0 && b.Ld % 1024 == 0 && jp + 2 * NR <= nc;
+                        float* next = pB + bStart + (long)pc * b.Ld + jc + jp + NR;
+                        int micros = (mc + MR - 1) / MR, perMicro = (kc + micros - 1) / micros, fetched = 0;
                         for (int ip = 0; ip < mc; ip += MR)
                         {
+                            for (int end = Math.Min(kc, fetched + perMicro); fetchNext && fetched < end; fetched++)
+                            {
+                                Sse.Prefetch0(next + (long)fetched * b.Ld);
+                                Sse.Prefetch0(next + (long)fetched * b.Ld + NR - 1);
+                            }
                             float* dst = c + (ic + ip) * ldc + jc + jp, rowBias = add || bias is null ? null : bias + ic + ip;
                             int rows = Math.Min(MR, mc - ip);
                             if (wide == 512)
