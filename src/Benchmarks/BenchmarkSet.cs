@@ -91,6 +91,9 @@ internal sealed class BenchmarkSet
             throw new IOException($"{shapesPath}: is {(Directory.Exists(shapesPath) ? "a folder" : Serialization.FileKind.OfTarget(shapesPath))}, not a benchmark set file.");
         try
         {
+            // A benchmark set is a few kilobytes: a larger file is not read whole.
+            if (new FileInfo(Serialization.FileKind.Resolve(shapesPath)) is { Exists: true, Length: > 1 << 20 } large)
+                throw new IOException($"{shapesPath}: is {large.Length:N0} bytes; a benchmark set file is at most 1 MiB.");
             using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(shapesPath));
             spec = doc.RootElement.Clone();
         }
@@ -119,6 +122,12 @@ internal sealed class BenchmarkSet
     {
         if (root.ValueKind != JsonValueKind.Object)
             return "the file must hold a JSON object with conv, maxpool, avgpool, gemm and train sections.";
+        // JSON allows a name twice: a second section silently replaced the first's rows, a row named twice ran twice.
+        if (Twice(root) is string section2)
+            return $"section '{section2}' is given more than once.";
+        foreach (JsonProperty part in root.EnumerateObject())
+            if (part.Value.ValueKind == JsonValueKind.Object && Twice(part.Value) is string row2)
+                return $"{part.Name}.{row2} is given more than once.";
         foreach (var (section, layout) in Layouts)
         {
             if (!root.TryGetProperty(section, out JsonElement rows) || rows.ValueKind != JsonValueKind.Object)
@@ -170,6 +179,9 @@ internal sealed class BenchmarkSet
         }
         return null;
     }
+
+    private static string? Twice(JsonElement obj) =>
+        obj.EnumerateObject().GroupBy(p => p.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1)?.Key;
 
     private static int Positive(int value, string name) =>
         value >= 1 ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive.");

@@ -48,6 +48,8 @@ internal abstract class DataSettings : DeviceSettings
             return ValidationResult.Error($"--data-memory takes a positive size in bytes, or with K, M or G (512M); got '{DataMemory}'.");
         if (Channels is not (null or 1 or 3))
             return ValidationResult.Error($"--channels takes 1 or 3; got {Channels}.");
+        if (Data is not null && Serialization.FileKind.LinkProblem(Data) is string link)
+            return ValidationResult.Error($"--data: '{Data}' is {link}, not a data folder.");
         if (Data is not null && !Directory.Exists(Data))
             return ValidationResult.Error(File.Exists(Data) ? $"--data: '{Data}' is {Serialization.FileKind.OfTarget(Data) ?? "a file"}, not a data folder." : $"--data: no such folder '{Data}'.");
         try

@@ -350,20 +350,32 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         TrainConfig config = trainer.Config;
         // A resumed run continues in its checkpoint's own folder, links resolved (through a link in another folder it
         // forked into the link's folder and left the run there at its old epoch).
-        string outDir = s.Out ?? (resume is not null ? Path.GetDirectoryName(Usage.Real(resume))! : Path.Combine("runs", $"{Models.NameOf(config.Model)}-{DateTime.Now:yyyyMMdd-HHmmss}"));
+        string outDir = s.Out ?? (resume is not null ? Path.GetDirectoryName(Usage.Real(resume))! : Path.Combine("runs", $"{FolderNameOf(Models.NameOf(config.Model))}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         if (!primary)
             return TrainQuietly(trainer, config);
+        if (Serialization.FileKind.LinkProblem(outDir) is string link)
+            throw new UsageException($"--out {outDir} is {link}, not a folder.");
         if (File.Exists(outDir) || Serialization.FileKind.OfTarget(outDir) is string notFolder && !Directory.Exists(outDir))
             throw new UsageException($"--out {outDir} is {(File.Exists(outDir) && Serialization.FileKind.OfTarget(outDir) is null ? "a file" : Serialization.FileKind.OfTarget(outDir))}, not a folder.");
         for (string? up = Path.GetDirectoryName(Path.GetFullPath(outDir)); up is not null; up = Path.GetDirectoryName(up))
             if (File.Exists(up))
                 throw new UsageException($"--out {outDir}: {up} is a file, not a folder.");
+        // The run's files never go among the data: in an image folder the plot became an image of a class, and
+        // checkpoint.gbp a file that the next run refused (links resolved, so a link into the data is caught too).
+        if (s.Data is string data && Usage.Real(outDir) is string realOut && Usage.Real(data) is string realData
+            && (realOut == realData || realOut.StartsWith(realData + Path.DirectorySeparatorChar, StringComparison.Ordinal)))
+            throw new UsageException($"--out {outDir} is inside --data {data}: the run's files would be mixed with the data; choose an --out outside it.");
         Directory.CreateDirectory(outDir);
         // Held for the whole run: a second run into the same folder is refused instead of both
         // reporting success while the last writer wins. Opening it also proves the folder is writable
         // before an epoch is spent.
         using FileStream runLock = RunLock(outDir);
         string checkpoint = Path.Combine(outDir, CheckpointName);
+        // Each file the run writes can be replaced, found before the first epoch (a folder named checkpoint.gbp was
+        // found after it, with the epoch's metrics already written beside no checkpoint).
+        foreach (string name in RunFiles)
+            if (Serialization.FileKind.Of(Path.Combine(outDir, name)) is string kind)
+                throw new IOException($"{Path.Combine(outDir, name)} is {kind}, not a regular file; the run writes it, and refuses to replace it.");
         // Links resolved: a --resume given through a link to this folder's checkpoint is this run, not another
         // (compared by full path alone, --overwrite then deleted the checkpoint being resumed).
         bool another = File.Exists(checkpoint) && (resume is null || !string.Equals(Usage.Real(resume), Usage.Real(checkpoint), StringComparison.Ordinal));
@@ -459,54 +471,29 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         return ExitCode.Success;
     }
 
-    /// <summary>The temporary files of a run's own atomic writes (".NAME.PID.tmp"), nothing else in the folder.</summary>
-    // The files a run writes into its folder, each atomically: named once here for the run, --overwrite and
-    // the cleanup of temporary files a killed run left.
+    // The files a run writes into its folder, each atomically: named once here for the run, the check before the first
+    // epoch, --overwrite and the cleanup of temporary files a killed run left.
     private const string CheckpointName = "checkpoint.gbp", BestName = "best.gbp", MetricsName = "metrics.json", StepsName = "steps.jsonl", PlotName = "training.png";
 
-    private static readonly System.Text.RegularExpressions.Regex RunTemporaryFile = new(
-        $@"^\.({string.Join("|", new[] { CheckpointName, BestName, MetricsName, StepsName, PlotName }.Select(System.Text.RegularExpressions.Regex.Escape))})\.(\d+)\.tmp$",
-        System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+    private static readonly string[] RunFiles = [CheckpointName, BestName, MetricsName, StepsName, PlotName];
 
     /// <summary>
-    /// Deletes the temporary files of this program's atomic writes that a killed run left in its folder:
-    /// only the run's own file names, and only when the process that wrote one is gone (called while
-    /// holding the folder's lock, so no other training run writes there).
+    /// Deletes the temporary files of the run's own atomic writes that a killed run left in its folder (called while
+    /// holding the folder's lock, so no other training run writes there): <see cref="Serialization.AtomicFile.RemoveStale"/>
+    /// for each of its file names, including those this run may not rewrite soon (best.gbp).
     /// </summary>
     private static void RemoveStaleTemporaryFiles(string outDir)
     {
-        foreach (string file in Directory.EnumerateFiles(outDir, ".*.tmp"))
-        {
-            var match = RunTemporaryFile.Match(Path.GetFileName(file));
-            if (!match.Success || (int.TryParse(match.Groups[2].Value, CultureInfo.InvariantCulture, out int pid) && IsRunning(pid)))
-                continue;
-            try
-            {
-                File.Delete(file);
-            }
-            catch (IOException)
-            {
-                // Left for the next start: a file that cannot be deleted now is harmless.
-            }
-        }
+        foreach (string name in RunFiles)
+            Serialization.AtomicFile.RemoveStale(outDir, name);
     }
 
-    private static bool IsRunning(int pid)
-    {
-        try
-        {
-            using var p = System.Diagnostics.Process.GetProcessById(pid);
-            return !p.HasExited;
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
-        catch (InvalidOperationException)
-        {
-            return false;
-        }
-    }
+    /// <summary>
+    /// A model file's name as the default run folder's name: control and formatting characters (an escape sequence, a
+    /// newline) become '_', as a class folder with them is refused and a printed path escapes them.
+    /// </summary>
+    internal static string FolderNameOf(string name) =>
+        string.Concat(name.EnumerateRunes().Select(r => Runtime.Messages.Unprintable(r) ? "_" : r.ToString()));
 
     /// <summary>An exclusive lock file in the run folder (released by the OS if the process dies).</summary>
     private static FileStream RunLock(string outDir)

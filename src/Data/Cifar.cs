@@ -29,7 +29,10 @@ public static class Cifar
                     Read("CIFAR-100 test", [Path.Combine(directory, "test.bin")], 2, label, names),
                     $"CIFAR-100 from {directory} ({(coarse ? "coarse" : "fine")} labels)");
         }
-        string[] batches = Enumerable.Range(1, 5).Select(i => Path.Combine(directory, $"data_batch_{i}.bin")).Where(File.Exists).ToArray();
+        if (!Present(Path.Combine(directory, "test_batch.bin")))
+            throw new DataFormatException(directory, "holds neither CIFAR-10's test_batch.bin nor CIFAR-100's train.bin and test.bin: not a CIFAR folder.");
+        // A folder or a FIFO of a batch's name is kept here, and refused by name when read (it was passed over).
+        string[] batches = Enumerable.Range(1, 5).Select(i => Path.Combine(directory, $"data_batch_{i}.bin")).Where(Present).ToArray();
         if (batches.Length == 0)
             throw new DataFormatException(directory, "has test_batch.bin but no data_batch_N.bin to train on.");
         string[] classes = Names(directory, "batches.meta.txt", 10);
@@ -46,8 +49,9 @@ public static class Cifar
         // A names file is a few hundred bytes: a FIFO or a huge file is refused before it is read.
         if (Serialization.FileKind.OfTarget(path) is string kind)
             throw new DataFormatException(path, $"is {kind}, not a regular file.");
-        if (new FileInfo(path).Length > 1 << 20)
-            throw new DataFormatException(path, $"is {new FileInfo(path).Length:N0} bytes; a class-names file is at most 1 MiB.");
+        // Links followed: a link's own length is that of the path it holds.
+        if (new FileInfo(Serialization.FileKind.Resolve(path)).Length is long length && length > 1 << 20)
+            throw new DataFormatException(path, $"is {length:N0} bytes; a class-names file is at most 1 MiB.");
         string[] names = File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
         if (names.Length != classes)
             throw new DataFormatException(path, $"names {names.Length} classes; expected {classes}.");
@@ -60,12 +64,28 @@ public static class Cifar
         return names;
     }
 
+    private static bool Present(string path) => File.Exists(path) || Directory.Exists(path);
+
+    /// <summary>
+    /// A batch file's length, links followed (a link's own length, the length of its text, was taken for the file's); a
+    /// folder, a FIFO or a device refused by name before it is opened.
+    /// </summary>
+    private static long SizeOf(string path)
+    {
+        if (Directory.Exists(path))
+            throw new DataFormatException(path, "is a folder, not a CIFAR batch file.");
+        if (!File.Exists(path))
+            throw new DataFormatException(path, "no such file.");
+        if (Serialization.FileKind.OfTarget(path) is string kind)
+            throw new DataFormatException(path, $"is {kind}, not a regular file.");
+        return new FileInfo(Serialization.FileKind.Resolve(path)).Length;
+    }
+
     /// <summary>Records of <paramref name="labelBytes"/> label bytes and an image, the label at <paramref name="labelIndex"/>.</summary>
     public static ImageDataset Read(string name, IReadOnlyList<string> files, int labelBytes, int labelIndex, IReadOnlyList<string> classNames)
     {
         int record = labelBytes + ImageBytes;
-        // Sizes as stat reports them (a FIFO or a device reports 0, refused below before it is opened).
-        var sizes = files.Select(f => File.Exists(f) ? new FileInfo(f).Length : throw new DataFormatException(f, "no such file.")).ToArray();
+        var sizes = files.Select(SizeOf).ToArray();
         for (int i = 0; i < files.Count; i++)
             if (sizes[i] == 0 || sizes[i] % record != 0)
                 throw new DataFormatException(files[i], $"is {sizes[i]:N0} bytes, not a whole number of {record}-byte records ({labelBytes} label byte(s) and a 3x32x32 image): truncated, or another format.");

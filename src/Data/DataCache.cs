@@ -7,8 +7,8 @@ namespace GpuBackprop.Data;
 /// <summary>
 /// A decoded split of an image folder packed into one file, so that later runs skip decoding and read the
 /// images from the file as they are needed (<see cref="PixelStore.OnDisk"/>: a split larger than host memory is paged in as it is read): the
-/// images as uint8 planes and their labels, after a header that names every source file with its size and
-/// modification time, the image size, channels and class names. A cache is used only when its header is
+/// images as uint8 planes and their labels, after a header that names every source file with its size,
+/// modification time and change time (see <see cref="Serialization.FileKind.ChangeTime"/>), the image size, channels and class names. A cache is used only when its header is
 /// the one the folder would give now (the same files, unchanged, decoded to the same size) and both of
 /// its xxHash64 checksums (header; labels, pixels and the list of files that did not decode) hold;
 /// otherwise the split is decoded again and the cache rewritten atomically. Layout: <c>GBPDATA\0</c>,
@@ -31,15 +31,20 @@ internal static class DataCache
     public static string Header(string split, IReadOnlyList<(string Path, int Label)> files, int channels, int height, int width, IReadOnlyList<string> classes) =>
         JsonSerializer.Serialize(new
         {
-            version = 2,
+            // The decoder's rules as well as the layout: raised whenever what decodes, or to what, changes (3: only PNG,
+            // JPEG and BMP decode, a cache of version 2 held the pixels of GIFs and TGAs named .png; files' change times).
+            version = 3,
             channels,
             height,
             width,
             classes,
             files = files.Select(f =>
             {
-                var info = new FileInfo(f.Path);
-                return new { path = System.IO.Path.GetRelativePath(split, f.Path), size = info.Length, modified = info.LastWriteTimeUtc.Ticks, label = f.Label };
+                // The file a link names (a link's own size and time stay put when what it names is replaced).
+                var info = new FileInfo(Serialization.FileKind.Resolve(f.Path));
+                // With the change time: a file replaced by another of its size with its modification time kept (cp -p,
+                // rsync -t) was read from the cache with the old pixels.
+                return new { path = System.IO.Path.GetRelativePath(split, f.Path), size = info.Length, modified = info.LastWriteTimeUtc.Ticks, changed = Serialization.FileKind.ChangeTime(f.Path), label = f.Label };
             }),
         });
 

@@ -59,8 +59,11 @@ public static class FashionMnist
         foreach (string candidate in new[] { stem, stem + ".gz", stem.Replace("-idx", ".idx", StringComparison.Ordinal) })
         {
             string path = Path.Combine(directory, candidate);
+            // A FIFO blocked the open, and a folder of the name was reported as the .gz file missing.
+            if (Directory.Exists(path))
+                throw new DataFormatException(path, "is a folder, not an IDX file.");
             if (File.Exists(path))
-                return path;
+                return Serialization.FileKind.OfTarget(path) is string kind ? throw new DataFormatException(path, $"is {kind}, not a regular file.") : path;
         }
         throw new DataFormatException(Path.Combine(directory, stem + ".gz"), "not found (looked for the raw and .gz names).");
     }

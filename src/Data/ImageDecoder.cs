@@ -52,6 +52,8 @@ public static class ImageDecoder
         if (destination.Length != channels * height * width)
             throw new ArgumentException($"The destination holds {destination.Length} bytes; {channels}x{height}x{width} needs {channels * height * width}.", nameof(destination));
         byte[] bytes = DataFile.Read(path, MaxFileBytes);
+        if (NotPngJpegOrBmp(bytes) is string other)
+            throw new DataFormatException(path, other);
         if ((JpegProblem(bytes) ?? BmpProblem(bytes)) is string problem)
             throw new DataFormatException(path, problem);
         // Before stb reads the header: an OS/2 2.x header becomes a Windows one, which stb's header reader knows.
@@ -98,6 +100,22 @@ public static class ImageDecoder
             throw new DataFormatException(path, "decodes to fewer bytes than its size (truncated).");
         byte[] planes = ToPlanes(image.Data, image.Width, image.Height, sourceChannels, channels);
         Resize(planes, channels, image.Height, image.Width, height, width, destination);
+    }
+
+    /// <summary>
+    /// Null for a file that starts as a PNG, a JPEG or a BMP does; else what it is. stb also decodes GIF, TGA, HDR, PSD
+    /// and PIC files, whatever their names, and damage in them is checked by nobody: a GIF cut short, named .png, was
+    /// decoded to one flat colour. Only the three formats whose damage is checked here are read.
+    /// </summary>
+    internal static string? NotPngJpegOrBmp(ReadOnlySpan<byte> b)
+    {
+        if (b.StartsWith((ReadOnlySpan<byte>)[0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]) || b.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8, 0xFF])
+            || b.StartsWith("BM"u8))
+            return null;
+        string? what = b.StartsWith("GIF8"u8) ? "a GIF" : b.StartsWith("#?RADIANCE"u8) || b.StartsWith("#?RGBE"u8) ? "a Radiance HDR image"
+            : b.StartsWith("8BPS"u8) ? "a Photoshop file" : b.StartsWith("II*\0"u8) || b.StartsWith("MM\0*"u8) ? "a TIFF"
+            : b.Length >= 12 && b.StartsWith("RIFF"u8) && b[8..12].SequenceEqual("WEBP"u8) ? "a WebP image" : null;
+        return $"is not a PNG, JPEG or BMP image{(what is null ? "" : $" (its first bytes are {what}'s)")}; those three are read.";
     }
 
     /// <summary>

@@ -43,6 +43,15 @@ public static class ImageFolder
         string cache = Path.Combine(root, CacheFolder);
         List<DataFormatException>? skipped = skipBadImages ? [] : null;
         ImageDataset trainSet = LoadSplit(train, classes, channels, height, width, progress, cache, skipped);
+        // Skipping must not empty a class, as an empty class folder is refused: the model learnt never to predict it.
+        if (skipped is { Count: > 0 })
+        {
+            var counts = new int[classes.Count];
+            foreach (int label in trainSet.Labels)
+                counts[label]++;
+            if (Array.IndexOf(counts, 0) is int lost and >= 0)
+                throw new DataFormatException(Path.Combine(train, classes[lost]), "has no image left to train on: --skip-bad-images skipped every file of it.");
+        }
         ImageDataset testSet = LoadSplit(test, classes, channels, height, width, progress, cache, skipped);
         double seconds = clock.Elapsed.TotalSeconds;
         int images = trainSet.Count + testSet.Count;

@@ -170,7 +170,7 @@ public static class Architecture
         {
             string type = layer.TryGetProperty("type", out JsonElement t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
             // Lists that Build or Check have validated always have a known type; the reference path reads others.
-            LayerType known = LayerTypes.Find(type) ?? throw new ArchitectureException($"layer {prefix}{i}: unknown type '{type}'. Known: {string.Join(", ", LayerTypes.Names)}.");
+            LayerType known = LayerTypes.Find(type) ?? throw new ArchitectureException($"layer {prefix}{i}: unknown type '{LayerFields.Shown(type)}'. Known: {string.Join(", ", LayerTypes.Names)}.");
             yield return (known, new LayerFields(layer, $"{prefix}{i}", type));
             i++;
         }
@@ -190,10 +190,10 @@ public static class Architecture
             if (layer.EnumerateObject().GroupBy(p => p.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { Key: var twice })
                 throw new ArchitectureException($"{where}: field '{twice}' is given more than once.");
             string name = t.GetString()!;
-            LayerType type = LayerTypes.Find(name) ?? throw new ArchitectureException($"{where}: unknown type '{name}'. Known: {string.Join(", ", LayerTypes.Names)}.");
+            LayerType type = LayerTypes.Find(name) ?? throw new ArchitectureException($"{where}: unknown type '{LayerFields.Shown(name)}'. Known: {string.Join(", ", LayerTypes.Names)}.");
             foreach (JsonProperty p in layer.EnumerateObject())
                 if (p.Name != "type" && !type.Fields.Contains(p.Name))
-                    throw new ArchitectureException($"{where} ({name}): unknown field '{p.Name}'. " + (type.Fields.Count == 0 ? $"A {name} layer has no fields." : $"Known: {string.Join(", ", type.Fields)}."));
+                    throw new ArchitectureException($"{where} ({name}): unknown field '{LayerFields.Shown(p.Name)}'. " + (type.Fields.Count == 0 ? $"A {name} layer has no fields." : $"Known: {string.Join(", ", type.Fields)}."));
             type.CheckNested(new LayerFields(layer, $"{prefix}{i}", name), Validate);
             i++;
         }

@@ -146,6 +146,9 @@ internal sealed class LayerFields(JsonElement layer, string path, string type)
     /// <summary>An error about a field.</summary>
     public ArchitectureException Error(string field, string problem) => new($"{Where}: field '{field}' {problem}.");
 
+    /// <summary>A name as the file wrote it (a layer type, a field), cut to 80 characters: a 100,000-character type was echoed whole.</summary>
+    public static string Shown(string text) => text.Length <= 80 ? text : $"{text[..77]}...";
+
     /// <summary>A value as the file wrote it, cut to 80 characters (a field can hold megabytes; an error is one line).</summary>
     public static string Shown(JsonElement v)
     {

@@ -97,7 +97,7 @@ public abstract class Module : IDisposable
         }
         catch (ArgumentException e)
         {
-            throw new Serialization.SafeTensorsException(path, e.Message, e);
+            throw new Serialization.SafeTensorsException(path, Runtime.Messages.WithoutParameter(e), e);
         }
     }
 

@@ -31,7 +31,10 @@ internal static class AtomicFile
         // Within the 255-byte name limit whatever the target's length (a 250-character output name failed on its
         // temporary file alone); long names keep their first 200 characters.
         string name = Path.GetFileName(full);
-        string tmp = Path.Combine(dir, $".{(name.Length > 200 ? name[..200] : name)}.{Environment.ProcessId}.tmp");
+        RemoveStale(dir, name);
+        string tmp = TemporaryName(dir, name, Environment.ProcessId);
+        EnsureSignalHandlers();
+        InFlight[tmp] = 0;
         try
         {
             using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
@@ -44,6 +47,8 @@ internal static class AtomicFile
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             File.Delete(tmp);
+            if (Volatile.Read(ref ending))
+                Thread.Sleep(Timeout.Infinite);
             // The runtime's message names the temporary file alone ("Could not find file '/proc/.x.onnx.77.tmp'"):
             // the target goes first, so that the user sees which output failed.
             throw new IOException($"{path} cannot be written (through the temporary file {tmp}): {e.Message}", e);
@@ -52,6 +57,119 @@ internal static class AtomicFile
         {
             File.Delete(tmp);
             throw;
+        }
+        finally
+        {
+            InFlight.TryRemove(tmp, out _);
+        }
+    }
+
+    /// <summary>The temporary file of a write of <paramref name="name"/> in <paramref name="dir"/> by process <paramref name="pid"/>.</summary>
+    private static string TemporaryName(string dir, string name, int pid) => Path.Combine(dir, $".{(name.Length > 200 ? name[..200] : name)}.{pid}.tmp");
+
+    /// <summary>
+    /// Deletes the temporary files that writes of <paramref name="name"/> in <paramref name="dir"/> left when their
+    /// process was killed (SIGKILL, a power cut): only this writer's names, and only when the process that wrote one is
+    /// gone. A later write of the same file cleans up after the killed one (an export killed mid-write left 82 MB).
+    /// </summary>
+    public static void RemoveStale(string dir, string name)
+    {
+        string prefix = $".{(name.Length > 200 ? name[..200] : name)}.";
+        IEnumerable<string> candidates;
+        try
+        {
+            candidates = Directory.EnumerateFiles(dir, ".*.tmp").ToList();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return; // the write itself will say what is wrong with the folder
+        }
+        foreach (string file in candidates)
+        {
+            string fileName = Path.GetFileName(file);
+            if (!fileName.StartsWith(prefix, StringComparison.Ordinal) || !int.TryParse(fileName.AsSpan(prefix.Length, fileName.Length - prefix.Length - 4),
+                    System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid) || IsRunning(pid))
+                continue;
+            try
+            {
+                File.Delete(file);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Left for the next write: a file that cannot be deleted now is harmless.
+            }
+        }
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var p = System.Diagnostics.Process.GetProcessById(pid);
+            return !p.HasExited;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The temporary files being written now, deleted if the process is interrupted (SIGINT, SIGTERM; a SIGKILL's or SIGHUP's leftovers go at the next write of the file).</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> InFlight = new();
+
+    private static System.Runtime.InteropServices.PosixSignalRegistration[]? signalHandlers;
+
+    /// <summary>Set when a signal is ending the process: a write whose file the handler deleted then waits for the end instead of reporting it.</summary>
+    private static bool ending;
+
+    /// <summary>
+    /// Ctrl+C or a kill during a write ended the process with the temporary file left behind (82 MB of an export). The
+    /// handlers delete what is in flight and let the signal end the process as before (exit 130 or 143).
+    /// </summary>
+    private static void EnsureSignalHandlers()
+    {
+        if (Volatile.Read(ref signalHandlers) is not null)
+            return;
+        lock (InFlight)
+        {
+            if (signalHandlers is not null)
+                return;
+            var made = new List<System.Runtime.InteropServices.PosixSignalRegistration>();
+            foreach (var signal in new[] { System.Runtime.InteropServices.PosixSignal.SIGINT, System.Runtime.InteropServices.PosixSignal.SIGTERM })
+            {
+                try
+                {
+                    made.Add(System.Runtime.InteropServices.PosixSignalRegistration.Create(signal, context =>
+                    {
+                        // Ended here, with the shell's code for the signal: left to the runtime, SIGINT went to the
+                        // command-line library's cancellation and the write went on to fail on its deleted file.
+                        Volatile.Write(ref ending, true);
+                        DeleteInFlight();
+                        context.Cancel = true;
+                        Environment.Exit(context.Signal == System.Runtime.InteropServices.PosixSignal.SIGINT ? 130 : 143);
+                    }));
+                }
+                catch (PlatformNotSupportedException)
+                {
+                    // Where signals cannot be handled, a later write of the same file removes what is left (RemoveStale).
+                }
+            }
+            Volatile.Write(ref signalHandlers, made.ToArray());
+        }
+    }
+
+    private static void DeleteInFlight()
+    {
+        foreach (string tmp in InFlight.Keys)
+        {
+            try
+            {
+                File.Delete(tmp);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Nothing more can be done while the process ends.
+            }
         }
     }
 }
@@ -84,6 +202,23 @@ internal static class FileKind
         return Path.Combine(Real(dir), Path.GetFileName(full));
     }
 
+    /// <summary>Null unless <paramref name="path"/> is a symbolic link that loops or names nothing; then which ("a link that loops" was reported as a file).</summary>
+    public static string? LinkProblem(string path)
+    {
+        var info = new FileInfo(Path.GetFullPath(path));
+        if (info.LinkTarget is null)
+            return null;
+        try
+        {
+            FileSystemInfo? target = info.ResolveLinkTarget(returnFinalTarget: true);
+            return target is null || File.Exists(target.FullName) || Directory.Exists(target.FullName) ? null : "a link to nothing (it names a missing entry)";
+        }
+        catch (IOException)
+        {
+            return "a link that loops";
+        }
+    }
+
     /// <summary>The full path with its final link resolved (itself when not a link, when dangling, or in a loop: opening it says so).</summary>
     public static string Resolve(string path)
     {
@@ -98,6 +233,39 @@ internal static class FileKind
             // A link loop.
         }
         return full;
+    }
+
+    [System.Runtime.InteropServices.DllImport("libSystem.Native", EntryPoint = "SystemNative_Stat", CharSet = System.Runtime.InteropServices.CharSet.Ansi)]
+    private static extern unsafe int Stat(string path, byte* status);
+
+    /// <summary>
+    /// The inode change time of what <paramref name="path"/> names (links followed), in nanoseconds since 1970, or null
+    /// where it cannot be read. Writing a file sets it, and so does restoring its modification time (cp -p, rsync -t, an
+    /// archive's extraction), which no program can set back: a file replaced by one of the same size with its
+    /// modification time kept still changes it. From the runtime's FileStatus, whose layout is checked against the size
+    /// and modification time .NET reports for the same file (null if they differ).
+    /// </summary>
+    public static unsafe long? ChangeTime(string path)
+    {
+        if (OperatingSystem.IsWindows())
+            return null;
+        byte* status = stackalloc byte[512];
+        try
+        {
+            if (Stat(path, status) != 0)
+                return null;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return null;
+        }
+        // FileStatus: int32 flags, mode, uid, gid; int64 size, atime, atime ns, mtime, mtime ns, ctime, ctime ns, ...
+        long size = *(long*)(status + 16), mtime = *(long*)(status + 40), mtimeNs = *(long*)(status + 48);
+        var info = new FileInfo(Resolve(path));
+        long expectedTicks = info.LastWriteTimeUtc.Ticks - DateTime.UnixEpoch.Ticks;
+        if (!info.Exists || size != info.Length || mtime * TimeSpan.TicksPerSecond + mtimeNs / 100 != expectedTicks)
+            return null;
+        return *(long*)(status + 56) * 1_000_000_000 + *(long*)(status + 64);
     }
 
     /// <summary>

@@ -126,7 +126,15 @@ public static class SafeTensors
                 foreach (JsonProperty p in header.RootElement.EnumerateObject())
                 {
                     if (p.Name == "__metadata__")
+                    {
+                        // A map of strings to strings, as the format's own reader reads it (it refuses anything else).
+                        if (p.Value.ValueKind != JsonValueKind.Object)
+                            throw new SafeTensorsException(path, "the header's __metadata__ is not an object of strings.");
+                        foreach (JsonProperty m in p.Value.EnumerateObject())
+                            if (m.Value.ValueKind != JsonValueKind.String)
+                                throw new SafeTensorsException(path, $"the header's __metadata__ entry '{m.Name}' is not a string.");
                         continue;
+                    }
                     // JSON allows a name twice; a state dict does not (the last would silently win).
                     if (result.ContainsKey(p.Name))
                         throw new SafeTensorsException(path, $"the header names tensor '{p.Name}' twice.");
@@ -138,10 +146,17 @@ public static class SafeTensors
                 // JsonDocument checks the UTF-8 of a name only when it is read.
                 throw new SafeTensorsException(path, $"the header is not valid UTF-8 JSON: {e.Message}", e);
             }
+            // The tensors tile the data, in some order, without overlaps or gaps (the format's own reader refuses both: bytes
+            // no tensor owns mean a header that lost an entry).
             ranges.Sort();
-            for (int i = 1; i < ranges.Count; i++)
-                if (ranges[i].Begin < ranges[i - 1].End)
+            for (int i = 0; i < ranges.Count; i++)
+            {
+                long expected = i == 0 ? 0 : ranges[i - 1].End;
+                if (ranges[i].Begin < expected)
                     throw new SafeTensorsException(path, $"tensors '{ranges[i - 1].Name}' and '{ranges[i].Name}' overlap.");
+                if (ranges[i].Begin > expected)
+                    throw new SafeTensorsException(path, $"the {ranges[i].Begin - expected:N0} data bytes before tensor '{ranges[i].Name}' belong to no tensor.");
+            }
             return result;
         }
     }

@@ -91,7 +91,7 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
         byte[] file;
         try
         {
-            if (new FileInfo(path).Length > int.MaxValue)
+            if (new FileInfo(Serialization.FileKind.Resolve(path)).Length > int.MaxValue)
                 throw new CheckpointException(path, "larger than 2 GiB: not a checkpoint of this build.");
             file = File.ReadAllBytes(path);
         }

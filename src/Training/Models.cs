@@ -150,8 +150,8 @@ public static class Models
         // A FIFO would block and /dev/zero read without end; a layer list is text of a few kilobytes.
         if (Serialization.FileKind.OfTarget(nameOrPath) is string kind)
             throw new ArgumentException($"Model file '{nameOrPath}' is {kind}, not a regular file.");
-        if (new FileInfo(nameOrPath).Length > MaxModelFileBytes)
-            throw new ArgumentException($"Model file '{nameOrPath}' is {new FileInfo(nameOrPath).Length:N0} bytes; a layer list is at most {MaxModelFileBytes:N0}.");
+        if (new FileInfo(Serialization.FileKind.Resolve(nameOrPath)).Length is long length && length > MaxModelFileBytes)
+            throw new ArgumentException($"Model file '{nameOrPath}' is {length:N0} bytes; a layer list is at most {MaxModelFileBytes:N0}.");
         return ModelDescription.Parse(Path.GetFileNameWithoutExtension(nameOrPath), File.ReadAllText(nameOrPath), nameOrPath);
     }
 
