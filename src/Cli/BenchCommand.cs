@@ -51,6 +51,7 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
 
         public override ValidationResult Validate() => Usage.All(
             base.Validate(),
+            Usage.ExistingFile("--shapes", Shapes),
             Usage.Positive(Reps, "--reps"),
             GemmTiles is "auto" or "64" or "128" or "pipelined" ? ValidationResult.Success() : ValidationResult.Error($"--gemm-tiles takes auto, 64, 128 or pipelined; got '{GemmTiles}'."),
             Conv is "auto" or "im2col" or "implicit" ? ValidationResult.Success() : ValidationResult.Error($"--conv takes auto, im2col or implicit; got '{Conv}'."),

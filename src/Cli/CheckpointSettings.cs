@@ -18,5 +18,5 @@ internal abstract class CheckpointSettings : DeviceSettings
 
     /// <summary>The usage error when a required checkpoint is missing.</summary>
     public static ValidationResult Given(string? checkpoint) =>
-        checkpoint is null ? ValidationResult.Error("--checkpoint FILE is required.") : ValidationResult.Success();
+        checkpoint is null ? ValidationResult.Error("--checkpoint FILE is required.") : Usage.ExistingFile("--checkpoint", checkpoint);
 }

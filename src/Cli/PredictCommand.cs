@@ -33,7 +33,7 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
         public override ValidationResult Validate() => Usage.All(
             base.Validate(),
             CheckpointGiven(),
-            Images is not { Length: > 0 } ? ValidationResult.Error("--images PATH is required.") : ValidationResult.Success(),
+            Images is not { Length: > 0 } ? ValidationResult.Error("--images PATH is required.") : Usage.All(Images.Select(i => Usage.ExistingFile("--images", i, folderToo: true)).ToArray()),
             Usage.Positive(Count, "--count"),
             Usage.Positive(Top, "--top"));
     }

@@ -113,7 +113,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 Usage.Model(ModelName),
                 Usage.Positive(Epochs, "--epochs"),
                 InitWeights is not null && Resume is not null ? ValidationResult.Error("--init-weights starts a new run; it cannot be combined with --resume.") : ValidationResult.Success(),
-                InitWeights is not null && !File.Exists(InitWeights) ? ValidationResult.Error($"--init-weights: no such file '{InitWeights}'.") : ValidationResult.Success(),
+                Usage.ExistingFile("--init-weights", InitWeights),
+                Usage.ExistingFile("--resume", Resume),
                 Usage.Positive(Batch, "--batch"),
                 Kind(OptimizerName) is null ? ValidationResult.Error($"--optimizer: unknown optimizer '{OptimizerName}'; known: sgd, adam, adamw.") : ValidationResult.Success(),
                 ValSplit is float v && !(v >= 0 && v <= 0.5) ? ValidationResult.Error($"--val-split takes a fraction in [0, 0.5]; got {v.ToString(CultureInfo.InvariantCulture)}.") : ValidationResult.Success(),
@@ -358,12 +359,13 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         if (File.Exists(outDir) || Serialization.FileKind.OfTarget(outDir) is string notFolder && !Directory.Exists(outDir))
             throw new UsageException($"--out {outDir} is {(File.Exists(outDir) && Serialization.FileKind.OfTarget(outDir) is null ? "a file" : Serialization.FileKind.OfTarget(outDir))}, not a folder.");
         for (string? up = Path.GetDirectoryName(Path.GetFullPath(outDir)); up is not null; up = Path.GetDirectoryName(up))
-            if (File.Exists(up))
+            if (Serialization.FileKind.LinkProblem(up) is string broken)
+                throw new UsageException($"--out {outDir}: {up} is {broken}.");
+            else if (File.Exists(up))
                 throw new UsageException($"--out {outDir}: {up} is a file, not a folder.");
         // The run's files never go among the data: in an image folder the plot became an image of a class, and
         // checkpoint.gbp a file that the next run refused (links resolved, so a link into the data is caught too).
-        if (s.Data is string data && Usage.Real(outDir) is string realOut && Usage.Real(data) is string realData
-            && (realOut == realData || realOut.StartsWith(realData + Path.DirectorySeparatorChar, StringComparison.Ordinal)))
+        if (s.Data is string data && InsideTheData(Usage.Real(outDir), data))
             throw new UsageException($"--out {outDir} is inside --data {data}: the run's files would be mixed with the data; choose an --out outside it.");
         Directory.CreateDirectory(outDir);
         // Held for the whole run: a second run into the same folder is refused instead of both
@@ -374,7 +376,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         // Each file the run writes can be replaced, found before the first epoch (a folder named checkpoint.gbp was
         // found after it, with the epoch's metrics already written beside no checkpoint).
         foreach (string name in RunFiles)
-            if (Serialization.FileKind.Of(Path.Combine(outDir, name)) is string kind)
+            if ((Serialization.FileKind.Of(Path.Combine(outDir, name)) ?? Serialization.FileKind.LinkProblem(Path.Combine(outDir, name))) is string kind)
                 throw new IOException($"{Path.Combine(outDir, name)} is {kind}, not a regular file; the run writes it, and refuses to replace it.");
         // Links resolved: a --resume given through a link to this folder's checkpoint is this run, not another
         // (compared by full path alone, --overwrite then deleted the checkpoint being resumed).
@@ -489,6 +491,35 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     }
 
     /// <summary>
+    /// Whether <paramref name="realOut"/> (a real path) is a folder of the data or below one: the folders are walked as the
+    /// loaders walk them, links followed (a class folder that links elsewhere holds data too; --out there was let through).
+    /// </summary>
+    private static bool InsideTheData(string realOut, string data)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var pending = new Stack<string>([data]);
+        while (pending.Count > 0)
+        {
+            string folder = pending.Pop();
+            string real = Usage.Real(folder);
+            if (!seen.Add(real))
+                continue; // a link loop, or two links to one folder
+            if (realOut == real || realOut.StartsWith(real + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+                return true;
+            try
+            {
+                foreach (string sub in Directory.EnumerateDirectories(folder))
+                    pending.Push(sub);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // A folder that cannot be listed holds nothing the loaders read either (they refuse it themselves).
+            }
+        }
+        return false;
+    }
+
+    /// <summary>
     /// A model file's name as the default run folder's name: control and formatting characters (an escape sequence, a
     /// newline) become '_', as a class folder with them is refused and a printed path escapes them.
     /// </summary>
@@ -499,6 +530,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     private static FileStream RunLock(string outDir)
     {
         string path = Path.Combine(outDir, ".gpubackprop.lock");
+        // Opened or created: a link there was followed (a dangling one created its target, anywhere), a FIFO blocked.
+        if (Serialization.FileKind.Of(path) is string kind || new FileInfo(path).LinkTarget is not null)
+            throw new IOException($"{path} is {Serialization.FileKind.Of(path) ?? "a symbolic link"}; a run's lock is a regular file it makes itself: remove it.");
         try
         {
             return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);

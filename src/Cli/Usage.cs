@@ -45,6 +45,21 @@ internal static class Usage
     /// <summary>The full path with every link resolved (a missing file: its folder's resolved path and its name).</summary>
     internal static string Real(string path) => Serialization.FileKind.Real(path);
 
+    /// <summary>
+    /// An option's path that must name an existing file (or, with <paramref name="folderToo"/>, a folder): the usage error
+    /// (exit 2) when it does not, the same for every option (--checkpoint was exit 1, --data exit 2).
+    /// </summary>
+    public static ValidationResult ExistingFile(string option, string? path, bool folderToo = false)
+    {
+        if (path is null)
+            return ValidationResult.Success();
+        if (Serialization.FileKind.LinkProblem(path) is string link)
+            return ValidationResult.Error($"{option}: '{path}' is {link}.");
+        if (Directory.Exists(path) && !folderToo)
+            return ValidationResult.Error($"{option}: '{path}' is a folder, not a file.");
+        return File.Exists(path) || Directory.Exists(path) ? ValidationResult.Success() : ValidationResult.Error($"{option}: no such file '{path}'.");
+    }
+
     /// <summary>--model: a built-in model's name or an existing description file.</summary>
     public static ValidationResult Model(string name) =>
         Training.Models.Names.Contains(name) || File.Exists(name) ? ValidationResult.Success()

@@ -44,6 +44,9 @@ public static class Cifar
     private static string[] Names(string directory, string file, int classes)
     {
         string path = Path.Combine(directory, file);
+        // A link to nothing or a loop is named (a dangling link got .NET's message about its target, or numbered classes).
+        if (Serialization.FileKind.LinkProblem(path) is string link)
+            throw new DataFormatException(path, $"is {link}.");
         if (!File.Exists(path))
             return Enumerable.Range(0, classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
         // A names file is a few hundred bytes: a FIFO or a huge file is refused before it is read.
@@ -64,7 +67,8 @@ public static class Cifar
         return names;
     }
 
-    private static bool Present(string path) => File.Exists(path) || Directory.Exists(path);
+    /// <summary>Any entry of the name, links to nothing and loops too (refused by name when read, not passed over).</summary>
+    private static bool Present(string path) => File.Exists(path) || Directory.Exists(path) || new FileInfo(path).LinkTarget is not null;
 
     /// <summary>
     /// A batch file's length, links followed (a link's own length, the length of its text, was taken for the file's); a
@@ -72,6 +76,8 @@ public static class Cifar
     /// </summary>
     private static long SizeOf(string path)
     {
+        if (Serialization.FileKind.LinkProblem(path) is string link)
+            throw new DataFormatException(path, $"is {link}.");
         if (Directory.Exists(path))
             throw new DataFormatException(path, "is a folder, not a CIFAR batch file.");
         if (!File.Exists(path))

@@ -43,8 +43,9 @@ internal static class DataCache
                 // The file a link names (a link's own size and time stay put when what it names is replaced).
                 var info = new FileInfo(Serialization.FileKind.Resolve(f.Path));
                 // With the change time: a file replaced by another of its size with its modification time kept (cp -p,
-                // rsync -t) was read from the cache with the old pixels.
-                return new { path = System.IO.Path.GetRelativePath(split, f.Path), size = info.Length, modified = info.LastWriteTimeUtc.Ticks, changed = Serialization.FileKind.ChangeTime(f.Path), label = f.Label };
+                // rsync -t) was read from the cache with the old pixels. A link to nothing has no size: decoding names it.
+                return new { path = System.IO.Path.GetRelativePath(split, f.Path), size = info.Exists ? info.Length : -1, modified = info.Exists ? info.LastWriteTimeUtc.Ticks : 0,
+                    changed = Serialization.FileKind.ChangeTime(f.Path), label = f.Label };
             }),
         });
 

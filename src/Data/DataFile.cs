@@ -11,6 +11,8 @@ internal static class DataFile
     /// <exception cref="DataFormatException">Not a regular file, empty, larger than <paramref name="maxBytes"/>, unreadable, or changed while read (named).</exception>
     public static byte[] Read(string path, long maxBytes)
     {
+        if (Serialization.FileKind.LinkProblem(path) is string link)
+            throw new DataFormatException(path, $"is {link}.");
         var info = new FileInfo(path);
         FileSystemInfo target = info.ResolveLinkTarget(returnFinalTarget: true) ?? info;
         if (target is not FileInfo file || !file.Exists)

@@ -18,7 +18,9 @@ internal static class AtomicFile
         string dir = Path.GetDirectoryName(full)!;
         // A file where a folder of the path should be is named as such ("the folder does not exist" misled).
         for (string? up = dir; up is not null; up = Path.GetDirectoryName(up))
-            if (File.Exists(up))
+            if (FileKind.LinkProblem(up) is string link)
+                throw new IOException($"{path}: {up} is {link}.");
+            else if (File.Exists(up))
                 throw new IOException($"{path}: {up} is a file, not a folder.");
         if (createFolder)
             Directory.CreateDirectory(dir);
@@ -39,6 +41,13 @@ internal static class AtomicFile
         {
             using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
             {
+                // A signal's handler sets `ending` before it deletes what is in flight: a file made after that deletion
+                // (Ctrl+C as the write began left a 0-byte checkpoint.gbp temporary) is deleted here instead.
+                if (Volatile.Read(ref ending))
+                {
+                    File.Delete(tmp);
+                    Thread.Sleep(Timeout.Infinite);
+                }
                 write(fs);
                 fs.Flush(flushToDisk: true);
             }

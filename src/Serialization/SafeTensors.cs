@@ -103,7 +103,9 @@ public static class SafeTensors
         if (bytes.Length < 8)
             throw new SafeTensorsException(path, $"truncated: {bytes.Length} bytes, not even the 8-byte header length.");
         ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        if (headerLength > MaxHeader || (long)headerLength > bytes.Length - 8)
+        if (headerLength > MaxHeader)
+            throw new SafeTensorsException(path, $"header of {headerLength:N0} bytes; at most {MaxHeader:N0} are read (the format's own limit).");
+        if ((long)headerLength > bytes.Length - 8)
             throw new SafeTensorsException(path, $"header length {headerLength} does not fit the file of {bytes.Length} bytes (truncated or not safetensors).");
         ReadOnlySpan<byte> data = bytes[(8 + (int)headerLength)..];
         JsonDocument header;
@@ -175,7 +177,9 @@ public static class SafeTensors
                 "F16" or "BF16" => 2,
                 _ => throw new SafeTensorsException(path, $"tensor '{name}' has dtype '{dtype}'; F32, F16, BF16, F64 and I64 are read."),
             };
-            int[] shape = e.GetProperty("shape").EnumerateArray().Select(d => d.GetInt32()).ToArray();
+            // Each dimension named when it is not one (GetInt32 on 2^40 said only "invalid format").
+            int[] shape = e.GetProperty("shape").EnumerateArray().Select(d => d.ValueKind == JsonValueKind.Number && d.TryGetInt32(out int v) ? v
+                : throw new SafeTensorsException(path, $"tensor '{name}' has shape entry {Layers.LayerFields.Shown(d)}; dimensions are integers 0 to 2^31-1.")).ToArray();
             long count = 1;
             foreach (int d in shape)
             {

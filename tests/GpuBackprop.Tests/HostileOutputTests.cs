@@ -345,7 +345,8 @@ public sealed class HostileOutputTests : IDisposable
         Assert.DoesNotContain(escError.TrimEnd(), char.IsControl);
         Assert.Contains("\\u001b[2J", escError);
         var (shapesCode, shapesError, _) = InProcessCli.Run("bench", "--device", "cpu", "--shapes", dir);
-        Assert.True(shapesCode == 1 && shapesError.Contains("is a folder, not a benchmark set file", StringComparison.Ordinal), shapesError);
+        // A path that is not a file is a usage error naming the option, as for every option that takes a file.
+        Assert.True(shapesCode == ExitCode.Usage && shapesError.Contains("--shapes: ", StringComparison.Ordinal) && shapesError.Contains("is a folder, not a file", StringComparison.Ordinal), shapesError);
         string longName = Path.Combine(dir, new string('a', 245) + ".onnx");
         var (longCode, longError, _) = InProcessCli.Run("export", "--checkpoint", Checkpoint(), "--onnx", longName);
         Assert.True(longCode == 0 && File.Exists(longName), longError);
