@@ -32,6 +32,8 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
             CheckpointGiven(),
             Onnx is null && SafeTensors is null ? ValidationResult.Error("name an output: --onnx FILE and/or --safetensors FILE.") : ValidationResult.Success(),
             IncludeNormalization && Onnx is null ? ValidationResult.Error("--include-normalization changes the ONNX file: give --onnx FILE.") : ValidationResult.Success(),
+            Usage.OutputFile("--onnx", Onnx),
+            Usage.OutputFile("--safetensors", SafeTensors),
             Usage.Distinct(("--checkpoint", Checkpoint), ("--onnx", Onnx), ("--safetensors", SafeTensors)));
     }
 

@@ -57,7 +57,7 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
         if (idxImages is var (dims, idxPixels))
         {
             if (input[0] != 1 || dims[1] != input[1] || dims[2] != input[2])
-                throw new ArgumentException($"{path}: images are 1x{dims[1]}x{dims[2]}; the model takes {input[0]}x{input[1]}x{input[2]}.");
+                throw new UsageException($"--images {path}: images are 1x{dims[1]}x{dims[2]}; the model takes {input[0]}x{input[1]}x{input[2]}.");
             pixels = idxPixels;
             names = Enumerable.Range(0, dims[0]).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
         }

@@ -491,13 +491,18 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     }
 
     /// <summary>
-    /// Whether <paramref name="realOut"/> (a real path) is a folder of the data or below one: the folders are walked as the
-    /// loaders walk them, links followed (a class folder that links elsewhere holds data too; --out there was let through).
+    /// Whether <paramref name="realOut"/> (a real path) is the data folder or below it, or in a folder the loaders read:
+    /// an image folder's splits are walked as the loader walks them, links followed (a class folder that links elsewhere
+    /// holds data too; --out there was let through). Other links in the data folder are not followed: they hold nothing
+    /// the loaders read (one to / refused every --out, one to /sys walked for minutes).
     /// </summary>
     private static bool InsideTheData(string realOut, string data)
     {
+        string realData = Usage.Real(data);
+        if (realOut == realData || realOut.StartsWith(realData + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+            return true;
         var seen = new HashSet<string>(StringComparer.Ordinal);
-        var pending = new Stack<string>([data]);
+        var pending = new Stack<string>(Data.ImageFolder.SplitFolders.Select(split => Path.Combine(data, split)).Where(Directory.Exists));
         while (pending.Count > 0)
         {
             string folder = pending.Pop();

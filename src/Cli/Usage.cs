@@ -54,16 +54,32 @@ internal static class Usage
         if (path is null)
             return ValidationResult.Success();
         if (Serialization.FileKind.LinkProblem(path) is string link)
-            return ValidationResult.Error($"{option}: '{path}' is {link}.");
-        if (Directory.Exists(path) && !folderToo)
-            return ValidationResult.Error($"{option}: '{path}' is a folder, not a file.");
-        return File.Exists(path) || Directory.Exists(path) ? ValidationResult.Success() : ValidationResult.Error($"{option}: no such file '{path}'.");
+            return ValidationResult.Error($"{option}: '{Runtime.Messages.Printable(path)}' is {link}.");
+        if (Directory.Exists(path))
+            return folderToo ? ValidationResult.Success() : ValidationResult.Error($"{option}: '{Runtime.Messages.Printable(path)}' is a folder, not a file.");
+        if (!File.Exists(path))
+            return ValidationResult.Error($"{option}: no such file '{Runtime.Messages.Printable(path)}'.");
+        return Serialization.FileKind.OfTarget(path) is string kind ? ValidationResult.Error($"{option}: '{Runtime.Messages.Printable(path)}' is {kind}, not a regular file.") : ValidationResult.Success();
+    }
+
+    /// <summary>
+    /// An option's output file: absent, or a regular file (links followed) that it replaces; a folder, FIFO or device is the
+    /// usage error (exit 2), as for an input (export to a folder was exit 1).
+    /// </summary>
+    public static ValidationResult OutputFile(string option, string? path)
+    {
+        if (path is null)
+            return ValidationResult.Success();
+        if (Serialization.FileKind.LinkProblem(path) is string link && link.Contains("loops", StringComparison.Ordinal))
+            return ValidationResult.Error($"{option}: '{Runtime.Messages.Printable(path)}' is {link}.");
+        return Serialization.FileKind.Of(path) is string kind ? ValidationResult.Error($"{option}: '{Runtime.Messages.Printable(path)}' is {kind}, not a regular file; refusing to replace it.") : ValidationResult.Success();
     }
 
     /// <summary>--model: a built-in model's name or an existing description file.</summary>
     public static ValidationResult Model(string name) =>
-        Training.Models.Names.Contains(name) || File.Exists(name) ? ValidationResult.Success()
-            : ValidationResult.Error($"--model: '{name}' is neither a built-in model ({string.Join(", ", Training.Models.Names)}) nor an existing file.");
+        Training.Models.Names.Contains(name) ? ValidationResult.Success()
+            : File.Exists(name) || Serialization.FileKind.LinkProblem(name) is not null ? ExistingFile("--model", name)
+            : ValidationResult.Error($"--model: '{Runtime.Messages.Printable(name)}' is neither a built-in model ({string.Join(", ", Training.Models.Names)}) nor an existing file.");
 
     public static ValidationResult All(params ValidationResult[] checks) =>
         checks.FirstOrDefault(c => !c.Successful) ?? ValidationResult.Success();

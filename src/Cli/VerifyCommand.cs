@@ -19,6 +19,13 @@ internal sealed class VerifyCommand : Command<VerifyCommand.Settings>
         [CommandOption("--golden <DIR>"), Description("Folder of golden cases (default: golden and golden-local beside the program: the shared PyTorch cases and this project's own).")]
         public string? Golden { get; set; }
 
+        /// <summary>--golden names a folder: anything else is a usage error naming the option (it was exit 1, "no such golden folder" for a file too).</summary>
+        public override ValidationResult Validate() => Usage.All(base.Validate(),
+            Golden is null || Directory.Exists(Golden) && Serialization.FileKind.LinkProblem(Golden) is null ? ValidationResult.Success()
+            : Serialization.FileKind.LinkProblem(Golden) is string link ? ValidationResult.Error($"--golden: '{Runtime.Messages.Printable(Golden)}' is {link}.")
+            : File.Exists(Golden) ? ValidationResult.Error($"--golden: '{Runtime.Messages.Printable(Golden)}' is {Serialization.FileKind.OfTarget(Golden) ?? "a file"}, not a folder of golden cases.")
+            : ValidationResult.Error($"--golden: no such folder '{Runtime.Messages.Printable(Golden)}'."));
+
         protected override bool Several => true;
     }
 

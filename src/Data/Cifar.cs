@@ -47,6 +47,8 @@ public static class Cifar
         // A link to nothing or a loop is named (a dangling link got .NET's message about its target, or numbered classes).
         if (Serialization.FileKind.LinkProblem(path) is string link)
             throw new DataFormatException(path, $"is {link}.");
+        if (Directory.Exists(path))
+            throw new DataFormatException(path, "is a folder, not a class-names file.");
         if (!File.Exists(path))
             return Enumerable.Range(0, classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
         // A names file is a few hundred bytes: a FIFO or a huge file is refused before it is read.

@@ -59,6 +59,8 @@ public static class FashionMnist
         foreach (string candidate in new[] { stem, stem + ".gz", stem.Replace("-idx", ".idx", StringComparison.Ordinal) })
         {
             string path = Path.Combine(directory, candidate);
+            if (Serialization.FileKind.LinkProblem(path) is string link)
+                throw new DataFormatException(path, $"is {link}.");
             // A FIFO blocked the open, and a folder of the name was reported as the .gz file missing.
             if (Directory.Exists(path))
                 throw new DataFormatException(path, "is a folder, not an IDX file.");

@@ -7,7 +7,8 @@ namespace GpuBackprop.Data;
 public sealed class DataFormatException : Exception
 {
     /// <summary>Creates the exception; the message names the file.</summary>
-    public DataFormatException(string file, string problem, Exception? inner = null) : base($"{file}: {problem}", inner) => File = file;
+    /// <remarks>The name is escaped as every printed path is (a newline in it was joined as a space, naming another file).</remarks>
+    public DataFormatException(string file, string problem, Exception? inner = null) : base($"{Runtime.Messages.Printable(file)}: {problem}", inner) => File = file;
 
     /// <summary>The offending file.</summary>
     public string File { get; }

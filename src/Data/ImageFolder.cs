@@ -17,6 +17,9 @@ public static class ImageFolder
 {
     private static readonly string[] EvaluationSplits = ["val", "test"];
 
+    /// <summary>The folders of a root the loader reads: the training split and the evaluation splits it looks for.</summary>
+    internal static IEnumerable<string> SplitFolders => ["train", .. EvaluationSplits];
+
     /// <summary>The folder beside the splits where decoded splits are cached (<see cref="DataCache"/>); skipped as a class folder would be, by its leading '.'.</summary>
     public const string CacheFolder = ".gpubackprop-cache";
 
@@ -36,6 +39,10 @@ public static class ImageFolder
     public static (ImageDataset Train, ImageDataset Test, string Source) Load(string root, int channels, int height, int width, IProgress<int>? progress = null, bool skipBadImages = false)
     {
         string train = Path.Combine(root, "train");
+        // A split's link that loops or names nothing is named (a dangling 'val' fell back to 'test' without a word).
+        foreach (string split in SplitFolders.Select(s => Path.Combine(root, s)))
+            if (Serialization.FileKind.LinkProblem(split) is string broken)
+                throw new DataFormatException(split, $"is {broken}.");
         string test = EvaluationSplits.Select(s => Path.Combine(root, s)).FirstOrDefault(Directory.Exists)
             ?? throw new DataFormatException(root, "has a 'train' folder but no 'val' or 'test' folder to evaluate on.");
         IReadOnlyList<string> classes = Classes(train);
@@ -99,8 +106,13 @@ public static class ImageFolder
     /// <summary>The class folders of a split, sorted ordinally.</summary>
     public static IReadOnlyList<string> Classes(string split)
     {
+        if (Serialization.FileKind.LinkProblem(split) is string broken)
+            throw new DataFormatException(split, $"is {broken}.");
         if (!Directory.Exists(split))
             throw new DataFormatException(split, "no such folder.");
+        // A class folder's link that loops or names nothing was passed over, as a stray file is: its class vanished.
+        if (Directory.EnumerateFileSystemEntries(split).FirstOrDefault(e => Serialization.FileKind.LinkProblem(e) is not null) is string link)
+            throw new DataFormatException(link, $"is {Serialization.FileKind.LinkProblem(link)}.");
         string[] classes = Directory.GetDirectories(split).Select(Path.GetFileName).Where(n => !n!.StartsWith('.')).Order(StringComparer.Ordinal).ToArray()!;
         // A class name is printed (tables, predictions) and stored: control characters would reach the terminal raw.
         if (classes.FirstOrDefault(ClassNames.Unprintable) is string odd)

@@ -757,8 +757,8 @@ public sealed class DataSourceTests : IDisposable
         var e = await Assert.ThrowsAsync<DataFormatException>(() => Within(() => Datasets.Load(root, new DataOptions(Channels: 1, Height: 4, Width: 4))));
         Assert.StartsWith(bad, e.Message);
         Assert.Contains("not a regular file", e.Message);
-        // predict on the same path says the same, exit 1, from a real checkpoint (with a missing one, the exit 1 this
-        // asserted came from the checkpoint, never the image: a missing path is now a usage error, and this held nothing).
+        // predict on the same path says the same, naming --images (a path option of the wrong kind: exit 2), with a real
+        // checkpoint (with a missing one, the exit 1 this asserted came from the checkpoint, never the image).
         string good = Path.Combine(dir, kind + "-good");
         foreach (string split in new[] { "train", "test" })
             foreach (string c in new[] { "a", "b" })
@@ -768,8 +768,8 @@ public sealed class DataSourceTests : IDisposable
         string run = Path.Combine(dir, kind + "-run");
         Assert.Equal(0, InProcessCli.Run("train", "--device", "cpu", "--model", model, "--epochs", "1", "--batch", "2", "--data", good, "--image-size", "4x4", "--channels", "1", "--out", run).Code);
         var (code, error, _) = await Within(() => InProcessCli.Run("predict", "--device", "cpu", "--checkpoint", Path.Combine(run, "checkpoint.gbp"), "--images", bad));
-        Assert.Equal(1, code);
-        Assert.Contains(bad, error, StringComparison.Ordinal);
+        Assert.Equal(2, code);
+        Assert.Contains($"--images: '{bad}' is", error, StringComparison.Ordinal);
         Assert.Contains("not a regular file", error, StringComparison.Ordinal);
     }
 

@@ -88,10 +88,12 @@ public sealed class HostileOutputTests : IDisposable
         AtomicFile.Write(link, s => s.WriteByte((byte)'x'));
         Assert.Equal("keep", File.ReadAllText(target));
         Assert.Null(new FileInfo(link).LinkTarget);
-        // Through the CLI: exit 1, the output named, the FIFO still there.
+        // Through the CLI: a usage error naming the option and the output (as for any path option of the wrong kind), the
+        // FIFO still there.
         var (code, error, _) = InProcessCli.Run("export", "--checkpoint", Checkpoint(), "--onnx", fifo);
-        Assert.True(code == 1, $"exit {code}: {error}");
-        Assert.Contains($"{fifo} is a FIFO, not a regular file", error);
+        Assert.True(code == ExitCode.Usage, $"exit {code}: {error}");
+        Assert.Contains($"--onnx: '{fifo}' is a FIFO, not a regular file", error);
+        Assert.True(File.Exists(fifo) && new FileInfo(fifo).Length == 0);
         // A folder where no file can be made (/proc): the error names the output first, not only the temporary file.
         (code, error, _) = InProcessCli.Run("export", "--checkpoint", Checkpoint(), "--onnx", "/proc/x.onnx");
         Assert.True(code == 1, $"exit {code}: {error}");
@@ -196,7 +198,8 @@ public sealed class HostileOutputTests : IDisposable
 
     /// <summary>
     /// A FIFO or a device (/dev/zero) given as a model file, a checkpoint or initial weights is refused before it
-    /// is opened, naming it: no run blocks or reads without end (each run must finish within 60 s).
+    /// is opened, naming it: no run blocks or reads without end (each run must finish within 60 s). A usage error (exit 2)
+    /// for every option, as the README states for a path of the wrong kind (summary, eval and --init-weights were exit 1).
     /// </summary>
     [Fact]
     public async Task AFifoOrADeviceAsAnInputIsRefusedBeforeItIsOpened()
@@ -209,9 +212,9 @@ public sealed class HostileOutputTests : IDisposable
             foreach (var (args, code, says) in new (string[], int, string)[]
             {
                 (["train", "--model", input, "--epochs", "1", "--device", "cpu", "--out", outDir], 2, "not a regular file"),
-                (["summary", "--model", input], 1, "not a regular file"),
-                (["eval", "--checkpoint", input, "--device", "cpu"], 1, "not a regular file"),
-                (["train", "--init-weights", input, "--epochs", "1", "--device", "cpu", "--out", outDir, "--overwrite"], 1, "not a regular file"),
+                (["summary", "--model", input], 2, "not a regular file"),
+                (["eval", "--checkpoint", input, "--device", "cpu"], 2, "not a regular file"),
+                (["train", "--init-weights", input, "--epochs", "1", "--device", "cpu", "--out", outDir, "--overwrite"], 2, "not a regular file"),
             })
             {
                 var run = Task.Run(() => InProcessCli.Run(args), TestContext.Current.CancellationToken);
