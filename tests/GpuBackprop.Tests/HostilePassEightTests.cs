@@ -16,48 +16,10 @@ public sealed class HostilePassEightTests : IDisposable
 
     public void Dispose() => Directory.Delete(dir, true);
 
-    private static byte[] GreyPng(int seed)
-    {
-        var pixels = new byte[28 * 28];
-        new Random(seed).NextBytes(pixels);
-        using var m = new MemoryStream();
-        new StbImageWriteSharp.ImageWriter().WritePng(pixels, 28, 28, StbImageWriteSharp.ColorComponents.Grey, m);
-        return m.ToArray();
-    }
-
-    /// <summary>An image folder of 28x28 grey PNGs: train and val, the given classes, three images a class.</summary>
-    private string ImageFolder(string name, params string[] classes)
-    {
-        string root = Path.Combine(dir, name);
-        int seed = 0;
-        foreach (string split in new[] { "train", "val" })
-            foreach (string c in classes)
-            {
-                Directory.CreateDirectory(Path.Combine(root, split, c));
-                for (int i = 0; i < 3; i++)
-                    File.WriteAllBytes(Path.Combine(root, split, c, $"{i}.png"), GreyPng(seed++));
-            }
-        return root;
-    }
-
-    /// <summary>A two-class model for 1x28x28 images (the image folders here have two classes).</summary>
-    private string TwoClasses()
-    {
-        string path = Path.Combine(dir, "two.json");
-        File.WriteAllText(path, """
-            {"input": [1, 28, 28], "classes": 2, "layers": [
-              {"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 3, "padding": 1},
-              {"type": "relu"}, {"type": "max_pool2d", "kernel_size": 4}, {"type": "flatten"},
-              {"type": "linear", "in_features": 98, "out_features": 2}]}
-            """);
-        return path;
-    }
+    private string ImageFolder(string name, params string[] classes) => HostileInputs.ImageFolder(Path.Combine(dir, name), classes);
 
     private string[] Train(string data, string outDir, params string[] more) =>
-        ["train", "--device", "cpu", "--model", TwoClasses(), "--epochs", "1", "--batch", "4", "--data", data, "--image-size", "28x28", "--channels", "1", "--out", outDir, .. more];
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mkfifo", SetLastError = true)]
-    private static extern int MakeFifo(string path, uint mode);
+        ["train", "--device", "cpu", "--model", HostileInputs.LinearModel(dir, 1, 28, 2), "--epochs", "1", "--batch", "4", "--data", data, "--image-size", "28x28", "--channels", "1", "--out", outDir, .. more];
 
     /// <summary>Data loss: --out inside --data put the run's files among the images (the plot replaced an image called training.png).</summary>
     [Fact]
@@ -135,7 +97,7 @@ public sealed class HostilePassEightTests : IDisposable
             string labels = Path.Combine(data, "train-labels-idx1-ubyte");
             File.Delete(labels);
             if (kind == "fifo")
-                Assert.Equal(0, MakeFifo(labels, Convert.ToUInt32("644", 8)));
+                Assert.Equal(0, HostileInputs.MakeFifo(labels, Convert.ToUInt32("644", 8)));
             else
                 Directory.CreateDirectory(labels);
             // On a thread with a deadline: a regression blocks on the FIFO, and fails here instead of hanging the run.
@@ -176,7 +138,7 @@ public sealed class HostilePassEightTests : IDisposable
             string fifo = Path.Combine(dir, "fifo");
             Directory.CreateDirectory(fifo);
             File.WriteAllBytes(Path.Combine(fifo, "data_batch_1.bin"), record);
-            Assert.Equal(0, MakeFifo(Path.Combine(fifo, "test_batch.bin"), Convert.ToUInt32("644", 8)));
+            Assert.Equal(0, HostileInputs.MakeFifo(Path.Combine(fifo, "test_batch.bin"), Convert.ToUInt32("644", 8)));
             Assert.Contains("test_batch.bin: is a FIFO, not a regular file", Assert.Throws<DataFormatException>(() => Datasets.Load(fifo, new DataOptions(DataFormat.Cifar))).Message, StringComparison.Ordinal);
         }
     }

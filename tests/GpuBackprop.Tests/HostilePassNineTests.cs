@@ -17,41 +17,9 @@ public sealed class HostilePassNineTests : IDisposable
 
     public void Dispose() => Directory.Delete(dir, true);
 
-    private static byte[] GreyPng(int seed)
-    {
-        var pixels = new byte[28 * 28];
-        new Random(seed).NextBytes(pixels);
-        using var m = new MemoryStream();
-        new StbImageWriteSharp.ImageWriter().WritePng(pixels, 28, 28, StbImageWriteSharp.ColorComponents.Grey, m);
-        return m.ToArray();
-    }
+    private string ImageFolder(string name) => HostileInputs.ImageFolder(Path.Combine(dir, name), ["a", "b"]);
 
-    private string ImageFolder(string name)
-    {
-        string root = Path.Combine(dir, name);
-        int seed = 0;
-        foreach (string split in new[] { "train", "val" })
-            foreach (string c in new[] { "a", "b" })
-            {
-                Directory.CreateDirectory(Path.Combine(root, split, c));
-                for (int i = 0; i < 3; i++)
-                    File.WriteAllBytes(Path.Combine(root, split, c, $"{i}.png"), GreyPng(seed++));
-            }
-        return root;
-    }
-
-    private string Model(int channels, int side, int classes)
-    {
-        string path = Path.Combine(dir, $"m{channels}x{side}x{classes}.json");
-        int pooled = side / 4;
-        File.WriteAllText(path, $$"""
-            {"input": [{{channels}}, {{side}}, {{side}}], "classes": {{classes}}, "layers": [
-              {"type": "conv2d", "in_channels": {{channels}}, "out_channels": 2, "kernel_size": 3, "padding": 1},
-              {"type": "relu"}, {"type": "max_pool2d", "kernel_size": 4}, {"type": "flatten"},
-              {"type": "linear", "in_features": {{2 * pooled * pooled}}, "out_features": {{classes}}}]}
-            """);
-        return path;
-    }
+    private string Model(int channels, int side, int classes) => HostileInputs.LinearModel(dir, channels, side, classes);
 
     private string[] Train(string data, string outDir, params string[] more) =>
         ["train", "--device", "cpu", "--model", Model(1, 28, 2), "--epochs", "1", "--batch", "4", "--data", data, "--image-size", "28x28", "--channels", "1", "--out", outDir, .. more];

@@ -15,41 +15,9 @@ public sealed class HostilePassTenTests : IDisposable
 
     public void Dispose() => Directory.Delete(dir, true);
 
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mkfifo", SetLastError = true)]
-    private static extern int MakeFifo(string path, uint mode);
+    private string ImageFolder(string name, int channels = 1, int side = 28) => HostileInputs.ImageFolder(Path.Combine(dir, name), ["a", "b"], channels, side);
 
-    private static byte[] Png(int seed, int channels, int side)
-    {
-        var pixels = new byte[channels * side * side];
-        new Random(seed).NextBytes(pixels);
-        using var m = new MemoryStream();
-        new StbImageWriteSharp.ImageWriter().WritePng(pixels, side, side, channels == 1 ? StbImageWriteSharp.ColorComponents.Grey : StbImageWriteSharp.ColorComponents.RedGreenBlue, m);
-        return m.ToArray();
-    }
-
-    private string ImageFolder(string name, int channels = 1, int side = 28)
-    {
-        string root = Path.Combine(dir, name);
-        int seed = 0;
-        foreach (string split in new[] { "train", "val" })
-            foreach (string c in new[] { "a", "b" })
-            {
-                Directory.CreateDirectory(Path.Combine(root, split, c));
-                for (int i = 0; i < 3; i++)
-                    File.WriteAllBytes(Path.Combine(root, split, c, $"{i}.png"), Png(seed++, channels, side));
-            }
-        return root;
-    }
-
-    private string Model(int channels, int side)
-    {
-        string path = Path.Combine(dir, $"m{channels}x{side}.json");
-        File.WriteAllText(path, $$"""
-            {"input": [{{channels}}, {{side}}, {{side}}], "classes": 2, "layers": [{"type": "flatten"},
-              {"type": "linear", "in_features": {{channels * side * side}}, "out_features": 2}]}
-            """);
-        return path;
-    }
+    private string Model(int channels, int side) => HostileInputs.LinearModel(dir, channels, side, 2);
 
     /// <summary>A wrong refusal and a hang: links in the data folder that the loaders never read made every --out "inside" (one to /), or walked /sys for minutes.</summary>
     [Fact]
@@ -72,7 +40,7 @@ public sealed class HostilePassTenTests : IDisposable
         if (!OperatingSystem.IsLinux())
             Assert.Skip("the FIFO is made with Linux's mkfifo");
         string fifo = Path.Combine(dir, "fifo");
-        Assert.Equal(0, MakeFifo(fifo, Convert.ToUInt32("644", 8)));
+        Assert.Equal(0, HostileInputs.MakeFifo(fifo, Convert.ToUInt32("644", 8)));
         string dangling = Path.Combine(dir, "dangling.json");
         File.CreateSymbolicLink(dangling, "/nonexistent-gpubackprop-model");
         string checkpoint = Path.Combine(dir, "c.gbp");

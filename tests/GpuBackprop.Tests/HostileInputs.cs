@@ -1,0 +1,44 @@
+namespace GpuBackprop.Tests;
+
+/// <summary>The small inputs the hostile-pass tests build on: PNG image folders, a linear model file, a FIFO.</summary>
+internal static class HostileInputs
+{
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mkfifo", SetLastError = true)]
+    public static extern int MakeFifo(string path, uint mode);
+
+    /// <summary>A side x side PNG of random pixels, grey (1 channel) or RGB (3).</summary>
+    public static byte[] Png(int seed, int channels = 1, int side = 28)
+    {
+        var pixels = new byte[channels * side * side];
+        new Random(seed).NextBytes(pixels);
+        using var m = new MemoryStream();
+        new StbImageWriteSharp.ImageWriter().WritePng(pixels, side, side,
+            channels == 1 ? StbImageWriteSharp.ColorComponents.Grey : StbImageWriteSharp.ColorComponents.RedGreenBlue, m);
+        return m.ToArray();
+    }
+
+    /// <summary>An image folder at <paramref name="root"/>: train and val, the given classes, three PNGs a class.</summary>
+    public static string ImageFolder(string root, string[] classes, int channels = 1, int side = 28)
+    {
+        int seed = 0;
+        foreach (string split in new[] { "train", "val" })
+            foreach (string c in classes)
+            {
+                Directory.CreateDirectory(Path.Combine(root, split, c));
+                for (int i = 0; i < 3; i++)
+                    File.WriteAllBytes(Path.Combine(root, split, c, $"{i}.png"), Png(seed++, channels, side));
+            }
+        return root;
+    }
+
+    /// <summary>A model file in <paramref name="dir"/>: flatten and one linear layer, for channels x side x side images.</summary>
+    public static string LinearModel(string dir, int channels, int side, int classes)
+    {
+        string path = Path.Combine(dir, $"linear{channels}x{side}x{side}-{classes}.json");
+        File.WriteAllText(path, $$"""
+            {"input": [{{channels}}, {{side}}, {{side}}], "classes": {{classes}}, "layers": [{"type": "flatten"},
+              {"type": "linear", "in_features": {{channels * side * side}}, "out_features": {{classes}}}]}
+            """);
+        return path;
+    }
+}
