@@ -89,6 +89,11 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             throw new UsageException($"--cpu-vectors {s.CpuVectors}: it sets the cpu device's vector width; {device.Info.Spec} does not run the host routines.");
         string deviceName = device.Info.Name;
         string[] rows = set.Names(cpu: !device.Info.IsGpu).Where(n => n.StartsWith(only, StringComparison.Ordinal)).ToArray();
+        // Without --only the message is about the set (it named an empty "--only").
+        if (rows.Length == 0 && only.Length == 0)
+            throw new UsageException(set.Names(cpu: false).Any()
+                ? $"{shapes}: every row is left out on {device.Info.Spec} (GEMMs larger than 2048, as the PyTorch peer leaves them out on the CPU)."
+                : $"{shapes}: the set holds no rows.");
         if (rows.Length == 0)
             throw new UsageException(set.Names(cpu: false).Any(n => n.StartsWith(only, StringComparison.Ordinal))
                 ? $"--only {only}: its rows are left out on {device.Info.Spec} (GEMMs larger than 2048, as the PyTorch peer leaves them out on the CPU)."

@@ -365,6 +365,10 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 throw new UsageException($"--out {outDir}: {up} is a file, not a folder.");
         // The run's files never go among the data: in an image folder the plot became an image of a class, and
         // checkpoint.gbp a file that the next run refused (links resolved, so a link into the data is caught too).
+        // An input the run would write over (--model DIR/metrics.json with --out DIR became the metrics; export refuses the same).
+        foreach (var (option, input) in new[] { ("--model", s.Model is string m && File.Exists(m) ? m : null), ("--init-weights", s.InitWeights) })
+            if (input is not null && RunFiles.FirstOrDefault(f => Usage.Real(Path.Combine(outDir, f)) == Usage.Real(input)) is string written)
+                throw new UsageException($"{option} {input} is the run's {written} in --out {outDir}: the run would write over it; give another --out or move the file.");
         if (s.Data is string data && InsideTheData(Usage.Real(outDir), data))
             throw new UsageException($"--out {outDir} is inside --data {data}: the run's files would be mixed with the data; choose an --out outside it.");
         Directory.CreateDirectory(outDir);

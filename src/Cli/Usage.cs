@@ -72,6 +72,15 @@ internal static class Usage
             return ValidationResult.Success();
         if (Serialization.FileKind.LinkProblem(path) is string link && link.Contains("loops", StringComparison.Ordinal))
             return ValidationResult.Error($"{option}: '{Runtime.Messages.Printable(path)}' is {link}.");
+        // Its folder must exist (a missing one, or a file in its place, was exit 1 naming no option).
+        string full = Path.GetFullPath(path);
+        if (path.EndsWith(Path.DirectorySeparatorChar) || Path.GetFileName(full).Length == 0)
+            return ValidationResult.Error($"{option}: '{Runtime.Messages.Printable(path)}' names a folder; give a file name.");
+        for (string? up = Path.GetDirectoryName(full); up is not null; up = Path.GetDirectoryName(up))
+            if (File.Exists(up) && !Directory.Exists(up))
+                return ValidationResult.Error($"{option} {Runtime.Messages.Printable(path)}: {Runtime.Messages.Printable(up)} is a file, not a folder.");
+        if (Path.GetDirectoryName(full) is string folder && !Directory.Exists(folder))
+            return ValidationResult.Error($"{option}: the folder of '{Runtime.Messages.Printable(path)}' does not exist.");
         return Serialization.FileKind.Of(path) is string kind ? ValidationResult.Error($"{option}: '{Runtime.Messages.Printable(path)}' is {kind}, not a regular file; refusing to replace it.") : ValidationResult.Success();
     }
 

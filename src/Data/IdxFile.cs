@@ -8,7 +8,14 @@ public sealed class DataFormatException : Exception
 {
     /// <summary>Creates the exception; the message names the file.</summary>
     /// <remarks>The name is escaped as every printed path is (a newline in it was joined as a space, naming another file).</remarks>
-    public DataFormatException(string file, string problem, Exception? inner = null) : base($"{Runtime.Messages.Printable(file)}: {problem}", inner) => File = file;
+    public DataFormatException(string file, string problem, Exception? inner = null) : base($"{Runtime.Messages.Printable(file)}: {problem}", inner)
+    {
+        File = file;
+        Problem = problem;
+    }
+
+    /// <summary>What is wrong, without the file's name (for a reader that names the file in its own exception).</summary>
+    public string Problem { get; }
 
     /// <summary>The offending file.</summary>
     public string File { get; }

@@ -196,53 +196,70 @@ internal static class FileKind
     public static string? OfTarget(string path) => Of(Resolve(path));
 
     /// <summary>
-    /// The full path with every link resolved, in its folders too (a missing file: its folder's real path and its name).
-    /// Two paths name the same entry exactly when their real paths are equal; a folder walk compares them to find loops.
+    /// The full path with every link resolved, in its folders too (a missing file: its folder's real path and its name),
+    /// as the kernel resolves it: the folders first, then each link's text against the real folder that holds it (.NET's
+    /// ResolveLinkTarget reads a relative link against the path as typed, so a link reached through a linked folder was
+    /// "a link to nothing", and an --out through one passed the check against the data). Two paths name the same entry
+    /// exactly when their real paths are equal; a folder walk compares them to find loops.
     /// </summary>
-    public static string Real(string path)
+    public static string Real(string path) => Real(path, 0);
+
+    /// <summary>Links followed at most this many times (Linux's own limit): past it, a loop, returned where it was cut.</summary>
+    private const int MaxLinks = 40;
+
+    private static string Real(string path, int links)
     {
         string full = Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar) is { Length: > 0 } trimmed ? trimmed : Path.GetFullPath(path);
-        string resolved = Resolve(full);
-        if (resolved != full)
-            return Real(resolved);
         string? dir = Path.GetDirectoryName(full);
         if (dir is null || full == dir)
             return full;
-        return Path.Combine(Real(dir), Path.GetFileName(full));
+        string realDir = Real(dir, links);
+        string entry = Path.Combine(realDir, Path.GetFileName(full));
+        string? target;
+        try
+        {
+            target = new FileInfo(entry).LinkTarget;
+        }
+        catch (IOException)
+        {
+            return entry;
+        }
+        if (target is null || links >= MaxLinks)
+            return entry;
+        return Real(Path.IsPathRooted(target) ? target : Path.Combine(realDir, target), links + 1);
     }
 
     /// <summary>Null unless <paramref name="path"/> is a symbolic link that loops or names nothing; then which ("a link that loops" was reported as a file).</summary>
     public static string? LinkProblem(string path)
     {
-        var info = new FileInfo(Path.GetFullPath(path));
-        if (info.LinkTarget is null)
+        string full = Path.GetFullPath(path);
+        if (new FileInfo(full).LinkTarget is null)
             return null;
+        // The kernel follows the link, relative to the folder that really holds it: whatever stat reaches is fine (.NET's
+        // File.Exists is true for a link that loops: it falls back to the link itself).
+        if (Reachable(full))
+            return null;
+        return new FileInfo(Real(full)).LinkTarget is not null ? "a link that loops" : "a link to nothing (it names a missing entry)";
+    }
+
+    /// <summary>Whether stat, following links as the kernel does, reaches an entry.</summary>
+    private static unsafe bool Reachable(string path)
+    {
+        if (OperatingSystem.IsWindows())
+            return File.Exists(path) || Directory.Exists(path);
+        byte* status = stackalloc byte[512];
         try
         {
-            FileSystemInfo? target = info.ResolveLinkTarget(returnFinalTarget: true);
-            return target is null || File.Exists(target.FullName) || Directory.Exists(target.FullName) ? null : "a link to nothing (it names a missing entry)";
+            return Stat(path, status) == 0;
         }
-        catch (IOException)
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
-            return "a link that loops";
+            return File.Exists(path) || Directory.Exists(path);
         }
     }
 
-    /// <summary>The full path with its final link resolved (itself when not a link, when dangling, or in a loop: opening it says so).</summary>
-    public static string Resolve(string path)
-    {
-        string full = Path.GetFullPath(path);
-        try
-        {
-            if (new FileInfo(full).LinkTarget is not null && new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true) is FileSystemInfo t)
-                return Path.GetFullPath(t.FullName);
-        }
-        catch (IOException)
-        {
-            // A link loop.
-        }
-        return full;
-    }
+    /// <summary>The full path of what <paramref name="path"/> names, every link resolved (<see cref="Real(string)"/>; in a loop, where it was cut: opening it says so).</summary>
+    public static string Resolve(string path) => Real(path);
 
     [System.Runtime.InteropServices.DllImport("libSystem.Native", EntryPoint = "SystemNative_Stat", CharSet = System.Runtime.InteropServices.CharSet.Ansi)]
     private static extern unsafe int Stat(string path, byte* status);

@@ -28,12 +28,24 @@ internal static partial class Npy
 {
     private static ReadOnlySpan<byte> Magic => [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
+    /// <summary>The largest .npy file read (a golden case's tensors are kilobytes to megabytes).</summary>
+    private const long MaxBytes = 1L << 30;
+
     /// <summary>Reads a .npy file.</summary>
     /// <exception cref="NpyFormatException">Bad magic, header, dtype, order, or a length that does not match the shape.</exception>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     public static NpyArray Read(string path)
     {
-        byte[] bytes = File.ReadAllBytes(path);
+        // As the data files are read: a FIFO blocked verify, a link to /dev/zero read 4 GB before failing.
+        byte[] bytes;
+        try
+        {
+            bytes = Data.DataFile.Read(path, MaxBytes);
+        }
+        catch (Data.DataFormatException e)
+        {
+            throw new NpyFormatException(path, e.Problem);
+        }
         if (bytes.Length < 10 || !bytes.AsSpan(0, 6).SequenceEqual(Magic))
             throw new NpyFormatException(path, "not a .npy file (bad magic).");
         byte major = bytes[6];
