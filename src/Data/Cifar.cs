@@ -29,10 +29,10 @@ public static class Cifar
                     Read("CIFAR-100 test", [Path.Combine(directory, "test.bin")], 2, label, names),
                     $"CIFAR-100 from {directory} ({(coarse ? "coarse" : "fine")} labels)");
         }
-        if (!Present(Path.Combine(directory, "test_batch.bin")))
+        if (!Serialization.FileKind.Exists(Path.Combine(directory, "test_batch.bin")))
             throw new DataFormatException(directory, "holds neither CIFAR-10's test_batch.bin nor CIFAR-100's train.bin and test.bin: not a CIFAR folder.");
         // A folder or a FIFO of a batch's name is kept here, and refused by name when read (it was passed over).
-        string[] batches = Enumerable.Range(1, 5).Select(i => Path.Combine(directory, $"data_batch_{i}.bin")).Where(Present).ToArray();
+        string[] batches = Enumerable.Range(1, 5).Select(i => Path.Combine(directory, $"data_batch_{i}.bin")).Where(Serialization.FileKind.Exists).ToArray();
         if (batches.Length == 0)
             throw new DataFormatException(directory, "has test_batch.bin but no data_batch_N.bin to train on.");
         string[] classes = Names(directory, "batches.meta.txt", 10);
@@ -44,20 +44,15 @@ public static class Cifar
     private static string[] Names(string directory, string file, int classes)
     {
         string path = Path.Combine(directory, file);
-        // A link to nothing or a loop is named (a dangling link got .NET's message about its target, or numbered classes).
-        if (Serialization.FileKind.LinkProblem(path) is string link)
-            throw new DataFormatException(path, $"is {link}.");
+        // Only when nothing has the name: a broken link, a FIFO or a device there is refused by DataFile below, by name.
+        if (!Serialization.FileKind.Exists(path))
+            return Enumerable.Range(0, classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
         if (Directory.Exists(path))
             throw new DataFormatException(path, "is a folder, not a class-names file.");
-        if (!File.Exists(path))
-            return Enumerable.Range(0, classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
-        // A names file is a few hundred bytes: a FIFO or a huge file is refused before it is read.
-        if (Serialization.FileKind.OfTarget(path) is string kind)
-            throw new DataFormatException(path, $"is {kind}, not a regular file.");
-        // Links followed: a link's own length is that of the path it holds.
-        if (new FileInfo(Serialization.FileKind.Resolve(path)).Length is long length && length > 1 << 20)
-            throw new DataFormatException(path, $"is {length:N0} bytes; a class-names file is at most 1 MiB.");
-        string[] names = File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
+        // A names file is a few hundred bytes: read as the data files are (links, FIFOs, devices, at most 1 MiB).
+        // Decoded as File.ReadAllLines decoded it (a byte-order mark is dropped, not made part of the first name).
+        using var reader = new StreamReader(new MemoryStream(DataFile.Read(path, 1 << 20)), detectEncodingFromByteOrderMarks: true);
+        string[] names = reader.ReadToEnd().Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
         if (names.Length != classes)
             throw new DataFormatException(path, $"names {names.Length} classes; expected {classes}.");
         // The checks a checkpoint's names get (ClassNames): refused here, not after training wrote a checkpoint that
@@ -68,9 +63,6 @@ public static class Cifar
             throw new DataFormatException(path, $"names class '{twin}' twice: predictions could not tell them apart.");
         return names;
     }
-
-    /// <summary>Any entry of the name, links to nothing and loops too (refused by name when read, not passed over).</summary>
-    private static bool Present(string path) => File.Exists(path) || Directory.Exists(path) || new FileInfo(path).LinkTarget is not null;
 
     /// <summary>
     /// A batch file's length, links followed (a link's own length, the length of its text, was taken for the file's); a

@@ -13,9 +13,10 @@ internal static class DataFile
     {
         if (Serialization.FileKind.LinkProblem(path) is string link)
             throw new DataFormatException(path, $"is {link}.");
-        var info = new FileInfo(path);
-        FileSystemInfo target = info.ResolveLinkTarget(returnFinalTarget: true) ?? info;
-        if (target is not FileInfo file || !file.Exists)
+        // Links resolved as the kernel resolves them (FileKind.Real: .NET's ResolveLinkTarget read a relative link reached
+        // through a linked folder against the path as typed, and found nothing).
+        var file = new FileInfo(Serialization.FileKind.Resolve(path));
+        if (!file.Exists)
             throw new DataFormatException(path, "is not a file (or a link to a missing one).");
         // A FIFO or a device is refused before it is opened (it would block, or read without end); .NET's own
         // attributes show both as normal files of length 0.

@@ -242,6 +242,22 @@ internal static class FileKind
         return new FileInfo(Real(full)).LinkTarget is not null ? "a link that loops" : "a link to nothing (it names a missing entry)";
     }
 
+    /// <summary>Whether any entry has the name (lstat): a file, a folder, a FIFO, or a link, even one that loops or names nothing.</summary>
+    public static unsafe bool Exists(string path)
+    {
+        if (OperatingSystem.IsWindows())
+            return File.Exists(path) || Directory.Exists(path);
+        byte* status = stackalloc byte[512];
+        try
+        {
+            return LStat(path, status) == 0;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return File.Exists(path) || Directory.Exists(path) || new FileInfo(path).LinkTarget is not null;
+        }
+    }
+
     /// <summary>Whether stat, following links as the kernel does, reaches an entry.</summary>
     private static unsafe bool Reachable(string path)
     {

@@ -120,10 +120,6 @@ internal sealed class GoldenCase
         return dirs;
     }
 
-    /// <summary>Nothing of the name: a folder, a FIFO or a broken link there is not "missing" but refused as what it is when read.</summary>
-    private static bool Missing(string path) =>
-        !File.Exists(path) && !System.IO.Directory.Exists(path) && Serialization.FileKind.LinkProblem(path) is null;
-
     /// <summary>
     /// A case's or the index's JSON, read as the data files are (Data.DataFile): a FIFO blocked verify, /dev/zero filled
     /// memory; both are refused by name, and a file past 1 MiB is not read.
@@ -147,7 +143,7 @@ internal sealed class GoldenCase
         string caseFile = System.IO.Path.Combine(directory, "case.json");
         if (!System.IO.Directory.Exists(directory))
             throw new GoldenFormatException(directory, "no such case folder.");
-        if (Missing(caseFile))
+        if (!Serialization.FileKind.Exists(caseFile))
             throw new GoldenFormatException(caseFile, "missing.");
         try
         {
@@ -160,7 +156,7 @@ internal sealed class GoldenCase
             foreach (JsonProperty t in root.GetProperty("tensors").EnumerateObject())
             {
                 string file = System.IO.Path.Combine(directory, t.Name + ".npy");
-                if (Missing(file))
+                if (!Serialization.FileKind.Exists(file))
                     throw new GoldenFormatException(file, "missing (listed in case.json).");
                 NpyArray array = Npy.Read(file);
                 int[] declared = t.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();

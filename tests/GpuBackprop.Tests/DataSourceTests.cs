@@ -139,28 +139,40 @@ public sealed class DataSourceTests : IDisposable
     [InlineData("cat", "names class 'cat' twice")]
     public void CifarClassNamesAreCheckedAsACheckpointsAre(string first, string says)
     {
-        string c10 = Path.Combine(dir, "cifar-10-names");
-        Directory.CreateDirectory(c10);
-        var (p, l) = Synthetic(10, 10, 1);
-        File.WriteAllBytes(Path.Combine(c10, "data_batch_1.bin"), CifarRecords(p, l));
-        File.WriteAllBytes(Path.Combine(c10, "test_batch.bin"), CifarRecords(p, l));
-        string meta = Path.Combine(c10, "batches.meta.txt");
+        var (c10, meta) = CifarWithNames("cifar-10-names");
         File.WriteAllLines(meta, [System.Text.RegularExpressions.Regex.Unescape(first), "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]);
         var e = Assert.Throws<DataFormatException>(() => Datasets.Load(c10));
         Assert.StartsWith(meta, e.Message, StringComparison.Ordinal);
         Assert.Contains(says, e.Message, StringComparison.Ordinal);
     }
 
-    /// <summary>A CIFAR class-names file that is a link to /dev/zero is refused before it is read (it would read without end).</summary>
-    [Fact]
-    public void ACifarNamesFileThatIsADeviceIsRefusedBeforeItIsRead()
+    /// <summary>A CIFAR-10 folder of one batch of ten records and its test batch; the path its names file would have.</summary>
+    private (string Folder, string Names) CifarWithNames(string name)
     {
-        string c10 = Path.Combine(dir, "cifar-10-device-names");
+        string c10 = Path.Combine(dir, name);
         Directory.CreateDirectory(c10);
         var (p, l) = Synthetic(10, 10, 1);
         File.WriteAllBytes(Path.Combine(c10, "data_batch_1.bin"), CifarRecords(p, l));
         File.WriteAllBytes(Path.Combine(c10, "test_batch.bin"), CifarRecords(p, l));
-        string meta = Path.Combine(c10, "batches.meta.txt");
+        return (c10, Path.Combine(c10, "batches.meta.txt"));
+    }
+
+    /// <summary>A names file with a byte-order mark and CRLF line ends names its classes without either.</summary>
+    [Fact]
+    public void ACifarNamesFileWithAByteOrderMarkAndCrlfIsRead()
+    {
+        var (c10, meta) = CifarWithNames("cifar-10-bom-names");
+        string[] names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+        File.WriteAllText(meta, string.Join("\r\n", names) + "\r\n", new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: true));
+        Assert.Equal(0xEF, File.ReadAllBytes(meta)[0]);
+        Assert.Equal(names, Datasets.Load(c10).Train.ClassNames);
+    }
+
+    /// <summary>A CIFAR class-names file that is a link to /dev/zero is refused before it is read (it would read without end).</summary>
+    [Fact]
+    public void ACifarNamesFileThatIsADeviceIsRefusedBeforeItIsRead()
+    {
+        var (c10, meta) = CifarWithNames("cifar-10-device-names");
         File.CreateSymbolicLink(meta, "/dev/zero");
         var e = Assert.Throws<DataFormatException>(() => Datasets.Load(c10));
         Assert.StartsWith(meta, e.Message, StringComparison.Ordinal);

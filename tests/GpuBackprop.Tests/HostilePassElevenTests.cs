@@ -42,7 +42,14 @@ public sealed class HostilePassElevenTests : IDisposable
         Assert.True(code == ExitCode.Usage && error.Contains("is inside --data", StringComparison.Ordinal), error);
         Assert.Empty(Directory.GetFiles(Path.Combine(data, "train", "a", "runs")));
 
-        // The same kind of link to a model file is read, not refused as a link to nothing.
+        // The same kind of link to an image is decoded (DataFile resolved it as typed, and found nothing), and one to a
+        // model file is read, not refused as a link to nothing.
+        File.CreateSymbolicLink(Path.Combine(dir, "deep", "real2", "image.png"), Path.Combine("..", "..", "data", "train", "a", "0.png"));
+        var viaLink = new byte[28 * 28];
+        var direct = new byte[28 * 28];
+        GpuBackprop.Data.ImageDecoder.Decode(Path.Combine(dir, "y", "z", "via2", "image.png"), 1, 28, 28, viaLink);
+        GpuBackprop.Data.ImageDecoder.Decode(Path.Combine(data, "train", "a", "0.png"), 1, 28, 28, direct);
+        Assert.Equal(direct, viaLink);
         string model = HostileInputs.LinearModel(dir, 1, 28, 2);
         File.CreateSymbolicLink(Path.Combine(dir, "deep", "real2", "model.json"), Path.Combine("..", "..", Path.GetFileName(model)));
         (code, error, _) = InProcessCli.Run("summary", "--model", Path.Combine(dir, "y", "z", "via2", "model.json"));
