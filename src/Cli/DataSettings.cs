@@ -68,6 +68,10 @@ internal abstract class DataSettings : DeviceSettings
     public (ImageDataset Train, ImageDataset Test, string Source) Load(int[]? input = null)
     {
         DataOptions options = DataOptions(input);
+        // Only image folders have files to skip: with IDX or CIFAR data the flag was accepted and did nothing.
+        if (SkipBadImages && (Data is null ? GpuBackprop.Data.DataFormat.Idx : options.Format == GpuBackprop.Data.DataFormat.Auto ? Datasets.Detect(Data) : options.Format) is var format
+            && format != GpuBackprop.Data.DataFormat.Folder)
+            throw new UsageException($"--skip-bad-images applies to image folders; the data ({(Data is null ? "Fashion-MNIST" : Runtime.Messages.Printable(Data))}) is {(format == GpuBackprop.Data.DataFormat.Idx ? "IDX" : "CIFAR binary")} files: leave it out.");
         (ImageDataset, ImageDataset, string) result = default;
         AnsiConsole.Status().Start("reading data", ctx =>
         {

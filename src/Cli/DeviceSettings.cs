@@ -24,6 +24,12 @@ internal abstract class DeviceSettings : CommandSettings
     /// <summary>Whether the command runs on several devices ('all' or a list).</summary>
     protected virtual bool Several => false;
 
+    /// <summary>
+    /// Whether a list names replicas (train: 'cpu,cpu' is two replicas on the cpu device) rather than devices to compare,
+    /// where each device is named once.
+    /// </summary>
+    protected virtual bool Replicas => false;
+
     /// <summary>The spec used when neither the option nor the variable gives one.</summary>
     protected virtual string Fallback => "auto";
 
@@ -74,6 +80,14 @@ internal abstract class DeviceSettings : CommandSettings
             List<DeviceSpec> parsed = Parse(spec);
             if (parsed.Count > 1 && !Several)
                 return ValidationResult.Error($"{source}: this command runs on one device; got '{spec}'.");
+            // 'cpu:1' was accepted here and failed (exit 1) only when the device opened, after the data had loaded.
+            if (parsed.FirstOrDefault(p => p.Kind is DeviceKind.Cpu or DeviceKind.CpuKernels && p.Index > 0) is { Kind: not null } extra)
+                return ValidationResult.Error($"{source}: there is one {(extra.Kind == DeviceKind.Cpu ? "cpu" : "cpu:kernels")} device; '{extra}' names none.");
+            if (parsed.Count > 1 && !Replicas && parsed.Any(p => p.IsAuto))
+                return ValidationResult.Error($"{source}: 'auto' chooses one device; a list names each device ('cpu,opencl:0'), or 'all'. Got '{spec}'.");
+            // A device named twice ran every case twice: 'verify --device cpu,cpu' counted each case's two runs as one.
+            if (!Replicas && parsed.GroupBy(p => p).FirstOrDefault(g => g.Count() > 1) is { } twice)
+                return ValidationResult.Error($"{source}: '{twice.Key}' is named twice in '{spec}'.");
             specs = parsed;
             return ValidationResult.Success();
         }

@@ -46,57 +46,61 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
         bool idx = IsIdx(path);
         if (paths.Length > 1 && paths.FirstOrDefault(IsIdx) is string idxFile)
             throw new UsageException($"--images {idxFile}: an IDX file is predicted alone, not with other --images.");
-        (int[] Dims, byte[] Pixels)? idxImages = idx ? IdxFile.Read(path, expectedRank: 3) : null;
+        // Read a chunk at a time, as the images are predicted: memory stays flat in the number of images (an IDX file was
+        // read whole, 1.76 GB for one image of a 1.57 GB file; the image files decoded all at once).
+        using IdxStream? idxImages = idx ? IdxFile.Open(path, expectedRank: 3) : null;
         string[] files = idx ? [] : paths.SelectMany(ImageFiles).ToArray();
         using ComputeDevice device = s.Open();
         using TrainedModel trained = Trainer.LoadModel(device, s.Checkpoint!);
         int[] input = trained.Input;
         int size = input[0] * input[1] * input[2];
-        byte[] pixels;
-        string[] names;
-        if (idxImages is var (dims, idxPixels))
-        {
-            if (input[0] != 1 || dims[1] != input[1] || dims[2] != input[2])
-                throw new UsageException($"--images {path}: images are 1x{dims[1]}x{dims[2]}; the model takes {input[0]}x{input[1]}x{input[2]}.");
-            pixels = idxPixels;
-            names = Enumerable.Range(0, dims[0]).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
-        }
-        else
-        {
-            files = files[..Math.Min(files.Length, s.Count ?? files.Length)];
-            pixels = new byte[checked(files.Length * size)];
-            // One at a time: the first bad file is the one named (predict's files are few; training folders decode in parallel).
-            for (int i = 0; i < files.Length; i++)
-                ImageDecoder.Decode(files[i], input[0], input[1], input[2], pixels.AsSpan(i * size, size));
-            names = files;
-        }
-        int n = Math.Min(names.Length, s.Count ?? names.Length);
-        // The training run's normalisation, a batch at a time (memory stays bounded for any count).
-        var (classes, p) = trained.Predict(pixels, n);
-        int k = p.GetLength(1);
-        // Checkpoints from before class names were stored are Fashion-MNIST's.
-        TrainConfig config = trained.Config.ClassNames is null && k == FashionMnist.ClassNames.Length ? trained.Config with { ClassNames = FashionMnist.ClassNames } : trained.Config;
+        if (idxImages is { Dims: var dims } && (input[0] != 1 || dims[1] != input[1] || dims[2] != input[2]))
+            throw new UsageException($"--images {path}: images are 1x{dims[1]}x{dims[2]}; the model takes {input[0]}x{input[1]}x{input[2]}.");
+        int total = idxImages?.Dims[0] ?? files.Length;
+        int n = Math.Min(total, s.Count ?? total);
+        string NameOf(int i) => idxImages is null ? files[i] : i.ToString(CultureInfo.InvariantCulture);
+        TrainConfig config = trained.Config;
         string Name(int c) => config.ClassName(c);
         var table = new Table().AddColumns("image", "class", "probability", "next");
-        for (int r = 0; r < n; r++)
+        var pixels = new byte[checked(Math.Min(n, Chunk) * size)];
+        for (int start = 0; start < n; start += Chunk)
         {
-            var ranked = Enumerable.Range(0, k).OrderByDescending(c => p[r, c]).Take(Math.Min(s.Top, k)).ToList();
-            if (s.Json)
+            int m = Math.Min(Chunk, n - start);
+            if (idxImages is not null)
+                idxImages.Read(pixels, m * size);
+            else // One at a time: the first bad file is the one named.
+                for (int i = 0; i < m; i++)
+                    ImageDecoder.Decode(files[start + i], input[0], input[1], input[2], pixels.AsSpan(i * size, size));
+            // The training run's normalisation, a batch at a time.
+            var (classes, p) = trained.Predict(pixels, m);
+            int k = p.GetLength(1);
+            // Checkpoints from before class names were stored are Fashion-MNIST's.
+            if (start == 0 && config.ClassNames is null && k == FashionMnist.ClassNames.Length)
+                config = config with { ClassNames = FashionMnist.ClassNames };
+            for (int r = 0; r < m; r++)
             {
-                Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
+                var ranked = Enumerable.Range(0, k).OrderByDescending(c => p[r, c]).Take(Math.Min(s.Top, k)).ToList();
+                string image = NameOf(start + r);
+                if (s.Json)
                 {
-                    ["image"] = names[r], ["class"] = classes[r], ["name"] = config.ClassNames?[classes[r]], ["probability"] = Math.Round(p[r, classes[r]], 6),
-                    ["top"] = ranked.Select(c => new Dictionary<string, object?> { ["class"] = c, ["name"] = config.ClassNames?[c], ["probability"] = Math.Round(p[r, c], 6) }).ToList(),
-                }));
-                continue;
+                    Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
+                    {
+                        ["image"] = image, ["class"] = classes[r], ["name"] = config.ClassNames?[classes[r]], ["probability"] = Math.Round(p[r, classes[r]], 6),
+                        ["top"] = ranked.Select(c => new Dictionary<string, object?> { ["class"] = c, ["name"] = config.ClassNames?[c], ["probability"] = Math.Round(p[r, c], 6) }).ToList(),
+                    }));
+                    continue;
+                }
+                table.AddRow(Usage.Shown(image), Usage.Shown(Name(classes[r])), p[r, classes[r]].ToString("F3", CultureInfo.InvariantCulture),
+                    Usage.Shown(string.Join(", ", ranked.Skip(1).Select(c => $"{Name(c)} {p[r, c].ToString("F3", CultureInfo.InvariantCulture)}"))));
             }
-            table.AddRow(Usage.Shown((names[r])), Usage.Shown(Name(classes[r])), p[r, classes[r]].ToString("F3", CultureInfo.InvariantCulture),
-                Usage.Shown(string.Join(", ", ranked.Skip(1).Select(c => $"{Name(c)} {p[r, c].ToString("F3", CultureInfo.InvariantCulture)}"))));
         }
         if (!s.Json)
             AnsiConsole.Write(table);
         return ExitCode.Success;
     }
+
+    /// <summary>Images read and predicted at a time (the model itself runs them in batches of 256).</summary>
+    private const int Chunk = 1024;
 
     /// <summary>An image file, or the image files of a folder and its subfolders, in ordinal order of their paths (names starting with '.' skipped).</summary>
     private static string[] ImageFiles(string path)

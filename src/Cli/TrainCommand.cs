@@ -93,6 +93,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         /// <summary>Several devices train data-parallel replicas of one run.</summary>
         protected override bool Several => true;
 
+        protected override bool Replicas => true;
+
         /// <summary>The replicas of the run: the devices named, or the MPI ranks under mpiexec.</summary>
         public int ReplicaCount => Distributed.MpiCollective.Launched && Distributed.MpiCollective.LaunchedSize > 1 ? Distributed.MpiCollective.LaunchedSize
             : SpecText == "all" ? 1 : Specs.Count;

@@ -33,7 +33,7 @@ internal sealed class VerifyCommand : Command<VerifyCommand.Settings>
     {
         IReadOnlyList<string> dirs = s.Golden is string golden ? GoldenCase.ListCases(golden)
             : [.. GoldenCase.ListCases(Path.Combine(AppContext.BaseDirectory, "golden")), .. GoldenCase.ListCases(Path.Combine(AppContext.BaseDirectory, "golden-local"))];
-        var cases = dirs.Select(GoldenCase.Load).ToList();
+        var cases = GoldenCase.NamedOnce(dirs.Select(GoldenCase.Load).ToList());
 
         var results = new List<GoldenResult>();
         foreach (GoldenCase c in cases)

@@ -126,7 +126,7 @@ internal static class LayerTypes
 /// The fields of one layer object (or of a golden case's params); every read checks the value's kind and
 /// range, and every error names the layer by its state-dict path and type, and the field.
 /// </summary>
-internal sealed class LayerFields(JsonElement layer, string path, string type)
+internal sealed class LayerFields(JsonElement layer, string path, string type, string? where = null)
 {
     /// <summary>The JSON object.</summary>
     public JsonElement Element { get; } = layer;
@@ -137,8 +137,8 @@ internal sealed class LayerFields(JsonElement layer, string path, string type)
     /// <summary>The JSON type.</summary>
     public string Type { get; } = type;
 
-    /// <summary>How errors name the layer: <c>layer 4.body.1 (batch_norm2d)</c>.</summary>
-    public string Where => $"layer {Path} ({Type})";
+    /// <summary>How errors name the layer: <c>layer 4.body.1 (batch_norm2d)</c>, or as the creator says (a golden case's params).</summary>
+    public string Where => where ?? $"layer {Path} ({Type})";
 
     /// <summary>The state-dict name of a parameter or buffer of this layer.</summary>
     public string Name(string local) => Path.Length == 0 ? local : $"{Path}.{local}";

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using GpuBackprop.Layers;
 
 namespace GpuBackprop.Verification;
 
@@ -69,25 +70,29 @@ internal sealed class GoldenCase
     /// <summary>The class targets (int64 in the case) as int.</summary>
     public int[] Targets() => Longs("target").Select(t => checked((int)t)).ToArray();
 
+    /// <summary>
+    /// The params read through the model files' typed reader: a wrong kind or range names case.json and the field
+    /// ("params: field 'stride' must be an integer or a list of two integers; got "a""), where .NET's message was shown.
+    /// </summary>
+    public LayerFields Fields => new(Parameters, Name, Op, $"{Runtime.Messages.Printable(System.IO.Path.Combine(Directory, "case.json"))}: params");
+
     /// <summary>A parameter that is an integer or a pair [height, width].</summary>
-    public Geometry.Size2 Pair(string name)
-    {
-        JsonElement v = Parameter(name);
-        return v.ValueKind == JsonValueKind.Array ? new Geometry.Size2(v[0].GetInt32(), v[1].GetInt32()) : new Geometry.Size2(v.GetInt32(), v.GetInt32());
-    }
+    public Geometry.Size2 Pair(string name) => Fields.Pair(name);
 
-    /// <summary>A boolean parameter.</summary>
-    public bool Flag(string name) => Parameter(name).GetBoolean();
+    /// <summary>A boolean parameter (required).</summary>
+    public bool Flag(string name) => Fields.List(name) is null ? throw Fields.Error(name, "is required") : Fields.Bool(name, false);
 
-    /// <summary>A number parameter.</summary>
-    public double Number(string name) => Parameter(name).GetDouble();
+    /// <summary>A finite number parameter (required).</summary>
+    public double Number(string name) => Fields.List(name) is null ? throw Fields.Error(name, "is required") : Fields.Finite(name, 0);
 
-    /// <summary>An integer parameter that may be null or absent.</summary>
-    public int? OptionalInt(string name) =>
-        Parameters.TryGetProperty(name, out JsonElement v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
+    /// <summary>A positive integer parameter (required).</summary>
+    public int Positive(string name) => Fields.Positive(name);
 
-    private JsonElement Parameter(string name) =>
-        Parameters.TryGetProperty(name, out JsonElement v) ? v : throw new GoldenFormatException(System.IO.Path.Combine(Directory, "case.json"), $"params has no '{name}'.");
+    /// <summary>A positive integer parameter that may be null or absent.</summary>
+    public int? OptionalInt(string name) => Fields.NullablePositive(name);
+
+    /// <summary>A model case's layer list, params.layers.</summary>
+    public JsonElement Layers => Fields.List("layers") is { ValueKind: JsonValueKind.Array } v ? v : throw Fields.Error("layers", "must be a list of layers");
 
     private NpyArray Tensor(string name) =>
         Tensors.TryGetValue(name, out NpyArray? t) ? t : throw new GoldenFormatException(FileOf(name), "this case has no such tensor.");
@@ -107,7 +112,14 @@ internal sealed class GoldenCase
             try
             {
                 using JsonDocument doc = JsonDocument.Parse(ReadText(index));
-                return doc.RootElement.GetProperty("cases").EnumerateArray().Select(e => System.IO.Path.Combine(root, e.GetString()!)).ToList();
+                if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("cases", out JsonElement list) || list.ValueKind != JsonValueKind.Array)
+                    throw new GoldenFormatException(index, "malformed index: expected an object with a list 'cases' of case folder names.");
+                var names = new List<string>();
+                foreach (JsonElement e in list.EnumerateArray())
+                    names.Add(CaseName(index, e, names));
+                // An empty list passed as "golden: 0/0 passed": a verify that checks nothing is not a pass.
+                return names.Count > 0 ? names.Select(n => System.IO.Path.Combine(root, n)).ToList()
+                    : throw new GoldenFormatException(index, "lists no cases.");
             }
             catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
             {
@@ -118,6 +130,23 @@ internal sealed class GoldenCase
         if (dirs.Count == 0)
             throw new GoldenFormatException(root, "no case folders (folders with a case.json).");
         return dirs;
+    }
+
+    /// <summary>
+    /// One entry of index.json: the name of a folder directly under the cases folder, listed once. A name listed twice
+    /// ran twice and was counted as one ("1/2 passed"); '../x' or an absolute path loaded a case from outside the folder.
+    /// </summary>
+    private static string CaseName(string index, JsonElement e, List<string> earlier)
+    {
+        if (e.ValueKind != JsonValueKind.String)
+            throw new GoldenFormatException(index, $"malformed index: entry {earlier.Count} of 'cases' is {LayerFields.Shown(e)}, not a case folder's name.");
+        string name = e.GetString()!;
+        string shown = Runtime.Messages.Printable(LayerFields.Shown(name));
+        if (name.Length == 0 || name is "." or ".." || name.IndexOfAny(['/', '\\', '\0']) >= 0)
+            throw new GoldenFormatException(index, $"entry {earlier.Count} of 'cases', '{shown}', is not a folder name (a case is a folder directly inside the cases folder).");
+        if (earlier.Contains(name, StringComparer.Ordinal))
+            throw new GoldenFormatException(index, $"lists case '{shown}' twice.");
+        return name;
     }
 
     /// <summary>
@@ -136,6 +165,58 @@ internal sealed class GoldenCase
         }
     }
 
+    /// <summary>
+    /// The cases, each name once: results are grouped by case name, so two cases of one name (golden's and golden-local's)
+    /// were counted as one ("1/2 passed").
+    /// </summary>
+    /// <exception cref="GoldenFormatException">Two cases share a name; both folders are named.</exception>
+    public static List<GoldenCase> NamedOnce(List<GoldenCase> cases) =>
+        cases.GroupBy(c => c.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } twice
+            ? throw new GoldenFormatException(twice.Last().Directory, $"a second case named '{Runtime.Messages.Printable(twice.Key)}' (the first is {Runtime.Messages.Printable(twice.First().Directory)}); case names must differ.")
+            : cases;
+
+    /// <summary>A field of <paramref name="obj"/> that must be present and of <paramref name="kind"/>.</summary>
+    /// <remarks><paramref name="prefix"/> is the path of <paramref name="obj"/> in case.json (<c>tensors.x.</c>), for the message.</remarks>
+    private static JsonElement Required(string caseFile, JsonElement obj, string name, JsonValueKind kind, string what, string prefix = "") =>
+        !obj.TryGetProperty(name, out JsonElement v) ? throw new GoldenFormatException(caseFile, $"'{prefix}{name}' is missing.")
+        : v.ValueKind != kind ? throw new GoldenFormatException(caseFile, $"'{prefix}{name}' must be {what}; got {LayerFields.Shown(v)}.")
+        : v;
+
+    /// <summary>tolerance.atol or tolerance.rtol: a finite number, not negative (a negative atol failed every element, silently the case's fault).</summary>
+    private static double Tolerance(string caseFile, JsonElement tol, string name)
+    {
+        double v = Required(caseFile, tol, name, JsonValueKind.Number, "a number", "tolerance.").GetDouble();
+        return double.IsFinite(v) && v >= 0 ? v : throw new GoldenFormatException(caseFile, $"'tolerance.{name}' must be a finite number, not negative; got {v}.");
+    }
+
+    /// <summary>One entry of 'tensors': its .npy file beside case.json, whose shape and dtype must be those declared.</summary>
+    private static NpyArray DeclaredTensor(string caseFile, string directory, JsonProperty t)
+    {
+        // The name becomes a file name: '../x' read a file outside the case.
+        if (t.Name.Length == 0 || t.Name is "." or ".." || t.Name.IndexOfAny(['/', '\\', '\0']) >= 0)
+            throw new GoldenFormatException(caseFile, $"tensor name '{Runtime.Messages.Printable(LayerFields.Shown(t.Name))}' is not a file name.");
+        string field = $"tensors.{LayerFields.Shown(t.Name)}";
+        if (t.Value.ValueKind != JsonValueKind.Object)
+            throw new GoldenFormatException(caseFile, $"'{field}' must be an object with shape and dtype; got {LayerFields.Shown(t.Value)}.");
+        JsonElement shape = Required(caseFile, t.Value, "shape", JsonValueKind.Array, "a list of sizes", field + ".");
+        var declared = new int[shape.GetArrayLength()];
+        for (int i = 0; i < declared.Length; i++)
+            declared[i] = shape[i].ValueKind == JsonValueKind.Number && shape[i].TryGetInt32(out int d) && d >= 0 ? d
+                : throw new GoldenFormatException(caseFile, $"'{field}.shape' must hold sizes (integers, not negative); got {LayerFields.Shown(shape)}.");
+        string dtype = Required(caseFile, t.Value, "dtype", JsonValueKind.String, "float32 or int64", field + ".").GetString()!;
+        if (dtype is not ("float32" or "int64"))
+            throw new GoldenFormatException(caseFile, $"'{field}.dtype' must be float32 or int64; got '{Runtime.Messages.Printable(LayerFields.Shown(dtype))}'.");
+        string file = System.IO.Path.Combine(directory, t.Name + ".npy");
+        if (!Serialization.FileKind.Exists(file))
+            throw new GoldenFormatException(file, "missing (listed in case.json).");
+        NpyArray array = Npy.Read(file);
+        if (!declared.SequenceEqual(array.Shape))
+            throw new GoldenFormatException(file, $"shape ({string.Join(", ", array.Shape)}) differs from case.json's ({string.Join(", ", declared)}).");
+        if ((dtype == "int64") != (array.Longs is not null))
+            throw new GoldenFormatException(file, $"holds {(array.Longs is null ? "float32" : "int64")} data; case.json declares {dtype}.");
+        return array;
+    }
+
     /// <summary>Loads one case folder.</summary>
     /// <exception cref="GoldenFormatException">A file is missing or malformed; the message names it.</exception>
     public static GoldenCase Load(string directory)
@@ -148,24 +229,19 @@ internal sealed class GoldenCase
         try
         {
             using JsonDocument doc = JsonDocument.Parse(ReadText(caseFile));
+            // Every field read with its kind and range checked, and named when wrong: a missing 'tolerance' was .NET's
+            // "The given key was not present", a negative atol was accepted, and a dtype the .npy contradicts passed.
             JsonElement root = doc.RootElement;
-            string op = root.GetProperty("op").GetString() ?? throw new GoldenFormatException(caseFile, "'op' is null.");
-            JsonElement parameters = root.TryGetProperty("params", out JsonElement p) ? p.Clone() : default;
-            JsonElement tol = root.GetProperty("tolerance");
+            if (root.ValueKind != JsonValueKind.Object)
+                throw new GoldenFormatException(caseFile, $"expected an object with op, params, tensors and tolerance; got {LayerFields.Shown(root)}.");
+            string op = Required(caseFile, root, "op", JsonValueKind.String, "a string").GetString()!;
+            JsonElement parameters = Required(caseFile, root, "params", JsonValueKind.Object, "an object").Clone();
+            JsonElement tol = Required(caseFile, root, "tolerance", JsonValueKind.Object, "an object with atol and rtol");
+            double atol = Tolerance(caseFile, tol, "atol"), rtol = Tolerance(caseFile, tol, "rtol");
             var tensors = new Dictionary<string, NpyArray>();
-            foreach (JsonProperty t in root.GetProperty("tensors").EnumerateObject())
-            {
-                string file = System.IO.Path.Combine(directory, t.Name + ".npy");
-                if (!Serialization.FileKind.Exists(file))
-                    throw new GoldenFormatException(file, "missing (listed in case.json).");
-                NpyArray array = Npy.Read(file);
-                int[] declared = t.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-                if (!declared.SequenceEqual(array.Shape))
-                    throw new GoldenFormatException(file, $"shape ({string.Join(", ", array.Shape)}) differs from case.json's ({string.Join(", ", declared)}).");
-                tensors[t.Name] = array;
-            }
-            return new GoldenCase(System.IO.Path.GetFileName(directory.TrimEnd('/', '\\')), directory, op, parameters, tensors,
-                tol.GetProperty("atol").GetDouble(), tol.GetProperty("rtol").GetDouble());
+            foreach (JsonProperty t in Required(caseFile, root, "tensors", JsonValueKind.Object, "an object of name: {shape, dtype}").EnumerateObject())
+                tensors[t.Name] = DeclaredTensor(caseFile, directory, t);
+            return new GoldenCase(System.IO.Path.GetFileName(directory.TrimEnd('/', '\\')), directory, op, parameters, tensors, atol, rtol);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {

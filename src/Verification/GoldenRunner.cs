@@ -187,7 +187,7 @@ internal static class GoldenRunner
     {
         Dictionary<string, float[]> floats = o.Floats;
         Dictionary<string, long[]> longs = o.Longs;
-        using Sequential model = Architecture.Build(device, c.Parameters.GetProperty("layers"));
+        using Sequential model = Architecture.Build(device, c.Layers);
         model.LoadSafeTensors(ModelFile(c, "state_before"));
         model.Train();
         using Tensor x = Tensor.FromHost(device, c.Floats("x"), c.Shape("x"));
@@ -216,7 +216,7 @@ internal static class GoldenRunner
         Dictionary<string, float[]> floats = o.Floats;
         Dictionary<string, long[]> longs = o.Longs;
         IReadOnlyDictionary<string, SafeTensor> before = ModelFile(c, "state_before");
-        var net = new ReferenceNetwork(c.Parameters.GetProperty("layers"),
+        var net = new ReferenceNetwork(c.Layers,
             before.Where(t => t.Value.Floats is not null).ToDictionary(t => t.Key, t => t.Value.Floats!),
             before.Where(t => t.Value.Longs is { Length: 1 }).ToDictionary(t => t.Key, t => t.Value.Longs![0]));
         double[] x = c.Floats("x").Select(v => (double)v).ToArray();

@@ -87,11 +87,9 @@ internal abstract class ActivationType(string name, params string[] fields) : La
         return (Forward(fn, x), shape);
     }
 
-    private LayerFields FieldsOf(GoldenCase c) => new(c.Parameters, c.Name, Name);
-
     public override void GoldenReference(GoldenCase c, GoldenOutputs o)
     {
-        var (fn, d) = ReferenceOf(FieldsOf(c));
+        var (fn, d) = ReferenceOf(c.Fields);
         double[] x = c.Floats("x").Select(v => (double)v).ToArray(), dy = c.Floats("dy").Select(v => (double)v).ToArray();
         o.Add("y", Forward(fn, x));
         o.Add("dx", Backward(d, x, dy));
@@ -99,7 +97,7 @@ internal abstract class ActivationType(string name, params string[] fields) : La
 
     public override void GoldenDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o)
     {
-        using ElementwiseActivation layer = Create(device, FieldsOf(c));
+        using ElementwiseActivation layer = Create(device, c.Fields);
         GoldenThrough(c, device, layer, o);
     }
 
