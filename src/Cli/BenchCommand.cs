@@ -98,6 +98,10 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             throw new UsageException(set.Names(cpu: false).Any(n => n.StartsWith(only, StringComparison.Ordinal))
                 ? $"--only {only}: its rows are left out on {device.Info.Spec} (GEMMs larger than 2048, as the PyTorch peer leaves them out on the CPU)."
                 : $"--only {only}: no row of {shapes} starts with it (rows start with conv., maxpool., avgpool., gemm., train.).");
+        // Said, not dropped silently; on stderr so that --json's lines stay one object each.
+        string[] leftOut = set.Names(cpu: false).Where(n => n.StartsWith(only, StringComparison.Ordinal)).Except(rows).ToArray();
+        if (leftOut.Length > 0)
+            Console.Error.WriteLine($"left out on {device.Info.Spec}: {string.Join(", ", leftOut.Select(Usage.Shown))} (GEMMs larger than 2048, as the PyTorch peer leaves them out on the CPU)");
         if (json)
             Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, string> { ["peer"] = "GpuBackprop", ["device"] = deviceName }));
         else

@@ -149,7 +149,7 @@ internal static class CliApp
 
         private const string Footer = """
 
-            Device specs: auto (CUDA, else an OpenCL GPU, else cpu), cpu, cpu:kernels (the GPU kernels on the CPU, for checking), cuda, cuda:N, opencl:N; verify and compare also take all, or a list (cpu,cuda:0).
+            Device specs: auto (CUDA, else an OpenCL GPU, else cpu), cpu, cpu:kernels (the GPU kernels on the CPU, for checking), cuda, cuda:N, opencl:N; verify and compare also take all, or a list naming each device once (cpu,cuda:0); train takes a list of replicas (cpu,cpu).
             Without --device the spec is the value of GPUBACKPROP_DEVICE when it is set, else auto (compare: every device but cpu:kernels, which is slow).
 
             Exit codes: 0 success, 1 failure (device, file, data or golden case), 2 usage error, 3 training diverged.

@@ -21,13 +21,16 @@ internal sealed class StepLog(string path) : IDisposable
         writer.Flush();
     }
 
+    /// <summary>The longest line read as a record (one is about 150 characters); longer ones are skipped unread.</summary>
+    private const int MaxLine = 4096;
+
     /// <summary>The records of a file (lines that do not parse, such as one cut by a kill, are skipped).</summary>
     public static IReadOnlyList<StepRecord> Read(string path)
     {
         if (!File.Exists(path))
             return [];
         var records = new List<StepRecord>();
-        foreach (string line in File.ReadLines(path))
+        foreach (string line in Lines(path))
         {
             try
             {
@@ -39,6 +42,42 @@ internal sealed class StepLog(string path) : IDisposable
             }
         }
         return records;
+    }
+
+    /// <summary>
+    /// The file's lines of at most <see cref="MaxLine"/> characters: a 300 MB line of garbage appended to the log was read
+    /// whole (2.7 GB resident on resume) to be skipped.
+    /// </summary>
+    private static IEnumerable<string> Lines(string path)
+    {
+        using var reader = new StreamReader(path);
+        var line = new System.Text.StringBuilder();
+        bool tooLong = false;
+        var buffer = new char[1 << 16];
+        for (int got; (got = reader.Read(buffer)) > 0;)
+        {
+            for (int i = 0; i < got; i++)
+            {
+                if (buffer[i] == '\n')
+                {
+                    if (!tooLong)
+                        yield return line.ToString().TrimEnd('\r');
+                    line.Clear();
+                    tooLong = false;
+                }
+                else if (tooLong)
+                    continue;
+                else if (line.Length < MaxLine)
+                    line.Append(buffer[i]);
+                else
+                {
+                    tooLong = true;
+                    line.Clear();
+                }
+            }
+        }
+        if (!tooLong && line.Length > 0)
+            yield return line.ToString();
     }
 
     /// <summary>Rewrites the log with only the records of steps up to <paramref name="step"/> (-1: none), atomically.</summary>

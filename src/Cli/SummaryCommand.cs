@@ -43,7 +43,16 @@ internal sealed class SummaryCommand : Command<SummaryCommand.Settings>
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
-        ModelDescription description = Models.Describe(s.ModelName);
+        ModelDescription description;
+        try
+        {
+            description = Models.Describe(s.ModelName);
+        }
+        catch (Exception e) when (e is ArgumentException or IOException)
+        {
+            // As train says it (a model file past the size limit was exit 1 here, exit 2 there).
+            throw new UsageException($"--model: {Runtime.Messages.OneLine(e.Message)}");
+        }
         int[] input = s.InputShape() ?? description.Input ?? [1, 28, 28];
         ModelSummary summary;
         try

@@ -145,6 +145,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             {
                 return ValidationResult.Error($"--schedule: {Usage.MessageOf(e)}");
             }
+            // The --out folder too, before any device opens or data loads (the run's own default folder is checked then).
+            if (Out is not null && OutProblem(Out, this) is string outProblem)
+                return ValidationResult.Error(outProblem);
             try
             {
                 Config().Validate();
@@ -157,9 +160,17 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                     nameof(OptimizerOptions.Momentum) => "--momentum",
                     nameof(OptimizerOptions.WeightDecay) => "--weight-decay",
                     nameof(OptimizerOptions.Nesterov) => "--nesterov",
+                    nameof(TrainConfig.CropPadding) => "--crop-padding",
+                    nameof(TrainConfig.WarmupSteps) => "--warmup-steps",
+                    nameof(TrainConfig.ClipGradNorm) => "--clip-grad-norm",
+                    nameof(TrainConfig.ValidationSplit) => "--val-split",
+                    nameof(TrainConfig.EarlyStop) => "--early-stop",
+                    nameof(TrainConfig.BatchSize) => "--batch",
+                    nameof(TrainConfig.Epochs) => "--epochs",
+                    nameof(TrainConfig.Normalization) => "--normalize",
                     _ => "options",
                 };
-                return ValidationResult.Error($"{option}: {Usage.MessageOf(e)}");
+                return ValidationResult.Error($"{option}: {Usage.RangeMessage(e)}");
             }
             return ValidationResult.Success();
         }
@@ -356,39 +367,25 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         string outDir = s.Out ?? (resume is not null ? Path.GetDirectoryName(Usage.Real(resume))! : Path.Combine("runs", $"{FolderNameOf(Models.NameOf(config.Model))}-{DateTime.Now:yyyyMMdd-HHmmss}"));
         if (!primary)
             return TrainQuietly(trainer, config);
-        if (Serialization.FileKind.LinkProblem(outDir) is string link)
-            throw new UsageException($"--out {outDir} is {link}, not a folder.");
-        if (File.Exists(outDir) || Serialization.FileKind.OfTarget(outDir) is string notFolder && !Directory.Exists(outDir))
-            throw new UsageException($"--out {outDir} is {(File.Exists(outDir) && Serialization.FileKind.OfTarget(outDir) is null ? "a file" : Serialization.FileKind.OfTarget(outDir))}, not a folder.");
-        for (string? up = Path.GetDirectoryName(Path.GetFullPath(outDir)); up is not null; up = Path.GetDirectoryName(up))
-            if (Serialization.FileKind.LinkProblem(up) is string broken)
-                throw new UsageException($"--out {outDir}: {up} is {broken}.");
-            else if (File.Exists(up))
-                throw new UsageException($"--out {outDir}: {up} is a file, not a folder.");
-        // The run's files never go among the data: in an image folder the plot became an image of a class, and
-        // checkpoint.gbp a file that the next run refused (links resolved, so a link into the data is caught too).
-        // An input the run would write over (--model DIR/metrics.json with --out DIR became the metrics; export refuses the same).
-        foreach (var (option, input) in new[] { ("--model", s.Model is string m && File.Exists(m) ? m : null), ("--init-weights", s.InitWeights) })
-            if (input is not null && RunFiles.FirstOrDefault(f => Usage.Real(Path.Combine(outDir, f)) == Usage.Real(input)) is string written)
-                throw new UsageException($"{option} {input} is the run's {written} in --out {outDir}: the run would write over it; give another --out or move the file.");
-        if (s.Data is string data && InsideTheData(Usage.Real(outDir), data))
-            throw new UsageException($"--out {outDir} is inside --data {data}: the run's files would be mixed with the data; choose an --out outside it.");
+        if (OutProblem(outDir, s) is string problem)
+            throw new UsageException(problem);
         Directory.CreateDirectory(outDir);
         // Held for the whole run: a second run into the same folder is refused instead of both
         // reporting success while the last writer wins. Opening it also proves the folder is writable
         // before an epoch is spent.
         using FileStream runLock = RunLock(outDir);
         string checkpoint = Path.Combine(outDir, CheckpointName);
-        // Each file the run writes can be replaced, found before the first epoch (a folder named checkpoint.gbp was
-        // found after it, with the epoch's metrics already written beside no checkpoint).
-        foreach (string name in RunFiles)
-            if ((Serialization.FileKind.Of(Path.Combine(outDir, name)) ?? Serialization.FileKind.LinkProblem(Path.Combine(outDir, name))) is string kind)
-                throw new IOException($"{Path.Combine(outDir, name)} is {kind}, not a regular file; the run writes it, and refuses to replace it.");
         // Links resolved: a --resume given through a link to this folder's checkpoint is this run, not another
         // (compared by full path alone, --overwrite then deleted the checkpoint being resumed).
-        bool another = File.Exists(checkpoint) && (resume is null || !string.Equals(Usage.Real(resume), Usage.Real(checkpoint), StringComparison.Ordinal));
+        // best.gbp counts as well: a run's best.gbp alone (no checkpoint yet, or a run without --val-split beside it) was
+        // replaced, or left to be taken for this run's, without --overwrite.
+        bool resumingHere = resume is not null && string.Equals(Usage.Real(resume), Usage.Real(checkpoint), StringComparison.Ordinal);
+        string? other = resumingHere ? null : new[] { checkpoint, Path.Combine(outDir, BestName) }.FirstOrDefault(File.Exists);
+        bool another = other is not null;
         if (another && !s.Overwrite)
-            throw new UsageException($"--out {outDir} holds another run ({checkpoint}): resume it with --resume {checkpoint}, choose another --out, or replace it with --overwrite.");
+            throw new UsageException(other == checkpoint
+                ? $"--out {outDir} holds another run ({checkpoint}): resume it with --resume {checkpoint}, choose another --out, or replace it with --overwrite."
+                : $"--out {outDir} holds another run's {BestName} ({other}): choose another --out, or replace it with --overwrite.");
         if (trainer.EpochsDone >= config.Epochs)
         {
             // Before anything in the folder is touched.
@@ -494,6 +491,40 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     {
         foreach (string name in RunFiles)
             Serialization.AtomicFile.RemoveStale(outDir, name);
+    }
+
+    /// <summary>
+    /// What is wrong with an --out folder, or null: checked in <see cref="Settings.Validate"/> when --out is given, before
+    /// any device opens or data loads (an --out that was a file, /dev/null or inside the data was named only after both),
+    /// and again for the folder the run chose. A run file there that the run could not replace (a FIFO, a folder, a link to
+    /// a device or to nothing) is named too: a link to /dev/zero was "another run", to be resumed.
+    /// </summary>
+    private static string? OutProblem(string outDir, Settings s)
+    {
+        if (Serialization.FileKind.LinkProblem(outDir) is string link)
+            return $"--out {outDir} is {link}, not a folder.";
+        if (File.Exists(outDir) || Serialization.FileKind.OfTarget(outDir) is string notFolder && !Directory.Exists(outDir))
+            return $"--out {outDir} is {(File.Exists(outDir) && Serialization.FileKind.OfTarget(outDir) is null ? "a file" : Serialization.FileKind.OfTarget(outDir))}, not a folder.";
+        for (string? up = Path.GetDirectoryName(Path.GetFullPath(outDir)); up is not null; up = Path.GetDirectoryName(up))
+            if (Serialization.FileKind.LinkProblem(up) is string broken)
+                return $"--out {outDir}: {up} is {broken}.";
+            else if (File.Exists(up))
+                return $"--out {outDir}: {up} is a file, not a folder.";
+        // The run's files never go among the data: in an image folder the plot became an image of a class, and
+        // checkpoint.gbp a file that the next run refused (links resolved, so a link into the data is caught too).
+        // An input the run would write over (--model DIR/metrics.json with --out DIR became the metrics; export refuses the same).
+        foreach (var (option, input) in new[] { ("--model", s.Model is string m && File.Exists(m) ? m : null), ("--init-weights", s.InitWeights) })
+            if (input is not null && RunFiles.FirstOrDefault(f => Usage.Real(Path.Combine(outDir, f)) == Usage.Real(input)) is string written)
+                return $"{option} {input} is the run's {written} in --out {outDir}: the run would write over it; give another --out or move the file.";
+        if (s.Data is string data && InsideTheData(Usage.Real(outDir), data))
+            return $"--out {outDir} is inside --data {data}: the run's files would be mixed with the data; choose an --out outside it.";
+        foreach (string name in RunFiles)
+        {
+            string file = Path.Combine(outDir, name);
+            if ((Serialization.FileKind.Of(file) ?? Serialization.FileKind.LinkProblem(file) ?? (File.Exists(file) ? Serialization.FileKind.OfTarget(file) : null)) is string kind)
+                return $"--out {outDir}: {file} is {kind}, not a regular file; the run writes it, and refuses to replace it.";
+        }
+        return null;
     }
 
     /// <summary>

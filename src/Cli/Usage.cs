@@ -17,6 +17,9 @@ internal static class Usage
     /// <summary>An ArgumentException's message without the " (Parameter 'x')" suffix, which names a C# parameter, not an option.</summary>
     public static string MessageOf(ArgumentException e) => Runtime.Messages.WithoutParameter(e);
 
+    /// <summary>A library check's message as an option's (<see cref="Runtime.Messages.Checked"/>).</summary>
+    public static string RangeMessage(ArgumentException e) => Runtime.Messages.Checked(e);
+
     public static ValidationResult Positive(int? value, string option) =>
         value is int v && v <= 0
             ? ValidationResult.Error($"{option} must be a positive integer; got {v.ToString(CultureInfo.InvariantCulture)}.")
@@ -87,7 +90,7 @@ internal static class Usage
     /// <summary>--model: a built-in model's name or an existing description file.</summary>
     public static ValidationResult Model(string name) =>
         Training.Models.Names.Contains(name) ? ValidationResult.Success()
-            : File.Exists(name) || Serialization.FileKind.LinkProblem(name) is not null ? ExistingFile("--model", name)
+            : File.Exists(name) || Directory.Exists(name) || Serialization.FileKind.LinkProblem(name) is not null ? ExistingFile("--model", name)
             : ValidationResult.Error($"--model: '{Runtime.Messages.Printable(name)}' is neither a built-in model ({string.Join(", ", Training.Models.Names)}) nor an existing file.");
 
     public static ValidationResult All(params ValidationResult[] checks) =>

@@ -59,8 +59,17 @@ public static class ImageDecoder
         // Before stb reads the header: an OS/2 2.x header becomes a Windows one, which stb's header reader knows.
         bytes = JpegColourAsLibjpeg(BmpLaidOut(bytes));
         ImageInfo? header;
-        using (var stream = new MemoryStream(bytes, writable: false))
+        try
+        {
+            using var stream = new MemoryStream(bytes, writable: false);
             header = ImageInfo.FromStream(stream);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // stb's header reader seeks by a chunk's declared length: 2^31 or more threw .NET's stream errors, an internal
+            // error that --skip-bad-images did not skip, naming no file.
+            throw new DataFormatException(path, PngProblem(bytes) ?? "does not decode (its header is damaged).", e);
+        }
         // stb refuses a PNG too large to decode without saying so; its IHDR names the size it declares.
         var (declaredWidth, declaredHeight) = header is ImageInfo i ? (i.Width, i.Height) : PngSize(bytes) ?? (1, 1);
         // A BMP stored top-down declares a negative height (stb decodes it upright).
@@ -371,13 +380,16 @@ public static class ImageDecoder
         data.Position = 0;
         if (data.Length >= 2 && (data.GetBuffer()[1] & 0x20) != 0)
             return "is a PNG whose zlib stream asks for a preset dictionary, which PNG does not allow (damaged)";
+        // stb inflates the whole stream into memory: a 1 MB file that inflates to 1 GiB took 1.2 GB for a 12x12 image.
+        long needed = PngDataBytes(b);
         try
         {
             using var inflate = new System.IO.Compression.ZLibStream(data, System.IO.Compression.CompressionMode.Decompress);
             var sink = new byte[1 << 16];
-            while (inflate.Read(sink) > 0)
-            {
-            }
+            long total = 0;
+            for (int got; (got = inflate.Read(sink)) > 0;)
+                if ((total += got) > needed)
+                    return $"is a PNG whose image data inflates past the {needed:N0} bytes its size needs (a decompression bomb, or damaged)";
             return null;
         }
         catch (Exception e) when (e is InvalidDataException or IOException)
@@ -385,6 +397,29 @@ public static class ImageDecoder
             // .NET's reason ("unsupported compression method" for a wrong checksum) misleads: the fact alone.
             return "is a PNG whose image data fails zlib's check (a wrong checksum or a damaged stream): damaged";
         }
+    }
+
+    /// <summary>
+    /// The bytes a PNG's inflated image data holds by its IHDR (a filter byte a row, rows of width x bits a pixel, each of
+    /// Adam7's seven passes so when interlaced), or long.MaxValue when the first chunk is not a 13-byte IHDR (stb refuses
+    /// that before it inflates anything).
+    /// </summary>
+    private static long PngDataBytes(ReadOnlySpan<byte> b)
+    {
+        if (b.Length < 8 + 25 || System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[8..]) != 13 || !b.Slice(12, 4).SequenceEqual("IHDR"u8))
+            return long.MaxValue;
+        long width = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[16..]), height = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[20..]);
+        int depth = b[24], samples = b[25] switch { 0 => 1, 2 => 3, 3 => 1, 4 => 2, 6 => 4, _ => 4 };
+        long bits = (long)depth * samples;
+        long Rows(long w, long h) => w == 0 || h == 0 ? 0 : h * (1 + (w * bits + 7) / 8);
+        if (b[28] == 0)
+            return Rows(width, height);
+        // Adam7: (x start, y start, x step, y step) of each pass.
+        ReadOnlySpan<int> passes = [0, 0, 8, 8, 4, 0, 8, 8, 0, 4, 4, 8, 2, 0, 4, 4, 0, 2, 2, 4, 1, 0, 2, 2, 0, 1, 1, 2];
+        long total = 0;
+        for (int p = 0; p < 28; p += 4)
+            total += Rows((width - passes[p] + passes[p + 2] - 1) / passes[p + 2], (height - passes[p + 1] + passes[p + 3] - 1) / passes[p + 3]);
+        return total;
     }
 
     /// <summary>

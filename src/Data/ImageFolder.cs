@@ -43,6 +43,9 @@ public static class ImageFolder
         foreach (string split in SplitFolders.Select(s => Path.Combine(root, s)))
             if (Serialization.FileKind.LinkProblem(split) is string broken)
                 throw new DataFormatException(split, $"is {broken}.");
+        // --data-format folder on a folder without train/ (IDX or CIFAR files) was told it had one.
+        if (!Directory.Exists(train))
+            throw new DataFormatException(root, "has no 'train' folder: an image folder is train/CLASS/IMAGE with val/ or test/ beside it.");
         string test = EvaluationSplits.Select(s => Path.Combine(root, s)).FirstOrDefault(Directory.Exists)
             ?? throw new DataFormatException(root, "has a 'train' folder but no 'val' or 'test' folder to evaluate on.");
         IReadOnlyList<string> classes = Classes(train);

@@ -38,7 +38,7 @@ internal readonly struct Conv2dGeometry
         long numH = (long)h + 2L * PadH - (long)DilationH * (R - 1) - 1;
         long numW = (long)w + 2L * PadW - (long)DilationW * (S - 1) - 1;
         if (numH < 0 || numW < 0)
-            throw new ArgumentException($"Input {h}x{w} with padding {padding} is smaller than the dilated kernel {(R - 1) * DilationH + 1}x{(S - 1) * DilationW + 1}: the output would be empty.", "input");
+            throw new ArgumentException($"Input {h}x{w} with padding {padding} is smaller than the dilated kernel {(R - 1L) * DilationH + 1}x{(S - 1L) * DilationW + 1}: the output would be empty.", "input");
         OH = (int)(numH / StrideH) + 1;
         OW = (int)(numW / StrideW) + 1;
         if ((long)n * k * OH * OW > int.MaxValue || (long)n * c * R * S * OH * OW > int.MaxValue)

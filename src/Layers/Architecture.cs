@@ -90,7 +90,7 @@ public static class Architecture
         }
         catch (JsonException e)
         {
-            throw new ArchitectureException($"The architecture is not valid JSON: {e.Message}", e);
+            throw new ArchitectureException($"The architecture is {Runtime.Messages.Json(e)}.", e);
         }
     }
 

@@ -185,7 +185,7 @@ public sealed class Conv2d : Module
             var g = ConvProblem.Of(GeometryOf(c));
             float[] x = c.Floats("x"), w = c.Floats("w");
             var (dx, dw, db) = ReferenceOps.Conv2dBackward(g, x, w, c.Floats("dy"));
-            o.Add("y", ReferenceOps.Conv2dForward(g, x, w, c.Has("b") ? c.Floats("b") : null));
+            o.Add("y", ReferenceOps.Conv2dForward(g, x, w, c.Bias() ? c.Floats("b") : null));
             o.Add("dx", dx);
             o.Add("dw", dw);
             if (c.Has("db"))
@@ -195,7 +195,7 @@ public sealed class Conv2d : Module
         public override void GoldenDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o)
         {
             Conv2dGeometry g = GeometryOf(c);
-            using var layer = new Conv2d(device, g.C, g.K, (g.R, g.S), c.Pair("stride"), c.Pair("padding"), c.Pair("dilation"), g.Groups, bias: c.Has("b"));
+            using var layer = new Conv2d(device, g.C, g.K, (g.R, g.S), c.Pair("stride"), c.Pair("padding"), c.Pair("dilation"), g.Groups, bias: c.Bias());
             Linear.Description.GoldenWithWeights(c, device, layer, layer.Weight, layer.Bias, o);
         }
 

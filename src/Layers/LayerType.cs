@@ -160,11 +160,21 @@ internal sealed class LayerFields(JsonElement layer, string path, string type, s
     public ArchitectureException ShapeError(string expected, int[] actual) =>
         new($"{Where}: expects input of shape {expected}; got [{string.Join(", ", actual)}].") { IsShapeMismatch = true };
 
-    private JsonElement? Get(string field) =>
-        Element.ValueKind == JsonValueKind.Object && Element.TryGetProperty(field, out JsonElement v) && v.ValueKind != JsonValueKind.Null ? v : null;
+    /// <summary>When set, every field asked for is added (a golden case's params: one never read would be ignored).</summary>
+    public HashSet<string>? Asked { get; init; }
+
+    private JsonElement? Get(string field)
+    {
+        Asked?.Add(field);
+        return Element.ValueKind == JsonValueKind.Object && Element.TryGetProperty(field, out JsonElement v) && v.ValueKind != JsonValueKind.Null ? v : null;
+    }
 
     /// <summary>Whether the field is present (null counts as present).</summary>
-    public bool Has(string field) => Element.ValueKind == JsonValueKind.Object && Element.TryGetProperty(field, out _);
+    public bool Has(string field)
+    {
+        Asked?.Add(field);
+        return Element.ValueKind == JsonValueKind.Object && Element.TryGetProperty(field, out _);
+    }
 
     /// <summary>A nested layer list (residual's body and shortcut), or null when absent.</summary>
     public JsonElement? List(string field) => Get(field);

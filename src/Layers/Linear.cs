@@ -110,7 +110,7 @@ public sealed class Linear : Module
             int[] xs = c.Shape("x"), ws = c.Shape("w");
             float[] x = c.Floats("x"), w = c.Floats("w");
             var (dx, dw, db) = ReferenceOps.LinearBackward(xs[0], xs[1], ws[0], x, w, c.Floats("dy"));
-            o.Add("y", ReferenceOps.LinearForward(xs[0], xs[1], ws[0], x, w, c.Has("b") ? c.Floats("b") : null));
+            o.Add("y", ReferenceOps.LinearForward(xs[0], xs[1], ws[0], x, w, c.Bias() ? c.Floats("b") : null));
             o.Add("dx", dx);
             o.Add("dw", dw);
             if (c.Has("db"))
@@ -120,7 +120,7 @@ public sealed class Linear : Module
         public override void GoldenDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o)
         {
             int[] ws = c.Shape("w");
-            using var layer = new Linear(device, ws[1], ws[0], bias: c.Has("b"));
+            using var layer = new Linear(device, ws[1], ws[0], bias: c.Bias());
             GoldenWithWeights(c, device, layer, layer.Weight, layer.Bias, o);
         }
 

@@ -118,8 +118,12 @@ public abstract class Module : IDisposable
         {
             if (counters.ContainsKey(name))
             {
-                if (t.Longs is not { Length: 1 })
-                    throw new ArgumentException($"State entry '{name}' must be an I64 scalar.", nameof(file));
+                // Shape [] as PyTorch saves it (a [1] was taken as the scalar; PyTorch's load_state_dict refuses it), and a
+                // count, not negative (-1 made the cumulative average's first step divide by zero: "diverged" at lr 0).
+                if (t.Longs is not { Length: 1 } || t.Shape.Length != 0)
+                    throw new ArgumentException($"State entry '{name}' must be an I64 scalar (shape []); got {(t.Longs is null ? "F32" : "I64")} of shape [{string.Join(", ", t.Shape)}].", nameof(file));
+                if (t.Longs[0] < 0)
+                    throw new ArgumentException($"State entry '{name}' is {t.Longs[0]}: a count of batches is not negative.", nameof(file));
                 continue;
             }
             if (t.Floats is null)

@@ -21,29 +21,39 @@ internal static class MaxPool2dMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool Wins(float v, float best) => XMath.IsNaN(v) || (!XMath.IsNaN(best) && v > best);
 
+    /// <summary>The first tap k with start + k*dilation &gt;= 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int FirstInside(int start, int dilation) => start >= 0 ? 0 : (int)((dilation - 1L - start) / dilation);
+
+    /// <summary>One past the last tap k &lt; <paramref name="taps"/> with start + k*dilation &lt; <paramref name="size"/> (0 when none is).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int EndInside(int start, int dilation, int size, int taps)
+    {
+        if (start >= size)
+            return 0;
+        long end = (size - 1L - start) / dilation + 1;
+        return end < taps ? (int)end : taps;
+    }
+
     /// <summary>The winner of window (oh, ow) of the plane starting at <paramref name="xBase"/>, and its value.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int ArgMax<TX>(in Pool2dGeometry g, TX x, int xBase, int oh, int ow, out float best) where TX : struct, IView<float>
     {
         int h0 = oh * g.StrideH - g.PadH;
         int w0 = ow * g.StrideW - g.PadW;
+        // Only the taps inside the image are visited, their range computed rather than tested tap by tap: a kernel of
+        // 2^31-1 with padding 2^30-1 passed every check and then scanned (and stepped to the first tap) 2^31 taps a window.
+        int khStart = FirstInside(h0, g.DilationH), khEnd = EndInside(h0, g.DilationH, g.H, g.KH);
+        int kwStart = FirstInside(w0, g.DilationW), kwEnd = EndInside(w0, g.DilationW, g.W, g.KW);
         // The first in-image tap is the initial winner (it matters for windows of only -inf).
-        int hFirst = h0;
-        while (hFirst < 0) hFirst += g.DilationH;
-        int wFirst = w0;
-        while (wFirst < 0) wFirst += g.DilationW;
-        int at = hFirst * g.W + wFirst;
+        int at = (h0 + khStart * g.DilationH) * g.W + w0 + kwStart * g.DilationW;
         float value = float.NegativeInfinity;
-        for (int kh = 0; kh < g.KH; kh++)
+        for (int kh = khStart; kh < khEnd; kh++)
         {
             int h = h0 + kh * g.DilationH;
-            if (h < 0 || h >= g.H)
-                continue;
-            for (int kw = 0; kw < g.KW; kw++)
+            for (int kw = kwStart; kw < kwEnd; kw++)
             {
                 int w = w0 + kw * g.DilationW;
-                if (w < 0 || w >= g.W)
-                    continue;
                 float v = x[xBase + h * g.W + w];
                 if (Wins(v, value))
                 {

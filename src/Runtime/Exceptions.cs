@@ -35,6 +35,48 @@ internal static class Messages
     public static string WithoutParameter(ArgumentException e) =>
         OneLine(e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
 
+    /// <summary>
+    /// What is wrong with a JSON text, in this program's words with a 1-based line and byte: System.Text.Json's own
+    /// messages count from 0, name reader options ("Change the reader options") and internal states ("Expected depth to
+    /// be zero at the end of the JSON payload").
+    /// </summary>
+    public static string Json(System.Text.Json.JsonException e)
+    {
+        string text = e.Message;
+        int suffix = text.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        if (suffix >= 0)
+            text = text[..suffix];
+        string what = text switch
+        {
+            _ when text.Contains("does not contain any JSON tokens", StringComparison.Ordinal) => "it holds no JSON (empty, or only spaces)",
+            _ when text.Contains("maximum configured depth", StringComparison.Ordinal) => "it is nested too deeply",
+            _ when text.Contains("trailing comma", StringComparison.OrdinalIgnoreCase) => "a trailing comma, which JSON does not allow",
+            _ when text.Contains("comment", StringComparison.OrdinalIgnoreCase) => "a comment, which JSON does not allow",
+            _ when text.Contains("depth to be zero", StringComparison.Ordinal) => "it ends inside an object or a list (truncated?)",
+            _ when text.Contains("invalid UTF-8", StringComparison.Ordinal) || text.Contains("transcode", StringComparison.Ordinal) => "it is not UTF-8 text",
+            _ when text.Contains("after a single JSON value", StringComparison.Ordinal) => "text follows the JSON value",
+            _ => OneLine(text).TrimEnd('.'),
+        };
+        return e.LineNumber is long line && e.BytePositionInLine is long column
+            ? $"not valid JSON at line {line + 1}, byte {column + 1}: {what}"
+            : $"not valid JSON: {what}";
+    }
+
+    /// <summary>
+    /// A library check's message on one line in this program's words: "must be in [0, 64]; got -1." where .NET wrote
+    /// ". Actual value was -1." on a line of its own, and without " (Parameter 'x')", which names a C# parameter.
+    /// </summary>
+    public static string Checked(ArgumentException e)
+    {
+        if (e is not ArgumentOutOfRangeException { ActualValue: { } actual } range)
+            return WithoutParameter(e);
+        string text = range.Message;
+        foreach (string tail in new[] { $" (Parameter '{e.ParamName}')", $"Actual value was {actual}." })
+            text = text.Replace(tail, "", StringComparison.Ordinal);
+        string shown = actual is IFormattable f ? f.ToString(null, System.Globalization.CultureInfo.InvariantCulture) : actual.ToString() ?? "";
+        return $"{OneLine(text).TrimEnd('.', ' ')}; got {shown}.";
+    }
+
     /// <summary>Messages such as ArgumentOutOfRangeException's span lines; errors are shown on one line.</summary>
     public static string OneLine(string message) =>
         Printable(string.Join(' ', message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));

@@ -115,7 +115,7 @@ public static class SafeTensors
         }
         catch (JsonException e)
         {
-            throw new SafeTensorsException(path, $"the header is not valid JSON: {e.Message}", e);
+            throw new SafeTensorsException(path, $"the header is {Runtime.Messages.Json(e)}.", e);
         }
         using (header)
         {
@@ -146,7 +146,7 @@ public static class SafeTensors
             catch (InvalidOperationException e)
             {
                 // JsonDocument checks the UTF-8 of a name only when it is read.
-                throw new SafeTensorsException(path, $"the header is not valid UTF-8 JSON: {e.Message}", e);
+                throw new SafeTensorsException(path, "the header is not valid JSON: a name in it is not UTF-8 text.", e);
             }
             // The tensors tile the data, in some order, without overlaps or gaps (the format's own reader refuses both: bytes
             // no tensor owns mean a header that lost an entry).
@@ -169,6 +169,16 @@ public static class SafeTensors
         try
         {
             JsonElement e = p.Value;
+            // Each field's kind checked and named (.NET's "One of the identified items was in an invalid format" for an
+            // offset of 0.0; a third offset was ignored).
+            if (e.ValueKind != JsonValueKind.Object)
+                throw new SafeTensorsException(path, $"tensor '{name}' has header entry {Layers.LayerFields.Shown(e)}; an object with dtype, shape and data_offsets is expected.");
+            foreach (var (field, kind) in new[] { ("dtype", JsonValueKind.String), ("shape", JsonValueKind.Array), ("data_offsets", JsonValueKind.Array) })
+                if (!e.TryGetProperty(field, out JsonElement f) || f.ValueKind != kind)
+                    throw new SafeTensorsException(path, $"tensor '{name}' has {(f.ValueKind == JsonValueKind.Undefined ? $"no '{field}'" : $"'{field}' {Layers.LayerFields.Shown(f)}")}; "
+                        + (field == "dtype" ? "a string is expected." : "a list is expected."));
+            if (e.GetProperty("data_offsets") is var o && (o.GetArrayLength() != 2 || o.EnumerateArray().Any(v => v.ValueKind != JsonValueKind.Number || !v.TryGetInt64(out long x) || x < 0)))
+                throw new SafeTensorsException(path, $"tensor '{name}' has data_offsets {Layers.LayerFields.Shown(o)}; two byte offsets [begin, end] are expected.");
             string dtype = e.GetProperty("dtype").GetString() ?? "";
             int width = dtype switch
             {

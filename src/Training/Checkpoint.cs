@@ -131,7 +131,12 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
         catch (Exception e) when (e is ArgumentException or Layers.ArchitectureException or IOException or System.Text.Json.JsonException)
         {
             // A crafted configuration can name a model file that is missing or does not describe a network.
-            throw new CheckpointException(path, $"the stored configuration is invalid: {e.Message}", e);
+            throw new CheckpointException(path, $"the stored configuration is invalid: {e switch
+            {
+                ArgumentException a => Runtime.Messages.Checked(a),
+                System.Text.Json.JsonException j => Runtime.Messages.Json(j),
+                _ => Runtime.Messages.OneLine(e.Message),
+            }}", e);
         }
         // Names are printed to the terminal: an escape sequence in one cleared the screen or recoloured it.
         if (Data.ClassNames.Unprintable(Model) || (Config.ClassNames?.Any(n => n is null || Data.ClassNames.Unprintable(n)) ?? false))

@@ -16,8 +16,13 @@ public abstract record LearningRateSchedule
         {
             "constant" when parts.Length == 1 => new ConstantSchedule(),
             "cosine" when parts.Length == 1 => new CosineSchedule(epochs),
-            "step" when parts.Length == 3 && int.TryParse(parts[1], inv, out int size) && size > 0 && float.TryParse(parts[2], inv, out float gamma) && gamma > 0
-                => new StepSchedule(size, gamma),
+            // The form right but a value out of range is said so (step:1:0 was an "unknown schedule"), and an infinite
+            // or NaN gamma is refused.
+            "step" when parts.Length == 3 => !int.TryParse(parts[1], inv, out int size) || size <= 0
+                ? throw new ArgumentException($"Schedule '{text}': the step size must be a positive whole number of epochs; got '{parts[1]}'.", nameof(text))
+                : !float.TryParse(parts[2], System.Globalization.NumberStyles.Float, inv, out float gamma) || !(gamma > 0) || !float.IsFinite(gamma)
+                ? throw new ArgumentException($"Schedule '{text}': the decay factor must be a positive finite number; got '{parts[2]}'.", nameof(text))
+                : new StepSchedule(size, gamma),
             _ => throw new ArgumentException($"Unknown schedule '{text}'. Use constant, cosine or step:SIZE:GAMMA (e.g. step:5:0.1).", nameof(text)),
         };
     }

@@ -111,7 +111,7 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
         {
-            throw new ArchitectureException($"{source}: {e.Message}", e);
+            throw new ArchitectureException($"{source}: {(e is JsonException j ? Runtime.Messages.Json(j) : e.Message)}", e);
         }
     }
 }

@@ -36,6 +36,8 @@ public sealed record OptimizerOptions(OptimizerKind Kind, float LearningRate, fl
         // Finite too: an infinite momentum or decay was accepted and the run "diverged" at step 2 (the learning rate refused it).
         if (!(Momentum >= 0) || !float.IsFinite(Momentum)) throw new ArgumentOutOfRangeException(nameof(Momentum), Momentum, "Momentum must be finite and non-negative.");
         if (!(WeightDecay >= 0) || !float.IsFinite(WeightDecay)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "Weight decay must be finite and non-negative.");
+        // Adam's "--nesterov" was told it needed a momentum, which Adam refuses in turn.
+        if (Nesterov && Kind != OptimizerKind.Sgd) throw new ArgumentException($"{Kind} has no Nesterov momentum; it is sgd's.", nameof(Nesterov));
         if (Nesterov && (Momentum <= 0 || Dampening != 0)) throw new ArgumentException("Nesterov momentum requires a momentum and zero dampening.", nameof(Nesterov));
         if (Kind != OptimizerKind.Sgd && (Momentum != 0 || Dampening != 0))
             throw new ArgumentException($"{Kind} has no momentum or dampening (its first-moment decay is Beta1); they would be ignored.", nameof(Momentum));

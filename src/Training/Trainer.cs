@@ -581,7 +581,7 @@ public sealed class Trainer : IDisposable
         // is not written over the previous one.
         foreach (var (name, _, values) in tensors)
             if (!Array.TrueForAll(values, Checkpoint.Storable))
-                throw new TrainingDivergedException(EpochsDone, 0, $"'{name}' became NaN, infinite or beyond 1e30 in the last steps of epoch {EpochsDone}; the checkpoint was not written (the previous one is intact).");
+                throw new TrainingDivergedException(EpochsDone, 0, $"'{name}' became NaN, infinite or beyond 1e30 in the last steps of epoch {EpochsDone}; this epoch's checkpoint was not written (the last checkpoint, if any, is intact).");
         // Batch-norm counters (they start from PyTorch's with --init-weights, so they are not the step count):
         // the int64 as two float32 bit patterns, exact.
         // Dropout keys too: a model built in code chose its own, which rebuilding it from its layer list would not.
@@ -602,14 +602,19 @@ public sealed class Trainer : IDisposable
     /// every step ran one training-mode forward pass), and each dropout's mask number (one mask per step,
     /// so a resumed run draws the masks it would have drawn).
     /// </summary>
-    private static void RestoreCounters(Sequential model, Checkpoint c)
+    private static void RestoreCounters(Sequential model, Checkpoint c, string path)
     {
         var counters = c.Tensors.Where(t => t.Name.StartsWith("counter/", StringComparison.Ordinal))
             .ToDictionary(t => t.Name["counter/".Length..], t => t.Data, StringComparer.Ordinal);
         foreach (var (name, m) in model.NamedModules())
         {
             if (m is BatchNorm2d bn)
+            {
                 bn.NumBatchesTracked = counters.TryGetValue(name + ".num_batches_tracked", out float[]? bits) && bits.Length == 2 ? Counter.Decode(bits) : c.Steps;
+                // Range-checked as if there were no checksum (a negative count divides by zero in the cumulative average).
+                if (bn.NumBatchesTracked < 0)
+                    throw new CheckpointException(path, $"the count of batches of {name} is {bn.NumBatchesTracked}; a count is not negative.");
+            }
             else if (m is Dropout dropout)
             {
                 dropout.Step = c.Steps;
@@ -667,7 +672,7 @@ public sealed class Trainer : IDisposable
             var state = c.Tensors.Where(t => t.Name.StartsWith("model/", StringComparison.Ordinal))
                 .ToDictionary(t => t.Name["model/".Length..], t => (t.Shape, t.Data), StringComparer.Ordinal);
             model.LoadStateDict(state);
-            RestoreCounters(model, c);
+            RestoreCounters(model, c, path);
             model.Eval();
             return new TrainedModel(model, c.Config with { Architecture = description.Layers }, c.Epoch);
         }
@@ -761,7 +766,7 @@ public sealed class Trainer : IDisposable
         if (c.History is { } h)
             history.AddRange(h);
         Optimizer.StepCount = c.Steps;
-        RestoreCounters(Model, c);
+        RestoreCounters(Model, c, path);
         Rng.State = c.RngState;
     }
 

@@ -74,7 +74,24 @@ internal sealed class GoldenCase
     /// The params read through the model files' typed reader: a wrong kind or range names case.json and the field
     /// ("params: field 'stride' must be an integer or a list of two integers; got "a""), where .NET's message was shown.
     /// </summary>
-    public LayerFields Fields => new(Parameters, Name, Op, $"{Runtime.Messages.Printable(System.IO.Path.Combine(Directory, "case.json"))}: params");
+    public LayerFields Fields => fields ??= new(Parameters, Name, Op, $"{Runtime.Messages.Printable(System.IO.Path.Combine(Directory, "case.json"))}: params") { Asked = [] };
+
+    private LayerFields? fields;
+
+    /// <summary>
+    /// The params no evaluation asked for: they would be ignored (a relu case with "inplace": true passed), so a case
+    /// holding one fails.
+    /// </summary>
+    public IEnumerable<string> UnaskedParameters => Parameters.EnumerateObject().Select(p => p.Name).Where(n => !Fields.Asked!.Contains(n));
+
+    /// <summary>Whether the op has a bias: the case's b.npy, which a 'bias' parameter, when given, must agree with (false beside a b.npy passed).</summary>
+    public bool Bias()
+    {
+        if (!Fields.Has("bias"))
+            return Has("b");
+        bool bias = Flag("bias");
+        return bias == Has("b") ? bias : throw Fields.Error("bias", $"is {(bias ? "true" : "false")}, but the case {(Has("b") ? "holds" : "has no")} b.npy");
+    }
 
     /// <summary>A parameter that is an integer or a pair [height, width].</summary>
     public Geometry.Size2 Pair(string name) => Fields.Pair(name);
@@ -123,7 +140,7 @@ internal sealed class GoldenCase
             }
             catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
             {
-                throw new GoldenFormatException(index, "malformed index: " + e.Message, e);
+                throw new GoldenFormatException(index, "malformed index: " + (e is JsonException j ? Runtime.Messages.Json(j) : e.Message), e);
             }
         }
         var dirs = System.IO.Directory.GetDirectories(root).Where(d => File.Exists(System.IO.Path.Combine(d, "case.json"))).Order(StringComparer.Ordinal).ToList();
@@ -185,7 +202,8 @@ internal sealed class GoldenCase
     /// <summary>tolerance.atol or tolerance.rtol: a finite number, not negative (a negative atol failed every element, silently the case's fault).</summary>
     private static double Tolerance(string caseFile, JsonElement tol, string name)
     {
-        double v = Required(caseFile, tol, name, JsonValueKind.Number, "a number", "tolerance.").GetDouble();
+        JsonElement e = Required(caseFile, tol, name, JsonValueKind.Number, "a number", "tolerance.");
+        double v = e.TryGetDouble(out double d) ? d : double.PositiveInfinity;
         return double.IsFinite(v) && v >= 0 ? v : throw new GoldenFormatException(caseFile, $"'tolerance.{name}' must be a finite number, not negative; got {v}.");
     }
 
@@ -245,11 +263,11 @@ internal sealed class GoldenCase
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {
-            throw new GoldenFormatException(caseFile, "malformed: " + e.Message, e);
+            throw new GoldenFormatException(caseFile, e is JsonException j ? Runtime.Messages.Json(j) : "malformed: " + e.Message, e);
         }
         catch (NpyFormatException e)
         {
-            throw new GoldenFormatException(e.Path, e.Message, e);
+            throw new GoldenFormatException(e.Path, e.Problem, e);
         }
     }
 }

@@ -69,8 +69,10 @@ internal static class GoldenRunner
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            return new GoldenResult(c.Name, where, [], $"{e.GetType().Name}: {e.Message}");
+            return new GoldenResult(c.Name, where, [], Explain(e));
         }
+        if (c.UnaskedParameters.FirstOrDefault() is string unasked)
+            return new GoldenResult(c.Name, where, [], c.Fields.Error(unasked, $"is not a parameter of {c.Op}: it would be ignored").Message);
         Dictionary<string, float[]> floats = outputs.Floats;
         Dictionary<string, long[]> longs = outputs.Longs;
         Dictionary<string, int[]> shapes = outputs.Shapes;
@@ -114,10 +116,18 @@ internal static class GoldenRunner
         }
         catch (Exception e) when (e is GoldenFormatException or SafeTensorsException)
         {
-            return new GoldenResult(c.Name, where, comparisons, $"{e.GetType().Name}: {e.Message}");
+            return new GoldenResult(c.Name, where, comparisons, Explain(e));
         }
         return new GoldenResult(c.Name, where, comparisons);
     }
+
+    /// <summary>
+    /// Why a case could not run: this program's own checks by their message (they name the file and field), anything
+    /// else with its type too (an unexpected exception is a bug and says which).
+    /// </summary>
+    private static string Explain(Exception e) =>
+        e is GoldenFormatException or SafeTensorsException or ArchitectureException or NpyFormatException or Data.DataFormatException
+            ? e.Message : $"{e.GetType().Name}: {e.Message}";
 
     /// <summary>The tensors of a layer case that are fed to the op rather than expected from it.</summary>
     private static readonly HashSet<string> LayerInputs = ["x", "w", "b", "dy", "logits", "target", "weight", "bias", "running_mean", "running_var"];
@@ -257,6 +267,7 @@ internal static class GoldenRunner
     /// <summary>A case on the reference path: its layer type's reference form, or the loss or a whole model.</summary>
     private static void EvaluateReference(GoldenCase c, GoldenOutputs o)
     {
+        CheckCommonParameters(c);
         switch (c.Op)
         {
             case "model":
@@ -280,6 +291,7 @@ internal static class GoldenRunner
     /// <summary>A case on a device, through the modules as a user would run them.</summary>
     private static void EvaluateDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o)
     {
+        CheckCommonParameters(c);
         switch (c.Op)
         {
             case "model":
@@ -297,6 +309,18 @@ internal static class GoldenRunner
                 TypeOf(c).GoldenDevice(c, device, o);
                 return;
         }
+    }
+
+    /// <summary>
+    /// The params that the evaluation itself does not read: softmax_cross_entropy's reduction (mean is what is computed)
+    /// and a model's class count (the width of its logits).
+    /// </summary>
+    private static void CheckCommonParameters(GoldenCase c)
+    {
+        if (c.Op == "softmax_cross_entropy")
+            c.Fields.OneOf("reduction", "mean", "mean");
+        if (c.Op == "model" && c.Fields.Positive("classes") is int classes && c.Has("train_logits") && c.Shape("train_logits") is [.., int width] && width != classes)
+            throw c.Fields.Error("classes", $"is {classes}, but train_logits holds {width} classes");
     }
 
     private static LayerType TypeOf(GoldenCase c) =>

@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Text;
-using System.Text.RegularExpressions;
 
 namespace GpuBackprop.Verification;
 
@@ -14,7 +13,14 @@ internal sealed record NpyArray(int[] Shape, float[]? Floats, long[]? Longs);
 internal sealed class NpyFormatException : Exception
 {
     /// <summary>Creates the exception; the message names the file.</summary>
-    public NpyFormatException(string path, string problem) : base($"{path}: {problem}") => Path = path;
+    public NpyFormatException(string path, string problem) : base($"{path}: {problem}")
+    {
+        Path = path;
+        Problem = problem;
+    }
+
+    /// <summary>What is wrong, without the file's name (a reader that names the file itself named it twice).</summary>
+    public string Problem { get; }
 
     /// <summary>The offending file.</summary>
     public string Path { get; }
@@ -24,7 +30,7 @@ internal sealed class NpyFormatException : Exception
 /// Reader for NumPy's .npy format (versions 1.0 to 3.0), little-endian, C order, dtypes &lt;f4 and &lt;i8:
 /// what the golden cases use.
 /// </summary>
-internal static partial class Npy
+internal static class Npy
 {
     private static ReadOnlySpan<byte> Magic => [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 
@@ -70,23 +76,28 @@ internal static partial class Npy
             throw new NpyFormatException(path, "truncated header.");
         string header = Encoding.ASCII.GetString(bytes, headerStart, headerLength);
 
-        Match descr = DescrRegex().Match(header);
-        Match order = OrderRegex().Match(header);
-        Match shapeMatch = ShapeRegex().Match(header);
-        if (!descr.Success || !order.Success || !shapeMatch.Success)
-            throw new NpyFormatException(path, $"malformed header '{header.Trim()}'.");
-        if (order.Groups[1].Value != "False")
+        // The dict literal read whole, each of NumPy's three keys exactly once and nothing else, as NumPy reads it: a
+        // regex per key took the first 'shape' of two (NumPy takes the last) and let any other key through.
+        string shown = Layers.LayerFields.Shown(Runtime.Messages.Printable(header.Trim()));
+        Dictionary<string, string> fields = HeaderFields(header) ?? throw new NpyFormatException(path, $"malformed header '{shown}'.");
+        if (fields.Count != 3 || !fields.TryGetValue("descr", out string? descr) || !fields.TryGetValue("fortran_order", out string? order) || !fields.TryGetValue("shape", out string? shapeText))
+            throw new NpyFormatException(path, $"the header's keys are {string.Join(", ", fields.Keys.Select(k => $"'{Layers.LayerFields.Shown(Runtime.Messages.Printable(k))}'"))}; a .npy header has exactly 'descr', 'fortran_order' and 'shape'.");
+        if (order is not ("True" or "False") || descr is not ['\'', .., '\''] || shapeText is not ['(', .., ')'])
+            throw new NpyFormatException(path, $"malformed header '{shown}'.");
+        if (order != "False")
             throw new NpyFormatException(path, "Fortran order is not supported.");
-        int[] shape = shapeMatch.Groups[1].Value
+        int[] shape = shapeText[1..^1]
             .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(s => int.TryParse(s, out int d) && d >= 0 ? d : throw new NpyFormatException(path, $"bad dimension '{s}'."))
+            .Select(s => int.TryParse(s, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int d) ? d
+                : throw new NpyFormatException(path, $"bad dimension '{Layers.LayerFields.Shown(Runtime.Messages.Printable(s))}'."))
             .ToArray();
         long count = 1;
         foreach (int d in shape)
-            count *= d;
+            if ((count *= d) > int.MaxValue)
+                throw new NpyFormatException(path, $"shape ({string.Join(", ", shape)}) holds more than 2^31-1 elements.");
 
         int dataStart = headerStart + headerLength;
-        string dtype = descr.Groups[1].Value;
+        string dtype = descr[1..^1];
         int itemSize = dtype switch
         {
             "<f4" => 4,
@@ -110,12 +121,57 @@ internal static partial class Npy
         return new NpyArray(shape, null, l);
     }
 
-    [GeneratedRegex(@"'descr'\s*:\s*'([^']*)'")]
-    private static partial Regex DescrRegex();
-
-    [GeneratedRegex(@"'fortran_order'\s*:\s*(True|False)")]
-    private static partial Regex OrderRegex();
-
-    [GeneratedRegex(@"'shape'\s*:\s*\(([^)]*)\)")]
-    private static partial Regex ShapeRegex();
+    /// <summary>
+    /// The entries of a header's dict literal (<c>{'key': value, ...}</c>, values a quoted string, a tuple or a word) as
+    /// written, or null when it is not one or names a key twice.
+    /// </summary>
+    private static Dictionary<string, string>? HeaderFields(string header)
+    {
+        var fields = new Dictionary<string, string>(StringComparer.Ordinal);
+        string h = header.TrimEnd(' ', '\n', '\0');
+        if (h is not ['{', .., '}'])
+            return null;
+        int last = h.Length - 1, i = 1;
+        void Spaces()
+        {
+            while (i < last && h[i] == ' ')
+                i++;
+        }
+        while (true)
+        {
+            Spaces();
+            if (i == last)
+                return fields;
+            int keyEnd = h[i] == '\'' ? h.IndexOf('\'', i + 1) : -1;
+            if (keyEnd < 0 || keyEnd >= last)
+                return null;
+            string key = h[(i + 1)..keyEnd];
+            i = keyEnd + 1;
+            Spaces();
+            if (i >= last || h[i] != ':')
+                return null;
+            i++;
+            Spaces();
+            int start = i;
+            if (i < last && h[i] is '\'' or '(')
+            {
+                int end = h.IndexOf(h[i] == '(' ? ')' : '\'', i + 1);
+                if (end < 0 || end >= last)
+                    return null;
+                i = end + 1;
+            }
+            else
+            {
+                while (i < last && char.IsAsciiLetter(h[i]))
+                    i++;
+            }
+            if (i == start || !fields.TryAdd(key, h[start..i]))
+                return null;
+            Spaces();
+            if (h[i] == ',')
+                i++;
+            else if (i != last)
+                return null;
+        }
+    }
 }

@@ -166,7 +166,8 @@ public sealed class HostilePassEightTests : IDisposable
         string run = Path.Combine(dir, "run");
         Directory.CreateDirectory(Path.Combine(run, "checkpoint.gbp"));
         var (code, error, _) = InProcessCli.Run(Train(data, run));
-        Assert.Equal(ExitCode.Failure, code);
+        // Exit 2 since the twelfth stop: an output of the wrong kind is a usage error, found before anything loads.
+        Assert.Equal(ExitCode.Usage, code);
         Assert.Contains("checkpoint.gbp is a folder, not a regular file", error, StringComparison.Ordinal);
         Assert.False(File.Exists(Path.Combine(run, "metrics.json")));
         Assert.False(File.Exists(Path.Combine(run, "steps.jsonl")));
