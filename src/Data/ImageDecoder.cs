@@ -17,7 +17,8 @@ namespace GpuBackprop.Data;
 /// which rounds the resized size and the crop offset to whole pixels, so pixels differ slightly where the
 /// aspect ratios differ.</item>
 /// <item>Refused with the file named: a file that does not decode (truncated, corrupt; checked before stb decodes,
-/// which fills what is missing: a PNG's chunk CRCs and IEND, a JPEG's end marker after its scans, an
+/// which fills what is missing: a PNG's chunk CRCs and IEND, its image data no larger inflated than its IHDR's size needs
+/// (a decompression bomb is refused without being inflated into memory), a JPEG's end marker after its scans, an
 /// uncompressed BMP's pixel rows), 16-bit
 /// PNGs (8 bits a channel are supported), and images over <see cref="MaxSide"/> pixels a side or
 /// <see cref="MaxPixels"/> in all (checked from the header, before anything is allocated).</item>
