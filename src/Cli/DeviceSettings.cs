@@ -77,6 +77,9 @@ internal abstract class DeviceSettings : CommandSettings
             return Several ? ValidationResult.Success() : ValidationResult.Error($"{source}: 'all' is not accepted by this command; name one device.");
         try
         {
+            // An empty entry parsed as 'auto': 'cpu,,cpu' trained three replicas, ',' two.
+            if (spec.Contains(',', StringComparison.Ordinal) && spec.Split(',').Any(string.IsNullOrWhiteSpace))
+                return ValidationResult.Error($"{source}: an entry of the list '{spec}' is empty.");
             List<DeviceSpec> parsed = Parse(spec);
             if (parsed.Count > 1 && !Several)
                 return ValidationResult.Error($"{source}: this command runs on one device; got '{spec}'.");

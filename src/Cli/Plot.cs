@@ -21,6 +21,12 @@ internal static class Plot
         {
             Console.Error.WriteLine($"plot skipped: {e.Message}");
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The plot is drawn from metrics.json's epochs, again after every epoch: a full disk that refused it lost the
+            // epoch's checkpoint, written after it (20 KB were free; the checkpoint needed 5). The old plot, if any, stays.
+            Console.Error.WriteLine($"plot not written: {Runtime.Messages.OneLine(e.Message)}; the run goes on (the plot is drawn again after the next epoch).");
+        }
     }
 
 

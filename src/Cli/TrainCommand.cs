@@ -116,6 +116,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 Usage.Positive(Epochs, "--epochs"),
                 InitWeights is not null && Resume is not null ? ValidationResult.Error("--init-weights starts a new run; it cannot be combined with --resume.") : ValidationResult.Success(),
                 Usage.ExistingFile("--init-weights", InitWeights),
+                // Before the data loads: a checkpoint or an ONNX file given here was refused after it, by a header length.
+                InitWeights is not null && Usage.ExistingFile("--init-weights", InitWeights).Successful && Serialization.SafeTensors.NotSafeTensors(InitWeights) is string notWeights
+                    ? ValidationResult.Error($"--init-weights: '{Runtime.Messages.Printable(InitWeights)}' {notWeights}.") : ValidationResult.Success(),
                 Usage.ExistingFile("--resume", Resume),
                 Usage.Positive(Batch, "--batch"),
                 Kind(OptimizerName) is null ? ValidationResult.Error($"--optimizer: unknown optimizer '{OptimizerName}'; known: sgd, adam, adamw.") : ValidationResult.Success(),
@@ -150,7 +153,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 return ValidationResult.Error(outProblem);
             try
             {
-                Config().Validate();
+                // A resumed run's split is the checkpoint's (compared with the options on resume): its --early-stop is not
+                // checked against a split these options leave out ("it needs a validation split" for a run that has one).
+                (Resume is null ? Config() : Config() with { EarlyStop = 0 }).Validate();
             }
             catch (ArgumentException e)
             {
@@ -289,7 +294,15 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
         // A resumed run reads its data at the size and channels it was trained on, unless told otherwise.
-        int[]? input = s.Resume is string checkpointFile ? Checkpoint.Load(checkpointFile).Config.Input : null;
+        Checkpoint? stored = s.Resume is string checkpointFile ? Checkpoint.Load(checkpointFile) : null;
+        int[]? input = stored?.Config.Input;
+        if (stored is not null)
+        {
+            // The options against the run's, before the data loads; the replicas too (another number was exit 1).
+            s.CheckAgainst(stored.Config, s.Resume!);
+            if (stored.Config.Replicas != s.ReplicaCount)
+                throw new UsageException($"--resume {s.Resume}: the run has {stored.Config.Replicas} data-parallel replica(s), this one {s.ReplicaCount}; resume it with {stored.Config.Replicas} (devices in --device, or MPI ranks).");
+        }
         var (train, test, source) = s.Load(input);
         // A new run's model is checked against the data (every layer's shape) before any device is opened.
         if (s.Resume is null)
@@ -346,7 +359,6 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             AnsiConsole.MarkupLine($"replicas: {Usage.Shown(members[0].Description)}, {trainer.Config.BatchSize / members[0].Size} images each of every batch of {trainer.Config.BatchSize}; gradients averaged, batch-norm statistics per replica");
         if (resume is not null)
         {
-            s.CheckAgainst(trainer.Config, resume);
             if (s.Epochs is int more)
             {
                 if (more < trainer.EpochsDone)
@@ -427,7 +439,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                     : RunEpochWithProgress(trainer, config.Epochs, stepsPath);
                 results.Add(r);
                 // The checkpoint is made first (a diverged run refuses it here) and written last: the files derived from
-                // it (metrics, plot, best.gbp) go first, so that a failure writing one of them leaves the checkpoint at
+                // it (metrics, best.gbp; the plot, whose failure is only said) go first, so that a failure writing one leaves the checkpoint at
                 // the previous epoch, which a resume repeats and from which it rebuilds metrics.json (written first, the
                 // checkpoint moved on while metrics.json, which could not be written, stayed behind).
                 Checkpoint state = trainer.ToCheckpoint();

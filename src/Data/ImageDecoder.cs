@@ -55,7 +55,7 @@ public static class ImageDecoder
         byte[] bytes = DataFile.Read(path, MaxFileBytes);
         if (NotPngJpegOrBmp(bytes) is string other)
             throw new DataFormatException(path, other);
-        if ((JpegProblem(bytes) ?? BmpProblem(bytes)) is string problem)
+        if ((JpegProblem(bytes) ?? BmpProblem(bytes) ?? PngHeaderProblem(bytes)) is string problem)
             throw new DataFormatException(path, problem);
         // Before stb reads the header: an OS/2 2.x header becomes a Windows one, which stb's header reader knows.
         bytes = JpegColourAsLibjpeg(BmpLaidOut(bytes));
@@ -382,15 +382,39 @@ public static class ImageDecoder
         if (data.Length >= 2 && (data.GetBuffer()[1] & 0x20) != 0)
             return "is a PNG whose zlib stream asks for a preset dictionary, which PNG does not allow (damaged)";
         // stb inflates the whole stream into memory: a 1 MB file that inflates to 1 GiB took 1.2 GB for a 12x12 image.
-        long needed = PngDataBytes(b);
+        if (PngHeaderProblem(b) is string header)
+            return header;
+        List<(long Rows, long Bytes)> rows = PngRows(b);
+        long needed = rows.Sum(r => r.Rows * (1 + r.Bytes));
         try
         {
             using var inflate = new System.IO.Compression.ZLibStream(data, System.IO.Compression.CompressionMode.Decompress);
             var sink = new byte[1 << 16];
             long total = 0;
+            // Where the next row's filter byte is: each must be one of PNG's five filters (stb called filter 5 "no SOI").
+            int pass = 0;
+            long rowsLeft = rows.Count > 0 ? rows[0].Rows : 0, nextFilter = 0;
             for (int got; (got = inflate.Read(sink)) > 0;)
-                if ((total += got) > needed)
+            {
+                if (total + got > needed)
                     return $"is a PNG whose image data inflates past the {needed:N0} bytes its size needs (a decompression bomb, or damaged)";
+                while (nextFilter < total + got)
+                {
+                    if (sink[nextFilter - total] > 4)
+                        return $"is a PNG whose row filter at byte {nextFilter:N0} of its image data is {sink[nextFilter - total]}; PNG's filters are 0 to 4 (damaged)";
+                    nextFilter += 1 + rows[pass].Bytes;
+                    if (--rowsLeft == 0)
+                    {
+                        if (++pass == rows.Count)
+                        {
+                            nextFilter = long.MaxValue;
+                            break;
+                        }
+                        rowsLeft = rows[pass].Rows;
+                    }
+                }
+                total += got;
+            }
             return null;
         }
         catch (Exception e) when (e is InvalidDataException or IOException)
@@ -401,26 +425,58 @@ public static class ImageDecoder
     }
 
     /// <summary>
-    /// The bytes a PNG's inflated image data holds by its IHDR (a filter byte a row, rows of width x bits a pixel, each of
-    /// Adam7's seven passes so when interlaced), or long.MaxValue when the first chunk is not a 13-byte IHDR (stb refuses
-    /// that before it inflates anything).
+    /// The rows of a PNG's inflated image data by its IHDR (checked by <see cref="PngHeaderProblem"/>): for each pass (one,
+    /// or Adam7's seven when interlaced), how many rows and the bytes of each after its filter byte (width x bits a pixel).
     /// </summary>
-    private static long PngDataBytes(ReadOnlySpan<byte> b)
+    private static List<(long Rows, long Bytes)> PngRows(ReadOnlySpan<byte> b)
     {
-        if (b.Length < 8 + 25 || System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[8..]) != 13 || !b.Slice(12, 4).SequenceEqual("IHDR"u8))
-            return long.MaxValue;
         long width = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[16..]), height = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[20..]);
-        int depth = b[24], samples = b[25] switch { 0 => 1, 2 => 3, 3 => 1, 4 => 2, 6 => 4, _ => 4 };
-        long bits = (long)depth * samples;
-        long Rows(long w, long h) => w == 0 || h == 0 ? 0 : h * (1 + (w * bits + 7) / 8);
+        long bits = (long)b[24] * b[25] switch { 0 => 1, 2 => 3, 3 => 1, 4 => 2, _ => 4 };
+        var rows = new List<(long, long)>();
+        void Add(long w, long h)
+        {
+            if (w > 0 && h > 0)
+                rows.Add((h, (w * bits + 7) / 8));
+        }
         if (b[28] == 0)
-            return Rows(width, height);
+        {
+            Add(width, height);
+            return rows;
+        }
         // Adam7: (x start, y start, x step, y step) of each pass.
         ReadOnlySpan<int> passes = [0, 0, 8, 8, 4, 0, 8, 8, 0, 4, 4, 8, 2, 0, 4, 4, 0, 2, 2, 4, 1, 0, 2, 2, 0, 1, 1, 2];
-        long total = 0;
         for (int p = 0; p < 28; p += 4)
-            total += Rows((width - passes[p] + passes[p + 2] - 1) / passes[p + 2], (height - passes[p + 1] + passes[p + 3] - 1) / passes[p + 3]);
-        return total;
+            Add((width - passes[p] + passes[p + 2] - 1) / passes[p + 2], (height - passes[p + 1] + passes[p + 3] - 1) / passes[p + 3]);
+        return rows;
+    }
+
+    /// <summary>
+    /// What is wrong with a PNG's IHDR, or null (also for bytes that are not a PNG): it must be the first chunk, 13 bytes,
+    /// with a bit depth its colour type allows, and PNG's only compression, filter and interlace methods. stb read a short
+    /// IHDR past its end ("declares 12x-71785141 pixels") and decoded colour type 2 at 4 bits, which PNG does not define.
+    /// </summary>
+    internal static string? PngHeaderProblem(ReadOnlySpan<byte> b)
+    {
+        if (b.Length < 8 || !b[..8].SequenceEqual((ReadOnlySpan<byte>)[137, 80, 78, 71, 13, 10, 26, 10]))
+            return null;
+        if (b.Length < 8 + 25 || !b.Slice(12, 4).SequenceEqual("IHDR"u8))
+            return "is a PNG that does not start with its IHDR chunk (damaged or truncated)";
+        uint length = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[8..]);
+        if (length != 13)
+            return $"is a PNG whose IHDR chunk is {length:N0} bytes; it is 13 (damaged)";
+        byte depth = b[24], colour = b[25];
+        bool allowed = colour switch
+        {
+            0 => depth is 1 or 2 or 4 or 8 or 16,
+            3 => depth is 1 or 2 or 4 or 8,
+            2 or 4 or 6 => depth is 8 or 16,
+            _ => false,
+        };
+        if (!allowed)
+            return $"is a PNG of colour type {colour} at {depth} bits, which PNG does not define (damaged)";
+        if (b[26] != 0 || b[27] != 0 || b[28] > 1)
+            return $"is a PNG with compression method {b[26]}, filter method {b[27]} and interlace method {b[28]}; PNG defines 0, 0 and 0 or 1 (damaged)";
+        return null;
     }
 
     /// <summary>

@@ -72,17 +72,23 @@ public sealed class AdaptiveAvgPool2d : Module
             return (ReferenceLayers.AdaptiveAvgPool2dForward(s[0], s[1], s[2], s[3], o.H, o.W, x), [s[0], s[1], o.H, o.W]);
         }
 
+        private static Size2 OutputSizeOf(GoldenCase c)
+        {
+            int[] xs = c.Shape("x");
+            return c.Geometry("output_size", () => c.Fields.PositivePair("output_size"), s => [xs[0], xs[1], s.H, s.W]);
+        }
+
         public override void GoldenReference(GoldenCase c, GoldenOutputs o)
         {
             int[] xs = c.Shape("x");
-            Size2 size = c.Pair("output_size");
+            Size2 size = OutputSizeOf(c);
             o.Add("y", ReferenceLayers.AdaptiveAvgPool2dForward(xs[0], xs[1], xs[2], xs[3], size.H, size.W, c.Floats("x")));
             o.Add("dx", ReferenceLayers.AdaptiveAvgPool2dBackward(xs[0], xs[1], xs[2], xs[3], size.H, size.W, c.Floats("dy")));
         }
 
         public override void GoldenDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o)
         {
-            using var layer = new AdaptiveAvgPool2d(device, c.Pair("output_size"));
+            using var layer = new AdaptiveAvgPool2d(device, OutputSizeOf(c));
             GoldenThrough(c, device, layer, o);
         }
 

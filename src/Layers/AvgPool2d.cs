@@ -119,7 +119,9 @@ public sealed class AvgPool2d : Module
         private static Pool2dGeometry GeometryOf(GoldenCase c)
         {
             int[] xs = c.Shape("x");
-            return new Pool2dGeometry(xs[0], xs[1], xs[2], xs[3], c.Pair("kernel"), c.Pair("stride"), c.Pair("padding"), 1, c.Flag("ceil_mode"));
+            return c.Geometry("kernel, stride, padding, ceil_mode",
+                () => new Pool2dGeometry(xs[0], xs[1], xs[2], xs[3], c.Pair("kernel"), c.Pair("stride"), c.Pair("padding"), 1, c.Flag("ceil_mode")),
+                g => [g.N, g.C, g.OH, g.OW]);
         }
 
         public override void GoldenReference(GoldenCase c, GoldenOutputs o)
@@ -133,6 +135,7 @@ public sealed class AvgPool2d : Module
 
         public override void GoldenDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o)
         {
+            GeometryOf(c);
             using var layer = new AvgPool2d(device, c.Pair("kernel"), c.Pair("stride"), c.Pair("padding"), c.Flag("ceil_mode"), c.Flag("count_include_pad"), c.OptionalInt("divisor_override"));
             GoldenThrough(c, device, layer, o);
         }

@@ -177,7 +177,9 @@ public sealed class Conv2d : Module
         private static Conv2dGeometry GeometryOf(GoldenCase c)
         {
             int[] xs = c.Shape("x"), ws = c.Shape("w");
-            return new Conv2dGeometry(xs[0], xs[1], xs[2], xs[3], ws[0], (ws[2], ws[3]), c.Pair("stride"), c.Pair("padding"), c.Pair("dilation"), c.Positive("groups"));
+            return c.Geometry("stride, padding, dilation, groups",
+                () => new Conv2dGeometry(xs[0], xs[1], xs[2], xs[3], ws[0], (ws[2], ws[3]), c.Pair("stride"), c.Pair("padding"), c.Pair("dilation"), c.Positive("groups")),
+                g => [g.N, g.K, g.OH, g.OW]);
         }
 
         public override void GoldenReference(GoldenCase c, GoldenOutputs o)

@@ -115,7 +115,9 @@ public sealed class MaxPool2d : Module
         private static Pool2dGeometry GeometryOf(GoldenCase c)
         {
             int[] xs = c.Shape("x");
-            return new Pool2dGeometry(xs[0], xs[1], xs[2], xs[3], c.Pair("kernel"), c.Pair("stride"), c.Pair("padding"), c.Pair("dilation"), c.Flag("ceil_mode"));
+            return c.Geometry("kernel, stride, padding, dilation, ceil_mode",
+                () => new Pool2dGeometry(xs[0], xs[1], xs[2], xs[3], c.Pair("kernel"), c.Pair("stride"), c.Pair("padding"), c.Pair("dilation"), c.Flag("ceil_mode")),
+                g => [g.N, g.C, g.OH, g.OW]);
         }
 
         public override void GoldenReference(GoldenCase c, GoldenOutputs o)
@@ -129,6 +131,7 @@ public sealed class MaxPool2d : Module
 
         public override void GoldenDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o)
         {
+            GeometryOf(c);
             using var layer = new MaxPool2d(device, c.Pair("kernel"), c.Pair("stride"), c.Pair("padding"), c.Pair("dilation"), c.Flag("ceil_mode"));
             using Tensor x = c.Load(device, "x"), dy = c.Load(device, "dy");
             o.Add("y", layer.Forward(x));

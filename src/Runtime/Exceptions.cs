@@ -32,8 +32,10 @@ internal static class Messages
     /// An ArgumentException's message on one line without the " (Parameter 'x')" suffix, which names a C#
     /// parameter, not a field or an option.
     /// </summary>
+    /// <remarks>A range check's "Actual value was X." becomes "; got X." (<see cref="Checked"/>): it stood on a line of its own in model and bench errors.</remarks>
     public static string WithoutParameter(ArgumentException e) =>
-        OneLine(e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
+        e is ArgumentOutOfRangeException { ActualValue: not null } ? Checked(e)
+        : OneLine(e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
 
     /// <summary>
     /// What is wrong with a JSON text, in this program's words with a 1-based line and byte: System.Text.Json's own
@@ -69,7 +71,7 @@ internal static class Messages
     public static string Checked(ArgumentException e)
     {
         if (e is not ArgumentOutOfRangeException { ActualValue: { } actual } range)
-            return WithoutParameter(e);
+            return OneLine(e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
         string text = range.Message;
         foreach (string tail in new[] { $" (Parameter '{e.ParamName}')", $"Actual value was {actual}." })
             text = text.Replace(tail, "", StringComparison.Ordinal);

@@ -144,7 +144,12 @@ internal sealed class OnnxGraph
     public GraphProto Graph { get; } = new();
 
     /// <summary>How errors name a module: <c>layer 4.body.1 (Conv2d)</c>.</summary>
-    public string Where(Module m) => names.TryGetValue(m, out string? n) && n.Length > 0 ? $"layer {n} ({m.GetType().Name})" : m.GetType().Name;
+    public string Where(Module m)
+    {
+        // The layer type as model files name it (avg_pool2d), not the C# class (AvgPool2d).
+        string type = Layers.LayerTypes.Of(m)?.Name ?? m.GetType().Name;
+        return names.TryGetValue(m, out string? n) && n.Length > 0 ? $"layer {n} ({type})" : type;
+    }
 
     /// <summary>The state-dict name of a module's parameter or buffer.</summary>
     public string Name(Module m, string local) => names.TryGetValue(m, out string? n) && n.Length > 0 ? n + "." + local : local;

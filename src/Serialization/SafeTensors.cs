@@ -97,6 +97,26 @@ public static class SafeTensors
             throw new SafeTensorsException(path, $"the header's tensors cover {end:N0} data bytes but the file holds {data:N0}; nothing was read.");
     }
 
+    /// <summary>
+    /// Why a file is not a safetensors file by its first bytes, or null when it may be one (the whole file is checked when
+    /// read): a checkpoint given as --init-weights was refused for a "header of 23,732,182,225,797,703 bytes", after the
+    /// data had been decoded.
+    /// </summary>
+    internal static string? NotSafeTensors(string path)
+    {
+        using var fs = new FileStream(FileKind.Resolve(path), FileMode.Open, FileAccess.Read, FileShare.Read, 1);
+        Span<byte> head = stackalloc byte[9];
+        int got = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        if (got >= 8 && head[..8].SequenceEqual("GBPCKPT\0"u8))
+            return "is a checkpoint (.gbp), not safetensors: resume it with --resume, or write its weights with export --safetensors";
+        if (got < 9)
+            return $"is {got} bytes: not a safetensors file (8 bytes of header length, then a JSON header)";
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(head);
+        if (headerLength > MaxHeader || (long)headerLength > fs.Length - 8)
+            return "is not a safetensors file (its first 8 bytes are not the length of a JSON header that follows them)";
+        return null;
+    }
+
     /// <summary>Parses safetensors bytes (<paramref name="path"/> names them in errors).</summary>
     public static IReadOnlyDictionary<string, SafeTensor> Parse(string path, ReadOnlySpan<byte> bytes)
     {

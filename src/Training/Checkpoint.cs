@@ -147,14 +147,21 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
             throw new CheckpointException(path, $"epoch {Epoch} is outside 0..{Config.Epochs} (the run's epochs).");
         if (Steps < Epoch)
             throw new CheckpointException(path, $"{Steps} steps for {Epoch} completed epochs (each epoch takes at least one).");
+        // xoshiro256's state is never all zero (the generator would give zeros for ever); the message named no file.
+        if (RngState is not [_, _, _, _] || RngState.All(w => w == 0))
+            throw new CheckpointException(path, "its random generator's state is all zero, which xoshiro256 never reaches.");
         if (History is { } h)
         {
             // Version 3 files have none; else one result per completed epoch, numbered 1..Epoch.
             if (h.Count != 0 && h.Count != Epoch)
                 throw new CheckpointException(path, $"holds results of {h.Count} epochs for {Epoch} completed.");
+            // Each value in its range, as if there were no checksum: a test accuracy of 1000 went into metrics.json on resume.
+            static bool Percent(double? v) => v is null || v >= 0 && v <= 100;
+            static bool Amount(double? v) => v is null || double.IsFinite(v.Value) && v >= 0;
             for (int i = 0; i < h.Count; i++)
-                if (h[i] is null || h[i].Epoch != i + 1 || !double.IsFinite(h[i].Seconds) || h[i].Seconds < 0)
-                    throw new CheckpointException(path, $"the stored result of epoch {i + 1} is malformed.");
+                if (h[i] is not { } e || e.Epoch != i + 1 || !Amount(e.Seconds) || !Amount(e.ImagesPerSecond) || !Amount(e.TrainLoss) || !Amount(e.ValidationLoss)
+                    || !Percent(e.TrainAccuracy) || !Percent(e.TestAccuracy) || !Percent(e.ValidationAccuracy) || !float.IsFinite(e.LearningRate) || e.LearningRate < 0)
+                    throw new CheckpointException(path, $"the stored result of epoch {i + 1} is malformed (a value out of its range: accuracies are 0 to 100, losses, times and rates finite and not negative).");
         }
         foreach (var (name, _, data) in Tensors)
         {

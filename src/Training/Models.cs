@@ -152,7 +152,25 @@ public static class Models
             throw new ArgumentException($"Model file '{nameOrPath}' is {kind}, not a regular file.");
         if (new FileInfo(Serialization.FileKind.Resolve(nameOrPath)).Length is long length && length > MaxModelFileBytes)
             throw new ArgumentException($"Model file '{nameOrPath}' is {length:N0} bytes; a layer list is at most {MaxModelFileBytes:N0}.");
-        return ModelDescription.Parse(Path.GetFileNameWithoutExtension(nameOrPath), File.ReadAllText(nameOrPath), nameOrPath);
+        return ModelDescription.Parse(Path.GetFileNameWithoutExtension(nameOrPath), Utf8Text(nameOrPath), nameOrPath);
+    }
+
+    /// <summary>
+    /// A model file's text, which must be UTF-8 (a BOM allowed): read leniently, a byte 0x80 became U+FFFD and the JSON
+    /// error named a byte '0xEF' the file does not hold (a UTF-16 BOM switched the decoding).
+    /// </summary>
+    private static string Utf8Text(string path)
+    {
+        byte[] bytes = File.ReadAllBytes(path);
+        int start = bytes.AsSpan().StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]) ? 3 : 0;
+        try
+        {
+            return new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes, start, bytes.Length - start);
+        }
+        catch (System.Text.DecoderFallbackException e)
+        {
+            throw new ArchitectureException($"{path}: is not UTF-8 text; a model file is JSON in UTF-8.", e);
+        }
     }
 
     /// <summary>Builds a built-in model (or a description file) with PyTorch's default initialisation, seeded.</summary>

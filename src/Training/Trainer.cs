@@ -707,8 +707,14 @@ public sealed class Trainer : IDisposable
 
     /// <summary>A checkpoint's run, to evaluate <paramref name="test"/> only: no validation split is held out of anything.</summary>
     /// <exception cref="CheckpointException">The checkpoint does not fit the model it names.</exception>
-    public static Trainer ResumeForEvaluation(ComputeDevice device, string path, ImageDataset test, long? dataMemory = null) =>
-        ResumeCore(device, path, test, test, dataMemory, evaluationOnly: true, null, true);
+    public static Trainer ResumeForEvaluation(ComputeDevice device, string path, ImageDataset test, long? dataMemory = null)
+    {
+        ArgumentNullException.ThrowIfNull(test);
+        // The test set stands in for the training set here: empty, it was called "the training set".
+        if (test.Count == 0)
+            throw new ArgumentException("The evaluation set is empty: there is nothing to evaluate.", nameof(test));
+        return ResumeCore(device, path, test, test, dataMemory, evaluationOnly: true, null, true);
+    }
 
     private static Trainer ResumeCore(ComputeDevice device, string path, ImageDataset train, ImageDataset test, long? dataMemory, bool evaluationOnly, ICollective? replicas, bool overlap)
     {

@@ -125,9 +125,13 @@ internal static class GoldenRunner
     /// Why a case could not run: this program's own checks by their message (they name the file and field), anything
     /// else with its type too (an unexpected exception is a bug and says which).
     /// </summary>
-    private static string Explain(Exception e) =>
-        e is GoldenFormatException or SafeTensorsException or ArchitectureException or NpyFormatException or Data.DataFormatException
-            ? e.Message : $"{e.GetType().Name}: {e.Message}";
+    private static string Explain(Exception e) => e switch
+    {
+        GoldenFormatException or SafeTensorsException or ArchitectureException or NpyFormatException or Data.DataFormatException => e.Message,
+        // A layer's or loader's own check of a value from the case (a state entry, a target): its words, without C#'s.
+        ArgumentException a => Runtime.Messages.Checked(a),
+        _ => $"{e.GetType().Name}: {e.Message}",
+    };
 
     /// <summary>The tensors of a layer case that are fed to the op rather than expected from it.</summary>
     private static readonly HashSet<string> LayerInputs = ["x", "w", "b", "dy", "logits", "target", "weight", "bias", "running_mean", "running_var"];
@@ -189,8 +193,11 @@ internal static class GoldenRunner
         return ModelFile(c, name[..slash])[name[(slash + 1)..]];
     }
 
-    private static IReadOnlyDictionary<string, SafeTensor> ModelFile(GoldenCase c, string file) =>
-        SafeTensors.Read(Path.Combine(c.Directory, file + ".safetensors"));
+    private static IReadOnlyDictionary<string, SafeTensor> ModelFile(GoldenCase c, string file)
+    {
+        string path = Path.Combine(c.Directory, file + ".safetensors");
+        return FileKind.Exists(path) ? SafeTensors.Read(path) : throw new GoldenFormatException(path, "missing (a model case holds it).");
+    }
 
     /// <summary>The model case on a device: build from params.layers, load state_before, one training-mode step without update, then eval.</summary>
     private static void EvaluateModelDevice(GoldenCase c, ComputeDevice device, GoldenOutputs o)

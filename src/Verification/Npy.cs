@@ -55,7 +55,8 @@ internal static class Npy
         if (bytes.Length < 10 || !bytes.AsSpan(0, 6).SequenceEqual(Magic))
             throw new NpyFormatException(path, "not a .npy file (bad magic).");
         byte major = bytes[6];
-        int headerLength, headerStart;
+        long headerLength;
+        int headerStart;
         if (major == 1)
         {
             headerLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(8));
@@ -65,7 +66,7 @@ internal static class Npy
         {
             if (bytes.Length < 12)
                 throw new NpyFormatException(path, "truncated header.");
-            headerLength = (int)BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(8));
+            headerLength = BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(8));
             headerStart = 12;
         }
         else
@@ -73,8 +74,8 @@ internal static class Npy
             throw new NpyFormatException(path, $"unsupported .npy version {major}.");
         }
         if (headerStart + headerLength > bytes.Length)
-            throw new NpyFormatException(path, "truncated header.");
-        string header = Encoding.ASCII.GetString(bytes, headerStart, headerLength);
+            throw new NpyFormatException(path, $"its version {major} header of {headerLength:N0} bytes runs past the end of the file ({bytes.Length:N0} bytes): truncated, or a wrong version byte.");
+        string header = Encoding.ASCII.GetString(bytes, headerStart, (int)headerLength);
 
         // The dict literal read whole, each of NumPy's three keys exactly once and nothing else, as NumPy reads it: a
         // regex per key took the first 'shape' of two (NumPy takes the last) and let any other key through.
@@ -86,6 +87,9 @@ internal static class Npy
             throw new NpyFormatException(path, $"malformed header '{shown}'.");
         if (order != "False")
             throw new NpyFormatException(path, "Fortran order is not supported.");
+        // A tuple of one is written (4,): (4) is the number 4 to Python, and NumPy refuses it.
+        if (shapeText[1..^1].Trim() is { Length: > 0 } inner && !inner.Contains(',', StringComparison.Ordinal))
+            throw new NpyFormatException(path, $"the header's shape {Layers.LayerFields.Shown(Runtime.Messages.Printable(shapeText))} is not a tuple (one of one size is written (4,)).");
         int[] shape = shapeText[1..^1]
             .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(s => int.TryParse(s, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int d) ? d
@@ -96,7 +100,7 @@ internal static class Npy
             if ((count *= d) > int.MaxValue)
                 throw new NpyFormatException(path, $"shape ({string.Join(", ", shape)}) holds more than 2^31-1 elements.");
 
-        int dataStart = headerStart + headerLength;
+        int dataStart = headerStart + (int)headerLength;
         string dtype = descr[1..^1];
         int itemSize = dtype switch
         {

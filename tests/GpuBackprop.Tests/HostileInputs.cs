@@ -41,4 +41,28 @@ internal static class HostileInputs
             """);
         return path;
     }
+
+    /// <summary>A PNG from its parts: an IHDR, one IDAT holding <paramref name="raw"/> deflated as zlib, an IEND.</summary>
+    public static byte[] PngOf(int width, int height, byte depth, byte colour, byte interlace, byte[] raw)
+    {
+        static byte[] Chunk(string type, byte[] data)
+        {
+            var c = new byte[12 + data.Length];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(c, data.Length);
+            System.Text.Encoding.ASCII.GetBytes(type).CopyTo(c, 4);
+            data.CopyTo(c, 8);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(8 + data.Length), System.IO.Hashing.Crc32.HashToUInt32(c.AsSpan(4, 4 + data.Length)));
+            return c;
+        }
+        var ihdr = new byte[13];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(ihdr, width);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(ihdr.AsSpan(4), height);
+        ihdr[8] = depth;
+        ihdr[9] = colour;
+        ihdr[12] = interlace;
+        using var z = new MemoryStream();
+        using (var deflate = new System.IO.Compression.ZLibStream(z, System.IO.Compression.CompressionLevel.SmallestSize, leaveOpen: true))
+            deflate.Write(raw);
+        return [137, 80, 78, 71, 13, 10, 26, 10, .. Chunk("IHDR", ihdr), .. Chunk("IDAT", z.ToArray()), .. Chunk("IEND", [])];
+    }
 }

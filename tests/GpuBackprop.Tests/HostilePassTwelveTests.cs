@@ -19,12 +19,15 @@ public sealed class HostilePassTwelveTests : IDisposable
     public void Dispose() => Directory.Delete(dir, true);
 
     /// <summary>A copy of the first shipped conv2d case under <paramref name="name"/>/cases, and its case.json as a tree.</summary>
-    private (string Golden, string CaseDir, JsonObject Json) CopyCase(string name)
+    private (string Golden, string CaseDir, JsonObject Json) CopyCase(string name) => CopyCase(dir, name, "conv2d");
+
+    /// <summary>A copy of the first shipped case of <paramref name="op"/> in <paramref name="root"/>/<paramref name="name"/>/cases, and its case.json as a tree.</summary>
+    internal static (string Golden, string CaseDir, JsonObject Json) CopyCase(string root, string name, string op)
     {
         string shipped = Path.Combine(AppContext.BaseDirectory, "golden", "cases");
         string source = Directory.GetDirectories(shipped).Order(StringComparer.Ordinal)
-            .First(d => File.ReadAllText(Path.Combine(d, "case.json")).Contains("\"conv2d\"", StringComparison.Ordinal));
-        string golden = Path.Combine(dir, name);
+            .First(d => File.ReadAllText(Path.Combine(d, "case.json")).Contains($"\"op\": \"{op}\"", StringComparison.Ordinal));
+        string golden = Path.Combine(root, name);
         string copy = Path.Combine(golden, "cases", Path.GetFileName(source));
         Directory.CreateDirectory(copy);
         foreach (string f in Directory.GetFiles(source))
@@ -229,30 +232,6 @@ public sealed class HostilePassTwelveTests : IDisposable
 
     // ---- What the twelfth pass found (about 700 cases, on the build of 31bfa0b), fixed in this stop. ----
 
-    /// <summary>A PNG from its parts: an IHDR, one IDAT holding <paramref name="raw"/> deflated as zlib, an IEND.</summary>
-    private static byte[] Png(int width, int height, byte depth, byte colour, byte interlace, byte[] raw)
-    {
-        static byte[] Chunk(string type, byte[] data)
-        {
-            var c = new byte[12 + data.Length];
-            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(c, data.Length);
-            System.Text.Encoding.ASCII.GetBytes(type).CopyTo(c, 4);
-            data.CopyTo(c, 8);
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(8 + data.Length), System.IO.Hashing.Crc32.HashToUInt32(c.AsSpan(4, 4 + data.Length)));
-            return c;
-        }
-        var ihdr = new byte[13];
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(ihdr, width);
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(ihdr.AsSpan(4), height);
-        ihdr[8] = depth;
-        ihdr[9] = colour;
-        ihdr[12] = interlace;
-        using var z = new MemoryStream();
-        using (var deflate = new System.IO.Compression.ZLibStream(z, System.IO.Compression.CompressionLevel.SmallestSize, leaveOpen: true))
-            deflate.Write(raw);
-        return [137, 80, 78, 71, 13, 10, 26, 10, .. Chunk("IHDR", ihdr), .. Chunk("IDAT", z.ToArray()), .. Chunk("IEND", [])];
-    }
-
     /// <summary>
     /// A stack trace, and unbounded memory. A PNG chunk declaring 2^31-1 or 2^31 bytes made stb's header reader throw .NET's
     /// stream errors: an internal error that --skip-bad-images did not skip, and predict named no file. A 1 MB PNG whose
@@ -285,7 +264,7 @@ public sealed class HostilePassTwelveTests : IDisposable
         };
         foreach (var (w, h, depth, colour, interlace, needed) in rows)
         {
-            byte[] png = Png(w, h, depth, colour, interlace, new byte[needed]);
+            byte[] png = HostileInputs.PngOf(w, h, depth, colour, interlace, new byte[needed]);
             if (colour == 3) // a palette chunk before the data: 16 entries of grey
             {
                 byte[] plte = [.. Enumerable.Range(0, 48).Select(i => (byte)(i / 3 * 16))];
@@ -301,13 +280,13 @@ public sealed class HostilePassTwelveTests : IDisposable
             ImageDecoder.Decode(file, 1, 4, 4, new byte[16]);
             if (colour == 3)
                 continue;
-            File.WriteAllBytes(file, Png(w, h, depth, colour, interlace, new byte[needed + 1]));
+            File.WriteAllBytes(file, HostileInputs.PngOf(w, h, depth, colour, interlace, new byte[needed + 1]));
             Assert.Contains($"inflates past the {needed:N0} bytes its size needs", Assert.Throws<DataFormatException>(() => ImageDecoder.Decode(file, 1, 4, 4, new byte[16])).Message, StringComparison.Ordinal);
         }
 
         // The bomb: 64 MiB of zeros behind a 12x12 header, refused by name without inflating it into memory.
         string bomb = Path.Combine(dir, "bomb.png");
-        File.WriteAllBytes(bomb, Png(12, 12, 8, 0, 0, new byte[64 << 20]));
+        File.WriteAllBytes(bomb, HostileInputs.PngOf(12, 12, 8, 0, 0, new byte[64 << 20]));
         long before = GC.GetAllocatedBytesForCurrentThread();
         var b = Assert.Throws<DataFormatException>(() => ImageDecoder.Decode(bomb, 1, 12, 12, new byte[144]));
         Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 16L << 20, "the bomb was inflated into memory");
