@@ -108,7 +108,17 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
             Console.WriteLine($"device {device.Info.Spec}: {deviceName}\n{"name",-34} {"ms",10} {"rate",14}");
         foreach (string name in rows)
         {
-            using Workload w = set.Create(name, device);
+            Workload w;
+            try
+            {
+                w = set.Create(name, device);
+            }
+            catch (OutOfMemoryException e)
+            {
+                // A row that passed the set's checks but does not fit this machine (2^31-1 elements in one array): named.
+                throw new IOException($"{shapes}: row {name} does not fit in memory ({e.Message})", e);
+            }
+            using Workload workload = w;
             double ms = w.MedianMilliseconds(reps);
             var row = new Dictionary<string, object> { ["name"] = name, ["ms"] = Math.Round(ms, 4), ["device"] = deviceName };
             string rate = "";

@@ -78,9 +78,14 @@ internal static class CliApp
             // ArgumentException's "(Parameter 'train')" names a .NET parameter, not anything the user gave.
             return Error(e is ArgumentException a ? Messages.WithoutParameter(a) : e.Message, ExitCode.Failure);
         }
+        catch (OutOfMemoryException e)
+        {
+            // A size that passed every check but does not fit this machine (a bench row of 2^31-1 elements): said, not a trace.
+            return Error($"out of memory: {e.Message}", ExitCode.Failure);
+        }
         catch (Exception e)
         {
-            Console.Error.WriteLine($"{RankPrefix}internal error (please report): {e}");
+            Say(Console.Error, $"{RankPrefix}internal error (please report): {e}");
             return ExitCode.Failure;
         }
     }
@@ -104,8 +109,23 @@ internal static class CliApp
 
     private static int Error(string message, int code)
     {
-        Console.Error.WriteLine($"{RankPrefix}error: {OneLine(message)}");
+        Say(Console.Error, $"{RankPrefix}error: {OneLine(message)}");
         return code;
+    }
+
+    /// <summary>
+    /// A line on stderr, if stderr takes it: closed (2&gt;&amp;-) or full (2&gt;/dev/full), the write threw inside the error
+    /// handler and the process aborted (exit 134) instead of exiting with its code.
+    /// </summary>
+    internal static void Say(TextWriter to, string line)
+    {
+        try
+        {
+            to.WriteLine(line);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
     }
 
     /// <summary>Messages such as ArgumentOutOfRangeException's span lines; the error is always one line.</summary>

@@ -44,6 +44,9 @@ internal abstract class DataSettings : DeviceSettings
             return device;
         if (DataFormat is not (null or "auto" or "idx" or "cifar" or "folder"))
             return ValidationResult.Error($"--data-format takes auto, idx, cifar or folder; got '{DataFormat}'.");
+        // Without --data the data is Fashion-MNIST: a --data-format was ignored (cifar trained on the embedded subset).
+        if (DataFormat is not (null or "auto") && Data is null)
+            return ValidationResult.Error($"--data-format {DataFormat} reads the folder --data names: give --data (without it the data is Fashion-MNIST).");
         if (DataMemory is not null && DataMemoryBytes() is null)
             return ValidationResult.Error($"--data-memory takes a positive size in bytes, or with K, M or G (512M); got '{DataMemory}'.");
         if (Channels is not (null or 1 or 3))

@@ -370,7 +370,16 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         if (s.InitWeights is string weights)
         {
             foreach (Trainer t in trainers)
-                t.LoadWeights(weights);
+                try
+                {
+                    t.LoadWeights(weights);
+                }
+                catch (Serialization.SafeTensorsException e) when (e.InnerException is ArgumentException fit)
+                {
+                    // Weights that do not fit the model (names, shapes, dtypes) are a model that does not fit, exit 2 naming
+                    // the option; a damaged file stays exit 1.
+                    throw new UsageException($"--init-weights {weights}: {Runtime.Messages.WithoutParameter(fit)}");
+                }
             AnsiConsole.MarkupLine($"weights: {Usage.Shown(weights)}");
         }
         TrainConfig config = trainer.Config;
@@ -381,6 +390,15 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             return TrainQuietly(trainer, config);
         if (OutProblem(outDir, s) is string problem)
             throw new UsageException(problem);
+        // Before the folder is made or touched (a finished run resumed into a new --out left an empty folder), and for a run
+        // whose early stop has already come too (it printed "wrote ..." and wrote nothing).
+        if (trainer.EpochsDone >= config.Epochs || trainer.ShouldStopEarly)
+        {
+            AnsiConsole.MarkupLine(trainer.EpochsDone >= config.Epochs
+                ? $"nothing to train: the run has done its {config.Epochs} epochs (give --epochs a larger total to extend it); nothing was written"
+                : $"nothing to train: the run stopped early after epoch {trainer.EpochsDone} (--early-stop {config.EarlyStop}: no better validation accuracy since epoch {trainer.BestEpoch!.Epoch}); nothing was written");
+            return ExitCode.Success;
+        }
         Directory.CreateDirectory(outDir);
         // Held for the whole run: a second run into the same folder is refused instead of both
         // reporting success while the last writer wins. Opening it also proves the folder is writable
@@ -391,19 +409,11 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         // (compared by full path alone, --overwrite then deleted the checkpoint being resumed).
         // best.gbp counts as well: a run's best.gbp alone (no checkpoint yet, or a run without --val-split beside it) was
         // replaced, or left to be taken for this run's, without --overwrite.
-        bool resumingHere = resume is not null && string.Equals(Usage.Real(resume), Usage.Real(checkpoint), StringComparison.Ordinal);
-        string? other = resumingHere ? null : new[] { checkpoint, Path.Combine(outDir, BestName) }.FirstOrDefault(File.Exists);
+        // Checked again under the lock (OutProblem checked it before anything loaded, when --out was given).
+        string? other = OtherRun(outDir, resume);
         bool another = other is not null;
         if (another && !s.Overwrite)
-            throw new UsageException(other == checkpoint
-                ? $"--out {outDir} holds another run ({checkpoint}): resume it with --resume {checkpoint}, choose another --out, or replace it with --overwrite."
-                : $"--out {outDir} holds another run's {BestName} ({other}): choose another --out, or replace it with --overwrite.");
-        if (trainer.EpochsDone >= config.Epochs)
-        {
-            // Before anything in the folder is touched.
-            AnsiConsole.MarkupLine($"nothing to train: the run has done its {config.Epochs} epochs (give --epochs a larger total to extend it); nothing was written");
-            return ExitCode.Success;
-        }
+            throw new UsageException(AnotherRunMessage(outDir, other!));
         if (another)
         {
             // --overwrite: the other run's files go now, so that a kill in the first epoch cannot leave its
@@ -490,6 +500,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
 
     // The files a run writes into its folder, each atomically: named once here for the run, the check before the first
     // epoch, --overwrite and the cleanup of temporary files a killed run left.
+    private const string LockName = ".gpubackprop.lock";
+
     private const string CheckpointName = "checkpoint.gbp", BestName = "best.gbp", MetricsName = "metrics.json", StepsName = "steps.jsonl", PlotName = "training.png";
 
     private static readonly string[] RunFiles = [CheckpointName, BestName, MetricsName, StepsName, PlotName];
@@ -504,6 +516,24 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         foreach (string name in RunFiles)
             Serialization.AtomicFile.RemoveStale(outDir, name);
     }
+
+    /// <summary>
+    /// The checkpoint or best.gbp of another run in <paramref name="outDir"/>, or null. Links resolved: a --resume given
+    /// through a link to this folder's checkpoint is this run, not another (compared by full path alone, --overwrite then
+    /// deleted the checkpoint being resumed). best.gbp counts as well: a run's best.gbp alone (no checkpoint yet, or a run
+    /// without --val-split beside it) was replaced, or left to be taken for this run's, without --overwrite.
+    /// </summary>
+    private static string? OtherRun(string outDir, string? resume)
+    {
+        string checkpoint = Path.Combine(outDir, CheckpointName);
+        bool resumingHere = resume is not null && string.Equals(Usage.Real(resume), Usage.Real(checkpoint), StringComparison.Ordinal);
+        return resumingHere ? null : new[] { checkpoint, Path.Combine(outDir, BestName) }.FirstOrDefault(File.Exists);
+    }
+
+    private static string AnotherRunMessage(string outDir, string other) =>
+        Path.GetFileName(other) == CheckpointName
+            ? $"--out {outDir} holds another run ({other}): resume it with --resume {other}, choose another --out, or replace it with --overwrite."
+            : $"--out {outDir} holds another run's {BestName} ({other}): choose another --out, or replace it with --overwrite.";
 
     /// <summary>
     /// What is wrong with an --out folder, or null: checked in <see cref="Settings.Validate"/> when --out is given, before
@@ -530,12 +560,16 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 return $"{option} {input} is the run's {written} in --out {outDir}: the run would write over it; give another --out or move the file.";
         if (s.Data is string data && InsideTheData(Usage.Real(outDir), data))
             return $"--out {outDir} is inside --data {data}: the run's files would be mixed with the data; choose an --out outside it.";
-        foreach (string name in RunFiles)
+        foreach (string name in (string[])[.. RunFiles, LockName])
         {
             string file = Path.Combine(outDir, name);
-            if ((Serialization.FileKind.Of(file) ?? Serialization.FileKind.LinkProblem(file) ?? (File.Exists(file) ? Serialization.FileKind.OfTarget(file) : null)) is string kind)
-                return $"--out {outDir}: {file} is {kind}, not a regular file; the run writes it, and refuses to replace it.";
+            if ((name == LockName && new FileInfo(file).LinkTarget is not null ? "a symbolic link"
+                : Serialization.FileKind.Of(file) ?? Serialization.FileKind.LinkProblem(file) ?? (File.Exists(file) ? Serialization.FileKind.OfTarget(file) : null)) is string kind)
+                return $"--out {outDir}: {file} is {kind}, not a regular file; the run {(name == LockName ? "makes its lock there itself: remove it" : "writes it, and refuses to replace it")}.";
         }
+        // Another run's files there, without --overwrite: found before the data loads too (it was found after it).
+        if (!s.Overwrite && Directory.Exists(outDir) && OtherRun(outDir, s.Resume) is string other)
+            return AnotherRunMessage(outDir, other);
         return null;
     }
 
@@ -583,7 +617,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     /// <summary>An exclusive lock file in the run folder (released by the OS if the process dies).</summary>
     private static FileStream RunLock(string outDir)
     {
-        string path = Path.Combine(outDir, ".gpubackprop.lock");
+        string path = Path.Combine(outDir, LockName);
         // Opened or created: a link there was followed (a dangling one created its target, anywhere), a FIFO blocked.
         if (Serialization.FileKind.Of(path) is string kind || new FileInfo(path).LinkTarget is not null)
             throw new IOException($"{path} is {Serialization.FileKind.Of(path) ?? "a symbolic link"}; a run's lock is a regular file it makes itself: remove it.");

@@ -105,6 +105,10 @@ public static class Cifar
                 int label = bytes[r * record + labelIndex];
                 if (label >= classNames.Count)
                     throw new DataFormatException(files[f], $"record {r} has label {label}; classes are 0..{classNames.Count - 1}.");
+                // CIFAR-100's other label (coarse when training on the fine ones, and the reverse) is checked too: a coarse
+                // label of 50 (of 20) was passed over, a damaged record read as a good one.
+                if (labelBytes == 2 && bytes[r * record + 1 - labelIndex] is var other && other >= (labelIndex == 1 ? 20 : 100))
+                    throw new DataFormatException(files[f], $"record {r} has {(labelIndex == 1 ? "coarse" : "fine")} label {other}; those are 0..{(labelIndex == 1 ? 19 : 99)}.");
                 labels[n] = label;
                 bytes.AsSpan(r * record + labelBytes, ImageBytes).CopyTo(pixels.AsSpan((int)(n * ImageBytes), ImageBytes));
             }

@@ -78,7 +78,8 @@ public static class ImageDecoder
             declaredHeight = -declaredHeight;
         if (declaredWidth <= 0 || declaredHeight <= 0 || declaredWidth > MaxSide || declaredHeight > MaxSide || (long)declaredWidth * declaredHeight > MaxPixels)
             throw new DataFormatException(path, $"declares {declaredWidth}x{declaredHeight} pixels; 1 to {MaxSide} a side and at most {MaxPixels:N0} in all are accepted.");
-        ImageInfo info = header ?? throw new DataFormatException(path, "is not a PNG, JPEG or BMP image (or its header is damaged).");
+        // A PNG's own damage named where the chunks show it (a palette PNG without its PLTE was "not a PNG").
+        ImageInfo info = header ?? throw new DataFormatException(path, PngProblem(bytes) ?? "is not a PNG, JPEG or BMP image (or its header is damaged).");
         if (info.BitsPerChannel != 8)
             throw new DataFormatException(path, $"has {info.BitsPerChannel} bits a channel; 8 are supported (convert it to 8-bit first).");
         // After the header's checks, so that a size or depth we refuse anyway is what the message names.
@@ -344,6 +345,7 @@ public static class ImageDecoder
         if (b.Length < 8 || !b[..8].SequenceEqual((ReadOnlySpan<byte>)[137, 80, 78, 71, 13, 10, 26, 10]))
             return null;
         int i = 8;
+        bool palette = false;
         while (true)
         {
             if (b.Length - i < 12)
@@ -355,6 +357,10 @@ public static class ImageDecoder
             uint stored = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[(i + 8 + (int)length)..]);
             if (System.IO.Hashing.Crc32.HashToUInt32(typeAndData) != stored)
                 return $"is a PNG whose chunk '{Runtime.Messages.Printable(System.Text.Encoding.Latin1.GetString(typeAndData[..4]))}' at byte {i} fails its CRC (damaged)";
+            if (typeAndData[..4].SequenceEqual("PLTE"u8))
+                palette = true;
+            if (typeAndData[..4].SequenceEqual("IDAT"u8) && !palette && b.Length > 25 && b[25] == 3)
+                return "is a palette PNG (colour type 3) whose image data comes before any PLTE chunk (damaged)";
             if (typeAndData[..4].SequenceEqual("IEND"u8))
                 return ZlibProblem(b);
             i += 12 + (int)length;

@@ -54,7 +54,7 @@ internal readonly struct Pool2dGeometry : IEquatable<Pool2dGeometry>
         if (dilation.H <= 0 || dilation.W <= 0) throw new ArgumentOutOfRangeException(nameof(dilation), dilation, "Dilation must be positive.");
         if (padding.H < 0 || padding.W < 0) throw new ArgumentOutOfRangeException(nameof(padding), padding, "Padding must not be negative.");
         if (padding.H > kernel.H / 2 || padding.W > kernel.W / 2)
-            throw new ArgumentOutOfRangeException(nameof(padding), padding, $"Padding must be at most half the kernel size {kernel}.");
+            throw new ArgumentOutOfRangeException(nameof(padding), padding, $"Padding must be at most half the kernel size (the kernel is {kernel}).");
     }
 
     private static int OutputSize(int input, int k, int s, int p, int d, bool ceil)

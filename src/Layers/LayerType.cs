@@ -184,7 +184,11 @@ internal sealed class LayerFields(JsonElement layer, string path, string type, s
     {
         if (Get(field) is not JsonElement v)
             return fallback ?? throw Error(field, "is required");
-        return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : throw Error(field, $"must be an integer; got {Shown(v)}");
+        if (v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i))
+            return i;
+        // A whole number past 32 bits is said so ("must be an integer; got 10000000000" read as if it were not one).
+        bool whole = v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double d) && double.IsFinite(d) && Math.Floor(d) == d && Math.Abs(d) > int.MaxValue && !v.GetRawText().Contains('.', StringComparison.Ordinal);
+        throw Error(field, whole ? $"must be an integer from -2^31 to 2^31-1; got {Shown(v)}" : $"must be an integer; got {Shown(v)}");
     }
 
     /// <summary>A positive integer field.</summary>

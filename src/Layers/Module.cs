@@ -112,7 +112,7 @@ public abstract class Module : IDisposable
         var missing = expected.Where(n => !file.ContainsKey(n)).ToList();
         var unexpected = file.Keys.Where(n => !expected.Contains(n)).ToList();
         if (missing.Count > 0 || unexpected.Count > 0)
-            throw new ArgumentException($"State dict does not fit {GetType().Name}: missing [{List(missing)}], unexpected [{List(unexpected)}].", nameof(file));
+            throw new ArgumentException($"State dict does not fit the model ({(this is Sequential ? "its layers" : GetType().Name)}): missing [{List(missing)}], unexpected [{List(unexpected)}].", nameof(file));
         var floats = new Dictionary<string, (int[] Shape, float[] Data)>(StringComparer.Ordinal);
         foreach (var (name, t) in file)
         {
@@ -191,7 +191,7 @@ public abstract class Module : IDisposable
         var missing = own.Where(o => !state.ContainsKey(o.Name)).Select(o => o.Name).ToList();
         var unexpected = state.Keys.Where(k => own.All(o => o.Name != k)).ToList();
         if (missing.Count > 0 || unexpected.Count > 0)
-            throw new ArgumentException($"State dict does not fit {GetType().Name}: missing [{List(missing)}], unexpected [{List(unexpected)}].", nameof(state));
+            throw new ArgumentException($"State dict does not fit the model ({(this is Sequential ? "its layers" : GetType().Name)}): missing [{List(missing)}], unexpected [{List(unexpected)}].", nameof(state));
         foreach (var (name, tensor) in own)
         {
             var (shape, data) = state[name];

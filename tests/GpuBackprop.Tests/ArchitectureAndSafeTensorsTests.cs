@@ -122,7 +122,7 @@ public sealed class ArchitectureAndSafeTensorsTests
     [InlineData("""[{"type": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": ["a", 3]}]""", "layer 0 (conv2d): field 'kernel_size' must be an integer or a list of two integers; got [\"a\", 3]")]
     [InlineData("""[{"type": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": [null, 3]}]""", "layer 0 (conv2d): field 'kernel_size' must be an integer or a list of two integers; got [null, 3]")]
     [InlineData("""[{"type": "max_pool2d", "kernel_size": [true, 3]}]""", "layer 0 (max_pool2d): field 'kernel_size' must be an integer or a list of two integers; got [true, 3]")]
-    [InlineData("""[{"type": "avg_pool2d", "kernel_size": 2, "divisor_override": 3000000000}]""", "layer 0 (avg_pool2d): field 'divisor_override' must be an integer; got 3000000000")]
+    [InlineData("""[{"type": "avg_pool2d", "kernel_size": 2, "divisor_override": 3000000000}]""", "layer 0 (avg_pool2d): field 'divisor_override' must be an integer from -2^31 to 2^31-1; got 3000000000")]
     [InlineData("""[{"type": "flatten", "end_dim": 0}]""", "layer 0 (flatten): field 'end_dim' only")]
     [InlineData("""[{"type": "conv2d", "type": "linear", "in_features": 4, "out_features": 2}]""", "layer 0: field 'type' is given more than once")]
     [InlineData("""[{"type": "relu"}, {"type": "linear", "in_features": 4, "in_features": 5, "out_features": 2}]""", "layer 1: field 'in_features' is given more than once")]
