@@ -418,8 +418,10 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         {
             // --overwrite: the other run's files go now, so that a kill in the first epoch cannot leave its
             // checkpoint beside this run's step log.
+            // Never the file being resumed: --resume DIR/best.gbp --overwrite into DIR deleted the best epoch's checkpoint.
             foreach (string old in new[] { checkpoint, Path.Combine(outDir, BestName), Path.Combine(outDir, MetricsName), Path.Combine(outDir, PlotName) })
-                File.Delete(old);
+                if (resume is null || !string.Equals(Usage.Real(old), Usage.Real(resume), StringComparison.Ordinal))
+                    File.Delete(old);
         }
         RemoveStaleTemporaryFiles(outDir);
         if (trainer.Streams)

@@ -48,6 +48,7 @@ public static class IdxFile
                 throw Truncated(name, dims, read, count);
             if (s.ReadByte() >= 0)
                 throw new DataFormatException(name, $"holds more than the header ({string.Join(" x ", dims)}) declares.");
+            CheckTrailer(name, file, s);
             return (dims, data);
         });
     }
@@ -72,6 +73,7 @@ public static class IdxFile
                 long have = gzip ? Drain(s) : file.Length - file.Position;
                 if (have != count)
                     throw have < count ? Truncated(path, dims, have, count) : new DataFormatException(path, $"holds more than the header ({string.Join(" x ", dims)}) declares.");
+                CheckTrailer(path, file, s);
                 if (gzip)
                 {
                     s.Dispose();
@@ -86,6 +88,56 @@ public static class IdxFile
                 throw;
             }
         });
+    }
+
+    /// <summary>
+    /// A gzip stream read to its end must end in the trailer that CRC-32 and length of what it held: .NET's reader returned
+    /// the data of a file whose 8-byte trailer was cut off, with a flipped byte inside, as good.
+    /// </summary>
+    private static void CheckTrailer(string name, Stream file, Stream s)
+    {
+        if (s is not Crc32Stream gz)
+            return;
+        Span<byte> trailer = stackalloc byte[8];
+        file.Position = file.Length - 8;
+        file.ReadExactly(trailer);
+        if (BinaryPrimitives.ReadUInt32LittleEndian(trailer) != gz.Crc.GetCurrentHashAsUInt32() || BinaryPrimitives.ReadUInt32LittleEndian(trailer[4..]) != (uint)gz.Total)
+            throw new DataFormatException(name, "corrupt gzip data: its trailer (CRC-32 and length) does not match what it holds (a truncated download, or several gzip members, which are not read).");
+    }
+
+    /// <summary>A stream that hashes what is read through it (gzip's CRC-32) and counts it.</summary>
+    private sealed class Crc32Stream(Stream inner) : Stream
+    {
+        public System.IO.Hashing.Crc32 Crc { get; } = new();
+
+        public long Total { get; private set; }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            int got = inner.Read(buffer);
+            Crc.Append(buffer[..got]);
+            Total += got;
+            return got;
+        }
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => Total; set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+                inner.Dispose();
+            base.Dispose(disposing);
+        }
     }
 
     /// <summary>The bytes left in <paramref name="s"/>, read through a small buffer and dropped.</summary>
@@ -114,7 +166,7 @@ public static class IdxFile
         if (!file.CanSeek)
             throw new DataFormatException(name, "is not a regular file (a pipe?): IDX files are read from a file.");
         file.Position = 0;
-        Stream s = gzip ? new GZipStream(file, CompressionMode.Decompress) : file;
+        Stream s = gzip ? new Crc32Stream(new GZipStream(file, CompressionMode.Decompress)) : file;
         Span<byte> head = stackalloc byte[4];
         int got = s.ReadAtLeast(head, 4, throwOnEndOfStream: false);
         if (got < 4)

@@ -237,8 +237,8 @@ internal static class GoldenRunner
             before.Where(t => t.Value.Floats is not null).ToDictionary(t => t.Key, t => t.Value.Floats!),
             before.Where(t => t.Value.Longs is { Length: 1 }).ToDictionary(t => t.Key, t => t.Value.Longs![0]));
         double[] x = c.Floats("x").Select(v => (double)v).ToArray();
-        int[] targets = c.Targets();
         var (logits, shape) = net.Forward(x, c.Shape("x"), training: true);
+        int[] targets = TargetsFor(c, shape[1]);
         floats["train_logits"] = ToFloats(logits);
         floats["loss"] = [(float)ReferenceOps.SoftmaxCrossEntropyForward(shape[0], shape[1], logits, targets)];
         net.Backward(ReferenceOps.SoftmaxCrossEntropyBackward(shape[0], shape[1], logits, targets));
@@ -284,7 +284,7 @@ internal static class GoldenRunner
             {
                 int[] ls = c.Shape("logits");
                 float[] logits = c.Floats("logits");
-                int[] t = c.Targets();
+                int[] t = TargetsFor(c, ls[1]);
                 o.Add("loss", [ReferenceOps.SoftmaxCrossEntropyForward(ls[0], ls[1], logits, t)]);
                 o.Add("dlogits", ReferenceOps.SoftmaxCrossEntropyBackward(ls[0], ls[1], logits, t));
                 return;
@@ -316,6 +316,17 @@ internal static class GoldenRunner
                 TypeOf(c).GoldenDevice(c, device, o);
                 return;
         }
+    }
+
+    /// <summary>
+    /// The case's targets, each a class of the logits: the reference path indexed the logits with them (a target of 102
+    /// for 10 classes was an IndexOutOfRangeException there, while the device named it).
+    /// </summary>
+    private static int[] TargetsFor(GoldenCase c, int classes)
+    {
+        int[] targets = c.Targets();
+        int bad = Array.FindIndex(targets, t => t >= classes);
+        return bad < 0 ? targets : throw new GoldenFormatException(Path.Combine(c.Directory, "target.npy"), $"target[{bad}] is {targets[bad]}; the logits hold {classes} classes (0..{classes - 1}).");
     }
 
     /// <summary>
