@@ -175,7 +175,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                     nameof(TrainConfig.Normalization) => "--normalize",
                     _ => "options",
                 };
-                return ValidationResult.Error($"{option}: {Usage.RangeMessage(e)}");
+                return ValidationResult.Error($"{option}: {Usage.MessageOf(e)}");
             }
             return ValidationResult.Success();
         }

@@ -17,8 +17,6 @@ internal static class Usage
     /// <summary>An ArgumentException's message without the " (Parameter 'x')" suffix, which names a C# parameter, not an option.</summary>
     public static string MessageOf(ArgumentException e) => Runtime.Messages.WithoutParameter(e);
 
-    /// <summary>A library check's message as an option's (<see cref="Runtime.Messages.Checked"/>).</summary>
-    public static string RangeMessage(ArgumentException e) => Runtime.Messages.Checked(e);
 
     public static ValidationResult Positive(int? value, string option) =>
         value is int v && v <= 0

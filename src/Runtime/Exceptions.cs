@@ -29,13 +29,19 @@ public sealed class DeviceAllocationException : Exception
 internal static class Messages
 {
     /// <summary>
-    /// An ArgumentException's message on one line without the " (Parameter 'x')" suffix, which names a C#
-    /// parameter, not a field or an option.
+    /// A library check's message on one line in this program's words: without the " (Parameter 'x')" suffix, which names a
+    /// C# parameter, not a field or an option, and with a range check's "Actual value was -1." (a line of its own in
+    /// model and bench errors) as "; got -1.".
     /// </summary>
-    /// <remarks>A range check's "Actual value was X." becomes "; got X." (<see cref="Checked"/>): it stood on a line of its own in model and bench errors.</remarks>
-    public static string WithoutParameter(ArgumentException e) =>
-        e is ArgumentOutOfRangeException { ActualValue: not null } ? Checked(e)
-        : OneLine(e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
+    public static string WithoutParameter(ArgumentException e)
+    {
+        string text = e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal);
+        if (e is not ArgumentOutOfRangeException { ActualValue: { } actual })
+            return OneLine(text);
+        text = text.Replace($"Actual value was {actual}.", "", StringComparison.Ordinal);
+        string shown = actual is IFormattable f ? f.ToString(null, System.Globalization.CultureInfo.InvariantCulture) : actual.ToString() ?? "";
+        return $"{OneLine(text).TrimEnd('.', ' ')}; got {shown}.";
+    }
 
     /// <summary>
     /// What is wrong with a JSON text, in this program's words with a 1-based line and byte: System.Text.Json's own
@@ -62,21 +68,6 @@ internal static class Messages
         return e.LineNumber is long line && e.BytePositionInLine is long column
             ? $"not valid JSON at line {line + 1}, byte {column + 1}: {what}"
             : $"not valid JSON: {what}";
-    }
-
-    /// <summary>
-    /// A library check's message on one line in this program's words: "must be in [0, 64]; got -1." where .NET wrote
-    /// ". Actual value was -1." on a line of its own, and without " (Parameter 'x')", which names a C# parameter.
-    /// </summary>
-    public static string Checked(ArgumentException e)
-    {
-        if (e is not ArgumentOutOfRangeException { ActualValue: { } actual } range)
-            return OneLine(e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
-        string text = range.Message;
-        foreach (string tail in new[] { $" (Parameter '{e.ParamName}')", $"Actual value was {actual}." })
-            text = text.Replace(tail, "", StringComparison.Ordinal);
-        string shown = actual is IFormattable f ? f.ToString(null, System.Globalization.CultureInfo.InvariantCulture) : actual.ToString() ?? "";
-        return $"{OneLine(text).TrimEnd('.', ' ')}; got {shown}.";
     }
 
     /// <summary>Messages such as ArgumentOutOfRangeException's span lines; errors are shown on one line.</summary>

@@ -107,7 +107,7 @@ public static class SafeTensors
         using var fs = new FileStream(FileKind.Resolve(path), FileMode.Open, FileAccess.Read, FileShare.Read, 1);
         Span<byte> head = stackalloc byte[9];
         int got = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
-        if (got >= 8 && head[..8].SequenceEqual("GBPCKPT\0"u8))
+        if (head[..got].StartsWith(Training.Checkpoint.Magic))
             return "is a checkpoint (.gbp), not safetensors: resume it with --resume, or write its weights with export --safetensors";
         if (got < 9)
             return $"is {got} bytes: not a safetensors file (8 bytes of header length, then a JSON header)";

@@ -38,7 +38,8 @@ public sealed class CheckpointException : Exception
 public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, long Steps, ulong[] RngState, IReadOnlyList<(string Name, int[] Shape, float[] Data)> Tensors,
     IReadOnlyList<EpochResult>? History = null)
 {
-    private static readonly byte[] Magic = "GBPCKPT\0"u8.ToArray();
+    /// <summary>The first bytes of every checkpoint (SafeTensors names a checkpoint given where weights go by them).</summary>
+    internal static readonly byte[] Magic = "GBPCKPT\0"u8.ToArray();
     private static readonly byte[] End = "GBPEND\0\0"u8.ToArray();
     // Version 4 stores each epoch's results (the run's metrics), so that metrics.json is rebuilt from the
     // checkpoint on resume instead of lagging it by an epoch after a kill; version 3 files still load.
@@ -133,7 +134,7 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
             // A crafted configuration can name a model file that is missing or does not describe a network.
             throw new CheckpointException(path, $"the stored configuration is invalid: {e switch
             {
-                ArgumentException a => Runtime.Messages.Checked(a),
+                ArgumentException a => Runtime.Messages.WithoutParameter(a),
                 System.Text.Json.JsonException j => Runtime.Messages.Json(j),
                 _ => Runtime.Messages.OneLine(e.Message),
             }}", e);

@@ -87,7 +87,7 @@ internal sealed class GoldenCase
         }
         catch (ArgumentException e)
         {
-            throw new GoldenFormatException(CaseFile, $"params ({fields}): {Runtime.Messages.Checked(e)}", e);
+            throw new GoldenFormatException(CaseFile, $"params ({fields}): {Runtime.Messages.WithoutParameter(e)}", e);
         }
         int[] shape = output(g);
         if (Has("y") && !Shape("y").SequenceEqual(shape))

@@ -129,7 +129,7 @@ internal static class GoldenRunner
     {
         GoldenFormatException or SafeTensorsException or ArchitectureException or NpyFormatException or Data.DataFormatException => e.Message,
         // A layer's or loader's own check of a value from the case (a state entry, a target): its words, without C#'s.
-        ArgumentException a => Runtime.Messages.Checked(a),
+        ArgumentException a => Runtime.Messages.WithoutParameter(a),
         _ => $"{e.GetType().Name}: {e.Message}",
     };
 

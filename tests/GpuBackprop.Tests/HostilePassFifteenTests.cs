@@ -73,4 +73,20 @@ public sealed class HostilePassFifteenTests : IDisposable
         Assert.True(code == ExitCode.Failure && output.Contains("target.npy: target[", StringComparison.Ordinal) && output.Contains("is 102; the logits hold", StringComparison.Ordinal)
             && !output.Contains("IndexOutOfRange", StringComparison.Ordinal), error + output);
     }
+
+    /// <summary>predict's chunked IDX reader refuses what the whole-file reader refuses: a FIFO (it would block), /dev/zero through a link, a folder.</summary>
+    [Fact]
+    public void TheChunkedIdxReaderRefusesFilesThatAreNotRegular()
+    {
+        if (!OperatingSystem.IsLinux())
+            Assert.Skip("the FIFO is made with Linux's mkfifo");
+        string fifo = Path.Combine(dir, "fifo-idx3-ubyte");
+        Assert.Equal(0, HostileInputs.MakeFifo(fifo, Convert.ToUInt32("644", 8)));
+        string zero = Path.Combine(dir, "zero-idx3-ubyte");
+        File.CreateSymbolicLink(zero, "/dev/zero");
+        string folder = Path.Combine(dir, "folder-idx3-ubyte");
+        Directory.CreateDirectory(folder);
+        foreach (var (file, said) in new[] { (fifo, "is a FIFO, not a regular file"), (zero, "is a device, not a regular file"), (folder, "is a folder, not a regular file") })
+            Assert.Contains(said, Assert.Throws<DataFormatException>(() => IdxFile.Open(file, 3)).Message, StringComparison.Ordinal);
+    }
 }
