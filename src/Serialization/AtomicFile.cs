@@ -15,6 +15,15 @@ internal static class AtomicFile
     public static void Write(string path, Action<Stream> write, bool createFolder = false)
     {
         string full = Path.GetFullPath(path);
+        // A link is written through, as open(2) and torch.save do: the file it names gets the content (and the
+        // temporary file sits beside that file, so the rename stays in one file system); replacing the link by a
+        // regular file left what it named stale. A link that loops or names nothing is refused.
+        if (new FileInfo(full).LinkTarget is not null)
+        {
+            if (FileKind.LinkProblem(full) is string problem)
+                throw new IOException($"{path} is {problem}; refusing to write through it.");
+            full = FileKind.Real(full);
+        }
         string dir = Path.GetDirectoryName(full)!;
         // A file where a folder of the path should be is named as such ("the folder does not exist" misled).
         for (string? up = dir; up is not null; up = Path.GetDirectoryName(up))
@@ -27,7 +36,7 @@ internal static class AtomicFile
         else if (!Directory.Exists(dir))
             throw new IOException($"{path}: the folder {dir} does not exist.");
         // The rename replaces whatever entry is there: never a device node, a FIFO, a socket or a folder
-        // (`--onnx /dev/null` as root would have replaced the device). A link is replaced, not what it names.
+        // (`--onnx /dev/null` as root would have replaced the device), after links are followed.
         if (FileKind.Of(full) is string other)
             throw new IOException($"{path} is {other}, not a regular file; refusing to replace it.");
         // Within the 255-byte name limit whatever the target's length (a 250-character output name failed on its

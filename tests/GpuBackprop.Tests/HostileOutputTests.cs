@@ -67,7 +67,7 @@ public sealed class HostileOutputTests : IDisposable
     }
 
     [Fact]
-    public void NothingIsWrittenOverAFifoAFolderOrADeviceAndALinkIsReplacedNotFollowed()
+    public void NothingIsWrittenOverAFifoAFolderOrADeviceAndALinkIsWrittenThrough()
     {
         string fifo = Path.Combine(dir, "fifo"), folder = Path.Combine(dir, "folder.onnx"), device = Path.Combine(dir, "null");
         using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [fifo]))
@@ -81,13 +81,22 @@ public sealed class HostileOutputTests : IDisposable
         }
         Assert.True(Directory.Exists(folder));
         Assert.True(File.Exists(fifo) && new FileInfo(fifo).Length == 0);
-        // A link is replaced by the file; what it named is left alone.
+        // A link is written through (as open(2) and torch.save do; pass 13 found the link replaced and what it named
+        // left stale): the file it names gets the content, the link stays. A link to a FIFO is refused as the FIFO is.
         string target = Path.Combine(dir, "target.txt"), link = Path.Combine(dir, "link.txt");
         File.WriteAllText(target, "keep");
         File.CreateSymbolicLink(link, target);
         AtomicFile.Write(link, s => s.WriteByte((byte)'x'));
-        Assert.Equal("keep", File.ReadAllText(target));
-        Assert.Null(new FileInfo(link).LinkTarget);
+        Assert.Equal("x", File.ReadAllText(target));
+        Assert.Equal(target, new FileInfo(link).LinkTarget);
+        string fifoLink = Path.Combine(dir, "fifo-link");
+        File.CreateSymbolicLink(fifoLink, fifo);
+        Assert.Contains("is a FIFO, not a regular file", Assert.Throws<IOException>(() => AtomicFile.Write(fifoLink, s => s.WriteByte(1))).Message);
+        string dangling = Path.Combine(dir, "dangling"), loop = Path.Combine(dir, "loop");
+        File.CreateSymbolicLink(dangling, Path.Combine(dir, "missing", "file"));
+        File.CreateSymbolicLink(loop, loop);
+        Assert.Contains("a link to nothing", Assert.Throws<IOException>(() => AtomicFile.Write(dangling, s => s.WriteByte(1))).Message);
+        Assert.Contains("a link that loops", Assert.Throws<IOException>(() => AtomicFile.Write(loop, s => s.WriteByte(1))).Message);
         // Through the CLI: a usage error naming the option and the output (as for any path option of the wrong kind), the
         // FIFO still there.
         var (code, error, _) = InProcessCli.Run("export", "--checkpoint", Checkpoint(), "--onnx", fifo);
