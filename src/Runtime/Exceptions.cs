@@ -63,11 +63,21 @@ internal static class Messages
             _ when text.Contains("depth to be zero", StringComparison.Ordinal) => "it ends inside an object or a list (truncated?)",
             _ when text.Contains("invalid UTF-8", StringComparison.Ordinal) || text.Contains("transcode", StringComparison.Ordinal) => "it is not UTF-8 text",
             _ when text.Contains("after a single JSON value", StringComparison.Ordinal) => "text follows the JSON value",
+            // The serializer's own words name .NET types; said of the field instead (the path below names it).
+            _ when text.Contains("could not be mapped to any .NET member", StringComparison.Ordinal) => "a key that is not one of the format's",
+            _ when text.Contains("Duplicate property", StringComparison.Ordinal) || text.Contains("Duplicate properties", StringComparison.Ordinal) => "a key given twice",
+            _ when text.Contains("doesn't allow", StringComparison.Ordinal) && text.Contains("null", StringComparison.Ordinal) => "null, where a value belongs",
+            _ when text.Contains("missing required properties", StringComparison.Ordinal) || text.Contains("missing required", StringComparison.OrdinalIgnoreCase) => "a required key is missing",
+            _ when text.Contains("could not be converted to", StringComparison.Ordinal) => "a value of the wrong type",
             _ => OneLine(text).TrimEnd('.'),
         };
+        // The serializer's exceptions carry the path of the field; the reader's (syntax) ones do not.
+        string kind = "not valid JSON";
+        if (e.Path is string path && path != "$")
+            kind = $"field {Printable(path)}";
         return e.LineNumber is long line && e.BytePositionInLine is long column
-            ? $"not valid JSON at line {line + 1}, byte {column + 1}: {what}"
-            : $"not valid JSON: {what}";
+            ? $"{kind} at line {line + 1}, byte {column + 1}: {what}"
+            : $"{kind}: {what}";
     }
 
     /// <summary>Messages such as ArgumentOutOfRangeException's span lines; errors are shown on one line.</summary>

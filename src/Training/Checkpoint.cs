@@ -179,6 +179,7 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
 
     private static Checkpoint Parse(string path, byte[] body)
     {
+        string part = "model name";
         try
         {
             using var fs = new MemoryStream(body, writable: false);
@@ -186,10 +187,13 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
             r.ReadBytes(Magic.Length);
             int version = r.ReadInt32();
             string model = ReadString(r, fs);
+            part = "configuration";
             TrainConfig config = TrainConfig.FromJson(ReadString(r, fs));
+            part = "epoch results";
             List<EpochResult> history = version >= 4
-                ? System.Text.Json.JsonSerializer.Deserialize<List<EpochResult>>(ReadString(r, fs)) ?? throw new CheckpointException(path, "the stored epoch results are null.")
+                ? System.Text.Json.JsonSerializer.Deserialize<List<EpochResult>>(ReadString(r, fs), TrainConfig.Strict) ?? throw new CheckpointException(path, "the stored epoch results are null.")
                 : [];
+            part = "tensor names";
             int epoch = r.ReadInt32();
             long steps = r.ReadInt64();
             ulong[] rng = [r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64()];
@@ -231,7 +235,12 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
         }
         catch (System.Text.Json.JsonException e)
         {
-            throw new CheckpointException(path, "the stored configuration is malformed.", e);
+            throw new CheckpointException(path, $"the stored {part} is malformed: {Runtime.Messages.Json(e)}.", e);
+        }
+        catch (DecoderFallbackException e)
+        {
+            // Decoded leniently, invalid bytes in a model or class name became U+FFFD without a word.
+            throw new CheckpointException(path, $"the stored {part} is not UTF-8 text.", e);
         }
     }
 
@@ -247,6 +256,8 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
         int n = r.ReadInt32();
         if (n < 0 || n > s.Length - s.Position)
             throw new EndOfStreamException();
-        return Encoding.UTF8.GetString(r.ReadBytes(n));
+        return StrictUtf8.GetString(r.ReadBytes(n));
     }
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 }

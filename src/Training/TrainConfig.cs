@@ -111,6 +111,17 @@ public sealed record TrainConfig
     /// <summary>As JSON.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
-    /// <summary>From JSON.</summary>
-    public static TrainConfig FromJson(string json) => JsonSerializer.Deserialize<TrainConfig>(json, Json) ?? throw new JsonException("null config");
+    // Read strictly: a crafted checkpoint whose configuration named a key twice (the last won), a key no version
+    // writes, or null for a value that is never null, was read without a word.
+    internal static readonly JsonSerializerOptions Strict = new(Json)
+    {
+        AllowDuplicateProperties = false,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        RespectNullableAnnotations = true,
+        RespectRequiredConstructorParameters = true,
+    };
+
+    /// <summary>From JSON, as <see cref="ToJson"/> writes it: a key twice, an unknown key or a null value where none belongs is refused.</summary>
+    /// <exception cref="JsonException">Not such JSON (the path of the field at fault is in the exception).</exception>
+    public static TrainConfig FromJson(string json) => JsonSerializer.Deserialize<TrainConfig>(json, Strict) ?? throw new JsonException("The configuration is null.");
 }

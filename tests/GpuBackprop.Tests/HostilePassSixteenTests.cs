@@ -1,0 +1,67 @@
+using System.Text;
+using GpuBackprop.Cli;
+using GpuBackprop.Training;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>
+/// Issue 23's leftovers of passes thirteen to fifteen, fixed before the sixteenth pass, and what that pass found.
+/// </summary>
+public sealed class HostilePassSixteenTests : IDisposable
+{
+    private readonly string dir = Directory.CreateTempSubdirectory("gpubackprop-pass16-").FullName;
+
+    public void Dispose() => Directory.Delete(dir, true);
+
+    /// <summary>
+    /// A checkpoint whose model name and configuration (the first two strings after the magic and version) are
+    /// replaced by <paramref name="model"/> and <paramref name="config"/>, with its checksum recomputed: what a
+    /// crafted file looks like to every check after the checksum.
+    /// </summary>
+    internal static void Forge(string path, Func<byte[], byte[]> model, Func<string, string> config)
+    {
+        byte[] file = File.ReadAllBytes(path);
+        int at = Training.Checkpoint.Magic.Length + 4;
+        int modelLength = BitConverter.ToInt32(file, at);
+        byte[] oldModel = file[(at + 4)..(at + 4 + modelLength)];
+        int configAt = at + 4 + modelLength;
+        int configLength = BitConverter.ToInt32(file, configAt);
+        string oldConfig = Encoding.UTF8.GetString(file, configAt + 4, configLength);
+        byte[] newModel = model(oldModel), newConfig = Encoding.UTF8.GetBytes(config(oldConfig));
+        byte[] body = [.. file[..at], .. BitConverter.GetBytes(newModel.Length), .. newModel, .. BitConverter.GetBytes(newConfig.Length), .. newConfig,
+            .. file[(configAt + 4 + configLength)..^8]];
+        File.WriteAllBytes(path, [.. body, .. BitConverter.GetBytes(System.IO.Hashing.XxHash64.HashToUInt64(body))]);
+    }
+
+    /// <summary>
+    /// Silently wrong (pass 13, F12 and F13): a forged configuration naming a key twice (the last won), a key no
+    /// version writes, or null for the optimizer was read; invalid UTF-8 in the model name became U+FFFD; and
+    /// "the stored configuration is malformed" named no field. Each is refused with the field, exit 1.
+    /// </summary>
+    [Fact]
+    public void AForgedConfigurationIsReadStrictlyAndTheFieldNamed()
+    {
+        string good = Path.Combine(dir, "good.gbp");
+        new Training.Checkpoint("lenet5", new TrainConfig { Model = "lenet5", Epochs = 2, ClassNames = ["a", "b"] }, 0, 0, [1, 2, 3, 4], []).Save(good);
+        Assert.Equal(2, Training.Checkpoint.Load(good).Config.Epochs);
+        var forged = new (string Name, Func<byte[], byte[]> Model, Func<string, string> Config, string Says)[]
+        {
+            ("twice", m => m, c => c.Replace("\"Epochs\":2", "\"Epochs\":2,\"Epochs\":1", StringComparison.Ordinal), "the stored configuration is malformed: field $.Epochs"),
+            ("unknown", m => m, c => c.Replace("{", "{\"Epoch\":1,", StringComparison.Ordinal), "a key that is not one of the format's"),
+            ("null optimizer", m => m, c => c.Replace("\"Optimizer\":{", "\"Optimizer\":null,\"X\":{", StringComparison.Ordinal), "null, where a value belongs"),
+            ("string epochs", m => m, c => c.Replace("\"Epochs\":2", "\"Epochs\":\"2\"", StringComparison.Ordinal), "a value of the wrong type"),
+            ("utf-8", m => [.. m, 0xff], c => c, "the stored model name is not UTF-8 text"),
+        };
+        foreach (var (name, model, config, says) in forged)
+        {
+            string path = Path.Combine(dir, $"{name}.gbp");
+            File.Copy(good, path);
+            Forge(path, model, config);
+            var e = Assert.Throws<CheckpointException>(() => Training.Checkpoint.Load(path));
+            Assert.True(e.Message.StartsWith(path, StringComparison.Ordinal) && e.Message.Contains(says, StringComparison.Ordinal), $"{name}: {e.Message}");
+            Assert.DoesNotContain("GpuBackprop.", e.Message, StringComparison.Ordinal);
+            var (code, error, _) = InProcessCli.Run("eval", "--checkpoint", path, "--device", "cpu");
+            Assert.True(code == ExitCode.Failure && error.Contains(says, StringComparison.Ordinal), $"{name}: exit {code}, {error}");
+        }
+    }
+}
