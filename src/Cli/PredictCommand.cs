@@ -70,7 +70,16 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
                 idxImages.Read(pixels, m * size);
             else // One at a time: the first bad file is the one named.
                 for (int i = 0; i < m; i++)
-                    ImageDecoder.Decode(files[start + i], input[0], input[1], input[2], pixels.AsSpan(i * size, size));
+                    try
+                    {
+                        ImageDecoder.Decode(files[start + i], input[0], input[1], input[2], pixels.AsSpan(i * size, size));
+                    }
+                    catch (DataFormatException e) when (s.Json && start > 0)
+                    {
+                        // --json streams a line per image as each chunk is predicted (the table waits for all): lines
+                        // already printed are said to be so, else a reader of stdout alone took them for every image.
+                        throw new DataFormatException(e.File, $"{e.Problem} The {start:N0} images before the chunk that holds it were printed; the {n - start:N0} from that chunk on were not.", e);
+                    }
             // The training run's normalisation, a batch at a time.
             var (classes, p) = trained.Predict(pixels, m);
             int k = p.GetLength(1);

@@ -64,4 +64,33 @@ public sealed class HostilePassSixteenTests : IDisposable
             Assert.True(code == ExitCode.Failure && error.Contains(says, StringComparison.Ordinal), $"{name}: exit {code}, {error}");
         }
     }
+
+    /// <summary>
+    /// Silently wrong (pass 13, F9): `predict --json` on image files printed the lines of the chunks before a bad file,
+    /// then failed with a message that did not say stdout held only some of the images. The message now says how many
+    /// were printed; the table prints nothing unless every image is predicted.
+    /// </summary>
+    [Fact]
+    public void PredictSaysHowManyLinesItPrintedBeforeABadImage()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
+        string run = Path.Combine(dir, "run");
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("train", "--device", "cpu", "--model", HostileInputs.LinearModel(dir, 1, 8, 2), "--epochs", "1", "--batch", "4",
+            "--data", data, "--image-size", "8x8", "--channels", "1", "--out", run).Code);
+        string images = Path.Combine(dir, "images");
+        Directory.CreateDirectory(images);
+        byte[] png = HostileInputs.Png(1, side: 8);
+        for (int i = 0; i < 1030; i++)
+            File.WriteAllBytes(Path.Combine(images, $"{i:D4}.png"), png);
+        File.WriteAllBytes(Path.Combine(images, "1028.png"), png[..^20]); // cut inside IDAT, in the second chunk of 1,024
+        string[] predict = ["predict", "--device", "cpu", "--checkpoint", Path.Combine(run, "checkpoint.gbp"), "--images", images];
+        var (code, error, output) = InProcessCli.Run([.. predict, "--json"]);
+        Assert.True(code == ExitCode.Failure, $"exit {code}: {error}");
+        Assert.Equal(1024, output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+        Assert.Contains("1028.png", error, StringComparison.Ordinal);
+        Assert.Contains("The 1,024 images before the chunk that holds it were printed; the 6 from that chunk on were not.", error, StringComparison.Ordinal);
+        (code, error, output) = InProcessCli.Run(predict);
+        Assert.True(code == ExitCode.Failure && output.Length == 0, $"exit {code}: {error}, {output.Length} characters printed");
+        Assert.DoesNotContain("were printed", error, StringComparison.Ordinal);
+    }
 }
