@@ -134,7 +134,9 @@ internal sealed class GoldenCase
     public int? OptionalInt(string name) => Fields.NullablePositive(name);
 
     /// <summary>A model case's layer list, params.layers.</summary>
-    public JsonElement Layers => Fields.List("layers") is { ValueKind: JsonValueKind.Array } v ? v : throw Fields.Error("layers", "must be a list of layers");
+    /// <remarks>An empty list is refused as a model file's is: the reference path computed a "model" of no layers (the logits were the input) where the devices refused it.</remarks>
+    public JsonElement Layers => Fields.List("layers") is { ValueKind: JsonValueKind.Array } v ? v.GetArrayLength() > 0 ? v : throw Fields.Error("layers", "must list at least one layer")
+        : throw Fields.Error("layers", "must be a list of layers");
 
     private NpyArray Tensor(string name) =>
         Tensors.TryGetValue(name, out NpyArray? t) ? t : throw new GoldenFormatException(FileOf(name), "this case has no such tensor.");

@@ -93,4 +93,22 @@ public sealed class HostilePassSixteenTests : IDisposable
         Assert.True(code == ExitCode.Failure && output.Length == 0, $"exit {code}: {error}, {output.Length} characters printed");
         Assert.DoesNotContain("were printed", error, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// Silently wrong (pass 15, F6): a golden model case whose params.layers is empty was computed on the reference path
+    /// (the logits were the input) while the devices refused it; the case now fails on every path, naming the field.
+    /// </summary>
+    [Fact]
+    public void AGoldenModelCaseWithoutLayersFailsOnEveryPath()
+    {
+        var (golden, caseDir, json) = HostilePassTwelveTests.CopyCase(dir, "no-layers", "model");
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("verify", "--device", "cpu", "--golden", golden).Code);
+        json["params"]!["layers"] = new System.Text.Json.Nodes.JsonArray();
+        File.WriteAllText(Path.Combine(caseDir, "case.json"), json.ToJsonString());
+        var (code, error, output) = InProcessCli.Run("verify", "--device", "cpu", "--golden", golden);
+        Assert.True(code == ExitCode.Failure, $"exit {code}: {error}{output}");
+        Assert.Contains("golden: 0/1 passed", output, StringComparison.Ordinal);
+        Assert.Contains("field 'layers' must list at least one layer", output, StringComparison.Ordinal);
+        Assert.Contains("reference: 0/1 cases passed", output, StringComparison.Ordinal);
+    }
 }
