@@ -85,8 +85,8 @@ public static class SafeTensors
                 return;
             foreach (JsonProperty p in doc.RootElement.EnumerateObject())
                 if (p.Name != "__metadata__" && p.Value.ValueKind == JsonValueKind.Object && p.Value.TryGetProperty("data_offsets", out JsonElement o)
-                    && o.ValueKind == JsonValueKind.Array && o.GetArrayLength() == 2 && o[1].TryGetInt64(out long e))
-                    end = Math.Max(end, e);
+                    && o.ValueKind == JsonValueKind.Array && o.GetArrayLength() == 2 && o[0].TryGetInt64(out long b) && o[1].TryGetInt64(out long e))
+                    end = Math.Max(end, Math.Max(b, e)); // both: a reversed pair is named by its tensor in Parse, not as the coverage's fault
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
@@ -221,7 +221,9 @@ public static class SafeTensors
             }
             JsonElement offsets = e.GetProperty("data_offsets");
             long begin = offsets[0].GetInt64(), end = offsets[1].GetInt64();
-            if (begin < 0 || end < begin || end > data.Length)
+            if (end < begin)
+                throw new SafeTensorsException(path, $"tensor '{name}' has data offsets [{begin}, {end}]: the end comes before the begin.");
+            if (begin < 0 || end > data.Length)
                 throw new SafeTensorsException(path, $"tensor '{name}' has data offsets [{begin}, {end}] outside the {data.Length} data bytes (truncated?).");
             if (end - begin != count * width)
                 throw new SafeTensorsException(path, $"tensor '{name}' has {end - begin} bytes; {dtype} [{string.Join(", ", shape)}] needs {count * width}.");

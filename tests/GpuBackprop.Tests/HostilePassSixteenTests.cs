@@ -111,4 +111,20 @@ public sealed class HostilePassSixteenTests : IDisposable
         Assert.Contains("field 'layers' must list at least one layer", output, StringComparison.Ordinal);
         Assert.Contains("reference: 0/1 cases passed", output, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// An unclear message (pass 15, F10): a tensor whose data_offsets were reversed ([8, 4]) was reported as the header
+    /// covering the wrong number of bytes, naming no tensor; the tensor is named, as is its reversed pair.
+    /// </summary>
+    [Fact]
+    public void ReversedSafeTensorsOffsetsNameTheTensor()
+    {
+        string path = Path.Combine(dir, "reversed.safetensors");
+        byte[] header = Encoding.UTF8.GetBytes("""{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}}""");
+        File.WriteAllBytes(path, [.. BitConverter.GetBytes((ulong)header.Length), .. header, .. new byte[8]]);
+        var e = Assert.Throws<Serialization.SafeTensorsException>(() => Serialization.SafeTensors.Read(path));
+        Assert.Contains("tensor 'b' has data offsets [8, 4]: the end comes before the begin.", e.Message, StringComparison.Ordinal);
+        var (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--init-weights", path, "--epochs", "1");
+        Assert.True(code == ExitCode.Failure && error.Contains("tensor 'b' has data offsets [8, 4]", StringComparison.Ordinal), $"exit {code}: {error}");
+    }
 }
