@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Reflection;
+using GpuBackprop.Runtime;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
@@ -100,23 +101,44 @@ internal static class Usage
     /// Spectre.Console.Cli 0.57 handles neither well: its strict parser retries a failed parse with the
     /// text "__default_command" inserted, which then becomes the missing value, and a failed conversion is
     /// reported as "Failed to convert 'abc' to Nullable`1" without the option's name.
-    /// Unknown options and flags are left to Spectre.
+    /// Nor does it say enough of the rest: arguments after "--" were ignored without a word (no command takes any), a
+    /// flag given a value was "Flags cannot be assigned a value" (which flag?), a stray word was "Unknown command", and
+    /// 3.5e38 for a float option became Infinity. Unknown options are left to Spectre, which names them.
     /// </summary>
     public static string? CheckValues(IReadOnlyList<string> args, Type settings)
     {
         var options = new Dictionary<string, (PropertyInfo Property, CommandOptionAttribute Option)>(StringComparer.Ordinal);
+        var flags = new HashSet<string>(StringComparer.Ordinal);
         foreach (PropertyInfo p in settings.GetProperties())
-            if (p.GetCustomAttribute<CommandOptionAttribute>() is CommandOptionAttribute o && o.ValueName is not null)
+            if (p.GetCustomAttribute<CommandOptionAttribute>() is CommandOptionAttribute o)
                 foreach (string name in o.LongNames)
-                    options["--" + name] = (p, o);
+                    if (o.ValueName is not null)
+                        options["--" + name] = (p, o);
+                    else
+                        flags.Add("--" + name);
 
+        string command = args[0];
         for (int i = 1; i < args.Count; i++)
         {
             string arg = args[i];
+            if (arg == "--")
+                return $"'--' ends the options, and {command} takes no arguments after it{(i + 1 < args.Count ? $" (got '{Messages.Printable(args[i + 1])}')" : "")}.";
+            if (!IsOption(arg))
+                return $"'{Messages.Printable(arg)}' is not an option of {command}: options are written --name VALUE (is the option before it misspelled, or a flag?).";
             int eq = arg.IndexOf('=', StringComparison.Ordinal);
             string name = eq >= 0 ? arg[..eq] : arg;
-            if (!options.TryGetValue(name, out var option))
+            if (flags.Contains(name))
+            {
+                // Spectre reads "--flip true" and "--flip=false" as the flag's value; anything else is refused by name.
+                string? given = eq >= 0 ? arg[(eq + 1)..] : null;
+                if (given is not null && !bool.TryParse(given, out _))
+                    return $"{name} is a flag: give it alone (on), or as {name}=true or {name}=false; got '{Messages.Printable(arg)}'.";
+                if (given is null && i + 1 < args.Count && bool.TryParse(args[i + 1], out _))
+                    i++;
                 continue;
+            }
+            if (!options.TryGetValue(name, out var option))
+                return null; // Spectre names the unknown option
             string? value = eq >= 0 ? arg[(eq + 1)..] : i + 1 < args.Count && !IsOption(args[i + 1]) ? args[++i] : null;
             if (string.IsNullOrEmpty(value))
                 return $"{name} needs a value ({option.Option.ValueName}).";
@@ -125,6 +147,10 @@ internal static class Usage
                 return $"{name} takes an integer; got '{value}'.";
             if (type == typeof(float) && !float.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out _))
                 return $"{name} takes a number; got '{value}'.";
+            // A finite number past the type's range parses as infinity, and the range check then showed "Infinity".
+            if (type == typeof(float) && float.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out float f) && float.IsInfinity(f)
+                && !value.Contains("inf", StringComparison.OrdinalIgnoreCase) && !value.Contains('\u221e'))
+                return $"{name} {Messages.Printable(value)} is beyond the range of a 32-bit float (about 3.4e38).";
         }
         return null;
     }

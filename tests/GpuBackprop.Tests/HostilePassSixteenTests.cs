@@ -127,4 +127,38 @@ public sealed class HostilePassSixteenTests : IDisposable
         var (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--init-weights", path, "--epochs", "1");
         Assert.True(code == ExitCode.Failure && error.Contains("tensor 'b' has data offsets [8, 4]", StringComparison.Ordinal), $"exit {code}: {error}");
     }
+
+    /// <summary>
+    /// Silently ignored and unclear (pass 15, F3, F4, F11): arguments after "--" were ignored; "--flip=maybe" was
+    /// Spectre's "Flags cannot be assigned a value" and "--flip maybe" its "Unknown command 'maybe'"; "--lr 3.5e38"
+    /// was refused as "Infinity". Each is a usage error naming what was given; "--flip true" and "--flip=false" stay
+    /// Spectre's own spellings of a flag.
+    /// </summary>
+    [Fact]
+    public void StrayArgumentsFlagValuesAndOutOfRangeNumbersAreNamed()
+    {
+        foreach (var (args, said) in new (string[], string)[]
+        {
+            (["summary", "--", "--model", "cnn2"], "'--' ends the options, and summary takes no arguments after it (got '--model')."),
+            (["summary", "--"], "'--' ends the options, and summary takes no arguments after it."),
+            (["train", "--flip=maybe"], "--flip is a flag: give it alone (on), or as --flip=true or --flip=false; got '--flip=maybe'."),
+            (["train", "--flip="], "--flip is a flag"),
+            (["train", "--flip", "maybe"], "'maybe' is not an option of train"),
+            (["predict", "--images", "a.png", "b.png"], "'b.png' is not an option of predict"),
+            (["train", "--lr", "3.5e38"], "--lr 3.5e38 is beyond the range of a 32-bit float (about 3.4e38)."),
+            (["train", "--val-split=1e400"], "--val-split 1e400 is beyond the range of a 32-bit float"),
+        })
+        {
+            var (code, error, _) = InProcessCli.Run(args);
+            Assert.True(code == ExitCode.Usage && error.Contains(said, StringComparison.Ordinal), $"{string.Join(' ', args)}: exit {code}, {error}");
+        }
+        // Spectre's own spellings of a flag's value still parse: the next check (no epochs) is what fails.
+        foreach (string[] flag in new[] { new[] { "--flip", "true" }, ["--flip=false"], ["--flip"] })
+        {
+            var (code, error, _) = InProcessCli.Run(["train", "--device", "cpu", "--epochs", "0", .. flag]);
+            Assert.True(code == ExitCode.Usage && error.Contains("--epochs must be a positive integer", StringComparison.Ordinal), $"{string.Join(' ', flag)}: {error}");
+        }
+        // Infinity spelled out reaches the range check, which refuses it as before.
+        Assert.Contains("finite", InProcessCli.Run("train", "--lr", "Infinity").Error, StringComparison.Ordinal);
+    }
 }
