@@ -77,6 +77,19 @@ public static class Architecture
     }
 
     /// <summary>
+    /// The first batch-norm layer (as "layer PATH (batch_norm2d)") whose input is 1x1, so that it sees one value a
+    /// channel when a batch holds one image, or null: training mode cannot normalise one value (PyTorch refuses it), and
+    /// a run whose last batch held one image failed there, mid-epoch.
+    /// </summary>
+    internal static string? OneValuePerChannel(string json, int[] input)
+    {
+        using JsonDocument doc = Parse(json);
+        var walk = new ShapeWalk { Record = [] };
+        walk.List(LayerList(doc), "", [1, .. input]);
+        return walk.Record!.FirstOrDefault(r => r.Type == "batch_norm2d" && r.Output is [_, _, 1, 1]) is { Path: string path } ? $"layer {path} (batch_norm2d)" : null;
+    }
+
+    /// <summary>
     /// How every layer list is parsed: residual blocks nest two JSON levels each, so 256 levels hold 120 nested blocks
     /// (the default of 64 held 30, and summary, which reparses the built model's list, failed where train did not).
     /// </summary>

@@ -241,6 +241,7 @@ public sealed class Trainer : IDisposable
                 if (held.Count == 0)
                     throw new ArgumentException($"A validation split of {config.ValidationSplit.ToString("G7", System.Globalization.CultureInfo.InvariantCulture)} holds out no image of the {train.Count} training images (each class rounds to none); give a larger fraction.", nameof(config));
             }
+            CheckNoBatchOfOne(config, trainPart.Count, replicas?.Size ?? 1);
             ImageDataset[] splits = held is null ? [trainPart, test] : [trainPart, test, held];
             long[] shares = Shares(splits.Select(d => d.PixelBytes).ToArray(), dataMemory ?? DefaultDataMemory(device));
             if (held is not null)
@@ -276,6 +277,24 @@ public sealed class Trainer : IDisposable
     /// there, after the device was opened, naming no layer).
     /// </summary>
     public static int CheckedBatch(int batch, int replicas, long images) => (int)Math.Max(2, Math.Min(batch / Math.Max(1, replicas), images));
+
+    /// <summary>
+    /// Refuses, before the first step, a run in which some training batch of a replica holds one image while a batch-norm
+    /// layer sees one value a channel per image: that step could not normalise (it failed mid-epoch, after the earlier
+    /// steps had run). The batches are <see cref="RunEpoch"/>'s: each replica's share of <paramref name="images"/>
+    /// (padded to an equal count), in batches of its share of the batch size, the last one what is left.
+    /// </summary>
+    private void CheckNoBatchOfOne(TrainConfig config, int images, int size)
+    {
+        int local = (images + size - 1) / size, batch = config.BatchSize / size;
+        int smallest = local <= batch ? local : local % batch is int left and > 0 ? left : batch;
+        if (smallest != 1 || Layers.Architecture.OneValuePerChannel(config.Architecture!, [channels, height, width]) is not string layer)
+            return;
+        string why = local == 1 ? $"there is one training image{(size > 1 ? " a replica" : "")}"
+            : batch == 1 ? $"the batch size {config.BatchSize} gives batches of one image{(size > 1 ? $" to each of {size} replicas" : "")}"
+            : $"the last batch of each epoch holds one image ({local:N0} training images{(size > 1 ? " a replica" : "")} in batches of {batch:N0})";
+        throw new ArchitectureException($"Model '{config.Model}': {layer} sees one value a channel for one image (its input is 1x1), and {why}; training mode cannot normalise one value. Choose a batch size that leaves no batch of one image.");
+    }
 
     /// <summary>
     /// One image through the model in eval mode (no running statistics move): the logits must be

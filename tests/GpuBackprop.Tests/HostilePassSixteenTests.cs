@@ -161,4 +161,41 @@ public sealed class HostilePassSixteenTests : IDisposable
         // Infinity spelled out reaches the range check, which refuses it as before.
         Assert.Contains("finite", InProcessCli.Run("train", "--lr", "Infinity").Error, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// A failure mid-epoch (pass 14, F8): a batch-norm on a 1x1 input sees one value a channel when a batch holds one
+    /// image (a batch size of 1, the last batch of an epoch, a replica's share); the step failed after the earlier ones
+    /// had run. It is refused before the first step, naming the layer and the batch, exit 2; batch sizes that leave no
+    /// batch of one train.
+    /// </summary>
+    [Fact]
+    public void ABatchOfOneImageThroughABatchNormOnOnePixelIsRefusedBeforeTraining()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8); // 6 training images
+        string model = Path.Combine(dir, "bn.json");
+        File.WriteAllText(model, """
+            {"input": [1, 8, 8], "classes": 2, "layers": [{"type": "conv2d", "in_channels": 1, "out_channels": 4, "kernel_size": 3},
+              {"type": "adaptive_avg_pool2d", "output_size": 1}, {"type": "batch_norm2d", "num_features": 4}, {"type": "flatten"},
+              {"type": "linear", "in_features": 4, "out_features": 2}]}
+            """);
+        string[] train = ["train", "--model", model, "--epochs", "1", "--data", data, "--image-size", "8x8", "--channels", "1"];
+        foreach (var (batch, device, said) in new[]
+        {
+            ("5", "cpu", "the last batch of each epoch holds one image (6 training images in batches of 5)"),
+            ("1", "cpu", "the batch size 1 gives batches of one image"),
+            ("4", "cpu,cpu", "the last batch of each epoch holds one image (3 training images a replica in batches of 2)"),
+        })
+        {
+            string run = Path.Combine(dir, $"run-{batch}-{device}");
+            var (code, error, _) = InProcessCli.Run([.. train, "--batch", batch, "--device", device, "--out", run]);
+            Assert.True(code == ExitCode.Usage && error.Contains("layer 2 (batch_norm2d) sees one value a channel for one image", StringComparison.Ordinal)
+                && error.Contains(said, StringComparison.Ordinal), $"--batch {batch} --device {device}: exit {code}, {error}");
+            Assert.False(File.Exists(Path.Combine(run, "checkpoint.gbp")));
+        }
+        foreach (var (batch, device) in new[] { ("3", "cpu"), ("4", "cpu"), ("6", "cpu,cpu") })
+        {
+            var (code, error, _) = InProcessCli.Run([.. train, "--batch", batch, "--device", device, "--out", Path.Combine(dir, $"ok-{batch}-{device}")]);
+            Assert.True(code == ExitCode.Success, $"--batch {batch} --device {device}: exit {code}, {error}");
+        }
+    }
 }
