@@ -572,7 +572,34 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         // Another run's files there, without --overwrite: found before the data loads too (it was found after it).
         if (!s.Overwrite && Directory.Exists(outDir) && OtherRun(outDir, s.Resume) is string other)
             return AnotherRunMessage(outDir, other);
-        return null;
+        return Unwritable(outDir);
+    }
+
+    /// <summary>
+    /// Why nothing can be written in <paramref name="outDir"/> (or, while it does not exist, in the folder it would be made
+    /// in), found by making and deleting an empty file there, or null: an --out under /proc or /sys failed after the data
+    /// had loaded, in .NET's words ("Could not find file '/proc/x'").
+    /// </summary>
+    private static string? Unwritable(string outDir)
+    {
+        string? folder = Path.GetFullPath(outDir);
+        while (folder is not null && !Directory.Exists(folder))
+            folder = Path.GetDirectoryName(folder);
+        if (folder is null)
+            return null;
+        string probe = Path.Combine(folder, $".gpubackprop-probe.{Environment.ProcessId}.tmp");
+        try
+        {
+            using (new FileStream(probe, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose))
+            {
+            }
+            return null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            string why = e is UnauthorizedAccessException ? "permission denied" : e is FileNotFoundException or DirectoryNotFoundException ? "its file system takes no new files" : Messages.OneLine(e.Message);
+            return $"--out {outDir}: nothing can be written in {folder} ({why}).";
+        }
     }
 
     /// <summary>

@@ -198,4 +198,26 @@ public sealed class HostilePassSixteenTests : IDisposable
             Assert.True(code == ExitCode.Success, $"--batch {batch} --device {device}: exit {code}, {error}");
         }
     }
+
+    /// <summary>
+    /// .NET's words after the data loaded (pass 15, F7): an --out under /proc or /sys failed when the folder was made
+    /// ("Could not find file '/proc/x'"). It is a usage error before anything loads, naming the folder that takes no files.
+    /// </summary>
+    [Fact]
+    public void AnOutWhereNothingCanBeWrittenIsRefusedBeforeTheDataLoads()
+    {
+        foreach (var (outDir, folder) in new[] { ("/proc/x", "/proc"), ("/proc/self", "/proc/self"), ("/proc/1/x/y", "/proc/1") })
+        {
+            var (code, error, output) = InProcessCli.Run("train", "--device", "cpu", "--epochs", "1", "--out", outDir);
+            Assert.True(code == ExitCode.Usage && error.Contains($"--out {outDir}: nothing can be written in {folder} (", StringComparison.Ordinal), $"{outDir}: exit {code}, {error}");
+            Assert.DoesNotContain("train images", output, StringComparison.Ordinal); // nothing loaded
+        }
+        // A folder that can be written passes, and the probe leaves nothing behind.
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
+        string ok = Path.Combine(dir, "new", "run");
+        var (c, e, _) = InProcessCli.Run("train", "--device", "cpu", "--epochs", "1", "--batch", "3", "--model", HostileInputs.LinearModel(dir, 1, 8, 2),
+            "--data", data, "--image-size", "8x8", "--channels", "1", "--out", ok);
+        Assert.True(c == ExitCode.Success && File.Exists(Path.Combine(ok, "checkpoint.gbp")), e);
+        Assert.Empty(Directory.GetFileSystemEntries(dir, ".gpubackprop-probe*", SearchOption.AllDirectories));
+    }
 }
