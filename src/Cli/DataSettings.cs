@@ -67,6 +67,27 @@ internal abstract class DataSettings : DeviceSettings
         return ValidationResult.Success();
     }
 
+    /// <summary>
+    /// The data options against the run of a checkpoint, before the data loads (each was found after the whole read):
+    /// an --image-size or --channels other than the model's input, and no --data for a run that did not train on
+    /// Fashion-MNIST (without --data that is what is read: the run of an image folder "resumed" on it).
+    /// </summary>
+    /// <exception cref="UsageException">Either; the option, the checkpoint and the run's input are named.</exception>
+    public void CheckFitsRun(Training.TrainConfig run, string option, string checkpoint)
+    {
+        if (run.Input is not [int c, int h, int w])
+            return;
+        string of = $"the run of {option} {Runtime.Messages.Printable(checkpoint)} takes {c}x{h}x{w} images";
+        if (Channels is int channels && channels != c)
+            throw new UsageException($"--channels {channels}: {of}; leave it out (images are read at the run's size and channels).");
+        if (ImageSize is string size && GpuBackprop.Data.DataOptions.ParseSize(size) != (h, w))
+            throw new UsageException($"--image-size {size}: {of}; leave it out (images are read at the run's size and channels).");
+        if (Data is null && (run.Input is not [1, 28, 28] || run.ClassNames is { } names && !names.SequenceEqual(FashionMnist.ClassNames)))
+            throw new UsageException($"{option} {Runtime.Messages.Printable(checkpoint)}: the run did not train on Fashion-MNIST ({c}x{h}x{w} images"
+                + (run.ClassNames is { } n ? $", classes {string.Join(", ", n.Take(5).Select(Runtime.Messages.Printable))}{(n.Length > 5 ? ", ..." : "")}" : "")
+                + "), which is what is read without --data: give the run's --data.");
+    }
+
     /// <summary>Reads --data, showing how many images are decoded so far while an image folder decodes.</summary>
     public (ImageDataset Train, ImageDataset Test, string Source) Load(int[]? input = null)
     {

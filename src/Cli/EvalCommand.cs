@@ -24,9 +24,11 @@ internal sealed class EvalCommand : Command<EvalCommand.Settings>
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)
     {
         string path = s.Checkpoint!;
+        Training.TrainConfig run = Training.Checkpoint.Load(path).Config;
+        s.CheckFitsRun(run, "--checkpoint", path);
         using ComputeDevice device = s.Open();
         // The evaluation split, read at the size and channels the checkpoint's model takes.
-        var (_, test, source) = s.Load(Training.Checkpoint.Load(path).Config.Input);
+        var (_, test, source) = s.Load(run.Input);
         AnsiConsole.MarkupLine($"device: [bold]{Usage.Shown(device.Info.ToString())}[/]; data: {Usage.Shown(source)}");
         // The trainer holds the model; evaluation needs no training set, so the test set stands in for it.
         using Trainer trainer = Trainer.ResumeForEvaluation(device, path, test, s.DataMemoryBytes());

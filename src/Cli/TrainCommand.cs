@@ -302,6 +302,13 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             s.CheckAgainst(stored.Config, s.Resume!);
             if (stored.Config.Replicas != s.ReplicaCount)
                 throw new UsageException($"--resume {s.Resume}: the run has {stored.Config.Replicas} data-parallel replica(s), this one {s.ReplicaCount}; resume it with {stored.Config.Replicas} (devices in --device, or MPI ranks).");
+            s.CheckFitsRun(stored.Config, "--resume", s.Resume!);
+            // A total below the epochs done, and the run's own folder (another run's files there, a folder that takes no
+            // files) when no --out is given: both were found after the data had loaded.
+            if (s.Epochs is int total && total < stored.Epoch)
+                throw new UsageException($"--epochs {total}: the run of {s.Resume} has already done {stored.Epoch} epochs.");
+            if (s.Out is null && OutProblem(Path.GetDirectoryName(Usage.Real(s.Resume!))!, s) is string problem)
+                throw new UsageException(problem);
         }
         var (train, test, source) = s.Load(input);
         // A new run's model is checked against the data (every layer's shape) before any device is opened.

@@ -29,7 +29,12 @@ public static class FashionMnist
         {
             if (!Directory.Exists(directory))
                 throw new DataFormatException(directory, "no such folder.");
-            return (LoadSplit(directory, "train"), LoadSplit(directory, "t10k"), $"Fashion-MNIST from {directory}");
+            // A folder of IDX files may be MNIST (or any other IDX set): Fashion-MNIST's names and statistics were given to
+            // it, so an MNIST digit 0 was a "T-shirt/top". Fashion-MNIST is recognised by its labels, in the published order.
+            if (IsFashionMnist(directory))
+                return (LoadSplit(directory, "train"), LoadSplit(directory, "t10k"), $"Fashion-MNIST from {directory}");
+            return (LoadSplit(directory, "train", fashion: false), LoadSplit(directory, "t10k", fashion: false),
+                $"IDX files from {directory} (not Fashion-MNIST by their labels: classes numbered, normalised by the training images' own statistics)");
         }
         if (File.Exists(Path.Combine(DebianDirectory, "train-images-idx3-ubyte.gz")))
             return (LoadSplit(DebianDirectory, "train"), LoadSplit(DebianDirectory, "t10k"), $"Fashion-MNIST from {DebianDirectory}");
@@ -38,11 +43,32 @@ public static class FashionMnist
     }
 
     /// <summary>One split (train or t10k) of a folder; accepts raw files or .gz.</summary>
-    public static ImageDataset LoadSplit(string directory, string split)
+    /// <param name="directory">The folder.</param>
+    /// <param name="split">train or t10k.</param>
+    /// <param name="fashion">Fashion-MNIST's class names and normalisation (else classes numbered and the statistics the images' own).</param>
+    public static ImageDataset LoadSplit(string directory, string split, bool fashion = true)
     {
         string images = Find(directory, $"{split}-images-idx3-ubyte");
         string labels = Find(directory, $"{split}-labels-idx1-ubyte");
-        return ImageDataset.Load($"{split} ({directory})", images, () => File.OpenRead(images), labels, () => File.OpenRead(labels), mean: [Mean], std: [Std], classNames: ClassNames);
+        return fashion
+            ? ImageDataset.Load($"{split} ({directory})", images, () => File.OpenRead(images), labels, () => File.OpenRead(labels), mean: [Mean], std: [Std], classNames: ClassNames)
+            : ImageDataset.Load($"{split} ({directory})", images, () => File.OpenRead(images), labels, () => File.OpenRead(labels),
+                classNames: Enumerable.Range(0, 10).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray());
+    }
+
+    /// <summary>
+    /// Whether the folder's training labels begin as Fashion-MNIST's do (the embedded subset is the first 6,000 of the
+    /// published file): the first 1,000, or all of a shorter file. MNIST's begin 5, 0, 4, 1, 9; Fashion-MNIST's 9, 0, 0, 3, 0.
+    /// </summary>
+    private static bool IsFashionMnist(string directory)
+    {
+        string path = Find(directory, "train-labels-idx1-ubyte");
+        byte[] labels = IdxFile.Read(path, expectedRank: 1).Data;
+        Assembly a = typeof(FashionMnist).Assembly;
+        string embedded = $"{ResourcePrefix}train-labels-idx1-ubyte.gz";
+        byte[] known = IdxFile.Read(embedded, () => a.GetManifestResourceStream(embedded) ?? throw new DataFormatException(embedded, "embedded resource missing from the library."), 1).Data;
+        int n = Math.Min(1000, labels.Length);
+        return n > 0 && labels.AsSpan(0, n).SequenceEqual(known.AsSpan(0, n));
     }
 
     /// <summary>One split of the embedded subset.</summary>

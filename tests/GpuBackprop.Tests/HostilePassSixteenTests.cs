@@ -1,5 +1,6 @@
 using System.Text;
 using GpuBackprop.Cli;
+using GpuBackprop.Data;
 using GpuBackprop.Training;
 
 namespace GpuBackprop.Tests;
@@ -219,5 +220,80 @@ public sealed class HostilePassSixteenTests : IDisposable
             "--data", data, "--image-size", "8x8", "--channels", "1", "--out", ok);
         Assert.True(c == ExitCode.Success && File.Exists(Path.Combine(ok, "checkpoint.gbp")), e);
         Assert.Empty(Directory.GetFileSystemEntries(dir, ".gpubackprop-probe*", SearchOption.AllDirectories));
+    }
+
+    /// <summary>An IDX folder of the first <paramref name="count"/> embedded Fashion-MNIST images, their labels replaced by <paramref name="labels"/> when given.</summary>
+    private string IdxFolder(string name, int count, Func<int, int>? labels = null)
+    {
+        string folder = Path.Combine(dir, name);
+        Directory.CreateDirectory(folder);
+        foreach (var (split, file) in new[] { ("train", "train"), ("t10k", "t10k") })
+        {
+            ImageDataset d = FashionMnist.LoadEmbedded(split).Take(count);
+            File.WriteAllBytes(Path.Combine(folder, $"{file}-images-idx3-ubyte"), IdxFile.Encode([count, 28, 28], d.ReadPixels()));
+            byte[] l = d.Labels.Select((v, i) => (byte)(labels?.Invoke(i) ?? v)).ToArray();
+            File.WriteAllBytes(Path.Combine(folder, $"{file}-labels-idx1-ubyte"), IdxFile.Encode([count], l));
+        }
+        return folder;
+    }
+
+    /// <summary>
+    /// Silently wrong (pass 14, F16): any IDX folder (MNIST's digits) got Fashion-MNIST's class names and normalisation,
+    /// so a 0 was a "T-shirt/top". Fashion-MNIST is recognised by its labels; other IDX data has numbered classes and
+    /// its own statistics.
+    /// </summary>
+    [Fact]
+    public void AnIdxFolderIsFashionMnistOnlyWhenItsLabelsAre()
+    {
+        var (train, _, source) = Datasets.Load(IdxFolder("fashion", 1000));
+        Assert.StartsWith("Fashion-MNIST from", source, StringComparison.Ordinal);
+        Assert.Equal(FashionMnist.ClassNames, train.ClassNames);
+        Assert.Equal([FashionMnist.Mean, FashionMnist.Std], [train.Mean[0], train.Std[0]]);
+
+        var (other, _, otherSource) = Datasets.Load(IdxFolder("digits", 1000, i => (i * 7 + 5) % 10));
+        Assert.Contains("not Fashion-MNIST by their labels", otherSource, StringComparison.Ordinal);
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)), other.ClassNames!);
+        var (mean, std) = ImageDataset.ChannelStatistics(other.ReadPixels(), 1, 28 * 28);
+        Assert.Equal(mean[0], other.Mean[0], 1e-6f); // |a-e| <= 1e-6: the same sums
+        Assert.Equal(std[0], other.Std[0], 1e-6f);
+        Assert.NotEqual(FashionMnist.Mean, other.Mean[0]);
+    }
+
+    /// <summary>
+    /// Found after the data loaded (pass 15, F8 and F12; pass 14, F6): eval or resume with an --image-size or --channels
+    /// other than the run's, without --data for a run that did not train on Fashion-MNIST (Fashion-MNIST was read), with
+    /// --epochs below the epochs done, and a resume of best.gbp into its folder's other run. Each is a usage error
+    /// before any data is read.
+    /// </summary>
+    [Fact]
+    public void ResumeAndEvalContradictionsAreFoundBeforeTheDataLoads()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
+        string run = Path.Combine(dir, "run");
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("train", "--device", "cpu", "--model", HostileInputs.LinearModel(dir, 1, 8, 2), "--epochs", "2", "--batch", "3",
+            "--data", data, "--image-size", "8x8", "--channels", "1", "--val-split", "0.5", "--out", run).Code);
+        string checkpoint = Path.Combine(run, "checkpoint.gbp"), best = Path.Combine(run, "best.gbp");
+        foreach (var (args, said) in new (string[], string)[]
+        {
+            (["eval", "--checkpoint", checkpoint], $"--checkpoint {checkpoint}: the run did not train on Fashion-MNIST (1x8x8 images, classes a, b), which is what is read without --data: give the run's --data."),
+            (["eval", "--checkpoint", checkpoint, "--data", data, "--image-size", "16x16"], $"--image-size 16x16: the run of --checkpoint {checkpoint} takes 1x8x8 images; leave it out"),
+            (["eval", "--checkpoint", checkpoint, "--data", data, "--channels", "3"], $"--channels 3: the run of --checkpoint {checkpoint} takes 1x8x8 images"),
+            (["train", "--resume", checkpoint, "--epochs", "3"], $"--resume {checkpoint}: the run did not train on Fashion-MNIST"),
+            (["train", "--resume", checkpoint, "--data", data, "--epochs", "1"], $"--epochs 1: the run of {checkpoint} has already done 2 epochs."),
+            (["train", "--resume", checkpoint, "--data", data, "--image-size", "9x8"], $"--image-size 9x8: the run of --resume {checkpoint} takes 1x8x8 images"),
+            (["train", "--resume", best, "--data", data, "--epochs", "3"], "holds another run"),
+        })
+        {
+            var (code, error, output) = InProcessCli.Run([.. args, "--device", "cpu"]);
+            Assert.True(code == ExitCode.Usage && error.Contains(said, StringComparison.Ordinal), $"{string.Join(' ', args)}: exit {code}, {error}");
+            Assert.DoesNotContain("data:", output, StringComparison.Ordinal); // said before the data line
+        }
+        // The run's own options, and a run of Fashion-MNIST without --data, still go.
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("eval", "--checkpoint", checkpoint, "--data", data, "--image-size", "8x8", "--channels", "1", "--device", "cpu").Code);
+        string digits = IdxFolder("digits", 64, i => (i * 7 + 5) % 10), digitRun = Path.Combine(dir, "digit-run");
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("train", "--device", "cpu", "--model", HostileInputs.LinearModel(dir, 1, 28, 10), "--epochs", "1", "--data", digits, "--out", digitRun).Code);
+        var (c, e, _) = InProcessCli.Run("eval", "--checkpoint", Path.Combine(digitRun, "checkpoint.gbp"), "--device", "cpu");
+        Assert.True(c == ExitCode.Usage && e.Contains("classes 0, 1, 2, 3, 4, ...", StringComparison.Ordinal), e);
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("eval", "--checkpoint", Path.Combine(digitRun, "checkpoint.gbp"), "--data", digits, "--device", "cpu").Code);
     }
 }
