@@ -106,6 +106,9 @@ internal sealed class BenchmarkSet
             throw new IOException($"{shapesPath}: not a benchmark set: {problem}");
     }
 
+    /// <summary>The top-level sections of a set (../shared/bench/shapes.json's: "about" and "nets" describe, the others run).</summary>
+    private static readonly string[] Sections = ["about", "conv", "maxpool", "avgpool", "gemm", "train", "nets"];
+
     /// <summary>The layout of a row of each section, as the file's "about" states it.</summary>
     private static readonly (string Section, string Layout)[] Layouts =
     [
@@ -128,6 +131,9 @@ internal sealed class BenchmarkSet
         foreach (JsonProperty part in root.EnumerateObject())
             if (part.Value.ValueKind == JsonValueKind.Object && Twice(part.Value) is string row2)
                 return $"{part.Name}.{row2} is given more than once.";
+        // A mistyped section ("gemms") was dropped without a word while its rows were meant to run.
+        if (root.EnumerateObject().Select(p => p.Name).FirstOrDefault(n => !Sections.Contains(n)) is string unknown)
+            return $"section '{Runtime.Messages.Printable(unknown)}' is not one of the set's ({string.Join(", ", Sections)}).";
         foreach (var (section, layout) in Layouts)
         {
             if (!root.TryGetProperty(section, out JsonElement rows) || rows.ValueKind != JsonValueKind.Object)

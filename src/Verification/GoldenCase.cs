@@ -155,7 +155,7 @@ internal sealed class GoldenCase
         {
             try
             {
-                using JsonDocument doc = JsonDocument.Parse(ReadText(index));
+                using JsonDocument doc = JsonDocument.Parse(ReadText(index), StrictJson);
                 if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("cases", out JsonElement list) || list.ValueKind != JsonValueKind.Array)
                     throw new GoldenFormatException(index, "malformed index: expected an object with a list 'cases' of case folder names.");
                 var names = new List<string>();
@@ -197,6 +197,9 @@ internal sealed class GoldenCase
     /// A case's or the index's JSON, read as the data files are (Data.DataFile): a FIFO blocked verify, /dev/zero filled
     /// memory; both are refused by name, and a file past 1 MiB is not read.
     /// </summary>
+    /// <summary>A key twice in case.json or index.json is refused: the last silently won ("op" twice ran the second op).</summary>
+    private static readonly JsonDocumentOptions StrictJson = new() { AllowDuplicateProperties = false };
+
     private static string ReadText(string path)
     {
         try
@@ -273,7 +276,7 @@ internal sealed class GoldenCase
             throw new GoldenFormatException(caseFile, "missing.");
         try
         {
-            using JsonDocument doc = JsonDocument.Parse(ReadText(caseFile));
+            using JsonDocument doc = JsonDocument.Parse(ReadText(caseFile), StrictJson);
             // Every field read with its kind and range checked, and named when wrong: a missing 'tolerance' was .NET's
             // "The given key was not present", a negative atol was accepted, and a dtype the .npy contradicts passed.
             JsonElement root = doc.RootElement;
