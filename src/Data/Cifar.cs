@@ -33,6 +33,9 @@ public static class Cifar
             throw new DataFormatException(directory, "holds neither CIFAR-10's test_batch.bin nor CIFAR-100's train.bin and test.bin: not a CIFAR folder.");
         // A folder or a FIFO of a batch's name is kept here, and refused by name when read (it was passed over).
         string[] batches = Enumerable.Range(1, 5).Select(i => Path.Combine(directory, $"data_batch_{i}.bin")).Where(Serialization.FileKind.Exists).ToArray();
+        // A batch past CIFAR-10's five (data_batch_6.bin) was left unread without a word.
+        if (Directory.EnumerateFileSystemEntries(directory, "data_batch_*.bin").Order(StringComparer.Ordinal).FirstOrDefault(f => !batches.Contains(f)) is string extra)
+            throw new DataFormatException(extra, "is not one of CIFAR-10's training batches (data_batch_1.bin to data_batch_5.bin), so it would not be read; remove or rename it.");
         if (batches.Length == 0)
             throw new DataFormatException(directory, "has test_batch.bin but no data_batch_N.bin to train on.");
         string[] classes = Names(directory, "batches.meta.txt", 10);
@@ -40,7 +43,7 @@ public static class Cifar
             $"CIFAR-10 from {directory} ({batches.Length} training batches)");
     }
 
-    /// <summary>Class names, one a line (trailing blank lines ignored); numbers when the file is absent.</summary>
+    /// <summary>Class names, one a line (trailing blank lines ignored, a blank one before a name refused); numbers when the file is absent.</summary>
     private static string[] Names(string directory, string file, int classes)
     {
         string path = Path.Combine(directory, file);
@@ -51,8 +54,24 @@ public static class Cifar
             throw new DataFormatException(path, "is a folder, not a class-names file.");
         // A names file is a few hundred bytes: read as the data files are (links, FIFOs, devices, at most 1 MiB).
         // Decoded as File.ReadAllLines decoded it (a byte-order mark is dropped, not made part of the first name).
-        using var reader = new StreamReader(new MemoryStream(DataFile.Read(path, 1 << 20)), detectEncodingFromByteOrderMarks: true);
-        string[] names = reader.ReadToEnd().Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
+        // Strictly: invalid UTF-8 became U+FFFD, and two damaged names then "named a class twice".
+        using var reader = new StreamReader(new MemoryStream(DataFile.Read(path, 1 << 20)), new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true), detectEncodingFromByteOrderMarks: true);
+        string text;
+        try
+        {
+            text = reader.ReadToEnd();
+        }
+        catch (System.Text.DecoderFallbackException e)
+        {
+            throw new DataFormatException(path, "is not UTF-8 text (or UTF-16 with its byte-order mark).", e);
+        }
+        List<string> lines = text.Split('\n').Select(l => l.Trim()).ToList();
+        while (lines.Count > 0 && lines[^1].Length == 0)
+            lines.RemoveAt(lines.Count - 1);
+        // A blank line among the names was dropped, and the names after it renumbered: each line is its class's name.
+        if (lines.FindIndex(l => l.Length == 0) is int blank and >= 0)
+            throw new DataFormatException(path, $"line {blank + 1} is blank: each line names the class of its number (0 first), so every class's line holds a name.");
+        string[] names = [.. lines];
         if (names.Length != classes)
             throw new DataFormatException(path, $"names {names.Length} classes; expected {classes}.");
         // The checks a checkpoint's names get (ClassNames): refused here, not after training wrote a checkpoint that

@@ -53,8 +53,9 @@ internal static class DataCache
     /// The cached labels, the pixels (read from the file as needed) and the files that did not decode, when the cache
     /// holds exactly <paramref name="header"/> and its checksums hold; else null.
     /// </summary>
-    public static (int[] Labels, PixelStore Pixels, Bad[] Bad)? TryOpen(string path, string header, int count, int imageSize)
+    public static (int[] Labels, PixelStore Pixels, Bad[] Bad)? TryOpen(string path, string header, int[] expectedLabels, int imageSize)
     {
+        int count = expectedLabels.Length;
         byte[] expected = Encoding.UTF8.GetBytes(header);
         long labelsAt = Magic.Length + 4L + expected.Length + 8;
         long pixelsAt = labelsAt + 4L * count;
@@ -102,6 +103,10 @@ internal static class DataCache
                 return null;
             int[] labels = new int[count];
             Buffer.BlockCopy(labelBytes, 0, labels, 0, labelBytes.Length);
+            // The labels are the header's files' (their class folders): a crafted cache with its checksums recomputed
+            // trained on swapped labels.
+            if (!labels.AsSpan().SequenceEqual(expectedLabels))
+                return null;
             PixelStore pixels = file.Range(pixelsAt, pixelBytes);
             return (labels, pixels, bad);
         }

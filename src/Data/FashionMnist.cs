@@ -31,6 +31,7 @@ public static class FashionMnist
                 throw new DataFormatException(directory, "no such folder.");
             // A folder of IDX files may be MNIST (or any other IDX set): Fashion-MNIST's names and statistics were given to
             // it, so an MNIST digit 0 was a "T-shirt/top". Fashion-MNIST is recognised by its labels, in the published order.
+            Find(directory, "train-images-idx3-ubyte"); // a folder without the images is named by them, not by its labels
             if (IsFashionMnist(directory))
                 return (LoadSplit(directory, "train"), LoadSplit(directory, "t10k"), $"Fashion-MNIST from {directory}");
             return (LoadSplit(directory, "train", fashion: false), LoadSplit(directory, "t10k", fashion: false),

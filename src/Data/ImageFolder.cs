@@ -197,7 +197,7 @@ public static class ImageFolder
             string cacheFile = Path.Combine(cacheFolder, $"{Path.GetFileName(split)}-{channels}x{height}x{width}.gbpdata");
             string header = DataCache.Header(split, files, channels, height, width, classes);
             string how = FromCache;
-            var cached = DataCache.TryOpen(cacheFile, header, files.Count, size);
+            var cached = DataCache.TryOpen(cacheFile, header, labels, size);
             if (cached is null)
             {
                 how = "";
@@ -208,7 +208,7 @@ public static class ImageFolder
                     Serialization.AtomicFile.Write(cacheFile, fs => DataCache.Write(fs, header, labels, size, Decode,
                         () => errors.Select((e, i) => (e, i)).Where(p => p.e is not null).Select(p => new DataCache.Bad(p.i, Problem(p.e!, files[p.i].Path))).ToArray()),
                         createFolder: true);
-                    cached = DataCache.TryOpen(cacheFile, header, files.Count, size);
+                    cached = DataCache.TryOpen(cacheFile, header, labels, size);
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
