@@ -381,7 +381,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 {
                     t.LoadWeights(weights);
                 }
-                catch (Serialization.SafeTensorsException e) when (e.InnerException is ArgumentException fit)
+                catch (Serialization.SafeTensorsException e) when (e.InnerException is ArgumentException fit and not ArgumentOutOfRangeException)
                 {
                     // Weights that do not fit the model (names, shapes, dtypes) are a model that does not fit, exit 2 naming
                     // the option; a damaged file stays exit 1.
@@ -436,6 +436,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         AnsiConsole.MarkupLine($"model: [bold]{Usage.Shown(Models.NameOf(config.Model))}[/] ({trainer.Model.ParameterCount:N0} parameters), {config.Optimizer.Kind} lr {config.Optimizer.LearningRate.ToString(CultureInfo.InvariantCulture)}, batch {config.BatchSize}, schedule {config.Schedule}, seed {config.Seed}");
         if (resume is not null)
             AnsiConsole.MarkupLine($"resumed from {Usage.Shown(resume)} after epoch {trainer.EpochsDone}");
+        // Said as held out: each class rounds its share, so 0.5 of small classes held out more than half without a word.
+        if (trainer.SplitCounts is { Validation: > 0 } split)
+            AnsiConsole.MarkupLine($"validation: {split.Validation:N0} of {split.Validation + split.Training:N0} training images held out ({100.0 * split.Validation / (split.Validation + split.Training):F1}%; --val-split {config.ValidationSplit.ToString("G7", CultureInfo.InvariantCulture)} of each class, rounded)");
 
         string metricsPath = Path.Combine(outDir, MetricsName);
         string stepsPath = Path.Combine(outDir, StepsName);

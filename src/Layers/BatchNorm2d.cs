@@ -77,6 +77,9 @@ public sealed class BatchNorm2d : Module
     public Tensor? RunningMean => runningMean;
     /// <summary>The running variance (C), or null without tracking.</summary>
     public Tensor? RunningVar => runningVar;
+    /// <summary>The largest <see cref="NumBatchesTracked"/> read from a file: no run takes 2^53 steps, and a count near 2^63 wrapped to negative in training.</summary>
+    public const long MaxBatchesTracked = 1L << 53;
+
     /// <summary>Training-mode forward passes so far (PyTorch's num_batches_tracked; saved with the state).</summary>
     public long NumBatchesTracked { get; set; }
 

@@ -122,8 +122,10 @@ public abstract class Module : IDisposable
                 // count, not negative (-1 made the cumulative average's first step divide by zero: "diverged" at lr 0).
                 if (t.Longs is not { Length: 1 } || t.Shape.Length != 0)
                     throw new ArgumentException($"State entry '{name}' must be an I64 scalar (shape []); got {(t.Longs is null ? "F32" : "I64")} of shape [{string.Join(", ", t.Shape)}].", nameof(file));
-                if (t.Longs[0] < 0)
-                    throw new ArgumentException($"State entry '{name}' is {t.Longs[0]}: a count of batches is not negative.", nameof(file));
+                // Values out of range are ArgumentOutOfRangeException: the file's content (exit 1), where a name or shape that
+                // does not fit the model is the model's (exit 2).
+                if (t.Longs[0] is < 0 or > BatchNorm2d.MaxBatchesTracked)
+                    throw new ArgumentOutOfRangeException(nameof(file), $"State entry '{name}' is {t.Longs[0]}: a count of batches is 0 to 2^53.");
                 continue;
             }
             if (t.Floats is null)
@@ -132,9 +134,9 @@ public abstract class Module : IDisposable
             // without naming where it came from; a running variance must not be negative.
             int bad = Array.FindIndex(t.Floats, v => !float.IsFinite(v) || Math.Abs(v) > 1e30f);
             if (bad >= 0)
-                throw new ArgumentException($"State entry '{name}'[{bad}] is {t.Floats[bad]}: weights must be finite and at most 1e30 in size.", nameof(file));
+                throw new ArgumentOutOfRangeException(nameof(file), $"State entry '{name}'[{bad}] is {t.Floats[bad]}: weights must be finite and at most 1e30 in size.");
             if (name.EndsWith("running_var", StringComparison.Ordinal) && Array.FindIndex(t.Floats, v => v < 0) is int negative and >= 0)
-                throw new ArgumentException($"State entry '{name}'[{negative}] is {t.Floats[negative]}: a running variance is not negative.", nameof(file));
+                throw new ArgumentOutOfRangeException(nameof(file), $"State entry '{name}'[{negative}] is {t.Floats[negative]}: a running variance is not negative.");
             floats[name] = (t.Shape, t.Floats);
         }
         LoadStateDict(floats);

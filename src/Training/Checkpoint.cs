@@ -139,6 +139,18 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
                 _ => Runtime.Messages.OneLine(e.Message),
             }}", e);
         }
+        // Each command that reads a checkpoint sees the same refusals (predict and export used the configuration's model
+        // where eval refused the file, and named a twice-stored tensor in .NET's words).
+        if (Config.Model != Model)
+            throw new CheckpointException(path, $"names model '{Model}' in its header but '{Config.Model}' in its configuration.");
+        if (Tensors.GroupBy(t => t.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { Key: string twice })
+            throw new CheckpointException(path, $"holds tensor '{twice}' twice.");
+        // The trainer stores the names with the input and the architecture: without them the names' count went unchecked
+        // (three names for ten outputs ended predict --json in an index error).
+        if (Config.ClassNames is not null && (Config.Input is null || Config.Architecture is null))
+            throw new CheckpointException(path, "names its classes but stores no input or architecture to check them against (every run that names classes stores both).");
+        if (Config.Input is [int channels, ..] && Config.Normalization is { Length: var values } && values != 2 && values != 2 * channels)
+            throw new CheckpointException(path, $"the stored normalisation holds {values} values; its {channels}-channel input needs {2 * channels} (a mean and a std per channel).");
         // Names are printed to the terminal: an escape sequence in one cleared the screen or recoloured it.
         if (Data.ClassNames.Unprintable(Model) || (Config.ClassNames?.Any(n => n is null || Data.ClassNames.Unprintable(n)) ?? false))
             throw new CheckpointException(path, "a model or class name holds control or formatting characters (or is missing).");
@@ -179,7 +191,7 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
 
     private static Checkpoint Parse(string path, byte[] body)
     {
-        string part = "model name";
+        string part = "model name is";
         try
         {
             using var fs = new MemoryStream(body, writable: false);
@@ -187,13 +199,13 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
             r.ReadBytes(Magic.Length);
             int version = r.ReadInt32();
             string model = ReadString(r, fs);
-            part = "configuration";
+            part = "configuration is";
             TrainConfig config = TrainConfig.FromJson(ReadString(r, fs));
-            part = "epoch results";
+            part = "epoch results are";
             List<EpochResult> history = version >= 4
                 ? System.Text.Json.JsonSerializer.Deserialize<List<EpochResult>>(ReadString(r, fs), TrainConfig.Strict) ?? throw new CheckpointException(path, "the stored epoch results are null.")
                 : [];
-            part = "tensor names";
+            part = "tensor names are";
             int epoch = r.ReadInt32();
             long steps = r.ReadInt64();
             ulong[] rng = [r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64()];
@@ -235,12 +247,12 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
         }
         catch (System.Text.Json.JsonException e)
         {
-            throw new CheckpointException(path, $"the stored {part} is malformed: {Runtime.Messages.Json(e)}.", e);
+            throw new CheckpointException(path, $"the stored {part} malformed: {Runtime.Messages.Json(e)}.", e);
         }
         catch (DecoderFallbackException e)
         {
             // Decoded leniently, invalid bytes in a model or class name became U+FFFD without a word.
-            throw new CheckpointException(path, $"the stored {part} is not UTF-8 text.", e);
+            throw new CheckpointException(path, $"the stored {part} not UTF-8 text.", e);
         }
     }
 

@@ -98,6 +98,9 @@ public abstract class Optimizer : IDisposable
     /// <summary>The state tensors in a fixed order, for checkpoints.</summary>
     public abstract IReadOnlyList<Tensor> State { get; }
 
+    /// <summary>What is wrong with <paramref name="values"/> as state tensor <paramref name="index"/>, or null (checked as a checkpoint is restored).</summary>
+    internal virtual string? StateProblem(int index, float[] values) => null;
+
     /// <summary>Applies one update to every parameter.</summary>
     public abstract void Step();
 
@@ -172,6 +175,11 @@ public sealed class Adam : Optimizer
 
     /// <inheritdoc />
     public override IReadOnlyList<Tensor> State => moments;
+
+    /// <inheritdoc />
+    /// <remarks>Second moments (the second half) are averages of squares: a negative one made the resumed run "diverge" at its next step, naming no file.</remarks>
+    internal override string? StateProblem(int index, float[] values) =>
+        index >= moments.Length / 2 && Array.FindIndex(values, v => v < 0) is int bad and >= 0 ? $"[{bad}] is {values[bad]}: an Adam second moment is not negative." : null;
 
     /// <inheritdoc />
     public override void Step()

@@ -487,6 +487,12 @@ public sealed class Trainer : IDisposable
     /// <summary>Accuracy, loss and confusion matrix on the validation split, or null when the run has none.</summary>
     public Evaluation? EvaluateValidation() => validation is null ? null : Evaluate(validation);
 
+    /// <summary>
+    /// The images held out for validation (0 without a split) and those trained on: each class's share is rounded to the
+    /// nearest image, halves up, so the held-out part can pass the fraction (classes of 13 at 0.5 hold out 7 each).
+    /// </summary>
+    public (int Validation, int Training) SplitCounts => (validation?.Count ?? 0, train.Count);
+
     /// <summary>The epoch with the best validation accuracy so far (the first of equals), or null without validation or epochs.</summary>
     public EpochResult? BestEpoch =>
         history.Where(r => r.ValidationAccuracy is not null).Aggregate((EpochResult?)null, (best, r) => best is null || r.ValidationAccuracy > best.ValidationAccuracy ? r : best);
@@ -625,23 +631,34 @@ public sealed class Trainer : IDisposable
     {
         var counters = c.Tensors.Where(t => t.Name.StartsWith("counter/", StringComparison.Ordinal))
             .ToDictionary(t => t.Name["counter/".Length..], t => t.Data, StringComparer.Ordinal);
+        // Each counter one the model has, of two halves: an unknown one was ignored, a wrong-length one silently
+        // replaced by the step count.
+        foreach (var (name, bits) in counters)
+            if (bits.Length != 2)
+                throw new CheckpointException(path, $"counter '{name}' holds {bits.Length} values; a counter is an int64 in two.");
+        var used = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (name, m) in model.NamedModules())
         {
             if (m is BatchNorm2d bn)
             {
-                bn.NumBatchesTracked = counters.TryGetValue(name + ".num_batches_tracked", out float[]? bits) && bits.Length == 2 ? Counter.Decode(bits) : c.Steps;
-                // Range-checked as if there were no checksum (a negative count divides by zero in the cumulative average).
-                if (bn.NumBatchesTracked < 0)
-                    throw new CheckpointException(path, $"the count of batches of {name} is {bn.NumBatchesTracked}; a count is not negative.");
+                used.Add(name + ".num_batches_tracked");
+                bn.NumBatchesTracked = counters.TryGetValue(name + ".num_batches_tracked", out float[]? bits) ? Counter.Decode(bits) : c.Steps;
+                // Range-checked as if there were no checksum (a negative count divides by zero in the cumulative average; one
+                // near 2^63 wrapped to negative in training, and the run's next checkpoint could not be loaded).
+                if (bn.NumBatchesTracked is < 0 or > BatchNorm2d.MaxBatchesTracked)
+                    throw new CheckpointException(path, $"the count of batches of {name} is {bn.NumBatchesTracked}; a count is 0 to 2^53.");
             }
             else if (m is Dropout dropout)
             {
+                used.Add(name + ".seed");
                 dropout.Step = c.Steps;
                 // Checkpoints before the key was stored: the key the layer list builds, as those runs used.
-                if (counters.TryGetValue(name + ".seed", out float[]? key) && key.Length == 2)
+                if (counters.TryGetValue(name + ".seed", out float[]? key))
                     dropout.Seed = Counter.Decode(key);
             }
         }
+        if (counters.Keys.FirstOrDefault(k => !used.Contains(k)) is string unknown)
+            throw new CheckpointException(path, $"holds counter '{unknown}', which the model does not have.");
     }
 
     /// <summary>An int64 counter stored in a float32 checkpoint tensor: its two halves as float bit patterns.</summary>
@@ -738,8 +755,6 @@ public sealed class Trainer : IDisposable
     private static Trainer ResumeCore(ComputeDevice device, string path, ImageDataset train, ImageDataset test, long? dataMemory, bool evaluationOnly, ICollective? replicas, bool overlap)
     {
         Checkpoint c = Checkpoint.Load(path);
-        if (c.Config.Model != c.Model)
-            throw new CheckpointException(path, $"names model '{c.Model}' in its header but '{c.Config.Model}' in its configuration.");
         // Each replica's share of the data and of every batch depends on their number: another number would not
         // continue the run (evaluation does not care).
         int size = replicas?.Size ?? 1;
@@ -784,6 +799,8 @@ public sealed class Trainer : IDisposable
             var (wantName, target) = expected[i];
             if (name != wantName || !target.Shape.SequenceEqual(shape))
                 throw new CheckpointException(path, $"tensor {i} is '{name}' [{string.Join(", ", shape)}]; expected '{wantName}' {target.ShapeText}.");
+            if (i >= expected.Count - state.Count && Optimizer.StateProblem(i - (expected.Count - state.Count), data) is string problem)
+                throw new CheckpointException(path, $"tensor '{name}' {problem}");
             target.Upload(data);
         }
         EpochsDone = c.Epoch;

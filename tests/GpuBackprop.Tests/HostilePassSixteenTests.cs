@@ -43,7 +43,7 @@ public sealed class HostilePassSixteenTests : IDisposable
     public void AForgedConfigurationIsReadStrictlyAndTheFieldNamed()
     {
         string good = Path.Combine(dir, "good.gbp");
-        new Training.Checkpoint("lenet5", new TrainConfig { Model = "lenet5", Epochs = 2, ClassNames = ["a", "b"] }, 0, 0, [1, 2, 3, 4], []).Save(good);
+        new Training.Checkpoint("lenet5", new TrainConfig { Model = "lenet5", Epochs = 2 }, 0, 0, [1, 2, 3, 4], []).Save(good);
         Assert.Equal(2, Training.Checkpoint.Load(good).Config.Epochs);
         var forged = new (string Name, Func<byte[], byte[]> Model, Func<string, string> Config, string Says)[]
         {
@@ -295,5 +295,208 @@ public sealed class HostilePassSixteenTests : IDisposable
         var (c, e, _) = InProcessCli.Run("eval", "--checkpoint", Path.Combine(digitRun, "checkpoint.gbp"), "--device", "cpu");
         Assert.True(c == ExitCode.Usage && e.Contains("classes 0, 1, 2, 3, 4, ...", StringComparison.Ordinal), e);
         Assert.Equal(ExitCode.Success, InProcessCli.Run("eval", "--checkpoint", Path.Combine(digitRun, "checkpoint.gbp"), "--data", digits, "--device", "cpu").Code);
+    }
+
+    /// <summary>A run of <paramref name="model"/> on an 8x8 two-class image folder (6 training images), its folder returned.</summary>
+    private string TinyRun(string name, string model, params string[] more)
+    {
+        string data = Path.Combine(dir, "data");
+        if (!Directory.Exists(data))
+            HostileInputs.ImageFolder(data, ["a", "b"], side: 8);
+        string run = Path.Combine(dir, name);
+        var (code, error, _) = InProcessCli.Run(["train", "--device", "cpu", "--model", model, "--epochs", "1", "--batch", "3", "--data", data,
+            "--image-size", "8x8", "--channels", "1", "--out", run, .. more]);
+        Assert.True(code == ExitCode.Success, error);
+        return run;
+    }
+
+    private string BatchNormModel()
+    {
+        string model = Path.Combine(dir, "bn8.json");
+        File.WriteAllText(model, """
+            {"input": [1, 8, 8], "classes": 2, "layers": [{"type": "batch_norm2d", "num_features": 1}, {"type": "flatten"},
+              {"type": "dropout", "p": 0.2}, {"type": "linear", "in_features": 64, "out_features": 2}]}
+            """);
+        return model;
+    }
+
+    /// <summary>
+    /// Pass 16, F1, F2, F3, F7: checkpoints crafted with a valid checksum that eval refused but predict and export took
+    /// (a header model other than the configuration's), that ended predict --json in an index error (three class names
+    /// and no stored input to check them against), or were named in .NET's words (a tensor twice) or without the file
+    /// (a normalisation for another channel count). Each is refused by Load, so by every command, naming the file.
+    /// </summary>
+    [Fact]
+    public void EveryCommandRefusesACheckpointThatContradictsItself()
+    {
+        string run = TinyRun("run", HostileInputs.LinearModel(dir, 1, 8, 2));
+        Training.Checkpoint c = Training.Checkpoint.Load(Path.Combine(run, "checkpoint.gbp"));
+        var crafted = new (string Name, Training.Checkpoint Checkpoint, string Says)[]
+        {
+            ("names", c with { Config = c.Config with { ClassNames = ["a", "b", "c"], Input = null } }, "names its classes but stores no input or architecture"),
+            ("twice", c with { Tensors = [c.Tensors[0], .. c.Tensors] }, $"holds tensor '{c.Tensors[0].Name}' twice."),
+            ("header", c with { Model = "cnn2" }, "names model 'cnn2' in its header but"),
+            ("norm", c with { Config = c.Config with { Normalization = [0.1f, 0.2f, 0.3f, 0.4f] } }, "the stored normalisation holds 4 values; its 1-channel input needs 2"),
+        };
+        string images = Path.Combine(dir, "data", "val", "a");
+        foreach (var (name, bad, says) in crafted)
+        {
+            string path = Path.Combine(dir, $"{name}.gbp");
+            bad.Save(path);
+            foreach (string[] args in new[]
+            {
+                new[] { "predict", "--checkpoint", path, "--images", images, "--json", "--device", "cpu" },
+                ["export", "--checkpoint", path, "--onnx", Path.Combine(dir, $"{name}.onnx")],
+                ["eval", "--checkpoint", path, "--data", Path.Combine(dir, "data"), "--device", "cpu"],
+            })
+            {
+                var (code, error, output) = InProcessCli.Run(args);
+                Assert.True(code == ExitCode.Failure && error.StartsWith($"error: {path}", StringComparison.Ordinal) && error.Contains(says, StringComparison.Ordinal),
+                    $"{name}, {args[0]}: exit {code}, {error}");
+                Assert.Equal("", output.Trim());
+            }
+        }
+    }
+
+    /// <summary>
+    /// Pass 16, F4, F5, F6, F10: a num_batches_tracked of 2^63-1 from --init-weights wrapped to negative in training and the
+    /// run's checkpoint could not be loaded; negative Adam second moments made a resume "diverge"; counters the model
+    /// does not have, or of the wrong length, were ignored; a NaN weight in --init-weights was exit 2 where a malformed
+    /// file is 1. Each is refused as the file's fault (exit 1), naming the tensor.
+    /// </summary>
+    [Fact]
+    public void CountersMomentsAndWeightValuesAreRangeCheckedAsTheFilesFault()
+    {
+        string model = BatchNormModel();
+        string run = TinyRun("bn", model);
+        string weights = Path.Combine(dir, "bn.safetensors");
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("export", "--checkpoint", Path.Combine(run, "checkpoint.gbp"), "--safetensors", weights).Code);
+        var state = Serialization.SafeTensors.Read(weights);
+        string huge = Path.Combine(dir, "huge.safetensors"), nan = Path.Combine(dir, "nan.safetensors");
+        Serialization.SafeTensors.Write(huge, state.Select(kv => kv.Key == "0.num_batches_tracked" ? new KeyValuePair<string, Serialization.SafeTensor>(kv.Key, Serialization.SafeTensor.Of([], [long.MaxValue])) : kv));
+        Serialization.SafeTensors.Write(nan, state.Select(kv => kv.Key == "3.weight" ? new KeyValuePair<string, Serialization.SafeTensor>(kv.Key, Serialization.SafeTensor.Of(kv.Value.Shape, kv.Value.Floats!.Select(_ => float.NaN).ToArray())) : kv));
+        foreach (var (file, says) in new[] { (huge, "'0.num_batches_tracked' is 9223372036854775807: a count of batches is 0 to 2^53"), (nan, "'3.weight'[0] is NaN") })
+        {
+            var (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--model", model, "--epochs", "1", "--batch", "3", "--data", Path.Combine(dir, "data"),
+                "--image-size", "8x8", "--channels", "1", "--init-weights", file, "--out", Path.Combine(dir, "init-" + Path.GetFileName(file)));
+            Assert.True(code == ExitCode.Failure && error.Contains(says, StringComparison.Ordinal), $"{file}: exit {code}, {error}");
+        }
+
+        Training.Checkpoint c = Training.Checkpoint.Load(Path.Combine(run, "checkpoint.gbp"));
+        string counter = c.Tensors.First(t => t.Name.StartsWith("counter/", StringComparison.Ordinal)).Name;
+        var crafted = new (string Name, Training.Checkpoint Checkpoint, string Says)[]
+        {
+            ("unknown", c with { Tensors = [.. c.Tensors, ("counter/bogus", [2], [0f, 0f])] }, "holds counter 'bogus', which the model does not have."),
+            ("length", c with { Tensors = [.. c.Tensors.Select(t => t.Name == counter ? (t.Name, (int[])[3], new float[3]) : t)] }, $"counter '{counter["counter/".Length..]}' holds 3 values"),
+        };
+        foreach (var (name, bad, says) in crafted)
+        {
+            string path = Path.Combine(dir, $"{name}.gbp");
+            bad.Save(path);
+            foreach (string[] args in new[] { new[] { "export", "--checkpoint", path, "--safetensors", Path.Combine(dir, $"{name}.st") }, ["eval", "--checkpoint", path, "--data", Path.Combine(dir, "data"), "--device", "cpu"] })
+            {
+                var (code, error, _) = InProcessCli.Run(args);
+                Assert.True(code == ExitCode.Failure && error.Contains(says, StringComparison.Ordinal), $"{name}, {args[0]}: exit {code}, {error}");
+            }
+        }
+
+        string adamRun = TinyRun("adam", HostileInputs.LinearModel(dir, 1, 8, 2), "--optimizer", "adam");
+        Training.Checkpoint a = Training.Checkpoint.Load(Path.Combine(adamRun, "checkpoint.gbp"));
+        var optim = a.Tensors.Where(t => t.Name.StartsWith("optim/", StringComparison.Ordinal)).Select(t => t.Name).ToList();
+        string second = optim[optim.Count / 2]; // the first second moment: first moments come first
+        string negative = Path.Combine(dir, "adam-negative.gbp"), firstNegative = Path.Combine(dir, "adam-first.gbp");
+        (a with { Tensors = [.. a.Tensors.Select(t => t.Name == second ? (t.Name, t.Shape, t.Data.Select(_ => -1f).ToArray()) : t)] }).Save(negative);
+        (a with { Tensors = [.. a.Tensors.Select(t => t.Name == optim[0] ? (t.Name, t.Shape, t.Data.Select(_ => -1f).ToArray()) : t)] }).Save(firstNegative);
+        string[] resume = ["train", "--device", "cpu", "--epochs", "2", "--data", Path.Combine(dir, "data")];
+        var (rc, rerror, _) = InProcessCli.Run([.. resume, "--resume", negative, "--out", Path.Combine(dir, "adam-resumed")]);
+        Assert.True(rc == ExitCode.Failure && rerror.Contains($"tensor '{second}' [0] is -1: an Adam second moment is not negative.", StringComparison.Ordinal), $"exit {rc}, {rerror}");
+        // A first moment may be negative: that resume trains.
+        (rc, rerror, _) = InProcessCli.Run([.. resume, "--resume", firstNegative, "--out", Path.Combine(dir, "adam-first-resumed")]);
+        Assert.True(rc == ExitCode.Success, rerror);
+    }
+
+    /// <summary>
+    /// Pass 16, F9, F12, F13: a key given twice, the last silently winning, in a safetensors entry ("shape" twice), in a
+    /// golden case.json ("op" twice ran the second op) or index.json; and a benchmark set's unknown section, dropped.
+    /// </summary>
+    [Fact]
+    public void KeysTwiceAndUnknownSectionsAreRefused()
+    {
+        byte[] header = Encoding.UTF8.GetBytes("""{"w":{"dtype":"F32","shape":[1],"shape":[2],"data_offsets":[0,8]}}""");
+        var e = Assert.Throws<Serialization.SafeTensorsException>(() => Serialization.SafeTensors.Parse("w.safetensors", [.. BitConverter.GetBytes((ulong)header.Length), .. header, .. new byte[8]]));
+        Assert.Contains("tensor 'w' has field 'shape' twice.", e.Message, StringComparison.Ordinal);
+        header = Encoding.UTF8.GetBytes("""{"__metadata__":{"format":"pt","format":"np"},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}""");
+        e = Assert.Throws<Serialization.SafeTensorsException>(() => Serialization.SafeTensors.Parse("w.safetensors", [.. BitConverter.GetBytes((ulong)header.Length), .. header, .. new byte[8]]));
+        Assert.Contains("__metadata__ names 'format' twice.", e.Message, StringComparison.Ordinal);
+
+        var (golden, caseDir, _) = HostilePassTwelveTests.CopyCase(dir, "twice", "relu");
+        string caseFile = Path.Combine(caseDir, "case.json");
+        string text = File.ReadAllText(caseFile);
+        File.WriteAllText(caseFile, text.Replace("\"op\": \"relu\"", "\"op\": \"relu\", \"op\": \"sigmoid\"", StringComparison.Ordinal));
+        var (code, error, output) = InProcessCli.Run("verify", "--device", "cpu", "--golden", golden);
+        Assert.True(code == ExitCode.Failure && error.Contains("case.json: not valid JSON: a key given twice", StringComparison.Ordinal), $"exit {code}: {error}{output}");
+        File.WriteAllText(caseFile, text);
+        File.WriteAllText(Path.Combine(golden, "index.json"), $$"""{"cases": ["{{Path.GetFileName(caseDir)}}"], "cases": []}""");
+        (code, error, output) = InProcessCli.Run("verify", "--device", "cpu", "--golden", golden);
+        Assert.True(code == ExitCode.Failure && error.Contains("a key given twice", StringComparison.Ordinal), $"exit {code}: {error}{output}");
+
+        // A set of one small row runs; with a mistyped section too it is refused, naming the section.
+        string shapes = Path.Combine(dir, "shapes.json");
+        File.WriteAllText(shapes, """{"conv": {}, "maxpool": {}, "avgpool": {}, "gemm": {"tiny": [2, 3, 4]}, "train": {}}""");
+        var (benchCode, benchError, _) = InProcessCli.Run("bench", "--device", "cpu", "--shapes", shapes);
+        Assert.True(benchCode == ExitCode.Success, benchError);
+        File.WriteAllText(shapes, """{"conv": {}, "maxpool": {}, "avgpool": {}, "gemm": {"tiny": [2, 3, 4]}, "train": {}, "gemms": {"a": [1, 2, 3]}}""");
+        (code, error, _) = InProcessCli.Run("bench", "--device", "cpu", "--shapes", shapes);
+        Assert.True(code == ExitCode.Failure && error.Contains("section 'gemms' is not one of the set's (about, conv, maxpool, avgpool, gemm, train, nets).", StringComparison.Ordinal), $"exit {code}: {error}");
+    }
+
+    /// <summary>
+    /// Pass 16, F11, F14, F15 (and pass 15, F9): a CIFAR names file with a blank line among the names (dropped, the rest
+    /// renumbered) or invalid UTF-8 (U+FFFD); a data_batch_6.bin left unread without a word; an image-folder cache whose
+    /// labels were swapped (checksums recomputed) trained on them; and --val-split 0.5 holding out more than half
+    /// without saying so.
+    /// </summary>
+    [Fact]
+    public void DataThatWouldBeMisreadIsRefusedOrSaid()
+    {
+        string cifar = Path.Combine(dir, "cifar");
+        Directory.CreateDirectory(cifar);
+        byte[] records = Enumerable.Range(0, 4).SelectMany(i => new byte[] { (byte)i }.Concat(Enumerable.Repeat((byte)(i * 50), 3072))).ToArray();
+        File.WriteAllBytes(Path.Combine(cifar, "data_batch_1.bin"), records);
+        File.WriteAllBytes(Path.Combine(cifar, "test_batch.bin"), records);
+        string names = Path.Combine(cifar, "batches.meta.txt");
+        string[] ten = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+        File.WriteAllText(names, string.Join('\n', ten) + "\n\n");
+        Assert.Equal(ten, Datasets.Load(cifar).Train.ClassNames); // trailing blank lines are fine
+        File.WriteAllText(names, "airplane\n\n" + string.Join('\n', ten[1..]) + "\n");
+        Assert.Contains("line 2 is blank", Assert.Throws<DataFormatException>(() => Datasets.Load(cifar)).Message, StringComparison.Ordinal);
+        File.WriteAllBytes(names, [.. Encoding.UTF8.GetBytes(string.Join('\n', ten[..9]) + "\ntr"), 0xff, (byte)'k']);
+        Assert.Contains("is not UTF-8 text", Assert.Throws<DataFormatException>(() => Datasets.Load(cifar)).Message, StringComparison.Ordinal);
+        File.WriteAllText(names, string.Join('\n', ten));
+        File.WriteAllBytes(Path.Combine(cifar, "data_batch_6.bin"), records);
+        var e = Assert.Throws<DataFormatException>(() => Datasets.Load(cifar));
+        Assert.True(e.File.EndsWith("data_batch_6.bin", StringComparison.Ordinal) && e.Message.Contains("would not be read", StringComparison.Ordinal), e.Message);
+
+        // The cache: labels swapped and both checksums recomputed are decoded again, the class folders' labels kept.
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "images"), ["a", "b"], side: 8);
+        var options = new DataOptions(DataFormat.Folder, 1, 8, 8);
+        int[] labels = Datasets.Load(data, options).Train.Labels;
+        string cache = Directory.GetFiles(Path.Combine(data, ".gpubackprop-cache"), "train-*.gbpdata").Single();
+        byte[] file = File.ReadAllBytes(cache);
+        int labelsAt = 8 + 4 + BitConverter.ToInt32(file, 8) + 8;
+        for (int i = 0; i < labels.Length; i++)
+            BitConverter.GetBytes(1 - labels[i]).CopyTo(file, labelsAt + 4 * i);
+        int tailAt = labelsAt + 4 * labels.Length + labels.Length * 64;
+        int badLength = BitConverter.ToInt32(file, tailAt);
+        ulong sum = System.IO.Hashing.XxHash64.HashToUInt64(file.AsSpan(labelsAt, tailAt + 4 + badLength - labelsAt));
+        BitConverter.GetBytes(sum).CopyTo(file, tailAt + 4 + badLength);
+        File.WriteAllBytes(cache, file);
+        Assert.Equal(labels, Datasets.Load(data, options).Train.Labels);
+        Assert.Equal(labels, Datasets.Load(data, options).Train.Labels); // and the rewritten cache reads back the same
+
+        var (code, error, output) = InProcessCli.Run("train", "--device", "cpu", "--model", HostileInputs.LinearModel(dir, 1, 8, 2), "--epochs", "1", "--batch", "2",
+            "--data", data, "--image-size", "8x8", "--channels", "1", "--val-split", "0.5", "--out", Path.Combine(dir, "split-run"));
+        Assert.True(code == ExitCode.Success, error);
+        Assert.Contains("validation: 4 of 6 training images held out (66.7%; --val-split 0.5 of each class, rounded)", string.Join(' ', output.Split((char[])[' ', '\n'], StringSplitOptions.RemoveEmptyEntries)), StringComparison.Ordinal);
     }
 }
