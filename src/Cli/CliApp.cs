@@ -76,6 +76,8 @@ internal static class CliApp
                                       or Serialization.OnnxExportException or Distributed.ReplicaFailedException)
         {
             // ArgumentException's "(Parameter 'train')" names a .NET parameter, not anything the user gave.
+            if (e is IOException && WritingTheConsole(e))
+                return Error($"standard output cannot be written: {e.Message}", ExitCode.Failure);
             return Error(e is ArgumentException a ? Messages.WithoutParameter(a) : e.Message, ExitCode.Failure);
         }
         catch (OutOfMemoryException e)
@@ -89,6 +91,13 @@ internal static class CliApp
             return ExitCode.Failure;
         }
     }
+
+    /// <summary>
+    /// Whether <paramref name="e"/> was thrown writing the console's own stream: "gpubackprop summary > /dev/full" said
+    /// "No space left on device", naming no file, as if one of the command's files had failed.
+    /// </summary>
+    private static bool WritingTheConsole(Exception e) =>
+        e.StackTrace is string trace && (trace.Contains("System.ConsolePal", StringComparison.Ordinal) || trace.Contains("ConsoleStream", StringComparison.Ordinal));
 
     /// <summary>Each command's settings, for the check of option values that runs before Spectre parses.</summary>
     private static readonly Dictionary<string, Type> SettingsOf = new(StringComparer.Ordinal)

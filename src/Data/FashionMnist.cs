@@ -32,10 +32,14 @@ public static class FashionMnist
             // A folder of IDX files may be MNIST (or any other IDX set): Fashion-MNIST's names and statistics were given to
             // it, so an MNIST digit 0 was a "T-shirt/top". Fashion-MNIST is recognised by its labels, in the published order.
             Find(directory, "train-images-idx3-ubyte"); // a folder without the images is named by them, not by its labels
-            if (IsFashionMnist(directory))
-                return (LoadSplit(directory, "train"), LoadSplit(directory, "t10k"), $"Fashion-MNIST from {directory}");
-            return (LoadSplit(directory, "train", fashion: false), LoadSplit(directory, "t10k", fashion: false),
-                $"IDX files from {directory} (not Fashion-MNIST by their labels: classes numbered, normalised by the training images' own statistics)");
+            bool fashion = IsFashionMnist(directory);
+            ImageDataset train = LoadSplit(directory, "train", fashion), test = LoadSplit(directory, "t10k", fashion);
+            // Said of the file (the trainer's own check named neither).
+            if ((test.Height, test.Width) != (train.Height, train.Width))
+                throw new DataFormatException(Find(directory, "t10k-images-idx3-ubyte"),
+                    $"holds {test.Height}x{test.Width} images; the training images ({Find(directory, "train-images-idx3-ubyte")}) are {train.Height}x{train.Width}.");
+            return (train, test, fashion ? $"Fashion-MNIST from {directory}"
+                : $"IDX files from {directory} (not Fashion-MNIST by their labels: classes numbered, normalised by the training images' own statistics)");
         }
         if (File.Exists(Path.Combine(DebianDirectory, "train-images-idx3-ubyte.gz")))
             return (LoadSplit(DebianDirectory, "train"), LoadSplit(DebianDirectory, "t10k"), $"Fashion-MNIST from {DebianDirectory}");

@@ -499,4 +499,29 @@ public sealed class HostilePassSixteenTests : IDisposable
         Assert.True(code == ExitCode.Success, error);
         Assert.Contains("validation: 4 of 6 training images held out (66.7%; --val-split 0.5 of each class, rounded)", string.Join(' ', output.Split((char[])[' ', '\n'], StringSplitOptions.RemoveEmptyEntries)), StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// Unclear messages (pass 14, F2 and F12): a full standard output ("summary > /dev/full") said "No space left on
+    /// device", naming nothing; IDX test images of another size than the training images were refused naming no file.
+    /// </summary>
+    [Fact]
+    public void AFullStandardOutputAndAnIdxSizeMismatchAreNamed()
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("sh") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (string a in new[] { "-c", "exec dotnet \"$0\" summary --model lenet5 > /dev/full", Path.Combine(AppContext.BaseDirectory, "gpubackprop.dll") })
+            start.ArgumentList.Add(a);
+        using (var p = System.Diagnostics.Process.Start(start)!)
+        {
+            string error = p.StandardError.ReadToEnd();
+            Assert.True(p.WaitForExit(120_000), "the CLI finished within two minutes");
+            Assert.True(p.ExitCode == ExitCode.Failure && error.Contains("error: standard output cannot be written: No space left on device", StringComparison.Ordinal), $"exit {p.ExitCode}: {error}");
+        }
+
+        string folder = IdxFolder("sizes", 20, i => i % 10);
+        string t10k = Path.Combine(folder, "t10k-images-idx3-ubyte");
+        File.WriteAllBytes(t10k, IdxFile.Encode([20, 14, 56], new byte[20 * 28 * 28]));
+        var e = Assert.Throws<DataFormatException>(() => Datasets.Load(folder));
+        Assert.Equal(t10k, e.File);
+        Assert.Contains($"holds 14x56 images; the training images ({Path.Combine(folder, "train-images-idx3-ubyte")}) are 28x28.", e.Message, StringComparison.Ordinal);
+    }
 }

@@ -358,13 +358,17 @@ public sealed class HostilePassTwelveTests : IDisposable
         var state = model.ToSafeTensors().ToDictionary();
         foreach (var (counter, said) in new[]
         {
-            (Serialization.SafeTensor.Of([], [-1L]), "State entry '0.num_batches_tracked' is -1: a count of batches is not negative."),
+            // The range gained its top with pass 16 (F4: 2^63-1 wrapped to negative in training).
+            (Serialization.SafeTensor.Of([], [-1L]), "State entry '0.num_batches_tracked' is -1: a count of batches is 0 to 2^53."),
+            (Serialization.SafeTensor.Of([], [(1L << 53) + 1]), "State entry '0.num_batches_tracked' is 9007199254740993: a count of batches is 0 to 2^53."),
             (Serialization.SafeTensor.Of([1], [3L]), "State entry '0.num_batches_tracked' must be an I64 scalar (shape []); got I64 of shape [1]."),
             (Serialization.SafeTensor.Of([], [1f]), "State entry '0.num_batches_tracked' must be an I64 scalar (shape []); got F32 of shape []."),
         })
         {
             state["0.num_batches_tracked"] = counter;
-            var e = Assert.Throws<ArgumentException>(() => model.LoadSafeTensors(state));
+            // A value out of range is ArgumentOutOfRangeException (the file's fault, exit 1), a wrong kind ArgumentException (exit 2).
+            var e = Assert.ThrowsAny<ArgumentException>(() => model.LoadSafeTensors(state));
+            Assert.Equal(said.Contains("count of batches", StringComparison.Ordinal), e is ArgumentOutOfRangeException);
             Assert.Equal(said, Runtime.Messages.WithoutParameter(e));
         }
         state["0.num_batches_tracked"] = Serialization.SafeTensor.Of([], [7L]);
