@@ -192,8 +192,7 @@ internal sealed class BenchmarkSet
         return null;
     }
 
-    private static string? Twice(JsonElement obj) =>
-        obj.EnumerateObject().GroupBy(p => p.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1)?.Key;
+    private static string? Twice(JsonElement obj) => Layers.LayerFields.KeyTwice(obj);
 
     private static int Positive(int value, string name) =>
         value >= 1 ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive.");

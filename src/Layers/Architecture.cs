@@ -200,7 +200,7 @@ public static class Architecture
             if (layer.ValueKind != JsonValueKind.Object || !layer.TryGetProperty("type", out JsonElement t) || t.ValueKind != JsonValueKind.String)
                 throw new ArchitectureException($"{where}: every layer must be an object with a string field 'type'.");
             // JSON lets a key repeat and the last one win ({"type": "conv2d", "type": "linear"} built a linear layer).
-            if (layer.EnumerateObject().GroupBy(p => p.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { Key: var twice })
+            if (LayerFields.KeyTwice(layer) is string twice)
                 throw new ArchitectureException($"{where}: field '{twice}' is given more than once.");
             string name = t.GetString()!;
             LayerType type = LayerTypes.Find(name) ?? throw new ArchitectureException($"{where}: unknown type '{LayerFields.Shown(name)}'. Known: {string.Join(", ", LayerTypes.Names)}.");

@@ -149,6 +149,9 @@ internal sealed class LayerFields(JsonElement layer, string path, string type, s
     /// <summary>A name as the file wrote it (a layer type, a field), cut to 80 characters: a 100,000-character type was echoed whole.</summary>
     public static string Shown(string text) => text.Length <= 80 ? text : $"{text[..77]}...";
 
+    /// <summary>The first key <paramref name="obj"/> gives twice, or null: JSON lets a key repeat, and the last one silently won.</summary>
+    public static string? KeyTwice(JsonElement obj) => Data.ClassNames.FirstTwin(obj.EnumerateObject().Select(p => p.Name));
+
     /// <summary>A value as the file wrote it, cut to 80 characters (a field can hold megabytes; an error is one line).</summary>
     public static string Shown(JsonElement v)
     {

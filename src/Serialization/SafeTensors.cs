@@ -155,7 +155,7 @@ public static class SafeTensors
                         foreach (JsonProperty m in p.Value.EnumerateObject())
                             if (m.Value.ValueKind != JsonValueKind.String)
                                 throw new SafeTensorsException(path, $"the header's __metadata__ entry '{m.Name}' is not a string.");
-                        if (p.Value.EnumerateObject().GroupBy(f => f.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { Key: string key })
+                        if (Layers.LayerFields.KeyTwice(p.Value) is string key)
                             throw new SafeTensorsException(path, $"the header's __metadata__ names '{key}' twice.");
                         continue;
                     }
@@ -196,7 +196,7 @@ public static class SafeTensors
             if (e.ValueKind != JsonValueKind.Object)
                 throw new SafeTensorsException(path, $"tensor '{name}' has header entry {Layers.LayerFields.Shown(e)}; an object with dtype, shape and data_offsets is expected.");
             // A field twice: the last silently won (the format's own reader refuses a duplicate field).
-            if (e.EnumerateObject().GroupBy(f => f.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { Key: string twice })
+            if (Layers.LayerFields.KeyTwice(e) is string twice)
                 throw new SafeTensorsException(path, $"tensor '{name}' has field '{twice}' twice.");
             foreach (var (field, kind) in new[] { ("dtype", JsonValueKind.String), ("shape", JsonValueKind.Array), ("data_offsets", JsonValueKind.Array) })
                 if (!e.TryGetProperty(field, out JsonElement f) || f.ValueKind != kind)

@@ -143,7 +143,7 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
         // where eval refused the file, and named a twice-stored tensor in .NET's words).
         if (Config.Model != Model)
             throw new CheckpointException(path, $"names model '{Model}' in its header but '{Config.Model}' in its configuration.");
-        if (Tensors.GroupBy(t => t.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { Key: string twice })
+        if (Data.ClassNames.FirstTwin(Tensors.Select(t => t.Name)) is string twice)
             throw new CheckpointException(path, $"holds tensor '{twice}' twice.");
         // The trainer stores the names with the input and the architecture: without them the names' count went unchecked
         // (three names for ten outputs ended predict --json in an index error).

@@ -86,7 +86,7 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
                 throw new ArchitectureException($"{source}: a model is a JSON list of layers or an object with 'layers'.");
             // Each top-level field checked for its type and named with its value (a string "10" was a
             // JsonElement message naming neither), and an unknown one refused as a layer's unknown field is.
-            if (root.EnumerateObject().GroupBy(p => p.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { Key: var twice })
+            if (LayerFields.KeyTwice(root) is string twice)
                 throw new ArchitectureException($"{source}: field '{twice}' is given more than once.");
             if (root.EnumerateObject().Select(p => p.Name).FirstOrDefault(n => n is not ("about" or "input" or "classes" or "layers")) is string unknown)
                 throw new ArchitectureException($"{source}: unknown field '{unknown}' (a model object has 'layers', and optionally 'input', 'classes' and 'about').");
