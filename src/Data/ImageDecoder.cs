@@ -346,6 +346,7 @@ public static class ImageDecoder
             return null;
         int i = 8;
         bool palette = false;
+        int entries = 256;
         while (true)
         {
             if (b.Length - i < 12)
@@ -358,11 +359,14 @@ public static class ImageDecoder
             if (System.IO.Hashing.Crc32.HashToUInt32(typeAndData) != stored)
                 return $"is a PNG whose chunk '{Runtime.Messages.Printable(System.Text.Encoding.Latin1.GetString(typeAndData[..4]))}' at byte {i} fails its CRC (damaged)";
             if (typeAndData[..4].SequenceEqual("PLTE"u8))
+            {
                 palette = true;
+                entries = (int)Math.Min(256, length / 3);
+            }
             if (typeAndData[..4].SequenceEqual("IDAT"u8) && !palette && b.Length > 25 && b[25] == 3)
                 return "is a palette PNG (colour type 3) whose image data comes before any PLTE chunk (damaged)";
             if (typeAndData[..4].SequenceEqual("IEND"u8))
-                return ZlibProblem(b);
+                return ZlibProblem(b, b.Length > 25 && b[25] == 3 ? entries : 256);
             i += 12 + (int)length;
         }
     }
@@ -370,9 +374,10 @@ public static class ImageDecoder
     /// <summary>
     /// What is wrong with a PNG's image data as a zlib stream, or null: it is inflated once (and dropped) so that
     /// zlib checks its Adler-32. stb does not: a flipped pixel byte with the chunk's CRC recomputed was decoded and
-    /// used. Called on chunks <see cref="PngProblem"/> walked.
+    /// used. Called on chunks <see cref="PngProblem"/> walked. A palette image's rows are unfiltered as they come, and each
+    /// index checked against the <paramref name="entries"/> of its PLTE: stb gave an index past them a black pixel.
     /// </summary>
-    private static string? ZlibProblem(ReadOnlySpan<byte> b)
+    private static string? ZlibProblem(ReadOnlySpan<byte> b, int entries)
     {
         using var data = new MemoryStream();
         for (int i = 8; i + 12 <= b.Length;)
@@ -390,7 +395,7 @@ public static class ImageDecoder
         // stb inflates the whole stream into memory: a 1 MB file that inflates to 1 GiB took 1.2 GB for a 12x12 image.
         if (PngHeaderProblem(b) is string header)
             return header;
-        List<(long Rows, long Bytes)> rows = PngRows(b);
+        List<(long Rows, long Bytes, long Pixels)> rows = PngRows(b);
         long needed = rows.Sum(r => r.Rows * (1 + r.Bytes));
         try
         {
@@ -400,10 +405,13 @@ public static class ImageDecoder
             // Where the next row's filter byte is: each must be one of PNG's five filters (stb called filter 5 "no SOI").
             int pass = 0;
             long rowsLeft = rows.Count > 0 ? rows[0].Rows : 0, nextFilter = 0;
+            var indices = entries < 256 ? new PaletteRows(rows, b[24], entries) : null;
             for (int got; (got = inflate.Read(sink)) > 0;)
             {
                 if (total + got > needed)
                     return $"is a PNG whose image data inflates past the {needed:N0} bytes its size needs (a decompression bomb, or damaged)";
+                if (indices?.Add(sink.AsSpan(0, got)) is string past)
+                    return past;
                 while (nextFilter < total + got)
                 {
                     if (sink[nextFilter - total] > 4)
@@ -431,18 +439,91 @@ public static class ImageDecoder
     }
 
     /// <summary>
-    /// The rows of a PNG's inflated image data by its IHDR (checked by <see cref="PngHeaderProblem"/>): for each pass (one,
-    /// or Adam7's seven when interlaced), how many rows and the bytes of each after its filter byte (width x bits a pixel).
+    /// A palette PNG's inflated image data, unfiltered a row at a time (the filters of the PNG specification, section 9,
+    /// with one byte a pixel's step as for any depth of 8 bits or less), each index checked against the palette's entries.
     /// </summary>
-    private static List<(long Rows, long Bytes)> PngRows(ReadOnlySpan<byte> b)
+    private sealed class PaletteRows(List<(long Rows, long Bytes, long Pixels)> rows, int depth, int entries)
+    {
+        private int pass, at;
+        private long rowsLeft = rows.Count > 0 ? rows[0].Rows : 0, seen;
+        private byte[] row = new byte[rows.Count > 0 ? 1 + rows[0].Bytes : 1], prior = new byte[rows.Count > 0 ? 1 + rows[0].Bytes : 1];
+
+        /// <summary>Takes the next inflated bytes; what is wrong with an index among them, or null.</summary>
+        public string? Add(ReadOnlySpan<byte> data)
+        {
+            foreach (byte v in data)
+            {
+                if (pass == rows.Count)
+                    return null; // past the image: ZlibProblem's bound says so
+                row[at++] = v;
+                seen++;
+                if (at < row.Length)
+                    continue;
+                Unfilter();
+                if (Past() is string problem)
+                    return problem;
+                (row, prior) = (prior, row);
+                at = 0;
+                if (--rowsLeft == 0 && ++pass < rows.Count)
+                {
+                    // Each Adam7 pass starts with no row above it, and rows of its own length.
+                    rowsLeft = rows[pass].Rows;
+                    row = new byte[1 + rows[pass].Bytes];
+                    prior = new byte[row.Length];
+                }
+            }
+            return null;
+        }
+
+        private void Unfilter()
+        {
+            for (int x = 1; x < row.Length; x++)
+            {
+                int left = x > 1 ? row[x - 1] : 0, up = prior[x], corner = x > 1 ? prior[x - 1] : 0;
+                row[x] = (byte)(row[x] + row[0] switch
+                {
+                    1 => left,
+                    2 => up,
+                    3 => (left + up) / 2,
+                    4 => Paeth(left, up, corner),
+                    _ => 0,
+                });
+            }
+        }
+
+        private static int Paeth(int a, int b, int c)
+        {
+            int p = a + b - c, pa = Math.Abs(p - a), pb = Math.Abs(p - b), pc = Math.Abs(p - c);
+            return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+        }
+
+        /// <summary>The first index of the row past the palette (only the row's pixels: the bits that pad its last byte are not indices).</summary>
+        private string? Past()
+        {
+            for (long x = 0; x < rows[pass].Pixels; x++)
+            {
+                long bit = x * depth;
+                int index = (row[1 + bit / 8] >> (int)(8 - depth - bit % 8)) & ((1 << depth) - 1);
+                if (index >= entries)
+                    return $"is a palette PNG whose pixel index {index} (image data byte {seen:N0}) is past its {entries} palette entries (damaged)";
+            }
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The rows of a PNG's inflated image data by its IHDR (checked by <see cref="PngHeaderProblem"/>): for each pass (one,
+    /// or Adam7's seven when interlaced), how many rows, the bytes of each after its filter byte (width x bits a pixel), and its pixels.
+    /// </summary>
+    private static List<(long Rows, long Bytes, long Pixels)> PngRows(ReadOnlySpan<byte> b)
     {
         long width = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[16..]), height = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[20..]);
         long bits = (long)b[24] * b[25] switch { 0 => 1, 2 => 3, 3 => 1, 4 => 2, _ => 4 };
-        var rows = new List<(long, long)>();
+        var rows = new List<(long, long, long)>();
         void Add(long w, long h)
         {
             if (w > 0 && h > 0)
-                rows.Add((h, (w * bits + 7) / 8));
+                rows.Add((h, (w * bits + 7) / 8, w));
         }
         if (b[28] == 0)
         {

@@ -43,7 +43,8 @@ internal static class HostileInputs
     }
 
     /// <summary>A PNG from its parts: an IHDR, one IDAT holding <paramref name="raw"/> deflated as zlib, an IEND.</summary>
-    public static byte[] PngOf(int width, int height, byte depth, byte colour, byte interlace, byte[] raw)
+    /// <remarks>With <paramref name="palette"/>, a PLTE chunk of those RGB bytes comes before the IDAT.</remarks>
+    public static byte[] PngOf(int width, int height, byte depth, byte colour, byte interlace, byte[] raw, byte[]? palette = null)
     {
         static byte[] Chunk(string type, byte[] data)
         {
@@ -63,6 +64,6 @@ internal static class HostileInputs
         using var z = new MemoryStream();
         using (var deflate = new System.IO.Compression.ZLibStream(z, System.IO.Compression.CompressionLevel.SmallestSize, leaveOpen: true))
             deflate.Write(raw);
-        return [137, 80, 78, 71, 13, 10, 26, 10, .. Chunk("IHDR", ihdr), .. Chunk("IDAT", z.ToArray()), .. Chunk("IEND", [])];
+        return [137, 80, 78, 71, 13, 10, 26, 10, .. Chunk("IHDR", ihdr), .. (palette is null ? [] : Chunk("PLTE", palette)), .. Chunk("IDAT", z.ToArray()), .. Chunk("IEND", [])];
     }
 }

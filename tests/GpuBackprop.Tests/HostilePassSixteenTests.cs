@@ -524,4 +524,48 @@ public sealed class HostilePassSixteenTests : IDisposable
         Assert.Equal(t10k, e.File);
         Assert.Contains($"holds 14x56 images; the training images ({Path.Combine(folder, "train-images-idx3-ubyte")}) are 28x28.", e.Message, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// Silently wrong (pass 13, F11): a palette PNG whose pixel index passes its PLTE's entries decoded (stb gave the
+    /// pixel black). Each row is unfiltered as it inflates and every index checked: plain, Sub-filtered, packed 2-bit
+    /// (padding bits are not indices) and interlaced rows.
+    /// </summary>
+    [Fact]
+    public void APalettePngIndexPastItsPaletteIsRefused()
+    {
+        byte[] Palette(int entries) => Enumerable.Range(0, entries * 3).Select(i => (byte)(i * 17)).ToArray();
+        string? Problem(byte[] png)
+        {
+            string path = Path.Combine(dir, "p.png");
+            File.WriteAllBytes(path, png);
+            try
+            {
+                ImageDecoder.Decode(path, 1, 4, 4, new byte[16]);
+                return null;
+            }
+            catch (DataFormatException e)
+            {
+                return e.Problem;
+            }
+        }
+        // 4x2 at 8 bits: filter 0 rows of indices.
+        Assert.Null(Problem(HostileInputs.PngOf(4, 2, 8, 3, 0, [0, 0, 1, 1, 0, 0, 1, 0, 1, 1], Palette(2))));
+        Assert.Equal("is a palette PNG whose pixel index 2 (image data byte 10) is past its 2 palette entries (damaged)",
+            Problem(HostileInputs.PngOf(4, 2, 8, 3, 0, [0, 0, 1, 1, 0, 0, 1, 0, 1, 2], Palette(2))));
+        // Sub filter: raw 1s become indices 1, 2, 3, 4.
+        Assert.Contains("pixel index 4", Problem(HostileInputs.PngOf(4, 1, 8, 3, 0, [1, 1, 1, 1, 1], Palette(4))), StringComparison.Ordinal);
+        Assert.Null(Problem(HostileInputs.PngOf(4, 1, 8, 3, 0, [1, 1, 1, 1, 1], Palette(5))));
+        // Up and Paeth: the second row adds the first (index 1 + 1 = 2).
+        Assert.Contains("pixel index 2", Problem(HostileInputs.PngOf(4, 2, 8, 3, 0, [0, 1, 1, 1, 1, 2, 1, 0, 0, 0], Palette(2))), StringComparison.Ordinal);
+        Assert.Contains("pixel index 2", Problem(HostileInputs.PngOf(4, 2, 8, 3, 0, [0, 1, 1, 1, 1, 4, 1, 0, 0, 0], Palette(2))), StringComparison.Ordinal);
+        // 2 bits, width 3: the last byte's low 2 bits pad the row; set, they are not an index.
+        Assert.Null(Problem(HostileInputs.PngOf(3, 1, 2, 3, 0, [0, 0b_10_01_00_11], Palette(3))));
+        Assert.Contains("pixel index 3", Problem(HostileInputs.PngOf(3, 1, 2, 3, 0, [0, 0b_10_01_11_00], Palette(3))), StringComparison.Ordinal);
+        // Interlaced 3x3: Adam7's passes 1, 4, 5, 6, 7 hold 1+1+2+2+3 pixels in 15 bytes; the last is pass 7's last pixel.
+        byte[] adam = new byte[15];
+        adam[14] = 1;
+        Assert.Null(Problem(HostileInputs.PngOf(3, 3, 8, 3, 1, adam, Palette(2))));
+        adam[14] = 2;
+        Assert.Contains("pixel index 2 (image data byte 15)", Problem(HostileInputs.PngOf(3, 3, 8, 3, 1, adam, Palette(2))), StringComparison.Ordinal);
+    }
 }
