@@ -51,9 +51,10 @@ internal static class Messages
     public static string Json(System.Text.Json.JsonException e)
     {
         string text = e.Message;
-        int suffix = text.IndexOf(" LineNumber:", StringComparison.Ordinal);
-        if (suffix >= 0)
-            text = text[..suffix];
+        // The serializer appends " Path: $.x | LineNumber: ..." to a converter's own message: the path is said below.
+        foreach (string tail in (string[])[" Path: ", " LineNumber:"])
+            if (text.IndexOf(tail, StringComparison.Ordinal) is int suffix and >= 0)
+                text = text[..suffix];
         string what = text switch
         {
             _ when text.Contains("does not contain any JSON tokens", StringComparison.Ordinal) => "it holds no JSON (empty, or only spaces)",

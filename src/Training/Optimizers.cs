@@ -32,6 +32,7 @@ public sealed record OptimizerOptions(OptimizerKind Kind, float LearningRate, fl
     /// <exception cref="ArgumentOutOfRangeException">A value is out of its range (the parameter is named).</exception>
     public void Validate()
     {
+        if (!Enum.IsDefined(Kind)) throw new ArgumentOutOfRangeException(nameof(Kind), Kind, "The optimizer must be sgd, adam or adamw.");
         if (!(LearningRate >= 0) || !float.IsFinite(LearningRate)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "The learning rate must be finite and non-negative.");
         // Finite too: an infinite momentum or decay was accepted and the run "diverged" at step 2 (the learning rate refused it).
         if (!(Momentum >= 0) || !float.IsFinite(Momentum)) throw new ArgumentOutOfRangeException(nameof(Momentum), Momentum, "Momentum must be finite and non-negative.");

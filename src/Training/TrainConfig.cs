@@ -113,13 +113,27 @@ public sealed record TrainConfig
 
     // Read strictly: a crafted checkpoint whose configuration named a key twice (the last won), a key no version
     // writes, or null for a value that is never null, was read without a word.
-    internal static readonly JsonSerializerOptions Strict = new(Json)
+    internal static readonly JsonSerializerOptions Strict = new()
     {
+        // Before the string converter (converters are asked in order): it also read 7, "Adam, AdamW" (3, no optimizer)
+        // and "Sgd, Adam" (Adam).
+        Converters = { new ExactName<OptimizerKind>(), new JsonStringEnumConverter() },
         AllowDuplicateProperties = false,
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
         RespectNullableAnnotations = true,
         RespectRequiredConstructorParameters = true,
     };
+
+    /// <summary>An enum value as <see cref="ToJson"/> writes it, its name alone.</summary>
+    private sealed class ExactName<T> : JsonConverter<T> where T : struct, Enum
+    {
+        public override T Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+            reader.TokenType == JsonTokenType.String && reader.GetString() is string name && Enum.GetNames<T>().Contains(name, StringComparer.Ordinal)
+                ? Enum.Parse<T>(name)
+                : throw new JsonException($"not one of {string.Join(", ", Enum.GetNames<T>())}");
+
+        public override void Write(Utf8JsonWriter writer, T value, JsonSerializerOptions options) => writer.WriteStringValue(value.ToString());
+    }
 
     /// <summary>From JSON, as <see cref="ToJson"/> writes it: a key twice, an unknown key or a null value where none belongs is refused.</summary>
     /// <exception cref="JsonException">Not such JSON (the path of the field at fault is in the exception).</exception>
