@@ -144,6 +144,7 @@ public static class ImageDecoder
         // so the end-of-image marker must follow the first scan: inside the scans 0xFF is followed only by 0x00,
         // a restart marker or the next segment, so FF D9 there is the end.
         bool frame = false;
+        var quant = new QuantTables();
         int i = 2;
         while (true)
         {
@@ -180,8 +181,12 @@ public static class ImageDecoder
             }
             if (SegmentProblem(marker, b.Slice(i + 2, length - 2), i - 2) is string segment)
                 return segment;
+            if (marker == 0xDA && !frame)
+                return "is a JPEG with a scan before its frame header (damaged)";
+            if (quant.Problem(marker, b.Slice(i + 2, length - 2), i - 2) is string table)
+                return table;
             if (marker == 0xDA)
-                return !frame ? "is a JPEG with a scan before its frame header (damaged)" : ScanProblem(b, i + length);
+                return ScanProblem(b, i + length, quant);
             i += length;
         }
     }
@@ -193,7 +198,7 @@ public static class ImageDecoder
     /// inside a scan has no end marker; one with another image appended reaches that image's start marker first
     /// (its end marker alone had passed a search for FF D9).
     /// </summary>
-    private static string? ScanProblem(ReadOnlySpan<byte> b, int p)
+    private static string? ScanProblem(ReadOnlySpan<byte> b, int p, QuantTables quant)
     {
         while (true)
         {
@@ -222,7 +227,7 @@ public static class ImageDecoder
                 return $"is a JPEG whose segment 0x{m:X2} at byte {q - 1} declares {length} bytes; {b.Length - q - 1} remain (truncated or damaged)";
             if (IsFrame(m))
                 return $"is a JPEG with a second frame header at byte {q - 1} (damaged, or two images joined)";
-            if (SegmentProblem(m, b.Slice(q + 3, length - 2), q - 1) is string segment)
+            if ((SegmentProblem(m, b.Slice(q + 3, length - 2), q - 1) ?? quant.Problem(m, b.Slice(q + 3, length - 2), q - 1)) is string segment)
                 return segment;
             p = q + 1 + length;
         }
@@ -306,6 +311,45 @@ public static class ImageDecoder
         0xDD when payload.Length != 2 => $"is a JPEG whose restart interval segment at byte {at} holds {payload.Length} bytes, not 2 (damaged)",
         _ => null,
     };
+
+    /// <summary>
+    /// The quantization tables a JPEG defines (DQT) and those its frame's components name, followed segment by segment:
+    /// every component of a scan must name a table defined before it, as libjpeg requires ("Quantization table 0x00 was
+    /// not defined"). stb decoded a JPEG without any DQT with tables of zeros. (Missing Huffman tables are not refused:
+    /// libjpeg supplies the standard ones, as motion-JPEG frames need.)
+    /// </summary>
+    private sealed class QuantTables
+    {
+        private int defined;
+        private readonly Dictionary<int, int> tableOf = [];
+
+        public string? Problem(byte marker, ReadOnlySpan<byte> d, int at)
+        {
+            if (marker == 0xDB)
+            {
+                while (d.Length > 0)
+                {
+                    int size = 1 + (d[0] >> 4 == 0 ? 64 : 128);
+                    if (d[0] >> 4 > 1 || (d[0] & 0x0F) > 3 || d.Length < size)
+                        return $"is a JPEG whose quantization table segment at byte {at} is malformed (damaged)";
+                    defined |= 1 << (d[0] & 0x0F);
+                    d = d[size..];
+                }
+            }
+            else if (IsFrame(marker) && d.Length >= 6)
+            {
+                for (int c = 0; c < d[5] && 6 + 3 * c + 2 < d.Length; c++)
+                    tableOf[d[6 + 3 * c]] = d[6 + 3 * c + 2];
+            }
+            else if (marker == 0xDA && d.Length >= 1)
+            {
+                for (int c = 0; c < d[0] && 1 + 2 * c < d.Length; c++)
+                    if (tableOf.TryGetValue(d[1 + 2 * c], out int table) && (table > 3 || (defined & 1 << table) == 0))
+                        return $"is a JPEG whose scan at byte {at} uses quantization table {table}, which no DQT segment before it defines (damaged)";
+            }
+            return null;
+        }
+    }
 
     /// <summary>
     /// What is wrong with a DHT segment's tables, or null: each table's 16 code counts must fit a prefix code (no
