@@ -46,6 +46,11 @@ internal static class CliApp
             args = [.. rest, "--help"];
         // Spectre prints the root help and returns 0 for an empty command line; that stays a usage error.
         bool empty = args.Length == 0;
+        // "--help train" is train's help; anything else after the root's --help or --version was ignored (exit 0).
+        if (args is ["--help" or "-h", string command] && SettingsOf.ContainsKey(command))
+            args = [command, "--help"];
+        else if (args is ["--help" or "-h" or "--version" or "-v", _, ..])
+            return Error($"{args[0]} takes nothing after it; got '{Messages.Printable(args[1])}'.", ExitCode.Usage);
         try
         {
             if (!empty && SettingsOf.TryGetValue(args[0], out Type? settings) && Usage.CheckValues(args, settings) is string problem)

@@ -59,6 +59,14 @@ internal sealed class SummaryCommand : Command<SummaryCommand.Settings>
         {
             // From the description's shapes: nothing is built (a 950M-parameter model's weights took 7.5 GB).
             summary = ModelSummary.Of(description.Layers, input, s.Batch);
+            // A declared class count the last layer contradicts was summarised without a word (train refused it, saying
+            // the data had the other count).
+            if (description.Classes is int classes)
+            {
+                int[] output = Layers.Architecture.Check(description.Layers, input);
+                if (output is not [int logits] || logits != classes)
+                    throw new Layers.ArchitectureException($"it declares {classes} classes, but its last layer gives [{string.Join(", ", output)}] for each image.");
+            }
         }
         catch (Layers.ArchitectureException e)
         {

@@ -251,6 +251,19 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             };
         }
 
+        /// <summary>Whether <paramref name="model"/> (a built-in name or a model file) describes the layer list <paramref name="stored"/> (key order aside).</summary>
+        private static bool SameNetwork(string model, string stored)
+        {
+            try
+            {
+                return System.Text.Json.Nodes.JsonNode.DeepEquals(System.Text.Json.Nodes.JsonNode.Parse(Models.Describe(model).Layers), System.Text.Json.Nodes.JsonNode.Parse(stored));
+            }
+            catch (Exception e) when (e is ArchitectureException or ArgumentException or IOException or System.Text.Json.JsonException)
+            {
+                return false; // a file that does not describe a network is not the run's
+            }
+        }
+
         /// <summary>
         /// The resume rule: a resumed run keeps its checkpoint's configuration. --epochs sets a new total;
         /// every other option that defines the run is refused when given with another value than the
@@ -267,7 +280,10 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             }
             static string Text(object v) => Convert.ToString(v, CultureInfo.InvariantCulture)!;
             // The same model file by another path (../tiny.json for tiny.json) is the same model.
-            Compare("--model", Model is string m && File.Exists(m) && File.Exists(c.Model) && Usage.Real(m) == Usage.Real(c.Model) ? c.Model : Model, c.Model);
+            // The network, not the name: a file of the run's name in another folder (another network) passed as the same
+            // model, and a copy of the run's file under another name was refused.
+            if (Model is string m && (c.Architecture is string layers ? !SameNetwork(m, layers) : m != c.Model && !(File.Exists(m) && File.Exists(c.Model) && Usage.Real(m) == Usage.Real(c.Model))))
+                differing.Add($"--model {Text(m)} (the run's: {Text(c.Model)}{(c.Architecture is null ? "" : ", another network")})");
             Compare("--batch", Batch, c.BatchSize);
             Compare("--optimizer", Optimizer, c.Optimizer.Kind.ToString().ToLowerInvariant());
             Compare("--lr", LearningRate, c.Optimizer.LearningRate);
@@ -607,8 +623,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            string why = e is UnauthorizedAccessException ? "permission denied" : e is FileNotFoundException or DirectoryNotFoundException ? "its file system takes no new files" : Messages.OneLine(e.Message);
-            return $"--out {outDir}: nothing can be written in {folder} ({why}).";
+            return $"--out {outDir}: nothing can be written in {folder} ({Serialization.AtomicFile.Why(e, folder)}).";
         }
     }
 

@@ -142,9 +142,14 @@ internal static class Usage
             string? value = eq >= 0 ? arg[(eq + 1)..] : i + 1 < args.Count && !IsOption(args[i + 1]) ? args[++i] : null;
             if (string.IsNullOrEmpty(value))
                 return $"{name} needs a value ({option.Option.ValueName}).";
+            // Spectre takes "-" for an option and said "Option does not have a name."
+            if (value == "-")
+                return $"{name} -: standard input is not read; give a path (./- for a file named '-').";
             Type type = Nullable.GetUnderlyingType(option.Property.PropertyType) ?? option.Property.PropertyType;
             if (type == typeof(int) && !int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out _))
-                return $"{name} takes an integer; got '{value}'.";
+                return System.Numerics.BigInteger.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out _)
+                    ? $"{name} {value} is beyond the range of an integer (-2,147,483,648 to 2,147,483,647)."
+                    : $"{name} takes an integer; got '{value}'.";
             if (type == typeof(float) && !float.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out _))
                 return $"{name} takes a number; got '{value}'.";
             // A finite number past the type's range parses as infinity, and the range check then showed "Infinity".

@@ -69,7 +69,7 @@ internal static class AtomicFile
                 Thread.Sleep(Timeout.Infinite);
             // The runtime's message names the temporary file alone ("Could not find file '/proc/.x.onnx.77.tmp'"):
             // the target goes first, so that the user sees which output failed.
-            throw new IOException($"{path} cannot be written (through the temporary file {tmp}): {e.Message}", e);
+            throw new IOException($"{path} cannot be written (through the temporary file {tmp}): {Why(e, dir)}", e);
         }
         catch
         {
@@ -81,6 +81,17 @@ internal static class AtomicFile
             InFlight.TryRemove(tmp, out _);
         }
     }
+
+    /// <summary>
+    /// Why a file could not be made or written in <paramref name="dir"/>, in this program's words where .NET's name only the
+    /// temporary file ("Could not find file '/proc/.x.onnx.77.tmp'" for a folder under /proc or /sys that takes no files).
+    /// </summary>
+    public static string Why(Exception e, string dir) => e switch
+    {
+        UnauthorizedAccessException => $"permission denied in {dir}",
+        FileNotFoundException or DirectoryNotFoundException => $"{dir} takes no new files (a /proc or /sys folder?)",
+        _ => Runtime.Messages.OneLine(e.Message),
+    };
 
     /// <summary>The temporary file of a write of <paramref name="name"/> in <paramref name="dir"/> by process <paramref name="pid"/>.</summary>
     private static string TemporaryName(string dir, string name, int pid) => Path.Combine(dir, $".{(name.Length > 200 ? name[..200] : name)}.{pid}.tmp");

@@ -765,6 +765,8 @@ public sealed class Trainer : IDisposable
         try
         {
             trainer.Restore(path, c);
+            if (!evaluationOnly)
+                trainer.CheckStepsFitTheData(path, c);
             return trainer;
         }
         catch
@@ -772,6 +774,21 @@ public sealed class Trainer : IDisposable
             trainer.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// A resumed run's steps are its epochs' on this data (checkpoints are written after whole epochs): a forged count went
+    /// into the warmup, the schedule and Adam's bias correction without a word, and a run resumed on other data (a folder
+    /// that gained images) trained on as if it were the same run.
+    /// </summary>
+    private void CheckStepsFitTheData(string path, Checkpoint c)
+    {
+        int size = replicas?.Size ?? 1;
+        long local = ((long)train.Count + size - 1) / size, batch = Config.BatchSize / size;
+        long perEpoch = (local + batch - 1) / batch;
+        if (c.Steps != c.Epoch * perEpoch)
+            throw new CheckpointException(path, $"has taken {c.Steps:N0} steps in {c.Epoch} epoch(s); on this data ({train.Count:N0} training images in batches of {Config.BatchSize}) an epoch is {perEpoch:N0}, "
+                + $"so {c.Epoch * perEpoch:N0}: resume the run on the data it trained on.");
     }
 
     /// <summary>Loads weights (and optimizer state) from a checkpoint into this trainer's model.</summary>

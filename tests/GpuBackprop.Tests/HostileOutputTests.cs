@@ -278,13 +278,15 @@ public sealed class HostileOutputTests : IDisposable
             Assert.Contains(option[^1] == "1e309" ? "--weight-decay 1e309 is beyond the range of a 32-bit float" : "must be finite", error);
         }
 
+        // A run resumes on the data it trained on (its steps are checked against it): a small image folder's run.
         string run = Path.Combine(dir, "real-run"), elsewhere = Path.Combine(dir, "elsewhere");
-        Directory.CreateDirectory(run);
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
+        Assert.Equal(0, InProcessCli.Run("train", "--device", "cpu", "--model", HostileInputs.LinearModel(dir, 1, 8, 2), "--epochs", "1", "--batch", "3",
+            "--data", data, "--image-size", "8x8", "--channels", "1", "--out", run).Code);
         Directory.CreateDirectory(elsewhere);
-        File.Copy(Checkpoint(), Path.Combine(run, "checkpoint.gbp"));
         string link = Path.Combine(elsewhere, "link.gbp");
         File.CreateSymbolicLink(link, Path.Combine(run, "checkpoint.gbp"));
-        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--resume", link, "--epochs", "2");
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--resume", link, "--epochs", "2", "--data", data);
         Assert.True(code == 0, error);
         Assert.Equal(2, Training.Checkpoint.Load(Path.Combine(run, "checkpoint.gbp")).Epoch);
         Assert.Equal(["link.gbp"], Directory.GetFiles(elsewhere).Select(Path.GetFileName));
