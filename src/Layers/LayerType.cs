@@ -172,6 +172,16 @@ internal sealed class LayerFields(JsonElement layer, string path, string type, s
         return Element.ValueKind == JsonValueKind.Object && Element.TryGetProperty(field, out JsonElement v) && v.ValueKind != JsonValueKind.Null ? v : null;
     }
 
+    /// <summary>
+    /// A field that has no null: null is refused, not taken for the default. "bias": null built a bias where PyTorch's
+    /// bias=None builds none, and "p": null was 0.5 where Dropout(p=None) fails. (Fields PyTorch allows None read null as
+    /// None: the nullable getters, and a pair such as a pool's stride, whose None is its default.)
+    /// </summary>
+    private JsonElement? GetNotNull(string field) =>
+        Element.ValueKind == JsonValueKind.Object && Element.TryGetProperty(field, out JsonElement v) && v.ValueKind == JsonValueKind.Null
+            ? throw Error(field, "must not be null (leave it out for its default)")
+            : Get(field);
+
     /// <summary>Whether the field is present (null counts as present).</summary>
     public bool Has(string field)
     {
@@ -185,7 +195,7 @@ internal sealed class LayerFields(JsonElement layer, string path, string type, s
     /// <summary>An integer field, or the fallback when absent (required when there is none).</summary>
     public int Integer(string field, int? fallback = null)
     {
-        if (Get(field) is not JsonElement v)
+        if (GetNotNull(field) is not JsonElement v)
             return fallback ?? throw Error(field, "is required");
         if (v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i))
             return i;
@@ -211,7 +221,7 @@ internal sealed class LayerFields(JsonElement layer, string path, string type, s
 
     /// <summary>A number field.</summary>
     public double Number(string field, double fallback) =>
-        Get(field) is JsonElement v ? (v.ValueKind == JsonValueKind.Number ? v.GetDouble() : throw Error(field, $"must be a number; got {Shown(v)}")) : fallback;
+        GetNotNull(field) is JsonElement v ? (v.ValueKind == JsonValueKind.Number ? v.GetDouble() : throw Error(field, $"must be a number; got {Shown(v)}")) : fallback;
 
     /// <summary>A finite number field.</summary>
     public double Finite(string field, double fallback)
@@ -233,11 +243,11 @@ internal sealed class LayerFields(JsonElement layer, string path, string type, s
 
     /// <summary>A boolean field.</summary>
     public bool Bool(string field, bool fallback) =>
-        Get(field) is JsonElement v ? (v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Error(field, $"must be true or false; got {Shown(v)}")) : fallback;
+        GetNotNull(field) is JsonElement v ? (v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Error(field, $"must be true or false; got {Shown(v)}")) : fallback;
 
     /// <summary>A string field.</summary>
     public string String(string field, string fallback) =>
-        Get(field) is JsonElement v ? (v.ValueKind == JsonValueKind.String ? v.GetString()! : throw Error(field, $"must be a string; got {Shown(v)}")) : fallback;
+        GetNotNull(field) is JsonElement v ? (v.ValueKind == JsonValueKind.String ? v.GetString()! : throw Error(field, $"must be a string; got {Shown(v)}")) : fallback;
 
     /// <summary>A string field that must be one of <paramref name="allowed"/>.</summary>
     public string OneOf(string field, string fallback, params string[] allowed)
