@@ -87,6 +87,9 @@ public static class FashionMnist
 
     private static string Find(string directory, string stem)
     {
+        // Both a raw file and its .gz: one was read without a word, and they can differ.
+        if (File.Exists(Path.Combine(directory, stem)) && File.Exists(Path.Combine(directory, stem + ".gz")))
+            throw new DataFormatException(Path.Combine(directory, stem + ".gz"), $"is here beside {stem}: which one is the data? Remove one of them.");
         foreach (string candidate in new[] { stem, stem + ".gz", stem.Replace("-idx", ".idx", StringComparison.Ordinal) })
         {
             string path = Path.Combine(directory, candidate);

@@ -362,6 +362,9 @@ public static class ImageDecoder
         {
             if (d.Length < 17)
                 return "is a JPEG whose Huffman table is cut short (damaged)";
+            // Class 0 (DC) or 1 (AC), index 0 to 3, as libjpeg requires ("Bogus DHT index"): stb used index 7's bits anyway.
+            if (d[0] >> 4 > 1 || (d[0] & 0x0F) > 3)
+                return $"is a JPEG whose Huffman table is of class {d[0] >> 4} and index {d[0] & 0x0F}; a class is 0 or 1 and an index 0 to 3 (damaged)";
             int symbols = 0;
             long code = 0;
             for (int length = 1; length <= 16; length++)
@@ -399,6 +402,10 @@ public static class ImageDecoder
             if (length > (uint)(b.Length - i - 12))
                 return $"is a PNG whose chunk at byte {i} declares {length:N0} bytes; {b.Length - i - 12:N0} remain (truncated or damaged)";
             ReadOnlySpan<byte> typeAndData = b.Slice(i + 4, 4 + (int)length);
+            // A chunk's name is four ASCII letters (libpng refuses others); a name of other bytes is damage.
+            foreach (byte c in typeAndData[..4])
+                if (c is not ((>= (byte)'A' and <= (byte)'Z') or (>= (byte)'a' and <= (byte)'z')))
+                    return $"is a PNG whose chunk at byte {i} has the name '{Runtime.Messages.Printable(System.Text.Encoding.Latin1.GetString(typeAndData[..4]))}', not four letters (damaged)";
             uint stored = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[(i + 8 + (int)length)..]);
             if (System.IO.Hashing.Crc32.HashToUInt32(typeAndData) != stored)
                 return $"is a PNG whose chunk '{Runtime.Messages.Printable(System.Text.Encoding.Latin1.GetString(typeAndData[..4]))}' at byte {i} fails its CRC (damaged)";
@@ -450,8 +457,21 @@ public static class ImageDecoder
             int pass = 0;
             long rowsLeft = rows.Count > 0 ? rows[0].Rows : 0, nextFilter = 0;
             var indices = entries < 256 ? new PaletteRows(rows, b[24], entries) : null;
+            uint adlerA = 1, adlerB = 0;
             for (int got; (got = inflate.Read(sink)) > 0;)
             {
+                // Adler-32 of what inflates, kept here: .NET checks the stream's trailer when one is there, and says
+                // nothing when it is missing (a PNG cut inside its zlib trailer, chunk CRC recomputed, decoded).
+                for (int at = 0; at < got; at += 5552)
+                {
+                    foreach (byte x in sink.AsSpan(at, Math.Min(5552, got - at)))
+                    {
+                        adlerA += x;
+                        adlerB += adlerA;
+                    }
+                    adlerA %= 65521;
+                    adlerB %= 65521;
+                }
                 if (total + got > needed)
                     return $"is a PNG whose image data inflates past the {needed:N0} bytes its size needs (a decompression bomb, or damaged)";
                 if (indices?.Add(sink.AsSpan(0, got)) is string past)
@@ -473,6 +493,9 @@ public static class ImageDecoder
                 }
                 total += got;
             }
+            byte[] stream = data.GetBuffer();
+            if (data.Length < 6 || System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(stream.AsSpan((int)data.Length - 4)) != (adlerB << 16 | adlerA))
+                return "is a PNG whose image data ends without zlib's Adler-32 checksum of it (truncated or damaged)";
             return null;
         }
         catch (Exception e) when (e is InvalidDataException or IOException)
@@ -595,6 +618,10 @@ public static class ImageDecoder
         uint length = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[8..]);
         if (length != 13)
             return $"is a PNG whose IHDR chunk is {length:N0} bytes; it is 13 (damaged)";
+        // PNG's sizes are 1 to 2^31-1 (one past was reported as "declares -2147483640x8 pixels").
+        uint width = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[16..]), height = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[20..]);
+        if (width is 0 or > int.MaxValue || height is 0 or > int.MaxValue)
+            return $"is a PNG whose IHDR declares {width}x{height} pixels; PNG's sizes are 1 to 2^31-1 (damaged)";
         byte depth = b[24], colour = b[25];
         bool allowed = colour switch
         {
