@@ -90,10 +90,11 @@ internal sealed class BenchCommand : Command<BenchCommand.Settings>
         string deviceName = device.Info.Name;
         string[] rows = set.Names(cpu: !device.Info.IsGpu).Where(n => n.StartsWith(only, StringComparison.Ordinal)).ToArray();
         // Without --only the message is about the set (it named an empty "--only").
+        // A set of no rows is the file's fault, exit 1 as every other malformed set (it was exit 2).
+        if (!set.Names(cpu: false).Any())
+            throw new IOException($"{shapes}: not a benchmark set: it holds no rows.");
         if (rows.Length == 0 && only.Length == 0)
-            throw new UsageException(set.Names(cpu: false).Any()
-                ? $"{shapes}: every row is left out on {device.Info.Spec} (GEMMs larger than 2048, as the PyTorch peer leaves them out on the CPU)."
-                : $"{shapes}: the set holds no rows.");
+            throw new UsageException($"{shapes}: every row is left out on {device.Info.Spec} (GEMMs larger than 2048, as the PyTorch peer leaves them out on the CPU).");
         if (rows.Length == 0)
             throw new UsageException(set.Names(cpu: false).Any(n => n.StartsWith(only, StringComparison.Ordinal))
                 ? $"--only {only}: its rows are left out on {device.Info.Spec} (GEMMs larger than 2048, as the PyTorch peer leaves them out on the CPU)."

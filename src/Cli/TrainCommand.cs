@@ -251,16 +251,26 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             };
         }
 
-        /// <summary>Whether <paramref name="model"/> (a built-in name or a model file) describes the layer list <paramref name="stored"/> (key order aside).</summary>
-        private static bool SameNetwork(string model, string stored)
+        /// <summary>
+        /// How <paramref name="model"/> (a built-in name or a model file) differs from the run's layer list <paramref name="stored"/>
+        /// and input, as ", ..." for the message, or null when it is the run's network. The networks are compared as built
+        /// (on the cpu device) and described back, so that the same network written otherwise (3 for [3, 3], a default
+        /// spelled out) is the same; the file's declared input must be the run's (it was ignored on resume).
+        /// </summary>
+        private static string? NetworkDifference(string model, string stored, int[]? input)
         {
+            ModelDescription given;
             try
             {
-                return System.Text.Json.Nodes.JsonNode.DeepEquals(System.Text.Json.Nodes.JsonNode.Parse(Models.Describe(model).Layers), System.Text.Json.Nodes.JsonNode.Parse(stored));
+                given = Models.Describe(model);
+                if (given.Input is int[] declared && input is not null && !declared.SequenceEqual(input))
+                    return $", which takes {string.Join("x", input)} images; the file declares {string.Join("x", declared)}";
+                using ComputeDevice cpu = ComputeDevice.Open("cpu");
+                return Architecture.Canonical(cpu, given.Layers) == Architecture.Canonical(cpu, stored) ? null : ", another network";
             }
             catch (Exception e) when (e is ArchitectureException or ArgumentException or IOException or System.Text.Json.JsonException)
             {
-                return false; // a file that does not describe a network is not the run's
+                return ", another network"; // a file that does not describe a network is not the run's
             }
         }
 
@@ -282,8 +292,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             // The same model file by another path (../tiny.json for tiny.json) is the same model.
             // The network, not the name: a file of the run's name in another folder (another network) passed as the same
             // model, and a copy of the run's file under another name was refused.
-            if (Model is string m && (c.Architecture is string layers ? !SameNetwork(m, layers) : m != c.Model && !(File.Exists(m) && File.Exists(c.Model) && Usage.Real(m) == Usage.Real(c.Model))))
-                differing.Add($"--model {Text(m)} (the run's: {Text(c.Model)}{(c.Architecture is null ? "" : ", another network")})");
+            if (Model is string m && (c.Architecture is string layers ? NetworkDifference(m, layers, c.Input) : m != c.Model && !(File.Exists(m) && File.Exists(c.Model) && Usage.Real(m) == Usage.Real(c.Model)) ? "" : null) is string difference)
+                differing.Add($"--model {Text(m)} (the run's: {Text(c.Model)}{difference})");
             Compare("--batch", Batch, c.BatchSize);
             Compare("--optimizer", Optimizer, c.Optimizer.Kind.ToString().ToLowerInvariant());
             Compare("--lr", LearningRate, c.Optimizer.LearningRate);

@@ -72,7 +72,8 @@ internal static class Usage
     {
         if (path is null)
             return ValidationResult.Success();
-        if (Serialization.FileKind.LinkProblem(path) is string link && link.Contains("loops", StringComparison.Ordinal))
+        // Outputs are written through links (AtomicFile): one that loops or names nothing is refused here, as the user's error.
+        if (Serialization.FileKind.LinkProblem(path) is string link)
             return ValidationResult.Error($"{option}: '{Runtime.Messages.Printable(path)}' is {link}.");
         // Its folder must exist (a missing one, or a file in its place, was exit 1 naming no option).
         string full = Path.GetFullPath(path);
@@ -83,7 +84,8 @@ internal static class Usage
                 return ValidationResult.Error($"{option} {Runtime.Messages.Printable(path)}: {Runtime.Messages.Printable(up)} is a file, not a folder.");
         if (Path.GetDirectoryName(full) is string folder && !Directory.Exists(folder))
             return ValidationResult.Error($"{option}: the folder of '{Runtime.Messages.Printable(path)}' does not exist.");
-        return Serialization.FileKind.Of(path) is string kind ? ValidationResult.Error($"{option}: '{Runtime.Messages.Printable(path)}' is {kind}, not a regular file; refusing to replace it.") : ValidationResult.Success();
+        // What the path reaches, links followed as the kernel follows them (/dev/stdout on a pipe is a FIFO).
+        return Serialization.FileKind.OfTarget(path) is string kind ? ValidationResult.Error($"{option}: '{Runtime.Messages.Printable(path)}' is {kind}, not a regular file; refusing to replace it.") : ValidationResult.Success();
     }
 
     /// <summary>--model: a built-in model's name or an existing description file.</summary>
@@ -116,6 +118,7 @@ internal static class Usage
                         options["--" + name] = (p, o);
                     else
                         flags.Add("--" + name);
+        flags.UnionWith(["--help", "-h"]); // Spectre's own: a word after them was "Unknown command"
 
         string command = args[0];
         for (int i = 1; i < args.Count; i++)
@@ -144,7 +147,7 @@ internal static class Usage
                 return $"{name} needs a value ({option.Option.ValueName}).";
             // Spectre takes "-" for an option and said "Option does not have a name."
             if (value == "-")
-                return $"{name} -: standard input is not read; give a path (./- for a file named '-').";
+                return $"{name} -: '-' does not stand for standard input or output here; give a path (./- for a file named '-').";
             Type type = Nullable.GetUnderlyingType(option.Property.PropertyType) ?? option.Property.PropertyType;
             if (type == typeof(int) && !int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out _))
                 return System.Numerics.BigInteger.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out _)

@@ -207,7 +207,7 @@ public static class ImageFolder
                 {
                     Serialization.AtomicFile.Write(cacheFile, fs => DataCache.Write(fs, header, labels, size, Decode,
                         () => errors.Select((e, i) => (e, i)).Where(p => p.e is not null).Select(p => new DataCache.Bad(p.i, Problem(p.e!, files[p.i].Path))).ToArray()),
-                        createFolder: true);
+                        createFolder: true, followLink: false);
                     cached = DataCache.TryOpen(cacheFile, header, labels, size);
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -136,6 +136,14 @@ public static class Architecture
         return new DescribeWalk().List(model, "").ToJsonString();
     }
 
+    /// <summary>A layer list (or a model object with one) as the network it builds describes it: the same network written otherwise gives the same text.</summary>
+    internal static string Canonical(ComputeDevice device, string json)
+    {
+        using JsonDocument doc = Parse(json);
+        using Sequential model = Build(device, LayerList(doc));
+        return Describe(model);
+    }
+
     /// <summary>Writes modules as layer lists, naming a module that cannot be written by its state-dict path.</summary>
     internal sealed class DescribeWalk
     {

@@ -11,15 +11,19 @@ internal static class AtomicFile
     /// <param name="path">The target.</param>
     /// <param name="write">Writes the content to the stream it is given.</param>
     /// <param name="createFolder">Create the folder when missing (else a missing folder is an error naming it).</param>
+    /// <param name="followLink">Write through a link at <paramref name="path"/> (outputs the user names); false: replace the link (the program's own files, such as a cache, whose link could name anything).</param>
     /// <exception cref="IOException">The folder is missing or the file cannot be written.</exception>
-    public static void Write(string path, Action<Stream> write, bool createFolder = false)
+    public static void Write(string path, Action<Stream> write, bool createFolder = false, bool followLink = true)
     {
         string full = Path.GetFullPath(path);
         // A link is written through, as open(2) and torch.save do: the file it names gets the content (and the
         // temporary file sits beside that file, so the rename stays in one file system); replacing the link by a
-        // regular file left what it named stale. A link that loops or names nothing is refused.
-        if (new FileInfo(full).LinkTarget is not null)
+        // regular file left what it named stale. A link that loops or names nothing is refused, and one that reaches a
+        // FIFO or a device, as the kernel follows it (/dev/stdout on a pipe), is refused as they are.
+        if (followLink && new FileInfo(full).LinkTarget is not null)
         {
+            if (FileKind.OfTarget(full) is string reached)
+                throw new IOException($"{path} is {reached}, not a regular file; refusing to replace it.");
             if (FileKind.LinkProblem(full) is string problem)
                 throw new IOException($"{path} is {problem}; refusing to write through it.");
             full = FileKind.Real(full);
@@ -213,7 +217,7 @@ internal static class FileKind
     /// Null when <paramref name="path"/>, links followed, is a regular file or absent; else what it is. Readers ask
     /// this before opening, so that a FIFO never blocks them and a device such as /dev/zero is never read without end.
     /// </summary>
-    public static string? OfTarget(string path) => Of(Resolve(path));
+    public static string? OfTarget(string path) => Of(path, follow: true) ?? Of(Resolve(path));
 
     /// <summary>
     /// The full path with every link resolved, in its folders too (a missing file: its folder's real path and its name),
@@ -334,9 +338,16 @@ internal static class FileKind
     /// Null when <paramref name="path"/> is absent, a regular file or a symbolic link; else what it is ("a device or a
     /// FIFO", "a folder"). On Windows (no lstat) only folders are told apart.
     /// </summary>
-    public static unsafe string? Of(string path)
+    public static string? Of(string path) => Of(path, follow: false);
+
+    /// <summary>
+    /// <see cref="Of(string)"/> with links followed by stat itself, so that the kernel's own links count too:
+    /// /dev/stdout on a pipe names "pipe:[N]" under /proc, which no path resolution reaches (export wrote through it into
+    /// /proc and failed there), while stat says a FIFO.
+    /// </summary>
+    private static unsafe string? Of(string path, bool follow)
     {
-        if (Directory.Exists(path) && new DirectoryInfo(path).LinkTarget is null)
+        if (Directory.Exists(path) && (follow || new DirectoryInfo(path).LinkTarget is null))
             return "a folder";
         if (OperatingSystem.IsWindows())
             return null;
@@ -344,7 +355,7 @@ internal static class FileKind
         byte* status = stackalloc byte[512];
         try
         {
-            if (LStat(path, status) != 0)
+            if ((follow ? Stat(path, status) : LStat(path, status)) != 0)
                 return null; // absent (or unreadable: the write itself will say)
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
