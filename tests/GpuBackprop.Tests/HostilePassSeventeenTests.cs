@@ -136,7 +136,8 @@ public sealed class HostilePassSeventeenTests : IDisposable
         File.WriteAllText(mismatch, """{"input": [1, 28, 28], "classes": 12, "layers": [{"type": "flatten"}, {"type": "linear", "in_features": 784, "out_features": 10}]}""");
         foreach (var (args, code, said) in new (string[], int, string)[]
         {
-            (["summary", "--model", "-"], ExitCode.Usage, "--model -: standard input is not read; give a path (./- for a file named '-')."),
+            // Worded for outputs too since pass 18 (F8: "standard input" was said of --onnx -).
+            (["summary", "--model", "-"], ExitCode.Usage, "--model -: '-' does not stand for standard input or output here; give a path (./- for a file named '-')."),
             (["export", "--checkpoint", checkpoint, "--onnx", "/proc/x.onnx"], ExitCode.Failure, "/proc takes no new files"),
             (["predict", "--device", "cpu", "--checkpoint", checkpoint, "--images", image, "--top", "3"], ExitCode.Usage, "--top 3: the model has 2 classes."),
             (["summary", "--model", mismatch], ExitCode.Usage, "it declares 12 classes, but its last layer gives [10] for each image."),
