@@ -282,6 +282,9 @@ internal sealed class GoldenCase
             JsonElement root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
                 throw new GoldenFormatException(caseFile, $"expected an object with op, params, tensors and tolerance; got {LayerFields.Shown(root)}.");
+            // A misspelt field ("tolerances") was ignored, and the case run with what was left.
+            if (root.EnumerateObject().Select(p => p.Name).FirstOrDefault(n => n is not ("op" or "params" or "tensors" or "tolerance" or "safetensors")) is string unknown)
+                throw new GoldenFormatException(caseFile, $"unknown field '{LayerFields.Shown(unknown)}' (a case has op, params, tensors, tolerance and, for a model, safetensors).");
             string op = Required(caseFile, root, "op", JsonValueKind.String, "a string").GetString()!;
             JsonElement parameters = Required(caseFile, root, "params", JsonValueKind.Object, "an object").Clone();
             JsonElement tol = Required(caseFile, root, "tolerance", JsonValueKind.Object, "an object with atol and rtol");

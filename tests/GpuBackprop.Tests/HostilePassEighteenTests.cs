@@ -207,4 +207,19 @@ public sealed class HostilePassEighteenTests : IDisposable
         Assert.Equal("keep", File.ReadAllText(victim));
         Assert.Null(new FileInfo(cache).LinkTarget);
     }
+
+    /// <summary>Pass 18, borderline: a golden case.json's unknown top-level field ("tolerances") was ignored; it is named.</summary>
+    [Fact]
+    public void AGoldenCaseNamesAnUnknownField()
+    {
+        var (golden, caseDir, json) = HostilePassTwelveTests.CopyCase(dir, "unknown", "relu");
+        json["tolerances"] = new System.Text.Json.Nodes.JsonObject { ["atol"] = 1 };
+        File.WriteAllText(Path.Combine(caseDir, "case.json"), json.ToJsonString());
+        var (code, error, output) = InProcessCli.Run("verify", "--device", "cpu", "--golden", golden);
+        Assert.True(code == ExitCode.Failure && (error + output).Contains("unknown field 'tolerances' (a case has op, params, tensors, tolerance and, for a model, safetensors).", StringComparison.Ordinal),
+            $"exit {code}: {error}{output}");
+        json.Remove("tolerances");
+        File.WriteAllText(Path.Combine(caseDir, "case.json"), json.ToJsonString());
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("verify", "--device", "cpu", "--golden", golden).Code);
+    }
 }
