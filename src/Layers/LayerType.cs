@@ -257,8 +257,9 @@ internal sealed class LayerFields(JsonElement layer, string path, string type, s
     }
 
     /// <summary>An integer or a pair [height, width]; the fallback for both when absent.</summary>
+    /// <remarks>Null is refused: PyTorch's None is no size here (a conv2d's stride null read as 1); a pool's stride, whose None is its kernel, is read with <see cref="OptionalPair"/>.</remarks>
     public Geometry.Size2 Pair(string field, int? fallback = null) =>
-        OptionalPair(field) ?? (fallback is int f ? new Geometry.Size2(f, f) : throw Error(field, "is required"));
+        (GetNotNull(field) is null ? null : OptionalPair(field)) ?? (fallback is int f ? new Geometry.Size2(f, f) : throw Error(field, "is required"));
 
     /// <summary>A positive integer or pair.</summary>
     public Geometry.Size2 PositivePair(string field, int? fallback = null)

@@ -46,6 +46,8 @@ public sealed class HostilePassEighteenTests : IDisposable
             ("""{"type": "batch_norm2d", "num_features": 1, "track_running_stats": null}""", "field 'track_running_stats' must not be null"),
             ("""{"type": "dropout", "p": null}""", "layer 0 (dropout): field 'p' must not be null"),
             ("""{"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 3, "groups": null}""", "field 'groups' must not be null"),
+            ("""{"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 3, "stride": null}""", "field 'stride' must not be null"),
+            ("""{"type": "max_pool2d", "kernel_size": 2, "padding": null}""", "layer 0 (max_pool2d): field 'padding' must not be null"),
         })
         {
             string path = Path.Combine(dir, "null.json");
