@@ -792,7 +792,28 @@ public static class ImageDecoder
         if (compression is not (0 or 3 or 6) || width <= 0 || width > MaxSide || height > MaxSide || bits is 0 or > 32)
             return null;
         long rows = (width * bits + 31) / 32 * 4, need = offset + rows * height;
-        return b.Length < need ? $"is a BMP of {b.Length:N0} bytes; its header declares {need:N0} (pixel rows from byte {offset}): truncated" : null;
+        if (b.Length < need)
+            return $"is a BMP of {b.Length:N0} bytes; its header declares {need:N0} (pixel rows from byte {offset}): truncated";
+        if (bits is not (1 or 4 or 8) || compression != 0)
+            return null;
+        // A palette image's indices must name entries the file holds: biClrUsed of them (all 2^bits when it says 0), read
+        // from after the headers as PIL reads them (BmpLaidOut lays them out so for stb), no more than the file holds.
+        // stb gave an index past them a black pixel.
+        long entrySize = header == 12 ? 3 : 4, entries = 1L << (int)bits;
+        if (header >= 40 && b.Length >= 50 && System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b[46..]) is uint used and > 0)
+            entries = Math.Min(entries, used);
+        entries = Math.Min(entries, (b.Length - 14 - header) / entrySize);
+        if (entries == 1L << (int)bits)
+            return null;
+        for (long y = 0; y < height; y++)
+            for (long x = 0; x < width; x++)
+            {
+                long bit = x * bits;
+                int index = (b[(int)(offset + y * rows + bit / 8)] >> (int)(8 - bits - bit % 8)) & ((1 << (int)bits) - 1);
+                if (index >= entries)
+                    return $"is a BMP whose pixel index {index} (row {y}, column {x} as stored) is past the {entries} palette entries it holds (damaged)";
+            }
+        return null;
     }
 
     /// <summary>The width and height a PNG's IHDR declares, or null when the bytes are not a PNG.</summary>

@@ -224,4 +224,53 @@ public sealed class HostilePassEighteenTests : IDisposable
         File.WriteAllText(Path.Combine(caseDir, "case.json"), json.ToJsonString());
         Assert.Equal(ExitCode.Success, InProcessCli.Run("verify", "--device", "cpu", "--golden", golden).Code);
     }
+
+    /// <summary>An uncompressed 8-bit BMP of 4x2 pixels whose palette holds <paramref name="entries"/> grey entries, biClrUsed <paramref name="used"/>.</summary>
+    private static byte[] Bmp8(int entries, uint used, byte[] indices)
+    {
+        int offset = 14 + 40 + 4 * entries, size = offset + 2 * 4;
+        var b = new byte[size];
+        b[0] = (byte)'B';
+        b[1] = (byte)'M';
+        BitConverter.GetBytes(size).CopyTo(b, 2);
+        BitConverter.GetBytes(offset).CopyTo(b, 10);
+        BitConverter.GetBytes(40).CopyTo(b, 14);
+        BitConverter.GetBytes(4).CopyTo(b, 18);
+        BitConverter.GetBytes(2).CopyTo(b, 22);
+        BitConverter.GetBytes((short)1).CopyTo(b, 26);
+        BitConverter.GetBytes((short)8).CopyTo(b, 28);
+        BitConverter.GetBytes(used).CopyTo(b, 46);
+        for (int e = 0; e < entries; e++)
+            b[54 + 4 * e] = b[55 + 4 * e] = b[56 + 4 * e] = (byte)(100 + 50 * e);
+        indices.CopyTo(b, offset);
+        return b;
+    }
+
+    /// <summary>Pass 13, F11 (left until now): a BMP's palette index past the entries it holds decoded black; it is refused as a PNG's is.</summary>
+    [Fact]
+    public void ABmpPaletteIndexPastItsEntriesIsRefused()
+    {
+        string? Problem(byte[] file)
+        {
+            string path = Path.Combine(dir, "p.bmp");
+            File.WriteAllBytes(path, file);
+            try
+            {
+                ImageDecoder.Decode(path, 1, 2, 4, new byte[8]);
+                return null;
+            }
+            catch (DataFormatException e)
+            {
+                return e.Problem;
+            }
+        }
+        Assert.Null(Problem(Bmp8(2, 2, [0, 1, 1, 0, 1, 1, 0, 0])));
+        Assert.Equal("is a BMP whose pixel index 2 (row 1, column 3 as stored) is past the 2 palette entries it holds (damaged)", Problem(Bmp8(2, 2, [0, 1, 1, 0, 1, 1, 0, 2])));
+        // biClrUsed 0: all 256 entries, as far as the file holds them (PIL reads them from after the header, the pixels'
+        // bytes too): 16 bytes after the header hold 4; biClrUsed below what is there: it counts.
+        Assert.Null(Problem(Bmp8(2, 0, [0, 1, 1, 0, 1, 1, 0, 3])));
+        Assert.Contains("pixel index 4 (row 1, column 3 as stored) is past the 4 palette entries", Problem(Bmp8(2, 0, [0, 1, 1, 0, 1, 1, 0, 4])), StringComparison.Ordinal);
+        Assert.Contains("pixel index 2 (row 0, column 0 as stored) is past the 2 palette entries", Problem(Bmp8(3, 2, [2, 1, 1, 0, 1, 1, 0, 0])), StringComparison.Ordinal);
+        Assert.Null(Problem(Bmp8(3, 3, [2, 1, 1, 0, 1, 1, 0, 0])));
+    }
 }
