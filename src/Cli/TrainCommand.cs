@@ -336,6 +336,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             if (s.Out is null && OutProblem(Path.GetDirectoryName(Usage.Real(s.Resume!))!, s) is string problem)
                 throw new UsageException(problem);
         }
+        // Damaged weights are said before the data loads (exit 1, the file named); they are read again when loaded.
+        if (s.InitWeights is string initial)
+            Serialization.SafeTensors.Read(initial);
         var (train, test, source) = s.Load(input);
         // A new run's model is checked against the data (every layer's shape) before any device is opened.
         if (s.Resume is null)
@@ -601,9 +604,11 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         foreach (string name in (string[])[.. RunFiles, LockName])
         {
             string file = Path.Combine(outDir, name);
-            if ((name == LockName && new FileInfo(file).LinkTarget is not null ? "a symbolic link"
+            // The run's own files are never written through a link: metrics.json, steps.jsonl and training.png linked to
+            // another run's (or to the training labels) were written into them.
+            if ((new FileInfo(file).LinkTarget is not null ? "a symbolic link"
                 : Serialization.FileKind.Of(file) ?? Serialization.FileKind.LinkProblem(file) ?? (File.Exists(file) ? Serialization.FileKind.OfTarget(file) : null)) is string kind)
-                return $"--out {outDir}: {file} is {kind}, not a regular file; the run {(name == LockName ? "makes its lock there itself: remove it" : "writes it, and refuses to replace it")}.";
+                return $"--out {outDir}: {file} is {kind}, not a regular file; the run {(name == LockName ? "makes its lock there itself: remove it" : "writes it itself, never through a link or over another kind of file: remove it")}.";
         }
         // Another run's files there, without --overwrite: found before the data loads too (it was found after it).
         if (!s.Overwrite && Directory.Exists(outDir) && OtherRun(outDir, s.Resume) is string other)
