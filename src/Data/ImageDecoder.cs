@@ -344,8 +344,13 @@ public static class ImageDecoder
             else if (marker == 0xDA && d.Length >= 1)
             {
                 for (int c = 0; c < d[0] && 1 + 2 * c < d.Length; c++)
-                    if (tableOf.TryGetValue(d[1 + 2 * c], out int table) && (table > 3 || (defined & 1 << table) == 0))
+                {
+                    // A component the frame lacks ended in stb's "bad png sig", said of a JPEG.
+                    if (!tableOf.TryGetValue(d[1 + 2 * c], out int table))
+                        return $"is a JPEG whose scan at byte {at} names component {d[1 + 2 * c]}, which its frame header does not have (damaged)";
+                    if (table > 3 || (defined & 1 << table) == 0)
                         return $"is a JPEG whose scan at byte {at} uses quantization table {table}, which no DQT segment before it defines (damaged)";
+                }
             }
             return null;
         }
@@ -392,7 +397,7 @@ public static class ImageDecoder
         if (b.Length < 8 || !b[..8].SequenceEqual((ReadOnlySpan<byte>)[137, 80, 78, 71, 13, 10, 26, 10]))
             return null;
         int i = 8;
-        bool palette = false;
+        bool palette = false, inIdat = false, idatEnded = false;
         int entries = 256;
         while (true)
         {
@@ -416,6 +421,15 @@ public static class ImageDecoder
             }
             if (typeAndData[..4].SequenceEqual("IDAT"u8) && !palette && b.Length > 25 && b[25] == 3)
                 return "is a palette PNG (colour type 3) whose image data comes before any PLTE chunk (damaged)";
+            // PNG's IDAT chunks are consecutive (libpng: "Not enough image data"); the data split by another chunk was joined.
+            if (typeAndData[..4].SequenceEqual("IDAT"u8))
+            {
+                if (idatEnded)
+                    return $"is a PNG whose image data chunks are not consecutive (an IDAT at byte {i} after another chunk): damaged";
+                inIdat = true;
+            }
+            else if (inIdat)
+                idatEnded = true;
             if (typeAndData[..4].SequenceEqual("IEND"u8))
                 return ZlibProblem(b, b.Length > 25 && b[25] == 3 ? entries : 256);
             i += 12 + (int)length;

@@ -63,6 +63,9 @@ public static class ImageFolder
                 throw new DataFormatException(Path.Combine(train, classes[lost]), "has no image left to train on: --skip-bad-images skipped every file of it.");
         }
         ImageDataset testSet = LoadSplit(test, classes, channels, height, width, progress, cache, skipped);
+        // Said of the folder (the trainer's "the test set is empty" named none, after all of it had been decoded).
+        if (testSet.Count == 0)
+            throw new DataFormatException(test, "has no image left to evaluate on: --skip-bad-images skipped every file of it.");
         double seconds = clock.Elapsed.TotalSeconds;
         int images = trainSet.Count + testSet.Count;
         string how = trainSet.Name.EndsWith(FromCache, StringComparison.Ordinal) && testSet.Name.EndsWith(FromCache, StringComparison.Ordinal)

@@ -206,7 +206,8 @@ public abstract class Module : IDisposable
             tensor.Upload(state[name].Data);
     }
 
-    private static string List(List<string> names) => string.Join(", ", names.Take(5)) + (names.Count > 5 ? $", ... ({names.Count} in all)" : "");
+    // Quoted: a tensor named "" was listed as nothing ("unexpected []").
+    private static string List(List<string> names) => string.Join(", ", names.Take(5).Select(n => $"'{Runtime.Messages.Printable(n)}'")) + (names.Count > 5 ? $", ... ({names.Count} in all)" : "");
 
     /// <summary>Sets training mode (true) or evaluation mode through the whole tree; returns this module.</summary>
     public Module Train(bool mode = true)

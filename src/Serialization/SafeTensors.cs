@@ -109,8 +109,10 @@ public static class SafeTensors
         int got = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
         if (head[..got].StartsWith(Training.Checkpoint.Magic))
             return "is a checkpoint (.gbp), not safetensors: resume it with --resume, or write its weights with export --safetensors";
-        if (got < 9)
-            return $"is {got} bytes: not a safetensors file (8 bytes of header length, then a JSON header)";
+        // A file cut short, or whose header starts as JSON does, is a safetensors file (damaged, perhaps): the reader
+        // names the damage, exit 1. Only another kind of file is refused here as the option's error (exit 2).
+        if (got < 9 || head[8] == (byte)'{')
+            return null;
         ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(head);
         if (headerLength > MaxHeader || (long)headerLength > fs.Length - 8)
             return "is not a safetensors file (its first 8 bytes are not the length of a JSON header that follows them)";
@@ -128,6 +130,9 @@ public static class SafeTensors
         if ((long)headerLength > bytes.Length - 8)
             throw new SafeTensorsException(path, $"header length {headerLength} does not fit the file of {bytes.Length} bytes (truncated or not safetensors).");
         ReadOnlySpan<byte> data = bytes[(8 + (int)headerLength)..];
+        // The format's own reader refuses a header that does not start with '{' (InvalidHeaderStart); padding may follow it.
+        if (headerLength == 0 || bytes[8] != (byte)'{')
+            throw new SafeTensorsException(path, "the header does not start with '{' (the format allows spaces after the JSON, not before it).");
         JsonDocument header;
         try
         {

@@ -137,5 +137,26 @@ public sealed record TrainConfig
 
     /// <summary>From JSON, as <see cref="ToJson"/> writes it: a key twice, an unknown key or a null value where none belongs is refused.</summary>
     /// <exception cref="JsonException">Not such JSON (the path of the field at fault is in the exception).</exception>
-    public static TrainConfig FromJson(string json) => JsonSerializer.Deserialize<TrainConfig>(json, Strict) ?? throw new JsonException("The configuration is null.");
+    public static TrainConfig FromJson(string json)
+    {
+        TrainConfig config = JsonSerializer.Deserialize<TrainConfig>(json, Strict) ?? throw new JsonException("The configuration is null.");
+        // Every key ToJson always writes must be there (checkpoint formats 3 and 4 wrote them all): a file without
+        // "Optimizer", "Schedule" or "Seed" resumed with the defaults, a different run, without a word.
+        using JsonDocument doc = JsonDocument.Parse(json);
+        foreach (string key in Written)
+            if (!doc.RootElement.TryGetProperty(key, out _))
+                throw new JsonException("missing; every configuration holds it", $"$.{key}", null, null);
+        foreach (string key in OptimizerWritten)
+            if (!doc.RootElement.GetProperty(nameof(Optimizer)).TryGetProperty(key, out _))
+                throw new JsonException("missing; every configuration holds it", $"$.{nameof(Optimizer)}.{key}", null, null);
+        return config;
+    }
+
+    /// <summary>The keys <see cref="ToJson"/> writes whatever the values (the others are left out at their defaults).</summary>
+    private static readonly string[] Written = [nameof(Model), nameof(Epochs), nameof(BatchSize), nameof(Optimizer), nameof(Schedule), nameof(Seed),
+        nameof(CropPadding), nameof(HorizontalFlip), nameof(WarmupSteps), nameof(ClipGradNorm)];
+
+    private static readonly string[] OptimizerWritten = [nameof(OptimizerOptions.Kind), nameof(OptimizerOptions.LearningRate), nameof(OptimizerOptions.Momentum),
+        nameof(OptimizerOptions.Dampening), nameof(OptimizerOptions.Nesterov), nameof(OptimizerOptions.WeightDecay), nameof(OptimizerOptions.Beta1),
+        nameof(OptimizerOptions.Beta2), nameof(OptimizerOptions.Eps)];
 }

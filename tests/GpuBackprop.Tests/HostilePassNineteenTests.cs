@@ -1,0 +1,179 @@
+using System.Text;
+using GpuBackprop.Cli;
+using GpuBackprop.Data;
+
+namespace GpuBackprop.Tests;
+
+/// <summary>
+/// The nineteenth hostile pass (issue 23, about 480 new cases, on the build of 2c27d0b): what this stop fixed.
+/// Data loss: the run's metrics.json, steps.jsonl and training.png were written through links in --out (into another
+/// run, or the training labels). Silently wrong: a configuration without Optimizer, Schedule or Seed resumed with
+/// defaults; a safetensors header not starting with '{'; a PNG's image data split by another chunk. Unreadable output:
+/// a count of batches --init-weights accepts ended, after training, in a checkpoint nothing could read. Exit codes and
+/// words: a cut safetensors file was a usage error, a JPEG scan of a component its frame lacks was "bad png sig", an
+/// extra tensor named "" was listed as nothing, an evaluation split emptied by --skip-bad-images named no folder.
+/// </summary>
+public sealed class HostilePassNineteenTests : IDisposable
+{
+    private readonly string dir = Directory.CreateTempSubdirectory("gpubackprop-pass19-").FullName;
+
+    public void Dispose() => Directory.Delete(dir, true);
+
+    private string Data => Directory.Exists(Path.Combine(dir, "data")) ? Path.Combine(dir, "data") : HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
+
+    private (int Code, string Error, string Output) Train(params string[] more) =>
+        InProcessCli.Run(["train", "--device", "cpu", "--epochs", "1", "--batch", "3", "--data", Data, "--image-size", "8x8", "--channels", "1", .. more]);
+
+    /// <summary>F1: a link in --out in place of one of the run's files is refused before anything loads; what it names is left as it was.</summary>
+    [Fact]
+    public void TheRunsFilesAreNeverWrittenThroughLinks()
+    {
+        string model = HostileInputs.LinearModel(dir, 1, 8, 2), victim = Path.Combine(dir, "victim");
+        Assert.Equal(ExitCode.Success, Train("--model", model, "--out", victim).Code);
+        foreach (string file in new[] { "metrics.json", "steps.jsonl", "training.png" })
+        {
+            string run = Path.Combine(dir, $"run-{file}");
+            Directory.CreateDirectory(run);
+            File.CreateSymbolicLink(Path.Combine(run, file), Path.Combine(victim, file));
+            byte[] before = File.ReadAllBytes(Path.Combine(victim, file));
+            var (code, error, output) = Train("--model", model, "--out", run);
+            Assert.True(code == ExitCode.Usage && error.Contains($"{Path.Combine(run, file)} is a symbolic link, not a regular file; the run writes it itself, never through a link", StringComparison.Ordinal),
+                $"{file}: exit {code}, {error}");
+            Assert.DoesNotContain("data:", output, StringComparison.Ordinal);
+            Assert.Equal(before, File.ReadAllBytes(Path.Combine(victim, file)));
+        }
+    }
+
+    /// <summary>F2: every key the configuration always holds is required; a file without one was read with the default.</summary>
+    [Fact]
+    public void AConfigurationWithoutAKeyItAlwaysHoldsIsRefused()
+    {
+        string good = Path.Combine(dir, "good.gbp");
+        new Training.Checkpoint("lenet5", new Training.TrainConfig { Model = "lenet5", Epochs = 2 }, 0, 0, [1, 2, 3, 4], []).Save(good);
+        Assert.Equal(2, Training.Checkpoint.Load(good).Config.Epochs);
+        foreach (var (cut, field) in new[] { ("\"Seed\":1,", "$.Seed"), ("\"Schedule\":\"constant\",", "$.Schedule"), ("\"Momentum\":0.9,", "$.Optimizer.Momentum"), ("\"ClipGradNorm\":0", "$.ClipGradNorm") })
+        {
+            string path = Path.Combine(dir, $"cut-{field}.gbp");
+            File.Copy(good, path);
+            HostilePassSixteenTests.Forge(path, m => m, c =>
+            {
+                Assert.Contains(cut, c, StringComparison.Ordinal);
+                return c.Replace(cut, "", StringComparison.Ordinal).Replace(",}", "}", StringComparison.Ordinal);
+            });
+            var e = Assert.Throws<Training.CheckpointException>(() => Training.Checkpoint.Load(path));
+            Assert.True(e.Message.Contains($"the stored configuration is malformed: field {field}: missing; every configuration holds it.", StringComparison.Ordinal), e.Message);
+        }
+    }
+
+    /// <summary>F3: a run that starts from --init-weights' largest count of batches (2^53) writes a checkpoint every command reads.</summary>
+    [Fact]
+    public void TheLargestCountInitWeightsAcceptStaysReadable()
+    {
+        string model = Path.Combine(dir, "bn.json");
+        File.WriteAllText(model, """{"input": [1, 8, 8], "classes": 2, "layers": [{"type": "batch_norm2d", "num_features": 1}, {"type": "flatten"}, {"type": "linear", "in_features": 64, "out_features": 2}]}""");
+        string first = Path.Combine(dir, "first"), weights = Path.Combine(dir, "w.safetensors"), big = Path.Combine(dir, "big.safetensors");
+        Assert.Equal(ExitCode.Success, Train("--model", model, "--out", first).Code);
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("export", "--checkpoint", Path.Combine(first, "checkpoint.gbp"), "--safetensors", weights).Code);
+        Serialization.SafeTensors.Write(big, Serialization.SafeTensors.Read(weights).Select(kv => kv.Key == "0.num_batches_tracked"
+            ? new KeyValuePair<string, Serialization.SafeTensor>(kv.Key, Serialization.SafeTensor.Of([], [1L << 53])) : kv));
+        string run = Path.Combine(dir, "big-run");
+        var (code, error, _) = Train("--model", model, "--init-weights", big, "--out", run);
+        Assert.True(code == ExitCode.Success, error);
+        (code, error, _) = InProcessCli.Run("eval", "--checkpoint", Path.Combine(run, "checkpoint.gbp"), "--data", Data, "--device", "cpu");
+        Assert.True(code == ExitCode.Success, error);
+    }
+
+    /// <summary>
+    /// F4, F5: a safetensors file cut short was a usage error (exit 2) when cut in its header, a damaged file (exit 1) when
+    /// cut in its data; both are the file's damage now, said before the data loads. A header starting with a space was
+    /// read (the format's reader refuses it); trailing spaces, which the format allows, still are.
+    /// </summary>
+    [Fact]
+    public void ACutOrMisstartedSafetensorsFileIsTheFilesFault()
+    {
+        string model = HostileInputs.LinearModel(dir, 1, 8, 2), first = Path.Combine(dir, "first"), weights = Path.Combine(dir, "w.safetensors");
+        Assert.Equal(ExitCode.Success, Train("--model", model, "--out", first).Code);
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("export", "--checkpoint", Path.Combine(first, "checkpoint.gbp"), "--safetensors", weights).Code);
+        byte[] good = File.ReadAllBytes(weights);
+        ulong headerLength = BitConverter.ToUInt64(good);
+        string header = Encoding.UTF8.GetString(good, 8, (int)headerLength);
+        byte[] With(string h) => [.. BitConverter.GetBytes((ulong)Encoding.UTF8.GetByteCount(h)), .. Encoding.UTF8.GetBytes(h), .. good[(8 + (int)headerLength)..]];
+        foreach (var (name, bytes, code, said) in new (string, byte[], int, string)[]
+        {
+            ("cut-header", good[..40], ExitCode.Failure, "does not fit the file"),
+            ("empty", [], ExitCode.Failure, "truncated: 0 bytes"),
+            ("leading-space", With(" " + header.TrimEnd()), ExitCode.Failure, "the header does not start with '{'"),
+            ("png", HostileInputs.Png(1, side: 8), ExitCode.Usage, "is not a safetensors file"),
+        })
+        {
+            string path = Path.Combine(dir, name + ".safetensors");
+            File.WriteAllBytes(path, bytes);
+            var (c, error, output) = Train("--model", model, "--init-weights", path, "--out", Path.Combine(dir, "run-" + name));
+            Assert.True(c == code && error.Contains(said, StringComparison.Ordinal), $"{name}: exit {c}, {error}");
+            Assert.DoesNotContain("data:", output, StringComparison.Ordinal);
+        }
+        string padded = Path.Combine(dir, "padded.safetensors");
+        File.WriteAllBytes(padded, With(header.TrimEnd() + "        "));
+        Assert.Equal(ExitCode.Success, Train("--model", model, "--init-weights", padded, "--out", Path.Combine(dir, "run-padded")).Code);
+    }
+
+    /// <summary>
+    /// F6, F7: a PNG whose IDAT chunks are split by another chunk decoded; a JPEG scan naming a component its frame lacks
+    /// was "bad png sig"; an extra tensor named "" was listed as "unexpected []"; an evaluation split emptied by
+    /// --skip-bad-images was "the test set is empty", naming no folder.
+    /// </summary>
+    [Fact]
+    public void DamageIsNamedForWhatItIs()
+    {
+        byte[] raw = Enumerable.Range(0, 8 * 9).Select(i => (byte)(i % 9 == 0 ? 0 : i * 3)).ToArray();
+        byte[] png = HostileInputs.PngOf(8, 8, 8, 0, 0, raw);
+        // Split the IDAT in two with a tEXt chunk between.
+        int idat = png.AsSpan().IndexOf("IDAT"u8) - 4;
+        int length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(idat));
+        byte[] data = png[(idat + 8)..(idat + 8 + length)];
+        byte[] split = [.. png[..idat], .. Chunk("IDAT", data[..10]), .. Chunk("tEXt", "a\0b"u8.ToArray()), .. Chunk("IDAT", data[10..]), .. png[(idat + 12 + length)..]];
+        string path = Path.Combine(dir, "split.png");
+        File.WriteAllBytes(path, [.. png[..idat], .. Chunk("IDAT", data[..10]), .. Chunk("IDAT", data[10..]), .. png[(idat + 12 + length)..]]);
+        ImageDecoder.Decode(path, 1, 8, 8, new byte[64]); // two IDATs in a row are fine
+        File.WriteAllBytes(path, split);
+        Assert.Contains("is a PNG whose image data chunks are not consecutive (an IDAT at byte", Assert.Throws<DataFormatException>(() => ImageDecoder.Decode(path, 1, 8, 8, new byte[64])).Message, StringComparison.Ordinal);
+
+        var pixels = new byte[64];
+        new Random(19).NextBytes(pixels);
+        using var m = new MemoryStream();
+        new StbImageWriteSharp.ImageWriter().WriteJpg(pixels, 8, 8, StbImageWriteSharp.ColorComponents.Grey, m, 90);
+        byte[] jpeg = m.ToArray();
+        int sos = jpeg.AsSpan().IndexOf((ReadOnlySpan<byte>)[0xFF, 0xDA]);
+        jpeg[sos + 5] = 9; // the scan's first component's ID
+        path = Path.Combine(dir, "sos.jpg");
+        File.WriteAllBytes(path, jpeg);
+        Assert.Contains("names component 9, which its frame header does not have", Assert.Throws<DataFormatException>(() => ImageDecoder.Decode(path, 1, 8, 8, new byte[64])).Message, StringComparison.Ordinal);
+
+        var e = Assert.Throws<ArgumentException>(() =>
+        {
+            Runtime.ComputeDevice d = TestDevices.Get("cpu");
+            using var linear = new Layers.Linear(d, 2, 2);
+            var state = linear.ToSafeTensors().ToDictionary(kv => kv.Key, kv => kv.Value);
+            state[""] = Serialization.SafeTensor.Of([1], [1f]);
+            linear.LoadSafeTensors(state);
+        });
+        Assert.Contains("missing [], unexpected ['']", e.Message, StringComparison.Ordinal);
+
+        string data2 = HostileInputs.ImageFolder(Path.Combine(dir, "skip"), ["a", "b"], side: 8);
+        foreach (string f in Directory.GetFiles(Path.Combine(data2, "val"), "*.png", SearchOption.AllDirectories))
+            File.WriteAllBytes(f, [1, 2, 3]);
+        var skipped = Assert.Throws<DataFormatException>(() => Datasets.Load(data2, new DataOptions(DataFormat.Folder, 1, 8, 8, SkipBadImages: true)));
+        Assert.Equal(Path.Combine(data2, "val"), skipped.File);
+        Assert.Contains("has no image left to evaluate on", skipped.Message, StringComparison.Ordinal);
+    }
+
+    private static byte[] Chunk(string type, byte[] data)
+    {
+        var c = new byte[12 + data.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(c, data.Length);
+        Encoding.Latin1.GetBytes(type).CopyTo(c, 4);
+        data.CopyTo(c, 8);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(8 + data.Length), System.IO.Hashing.Crc32.HashToUInt32(c.AsSpan(4, 4 + data.Length)));
+        return c;
+    }
+}
