@@ -606,8 +606,10 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             string file = Path.Combine(outDir, name);
             // The run's own files are never written through a link: metrics.json, steps.jsonl and training.png linked to
             // another run's (or to the training labels) were written into them.
-            if ((new FileInfo(file).LinkTarget is not null ? "a symbolic link"
-                : Serialization.FileKind.Of(file) ?? Serialization.FileKind.LinkProblem(file) ?? (File.Exists(file) ? Serialization.FileKind.OfTarget(file) : null)) is string kind)
+            // A link is named by what it reaches when that is the trouble (nothing, a loop, a device), else as a link.
+            if ((new FileInfo(file).LinkTarget is not null
+                    ? Serialization.FileKind.LinkProblem(file) ?? Serialization.FileKind.OfTarget(file) ?? "a symbolic link"
+                    : Serialization.FileKind.Of(file)) is string kind)
                 return $"--out {outDir}: {file} is {kind}, not a regular file; the run {(name == LockName ? "makes its lock there itself: remove it" : "writes it itself, never through a link or over another kind of file: remove it")}.";
         }
         // Another run's files there, without --overwrite: found before the data loads too (it was found after it).

@@ -305,7 +305,7 @@ public sealed class HostilePassEightTests : IDisposable
         var (c4, e4, _) = InProcessCli.Run("train", "--device", "cpu", "--epochs", "1", "--init-weights", weights, "--out", Path.Combine(dir, "w"));
         Assert.Equal(ExitCode.Usage, c4); // weights that do not fit the model: exit 2 naming --init-weights since the fourteenth pass
         Assert.Contains("--init-weights", e4, StringComparison.Ordinal);
-        Assert.Contains("unexpected [x]", e4, StringComparison.Ordinal);
+        Assert.Contains("unexpected ['x']", e4, StringComparison.Ordinal); // names quoted since pass 19
         Assert.DoesNotContain("(Parameter", e4, StringComparison.Ordinal);
 
         // The default run folder, named after a model file whose name holds an escape sequence and a newline.

@@ -100,7 +100,7 @@ public sealed class HostilePassFourteenTests : IDisposable
         string weights = Path.Combine(dir, "w.safetensors");
         Assert.Equal(ExitCode.Success, InProcessCli.Run("export", "--checkpoint", Path.Combine(otherRun, "checkpoint.gbp"), "--safetensors", weights).Code);
         (code, error, _) = InProcessCli.Run(Train(data, Path.Combine(dir, "run3"), "--init-weights", weights));
-        Assert.True(code == ExitCode.Usage && error.Contains($"--init-weights {weights}: State dict does not fit the model (its layers): missing [1.bias]", StringComparison.Ordinal)
+        Assert.True(code == ExitCode.Usage && error.Contains($"--init-weights {weights}: State dict does not fit the model (its layers): missing ['1.bias']", StringComparison.Ordinal)
             && !error.Contains("Sequential", StringComparison.Ordinal), error);
     }
 

@@ -49,8 +49,8 @@ public sealed class ModuleTests
         missing.Remove("3.bias");
         missing["99.weight"] = ([1], [0f]);
         var e = Assert.Throws<ArgumentException>(() => b.LoadStateDict(missing));
-        Assert.Contains("missing [3.bias]", e.Message);
-        Assert.Contains("unexpected [99.weight]", e.Message);
+        Assert.Contains("missing ['3.bias']", e.Message); // names quoted since pass 19
+        Assert.Contains("unexpected ['99.weight']", e.Message);
 
         var wrong = new Dictionary<string, (int[], float[])>(state) { ["0.bias"] = ([7], new float[7]) };
         var shape = Assert.Throws<ArgumentException>(() => b.LoadStateDict(wrong));
