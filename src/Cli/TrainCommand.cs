@@ -338,7 +338,14 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         }
         // Damaged weights are said before the data loads (exit 1, the file named); they are read again when loaded.
         if (s.InitWeights is string initial)
-            Serialization.SafeTensors.Read(initial);
+            try
+            {
+                Module.CheckValues(Serialization.SafeTensors.Read(initial));
+            }
+            catch (ArgumentOutOfRangeException e)
+            {
+                throw new Serialization.SafeTensorsException(initial, Runtime.Messages.WithoutParameter(e), e);
+            }
         var (train, test, source) = s.Load(input);
         // A new run's model is checked against the data (every layer's shape) before any device is opened.
         if (s.Resume is null)
@@ -608,7 +615,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             // another run's (or to the training labels) were written into them.
             // A link is named by what it reaches when that is the trouble (nothing, a loop, a device), else as a link.
             if ((new FileInfo(file).LinkTarget is not null
-                    ? Serialization.FileKind.LinkProblem(file) ?? Serialization.FileKind.OfTarget(file) ?? "a symbolic link"
+                    ? (name == LockName ? null : Serialization.FileKind.LinkProblem(file) ?? Serialization.FileKind.OfTarget(file)) ?? "a symbolic link"
                     : Serialization.FileKind.Of(file)) is string kind)
                 return $"--out {outDir}: {file} is {kind}, not a regular file; the run {(name == LockName ? "makes its lock there itself: remove it" : "writes it itself, never through a link or over another kind of file: remove it")}.";
         }

@@ -217,7 +217,7 @@ public static class ImageDecoder
                 continue;
             }
             if (m == 0xD9)
-                return null;
+                return quant.Unscanned();
             if (m == 0xD8)
                 return $"is a JPEG in which another image starts (byte {q - 1}) before this one's end marker (truncated, or two files joined)";
             if (q + 3 > b.Length)
@@ -322,6 +322,14 @@ public static class ImageDecoder
     {
         private int defined;
         private readonly Dictionary<int, int> tableOf = [];
+        private readonly HashSet<int> scanned = [];
+
+        /// <summary>
+        /// A frame component no scan coded, at the end of the image, or null: its samples were never decoded (a 3-component
+        /// frame whose only scan named two decoded, the third plane made up).
+        /// </summary>
+        public string? Unscanned() => tableOf.Keys.Where(c => !scanned.Contains(c)).Select(c => (int?)c).FirstOrDefault() is int c
+            ? $"is a JPEG whose component {c} is in its frame header but in no scan (damaged)" : null;
 
         public string? Problem(byte marker, ReadOnlySpan<byte> d, int at)
         {
@@ -348,6 +356,7 @@ public static class ImageDecoder
                     // A component the frame lacks ended in stb's "bad png sig", said of a JPEG.
                     if (!tableOf.TryGetValue(d[1 + 2 * c], out int table))
                         return $"is a JPEG whose scan at byte {at} names component {d[1 + 2 * c]}, which its frame header does not have (damaged)";
+                    scanned.Add(d[1 + 2 * c]);
                     if (table > 3 || (defined & 1 << table) == 0)
                         return $"is a JPEG whose scan at byte {at} uses quantization table {table}, which no DQT segment before it defines (damaged)";
                 }

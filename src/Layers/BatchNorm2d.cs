@@ -77,8 +77,12 @@ public sealed class BatchNorm2d : Module
     public Tensor? RunningMean => runningMean;
     /// <summary>The running variance (C), or null without tracking.</summary>
     public Tensor? RunningVar => runningVar;
-    /// <summary>The largest <see cref="NumBatchesTracked"/> read from a file: no run takes 2^53 steps, and a count near 2^63 wrapped to negative in training.</summary>
-    public const long MaxBatchesTracked = 1L << 53;
+    /// <summary>
+    /// The largest <see cref="NumBatchesTracked"/>, read from a file or counted: a count near 2^63 wrapped to negative in
+    /// training. Counting stops there (1/2^62, the cumulative average's weight, is zero in float32 anyway), so every count
+    /// a run writes is one every reader takes back.
+    /// </summary>
+    public const long MaxBatchesTracked = 1L << 62;
 
     /// <summary>Training-mode forward passes so far (PyTorch's num_batches_tracked; saved with the state).</summary>
     public long NumBatchesTracked { get; set; }
@@ -108,7 +112,8 @@ public sealed class BatchNorm2d : Module
             variance = s.View.SubView(NumFeatures, NumFeatures);
             if (IsTraining && TrackRunningStats)
             {
-                NumBatchesTracked++;
+                if (NumBatchesTracked < MaxBatchesTracked)
+                    NumBatchesTracked++;
                 float momentum = Momentum ?? 1f / NumBatchesTracked;
                 float unbias = g.PerChannel / (g.PerChannel - 1f);
                 Device.Backend.BatchNormUpdateRunning(NumFeatures, momentum, unbias, s.View, runningMean!.View, runningVar!.View);

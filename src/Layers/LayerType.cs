@@ -177,9 +177,9 @@ internal sealed class LayerFields(JsonElement layer, string path, string type, s
     /// bias=None builds none, and "p": null was 0.5 where Dropout(p=None) fails. (Fields PyTorch allows None read null as
     /// None: the nullable getters, and a pair such as a pool's stride, whose None is its default.)
     /// </summary>
-    private JsonElement? GetNotNull(string field) =>
+    private JsonElement? GetNotNull(string field, bool required = false) =>
         Element.ValueKind == JsonValueKind.Object && Element.TryGetProperty(field, out JsonElement v) && v.ValueKind == JsonValueKind.Null
-            ? throw Error(field, "must not be null (leave it out for its default)")
+            ? throw Error(field, required ? "is required; got null" : "must not be null (leave it out for its default)")
             : Get(field);
 
     /// <summary>Whether the field is present (null counts as present).</summary>
@@ -190,12 +190,13 @@ internal sealed class LayerFields(JsonElement layer, string path, string type, s
     }
 
     /// <summary>A nested layer list (residual's body and shortcut), or null when absent.</summary>
-    public JsonElement? List(string field) => Get(field);
+    /// <remarks>Null is refused: "shortcut": null was the identity, as an empty list is, without a word.</remarks>
+    public JsonElement? List(string field) => GetNotNull(field);
 
     /// <summary>An integer field, or the fallback when absent (required when there is none).</summary>
     public int Integer(string field, int? fallback = null)
     {
-        if (GetNotNull(field) is not JsonElement v)
+        if (GetNotNull(field, required: fallback is null) is not JsonElement v)
             return fallback ?? throw Error(field, "is required");
         if (v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i))
             return i;
@@ -259,7 +260,7 @@ internal sealed class LayerFields(JsonElement layer, string path, string type, s
     /// <summary>An integer or a pair [height, width]; the fallback for both when absent.</summary>
     /// <remarks>Null is refused: PyTorch's None is no size here (a conv2d's stride null read as 1); a pool's stride, whose None is its kernel, is read with <see cref="OptionalPair"/>.</remarks>
     public Geometry.Size2 Pair(string field, int? fallback = null) =>
-        (GetNotNull(field) is null ? null : OptionalPair(field)) ?? (fallback is int f ? new Geometry.Size2(f, f) : throw Error(field, "is required"));
+        (GetNotNull(field, required: fallback is null) is null ? null : OptionalPair(field)) ?? (fallback is int f ? new Geometry.Size2(f, f) : throw Error(field, "is required"));
 
     /// <summary>A positive integer or pair.</summary>
     public Geometry.Size2 PositivePair(string field, int? fallback = null)

@@ -109,6 +109,7 @@ public abstract class Module : IDisposable
         var counters = NamedModules().Where(m => m.Module is BatchNorm2d { TrackRunningStats: true })
             .ToDictionary(m => Join(m.Name, "num_batches_tracked"), m => (BatchNorm2d)m.Module, StringComparer.Ordinal);
         var expected = StateDict().Select(e => e.Name).Concat(counters.Keys).ToHashSet(StringComparer.Ordinal);
+        CheckValues(file);
         var missing = expected.Where(n => !file.ContainsKey(n)).ToList();
         var unexpected = file.Keys.Where(n => !expected.Contains(n)).ToList();
         if (missing.Count > 0 || unexpected.Count > 0)
@@ -118,30 +119,41 @@ public abstract class Module : IDisposable
         {
             if (counters.ContainsKey(name))
             {
-                // Shape [] as PyTorch saves it (a [1] was taken as the scalar; PyTorch's load_state_dict refuses it), and a
-                // count, not negative (-1 made the cumulative average's first step divide by zero: "diverged" at lr 0).
+                // Shape [] as PyTorch saves it (a [1] was taken as the scalar; PyTorch's load_state_dict refuses it).
                 if (t.Longs is not { Length: 1 } || t.Shape.Length != 0)
                     throw new ArgumentException($"State entry '{name}' must be an I64 scalar (shape []); got {(t.Longs is null ? "F32" : "I64")} of shape [{string.Join(", ", t.Shape)}].", nameof(file));
-                // Values out of range are ArgumentOutOfRangeException: the file's content (exit 1), where a name or shape that
-                // does not fit the model is the model's (exit 2).
-                if (t.Longs[0] is < 0 or > BatchNorm2d.MaxBatchesTracked)
-                    throw new ArgumentOutOfRangeException(nameof(file), $"State entry '{name}' is {t.Longs[0]}: a count of batches is 0 to 2^53.");
                 continue;
             }
             if (t.Floats is null)
                 throw new ArgumentException($"State entry '{name}' is I64; the module's is F32.", nameof(file));
-            // As checkpoints refuse them: a NaN, an infinity or a value beyond 1e30 would make the first step diverge
-            // without naming where it came from; a running variance must not be negative.
-            int bad = Array.FindIndex(t.Floats, v => !float.IsFinite(v) || Math.Abs(v) > 1e30f);
-            if (bad >= 0)
-                throw new ArgumentOutOfRangeException(nameof(file), $"State entry '{name}'[{bad}] is {t.Floats[bad]}: weights must be finite and at most 1e30 in size.");
-            if (name.EndsWith("running_var", StringComparison.Ordinal) && Array.FindIndex(t.Floats, v => v < 0) is int negative and >= 0)
-                throw new ArgumentOutOfRangeException(nameof(file), $"State entry '{name}'[{negative}] is {t.Floats[negative]}: a running variance is not negative.");
             floats[name] = (t.Shape, t.Floats);
         }
         LoadStateDict(floats);
         foreach (var (name, bn) in counters)
             bn.NumBatchesTracked = file[name].Longs![0];
+    }
+
+    /// <summary>
+    /// The values of state entries, whatever module takes them: weights finite and at most 1e30 in size, a running
+    /// variance not negative, an I64 count of batches 0 to 2^62 (-1 made the cumulative average's first step divide by
+    /// zero; NaN made the first step "diverge" naming no file). Checked before anything loads (train reads --init-weights
+    /// before the data), and again when a module takes them.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value out of its range: the file's fault (exit 1), where a name or shape the model does not have is the model's (exit 2).</exception>
+    internal static void CheckValues(IReadOnlyDictionary<string, Serialization.SafeTensor> file)
+    {
+        foreach (var (name, t) in file)
+        {
+            if (t.Longs is { Length: 1 } count && name.EndsWith("num_batches_tracked", StringComparison.Ordinal) && count[0] is < 0 or > BatchNorm2d.MaxBatchesTracked)
+                throw new ArgumentOutOfRangeException(nameof(file), $"State entry '{name}' is {count[0]}: a count of batches is 0 to 2^62.");
+            if (t.Floats is not float[] values)
+                continue;
+            int bad = Array.FindIndex(values, v => !float.IsFinite(v) || Math.Abs(v) > 1e30f);
+            if (bad >= 0)
+                throw new ArgumentOutOfRangeException(nameof(file), $"State entry '{name}'[{bad}] is {values[bad]}: weights must be finite and at most 1e30 in size.");
+            if (name.EndsWith("running_var", StringComparison.Ordinal) && Array.FindIndex(values, v => v < 0) is int negative and >= 0)
+                throw new ArgumentOutOfRangeException(nameof(file), $"State entry '{name}'[{negative}] is {values[negative]}: a running variance is not negative.");
+        }
     }
 
     private static string Join(string prefix, string name) => prefix.Length == 0 ? name : prefix + "." + name;

@@ -149,6 +149,10 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
         // (three names for ten outputs ended predict --json in an index error).
         if (Config.ClassNames is not null && (Config.Input is null || Config.Architecture is null))
             throw new CheckpointException(path, "names its classes but stores no input or architecture to check them against (every run that names classes stores both).");
+        // The trainer stores the normalisation with the input (formats 3 and 4 always did): without it, predict and eval
+        // fell back to Fashion-MNIST's, and a 3-channel export failed in .NET's words.
+        if (Config.Input is not null && Config.Normalization is null)
+            throw new CheckpointException(path, "stores its input but no normalisation (every run stores both): the images could not be normalised as in training.");
         if (Config.Input is [int channels, ..] && Config.Normalization is { Length: var values } && values != 2 && values != 2 * channels)
             throw new CheckpointException(path, $"the stored normalisation holds {values} values; its {channels}-channel input needs {2 * channels} (a mean and a std per channel).");
         // Names are printed to the terminal: an escape sequence in one cleared the screen or recoloured it.
@@ -207,6 +211,9 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
                 : [];
             part = "tensor names are";
             int epoch = r.ReadInt32();
+            // Format 4 stores a result for every completed epoch (an empty list for one epoch lost epoch 1 from metrics.json on resume).
+            if (version >= 4 && history.Count != epoch)
+                throw new CheckpointException(path, $"holds results of {history.Count} epochs for {epoch} completed.");
             long steps = r.ReadInt64();
             ulong[] rng = [r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64()];
             int count = r.ReadInt32();

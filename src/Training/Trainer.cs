@@ -645,9 +645,8 @@ public sealed class Trainer : IDisposable
                 bn.NumBatchesTracked = counters.TryGetValue(name + ".num_batches_tracked", out float[]? bits) ? Counter.Decode(bits) : c.Steps;
                 // Range-checked as if there were no checksum (a negative count divides by zero in the cumulative average; one
                 // near 2^63 wrapped to negative in training, and the run's next checkpoint could not be loaded).
-                // Past what --init-weights accepts (2^53) by the steps a run takes: a run started at 2^53 wrote a
-                // checkpoint that no command could read back.
-                if (bn.NumBatchesTracked is < 0 or > 1L << 62)
+                // The same range as --init-weights (counting stops at its top, so a run's own counts always read back).
+                if (bn.NumBatchesTracked is < 0 or > BatchNorm2d.MaxBatchesTracked)
                     throw new CheckpointException(path, $"the count of batches of {name} is {bn.NumBatchesTracked}; a count is 0 to 2^62.");
             }
             else if (m is Dropout dropout)

@@ -359,8 +359,9 @@ public sealed class HostilePassTwelveTests : IDisposable
         foreach (var (counter, said) in new[]
         {
             // The range gained its top with pass 16 (F4: 2^63-1 wrapped to negative in training).
-            (Serialization.SafeTensor.Of([], [-1L]), "State entry '0.num_batches_tracked' is -1: a count of batches is 0 to 2^53."),
-            (Serialization.SafeTensor.Of([], [(1L << 53) + 1]), "State entry '0.num_batches_tracked' is 9007199254740993: a count of batches is 0 to 2^53."),
+            // Pass 20: the top is 2^62 for every reader, where counting stops.
+            (Serialization.SafeTensor.Of([], [-1L]), "State entry '0.num_batches_tracked' is -1: a count of batches is 0 to 2^62."),
+            (Serialization.SafeTensor.Of([], [(1L << 62) + 1]), "State entry '0.num_batches_tracked' is 4611686018427387905: a count of batches is 0 to 2^62."),
             (Serialization.SafeTensor.Of([1], [3L]), "State entry '0.num_batches_tracked' must be an I64 scalar (shape []); got I64 of shape [1]."),
             (Serialization.SafeTensor.Of([], [1f]), "State entry '0.num_batches_tracked' must be an I64 scalar (shape []); got F32 of shape []."),
         })
