@@ -211,9 +211,6 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
                 : [];
             part = "tensor names are";
             int epoch = r.ReadInt32();
-            // Format 4 stores a result for every completed epoch (an empty list for one epoch lost epoch 1 from metrics.json on resume).
-            if (version >= 4 && history.Count != epoch)
-                throw new CheckpointException(path, $"holds results of {history.Count} epochs for {epoch} completed.");
             long steps = r.ReadInt64();
             ulong[] rng = [r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64(), r.ReadUInt64()];
             int count = r.ReadInt32();
