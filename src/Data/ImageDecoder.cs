@@ -172,6 +172,17 @@ public static class ImageDecoder
                 if (frame)
                     return $"is a JPEG with a second frame header at byte {i - 2} (damaged, or two images joined)";
                 frame = true;
+                // Kinds stb cannot read (lossless, hierarchical, arithmetic-coded) and damaged fields were "not a PNG, JPEG
+                // or BMP image": named as what they are.
+                if (marker is not (0xC0 or 0xC1 or 0xC2))
+                    return $"is a JPEG of a kind that is not supported ({(marker is 0xC3 or 0xC7 or 0xCB or 0xCF ? "lossless" : marker >= 0xC9 ? "arithmetic-coded" : "hierarchical")}, marker SOF{marker - 0xC0}): save it as a baseline or progressive JPEG";
+                if (length >= 8 && b[i + 2] != 8)
+                    return $"is a JPEG of {b[i + 2]}-bit samples; 8-bit JPEGs are supported";
+                if (length >= 8 && ((b[i + 3] << 8 | b[i + 4]) == 0 || (b[i + 5] << 8 | b[i + 6]) == 0))
+                    return $"is a JPEG whose frame header declares {b[i + 5] << 8 | b[i + 6]}x{b[i + 3] << 8 | b[i + 4]} pixels (damaged, or a height given later, which is not supported)";
+                for (int c = 0; length >= 8 && c < b[i + 7] && i + 9 + 3 * c < b.Length; c++)
+                    if (b[i + 9 + 3 * c] >> 4 is 0 or > 4 || (b[i + 9 + 3 * c] & 0x0F) is 0 or > 4)
+                        return $"is a JPEG whose component {c + 1} has sampling factors {b[i + 9 + 3 * c] >> 4}x{b[i + 9 + 3 * c] & 0x0F}; JPEG's are 1 to 4 (damaged)";
                 // Components are told apart by their IDs (libjpeg guesses, stb mixed them up): two alike is damage.
                 int components = length >= 8 ? b[i + 7] : 0;
                 for (int c = 1; c < components && i + 8 + 3 * c < b.Length; c++)
@@ -423,6 +434,8 @@ public static class ImageDecoder
             uint stored = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b[(i + 8 + (int)length)..]);
             if (System.IO.Hashing.Crc32.HashToUInt32(typeAndData) != stored)
                 return $"is a PNG whose chunk '{Runtime.Messages.Printable(System.Text.Encoding.Latin1.GetString(typeAndData[..4]))}' at byte {i} fails its CRC (damaged)";
+            if (typeAndData[..4].SequenceEqual("PLTE"u8) && b.Length > 25 && b[25] is 0 or 4)
+                return $"is a grey PNG (colour type {b[25]}) with a PLTE chunk, which PNG forbids (damaged)";
             if (typeAndData[..4].SequenceEqual("PLTE"u8))
             {
                 palette = true;
@@ -808,6 +821,10 @@ public static class ImageDecoder
         long headers = 14 + header + (header == 40 ? compression == 3 ? 12 : compression == 6 ? 16 : 0 : 0);
         if (offset < headers)
             return $"is a BMP whose pixel data offset ({offset}) points inside its headers ({headers} bytes): damaged";
+        // Headers of 52 and 56 bytes (BITMAPV2INFOHEADER, BITMAPV3INFOHEADER) are rare and stb reads neither ("bad offset",
+        // or "not a PNG, JPEG or BMP"): named as what they are.
+        if (header is 52 or 56)
+            return $"is a BMP with a {header}-byte info header (BITMAPV{(header == 52 ? 2 : 3)}INFOHEADER), which is not supported: save it with a standard 40, 108 or 124-byte header";
         // stb reads no run-length BMP: named as what it is, not as "not a BMP".
         if (compression is 1 or 2 && header >= 40)
             return $"is a run-length compressed BMP (RLE{(compression == 1 ? 8 : 4)}), which is not supported: save it uncompressed";

@@ -90,6 +90,10 @@ public sealed record TrainConfig
             for (int i = 0; i < n.Length; i++)
                 if (!float.IsFinite(n[i]) || (i >= n.Length / 2 && !(n[i] >= 1e-6f)))
                     throw new ArgumentOutOfRangeException(nameof(Normalization), n[i], "Normalisation means must be finite and standard deviations finite and at least 1e-6.");
+            // A finite mean of 1e38 overflowed (x - mean) / std to infinity: eval printed "loss NaN" with exit 0.
+            for (int c = 0; c < n.Length / 2; c++)
+                if ((Math.Abs((double)n[c]) + 1) / n[n.Length / 2 + c] > 1e12)
+                    throw new ArgumentOutOfRangeException(nameof(Normalization), n[c], $"Channel {c}'s mean {n[c]} and std {n[n.Length / 2 + c]} take pixels in [0, 1] past 1e12 in size; means and stds must keep (x - mean) / std within 1e12.");
         }
     }
 

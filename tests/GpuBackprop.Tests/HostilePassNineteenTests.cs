@@ -258,4 +258,67 @@ public sealed class HostilePassNineteenTests : IDisposable
             Assert.True(code == ExitCode.Usage && error.Contains(said, StringComparison.Ordinal), $"{layers}: exit {code}, {error}");
         }
     }
+
+    /// <summary>
+    /// The twenty-first pass (about 420 cases, on the build of 8d7f3be): F1 was a rule of the twentieth stop already taken
+    /// back (a checkpoint without epoch results loads). F2: normalisation means of 1e38 evaluated to "loss NaN", exit 0.
+    /// F3 to F5: 52- and 56-byte BMP headers, JPEGs of unsupported kinds or damaged frame fields, and a PLTE in a grey
+    /// PNG were "not a PNG, JPEG or BMP", stb's "bad offset", or read without a word.
+    /// </summary>
+    [Fact]
+    public void PassTwentyOneNormalisationAndImageKindsAreNamed()
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new Training.TrainConfig { Normalization = [1e38f, 0.2f] }.Validate());
+        Assert.Contains("take pixels in [0, 1] past 1e12 in size", e.Message, StringComparison.Ordinal);
+        new Training.TrainConfig { Normalization = [0.5f, 1e-6f] }.Validate(); // the smallest std with an ordinary mean stays
+        var (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--normalize", "1e38/0.2", "--epochs", "1");
+        Assert.True(code == ExitCode.Usage && error.Contains("--normalize", StringComparison.Ordinal) && error.Contains("past 1e12", StringComparison.Ordinal), $"exit {code}: {error}");
+
+        string? Problem(byte[] file, string name, int channels = 1)
+        {
+            string path = Path.Combine(dir, name);
+            File.WriteAllBytes(path, file);
+            try
+            {
+                ImageDecoder.Decode(path, channels, 8, 8, new byte[channels * 64]);
+                return null;
+            }
+            catch (DataFormatException x)
+            {
+                return x.Problem;
+            }
+        }
+        // A BMP with a 56-byte info header: 8x8, 24 bits, pixels right after the headers.
+        var bmp = new byte[14 + 56 + 8 * 24];
+        bmp[0] = (byte)'B';
+        bmp[1] = (byte)'M';
+        BitConverter.GetBytes(bmp.Length).CopyTo(bmp, 2);
+        BitConverter.GetBytes(70).CopyTo(bmp, 10);
+        BitConverter.GetBytes(56).CopyTo(bmp, 14);
+        BitConverter.GetBytes(8).CopyTo(bmp, 18);
+        BitConverter.GetBytes(8).CopyTo(bmp, 22);
+        BitConverter.GetBytes((short)1).CopyTo(bmp, 26);
+        BitConverter.GetBytes((short)24).CopyTo(bmp, 28);
+        Assert.Equal("is a BMP with a 56-byte info header (BITMAPV3INFOHEADER), which is not supported: save it with a standard 40, 108 or 124-byte header", Problem(bmp, "v3.bmp"));
+
+        var pixels = new byte[64];
+        new Random(21).NextBytes(pixels);
+        using var m = new MemoryStream();
+        new StbImageWriteSharp.ImageWriter().WriteJpg(pixels, 8, 8, StbImageWriteSharp.ColorComponents.Grey, m, 90);
+        byte[] jpeg = m.ToArray();
+        int sof = jpeg.AsSpan().IndexOf((ReadOnlySpan<byte>)[0xFF, 0xC0]);
+        byte[] Edit(int at, byte value)
+        {
+            byte[] copy = [.. jpeg];
+            copy[at] = value;
+            return copy;
+        }
+        Assert.Contains("is a JPEG of a kind that is not supported (lossless, marker SOF3)", Problem(Edit(sof + 1, 0xC3), "sof3.jpg"), StringComparison.Ordinal);
+        Assert.Contains("arithmetic-coded, marker SOF9", Problem(Edit(sof + 1, 0xC9), "sof9.jpg"), StringComparison.Ordinal);
+        Assert.Equal("is a JPEG of 12-bit samples; 8-bit JPEGs are supported", Problem(Edit(sof + 4, 12), "p12.jpg"));
+        Assert.Contains("has sampling factors 0x1", Problem(Edit(sof + 11, 0x01), "s0.jpg"), StringComparison.Ordinal);
+
+        byte[] raw = Enumerable.Range(0, 8 * 9).Select(i => (byte)(i % 9 == 0 ? 0 : i)).ToArray();
+        Assert.Equal("is a grey PNG (colour type 0) with a PLTE chunk, which PNG forbids (damaged)", Problem(HostileInputs.PngOf(8, 8, 8, 0, 0, raw, palette: [1, 2, 3]), "grey-plte.png"));
+    }
 }
