@@ -438,6 +438,9 @@ public static class ImageDecoder
                 return $"is a grey PNG (colour type {b[25]}) with a PLTE chunk, which PNG forbids (damaged)";
             if (typeAndData[..4].SequenceEqual("PLTE"u8))
             {
+                // One palette: with two, stb used the second (libpng and PIL refuse the file).
+                if (palette)
+                    return $"is a PNG with a second PLTE chunk at byte {i} (damaged)";
                 palette = true;
                 entries = (int)Math.Min(256, length / 3);
             }
@@ -799,6 +802,11 @@ public static class ImageDecoder
         if (b.Length < 26 || b[0] != (byte)'B' || b[1] != (byte)'M')
             return null;
         uint offset = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b[10..]), header = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b[14..]);
+        // Said of the BMP, not "not a PNG, JPEG or BMP": an info header no version has, and planes other than 1.
+        if (header is not (12 or 40 or 52 or 56 or 64 or 108 or 124))
+            return $"is a BMP whose info header is {header} bytes, which no BMP version has (12, 40, 52, 56, 64, 108 or 124): damaged";
+        if (b.Length >= 28 && System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(b[(header == 12 ? 22 : 26)..]) is ushort planes && planes != 1)
+            return $"is a BMP declaring {planes} colour planes; a BMP has 1 (damaged)";
         long width, height, bits, compression;
         if (header == 12)
         {
@@ -828,6 +836,8 @@ public static class ImageDecoder
         // stb reads no run-length BMP: named as what it is, not as "not a BMP".
         if (compression is 1 or 2 && header >= 40)
             return $"is a run-length compressed BMP (RLE{(compression == 1 ? 8 : 4)}), which is not supported: save it uncompressed";
+        if (compression is 4 or 5 && header >= 40)
+            return $"is a BMP holding a {(compression == 4 ? "JPEG" : "PNG")} image (BI_{(compression == 4 ? "JPEG" : "PNG")}), which is not supported: save the {(compression == 4 ? "JPEG" : "PNG")} itself, or the BMP uncompressed";
         // BI_RGB, BI_BITFIELDS and BI_ALPHABITFIELDS store whole rows padded to 4 bytes; RLE and embedded JPEG/PNG do not.
         if (compression is not (0 or 3 or 6) || width <= 0 || width > MaxSide || height > MaxSide || bits is 0 or > 32)
             return null;

@@ -320,5 +320,25 @@ public sealed class HostilePassNineteenTests : IDisposable
 
         byte[] raw = Enumerable.Range(0, 8 * 9).Select(i => (byte)(i % 9 == 0 ? 0 : i)).ToArray();
         Assert.Equal("is a grey PNG (colour type 0) with a PLTE chunk, which PNG forbids (damaged)", Problem(HostileInputs.PngOf(8, 8, 8, 0, 0, raw, palette: [1, 2, 3]), "grey-plte.png"));
+
+        // The twenty-second pass (about 300 cases, on a2737f1): two PLTE chunks (stb used the second), and BMPs holding a
+        // JPEG or a PNG, of 0 planes or a 20-byte header, called "not a PNG, JPEG or BMP".
+        byte[] palette = HostileInputs.PngOf(8, 8, 8, 3, 0, new byte[8 * 9], palette: [255, 255, 255]);
+        int plte = palette.AsSpan().IndexOf("PLTE"u8) - 4;
+        byte[] twice = [.. palette[..(plte + 15)], .. palette[plte..(plte + 15)], .. palette[(plte + 15)..]];
+        Assert.Null(Problem(palette, "one-plte.png", 3));
+        Assert.Contains("is a PNG with a second PLTE chunk at byte", Problem(twice, "two-plte.png", 3), StringComparison.Ordinal);
+        byte[] Bmp(int at, byte[] value)
+        {
+            byte[] copy = [.. bmp];
+            BitConverter.GetBytes(40).CopyTo(copy, 14);
+            value.CopyTo(copy, at);
+            return copy;
+        }
+        Assert.Null(Problem(Bmp(0, [(byte)'B']), "plain.bmp", 3));
+        Assert.Contains("is a BMP holding a JPEG image (BI_JPEG), which is not supported", Problem(Bmp(30, BitConverter.GetBytes(4)), "jpeg.bmp", 3), StringComparison.Ordinal);
+        Assert.Contains("is a BMP holding a PNG image (BI_PNG)", Problem(Bmp(30, BitConverter.GetBytes(5)), "png.bmp", 3), StringComparison.Ordinal);
+        Assert.Equal("is a BMP declaring 0 colour planes; a BMP has 1 (damaged)", Problem(Bmp(26, BitConverter.GetBytes((short)0)), "planes.bmp", 3));
+        Assert.Contains("is a BMP whose info header is 20 bytes, which no BMP version has", Problem(Bmp(14, BitConverter.GetBytes(20)), "h20.bmp", 3), StringComparison.Ordinal);
     }
 }
