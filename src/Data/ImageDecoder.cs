@@ -178,8 +178,13 @@ public static class ImageDecoder
                     return $"is a JPEG of a kind that is not supported ({(marker is 0xC3 or 0xC7 or 0xCB or 0xCF ? "lossless" : marker >= 0xC9 ? "arithmetic-coded" : "hierarchical")}, marker SOF{marker - 0xC0}): save it as a baseline or progressive JPEG";
                 if (length >= 8 && b[i + 2] != 8)
                     return $"is a JPEG of {b[i + 2]}-bit samples; 8-bit JPEGs are supported";
-                if (length >= 8 && ((b[i + 3] << 8 | b[i + 4]) == 0 || (b[i + 5] << 8 | b[i + 6]) == 0))
-                    return $"is a JPEG whose frame header declares {b[i + 5] << 8 | b[i + 6]}x{b[i + 3] << 8 | b[i + 4]} pixels (damaged, or a height given later, which is not supported)";
+                if (length >= 8 && (b[i + 5] << 8 | b[i + 6]) == 0)
+                    return $"is a JPEG whose frame header declares a width of 0 (damaged)";
+                if (length >= 8 && (b[i + 3] << 8 | b[i + 4]) == 0)
+                    return "is a JPEG whose frame header declares a height of 0, to be given later (DNL), which is not supported";
+                // Grey (1) or colour (3, or 4 for CMYK): 2 components was "not a PNG, JPEG or BMP".
+                if (length >= 8 && b[i + 7] is not (1 or 3 or 4))
+                    return $"is a JPEG of {b[i + 7]} components; 1 (grey), 3 (colour) and 4 (CMYK) are supported";
                 for (int c = 0; length >= 8 && c < b[i + 7] && i + 9 + 3 * c < b.Length; c++)
                     if (b[i + 9 + 3 * c] >> 4 is 0 or > 4 || (b[i + 9 + 3 * c] & 0x0F) is 0 or > 4)
                         return $"is a JPEG whose component {c + 1} has sampling factors {b[i + 9 + 3 * c] >> 4}x{b[i + 9 + 3 * c] & 0x0F}; JPEG's are 1 to 4 (damaged)";

@@ -172,7 +172,9 @@ public sealed class BatchNorm2d : Module
         {
             var a = new Args(f.Positive("num_features"), f.Number("eps", 1e-5), f.NullableNumber("momentum", 0.1), f.Bool("affine", true), f.Bool("track_running_stats", true));
             if (!((float)a.Eps > 0) || !float.IsFinite((float)a.Eps))
-                throw f.Error("eps", $"must be positive and finite; got {a.Eps}");
+                throw f.Error("eps", a.Eps > 0 && double.IsFinite(a.Eps)
+                    ? $"must be positive and finite as a 32-bit float; {a.Eps} rounds to {(float)a.Eps}" // 1e-50 underflows; it was said "not positive"
+                    : $"must be positive and finite; got {a.Eps}");
             if (a.Momentum is double m && !(m >= 0 && m <= 1))
                 throw f.Error("momentum", $"must be in [0, 1] or null; got {m}");
             return a;

@@ -147,6 +147,9 @@ public sealed record TrainConfig
         // Every key ToJson always writes must be there (checkpoint formats 3 and 4 wrote them all): a file without
         // "Optimizer", "Schedule" or "Seed" resumed with the defaults, a different run, without a word.
         using JsonDocument doc = JsonDocument.Parse(json);
+        // The property's own name is no key of the format ("replicas" is): as [JsonIgnore], it was passed over without a word.
+        if (doc.RootElement.TryGetProperty(nameof(Replicas), out _))
+            throw new JsonException("a key that is not one of the format's", $"$.{nameof(Replicas)}", null, null);
         foreach (string key in Written)
             if (!doc.RootElement.TryGetProperty(key, out _))
                 throw new JsonException("missing; every configuration holds it", $"$.{key}", null, null);

@@ -341,4 +341,41 @@ public sealed class HostilePassNineteenTests : IDisposable
         Assert.Equal("is a BMP declaring 0 colour planes; a BMP has 1 (damaged)", Problem(Bmp(26, BitConverter.GetBytes((short)0)), "planes.bmp", 3));
         Assert.Contains("is a BMP whose info header is 20 bytes, which no BMP version has", Problem(Bmp(14, BitConverter.GetBytes(20)), "h20.bmp", 3), StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// The twenty-third pass (about 390 cases, on 4d9d852), F3, F5, F7: a configuration key "Replicas" (the property's
+    /// name, not the format's "replicas") was passed over; eps 1e-50 was "not positive"; a 2-component JPEG was "not a
+    /// PNG, JPEG or BMP", and a width of 0 was said with the height's reason.
+    /// </summary>
+    [Fact]
+    public void PassTwentyThreeKeysEpsAndJpegComponentsAreNamed()
+    {
+        string good = Path.Combine(dir, "good.gbp"), forged = Path.Combine(dir, "replicas.gbp");
+        new Training.Checkpoint("lenet5", new Training.TrainConfig { Model = "lenet5", Epochs = 2 }, 0, 0, [1, 2, 3, 4], []).Save(good);
+        File.Copy(good, forged);
+        HostilePassSixteenTests.Forge(forged, m => m, c => "{\"Replicas\":2," + c[1..]);
+        var e = Assert.Throws<Training.CheckpointException>(() => Training.Checkpoint.Load(forged));
+        Assert.True(e.Message.Contains("field $.Replicas: a key that is not one of the format's", StringComparison.Ordinal), e.Message);
+
+        string model = Path.Combine(dir, "eps.json");
+        File.WriteAllText(model, """{"input": [1, 4, 4], "layers": [{"type": "batch_norm2d", "num_features": 1, "eps": 1e-50}, {"type": "flatten"}]}""");
+        var (code, error, _) = InProcessCli.Run("summary", "--model", model);
+        Assert.True(code == ExitCode.Usage && error.Contains("field 'eps' must be positive and finite as a 32-bit float; 1E-50 rounds to 0", StringComparison.Ordinal), $"exit {code}: {error}");
+
+        var pixels = new byte[64];
+        using var m = new MemoryStream();
+        new StbImageWriteSharp.ImageWriter().WriteJpg(pixels, 8, 8, StbImageWriteSharp.ColorComponents.Grey, m, 90);
+        byte[] jpeg = m.ToArray();
+        int sof = jpeg.AsSpan().IndexOf((ReadOnlySpan<byte>)[0xFF, 0xC0]);
+        string path = Path.Combine(dir, "j.jpg");
+        foreach (var (at, value, said) in new[] { (sof + 9, (byte)2, "is a JPEG of 2 components; 1 (grey), 3 (colour) and 4 (CMYK) are supported"), (sof + 8, (byte)0, "is a JPEG whose frame header declares a width of 0 (damaged)") })
+        {
+            byte[] copy = [.. jpeg];
+            copy[at] = value;
+            if (at == sof + 8)
+                copy[sof + 7] = 0;
+            File.WriteAllBytes(path, copy);
+            Assert.Equal(said, Assert.Throws<DataFormatException>(() => ImageDecoder.Decode(path, 1, 8, 8, new byte[64])).Problem);
+        }
+    }
 }
