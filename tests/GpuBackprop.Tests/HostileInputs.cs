@@ -42,19 +42,21 @@ internal static class HostileInputs
         return path;
     }
 
+    /// <summary>A PNG chunk: its length, its type (Latin-1, so that a damaged name can be written), the data and its CRC-32.</summary>
+    public static byte[] Chunk(string type, byte[] data)
+    {
+        var c = new byte[12 + data.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(c, data.Length);
+        System.Text.Encoding.Latin1.GetBytes(type).CopyTo(c, 4);
+        data.CopyTo(c, 8);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(8 + data.Length), System.IO.Hashing.Crc32.HashToUInt32(c.AsSpan(4, 4 + data.Length)));
+        return c;
+    }
+
     /// <summary>A PNG from its parts: an IHDR, one IDAT holding <paramref name="raw"/> deflated as zlib, an IEND.</summary>
     /// <remarks>With <paramref name="palette"/>, a PLTE chunk of those RGB bytes comes before the IDAT.</remarks>
     public static byte[] PngOf(int width, int height, byte depth, byte colour, byte interlace, byte[] raw, byte[]? palette = null)
     {
-        static byte[] Chunk(string type, byte[] data)
-        {
-            var c = new byte[12 + data.Length];
-            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(c, data.Length);
-            System.Text.Encoding.ASCII.GetBytes(type).CopyTo(c, 4);
-            data.CopyTo(c, 8);
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(8 + data.Length), System.IO.Hashing.Crc32.HashToUInt32(c.AsSpan(4, 4 + data.Length)));
-            return c;
-        }
         var ihdr = new byte[13];
         System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(ihdr, width);
         System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(ihdr.AsSpan(4), height);

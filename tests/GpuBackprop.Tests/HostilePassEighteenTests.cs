@@ -111,7 +111,7 @@ public sealed class HostilePassEighteenTests : IDisposable
         // The IDAT's zlib stream without its last 4 bytes (the Adler-32), the chunk's CRC made right.
         Assert.Equal("is a PNG whose image data ends without zlib's Adler-32 checksum of it (truncated or damaged)", Problem(Rechunk(good, "IDAT", d => d[..^4]), "no-adler.png"));
         // A chunk named "a\0cd" before IEND.
-        byte[] named = [.. good[..^12], .. Chunk("a\0cd", [1, 2]), .. good[^12..]];
+        byte[] named = [.. good[..^12], .. HostileInputs.Chunk("a\0cd", [1, 2]), .. good[^12..]];
         Assert.Contains("has the name 'a\\u0000cd', not four letters", Problem(named, "name.png"), StringComparison.Ordinal);
         // Width 2^31 + 8.
         byte[] wide = [.. good];
@@ -131,15 +131,6 @@ public sealed class HostilePassEighteenTests : IDisposable
         Assert.Contains("a class is 0 or 1 and an index 0 to 3", Problem(bogus, "bogus.jpg"), StringComparison.Ordinal);
     }
 
-    private static byte[] Chunk(string type, byte[] data)
-    {
-        var c = new byte[12 + data.Length];
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(c, data.Length);
-        Encoding.Latin1.GetBytes(type).CopyTo(c, 4);
-        data.CopyTo(c, 8);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(8 + data.Length), System.IO.Hashing.Crc32.HashToUInt32(c.AsSpan(4, 4 + data.Length)));
-        return c;
-    }
 
     /// <summary>The PNG with chunk <paramref name="type"/>'s data replaced (its CRC recomputed).</summary>
     private static byte[] Rechunk(byte[] png, string type, Func<byte[], byte[]> edit)
@@ -150,7 +141,7 @@ public sealed class HostilePassEighteenTests : IDisposable
             int length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(i));
             string name = Encoding.Latin1.GetString(png, i + 4, 4);
             byte[] data = png[(i + 8)..(i + 8 + length)];
-            result.AddRange(Chunk(name, name == type ? edit(data) : data));
+            result.AddRange(HostileInputs.Chunk(name, name == type ? edit(data) : data));
             i += 12 + length;
         }
         return [.. result];

@@ -140,9 +140,9 @@ public sealed class HostilePassNineteenTests : IDisposable
         int idat = png.AsSpan().IndexOf("IDAT"u8) - 4;
         int length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(idat));
         byte[] data = png[(idat + 8)..(idat + 8 + length)];
-        byte[] split = [.. png[..idat], .. Chunk("IDAT", data[..10]), .. Chunk("tEXt", "a\0b"u8.ToArray()), .. Chunk("IDAT", data[10..]), .. png[(idat + 12 + length)..]];
+        byte[] split = [.. png[..idat], .. HostileInputs.Chunk("IDAT", data[..10]), .. HostileInputs.Chunk("tEXt", "a\0b"u8.ToArray()), .. HostileInputs.Chunk("IDAT", data[10..]), .. png[(idat + 12 + length)..]];
         string path = Path.Combine(dir, "split.png");
-        File.WriteAllBytes(path, [.. png[..idat], .. Chunk("IDAT", data[..10]), .. Chunk("IDAT", data[10..]), .. png[(idat + 12 + length)..]]);
+        File.WriteAllBytes(path, [.. png[..idat], .. HostileInputs.Chunk("IDAT", data[..10]), .. HostileInputs.Chunk("IDAT", data[10..]), .. png[(idat + 12 + length)..]]);
         ImageDecoder.Decode(path, 1, 8, 8, new byte[64]); // two IDATs in a row are fine
         File.WriteAllBytes(path, split);
         Assert.Contains("is a PNG whose image data chunks are not consecutive (an IDAT at byte", Assert.Throws<DataFormatException>(() => ImageDecoder.Decode(path, 1, 8, 8, new byte[64])).Message, StringComparison.Ordinal);
@@ -176,15 +176,6 @@ public sealed class HostilePassNineteenTests : IDisposable
         Assert.Contains("has no image left to evaluate on", skipped.Message, StringComparison.Ordinal);
     }
 
-    private static byte[] Chunk(string type, byte[] data)
-    {
-        var c = new byte[12 + data.Length];
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(c, data.Length);
-        Encoding.Latin1.GetBytes(type).CopyTo(c, 4);
-        data.CopyTo(c, 8);
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(c.AsSpan(8 + data.Length), System.IO.Hashing.Crc32.HashToUInt32(c.AsSpan(4, 4 + data.Length)));
-        return c;
-    }
 
     /// <summary>
     /// The twentieth pass (about 580 cases, on the build of 95892ab), F1, F2, F8: NaN weights in --init-weights were found
