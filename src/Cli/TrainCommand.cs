@@ -337,10 +337,13 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 throw new UsageException(problem);
         }
         // Damaged weights are said before the data loads (exit 1, the file named); they are read again when loaded.
+        // Read once, here: the trainers load this dictionary (the file was read a second time when they did).
+        IReadOnlyDictionary<string, Serialization.SafeTensor>? weights = null;
         if (s.InitWeights is string initial)
             try
             {
-                Module.CheckValues(Serialization.SafeTensors.Read(initial));
+                weights = Serialization.SafeTensors.Read(initial);
+                Module.CheckValues(weights);
             }
             catch (ArgumentOutOfRangeException e)
             {
@@ -362,7 +365,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         {
             foreach (DeviceSpec spec in s.Specs)
                 devices.Add(ComputeDevice.Open(spec, s.DeviceOptions));
-            return Train(s, train, test, source, devices, trainers, mpi, primary);
+            return Train(s, train, test, source, devices, trainers, mpi, primary, weights);
         }
         finally
         {
@@ -373,7 +376,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         }
     }
 
-    private static int Train(Settings s, ImageDataset train, ImageDataset test, string source, List<ComputeDevice> devices, List<Trainer> trainers, MpiCollective? mpi, bool primary)
+    private static int Train(Settings s, ImageDataset train, ImageDataset test, string source, List<ComputeDevice> devices, List<Trainer> trainers, MpiCollective? mpi, bool primary,
+        IReadOnlyDictionary<string, Serialization.SafeTensor>? initialWeights)
     {
         ComputeDevice device = devices[0];
         foreach (ComputeDevice d in devices)
@@ -410,17 +414,17 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                     t.SetTotalEpochs(more);
             }
         }
-        if (s.InitWeights is string weights)
+        if (s.InitWeights is string weights && initialWeights is not null)
         {
             foreach (Trainer t in trainers)
                 try
                 {
-                    t.LoadWeights(weights);
+                    t.Model.LoadSafeTensors(initialWeights);
                 }
-                catch (Serialization.SafeTensorsException e) when (e.InnerException is ArgumentException fit and not ArgumentOutOfRangeException)
+                catch (ArgumentException fit) when (fit is not ArgumentOutOfRangeException)
                 {
                     // Weights that do not fit the model (names, shapes, dtypes) are a model that does not fit, exit 2 naming
-                    // the option; a damaged file stays exit 1.
+                    // the option; a damaged file stays exit 1 (its values were checked when it was read).
                     throw new UsageException($"--init-weights {weights}: {Runtime.Messages.WithoutParameter(fit)}");
                 }
             AnsiConsole.MarkupLine($"weights: {Usage.Shown(weights)}");
