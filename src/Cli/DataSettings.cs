@@ -82,9 +82,9 @@ internal abstract class DataSettings : DeviceSettings
             throw new UsageException($"--channels {channels}: {of}; leave it out (images are read at the run's size and channels).");
         if (ImageSize is string size && GpuBackprop.Data.DataOptions.ParseSize(size) != (h, w))
             throw new UsageException($"--image-size {size}: {of}; leave it out (images are read at the run's size and channels).");
-        if (Data is null && (run.Input is not [1, 28, 28] || run.ClassNames is { } names && !names.SequenceEqual(FashionMnist.ClassNames)))
+        if (Data is null && !run.IsFashionMnistRun)
             throw new UsageException($"{option} {Runtime.Messages.Printable(checkpoint)}: the run did not train on Fashion-MNIST ({c}x{h}x{w} images"
-                + (run.ClassNames is { } n ? $", classes {string.Join(", ", n.Take(5).Select(Runtime.Messages.Printable))}{(n.Length > 5 ? ", ..." : "")}" : "")
+                + (run.ClassNames is { } n ? $", classes {string.Join(", ", n.Take(5).Select(Runtime.Messages.Printable))}{(n.Length > 5 ? ", ..." : "")}" : ", classes not named")
                 + "), which is what is read without --data: give the run's --data.");
     }
 

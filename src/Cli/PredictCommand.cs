@@ -86,8 +86,9 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
             // As torch.topk refuses k past the classes: 11 of 10 showed 10 without a word. Before any line is printed.
             if (start == 0 && s.Top > k)
                 throw new UsageException($"--top {s.Top}: the model has {k} classes.");
-            // Checkpoints from before class names were stored are Fashion-MNIST's.
-            if (start == 0 && config.ClassNames is null && k == FashionMnist.ClassNames.Length)
+            // Checkpoints from before class names were stored are Fashion-MNIST's (told by the input and normalisation: a run
+            // on data without names printed Fashion-MNIST's for its ten classes).
+            if (start == 0 && config.ClassNames is null && k == FashionMnist.ClassNames.Length && config.IsFashionMnistRun)
                 config = config with { ClassNames = FashionMnist.ClassNames };
             for (int r = 0; r < m; r++)
             {

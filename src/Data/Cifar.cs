@@ -23,10 +23,10 @@ public static class Cifar
     {
         if (File.Exists(Path.Combine(directory, "train.bin")))
         {
-            string[] names = Names(directory, coarse ? "coarse_label_names.txt" : "fine_label_names.txt", coarse ? 20 : 100);
-            int label = coarse ? 0 : 1;
-            return (Read("CIFAR-100 train", [Path.Combine(directory, "train.bin")], 2, label, names),
-                    Read("CIFAR-100 test", [Path.Combine(directory, "test.bin")], 2, label, names),
+            int count = coarse ? 20 : 100, label = coarse ? 0 : 1;
+            string[]? names = Names(directory, coarse ? "coarse_label_names.txt" : "fine_label_names.txt", count);
+            return (Read("CIFAR-100 train", [Path.Combine(directory, "train.bin")], 2, label, count, names),
+                    Read("CIFAR-100 test", [Path.Combine(directory, "test.bin")], 2, label, count, names),
                     $"CIFAR-100 from {directory} ({(coarse ? "coarse" : "fine")} labels)");
         }
         if (!Serialization.FileKind.Exists(Path.Combine(directory, "test_batch.bin")))
@@ -38,18 +38,22 @@ public static class Cifar
             throw new DataFormatException(extra, "is not one of CIFAR-10's training batches (data_batch_1.bin to data_batch_5.bin), so it would not be read; remove or rename it.");
         if (batches.Length == 0)
             throw new DataFormatException(directory, "has test_batch.bin but no data_batch_N.bin to train on.");
-        string[] classes = Names(directory, "batches.meta.txt", 10);
-        return (Read("CIFAR-10 train", batches, 1, 0, classes), Read("CIFAR-10 test", [Path.Combine(directory, "test_batch.bin")], 1, 0, classes),
+        string[]? classes = Names(directory, "batches.meta.txt", 10);
+        return (Read("CIFAR-10 train", batches, 1, 0, 10, classes), Read("CIFAR-10 test", [Path.Combine(directory, "test_batch.bin")], 1, 0, 10, classes),
             $"CIFAR-10 from {directory} ({batches.Length} training batches)");
     }
 
-    /// <summary>Class names, one a line (trailing blank lines ignored, a blank one before a name refused); numbers when the file is absent.</summary>
-    private static string[] Names(string directory, string file, int classes)
+    /// <summary>
+    /// Class names, one a line (trailing blank lines ignored, a blank one before a name refused); null when the file is
+    /// absent: the classes are then only numbers, which the run stores as no names (numbers stored as names were taken for
+    /// a folder's classes named 0 to 9, and a check of the names against the data then passed over either).
+    /// </summary>
+    private static string[]? Names(string directory, string file, int classes)
     {
         string path = Path.Combine(directory, file);
         // Only when nothing has the name: a broken link, a FIFO or a device there is refused by DataFile below, by name.
         if (!Serialization.FileKind.Exists(path))
-            return Enumerable.Range(0, classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            return null;
         if (Directory.Exists(path))
             throw new DataFormatException(path, "is a folder, not a class-names file.");
         // A names file is a few hundred bytes: read as the data files are (links, FIFOs, devices, at most 1 MiB).
@@ -100,8 +104,8 @@ public static class Cifar
         return new FileInfo(Serialization.FileKind.Resolve(path)).Length;
     }
 
-    /// <summary>Records of <paramref name="labelBytes"/> label bytes and an image, the label at <paramref name="labelIndex"/>.</summary>
-    public static ImageDataset Read(string name, IReadOnlyList<string> files, int labelBytes, int labelIndex, IReadOnlyList<string> classNames)
+    /// <summary>Records of <paramref name="labelBytes"/> label bytes and an image, the label at <paramref name="labelIndex"/>, in 0..<paramref name="classes"/>-1.</summary>
+    public static ImageDataset Read(string name, IReadOnlyList<string> files, int labelBytes, int labelIndex, int classes, IReadOnlyList<string>? classNames)
     {
         int record = labelBytes + ImageBytes;
         var sizes = files.Select(SizeOf).ToArray();
@@ -122,8 +126,8 @@ public static class Cifar
             for (int r = 0; r < bytes.Length / record; r++, n++)
             {
                 int label = bytes[r * record + labelIndex];
-                if (label >= classNames.Count)
-                    throw new DataFormatException(files[f], $"record {r} has label {label}; classes are 0..{classNames.Count - 1}.");
+                if (label >= classes)
+                    throw new DataFormatException(files[f], $"record {r} has label {label}; classes are 0..{classes - 1}.");
                 // CIFAR-100's other label (coarse when training on the fine ones, and the reverse) is checked too: a coarse
                 // label of 50 (of 20) was passed over, a damaged record read as a good one.
                 if (labelBytes == 2 && bytes[r * record + 1 - labelIndex] is var other && other >= (labelIndex == 1 ? 20 : 100))
@@ -132,6 +136,6 @@ public static class Cifar
                 bytes.AsSpan(r * record + labelBytes, ImageBytes).CopyTo(pixels.AsSpan((int)(n * ImageBytes), ImageBytes));
             }
         }
-        return new ImageDataset(name, 3, 32, 32, pixels, labels, classNames.Count, null, null, classNames, files[0]);
+        return new ImageDataset(name, 3, 32, 32, pixels, labels, classes, null, null, classNames, files[0]);
     }
 }

@@ -50,20 +50,20 @@ public static class FashionMnist
     /// <summary>One split (train or t10k) of a folder; accepts raw files or .gz.</summary>
     /// <param name="directory">The folder.</param>
     /// <param name="split">train or t10k.</param>
-    /// <param name="fashion">Fashion-MNIST's class names and normalisation (else classes numbered and the statistics the images' own).</param>
+    /// <param name="fashion">Fashion-MNIST's class names and normalisation (else no class names, only numbers, and the statistics the images' own).</param>
     public static ImageDataset LoadSplit(string directory, string split, bool fashion = true)
     {
         string images = Find(directory, $"{split}-images-idx3-ubyte");
         string labels = Find(directory, $"{split}-labels-idx1-ubyte");
         return fashion
             ? ImageDataset.Load($"{split} ({directory})", images, () => File.OpenRead(images), labels, () => File.OpenRead(labels), mean: [Mean], std: [Std], classNames: ClassNames)
-            : ImageDataset.Load($"{split} ({directory})", images, () => File.OpenRead(images), labels, () => File.OpenRead(labels),
-                classNames: Enumerable.Range(0, 10).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray());
+            : ImageDataset.Load($"{split} ({directory})", images, () => File.OpenRead(images), labels, () => File.OpenRead(labels));
     }
 
     /// <summary>
     /// Whether the folder's training labels begin as Fashion-MNIST's do (the embedded subset is the first 6,000 of the
-    /// published file): the first 1,000, or all of a shorter file. MNIST's begin 5, 0, 4, 1, 9; Fashion-MNIST's 9, 0, 0, 3, 0.
+    /// published file): the first 1,000, or all of a shorter file of at least 100. MNIST's begin 5, 0, 4, 1, 9; Fashion-MNIST's
+    /// 9, 0, 0, 3, 0. (Two images labelled 9 and 0 were "Fashion-MNIST": a set of fewer than 100 is told by nothing.)
     /// </summary>
     private static bool IsFashionMnist(string directory)
     {
@@ -73,7 +73,7 @@ public static class FashionMnist
         string embedded = $"{ResourcePrefix}train-labels-idx1-ubyte.gz";
         byte[] known = IdxFile.Read(embedded, () => a.GetManifestResourceStream(embedded) ?? throw new DataFormatException(embedded, "embedded resource missing from the library."), 1).Data;
         int n = Math.Min(1000, labels.Length);
-        return n > 0 && labels.AsSpan(0, n).SequenceEqual(known.AsSpan(0, n));
+        return n >= 100 && labels.AsSpan(0, n).SequenceEqual(known.AsSpan(0, n));
     }
 
     /// <summary>One split of the embedded subset.</summary>

@@ -130,7 +130,7 @@ public sealed class ImageDataset
     public float[] Mean { get; }
     /// <summary>Each channel's standard deviation of the pixels scaled to [0, 1].</summary>
     public float[] Std { get; }
-    /// <summary>The name of each class (CIFAR's meta file, an image folder's class folders), or null.</summary>
+    /// <summary>The name of each class (CIFAR's meta file, an image folder's class folders), or null when the data names none (the classes are only numbers).</summary>
     public IReadOnlyList<string>? ClassNames { get; }
 
     /// <summary>A description (source and split).</summary>

@@ -24,7 +24,7 @@ public sealed record TrainConfig
     /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public float[]? Normalization { get; init; }
-    /// <summary>The name of each class, from the training data (CIFAR's meta file, an image folder's class folders); filled by the trainer.</summary>
+    /// <summary>The name of each class, from the training data (CIFAR's meta file, an image folder's class folders); filled by the trainer; null when the data named none (CIFAR without its names file, IDX files that are not Fashion-MNIST).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string[]? ClassNames { get; init; }
     /// <summary>The fraction of the training split held out for validation (seeded, stratified by class; 0: none).</summary>
@@ -99,6 +99,14 @@ public sealed record TrainConfig
 
     /// <summary>The name of class <paramref name="c"/> as eval and predict print it: "3 Dress", or the number alone.</summary>
     public string ClassName(int c) => ClassNames is { } names && c >= 0 && c < names.Length ? $"{c} {names[c]}" : c.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// Whether the run trained on Fashion-MNIST, what eval and predict read without --data: 1x28x28 images with Fashion-MNIST's
+    /// class names, or with no names and Fashion-MNIST's normalisation (checkpoints from before class names were stored; an
+    /// IDX set that is not Fashion-MNIST has no names either, but its own statistics).
+    /// </summary>
+    internal bool IsFashionMnistRun => Input is [1, 28, 28]
+        && (ClassNames is { } names ? names.SequenceEqual(Data.FashionMnist.ClassNames) : Normalization is [Data.FashionMnist.Mean, Data.FashionMnist.Std]);
 
     /// <summary>The stored normalisation for images of <paramref name="channels"/> channels, [means, then stds], or null when none is stored.</summary>
     /// <exception cref="ArgumentException">It holds values for another channel count.</exception>

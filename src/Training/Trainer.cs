@@ -201,11 +201,9 @@ public sealed class Trainer : IDisposable
         if (config.Input is int[] trained && !trained.SequenceEqual([channels, height, width]))
             throw new ArchitectureException($"The run of model '{config.Model}' trained on {string.Join("x", trained)} images; the data has {channels}x{height}x{width}.") { IsShapeMismatch = true };
         // ... and on classes of the same names in the same order: class folders renamed or reordered trained on, and were
-        // evaluated with, swapped labels (CIFAR without its names file numbers its classes: no names to compare then, on
-        // either side).
-        static bool Numbered(IReadOnlyList<string> n) => n.Select((name, i) => name == i.ToString(System.Globalization.CultureInfo.InvariantCulture)).All(b => b);
+        // evaluated with, swapped labels. Data without names (CIFAR without its names file) has nothing to compare; folders
+        // named 0 to 9 do (numbers were once skipped as "no names", and a folder of other names then passed).
         if (config.ClassNames is string[] known && train.ClassNames is IReadOnlyList<string> names && known.Length == names.Count
-            && !Numbered(names) && !Numbered(known)
             && Enumerable.Range(0, known.Length).FirstOrDefault(i => known[i] != names[i], -1) is int differs and >= 0)
             throw new ArchitectureException($"The run of model '{config.Model}' calls class {differs} '{known[differs]}'; the data calls it '{names[differs]}' (its classes, in order: {string.Join(", ", names.Take(12))}{(names.Count > 12 ? ", ..." : "")}): the labels would not mean what they meant in training.");
         config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = NormalizationFor(config, train), ClassNames = config.ClassNames ?? train.ClassNames?.ToArray() };

@@ -246,7 +246,7 @@ public sealed class FuzzTests
             (input, dir) =>
             {
                 string[] names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
-                ImageDataset d = Cifar.Read("fuzz", [Write(dir, "data_batch_1.bin", input)], 1, 0, names);
+                ImageDataset d = Cifar.Read("fuzz", [Write(dir, "data_batch_1.bin", input)], 1, 0, 10, names);
                 Assert.Equal(input.Length / 3073, d.Count);
                 Assert.All(d.Labels, l => Assert.InRange(l, 0, 9));
             }, typeof(DataFormatException)),
