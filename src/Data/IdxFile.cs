@@ -92,17 +92,42 @@ public static class IdxFile
 
     /// <summary>
     /// A gzip stream read to its end must end in the trailer that CRC-32 and length of what it held: .NET's reader returned
-    /// the data of a file whose 8-byte trailer was cut off, with a flipped byte inside, as good.
+    /// the data of a file whose 8-byte trailer was cut off, with a flipped byte inside, as good. Zero bytes after the trailer
+    /// are padding (tape blocks), which gzip and Python's gzip skip (torchvision reads such a file): the trailer ends then
+    /// within the 8 bytes from the file's last non-zero byte, and each such place is tried (a CRC-32 and a length that match
+    /// by chance at the wrong place are 1 in 2^64).
     /// </summary>
     private static void CheckTrailer(string name, Stream file, Stream s)
     {
         if (s is not Crc32Stream gz)
             return;
+        long last = LastNonZero(file);
         Span<byte> trailer = stackalloc byte[8];
-        file.Position = file.Length - 8;
-        file.ReadExactly(trailer);
-        if (BinaryPrimitives.ReadUInt32LittleEndian(trailer) != gz.Crc.GetCurrentHashAsUInt32() || BinaryPrimitives.ReadUInt32LittleEndian(trailer[4..]) != (uint)gz.Total)
-            throw new DataFormatException(name, "corrupt gzip data: its trailer (CRC-32 and length) does not match what it holds (a truncated download, or several gzip members, which are not read).");
+        foreach (long end in Enumerable.Range(0, 8).Select(k => last + 1 + k).Append(file.Length).Where(e => e >= 8 && e <= file.Length).Distinct())
+        {
+            file.Position = end - 8;
+            file.ReadExactly(trailer);
+            if (BinaryPrimitives.ReadUInt32LittleEndian(trailer) == gz.Crc.GetCurrentHashAsUInt32() && BinaryPrimitives.ReadUInt32LittleEndian(trailer[4..]) == (uint)gz.Total)
+                return;
+        }
+        throw new DataFormatException(name, "corrupt gzip data: its trailer (CRC-32 and length) does not match what it holds (a truncated download, or several gzip members, which are not read).");
+    }
+
+    /// <summary>The offset of the file's last non-zero byte (-1 when every byte is zero), read backwards a block at a time.</summary>
+    private static long LastNonZero(Stream file)
+    {
+        var block = new byte[1 << 16];
+        for (long end = file.Length; end > 0;)
+        {
+            int n = (int)Math.Min(block.Length, end);
+            file.Position = end - n;
+            file.ReadExactly(block, 0, n);
+            int at = block.AsSpan(0, n).LastIndexOfAnyExcept((byte)0);
+            if (at >= 0)
+                return end - n + at;
+            end -= n;
+        }
+        return -1;
     }
 
     /// <summary>A stream that hashes what is read through it (gzip's CRC-32) and counts it.</summary>
