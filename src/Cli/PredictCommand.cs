@@ -49,7 +49,13 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
         // Read a chunk at a time, as the images are predicted: memory stays flat in the number of images (an IDX file was
         // read whole, 1.76 GB for one image of a 1.57 GB file; the image files decoded all at once).
         using IdxStream? idxImages = idx ? IdxFile.Open(path, expectedRank: 3) : null;
-        string[] files = idx ? [] : paths.SelectMany(ImageFiles).ToArray();
+        var others = new List<string>();
+        string[] files = idx ? [] : paths.SelectMany(p => ImageFiles(p, others)).ToArray();
+        // Said, not passed over: a .tif or .webp among the images had no prediction and no word (stderr: --json's stdout
+        // stays one object a line).
+        if (others.Count > 0)
+            Console.Error.WriteLine($"skipped {others.Count:N0} file(s) in the --images folders that are not images ({string.Join(", ", ImageDecoder.Extensions)}): "
+                + $"{string.Join(", ", others.Take(3).Select(Runtime.Messages.Printable))}{(others.Count > 3 ? ", ..." : "")}");
         using ComputeDevice device = s.Open();
         using TrainedModel trained = Trainer.LoadModel(device, s.Checkpoint!);
         int[] input = trained.Input;
@@ -115,15 +121,17 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
     /// <summary>Images read and predicted at a time (the model itself runs them in batches of 256).</summary>
     private const int Chunk = 1024;
 
-    /// <summary>An image file, or the image files of a folder and its subfolders, in ordinal order of their paths (names starting with '.' skipped).</summary>
-    private static string[] ImageFiles(string path)
+    /// <summary>An image file, or the image files of a folder and its subfolders, in ordinal order of their paths (names starting with '.' skipped, other files not images added to <paramref name="others"/>).</summary>
+    private static string[] ImageFiles(string path, List<string> others)
     {
         if (File.Exists(path))
             return [path];
         if (!Directory.Exists(path))
             throw new DataFormatException(path, "no such file or folder.");
         // Subfolders too, links followed and loops refused, as training walks a class folder (only the top level was read).
-        string[] files = ImageFolder.FilesBelow(path).Where(ImageDecoder.IsImage).ToArray();
+        string[] all = ImageFolder.FilesBelow(path).ToArray();
+        string[] files = all.Where(ImageDecoder.IsImage).ToArray();
+        others.AddRange(all.Except(files));
         return files.Length > 0 ? files : throw new DataFormatException(path, $"holds no image files ({string.Join(", ", ImageDecoder.Extensions)}).");
     }
 }

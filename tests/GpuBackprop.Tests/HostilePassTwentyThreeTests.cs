@@ -7,7 +7,8 @@ namespace GpuBackprop.Tests;
 /// <summary>
 /// The twenty-third hostile pass's leftovers (issue 23, on the build of 8a027d0), fixed at the next stop. Silently wrong:
 /// class folders named 0 to 9 were taken for "no names", so eval and resume on folders of other names passed; two IDX
-/// images labelled 9 and 0 were "Fashion-MNIST". A wrong refusal: a gzip IDX file padded with zeros after its trailer.
+/// images labelled 9 and 0 were "Fashion-MNIST". A wrong refusal: a gzip IDX file padded with zeros after its trailer. Passed over without a word:
+/// predict's files of a folder that are not images.
 /// </summary>
 public sealed class HostilePassTwentyThreeTests : IDisposable
 {
@@ -115,5 +116,30 @@ public sealed class HostilePassTwentyThreeTests : IDisposable
             // A flipped length is caught by .NET's reader itself; a cut trailer and bytes past the padding by ours.
             Assert.Contains(name.StartsWith("flipped", StringComparison.Ordinal) ? "corrupt gzip data" : "its trailer (CRC-32 and length) does not match", e.Message, StringComparison.Ordinal);
         }
+    }
+
+    /// <summary>F8: predict on a folder passed over its files that are not images (a .tif, a .webp) without a word; it now counts and names them on stderr (stdout stays one object a line).</summary>
+    [Fact]
+    public void PredictSaysWhichFilesOfAFolderAreNotImages()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8), run = Path.Combine(dir, "run");
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("train", "--device", "cpu", "--model", HostileInputs.LinearModel(dir, 1, 8, 2), "--epochs", "1", "--batch", "3",
+            "--data", data, "--image-size", "8x8", "--channels", "1", "--out", run).Code);
+        string images = Path.Combine(dir, "images");
+        Directory.CreateDirectory(Path.Combine(images, "sub"));
+        File.WriteAllBytes(Path.Combine(images, "x.png"), HostileInputs.Png(1, side: 8));
+        File.WriteAllBytes(Path.Combine(images, "sub", "y.tif"), [0x49, 0x49, 0x2A, 0]);
+        File.WriteAllText(Path.Combine(images, "notes.txt"), "not an image");
+        File.WriteAllText(Path.Combine(images, ".hidden"), "skipped by its dot, as training skips it");
+        var (code, error, output) = InProcessCli.Run("predict", "--device", "cpu", "--checkpoint", Path.Combine(run, "checkpoint.gbp"), "--images", images, "--json");
+        Assert.True(code == ExitCode.Success, error);
+        Assert.Single(output.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        string said = string.Join(' ', error.Split((char[])[' ', '\n'], StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains($"skipped 2 file(s) in the --images folders that are not images (.png, .jpg, .jpeg, .bmp): {Path.Combine(images, "notes.txt")}, {Path.Combine(images, "sub", "y.tif")}", said, StringComparison.Ordinal);
+        // A folder of images alone says nothing.
+        File.Delete(Path.Combine(images, "notes.txt"));
+        Directory.Delete(Path.Combine(images, "sub"), true);
+        (code, error, _) = InProcessCli.Run("predict", "--device", "cpu", "--checkpoint", Path.Combine(run, "checkpoint.gbp"), "--images", images, "--json");
+        Assert.True(code == ExitCode.Success && !error.Contains("skipped", StringComparison.Ordinal), error);
     }
 }
