@@ -1,6 +1,6 @@
 namespace GpuBackprop.Tests;
 
-/// <summary>The small inputs the hostile-pass tests build on: PNG image folders, a linear model file, a FIFO.</summary>
+/// <summary>The small inputs the hostile-pass tests build on: PNG image folders, IDX folders, a linear model file, a FIFO.</summary>
 internal static class HostileInputs
 {
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mkfifo", SetLastError = true)]
@@ -40,6 +40,19 @@ internal static class HostileInputs
               {"type": "linear", "in_features": {{channels * side * side}}, "out_features": {{classes}}}]}
             """);
         return path;
+    }
+
+    /// <summary>An IDX folder (both splits) of the first <paramref name="count"/> embedded Fashion-MNIST images, their labels replaced by <paramref name="labels"/> when given.</summary>
+    public static string IdxFolder(string folder, int count, Func<int, int>? labels = null)
+    {
+        Directory.CreateDirectory(folder);
+        foreach (string split in new[] { "train", "t10k" })
+        {
+            GpuBackprop.Data.ImageDataset d = GpuBackprop.Data.FashionMnist.LoadEmbedded(split).Take(count);
+            File.WriteAllBytes(Path.Combine(folder, $"{split}-images-idx3-ubyte"), GpuBackprop.Data.IdxFile.Encode([count, 28, 28], d.ReadPixels()));
+            File.WriteAllBytes(Path.Combine(folder, $"{split}-labels-idx1-ubyte"), GpuBackprop.Data.IdxFile.Encode([count], d.Labels.Select((v, i) => (byte)(labels?.Invoke(i) ?? v)).ToArray()));
+        }
+        return folder;
     }
 
     /// <summary>A PNG chunk: its length, its type (Latin-1, so that a damaged name can be written), the data and its CRC-32.</summary>

@@ -222,20 +222,7 @@ public sealed class HostilePassSixteenTests : IDisposable
         Assert.Empty(Directory.GetFileSystemEntries(dir, ".gpubackprop-probe*", SearchOption.AllDirectories));
     }
 
-    /// <summary>An IDX folder of the first <paramref name="count"/> embedded Fashion-MNIST images, their labels replaced by <paramref name="labels"/> when given.</summary>
-    private string IdxFolder(string name, int count, Func<int, int>? labels = null)
-    {
-        string folder = Path.Combine(dir, name);
-        Directory.CreateDirectory(folder);
-        foreach (var (split, file) in new[] { ("train", "train"), ("t10k", "t10k") })
-        {
-            ImageDataset d = FashionMnist.LoadEmbedded(split).Take(count);
-            File.WriteAllBytes(Path.Combine(folder, $"{file}-images-idx3-ubyte"), IdxFile.Encode([count, 28, 28], d.ReadPixels()));
-            byte[] l = d.Labels.Select((v, i) => (byte)(labels?.Invoke(i) ?? v)).ToArray();
-            File.WriteAllBytes(Path.Combine(folder, $"{file}-labels-idx1-ubyte"), IdxFile.Encode([count], l));
-        }
-        return folder;
-    }
+    private string IdxFolder(string name, int count, Func<int, int>? labels = null) => HostileInputs.IdxFolder(Path.Combine(dir, name), count, labels);
 
     /// <summary>
     /// Silently wrong (pass 14, F16): any IDX folder (MNIST's digits) got Fashion-MNIST's class names and normalisation,

@@ -16,19 +16,7 @@ public sealed class HostilePassTwentyThreeTests : IDisposable
 
     public void Dispose() => Directory.Delete(dir, true);
 
-    /// <summary>An IDX folder of the first <paramref name="count"/> embedded Fashion-MNIST images, their labels replaced by <paramref name="labels"/> when given.</summary>
-    private string IdxFolder(string name, int count, Func<int, int>? labels = null)
-    {
-        string folder = Path.Combine(dir, name);
-        Directory.CreateDirectory(folder);
-        foreach (string split in new[] { "train", "t10k" })
-        {
-            ImageDataset d = FashionMnist.LoadEmbedded(split).Take(count);
-            File.WriteAllBytes(Path.Combine(folder, $"{split}-images-idx3-ubyte"), IdxFile.Encode([count, 28, 28], d.ReadPixels()));
-            File.WriteAllBytes(Path.Combine(folder, $"{split}-labels-idx1-ubyte"), IdxFile.Encode([count], d.Labels.Select((v, i) => (byte)(labels?.Invoke(i) ?? v)).ToArray()));
-        }
-        return folder;
-    }
+    private string IdxFolder(string name, int count, Func<int, int>? labels = null) => HostileInputs.IdxFolder(Path.Combine(dir, name), count, labels);
 
     /// <summary>
     /// F1: names that are numbers were skipped as "no names" on either side, so a run on class folders named 0 and 1
