@@ -31,21 +31,24 @@ internal static class AvgPool2dMath
         we = w0 + g.KW < g.W ? w0 + g.KW : g.W;
     }
 
-    /// <summary>The divisor of window (oh, ow).</summary>
+    /// <summary>
+    /// The divisor of window (oh, ow), in 64 bits as PyTorch's: a padded window of 46341x46341 taps (a model the checks
+    /// accept) is past int32, and its divisor came out negative, so the outputs flipped sign.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int Divisor(in Pool2dGeometry g, in AvgPool2dOptions o, int oh, int ow)
+    public static long Divisor(in Pool2dGeometry g, in AvgPool2dOptions o, int oh, int ow)
     {
         if (o.DivisorOverride > 0)
             return o.DivisorOverride;
         if (o.CountIncludePad == 0)
         {
             InImage(g, oh, ow, out int hs, out int he, out int ws, out int we);
-            return (he - hs) * (we - ws);
+            return (long)(he - hs) * (we - ws);
         }
         int h0 = oh * g.StrideH - g.PadH, w0 = ow * g.StrideW - g.PadW;
         int hp = h0 + g.KH < g.H + g.PadH ? h0 + g.KH : g.H + g.PadH;
         int wp = w0 + g.KW < g.W + g.PadW ? w0 + g.KW : g.W + g.PadW;
-        return (hp - h0) * (wp - w0);
+        return (long)(hp - h0) * (wp - w0);
     }
 
     /// <summary>The mean of window (oh, ow) of the plane starting at <paramref name="xBase"/>.</summary>

@@ -159,15 +159,15 @@ internal static class ReferenceOps
         return dx;
     }
 
-    /// <summary>The divisor of average-pooling window (oh, ow), by PyTorch's rules.</summary>
-    public static int AvgPoolDivisor(PoolProblem g, bool countIncludePad, int? divisorOverride, int oh, int ow)
+    /// <summary>The divisor of average-pooling window (oh, ow), by PyTorch's rules (in 64 bits, as PyTorch's: a padded window may hold more than 2^31 taps).</summary>
+    public static long AvgPoolDivisor(PoolProblem g, bool countIncludePad, int? divisorOverride, int oh, int ow)
     {
         if (divisorOverride is int d)
             return d;
         int h0 = oh * g.StrideH - g.PadH, w0 = ow * g.StrideW - g.PadW;
         if (countIncludePad)
-            return (Math.Min(h0 + g.KH, g.H + g.PadH) - h0) * (Math.Min(w0 + g.KW, g.W + g.PadW) - w0);
-        return (Math.Min(h0 + g.KH, g.H) - Math.Max(h0, 0)) * (Math.Min(w0 + g.KW, g.W) - Math.Max(w0, 0));
+            return (long)(Math.Min(h0 + g.KH, g.H + g.PadH) - h0) * (Math.Min(w0 + g.KW, g.W + g.PadW) - w0);
+        return (long)(Math.Min(h0 + g.KH, g.H) - Math.Max(h0, 0)) * (Math.Min(w0 + g.KW, g.W) - Math.Max(w0, 0));
     }
 
     /// <summary>Average pooling: sum of the in-image taps over the divisor.</summary>

@@ -533,6 +533,32 @@ public sealed class KernelTests
         Check.Close(dx, ReferenceOps.AvgPool2dBackward(PoolProblem.Of(g), countIncludePad, div, Data.ToDouble(dy)), 1e-6, 1e-5, $"{caseName} dx on {device}");
     }
 
+    /// <summary>
+    /// A padded window of 46341x46341 taps (kernel 46341, padding 23170, count_include_pad) divides by 2,147,488,281, past
+    /// int32: the divisor wrapped negative and every output flipped sign (hostile pass 24, F2). Each window covers the
+    /// whole 8x8 image, so y = sum(x) / 46341^2 and dx = 64 dy / 46341^2 (a pixel is in all 64 windows): stated, not taken
+    /// from the reference, which had the same overflow. Tolerance |a-e| &lt;= 1e-12 + 1e-5 |e|.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    public void AvgPool2dDivisorsPastInt32AreExact(string device)
+    {
+        ComputeDevice dev = TestDevices.Get(device);
+        const int k = 46341, pad = 23170;
+        using var layer = new AvgPool2d(dev, new Size2(k, k), new Size2(1, 1), new Size2(pad, pad), false, true, null);
+        var g = new Pool2dGeometry(1, 2, 8, 8, new Size2(k, k), new Size2(1, 1), new Size2(pad, pad), new Size2(1, 1), false);
+        Assert.Equal((8, 8), (g.OH, g.OW));
+        float[] x = Data.Uniform(g.InputLength, 11).Select(v => v + 1f).ToArray(), dy = Enumerable.Repeat(1f, g.OutputLength).ToArray();
+        using Tensor xt = Tensor.FromHost(dev, x, 1, 2, 8, 8), dyt = Tensor.FromHost(dev, dy, g.OutputShape);
+        double divisor = (double)k * k;
+        double[] ye = Enumerable.Range(0, 2).SelectMany(c => Enumerable.Repeat(x.Skip(c * 64).Take(64).Sum(v => (double)v) / divisor, 64)).ToArray();
+        double[] dxe = Enumerable.Repeat(64 / divisor, g.InputLength).ToArray();
+        Check.Close(layer.Forward(xt).Download(), ye, 1e-12, 1e-5, $"y on {device}");
+        Check.Close(layer.Backward(dyt).Download(), dxe, 1e-12, 1e-5, $"dx on {device}");
+        Check.Close(ReferenceOps.AvgPool2dForward(PoolProblem.Of(g), true, null, Data.ToDouble(x)), ye, 1e-15, 1e-12, "reference y");
+        Check.Close(ReferenceOps.AvgPool2dBackward(PoolProblem.Of(g), true, null, Data.ToDouble(dy)), dxe, 1e-15, 1e-12, "reference dx");
+    }
+
     public static TheoryData<string, int, int, int> LinearData()
     {
         var data = new TheoryData<string, int, int, int>();
