@@ -201,12 +201,16 @@ public sealed class Trainer : IDisposable
         if (config.Input is int[] trained && !trained.SequenceEqual([channels, height, width]))
             throw new ArchitectureException($"The run of model '{config.Model}' trained on {string.Join("x", trained)} images; the data has {channels}x{height}x{width}.") { IsShapeMismatch = true };
         // ... and on classes of the same names in the same order: class folders renamed or reordered trained on, and were
-        // evaluated with, swapped labels. Data without names (CIFAR without its names file) has nothing to compare; folders
-        // named 0 to 9 do (numbers were once skipped as "no names", and a folder of other names then passed).
-        if (config.ClassNames is string[] known && train.ClassNames is IReadOnlyList<string> names && known.Length == names.Count
-            && Enumerable.Range(0, known.Length).FirstOrDefault(i => known[i] != names[i], -1) is int differs and >= 0)
-            throw new ArchitectureException($"The run of model '{config.Model}' calls class {differs} '{known[differs]}'; the data calls it '{names[differs]}' (its classes, in order: {string.Join(", ", names.Take(12))}{(names.Count > 12 ? ", ..." : "")}): the labels would not mean what they meant in training.");
-        config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = NormalizationFor(config, train), ClassNames = config.ClassNames ?? train.ClassNames?.ToArray() };
+        // evaluated with, swapped labels. Classes without names (CIFAR without its names file, IDX data that is not
+        // Fashion-MNIST) are their numbers, compared with names that are all numbers (class folders 1 to 10 sort as 1, 10,
+        // 2, ...: class 0 of unnamed digits is the 0, not the 1), not with words (a run on CIFAR with its names file
+        // evaluates on the same batches without it). A run is resumed (or evaluated) when its configuration names its input.
+        if (config.Input is not null || config.ClassNames is not null)
+            CheckClassNames(config.ClassNames, train.ClassNames, config.Model);
+        // A resumed run without names keeps none: names taken from the data it resumed on were printed for classes trained
+        // without them.
+        config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = NormalizationFor(config, train),
+            ClassNames = config.Input is null && config.ClassNames is null ? train.ClassNames?.ToArray() : config.ClassNames };
         classes = train.Classes;
         description.CheckFits([channels, height, width], classes, CheckedBatch(config.BatchSize, config.Replicas, Math.Max(train.Count, test.Count)));
         this.device = device;
@@ -258,6 +262,34 @@ public sealed class Trainer : IDisposable
     }
 
     private readonly int channels, height, width, classes;
+
+    /// <summary>Whether every name is a number (digits only): what unnamed classes are compared with.</summary>
+    private static bool AllNumbers(IReadOnlyList<string> names) => names.All(n => n.Length > 0 && n.All(char.IsAsciiDigit));
+
+    /// <summary>The numbers 0..count-1 as names: the classes of data that names none.</summary>
+    private static string[] Numbers(int count) => Enumerable.Range(0, count).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+
+    /// <summary>
+    /// Refuses data whose classes a resumed or evaluated run calls otherwise. A side without names stands for the numbers
+    /// 0..N-1 when the other side's names are all numbers; else there is nothing to compare.
+    /// </summary>
+    private static void CheckClassNames(string[]? run, IReadOnlyList<string>? dataNames, string model)
+    {
+        string[]? data = dataNames?.ToArray();
+        bool runUnnamed = run is null, dataUnnamed = data is null;
+        run ??= data is not null && AllNumbers(data) ? Numbers(data.Length) : null;
+        data ??= run is not null && AllNumbers(run) ? Numbers(run.Length) : null;
+        if (run is null || data is null || run.Length != data.Length)
+            return;
+        int differs = Enumerable.Range(0, run.Length).FirstOrDefault(i => run[i] != data[i], -1);
+        if (differs < 0)
+            return;
+        string ours = runUnnamed ? $"names no classes, so its class {differs} is the number {differs}" : $"calls class {differs} '{run[differs]}'";
+        string theirs = dataUnnamed
+            ? $"the data names no classes, so its class {differs} is the number {differs}"
+            : $"the data calls it '{data[differs]}' (its classes, in order: {string.Join(", ", data.Take(12))}{(data.Length > 12 ? ", ..." : "")})";
+        throw new ArchitectureException($"The run of model '{model}' {ours}; {theirs}: the labels would not mean what they meant in training.");
+    }
 
     /// <summary>
     /// The run's normalisation, [mean per channel, then std per channel]: the configuration's (a resumed

@@ -130,4 +130,45 @@ public sealed class HostilePassTwentyThreeTests : IDisposable
         (code, error, _) = InProcessCli.Run("predict", "--device", "cpu", "--checkpoint", Path.Combine(run, "checkpoint.gbp"), "--images", images, "--json");
         Assert.True(code == ExitCode.Success && !error.Contains("skipped", StringComparison.Ordinal), error);
     }
+
+    /// <summary>
+    /// Pass 24, F1: data without names was never compared, so a run on class folders 1 to 10 (sorted 1, 10, 2, ...)
+    /// evaluated and resumed on unnamed digits, its class 0 (the folder "1") taken for digit 0; and an unnamed run resumed
+    /// on named folders took their names, which predict then printed for classes trained without them. Unnamed classes are
+    /// now their numbers against names that are all numbers, both ways, and a resumed run keeps the names it had (none).
+    /// </summary>
+    [Fact]
+    public void UnnamedClassesAreTheirNumbersAgainstNumberedFolders()
+    {
+        string[] oneToTen = Enumerable.Range(1, 10).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        string sorted = HostileInputs.ImageFolder(Path.Combine(dir, "one-to-ten"), oneToTen);
+        string zeroToNine = HostileInputs.ImageFolder(Path.Combine(dir, "zero-to-nine"), Enumerable.Range(0, 10).Select(i => $"{i}").ToArray());
+        string digits = IdxFolder("digits", 30, i => (i * 7 + 5) % 10), model = HostileInputs.LinearModel(dir, 1, 28, 10);
+        (int Code, string Error, string Output) Train(string data, string run) =>
+            InProcessCli.Run(["train", "--device", "cpu", "--model", model, "--epochs", "1", "--batch", "10", "--data", data, "--out", Path.Combine(dir, run),
+                .. data == digits ? Array.Empty<string>() : ["--image-size", "28x28", "--channels", "1"]]);
+
+        var trained = Train(sorted, "named");
+        Assert.True(trained.Code == ExitCode.Success, trained.Error);
+        string named = Path.Combine(dir, "named", "checkpoint.gbp");
+        var (code, error, _) = InProcessCli.Run("eval", "--device", "cpu", "--checkpoint", named, "--data", digits);
+        Assert.Equal(ExitCode.Usage, code);
+        Assert.Contains("calls class 0 '1'; the data names no classes, so its class 0 is the number 0", error, StringComparison.Ordinal);
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--resume", named, "--data", digits, "--epochs", "2", "--out", Path.Combine(dir, "named-resumed"));
+        Assert.Equal(ExitCode.Usage, code);
+        Assert.Contains("calls class 0 '1'", error, StringComparison.Ordinal);
+
+        Assert.Equal(ExitCode.Success, Train(digits, "unnamed").Code);
+        string unnamed = Path.Combine(dir, "unnamed", "checkpoint.gbp");
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--resume", unnamed, "--data", sorted, "--epochs", "2", "--out", Path.Combine(dir, "unnamed-resumed"));
+        Assert.Equal(ExitCode.Usage, code);
+        Assert.Contains("names no classes, so its class 0 is the number 0; the data calls it '1'", error, StringComparison.Ordinal);
+        // Folders 0 to 9 are the numbers: both ways go, and the resumed run keeps no names.
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--resume", unnamed, "--data", zeroToNine, "--epochs", "2", "--out", Path.Combine(dir, "unnamed-resumed"));
+        Assert.True(code == ExitCode.Success, error);
+        Assert.Null(GpuBackprop.Training.Checkpoint.Load(Path.Combine(dir, "unnamed-resumed", "checkpoint.gbp")).Config.ClassNames);
+        Assert.Equal(ExitCode.Success, Train(zeroToNine, "zero-named").Code);
+        (code, error, _) = InProcessCli.Run("eval", "--device", "cpu", "--checkpoint", Path.Combine(dir, "zero-named", "checkpoint.gbp"), "--data", digits);
+        Assert.True(code == ExitCode.Success, error);
+    }
 }
