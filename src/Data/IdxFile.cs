@@ -110,7 +110,28 @@ public static class IdxFile
             if (BinaryPrimitives.ReadUInt32LittleEndian(trailer) == gz.Crc.GetCurrentHashAsUInt32() && BinaryPrimitives.ReadUInt32LittleEndian(trailer[4..]) == (uint)gz.Total)
                 return;
         }
+        // The reader stops at bytes that do not begin a gzip member: the trailer is then inside the file, not at its end.
+        BinaryPrimitives.WriteUInt32LittleEndian(trailer, gz.Crc.GetCurrentHashAsUInt32());
+        BinaryPrimitives.WriteUInt32LittleEndian(trailer[4..], (uint)gz.Total);
+        if (Find(file, trailer) is long at and >= 0)
+            throw new DataFormatException(name, $"holds {file.Length - at - 8:N0} bytes after its gzip data (from byte {at + 8:N0}): not gzip, and not zero padding; remove them.");
         throw new DataFormatException(name, "corrupt gzip data: its trailer (CRC-32 and length) does not match what it holds (a truncated download, or several gzip members, which are not read).");
+    }
+
+    /// <summary>The offset of the first <paramref name="pattern"/> in the file, or -1; read a block at a time.</summary>
+    private static long Find(Stream file, ReadOnlySpan<byte> pattern)
+    {
+        var block = new byte[(1 << 16) + pattern.Length];
+        for (long start = 0; start + pattern.Length <= file.Length; start += 1 << 16)
+        {
+            int n = (int)Math.Min(block.Length, file.Length - start);
+            file.Position = start;
+            file.ReadExactly(block, 0, n);
+            int at = block.AsSpan(0, n).IndexOf(pattern);
+            if (at >= 0)
+                return start + at;
+        }
+        return -1;
     }
 
     /// <summary>The offset of the file's last non-zero byte (-1 when every byte is zero), read backwards a block at a time.</summary>

@@ -96,13 +96,20 @@ public sealed class HostilePassTwentyThreeTests : IDisposable
         }
         byte[] flipped = (byte[])packed.Clone();
         flipped[^5] ^= 1; // the length's first byte
-        foreach (var (name, bytes) in new[] { ("flipped", flipped), ("flipped-padded", (byte[])[.. flipped, .. new byte[64]]), ("cut", packed[..^1]), ("garbage", [.. packed, 0, 0, 7, 0]) })
+        foreach (var (name, bytes) in new[] { ("flipped", flipped), ("flipped-padded", (byte[])[.. flipped, .. new byte[64]]), ("cut", packed[..^1]), ("garbage", [.. packed, 0, 0, 7, 0]), ("hello", [.. packed, .. "hello"u8.ToArray()]) })
         {
             string path = Path.Combine(dir, $"{name}-labels-idx1-ubyte.gz");
             File.WriteAllBytes(path, bytes);
             var e = Assert.Throws<DataFormatException>(() => IdxFile.Read(path, 1));
-            // A flipped length is caught by .NET's reader itself; a cut trailer and bytes past the padding by ours.
-            Assert.Contains(name.StartsWith("flipped", StringComparison.Ordinal) ? "corrupt gzip data" : "its trailer (CRC-32 and length) does not match", e.Message, StringComparison.Ordinal);
+            // A flipped length is caught by .NET's reader itself, a cut trailer by ours; bytes after the member are named
+            // as such (pass 24, F4: they were "its trailer does not match", which gzip -t does not say).
+            Assert.Contains(name switch
+            {
+                "cut" => "its trailer (CRC-32 and length) does not match",
+                "hello" => $"holds 5 bytes after its gzip data (from byte {packed.Length:N0})",
+                "garbage" => $"holds 4 bytes after its gzip data (from byte {packed.Length:N0}): not gzip, and not zero padding",
+                _ => "corrupt gzip data",
+            }, e.Message, StringComparison.Ordinal);
         }
     }
 
