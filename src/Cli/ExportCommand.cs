@@ -21,6 +21,9 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
         [CommandOption("--safetensors <FILE>"), Description("Write the weights and running statistics as safetensors with PyTorch's state-dict names.")]
         public string? SafeTensors { get; set; }
 
+        [CommandOption("--overwrite"), Description("Replace an existing output that is not of the kind written (a checkpoint, a model file); an earlier export's ONNX or safetensors file is replaced without it.")]
+        public bool Overwrite { get; set; }
+
         /// <summary>Export loads the model on the cpu device unless --device says otherwise: no GPU is needed to write files.</summary>
         protected override string Fallback => "cpu";
 
@@ -34,7 +37,29 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
             IncludeNormalization && Onnx is null ? ValidationResult.Error("--include-normalization changes the ONNX file: give --onnx FILE.") : ValidationResult.Success(),
             Usage.OutputFile("--onnx", Onnx),
             Usage.OutputFile("--safetensors", SafeTensors),
-            Usage.Distinct(("--checkpoint", Checkpoint), ("--onnx", Onnx), ("--safetensors", SafeTensors)));
+            Usage.Distinct(("--checkpoint", Checkpoint), ("--onnx", Onnx), ("--safetensors", SafeTensors)),
+            Overwrite ? ValidationResult.Success() : Usage.All(Replaceable("--onnx", Onnx, onnx: true), Replaceable("--safetensors", SafeTensors, onnx: false)));
+
+        /// <summary>
+        /// An existing output must be of the kind written, or empty: another run's checkpoint given as --safetensors, or
+        /// the model file as --onnx, was replaced without a word (train guards a run's files behind --overwrite too).
+        /// ONNX files begin with their ir_version field (byte 0x08: protobuf writes fields in number order).
+        /// </summary>
+        private static ValidationResult Replaceable(string option, string? path, bool onnx)
+        {
+            if (path is null || !File.Exists(path) || Serialization.FileKind.OfTarget(path) is not null)
+                return ValidationResult.Success(); // a missing file; a device or FIFO is OutputFile's to refuse
+            Span<byte> head = stackalloc byte[9];
+            int got;
+            using (var fs = new FileStream(Serialization.FileKind.Resolve(path), FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1))
+                got = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+            string? other = got == 0 ? null
+                : head[..got].StartsWith(Training.Checkpoint.Magic) ? "a checkpoint (.gbp)"
+                : onnx ? (head[0] == 0x08 ? null : "not an ONNX file")
+                : got == 9 && head[8] == (byte)'{' && Serialization.SafeTensors.NotSafeTensors(path) is null ? null : "not a safetensors file";
+            return other is null ? ValidationResult.Success()
+                : ValidationResult.Error($"{option}: '{Runtime.Messages.Printable(path)}' exists and is {other}; export replaces only an earlier export's file: give --overwrite to replace it.");
+        }
     }
 
     public override int Execute(CommandContext context, Settings s, CancellationToken cancellationToken)

@@ -178,4 +178,46 @@ public sealed class HostilePassTwentyThreeTests : IDisposable
         (code, error, _) = InProcessCli.Run("eval", "--device", "cpu", "--checkpoint", Path.Combine(dir, "zero-named", "checkpoint.gbp"), "--data", digits);
         Assert.True(code == ExitCode.Success, error);
     }
+
+    /// <summary>
+    /// Pass 24, F5: export replaced any file: another run's checkpoint given as --safetensors, the model file as --onnx.
+    /// An existing output must now be an earlier export's file of that kind (or empty), else it is a usage error naming
+    /// what the file is, unless --overwrite; nothing is written then.
+    /// </summary>
+    [Fact]
+    public void ExportReplacesOnlyAnEarlierExportsFileUnlessOverwrite()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8), run = Path.Combine(dir, "run");
+        string model = HostileInputs.LinearModel(dir, 1, 8, 2);
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("train", "--device", "cpu", "--model", model, "--epochs", "1", "--batch", "3",
+            "--data", data, "--image-size", "8x8", "--channels", "1", "--out", run).Code);
+        string checkpoint = Path.Combine(run, "checkpoint.gbp"), other = Path.Combine(dir, "other.gbp"), onnx = Path.Combine(dir, "m.onnx"), st = Path.Combine(dir, "m.safetensors");
+        File.Copy(checkpoint, other);
+        string notes = Path.Combine(dir, "notes.txt");
+        File.WriteAllText(notes, "{ not weights }");
+        foreach (var (option, path, said) in new[]
+        {
+            ("--safetensors", other, "exists and is a checkpoint (.gbp)"),
+            ("--onnx", other, "exists and is a checkpoint (.gbp)"),
+            ("--onnx", model, "exists and is not an ONNX file"),
+            ("--safetensors", model, "exists and is not a safetensors file"),
+            ("--safetensors", notes, "exists and is not a safetensors file"),
+        })
+        {
+            byte[] before = File.ReadAllBytes(path);
+            var (code, error, _) = InProcessCli.Run("export", "--checkpoint", checkpoint, option, path);
+            Assert.True(code == ExitCode.Usage && error.Contains(said, StringComparison.Ordinal) && error.Contains("give --overwrite", StringComparison.Ordinal), $"{option} {path}: exit {code}, {error}");
+            Assert.Equal(before, File.ReadAllBytes(path));
+        }
+        // An earlier export's files, and an empty file, are replaced; --overwrite replaces anything.
+        File.WriteAllBytes(onnx, []);
+        for (int i = 0; i < 2; i++)
+        {
+            var (code, error, _) = InProcessCli.Run("export", "--checkpoint", checkpoint, "--onnx", onnx, "--safetensors", st);
+            Assert.True(code == ExitCode.Success, error);
+        }
+        var (written, writeError, _) = InProcessCli.Run("export", "--checkpoint", checkpoint, "--safetensors", other, "--overwrite");
+        Assert.True(written == ExitCode.Success, writeError);
+        Assert.Equal(File.ReadAllBytes(st), File.ReadAllBytes(other));
+    }
 }
