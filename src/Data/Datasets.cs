@@ -63,16 +63,35 @@ public static class Datasets
         };
     }
 
-    /// <summary>The format of a folder, from the files it holds.</summary>
-    /// <exception cref="DataFormatException">None of the formats (what was looked for is named).</exception>
+    /// <summary>
+    /// The format of a folder, from the files it holds. A folder that holds two formats is refused (IDX files beside CIFAR
+    /// batches were read as IDX without a word, while a raw and a gzip copy of one IDX file are refused as ambiguous); a
+    /// format that is there in part is named with what it lacks (a CIFAR folder without its test file was "holds no data").
+    /// </summary>
+    /// <exception cref="DataFormatException">None of the formats, or two (what was looked for, or found, is named).</exception>
     public static DataFormat Detect(string path)
     {
-        if (File.Exists(Path.Combine(path, "train-images-idx3-ubyte")) || File.Exists(Path.Combine(path, "train-images-idx3-ubyte.gz")))
-            return DataFormat.Idx;
+        bool Has(string name) => Serialization.FileKind.Exists(Path.Combine(path, name));
+        var found = new List<(DataFormat Format, string What)>();
+        if (Has("train-images-idx3-ubyte") || Has("train-images-idx3-ubyte.gz"))
+            found.Add((DataFormat.Idx, "IDX files (train-images-idx3-ubyte)"));
         if (Cifar.Looks(path))
-            return DataFormat.Cifar;
+            found.Add((DataFormat.Cifar, Has("test_batch.bin") ? "CIFAR-10 files (test_batch.bin)" : "CIFAR-100 files (train.bin, test.bin)"));
         if (ImageFolder.Looks(path))
-            return DataFormat.Folder;
+            found.Add((DataFormat.Folder, "an image folder (train/)"));
+        if (found.Count > 1)
+            throw new DataFormatException(path, $"holds {string.Join(" and ", found.Select(f => f.What))}: which is the data? Give --data-format ({string.Join(", ", found.Select(f => f.Format.ToString().ToLowerInvariant()))}), or keep one format a folder.");
+        if (found.Count == 1)
+            return found[0].Format;
+        string? part =
+            Has("t10k-images-idx3-ubyte") || Has("t10k-images-idx3-ubyte.gz") ? "IDX test files (t10k-images-idx3-ubyte) but no train-images-idx3-ubyte[.gz] to train on"
+            : Directory.EnumerateFiles(path, "data_batch_*.bin").Any() ? "CIFAR-10 training batches (data_batch_N.bin) but no test_batch.bin to evaluate on"
+            : Has("train.bin") ? "CIFAR-100's train.bin but no test.bin to evaluate on"
+            : Has("test.bin") ? "CIFAR-100's test.bin but no train.bin to train on"
+            : Directory.Exists(Path.Combine(path, "val")) || Directory.Exists(Path.Combine(path, "test")) ? "an evaluation split (val/ or test/) but no train/ folder of classes"
+            : null;
+        if (part is not null)
+            throw new DataFormatException(path, $"holds {part}.");
         throw new DataFormatException(path, "holds no data this program reads: IDX files (train-images-idx3-ubyte[.gz] ...), CIFAR binary files "
             + "(data_batch_N.bin and test_batch.bin, or train.bin and test.bin), or an image folder (train/CLASS/IMAGE and val/ or test/).");
     }

@@ -220,4 +220,51 @@ public sealed class HostilePassTwentyThreeTests : IDisposable
         Assert.True(written == ExitCode.Success, writeError);
         Assert.Equal(File.ReadAllBytes(st), File.ReadAllBytes(other));
     }
+
+    /// <summary>
+    /// Pass 24, F6 and F7: a folder holding IDX files and CIFAR batches (or an image folder) was read as IDX without a
+    /// word; a CIFAR folder without its test file was "holds no data this program reads". Two formats are refused, naming
+    /// both and --data-format (which still reads either); a format there in part is named with what it lacks.
+    /// </summary>
+    [Fact]
+    public void AFolderOfTwoFormatsIsRefusedAndAFormatInPartNamed()
+    {
+        string mixed = IdxFolder("mixed", 20, i => i % 10);
+        var records = new byte[4 * 3073];
+        File.WriteAllBytes(Path.Combine(mixed, "data_batch_1.bin"), records);
+        File.WriteAllBytes(Path.Combine(mixed, "test_batch.bin"), records);
+        var e = Assert.Throws<DataFormatException>(() => Datasets.Load(mixed));
+        Assert.Contains("holds IDX files (train-images-idx3-ubyte) and CIFAR-10 files (test_batch.bin): which is the data? Give --data-format (idx, cifar)", e.Message, StringComparison.Ordinal);
+        Assert.Equal(20, Datasets.Load(mixed, new DataOptions(DataFormat.Idx)).Train.Count);
+        Assert.Equal(4, Datasets.Load(mixed, new DataOptions(DataFormat.Cifar)).Train.Count);
+        var (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--data", mixed, "--model", HostileInputs.LinearModel(dir, 1, 28, 10), "--epochs", "1", "--out", Path.Combine(dir, "run"));
+        Assert.True(code == ExitCode.Failure && error.Contains("which is the data?", StringComparison.Ordinal), error);
+        HostileInputs.ImageFolder(mixed, ["a", "b"], side: 8);
+        Assert.Contains("and an image folder (train/)", Assert.Throws<DataFormatException>(() => Datasets.Load(mixed)).Message, StringComparison.Ordinal);
+
+        foreach (var (files, folders, said) in new (string[], string[], string)[]
+        {
+            (["data_batch_1.bin", "data_batch_2.bin"], [], "holds CIFAR-10 training batches (data_batch_N.bin) but no test_batch.bin"),
+            (["train.bin"], [], "holds CIFAR-100's train.bin but no test.bin"),
+            (["test.bin"], [], "holds CIFAR-100's test.bin but no train.bin"),
+            (["t10k-images-idx3-ubyte.gz"], [], "holds IDX test files (t10k-images-idx3-ubyte) but no train-images-idx3-ubyte[.gz]"),
+            ([], ["val"], "holds an evaluation split (val/ or test/) but no train/ folder"),
+            (["readme.txt"], ["other"], "holds no data this program reads"),
+        })
+        {
+            string folder = Directory.CreateTempSubdirectory("part-").FullName;
+            try
+            {
+                foreach (string f in files)
+                    File.WriteAllBytes(Path.Combine(folder, f), records);
+                foreach (string f in folders)
+                    Directory.CreateDirectory(Path.Combine(folder, f));
+                Assert.Contains(said, Assert.Throws<DataFormatException>(() => Datasets.Load(folder)).Message, StringComparison.Ordinal);
+            }
+            finally
+            {
+                Directory.Delete(folder, true);
+            }
+        }
+    }
 }
