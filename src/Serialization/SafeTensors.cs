@@ -242,7 +242,7 @@ public static class SafeTensors
             if (dtype != "I64")
             {
                 // Every F16 and BF16 value is a float32 exactly; an F64 value is rounded to the nearest float32
-                // (ties to even), and one beyond float32's range becomes infinite (which loading weights refuses).
+                // (ties to even), and a finite one beyond float32's range is refused.
                 var values = new float[count];
                 for (int i = 0; i < values.Length; i++)
                     values[i] = dtype switch
@@ -250,9 +250,15 @@ public static class SafeTensors
                         "F32" => BinaryPrimitives.ReadSingleLittleEndian(raw[(4 * i)..]),
                         "F16" => (float)BinaryPrimitives.ReadHalfLittleEndian(raw[(2 * i)..]),
                         "BF16" => BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(raw[(2 * i)..]) << 16),
-                        _ => (float)BinaryPrimitives.ReadDoubleLittleEndian(raw[(8 * i)..]),
+                        _ => ToSingle(BinaryPrimitives.ReadDoubleLittleEndian(raw[(8 * i)..]), i),
                     };
                 return SafeTensor.Of(shape, values);
+
+                // A finite double past float32's range was loaded as infinite, then reported as "is Infinity", a value the
+                // file does not hold.
+                float ToSingle(double d, int i) => (float)d is var f && float.IsInfinity(f) && double.IsFinite(d)
+                    ? throw new SafeTensorsException(path, $"tensor '{name}'[{i}] is {d.ToString("R", System.Globalization.CultureInfo.InvariantCulture)} (F64), past float32's range (3.4e38): it has no float32 value.")
+                    : f;
             }
             var longs = new long[count];
             for (int i = 0; i < longs.Length; i++)
