@@ -830,6 +830,9 @@ public static class ImageDecoder
         }
         else
             return null;
+        // A bit depth no BMP has (7) was stb's "does not decode (invalid)": named. (0 is JPEG/PNG-in-BMP's, refused below.)
+        if (bits is not (0 or 1 or 2 or 4 or 8 or 16 or 24 or 32))
+            return $"is a BMP of {bits} bits a pixel, which no BMP has (1, 2, 4, 8, 16, 24 or 32): damaged";
         // Pixels that start inside the headers overlap them: stb and PIL each read something different from such files.
         long headers = 14 + header + (header == 40 ? compression == 3 ? 12 : compression == 6 ? 16 : 0 : 0);
         if (offset < headers)

@@ -267,4 +267,21 @@ public sealed class HostilePassTwentyThreeTests : IDisposable
             }
         }
     }
+
+    /// <summary>Pass 24 (noticed): a BMP of 7 bits a pixel was "does not decode (invalid)"; a depth no BMP has is named. The same file at 24 bits decodes.</summary>
+    [Fact]
+    public void ABmpBitDepthNoBmpHasIsNamed()
+    {
+        var bmp = new MemoryStream();
+        new StbImageWriteSharp.ImageWriter().WriteBmp(new byte[4 * 4 * 3], 4, 4, StbImageWriteSharp.ColorComponents.RedGreenBlue, bmp);
+        byte[] bytes = bmp.ToArray();
+        Assert.Equal(24, BitConverter.ToUInt16(bytes, 28));
+        string good = Path.Combine(dir, "good.bmp"), seven = Path.Combine(dir, "seven.bmp");
+        File.WriteAllBytes(good, bytes);
+        ImageDecoder.Decode(good, 1, 4, 4, new byte[16]);
+        bytes[28] = 7;
+        File.WriteAllBytes(seven, bytes);
+        var e = Assert.Throws<DataFormatException>(() => ImageDecoder.Decode(seven, 1, 4, 4, new byte[16]));
+        Assert.Contains("is a BMP of 7 bits a pixel, which no BMP has (1, 2, 4, 8, 16, 24 or 32): damaged", e.Message, StringComparison.Ordinal);
+    }
 }
