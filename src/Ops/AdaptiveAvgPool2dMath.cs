@@ -10,18 +10,23 @@ namespace GpuBackprop.Ops;
 /// </summary>
 internal static class AdaptiveAvgPool2dMath
 {
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int Start(int i, int length, int outputs) => i * length / outputs;
+    // The products i*L and p*O are taken in 64 bits: a 1x80001 map pooled to 1x60000 (a model the checks accept) reached
+    // 4.8e9, wrapped, and the windows read outside the image (an access violation on the cpu device).
 
+    /// <summary>The first position of window i: floor(i*L/O).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int End(int i, int length, int outputs) => ((i + 1) * length + outputs - 1) / outputs;
+    public static int Start(int i, int length, int outputs) => (int)((long)i * length / outputs);
+
+    /// <summary>One past the last position of window i: ceil((i+1)*L/O).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int End(int i, int length, int outputs) => (int)(((long)i * length + length + outputs - 1) / outputs);
 
     /// <summary>The windows [lo, hi] that contain position p (start(i) &lt;= p &lt; end(i)).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Covering(int p, int length, int outputs, out int lo, out int hi)
     {
-        lo = p * outputs / length;
-        hi = ((p + 1) * outputs - 1) / length;
+        lo = (int)((long)p * outputs / length);
+        hi = (int)(((long)p * outputs + outputs - 1) / length);
         if (hi > outputs - 1) hi = outputs - 1;
     }
 

@@ -162,6 +162,24 @@ public sealed class NewLayerTests
         return data;
     }
 
+    /// <summary>
+    /// A 1x80001 map pooled to 1x60000: window i starts at i*80001/60000, a product past int32 from i = 26,844 on, which
+    /// wrapped and read outside the plane (an access violation on the cpu device; hostile pass 25, F1). The reference
+    /// windows are computed in double. Tolerance |a-e| &lt;= 1e-6 + 1e-5 |e|.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
+    public void AdaptiveAvgPoolWindowsPastInt32Products(string device)
+    {
+        ComputeDevice d = TestDevices.Get(device);
+        const int w = 80001, ow = 60000;
+        float[] x = Data.Uniform(w, 17), dy = Data.Uniform(ow, 18);
+        using var layer = new AdaptiveAvgPool2d(d, (1, ow));
+        using Tensor xt = Tensor.FromHost(d, x, 1, 1, 1, w), dyt = Tensor.FromHost(d, dy, 1, 1, 1, ow);
+        Check.Close(layer.Forward(xt).Download(), Data.ToDouble(ReferenceLayers.AdaptiveAvgPool2dForward(1, 1, 1, w, 1, ow, x)), 1e-6, 1e-5, $"adaptive 1x{w}->1x{ow} y on {device}");
+        Check.Close(layer.Backward(dyt).Download(), Data.ToDouble(ReferenceLayers.AdaptiveAvgPool2dBackward(1, 1, 1, w, 1, ow, dy)), 1e-6, 1e-5, $"adaptive 1x{w}->1x{ow} dx on {device}");
+    }
+
     [Theory]
     [MemberData(nameof(TestDevices.All), MemberType = typeof(TestDevices))]
     public void AdaptiveAvgPoolMatchesReferenceWhenWindowsOverlapAndRepeat(string device)
