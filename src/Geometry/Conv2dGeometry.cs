@@ -39,9 +39,16 @@ internal readonly struct Conv2dGeometry
         long numW = (long)w + 2L * PadW - (long)DilationW * (S - 1) - 1;
         if (numH < 0 || numW < 0)
             throw new ArgumentException($"Input {h}x{w} with padding {padding} is smaller than the dilated kernel {(R - 1L) * DilationH + 1}x{(S - 1L) * DilationW + 1}: the output would be empty.", "input");
+        // Sizes and indices are 32-bit in every path (im2col, the direct kernels, ILGPU's): a row index oh*stride - pad +
+        // r*dilation lies in [-pad, H + pad], and a stride is added to a padding. The padded input plus a stride must fit:
+        // padding 2^31-1 gave a 6x6 output for 2^32+6 (trained, exit 0), and a 2^31-1 stride and padding dropped the one
+        // pixel of the middle window on the cpu device. (PyTorch runs these; such padding holds nothing but zeros.)
+        long spanH = (long)h + 2L * PadH + StrideH, spanW = (long)w + 2L * PadW + StrideW;
+        if (spanH > int.MaxValue || spanW > int.MaxValue)
+            throw new ArgumentException($"Input {h}x{w} with padding {padding} and stride {stride} spans {spanH}x{spanW} positions (the padded input and a stride), past 2^31-1: sizes and indices here are 32-bit; use less padding.", "input");
         OH = (int)(numH / StrideH) + 1;
         OW = (int)(numW / StrideW) + 1;
-        if ((long)n * k * OH * OW > int.MaxValue || (long)n * c * R * S * OH * OW > int.MaxValue)
+        if ((Int128)n * k * OH * OW > int.MaxValue || (Int128)n * c * R * S * OH * OW > int.MaxValue)
             throw new ArgumentException($"The convolution's output or im2col buffer would exceed 2^31-1 elements{(n > 1 ? "; use a smaller batch" : "")}.", "input");
     }
 

@@ -44,6 +44,9 @@ internal readonly struct Pool2dGeometry : IEquatable<Pool2dGeometry>
             throw new ArgumentException($"Input {h}x{w} with kernel {kernel}, stride {stride}, padding {padding}, dilation {dilation} gives an empty output ({OH}x{OW}).", "input");
         if ((long)n * c * h * w > int.MaxValue)
             throw new ArgumentException("The input exceeds 2^31-1 elements.", "input");
+        // An output may be larger than its input (ceil mode, padding: (h+1)x(w+1) at most).
+        if ((long)n * c * OH * OW > int.MaxValue)
+            throw new ArgumentException($"The output ({OH}x{OW} a plane) exceeds 2^31-1 elements{(n > 1 ? "; use a smaller batch" : "")}.", "input");
     }
 
     /// <summary>Checks the layer's own arguments. PyTorch's rule: padding at most half the (undilated) kernel.</summary>

@@ -41,18 +41,19 @@ internal static unsafe partial class Conv2dDirectHost
 
     /// <summary>
     /// Whether the kernels can run a layer's forward pass and weight gradient (at any width): dilation 1, one
-    /// group, and stride 1 or the channel-vectorised kernel (which takes any stride).
+    /// group, padding below the kernel size (the kernels copy the input padded, (H + 2 pad) x (W + 2 pad) a channel: a
+    /// padding far past the kernel, which im2col takes in its stride, asked for terabytes), and stride 1 or the
+    /// channel-vectorised kernel (which takes any stride).
     /// </summary>
     public static bool Supports(Conv2dGeometry g) =>
-        g.DilationH == 1 && g.DilationW == 1 && g.Groups == 1
+        g.DilationH == 1 && g.DilationW == 1 && g.Groups == 1 && g.PadH < g.R && g.PadW < g.S
         && (g.StrideH == 1 && g.StrideW == 1 || ForwardByChannels(g));
 
     /// <summary>
-    /// Whether the kernels can run a layer's input gradient: as <see cref="Supports"/>; stride 1 with padding
-    /// below the kernel size (the convolution of dy with the flipped filters, padded R - 1 - pad), or strided.
+    /// Whether the kernels can run a layer's input gradient: as <see cref="Supports"/> (at stride 1 the convolution of dy
+    /// with the flipped filters, padded R - 1 - pad, which the padding below the kernel size keeps non-negative).
     /// </summary>
-    public static bool SupportsDataGrad(Conv2dGeometry g) =>
-        Supports(g) && (g.StrideH != 1 || g.StrideW != 1 || g.PadH < g.R && g.PadW < g.S);
+    public static bool SupportsDataGrad(Conv2dGeometry g) => Supports(g);
 
     /// <summary>Whether a layer's forward pass and weight gradient take this path: <see cref="Supports"/>, and two images a core or more (the cores take whole images).</summary>
     public static bool Applies(Conv2dGeometry g) => Supports(g) && g.N >= 2 * Cores;

@@ -89,4 +89,36 @@ public sealed class GeometryTests
             Assert.Equal(new[] { 1, 1, expected, expected }, avg.Forward(x).Shape.ToArray());
         }
     }
+
+    /// <summary>
+    /// Hostile pass 25, F2 and F3: a convolution's output size was cast to int32 and wrapped (padding 2^31-1 gave 6x6 for
+    /// 2^32+6; padding 2^30 a negative width), and a 2^31-1 stride and padding dropped the middle window's pixel on the cpu
+    /// device. The padded input and a stride must fit 2^31-1 (every index then does); at the bound it is accepted. A
+    /// pooling's output past 2^31-1 elements is refused too (ceil mode and padding make it larger than its input).
+    /// </summary>
+    [Fact]
+    public void GeometriesPastThirtyTwoBitIndicesAreRefused()
+    {
+        const int max = int.MaxValue;
+        foreach (var (stride, pad, spans) in new[]
+        {
+            (new Size2(max, max), new Size2(max, max), "spans 6442450949x6442450949 positions"),
+            (new Size2(1, 1), new Size2(max, max), "spans 4294967303x4294967303 positions"),
+            (new Size2(1, 1), new Size2(0, 1 << 30), "spans 9x2147483657 positions"),
+        })
+        {
+            var e = Assert.Throws<ArgumentException>(() => new Conv2dGeometry(1, 1, 8, 8, 1, (1, 1), stride, pad, (1, 1), 1));
+            Assert.Contains(spans, e.Message, StringComparison.Ordinal);
+            Assert.Contains("past 2^31-1", e.Message, StringComparison.Ordinal);
+        }
+        // 8 + 2 * 536870907 + 2^30 = 2^31 - 2 rows, and 2^31 - 1 columns: accepted, one output each way.
+        var g = new Conv2dGeometry(1, 1, 8, 9, 1, (1, 1), (1 << 30, 1 << 30), (536870907, 536870907), (1, 1), 1);
+        Assert.Equal((1, 1), (g.OH, g.OW));
+        Assert.Equal(1, new Conv2dGeometry(1, 1, 9, 8, 1, (1, 1), (1 << 30, 1), (536870907, 0), (1, 1), 1).OH);
+        Assert.Throws<ArgumentException>(() => new Conv2dGeometry(1, 1, 10, 8, 1, (1, 1), (1 << 30, 1), (536870907, 0), (1, 1), 1));
+
+        // Pooling: 1 x 2^30 grows to 2 x (2^30 + 1) with kernel 2, padding 1.
+        var pe = Assert.Throws<ArgumentException>(() => new Pool2dGeometry(1, 1, 1, 1 << 30, (2, 2), (1, 1), (1, 1), (1, 1), false));
+        Assert.Contains("The output (2x1073741825 a plane) exceeds 2^31-1 elements", pe.Message, StringComparison.Ordinal);
+    }
 }

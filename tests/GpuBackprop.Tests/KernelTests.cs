@@ -34,6 +34,9 @@ public sealed class KernelTests
         ["rect_stride_dilation"] = new(1, 3, 12, 10, 5, (5, 1), (1, 2), (2, 0), (1, 3), 1, true),
         ["lenet_c1"] = new(4, 1, 28, 28, 6, 5, 1, 0, 1, 1, true),
         ["many_groups_of_threads"] = new(4, 16, 20, 20, 70, 3, 1, 1, 1, 1, true),
+        // Strides and padding near the 32-bit bound (the padded input and a stride at most 2^31-1: Conv2dGeometry):
+        // 3x3 outputs whose middle window reaches rows 2..4 and column 3 (hostile pass 25: 2^31-1 wrapped on the cpu device).
+        ["padding_near_int32"] = new(1, 2, 8, 7, 3, (3, 1), (1 << 29, 1 << 28), ((1 << 29) - 2, (1 << 28) - 3), 1, 1, true),
     };
 
     public static TheoryData<string, string> ConvData()
