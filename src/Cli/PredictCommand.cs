@@ -106,7 +106,7 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
                     {
                         ["image"] = image, ["class"] = classes[r], ["name"] = config.ClassNames?[classes[r]], ["probability"] = Math.Round(p[r, classes[r]], 6),
                         ["top"] = ranked.Select(c => new Dictionary<string, object?> { ["class"] = c, ["name"] = config.ClassNames?[c], ["probability"] = Math.Round(p[r, c], 6) }).ToList(),
-                    }));
+                    }, JsonLines));
                     continue;
                 }
                 table.AddRow(Usage.Shown(image), Usage.Shown(Name(classes[r])), p[r, classes[r]].ToString("F3", CultureInfo.InvariantCulture),
@@ -117,6 +117,12 @@ internal sealed class PredictCommand : Command<PredictCommand.Settings>
             AnsiConsole.Write(table);
         return ExitCode.Success;
     }
+
+    /// <summary>
+    /// A probability that is not a number (a model whose logits overflow) is written "NaN", as the table shows it: the
+    /// serializer refused it with .NET's advice on its options, exit 1, naming no image.
+    /// </summary>
+    private static readonly System.Text.Json.JsonSerializerOptions JsonLines = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     /// <summary>Images read and predicted at a time (the model itself runs them in batches of 256).</summary>
     private const int Chunk = 1024;

@@ -284,4 +284,53 @@ public sealed class HostilePassTwentyThreeTests : IDisposable
         var e = Assert.Throws<DataFormatException>(() => ImageDecoder.Decode(seven, 1, 4, 4, new byte[16]));
         Assert.Contains("is a BMP of 7 bits a pixel, which no BMP has (1, 2, 4, 8, 16, 24 or 32): damaged", e.Message, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// Pass 25, F4: predict --json on a model whose logits overflow (weights of 1e30, which checkpoints allow, through two
+    /// linear layers) failed with the serializer's advice on its options, exit 1, while the table printed NaN. Both print
+    /// it now ("NaN" in JSON, a string as System.Text.Json writes named literals).
+    /// </summary>
+    [Fact]
+    public void PredictJsonWritesAProbabilityThatIsNotANumber()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8), run = Path.Combine(dir, "run");
+        string model = Path.Combine(dir, "two-linear.json");
+        File.WriteAllText(model, """
+            {"input": [1, 8, 8], "classes": 2, "layers": [{"type": "flatten"}, {"type": "linear", "in_features": 64, "out_features": 2},
+              {"type": "linear", "in_features": 2, "out_features": 2}]}
+            """);
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("train", "--device", "cpu", "--model", model, "--epochs", "1", "--batch", "3",
+            "--data", data, "--image-size", "8x8", "--channels", "1", "--out", run).Code);
+        string checkpoint = Path.Combine(run, "checkpoint.gbp");
+        var c = GpuBackprop.Training.Checkpoint.Load(checkpoint);
+        (c with { Tensors = c.Tensors.Select(t => (t.Name, t.Shape, t.Data.Select(_ => 1e30f).ToArray())).ToList() }).Save(checkpoint);
+        var (code, error, output) = InProcessCli.Run("predict", "--device", "cpu", "--checkpoint", checkpoint, "--images", Path.Combine(data, "val", "a", "0.png"), "--json");
+        Assert.True(code == ExitCode.Success, error);
+        using var line = JsonDocument.Parse(output);
+        Assert.Equal("NaN", line.RootElement.GetProperty("probability").GetString());
+        (code, error, output) = InProcessCli.Run("predict", "--device", "cpu", "--checkpoint", checkpoint, "--images", Path.Combine(data, "val", "a", "0.png"));
+        Assert.True(code == ExitCode.Success && output.Contains("NaN", StringComparison.Ordinal), error + output);
+    }
+
+    /// <summary>Pass 25, F3: a convolution whose padded input passes 2^31-1 (its output size wrapped) is refused by summary and train, naming the layer, exit 2 (the geometry's rule: GeometryTests).</summary>
+    [Fact]
+    public void AConvolutionPastThirtyTwoBitIndicesIsRefusedNamingTheLayer()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8), model = Path.Combine(dir, "wide.json");
+        File.WriteAllText(model, """
+            {"input": [1, 8, 8], "classes": 2, "layers": [{"type": "conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": 1, "padding": [0, 1073741824]},
+              {"type": "flatten"}, {"type": "linear", "in_features": 8, "out_features": 2}]}
+            """);
+        foreach (string[] args in new[]
+        {
+            new[] { "summary", "--model", model },
+            ["train", "--device", "cpu", "--model", model, "--epochs", "1", "--data", data, "--image-size", "8x8", "--channels", "1", "--out", Path.Combine(dir, "run")],
+        })
+        {
+            var (code, error, _) = InProcessCli.Run(args);
+            Assert.True(code == ExitCode.Usage && error.Contains("layer 0 (conv2d): Input 8x8 with padding (0, 1073741824) and stride (1, 1) spans 9x2147483657 positions", StringComparison.Ordinal),
+                $"{args[0]}: exit {code}, {error}");
+        }
+        Assert.False(Directory.Exists(Path.Combine(dir, "run")));
+    }
 }
