@@ -21,10 +21,15 @@ public abstract record LearningRateSchedule
             "step" when parts.Length == 3 => !int.TryParse(parts[1], inv, out int size) || size <= 0
                 ? throw new ArgumentException($"Schedule '{text}': the step size must be a positive whole number of epochs; got '{parts[1]}'.", nameof(text))
                 : !float.TryParse(parts[2], System.Globalization.NumberStyles.Float, inv, out float gamma) || !(gamma > 0) || !float.IsFinite(gamma)
-                ? throw new ArgumentException($"Schedule '{text}': the decay factor must be a positive finite number; got '{parts[2]}'.", nameof(text))
+                ? throw new ArgumentException($"Schedule '{text}': the decay factor must be a positive finite number{Single(parts[2], gamma)}; got '{parts[2]}'.", nameof(text))
                 : new StepSchedule(size, gamma),
             _ => throw new ArgumentException($"Unknown schedule '{text}'. Use constant, cosine or step:SIZE:GAMMA (e.g. step:5:0.1).", nameof(text)),
         };
+
+        // 1e-300 is positive and finite as written, and 0 or infinite in single precision, which rates are: said so.
+        static string Single(string written, float read) =>
+            double.TryParse(written, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double d) && d > 0 && double.IsFinite(d) && (read == 0 || float.IsInfinity(read))
+                ? $" in single precision (from {float.Epsilon:R} to {float.MaxValue:R}; the value given is {(read == 0 ? "0" : "infinite")} there)" : "";
     }
 }
 

@@ -333,4 +333,21 @@ public sealed class HostilePassTwentyThreeTests : IDisposable
         }
         Assert.False(Directory.Exists(Path.Combine(dir, "run")));
     }
+
+    /// <summary>Pass 25, F5: --schedule step:N:1e-300 was refused as "must be a positive finite number" (it is, as written): the message now says single precision makes it 0 (or infinite).</summary>
+    [Fact]
+    public void AStepScheduleDecayOutOfSinglePrecisionIsSaidSo()
+    {
+        foreach (var (gamma, said) in new[]
+        {
+            ("1e-300", "the decay factor must be a positive finite number in single precision (from 1E-45 to 3.4028235E+38; the value given is 0 there); got '1e-300'."),
+            ("1e39", "the decay factor must be a positive finite number in single precision (from 1E-45 to 3.4028235E+38; the value given is infinite there); got '1e39'."),
+            ("-1", "the decay factor must be a positive finite number; got '-1'."),
+        })
+        {
+            var (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--schedule", $"step:2:{gamma}", "--epochs", "1", "--out", Path.Combine(dir, "run"));
+            Assert.True(code == ExitCode.Usage && error.Contains(said, StringComparison.Ordinal), $"{gamma}: exit {code}, {error}");
+        }
+        Assert.Equal(1e-45f, GpuBackprop.Training.LearningRateSchedule.Parse("step:2:1e-45", 4).At(1f, 2));
+    }
 }
