@@ -230,7 +230,8 @@ internal static class MaxPool2dHost
                 ReadOnlySpan<float> gp = gs.Slice(plane * outPlane, outPlane);
                 ReadOnlySpan<int> ip = ids.Slice(plane * outPlane, outPlane);
                 for (int o = 0; o < outPlane; o++)
-                    d[ip[o]] += gp[o];
+                    if (ip[o] >= 0) // -1: a window with no tap in the image
+                        d[ip[o]] += gp[o];
             }
         }, g.OH * g.OW);
     }

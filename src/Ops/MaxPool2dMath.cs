@@ -8,7 +8,8 @@ namespace GpuBackprop.Ops;
 /// Max pooling's window scan with PyTorch's rules, written once for the ILGPU kernel and the host
 /// routine: taps outside the image are skipped, the scan is row by row and a tap wins when it is
 /// greater than the best so far or NaN (so the first maximum wins ties, NaN propagates, and a window
-/// of only -inf keeps its first in-image tap). The winner is recorded as h*W + w within its plane.
+/// of only -inf keeps its first in-image tap). The winner is recorded as h*W + w within its plane, or -1 for a window
+/// with no tap in the image (its gradient goes nowhere).
 /// </summary>
 internal static class MaxPool2dMath
 {
@@ -45,8 +46,11 @@ internal static class MaxPool2dMath
         // 2^31-1 with padding 2^30-1 passed every check and then scanned (and stepped to the first tap) 2^31 taps a window.
         int khStart = FirstInside(h0, g.DilationH), khEnd = EndInside(h0, g.DilationH, g.H, g.KH);
         int kwStart = FirstInside(w0, g.DilationW), kwEnd = EndInside(w0, g.DilationW, g.W, g.KW);
-        // The first in-image tap is the initial winner (it matters for windows of only -inf).
-        int at = (h0 + khStart * g.DilationH) * g.W + w0 + kwStart * g.DilationW;
+        // The first in-image tap is the initial winner (it matters for windows of only -inf). A window with no tap in the
+        // image (a dilation that steps over it from the padding) is -inf with no winner, -1, as the reference has it: its
+        // "first tap" lay past the plane, and the cpu device's backward wrote there (an index exception on the last plane,
+        // another row's pixel elsewhere).
+        int at = khStart < khEnd && kwStart < kwEnd ? (h0 + khStart * g.DilationH) * g.W + w0 + kwStart * g.DilationW : -1;
         float value = float.NegativeInfinity;
         for (int kh = khStart; kh < khEnd; kh++)
         {

@@ -155,7 +155,8 @@ internal static class ReferenceOps
         var dx = new T[g.InputLength];
         int outPlane = g.OH * g.OW;
         for (int o = 0; o < g.OutputLength; o++)
-            dx[o / outPlane * g.H * g.W + indices[o]] += dy[o];
+            if (indices[o] >= 0) // -1: a window with no tap in the image
+                dx[o / outPlane * g.H * g.W + indices[o]] += dy[o];
         return dx;
     }
 

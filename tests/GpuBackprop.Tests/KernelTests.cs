@@ -447,6 +447,9 @@ public sealed class KernelTests
         ["large"] = new(8, 16, 24, 24, 3, 2, 1, 1, false),
         // One row and a 2-tall window with ceil_mode: the window starts in the image and reaches past it (PyTorch keeps it).
         ["ceil_window_past_edge"] = new(1, 2, 1, 5, 2, 2, 0, 1, true),
+        // Taps at columns -1 and 7 of a 7-wide image: every window lies in the padding, -inf with no winner (-1), and its
+        // gradient goes nowhere (the cpu device's backward wrote past the last plane: hostile pass 26).
+        ["window_in_padding"] = new(2, 3, 5, 7, (1, 2), (1, 1), (0, 1), (1, 8), false),
     };
 
     public static TheoryData<string, string> PoolData()
