@@ -47,8 +47,10 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
         /// </summary>
         private static ValidationResult Replaceable(string option, string? path, bool onnx)
         {
-            if (path is null || !File.Exists(path) || Serialization.FileKind.OfTarget(path) is not null)
-                return ValidationResult.Success(); // a missing file; a device or FIFO is OutputFile's to refuse
+            // A missing file; a device, a FIFO or a link that loops or names nothing are OutputFile's to refuse (each check
+            // runs: a dangling link was opened here, and .NET's "Could not find file" came out, exit 1).
+            if (path is null || Serialization.FileKind.LinkProblem(path) is not null || !File.Exists(path) || Serialization.FileKind.OfTarget(path) is not null)
+                return ValidationResult.Success();
             Span<byte> head = stackalloc byte[9];
             int got;
             using (var fs = new FileStream(Serialization.FileKind.Resolve(path), FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1))

@@ -219,6 +219,15 @@ public sealed class HostilePassTwentyThreeTests : IDisposable
         var (written, writeError, _) = InProcessCli.Run("export", "--checkpoint", checkpoint, "--safetensors", other, "--overwrite");
         Assert.True(written == ExitCode.Success, writeError);
         Assert.Equal(File.ReadAllBytes(st), File.ReadAllBytes(other));
+        // Pass 27, F3: a link to nothing, absolute or relative, is the option's error, not .NET's "Could not find file"
+        // (the check of what an existing output is opened it).
+        foreach (string target in new[] { Path.Combine(dir, "missing.onnx"), "nowhere/checkpoint.gbp" })
+        {
+            string link = Path.Combine(dir, $"dangling-{target.Length}.onnx");
+            File.CreateSymbolicLink(link, target);
+            var (code, error, _) = InProcessCli.Run("export", "--checkpoint", checkpoint, "--onnx", link);
+            Assert.True(code == ExitCode.Usage && error.Contains($"--onnx: '{link}' is a link to nothing", StringComparison.Ordinal), $"{target}: exit {code}, {error}");
+        }
     }
 
     /// <summary>
