@@ -494,6 +494,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         try
         {
             string best = Path.Combine(outDir, BestName);
+            int resumedAt = trainer.EpochsDone;
             while (trainer.EpochsDone < config.Epochs && !trainer.ShouldStopEarly)
             {
                 EpochResult r = members is InProcessCollective[] group
@@ -517,7 +518,15 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 AnsiConsole.MarkupLine($"epoch {r.Epoch}/{config.Epochs}: loss {r.TrainLoss:F4}, test accuracy [bold]{r.TestAccuracy:F2}%[/]{val}, {r.ImagesPerSecond:N0} images/s, {r.Seconds:F1} s{reduce}");
             }
             if (trainer.ShouldStopEarly && trainer.BestEpoch is EpochResult b)
-                AnsiConsole.MarkupLine($"early stop: {trainer.EpochsDone - b.Epoch} epochs without a better validation accuracy than epoch {b.Epoch}'s {b.ValidationAccuracy:F2}% (--early-stop {config.EarlyStop}); best.gbp holds that epoch");
+            {
+                // A best epoch from before a resume into another folder is not in this one's best.gbp (it was said to be):
+                // the file that holds it is named.
+                string holder = b.Epoch > resumedAt || resume is null || Path.GetFullPath(Path.GetDirectoryName(Usage.Real(resume))!) == Path.GetFullPath(Usage.Real(outDir))
+                    ? "best.gbp holds that epoch"
+                    : b.Epoch == resumedAt ? $"{Usage.Shown(resume)}, which this run resumed, holds that epoch"
+                    : $"that epoch came before the resume: the best.gbp beside {Usage.Shown(resume)} holds it";
+                AnsiConsole.MarkupLine($"early stop: {trainer.EpochsDone - b.Epoch} epochs without a better validation accuracy than epoch {b.Epoch}'s {b.ValidationAccuracy:F2}% (--early-stop {config.EarlyStop}); {holder}");
+            }
         }
         catch (TrainingDivergedException e)
         {

@@ -359,4 +359,33 @@ public sealed class HostilePassTwentyThreeTests : IDisposable
         }
         Assert.Equal(1e-45f, GpuBackprop.Training.LearningRateSchedule.Parse("step:2:1e-45", 4).At(1f, 2));
     }
+
+    /// <summary>
+    /// Pass 27, F4: an early stop after a resume into another folder said "best.gbp holds that epoch" of a best epoch from
+    /// before the resume, which that folder's best.gbp does not hold (it has none). The file that holds it is named: the
+    /// checkpoint resumed, or the best.gbp beside it. (A learning rate of 1e-30 keeps the validation accuracy of epoch 1.)
+    /// </summary>
+    [Fact]
+    public void AnEarlyStopAfterAResumeNamesTheFileThatHoldsTheBestEpoch()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8), model = HostileInputs.LinearModel(dir, 1, 8, 2);
+        string first = Path.Combine(dir, "first");
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("train", "--device", "cpu", "--model", model, "--epochs", "2", "--batch", "2", "--lr", "1e-30",
+            "--val-split", "0.5", "--early-stop", "2", "--data", data, "--image-size", "8x8", "--channels", "1", "--out", first).Code);
+        foreach (var (resume, said) in new[]
+        {
+            (Path.Combine(first, "checkpoint.gbp"), $"that epoch came before the resume: the best.gbp beside {Path.Combine(first, "checkpoint.gbp")} holds it"),
+            (Path.Combine(first, "best.gbp"), $"{Path.Combine(first, "best.gbp")}, which this run resumed, holds that epoch"),
+        })
+        {
+            string next = Path.Combine(dir, $"next-{Path.GetFileNameWithoutExtension(resume)}");
+            var (code, error, output) = InProcessCli.Run("train", "--device", "cpu", "--resume", resume, "--epochs", "6", "--data", data, "--out", next);
+            string text = string.Join(' ', output.Split((char[])[' ', '\n'], StringSplitOptions.RemoveEmptyEntries));
+            Assert.True(code == ExitCode.Success && text.Contains("early stop:", StringComparison.Ordinal) && text.Contains(said, StringComparison.Ordinal), $"exit {code}, {error}\n{text}");
+            Assert.False(File.Exists(Path.Combine(next, "best.gbp")));
+        }
+        // Resumed in its own folder, best.gbp there holds it.
+        var (again, againError, againOutput) = InProcessCli.Run("train", "--device", "cpu", "--resume", Path.Combine(first, "checkpoint.gbp"), "--epochs", "6", "--data", data);
+        Assert.True(again == ExitCode.Success && string.Join(' ', againOutput.Split((char[])[' ', '\n'], StringSplitOptions.RemoveEmptyEntries)).Contains("best.gbp holds that epoch", StringComparison.Ordinal), againError + againOutput);
+    }
 }
