@@ -29,7 +29,9 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
     /// The batch the shapes are walked at (1 by default): every layer's output and buffers must stay within
     /// 2^31-1 elements at the batch a run uses, which batch 1 alone does not show.
     /// </param>
-    public void CheckFits(int[] input, int classes, int batch = 1)
+    /// <param name="trained">The description is a trained run's (eval, resume): its classes are fixed, and a data set of
+    /// other classes is said to be the data's misfit, not the last layer's to change.</param>
+    public void CheckFits(int[] input, int classes, int batch = 1, bool trained = false)
     {
         ArgumentNullException.ThrowIfNull(input);
         string images = string.Join("x", input);
@@ -46,6 +48,8 @@ public sealed record ModelDescription(string Name, string Layers, int[]? Input, 
         {
             throw new ArchitectureException($"Model '{Name}' does not fit {images} images: {e.Message}", e) { IsShapeMismatch = true };
         }
+        if (trained && output is [int runClasses] && runClasses != classes)
+            throw new ArchitectureException($"The run of model '{Name}' has {runClasses} classes (its last layer gives [{runClasses}] for each {images} image); the data has {classes}: it is evaluated and resumed on data of its own classes.");
         if (output is not [int logits] || logits != classes)
             throw new ArchitectureException($"Model '{Name}' gives [{string.Join(", ", output)}] for each {images} image; the data has {classes} classes, so the last layer must give [{classes}].");
     }

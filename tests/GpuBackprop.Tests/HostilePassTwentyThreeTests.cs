@@ -388,4 +388,24 @@ public sealed class HostilePassTwentyThreeTests : IDisposable
         var (again, againError, againOutput) = InProcessCli.Run("train", "--device", "cpu", "--resume", Path.Combine(first, "checkpoint.gbp"), "--epochs", "6", "--data", data);
         Assert.True(again == ExitCode.Success && string.Join(' ', againOutput.Split((char[])[' ', '\n'], StringSplitOptions.RemoveEmptyEntries)).Contains("best.gbp holds that epoch", StringComparison.Ordinal), againError + againOutput);
     }
+
+    /// <summary>Pass 27, F5: eval (and resume) on data of another class count gave the training advice "the last layer must give [12]", which a trained run cannot take: the run's classes and the data's are named.</summary>
+    [Fact]
+    public void EvalOnDataOfOtherClassesNamesTheRunsClasses()
+    {
+        string two = HostileInputs.ImageFolder(Path.Combine(dir, "two"), ["a", "b"], side: 8), three = HostileInputs.ImageFolder(Path.Combine(dir, "three"), ["a", "b", "c"], side: 8);
+        string run = Path.Combine(dir, "run");
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("train", "--device", "cpu", "--model", HostileInputs.LinearModel(dir, 1, 8, 2), "--epochs", "1", "--batch", "3",
+            "--data", two, "--image-size", "8x8", "--channels", "1", "--out", run).Code);
+        foreach (string[] args in new[]
+        {
+            new[] { "eval", "--device", "cpu", "--checkpoint", Path.Combine(run, "checkpoint.gbp"), "--data", three },
+            ["train", "--device", "cpu", "--resume", Path.Combine(run, "checkpoint.gbp"), "--epochs", "2", "--data", three, "--out", Path.Combine(dir, "resumed")],
+        })
+        {
+            var (code, error, _) = InProcessCli.Run(args);
+            Assert.True(code == ExitCode.Usage && error.Contains("has 2 classes (its last layer gives [2] for each 1x8x8 image); the data has 3: it is evaluated and resumed on data of its own classes.", StringComparison.Ordinal),
+                $"{args[0]}: exit {code}, {error}");
+        }
+    }
 }
