@@ -9,7 +9,8 @@ namespace GpuBackprop.Data;
 /// <item>Channels: an alpha channel is dropped (not blended); grey becomes RGB by repeating it; RGB becomes
 /// grey by ITU-R BT.601's weights, round(0.299 R + 0.587 G + 0.114 B). Progressive JPEGs decode, and CMYK (Adobe)
 /// JPEGs decode to RGB as stb converts them (R = C x K / 255 and so on, the Adobe convention of inverted
-/// values), which matched PIL's conversion exactly on the test image.</item>
+/// values), which matched PIL's conversion exactly on the test image. 16-bit BMPs (5-5-5, 5-6-5) widen each channel by
+/// repeating its top bits (stb), PIL by v x 255 / 31 (or 63) rounded down: at most one level apart.</item>
 /// <item>Size: an image already of the target size is kept as it is. Otherwise it is scaled by one factor,
 /// the smallest that covers the target (aspect kept), sampled bilinearly at pixel centres without
 /// antialiasing, and cropped at the centre (the crop's offset not rounded to a whole pixel): the same
