@@ -8,14 +8,15 @@ internal static class Plot
     /// <summary>
     /// Saves the plot through the atomic writer (rendered to memory first: ScottPlot's own SavePng writes the
     /// file in place, so a full disk or a kill left a truncated or empty PNG); without SkiaSharp's native
-    /// library (a trimmed deployment) it says so and goes on.
+    /// library (a trimmed deployment) it says so and goes on. Returns whether the plot was written.
     /// </summary>
-    public static void TrySave(string path, string model, string device, IReadOnlyList<EpochResult> results, IReadOnlyList<StepRecord> steps)
+    public static bool TrySave(string path, string model, string device, IReadOnlyList<EpochResult> results, IReadOnlyList<StepRecord> steps)
     {
         try
         {
             byte[] png = Build(model, device, results, steps).GetImageBytes(800, 520, ScottPlot.ImageFormat.Png);
             Serialization.AtomicFile.Write(path, s => s.Write(png));
+            return true;
         }
         catch (Exception e) when (e is DllNotFoundException or TypeInitializationException)
         {
@@ -27,6 +28,7 @@ internal static class Plot
             // epoch's checkpoint, written after it (20 KB were free; the checkpoint needed 5). The old plot, if any, stays.
             Console.Error.WriteLine($"plot not written: {Runtime.Messages.OneLine(e.Message)}; the run goes on (the plot is drawn again after the next epoch).");
         }
+        return false;
     }
 
 

@@ -491,6 +491,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         List<EpochResult> results = trainer.History.Count == trainer.EpochsDone ? trainer.History.ToList()
             : resume is not null && MetricsFile.Read(metricsPath) is MetricsFile previous ? previous.Epochs.Select(e => e.ToResult()).ToList()
             : [];
+        bool plotted = false;
         try
         {
             string best = Path.Combine(outDir, BestName);
@@ -509,7 +510,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 bool isBest = r.ValidationAccuracy is not null && ReferenceEquals(trainer.BestEpoch, r);
                 new MetricsFile(config.Model, string.Join(",", devices.Select(d => d.Info.Spec)), device.Info.Name, source, trainer.Model.ParameterCount, config,
                     results.Select(EpochRecord.From).ToList()).Write(metricsPath);
-                Plot.TrySave(Path.Combine(outDir, PlotName), config.Model, device.Info.Name, results, StepLog.Read(stepsPath));
+                plotted = Plot.TrySave(Path.Combine(outDir, PlotName), config.Model, device.Info.Name, results, StepLog.Read(stepsPath));
                 if (isBest)
                     state.Save(best);
                 state.Save(checkpoint);
@@ -535,7 +536,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             return ExitCode.Diverged;
         }
         PrintTable(results);
-        AnsiConsole.MarkupLine($"wrote {Usage.Shown(checkpoint)}, metrics.json, steps.jsonl and training.png in {Usage.Shown(outDir)}");
+        // The plot only when its last drawing was written (a full disk refused it, and the line still listed it).
+        AnsiConsole.MarkupLine(plotted ? $"wrote {Usage.Shown(checkpoint)}, metrics.json, steps.jsonl and training.png in {Usage.Shown(outDir)}"
+            : $"wrote {Usage.Shown(checkpoint)}, metrics.json and steps.jsonl in {Usage.Shown(outDir)} (training.png was not written: see above)");
         return ExitCode.Success;
     }
 
