@@ -13,7 +13,10 @@ public static class Cifar
 
     /// <summary>Whether <paramref name="directory"/> holds either form.</summary>
     public static bool Looks(string directory) =>
-        File.Exists(Path.Combine(directory, "test_batch.bin")) || (File.Exists(Path.Combine(directory, "train.bin")) && File.Exists(Path.Combine(directory, "test.bin")));
+        // Any entry of the name (a folder, a FIFO, a broken link): the reader names what it is (a folder test_batch.bin was
+        // "no test_batch.bin to evaluate on").
+        Serialization.FileKind.Exists(Path.Combine(directory, "test_batch.bin"))
+        || (Serialization.FileKind.Exists(Path.Combine(directory, "train.bin")) && Serialization.FileKind.Exists(Path.Combine(directory, "test.bin")));
 
     /// <summary>The training and test splits, and a line saying what was read.</summary>
     /// <param name="directory">The folder of the .bin files.</param>
@@ -21,7 +24,7 @@ public static class Cifar
     /// <exception cref="DataFormatException">A file is missing, its length is not a whole number of records, or a label is out of range (named).</exception>
     public static (ImageDataset Train, ImageDataset Test, string Source) Load(string directory, bool coarse = false)
     {
-        if (File.Exists(Path.Combine(directory, "train.bin")))
+        if (Serialization.FileKind.Exists(Path.Combine(directory, "train.bin")))
         {
             int count = coarse ? 20 : 100, label = coarse ? 0 : 1;
             string[]? names = Names(directory, coarse ? "coarse_label_names.txt" : "fine_label_names.txt", count);
