@@ -590,14 +590,17 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     private static string? OtherRun(string outDir, string? resume)
     {
         string checkpoint = Path.Combine(outDir, CheckpointName);
-        bool resumingHere = resume is not null && string.Equals(Usage.Real(resume), Usage.Real(checkpoint), StringComparison.Ordinal);
+        // This folder's best.gbp is this run's too while no checkpoint is beside it (a kill before the first checkpoint
+        // was written, after best.gbp: resuming it was refused as "another run's best.gbp", naming the file resumed).
+        bool resumingHere = resume is not null && (string.Equals(Usage.Real(resume), Usage.Real(checkpoint), StringComparison.Ordinal)
+            || string.Equals(Usage.Real(resume), Usage.Real(Path.Combine(outDir, BestName)), StringComparison.Ordinal) && !Serialization.FileKind.Exists(checkpoint));
         return resumingHere ? null : new[] { checkpoint, Path.Combine(outDir, BestName) }.FirstOrDefault(File.Exists);
     }
 
     private static string AnotherRunMessage(string outDir, string other) =>
         Path.GetFileName(other) == CheckpointName
             ? $"--out {outDir} holds another run ({other}): resume it with --resume {other}, choose another --out, or replace it with --overwrite."
-            : $"--out {outDir} holds another run's {BestName} ({other}): choose another --out, or replace it with --overwrite.";
+            : $"--out {outDir} holds another run's {BestName} ({other}): resume it with --resume {other}, choose another --out, or replace it with --overwrite.";
 
     /// <summary>
     /// What is wrong with an --out folder, or null: checked in <see cref="Settings.Validate"/> when --out is given, before

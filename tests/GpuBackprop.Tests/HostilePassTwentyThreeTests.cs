@@ -259,6 +259,8 @@ public sealed class HostilePassTwentyThreeTests : IDisposable
             (["t10k-images-idx3-ubyte.gz"], [], "holds IDX test files (t10k-images-idx3-ubyte) but no train-images-idx3-ubyte[.gz]"),
             ([], ["val"], "holds an evaluation split (val/ or test/) but no train/ folder"),
             (["readme.txt"], ["other"], "holds no data this program reads"),
+            // Pass 29, F4: a folder in the test file's place was "no test_batch.bin": it is named for what it is.
+            (["data_batch_1.bin"], ["test_batch.bin"], "test_batch.bin: is a folder, not a CIFAR batch file."),
         })
         {
             string folder = Directory.CreateTempSubdirectory("part-").FullName;
@@ -407,5 +409,27 @@ public sealed class HostilePassTwentyThreeTests : IDisposable
             Assert.True(code == ExitCode.Usage && error.Contains("has 2 classes (its last layer gives [2] for each 1x8x8 image); the data has 3: it is evaluated and resumed on data of its own classes.", StringComparison.Ordinal),
                 $"{args[0]}: exit {code}, {error}");
         }
+    }
+
+    /// <summary>
+    /// Pass 29, F3: a kill after best.gbp was written and before the first checkpoint left a folder with best.gbp alone;
+    /// resuming it was refused as "another run's best.gbp", naming the file being resumed. It is this run's while no
+    /// checkpoint is beside it; a new run into that folder is told it can resume it.
+    /// </summary>
+    [Fact]
+    public void ABestEpochAloneInItsFolderResumes()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8), model = HostileInputs.LinearModel(dir, 1, 8, 2);
+        string run = Path.Combine(dir, "run");
+        string[] train = ["train", "--device", "cpu", "--model", model, "--epochs", "1", "--batch", "2", "--val-split", "0.5", "--data", data,
+            "--image-size", "8x8", "--channels", "1", "--out", run];
+        Assert.Equal(ExitCode.Success, InProcessCli.Run(train).Code);
+        File.Delete(Path.Combine(run, "checkpoint.gbp"));
+        string best = Path.Combine(run, "best.gbp");
+        var (code, error, _) = InProcessCli.Run(train);
+        Assert.True(code == ExitCode.Usage && error.Contains($"holds another run's best.gbp ({best}): resume it with --resume {best}", StringComparison.Ordinal), error);
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--resume", best, "--epochs", "2", "--data", data);
+        Assert.True(code == ExitCode.Success, error);
+        Assert.Equal(2, GpuBackprop.Training.Checkpoint.Load(Path.Combine(run, "checkpoint.gbp")).Epoch);
     }
 }
