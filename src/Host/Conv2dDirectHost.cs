@@ -43,23 +43,18 @@ internal static unsafe partial class Conv2dDirectHost
     /// Whether the kernels can run a layer's forward pass and weight gradient (at any width): dilation 1, one
     /// group, padding below the kernel size (the kernels copy the input padded, (H + 2 pad) x (W + 2 pad) a channel: a
     /// padding far past the kernel, which im2col takes in its stride, asked for terabytes), and stride 1 or the
-    /// channel-vectorised kernel (which takes any stride).
+    /// channel-vectorised kernel (which takes any stride). The input gradient runs wherever these hold (at stride 1 it is the
+    /// convolution of dy with the flipped filters, padded R - 1 - pad, which the padding below the kernel keeps non-negative).
     /// </summary>
     public static bool Supports(Conv2dGeometry g) =>
         g.DilationH == 1 && g.DilationW == 1 && g.Groups == 1 && g.PadH < g.R && g.PadW < g.S
         && (g.StrideH == 1 && g.StrideW == 1 || ForwardByChannels(g));
 
-    /// <summary>
-    /// Whether the kernels can run a layer's input gradient: as <see cref="Supports"/> (at stride 1 the convolution of dy
-    /// with the flipped filters, padded R - 1 - pad, which the padding below the kernel size keeps non-negative).
-    /// </summary>
-    public static bool SupportsDataGrad(Conv2dGeometry g) => Supports(g);
-
     /// <summary>Whether a layer's forward pass and weight gradient take this path: <see cref="Supports"/>, and two images a core or more (the cores take whole images).</summary>
     public static bool Applies(Conv2dGeometry g) => Supports(g) && g.N >= 2 * Cores;
 
     /// <summary>
-    /// Whether a layer's input gradient takes this path: <see cref="SupportsDataGrad"/>, two images a core or more,
+    /// Whether a layer's input gradient takes this path: <see cref="Supports"/>, two images a core or more,
     /// and for strided layers (by phases: <see cref="DataGradPhases"/> from 16 input channels, else
     /// <see cref="DataGradPhasesFlat"/>) kernels wider than one tap, where they measured faster than im2col's GEMM
     /// and col2im: resnet14's stride-2 layers 2.86 -> 2.43 ms (16 channels) and 2.73 -> 1.94 (32), resnet_56_s2
@@ -67,7 +62,7 @@ internal static unsafe partial class Conv2dDirectHost
     /// shortcut (0.69 -> 0.78).
     /// </summary>
     public static bool AppliesToDataGrad(Conv2dGeometry g) =>
-        SupportsDataGrad(g) && g.N >= 2 * Cores && (g.StrideH == 1 && g.StrideW == 1 || g.R * g.S > 1);
+        Supports(g) && g.N >= 2 * Cores && (g.StrideH == 1 && g.StrideW == 1 || g.R * g.S > 1);
 
     /// <exception cref="ArgumentException">The kernels cannot run <paramref name="g"/> (see <see cref="Supports"/>).</exception>
     private static void Require(bool supported, Conv2dGeometry g, string pass)
@@ -112,7 +107,7 @@ internal static unsafe partial class Conv2dDirectHost
     /// <summary>dx = the convolution of dy with w turned 180 degrees, input and output channels swapped, padded R - 1 - pad.</summary>
     public static void DataGrad(Conv2dGeometry g, ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx)
     {
-        Require(SupportsDataGrad(g), g, "input gradient");
+        Require(Supports(g), g, "input gradient");
         switch (HostVectors.Bits)
         {
             case 512: DataGrad<Lanes512, Vector512<float>>(g, dy, w, dx); break;
