@@ -169,22 +169,16 @@ public sealed class AvgPool2d : Module
                 // PyTorch drops a last window that would start in the right padding; on the explicitly padded input that
                 // padding is image to AveragePool, which keeps the window (5x5, kernel 3, stride 3, padding 1: 3x3 for
                 // PyTorch's 2x2, and a Gemm after it could not run). The extra row or column is sliced off.
+                // The operator's size on the padded input is the geometry's with no padding there (the same ceil rule).
                 Pool2dGeometry pt = a.GeometryFor(probe);
-                int h = probe.Dim(2) + 2 * a.Padding.H, w = probe.Dim(3) + 2 * a.Padding.W;
-                if (CeilOutput(h, a.KernelSize.H, a.Stride.H) > pt.OH || CeilOutput(w, a.KernelSize.W, a.Stride.W) > pt.OW)
+                var onPadded = new Pool2dGeometry(pt.N, pt.C, pt.H + 2 * pt.PadH, pt.W + 2 * pt.PadW, a.KernelSize, a.Stride, 0, 1, true);
+                if (onPadded.OH > pt.OH || onPadded.OW > pt.OW)
                     pooled = g.Op("Slice", [pooled, g.Int64Initializer([2], [0, 0]), g.Int64Initializer([2], [pt.OH, pt.OW]), g.Int64Initializer([2], [2, 3])]);
                 return pooled;
             }
             return g.Op("AveragePool", [x], OnnxGraph.Ints("kernel_shape", a.KernelSize.H, a.KernelSize.W), OnnxGraph.Ints("strides", a.Stride.H, a.Stride.W),
                 OnnxGraph.Ints("pads", a.Padding.H, a.Padding.W, a.Padding.H, a.Padding.W), OnnxGraph.Int("ceil_mode", a.CeilMode ? 1 : 0),
                 OnnxGraph.Int("count_include_pad", a.CountIncludePad ? 1 : 0));
-        }
-
-        /// <summary>AveragePool's ceil_mode output size on an unpadded extent (its last window dropped only when it would start past the input).</summary>
-        private static long CeilOutput(int size, int kernel, int stride)
-        {
-            long o = (size - kernel + stride - 1L) / stride + 1;
-            return (o - 1) * stride >= size ? o - 1 : o;
         }
     }
 }
