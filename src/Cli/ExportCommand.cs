@@ -58,7 +58,7 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
             string? other = got == 0 ? null
                 : head[..got].StartsWith(Training.Checkpoint.Magic) ? "a checkpoint (.gbp)"
                 : onnx ? (head[0] == 0x08 ? null : "not an ONNX file")
-                : got == 9 && head[8] == (byte)'{' && Serialization.SafeTensors.NotSafeTensors(path) is null ? null : "not a safetensors file";
+                : got == 9 && head[8] == (byte)'{' ? null : "not a safetensors file"; // a header length, then its JSON's '{'
             return other is null ? ValidationResult.Success()
                 : ValidationResult.Error($"{option}: '{Runtime.Messages.Printable(path)}' exists and is {other}; export replaces only an earlier export's file: give --overwrite to replace it.");
         }
