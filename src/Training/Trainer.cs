@@ -206,12 +206,12 @@ public sealed class Trainer : IDisposable
         // 2, ...: class 0 of unnamed digits is the 0, not the 1), not with words (a run on CIFAR with its names file
         // evaluates on the same batches without it). A run is resumed (or evaluated) when its configuration names its input.
         bool trainedRun = config.Input is not null;
-        if (config.Input is not null || config.ClassNames is not null)
+        if (trainedRun || config.ClassNames is not null)
             CheckClassNames(config.ClassNames, train.ClassNames, config.Model);
         // A resumed run without names keeps none: names taken from the data it resumed on were printed for classes trained
         // without them.
         config = config with { Architecture = description.Layers, Input = [channels, height, width], Normalization = NormalizationFor(config, train),
-            ClassNames = config.Input is null && config.ClassNames is null ? train.ClassNames?.ToArray() : config.ClassNames };
+            ClassNames = !trainedRun && config.ClassNames is null ? train.ClassNames?.ToArray() : config.ClassNames };
         classes = train.Classes;
         description.CheckFits([channels, height, width], classes, CheckedBatch(config.BatchSize, config.Replicas, Math.Max(train.Count, test.Count)), trainedRun);
         this.device = device;
