@@ -32,8 +32,9 @@ internal static class DataCache
         JsonSerializer.Serialize(new
         {
             // The decoder's rules as well as the layout: raised whenever what decodes, or to what, changes (3: only PNG,
-            // JPEG and BMP decode, a cache of version 2 held the pixels of GIFs and TGAs named .png; files' change times).
-            version = 3,
+            // JPEG and BMP decode, a cache of version 2 held the pixels of GIFs and TGAs named .png; files' change times;
+            // 4: JPEG chroma upsampled as libjpeg does it, a cache of version 3 held 4:2:2 images with a wrong column).
+            version = 4,
             channels,
             height,
             width,

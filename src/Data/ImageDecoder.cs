@@ -87,6 +87,7 @@ public static class ImageDecoder
         if (PngProblem(bytes) is string damaged)
             throw new DataFormatException(path, damaged);
         bytes = PngWithoutEmptyData(bytes);
+        JpegUpsampling.Install();
         ImageResult image;
         try
         {
