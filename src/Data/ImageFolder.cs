@@ -52,7 +52,8 @@ public static class ImageFolder
         var clock = System.Diagnostics.Stopwatch.StartNew();
         string cache = Path.Combine(root, CacheFolder);
         List<DataFormatException>? skipped = skipBadImages ? [] : null;
-        ImageDataset trainSet = LoadSplit(train, classes, channels, height, width, progress, cache, skipped);
+        List<string> notes = [];
+        ImageDataset trainSet = LoadSplit(train, classes, channels, height, width, progress, cache, skipped, notes);
         // Skipping must not empty a class, as an empty class folder is refused: the model learnt never to predict it.
         if (skipped is { Count: > 0 })
         {
@@ -62,7 +63,7 @@ public static class ImageFolder
             if (Array.IndexOf(counts, 0) is int lost and >= 0)
                 throw new DataFormatException(Path.Combine(train, classes[lost]), "has no image left to train on: --skip-bad-images skipped every file of it.");
         }
-        ImageDataset testSet = LoadSplit(test, classes, channels, height, width, progress, cache, skipped);
+        ImageDataset testSet = LoadSplit(test, classes, channels, height, width, progress, cache, skipped, notes);
         // Said of the folder (the trainer's "the test set is empty" named none, after all of it had been decoded).
         if (testSet.Count == 0)
             throw new DataFormatException(test, "has no image left to evaluate on: --skip-bad-images skipped every file of it.");
@@ -71,6 +72,8 @@ public static class ImageFolder
         string how = trainSet.Name.EndsWith(FromCache, StringComparison.Ordinal) && testSet.Name.EndsWith(FromCache, StringComparison.Ordinal)
             ? $"{images:N0} images read from the decoded cache in {seconds:F2} s"
             : $"{images:N0} images decoded in {seconds:F2} s, {images / Math.Max(seconds, 1e-9):N0} images/s on {Environment.ProcessorCount} cores";
+        foreach (string note in notes)
+            how += "; " + note;
         if (skipped is { Count: > 0 })
             how += $"; skipped {skipped.Count} bad file(s): {string.Join("; ", skipped.Take(3).Select(e => e.Message))}{(skipped.Count > 3 ? "; ..." : "")}";
         return (trainSet, testSet, $"image folder {root} ({classes.Count} classes; {channels}x{height}x{width}; evaluated on '{Path.GetFileName(test)}'; {how})");
@@ -143,8 +146,9 @@ public static class ImageFolder
     /// left out of the split and their errors added here, in the folder's order (the cache remembers which images
     /// did not decode and why, so a later run skips, or refuses, the same files without decoding them again).
     /// </param>
+    /// <param name="notes">Told, when given, why the decoded cache could not be written (the split is then decoded into memory).</param>
     public static ImageDataset LoadSplit(string split, IReadOnlyList<string> classes, int channels, int height, int width, IProgress<int>? progress = null,
-        string? cacheFolder = null, List<DataFormatException>? skipped = null)
+        string? cacheFolder = null, List<DataFormatException>? skipped = null, List<string>? notes = null)
     {
         foreach (string found in Classes(split))
             if (!classes.Contains(found))
@@ -215,6 +219,9 @@ public static class ImageFolder
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
+                    // Said on the data line: a folder or a FIFO in the cache's place was passed over without a word, and
+                    // every later run decoded the images again.
+                    notes?.Add($"not cached ({e.Message.TrimEnd('.')}): decoded into memory, and again next run");
                     done = 0;
                     Array.Clear(errors);
                 }
