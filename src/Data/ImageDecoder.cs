@@ -58,8 +58,10 @@ public static class ImageDecoder
             throw new DataFormatException(path, other);
         if ((JpegProblem(bytes) ?? BmpProblem(bytes) ?? PngHeaderProblem(bytes)) is string problem)
             throw new DataFormatException(path, problem);
-        // Before stb reads the header: an OS/2 2.x header becomes a Windows one, which stb's header reader knows.
-        bytes = JpegColourAsLibjpeg(BmpLaidOut(bytes));
+        // Before stb reads the header: an OS/2 2.x header becomes a Windows one, which stb's header reader knows, and a
+        // PNG loses the chunks stb fails on. The file's own bytes are what PngProblem checks (its CRCs, its offsets).
+        byte[] file = bytes;
+        bytes = PngForStb(JpegColourAsLibjpeg(BmpLaidOut(bytes)));
         ImageInfo? header;
         try
         {
@@ -70,23 +72,22 @@ public static class ImageDecoder
         {
             // stb's header reader seeks by a chunk's declared length: 2^31 or more threw .NET's stream errors, an internal
             // error that --skip-bad-images did not skip, naming no file.
-            throw new DataFormatException(path, PngProblem(bytes) ?? "does not decode (its header is damaged).", e);
+            throw new DataFormatException(path, PngProblem(file) ?? "does not decode (its header is damaged).", e);
         }
         // stb refuses a PNG too large to decode without saying so; its IHDR names the size it declares.
-        var (declaredWidth, declaredHeight) = header is ImageInfo i ? (i.Width, i.Height) : PngSize(bytes) ?? (1, 1);
+        var (declaredWidth, declaredHeight) = header is ImageInfo i ? (i.Width, i.Height) : PngSize(file) ?? (1, 1);
         // A BMP stored top-down declares a negative height (stb decodes it upright).
         if (bytes is [(byte)'B', (byte)'M', ..] && declaredHeight < 0 && declaredHeight != int.MinValue)
             declaredHeight = -declaredHeight;
         if (declaredWidth <= 0 || declaredHeight <= 0 || declaredWidth > MaxSide || declaredHeight > MaxSide || (long)declaredWidth * declaredHeight > MaxPixels)
             throw new DataFormatException(path, $"declares {declaredWidth}x{declaredHeight} pixels; 1 to {MaxSide} a side and at most {MaxPixels:N0} in all are accepted.");
         // A PNG's own damage named where the chunks show it (a palette PNG without its PLTE was "not a PNG").
-        ImageInfo info = header ?? throw new DataFormatException(path, PngProblem(bytes) ?? "is not a PNG, JPEG or BMP image (or its header is damaged).");
+        ImageInfo info = header ?? throw new DataFormatException(path, PngProblem(file) ?? "is not a PNG, JPEG or BMP image (or its header is damaged).");
         if (info.BitsPerChannel != 8)
             throw new DataFormatException(path, $"has {info.BitsPerChannel} bits a channel; 8 are supported (convert it to 8-bit first).");
         // After the header's checks, so that a size or depth we refuse anyway is what the message names.
-        if (PngProblem(bytes) is string damaged)
+        if (PngProblem(file) is string damaged)
             throw new DataFormatException(path, damaged);
-        bytes = PngWithoutEmptyData(bytes);
         JpegUpsampling.Install();
         ImageResult image;
         try
@@ -448,6 +449,10 @@ public static class ImageDecoder
                 // One palette: with two, stb used the second (libpng and PIL refuse the file).
                 if (palette)
                     return $"is a PNG with a second PLTE chunk at byte {i} (damaged)";
+                // A palette image's own palette, whole entries (libpng: "Invalid palette"); one of 7 bytes was said to have
+                // pixel indices past its 2 entries. A colour image's suggested palette is left out instead (PngForStb).
+                if (b.Length > 25 && b[25] == 3 && (length is 0 or > 768 || length % 3 != 0))
+                    return $"is a palette PNG whose PLTE chunk at byte {i} holds {length} bytes; a palette is 1 to 256 entries of 3 bytes (damaged)";
                 palette = true;
                 entries = (int)Math.Min(256, length / 3);
             }
@@ -684,27 +689,37 @@ public static class ImageDecoder
     }
 
     /// <summary>
-    /// A PNG (whose chunks <see cref="PngProblem"/> checked) without its zero-length IDAT chunks, which are valid and
-    /// carry nothing, and which stb failed on ("Value cannot be null", "outofdata"); other bytes as they are.
+    /// A PNG without the chunks stb (its header reader too) fails on that carry nothing here (a PNG whose chunks run past
+    /// its end as it is, for <see cref="PngProblem"/> to name):
+    /// zero-length IDAT chunks, which are valid ("Value cannot be null", "outofdata"), and tRNS, the transparency that
+    /// the alpha channel dropped here would hold (stb refused a palette's tRNS longer than its PLTE, "bad tRNS len",
+    /// which libpng and PIL decode, ignoring the extra entries), and a colour image's PLTE, a suggested palette that
+    /// decoding does not use (stb refused one of a length that is not whole entries, libpng warns and decodes). Other
+    /// bytes as they are.
     /// </summary>
-    internal static byte[] PngWithoutEmptyData(byte[] b)
+    internal static byte[] PngForStb(byte[] b)
     {
         if (b.Length < 8 || !b.AsSpan(0, 8).SequenceEqual((ReadOnlySpan<byte>)[137, 80, 78, 71, 13, 10, 26, 10]))
             return b;
         var kept = new List<(int Start, int Length)>();
-        bool dropped = false;
+        bool dropped = false, paletteImage = b.Length > 25 && b[25] == 3, data = false;
         for (int i = 8; i + 12 <= b.Length;)
         {
-            int length = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b.AsSpan(i));
-            bool empty = length == 0 && b.AsSpan(i + 4, 4).SequenceEqual("IDAT"u8);
-            dropped |= empty;
-            if (!empty)
-                kept.Add((i, 12 + length));
+            long length = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(b.AsSpan(i));
+            if (length > b.Length - i - 12)
+                return b; // damaged: left for PngProblem to name
+            bool unused = length == 0 && b.AsSpan(i + 4, 4).SequenceEqual("IDAT"u8) || b.AsSpan(i + 4, 4).SequenceEqual("tRNS"u8)
+                || !paletteImage && b.AsSpan(i + 4, 4).SequenceEqual("PLTE"u8);
+            dropped |= unused;
+            data |= length > 0 && b.AsSpan(i + 4, 4).SequenceEqual("IDAT"u8);
+            if (!unused)
+                kept.Add((i, 12 + (int)length));
             if (b.AsSpan(i + 4, 4).SequenceEqual("IEND"u8))
                 break;
-            i += 12 + length;
+            i += 12 + (int)length;
         }
-        if (!dropped)
+        // Without image data the file is refused (PngProblem); its empty IDATs kept, stb's header reader still reads it.
+        if (!dropped || !data)
             return b;
         var result = new List<byte>(b.Length);
         result.AddRange(b.AsSpan(0, 8));
@@ -854,6 +869,16 @@ public static class ImageDecoder
         long rows = (width * bits + 31) / 32 * 4, need = offset + rows * height;
         if (b.Length < need)
             return $"is a BMP of {b.Length:N0} bytes; its header declares {need:N0} (pixel rows from byte {offset}): truncated";
+        // Colour masks (after a 40-byte header, or inside a larger one: at byte 54 either way) that stb cannot scale to 8
+        // bits were its "bad masks": named. (PIL reads only the common layouts and refuses these too.)
+        if (compression is 3 or 6 && bits is 16 or 32 && header >= 40)
+        {
+            var masks = new uint[compression == 6 || header >= 108 ? 4 : 3];
+            for (int k = 0; k < masks.Length; k++)
+                masks[k] = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b[(54 + 4 * k)..]);
+            if (masks.Take(3).Any(m => m == 0) || masks.Any(m => System.Numerics.BitOperations.PopCount(m) > 8))
+                return $"is a BMP whose colour masks (red 0x{masks[0]:X8}, green 0x{masks[1]:X8}, blue 0x{masks[2]:X8}{(masks.Length > 3 ? $", alpha 0x{masks[3]:X8}" : "")}) are not supported: each must have 1 to 8 bits (alpha 0 to 8)";
+        }
         if (bits is not (1 or 4 or 8) || compression != 0)
             return null;
         // A palette image's indices must name entries the file holds: biClrUsed of them (all 2^bits when it says 0), read

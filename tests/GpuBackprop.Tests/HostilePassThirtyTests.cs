@@ -41,4 +41,84 @@ public sealed class HostilePassThirtyTests : IDisposable
         Assert.Contains("read from the decoded cache", source, StringComparison.Ordinal);
         Assert.DoesNotContain("not cached", source, StringComparison.Ordinal);
     }
+
+    /// <summary>A PNG with <paramref name="extra"/> chunks (type, data) between its IHDR and its IDAT.</summary>
+    private static byte[] PngWith(int width, int height, byte colour, byte[] raw, params (string Type, byte[] Data)[] extra)
+    {
+        byte[] plain = HostileInputs.PngOf(width, height, 8, colour, 0, raw);
+        const int AfterIhdr = 8 + 12 + 13;
+        return [.. plain.AsSpan(0, AfterIhdr), .. extra.SelectMany(e => HostileInputs.Chunk(e.Type, e.Data)), .. plain.AsSpan(AfterIhdr)];
+    }
+
+    private static byte[] Decoded(string path, int width, int height)
+    {
+        var planes = new byte[3 * width * height];
+        ImageDecoder.Decode(path, 3, height, width, planes);
+        return planes;
+    }
+
+    /// <summary>
+    /// Pass 29: a palette PNG whose tRNS holds more entries than its PLTE was refused with stb's "bad tRNS len" (libpng
+    /// warns, PIL decodes: (10,20,30) (40,50,60) / (70,80,90) (10,20,30)); a colour PNG's suggested PLTE of 7 bytes was
+    /// refused the same way (PIL and libpng decode it); a palette PNG's own PLTE of 7 bytes was said to have pixel indices
+    /// past its palette. Now the first two decode as PIL decodes them (transparency is dropped here anyway), and the third
+    /// is refused for what it is (libpng: "Invalid palette"; PIL ignores the odd byte).
+    /// </summary>
+    [Fact]
+    public void PaletteAndTransparencyChunksDecodeAsLibpngReadsThem()
+    {
+        string longTrns = Path.Combine(dir, "long-trns.png");
+        File.WriteAllBytes(longTrns, PngWith(2, 2, 3, [0, 0, 1, 0, 2, 0], ("PLTE", [10, 20, 30, 40, 50, 60, 70, 80, 90]), ("tRNS", [255, 128, 0, 7, 7])));
+        Assert.Equal([10, 40, 70, 10, 20, 50, 80, 20, 30, 60, 90, 30], Decoded(longTrns, 2, 2));
+
+        string suggested = Path.Combine(dir, "rgb-with-odd-plte.png");
+        File.WriteAllBytes(suggested, PngWith(1, 1, 2, [0, 200, 100, 50], ("PLTE", [10, 20, 30, 40, 50, 60, 9])));
+        Assert.Equal([200, 100, 50], Decoded(suggested, 1, 1));
+
+        string odd = Path.Combine(dir, "odd-plte.png");
+        File.WriteAllBytes(odd, PngWith(2, 2, 3, [0, 0, 1, 0, 1, 0], ("PLTE", [10, 20, 30, 40, 50, 60, 9])));
+        var e = Assert.Throws<DataFormatException>(() => Decoded(odd, 2, 2));
+        Assert.Equal($"{odd}: is a palette PNG whose PLTE chunk at byte 33 holds 7 bytes; a palette is 1 to 256 entries of 3 bytes (damaged)", e.Message);
+    }
+
+    /// <summary>A 2x1 BMP of 32 bits a pixel, BI_BITFIELDS with a 40-byte header and these red, green and blue masks.</summary>
+    private static byte[] BitfieldsBmp(uint red, uint green, uint blue, uint first, uint second)
+    {
+        var b = new byte[14 + 40 + 12 + 8];
+        "BM"u8.CopyTo(b);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(2), b.Length);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(10), 14 + 40 + 12);
+        int[] info = [40, 2, 1];
+        for (int k = 0; k < 3; k++)
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(14 + 4 * k), info[k]);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt16LittleEndian(b.AsSpan(26), 1);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt16LittleEndian(b.AsSpan(28), 32);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(30), 3);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(34), 8);
+        uint[] tail = [red, green, blue, first, second];
+        for (int k = 0; k < tail.Length; k++)
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(54 + 4 * k), tail[k]);
+        return b;
+    }
+
+    /// <summary>
+    /// Pass 29: a BMP with 10-bit colour masks (a valid BI_BITFIELDS layout PIL refuses as "Unsupported BMP bitfields
+    /// layout") was refused with stb's "bad masks". Now named with its masks; 8-bit masks decode as PIL decodes them
+    /// (pixels 0x3FF00000 and 0x000003FF: (240, 0, 0) and (0, 3, 255)).
+    /// </summary>
+    [Fact]
+    public void BmpColourMasksStbCannotScaleAreNamed()
+    {
+        string wide = Path.Combine(dir, "ten-bit-masks.bmp");
+        File.WriteAllBytes(wide, BitfieldsBmp(0x3FF00000, 0x000FFC00, 0x000003FF, 0x3FF00000, 0x000003FF));
+        var e = Assert.Throws<DataFormatException>(() => Decoded(wide, 2, 1));
+        Assert.Equal($"{wide}: is a BMP whose colour masks (red 0x3FF00000, green 0x000FFC00, blue 0x000003FF) are not supported: each must have 1 to 8 bits (alpha 0 to 8)", e.Message);
+        string zero = Path.Combine(dir, "zero-mask.bmp");
+        File.WriteAllBytes(zero, BitfieldsBmp(0x00FF0000, 0, 0x000000FF, 0, 0));
+        Assert.Contains("green 0x00000000", Assert.Throws<DataFormatException>(() => Decoded(zero, 2, 1)).Message, StringComparison.Ordinal);
+
+        string usual = Path.Combine(dir, "eight-bit-masks.bmp");
+        File.WriteAllBytes(usual, BitfieldsBmp(0x00FF0000, 0x0000FF00, 0x000000FF, 0x3FF00000, 0x000003FF));
+        Assert.Equal([240, 0, 0, 3, 0, 255], Decoded(usual, 2, 1));
+    }
 }
