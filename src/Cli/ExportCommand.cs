@@ -21,7 +21,7 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
         [CommandOption("--safetensors <FILE>"), Description("Write the weights and running statistics as safetensors with PyTorch's state-dict names.")]
         public string? SafeTensors { get; set; }
 
-        [CommandOption("--overwrite"), Description("Replace an existing output that is not of the kind written (a checkpoint, a model file); an earlier export's ONNX or safetensors file is replaced without it.")]
+        [CommandOption("--overwrite"), Description("Replace an existing output that is not an earlier export's file of that kind (a checkpoint, a model file, weights or an ONNX model another program wrote); an earlier export's file is replaced without it.")]
         public bool Overwrite { get; set; }
 
         /// <summary>Export loads the model on the cpu device unless --device says otherwise: no GPU is needed to write files.</summary>
@@ -41,9 +41,10 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
             Overwrite ? ValidationResult.Success() : Usage.All(Replaceable("--onnx", Onnx, onnx: true), Replaceable("--safetensors", SafeTensors, onnx: false)));
 
         /// <summary>
-        /// An existing output must be of the kind written, or empty: another run's checkpoint given as --safetensors, or
-        /// the model file as --onnx, was replaced without a word (train guards a run's files behind --overwrite too).
-        /// ONNX files begin with their ir_version field (byte 0x08: protobuf writes fields in number order).
+        /// An existing output must be an earlier export's file of the kind written (one that names GpuBackprop as its
+        /// producer), or empty: another run's checkpoint given as --safetensors, or the model file as --onnx, was replaced
+        /// without a word (train guards a run's files behind --overwrite too), and so were a user's PyTorch weights and
+        /// ONNX model, which are of the right kinds.
         /// </summary>
         private static ValidationResult Replaceable(string option, string? path, bool onnx)
         {
@@ -51,16 +52,22 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
             // runs: a dangling link was opened here, and .NET's "Could not find file" came out, exit 1).
             if (path is null || Serialization.FileKind.LinkProblem(path) is not null || !File.Exists(path) || Serialization.FileKind.OfTarget(path) is not null)
                 return ValidationResult.Success();
-            Span<byte> head = stackalloc byte[9];
+            string file = Serialization.FileKind.Resolve(path);
+            Span<byte> head = stackalloc byte[64];
             int got;
-            using (var fs = new FileStream(Serialization.FileKind.Resolve(path), FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1))
+            using (var fs = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1))
                 got = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+            head = head[..got];
             string? other = got == 0 ? null
-                : head[..got].StartsWith(Training.Checkpoint.Magic) ? "a checkpoint (.gbp)"
-                : onnx ? (head[0] == 0x08 ? null : "not an ONNX file")
-                : got == 9 && head[8] == (byte)'{' ? null : "not a safetensors file"; // a header length, then its JSON's '{'
+                : head.StartsWith(Training.Checkpoint.Magic) ? "a checkpoint (.gbp)"
+                : onnx ? head[0] != 0x08 ? "not an ONNX file" : Another("an ONNX model", OnnxExport.ProducerOf(head), OnnxExport.Producer)
+                : got < 9 || head[8] != (byte)'{' ? "not a safetensors file" // a header length, then its JSON's '{'
+                : Another("a safetensors file", Serialization.SafeTensors.ProducerOf(file), Serialization.SafeTensors.Producer);
             return other is null ? ValidationResult.Success()
                 : ValidationResult.Error($"{option}: '{Runtime.Messages.Printable(path)}' exists and is {other}; export replaces only an earlier export's file: give --overwrite to replace it.");
+
+            static string? Another(string kind, string? producer, string ours) => producer == ours ? null
+                : $"{kind} that GpuBackprop did not write ({(producer is null ? "it names no producer" : $"its producer is '{Runtime.Messages.Printable(producer)}'")})";
         }
     }
 

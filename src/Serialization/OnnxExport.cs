@@ -21,6 +21,37 @@ public static class OnnxExport
     /// <summary>The opset written.</summary>
     public const int Opset = 17;
 
+    /// <summary>The <c>producer_name</c> of the files written, by which export tells its own earlier output from another's.</summary>
+    public const string Producer = "GpuBackprop";
+
+    /// <summary>
+    /// The <c>producer_name</c> at the head of an ONNX file, or null when the head is not an ONNX model's. Protobuf writes
+    /// fields in number order: <c>ir_version</c> (field 1, a varint, tag 0x08), then <c>producer_name</c> (field 2,
+    /// length-delimited, tag 0x12) when there is one.
+    /// </summary>
+    internal static string? ProducerOf(ReadOnlySpan<byte> head)
+    {
+        int i = 0;
+        if (!Tag(head, ref i, 0x08) || Varint(head, ref i) is null || !Tag(head, ref i, 0x12) || Varint(head, ref i) is not ulong length || length > (ulong)(head.Length - i))
+            return null;
+        return System.Text.Encoding.UTF8.GetString(head.Slice(i, (int)length));
+
+        static bool Tag(ReadOnlySpan<byte> b, ref int i, byte tag) => i < b.Length && b[i++] == tag;
+
+        static ulong? Varint(ReadOnlySpan<byte> b, ref int i)
+        {
+            ulong value = 0;
+            for (int shift = 0; shift < 64 && i < b.Length; shift += 7)
+            {
+                byte next = b[i++];
+                value |= (ulong)(next & 0x7F) << shift;
+                if (next < 0x80)
+                    return value;
+            }
+            return null;
+        }
+    }
+
     /// <summary>
     /// Exports <paramref name="model"/> for inputs of (C, H, W) = <paramref name="inputShape"/>, with
     /// <paramref name="metadata"/> as the model's metadata_props (what a consumer needs to feed it: the
@@ -105,7 +136,7 @@ public static class OnnxExport
             e.Graph.Input.Add(Value("input", ["batch", .. inputShape.Select(d => (object)d)]));
             Tensor logits = model.Forward(probe);
             e.Graph.Output.Add(Value("logits", ["batch", .. logits.Shape.ToArray().Skip(1).Select(d => (object)d)]));
-            var proto = new ModelProto { IrVersion = 8, ProducerName = "GpuBackprop", ProducerVersion = typeof(OnnxExport).Assembly.GetName().Version?.ToString() ?? "", Graph = e.Graph };
+            var proto = new ModelProto { IrVersion = 8, ProducerName = Producer, ProducerVersion = typeof(OnnxExport).Assembly.GetName().Version?.ToString() ?? "", Graph = e.Graph };
             proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
             return proto;
         }

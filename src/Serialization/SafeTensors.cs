@@ -41,6 +41,40 @@ public static class SafeTensors
 {
     private const long MaxHeader = 100_000_000;
 
+    /// <summary>
+    /// The producer every file written here names in its <c>__metadata__</c> (beside PyTorch's <c>"format": "pt"</c>), so
+    /// that export can tell its own earlier output from a user's weights, which it replaces only when told to.
+    /// </summary>
+    public const string Producer = "GpuBackprop";
+
+    /// <summary>
+    /// The <c>producer</c> a safetensors file's <c>__metadata__</c> names, or null: none named, or no readable header
+    /// (only the header is read, up to the size a header may have).
+    /// </summary>
+    internal static string? ProducerOf(string path)
+    {
+        try
+        {
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
+            Span<byte> prefix = stackalloc byte[8];
+            if (fs.ReadAtLeast(prefix, 8, throwOnEndOfStream: false) < 8)
+                return null;
+            ulong length = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
+            if (length > MaxHeader || length > (ulong)(fs.Length - 8))
+                return null;
+            var header = new byte[length];
+            fs.ReadExactly(header);
+            using var json = JsonDocument.Parse(header);
+            return json.RootElement.ValueKind == JsonValueKind.Object && json.RootElement.TryGetProperty("__metadata__", out JsonElement metadata)
+                && metadata.ValueKind == JsonValueKind.Object && metadata.TryGetProperty("producer", out JsonElement producer) && producer.ValueKind == JsonValueKind.String
+                ? producer.GetString() : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Reads every tensor of a file.</summary>
     /// <exception cref="SafeTensorsException">The file is missing, truncated or malformed (named, with the reason).</exception>
     public static IReadOnlyDictionary<string, SafeTensor> Read(string path)
@@ -271,13 +305,19 @@ public static class SafeTensors
         }
     }
 
-    /// <summary>Writes tensors in name order, atomically (temporary file in the same folder, flushed, renamed).</summary>
+    /// <summary>
+    /// Writes tensors in name order, atomically (temporary file in the same folder, flushed, renamed), with the metadata
+    /// <c>{"format": "pt", "producer": "GpuBackprop"}</c>.
+    /// </summary>
     /// <exception cref="IOException">The file cannot be written (the previous one, if any, is left as it was).</exception>
     public static void Write(string path, IEnumerable<KeyValuePair<string, SafeTensor>> tensors)
     {
         ArgumentNullException.ThrowIfNull(tensors);
         var ordered = tensors.OrderBy(t => t.Key, StringComparer.Ordinal).ToList();
-        var header = new Dictionary<string, object>(StringComparer.Ordinal);
+        var header = new Dictionary<string, object>(StringComparer.Ordinal)
+        {
+            ["__metadata__"] = new Dictionary<string, string>(StringComparer.Ordinal) { ["format"] = "pt", ["producer"] = Producer },
+        };
         long offset = 0;
         foreach (var (name, t) in ordered)
         {

@@ -1,3 +1,5 @@
+using Google.Protobuf;
+using GpuBackprop.Cli;
 using GpuBackprop.Data;
 
 namespace GpuBackprop.Tests;
@@ -120,5 +122,54 @@ public sealed class HostilePassThirtyTests : IDisposable
         string usual = Path.Combine(dir, "eight-bit-masks.bmp");
         File.WriteAllBytes(usual, BitfieldsBmp(0x00FF0000, 0x0000FF00, 0x000000FF, 0x3FF00000, 0x000003FF));
         Assert.Equal([240, 0, 0, 3, 0, 255], Decoded(usual, 2, 1));
+    }
+
+    /// <summary>
+    /// Pass 30, F1: export replaced a user's PyTorch weights (a safetensors file with <c>{"format": "pt"}</c>, or none) and
+    /// an ONNX model torch.onnx.export wrote, without --overwrite: any file of the right kind counted as "an earlier
+    /// export's". Now only a file naming GpuBackprop as its producer is (safetensors metadata, ONNX producer_name); the
+    /// others are a usage error naming the producer, and are left as they were.
+    /// </summary>
+    [Fact]
+    public void ExportReplacesOnlyFilesItsOwnExportWrote()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8), run = Path.Combine(dir, "run");
+        string model = HostileInputs.LinearModel(dir, 1, 8, 2);
+        Assert.Equal(ExitCode.Success, InProcessCli.Run("train", "--device", "cpu", "--model", model, "--epochs", "1", "--batch", "3",
+            "--data", data, "--image-size", "8x8", "--channels", "1", "--out", run).Code);
+        string checkpoint = Path.Combine(run, "checkpoint.gbp");
+
+        static byte[] SafeTensorsWith(string metadata)
+        {
+            byte[] json = System.Text.Encoding.UTF8.GetBytes("{" + metadata + "\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}");
+            return [.. BitConverter.GetBytes((ulong)json.Length), .. json, 0, 0, 128, 63];
+        }
+        string pytorch = Path.Combine(dir, "pretrained.safetensors"), plain = Path.Combine(dir, "plain.safetensors"), theirs = Path.Combine(dir, "theirs.onnx"), anonymous = Path.Combine(dir, "anonymous.onnx");
+        File.WriteAllBytes(pytorch, SafeTensorsWith("""  "__metadata__": {"format": "pt"}, """));
+        File.WriteAllBytes(plain, SafeTensorsWith(""));
+        File.WriteAllBytes(theirs, new Onnx.ModelProto { IrVersion = 8, ProducerName = "pytorch", ProducerVersion = "2.1" }.ToByteArray());
+        File.WriteAllBytes(anonymous, new Onnx.ModelProto { IrVersion = 7 }.ToByteArray());
+        foreach (var (option, path, said) in new[]
+        {
+            ("--safetensors", pytorch, "exists and is a safetensors file that GpuBackprop did not write (it names no producer)"),
+            ("--safetensors", plain, "exists and is a safetensors file that GpuBackprop did not write (it names no producer)"),
+            ("--onnx", theirs, "exists and is an ONNX model that GpuBackprop did not write (its producer is 'pytorch')"),
+            ("--onnx", anonymous, "exists and is an ONNX model that GpuBackprop did not write (it names no producer)"),
+        })
+        {
+            byte[] before = File.ReadAllBytes(path);
+            var (code, error, _) = InProcessCli.Run("export", "--checkpoint", checkpoint, option, path);
+            Assert.True(code == ExitCode.Usage && error.Contains(said, StringComparison.Ordinal) && error.Contains("give --overwrite", StringComparison.Ordinal), $"{option} {path}: exit {code}, {error}");
+            Assert.Equal(before, File.ReadAllBytes(path));
+            var (overwritten, overwriteError, _) = InProcessCli.Run("export", "--checkpoint", checkpoint, option, path, "--overwrite");
+            Assert.True(overwritten == ExitCode.Success, overwriteError);
+        }
+        // What export wrote names it, and is replaced again without --overwrite.
+        Assert.Equal(GpuBackprop.Serialization.SafeTensors.Producer, GpuBackprop.Serialization.SafeTensors.ProducerOf(pytorch));
+        Assert.Equal(GpuBackprop.Serialization.OnnxExport.Producer, Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(theirs)).ProducerName);
+        var (again, againError, _) = InProcessCli.Run("export", "--checkpoint", checkpoint, "--safetensors", pytorch, "--onnx", theirs);
+        Assert.True(again == ExitCode.Success, againError);
+        Assert.Equal("pt", System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(pytorch).AsMemory(8, (int)BitConverter.ToUInt64(File.ReadAllBytes(pytorch)))).RootElement
+            .GetProperty("__metadata__").GetProperty("format").GetString());
     }
 }
