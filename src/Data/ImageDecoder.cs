@@ -776,6 +776,8 @@ public static class ImageDecoder
             return b;
         if (header == 40)
             masks = compression == 3 ? 12 : compression == 6 ? 16 : 0;
+        // A 24-bit BMP with the usual masks (BmpProblem refuses others) is an uncompressed one: stb reads no masks at 24 bits.
+        bool plain24 = compression == 3 && bits == 24;
         uint used = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(span[46..]);
         colours = bits <= 8 ? (int)(used == 0 || used > 1u << bits ? 1u << bits : used) : 0;
         if (os2 && compression != 0)
@@ -788,14 +790,16 @@ public static class ImageDecoder
             offset = (uint)laidOut;
         // Already so (a table that runs into the pixels is read as PIL reads it: the table from after the header, the
         // pixels from their offset), or too short for its table (BmpProblem and stb refuse it).
-        if (offset == laidOut && !os2 && !atTable || laidOut > b.Length)
+        if (offset == laidOut && !os2 && !atTable && !plain24 || laidOut > b.Length)
             return b;
         info = span.Slice(14, os2 ? 40 : (int)header).ToArray();
         if (os2)
             System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(info, 40);
         if (bits > 8)
             System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(info.AsSpan(32), 0);
-        return Assemble(b, info, span.Slice(14 + (int)header, masks).ToArray(), span.Slice(14 + (int)header + masks, 4 * colours).ToArray(), offset, width, Math.Abs(height), bits);
+        if (plain24)
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(info.AsSpan(16), 0);
+        return Assemble(b, info, span.Slice(14 + (int)header, plain24 ? 0 : masks).ToArray(), span.Slice(14 + (int)header + masks, 4 * colours).ToArray(), offset, width, Math.Abs(height), bits);
 
         static byte[] Assemble(byte[] b, byte[] info, byte[] masks, byte[] table, uint offset, int width, int rows, int bits)
         {
@@ -869,15 +873,26 @@ public static class ImageDecoder
         long rows = (width * bits + 31) / 32 * 4, need = offset + rows * height;
         if (b.Length < need)
             return $"is a BMP of {b.Length:N0} bytes; its header declares {need:N0} (pixel rows from byte {offset}): truncated";
-        // Colour masks (after a 40-byte header, or inside a larger one: at byte 54 either way) that stb cannot scale to 8
-        // bits were its "bad masks": named. (PIL reads only the common layouts and refuses these too.)
-        if (compression is 3 or 6 && bits is 16 or 32 && header >= 40)
+        // BI_ALPHABITFIELDS was "not a PNG, JPEG or BMP" (neither stb nor PIL reads it): named.
+        if (compression == 6 && header >= 40)
+            return "is a BMP with alpha colour masks (BI_ALPHABITFIELDS, compression 6), which is not supported: save it uncompressed or with BI_BITFIELDS";
+        // Colour masks (after a 40-byte header, or inside a larger one: at byte 54 either way). stb cannot scale masks of
+        // more than 8 bits ("bad masks"), read a mask with a gap in it as if it had none (pixels silently wrong), and reads
+        // no masks in a 24-bit file ("not a PNG, JPEG or BMP"); PIL reads the 24-bit file of the usual masks (BmpLaidOut
+        // lays it out uncompressed for stb) and refuses the others too.
+        if (compression == 3 && header >= 40)
         {
-            var masks = new uint[compression == 6 || header >= 108 ? 4 : 3];
+            var masks = new uint[header >= 108 ? 4 : 3];
             for (int k = 0; k < masks.Length; k++)
                 masks[k] = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b[(54 + 4 * k)..]);
-            if (masks.Take(3).Any(m => m == 0) || masks.Any(m => System.Numerics.BitOperations.PopCount(m) > 8))
-                return $"is a BMP whose colour masks (red 0x{masks[0]:X8}, green 0x{masks[1]:X8}, blue 0x{masks[2]:X8}{(masks.Length > 3 ? $", alpha 0x{masks[3]:X8}" : "")}) are not supported: each must have 1 to 8 bits (alpha 0 to 8)";
+            string shown = $"red 0x{masks[0]:X8}, green 0x{masks[1]:X8}, blue 0x{masks[2]:X8}{(masks.Length > 3 ? $", alpha 0x{masks[3]:X8}" : "")}";
+            if (bits is not (16 or 24 or 32))
+                return $"is a BMP of {bits} bits a pixel with colour masks (BI_BITFIELDS), which BMP has only at 16 and 32 bits (damaged)";
+            if (bits == 24 && !Bmp24Standard(b))
+                return $"is a 24-bit BMP with colour masks ({shown}), which is not supported: at 24 bits only red 0x00FF0000, green 0x0000FF00, blue 0x000000FF are read";
+            static bool Contiguous(uint m) => m == 0 || ((m >> System.Numerics.BitOperations.TrailingZeroCount(m)) & ((m >> System.Numerics.BitOperations.TrailingZeroCount(m)) + 1)) == 0;
+            if (masks[0] == 0 || masks[1] == 0 || masks[2] == 0 || masks.Any(m => System.Numerics.BitOperations.PopCount(m) > 8 || !Contiguous(m)))
+                return $"is a BMP whose colour masks ({shown}) are not supported: each must be one run of 1 to 8 bits (alpha 0 to 8)";
         }
         if (bits is not (1 or 4 or 8) || compression != 0)
             return null;
@@ -900,6 +915,12 @@ public static class ImageDecoder
             }
         return null;
     }
+
+    /// <summary>Whether a BI_BITFIELDS BMP's red, green and blue masks (at byte 54) are the usual 8-bit ones, 0x00FF0000, 0x0000FF00, 0x000000FF.</summary>
+    private static bool Bmp24Standard(ReadOnlySpan<byte> b) => b.Length >= 66
+        && System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b[54..]) == 0x00FF0000
+        && System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b[58..]) == 0x0000FF00
+        && System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b[62..]) == 0x000000FF;
 
     /// <summary>The width and height a PNG's IHDR declares, or null when the bytes are not a PNG.</summary>
     private static (int Width, int Height)? PngSize(byte[] bytes) =>

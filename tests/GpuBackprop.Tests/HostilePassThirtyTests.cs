@@ -83,45 +83,72 @@ public sealed class HostilePassThirtyTests : IDisposable
         Assert.Equal($"{odd}: is a palette PNG whose PLTE chunk at byte 33 holds 7 bytes; a palette is 1 to 256 entries of 3 bytes (damaged)", e.Message);
     }
 
-    /// <summary>A 2x1 BMP of 32 bits a pixel, BI_BITFIELDS with a 40-byte header and these red, green and blue masks.</summary>
-    private static byte[] BitfieldsBmp(uint red, uint green, uint blue, uint first, uint second)
+    /// <summary>
+    /// A 2x1 BMP with a 40-byte header, of <paramref name="bits"/> a pixel and <paramref name="compression"/> (3:
+    /// BI_BITFIELDS, 6: BI_ALPHABITFIELDS), the <paramref name="masks"/> after the header, then one row of <paramref name="row"/>.
+    /// </summary>
+    private static byte[] MaskedBmp(int bits, int compression, uint[] masks, byte[] row)
     {
-        var b = new byte[14 + 40 + 12 + 8];
+        int offset = 14 + 40 + 4 * masks.Length;
+        byte[] padded = [.. row, .. new byte[(4 - row.Length % 4) % 4]];
+        var b = new byte[offset + padded.Length];
         "BM"u8.CopyTo(b);
         System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(2), b.Length);
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(10), 14 + 40 + 12);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(10), offset);
         int[] info = [40, 2, 1];
         for (int k = 0; k < 3; k++)
             System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(14 + 4 * k), info[k]);
         System.Buffers.Binary.BinaryPrimitives.WriteInt16LittleEndian(b.AsSpan(26), 1);
-        System.Buffers.Binary.BinaryPrimitives.WriteInt16LittleEndian(b.AsSpan(28), 32);
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(30), 3);
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(34), 8);
-        uint[] tail = [red, green, blue, first, second];
-        for (int k = 0; k < tail.Length; k++)
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(54 + 4 * k), tail[k]);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt16LittleEndian(b.AsSpan(28), (short)bits);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(30), compression);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(34), padded.Length);
+        for (int k = 0; k < masks.Length; k++)
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(54 + 4 * k), masks[k]);
+        padded.CopyTo(b, offset);
         return b;
     }
 
+    /// <summary>Two 32-bit pixels, 0x3FF00000 and 0x000003FF, little-endian.</summary>
+    private static readonly byte[] TwoPixels = [0x00, 0x00, 0xF0, 0x3F, 0xFF, 0x03, 0x00, 0x00];
+
     /// <summary>
     /// Pass 29: a BMP with 10-bit colour masks (a valid BI_BITFIELDS layout PIL refuses as "Unsupported BMP bitfields
-    /// layout") was refused with stb's "bad masks". Now named with its masks; 8-bit masks decode as PIL decodes them
+    /// layout") was refused with stb's "bad masks". Pass 30, F2: a mask with a gap in it (red 0x00F0F000) decoded as if it
+    /// had none, exit 0 (PIL refuses the file); F3: a 24-bit BI_BITFIELDS BMP with the usual masks (PIL decodes it) and
+    /// a BI_ALPHABITFIELDS one (PIL refuses it) were "not a PNG, JPEG or BMP". Now the masks stb cannot read are named,
+    /// the 24-bit file decodes as PIL decodes it, and compression 6 is named; 8-bit masks decode as PIL decodes them
     /// (pixels 0x3FF00000 and 0x000003FF: (240, 0, 0) and (0, 3, 255)).
     /// </summary>
     [Fact]
-    public void BmpColourMasksStbCannotScaleAreNamed()
+    public void BmpColourMasksAreReadAsPilReadsThemOrNamed()
     {
-        string wide = Path.Combine(dir, "ten-bit-masks.bmp");
-        File.WriteAllBytes(wide, BitfieldsBmp(0x3FF00000, 0x000FFC00, 0x000003FF, 0x3FF00000, 0x000003FF));
-        var e = Assert.Throws<DataFormatException>(() => Decoded(wide, 2, 1));
-        Assert.Equal($"{wide}: is a BMP whose colour masks (red 0x3FF00000, green 0x000FFC00, blue 0x000003FF) are not supported: each must have 1 to 8 bits (alpha 0 to 8)", e.Message);
-        string zero = Path.Combine(dir, "zero-mask.bmp");
-        File.WriteAllBytes(zero, BitfieldsBmp(0x00FF0000, 0, 0x000000FF, 0, 0));
-        Assert.Contains("green 0x00000000", Assert.Throws<DataFormatException>(() => Decoded(zero, 2, 1)).Message, StringComparison.Ordinal);
+        void Refused(string name, byte[] file, string said)
+        {
+            string path = Path.Combine(dir, name);
+            File.WriteAllBytes(path, file);
+            var e = Assert.Throws<DataFormatException>(() => Decoded(path, 2, 1));
+            Assert.Equal($"{path}: {said}", e.Message);
+        }
+        Refused("ten-bit-masks.bmp", MaskedBmp(32, 3, [0x3FF00000, 0x000FFC00, 0x000003FF], TwoPixels),
+            "is a BMP whose colour masks (red 0x3FF00000, green 0x000FFC00, blue 0x000003FF) are not supported: each must be one run of 1 to 8 bits (alpha 0 to 8)");
+        Refused("zero-mask.bmp", MaskedBmp(32, 3, [0x00FF0000, 0, 0x000000FF], TwoPixels),
+            "is a BMP whose colour masks (red 0x00FF0000, green 0x00000000, blue 0x000000FF) are not supported: each must be one run of 1 to 8 bits (alpha 0 to 8)");
+        Refused("gap-mask.bmp", MaskedBmp(32, 3, [0x00F0F000, 0x0000FF00, 0x000000FF], TwoPixels),
+            "is a BMP whose colour masks (red 0x00F0F000, green 0x0000FF00, blue 0x000000FF) are not supported: each must be one run of 1 to 8 bits (alpha 0 to 8)");
+        Refused("odd-24.bmp", MaskedBmp(24, 3, [0x000000FF, 0x0000FF00, 0x00FF0000], [1, 2, 3, 4, 5, 6]),
+            "is a 24-bit BMP with colour masks (red 0x000000FF, green 0x0000FF00, blue 0x00FF0000), which is not supported: at 24 bits only red 0x00FF0000, green 0x0000FF00, blue 0x000000FF are read");
+        Refused("alpha-bitfields.bmp", MaskedBmp(32, 6, [0x00FF0000, 0x0000FF00, 0x000000FF, 0xFF000000], TwoPixels),
+            "is a BMP with alpha colour masks (BI_ALPHABITFIELDS, compression 6), which is not supported: save it uncompressed or with BI_BITFIELDS");
+        Refused("masked-8.bmp", MaskedBmp(8, 3, [0x00FF0000, 0x0000FF00, 0x000000FF], [0, 0]),
+            "is a BMP of 8 bits a pixel with colour masks (BI_BITFIELDS), which BMP has only at 16 and 32 bits (damaged)");
 
         string usual = Path.Combine(dir, "eight-bit-masks.bmp");
-        File.WriteAllBytes(usual, BitfieldsBmp(0x00FF0000, 0x0000FF00, 0x000000FF, 0x3FF00000, 0x000003FF));
+        File.WriteAllBytes(usual, MaskedBmp(32, 3, [0x00FF0000, 0x0000FF00, 0x000000FF], TwoPixels));
         Assert.Equal([240, 0, 0, 3, 0, 255], Decoded(usual, 2, 1));
+        // 24 bits, the usual masks: blue, green, red bytes as in an uncompressed BMP (PIL: (3, 2, 1) and (6, 5, 4)).
+        string plain = Path.Combine(dir, "bitfields-24.bmp");
+        File.WriteAllBytes(plain, MaskedBmp(24, 3, [0x00FF0000, 0x0000FF00, 0x000000FF], [1, 2, 3, 4, 5, 6]));
+        Assert.Equal([3, 6, 2, 5, 1, 4], Decoded(plain, 2, 1));
     }
 
     /// <summary>
