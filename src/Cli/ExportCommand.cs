@@ -60,7 +60,7 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
             head = head[..got];
             string? other = got == 0 ? null
                 : head.StartsWith(Training.Checkpoint.Magic) ? "a checkpoint (.gbp)"
-                : onnx ? head[0] != 0x08 ? "not an ONNX file" : Another("an ONNX model", OnnxExport.ProducerOf(head), OnnxExport.Producer)
+                : onnx ? head[0] != 0x08 ? "not an ONNX file" : Another("an ONNX model", OnnxExport.ProducerOf(file), OnnxExport.Producer)
                 : got < 9 || head[8] != (byte)'{' ? "not a safetensors file" // a header length, then its JSON's '{'
                 : Another("a safetensors file", Serialization.SafeTensors.ProducerOf(file), Serialization.SafeTensors.Producer);
             return other is null ? ValidationResult.Success()

@@ -25,25 +25,64 @@ public static class OnnxExport
     public const string Producer = "GpuBackprop";
 
     /// <summary>
-    /// The <c>producer_name</c> at the head of an ONNX file, or null when the head is not an ONNX model's. Protobuf writes
-    /// fields in number order: <c>ir_version</c> (field 1, a varint, tag 0x08), then <c>producer_name</c> (field 2,
-    /// length-delimited, tag 0x12) when there is one.
+    /// The <c>producer_name</c> an ONNX file names, or null (none, or not a well-formed protobuf message). Every top-level
+    /// field is walked, the graph and other nested messages skipped unread: protobuf takes the last value of a field given
+    /// twice (a file naming GpuBackprop first and pytorch last is pytorch's to onnx.load, and was replaced as ours).
     /// </summary>
-    internal static string? ProducerOf(ReadOnlySpan<byte> head)
+    internal static string? ProducerOf(string path)
     {
-        int i = 0;
-        if (!Tag(head, ref i, 0x08) || Varint(head, ref i) is null || !Tag(head, ref i, 0x12) || Varint(head, ref i) is not ulong length || length > (ulong)(head.Length - i))
+        try
+        {
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 12);
+            string? producer = null;
+            while (fs.Position < fs.Length)
+            {
+                if (Varint(fs) is not ulong key)
+                    return null;
+                switch (key & 7)
+                {
+                    case 0:
+                        if (Varint(fs) is null)
+                            return null;
+                        break;
+                    case 1 or 5:
+                        fs.Seek((key & 7) == 1 ? 8 : 4, SeekOrigin.Current);
+                        break;
+                    case 2:
+                        if (Varint(fs) is not ulong length || length > (ulong)(fs.Length - fs.Position))
+                            return null;
+                        if (key >> 3 == 2 && length <= 1 << 16)
+                        {
+                            var text = new byte[length];
+                            fs.ReadExactly(text);
+                            producer = System.Text.Encoding.UTF8.GetString(text);
+                        }
+                        else
+                        {
+                            if (key >> 3 == 2)
+                                producer = null; // a name too long to be anyone's: not ours
+                            fs.Seek((long)length, SeekOrigin.Current);
+                        }
+                        break;
+                    default:
+                        return null; // groups (3, 4) are not in ONNX; 6 and 7 are no wire type
+                }
+            }
+            return fs.Position == fs.Length ? producer : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
             return null;
-        return System.Text.Encoding.UTF8.GetString(head.Slice(i, (int)length));
+        }
 
-        static bool Tag(ReadOnlySpan<byte> b, ref int i, byte tag) => i < b.Length && b[i++] == tag;
-
-        static ulong? Varint(ReadOnlySpan<byte> b, ref int i)
+        static ulong? Varint(Stream s)
         {
             ulong value = 0;
-            for (int shift = 0; shift < 64 && i < b.Length; shift += 7)
+            for (int shift = 0; shift < 64; shift += 7)
             {
-                byte next = b[i++];
+                int next = s.ReadByte();
+                if (next < 0)
+                    return null;
                 value |= (ulong)(next & 0x7F) << shift;
                 if (next < 0x80)
                     return value;

@@ -155,7 +155,8 @@ public sealed class HostilePassThirtyTests : IDisposable
     /// Pass 30, F1: export replaced a user's PyTorch weights (a safetensors file with <c>{"format": "pt"}</c>, or none) and
     /// an ONNX model torch.onnx.export wrote, without --overwrite: any file of the right kind counted as "an earlier
     /// export's". Now only a file naming GpuBackprop as its producer is (safetensors metadata, ONNX producer_name); the
-    /// others are a usage error naming the producer, and are left as they were.
+    /// others are a usage error naming the producer, and are left as they were. Pass 31, F1: an ONNX file naming its producer
+    /// twice was judged by the first name; protobuf readers take the last.
     /// </summary>
     [Fact]
     public void ExportReplacesOnlyFilesItsOwnExportWrote()
@@ -176,12 +177,21 @@ public sealed class HostilePassThirtyTests : IDisposable
         File.WriteAllBytes(plain, SafeTensorsWith(""));
         File.WriteAllBytes(theirs, new Onnx.ModelProto { IrVersion = 8, ProducerName = "pytorch", ProducerVersion = "2.1" }.ToByteArray());
         File.WriteAllBytes(anonymous, new Onnx.ModelProto { IrVersion = 7 }.ToByteArray());
+        // Pass 31, F1: producer_name given twice; protobuf (onnx.load) takes the last. GpuBackprop then pytorch was replaced.
+        string twice = Path.Combine(dir, "twice.onnx"), oursLast = Path.Combine(dir, "ours-last.onnx");
+        byte[] Named(string producer) => [0x12, (byte)producer.Length, .. System.Text.Encoding.ASCII.GetBytes(producer)];
+        File.WriteAllBytes(twice, [0x08, 0x07, .. Named("GpuBackprop"), .. Named("pytorch")]);
+        Assert.Equal("pytorch", Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(twice)).ProducerName);
+        File.WriteAllBytes(oursLast, [0x08, 0x07, .. Named("pytorch"), .. Named("GpuBackprop")]);
+        var (lastWins, lastError, _) = InProcessCli.Run("export", "--checkpoint", checkpoint, "--onnx", oursLast);
+        Assert.True(lastWins == ExitCode.Success, lastError);
         foreach (var (option, path, said) in new[]
         {
             ("--safetensors", pytorch, "exists and is a safetensors file that GpuBackprop did not write (it names no producer)"),
             ("--safetensors", plain, "exists and is a safetensors file that GpuBackprop did not write (it names no producer)"),
             ("--onnx", theirs, "exists and is an ONNX model that GpuBackprop did not write (its producer is 'pytorch')"),
             ("--onnx", anonymous, "exists and is an ONNX model that GpuBackprop did not write (it names no producer)"),
+            ("--onnx", twice, "exists and is an ONNX model that GpuBackprop did not write (its producer is 'pytorch')"),
         })
         {
             byte[] before = File.ReadAllBytes(path);
