@@ -24,6 +24,31 @@ internal sealed class StepLog(string path) : IDisposable
     /// <summary>The longest line read as a record (one is about 150 characters); longer ones are skipped unread.</summary>
     private const int MaxLine = 4096;
 
+    private static readonly string[] RecordFields = ["step", "epoch", "epoch_step", "epoch_steps", "loss"];
+
+    /// <summary>
+    /// Whether <paramref name="path"/> is a step log of a run: empty (a run killed before its first report), or its first
+    /// line a record with this file's fields. Only that line is read.
+    /// </summary>
+    public static bool IsRunLog(string path)
+    {
+        try
+        {
+            if (new FileInfo(path).Length == 0)
+                return true;
+            string? first = Lines(path).FirstOrDefault();
+            if (first is null)
+                return false;
+            using var json = JsonDocument.Parse(first);
+            return json.RootElement.ValueKind == JsonValueKind.Object
+                && RecordFields.All(f => json.RootElement.TryGetProperty(f, out JsonElement v) && v.ValueKind == JsonValueKind.Number);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>The records of a file (lines that do not parse, such as one cut by a kill, are skipped).</summary>
     public static IReadOnlyList<StepRecord> Read(string path)
     {

@@ -446,6 +446,10 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 : $"nothing to train: the run stopped early after epoch {trainer.EpochsDone} (--early-stop {config.EarlyStop}: no better validation accuracy since epoch {trainer.BestEpoch!.Epoch}); nothing was written");
             return ExitCode.Success;
         }
+        // Found before the lock is made (a lock there says a run was), replaced with --overwrite (OutProblem refused them without).
+        string[] foreign = ForeignFiles(outDir);
+        if (foreign.Length > 0 && !s.Overwrite)
+            throw new UsageException(ForeignFilesMessage(outDir, foreign));
         Directory.CreateDirectory(outDir);
         // Held for the whole run: a second run into the same folder is refused instead of both
         // reporting success while the last writer wins. Opening it also proves the folder is writable
@@ -470,6 +474,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 if (resume is null || !string.Equals(Usage.Real(old), Usage.Real(resume), StringComparison.Ordinal))
                     File.Delete(old);
         }
+        foreach (string name in foreign)
+            File.Delete(Path.Combine(outDir, name));
         RemoveStaleTemporaryFiles(outDir);
         if (trainer.Streams)
             AnsiConsole.MarkupLine("data: streamed to the device in chunks (it does not fit --data-memory)");
@@ -597,6 +603,25 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         return resumingHere ? null : new[] { checkpoint, Path.Combine(outDir, BestName) }.FirstOrDefault(File.Exists);
     }
 
+    /// <summary>
+    /// metrics.json, steps.jsonl and training.png in <paramref name="outDir"/> when nothing there says a run of this program
+    /// wrote them: no checkpoint or best.gbp (<see cref="OtherRun"/>'s to name), no lock, and neither a step log nor
+    /// metrics of a run. A user's own files of those names were replaced without a word. A run stopped in its first epoch
+    /// (its step log, or its lock after a kill, is there) is not foreign: running it again replaces its files as before.
+    /// </summary>
+    private static string[] ForeignFiles(string outDir)
+    {
+        string[] named = [MetricsName, StepsName, PlotName];
+        if (!Directory.Exists(outDir) || new[] { CheckpointName, BestName, LockName }.Any(f => File.Exists(Path.Combine(outDir, f)))
+            || StepLog.IsRunLog(Path.Combine(outDir, StepsName)) || MetricsFile.IsRunMetrics(Path.Combine(outDir, MetricsName)))
+            return [];
+        return named.Where(f => File.Exists(Path.Combine(outDir, f))).ToArray();
+    }
+
+    private static string ForeignFilesMessage(string outDir, string[] foreign) =>
+        $"--out {outDir} holds {string.Join(" and ", foreign)}, which no run of this program wrote there (no checkpoint, lock, step log or metrics of one): "
+        + $"the run would replace {(foreign.Length == 1 ? "it" : "them")}; choose another --out, move {(foreign.Length == 1 ? "it" : "them")}, or give --overwrite to replace {(foreign.Length == 1 ? "it" : "them")}.";
+
     private static string AnotherRunMessage(string outDir, string other) =>
         Path.GetFileName(other) == CheckpointName
             ? $"--out {outDir} holds another run ({other}): resume it with --resume {other}, choose another --out, or replace it with --overwrite."
@@ -641,6 +666,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         // Another run's files there, without --overwrite: found before the data loads too (it was found after it).
         if (!s.Overwrite && Directory.Exists(outDir) && OtherRun(outDir, s.Resume) is string other)
             return AnotherRunMessage(outDir, other);
+        if (!s.Overwrite && ForeignFiles(outDir) is [_, ..] foreign)
+            return ForeignFilesMessage(outDir, foreign);
         return Unwritable(outDir);
     }
 

@@ -209,4 +209,57 @@ public sealed class HostilePassThirtyTests : IDisposable
         Assert.Equal("pt", System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(pytorch).AsMemory(8, (int)BitConverter.ToUInt64(File.ReadAllBytes(pytorch)))).RootElement
             .GetProperty("__metadata__").GetProperty("format").GetString());
     }
+
+    /// <summary>
+    /// Pass 31, F2: train into a folder holding a user's own metrics.json, steps.jsonl and training.png (no checkpoint)
+    /// replaced all three, exit 0. They are refused now (exit 2, named, left as they were) unless --overwrite; a folder a
+    /// run of ours was stopped in during its first epoch (its step log, or its lock after a kill) is run in again as before.
+    /// </summary>
+    [Fact]
+    public void TrainDoesNotReplaceFilesNoRunWrote()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
+        string model = HostileInputs.LinearModel(dir, 1, 8, 2);
+        (int Code, string Error, string Output) Train(string output, params string[] extra) => InProcessCli.Run(["train", "--device", "cpu", "--model", model,
+            "--epochs", "1", "--batch", "3", "--data", data, "--image-size", "8x8", "--channels", "1", "--out", output, .. extra]);
+
+        string mine = Path.Combine(dir, "mine");
+        Directory.CreateDirectory(mine);
+        File.WriteAllText(Path.Combine(mine, "metrics.json"), """{"my": "experiment log"}""");
+        File.WriteAllText(Path.Combine(mine, "steps.jsonl"), """{"my": 1}""" + "\n");
+        File.WriteAllBytes(Path.Combine(mine, "training.png"), HostileInputs.Png(1));
+        var before = Directory.GetFiles(mine).ToDictionary(f => f, File.ReadAllBytes);
+        var (code, error, _) = Train(mine);
+        Assert.Equal(ExitCode.Usage, code);
+        Assert.Contains($"--out {mine} holds metrics.json and steps.jsonl and training.png, which no run of this program wrote there", error, StringComparison.Ordinal);
+        Assert.Contains("give --overwrite to replace them", error, StringComparison.Ordinal);
+        foreach (var (file, bytes) in before)
+            Assert.Equal(bytes, File.ReadAllBytes(file));
+        var (overwritten, overwriteError, _) = Train(mine, "--overwrite");
+        Assert.True(overwritten == ExitCode.Success, overwriteError);
+        Assert.True(GpuBackprop.Cli.MetricsFile.IsRunMetrics(Path.Combine(mine, "metrics.json")));
+
+        // One file alone is named alone.
+        string plot = Path.Combine(dir, "plot");
+        Directory.CreateDirectory(plot);
+        File.WriteAllBytes(Path.Combine(plot, "training.png"), HostileInputs.Png(2));
+        (code, error, _) = Train(plot);
+        Assert.True(code == ExitCode.Usage && error.Contains("holds training.png, which no run", StringComparison.Ordinal) && error.Contains("move it", StringComparison.Ordinal), error);
+
+        // A run stopped in its first epoch: its step log (a record of ours), or its lock left by a kill, says a run was there.
+        string stopped = Path.Combine(dir, "stopped"), killed = Path.Combine(dir, "killed");
+        Directory.CreateDirectory(stopped);
+        File.WriteAllText(Path.Combine(stopped, "steps.jsonl"),
+            """{"step":1,"epoch":1,"epoch_step":1,"epoch_steps":2,"loss":0.69,"learning_rate":0.01,"images_per_second":100}""" + "\n");
+        File.WriteAllBytes(Path.Combine(stopped, "training.png"), HostileInputs.Png(3));
+        Directory.CreateDirectory(killed);
+        File.WriteAllText(Path.Combine(killed, ".gpubackprop.lock"), "");
+        File.WriteAllText(Path.Combine(killed, "steps.jsonl"), "");
+        File.WriteAllText(Path.Combine(killed, "metrics.json"), "{ cut short");
+        foreach (string again in new[] { stopped, killed })
+        {
+            var (rerun, rerunError, _) = Train(again);
+            Assert.True(rerun == ExitCode.Success, $"{again}: {rerunError}");
+        }
+    }
 }
