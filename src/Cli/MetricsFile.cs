@@ -23,19 +23,6 @@ internal sealed record MetricsFile(string Model, string Device, string DeviceNam
     /// <summary>Writes atomically (temporary file, flush, rename), so an interrupted run leaves the previous file.</summary>
     public void Write(string path) => Serialization.AtomicFile.Write(path, s => JsonSerializer.Serialize(s, this, Json));
 
-    /// <summary>Whether <paramref name="path"/> is a run's metrics.json (it reads as one; files over 64 MiB are not).</summary>
-    public static bool IsRunMetrics(string path)
-    {
-        try
-        {
-            return new FileInfo(path) is { Exists: true, Length: <= 64 << 20 } && Read(path) is not null;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return false;
-        }
-    }
-
     /// <summary>The file at <paramref name="path"/>, or null when there is none.</summary>
     /// <exception cref="MetricsFormatException">The file is truncated or malformed.</exception>
     public static MetricsFile? Read(string path)

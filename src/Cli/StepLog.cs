@@ -27,10 +27,10 @@ internal sealed class StepLog(string path) : IDisposable
     private static readonly string[] RecordFields = ["step", "epoch", "epoch_step", "epoch_steps", "loss"];
 
     /// <summary>
-    /// Whether <paramref name="path"/> is a step log of a run: empty (a run killed before its first report), or its first
-    /// line a record with this file's fields. Only that line is read.
+    /// Whether <paramref name="path"/> is the step log of a run stopped in its first epoch: empty (stopped before its first
+    /// report), or its first line a record with this file's fields and every record of epoch 1.
     /// </summary>
-    public static bool IsRunLog(string path)
+    public static bool IsFirstEpochLog(string path)
     {
         try
         {
@@ -39,9 +39,11 @@ internal sealed class StepLog(string path) : IDisposable
             string? first = Lines(path).FirstOrDefault();
             if (first is null)
                 return false;
-            using var json = JsonDocument.Parse(first);
-            return json.RootElement.ValueKind == JsonValueKind.Object
-                && RecordFields.All(f => json.RootElement.TryGetProperty(f, out JsonElement v) && v.ValueKind == JsonValueKind.Number);
+            using (var json = JsonDocument.Parse(first))
+                if (json.RootElement.ValueKind != JsonValueKind.Object
+                    || !RecordFields.All(f => json.RootElement.TryGetProperty(f, out JsonElement v) && v.ValueKind == JsonValueKind.Number))
+                    return false;
+            return Read(path).All(r => r.Epoch == 1);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
         {

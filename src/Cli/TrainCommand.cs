@@ -446,7 +446,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 : $"nothing to train: the run stopped early after epoch {trainer.EpochsDone} (--early-stop {config.EarlyStop}: no better validation accuracy since epoch {trainer.BestEpoch!.Epoch}); nothing was written");
             return ExitCode.Success;
         }
-        // Found before the lock is made (a lock there says a run was), replaced with --overwrite (OutProblem refused them without).
+        // Checked again here (OutProblem checked before the data loaded when --out was given); replaced with --overwrite.
         string[] foreign = ForeignFiles(outDir);
         if (foreign.Length > 0 && !s.Overwrite)
             throw new UsageException(ForeignFilesMessage(outDir, foreign));
@@ -604,23 +604,26 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     }
 
     /// <summary>
-    /// metrics.json, steps.jsonl and training.png in <paramref name="outDir"/> when nothing there says a run of this program
-    /// wrote them: no checkpoint or best.gbp (<see cref="OtherRun"/>'s to name), no lock, and neither a step log nor
-    /// metrics of a run. A user's own files of those names were replaced without a word. A run stopped in its first epoch
-    /// (its step log, or its lock after a kill, is there) is not foreign: running it again replaces its files as before.
+    /// metrics.json, steps.jsonl and training.png in <paramref name="outDir"/> when no checkpoint or best.gbp is there
+    /// (<see cref="OtherRun"/>'s to name) and they are more than a run stopped in its first epoch leaves (its step log of
+    /// epoch 1 alone; it writes metrics.json and the plot with its first checkpoint). A user's own files of those names,
+    /// and a finished run's results kept without its checkpoint, were replaced without a word; a run stopped in its first
+    /// epoch is run again as before.
     /// </summary>
     private static string[] ForeignFiles(string outDir)
     {
-        string[] named = [MetricsName, StepsName, PlotName];
-        if (!Directory.Exists(outDir) || new[] { CheckpointName, BestName, LockName }.Any(f => File.Exists(Path.Combine(outDir, f)))
-            || StepLog.IsRunLog(Path.Combine(outDir, StepsName)) || MetricsFile.IsRunMetrics(Path.Combine(outDir, MetricsName)))
+        if (!Directory.Exists(outDir) || File.Exists(Path.Combine(outDir, CheckpointName)) || File.Exists(Path.Combine(outDir, BestName)))
             return [];
-        return named.Where(f => File.Exists(Path.Combine(outDir, f))).ToArray();
+        return new[] { MetricsName, StepsName, PlotName }.Where(f => File.Exists(Path.Combine(outDir, f))
+            && !(f == StepsName && StepLog.IsFirstEpochLog(Path.Combine(outDir, f)))).ToArray();
     }
 
-    private static string ForeignFilesMessage(string outDir, string[] foreign) =>
-        $"--out {outDir} holds {string.Join(" and ", foreign)}, which no run of this program wrote there (no checkpoint, lock, step log or metrics of one): "
-        + $"the run would replace {(foreign.Length == 1 ? "it" : "them")}; choose another --out, move {(foreign.Length == 1 ? "it" : "them")}, or give --overwrite to replace {(foreign.Length == 1 ? "it" : "them")}.";
+    private static string ForeignFilesMessage(string outDir, string[] foreign)
+    {
+        string them = foreign.Length == 1 ? "it" : "them";
+        return $"--out {outDir} holds {string.Join(" and ", foreign)} with no checkpoint to resume beside {them} (another run's results, or files of your own): "
+            + $"the run would replace {them}; choose another --out, move {them}, or give --overwrite to replace {them}.";
+    }
 
     private static string AnotherRunMessage(string outDir, string other) =>
         Path.GetFileName(other) == CheckpointName

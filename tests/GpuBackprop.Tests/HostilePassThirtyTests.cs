@@ -212,53 +212,64 @@ public sealed class HostilePassThirtyTests : IDisposable
 
     /// <summary>
     /// Pass 31, F2: train into a folder holding a user's own metrics.json, steps.jsonl and training.png (no checkpoint)
-    /// replaced all three, exit 0. They are refused now (exit 2, named, left as they were) unless --overwrite; a folder a
-    /// run of ours was stopped in during its first epoch (its step log, or its lock after a kill) is run in again as before.
+    /// replaced all three, exit 0. Pass 32: so were a finished run's results kept without its checkpoint (metrics.json of
+    /// two epochs, their step log, the plot). Both are refused now (exit 2, named, left as they were) unless --overwrite;
+    /// what a run stopped in its first epoch leaves (its step log of epoch 1, its lock after a kill) is run in again.
     /// </summary>
     [Fact]
-    public void TrainDoesNotReplaceFilesNoRunWrote()
+    public void TrainDoesNotReplaceResultsWithoutACheckpoint()
     {
         string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
         string model = HostileInputs.LinearModel(dir, 1, 8, 2);
         (int Code, string Error, string Output) Train(string output, params string[] extra) => InProcessCli.Run(["train", "--device", "cpu", "--model", model,
-            "--epochs", "1", "--batch", "3", "--data", data, "--image-size", "8x8", "--channels", "1", "--out", output, .. extra]);
+            "--batch", "3", "--data", data, "--image-size", "8x8", "--channels", "1", "--out", output, .. extra]);
+        void Refused(string folder, string said)
+        {
+            var before = Directory.GetFiles(folder).ToDictionary(f => f, File.ReadAllBytes);
+            var (code, error, _) = Train(folder, "--epochs", "1");
+            Assert.True(code == ExitCode.Usage && error.Contains($"--out {folder} holds {said} with no checkpoint to resume beside", StringComparison.Ordinal)
+                && error.Contains("or give --overwrite to replace", StringComparison.Ordinal), $"{folder}: exit {code}, {error}");
+            foreach (var (file, bytes) in before)
+                Assert.Equal(bytes, File.ReadAllBytes(file));
+        }
 
         string mine = Path.Combine(dir, "mine");
         Directory.CreateDirectory(mine);
         File.WriteAllText(Path.Combine(mine, "metrics.json"), """{"my": "experiment log"}""");
         File.WriteAllText(Path.Combine(mine, "steps.jsonl"), """{"my": 1}""" + "\n");
         File.WriteAllBytes(Path.Combine(mine, "training.png"), HostileInputs.Png(1));
-        var before = Directory.GetFiles(mine).ToDictionary(f => f, File.ReadAllBytes);
-        var (code, error, _) = Train(mine);
-        Assert.Equal(ExitCode.Usage, code);
-        Assert.Contains($"--out {mine} holds metrics.json and steps.jsonl and training.png, which no run of this program wrote there", error, StringComparison.Ordinal);
-        Assert.Contains("give --overwrite to replace them", error, StringComparison.Ordinal);
-        foreach (var (file, bytes) in before)
-            Assert.Equal(bytes, File.ReadAllBytes(file));
-        var (overwritten, overwriteError, _) = Train(mine, "--overwrite");
+        Refused(mine, "metrics.json and steps.jsonl and training.png");
+        var (overwritten, overwriteError, _) = Train(mine, "--epochs", "1", "--overwrite");
         Assert.True(overwritten == ExitCode.Success, overwriteError);
-        Assert.True(GpuBackprop.Cli.MetricsFile.IsRunMetrics(Path.Combine(mine, "metrics.json")));
 
-        // One file alone is named alone.
         string plot = Path.Combine(dir, "plot");
         Directory.CreateDirectory(plot);
         File.WriteAllBytes(Path.Combine(plot, "training.png"), HostileInputs.Png(2));
-        (code, error, _) = Train(plot);
-        Assert.True(code == ExitCode.Usage && error.Contains("holds training.png, which no run", StringComparison.Ordinal) && error.Contains("move it", StringComparison.Ordinal), error);
+        Refused(plot, "training.png");
 
-        // A run stopped in its first epoch: its step log (a record of ours), or its lock left by a kill, says a run was there.
+        // A finished run's results without its checkpoint: two epochs of metrics, their step log, the plot.
+        string finished = Path.Combine(dir, "finished"), kept = Path.Combine(dir, "kept");
+        var (trained, trainError, _) = Train(finished, "--epochs", "2");
+        Assert.True(trained == ExitCode.Success, trainError);
+        Directory.CreateDirectory(kept);
+        foreach (string name in new[] { "metrics.json", "steps.jsonl", "training.png" })
+            File.Copy(Path.Combine(finished, name), Path.Combine(kept, name));
+        Refused(kept, "metrics.json and steps.jsonl and training.png");
+        File.Delete(Path.Combine(kept, "metrics.json"));
+        File.Delete(Path.Combine(kept, "training.png"));
+        Refused(kept, "steps.jsonl"); // records of epoch 2: more than a first epoch
+
+        // A run stopped in its first epoch: its step log of epoch 1 alone, or its lock (a kill) beside an empty one.
         string stopped = Path.Combine(dir, "stopped"), killed = Path.Combine(dir, "killed");
         Directory.CreateDirectory(stopped);
         File.WriteAllText(Path.Combine(stopped, "steps.jsonl"),
             """{"step":1,"epoch":1,"epoch_step":1,"epoch_steps":2,"loss":0.69,"learning_rate":0.01,"images_per_second":100}""" + "\n");
-        File.WriteAllBytes(Path.Combine(stopped, "training.png"), HostileInputs.Png(3));
         Directory.CreateDirectory(killed);
         File.WriteAllText(Path.Combine(killed, ".gpubackprop.lock"), "");
         File.WriteAllText(Path.Combine(killed, "steps.jsonl"), "");
-        File.WriteAllText(Path.Combine(killed, "metrics.json"), "{ cut short");
         foreach (string again in new[] { stopped, killed })
         {
-            var (rerun, rerunError, _) = Train(again);
+            var (rerun, rerunError, _) = Train(again, "--epochs", "1");
             Assert.True(rerun == ExitCode.Success, $"{again}: {rerunError}");
         }
     }
