@@ -544,8 +544,14 @@ public static class ImageDecoder
                 }
                 total += got;
             }
-            byte[] stream = data.GetBuffer();
-            if (data.Length < 6 || System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(stream.AsSpan((int)data.Length - 4)) != (adlerB << 16 | adlerA))
+            // The checksum closes the stream: at the end of the image data, or before bytes that follow a complete stream
+            // (libpng warns "Extra compressed data" and decodes; PIL too: such a file was said to lack its checksum). .NET
+            // stopped at the stream's end and checked the trailer there; a stream cut short has no trailer to find. Looked
+            // for in the last 4 KiB only, where a cut stream's bytes match the checksum by chance about once in a million.
+            Span<byte> adler = stackalloc byte[4];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(adler, adlerB << 16 | adlerA);
+            int tail = (int)Math.Max(2, data.Length - 4096 - 4);
+            if (data.Length < 6 || data.GetBuffer().AsSpan(tail, (int)data.Length - tail).IndexOf(adler) < 0)
                 return "is a PNG whose image data ends without zlib's Adler-32 checksum of it (truncated or damaged)";
             return null;
         }
