@@ -77,16 +77,17 @@ public static class Architecture
     }
 
     /// <summary>
-    /// The first batch-norm layer (as "layer PATH (batch_norm2d)") whose input is 1x1, so that it sees one value a
-    /// channel when a batch holds one image, or null: training mode cannot normalise one value (PyTorch refuses it), and
-    /// a run whose last batch held one image failed there, mid-epoch.
+    /// The first batch-norm layer (as "layer PATH (batch_norm2d)") whose input is 1x1, or flattened to [N, C], so that it
+    /// sees one value a channel when a batch holds one image, or null: training mode cannot normalise one value (PyTorch
+    /// refuses it), and a run whose last batch held one image failed there, mid-epoch (a flattened input, the same way,
+    /// naming no layer, until pass 33).
     /// </summary>
     internal static string? OneValuePerChannel(string json, int[] input)
     {
         using JsonDocument doc = Parse(json);
         var walk = new ShapeWalk { Record = [] };
         walk.List(LayerList(doc), "", [1, .. input]);
-        return walk.Record!.FirstOrDefault(r => r.Type == "batch_norm2d" && r.Output is [_, _, 1, 1]) is { Path: string path } ? $"layer {path} (batch_norm2d)" : null;
+        return walk.Record!.FirstOrDefault(r => r.Type == "batch_norm2d" && r.Output is [_, _, 1, 1] or [_, _]) is { Path: string path } ? $"layer {path} (batch_norm2d)" : null;
     }
 
     /// <summary>

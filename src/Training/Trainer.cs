@@ -324,7 +324,7 @@ public sealed class Trainer : IDisposable
         string why = local == 1 ? $"there is one training image{(size > 1 ? " a replica" : "")}"
             : batch == 1 ? $"the batch size {config.BatchSize} gives batches of one image{(size > 1 ? $" to each of {size} replicas" : "")}"
             : $"the last batch of each epoch holds one image ({local:N0} training images{(size > 1 ? " a replica" : "")} in batches of {batch:N0})";
-        throw new ArchitectureException($"Model '{config.Model}': {layer} sees one value a channel for one image (its input is 1x1), and {why}; training mode cannot normalise one value. Choose a batch size that leaves no batch of one image.");
+        throw new ArchitectureException($"Model '{config.Model}': {layer} sees one value a channel for one image (its input is 1x1, or [N, C]), and {why}; training mode cannot normalise one value. Choose a batch size that leaves no batch of one image.");
     }
 
     /// <summary>
