@@ -28,22 +28,35 @@ internal sealed class StepLog(string path) : IDisposable
 
     /// <summary>
     /// Whether <paramref name="path"/> is the step log of a run stopped in its first epoch: empty (stopped before its first
-    /// report), or its first line a record with this file's fields and every record of epoch 1.
+    /// report), or every line a record with this file's fields, of epoch 1, but for a last line a kill cut short (no
+    /// newline after it). A user's lines among the records made it someone else's file, replaced without a word when
+    /// the records were skipped. Files over 64 MiB are not (a first epoch logs a few hundred KiB).
     /// </summary>
     public static bool IsFirstEpochLog(string path)
     {
         try
         {
-            if (new FileInfo(path).Length == 0)
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 12);
+            if (fs.Length == 0)
                 return true;
-            string? first = Lines(path).FirstOrDefault();
-            if (first is null)
+            if (fs.Length > 64 << 20)
                 return false;
-            using (var json = JsonDocument.Parse(first))
+            fs.Seek(-1, SeekOrigin.End);
+            bool torn = fs.ReadByte() != '\n';
+            fs.Seek(0, SeekOrigin.Begin);
+            using var reader = new StreamReader(fs);
+            string[] lines = reader.ReadToEnd().Split('\n');
+            // The text after the last newline: empty for a whole file, a record cut short by a kill otherwise.
+            int whole = lines.Length - 1;
+            for (int i = 0; i < whole; i++)
+            {
+                using var json = JsonDocument.Parse(lines[i].TrimEnd('\r'));
                 if (json.RootElement.ValueKind != JsonValueKind.Object
-                    || !RecordFields.All(f => json.RootElement.TryGetProperty(f, out JsonElement v) && v.ValueKind == JsonValueKind.Number))
+                    || !RecordFields.All(f => json.RootElement.TryGetProperty(f, out JsonElement v) && v.ValueKind == JsonValueKind.Number)
+                    || json.RootElement.GetProperty("epoch").GetDouble() != 1)
                     return false;
-            return Read(path).All(r => r.Epoch == 1);
+            }
+            return (whole > 0 || torn) && (!torn || lines[^1].StartsWith("{\"step\":", StringComparison.Ordinal));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
         {
@@ -107,12 +120,17 @@ internal sealed class StepLog(string path) : IDisposable
             yield return line.ToString();
     }
 
-    /// <summary>Rewrites the log with only the records of steps up to <paramref name="step"/> (-1: none), atomically.</summary>
-    public static void KeepUpTo(string path, long step)
+    /// <summary>
+    /// Rewrites the log with only the records of steps up to <paramref name="step"/> (-1: none), atomically, taken from
+    /// <paramref name="from"/> when given: a run resumed into another folder continues its own log, not the one there
+    /// (another run's records were kept, and the resumed run's appended to them).
+    /// </summary>
+    public static void KeepUpTo(string path, long step, string? from = null)
     {
-        if (!File.Exists(path))
+        string source = from ?? path;
+        var kept = File.Exists(source) ? Read(source).Where(r => r.Step <= step).ToList() : [];
+        if (!File.Exists(path) && kept.Count == 0)
             return;
-        var kept = Read(path).Where(r => r.Step <= step).ToList();
         Serialization.AtomicFile.Write(path, s =>
         {
             using var w = new StreamWriter(s, leaveOpen: true);

@@ -274,6 +274,19 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             }
         }
 
+        /// <summary>Whether two schedules read as the same one (their texts when either does not read).</summary>
+        private static bool SameSchedule(string given, string stored, int epochs)
+        {
+            try
+            {
+                return LearningRateSchedule.Parse(given, epochs) == LearningRateSchedule.Parse(stored, epochs);
+            }
+            catch (ArgumentException)
+            {
+                return given == stored;
+            }
+        }
+
         /// <summary>
         /// The resume rule: a resumed run keeps its checkpoint's configuration. --epochs sets a new total;
         /// every other option that defines the run is refused when given with another value than the
@@ -299,7 +312,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             Compare("--lr", LearningRate, c.Optimizer.LearningRate);
             Compare("--momentum", Momentum, c.Optimizer.Momentum);
             Compare("--weight-decay", WeightDecay, c.Optimizer.WeightDecay);
-            Compare("--schedule", Schedule, c.Schedule);
+            // By value: step:1:0.50 is the run's step:1:0.5 (the text as first typed was compared, and refused).
+            if (Schedule is string schedule && !SameSchedule(schedule, c.Schedule, c.Epochs))
+                differing.Add($"--schedule {schedule} (the run's: {c.Schedule})");
             Compare("--seed", Seed, c.Seed);
             Compare("--crop-padding", CropPadding, c.CropPadding);
             Compare("--warmup-steps", WarmupSteps, c.WarmupSteps);
@@ -490,7 +505,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         string stepsPath = Path.Combine(outDir, StepsName);
         // A fresh run starts the log; a resumed one keeps the steps up to its checkpoint (a run killed
         // mid-epoch logged steps that the resumed run will log again).
-        StepLog.KeepUpTo(stepsPath, resume is null ? -1 : trainer.Optimizer.StepCount);
+        StepLog.KeepUpTo(stepsPath, resume is null ? -1 : trainer.Optimizer.StepCount,
+            resume is null ? null : Path.Combine(Path.GetDirectoryName(Usage.Real(resume))!, StepsName));
         // On resume the epochs so far come from the checkpoint, which stores each epoch's results: metrics.json
         // is rebuilt from them, so a file that lagged the checkpoint after a kill, or was damaged, is repaired.
         // (Checkpoints of format 3 hold none; then the previous metrics.json is read.)

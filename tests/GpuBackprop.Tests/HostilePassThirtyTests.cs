@@ -273,4 +273,118 @@ public sealed class HostilePassThirtyTests : IDisposable
             Assert.True(rerun == ExitCode.Success, $"{again}: {rerunError}");
         }
     }
+
+    /// <summary>
+    /// Pass 33, F1: a run resumed into another folder kept the step log there (another run's, stopped in its first epoch)
+    /// and appended its own steps to it; its own first epoch's records were missing. Now the log there is the resumed
+    /// run's own, taken from its checkpoint's folder up to the checkpoint. F3: --resume refused --schedule step:1:0.50
+    /// for the run's step:1:0.5 (the texts were compared); schedules are compared by value.
+    /// </summary>
+    [Fact]
+    public void AResumeIntoAnotherFolderContinuesItsOwnStepLogAndSchedulesCompareByValue()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
+        string model = HostileInputs.LinearModel(dir, 1, 8, 2), x = Path.Combine(dir, "x"), y = Path.Combine(dir, "y");
+        var (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--model", model, "--epochs", "1", "--batch", "1", "--data", data,
+            "--image-size", "8x8", "--channels", "1", "--schedule", "step:1:0.5", "--out", x);
+        Assert.True(code == ExitCode.Success, error);
+        Directory.CreateDirectory(y);
+        const string Other = """{"step":20,"epoch":1,"epoch_step":20,"epoch_steps":80,"loss":1.83,"learning_rate":0.01,"images_per_second":100}""";
+        File.WriteAllText(Path.Combine(y, "steps.jsonl"), Other + "\n");
+        string checkpoint = Path.Combine(x, "checkpoint.gbp");
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--resume", checkpoint, "--data", data, "--epochs", "2", "--out", y, "--schedule", "step:1:0.50");
+        Assert.True(code == ExitCode.Success, error);
+        string[] own = File.ReadAllLines(Path.Combine(x, "steps.jsonl")), continued = File.ReadAllLines(Path.Combine(y, "steps.jsonl"));
+        Assert.DoesNotContain(Other, continued);
+        Assert.Equal(own, continued.Take(own.Length));
+        Assert.Contains(continued.Skip(own.Length), line => line.Contains("\"epoch\":2", StringComparison.Ordinal));
+
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--resume", checkpoint, "--data", data, "--epochs", "2", "--out", Path.Combine(dir, "z"), "--schedule", "step:1:0.25");
+        Assert.True(code == ExitCode.Usage && error.Contains("--schedule step:1:0.25 (the run's: step:1:0.5)", StringComparison.Ordinal), error);
+    }
+
+    /// <summary>
+    /// Pass 33, F2: a steps.jsonl of one epoch-1 record followed by the user's own lines was taken for a stopped run's log
+    /// and replaced. Every line must be a record of epoch 1 now, but for a last one a kill cut short (a record's start, no
+    /// newline after it).
+    /// </summary>
+    [Fact]
+    public void AStepLogWithLinesOfYourOwnIsNotAStoppedRunsLog()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
+        string model = HostileInputs.LinearModel(dir, 1, 8, 2);
+        const string Record = """{"step":1,"epoch":1,"epoch_step":1,"epoch_steps":2,"loss":0.69,"learning_rate":0.01,"images_per_second":100}""";
+        foreach (var (name, text, refused) in new[]
+        {
+            ("notes-after", Record + "\n# my notes: lr too high\n", true),
+            ("notes-between", Record + "\nmy notes\n" + Record + "\n", true),
+            ("long-line", Record + "\n" + new string('x', 10_000) + "\n", true),
+            ("torn", Record + "\n" + Record[..40], false),
+            ("torn-only", Record[..30], false),
+            ("not-a-record-start", Record + "\n{\"my\": 1}", true),
+        })
+        {
+            string folder = Path.Combine(dir, name);
+            Directory.CreateDirectory(folder);
+            File.WriteAllText(Path.Combine(folder, "steps.jsonl"), text);
+            var (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--model", model, "--epochs", "1", "--batch", "3", "--data", data,
+                "--image-size", "8x8", "--channels", "1", "--out", folder);
+            if (refused)
+            {
+                Assert.True(code == ExitCode.Usage && error.Contains("holds steps.jsonl with no checkpoint", StringComparison.Ordinal), $"{name}: exit {code}, {error}");
+                Assert.Equal(text, File.ReadAllText(Path.Combine(folder, "steps.jsonl")));
+            }
+            else
+                Assert.True(code == ExitCode.Success, $"{name}: {error}");
+        }
+    }
+
+    /// <summary>
+    /// Pass 33, F4: batch_norm2d on a flattened [N, C] input with a last batch of one image failed mid-epoch, exit 1,
+    /// naming no layer ("needs more than one value per channel"); the 1x1 case was refused before training. Both are now.
+    /// </summary>
+    [Fact]
+    public void ABatchOfOneThroughABatchNormOnAFlattenedInputIsRefusedBeforeTraining()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8); // 6 training images
+        string model = Path.Combine(dir, "flat-bn.json"), run = Path.Combine(dir, "run");
+        File.WriteAllText(model, """
+            {"input": [1, 8, 8], "classes": 2, "layers": [{"type": "flatten"}, {"type": "batch_norm2d", "num_features": 64},
+              {"type": "linear", "in_features": 64, "out_features": 2}]}
+            """);
+        var (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--model", model, "--epochs", "1", "--batch", "5", "--data", data,
+            "--image-size", "8x8", "--channels", "1", "--out", run);
+        Assert.True(code == ExitCode.Usage && error.Contains("layer 1 (batch_norm2d) sees one value a channel for one image", StringComparison.Ordinal)
+            && error.Contains("the last batch of each epoch holds one image (6 training images in batches of 5)", StringComparison.Ordinal), $"exit {code}, {error}");
+        Assert.False(File.Exists(Path.Combine(run, "steps.jsonl")));
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--model", model, "--epochs", "1", "--batch", "3", "--data", data,
+            "--image-size", "8x8", "--channels", "1", "--out", run);
+        Assert.True(code == ExitCode.Success, error);
+    }
+
+    /// <summary>
+    /// Pass 33, F5: a PNG whose complete zlib stream is followed by more bytes in its IDAT (libpng: "Extra compressed
+    /// data", decoded; PIL decodes it) was refused as lacking its Adler-32 checksum. It decodes now; a stream cut inside
+    /// its checksum is still refused.
+    /// </summary>
+    [Fact]
+    public void BytesAfterACompleteZlibStreamAreIgnoredAsLibpngIgnoresThem()
+    {
+        var raw = new byte[3 * (1 + 3 * 3)];
+        for (int i = 0; i < raw.Length; i++)
+            raw[i] = i % 10 == 0 ? (byte)0 : (byte)(i * 7);
+        byte[] png = HostileInputs.PngOf(3, 3, 8, 2, 0, raw);
+        const int IdatAt = 8 + 12 + 13;
+        int length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(IdatAt));
+        byte[] stream = png.AsSpan(IdatAt + 8, length).ToArray();
+        byte[] With(byte[] idat) => [.. png.AsSpan(0, IdatAt), .. HostileInputs.Chunk("IDAT", idat), .. HostileInputs.Chunk("IEND", [])];
+
+        string extra = Path.Combine(dir, "extra.png"), cut = Path.Combine(dir, "cut.png");
+        File.WriteAllBytes(extra, With([.. stream, 1, 2, 3, 4]));
+        File.WriteAllBytes(cut, With(stream[..^2]));
+        byte[] expected = [.. Enumerable.Range(0, 3).SelectMany(c => Enumerable.Range(0, 3).SelectMany(y => Enumerable.Range(0, 3).Select(x => raw[y * 10 + 1 + 3 * x + c])))];
+        Assert.Equal(expected, Decoded(extra, 3, 3));
+        var e = Assert.Throws<DataFormatException>(() => Decoded(cut, 3, 3));
+        Assert.Contains("ends without zlib's Adler-32 checksum", e.Message, StringComparison.Ordinal);
+    }
 }
