@@ -123,12 +123,16 @@ internal sealed class StepLog(string path) : IDisposable
     /// <summary>
     /// Rewrites the log with only the records of steps up to <paramref name="step"/> (-1: none), atomically, taken from
     /// <paramref name="from"/> when given: a run resumed into another folder continues its own log, not the one there
-    /// (another run's records were kept, and the resumed run's appended to them).
+    /// (another run's records were kept, and the resumed run's appended to them). With <paramref name="stepsPerEpoch"/>,
+    /// records of another number of steps an epoch say the log is another run's, and none is kept.
     /// </summary>
-    public static void KeepUpTo(string path, long step, string? from = null)
+    public static void KeepUpTo(string path, long step, string? from = null, long stepsPerEpoch = 0)
     {
         string source = from ?? path;
-        var kept = File.Exists(source) ? Read(source).Where(r => r.Step <= step).ToList() : [];
+        var kept = step >= 0 && File.Exists(source) ? Read(source).Where(r => r.Step <= step).ToList() : [];
+        // Records of another number of steps an epoch are another run's: none is kept.
+        if (stepsPerEpoch > 0 && kept.Any(r => r.EpochSteps != stepsPerEpoch))
+            kept.Clear();
         if (!File.Exists(path) && kept.Count == 0)
             return;
         Serialization.AtomicFile.Write(path, s =>

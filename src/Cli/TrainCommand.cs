@@ -505,8 +505,14 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         string stepsPath = Path.Combine(outDir, StepsName);
         // A fresh run starts the log; a resumed one keeps the steps up to its checkpoint (a run killed
         // mid-epoch logged steps that the resumed run will log again).
-        StepLog.KeepUpTo(stepsPath, resume is null ? -1 : trainer.Optimizer.StepCount,
-            resume is null ? null : Path.Combine(Path.GetDirectoryName(Usage.Real(resume))!, StepsName));
+        // Resumed into another folder, the log is taken from the checkpoint's folder when it is that run's: the file resumed
+        // is the folder's checkpoint.gbp or best.gbp (a checkpoint copied into another run's folder took that run's records),
+        // the log a regular file (a FIFO there hung the resume), and its records of this run's steps a epoch (KeepUpTo).
+        string? from = resume is null ? null : Path.Combine(Path.GetDirectoryName(Usage.Real(resume))!, StepsName);
+        bool ownLog = from is not null && Path.GetFileName(Usage.Real(resume!)) is CheckpointName or BestName
+            && (!File.Exists(from) || Serialization.FileKind.OfTarget(from) is null);
+        StepLog.KeepUpTo(stepsPath, ownLog ? trainer.Optimizer.StepCount : -1, from,
+            trainer.EpochsDone > 0 ? trainer.Optimizer.StepCount / trainer.EpochsDone : 0);
         // On resume the epochs so far come from the checkpoint, which stores each epoch's results: metrics.json
         // is rebuilt from them, so a file that lagged the checkpoint after a kill, or was damaged, is repaired.
         // (Checkpoints of format 3 hold none; then the previous metrics.json is read.)

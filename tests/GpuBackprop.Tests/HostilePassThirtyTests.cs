@@ -281,7 +281,7 @@ public sealed class HostilePassThirtyTests : IDisposable
     /// for the run's step:1:0.5 (the texts were compared); schedules are compared by value.
     /// </summary>
     [Fact]
-    public void AResumeIntoAnotherFolderContinuesItsOwnStepLogAndSchedulesCompareByValue()
+    public async Task AResumeIntoAnotherFolderContinuesItsOwnStepLogAndSchedulesCompareByValue()
     {
         string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
         string model = HostileInputs.LinearModel(dir, 1, 8, 2), x = Path.Combine(dir, "x"), y = Path.Combine(dir, "y");
@@ -301,6 +301,30 @@ public sealed class HostilePassThirtyTests : IDisposable
 
         (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--resume", checkpoint, "--data", data, "--epochs", "2", "--out", Path.Combine(dir, "z"), "--schedule", "step:1:0.25");
         Assert.True(code == ExitCode.Usage && error.Contains("--schedule step:1:0.25 (the run's: step:1:0.5)", StringComparison.Ordinal), error);
+
+        // Pass 34, F1: the checkpoint copied into another run's folder (x2, batch 2: 3 steps an epoch where x has 6) took
+        // that run's records; F2: a FIFO as the log beside the checkpoint hung the resume. Neither is the run's log: the
+        // resumed run's log starts at its next epoch.
+        string x2 = Path.Combine(dir, "x2");
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--model", model, "--epochs", "1", "--batch", "2", "--data", data,
+            "--image-size", "8x8", "--channels", "1", "--schedule", "step:1:0.5", "--out", x2);
+        Assert.True(code == ExitCode.Success, error);
+        foreach (var (name, folder) in new[] { ("copied", x2), ("fifo", Path.Combine(dir, "fifo")) })
+        {
+            Directory.CreateDirectory(folder);
+            string copy = Path.Combine(folder, name == "copied" ? "a.gbp" : "checkpoint.gbp");
+            File.Copy(checkpoint, copy);
+            if (name == "fifo")
+                Assert.Equal(0, HostileInputs.MakeFifo(Path.Combine(folder, "steps.jsonl"), Convert.ToUInt32("644", 8)));
+            string target = Path.Combine(dir, $"resumed-{name}");
+            // A resume that hangs fails here (TimeoutException) instead of holding the suite.
+            var (resumedCode, resumedError, _) = await Task.Run(() => InProcessCli.Run("train", "--device", "cpu", "--resume", copy, "--data", data, "--epochs", "2", "--out", target),
+                TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(120), TestContext.Current.CancellationToken);
+            Assert.True(resumedCode == ExitCode.Success, $"{name}: {resumedError}");
+            string[] log = File.ReadAllLines(Path.Combine(target, "steps.jsonl"));
+            Assert.NotEmpty(log);
+            Assert.All(log, line => Assert.Contains("\"epoch\":2,", line, StringComparison.Ordinal));
+        }
     }
 
     /// <summary>
