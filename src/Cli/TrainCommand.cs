@@ -108,8 +108,10 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 return ValidationResult.Error("--device: train takes one device, or a list of devices for data-parallel replicas (cpu,cpu or cuda:0,cuda:1); 'all' is not accepted.");
             if (Distributed.MpiCollective.Launched && ReplicaCount > 1 && Specs.Count > 1)
                 return ValidationResult.Error($"--device: under mpiexec each rank trains on one device; got '{SpecText}' (give each rank its own, e.g. --device cuda:{{local_rank}}).");
-            if ((Batch ?? new TrainConfig().BatchSize) % ReplicaCount != 0)
-                return ValidationResult.Error($"--batch {Batch ?? new TrainConfig().BatchSize} does not share evenly among {ReplicaCount} replicas; give a multiple of {ReplicaCount}.");
+            // A resume without --batch takes the checkpoint's, which shared evenly among the run's replicas (their count is
+            // checked against it): the default of 64 was checked instead, and a run on 3 replicas could not be resumed.
+            if ((Batch is not null || Resume is null) && (Batch ?? new TrainConfig().BatchSize) % ReplicaCount != 0)
+                return ValidationResult.Error($"{(Batch is null ? "the default --batch" : "--batch")} {Batch ?? new TrainConfig().BatchSize} does not share evenly among {ReplicaCount} replicas; give a multiple of {ReplicaCount}.");
             ValidationResult result = Usage.All(
                 devices,
                 Usage.Model(ModelName),
@@ -324,7 +326,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             Compare("--early-stop", EarlyStop, c.EarlyStop);
             if (Nesterov && !c.Optimizer.Nesterov) differing.Add("--nesterov (the run has none)");
             if (Normalization() is float[] normalize && (c.Normalization is not float[] stored || !SameNormalization(normalize, stored)))
-                differing.Add($"--normalize {Normalize} (the run's: {(c.Normalization is float[] s ? string.Join(",", s.Select(v => Text(v))) : "its training data's")})");
+                differing.Add($"--normalize {Normalize} (the run's: {(c.Normalization is float[] s ? $"{string.Join(",", s[..(s.Length / 2)].Select(v => Text(v)))}/{string.Join(",", s[(s.Length / 2)..].Select(v => Text(v)))}" : "its training data's")})");
             if (Flip && !c.HorizontalFlip) differing.Add("--flip (the run has none)");
             if (differing.Count > 0)
                 throw new UsageException($"--resume {checkpoint}: a resumed run keeps its configuration (only --epochs changes it, to a new total); "

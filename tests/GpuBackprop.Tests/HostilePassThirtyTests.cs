@@ -411,4 +411,27 @@ public sealed class HostilePassThirtyTests : IDisposable
         var e = Assert.Throws<DataFormatException>(() => Decoded(cut, 3, 3));
         Assert.Contains("ends without zlib's Adler-32 checksum", e.Message, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// Pass 35, F1: a run on 3 replicas (batch 6) could not be resumed without --batch: the default of 64 was checked
+    /// against the replicas before the checkpoint's batch was read ("--batch 64 does not share evenly"). F2: the refusal of
+    /// another --normalize printed the run's as six numbers, a form --normalize refuses; it prints MEANS/STDS now.
+    /// </summary>
+    [Fact]
+    public void AResumeTakesItsBatchAndNamesItsNormalizationAsGiven()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8, channels: 3);
+        string model = HostileInputs.LinearModel(dir, 3, 8, 2), run = Path.Combine(dir, "run");
+        var (code, error, _) = InProcessCli.Run("train", "--device", "cpu,cpu,cpu", "--model", model, "--epochs", "1", "--batch", "6", "--data", data,
+            "--image-size", "8x8", "--normalize", "0.1,0.2,0.3/0.5,0.6,0.7", "--out", run);
+        Assert.True(code == ExitCode.Success, error);
+        string checkpoint = Path.Combine(run, "checkpoint.gbp");
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu,cpu,cpu", "--data", data, "--epochs", "2", "--resume", checkpoint);
+        Assert.True(code == ExitCode.Success, error);
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu,cpu,cpu", "--data", data, "--epochs", "3", "--resume", checkpoint, "--normalize", "0.5/0.2");
+        Assert.True(code == ExitCode.Usage && error.Contains("(the run's: 0.1,0.2,0.3/0.5,0.6,0.7)", StringComparison.Ordinal), error);
+        // A new run is still told when the default batch does not share evenly, and that it is the default.
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu,cpu,cpu", "--model", model, "--epochs", "1", "--data", data, "--image-size", "8x8", "--out", Path.Combine(dir, "new"));
+        Assert.True(code == ExitCode.Usage && error.Contains("the default --batch 64 does not share evenly among 3 replicas", StringComparison.Ordinal), error);
+    }
 }
