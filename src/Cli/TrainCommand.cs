@@ -463,10 +463,8 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 : $"nothing to train: the run stopped early after epoch {trainer.EpochsDone} (--early-stop {config.EarlyStop}: no better validation accuracy since epoch {trainer.BestEpoch!.Epoch}); nothing was written");
             return ExitCode.Success;
         }
-        // Checked again here (OutProblem checked before the data loaded when --out was given); replaced with --overwrite.
-        string[] foreign = ForeignFiles(outDir);
-        if (foreign.Length > 0 && !s.Overwrite)
-            throw new UsageException(ForeignFilesMessage(outDir, foreign));
+        // Refused above without --overwrite (OutProblem); with it, they go with the other run's files.
+        string[] foreign = s.Overwrite ? ForeignFiles(outDir) : [];
         Directory.CreateDirectory(outDir);
         // Held for the whole run: a second run into the same folder is refused instead of both
         // reporting success while the last writer wins. Opening it also proves the folder is writable
