@@ -894,7 +894,7 @@ public static class ImageDecoder
             string shown = $"red 0x{masks[0]:X8}, green 0x{masks[1]:X8}, blue 0x{masks[2]:X8}{(masks.Length > 3 ? $", alpha 0x{masks[3]:X8}" : "")}";
             if (bits is not (16 or 24 or 32))
                 return $"is a BMP of {bits} bits a pixel with colour masks (BI_BITFIELDS), which BMP has only at 16 and 32 bits (damaged)";
-            if (bits == 24 && !Bmp24Standard(b))
+            if (bits == 24 && masks[..3] is not [0x00FF0000, 0x0000FF00, 0x000000FF])
                 return $"is a 24-bit BMP with colour masks ({shown}), which is not supported: at 24 bits only red 0x00FF0000, green 0x0000FF00, blue 0x000000FF are read";
             static bool Contiguous(uint m) => m == 0 || ((m >> System.Numerics.BitOperations.TrailingZeroCount(m)) & ((m >> System.Numerics.BitOperations.TrailingZeroCount(m)) + 1)) == 0;
             if (masks[0] == 0 || masks[1] == 0 || masks[2] == 0 || masks.Any(m => System.Numerics.BitOperations.PopCount(m) > 8 || !Contiguous(m)))
@@ -921,12 +921,6 @@ public static class ImageDecoder
             }
         return null;
     }
-
-    /// <summary>Whether a BI_BITFIELDS BMP's red, green and blue masks (at byte 54) are the usual 8-bit ones, 0x00FF0000, 0x0000FF00, 0x000000FF.</summary>
-    private static bool Bmp24Standard(ReadOnlySpan<byte> b) => b.Length >= 66
-        && System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b[54..]) == 0x00FF0000
-        && System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b[58..]) == 0x0000FF00
-        && System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b[62..]) == 0x000000FF;
 
     /// <summary>The width and height a PNG's IHDR declares, or null when the bytes are not a PNG.</summary>
     private static (int Width, int Height)? PngSize(byte[] bytes) =>
