@@ -53,7 +53,7 @@ internal sealed class ExportCommand : Command<ExportCommand.Settings>
             if (path is null || Serialization.FileKind.LinkProblem(path) is not null || !File.Exists(path) || Serialization.FileKind.OfTarget(path) is not null)
                 return ValidationResult.Success();
             string file = Serialization.FileKind.Resolve(path);
-            Span<byte> head = stackalloc byte[64];
+            Span<byte> head = stackalloc byte[9];
             int got;
             using (var fs = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1))
                 got = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
