@@ -27,6 +27,13 @@ public sealed record TrainConfig
     /// <summary>The name of each class, from the training data (CIFAR's meta file, an image folder's class folders); filled by the trainer; null when the data named none (CIFAR without its names file, IDX files that are not Fashion-MNIST).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string[]? ClassNames { get; init; }
+    /// <summary>
+    /// The images the run trains on, the training split less the validation split, over all replicas; filled by the trainer.
+    /// A resume checks that the data still has as many: a folder that gained or lost fewer images than a batch kept its
+    /// steps per epoch and resumed as if it were the same data. Null in checkpoints from before it was stored (2026-12-06).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? TrainImages { get; init; }
     /// <summary>The fraction of the training split held out for validation (seeded, stratified by class; 0: none).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public double ValidationSplit { get; init; }
@@ -78,6 +85,7 @@ public sealed record TrainConfig
         LearningRateSchedule.Parse(Schedule, Epochs);
         if (!(ValidationSplit >= 0 && ValidationSplit <= 0.5)) throw new ArgumentOutOfRangeException(nameof(ValidationSplit), ValidationSplit, "The validation split must be in [0, 0.5].");
         if (Replicas < 1) throw new ArgumentOutOfRangeException(nameof(Replicas), Replicas, "There is at least one replica.");
+        if (TrainImages is < 1) throw new ArgumentOutOfRangeException(nameof(TrainImages), TrainImages, "A run trains on at least one image.");
         if (BatchSize % Replicas != 0) throw new ArgumentException($"The batch of {BatchSize} images does not share evenly among {Replicas} replicas; give a batch size that is a multiple of {Replicas}.", nameof(BatchSize));
         if (EarlyStop < 0) throw new ArgumentOutOfRangeException(nameof(EarlyStop), EarlyStop, "Early stopping's patience must not be negative.");
         if (EarlyStop > 0 && ValidationSplit == 0) throw new ArgumentException("Early stopping watches the validation accuracy: it needs a validation split.", nameof(EarlyStop));

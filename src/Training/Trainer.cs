@@ -245,6 +245,7 @@ public sealed class Trainer : IDisposable
                     throw new ArgumentException($"A validation split of {config.ValidationSplit.ToString("G7", System.Globalization.CultureInfo.InvariantCulture)} holds out no image of the {train.Count} training images (each class rounds to none); give a larger fraction.", nameof(config));
             }
             CheckNoBatchOfOne(config, trainPart.Count, replicas?.Size ?? 1);
+            Config = Config with { TrainImages = trainPart.Count };
             ImageDataset[] splits = held is null ? [trainPart, test] : [trainPart, test, held];
             long[] shares = Shares(splits.Select(d => d.PixelBytes).ToArray(), dataMemory ?? DefaultDataMemory(device));
             if (held is not null)
@@ -815,6 +816,11 @@ public sealed class Trainer : IDisposable
     /// </summary>
     private void CheckStepsFitTheData(string path, Checkpoint c)
     {
+        // The count first: a change of fewer images than a batch keeps the steps per epoch (checkpoints from before the
+        // count was stored are checked by their steps alone).
+        if (c.Config.TrainImages is int trained && trained != train.Count)
+            throw new CheckpointException(path, $"trained on {trained:N0} images; this data has {train.Count:N0}"
+                + (Config.ValidationSplit > 0 ? " once the validation split is held out" : "") + ": resume the run on the data it trained on.");
         int size = replicas?.Size ?? 1;
         long local = ((long)train.Count + size - 1) / size, batch = Config.BatchSize / size;
         long perEpoch = (local + batch - 1) / batch;

@@ -60,9 +60,14 @@ public sealed class HostilePassSeventeenTests : IDisposable
         string[] resume = ["train", "--device", "cpu", "--epochs", "2", "--data", Data];
         var (code, error, _) = InProcessCli.Run([.. resume, "--resume", forged, "--out", Path.Combine(dir, "forged-run")]);
         Assert.True(code == ExitCode.Failure && error.Contains("has taken 9,999 steps in 1 epoch(s); on this data (6 training images in batches of 3) an epoch is 2, so 2", StringComparison.Ordinal), $"exit {code}: {error}");
+        // A checkpoint from before the image count was stored (pass 36) is checked by its steps alone.
+        string old = Path.Combine(dir, "old.gbp");
+        (c with { Config = c.Config with { TrainImages = null } }).Save(old);
         File.Copy(Path.Combine(Data, "train", "a", "0.png"), Path.Combine(Data, "train", "a", "3.png"));
-        (code, error, _) = InProcessCli.Run([.. resume, "--resume", Path.Combine(run, "checkpoint.gbp")]);
+        (code, error, _) = InProcessCli.Run([.. resume, "--resume", old, "--out", Path.Combine(dir, "old-run")]);
         Assert.True(code == ExitCode.Failure && error.Contains("(7 training images in batches of 3) an epoch is 3", StringComparison.Ordinal), $"exit {code}: {error}");
+        (code, error, _) = InProcessCli.Run([.. resume, "--resume", Path.Combine(run, "checkpoint.gbp")]);
+        Assert.True(code == ExitCode.Failure && error.Contains("trained on 6 images; this data has 7", StringComparison.Ordinal), $"exit {code}: {error}");
         File.Delete(Path.Combine(Data, "train", "a", "3.png"));
         (code, error, _) = InProcessCli.Run([.. resume, "--resume", Path.Combine(run, "checkpoint.gbp")]);
         Assert.True(code == ExitCode.Success, error);

@@ -434,4 +434,49 @@ public sealed class HostilePassThirtyTests : IDisposable
         (code, error, _) = InProcessCli.Run("train", "--device", "cpu,cpu,cpu", "--model", model, "--epochs", "1", "--data", data, "--image-size", "8x8", "--out", Path.Combine(dir, "new"));
         Assert.True(code == ExitCode.Usage && error.Contains("the default --batch 64 does not share evenly among 3 replicas", StringComparison.Ordinal), error);
     }
+
+    /// <summary>
+    /// Pass 36, F1: a resume compared only the step count with the data's: a folder that gained or lost fewer images than a
+    /// batch (6 to 7 in batches of 4, two steps an epoch either way) resumed as the same run. The checkpoint stores the
+    /// images the run trains on now, and a resume on another count is refused, naming both; with a validation split, the
+    /// count is what is left once it is held out. A checkpoint from before the count was stored is checked by its steps.
+    /// </summary>
+    [Fact]
+    public void AResumeOnDataThatGainedFewerImagesThanABatchIsRefused()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
+        string model = HostileInputs.LinearModel(dir, 1, 8, 2), run = Path.Combine(dir, "run"), split = Path.Combine(dir, "split");
+        string[] train = ["train", "--device", "cpu", "--data", data, "--image-size", "8x8", "--channels", "1", "--batch", "4"];
+        var (code, error, _) = InProcessCli.Run([.. train, "--model", model, "--epochs", "1", "--out", run]);
+        Assert.True(code == ExitCode.Success, error);
+        (code, error, _) = InProcessCli.Run([.. train, "--model", model, "--epochs", "1", "--val-split", "0.34", "--out", split]);
+        Assert.True(code == ExitCode.Success, error);
+        string checkpoint = Path.Combine(run, "checkpoint.gbp"), splitCheckpoint = Path.Combine(split, "checkpoint.gbp");
+        Training.Checkpoint c = Training.Checkpoint.Load(checkpoint);
+        Assert.Equal((6, 2L), (c.Config.TrainImages, c.Steps));
+        Assert.Equal(4, Training.Checkpoint.Load(splitCheckpoint).Config.TrainImages); // one of each class's three held out
+        string old = Path.Combine(dir, "old.gbp");
+        (c with { Config = c.Config with { TrainImages = null } }).Save(old);
+        Assert.DoesNotContain("TrainImages", Training.Checkpoint.Load(old).Config.ToJson(), StringComparison.Ordinal);
+
+        string added = Path.Combine(data, "train", "a", "3.png");
+        File.Copy(Path.Combine(data, "train", "a", "0.png"), added);
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--data", data, "--epochs", "2", "--resume", checkpoint);
+        Assert.True(code == ExitCode.Failure && error.Contains("checkpoint.gbp: trained on 6 images; this data has 7: resume the run on the data it trained on.", StringComparison.Ordinal), $"exit {code}: {error}");
+        Assert.Equal(1, Training.Checkpoint.Load(checkpoint).Epoch);
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--data", data, "--epochs", "2", "--resume", splitCheckpoint);
+        Assert.True(code == ExitCode.Failure && error.Contains("trained on 4 images; this data has 5 once the validation split is held out", StringComparison.Ordinal), $"exit {code}: {error}");
+        // An old checkpoint has no count to compare: its steps (two an epoch) still fit.
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--data", data, "--epochs", "2", "--resume", old, "--out", Path.Combine(dir, "old-run"));
+        Assert.True(code == ExitCode.Success, error);
+
+        File.Delete(added);
+        File.Delete(Path.Combine(data, "train", "b", "2.png"));
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--data", data, "--epochs", "2", "--resume", checkpoint);
+        Assert.True(code == ExitCode.Failure && error.Contains("trained on 6 images; this data has 5", StringComparison.Ordinal), $"exit {code}: {error}");
+        File.Copy(Path.Combine(data, "train", "b", "0.png"), Path.Combine(data, "train", "b", "2.png"));
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--data", data, "--epochs", "2", "--resume", checkpoint);
+        Assert.True(code == ExitCode.Success, error);
+        Assert.Equal(6, Training.Checkpoint.Load(checkpoint).Config.TrainImages);
+    }
 }
