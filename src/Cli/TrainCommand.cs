@@ -353,6 +353,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             if (s.Out is null && OutProblem(Path.GetDirectoryName(Usage.Real(s.Resume!))!, s) is string problem)
                 throw new UsageException(problem);
         }
+        // Writable, before the data loads (the run's own default folder is checked once it is chosen).
+        if (s.Out is not null || s.Resume is not null)
+            CheckWritable(s.Out ?? Path.GetDirectoryName(Usage.Real(s.Resume!))!);
         // Damaged weights are said before the data loads (exit 1, the file named); they are read again when loaded.
         // Read once, here: the trainers load this dictionary (the file was read a second time when they did).
         IReadOnlyDictionary<string, Serialization.SafeTensor>? weights = null;
@@ -454,6 +457,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             return TrainQuietly(trainer, config);
         if (OutProblem(outDir, s) is string problem)
             throw new UsageException(problem);
+        CheckWritable(outDir);
         // Before the folder is made or touched (a finished run resumed into a new --out left an empty folder), and for a run
         // whose early stop has already come too (it printed "wrote ..." and wrote nothing).
         if (trainer.EpochsDone >= config.Epochs || trainer.ShouldStopEarly)
@@ -693,8 +697,21 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             return AnotherRunMessage(outDir, other);
         if (!s.Overwrite && ForeignFiles(outDir) is [_, ..] foreign)
             return ForeignFilesMessage(outDir, foreign);
-        return Unwritable(outDir);
+        return null;
     }
+
+    /// <summary>
+    /// Throws when nothing can be written in <paramref name="outDir"/> (see <see cref="Unwritable"/>): a file failure,
+    /// exit 1, as export's into the same folder (it was a usage error, exit 2, for train alone).
+    /// </summary>
+    private static void CheckWritable(string outDir)
+    {
+        if (Unwritable(outDir) is string problem)
+            throw new IOException(problem);
+    }
+
+    /// <summary>The longest file or folder name Linux file systems take, in bytes (NAME_MAX).</summary>
+    private const int MaxNameBytes = 255;
 
     /// <summary>
     /// Why nothing can be written in <paramref name="outDir"/> (or, while it does not exist, in the folder it would be made
@@ -703,11 +720,17 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     /// </summary>
     private static string? Unwritable(string outDir)
     {
-        string? folder = Path.GetFullPath(outDir);
+        string full = Path.GetFullPath(outDir);
+        string? folder = full;
         while (folder is not null && !Directory.Exists(folder))
             folder = Path.GetDirectoryName(folder);
         if (folder is null)
             return null;
+        // A folder still to be made whose name is longer than file systems take (NAME_MAX, 255 bytes) failed after the
+        // data had loaded, in .NET's words, naming no option.
+        foreach (string name in full[folder.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries))
+            if (System.Text.Encoding.UTF8.GetByteCount(name) > MaxNameBytes)
+                return $"--out {outDir}: the folder name '{(name.Length > 40 ? name[..40] + "..." : name)}' is {System.Text.Encoding.UTF8.GetByteCount(name)} bytes long; a file or folder name takes at most {MaxNameBytes}.";
         string probe = Path.Combine(folder, $".gpubackprop-probe.{Environment.ProcessId}.tmp");
         try
         {

@@ -124,9 +124,13 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
             if (Config.Architecture is string layers)
             {
                 ModelDescription stored = ModelDescription.Parse(Model, layers, path);
-                if (Config.Input is int[] input && Layers.Architecture.Check(stored.Layers, input) is [int classes]
-                    && Config.ClassNames is { } names && names.Length != classes)
-                    throw new CheckpointException(path, $"names {names.Length} classes for a model of {classes} outputs.");
+                if (Config.Input is int[] input && Layers.Architecture.Check(stored.Layers, input) is [int classes])
+                {
+                    if (Config.ClassNames is { } names && names.Length != classes)
+                        throw new CheckpointException(path, $"names {names.Length} classes for a model of {classes} outputs.");
+                    if (Config.TrainImages is { } counts && counts.Length != classes)
+                        throw new CheckpointException(path, $"counts the training images of {counts.Length} classes for a model of {classes} outputs.");
+                }
             }
         }
         catch (Exception e) when (e is ArgumentException or Layers.ArchitectureException or IOException or System.Text.Json.JsonException)
@@ -149,6 +153,8 @@ public sealed record Checkpoint(string Model, TrainConfig Config, int Epoch, lon
         // (three names for ten outputs ended predict --json in an index error).
         if (Config.ClassNames is not null && (Config.Input is null || Config.Architecture is null))
             throw new CheckpointException(path, "names its classes but stores no input or architecture to check them against (every run that names classes stores both).");
+        if (Config.TrainImages is not null && (Config.Input is null || Config.Architecture is null))
+            throw new CheckpointException(path, "counts its training images but stores no input or architecture to check them against (every run stores all three).");
         // The trainer stores the normalisation with the input (formats 3 and 4 always did): without it, predict and eval
         // fell back to Fashion-MNIST's, and a 3-channel export failed in .NET's words.
         if (Config.Input is not null && Config.Normalization is null)

@@ -28,12 +28,13 @@ public sealed record TrainConfig
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string[]? ClassNames { get; init; }
     /// <summary>
-    /// The images the run trains on, the training split less the validation split, over all replicas; filled by the trainer.
-    /// A resume checks that the data still has as many: a folder that gained or lost fewer images than a batch kept its
-    /// steps per epoch and resumed as if it were the same data. Null in checkpoints from before it was stored (2026-12-06).
+    /// The training images of each class, before the validation split is held out; filled by the trainer. A resume checks
+    /// that the data still has as many: a folder that gained or lost fewer images than a batch kept its steps per epoch and
+    /// resumed as if it were the same data, and with a validation split (rounded per class) even a class that gained one
+    /// could leave as many to train on, the split drawn anew. Null in checkpoints from before it was stored (2026-12-06).
     /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
-    public int? TrainImages { get; init; }
+    public int[]? TrainImages { get; init; }
     /// <summary>The fraction of the training split held out for validation (seeded, stratified by class; 0: none).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public double ValidationSplit { get; init; }
@@ -85,7 +86,8 @@ public sealed record TrainConfig
         LearningRateSchedule.Parse(Schedule, Epochs);
         if (!(ValidationSplit >= 0 && ValidationSplit <= 0.5)) throw new ArgumentOutOfRangeException(nameof(ValidationSplit), ValidationSplit, "The validation split must be in [0, 0.5].");
         if (Replicas < 1) throw new ArgumentOutOfRangeException(nameof(Replicas), Replicas, "There is at least one replica.");
-        if (TrainImages is < 1) throw new ArgumentOutOfRangeException(nameof(TrainImages), TrainImages, "A run trains on at least one image.");
+        if (TrainImages is int[] images && (images.Any(n => n < 0) || images.Sum(n => (long)n) == 0))
+            throw new ArgumentOutOfRangeException(nameof(TrainImages), string.Join(", ", images), "The training images of each class are counts, not negative, and a run trains on at least one.");
         if (BatchSize % Replicas != 0) throw new ArgumentException($"The batch of {BatchSize} images does not share evenly among {Replicas} replicas; give a batch size that is a multiple of {Replicas}.", nameof(BatchSize));
         if (EarlyStop < 0) throw new ArgumentOutOfRangeException(nameof(EarlyStop), EarlyStop, "Early stopping's patience must not be negative.");
         if (EarlyStop > 0 && ValidationSplit == 0) throw new ArgumentException("Early stopping watches the validation accuracy: it needs a validation split.", nameof(EarlyStop));

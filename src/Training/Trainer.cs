@@ -245,7 +245,7 @@ public sealed class Trainer : IDisposable
                     throw new ArgumentException($"A validation split of {config.ValidationSplit.ToString("G7", System.Globalization.CultureInfo.InvariantCulture)} holds out no image of the {train.Count} training images (each class rounds to none); give a larger fraction.", nameof(config));
             }
             CheckNoBatchOfOne(config, trainPart.Count, replicas?.Size ?? 1);
-            Config = Config with { TrainImages = trainPart.Count };
+            Config = Config with { TrainImages = ImagesPerClass(train) };
             ImageDataset[] splits = held is null ? [trainPart, test] : [trainPart, test, held];
             long[] shares = Shares(splits.Select(d => d.PixelBytes).ToArray(), dataMemory ?? DefaultDataMemory(device));
             if (held is not null)
@@ -816,17 +816,31 @@ public sealed class Trainer : IDisposable
     /// </summary>
     private void CheckStepsFitTheData(string path, Checkpoint c)
     {
-        // The count first: a change of fewer images than a batch keeps the steps per epoch (checkpoints from before the
-        // count was stored are checked by their steps alone).
-        if (c.Config.TrainImages is int trained && trained != train.Count)
-            throw new CheckpointException(path, $"trained on {trained:N0} images; this data has {train.Count:N0}"
-                + (Config.ValidationSplit > 0 ? " once the validation split is held out" : "") + ": resume the run on the data it trained on.");
+        // The counts first: a change of fewer images than a batch keeps the steps per epoch (checkpoints from before the
+        // counts were stored are checked by their steps alone).
+        if (c.Config.TrainImages is int[] trained && Config.TrainImages is int[] now && !trained.SequenceEqual(now))
+        {
+            long before = trained.Sum(n => (long)n), after = now.Sum(n => (long)n);
+            int changed = Enumerable.Range(0, Math.Min(trained.Length, now.Length)).FirstOrDefault(k => trained[k] != now[k]);
+            throw new CheckpointException(path, (before != after || trained.Length != now.Length
+                    ? $"trained on {before:N0} images; this data has {after:N0}"
+                    : $"trained on {trained[changed]:N0} images of class {Config.ClassName(changed)}; this data has {now[changed]:N0} (as many in all: images moved between classes)")
+                + ": resume the run on the data it trained on.");
+        }
         int size = replicas?.Size ?? 1;
         long local = ((long)train.Count + size - 1) / size, batch = Config.BatchSize / size;
         long perEpoch = (local + batch - 1) / batch;
         if (c.Steps != c.Epoch * perEpoch)
             throw new CheckpointException(path, $"has taken {c.Steps:N0} steps in {c.Epoch} epoch(s); on this data ({train.Count:N0} training images in batches of {Config.BatchSize}) an epoch is {perEpoch:N0}, "
                 + $"so {c.Epoch * perEpoch:N0}: resume the run on the data it trained on.");
+    }
+
+    private static int[] ImagesPerClass(ImageDataset data)
+    {
+        var counts = new int[data.Classes];
+        foreach (int label in data.Labels)
+            counts[label]++;
+        return counts;
     }
 
     /// <summary>Loads weights (and optimizer state) from a checkpoint into this trainer's model.</summary>

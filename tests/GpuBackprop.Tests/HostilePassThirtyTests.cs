@@ -437,9 +437,11 @@ public sealed class HostilePassThirtyTests : IDisposable
 
     /// <summary>
     /// Pass 36, F1: a resume compared only the step count with the data's: a folder that gained or lost fewer images than a
-    /// batch (6 to 7 in batches of 4, two steps an epoch either way) resumed as the same run. The checkpoint stores the
-    /// images the run trains on now, and a resume on another count is refused, naming both; with a validation split, the
-    /// count is what is left once it is held out. A checkpoint from before the count was stored is checked by its steps.
+    /// batch (6 to 7 in batches of 4, two steps an epoch either way) resumed as the same run. Pass 37, R1: counted after the
+    /// validation split (rounded per class), a class that gained an image could leave as many to train on, the split drawn
+    /// anew. The checkpoint stores each class's training images before the split now, and a resume on other counts is
+    /// refused, naming them (an image moved between classes too). A checkpoint from before the counts were stored is
+    /// checked by its steps; a crafted count that does not fit the model is refused when the checkpoint loads.
     /// </summary>
     [Fact]
     public void AResumeOnDataThatGainedFewerImagesThanABatchIsRefused()
@@ -449,34 +451,69 @@ public sealed class HostilePassThirtyTests : IDisposable
         string[] train = ["train", "--device", "cpu", "--data", data, "--image-size", "8x8", "--channels", "1", "--batch", "4"];
         var (code, error, _) = InProcessCli.Run([.. train, "--model", model, "--epochs", "1", "--out", run]);
         Assert.True(code == ExitCode.Success, error);
-        (code, error, _) = InProcessCli.Run([.. train, "--model", model, "--epochs", "1", "--val-split", "0.34", "--out", split]);
+        (code, error, _) = InProcessCli.Run([.. train, "--model", model, "--epochs", "1", "--val-split", "0.2", "--out", split]);
         Assert.True(code == ExitCode.Success, error);
         string checkpoint = Path.Combine(run, "checkpoint.gbp"), splitCheckpoint = Path.Combine(split, "checkpoint.gbp");
         Training.Checkpoint c = Training.Checkpoint.Load(checkpoint);
-        Assert.Equal((6, 2L), (c.Config.TrainImages, c.Steps));
-        Assert.Equal(4, Training.Checkpoint.Load(splitCheckpoint).Config.TrainImages); // one of each class's three held out
+        Assert.Equal((3, 3, 2L), (c.Config.TrainImages![0], c.Config.TrainImages[1], c.Steps));
+        Assert.Equal([3, 3], Training.Checkpoint.Load(splitCheckpoint).Config.TrainImages!); // before the split
         string old = Path.Combine(dir, "old.gbp");
         (c with { Config = c.Config with { TrainImages = null } }).Save(old);
         Assert.DoesNotContain("TrainImages", Training.Checkpoint.Load(old).Config.ToJson(), StringComparison.Ordinal);
+        foreach (int[] counts in (int[][])[[3], [3, 3, 0], [-1, 7], [0, 0]])
+        {
+            string forged = Path.Combine(dir, "forged.gbp");
+            (c with { Config = c.Config with { TrainImages = counts } }).Save(forged);
+            var e = Assert.Throws<Training.CheckpointException>(() => Training.Checkpoint.Load(forged));
+            Assert.True(e.Message.Contains(counts.Length == 2 ? "training images of each class are counts" : $"counts the training images of {counts.Length} classes for a model of 2 outputs", StringComparison.Ordinal), e.Message);
+        }
 
         string added = Path.Combine(data, "train", "a", "3.png");
         File.Copy(Path.Combine(data, "train", "a", "0.png"), added);
         (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--data", data, "--epochs", "2", "--resume", checkpoint);
         Assert.True(code == ExitCode.Failure && error.Contains("checkpoint.gbp: trained on 6 images; this data has 7: resume the run on the data it trained on.", StringComparison.Ordinal), $"exit {code}: {error}");
         Assert.Equal(1, Training.Checkpoint.Load(checkpoint).Epoch);
+        // At 0.2 the split holds out one image of each class either way (3 and 4 round to 1): 5 to train on, as before.
         (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--data", data, "--epochs", "2", "--resume", splitCheckpoint);
-        Assert.True(code == ExitCode.Failure && error.Contains("trained on 4 images; this data has 5 once the validation split is held out", StringComparison.Ordinal), $"exit {code}: {error}");
-        // An old checkpoint has no count to compare: its steps (two an epoch) still fit.
+        Assert.True(code == ExitCode.Failure && error.Contains("trained on 6 images; this data has 7", StringComparison.Ordinal), $"exit {code}: {error}");
+        // An old checkpoint has no counts to compare: its steps (two an epoch) still fit.
         (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--data", data, "--epochs", "2", "--resume", old, "--out", Path.Combine(dir, "old-run"));
         Assert.True(code == ExitCode.Success, error);
 
+        // An image of b moved to a: as many in all, another class.
+        File.Move(Path.Combine(data, "train", "b", "2.png"), Path.Combine(data, "train", "a", "4.png"));
         File.Delete(added);
-        File.Delete(Path.Combine(data, "train", "b", "2.png"));
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--data", data, "--epochs", "2", "--resume", checkpoint);
+        Assert.True(code == ExitCode.Failure && error.Contains("trained on 3 images of class 0 a; this data has 4 (as many in all: images moved between classes)", StringComparison.Ordinal), $"exit {code}: {error}");
+        File.Delete(Path.Combine(data, "train", "a", "4.png"));
         (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--data", data, "--epochs", "2", "--resume", checkpoint);
         Assert.True(code == ExitCode.Failure && error.Contains("trained on 6 images; this data has 5", StringComparison.Ordinal), $"exit {code}: {error}");
         File.Copy(Path.Combine(data, "train", "b", "0.png"), Path.Combine(data, "train", "b", "2.png"));
         (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--data", data, "--epochs", "2", "--resume", checkpoint);
         Assert.True(code == ExitCode.Success, error);
-        Assert.Equal(6, Training.Checkpoint.Load(checkpoint).Config.TrainImages);
+        Assert.Equal([3, 3], Training.Checkpoint.Load(checkpoint).Config.TrainImages!);
+    }
+
+    /// <summary>
+    /// Pass 37, R3: an --out that cannot be written was a usage error (exit 2) for train and a file failure (exit 1) for
+    /// export into the same folder; it is exit 1 for both now (HostilePassSixteenTests has the folders). M1: an --out whose
+    /// folder name is longer than file systems take failed after the data had loaded, in .NET's words; it is refused
+    /// before, naming --out.
+    /// </summary>
+    [Fact]
+    public void AnOutWithANameTooLongIsRefusedBeforeTheDataLoads()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
+        string name = new('x', 256), outDir = Path.Combine(dir, name, "run");
+        var (code, error, output) = InProcessCli.Run("train", "--device", "cpu", "--model", HostileInputs.LinearModel(dir, 1, 8, 2), "--epochs", "1",
+            "--batch", "3", "--data", data, "--image-size", "8x8", "--channels", "1", "--out", outDir);
+        Assert.True(code == ExitCode.Failure && error.Contains($"--out {outDir}: the folder name '{new string('x', 40)}...' is 256 bytes long; a file or folder name takes at most 255.", StringComparison.Ordinal), $"exit {code}: {error}");
+        Assert.DoesNotContain("train images", output, StringComparison.Ordinal);
+        // 255 bytes (here in two-byte letters, 127 and a half would not do) is a name the run can make.
+        string longest = Path.Combine(dir, new string('x', 1) + new string('\u00e9', 127));
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--model", HostileInputs.LinearModel(dir, 1, 8, 2), "--epochs", "1",
+            "--batch", "3", "--data", data, "--image-size", "8x8", "--channels", "1", "--out", longest);
+        Assert.True(code == ExitCode.Success, error);
+        Assert.True(File.Exists(Path.Combine(longest, "checkpoint.gbp")));
     }
 }
