@@ -88,6 +88,9 @@ public static class ImageDecoder
         // After the header's checks, so that a size or depth we refuse anyway is what the message names.
         if (PngProblem(file) is string damaged)
             throw new DataFormatException(path, damaged);
+        // After the size's check too: the walk keeps a word for each block of a progressive JPEG.
+        if (JpegScans.Problem(file) is string shortScan)
+            throw new DataFormatException(path, shortScan);
         JpegUpsampling.Install();
         ImageResult image;
         try

@@ -686,6 +686,8 @@ public sealed class DataSourceTests : IDisposable
     [InlineData("narrow-420", 3, 5)]
     [InlineData("narrow-422", 4, 5)]
     [InlineData("progressive", 21, 13)]
+    [InlineData("restart-420", 21, 13)]
+    [InlineData("restart-progressive", 21, 13)]
     public void SubsampledChromaIsUpsampledAsPilUpsamplesIt(string name, int w, int h)
     {
         string path = Path.Combine(AppContext.BaseDirectory, "images", name + ".jpg");

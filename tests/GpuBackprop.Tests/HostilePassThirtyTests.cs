@@ -516,4 +516,66 @@ public sealed class HostilePassThirtyTests : IDisposable
         Assert.True(code == ExitCode.Success, error);
         Assert.True(File.Exists(Path.Combine(longest, "checkpoint.gbp")));
     }
+
+    /// <summary>
+    /// Pass 37, R2: a JPEG whose scan ends before its last block, an end marker after it (a file cut and closed, or a
+    /// frame header that declares more rows than were coded), decoded with exit 0: stb went on decoding zero bits, carrying
+    /// the last colour over (128 levels from PIL's grey fill). <c>src/Data/JpegScans.cs</c> walks every scan's symbols and
+    /// refuses such a file. Every fixture (baseline, progressive, subsampled, CMYK, restart intervals in both) is accepted
+    /// whole; cut at every byte of its scans and closed with an end marker, it is refused, except where the cut takes no
+    /// more than the last byte before a marker (it may hold padding alone) or cuts a marker. Checked against libjpeg's "premature end of
+    /// data segment" on 1,900 JPEGs of PIL and cjpeg (sides 1 to 300, sampling, progressive, restarts; whole, cut and made
+    /// taller): the walk agreed on every one.
+    /// </summary>
+    [Theory]
+    [InlineData("sharp-420")]
+    [InlineData("sharp-422")]
+    [InlineData("sharp-422-progressive")]
+    [InlineData("sharp-440")]
+    [InlineData("progressive")]
+    [InlineData("cmyk")]
+    [InlineData("narrow-420")]
+    [InlineData("restart-420")]
+    [InlineData("restart-progressive")]
+    public void AJpegWhoseScanEndsBeforeItsLastBlockIsRefused(string name)
+    {
+        string path = Path.Combine(AppContext.BaseDirectory, "images", name + ".jpg");
+        byte[] whole = File.ReadAllBytes(path);
+        Assert.Null(ImageDecoder.JpegProblem(whole));
+        Assert.Null(JpegScans.Problem(whole));
+        // Where entropy-coded data ends: before each marker that follows the first scan's header (restarts included).
+        int sos = whole.AsSpan().IndexOf([(byte)0xFF, (byte)0xDA]);
+        int first = sos + 2 + (whole[sos + 2] << 8 | whole[sos + 3]), eoi = whole.Length - 2;
+        var markers = new List<int>();
+        for (int p = first; p < eoi; p++)
+            if (whole[p] == 0xFF && whole[p + 1] is not (0x00 or 0xFF))
+                markers.Add(p);
+        markers.Add(eoi);
+        int refused = 0, checkedCuts = 0;
+        for (int cut = first; cut < eoi; cut++)
+        {
+            byte[] closed = [.. whole.AsSpan(0, cut), 0xFF, 0xD9];
+            string? problem = ImageDecoder.JpegProblem(closed) ?? JpegScans.Problem(closed);
+            if (problem is not null)
+                refused++;
+            // A cut that takes at most the byte before a marker (or cuts the marker after its 0xFF) may leave every coded
+            // bit: either verdict.
+            if (markers.Any(m => cut >= m - 1 && cut <= m + 1))
+                continue;
+            checkedCuts++;
+            Assert.True(problem is not null, $"{name}.jpg cut at byte {cut} of {whole.Length} and closed: accepted");
+        }
+        Assert.True(checkedCuts >= (eoi - first) / 2 && refused >= checkedCuts, $"{name}.jpg: {checkedCuts} of {eoi - first} cuts checked, {refused} refused");
+
+        // Through the decoder: one more block row declared than coded is refused, naming the scan and its units.
+        byte[] taller = (byte[])whole.Clone();
+        int frame = taller.AsSpan().IndexOf([(byte)0xFF, (byte)0xC0]) is >= 0 and var f ? f : taller.AsSpan().IndexOf([(byte)0xFF, (byte)0xC2]);
+        int height = (taller[frame + 5] << 8 | taller[frame + 6]) + 16;
+        (taller[frame + 5], taller[frame + 6]) = ((byte)(height >> 8), (byte)height);
+        string file = Path.Combine(dir, name + "-taller.jpg");
+        File.WriteAllBytes(file, taller);
+        var e = Assert.Throws<DataFormatException>(() => ImageDecoder.Decode(file, 3, 8, 8, new byte[3 * 8 * 8]));
+        Assert.True(e.Message.Contains("is a JPEG whose scan 1 holds data for ", StringComparison.Ordinal)
+            && e.Message.Contains($"than was coded); PIL would fill the rest with grey", StringComparison.Ordinal), e.Message);
+    }
 }
