@@ -34,8 +34,9 @@ internal static class DataCache
             // The decoder's rules as well as the layout: raised whenever what decodes, or to what, changes (3: only PNG,
             // JPEG and BMP decode, a cache of version 2 held the pixels of GIFs and TGAs named .png; files' change times;
             // 4: JPEG chroma upsampled as libjpeg does it, a cache of version 3 held 4:2:2 images with a wrong column, and
-            // PNGs with a long tRNS or a colour image's odd PLTE decode where version 3 kept them as bad files).
-            version = 4,
+            // PNGs with a long tRNS or a colour image's odd PLTE decode where version 3 kept them as bad files; 5: a JPEG
+            // whose scan ends before its last block is refused, where version 4 held it with stb's made-up colour).
+            version = 5,
             channels,
             height,
             width,
