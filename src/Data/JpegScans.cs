@@ -405,30 +405,9 @@ internal static class JpegScans
             return s < 0 ? Of(s) : s > 15 ? Verdict.Undecided : Skip(ref bits, s);
         }
 
-        // T.81 F.2.2: a DC difference, then AC run/size symbols up to the end of block (0x00) or the 63rd coefficient.
-        private Verdict Sequential(ref Bits bits, int c)
-        {
-            if (DcFirst(ref bits, c) is var v && v is not Verdict.Whole)
-                return v;
-            for (int k = 1; k < 64; k++)
-            {
-                int rs = ac[c].Decode(ref bits);
-                if (rs < 0)
-                    return Of(rs);
-                int r = rs >> 4, s = rs & 15;
-                if (s != 0)
-                {
-                    k += r;
-                    if (Skip(ref bits, s) is Verdict.Short)
-                        return Verdict.Short;
-                }
-                else if (r == 15)
-                    k += 15;
-                else
-                    break;
-            }
-            return Verdict.Whole;
-        }
+        // T.81 F.2.2: a DC difference, then the AC coefficients' symbols up to the end of block or the 63rd.
+        private Verdict Sequential(ref Bits bits, int c) =>
+            DcFirst(ref bits, c) is var v && v is not Verdict.Whole ? v : AcBand(ref bits, ac[c], 1, 63, null, -1);
 
         // T.81 G.1.2.2: the band's first bits, with end-of-band runs over blocks.
         private Verdict AcFirst(ref Bits bits, long block)
@@ -438,10 +417,20 @@ internal static class JpegScans
                 eobRun--;
                 return Verdict.Whole;
             }
-            ulong[] nonzero = components[0].Nonzero!;
-            for (int k = start; k <= end; k++)
+            return AcBand(ref bits, ac[0], start, end, components[0].Nonzero, block);
+        }
+
+        /// <summary>
+        /// Run/size symbols for coefficients <paramref name="from"/> to <paramref name="to"/> (zigzag order), each size's bits
+        /// after it: the sequential block's AC coefficients and a progressive band's first scan are read alike, but for the
+        /// end of block, which in a progressive scan starts a run of blocks with nothing in the band (its length in the
+        /// symbol's run bits). A progressive scan records which coefficients became nonzero in <paramref name="nonzero"/>.
+        /// </summary>
+        private Verdict AcBand(ref Bits bits, Huffman table, int from, int to, ulong[]? nonzero, long block)
+        {
+            for (int k = from; k <= to; k++)
             {
-                int rs = ac[0].Decode(ref bits);
+                int rs = table.Decode(ref bits);
                 if (rs < 0)
                     return Of(rs);
                 int r = rs >> 4, s = rs & 15;
@@ -450,11 +439,13 @@ internal static class JpegScans
                     k += r;
                     if (Skip(ref bits, s) is Verdict.Short)
                         return Verdict.Short;
-                    if (k < 64)
+                    if (nonzero is not null && k < 64)
                         nonzero[block] |= 1UL << k;
                 }
                 else if (r == 15)
                     k += 15;
+                else if (!progressive)
+                    break;
                 else
                 {
                     if (EobRun(ref bits, r) is var v && v is not Verdict.Whole)
