@@ -762,7 +762,7 @@ public sealed class Trainer : IDisposable
     public void LoadWeights(string path) => Model.Load(path);
 
     /// <summary>Continues a run from a checkpoint: same config, weights, optimizer state, epoch and shuffling state.</summary>
-    /// <exception cref="CheckpointException">The checkpoint does not fit the model it names.</exception>
+    /// <exception cref="CheckpointException">The checkpoint does not fit the model it names, or <paramref name="train"/> holds other counts of images of each class than the run trained on (both named).</exception>
     public static Trainer Resume(ComputeDevice device, string path, ImageDataset train, ImageDataset test, long? dataMemory = null) =>
         ResumeCore(device, path, train, test, dataMemory, evaluationOnly: false, null, true);
 
@@ -770,7 +770,7 @@ public sealed class Trainer : IDisposable
     /// Resumes this replica's part of a data-parallel run (see the constructor with <see cref="ICollective"/>):
     /// every replica loads the same checkpoint. The run continues bit for bit with as many replicas as it had.
     /// </summary>
-    /// <exception cref="CheckpointException">The checkpoint does not fit the model it names, or was trained on another number of replicas (both named).</exception>
+    /// <exception cref="CheckpointException">The checkpoint does not fit the model it names, was trained on another number of replicas, or on other counts of images of each class (both named).</exception>
     public static Trainer Resume(ComputeDevice device, string path, ImageDataset train, ImageDataset test, ICollective replicas, long? dataMemory = null, bool overlap = false) =>
         ResumeCore(device, path, train, test, dataMemory, evaluationOnly: false, replicas ?? throw new ArgumentNullException(nameof(replicas)), overlap);
 
