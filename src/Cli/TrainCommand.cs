@@ -713,6 +713,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     /// <summary>The longest file or folder name Linux file systems take, in bytes (NAME_MAX).</summary>
     private const int MaxNameBytes = 255;
 
+    /// <summary>The longest path Linux takes, in bytes with its terminating NUL (PATH_MAX).</summary>
+    private const int MaxPathBytes = 4096;
+
     /// <summary>
     /// Why nothing can be written in <paramref name="outDir"/> (or, while it does not exist, in the folder it would be made
     /// in), found by making and deleting an empty file there, or null: an --out under /proc or /sys failed after the data
@@ -726,8 +729,10 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             folder = Path.GetDirectoryName(folder);
         if (folder is null)
             return null;
-        // A folder still to be made whose name is longer than file systems take (NAME_MAX, 255 bytes) failed after the
-        // data had loaded, in .NET's words, naming no option.
+        // A path longer than Linux takes (PATH_MAX), or a folder still to be made whose name is longer than file systems take
+        // (NAME_MAX, 255 bytes), failed after the data had loaded, in .NET's words, naming no option.
+        if (System.Text.Encoding.UTF8.GetByteCount(full) >= MaxPathBytes)
+            return $"--out {outDir}: the path is {System.Text.Encoding.UTF8.GetByteCount(full):N0} bytes long in full; a path takes at most {MaxPathBytes - 1:N0}.";
         foreach (string name in full[folder.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries))
             if (System.Text.Encoding.UTF8.GetByteCount(name) > MaxNameBytes)
                 return $"--out {outDir}: the folder name '{(name.Length > 40 ? name[..40] + "..." : name)}' is {System.Text.Encoding.UTF8.GetByteCount(name)} bytes long; a file or folder name takes at most {MaxNameBytes}.";

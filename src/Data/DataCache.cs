@@ -35,7 +35,9 @@ internal static class DataCache
             // JPEG and BMP decode, a cache of version 2 held the pixels of GIFs and TGAs named .png; files' change times;
             // 4: JPEG chroma upsampled as libjpeg does it, a cache of version 3 held 4:2:2 images with a wrong column, and
             // PNGs with a long tRNS or a colour image's odd PLTE decode where version 3 kept them as bad files; 5: a JPEG
-            // whose scan ends before its last block is refused, where version 4 held it with stb's made-up colour).
+            // whose scan ends before its last block, names a Huffman table never defined, or codes a component twice in a
+            // sequential frame is refused, where version 4 held it with stb's made-up pixels; one without Huffman tables
+            // decodes with the standard ones).
             version = 5,
             channels,
             height,

@@ -59,9 +59,10 @@ public static class ImageDecoder
         if ((JpegProblem(bytes) ?? BmpProblem(bytes) ?? PngHeaderProblem(bytes)) is string problem)
             throw new DataFormatException(path, problem);
         // Before stb reads the header: an OS/2 2.x header becomes a Windows one, which stb's header reader knows, and a
-        // PNG loses the chunks stb fails on. The file's own bytes are what PngProblem checks (its CRCs, its offsets).
+        // PNG loses the chunks stb fails on, and a JPEG without Huffman tables gets the standard ones. The file's own bytes
+        // are what PngProblem checks (its CRCs, its offsets).
         byte[] file = bytes;
-        bytes = PngForStb(JpegColourAsLibjpeg(BmpLaidOut(bytes)));
+        bytes = PngForStb(JpegColourAsLibjpeg(JpegHuffmanDefaults.Insert(BmpLaidOut(bytes))));
         ImageInfo? header;
         try
         {
@@ -88,8 +89,9 @@ public static class ImageDecoder
         // After the header's checks, so that a size or depth we refuse anyway is what the message names.
         if (PngProblem(file) is string damaged)
             throw new DataFormatException(path, damaged);
-        // After the size's check too: the walk keeps a word for each block of a progressive JPEG.
-        if (JpegScans.Problem(file) is string shortScan)
+        // After the size's check too: the walk keeps a word for each block of a progressive JPEG. It reads what stb reads
+        // (the standard Huffman tables given where the file has none).
+        if (JpegScans.Problem(bytes) is string shortScan)
             throw new DataFormatException(path, shortScan);
         JpegUpsampling.Install();
         ImageResult image;
@@ -150,7 +152,7 @@ public static class ImageDecoder
         // so the end-of-image marker must follow the first scan: inside the scans 0xFF is followed only by 0x00,
         // a restart marker or the next segment, so FF D9 there is the end.
         bool frame = false;
-        var quant = new QuantTables();
+        var tables = new JpegTables();
         int i = 2;
         while (true)
         {
@@ -205,10 +207,10 @@ public static class ImageDecoder
                 return segment;
             if (marker == 0xDA && !frame)
                 return "is a JPEG with a scan before its frame header (damaged)";
-            if (quant.Problem(marker, b.Slice(i + 2, length - 2), i - 2) is string table)
+            if (tables.Problem(marker, b.Slice(i + 2, length - 2), i - 2) is string table)
                 return table;
             if (marker == 0xDA)
-                return ScanProblem(b, i + length, quant);
+                return ScanProblem(b, i + length, tables);
             i += length;
         }
     }
@@ -220,7 +222,7 @@ public static class ImageDecoder
     /// inside a scan has no end marker; one with another image appended reaches that image's start marker first
     /// (its end marker alone had passed a search for FF D9).
     /// </summary>
-    private static string? ScanProblem(ReadOnlySpan<byte> b, int p, QuantTables quant)
+    private static string? ScanProblem(ReadOnlySpan<byte> b, int p, JpegTables tables)
     {
         while (true)
         {
@@ -239,7 +241,7 @@ public static class ImageDecoder
                 continue;
             }
             if (m == 0xD9)
-                return quant.Unscanned();
+                return tables.Unscanned();
             if (m == 0xD8)
                 return $"is a JPEG in which another image starts (byte {q - 1}) before this one's end marker (truncated, or two files joined)";
             if (q + 3 > b.Length)
@@ -249,7 +251,7 @@ public static class ImageDecoder
                 return $"is a JPEG whose segment 0x{m:X2} at byte {q - 1} declares {length} bytes; {b.Length - q - 1} remain (truncated or damaged)";
             if (IsFrame(m))
                 return $"is a JPEG with a second frame header at byte {q - 1} (damaged, or two images joined)";
-            if ((SegmentProblem(m, b.Slice(q + 3, length - 2), q - 1) ?? quant.Problem(m, b.Slice(q + 3, length - 2), q - 1)) is string segment)
+            if ((SegmentProblem(m, b.Slice(q + 3, length - 2), q - 1) ?? tables.Problem(m, b.Slice(q + 3, length - 2), q - 1)) is string segment)
                 return segment;
             p = q + 1 + length;
         }
@@ -335,14 +337,19 @@ public static class ImageDecoder
     };
 
     /// <summary>
-    /// The quantization tables a JPEG defines (DQT) and those its frame's components name, followed segment by segment:
-    /// every component of a scan must name a table defined before it, as libjpeg requires ("Quantization table 0x00 was
-    /// not defined"). stb decoded a JPEG without any DQT with tables of zeros. (Missing Huffman tables are not refused:
-    /// libjpeg supplies the standard ones, as motion-JPEG frames need.)
+    /// The tables a JPEG defines (DQT, DHT) and those its frame's components and its scans name, followed segment by
+    /// segment: every component of a scan must name a quantization table defined before it, as libjpeg requires
+    /// ("Quantization table 0x00 was not defined"; stb decoded a JPEG without any DQT with tables of zeros), and every
+    /// Huffman table the scan reads must be defined before it, but for tables 0 and 1, for which libjpeg supplies the
+    /// standard ones (motion-JPEG frames leave them out; <see cref="JpegHuffmanDefaults.Insert"/> gives them to stb). A scan
+    /// naming table 3 that no DHT defined decoded with stb's empty table, exit 0. A sequential JPEG codes each component
+    /// in one scan: a second (another image's scan appended) replaced the first's pixels, where libjpeg stops ("Didn't
+    /// expect more than one scan").
     /// </summary>
-    private sealed class QuantTables
+    private sealed class JpegTables
     {
-        private int defined;
+        private int defined, huffman;
+        private bool sequential;
         private readonly Dictionary<int, int> tableOf = [];
         private readonly HashSet<int> scanned = [];
 
@@ -366,21 +373,45 @@ public static class ImageDecoder
                     d = d[size..];
                 }
             }
+            else if (marker == 0xC4)
+            {
+                // Well formed (HuffmanProblem has checked the segment): class 0 (DC) in bits 0 to 3, class 1 (AC) in 4 to 7.
+                while (d.Length >= 17)
+                {
+                    huffman |= 1 << (4 * (d[0] >> 4) + (d[0] & 0x0F));
+                    int symbols = 0;
+                    for (int l = 1; l <= 16; l++)
+                        symbols += d[l];
+                    d = d[Math.Min(d.Length, 17 + symbols)..];
+                }
+            }
             else if (IsFrame(marker) && d.Length >= 6)
             {
+                sequential = marker is 0xC0 or 0xC1;
                 for (int c = 0; c < d[5] && 6 + 3 * c + 2 < d.Length; c++)
                     tableOf[d[6 + 3 * c]] = d[6 + 3 * c + 2];
             }
             else if (marker == 0xDA && d.Length >= 1)
             {
-                for (int c = 0; c < d[0] && 1 + 2 * c < d.Length; c++)
+                int n = d[0];
+                // A progressive scan reads DC tables in its first DC scans and AC tables in its AC scans (T.81 G.1.1.1);
+                // refinements of the DC read none. Past the header's end, stb refuses the scan itself.
+                bool dc = sequential || (d.Length >= 2 * n + 4 && d[1 + 2 * n] == 0 && d[3 + 2 * n] >> 4 == 0);
+                bool ac = sequential || (d.Length >= 2 * n + 4 && d[1 + 2 * n] > 0);
+                for (int c = 0; c < n && 1 + 2 * c < d.Length; c++)
                 {
                     // A component the frame lacks ended in stb's "bad png sig", said of a JPEG.
                     if (!tableOf.TryGetValue(d[1 + 2 * c], out int table))
                         return $"is a JPEG whose scan at byte {at} names component {d[1 + 2 * c]}, which its frame header does not have (damaged)";
+                    if (sequential && scanned.Contains(d[1 + 2 * c]))
+                        return $"is a JPEG whose scan at byte {at} codes component {d[1 + 2 * c]} again; a sequential JPEG codes each once (damaged, or another image's scan appended)";
                     scanned.Add(d[1 + 2 * c]);
                     if (table > 3 || (defined & 1 << table) == 0)
                         return $"is a JPEG whose scan at byte {at} uses quantization table {table}, which no DQT segment before it defines (damaged)";
+                    if (2 + 2 * c < d.Length)
+                        foreach (var (uses, kind, index) in new[] { (dc, 0, d[2 + 2 * c] >> 4), (ac, 1, d[2 + 2 * c] & 0x0F) })
+                            if (uses && index >= 2 && (index > 3 || (huffman & 1 << (4 * kind + index)) == 0))
+                                return $"is a JPEG whose scan at byte {at} uses {(kind == 0 ? "DC" : "AC")} Huffman table {index}, which no DHT segment before it defines (damaged)";
                 }
             }
             return null;

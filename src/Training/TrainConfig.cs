@@ -86,7 +86,8 @@ public sealed record TrainConfig
         LearningRateSchedule.Parse(Schedule, Epochs);
         if (!(ValidationSplit >= 0 && ValidationSplit <= 0.5)) throw new ArgumentOutOfRangeException(nameof(ValidationSplit), ValidationSplit, "The validation split must be in [0, 0.5].");
         if (Replicas < 1) throw new ArgumentOutOfRangeException(nameof(Replicas), Replicas, "There is at least one replica.");
-        if (TrainImages is int[] images && (images.Any(n => n < 0) || images.Sum(n => (long)n) == 0))
+        // An empty list is a count of no classes, which the checkpoint names against its model's outputs.
+        if (TrainImages is int[] { Length: > 0 } images && (images.Any(n => n < 0) || images.Sum(n => (long)n) == 0))
             throw new ArgumentOutOfRangeException(nameof(TrainImages), string.Join(", ", images), "The training images of each class are counts, not negative, and a run trains on at least one.");
         if (BatchSize % Replicas != 0) throw new ArgumentException($"The batch of {BatchSize} images does not share evenly among {Replicas} replicas; give a batch size that is a multiple of {Replicas}.", nameof(BatchSize));
         if (EarlyStop < 0) throw new ArgumentOutOfRangeException(nameof(EarlyStop), EarlyStop, "Early stopping's patience must not be negative.");

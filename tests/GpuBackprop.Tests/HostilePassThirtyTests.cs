@@ -460,7 +460,7 @@ public sealed class HostilePassThirtyTests : IDisposable
         string old = Path.Combine(dir, "old.gbp");
         (c with { Config = c.Config with { TrainImages = null } }).Save(old);
         Assert.DoesNotContain("TrainImages", Training.Checkpoint.Load(old).Config.ToJson(), StringComparison.Ordinal);
-        foreach (int[] counts in (int[][])[[3], [3, 3, 0], [-1, 7], [0, 0]])
+        foreach (int[] counts in (int[][])[[3], [3, 3, 0], [], [-1, 7], [0, 0]])
         {
             string forged = Path.Combine(dir, "forged.gbp");
             (c with { Config = c.Config with { TrainImages = counts } }).Save(forged);
@@ -498,7 +498,7 @@ public sealed class HostilePassThirtyTests : IDisposable
     /// Pass 37, R3: an --out that cannot be written was a usage error (exit 2) for train and a file failure (exit 1) for
     /// export into the same folder; it is exit 1 for both now (HostilePassSixteenTests has the folders). M1: an --out whose
     /// folder name is longer than file systems take failed after the data had loaded, in .NET's words; it is refused
-    /// before, naming --out.
+    /// before, naming --out, and so is a path longer than Linux takes (pass 38, M4).
     /// </summary>
     [Fact]
     public void AnOutWithANameTooLongIsRefusedBeforeTheDataLoads()
@@ -515,6 +515,14 @@ public sealed class HostilePassThirtyTests : IDisposable
             "--batch", "3", "--data", data, "--image-size", "8x8", "--channels", "1", "--out", longest);
         Assert.True(code == ExitCode.Success, error);
         Assert.True(File.Exists(Path.Combine(longest, "checkpoint.gbp")));
+        // Pass 38, M4: a path over PATH_MAX (4,096 bytes with its NUL) of names of 200 bytes each, refused before the data
+        // loads too, and nothing of it made.
+        string deep = Path.Combine([dir, .. Enumerable.Repeat(new string('d', 200), 21)]);
+        (code, error, output) = InProcessCli.Run("train", "--device", "cpu", "--model", HostileInputs.LinearModel(dir, 1, 8, 2), "--epochs", "1",
+            "--batch", "3", "--data", data, "--image-size", "8x8", "--channels", "1", "--out", deep);
+        Assert.True(code == ExitCode.Failure && error.Contains($"--out {deep}: the path is {deep.Length:N0} bytes long in full; a path takes at most 4,095.", StringComparison.Ordinal), $"exit {code}: {error}");
+        Assert.DoesNotContain("train images", output, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(dir, new string('d', 200))));
     }
 
     /// <summary>
@@ -577,5 +585,64 @@ public sealed class HostilePassThirtyTests : IDisposable
         var e = Assert.Throws<DataFormatException>(() => ImageDecoder.Decode(file, 3, 8, 8, new byte[3 * 8 * 8]));
         Assert.True(e.Message.Contains("is a JPEG whose scan 1 holds data for ", StringComparison.Ordinal)
             && e.Message.Contains($"than was coded); PIL would fill the rest with grey", StringComparison.Ordinal), e.Message);
+    }
+
+    /// <summary>
+    /// Pass 38, R1: a scan naming Huffman table 3, which no DHT defined, decoded with stb's empty table, exit 0 (libjpeg:
+    /// "Huffman table 0x03 was not defined"); it is refused now, and a file that defines table 2 and names it decodes as
+    /// the same file with table 0. Found beside it: a JPEG with no Huffman tables at all (motion-JPEG frames leave out the
+    /// standard ones, which libjpeg then supplies) decoded up to 128 levels from PIL, every pixel; stb is given the
+    /// standard tables now, and it decodes exactly as the same file with them. M1: a sequential JPEG with a second scan
+    /// of its components (another image's appended) decoded to the second's pixels; libjpeg stops ("Didn't expect more
+    /// than one scan"); it is refused.
+    /// </summary>
+    [Fact]
+    public void HuffmanTablesAndScansAreReadAsLibjpegReadsThem()
+    {
+        byte[] whole = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "images", "sharp-420.jpg"));
+        const int w = 21, h = 13;
+        byte[] Decoded(byte[] jpeg, string name)
+        {
+            string file = Path.Combine(dir, name + ".jpg");
+            File.WriteAllBytes(file, jpeg);
+            var planes = new byte[3 * h * w];
+            ImageDecoder.Decode(file, 3, h, w, planes);
+            return planes;
+        }
+        byte[] expected = Decoded(whole, "whole");
+        // The segments before the first scan: (marker, start, length including the marker).
+        var segments = new List<(byte Marker, int At, int Length)>();
+        for (int i = 2; whole[i + 1] != 0xDA; i += 2 + (whole[i + 2] << 8 | whole[i + 3]))
+            segments.Add((whole[i + 1], i, 2 + (whole[i + 2] << 8 | whole[i + 3])));
+        Assert.Contains(segments, s => s.Marker == 0xC4);
+        int sos = whole.AsSpan().IndexOf([(byte)0xFF, (byte)0xDA]);
+
+        // No DHT: the standard tables, which PIL's encoder wrote (sharp-420.jpg is not optimised).
+        byte[] withoutTables = [.. whole.Where((_, i) => !segments.Any(s => s.Marker == 0xC4 && i >= s.At && i < s.At + s.Length))];
+        Assert.Equal(expected, Decoded(withoutTables, "no-dht"));
+
+        // DC table 0 renamed 2 in its DHT and in the scan: decodes as before. Named 3 in the scan, where nothing defines it: refused.
+        byte[] renamed = (byte[])whole.Clone(), undefined = (byte[])whole.Clone();
+        foreach (var (marker, at, length) in segments.Where(s => s.Marker == 0xC4))
+            for (int p = at + 4; p < at + length; p += 17 + renamed.AsSpan(p + 1, 16).ToArray().Sum(x => x))
+                if (renamed[p] == 0x00)
+                    renamed[p] = 0x02;
+        int components = whole[sos + 4];
+        for (int c = 0; c < components; c++)
+        {
+            int tables = sos + 6 + 2 * c;
+            if (whole[tables] >> 4 == 0)
+                renamed[tables] = (byte)(0x20 | (whole[tables] & 0x0F));
+            undefined[tables] = (byte)(0x30 | (whole[tables] & 0x0F));
+        }
+        Assert.NotEqual(whole, renamed);
+        Assert.Equal(expected, Decoded(renamed, "table-2"));
+        var e = Assert.Throws<DataFormatException>(() => Decoded(undefined, "table-3"));
+        Assert.Contains($"is a JPEG whose scan at byte {sos} uses DC Huffman table 3, which no DHT segment before it defines (damaged)", e.Message, StringComparison.Ordinal);
+
+        // The scan again after the first (its bytes repeated before the end marker): refused, naming the component.
+        byte[] twice = [.. whole.AsSpan(0, whole.Length - 2), .. whole.AsSpan(sos, whole.Length - 2 - sos), 0xFF, 0xD9];
+        e = Assert.Throws<DataFormatException>(() => Decoded(twice, "two-scans"));
+        Assert.Contains($"is a JPEG whose scan at byte {whole.Length - 2} codes component {whole[sos + 5]} again; a sequential JPEG codes each once", e.Message, StringComparison.Ordinal);
     }
 }
