@@ -8,8 +8,8 @@
     sharp-440.jpg        4:4:0 chroma (half height; written by cjpeg -sample 1x2, PIL cannot)
     narrow-420.jpg       4:2:0, 3 pixels wide (chroma 2 samples wide: libjpeg repeats, it does not interpolate)
     narrow-422.jpg       4:2:2, 4 pixels wide (the same)
-    restart-420.jpg      4:2:0 baseline with a restart marker after every MCU row (cjpeg -restart 1), and
-    restart-progressive.jpg  the same picture progressive, a restart after every block row of each scan: the scans'
+    restart-420.jpg      4:2:0 baseline with a restart marker after every MCU (cjpeg -restart 1B), and
+    restart-progressive.jpg  the same picture progressive, a restart after every MCU of each scan: the scans'
                          data is cut in tests (a scan that ends before its last block is refused)
     NAME.rgb             PIL's decoding to 8-bit RGB, the raw bytes, row-major (for cmyk.jpg: PIL's CMYK to RGB)
 
@@ -49,8 +49,8 @@ def main():
         ppm = os.path.join(tmp, "sharp.ppm")
         picture.save(ppm)
         subprocess.run(["cjpeg", "-quality", "90", "-sample", "1x2,1x1,1x1", "-outfile", os.path.join(out, "sharp-440.jpg"), ppm], check=True)
-        subprocess.run(["cjpeg", "-quality", "90", "-sample", "2x2,1x1,1x1", "-restart", "1", "-outfile", os.path.join(out, "restart-420.jpg"), ppm], check=True)
-        subprocess.run(["cjpeg", "-quality", "90", "-progressive", "-restart", "1", "-outfile", os.path.join(out, "restart-progressive.jpg"), ppm], check=True)
+        subprocess.run(["cjpeg", "-quality", "90", "-sample", "2x2,1x1,1x1", "-restart", "1B", "-outfile", os.path.join(out, "restart-420.jpg"), ppm], check=True)
+        subprocess.run(["cjpeg", "-quality", "90", "-progressive", "-restart", "1B", "-outfile", os.path.join(out, "restart-progressive.jpg"), ppm], check=True)
     sharp(3, 5, 29).save(os.path.join(out, "narrow-420.jpg"), quality=90, subsampling="4:2:0")
     sharp(4, 5, 31).save(os.path.join(out, "narrow-422.jpg"), quality=90, subsampling="4:2:2")
     for name in ("progressive", "cmyk", "sharp-422", "sharp-422-progressive", "sharp-420", "sharp-440", "narrow-420", "narrow-422", "restart-420", "restart-progressive"):

@@ -731,8 +731,11 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
             return null;
         // A path longer than Linux takes (PATH_MAX), or a folder still to be made whose name is longer than file systems take
         // (NAME_MAX, 255 bytes), failed after the data had loaded, in .NET's words, naming no option.
-        if (System.Text.Encoding.UTF8.GetByteCount(full) >= MaxPathBytes)
-            return $"--out {outDir}: the path is {System.Text.Encoding.UTF8.GetByteCount(full):N0} bytes long in full; a path takes at most {MaxPathBytes - 1:N0}.";
+        // The run's files inside it count (a path of 4,080 bytes failed on its lock after the data had loaded): the
+        // longest is a temporary file, named after the run file it replaces and the process.
+        int pathBytes = System.Text.Encoding.UTF8.GetByteCount(full), longest = RunFiles.Select(f => $".{f}.{int.MaxValue}.tmp".Length).Append(LockName.Length).Max();
+        if (pathBytes + 1 + longest >= MaxPathBytes)
+            return $"--out {outDir}: the path is {pathBytes:N0} bytes long in full, and the run's files in it take up to {longest + 1} more; a path takes at most {MaxPathBytes - 1:N0}.";
         foreach (string name in full[folder.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries))
             if (System.Text.Encoding.UTF8.GetByteCount(name) > MaxNameBytes)
                 return $"--out {outDir}: the folder name '{(name.Length > 40 ? name[..40] + "..." : name)}' is {System.Text.Encoding.UTF8.GetByteCount(name)} bytes long; a file or folder name takes at most {MaxNameBytes}.";

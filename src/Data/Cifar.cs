@@ -24,6 +24,10 @@ public static class Cifar
     /// <exception cref="DataFormatException">A file is missing, its length is not a whole number of records, or a label is out of range (named).</exception>
     public static (ImageDataset Train, ImageDataset Test, string Source) Load(string directory, bool coarse = false)
     {
+        // Both sets in one folder: CIFAR-100 was read, CIFAR-10's batches left without a word.
+        if (Serialization.FileKind.Exists(Path.Combine(directory, "train.bin"))
+            && (Serialization.FileKind.Exists(Path.Combine(directory, "test_batch.bin")) || Directory.EnumerateFileSystemEntries(directory, "data_batch_*.bin").Any()))
+            throw new DataFormatException(directory, "holds both CIFAR-10's files (data_batch_N.bin, test_batch.bin) and CIFAR-100's (train.bin, test.bin): which is the data? Keep one set in the folder.");
         if (Serialization.FileKind.Exists(Path.Combine(directory, "train.bin")))
         {
             int count = coarse ? 20 : 100, label = coarse ? 0 : 1;

@@ -376,14 +376,8 @@ public static class ImageDecoder
             else if (marker == 0xC4)
             {
                 // Well formed (HuffmanProblem has checked the segment): class 0 (DC) in bits 0 to 3, class 1 (AC) in 4 to 7.
-                while (d.Length >= 17)
-                {
-                    huffman |= 1 << (4 * (d[0] >> 4) + (d[0] & 0x0F));
-                    int symbols = 0;
-                    for (int l = 1; l <= 16; l++)
-                        symbols += d[l];
-                    d = d[Math.Min(d.Length, 17 + symbols)..];
-                }
+                foreach (var (id, _, _) in JpegScans.DhtTables(d))
+                    huffman |= 1 << (4 * (id >> 4) + (id & 0x0F));
             }
             else if (IsFrame(marker) && d.Length >= 6)
             {
@@ -394,6 +388,15 @@ public static class ImageDecoder
             else if (marker == 0xDA && d.Length >= 1)
             {
                 int n = d[0];
+                // A progressive scan's band and bit positions as libjpeg checks them (stb said "can't merge dc and ac"
+                // of a sequential scan in a progressive frame): a DC band is coefficient 0 alone, an AC band lies in 1..63
+                // and codes one component, a refinement lowers the bit position by one, and no position is past 13.
+                if (!sequential && d.Length >= 2 * n + 4)
+                {
+                    int ss = d[1 + 2 * n], se = d[2 + 2 * n], ah = d[3 + 2 * n] >> 4, al = d[3 + 2 * n] & 0x0F;
+                    if ((ss == 0 ? se != 0 : ss > se || se > 63 || n != 1) || (ah != 0 && al != ah - 1) || al > 13)
+                        return $"is a JPEG whose progressive scan at byte {at} has invalid parameters Ss={ss} Se={se} Ah={ah} Al={al}{(ss == 0 && se == 63 && ah == 0 && al == 0 ? " (a sequential scan in a progressive frame)" : "")} (damaged)";
+                }
                 // A progressive scan reads DC tables in its first DC scans and AC tables in its AC scans (T.81 G.1.1.1);
                 // refinements of the DC read none. Past the header's end, stb refuses the scan itself.
                 bool dc = sequential || (d.Length >= 2 * n + 4 && d[1 + 2 * n] == 0 && d[3 + 2 * n] >> 4 == 0);
@@ -439,7 +442,7 @@ public static class ImageDecoder
                 symbols += d[length];
                 code += d[length];
                 if (code > 0 && code >= 1L << length)
-                    return $"is a JPEG whose Huffman table {d[0] & 0x0F} has more codes of length {length} or less than a prefix code allows (damaged)";
+                    return $"is a JPEG whose {(d[0] >> 4 == 0 ? "DC" : "AC")} Huffman table {d[0] & 0x0F} has more codes of length {length} or less than JPEG allows (the all-ones code of each length is reserved; damaged, and refused by stb whether or not a scan uses it)";
                 code <<= 1;
             }
             if (symbols > 256 || 17 + symbols > d.Length)

@@ -76,16 +76,9 @@ internal static class JpegHuffmanDefaults
                 return b; // no scan follows with a segment before it (JpegProblem refused these already)
             int length = b[marker + 2] << 8 | b[marker + 3];
             if (code == 0xC4)
-                for (int p = marker + 4; p + 17 <= marker + 2 + length;)
-                {
-                    int slot = Array.IndexOf(Ids, b[p]);
-                    if (slot >= 0)
+                foreach (var (id, _, _) in JpegScans.DhtTables(b.AsSpan(marker + 4, Math.Clamp(length - 2, 0, b.Length - marker - 4))))
+                    if (Array.IndexOf(Ids, id) is int slot and >= 0)
                         defined |= 1 << slot;
-                    int symbols = 0;
-                    for (int l = 1; l <= 16; l++)
-                        symbols += b[p + l];
-                    p += 17 + symbols;
-                }
             i = marker + 2 + length;
         }
         if (defined == 0b1111 || i + 3 >= b.Length || b[i] != 0xFF)

@@ -66,13 +66,36 @@ internal static class JpegScans
                         return null;
                     if (verdict is Verdict.Short)
                         return $"is a JPEG whose scan {scans} holds data for {scan.Done:N0} of its {scan.Units:N0} {(scan.Interleaved ? "MCUs" : "blocks")} "
-                            + $"(truncated, or a frame header that declares a larger image, {frame.Width}x{frame.Height}, than was coded); "
-                            + "PIL would fill the rest with grey";
+                            + (scan.Misplaced is var (expected, found, after)
+                                ? found is >= 0xD0 and <= 0xD7
+                                    ? $"(restart marker RST{found - 0xD0} came where RST{expected} belongs, after {after:N0}: a restart interval is missing, or ran into the next without its marker; damaged)"
+                                    : $"({(found < 0 ? "the file ended" : $"marker 0x{found:X2} came")} where restart marker RST{expected} belongs, after {after:N0}: truncated, a restart marker lost, or a frame header that declares a larger image, {frame.Width}x{frame.Height}, than was coded)"
+                                : $"(truncated, or a frame header that declares a larger image, {frame.Width}x{frame.Height}, than was coded); PIL would fill the rest with grey");
                     i = end;
                     break;
             }
         }
         return null;
+    }
+
+    /// <summary>
+    /// The tables of a DHT segment's payload, each as its class and index byte (0x00..0x03 DC, 0x10..0x13 AC), where its 16
+    /// code counts start, and how many symbols follow them; the tables that fit whole, up to the first that does not.
+    /// </summary>
+    internal static List<(byte Id, int Counts, int Symbols)> DhtTables(ReadOnlySpan<byte> d)
+    {
+        var tables = new List<(byte, int, int)>();
+        for (int p = 0; p + 17 <= d.Length;)
+        {
+            int symbols = 0;
+            for (int l = 1; l <= 16; l++)
+                symbols += d[p + l];
+            if (p + 17 + symbols > d.Length)
+                break;
+            tables.Add((d[p], p + 1, symbols));
+            p += 17 + symbols;
+        }
+        return tables;
     }
 
     private enum Verdict { Whole, Short, Undecided }
@@ -150,19 +173,14 @@ internal static class JpegScans
 
         public static bool ReadAll(ReadOnlySpan<byte> d, Huffman?[,] tables)
         {
-            while (d.Length > 0)
+            var all = DhtTables(d);
+            foreach (var (id, counts, symbols) in all)
             {
-                if (d.Length < 17 || d[0] >> 4 > 1 || (d[0] & 0x0F) > 3)
+                if (id >> 4 > 1 || (id & 0x0F) > 3)
                     return false;
-                int count = 0;
-                for (int l = 1; l <= 16; l++)
-                    count += d[l];
-                if (d.Length < 17 + count)
-                    return false;
-                tables[d[0] >> 4, d[0] & 0x0F] = new Huffman(d.Slice(1, 16), d.Slice(17, count));
-                d = d[(17 + count)..];
+                tables[id >> 4, id & 0x0F] = new Huffman(d.Slice(counts, 16), d.Slice(counts + 16, symbols));
             }
-            return true;
+            return all.Count == 0 ? d.Length == 0 : all[^1].Counts + 16 + all[^1].Symbols == d.Length;
         }
 
         /// <summary>The next symbol, or -1 when the data runs out before a whole code, -2 for a code no table has.</summary>
@@ -295,6 +313,12 @@ internal static class JpegScans
         public long Units { get; private set; }
         /// <summary>Units whose data the walk found (all of them for a whole scan).</summary>
         public long Done { get; private set; }
+        /// <summary>
+        /// The first marker where a restart marker belonged that was not the next in sequence (RST0 to RST7 in turn; Found
+        /// is the marker's code, -1 for the file's end), and after how many units: libjpeg resynchronizes on a restart
+        /// marker out of sequence, and so does this walk, which says so when the scan then comes up short.
+        /// </summary>
+        public (int Expected, int Found, long After)? Misplaced { get; private set; }
         public bool Interleaved => components.Length > 1;
         private int mcusWide;
 
@@ -350,6 +374,9 @@ internal static class JpegScans
                 {
                     // libjpeg skips what is left of the interval to its marker; one that is not a restart ends the data.
                     var (marker, after) = bits.NextMarker();
+                    int expected = (int)(unit / restartInterval - 1) % 8;
+                    if (marker != 0xD0 + expected)
+                        Misplaced ??= (expected, marker, unit);
                     if (marker is not (>= 0xD0 and <= 0xD7))
                         return (Verdict.Short, after);
                     bits.Restart(after);
