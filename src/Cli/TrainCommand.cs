@@ -127,7 +127,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 ValSplit is float v && !(v >= 0 && v <= 0.5) ? ValidationResult.Error($"--val-split takes a fraction in [0, 0.5]; got {v.ToString(CultureInfo.InvariantCulture)}.") : ValidationResult.Success(),
                 EarlyStop is int patience && patience < 0 ? ValidationResult.Error($"--early-stop takes a number of epochs, 0 or more; got {patience}.") : ValidationResult.Success(),
                 EarlyStop is > 0 && ValSplit is not > 0 && Resume is null ? ValidationResult.Error("--early-stop watches the validation accuracy: give --val-split too.") : ValidationResult.Success(),
-                Normalize is not null && Normalization() is null ? ValidationResult.Error($"--normalize takes MEANS/STDS, one or one per channel each, comma-separated, stds positive: 0.49,0.48,0.45/0.25,0.24,0.26; got '{Normalize}'.") : ValidationResult.Success());
+                Normalize is not null && Normalization() is null ? ValidationResult.Error($"--normalize takes MEANS/STDS, one or one per channel each, comma-separated, finite, stds at least 1e-6: 0.49,0.48,0.45/0.25,0.24,0.26; got '{Normalize}'.") : ValidationResult.Success());
             if (!result.Successful)
                 return result;
             if (!Models.Names.Contains(ModelName))

@@ -62,7 +62,7 @@ public static class ImageDecoder
         // PNG loses the chunks stb fails on, and a JPEG without Huffman tables gets the standard ones. The file's own bytes
         // are what PngProblem checks (its CRCs, its offsets).
         byte[] file = bytes;
-        bytes = PngForStb(JpegColourAsLibjpeg(JpegHuffmanDefaults.Insert(BmpLaidOut(bytes))));
+        bytes = PngForStb(JpegHeadersAsLibjpeg(JpegHuffmanDefaults.Insert(BmpLaidOut(bytes))));
         ImageInfo? header;
         try
         {
@@ -258,17 +258,23 @@ public static class ImageDecoder
     }
 
     /// <summary>
-    /// A three-component JPEG (whose structure <see cref="JpegProblem"/> checked) with its component IDs set so that
-    /// stb, which goes by the IDs alone ('R', 'G', 'B': RGB, else YCbCr), decodes the colours libjpeg (PIL) decodes:
-    /// a JFIF marker means YCbCr, else an Adobe marker's transform (0: RGB, else YCbCr), else the IDs. A file with
-    /// an Adobe marker saying YCbCr and components named R, G, B decoded as RGB here and as YCbCr in PIL. The IDs
-    /// are renamed in the frame header and in every scan header; other bytes are returned as they are.
+    /// A JPEG (whose structure <see cref="JpegProblem"/> checked) with its headers set so that stb decodes what libjpeg
+    /// (PIL) decodes; other bytes are returned as they are, and the same array when nothing is to change.
+    /// <list type="bullet">
+    /// <item>A three-component JPEG's component IDs: stb goes by the IDs alone ('R', 'G', 'B': RGB, else YCbCr), libjpeg
+    /// by a JFIF marker (YCbCr), else an Adobe marker's transform (0: RGB, else YCbCr), else the IDs. A file with an Adobe
+    /// marker saying YCbCr and components named R, G, B decoded as RGB here and as YCbCr in PIL. The IDs are renamed in
+    /// the frame header and in every scan header.</item>
+    /// <item>A sequential JPEG's scan parameters: libjpeg warns of a band, or bit positions, other than 0 to 63 and none,
+    /// and decodes the scan as a whole one; stb refused a band starting past 0 or bit positions ("bad SOS") and took a band
+    /// ending early as whole. They are set to a whole scan's.</item>
+    /// </list>
     /// </summary>
-    internal static byte[] JpegColourAsLibjpeg(byte[] b)
+    internal static byte[] JpegHeadersAsLibjpeg(byte[] b)
     {
         if (b.Length < 4 || b[0] != 0xFF || b[1] != 0xD8)
             return b;
-        bool jfif = false;
+        bool jfif = false, sequential = false;
         int adobe = -1, adobeAt = -1, frame = -1;
         var scans = new List<int>();
         int i = 2;
@@ -291,7 +297,10 @@ public static class ImageDecoder
                 adobeAt = i + 2 + 11;
             }
             if (IsFrame(marker))
+            {
                 frame = i + 2;
+                sequential = marker is 0xC0 or 0xC1;
+            }
             if (marker == 0xDA)
             {
                 scans.Add(i + 2);
@@ -304,17 +313,28 @@ public static class ImageDecoder
             }
             i += length;
         }
+        byte[]? result = null;
+        if (sequential)
+            foreach (int scan in scans)
+            {
+                int band = scan + 1 + 2 * b[scan];
+                if (band + 2 < b.Length && (b[band], b[band + 1], b[band + 2]) != (0, 63, 0))
+                {
+                    result ??= (byte[])b.Clone();
+                    (result[band], result[band + 1], result[band + 2]) = (0, 63, 0);
+                }
+            }
         if (frame < 0 || frame + 6 + 9 > b.Length || b[frame + 5] != 3)
-            return b;
+            return result ?? b;
         byte[] ids = [b[frame + 6], b[frame + 9], b[frame + 12]];
         bool named = ids is [(byte)'R', (byte)'G', (byte)'B'];
         bool rgb = !jfif && (adobe >= 0 ? adobe == 0 : named);
         // stb's own rule: RGB when the IDs are 'R', 'G', 'B' or an Adobe marker says transform 0 (JFIF or not).
         bool stbRgb = named || adobe == 0;
         if (rgb == stbRgb || ids.Distinct().Count() != 3)
-            return b;
+            return result ?? b;
         byte[] wanted = rgb ? [(byte)'R', (byte)'G', (byte)'B'] : [1, 2, 3];
-        byte[] result = (byte[])b.Clone();
+        result ??= (byte[])b.Clone();
         if (!rgb && adobe == 0)
             result[adobeAt] = 1; // JFIF wins over the Adobe marker in libjpeg
         for (int c = 0; c < 3; c++)
@@ -352,6 +372,8 @@ public static class ImageDecoder
         private bool sequential;
         private readonly Dictionary<int, int> tableOf = [];
         private readonly HashSet<int> scanned = [];
+        // A progressive JPEG's components: the bit position each coefficient's scans have reached (-1: none coded it yet).
+        private readonly Dictionary<int, int[]> coefficientBits = [];
 
         /// <summary>
         /// A frame component no scan coded, at the end of the image, or null: its samples were never decoded (a 3-component
@@ -396,6 +418,24 @@ public static class ImageDecoder
                     int ss = d[1 + 2 * n], se = d[2 + 2 * n], ah = d[3 + 2 * n] >> 4, al = d[3 + 2 * n] & 0x0F;
                     if ((ss == 0 ? se != 0 : ss > se || se > 63 || n != 1) || (ah != 0 && al != ah - 1) || al > 13)
                         return $"is a JPEG whose progressive scan at byte {at} has invalid parameters Ss={ss} Se={se} Ah={ah} Al={al}{(ss == 0 && se == 63 && ah == 0 && al == 0 ? " (a sequential scan in a progressive frame)" : "")} (damaged)";
+                    // Each coefficient's scans in order, as libjpeg follows them ("Inconsistent progression sequence", which
+                    // it decodes past): a refinement starts at the bit the coefficient's last scan left, a first scan at
+                    // none, and AC coefficients come after the component's DC. stb decoded an AC band sent at bit 13 and
+                    // refined from bit 1 up to 255 levels from libjpeg, exit 0.
+                    for (int c = 0; c < n && 1 + 2 * c < d.Length; c++)
+                    {
+                        int id = d[1 + 2 * c];
+                        if (!coefficientBits.TryGetValue(id, out int[]? bits))
+                            coefficientBits[id] = bits = Enumerable.Repeat(-1, 64).ToArray();
+                        if (ss > 0 && bits[0] < 0)
+                            return $"is a JPEG whose progressive scan at byte {at} codes AC coefficients of component {id} before any scan coded its DC (an inconsistent progression; damaged)";
+                        for (int k = ss; k <= se; k++)
+                            if (ah != Math.Max(bits[k], 0))
+                                return $"is a JPEG whose progressive scan at byte {at} codes component {id}'s coefficient {k} from bit {ah}, where "
+                                    + (bits[k] < 0 ? "no scan before it coded it" : $"the scans before it left bit {bits[k]}") + " (an inconsistent progression; damaged)";
+                        for (int k = ss; k <= se; k++)
+                            bits[k] = al;
+                    }
                 }
                 // A progressive scan reads DC tables in its first DC scans and AC tables in its AC scans (T.81 G.1.1.1);
                 // refinements of the DC read none. Past the header's end, stb refuses the scan itself.

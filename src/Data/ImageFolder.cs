@@ -74,6 +74,9 @@ public static class ImageFolder
             : $"{images:N0} images decoded in {seconds:F2} s, {images / Math.Max(seconds, 1e-9):N0} images/s on {Environment.ProcessorCount} cores";
         foreach (string note in notes)
             how += "; " + note;
+        // torchvision users keep test/ beside val/: that test/ is not read is said, not left to the split's name alone.
+        if (EvaluationSplits.Select(s => Path.Combine(root, s)).Where(Directory.Exists).Skip(1).FirstOrDefault() is string unread)
+            how += $"; {Path.GetFileName(unread)}/ is not read ({Path.GetFileName(test)}/ is the evaluation split)";
         if (skipped is { Count: > 0 })
             how += $"; skipped {skipped.Count} bad file(s): {string.Join("; ", skipped.Take(3).Select(e => e.Message))}{(skipped.Count > 3 ? "; ..." : "")}";
         return (trainSet, testSet, $"image folder {root} ({classes.Count} classes; {channels}x{height}x{width}; evaluated on '{Path.GetFileName(test)}'; {how})");

@@ -696,4 +696,73 @@ public sealed class HostilePassThirtyTests : IDisposable
         File.Delete(Path.Combine(cifar, "test_batch.bin"));
         Assert.Equal(1, Datasets.Load(cifar, new DataOptions()).Train.Count);
     }
+
+    /// <summary>
+    /// Pass 40, R1: a progressive JPEG whose first AC scan was sent at bit 13 and then refined from bit 1 decoded with exit
+    /// 0, up to 255 levels from libjpeg (which warns "Inconsistent progression sequence" and decodes on); each coefficient's
+    /// scans are followed as libjpeg follows them, and such a file is refused, naming the scan and the bits. M2: a
+    /// sequential scan whose band or bit positions are not a whole scan's was refused by stb ("bad SOS") or read whole,
+    /// where libjpeg warns and reads it whole: it decodes as the whole scan it is now.
+    /// </summary>
+    [Fact]
+    public void ProgressionsAreFollowedAndSequentialScansReadWholeAsLibjpegReadsThem()
+    {
+        static byte[] WithScan(byte[] jpeg, int scan, int? ss = null, int? se = null, int? ah = null, int? al = null)
+        {
+            byte[] b = (byte[])jpeg.Clone();
+            int at = Enumerable.Range(0, b.Length - 1).Where(p => b[p] == 0xFF && b[p + 1] == 0xDA).ElementAt(scan);
+            int band = at + 5 + 2 * b[at + 4];
+            b[band] = (byte)(ss ?? b[band]);
+            b[band + 1] = (byte)(se ?? b[band + 1]);
+            b[band + 2] = (byte)((ah ?? b[band + 2] >> 4) << 4 | (al ?? b[band + 2] & 0x0F));
+            return b;
+        }
+        byte[] progressive = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "images", "progressive.jpg"));
+        int[] scans = Enumerable.Range(0, progressive.Length - 1).Where(p => progressive[p] == 0xFF && progressive[p + 1] == 0xDA).ToArray();
+        // PIL's progressive script: DC of all components at bit 1 first, then bands sent at bit 1 or 2 and refined later.
+        Assert.Equal(0x01, progressive[scans[0] + 5 + 2 * progressive[scans[0] + 4] + 2]);
+        byte[] dcAt13 = WithScan(progressive, 0, al: 13);
+        string? problem = ImageDecoder.JpegProblem(dcAt13);
+        Assert.True(problem is not null && problem.Contains("'s coefficient 0 from bit 1, where the scans before it left bit 13 (an inconsistent progression; damaged)", StringComparison.Ordinal), problem);
+        int acFirst = Enumerable.Range(1, scans.Length - 1).First(k => progressive[scans[k] + 5 + 2 * progressive[scans[k] + 4]] > 0 && progressive[scans[k] + 5 + 2 * progressive[scans[k] + 4] + 2] >> 4 == 0);
+        byte[] acAt13 = WithScan(progressive, acFirst, al: 13);
+        problem = ImageDecoder.JpegProblem(acAt13);
+        Assert.True(problem is not null && problem.Contains("where the scans before it left bit 13 (an inconsistent progression; damaged)", StringComparison.Ordinal), problem);
+        Assert.Null(ImageDecoder.JpegProblem(progressive));
+
+        byte[] sharp = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "images", "sharp-420.jpg"));
+        const int w = 21, h = 13;
+        byte[] Decoded(byte[] jpeg, string name)
+        {
+            string file = Path.Combine(dir, name + ".jpg");
+            File.WriteAllBytes(file, jpeg);
+            var planes = new byte[3 * h * w];
+            ImageDecoder.Decode(file, 3, h, w, planes);
+            return planes;
+        }
+        byte[] expected = Decoded(sharp, "whole");
+        foreach (var (name, jpeg) in new[] { ("ss1", WithScan(sharp, 0, ss: 1)), ("se10", WithScan(sharp, 0, se: 10)), ("ah1", WithScan(sharp, 0, ah: 1)), ("al3", WithScan(sharp, 0, al: 3)) })
+            Assert.Equal(expected, Decoded(jpeg, name));
+    }
+
+    /// <summary>
+    /// Pass 40, M4: a folder with val/ and test/ evaluated on val/ alone, said only by the split's name; the data line
+    /// says test/ is not read now. M5: --normalize 0.5/1e-45 was refused as not having "stds positive"; the message gives
+    /// the bound, 1e-6.
+    /// </summary>
+    [Fact]
+    public void AnUnreadTestFolderAndTheSmallestStdAreNamed()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
+        Assert.DoesNotContain("is not read", ImageFolder.Load(data, 1, 8, 8).Source, StringComparison.Ordinal);
+        foreach (string c in new[] { "a", "b" })
+        {
+            Directory.CreateDirectory(Path.Combine(data, "test", c));
+            File.Copy(Path.Combine(data, "val", c, "0.png"), Path.Combine(data, "test", c, "0.png"));
+        }
+        Assert.Contains("evaluated on 'val'; ", ImageFolder.Load(data, 1, 8, 8).Source, StringComparison.Ordinal);
+        Assert.Contains("; test/ is not read (val/ is the evaluation split)", ImageFolder.Load(data, 1, 8, 8).Source, StringComparison.Ordinal);
+        var (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--epochs", "1", "--normalize", "0.5/1e-45");
+        Assert.True(code == ExitCode.Usage && error.Contains("stds at least 1e-6: 0.49,0.48,0.45/0.25,0.24,0.26; got '0.5/1e-45'.", StringComparison.Ordinal), $"exit {code}: {error}");
+    }
 }
