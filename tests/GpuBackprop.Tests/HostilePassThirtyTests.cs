@@ -14,6 +14,14 @@ public sealed class HostilePassThirtyTests : IDisposable
 
     public void Dispose() => Directory.Delete(dir, true);
 
+    /// <summary>A JPEG of sharp-420.jpg's size (21x13, as <c>scripts/make-jpeg-fixtures.py</c> makes it) written and decoded to RGB planes.</summary>
+    private byte[] DecodedSharp(byte[] jpeg, string name)
+    {
+        string file = Path.Combine(dir, name + ".jpg");
+        File.WriteAllBytes(file, jpeg);
+        return Decoded(file, 21, 13);
+    }
+
     /// <summary>
     /// Pass 29: a decoded cache that cannot be written (a folder in the cache file's place, a file in place of the cache
     /// folder) was passed over without a word; every run decoded the images again. The data line now says so, naming
@@ -608,16 +616,7 @@ public sealed class HostilePassThirtyTests : IDisposable
     public void HuffmanTablesAndScansAreReadAsLibjpegReadsThem()
     {
         byte[] whole = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "images", "sharp-420.jpg"));
-        const int w = 21, h = 13;
-        byte[] Decoded(byte[] jpeg, string name)
-        {
-            string file = Path.Combine(dir, name + ".jpg");
-            File.WriteAllBytes(file, jpeg);
-            var planes = new byte[3 * h * w];
-            ImageDecoder.Decode(file, 3, h, w, planes);
-            return planes;
-        }
-        byte[] expected = Decoded(whole, "whole");
+        byte[] expected = DecodedSharp(whole, "whole");
         // The segments before the first scan: (marker, start, length including the marker).
         var segments = new List<(byte Marker, int At, int Length)>();
         for (int i = 2; whole[i + 1] != 0xDA; i += 2 + (whole[i + 2] << 8 | whole[i + 3]))
@@ -627,7 +626,7 @@ public sealed class HostilePassThirtyTests : IDisposable
 
         // No DHT: the standard tables, which PIL's encoder wrote (sharp-420.jpg is not optimised).
         byte[] withoutTables = [.. whole.Where((_, i) => !segments.Any(s => s.Marker == 0xC4 && i >= s.At && i < s.At + s.Length))];
-        Assert.Equal(expected, Decoded(withoutTables, "no-dht"));
+        Assert.Equal(expected, DecodedSharp(withoutTables, "no-dht"));
 
         // DC table 0 renamed 2 in its DHT and in the scan: decodes as before. Named 3 in the scan, where nothing defines it: refused.
         byte[] renamed = (byte[])whole.Clone(), undefined = (byte[])whole.Clone();
@@ -644,13 +643,13 @@ public sealed class HostilePassThirtyTests : IDisposable
             undefined[tables] = (byte)(0x30 | (whole[tables] & 0x0F));
         }
         Assert.NotEqual(whole, renamed);
-        Assert.Equal(expected, Decoded(renamed, "table-2"));
-        var e = Assert.Throws<DataFormatException>(() => Decoded(undefined, "table-3"));
+        Assert.Equal(expected, DecodedSharp(renamed, "table-2"));
+        var e = Assert.Throws<DataFormatException>(() => DecodedSharp(undefined, "table-3"));
         Assert.Contains($"is a JPEG whose scan at byte {sos} uses DC Huffman table 3, which no DHT segment before it defines (damaged)", e.Message, StringComparison.Ordinal);
 
         // The scan again after the first (its bytes repeated before the end marker): refused, naming the component.
         byte[] twice = [.. whole.AsSpan(0, whole.Length - 2), .. whole.AsSpan(sos, whole.Length - 2 - sos), 0xFF, 0xD9];
-        e = Assert.Throws<DataFormatException>(() => Decoded(twice, "two-scans"));
+        e = Assert.Throws<DataFormatException>(() => DecodedSharp(twice, "two-scans"));
         Assert.Contains($"is a JPEG whose scan at byte {whole.Length - 2} codes component {whole[sos + 5]} again; a sequential JPEG codes each once", e.Message, StringComparison.Ordinal);
     }
 
@@ -731,18 +730,9 @@ public sealed class HostilePassThirtyTests : IDisposable
         Assert.Null(ImageDecoder.JpegProblem(progressive));
 
         byte[] sharp = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "images", "sharp-420.jpg"));
-        const int w = 21, h = 13;
-        byte[] Decoded(byte[] jpeg, string name)
-        {
-            string file = Path.Combine(dir, name + ".jpg");
-            File.WriteAllBytes(file, jpeg);
-            var planes = new byte[3 * h * w];
-            ImageDecoder.Decode(file, 3, h, w, planes);
-            return planes;
-        }
-        byte[] expected = Decoded(sharp, "whole");
+        byte[] expected = DecodedSharp(sharp, "whole");
         foreach (var (name, jpeg) in new[] { ("ss1", WithScan(sharp, 0, ss: 1)), ("se10", WithScan(sharp, 0, se: 10)), ("ah1", WithScan(sharp, 0, ah: 1)), ("al3", WithScan(sharp, 0, al: 3)) })
-            Assert.Equal(expected, Decoded(jpeg, name));
+            Assert.Equal(expected, DecodedSharp(jpeg, name));
     }
 
     /// <summary>
