@@ -693,6 +693,9 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
                 return $"--out {outDir}: {file} is {kind}, not a regular file; the run {(name == LockName ? "makes its lock there itself: remove it" : "writes it itself, never through a link or over another kind of file: remove it")}.";
         }
         // Another run's files there, without --overwrite: found before the data loads too (it was found after it).
+        // A live run's folder is said to be in use (exit 1, by CheckWritable), not judged by the files it is writing.
+        if (LockHeld(outDir))
+            return null;
         if (!s.Overwrite && Directory.Exists(outDir) && OtherRun(outDir, s.Resume) is string other)
             return AnotherRunMessage(outDir, other);
         if (!s.Overwrite && ForeignFiles(outDir) is [_, ..] foreign)
@@ -706,8 +709,38 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
     /// </summary>
     private static void CheckWritable(string outDir)
     {
+        if (LockHeld(outDir))
+            throw new IOException(InUse(outDir));
         if (Unwritable(outDir) is string problem)
             throw new IOException(problem);
+    }
+
+    private static string InUse(string outDir) =>
+        $"{outDir}: another training run is using this folder (it holds {Path.Combine(outDir, LockName)}); choose another --out or wait for it.";
+
+    /// <summary>
+    /// Whether a live run holds <paramref name="outDir"/>'s lock (a lock left by a killed run is not held): its folder
+    /// was judged by its files first, "another run's: resume it" or "holds metrics.json: give --overwrite", advice that
+    /// then failed on the lock.
+    /// </summary>
+    private static bool LockHeld(string outDir)
+    {
+        string path = Path.Combine(outDir, LockName);
+        if (Serialization.FileKind.Of(path) is not null || new FileInfo(path).LinkTarget is not null || !File.Exists(path))
+            return false;
+        try
+        {
+            using (new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+                return false;
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 
     /// <summary>The longest file or folder name Linux file systems take, in bytes (NAME_MAX).</summary>
@@ -811,7 +844,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         }
         catch (IOException e) when (File.Exists(path))
         {
-            throw new IOException($"{outDir}: another training run is using this folder (it holds {path}); choose another --out or wait for it.", e);
+            throw new IOException(InUse(outDir), e);
         }
         catch (IOException e)
         {

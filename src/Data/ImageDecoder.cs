@@ -241,7 +241,7 @@ public static class ImageDecoder
                 continue;
             }
             if (m == 0xD9)
-                return tables.Unscanned();
+                return tables.Unfinished();
             if (m == 0xD8)
                 return $"is a JPEG in which another image starts (byte {q - 1}) before this one's end marker (truncated, or two files joined)";
             if (q + 3 > b.Length)
@@ -376,11 +376,23 @@ public static class ImageDecoder
         private readonly Dictionary<int, int[]> coefficientBits = [];
 
         /// <summary>
-        /// A frame component no scan coded, at the end of the image, or null: its samples were never decoded (a 3-component
-        /// frame whose only scan named two decoded, the third plane made up).
+        /// What the scans left undone at the end of the image, or null: a frame component no scan coded (its samples were
+        /// never decoded: a 3-component frame whose only scan named two decoded, the third plane made up), or a progressive
+        /// JPEG's coefficient not sent down to bit 0.
         /// </summary>
-        public string? Unscanned() => tableOf.Keys.Where(c => !scanned.Contains(c)).Select(c => (int?)c).FirstOrDefault() is int c
-            ? $"is a JPEG whose component {c} is in its frame header but in no scan (damaged)" : null;
+        public string? Unfinished()
+        {
+            if (tableOf.Keys.Where(c => !scanned.Contains(c)).Select(c => (int?)c).FirstOrDefault() is int c)
+                return $"is a JPEG whose component {c} is in its frame header but in no scan (damaged)";
+            // A progressive JPEG ends with every coefficient at bit 0 (libjpeg's encoder refuses a scan script that does
+            // not): one cut after a scan and closed decoded with exit 0, its blocks flat where libjpeg smooths them, up
+            // to 124 levels apart.
+            foreach (var (component, bits) in coefficientBits)
+                if (Array.FindIndex(bits, b => b != 0) is int k and >= 0)
+                    return $"is a JPEG whose progressive scans end before component {component}'s coefficient {k} is complete ("
+                        + (bits[k] < 0 ? "never sent" : $"sent down to bit {bits[k]}, not 0") + "): cut after a scan, or damaged";
+            return null;
+        }
 
         public string? Problem(byte marker, ReadOnlySpan<byte> d, int at)
         {

@@ -75,7 +75,8 @@ public static class ImageFolder
         foreach (string note in notes)
             how += "; " + note;
         // torchvision users keep test/ beside val/: that test/ is not read is said, not left to the split's name alone.
-        if (EvaluationSplits.Select(s => Path.Combine(root, s)).Where(Directory.Exists).Skip(1).FirstOrDefault() is string unread)
+        if (EvaluationSplits.Select(s => Path.Combine(root, s)).Where(Directory.Exists).Skip(1).FirstOrDefault() is string unread
+            && Serialization.FileKind.Real(unread) != Serialization.FileKind.Real(test))
             how += $"; {Path.GetFileName(unread)}/ is not read ({Path.GetFileName(test)}/ is the evaluation split)";
         if (skipped is { Count: > 0 })
             how += $"; skipped {skipped.Count} bad file(s): {string.Join("; ", skipped.Take(3).Select(e => e.Message))}{(skipped.Count > 3 ? "; ..." : "")}";

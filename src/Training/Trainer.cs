@@ -242,7 +242,8 @@ public sealed class Trainer : IDisposable
             {
                 (trainPart, held) = train.Split(config.ValidationSplit, config.Seed);
                 if (held.Count == 0)
-                    throw new ArgumentException($"A validation split of {config.ValidationSplit.ToString("G7", System.Globalization.CultureInfo.InvariantCulture)} holds out no image of the {train.Count} training images (each class rounds to none); give a larger fraction.", nameof(config));
+                    throw new ArgumentException($"A validation split of {config.ValidationSplit.ToString("G7", System.Globalization.CultureInfo.InvariantCulture)} holds out no image of the {train.Count} training images (each class rounds to none); "
+                        + (config.ValidationSplit >= 0.5 ? "0.5 is the largest: a class needs 2 images to hold one out." : "give a larger fraction, up to 0.5."), nameof(config));
             }
             CheckNoBatchOfOne(config, trainPart.Count, replicas?.Size ?? 1);
             Config = Config with { TrainImages = ImagesPerClass(train) };

@@ -755,4 +755,76 @@ public sealed class HostilePassThirtyTests : IDisposable
         var (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--epochs", "1", "--normalize", "0.5/1e-45");
         Assert.True(code == ExitCode.Usage && error.Contains("stds at least 1e-6: 0.49,0.48,0.45/0.25,0.24,0.26; got '0.5/1e-45'.", StringComparison.Ordinal), $"exit {code}: {error}");
     }
+
+    /// <summary>
+    /// Pass 41, R1: a progressive JPEG cut after a whole scan and closed decoded with exit 0, its blocks flat where libjpeg
+    /// smooths them (up to 124 levels apart); a progressive JPEG must bring every coefficient to bit 0 now, as libjpeg's
+    /// encoder requires of a scan script. Each cut of progressive.jpg at a scan boundary is refused; the whole file decodes.
+    /// </summary>
+    [Theory]
+    [InlineData("progressive")]
+    [InlineData("sharp-422-progressive")]
+    [InlineData("restart-progressive")]
+    public void AProgressiveJpegCutAfterAScanIsRefused(string name)
+    {
+        byte[] whole = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "images", name + ".jpg"));
+        Assert.Null(ImageDecoder.JpegProblem(whole));
+        int[] scans = Enumerable.Range(0, whole.Length - 1).Where(p => whole[p] == 0xFF && whole[p + 1] == 0xDA).ToArray();
+        Assert.True(scans.Length >= 5, $"{name}.jpg has {scans.Length} scans");
+        // Cut where each scan's entropy-coded data ends (before the tables and header of the next scan), and closed.
+        for (int k = 1; k < scans.Length; k++)
+        {
+            int data = scans[k - 1] + 2 + (whole[scans[k - 1] + 2] << 8 | whole[scans[k - 1] + 3]);
+            int cut = Enumerable.Range(data, whole.Length - 1 - data).First(p => whole[p] == 0xFF && whole[p + 1] is not (0x00 or 0xFF) and not (>= 0xD0 and <= 0xD7));
+            byte[] closed = [.. whole.AsSpan(0, cut), 0xFF, 0xD9];
+            string? problem = ImageDecoder.JpegProblem(closed);
+            Assert.True(problem is not null && problem.StartsWith("is a JPEG whose progressive scans end before component ", StringComparison.Ordinal)
+                && problem.EndsWith("): cut after a scan, or damaged", StringComparison.Ordinal),
+                $"{name}.jpg cut before scan {k + 1} of {scans.Length}: {problem ?? "accepted"}");
+        }
+    }
+
+    /// <summary>
+    /// Pass 41: M1, a second run into a folder a live run holds was judged by the files the first was writing ("holds
+    /// another run: resume it", "holds metrics.json: give --overwrite", advice that then failed on the lock); it is told
+    /// the folder is in use, exit 1, as with --overwrite. M2, --val-split 0.5 on a class of one image said "give a larger
+    /// fraction" of the largest; M3, a val/ that links to test/ was said to leave test/ unread.
+    /// </summary>
+    [Fact]
+    public void ALiveRunsFolderIsInUseAndSplitsAreNamedAsTheyAre()
+    {
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
+        string model = HostileInputs.LinearModel(dir, 1, 8, 2), run = Path.Combine(dir, "run");
+        string[] train = ["train", "--device", "cpu", "--data", data, "--image-size", "8x8", "--channels", "1", "--batch", "3", "--model", model, "--epochs", "1"];
+        var (code, error, _) = InProcessCli.Run([.. train, "--out", run]);
+        Assert.True(code == ExitCode.Success, error);
+        string inUse = $"{run}: another training run is using this folder (it holds {Path.Combine(run, ".gpubackprop.lock")}); choose another --out or wait for it.";
+        using (new FileStream(Path.Combine(run, ".gpubackprop.lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None))
+        {
+            foreach (string[] args in (string[][])[[.. train, "--out", run], ["train", "--device", "cpu", "--data", data, "--epochs", "2", "--resume", Path.Combine(run, "checkpoint.gbp")], [.. train, "--out", run, "--overwrite"]])
+            {
+                (code, error, _) = InProcessCli.Run(args);
+                Assert.True(code == ExitCode.Failure && error.Contains(inUse, StringComparison.Ordinal), $"{string.Join(' ', args[^2..])}: exit {code}: {error}");
+            }
+        }
+        Assert.Equal(1, Training.Checkpoint.Load(Path.Combine(run, "checkpoint.gbp")).Epoch);
+        // A lock no run holds (left by a kill) is taken over: the run is resumed.
+        File.WriteAllText(Path.Combine(run, ".gpubackprop.lock"), "");
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--data", data, "--epochs", "2", "--resume", Path.Combine(run, "checkpoint.gbp"));
+        Assert.True(code == ExitCode.Success, error);
+
+        string one = HostileInputs.ImageFolder(Path.Combine(dir, "one"), ["a", "b"], side: 8);
+        foreach (string c in new[] { "a", "b" })
+            foreach (string extra in new[] { "1.png", "2.png" })
+                File.Delete(Path.Combine(one, "train", c, extra));
+        (code, error, _) = InProcessCli.Run("train", "--device", "cpu", "--data", one, "--image-size", "8x8", "--channels", "1", "--model", model, "--epochs", "1", "--val-split", "0.5", "--out", Path.Combine(dir, "one-run"));
+        Assert.True(code == ExitCode.Usage && error.Contains("(each class rounds to none); 0.5 is the largest: a class needs 2 images to hold one out.", StringComparison.Ordinal), $"exit {code}: {error}");
+
+        string linked = HostileInputs.ImageFolder(Path.Combine(dir, "linked"), ["a", "b"], side: 8);
+        Directory.Move(Path.Combine(linked, "val"), Path.Combine(linked, "test"));
+        Directory.CreateSymbolicLink(Path.Combine(linked, "val"), "test");
+        string source = ImageFolder.Load(linked, 1, 8, 8).Source;
+        Assert.Contains("evaluated on 'val'", source, StringComparison.Ordinal);
+        Assert.DoesNotContain("is not read", source, StringComparison.Ordinal);
+    }
 }
