@@ -41,6 +41,10 @@ internal static class CliApp
 
     private static int RunCommand(string[] args)
     {
+        // Before anything is read or written: with standard output closed, train's progress display died on its own
+        // thread (a trace, exit 134, no run folder) and the other commands said "Access to the path is denied".
+        if (StandardOutputProblem() is string closed)
+            return Error($"standard output cannot be written: {closed}; send it to a file or to /dev/null instead.", ExitCode.Failure);
         // `gpubackprop help [COMMAND]` as in the hand-written parser this replaces.
         if (args is ["help", .. var rest])
             args = [.. rest, "--help"];
@@ -120,6 +124,43 @@ internal static class CliApp
 
     /// <summary>"rank N: " under mpiexec (every rank prints its own error), else nothing.</summary>
     private static string RankPrefix => Distributed.MpiCollective.Current is { Size: > 1 } m ? $"rank {m.Rank}: " : "";
+
+    /// <summary>
+    /// Why standard output cannot take this program's output, or null (also where /proc cannot tell): closed (`&gt;&amp;-`),
+    /// or its descriptor open for reading only, which is what a closed one becomes once the runtime opens a file to read.
+    /// </summary>
+    private static string? StandardOutputProblem()
+    {
+        if (!OperatingSystem.IsLinux())
+            return null;
+        string info;
+        try
+        {
+            info = File.ReadAllText("/proc/self/fdinfo/1");
+        }
+        catch (FileNotFoundException)
+        {
+            return "it is closed";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null; // no /proc: nothing to tell by
+        }
+        // "flags:\t0100002": octal, the access mode in its low two bits (0: read only).
+        foreach (string line in info.Split('\n'))
+            if (line.StartsWith("flags:", StringComparison.Ordinal))
+            {
+                try
+                {
+                    return (Convert.ToInt64(line["flags:".Length..].Trim(), 8) & 3) == 0 ? "it is closed (its descriptor is open for reading only)" : null;
+                }
+                catch (FormatException)
+                {
+                    return null;
+                }
+            }
+        return null;
+    }
 
     private static int Error(string message, int code)
     {

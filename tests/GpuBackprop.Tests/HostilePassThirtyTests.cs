@@ -827,4 +827,29 @@ public sealed class HostilePassThirtyTests : IDisposable
         Assert.Contains("evaluated on 'val'", source, StringComparison.Ordinal);
         Assert.DoesNotContain("is not read", source, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// Pass 42, R1: train with standard output closed (`&gt;&amp;-`) died on its progress display's thread, a trace and exit
+    /// 134, and the other commands said "Access to the path is denied" (M1). Every command now says standard output cannot be
+    /// written, exit 1, before reading or writing anything: no run folder is made.
+    /// </summary>
+    [Fact]
+    public void AClosedStandardOutputIsNamedBeforeAnythingRuns()
+    {
+        if (!OperatingSystem.IsLinux())
+            return; // /proc tells a closed descriptor; elsewhere the check is not made
+        string data = HostileInputs.ImageFolder(Path.Combine(dir, "data"), ["a", "b"], side: 8);
+        string run = Path.Combine(dir, "run");
+        foreach (string command in new[] { $"train --device cpu --data {data} --image-size 8x8 --channels 1 --batch 3 --epochs 1 --out {run}", "summary --model lenet5", "--version" })
+        {
+            var start = new System.Diagnostics.ProcessStartInfo("sh") { RedirectStandardError = true, RedirectStandardOutput = false };
+            foreach (string a in new[] { "-c", $"exec dotnet \"$0\" {command} >&-", Path.Combine(AppContext.BaseDirectory, "gpubackprop.dll") })
+                start.ArgumentList.Add(a);
+            using var p = System.Diagnostics.Process.Start(start)!;
+            string error = p.StandardError.ReadToEnd();
+            Assert.True(p.WaitForExit(120_000), "the CLI finished within two minutes");
+            Assert.True(p.ExitCode == ExitCode.Failure && error.Contains("error: standard output cannot be written: it is closed", StringComparison.Ordinal), $"{command}: exit {p.ExitCode}: {error}");
+        }
+        Assert.False(Directory.Exists(run));
+    }
 }
