@@ -152,7 +152,7 @@ internal static class CliApp
             {
                 try
                 {
-                    return (Convert.ToInt64(line["flags:".Length..].Trim(), 8) & 3) == 0 ? "it is closed (its descriptor is open for reading only)" : null;
+                    return (Convert.ToInt64(line["flags:".Length..].Trim(), 8) & 3) == 0 ? "it is closed, or open for reading only" : null;
                 }
                 catch (FormatException)
                 {
