@@ -766,7 +766,7 @@ internal sealed class TrainCommand : Command<TrainCommand.Settings>
         // (NAME_MAX, 255 bytes), failed after the data had loaded, in .NET's words, naming no option.
         // The run's files inside it count (a path of 4,080 bytes failed on its lock after the data had loaded): the
         // longest is a temporary file, named after the run file it replaces and the process.
-        int pathBytes = System.Text.Encoding.UTF8.GetByteCount(full), longest = RunFiles.Select(f => $".{f}.{int.MaxValue}.tmp".Length).Append(LockName.Length).Max();
+        int pathBytes = System.Text.Encoding.UTF8.GetByteCount(full), longest = RunFiles.Select(f => Serialization.AtomicFile.TemporaryName("", f, int.MaxValue).Length).Append(LockName.Length).Max();
         if (pathBytes + 1 + longest >= MaxPathBytes)
             return $"--out {outDir}: the path is {pathBytes:N0} bytes long in full, and the run's files in it take up to {longest + 1} more; a path takes at most {MaxPathBytes - 1:N0}.";
         foreach (string name in full[folder.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries))

@@ -98,7 +98,7 @@ internal static class AtomicFile
     };
 
     /// <summary>The temporary file of a write of <paramref name="name"/> in <paramref name="dir"/> by process <paramref name="pid"/>.</summary>
-    private static string TemporaryName(string dir, string name, int pid) => Path.Combine(dir, $".{(name.Length > 200 ? name[..200] : name)}.{pid}.tmp");
+    internal static string TemporaryName(string dir, string name, int pid) => Path.Combine(dir, $".{(name.Length > 200 ? name[..200] : name)}.{pid}.tmp");
 
     /// <summary>
     /// Deletes the temporary files that writes of <paramref name="name"/> in <paramref name="dir"/> left when their
