@@ -189,6 +189,15 @@ public sealed class ImageDataset
     /// <summary>Number of images.</summary>
     public int Count => Labels.Length;
 
+    /// <summary>How many images each class has, indexed by class.</summary>
+    public int[] ImagesPerClass()
+    {
+        var counts = new int[Classes];
+        foreach (int label in Labels)
+            counts[label]++;
+        return counts;
+    }
+
     /// <summary>The first <paramref name="count"/> images (for quick runs and tests).</summary>
     public ImageDataset Take(int count)
     {

@@ -57,10 +57,7 @@ public static class ImageFolder
         // Skipping must not empty a class, as an empty class folder is refused: the model learnt never to predict it.
         if (skipped is { Count: > 0 })
         {
-            var counts = new int[classes.Count];
-            foreach (int label in trainSet.Labels)
-                counts[label]++;
-            if (Array.IndexOf(counts, 0) is int lost and >= 0)
+            if (Array.IndexOf(trainSet.ImagesPerClass(), 0) is int lost and >= 0)
                 throw new DataFormatException(Path.Combine(train, classes[lost]), "has no image left to train on: --skip-bad-images skipped every file of it.");
         }
         ImageDataset testSet = LoadSplit(test, classes, channels, height, width, progress, cache, skipped, notes);

@@ -246,7 +246,7 @@ public sealed class Trainer : IDisposable
                         + (config.ValidationSplit >= 0.5 ? "0.5 is the largest: a class needs 2 images to hold one out." : "give a larger fraction, up to 0.5."), nameof(config));
             }
             CheckNoBatchOfOne(config, trainPart.Count, replicas?.Size ?? 1);
-            Config = Config with { TrainImages = ImagesPerClass(train) };
+            Config = Config with { TrainImages = train.ImagesPerClass() };
             ImageDataset[] splits = held is null ? [trainPart, test] : [trainPart, test, held];
             long[] shares = Shares(splits.Select(d => d.PixelBytes).ToArray(), dataMemory ?? DefaultDataMemory(device));
             if (held is not null)
@@ -834,14 +834,6 @@ public sealed class Trainer : IDisposable
         if (c.Steps != c.Epoch * perEpoch)
             throw new CheckpointException(path, $"has taken {c.Steps:N0} steps in {c.Epoch} epoch(s); on this data ({train.Count:N0} training images in batches of {Config.BatchSize}) an epoch is {perEpoch:N0}, "
                 + $"so {c.Epoch * perEpoch:N0}: resume the run on the data it trained on.");
-    }
-
-    private static int[] ImagesPerClass(ImageDataset data)
-    {
-        var counts = new int[data.Classes];
-        foreach (int label in data.Labels)
-            counts[label]++;
-        return counts;
     }
 
     /// <summary>Loads weights (and optimizer state) from a checkpoint into this trainer's model.</summary>
